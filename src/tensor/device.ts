@@ -1,0 +1,197 @@
+// The one WebGPU device of the process, opened through Dawn (npm `webgpu`).
+//
+// Why a process-wide singleton: every tensor, pipeline and pooled buffer belongs to one GPUDevice,
+// and opening an adapter costs tens of milliseconds; ops must be synchronous after start-up, so the
+// async open happens once (initDevice) and everything else uses device().
+import { create, globals } from 'webgpu';
+
+export interface DeviceOptions {
+  /** Dawn backend: vulkan, metal, d3d12, d3d11, opengl, opengles, null. Env: TICKETLAB_BACKEND. */
+  backend?: string;
+  /** Substring of the adapter name to pick (e.g. "llvmpipe", "H100"). Env: TICKETLAB_ADAPTER. */
+  adapter?: string;
+  powerPreference?: GPUPowerPreference;
+}
+
+export interface DeviceInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  backend: string;
+  isSoftware: boolean;
+  features: string[];
+  limits: Record<string, number>;
+}
+
+/** Features we turn on when the adapter offers them: they change no results, only what kernels may use. */
+const WANTED_FEATURES = ['timestamp-query', 'subgroups', 'shader-f16', 'subgroup-size-control'] as const;
+
+/** Limits raised to what the adapter allows: big tensors need big bindings. */
+const RAISED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxStorageBuffersPerShaderStage',
+  'maxComputeWorkgroupsPerDimension',
+] as const;
+
+export class NoAdapterError extends Error {
+  constructor(detail: string) {
+    super(
+      `no WebGPU adapter found (${detail}); run 'bash scripts/setup.sh' to install the Vulkan loader and Mesa's lavapipe`,
+    );
+    this.name = 'NoAdapterError';
+  }
+}
+
+export class Device {
+  readonly features: ReadonlySet<string>;
+  readonly limits: Readonly<Record<string, number>>;
+  /** Set when the device was lost or destroyed; ops then fail loudly instead of hanging. */
+  lost: string | null = null;
+
+  constructor(
+    readonly gpu: GPUDevice,
+    readonly info: DeviceInfo,
+  ) {
+    this.features = new Set(info.features);
+    this.limits = info.limits;
+  }
+
+  get hasTimestamps(): boolean {
+    return this.features.has('timestamp-query');
+  }
+  get hasSubgroups(): boolean {
+    return this.features.has('subgroups');
+  }
+}
+
+let gpuRoot: GPU | null = null;
+let current: Device | null = null;
+let opening: Promise<Device> | null = null;
+
+function limitsOf(l: GPUSupportedLimits): Record<string, number> {
+  const out: Record<string, number> = {};
+  // GPUSupportedLimits is an interface object with getters on the prototype: copy them by name.
+  for (const k in l) {
+    const v = (l as unknown as Record<string, unknown>)[k];
+    if (typeof v === 'number') out[k] = v;
+  }
+  return out;
+}
+
+function dawnFlags(o: DeviceOptions): string[] {
+  const flags: string[] = [];
+  if (o.backend) flags.push(`backend=${o.backend}`);
+  if (o.adapter) flags.push(`adapter=${o.adapter}`);
+  return flags;
+}
+
+async function open(o: DeviceOptions): Promise<Device> {
+  // Dawn talks to the Vulkan WSI layer, which wants a runtime dir even when headless.
+  process.env.XDG_RUNTIME_DIR ??= '/tmp';
+  Object.assign(globalThis, globals);
+  const opts: DeviceOptions = {
+    backend: o.backend ?? process.env.TICKETLAB_BACKEND ?? undefined,
+    adapter: o.adapter ?? process.env.TICKETLAB_ADAPTER ?? undefined,
+    powerPreference: o.powerPreference ?? 'high-performance',
+  };
+  let adapter: GPUAdapter | null;
+  try {
+    gpuRoot = create(dawnFlags(opts));
+    adapter = await gpuRoot.requestAdapter({ powerPreference: opts.powerPreference });
+  } catch (e) {
+    gpuRoot = null;
+    throw new NoAdapterError(String((e as Error)?.message ?? e).split('\n')[0]);
+  }
+  if (!adapter) {
+    gpuRoot = null;
+    const which = [opts.backend && `backend=${opts.backend}`, opts.adapter && `adapter=${opts.adapter}`]
+      .filter(Boolean)
+      .join(', ');
+    throw new NoAdapterError(which || 'Dawn returned none');
+  }
+  const offered = new Set<string>(adapter.features as unknown as Iterable<string>);
+  const requiredFeatures = WANTED_FEATURES.filter((f) => offered.has(f)) as GPUFeatureName[];
+  const adapterLimits = limitsOf(adapter.limits);
+  const requiredLimits: Record<string, number> = {};
+  for (const k of RAISED_LIMITS) if (adapterLimits[k] !== undefined) requiredLimits[k] = adapterLimits[k];
+  const gpu = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+  const ai = adapter.info;
+  const desc = `${ai.description ?? ''}`;
+  const info: DeviceInfo = {
+    vendor: ai.vendor ?? '',
+    architecture: ai.architecture ?? '',
+    device: ai.device ?? '',
+    description: desc,
+    backend: opts.backend ?? 'default',
+    isSoftware: /llvmpipe|lavapipe|swiftshader|software/i.test(`${ai.device} ${desc} ${ai.architecture}`),
+    features: [...(gpu.features as unknown as Iterable<string>)].sort(),
+    limits: limitsOf(gpu.limits),
+  };
+  const dev = new Device(gpu, info);
+  gpu.lost.then((l) => {
+    dev.lost = `${l.reason}: ${l.message}`;
+  });
+  gpu.addEventListener('uncapturederror', (ev) => {
+    const err = (ev as GPUUncapturedErrorEvent).error;
+    // An uncaptured validation error means a kernel launch was wrong: make it impossible to miss.
+    console.error(`ticketlab: WebGPU error: ${err.message.split('\n')[0]}`);
+  });
+  return dev;
+}
+
+/** Opens the device once; later calls return the same one. */
+export function initDevice(o: DeviceOptions = {}): Promise<Device> {
+  if (current) return Promise.resolve(current);
+  opening ??= open(o).then(
+    (d) => {
+      current = d;
+      return d;
+    },
+    (e) => {
+      opening = null;
+      throw e;
+    },
+  );
+  return opening;
+}
+
+/** The open device; throws if initDevice() has not completed. */
+export function device(): Device {
+  if (!current) throw new Error('ticketlab: the GPU device is not open; await initDevice() first');
+  if (current.lost) throw new Error(`ticketlab: the GPU device was lost (${current.lost})`);
+  return current;
+}
+
+export function deviceIsOpen(): boolean {
+  return current !== null;
+}
+
+/**
+ * Destroys the device and drops Dawn's root object so that Node can exit: Dawn keeps the event loop
+ * alive while a create() result is referenced.
+ */
+export function closeDevice(): void {
+  const hooks = [...closeHooks];
+  closeHooks.clear();
+  for (const h of hooks) h();
+  if (current) {
+    current.gpu.destroy();
+    current.lost ??= 'closed';
+  }
+  current = null;
+  opening = null;
+  gpuRoot = null;
+}
+
+const closeHooks = new Set<() => void>();
+/** Lets layers above (pools, caches) drop their GPU objects when the device closes. */
+export function onDeviceClose(h: () => void): void {
+  closeHooks.add(h);
+}

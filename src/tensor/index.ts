@@ -1,0 +1,6 @@
+// The tensor layer's public face: device, tensors, scopes and raw (non-differentiable) ops.
+export * from './device.js';
+export * from './tensor.js';
+export { pool, sizeClass, type PoolStats } from './pool.js';
+export { queue } from './queue.js';
+export * from './ops/map.js';
