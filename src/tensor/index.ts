@@ -4,3 +4,6 @@ export * from './tensor.js';
 export { pool, sizeClass, type PoolStats } from './pool.js';
 export { queue } from './queue.js';
 export * from './ops/map.js';
+export * from './ops/layout.js';
+export * from './ops/random.js';
+export * from './random-host.js';
