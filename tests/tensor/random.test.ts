@@ -32,12 +32,12 @@ describe('counter-based random numbers', () => {
 
   it('moments: uniform(-1,3) and normal(2, 0.5) over 200k draws', async () => {
     const n = 200_000;
-    const u = await randomUniform([n], { seed: 1 }, -1, 3).toArray();
-    const z = await randomNormal([n], { seed: 2 }, 2, 0.5).toArray();
+    const u = (await randomUniform([n], { seed: 1 }, -1, 3).toArray()) as Float32Array;
+    const z = (await randomNormal([n], { seed: 2 }, 2, 0.5).toArray()) as Float32Array;
     const mean = (a: Float32Array) => a.reduce((s, v) => s + v, 0) / a.length;
     const vr = (a: Float32Array, m: number) => a.reduce((s, v) => s + (v - m) ** 2, 0) / a.length;
-    expect(u.reduce((m, v) => Math.min(m, v), Infinity)).toBeGreaterThanOrEqual(-1);
-    expect(u.reduce((m, v) => Math.max(m, v), -Infinity)).toBeLessThan(3);
+    expect(u.reduce((m: number, v: number) => Math.min(m, v), Infinity)).toBeGreaterThanOrEqual(-1);
+    expect(u.reduce((m: number, v: number) => Math.max(m, v), -Infinity)).toBeLessThan(3);
     expect(mean(u)).toBeCloseTo(1, 1);
     expect(vr(u, 1)).toBeCloseTo(16 / 12, 1);
     expect(mean(z)).toBeCloseTo(2, 2);

@@ -1,0 +1,38 @@
+// The command table: each command's name, one-line summary, full help and runner.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { infoCommand } from './info.js';
+
+export interface Command {
+  name: string;
+  summary: string;
+  help: string;
+  run(args: string[]): Promise<number>;
+}
+
+export const commands: Command[] = [infoCommand];
+
+export function usage(): string {
+  const w = Math.max(...commands.map((c) => c.name.length));
+  return `ticketlab: lottery tickets in deepfake detectors, on hand-written WebGPU kernels
+
+Usage: ticketlab <command> [flags]      ticketlab <command> --help
+
+Commands:
+${commands.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`).join('\n')}
+
+Environment:
+  TICKETLAB_BACKEND   Dawn backend to use (vulkan, metal, d3d12, opengl, ...)
+  TICKETLAB_ADAPTER   substring of the adapter name to pick (e.g. llvmpipe, H100)
+  TICKETLAB_DEBUG     print stack traces on errors
+`;
+}
+
+/** parseArgs with one-line errors that name the flag. */
+export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, cmd: string) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    const msg = (e as Error).message.split('\n')[0].replace(/^TypeError \[[A-Z_]+\]: /, '').replace(/\. To specify a positional.*$/, '');
+    throw new Error(`${cmd}: ${msg}; see 'ticketlab ${cmd} --help'`);
+  }
+}
