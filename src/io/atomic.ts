@@ -1,0 +1,136 @@
+// Atomic file writes: a reader (or a resumed run) sees either the old file or the complete new one,
+// never a prefix. The temp file lives beside the target because rename(2) is atomic only within one
+// file system.
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+/** `<target>.tmp-<pid>-<random>`: the pid says which process left a stale one behind after a kill. */
+export function tempPathFor(target: string): string {
+  return `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+function toBytes(data: string | Uint8Array): Uint8Array {
+  return typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+}
+
+// Persisting the rename itself needs the directory entry flushed. Not every platform lets a directory
+// be opened (Windows), and durability of the rename is a bonus over atomicity, so failures are ignored.
+async function fsyncDir(dir: string): Promise<void> {
+  let handle: fsp.FileHandle | undefined;
+  try {
+    handle = await fsp.open(dir, 'r');
+    await handle.sync();
+  } catch {
+    // best effort, see above
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+function fsyncDirSync(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    // best effort, see fsyncDir
+  } finally {
+    if (fd !== undefined) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // nothing left to do
+      }
+    }
+  }
+}
+
+/** Writes `data` to `target` atomically (temp file, fsync, rename), creating parent folders. */
+export async function writeFileAtomic(target: string, data: string | Uint8Array): Promise<void> {
+  const dir = path.dirname(target);
+  await fsp.mkdir(dir, { recursive: true });
+  const tmp = tempPathFor(target);
+  let handle: fsp.FileHandle | undefined;
+  try {
+    // 'wx' refuses to reuse a name, so two writers can never share a temp file.
+    handle = await fsp.open(tmp, 'wx', 0o644);
+    await handle.writeFile(toBytes(data));
+    // Without the fsync a crash after rename can leave a zero-length target on ext4/xfs.
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await fsp.rename(tmp, target);
+  } catch (err) {
+    await handle?.close().catch(() => undefined);
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+  await fsyncDir(dir);
+}
+
+/** Synchronous twin of {@link writeFileAtomic}, for exit handlers and other places that cannot await. */
+export function writeFileAtomicSync(target: string, data: string | Uint8Array): void {
+  const dir = path.dirname(target);
+  fs.mkdirSync(dir, { recursive: true });
+  const tmp = tempPathFor(target);
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(tmp, 'wx', 0o644);
+    fs.writeFileSync(fd, toBytes(data));
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, target);
+  } catch (err) {
+    if (fd !== undefined) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // the original error matters more
+      }
+    }
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  fsyncDirSync(dir);
+}
+
+/** Pretty JSON (2-space indent) with a trailing newline, so files diff and `cat` cleanly. */
+export function formatJson(value: unknown): string {
+  const text = JSON.stringify(value, null, 2);
+  // JSON.stringify returns undefined for undefined/functions/symbols; writing "undefined" would be a
+  // file nobody can read back.
+  if (text === undefined) throw new TypeError(`value of type ${typeof value} is not JSON-serialisable`);
+  return text + '\n';
+}
+
+export async function writeJsonAtomic(target: string, value: unknown): Promise<void> {
+  await writeFileAtomic(target, formatJson(value));
+}
+
+export function writeJsonAtomicSync(target: string, value: unknown): void {
+  writeFileAtomicSync(target, formatJson(value));
+}
+
+function parseJsonFile<T>(file: string, text: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new Error(`${file}: invalid JSON: ${reason.split('\n')[0]}`);
+  }
+}
+
+/**
+ * Reads and parses a JSON file. The type parameter is trusted, not checked: validate the result when
+ * the file may come from elsewhere.
+ */
+export async function readJson<T = unknown>(file: string): Promise<T> {
+  return parseJsonFile<T>(file, await fsp.readFile(file, 'utf8'));
+}
+
+export function readJsonSync<T = unknown>(file: string): T {
+  return parseJsonFile<T>(file, fs.readFileSync(file, 'utf8'));
+}
