@@ -95,3 +95,21 @@ export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor
     return t;
   });
 }
+
+/**
+ * Writes `src` into the slice [start::step] of `into` along `axis`, in place; returns `into`.
+ * The backward of slice (into = zeros) and slice assignment.
+ */
+export function scatterSlice(into: Tensor, src: Tensor, axis: number, start: number, step = 1): Tensor {
+  const a = normAxis(axis, into.rank);
+  const expect = into.shape.map((d, i) => (i === a ? src.shape[a] : d));
+  if (src.rank !== into.rank || src.shape.some((d, i) => d !== expect[i]) || start + (src.shape[a] - 1) * step >= into.shape[a] + (src.shape[a] === 0 ? 1 : 0)) {
+    throw new Error(`scatterSlice: [${src.shape.join(', ')}] does not fit [${into.shape.join(', ')}] at ${start}::${step} on axis ${a}`);
+  }
+  if (src.size === 0) return into;
+  const ost = contiguousStrides(into.shape);
+  const p = new Params(SCATTER_PARAM_WORDS).u(src.size).u(src.rank).u(start * ost[a]).u(0);
+  p.uArr(src.shape, 8).uArr(ost.map((v, i) => (i === a ? v * step : v)), 8);
+  queue.dispatch(scatterKernel(src.dtype), [{ buffer: src.buf }, { buffer: into.buf }], p.view, gridFor(src.size, MAP_WG));
+  return into;
+}

@@ -1,0 +1,164 @@
+// Module / Parameter / state dict, after PyTorch's nn.Module: a tree of named children, each with
+// named parameters (trainable tensors) and buffers (running statistics). Names join with '.', so
+// state-dict keys are PyTorch's own (`features.0.weight`, `layer1.0.bn1.running_mean`).
+//
+// Parameters are created uninitialised and filled by initialize(seed): every parameter draws from
+// the stream named by its full key, so adding a layer never changes another layer's initial weights.
+import { Tensor, empty, keep, type Shape } from '../tensor/tensor.js';
+import { writeTensor } from '../tensor/io.js';
+import { noGrad } from '../autograd/tape.js';
+
+export function parameter(shape: Shape): Tensor {
+  const t = keep(empty(shape));
+  t.requiresGrad = true;
+  return t;
+}
+
+export function buffer(shape: Shape): Tensor {
+  return keep(empty(shape));
+}
+
+/** Host-side tensor data, as read from or written to `.safetensors`. */
+export interface HostTensorF32 {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** FNV-1a of a parameter's key: its random stream id. */
+export function streamOf(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+export abstract class Module {
+  training = true;
+  private readonly params_ = new Map<string, Tensor>();
+  private readonly buffers_ = new Map<string, Tensor>();
+  private readonly children_ = new Map<string, Module>();
+
+  protected addParameter(name: string, t: Tensor): Tensor {
+    this.params_.set(name, t);
+    return t;
+  }
+  protected addBuffer(name: string, t: Tensor): Tensor {
+    this.buffers_.set(name, t);
+    return t;
+  }
+  protected addModule<M extends Module>(name: string, m: M): M {
+    this.children_.set(name, m);
+    return m;
+  }
+
+  abstract forward(x: Tensor): Tensor;
+
+  /** Fills this module's own parameters and buffers (not its children's). */
+  protected resetParameters(_seed: number, _prefix: string): void {}
+
+  children(): IterableIterator<[string, Module]> {
+    return this.children_.entries();
+  }
+
+  *namedModules(prefix = ''): Generator<[string, Module]> {
+    yield [prefix, this];
+    for (const [n, c] of this.children_) yield* c.namedModules(prefix ? `${prefix}.${n}` : n);
+  }
+
+  *namedParameters(prefix = ''): Generator<[string, Tensor]> {
+    for (const [n, t] of this.params_) yield [prefix ? `${prefix}.${n}` : n, t];
+    for (const [n, c] of this.children_) yield* c.namedParameters(prefix ? `${prefix}.${n}` : n);
+  }
+
+  *namedBuffers(prefix = ''): Generator<[string, Tensor]> {
+    for (const [n, t] of this.buffers_) yield [prefix ? `${prefix}.${n}` : n, t];
+    for (const [n, c] of this.children_) yield* c.namedBuffers(prefix ? `${prefix}.${n}` : n);
+  }
+
+  parameters(): Tensor[] {
+    return [...this.namedParameters()].map(([, t]) => t);
+  }
+
+  /** Trainable element count (PyTorch's sum(p.numel() for p in model.parameters())). */
+  parameterCount(): number {
+    return this.parameters().reduce((n, t) => n + t.size, 0);
+  }
+
+  /** Deterministic initialisation of every parameter and buffer from one seed. */
+  initialize(seed: number): this {
+    noGrad(() => {
+      for (const [name, m] of this.namedModules()) m.resetParameters(seed, name);
+    });
+    return this;
+  }
+
+  train(on = true): this {
+    for (const [, m] of this.namedModules()) m.training = on;
+    return this;
+  }
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Parameters then buffers, by PyTorch key. The tensors are the live ones (no copy). */
+  stateDict(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const [k, t] of this.namedParameters()) out.set(k, t);
+    for (const [k, t] of this.namedBuffers()) out.set(k, t);
+    return out;
+  }
+
+  /** Host copies of the state dict, for saving. */
+  async stateDictHost(): Promise<Map<string, HostTensorF32>> {
+    const out = new Map<string, HostTensorF32>();
+    for (const [k, t] of this.stateDict()) out.set(k, { shape: [...t.shape], data: (await t.toArray()) as Float32Array });
+    return out;
+  }
+
+  /**
+   * Copies host tensors into the live parameters and buffers. strict: every key must be present on
+   * both sides and shapes must match; errors name the key. Extra keys PyTorch keeps but we do not
+   * model (`num_batches_tracked`) are ignored.
+   */
+  loadStateDict(state: ReadonlyMap<string, HostTensorF32>, strict = true): void {
+    const mine = this.stateDict();
+    for (const [k, t] of mine) {
+      const src = state.get(k);
+      if (!src) {
+        if (strict) throw new Error(`state dict is missing '${k}'`);
+        continue;
+      }
+      if (src.shape.length !== t.shape.length || src.shape.some((d, i) => d !== t.shape[i])) {
+        throw new Error(`state dict '${k}' has shape [${src.shape.join(', ')}], model expects [${t.shape.join(', ')}]`);
+      }
+      writeTensor(t, src.data);
+    }
+    if (strict) {
+      for (const k of state.keys()) {
+        if (!mine.has(k) && !k.endsWith('num_batches_tracked')) throw new Error(`state dict has unexpected key '${k}'`);
+      }
+    }
+  }
+
+  /** Releases every parameter and buffer. */
+  dispose(): void {
+    for (const [, t] of this.stateDict()) t.dispose();
+  }
+}
+
+/** Modules applied in order; children are named 0, 1, 2, ... like torch.nn.Sequential. */
+export class Sequential extends Module {
+  readonly layers: Module[];
+  constructor(...layers: Module[]) {
+    super();
+    this.layers = layers;
+    layers.forEach((l, i) => this.addModule(String(i), l));
+  }
+  forward(x: Tensor): Tensor {
+    let y = x;
+    for (const l of this.layers) y = l.forward(y);
+    return y;
+  }
+}

@@ -1,0 +1,153 @@
+// Optimizers over a model's parameters, with fused WGSL updates (src/shaders/optim.ts) and optional
+// 0/1 masks per parameter: the pruning contract is that masked weights and their state stay exactly 0.
+import { optimKernel, APPLY_MASK_KERNEL, OPTIM_PARAM_WORDS, OPTIM_WG, type OptimKind } from '../../shaders/optim.js';
+import { gridFor, type Kernel } from '../../shaders/kernel.js';
+import { Params } from '../../tensor/params.js';
+import { queue } from '../../tensor/queue.js';
+import { keep, type Tensor } from '../../tensor/tensor.js';
+import { fill } from '../../tensor/ops/map.js';
+
+export interface OptimizerConfig {
+  kind: OptimKind;
+  lr: number;
+  weightDecay?: number;
+  /** SGD momentum, Adam beta1. */
+  momentum?: number;
+  dampening?: number;
+  nesterov?: boolean;
+  betas?: [number, number];
+  eps?: number;
+}
+
+interface Slot {
+  param: Tensor;
+  s1: Tensor;
+  s2: Tensor;
+}
+
+const kernels = new Map<string, Kernel>();
+function kernelFor(kind: OptimKind, masked: boolean): Kernel {
+  const key = `${kind}${masked}`;
+  let k = kernels.get(key);
+  if (!k) kernels.set(key, (k = optimKernel(kind, masked)));
+  return k;
+}
+
+/** x *= mask in place. */
+export function applyMaskInPlace(x: Tensor, mask: Tensor): void {
+  if (x.size !== mask.size) throw new Error(`mask of ${mask.size} elements for ${x}`);
+  const p = new Params(4).u(x.size);
+  queue.dispatch(APPLY_MASK_KERNEL, [{ buffer: x.buf }, { buffer: mask.buf }], p.view, gridFor(x.size, OPTIM_WG));
+}
+
+export class Optimizer {
+  private slots: Slot[];
+  /** Steps taken since construction or the last reset(). */
+  stepCount = 0;
+  lr: number;
+  readonly cfg: Required<Omit<OptimizerConfig, 'betas'>> & { betas: [number, number] };
+  /** Per-parameter masks (by tensor id); set by pruning. */
+  private masks = new Map<number, Tensor>();
+
+  constructor(params: readonly Tensor[], cfg: OptimizerConfig) {
+    if (!(cfg.lr > 0)) throw new Error(`learning rate ${cfg.lr} must be positive`);
+    this.cfg = {
+      kind: cfg.kind,
+      lr: cfg.lr,
+      weightDecay: cfg.weightDecay ?? 0,
+      momentum: cfg.momentum ?? 0,
+      dampening: cfg.dampening ?? 0,
+      nesterov: cfg.nesterov ?? false,
+      betas: cfg.betas ?? [0.9, 0.999],
+      eps: cfg.eps ?? 1e-8,
+    };
+    if (this.cfg.nesterov && (this.cfg.momentum <= 0 || this.cfg.dampening !== 0)) {
+      throw new Error('Nesterov momentum needs momentum > 0 and dampening 0');
+    }
+    this.lr = cfg.lr;
+    this.slots = params.map((param) => ({ param, s1: keep(fill(param.shape, 0)), s2: keep(fill(param.shape, 0)) }));
+  }
+
+  /** Attaches (or clears, with null) the 0/1 mask of a parameter, zeroing masked weights and state now. */
+  setMask(param: Tensor, mask: Tensor | null): void {
+    const slot = this.slots.find((s) => s.param === param);
+    if (!slot) throw new Error(`setMask: ${param} is not optimised by this optimizer`);
+    if (!mask) {
+      this.masks.delete(param.id);
+      return;
+    }
+    if (mask.size !== param.size) throw new Error(`setMask: mask has ${mask.size} elements, ${param} has ${param.size}`);
+    this.masks.set(param.id, mask);
+    applyMaskInPlace(param, mask);
+    applyMaskInPlace(slot.s1, mask);
+    applyMaskInPlace(slot.s2, mask);
+  }
+
+  /** One update of every parameter that has a gradient. */
+  step(): void {
+    this.stepCount++;
+    const c = this.cfg;
+    const t = this.stepCount;
+    const [b1, b2] = c.kind === 'sgd' ? [c.momentum, c.dampening] : c.betas;
+    const bc1 = c.kind === 'sgd' ? 1 : 1 - b1 ** t;
+    const bc2 = c.kind === 'sgd' ? 1 : 1 - b2 ** t;
+    for (const s of this.slots) {
+      const g = s.param.grad;
+      if (!g) continue;
+      const mask = this.masks.get(s.param.id);
+      const p = new Params(OPTIM_PARAM_WORDS)
+        .u(s.param.size)
+        .u(t)
+        .f(this.lr)
+        .f(c.weightDecay)
+        .f(b1)
+        .f(b2)
+        .f(c.eps)
+        .f(bc1)
+        .f(bc2)
+        .u(c.nesterov ? 1 : 0);
+      const bufs = [{ buffer: s.param.buf }, { buffer: g.buf }, { buffer: s.s1.buf }, { buffer: s.s2.buf }];
+      if (mask) bufs.push({ buffer: mask.buf });
+      queue.dispatch(kernelFor(c.kind, !!mask), bufs, p.view, gridFor(s.param.size, OPTIM_WG));
+    }
+  }
+
+  zeroGrad(): void {
+    for (const s of this.slots) {
+      s.param.grad?.dispose();
+      s.param.grad = null;
+    }
+  }
+
+  /** Clears all state (moments, momentum, step count): each IMP level starts a fresh optimizer state. */
+  reset(): void {
+    for (const s of this.slots) {
+      s.s1.dispose();
+      s.s2.dispose();
+      s.s1 = keep(fill(s.param.shape, 0));
+      s.s2 = keep(fill(s.param.shape, 0));
+      const m = this.masks.get(s.param.id);
+      if (m) applyMaskInPlace(s.param, m);
+    }
+    this.stepCount = 0;
+  }
+
+  /** The state tensors of a parameter (tests check that masked entries stay zero). */
+  stateOf(param: Tensor): { s1: Tensor; s2: Tensor } {
+    const slot = this.slots.find((s) => s.param === param);
+    if (!slot) throw new Error(`stateOf: ${param} is not optimised by this optimizer`);
+    return { s1: slot.s1, s2: slot.s2 };
+  }
+
+  dispose(): void {
+    for (const s of this.slots) {
+      s.s1.dispose();
+      s.s2.dispose();
+    }
+    this.slots = [];
+  }
+}
+
+export const sgd = (params: readonly Tensor[], o: Omit<OptimizerConfig, 'kind'>) => new Optimizer(params, { ...o, kind: 'sgd' });
+export const adam = (params: readonly Tensor[], o: Omit<OptimizerConfig, 'kind'>) => new Optimizer(params, { ...o, kind: 'adam' });
+export const adamw = (params: readonly Tensor[], o: Omit<OptimizerConfig, 'kind'>) => new Optimizer(params, { ...o, kind: 'adamw' });
