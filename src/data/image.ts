@@ -1,0 +1,288 @@
+// Image codecs and resampling for the data layer. Decoding/encoding goes through sharp (libvips);
+// resampling is our own so that every layout produces the same bits for the same pixels, whatever
+// libvips version or shrink-on-load shortcut is present.
+import { promises as fs } from "node:fs";
+import * as path from "node:path";
+import sharp from "sharp";
+
+/** 8-bit RGB image, rows top to bottom, pixels interleaved (HWC). */
+export interface RgbImage {
+  readonly width: number;
+  readonly height: number;
+  readonly channels: 3;
+  readonly data: Uint8Array;
+}
+
+/** Integer pixel rectangle; `left + width <= image width` etc. */
+export interface Rect {
+  readonly left: number;
+  readonly top: number;
+  readonly width: number;
+  readonly height: number;
+}
+
+/**
+ * Thrown when a file cannot be read or decoded. The loader catches exactly this class to skip a sample,
+ * so that programming errors still surface instead of being counted as "bad images".
+ */
+export class UnreadableImageError extends Error {
+  readonly path: string;
+  constructor(file: string, reason: string) {
+    super(`cannot read image ${file}: ${firstLine(reason)}`);
+    this.name = "UnreadableImageError";
+    this.path = file;
+  }
+}
+
+function firstLine(s: string): string {
+  const line = s.split("\n").find((l) => l.trim().length > 0) ?? s;
+  return line.trim();
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Decode an encoded JPEG/PNG (8/16-bit, gray/RGB/RGBA) into 8-bit RGB. `label` names the source in errors. */
+export async function decodeImageBuffer(buf: Uint8Array, label = "<buffer>"): Promise<RgbImage> {
+  try {
+    // failOn 'warning' turns truncated JPEGs into errors instead of silently grey-filled images.
+    // No EXIF auto-rotation: PIL/torchvision do not rotate either, and reference pipelines feed raw pixels.
+    // Alpha is dropped (as PIL's convert('RGB') does), not composited.
+    const { data, info } = await sharp(buf, { failOn: "warning" })
+      .removeAlpha()
+      .toColourspace("srgb")
+      .raw({ depth: "uchar" })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
+    return {
+      width: info.width,
+      height: info.height,
+      channels: 3,
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    };
+  } catch (e) {
+    throw new UnreadableImageError(label, errorText(e));
+  }
+}
+
+/** Read and decode an image file; any failure (missing, truncated, not an image) names the path. */
+export async function decodeImage(file: string): Promise<RgbImage> {
+  let buf: Buffer;
+  try {
+    buf = await fs.readFile(file);
+  } catch (e) {
+    throw new UnreadableImageError(file, errorText(e));
+  }
+  return decodeImageBuffer(buf, file);
+}
+
+/** Width and height from the header only (cheap: no pixel decode). */
+export async function imageSize(file: string): Promise<{ width: number; height: number }> {
+  try {
+    const meta = await sharp(file).metadata();
+    if (!meta.width || !meta.height) throw new Error("no dimensions in header");
+    return { width: meta.width, height: meta.height };
+  } catch (e) {
+    throw new UnreadableImageError(file, errorText(e));
+  }
+}
+
+/** Encode RGB HWC to PNG bytes. */
+export async function encodePng(img: RgbImage): Promise<Buffer> {
+  checkImage(img);
+  return sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength), {
+    raw: { width: img.width, height: img.height, channels: 3 },
+  })
+    .png({ compressionLevel: 6 })
+    .toBuffer();
+}
+
+/**
+ * Write bytes so that readers never see a half-written file: a crash leaves either the old file or none.
+ * The pid suffix keeps concurrent processes filling the same cache from clobbering each other's temp file.
+ */
+export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}-${tmpCounter++}`;
+  try {
+    await fs.writeFile(tmp, data);
+    await fs.rename(tmp, file);
+  } catch (e) {
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw e;
+  }
+}
+// Two writes to the same path from one process (e.g. concurrent cache fills) need distinct temp names too.
+let tmpCounter = 0;
+
+/** Encode to PNG and write atomically. */
+export async function writePng(file: string, img: RgbImage): Promise<void> {
+  await writeFileAtomic(file, await encodePng(img));
+}
+
+function checkImage(img: RgbImage): void {
+  if (!Number.isInteger(img.width) || !Number.isInteger(img.height) || img.width < 1 || img.height < 1) {
+    throw new Error(`bad image size ${img.width}x${img.height}`);
+  }
+  if (img.data.length !== img.width * img.height * 3) {
+    throw new Error(`image data has ${img.data.length} bytes, expected ${img.width * img.height * 3}`);
+  }
+}
+
+/** Copy a rectangle out of an image. The rectangle must lie inside the image. */
+export function cropImage(img: RgbImage, r: Rect): RgbImage {
+  if (r.left < 0 || r.top < 0 || r.width < 1 || r.height < 1 ||
+      r.left + r.width > img.width || r.top + r.height > img.height ||
+      !Number.isInteger(r.left) || !Number.isInteger(r.top) || !Number.isInteger(r.width) || !Number.isInteger(r.height)) {
+    throw new Error(`crop ${r.left},${r.top} ${r.width}x${r.height} outside image ${img.width}x${img.height}`);
+  }
+  const out = new Uint8Array(r.width * r.height * 3);
+  const rowBytes = r.width * 3;
+  for (let y = 0; y < r.height; y++) {
+    const src = ((r.top + y) * img.width + r.left) * 3;
+    out.set(img.data.subarray(src, src + rowBytes), y * rowBytes);
+  }
+  return { width: r.width, height: r.height, channels: 3, data: out };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resampling: separable triangle (bilinear) filter whose support widens with the shrink factor,
+// the same scheme as PIL's Image.resize(BILINEAR) and torchvision's antialias=True. Without the
+// widening, shrinking a 1024px photo to 64px would alias (moire) and leak a resolution cue.
+
+interface AxisWeights {
+  start: Int32Array; // first source index per output index
+  count: Int32Array; // number of taps per output index
+  taps: number; // max taps (stride in `w`)
+  w: Float32Array; // normalised weights, out * taps
+}
+
+const weightCache = new Map<string, AxisWeights>();
+
+function axisWeights(inSize: number, outSize: number): AxisWeights {
+  const key = `${inSize}>${outSize}`;
+  const hit = weightCache.get(key);
+  if (hit) return hit;
+  const scale = inSize / outSize;
+  const fscale = Math.max(scale, 1);
+  const support = fscale; // triangle filter has radius 1, scaled when shrinking
+  const taps = Math.ceil(support) * 2 + 1;
+  const start = new Int32Array(outSize);
+  const count = new Int32Array(outSize);
+  const w = new Float32Array(outSize * taps);
+  const tmp = new Float64Array(taps);
+  for (let i = 0; i < outSize; i++) {
+    const center = (i + 0.5) * scale;
+    const lo = Math.max(0, Math.floor(center - support + 0.5));
+    const hi = Math.min(inSize, Math.floor(center + support + 0.5));
+    let total = 0;
+    const n = hi - lo;
+    for (let j = 0; j < n; j++) {
+      const t = Math.abs((lo + j + 0.5 - center) / fscale);
+      const v = t < 1 ? 1 - t : 0;
+      tmp[j] = v;
+      total += v;
+    }
+    start[i] = lo;
+    count[i] = n;
+    for (let j = 0; j < n; j++) w[i * taps + j] = total > 0 ? tmp[j] / total : 1 / n;
+  }
+  const res = { start, count, taps, w };
+  if (weightCache.size > 256) weightCache.clear();
+  weightCache.set(key, res);
+  return res;
+}
+
+/**
+ * Resize planar float images (C planes of H x W, e.g. CHW) to outH x outW with antialiased bilinear
+ * filtering. Returns `src` itself when the size is unchanged.
+ */
+export function resizePlanar(
+  src: Float32Array, channels: number, h: number, w: number, outH: number, outW: number,
+): Float32Array {
+  if (src.length !== channels * h * w) throw new Error(`resizePlanar: ${src.length} values, expected ${channels}x${h}x${w}`);
+  if (outH < 1 || outW < 1 || !Number.isInteger(outH) || !Number.isInteger(outW)) {
+    throw new Error(`resizePlanar: bad output size ${outW}x${outH}`);
+  }
+  if (outH === h && outW === w) return src;
+  const ax = axisWeights(w, outW);
+  const ay = axisWeights(h, outH);
+  const mid = new Float32Array(h * outW);
+  const out = new Float32Array(channels * outH * outW);
+  for (let c = 0; c < channels; c++) {
+    const plane = c * h * w;
+    // horizontal pass
+    for (let y = 0; y < h; y++) {
+      const row = plane + y * w;
+      for (let x = 0; x < outW; x++) {
+        const s = row + ax.start[x];
+        const n = ax.count[x];
+        const wo = x * ax.taps;
+        let acc = 0;
+        for (let k = 0; k < n; k++) acc += src[s + k] * ax.w[wo + k];
+        mid[y * outW + x] = acc;
+      }
+    }
+    // vertical pass
+    const oplane = c * outH * outW;
+    for (let y = 0; y < outH; y++) {
+      const s = ay.start[y];
+      const n = ay.count[y];
+      const wo = y * ay.taps;
+      const orow = oplane + y * outW;
+      for (let x = 0; x < outW; x++) out[orow + x] = 0;
+      for (let k = 0; k < n; k++) {
+        const wk = ay.w[wo + k];
+        const mrow = (s + k) * outW;
+        for (let x = 0; x < outW; x++) out[orow + x] += mid[mrow + x] * wk;
+      }
+    }
+  }
+  return out;
+}
+
+/** HWC uint8 -> CHW float in [0,1] at the image's own size. */
+export function rgbToCHW(img: RgbImage): Float32Array {
+  checkImage(img);
+  const n = img.width * img.height;
+  const out = new Float32Array(3 * n);
+  const d = img.data;
+  for (let p = 0; p < n; p++) {
+    out[p] = d[3 * p] / 255;
+    out[n + p] = d[3 * p + 1] / 255;
+    out[2 * n + p] = d[3 * p + 2] / 255;
+  }
+  return out;
+}
+
+/**
+ * CHW float in [0,1] (values outside are clamped) -> HWC uint8, rounding to nearest.
+ */
+export function chwToRgb(chw: Float32Array, width: number, height: number): RgbImage {
+  const n = width * height;
+  if (chw.length !== 3 * n) throw new Error(`chwToRgb: ${chw.length} values, expected 3x${height}x${width}`);
+  const out = new Uint8Array(3 * n);
+  for (let p = 0; p < n; p++) {
+    for (let c = 0; c < 3; c++) {
+      const v = chw[c * n + p] * 255 + 0.5;
+      out[3 * p + c] = v <= 0 ? 0 : v >= 255 ? 255 : v; // Uint8Array truncates: +0.5 makes it round
+    }
+  }
+  return { width, height, channels: 3, data: out };
+}
+
+/** Resize an 8-bit image (antialiased bilinear, rounded back to 8 bits). */
+export function resizeRgb(img: RgbImage, width: number, height: number): RgbImage {
+  if (img.width === width && img.height === height) return img;
+  const chw = resizePlanar(rgbToCHW(img), 3, img.height, img.width, height, width);
+  return chwToRgb(chw, width, height);
+}
+
+/**
+ * The model's input: CHW float32 in [0,1], stretched to size x size (aspect is not preserved: every layout
+ * we read is already a square face crop, and stretching keeps the whole face in view for the odd one that is not).
+ */
+export function toCHWFloat(img: RgbImage, size: number): Float32Array {
+  return resizePlanar(rgbToCHW(img), 3, img.height, img.width, size, size);
+}
