@@ -1,0 +1,85 @@
+// Differentiable conv / pooling / batch-norm: the raw kernels of src/tensor/ops/{conv,pool,norm}.ts
+// with their backward rules recorded on the tape.
+import { keep, type Tensor } from '../tensor/tensor.js';
+import {
+  conv2dBackwardBias,
+  conv2dBackwardInput,
+  conv2dBackwardWeight,
+  conv2dForward,
+  type Conv2dOptions,
+  type Pair,
+  type Padding2d,
+} from '../tensor/ops/conv.js';
+import {
+  adaptiveAvgPool2dTo1,
+  adaptiveAvgPool2dTo1Backward,
+  avgPool2dBackward,
+  avgPool2dForward,
+  maxPool2dBackward,
+  maxPool2dForward,
+  type Pool2dOptions,
+} from '../tensor/ops/pool.js';
+import { batchNormBackward, batchNormEvalBackward, batchNormEvalForward, batchNormTrainForward } from '../tensor/ops/norm.js';
+import { record, needsGrad } from './tape.js';
+
+export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  const y = conv2dForward(x, weight, bias, opts);
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  return record('conv2d', y, inputs, (g) => [
+    x.requiresGrad ? conv2dBackwardInput(g, weight, x.shape, opts) : null,
+    weight.requiresGrad ? conv2dBackwardWeight(g, x, weight.shape, opts) : null,
+    ...(bias ? [bias.requiresGrad ? conv2dBackwardBias(g) : null] : []),
+  ]);
+}
+
+export function maxPool2d(x: Tensor, kernel: Pair, stride: Pair = kernel, padding: Padding2d = 0): Tensor {
+  const opts: Pool2dOptions = { kernel, stride, padding };
+  const { y, idx } = maxPool2dForward(x, opts);
+  if (!needsGrad(x)) {
+    idx.dispose();
+    return y;
+  }
+  return record('max_pool2d', y, [x], (g) => [maxPool2dBackward(g, idx, x.shape, opts)], [keep(idx)]);
+}
+
+export function avgPool2d(x: Tensor, kernel: Pair, stride: Pair = kernel, padding: Padding2d = 0, countIncludePad = true): Tensor {
+  const opts: Pool2dOptions = { kernel, stride, padding, countIncludePad };
+  return record('avg_pool2d', avgPool2dForward(x, opts), [x], (g) => [avgPool2dBackward(g, x.shape, opts)]);
+}
+
+/** Global average pool to [N, C, 1, 1]. */
+export function adaptiveAvgPool2d1(x: Tensor): Tensor {
+  return record('adaptive_avg_pool2d', adaptiveAvgPool2dTo1(x), [x], (g) => [adaptiveAvgPool2dTo1Backward(g, x.shape)]);
+}
+
+/**
+ * Batch norm over NCHW. Training: batch statistics, running stats updated in place (momentum, unbiased
+ * variance), as torch.nn.functional.batch_norm(training=True). Eval: running statistics.
+ */
+export function batchNorm2d(
+  x: Tensor,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  runningMean: Tensor,
+  runningVar: Tensor,
+  training: boolean,
+  momentum = 0.1,
+  eps = 1e-5,
+): Tensor {
+  const inputs = weight && bias ? [x, weight, bias] : [x];
+  const grads = (r: { dx: Tensor; dgamma: Tensor | null; dbeta: Tensor | null }) => {
+    const out: (Tensor | null)[] = [x.requiresGrad ? r.dx : (r.dx.dispose(), null)];
+    if (weight && bias) out.push(r.dgamma, r.dbeta);
+    else {
+      r.dgamma?.dispose();
+      r.dbeta?.dispose();
+    }
+    return out;
+  };
+  if (training) {
+    const { y, mean, invstd } = batchNormTrainForward(x, weight, bias, runningMean, runningVar, momentum, eps);
+    return record('batch_norm', y, inputs, (g) => grads(batchNormBackward(g, x, weight, mean, invstd)), [keep(mean), keep(invstd)]);
+  }
+  const y = batchNormEvalForward(x, weight, bias, runningMean, runningVar, eps);
+  return record('batch_norm_eval', y, inputs, (g) => grads(batchNormEvalBackward(g, x, weight, runningMean, runningVar, eps)));
+}

@@ -1,0 +1,211 @@
+// Layers as Modules, with PyTorch's argument names, parameter names and default initialisation
+// (kaiming-uniform a=sqrt(5) for conv/linear weights, which is uniform(+-1/sqrt(fan_in)), the same
+// bound for biases; BatchNorm weight 1, bias 0, running mean 0, running var 1).
+import { Module, parameter, buffer, streamOf } from './module.js';
+import { type Tensor } from '../tensor/tensor.js';
+import { randomUniform } from '../tensor/ops/random.js';
+import { writeTensor } from '../tensor/io.js';
+import * as F from '../autograd/functional.js';
+import * as FN from '../autograd/functional-nn.js';
+import type { Conv2dOptions, Pair, Padding2d } from '../tensor/ops/conv.js';
+import { mapRaw } from '../tensor/ops/map.js';
+
+/** Overwrites t with uniform(-bound, bound) drawn from the stream of `key`. */
+export function initUniform(t: Tensor, bound: number, seed: number, key: string): void {
+  const r = randomUniform(t.shape, { seed, stream: streamOf(key) }, -bound, bound);
+  copyInto(t, r);
+  r.dispose();
+}
+
+/** Overwrites t with a constant. */
+export function initConstant(t: Tensor, v: number): void {
+  writeTensor(t, new Float32Array(t.size).fill(v));
+}
+
+/** GPU copy src -> dst (same size), keeping dst's identity (parameters are updated in place). */
+export function copyInto(dst: Tensor, src: Tensor): void {
+  if (dst.size !== src.size) throw new Error(`copyInto: ${src} into ${dst}`);
+  mapRaw('copy', 'x0', [{ t: src }], dst.shape, dst.dtype, 0, 0, dst);
+}
+
+export interface Conv2dArgs extends Conv2dOptions {
+  bias?: boolean;
+}
+
+export class Conv2d extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  readonly opts: Conv2dOptions;
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: Pair,
+    args: Conv2dArgs = {},
+  ) {
+    super();
+    const [kh, kw] = typeof kernelSize === 'number' ? [kernelSize, kernelSize] : kernelSize;
+    this.weight = this.addParameter('weight', parameter([outChannels, inChannels, kh, kw]));
+    this.bias = args.bias === false ? null : this.addParameter('bias', parameter([outChannels]));
+    this.opts = { stride: args.stride, padding: args.padding, dilation: args.dilation, groups: args.groups };
+  }
+  protected override resetParameters(seed: number, prefix: string): void {
+    const fanIn = this.weight.size / this.outChannels;
+    const bound = 1 / Math.sqrt(fanIn);
+    initUniform(this.weight, bound, seed, `${prefix}.weight`);
+    if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
+  }
+  forward(x: Tensor): Tensor {
+    return FN.conv2d(x, this.weight, this.bias, this.opts);
+  }
+}
+
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    bias = true,
+  ) {
+    super();
+    this.weight = this.addParameter('weight', parameter([outFeatures, inFeatures]));
+    this.bias = bias ? this.addParameter('bias', parameter([outFeatures])) : null;
+  }
+  protected override resetParameters(seed: number, prefix: string): void {
+    const bound = 1 / Math.sqrt(this.inFeatures);
+    initUniform(this.weight, bound, seed, `${prefix}.weight`);
+    if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
+  }
+  forward(x: Tensor): Tensor {
+    return F.linear(x, this.weight, this.bias);
+  }
+}
+
+export class BatchNorm2d extends Module {
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly runningMean: Tensor;
+  readonly runningVar: Tensor;
+  constructor(
+    readonly numFeatures: number,
+    readonly eps = 1e-5,
+    readonly momentum = 0.1,
+    affine = true,
+  ) {
+    super();
+    this.weight = affine ? this.addParameter('weight', parameter([numFeatures])) : null;
+    this.bias = affine ? this.addParameter('bias', parameter([numFeatures])) : null;
+    this.runningMean = this.addBuffer('running_mean', buffer([numFeatures]));
+    this.runningVar = this.addBuffer('running_var', buffer([numFeatures]));
+  }
+  protected override resetParameters(): void {
+    if (this.weight) initConstant(this.weight, 1);
+    if (this.bias) initConstant(this.bias, 0);
+    initConstant(this.runningMean, 0);
+    initConstant(this.runningVar, 1);
+  }
+  forward(x: Tensor): Tensor {
+    return FN.batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps);
+  }
+}
+
+export interface PoolArgs {
+  stride?: Pair;
+  padding?: Padding2d;
+}
+
+export class MaxPool2d extends Module {
+  constructor(
+    readonly kernelSize: Pair,
+    readonly args: PoolArgs = {},
+  ) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return FN.maxPool2d(x, this.kernelSize, this.args.stride ?? this.kernelSize, this.args.padding ?? 0);
+  }
+}
+
+export class AvgPool2d extends Module {
+  constructor(
+    readonly kernelSize: Pair,
+    readonly args: PoolArgs = {},
+  ) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return FN.avgPool2d(x, this.kernelSize, this.args.stride ?? this.kernelSize, this.args.padding ?? 0);
+  }
+}
+
+/** Global average pooling to 1x1 (the only output size the detectors need). */
+export class AdaptiveAvgPool2d extends Module {
+  constructor(readonly outputSize: 1 = 1) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return FN.adaptiveAvgPool2d1(x);
+  }
+}
+
+export class ReLU extends Module {
+  forward(x: Tensor): Tensor {
+    return F.relu(x);
+  }
+}
+
+export class LeakyReLU extends Module {
+  constructor(readonly negativeSlope = 0.01) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return F.leakyRelu(x, this.negativeSlope);
+  }
+}
+
+export class Sigmoid extends Module {
+  forward(x: Tensor): Tensor {
+    return F.sigmoid(x);
+  }
+}
+
+export class Identity extends Module {
+  forward(x: Tensor): Tensor {
+    return x;
+  }
+}
+
+export class Flatten extends Module {
+  constructor(readonly startDim = 1) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return F.flatten(x, this.startDim);
+  }
+}
+
+/**
+ * Seeded inverted dropout. Each forward in training mode draws a fresh mask from the stream of
+ * (seed, layer key) at an offset that advances by the tensor size, so a run is reproducible and a
+ * resumed run can restore the counter.
+ */
+export class Dropout extends Module {
+  seed = 0;
+  private stream = 0;
+  /** Elements drawn so far: the offset of the next mask. Saved with checkpoints. */
+  drawn = 0;
+  constructor(readonly p = 0.5) {
+    super();
+  }
+  protected override resetParameters(seed: number, prefix: string): void {
+    this.seed = seed;
+    this.stream = streamOf(`${prefix}#dropout`);
+    this.drawn = 0;
+  }
+  forward(x: Tensor): Tensor {
+    if (!this.training || this.p === 0) return x;
+    const y = F.dropout(x, this.p, true, { seed: this.seed, stream: this.stream, offset: this.drawn >>> 0 });
+    this.drawn += x.size;
+    return y;
+  }
+}

@@ -1,0 +1,44 @@
+// The detector zoo, by CLI name.
+import type { Module } from '../module.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import { Meso4, MesoInception4, type DetectorOptions } from './meso.js';
+import { CNN5 } from './cnn5.js';
+import { ResNet18 } from './resnet.js';
+
+export const MODEL_NAMES = ['meso4', 'mesoinception4', 'cnn5', 'resnet18'] as const;
+export type ModelName = (typeof MODEL_NAMES)[number];
+
+/** A detector: a Module whose forward can report intermediate activations (Grad-CAM taps). */
+export interface Detector extends Module {
+  forward(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor;
+}
+
+/** Layer names a tap sees, last one = the default Grad-CAM layer. */
+export const TAP_LAYERS: Record<ModelName, readonly string[]> = {
+  meso4: ['block1', 'block2', 'block3', 'block4'],
+  mesoinception4: ['block1', 'block2', 'block3', 'block4'],
+  cnn5: ['block1', 'block2', 'block3', 'block4', 'block5'],
+  resnet18: ['layer1', 'layer2', 'layer3', 'layer4'],
+};
+
+export function createModel(name: string, o: DetectorOptions & { seed?: number }): Detector {
+  let m: Detector;
+  switch (name) {
+    case 'meso4':
+      m = new Meso4(o);
+      break;
+    case 'mesoinception4':
+      m = new MesoInception4(o);
+      break;
+    case 'cnn5':
+      m = new CNN5(o);
+      break;
+    case 'resnet18':
+      m = new ResNet18(o);
+      break;
+    default:
+      throw new Error(`--model '${name}' is not one of ${MODEL_NAMES.join(', ')}`);
+  }
+  if (o.seed !== undefined) m.initialize(o.seed);
+  return m;
+}
