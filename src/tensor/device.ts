@@ -54,6 +54,21 @@ export class Device {
   readonly limits: Readonly<Record<string, number>>;
   /** Set when the device was lost or destroyed; ops then fail loudly instead of hanging. */
   lost: string | null = null;
+  /**
+   * The first uncaptured WebGPU error (a bad kernel or launch) since the last check. Errors arrive
+   * asynchronously, so readbacks call takeError() and throw: results computed after an invalid
+   * dispatch are never returned as if they were good.
+   */
+  private firstError: string | null = null;
+
+  noteError(msg: string): void {
+    this.firstError ??= msg;
+  }
+  takeError(): string | null {
+    const e = this.firstError;
+    this.firstError = null;
+    return e;
+  }
 
   constructor(
     readonly gpu: GPUDevice,
@@ -140,8 +155,9 @@ async function open(o: DeviceOptions): Promise<Device> {
   });
   gpu.addEventListener('uncapturederror', (ev) => {
     const err = (ev as GPUUncapturedErrorEvent).error;
-    // An uncaptured validation error means a kernel launch was wrong: make it impossible to miss.
-    console.error(`ticketlab: WebGPU error: ${err.message.split('\n')[0]}`);
+    // An uncaptured validation error means a kernel launch was wrong: the next readback throws it.
+    const lines = err.message.split('\n').map((l) => l.trim()).filter(Boolean);
+    dev.noteError(lines.slice(0, 3).join(' | '));
   });
   return dev;
 }

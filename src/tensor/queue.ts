@@ -188,6 +188,8 @@ export class CommandQueue {
   async sync(): Promise<void> {
     this.flush();
     await device().gpu.queue.onSubmittedWorkDone();
+    const err = device().takeError();
+    if (err) throw new Error(`GPU error in queued work: ${err}`);
   }
 
   reset(): void {

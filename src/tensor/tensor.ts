@@ -201,6 +201,8 @@ async function readback(src: PooledBuffer, bytes: number): Promise<ArrayBuffer> 
   const out = st.getMappedRange(0, size).slice(0, bytes);
   st.unmap();
   staging.push(st);
+  const err = device().takeError();
+  if (err) throw new Error(`GPU error in queued work: ${err}`);
   return out;
 }
 
