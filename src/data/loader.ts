@@ -1,0 +1,233 @@
+// Batches for training and evaluation: seeded per-epoch shuffling, NCHW packing, optional flip and
+// normalisation, and decode-ahead of the next batches with bounded concurrency (sharp decodes on libuv's
+// thread pool, so several images really are decoded in parallel while the GPU works on the current batch).
+import type { Dataset, Sample } from "./datasets.ts";
+import { UnreadableImageError } from "./image.ts";
+import { hashKey, Rng, unitFloat } from "./random.ts";
+
+export interface Normalize {
+  mean: readonly [number, number, number];
+  std: readonly [number, number, number];
+}
+
+/** ImageNet statistics, for torchvision-style pretrained weights. */
+export const IMAGENET_NORMALIZE: Normalize = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
+export interface LoaderOptions {
+  batchSize: number;
+  /** default true; evaluation loaders pass false to keep dataset order */
+  shuffle?: boolean;
+  seed?: number;
+  /** drop the last batch when it is smaller than batchSize (default false) */
+  dropLast?: boolean;
+  /** horizontal flip with probability 0.5 (true) or the given probability; default off */
+  flip?: boolean | number;
+  normalize?: Normalize;
+  /** batches decoded ahead of the one being consumed (default 2) */
+  prefetch?: number;
+  /** samples decoded at once (default 4) */
+  concurrency?: number;
+  /** where skipped-file warnings go (default stderr); each file is reported once per loader */
+  warn?: (message: string) => void;
+}
+
+export interface Batch {
+  /** NCHW float32 */
+  x: Float32Array;
+  /** labels as float32 (1 = fake), length n */
+  y: Float32Array;
+  n: number;
+  shape: [number, 3, number, number];
+  /** dataset indices of the rows, in row order */
+  indices: Int32Array;
+  epoch: number;
+  /** batch number within the epoch */
+  batch: number;
+}
+
+// Salts so the flip stream and the order stream never coincide for the same seed.
+const ORDER_SALT = 0x5eed0001;
+const FLIP_SALT = 0x5eed0002;
+
+type Limiter = <T>(task: () => Promise<T>) => Promise<T>;
+
+/** FIFO promise pool: earlier batches' decodes start first, so prefetching never starves the next batch. */
+function limiter(max: number): Limiter {
+  let active = 0;
+  const queue: Array<() => void> = [];
+  const release = (): void => {
+    active--;
+    const next = queue.shift();
+    if (next) next();
+  };
+  return <T>(task: () => Promise<T>): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const run = (): void => {
+        active++;
+        let p: Promise<T>;
+        try {
+          p = task();
+        } catch (e) {
+          p = Promise.reject(e);
+        }
+        p.then(resolve, reject).finally(release);
+      };
+      if (active < max) run();
+      else queue.push(run);
+    });
+}
+
+export class DataLoader {
+  readonly batchSize: number;
+  readonly shuffle: boolean;
+  readonly seed: number;
+  readonly dropLast: boolean;
+  readonly flipProb: number;
+  readonly normalize: Normalize | undefined;
+  readonly prefetch: number;
+  readonly concurrency: number;
+  /** samples skipped (unreadable) in the current or most recent epoch */
+  skipped = 0;
+  /** samples skipped over the loader's lifetime */
+  skippedTotal = 0;
+  private readonly warn: (m: string) => void;
+  private readonly warned = new Set<string>();
+  private nextEpoch = 0;
+
+  constructor(readonly dataset: Dataset, opts: LoaderOptions) {
+    if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${opts.batchSize}`);
+    this.batchSize = opts.batchSize;
+    this.shuffle = opts.shuffle ?? true;
+    this.seed = opts.seed ?? 0;
+    this.dropLast = opts.dropLast ?? false;
+    this.flipProb = opts.flip === true ? 0.5 : opts.flip === false || opts.flip === undefined ? 0 : opts.flip;
+    if (!(this.flipProb >= 0 && this.flipProb <= 1)) throw new Error(`flip probability must be in [0,1], got ${String(opts.flip)}`);
+    this.normalize = opts.normalize;
+    if (this.normalize && this.normalize.std.some((s) => !(s > 0))) throw new Error("normalize.std must be positive");
+    this.prefetch = Math.max(0, opts.prefetch ?? 2);
+    this.concurrency = Math.max(1, opts.concurrency ?? 4);
+    this.warn = opts.warn ?? ((m) => process.stderr.write(`warning: ${m}\n`));
+  }
+
+  get size(): number {
+    return this.dataset.size;
+  }
+
+  numBatches(): number {
+    const n = this.dataset.length();
+    return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+  }
+
+  /**
+   * The epoch's sample order: a Fisher-Yates permutation keyed by (seed, epoch), so it is reproducible and
+   * differs between epochs (and between seeds at the same epoch, unlike a plain seed+epoch).
+   */
+  order(epoch: number): Int32Array {
+    const n = this.dataset.length();
+    const idx = new Int32Array(n);
+    for (let i = 0; i < n; i++) idx[i] = i;
+    if (!this.shuffle) return idx;
+    const r = new Rng(hashKey(this.seed, ORDER_SALT, epoch));
+    for (let i = n - 1; i > 0; i--) {
+      const j = r.int(i + 1);
+      const t = idx[i];
+      idx[i] = idx[j];
+      idx[j] = t;
+    }
+    return idx;
+  }
+
+  /** Whether sample `index` is flipped in `epoch`: a pure function, so prefetch order cannot change it. */
+  flipped(epoch: number, index: number): boolean {
+    return this.flipProb > 0 && unitFloat(hashKey(this.seed, FLIP_SALT, epoch, index)) < this.flipProb;
+  }
+
+  /** Iterate the next epoch (0, 1, 2, ... on successive loops). */
+  [Symbol.asyncIterator](): AsyncGenerator<Batch> {
+    return this.epoch(this.nextEpoch++);
+  }
+
+  async *epoch(epoch: number): AsyncGenerator<Batch> {
+    this.skipped = 0;
+    const order = this.order(epoch);
+    const nb = this.numBatches();
+    const limit = limiter(this.concurrency);
+    const pending: Array<Promise<Batch | null>> = [];
+    let launched = 0;
+    const launch = (): void => {
+      while (pending.length <= this.prefetch && launched < nb) {
+        const p = this.assemble(epoch, order, launched++, limit);
+        // Marked handled now; the error still surfaces when this batch is awaited in turn.
+        p.catch(() => undefined);
+        pending.push(p);
+      }
+    };
+    launch();
+    while (pending.length > 0) {
+      const p = pending.shift() as Promise<Batch | null>;
+      launch();
+      const b = await p;
+      if (b) yield b;
+    }
+  }
+
+  private async assemble(epoch: number, order: Int32Array, b: number, limit: Limiter): Promise<Batch | null> {
+    const start = b * this.batchSize;
+    const idx = order.subarray(start, Math.min(order.length, start + this.batchSize));
+    const ds = this.dataset;
+    const results = await Promise.all(Array.from(idx, (i) => limit(() => ds.get(i)).then(
+      (s): Sample | null => s,
+      (e: unknown): null => {
+        if (!(e instanceof UnreadableImageError)) throw e;
+        this.skipped++;
+        this.skippedTotal++;
+        if (!this.warned.has(e.path)) {
+          this.warned.add(e.path);
+          this.warn(`skipping unreadable sample ${i} of ${ds.name}: ${e.message}`);
+        }
+        return null;
+      },
+    )));
+    const S = ds.size;
+    const plane = S * S;
+    const per = 3 * plane;
+    const n = results.reduce((k, s) => k + (s ? 1 : 0), 0);
+    if (n === 0) return null;
+    const x = new Float32Array(n * per);
+    const y = new Float32Array(n);
+    const indices = new Int32Array(n);
+    const norm = this.normalize;
+    let row = 0;
+    for (let k = 0; k < results.length; k++) {
+      const s = results[k];
+      if (!s) continue;
+      const i = idx[k];
+      if (s.image.length !== per) {
+        throw new Error(`${ds.name}: sample ${i}${s.path ? ` (${s.path})` : ""} has ${s.image.length} values, expected 3x${S}x${S}`);
+      }
+      const off = row * per;
+      if (this.flipped(epoch, i)) {
+        for (let c = 0; c < 3; c++) {
+          for (let yy = 0; yy < S; yy++) {
+            const src = c * plane + yy * S;
+            const dst = off + src;
+            for (let xx = 0; xx < S; xx++) x[dst + xx] = s.image[src + S - 1 - xx];
+          }
+        }
+      } else {
+        x.set(s.image, off);
+      }
+      if (norm) {
+        for (let c = 0; c < 3; c++) {
+          const m = norm.mean[c], inv = 1 / norm.std[c];
+          const o = off + c * plane;
+          for (let p = 0; p < plane; p++) x[o + p] = (x[o + p] - m) * inv;
+        }
+      }
+      y[row] = s.label;
+      indices[row] = i;
+      row++;
+    }
+    return { x, y, n, shape: [n, 3, S, S], indices, epoch, batch: b };
+  }
+}

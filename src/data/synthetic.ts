@@ -1,0 +1,809 @@
+// Synthetic "deepfake" faces: a procedural stand-in for OpenForensics/FF++ that needs no download, so that
+// training, pruning and Grad-CAM can be exercised end to end (and in CI) with a known ground truth: the
+// blend mask says exactly where the manipulation is.
+//
+// A real image is one rendered face scene. A fake imitates a face swap: the inner face of another identity
+// is rendered, degraded (down/up-sampling), aligned to the target's face frame with a small warp error,
+// colour-corrected only partly, and alpha-blended through a feathered ellipse. Camera effects and sensor
+// noise are applied afterwards to real and fake alike, as a camera/codec would, so the only label signal is
+// the blend itself (blur, seam, colour and lighting mismatch inside the mask).
+//
+// Everything is drawn in normalised coordinates [0,1]^2, so one (seed, split, index) gives the same face at
+// 64, 128 or 256 pixels, and every random draw is keyed by (seed, split, index), so sample i does not depend
+// on which samples were generated before it.
+import * as path from "node:path";
+import { chwToRgb, resizePlanar, writePng, type RgbImage } from "./image.ts";
+import { hashKey, mix32, Rng } from "./random.ts";
+
+export type SplitName = "train" | "val" | "test";
+export const SPLITS: readonly SplitName[] = ["train", "val", "test"];
+
+export interface SyntheticOptions {
+  seed?: number;
+  /** image side in pixels (default 64) */
+  size?: number;
+  /** 0 = blatant swap artefacts, 1 = subtle ones (default 0.5) */
+  difficulty?: number;
+  /** images per split; defaults train 2000, val 400, test 400 */
+  count?: Partial<Record<SplitName, number>>;
+}
+
+export interface SyntheticSample {
+  /** CHW float32 in [0,1], 3 x size x size */
+  image: Float32Array;
+  /** 1 = fake */
+  label: 0 | 1;
+  /** size x size blend weight of the swapped face, all zero for real images */
+  mask: Float32Array;
+  size: number;
+}
+
+export interface SyntheticRgbSample {
+  image: RgbImage;
+  label: 0 | 1;
+  mask: Float32Array;
+}
+
+const SPLIT_ID: Record<SplitName, number> = { train: 1, val: 2, test: 3 };
+const DEFAULT_COUNT: Record<SplitName, number> = { train: 2000, val: 400, test: 400 };
+
+// Sub-streams of one sample's key.
+const STREAM_TARGET = 1;
+const STREAM_DONOR = 2;
+const STREAM_SWAP = 3;
+const STREAM_CAMERA = 4;
+
+export class SyntheticDeepfakes {
+  readonly seed: number;
+  readonly size: number;
+  readonly difficulty: number;
+  readonly counts: Readonly<Record<SplitName, number>>;
+
+  constructor(opts: SyntheticOptions = {}) {
+    this.seed = opts.seed ?? 0;
+    this.size = opts.size ?? 64;
+    this.difficulty = opts.difficulty ?? 0.5;
+    if (!Number.isInteger(this.size) || this.size < 8) throw new Error(`synthetic: size must be an integer >= 8, got ${this.size}`);
+    if (!(this.difficulty >= 0 && this.difficulty <= 1)) throw new Error(`synthetic: difficulty must be in [0,1], got ${this.difficulty}`);
+    const counts = { ...DEFAULT_COUNT };
+    for (const s of SPLITS) {
+      const c = opts.count?.[s];
+      if (c !== undefined) {
+        if (!Number.isInteger(c) || c < 0) throw new Error(`synthetic: count.${s} must be a non-negative integer, got ${c}`);
+        counts[s] = c;
+      }
+    }
+    this.counts = counts;
+  }
+
+  length(split: SplitName): number {
+    return this.counts[split];
+  }
+
+  /** Odd indices are fakes: exactly balanced for even counts, and known without rendering. */
+  label(split: SplitName, i: number): 0 | 1 {
+    this.check(split, i);
+    return (i & 1) as 0 | 1;
+  }
+
+  /** Render sample i of a split (at `size`, default the generator's size). */
+  sample(split: SplitName, i: number, size: number = this.size): SyntheticSample {
+    const label = this.label(split, i);
+    const key = hashKey(this.seed, SPLIT_ID[split], i);
+    const { image, mask } = renderSample(key, label, size, this.difficulty);
+    return { image, label, mask, size };
+  }
+
+  sampleRgb(split: SplitName, i: number, size: number = this.size): SyntheticRgbSample {
+    const s = this.sample(split, i, size);
+    return { image: chwToRgb(s.image, size, size), label: s.label, mask: s.mask };
+  }
+
+  /**
+   * Write every split as `<root>/<split>/{real,fake}/NNNNN.png` (NNNNN = the sample index), the image-folder
+   * layout that `openDataset` reads, so a synthetic set can be inspected or fed to other tools.
+   */
+  async writeImageFolder(root: string, opts: { concurrency?: number } = {}): Promise<{ written: number }> {
+    const concurrency = Math.max(1, opts.concurrency ?? 4);
+    let written = 0;
+    for (const split of SPLITS) {
+      const n = this.length(split);
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < n) {
+          const i = next++;
+          const s = this.sampleRgb(split, i);
+          const file = path.join(root, split, s.label ? "fake" : "real", `${String(i).padStart(5, "0")}.png`);
+          await writePng(file, s.image);
+          written++;
+        }
+      };
+      await Promise.all(Array.from({ length: concurrency }, worker));
+    }
+    return { written };
+  }
+
+  private check(split: SplitName, i: number): void {
+    if (!(split in SPLIT_ID)) throw new Error(`synthetic: unknown split ${String(split)}`);
+    if (!Number.isInteger(i) || i < 0 || i >= this.counts[split]) {
+      throw new RangeError(`synthetic: index ${i} out of range for ${split} (length ${this.counts[split]})`);
+    }
+  }
+}
+
+// =============================================================================================
+// Rendering
+
+type RGB = [number, number, number];
+
+const lerp = (a: number, b: number, t: number): number => a + (b - a) * t;
+const clamp01 = (x: number): number => (x < 0 ? 0 : x > 1 ? 1 : x);
+const mixRGB = (a: RGB, b: RGB, t: number): RGB => [lerp(a[0], b[0], t), lerp(a[1], b[1], t), lerp(a[2], b[2], t)];
+const scaleRGB = (a: RGB, f: number): RGB => [a[0] * f, a[1] * f, a[2] * f];
+
+function hsv(h: number, s: number, v: number): RGB {
+  const i = Math.floor(h * 6);
+  const f = h * 6 - i;
+  const p = v * (1 - s), q = v * (1 - f * s), t = v * (1 - (1 - f) * s);
+  switch (((i % 6) + 6) % 6) {
+    case 0: return [v, t, p];
+    case 1: return [q, v, p];
+    case 2: return [p, v, t];
+    case 3: return [p, q, v];
+    case 4: return [t, p, v];
+    default: return [v, p, q];
+  }
+}
+
+// Ordered light to dark; identities interpolate along it so all tones in between occur.
+const SKIN: RGB[] = [
+  [0.98, 0.87, 0.79], [0.95, 0.79, 0.68], [0.88, 0.69, 0.56], [0.80, 0.59, 0.44],
+  [0.66, 0.46, 0.32], [0.50, 0.34, 0.23], [0.36, 0.24, 0.17], [0.26, 0.17, 0.12],
+];
+const HAIR: RGB[] = [
+  [0.06, 0.05, 0.05], [0.10, 0.07, 0.05], [0.20, 0.13, 0.08], [0.36, 0.24, 0.14],
+  [0.72, 0.58, 0.36], [0.52, 0.24, 0.11], [0.55, 0.54, 0.52], [0.84, 0.83, 0.80],
+];
+const IRIS: RGB[] = [
+  [0.30, 0.18, 0.09], [0.16, 0.10, 0.07], [0.28, 0.44, 0.62], [0.32, 0.44, 0.28], [0.45, 0.34, 0.18],
+];
+
+function paletteAt(p: readonly RGB[], t: number): RGB {
+  const x = clamp01(t) * (p.length - 1);
+  const i = Math.min(p.length - 2, Math.floor(x));
+  return mixRGB(p[i], p[i + 1], x - i);
+}
+
+/** Value noise on an integer lattice, keyed; returns [0,1). */
+function vnoise(key: number, x: number, y: number): number {
+  const xi = Math.floor(x), yi = Math.floor(y);
+  let fx = x - xi, fy = y - yi;
+  fx = fx * fx * (3 - 2 * fx);
+  fy = fy * fy * (3 - 2 * fy);
+  // No inner closure: this runs per pixel and per octave, and tsx wraps every closure it creates.
+  const kx0 = mix32(key ^ Math.imul(xi, 0x27d4eb2d)), kx1 = mix32(key ^ Math.imul(xi + 1, 0x27d4eb2d));
+  const y0 = Math.imul(yi, 0x165667b1), y1 = Math.imul(yi + 1, 0x165667b1);
+  const a = mix32(kx0 ^ y0), b = mix32(kx1 ^ y0), c = mix32(kx0 ^ y1), d = mix32(kx1 ^ y1);
+  return lerp(lerp(a, b, fx), lerp(c, d, fx), fy) / 4294967296;
+}
+
+function fbm(key: number, x: number, y: number, octaves: number): number {
+  let sum = 0, amp = 0.5, norm = 0, f = 1;
+  for (let o = 0; o < octaves; o++) {
+    sum += amp * vnoise(key + o * 0x9e37, x * f, y * f);
+    norm += amp;
+    amp *= 0.5;
+    f *= 2.03;
+  }
+  return sum / norm;
+}
+
+/** Planar RGB float canvas plus the face's lighting layers (applied once features are painted). */
+class Canvas {
+  readonly n: number;
+  readonly rgb: Float32Array;
+  readonly shade: Float32Array;
+  readonly spec: Float32Array;
+  constructor(readonly S: number) {
+    this.n = S * S;
+    this.rgb = new Float32Array(3 * this.n);
+    this.shade = new Float32Array(this.n).fill(1);
+    this.spec = new Float32Array(this.n);
+  }
+  over(p: number, c: RGB, a: number): void {
+    const { rgb, n } = this;
+    rgb[p] += (c[0] - rgb[p]) * a;
+    rgb[n + p] += (c[1] - rgb[n + p]) * a;
+    rgb[2 * n + p] += (c[2] - rgb[2 * n + p]) * a;
+  }
+  mul(p: number, f: RGB, a: number): void {
+    const { rgb, n } = this;
+    rgb[p] *= 1 + (f[0] - 1) * a;
+    rgb[n + p] *= 1 + (f[1] - 1) * a;
+    rgb[2 * n + p] *= 1 + (f[2] - 1) * a;
+  }
+  applyLighting(): void {
+    const { rgb, n, shade, spec } = this;
+    for (let p = 0; p < n; p++) {
+      const s = shade[p], h = spec[p];
+      rgb[p] = rgb[p] * s + h;
+      rgb[n + p] = rgb[n + p] * s + h;
+      rgb[2 * n + p] = rgb[2 * n + p] * s + h;
+    }
+  }
+}
+
+interface Ell {
+  cx: number; cy: number; rx: number; ry: number; rot: number;
+  /** bends the ellipse into an arc: local y is measured from the parabola y = bend * x^2 */
+  bend?: number;
+}
+
+/** Paint callback: pixel index, ellipse-local unit coordinates, coverage in (0,1]. */
+type Paint = (p: number, ex: number, ey: number, cov: number) => void;
+
+/**
+ * Visit the pixels an ellipse covers, with analytic antialiasing: coverage ramps over `soft` (at least one
+ * pixel) around the boundary, using the first-order distance estimate (f-1)/|grad f|, so edges look the
+ * same at every resolution.
+ */
+function drawEllipse(S: number, e: Ell, soft: number, paint: Paint): void {
+  const px = 1 / S;
+  const edge = Math.max(px, soft);
+  const smooth = soft > px;
+  const c = Math.cos(e.rot), s = Math.sin(e.rot);
+  const bend = e.bend ?? 0;
+  const bendExtent = Math.abs(bend) * e.rx * e.rx;
+  const hx = Math.hypot(e.rx * c, e.ry * s) + edge + bendExtent;
+  const hy = Math.hypot(e.rx * s, e.ry * c) + edge + bendExtent;
+  const x0 = Math.max(0, Math.floor((e.cx - hx) * S));
+  const x1 = Math.min(S - 1, Math.ceil((e.cx + hx) * S));
+  const y0 = Math.max(0, Math.floor((e.cy - hy) * S));
+  const y1 = Math.min(S - 1, Math.ceil((e.cy + hy) * S));
+  const irx = 1 / e.rx, iry = 1 / e.ry;
+  const minR = Math.min(e.rx, e.ry);
+  for (let y = y0; y <= y1; y++) {
+    const dy = (y + 0.5) * px - e.cy;
+    for (let x = x0; x <= x1; x++) {
+      const dx = (x + 0.5) * px - e.cx;
+      const lx = dx * c + dy * s;
+      const ly = -dx * s + dy * c - bend * lx * lx;
+      const ex = lx * irx, ey = ly * iry;
+      const r = Math.sqrt(ex * ex + ey * ey);
+      let d: number;
+      if (r < 1e-9) d = -minR;
+      else {
+        const g = Math.sqrt(ex * ex * irx * irx + ey * ey * iry * iry);
+        d = ((r - 1) * r) / g;
+      }
+      let cov = 0.5 - d / edge;
+      if (cov <= 0) continue;
+      if (cov > 1) cov = 1;
+      else if (smooth) cov = cov * cov * (3 - 2 * cov);
+      paint(y * S + x, ex, ey, cov);
+    }
+  }
+}
+
+/** The face's own frame: feature positions are given in units of the half-width a and half-height b. */
+interface FaceFrame {
+  cx: number; cy: number; a: number; b: number; rot: number;
+}
+
+function facePoint(f: FaceFrame, fx: number, fy: number): [number, number] {
+  const c = Math.cos(f.rot), s = Math.sin(f.rot);
+  const x = fx * f.a, y = fy * f.b;
+  return [f.cx + x * c - y * s, f.cy + x * s + y * c];
+}
+
+interface Scene {
+  frame: FaceFrame;
+  jaw: number;
+  skin: RGB;
+  hair: RGB;
+  hairStyle: number; // 0 short, 1 long, 2 very short/bald, 3 bun/top
+  hairline: number; // fy of the hairline
+  iris: RGB;
+  eyeY: number; eyeX: number; eyeW: number; eyeH: number; gaze: number;
+  browTilt: number; browThick: number; browArch: number;
+  noseLen: number; noseW: number;
+  mouthY: number; mouthW: number; mouthOpen: number; smile: number; lip: RGB;
+  blush: number;
+  beard: number;
+  glasses: boolean;
+  light: [number, number, number];
+  ambient: number;
+  bg: { kind: number; a: RGB; b: RGB; angle: number; tex: number; texScale: number; key: number; blobs: Array<{ e: Ell; c: RGB }> };
+  clothes: RGB;
+  texKey: number;
+}
+
+function normalize3(v: [number, number, number]): [number, number, number] {
+  const l = Math.hypot(v[0], v[1], v[2]);
+  return [v[0] / l, v[1] / l, v[2] / l];
+}
+
+function drawScene(r: Rng): Scene {
+  const a = r.range(0.19, 0.245);
+  const frame: FaceFrame = {
+    cx: 0.5 + r.range(-0.05, 0.05),
+    cy: 0.5 + r.range(-0.03, 0.05),
+    a,
+    b: a * r.range(1.22, 1.45),
+    rot: r.range(-0.16, 0.16),
+  };
+  const skinT = r.float();
+  const skin0 = paletteAt(SKIN, skinT);
+  // Per-identity undertone: a little redder or yellower.
+  const under = r.range(-0.03, 0.03);
+  const skin: RGB = [skin0[0] + under, skin0[1], skin0[2] - under];
+  // Dark hair is most common; fair skin makes light hair more likely.
+  const hairT = r.bool(0.55) ? r.range(0, 0.3) : r.range(0, 1) * (0.6 + 0.4 * (1 - skinT));
+  const hair = r.bool(0.08) ? HAIR[5] : paletteAt(HAIR, hairT);
+  const bgKind = r.int(3);
+  const bgA = hsv(r.float(), r.range(0.05, 0.5), r.range(0.2, 0.95));
+  const bgB = mixRGB(bgA, hsv(r.float(), r.range(0.05, 0.5), r.range(0.15, 0.95)), r.range(0.3, 1));
+  const blobs: Array<{ e: Ell; c: RGB }> = [];
+  const nBlobs = bgKind === 2 ? 2 + r.int(4) : 0;
+  for (let k = 0; k < nBlobs; k++) {
+    blobs.push({
+      e: { cx: r.float(), cy: r.float(), rx: r.range(0.05, 0.25), ry: r.range(0.05, 0.25), rot: r.range(0, Math.PI) },
+      c: hsv(r.float(), r.range(0.1, 0.6), r.range(0.3, 1)),
+    });
+  }
+  const light = normalize3([r.range(-0.8, 0.8), r.range(-0.7, 0.3), r.range(0.6, 1.2)]);
+  return {
+    frame,
+    jaw: r.range(0.08, 0.38),
+    skin,
+    hair,
+    hairStyle: r.int(4),
+    hairline: -r.range(0.55, 0.78),
+    iris: r.pick(IRIS),
+    eyeY: -r.range(0.05, 0.18),
+    eyeX: r.range(0.36, 0.46),
+    eyeW: r.range(0.17, 0.23),
+    eyeH: r.range(0.35, 0.55),
+    gaze: r.range(-0.25, 0.25),
+    browTilt: r.range(-0.18, 0.18),
+    browThick: r.range(0.025, 0.06),
+    browArch: r.range(0.5, 3),
+    noseLen: r.range(0.3, 0.45),
+    noseW: r.range(0.17, 0.27),
+    mouthY: r.range(0.55, 0.68),
+    mouthW: r.range(0.27, 0.4),
+    mouthOpen: r.bool(0.25) ? r.range(0.02, 0.06) : 0,
+    smile: r.range(-0.6, 2.2),
+    lip: mixRGB(skin, [0.72, 0.3, 0.32], r.range(0.25, 0.5)),
+    blush: r.range(0, 0.18),
+    beard: r.bool(0.18) ? r.range(0.25, 0.8) : 0,
+    glasses: r.bool(0.12),
+    light,
+    ambient: r.range(0.35, 0.6),
+    bg: { kind: bgKind, a: bgA, b: bgB, angle: r.range(0, 2 * Math.PI), tex: r.range(0, 0.12), texScale: r.range(3, 14), key: r.u32(), blobs },
+    clothes: hsv(r.float(), r.range(0.1, 0.8), r.range(0.1, 0.9)),
+    texKey: r.u32(),
+  };
+}
+
+function renderBackground(cv: Canvas, sc: Scene): void {
+  const { S, rgb, n } = cv;
+  const bg = sc.bg;
+  const ca = Math.cos(bg.angle), sa = Math.sin(bg.angle);
+  for (let y = 0; y < S; y++) {
+    const v = (y + 0.5) / S;
+    for (let x = 0; x < S; x++) {
+      const u = (x + 0.5) / S;
+      let t: number;
+      if (bg.kind === 1) t = clamp01(Math.hypot(u - 0.5, v - 0.45) * 1.6);
+      else t = clamp01(0.5 + (u - 0.5) * ca + (v - 0.5) * sa);
+      const tex = bg.tex > 0 ? (fbm(bg.key, u * bg.texScale, v * bg.texScale, 3) - 0.5) * 2 * bg.tex : 0;
+      const p = y * S + x;
+      rgb[p] = lerp(bg.a[0], bg.b[0], t) + tex;
+      rgb[n + p] = lerp(bg.a[1], bg.b[1], t) + tex;
+      rgb[2 * n + p] = lerp(bg.a[2], bg.b[2], t) + tex;
+    }
+  }
+  for (const bl of bg.blobs) drawEllipse(S, bl.e, 0.06, (p, _ex, _ey, cov) => cv.over(p, bl.c, cov * 0.6));
+}
+
+function renderFaceScene(sc: Scene, S: number): Canvas {
+  const cv = new Canvas(S);
+  const f = sc.frame;
+  const px = 1 / S;
+  renderBackground(cv, sc);
+
+  const [lx, ly, lz] = sc.light;
+  const hairTex = (p: number, ex: number, ey: number): number => {
+    const ang = Math.atan2(ey + 0.3, ex);
+    const strands = Math.sin(ang * 90 + 9 * vnoise(sc.texKey, ex * 5, ey * 5));
+    return 0.86 + 0.09 * strands + 0.1 * (vnoise(sc.texKey + 5, ex * 3, ey * 3) - 0.5);
+  };
+
+  // Shoulders and clothes.
+  const [sx, sy] = facePoint(f, 0, 2.05);
+  drawEllipse(S, { cx: sx, cy: sy + 0.06, rx: f.a * 2.3, ry: f.b * 1.0, rot: f.rot * 0.3 }, px, (p, ex, ey, cov) => {
+    const fold = 0.85 + 0.15 * Math.cos(ex * 5 + ey * 2);
+    cv.over(p, scaleRGB(sc.clothes, fold * (0.75 + 0.25 * clamp01(0.5 - ex * lx))), cov);
+  });
+
+  // Long hair falls behind the neck and shoulders.
+  if (sc.hairStyle === 1) {
+    const [hx, hy] = facePoint(f, 0, 0.35);
+    drawEllipse(S, { cx: hx, cy: hy, rx: f.a * 1.42, ry: f.b * 1.45, rot: f.rot }, 1.5 * px, (p, ex, ey, cov) =>
+      cv.over(p, scaleRGB(sc.hair, hairTex(p, ex, ey)), cov));
+  }
+
+  // Neck, darker under the chin.
+  const [nx, ny] = facePoint(f, 0, 1.05);
+  drawEllipse(S, { cx: nx, cy: ny, rx: f.a * 0.58, ry: f.b * 0.62, rot: f.rot }, px, (p, ex, ey, cov) => {
+    const s = 0.62 + 0.25 * clamp01(ey + 0.4) - 0.12 * ex * lx;
+    cv.over(p, scaleRGB(sc.skin, s), cov);
+  });
+
+  // Hair volume behind the head.
+  if (sc.hairStyle !== 2) {
+    const vol = sc.hairStyle === 3 ? 1.08 : 1.14;
+    const [hx, hy] = facePoint(f, 0, -0.3);
+    drawEllipse(S, { cx: hx, cy: hy, rx: f.a * vol * 1.06, ry: f.b * 0.92, rot: f.rot }, 1.5 * px, (p, ex, ey, cov) =>
+      cv.over(p, scaleRGB(sc.hair, hairTex(p, ex, ey)), cov));
+    if (sc.hairStyle === 3) {
+      const [bx, by] = facePoint(f, 0.1, -1.12);
+      drawEllipse(S, { cx: bx, cy: by, rx: f.a * 0.5, ry: f.a * 0.42, rot: 0 }, 1.5 * px, (p, ex, ey, cov) =>
+        cv.over(p, scaleRGB(sc.hair, hairTex(p, ex, ey)), cov));
+    }
+  }
+
+  // Ears.
+  for (const side of [-1, 1]) {
+    const [ex0, ey0] = facePoint(f, side * 0.97, sc.eyeY + 0.12);
+    drawEllipse(S, { cx: ex0, cy: ey0, rx: f.a * 0.17, ry: f.b * 0.2, rot: f.rot + side * 0.2 }, px, (p, ex, _ey, cov) => {
+      const s = 0.8 - 0.15 * Math.abs(ex) + 0.1 * side * lx;
+      cv.over(p, scaleRGB(sc.skin, s), cov);
+    });
+  }
+
+  // Face: an ellipse whose lower half narrows into a jaw. Shading from an ellipsoid normal, written into
+  // the shade/spec layers so that features painted later are lit consistently.
+  {
+    const c = Math.cos(f.rot), s = Math.sin(f.rot);
+    const hx = f.a * 1.05 + 2 * px, hy = f.b * 1.05 + 2 * px;
+    const ext = Math.max(hx, hy);
+    const x0 = Math.max(0, Math.floor((f.cx - ext) * S)), x1 = Math.min(S - 1, Math.ceil((f.cx + ext) * S));
+    const y0 = Math.max(0, Math.floor((f.cy - ext) * S)), y1 = Math.min(S - 1, Math.ceil((f.cy + ext) * S));
+    const hvx = lx, hvy = ly, hvz = lz + 1;
+    const hl = Math.hypot(hvx, hvy, hvz);
+    for (let y = y0; y <= y1; y++) {
+      const dy = (y + 0.5) * px - f.cy;
+      for (let x = x0; x <= x1; x++) {
+        const dx = (x + 0.5) * px - f.cx;
+        const qx = dx * c + dy * s, qy = -dx * s + dy * c;
+        const fy = qy / f.b;
+        const t = fy > 0 ? fy : 0;
+        const aw = f.a * (1 - sc.jaw * t * t);
+        const ex = qx / aw;
+        const r = Math.sqrt(ex * ex + fy * fy);
+        const d = (r - 1) * Math.min(aw, f.b);
+        let cov = 0.5 - d / px;
+        if (cov <= 0) continue;
+        if (cov > 1) cov = 1;
+        const p = y * S + x;
+        const nz = Math.sqrt(Math.max(0, 1 - Math.min(1, r * r)));
+        const nxv = ex * 0.9, nyv = fy * 0.9;
+        const ndl = Math.max(0, nxv * lx + nyv * ly + nz * lz);
+        const tex = 1 + (vnoise(sc.texKey + 7, ex * 9, fy * 9) - 0.5) * 0.06;
+        cv.over(p, scaleRGB(sc.skin, tex), cov);
+        const shadeV = sc.ambient + (1 - sc.ambient) * ndl * 1.1;
+        cv.shade[p] = lerp(cv.shade[p], shadeV, cov);
+        const ndh = Math.max(0, (nxv * hvx + nyv * hvy + nz * hvz) / hl);
+        cv.spec[p] = lerp(cv.spec[p], 0.12 * Math.pow(ndh, 24), cov);
+      }
+    }
+  }
+
+  // Cheek blush.
+  if (sc.blush > 0) {
+    for (const side of [-1, 1]) {
+      const [bx, by] = facePoint(f, side * 0.48, 0.3);
+      drawEllipse(S, { cx: bx, cy: by, rx: f.a * 0.28, ry: f.a * 0.2, rot: f.rot }, f.a * 0.2, (p, _ex, _ey, cov) =>
+        cv.over(p, [0.85, 0.35, 0.35], cov * sc.blush));
+    }
+  }
+
+  // Beard / stubble on the lower face.
+  if (sc.beard > 0) {
+    const [bx, by] = facePoint(f, 0, 0.72);
+    drawEllipse(S, { cx: bx, cy: by, rx: f.a * 0.85, ry: f.b * 0.42, rot: f.rot, bend: -2 }, f.a * 0.12, (p, ex, ey, cov) => {
+      const grain = 0.6 + 0.4 * vnoise(sc.texKey + 3, ex * 40, ey * 40);
+      cv.over(p, sc.hair, cov * sc.beard * grain);
+    });
+  }
+
+  // Eyes: socket shadow, white, iris, pupil, lash line, catchlight.
+  for (const side of [-1, 1]) {
+    const [ex0, ey0] = facePoint(f, side * sc.eyeX, sc.eyeY);
+    const rx = f.a * sc.eyeW, ry = rx * sc.eyeH;
+    drawEllipse(S, { cx: ex0, cy: ey0 - ry * 0.3, rx: rx * 1.5, ry: ry * 2.2, rot: f.rot }, rx * 0.6, (p, _ex, _ey, cov) =>
+      cv.mul(p, [0.82, 0.78, 0.78], cov));
+    drawEllipse(S, { cx: ex0, cy: ey0, rx, ry, rot: f.rot, bend: 0.25 / rx }, px, (p, ex, ey, cov) => {
+      cv.over(p, [0.9, 0.88, 0.85], cov);
+      // The iris is wider than the eye opening, so the lids hide its top and bottom.
+      const ix = ex * rx - sc.gaze * rx * 0.5, iy = ey * ry + ry * 0.1;
+      const ir = rx * 0.44;
+      const dist = Math.hypot(ix, iy);
+      const irisCov = clamp01(0.5 - (dist - ir) / px);
+      if (irisCov > 0) {
+        const irisCol = scaleRGB(sc.iris, 0.75 + 0.4 * clamp01(iy / ir + 0.5));
+        cv.over(p, irisCol, cov * irisCov);
+        const pupilCov = clamp01(0.5 - (dist - ir * 0.42) / px);
+        cv.over(p, [0.03, 0.03, 0.03], cov * pupilCov);
+        const hlCov = clamp01(0.5 - (Math.hypot(ix + ir * 0.3, iy + ir * 0.3) - ir * 0.16) / px);
+        cv.over(p, [1, 1, 1], cov * hlCov * 0.8);
+      }
+      // Upper lid line and its shadow.
+      if (ey < -0.3) cv.over(p, [0.08, 0.06, 0.05], cov * clamp01((-0.3 - ey) * 2.5));
+    });
+  }
+
+  // Brows.
+  for (const side of [-1, 1]) {
+    const [bx, by] = facePoint(f, side * sc.eyeX * 1.02, sc.eyeY - 0.17);
+    const rx = f.a * 0.26;
+    drawEllipse(S, { cx: bx, cy: by, rx, ry: f.b * sc.browThick, rot: f.rot + side * sc.browTilt, bend: -sc.browArch }, px,
+      (p, ex, ey, cov) => {
+        const grain = 0.75 + 0.25 * vnoise(sc.texKey + 11, ex * 12, ey * 3);
+        const thin = 1 - 0.5 * clamp01(Math.abs(ex) - 0.3);
+        cv.over(p, scaleRGB(sc.hair, 0.8), cov * grain * thin * 0.95);
+      });
+  }
+
+  // Nose: side shadow away from the light, bottom shadow, tip highlight, nostrils.
+  {
+    const side = lx >= 0 ? -1 : 1;
+    const [sx0, sy0] = facePoint(f, side * sc.noseW * 0.5, sc.eyeY + sc.noseLen * 0.55);
+    drawEllipse(S, { cx: sx0, cy: sy0, rx: f.a * 0.07, ry: f.b * sc.noseLen * 0.55, rot: f.rot - side * 0.08 }, f.a * 0.08,
+      (p, _ex, _ey, cov) => cv.mul(p, [0.8, 0.77, 0.77], cov * (0.5 + 0.6 * Math.abs(lx))));
+    const [bx, by] = facePoint(f, 0, sc.eyeY + sc.noseLen + 0.04);
+    drawEllipse(S, { cx: bx, cy: by, rx: f.a * sc.noseW, ry: f.b * 0.05, rot: f.rot }, f.a * 0.06, (p, _ex, _ey, cov) =>
+      cv.mul(p, [0.78, 0.74, 0.74], cov));
+    const [tx, ty] = facePoint(f, -side * 0.03, sc.eyeY + sc.noseLen - 0.02);
+    drawEllipse(S, { cx: tx, cy: ty, rx: f.a * 0.07, ry: f.a * 0.06, rot: 0 }, f.a * 0.06, (p, _ex, _ey, cov) =>
+      cv.over(p, mixRGB(sc.skin, [1, 1, 1], 0.3), cov * 0.5));
+    for (const s2 of [-1, 1]) {
+      const [nx2, ny2] = facePoint(f, s2 * sc.noseW * 0.45, sc.eyeY + sc.noseLen + 0.01);
+      drawEllipse(S, { cx: nx2, cy: ny2, rx: f.a * 0.055, ry: f.a * 0.03, rot: f.rot + s2 * 0.4 }, px * 1.2, (p, _ex, _ey, cov) =>
+        cv.over(p, scaleRGB(sc.skin, 0.35), cov * 0.85));
+    }
+  }
+
+  // Mouth: lips, then the opening or the line between them, bent by the smile.
+  {
+    const [mx, my] = facePoint(f, 0, sc.mouthY);
+    const rx = f.a * sc.mouthW;
+    const bend = sc.smile / (f.a * 2);
+    const lipH = f.b * (0.07 + sc.mouthOpen);
+    drawEllipse(S, { cx: mx, cy: my, rx, ry: lipH, rot: f.rot, bend }, px, (p, _ex, ey, cov) =>
+      cv.over(p, scaleRGB(sc.lip, ey < 0 ? 0.85 : 1.05), cov * 0.9));
+    if (sc.mouthOpen > 0) {
+      drawEllipse(S, { cx: mx, cy: my, rx: rx * 0.8, ry: f.b * sc.mouthOpen, rot: f.rot, bend }, px, (p, _ex, ey, cov) =>
+        cv.over(p, ey < -0.2 ? [0.9, 0.88, 0.82] : [0.15, 0.05, 0.05], cov));
+    } else {
+      drawEllipse(S, { cx: mx, cy: my, rx: rx * 0.95, ry: Math.max(f.b * 0.01, px * 0.5), rot: f.rot, bend }, px, (p, _ex, _ey, cov) =>
+        cv.over(p, scaleRGB(sc.lip, 0.35), cov * 0.85));
+    }
+    const [cx2, cy2] = facePoint(f, 0, sc.mouthY + 0.17);
+    drawEllipse(S, { cx: cx2, cy: cy2, rx: rx * 0.5, ry: f.b * 0.04, rot: f.rot }, f.a * 0.05, (p, _ex, _ey, cov) =>
+      cv.mul(p, [0.88, 0.86, 0.86], cov));
+  }
+
+  // Fringe / hairline over the forehead.
+  if (sc.hairStyle !== 2) {
+    const top = -1.0;
+    const bottom = sc.hairline;
+    const [hx, hy] = facePoint(f, 0, (top + bottom) / 2 - 0.05);
+    drawEllipse(S, { cx: hx, cy: hy, rx: f.a * 1.06, ry: f.b * ((bottom - top) / 2 + 0.12), rot: f.rot, bend: 0.8 }, 1.2 * px,
+      (p, ex, ey, cov) => cv.over(p, scaleRGB(sc.hair, hairTex(p, ex, ey)), cov));
+  }
+
+  // Glasses: two rims and a bridge.
+  if (sc.glasses) {
+    const frameCol: RGB = [0.08, 0.07, 0.07];
+    for (const side of [-1, 1]) {
+      const [gx, gy] = facePoint(f, side * sc.eyeX, sc.eyeY + 0.02);
+      const rx = f.a * 0.3, ry = f.a * 0.21;
+      const t = Math.max(px, f.a * 0.035);
+      const inner = new Float32Array(cv.n);
+      drawEllipse(S, { cx: gx, cy: gy, rx: rx - t, ry: ry - t, rot: f.rot }, px, (p, _ex, _ey, cov) => { inner[p] = cov; });
+      drawEllipse(S, { cx: gx, cy: gy, rx, ry, rot: f.rot }, px, (p, _ex, _ey, cov) => {
+        cv.over(p, frameCol, clamp01(cov - inner[p]) * 0.95);
+        cv.over(p, [0.9, 0.95, 1], inner[p] * 0.06);
+      });
+    }
+    const [bx, by] = facePoint(f, 0, sc.eyeY - 0.02);
+    drawEllipse(S, { cx: bx, cy: by, rx: f.a * 0.12, ry: Math.max(px * 0.6, f.a * 0.02), rot: f.rot, bend: -2 }, px,
+      (p, _ex, _ey, cov) => cv.over(p, frameCol, cov * 0.9));
+  }
+
+  cv.applyLighting();
+  return cv;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Face swap
+
+interface SwapParams {
+  /** donor resolution factor before re-upsampling (the "GAN output size" blur) */
+  resample: number;
+  /** fraction of the donor-target mean colour difference left uncorrected */
+  colourKeep: number;
+  tint: RGB;
+  /** mask feather as a fraction of the mask radius */
+  feather: number;
+  scale: number; rotate: number; tx: number; ty: number;
+  maskCx: number; maskCy: number; maskRx: number; maskRy: number;
+  /** how far the donor's light moves toward the target's (1 = same lighting) */
+  lightMatch: number;
+}
+
+function drawSwap(r: Rng, d: number): SwapParams {
+  const jit = (lo: number, hi: number): number => lerp(lo, hi, d) * r.range(0.5, 1);
+  const tintMag = lerp(0.09, 0.012, d);
+  const tintDir = normalize3([r.range(-1, 1), r.range(-1, 1), r.range(-1, 1)]);
+  return {
+    resample: clamp01(lerp(0.28, 0.8, d) * r.range(0.85, 1.15)),
+    colourKeep: lerp(0.85, 0.12, d) * r.range(0.6, 1.1),
+    tint: scaleRGB(tintDir, tintMag * r.range(0.5, 1)),
+    feather: lerp(0.05, 0.32, d) * r.range(0.8, 1.2),
+    scale: 1 + (r.bool() ? 1 : -1) * jit(0.12, 0.02),
+    rotate: (r.bool() ? 1 : -1) * jit(0.16, 0.02),
+    tx: (r.bool() ? 1 : -1) * jit(0.1, 0.015),
+    ty: (r.bool() ? 1 : -1) * jit(0.08, 0.012),
+    maskCx: r.range(-0.04, 0.04),
+    maskCy: r.range(0.08, 0.18),
+    maskRx: r.range(0.74, 0.86),
+    maskRy: r.range(0.74, 0.84),
+    lightMatch: clamp01(d * r.range(0.8, 1.25)),
+  };
+}
+
+function bilinearPlanar(img: Float32Array, S: number, c: number, x: number, y: number): number {
+  // x, y in pixel-centre coordinates; edges clamp.
+  x = x < 0 ? 0 : x > S - 1 ? S - 1 : x;
+  y = y < 0 ? 0 : y > S - 1 ? S - 1 : y;
+  const x0 = Math.floor(x), y0 = Math.floor(y);
+  const x1 = Math.min(S - 1, x0 + 1), y1 = Math.min(S - 1, y0 + 1);
+  const fx = x - x0, fy = y - y0;
+  const o = c * S * S;
+  const a = img[o + y0 * S + x0], b = img[o + y0 * S + x1];
+  const cc = img[o + y1 * S + x0], dd = img[o + y1 * S + x1];
+  return lerp(lerp(a, b, fx), lerp(cc, dd, fx), fy);
+}
+
+/** Blend the donor's inner face into the target; returns the blend mask. Mutates `target`. */
+function faceSwap(target: Canvas, tf: FaceFrame, donor: Canvas, df: FaceFrame, sw: SwapParams): Float32Array {
+  const S = target.S, n = target.n;
+  const Sd = Math.max(4, Math.round(S * sw.resample));
+  const low = resizePlanar(donor.rgb, 3, S, S, Sd, Sd);
+  const mask = new Float32Array(n);
+  const warped = new Float32Array(3 * n);
+  const tc = Math.cos(tf.rot), ts = Math.sin(tf.rot);
+  const dc = Math.cos(df.rot), ds = Math.sin(df.rot);
+  const wc = Math.cos(sw.rotate) * sw.scale, ws = Math.sin(sw.rotate) * sw.scale;
+  const sum = [0, 0, 0, 0, 0, 0];
+  let wsum = 0;
+  for (let y = 0; y < S; y++) {
+    const dy = (y + 0.5) / S - tf.cy;
+    for (let x = 0; x < S; x++) {
+      const dx = (x + 0.5) / S - tf.cx;
+      const fx = (dx * tc + dy * ts) / tf.a;
+      const fy = (-dx * ts + dy * tc) / tf.b;
+      const mx = (fx - sw.maskCx) / sw.maskRx, my = (fy - sw.maskCy) / sw.maskRy;
+      const rr = Math.sqrt(mx * mx + my * my);
+      let a = (1 - rr) / sw.feather;
+      if (a <= 0) continue;
+      a = a >= 1 ? 1 : a * a * (3 - 2 * a);
+      const p = y * S + x;
+      mask[p] = a;
+      // Target face frame -> (imperfectly aligned) donor face frame -> donor pixels.
+      const gx = wc * fx - ws * fy + sw.tx, gy = ws * fx + wc * fy + sw.ty;
+      const qx = gx * df.a, qy = gy * df.b;
+      const u = df.cx + qx * dc - qy * ds, v = df.cy + qx * ds + qy * dc;
+      for (let c = 0; c < 3; c++) {
+        const val = bilinearPlanar(low, Sd, c, u * Sd - 0.5, v * Sd - 0.5);
+        warped[c * n + p] = val;
+        sum[c] += a * val;
+        sum[3 + c] += a * target.rgb[c * n + p];
+      }
+      wsum += a;
+    }
+  }
+  if (wsum === 0) return mask;
+  const shift = [0, 1, 2].map((c) => (1 - sw.colourKeep) * (sum[3 + c] - sum[c]) / wsum + sw.tint[c]);
+  for (let p = 0; p < n; p++) {
+    const a = mask[p];
+    if (a === 0) continue;
+    for (let c = 0; c < 3; c++) {
+      const i = c * n + p;
+      target.rgb[i] += (warped[i] + shift[c] - target.rgb[i]) * a;
+    }
+  }
+  return mask;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Camera: applied to real and fake alike, so it carries no label information.
+
+function applyCamera(cv: Canvas, r: Rng, d: number): void {
+  const S = cv.S, n = cv.n;
+  // Global softness: at higher difficulty some real images are as soft as a swapped face, so blur alone
+  // is not a label.
+  let rgb = cv.rgb;
+  if (r.bool(0.25 + 0.5 * d)) {
+    const f = r.range(lerp(0.75, 0.45, d), 0.95);
+    const Sd = Math.max(4, Math.round(S * f));
+    rgb = resizePlanar(resizePlanar(rgb, 3, S, S, Sd, Sd), 3, Sd, Sd, S, S);
+  }
+  const temp = r.range(-0.06, 0.06);
+  const gain: RGB = [1 + temp, 1, 1 - temp];
+  const exposure = r.range(0.85, 1.15);
+  const gamma = r.range(0.88, 1.12);
+  const vignette = r.range(0, 0.35);
+  const sigma = r.range(0.004, 0.03);
+  // Gamma through a table: Math.pow per channel and pixel was most of the render time.
+  const LUT_MAX = 1.5, LUT_N = 1536;
+  const lut = new Float32Array(LUT_N + 2);
+  for (let k = 0; k <= LUT_N + 1; k++) lut[k] = Math.pow((k / LUT_N) * LUT_MAX, gamma);
+  // Noise from sums of 16-bit uniforms (Irwin-Hall): close enough to Gaussian for sensor noise, and far
+  // cheaper than Box-Muller.
+  const U = 1 / 65536;
+  const lumScale = sigma * Math.sqrt(3); // sum of 4 uniforms: sd 1/sqrt(3)
+  const chromaScale = 0.35 * sigma * Math.sqrt(12);
+  for (let y = 0; y < S; y++) {
+    const v = (y + 0.5) / S - 0.5;
+    for (let x = 0; x < S; x++) {
+      const u = (x + 0.5) / S - 0.5;
+      const vig = 1 - vignette * (u * u + v * v) * 2;
+      const p = y * S + x;
+      const r1 = r.u32(), r2 = r.u32(), r3 = r.u32(), r4 = r.u32();
+      const lum = lumScale * (((r1 & 0xffff) + (r1 >>> 16) + (r2 & 0xffff) + (r2 >>> 16)) * U - 2);
+      const ch0 = chromaScale * ((r3 & 0xffff) * U - 0.5);
+      const ch1 = chromaScale * ((r3 >>> 16) * U - 0.5);
+      const ch2 = chromaScale * ((r4 & 0xffff) * U - 0.5);
+      for (let c = 0; c < 3; c++) {
+        let val = rgb[c * n + p] * gain[c] * exposure * vig;
+        if (val <= 0) val = 0;
+        else {
+          const t = (val >= LUT_MAX ? LUT_MAX : val) * (LUT_N / LUT_MAX);
+          const k = Math.floor(t);
+          val = lut[k] + (lut[k + 1] - lut[k]) * (t - k);
+        }
+        val += lum + (c === 0 ? ch0 : c === 1 ? ch1 : ch2);
+        cv.rgb[c * n + p] = clamp01(val);
+      }
+    }
+  }
+}
+
+/** One sample, fully determined by its key. Exposed for tests and benchmarks. */
+export function renderSample(key: number, label: 0 | 1, size: number, difficulty: number): { image: Float32Array; mask: Float32Array } {
+  const target = drawScene(new Rng(hashKey(key, STREAM_TARGET)));
+  const cv = renderFaceScene(target, size);
+  let mask: Float32Array;
+  if (label === 1) {
+    const donorScene = drawScene(new Rng(hashKey(key, STREAM_DONOR)));
+    const sw = drawSwap(new Rng(hashKey(key, STREAM_SWAP)), difficulty);
+    // Face swaps reproduce the donor's shading only partly re-lit to the target's scene.
+    donorScene.light = normalize3([
+      lerp(donorScene.light[0], target.light[0], sw.lightMatch),
+      lerp(donorScene.light[1], target.light[1], sw.lightMatch),
+      lerp(donorScene.light[2], target.light[2], sw.lightMatch),
+    ]);
+    donorScene.ambient = lerp(donorScene.ambient, target.ambient, sw.lightMatch);
+    const donor = renderFaceScene(donorScene, size);
+    mask = faceSwap(cv, target.frame, donor, donorScene.frame, sw);
+  } else {
+    mask = new Float32Array(size * size);
+  }
+  applyCamera(cv, new Rng(hashKey(key, STREAM_CAMERA)), difficulty);
+  return { image: cv.rgb, mask };
+}

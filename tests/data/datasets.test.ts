@@ -1,0 +1,301 @@
+import { promises as fs } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import fc from "fast-check";
+import sharp from "sharp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  classCounts, cropRect, detectLayout, evenlySpaced, frameGroup, openDataset, type Dataset, type DatasetSplits,
+} from "../../src/data/datasets.ts";
+import { UnreadableImageError, writePng, type RgbImage } from "../../src/data/image.ts";
+
+let tmp: string;
+beforeAll(async () => {
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), "ticketlab-ds-"));
+});
+afterAll(async () => {
+  await fs.rm(tmp, { recursive: true, force: true });
+});
+
+function solid(w: number, h: number, v: number): RgbImage {
+  return { width: w, height: h, channels: 3, data: new Uint8Array(w * h * 3).fill(v) };
+}
+
+async function touchImage(file: string, v = 100, w = 8, h = 8): Promise<void> {
+  if (file.endsWith(".jpg") || file.endsWith(".jpeg")) {
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    await sharp({ create: { width: w, height: h, channels: 3, background: { r: v, g: v, b: v } } }).jpeg().toFile(file);
+  } else {
+    await writePng(file, solid(w, h, v));
+  }
+}
+
+async function tree(name: string, files: string[]): Promise<string> {
+  const root = path.join(tmp, name);
+  await Promise.all(files.map((f) => touchImage(path.join(root, f))));
+  return root;
+}
+
+const quiet = { warn: (): void => undefined };
+
+function allGroups(ds: Dataset): Set<string> {
+  const s = new Set<string>();
+  for (let i = 0; i < ds.length(); i++) s.add(ds.group(i));
+  return s;
+}
+
+describe("image-folder layout", () => {
+  it("reads the Kaggle OpenForensics layout (Dataset/{Train,Validation,Test}/{Fake,Real})", async () => {
+    const root = await tree("kaggle-of", [
+      "Dataset/Train/Real/real_1.jpg", "Dataset/Train/Real/real_2.jpg", "Dataset/Train/Fake/fake_1.jpg",
+      "Dataset/Validation/Real/a.jpg", "Dataset/Validation/Fake/b.jpg",
+      "Dataset/Test/Fake/c.jpg", "Dataset/Test/Fake/d.jpg", "Dataset/Test/Real/e.jpg",
+    ]);
+    const det = await detectLayout(root);
+    expect(det).toEqual({ layout: "image-folder", base: path.join(root, "Dataset") });
+    const ds = await openDataset(root, { size: 12, ...quiet });
+    expect(ds.layout).toBe("image-folder");
+    expect([ds.train.length(), ds.val.length(), ds.test.length()]).toEqual([3, 2, 3]);
+    expect(classCounts(ds.train)).toEqual({ real: 2, fake: 1 });
+    expect(classCounts(ds.test)).toEqual({ real: 1, fake: 2 });
+    const s = await ds.train.get(0);
+    expect(s.image.length).toBe(3 * 12 * 12);
+    expect(s.label).toBe(ds.train.label(0));
+    expect(s.path).toMatch(/\.jpg$/);
+    // Opening Dataset/ itself works too.
+    const inner = await openDataset(path.join(root, "Dataset"), { size: 12, ...quiet });
+    expect(inner.train.length()).toBe(3);
+  });
+
+  it("reads the Kaggle FF++ frame layout and groups frames by video", async () => {
+    const root = await tree("kaggle-ff", [
+      "train/real/000_0001.png", "train/real/000_0002.png", "train/real/001_0001.png",
+      "train/fake/000_003_0001.png", "train/fake/000_003_0002.png",
+      "validation/real/002_0001.png", "validation/fake/002_004_0001.png",
+      "test/real/005_0001.png", "test/fake/005_006_0007.png",
+    ]);
+    const ds = await openDataset(root, { size: 8, ...quiet });
+    expect([ds.train.length(), ds.val.length(), ds.test.length()]).toEqual([5, 2, 2]);
+    expect(allGroups(ds.train)).toEqual(new Set(["real/000", "real/001", "fake/000_003"]));
+    expect(frameGroup("x/000_003_0012.png")).toBe("000_003");
+    expect(frameGroup("x/plainname.jpg")).toBe("plainname");
+  });
+
+  it("matches split and class names case-insensitively (train/TRAIN, val/Validation, real/REAL)", async () => {
+    const root = await tree("cases", [
+      "TRAIN/REAL/a.png", "TRAIN/fake/b.PNG", "Val/Real/c.jpeg", "val/FAKE/ignored-dup-split.png", "testing/Fake/d.png",
+      "TRAIN/other/not-a-class.png", "TRAIN/REAL/notes.txt",
+    ]);
+    const warnings: string[] = [];
+    const ds = await openDataset(root, { size: 8, warn: (m) => warnings.push(m) });
+    expect(ds.train.length()).toBe(2);
+    expect(ds.test.length()).toBe(1);
+    // "Val" and "val" both exist only on case-sensitive file systems; both are read, with a warning.
+    const valDirs = (await fs.readdir(root)).filter((d) => d.toLowerCase() === "val");
+    expect(ds.val.length()).toBe(valDirs.length === 2 ? 2 : 1);
+    if (valDirs.length === 2) expect(warnings.some((w) => w.includes("several folders"))).toBe(true);
+  });
+
+  it("holds out a validation split by group when the layout has none", async () => {
+    const files: string[] = [];
+    for (let v = 0; v < 30; v++) for (let f = 0; f < 3; f++) files.push(`train/real/${String(v).padStart(3, "0")}_${f}.png`);
+    files.push("test/real/x.png");
+    const root = await tree("noval", files);
+    const warnings: string[] = [];
+    const ds = await openDataset(root, { size: 4, seed: 1, holdoutFraction: 0.3, warn: (m) => warnings.push(m) });
+    expect(ds.train.length() + ds.val.length()).toBe(90);
+    expect(ds.val.length()).toBeGreaterThan(0);
+    expect(ds.val.length() % 3).toBe(0);
+    const tr = allGroups(ds.train);
+    for (const g of allGroups(ds.val)) expect(tr.has(g)).toBe(false);
+    expect(warnings.some((w) => w.includes("no val folder"))).toBe(true);
+  });
+
+  it("surfaces an unreadable file as UnreadableImageError naming it", async () => {
+    const root = await tree("bad", ["train/real/good.png", "test/fake/x.png"]);
+    await fs.writeFile(path.join(root, "train/real/zz-bad.png"), "nope");
+    const ds = await openDataset(root, { size: 4, ...quiet });
+    expect(ds.train.length()).toBe(2);
+    const err = await ds.train.get(1).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(UnreadableImageError);
+    expect((err as Error).message).toContain("zz-bad.png");
+  });
+});
+
+describe("openDataset errors and specs", () => {
+  it("names the path when no layout is recognised or the path is missing", async () => {
+    const root = await tree("unknown", ["photos/a.png"]);
+    await expect(openDataset(root)).rejects.toThrow(root);
+    await expect(openDataset(root)).rejects.toThrow(/no known dataset layout/);
+    const missing = path.join(tmp, "does-not-exist");
+    await expect(openDataset(missing)).rejects.toThrow(`dataset path not found: ${missing}`);
+    const file = path.join(root, "photos/a.png");
+    await expect(openDataset(file)).rejects.toThrow(/is a file/);
+  });
+
+  it("opens synthetic specs", async () => {
+    const ds = await openDataset("synthetic:difficulty=0.2,train=6,val=2,test=4,seed=3", { size: 16 });
+    expect(ds.layout).toBe("synthetic");
+    expect([ds.train.length(), ds.val.length(), ds.test.length()]).toEqual([6, 2, 4]);
+    const s = await ds.test.get(1);
+    expect(s.label).toBe(1);
+    expect(s.image.length).toBe(3 * 16 * 16);
+    await expect(openDataset("synthetic:bogus=1")).rejects.toThrow(/unknown key 'bogus'/);
+  });
+});
+
+describe("OpenForensics (COCO)", () => {
+  it("computes clipped square crops around boxes", () => {
+    expect(cropRect([30, 20, 20, 10], 100, 80)).toEqual({ left: 27, top: 12, width: 26, height: 26 });
+    expect(cropRect([90, 70, 10, 10], 100, 80)).toEqual({ left: 89, top: 69, width: 11, height: 11 });
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 300 }),
+        fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.double({ min: 0.01, max: 1, noNaN: true }), fc.double({ min: 0.01, max: 1, noNaN: true }),
+        (W, H, fx, fy, fw, fh) => {
+          const x = fx * (W - 1), y = fy * (H - 1);
+          const w = Math.max(0.5, fw * (W - x)), h = Math.max(0.5, fh * (H - y));
+          const r = cropRect([x, y, w, h], W, H);
+          expect(r.left).toBeGreaterThanOrEqual(0);
+          expect(r.top).toBeGreaterThanOrEqual(0);
+          expect(r.width).toBeGreaterThanOrEqual(1);
+          expect(r.height).toBeGreaterThanOrEqual(1);
+          expect(r.left + r.width).toBeLessThanOrEqual(W);
+          expect(r.top + r.height).toBeLessThanOrEqual(H);
+          const side = Math.max(w, h) * 1.3;
+          expect(r.width).toBeLessThanOrEqual(Math.round(side) + 1);
+          // Unclipped crops are square.
+          const cx = x + w / 2, cy = y + h / 2;
+          if (cx - side / 2 >= 0 && cy - side / 2 >= 0 && cx + side / 2 <= W - 1 && cy + side / 2 <= H - 1) {
+            expect(Math.abs(r.width - r.height)).toBeLessThanOrEqual(1);
+            expect(Math.abs(r.width - side)).toBeLessThanOrEqual(1);
+          }
+        }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("crops one sample per annotation from the photo and caches crops", async () => {
+    const root = path.join(tmp, "of");
+    // R encodes x, G encodes y, so a crop's first pixel tells where it was taken from.
+    const W = 100, H = 80;
+    const data = new Uint8Array(W * H * 3);
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      data[(y * W + x) * 3] = x * 2;
+      data[(y * W + x) * 3 + 1] = y * 3;
+      data[(y * W + x) * 3 + 2] = 7;
+    }
+    await writePng(path.join(root, "Images/Train/abc.png"), { width: W, height: H, channels: 3, data });
+    const coco = {
+      images: [{ id: 5, file_name: "abc.png", width: W, height: H }],
+      annotations: [
+        { id: 11, image_id: 5, category_id: 1, bbox: [30, 20, 20, 10], iscrowd: 0, segmentation: [[0, 0]] },
+        { id: 12, image_id: 5, category_id: 0, bbox: [90, 70, 10, 10], iscrowd: 0 },
+        { id: 13, image_id: 99, category_id: 0, bbox: [1, 1, 5, 5] },
+      ],
+      categories: [{ id: 0, name: "Real" }, { id: 1, name: "Fake" }],
+    };
+    await fs.writeFile(path.join(root, "Train_poly.json"), JSON.stringify(coco));
+    await fs.writeFile(path.join(root, "Test-Dev_poly.json"), JSON.stringify({ ...coco, annotations: [] }));
+    expect((await detectLayout(root))?.layout).toBe("openforensics");
+    const warnings: string[] = [];
+    const ds: DatasetSplits = await openDataset(root, { size: 26, seed: 0, holdoutFraction: 0.5, warn: (m) => warnings.push(m) });
+    expect(ds.layout).toBe("openforensics");
+    expect(warnings.some((w) => w.includes("1 annotations"))).toBe(true);
+    expect(ds.test.length()).toBe(0);
+    // Both faces come from one photo, so the held-out val split takes both or neither.
+    const all = ds.train.length() ? ds.train : ds.val;
+    expect(all.length()).toBe(2);
+    expect(all.label(0)).toBe(1);
+    expect(all.label(1)).toBe(0);
+    const first = await all.get(0);
+    // Crop {27,12,26x26} at size 26: no resampling, so pixel (0,0) is photo pixel (27,12).
+    expect(Math.round(first.image[0] * 255)).toBe(54);
+    expect(Math.round(first.image[26 * 26] * 255)).toBe(36);
+    const cacheFile = path.join(root, ".ticketlab-cache", "26", "openforensics", "Train", "11.png");
+    expect((await fs.stat(cacheFile)).isFile()).toBe(true);
+    const again = await all.get(0);
+    expect(Buffer.from(again.image.buffer).equals(Buffer.from(first.image.buffer))).toBe(true);
+    // Border box: clipped 11x11 crop stretched to 26x26 starts at photo pixel (89,69).
+    const border = await all.get(1);
+    expect(Math.round(border.image[0] * 255)).toBeGreaterThanOrEqual(178 - 2);
+    expect(Math.round(border.image[26 * 26] * 255)).toBeGreaterThanOrEqual(207 - 3);
+  });
+});
+
+describe("FaceForensics++", () => {
+  const ids = Array.from({ length: 10 }, (_, i) => String(i).padStart(3, "0"));
+  const pairs: Array<[string, string]> = [];
+  for (let i = 0; i < 10; i += 2) pairs.push([ids[i], ids[i + 1]], [ids[i + 1], ids[i]]);
+
+  async function ffTree(name: string): Promise<string> {
+    const files: string[] = [];
+    for (const id of ids) for (let f = 0; f < 3; f++) files.push(`original_sequences/youtube/c23/images/${id}/${String(f).padStart(4, "0")}.png`);
+    for (const m of ["Deepfakes", "FaceSwap"]) {
+      for (const [t, s] of pairs) for (let f = 0; f < 3; f++) files.push(`manipulated_sequences/${m}/c23/images/${t}_${s}/${String(f).padStart(4, "0")}.png`);
+    }
+    return tree(name, files);
+  }
+
+  async function idsOf(ds: Dataset): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (let i = 0; i < ds.length(); i++) {
+      const m = /images\/([\d_]+)\//.exec((await ds.get(i)).path ?? "");
+      if (m) for (const id of m[1].split("_")) out.add(id);
+    }
+    return out;
+  }
+
+  async function expectDisjoint(ds: DatasetSplits): Promise<void> {
+    const sets = [await idsOf(ds.train), await idsOf(ds.val), await idsOf(ds.test)];
+    for (let a = 0; a < 3; a++) for (let b = a + 1; b < 3; b++) for (const id of sets[a]) expect(sets[b].has(id)).toBe(false);
+    const groups = [allGroups(ds.train), allGroups(ds.val), allGroups(ds.test)];
+    for (let a = 0; a < 3; a++) for (let b = a + 1; b < 3; b++) for (const g of groups[a]) expect(groups[b].has(g)).toBe(false);
+  }
+
+  it("splits by the official pair lists, by video, never by frame", async () => {
+    const root = await ffTree("ffpp");
+    await fs.mkdir(path.join(root, "splits"), { recursive: true });
+    await fs.writeFile(path.join(root, "splits/train.json"), JSON.stringify([["000", "001"], ["002", "003"]]));
+    await fs.writeFile(path.join(root, "splits/val.json"), JSON.stringify([["004", "005"]]));
+    await fs.writeFile(path.join(root, "splits/test.json"), JSON.stringify([["006", "007"]]));
+    const warnings: string[] = [];
+    const ds = await openDataset(root, { size: 8, faceforensics: { framesPerVideo: 2 }, warn: (m) => warnings.push(m) });
+    expect(ds.layout).toBe("faceforensics");
+    expect(await idsOf(ds.train)).toEqual(new Set(["000", "001", "002", "003"]));
+    expect(await idsOf(ds.val)).toEqual(new Set(["004", "005"]));
+    expect(await idsOf(ds.test)).toEqual(new Set(["006", "007"]));
+    // train: 4 real videos + 2 methods x 4 fake videos, 2 frames each
+    expect(classCounts(ds.train)).toEqual({ real: 8, fake: 16 });
+    expect(warnings.some((w) => w.includes("in no official split"))).toBe(true);
+    await expectDisjoint(ds);
+    const s = await ds.train.get(0);
+    expect(s.image.length).toBe(3 * 64);
+  });
+
+  it("falls back to a seeded split by identity group without split files", async () => {
+    const root = await ffTree("ffpp-nosplit");
+    const a = await openDataset(root, { size: 8, seed: 4, faceforensics: { framesPerVideo: 3, methods: ["Deepfakes"] }, ...quiet });
+    await expectDisjoint(a);
+    expect(a.train.length() + a.val.length() + a.test.length()).toBe((10 + 10) * 3);
+    // The seed is chosen so that the check is not vacuous: some groups land outside train.
+    expect(a.val.length() + a.test.length()).toBeGreaterThan(0);
+    expect(a.train.length()).toBeGreaterThan(0);
+    const b = await openDataset(root, { size: 8, seed: 4, faceforensics: { framesPerVideo: 3, methods: ["Deepfakes"] }, ...quiet });
+    expect(await idsOf(b.train)).toEqual(await idsOf(a.train));
+    await expect(openDataset(root, { faceforensics: { methods: ["NoSuchMethod"] }, ...quiet })).rejects.toThrow(/NoSuchMethod/);
+  });
+
+  it("picks evenly spaced frames", () => {
+    expect(evenlySpaced(10, 2)).toEqual([2, 7]);
+    expect(evenlySpaced(3, 5)).toEqual([0, 1, 2]);
+    fc.assert(fc.property(fc.integer({ min: 1, max: 500 }), fc.integer({ min: 1, max: 60 }), (total, n) => {
+      const idx = evenlySpaced(total, n);
+      expect(idx.length).toBe(Math.min(total, n));
+      for (let k = 1; k < idx.length; k++) expect(idx[k]).toBeGreaterThan(idx[k - 1]);
+      expect(idx[0]).toBeGreaterThanOrEqual(0);
+      expect(idx[idx.length - 1]).toBeLessThan(total);
+    }));
+  });
+});
