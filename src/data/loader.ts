@@ -147,13 +147,17 @@ export class DataLoader {
     return this.epoch(this.nextEpoch++);
   }
 
-  async *epoch(epoch: number): AsyncGenerator<Batch> {
+  /**
+   * The batches of one epoch, from `startBatch` on (a resumed run continues mid-epoch; the order is a
+   * pure function of seed and epoch, so the skipped batches are exactly the ones already trained).
+   */
+  async *epoch(epoch: number, startBatch = 0): AsyncGenerator<Batch> {
     this.skipped = 0;
     const order = this.order(epoch);
     const nb = this.numBatches();
     const limit = limiter(this.concurrency);
     const pending: Array<Promise<Batch | null>> = [];
-    let launched = 0;
+    let launched = Math.max(0, Math.min(nb, startBatch));
     const launch = (): void => {
       while (pending.length <= this.prefetch && launched < nb) {
         const p = this.assemble(epoch, order, launched++, limit);
