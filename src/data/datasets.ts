@@ -509,7 +509,7 @@ async function isExecutable(p: string): Promise<boolean> {
 const execFileP = promisify(execFile);
 
 class FaceForensicsDataset extends ListDataset<FfEntry> {
-  // One ffmpeg run extracts all N frames of a video; concurrent requests for its frames share it.
+  // One ffmpeg run extracts all N frames of a video; requests for its frames share it.
   private extracting = new Map<string, Promise<void>>();
 
   constructor(name: string, size: number, entries: readonly FfEntry[], private readonly ffmpeg: string | null) {
@@ -543,7 +543,12 @@ class FaceForensicsDataset extends ListDataset<FfEntry> {
     const dir = path.dirname(key);
     let p = this.extracting.get(dir);
     if (!p) {
-      p = this.runFfmpeg(v, e.n, dir).finally(() => this.extracting.delete(dir));
+      // Kept once done, so a request that missed the cache just before the last frame landed does not
+      // start a second ffmpeg run; dropped on failure so a later epoch may retry.
+      p = this.runFfmpeg(v, e.n, dir).catch((err: unknown) => {
+        this.extracting.delete(dir);
+        throw err;
+      });
       this.extracting.set(dir, p);
     }
     return p;
@@ -719,7 +724,13 @@ async function openFaceForensics(root: string, o: ResolvedOptions): Promise<Data
   if (videos.length === 0) throw new Error(`no FaceForensics++ videos or frame folders for ${comp} under ${root}`);
 
   const ffmpeg = await onPath(ff.ffmpeg ?? "ffmpeg");
-  const usable = videos.filter((v) => v.frames || (v.video && ffmpeg));
+  const frameCache = (v: FfVideo): string => path.join(cacheRoot, String(o.size), "ffpp", v.rel);
+  const usable: FfVideo[] = [];
+  for (const v of videos) {
+    // Frames decoded on an earlier run stay usable on a machine without ffmpeg.
+    if (v.frames || (v.video && ffmpeg)) usable.push(v);
+    else if ((await readDirSafe(frameCache(v))).filter((d) => d.name.endsWith(".png")).length >= n) usable.push(v);
+  }
   if (usable.length < videos.length) {
     o.warn(`${root}: ${videos.length - usable.length} videos have no extracted frames and ffmpeg is not on PATH; skipped`);
   }
@@ -754,7 +765,7 @@ async function openFaceForensics(root: string, o: ResolvedOptions): Promise<Data
         video: v,
         k,
         n: count,
-        cache: path.join(cacheRoot, String(o.size), "ffpp", v.rel, `${String(k).padStart(4, "0")}.png`),
+        cache: path.join(frameCache(v), `${String(k).padStart(4, "0")}.png`),
       });
     }
   }
@@ -785,6 +796,10 @@ class SyntheticSplit implements Dataset {
     return `${this.split}/${i}`;
   }
   async get(i: number): Promise<Sample> {
+    this.gen.label(this.split, i); // range check before deferring, so a bad index fails at the call
+    // Rendering is synchronous CPU work; deferring it to a macrotask lets the loader's prefetch interleave
+    // with the consumer (GPU callbacks, logging) instead of rendering K batches in one blocking stretch.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     const s = this.gen.sample(this.split, i);
     return { image: s.image, label: s.label };
   }

@@ -386,10 +386,30 @@ function drawScene(r: Rng): Scene {
   };
 }
 
+// The background texture is low-frequency (3-14 cells across the image), so above this size it is
+// evaluated on a coarse grid and upsampled: the same look at a fraction of the cost.
+const TEX_GRID = 64;
+
+function backgroundTexture(sc: Scene, S: number): Float32Array | null {
+  const bg = sc.bg;
+  if (bg.tex <= 0) return null;
+  const G = Math.min(S, TEX_GRID);
+  const t = new Float32Array(G * G);
+  for (let y = 0; y < G; y++) {
+    const v = (y + 0.5) / G;
+    for (let x = 0; x < G; x++) {
+      const u = (x + 0.5) / G;
+      t[y * G + x] = (fbm(bg.key, u * bg.texScale, v * bg.texScale, 3) - 0.5) * 2 * bg.tex;
+    }
+  }
+  return G === S ? t : resizePlanar(t, 1, G, G, S, S);
+}
+
 function renderBackground(cv: Canvas, sc: Scene): void {
   const { S, rgb, n } = cv;
   const bg = sc.bg;
   const ca = Math.cos(bg.angle), sa = Math.sin(bg.angle);
+  const tex = backgroundTexture(sc, S);
   for (let y = 0; y < S; y++) {
     const v = (y + 0.5) / S;
     for (let x = 0; x < S; x++) {
@@ -397,21 +417,29 @@ function renderBackground(cv: Canvas, sc: Scene): void {
       let t: number;
       if (bg.kind === 1) t = clamp01(Math.hypot(u - 0.5, v - 0.45) * 1.6);
       else t = clamp01(0.5 + (u - 0.5) * ca + (v - 0.5) * sa);
-      const tex = bg.tex > 0 ? (fbm(bg.key, u * bg.texScale, v * bg.texScale, 3) - 0.5) * 2 * bg.tex : 0;
       const p = y * S + x;
-      rgb[p] = lerp(bg.a[0], bg.b[0], t) + tex;
-      rgb[n + p] = lerp(bg.a[1], bg.b[1], t) + tex;
-      rgb[2 * n + p] = lerp(bg.a[2], bg.b[2], t) + tex;
+      const tx = tex ? tex[p] : 0;
+      rgb[p] = lerp(bg.a[0], bg.b[0], t) + tx;
+      rgb[n + p] = lerp(bg.a[1], bg.b[1], t) + tx;
+      rgb[2 * n + p] = lerp(bg.a[2], bg.b[2], t) + tx;
     }
   }
   for (const bl of bg.blobs) drawEllipse(S, bl.e, 0.06, (p, _ex, _ey, cov) => cv.over(p, bl.c, cov * 0.6));
 }
 
-function renderFaceScene(sc: Scene, S: number): Canvas {
+/**
+ * Render a face scene. `faceOnly` skips what a swap never takes from the donor (background, clothes, neck,
+ * long hair behind the head): the donor is only sampled inside the target's inner-face mask.
+ */
+function renderFaceScene(sc: Scene, S: number, faceOnly = false): Canvas {
   const cv = new Canvas(S);
   const f = sc.frame;
   const px = 1 / S;
-  renderBackground(cv, sc);
+  if (faceOnly) {
+    // Where a misaligned warp samples past the donor's face, it should find skin-ish shadow, not a flat grey.
+    for (let c = 0; c < 3; c++) cv.rgb.fill(sc.skin[c] * 0.7, c * cv.n, (c + 1) * cv.n);
+  }
+  else renderBackground(cv, sc);
 
   const [lx, ly, lz] = sc.light;
   const hairTex = (p: number, ex: number, ey: number): number => {
@@ -422,13 +450,13 @@ function renderFaceScene(sc: Scene, S: number): Canvas {
 
   // Shoulders and clothes.
   const [sx, sy] = facePoint(f, 0, 2.05);
-  drawEllipse(S, { cx: sx, cy: sy + 0.06, rx: f.a * 2.3, ry: f.b * 1.0, rot: f.rot * 0.3 }, px, (p, ex, ey, cov) => {
+  if (!faceOnly) drawEllipse(S, { cx: sx, cy: sy + 0.06, rx: f.a * 2.3, ry: f.b * 1.0, rot: f.rot * 0.3 }, px, (p, ex, ey, cov) => {
     const fold = 0.85 + 0.15 * Math.cos(ex * 5 + ey * 2);
     cv.over(p, scaleRGB(sc.clothes, fold * (0.75 + 0.25 * clamp01(0.5 - ex * lx))), cov);
   });
 
   // Long hair falls behind the neck and shoulders.
-  if (sc.hairStyle === 1) {
+  if (sc.hairStyle === 1 && !faceOnly) {
     const [hx, hy] = facePoint(f, 0, 0.35);
     drawEllipse(S, { cx: hx, cy: hy, rx: f.a * 1.42, ry: f.b * 1.45, rot: f.rot }, 1.5 * px, (p, ex, ey, cov) =>
       cv.over(p, scaleRGB(sc.hair, hairTex(p, ex, ey)), cov));
@@ -436,7 +464,7 @@ function renderFaceScene(sc: Scene, S: number): Canvas {
 
   // Neck, darker under the chin.
   const [nx, ny] = facePoint(f, 0, 1.05);
-  drawEllipse(S, { cx: nx, cy: ny, rx: f.a * 0.58, ry: f.b * 0.62, rot: f.rot }, px, (p, ex, ey, cov) => {
+  if (!faceOnly) drawEllipse(S, { cx: nx, cy: ny, rx: f.a * 0.58, ry: f.b * 0.62, rot: f.rot }, px, (p, ex, ey, cov) => {
     const s = 0.62 + 0.25 * clamp01(ey + 0.4) - 0.12 * ex * lx;
     cv.over(p, scaleRGB(sc.skin, s), cov);
   });
@@ -799,7 +827,7 @@ export function renderSample(key: number, label: 0 | 1, size: number, difficulty
       lerp(donorScene.light[2], target.light[2], sw.lightMatch),
     ]);
     donorScene.ambient = lerp(donorScene.ambient, target.ambient, sw.lightMatch);
-    const donor = renderFaceScene(donorScene, size);
+    const donor = renderFaceScene(donorScene, size, true);
     mask = faceSwap(cv, target.frame, donor, donorScene.frame, sw);
   } else {
     mask = new Float32Array(size * size);

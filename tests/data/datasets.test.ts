@@ -287,6 +287,48 @@ describe("FaceForensics++", () => {
     await expect(openDataset(root, { faceforensics: { methods: ["NoSuchMethod"] }, ...quiet })).rejects.toThrow(/NoSuchMethod/);
   });
 
+  it("extracts frames from videos through ffmpeg once, centre-cropped and cached", async () => {
+    const root = path.join(tmp, "ffpp-videos");
+    const bin = path.join(tmp, "fakebin");
+    await fs.mkdir(bin, { recursive: true });
+    // A 2:1 frame whose left and right quarters differ from the centre: the centre crop must drop them.
+    const W = 16, H = 8;
+    const frame = new Uint8Array(W * H * 3);
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) frame.fill(x < 4 || x >= 12 ? 0 : 200, (y * W + x) * 3, (y * W + x) * 3 + 3);
+    const template = path.join(bin, "frame.png");
+    await writePng(template, { width: W, height: H, channels: 3, data: frame });
+    // Stub ffprobe/ffmpeg: report 12 frames; write one PNG per selected frame to the output pattern.
+    const log = path.join(bin, "calls.log");
+    await fs.writeFile(path.join(bin, "ffprobe"), "#!/bin/sh\necho 12\n", { mode: 0o755 });
+    await fs.writeFile(path.join(bin, "ffmpeg"), [
+      "#!/bin/sh",
+      `echo call >> '${log}'`,
+      'vf=""; out=""',
+      'while [ $# -gt 0 ]; do case "$1" in -vf) vf="$2";; esac; out="$1"; shift; done',
+      "n=$(printf '%s' \"$vf\" | grep -o 'eq(' | wc -l)",
+      "k=1; while [ $k -le $n ]; do cp '" + template + "' \"$(printf \"$out\" $k)\"; k=$((k+1)); done",
+      "",
+    ].join("\n"), { mode: 0o755 });
+    for (const rel of ["original_sequences/youtube/c23/videos/000.mp4", "original_sequences/youtube/c23/videos/001.mp4",
+      "manipulated_sequences/Deepfakes/c23/videos/000_001.mp4", "manipulated_sequences/Deepfakes/c23/videos/001_000.mp4"]) {
+      await fs.mkdir(path.dirname(path.join(root, rel)), { recursive: true });
+      await fs.writeFile(path.join(root, rel), "not really a video");
+    }
+    const opts = { size: 4, seed: 0, faceforensics: { framesPerVideo: 3, ffmpeg: path.join(bin, "ffmpeg") }, ...quiet };
+    const ds = await openDataset(root, opts);
+    const all = [ds.train, ds.val, ds.test].find((d) => d.length() > 0) as Dataset;
+    expect(ds.train.length() + ds.val.length() + ds.test.length()).toBe(4 * 3);
+    expect(all.length()).toBe(12); // the pair 000/001 is one identity group: one split holds everything
+    const samples = await Promise.all(Array.from({ length: all.length() }, (_, i) => all.get(i)));
+    for (const s of samples) expect(s.image.every((v) => Math.abs(v - 200 / 255) < 1e-6)).toBe(true);
+    expect((await fs.readFile(log, "utf8")).trim().split("\n").length).toBe(4); // one ffmpeg run per video
+    const cached = await fs.readdir(path.join(root, ".ticketlab-cache/4/ffpp/manipulated_sequences/Deepfakes/c23/000_001"));
+    expect(cached.sort()).toEqual(["0000.png", "0001.png", "0002.png"]);
+    // Without ffmpeg, cached frames still count.
+    const again = await openDataset(root, { ...opts, faceforensics: { framesPerVideo: 3, ffmpeg: path.join(bin, "missing") } });
+    expect(again.train.length() + again.val.length() + again.test.length()).toBe(12);
+  });
+
   it("picks evenly spaced frames", () => {
     expect(evenlySpaced(10, 2)).toEqual([2, 7]);
     expect(evenlySpaced(3, 5)).toEqual([0, 1, 2]);
