@@ -7,7 +7,7 @@
 // offsets relative to the start of the data section.
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { writeFileAtomic, writeFileAtomicSync } from './atomic.ts';
+import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 
 /** Element types a {@link HostTensor} can hold (and that we write). */
 export type HostDtype = 'F32' | 'F64' | 'I32' | 'U32' | 'U8' | 'I64';

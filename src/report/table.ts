@@ -1,5 +1,5 @@
 // Tables for the terminal (aligned plain text) and for the HTML report, from the same row objects.
-import { escapeHtml } from './escape.ts';
+import { escapeHtml } from './escape.js';
 
 export type TableCell = string | number | boolean | null | undefined;
 export type TableRow = Readonly<Record<string, TableCell>>;

@@ -11,7 +11,7 @@ import {
   writeFileAtomicSync,
   writeJsonAtomic,
   writeJsonAtomicSync,
-} from '../../src/io/atomic.ts';
+} from '../../src/io/atomic.js';
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'ticketlab-atomic-'));

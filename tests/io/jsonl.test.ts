@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { appendJsonl, appendJsonlSync, parseJsonl, readJsonl, readJsonlSync } from '../../src/io/jsonl.ts';
+import { appendJsonl, appendJsonlSync, parseJsonl, readJsonl, readJsonlSync } from '../../src/io/jsonl.js';
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'ticketlab-jsonl-'));

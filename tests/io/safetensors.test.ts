@@ -13,7 +13,7 @@ import {
   saveSafetensors,
   SafetensorsError,
   type HostTensor,
-} from '../../src/io/safetensors.ts';
+} from '../../src/io/safetensors.js';
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'ticketlab-st-'));

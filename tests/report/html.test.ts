@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { figure, figureRow, htmlReport, imageTag, relativeUrl, scrollable, slugify } from '../../src/report/html.ts';
-import { linePlot } from '../../src/report/svg-plot.ts';
-import { htmlTable } from '../../src/report/table.ts';
+import { figure, figureRow, htmlReport, imageTag, relativeUrl, scrollable, slugify } from '../../src/report/html.js';
+import { linePlot } from '../../src/report/svg-plot.js';
+import { htmlTable } from '../../src/report/table.js';
 
 const VOID = new Set(['meta', 'img', 'br', 'hr', 'input', 'link']);
 
