@@ -173,6 +173,7 @@ export class DataLoader {
       const b = await p;
       if (b) yield b;
     }
+    if (this.skipped > 0) this.warn(`epoch ${epoch}: skipped ${this.skipped} unreadable of ${this.dataset.length()} samples in ${this.dataset.name}`);
   }
 
   private async assemble(epoch: number, order: Int32Array, b: number, limit: Limiter): Promise<Batch | null> {

@@ -8,6 +8,7 @@ import {
   classCounts, cropRect, detectLayout, evenlySpaced, frameGroup, openDataset, type Dataset, type DatasetSplits,
 } from "../../src/data/datasets.ts";
 import { UnreadableImageError, writePng, type RgbImage } from "../../src/data/image.ts";
+import { DataLoader } from "../../src/data/loader.ts";
 
 let tmp: string;
 beforeAll(async () => {
@@ -122,6 +123,21 @@ describe("image-folder layout", () => {
   });
 });
 
+describe("end to end", () => {
+  it("a corrupt file in an image folder is skipped by the loader, not fatal", async () => {
+    const root = await tree("e2e", ["train/real/a.png", "train/fake/b.png", "train/fake/c.png", "test/real/d.png"]);
+    await fs.writeFile(path.join(root, "train/real/broken.jpg"), Buffer.alloc(100, 0xff));
+    const ds = await openDataset(root, { size: 6, ...quiet });
+    const warnings: string[] = [];
+    const dl = new DataLoader(ds.train, { batchSize: 2, seed: 0, warn: (m) => warnings.push(m) });
+    let n = 0;
+    for await (const b of dl.epoch(0)) n += b.n;
+    expect(n).toBe(3);
+    expect(dl.skipped).toBe(1);
+    expect(warnings[0]).toContain("broken.jpg");
+  });
+});
+
 describe("openDataset errors and specs", () => {
   it("names the path when no layout is recognised or the path is missing", async () => {
     const root = await tree("unknown", ["photos/a.png"]);
@@ -221,6 +237,26 @@ describe("OpenForensics (COCO)", () => {
     const border = await all.get(1);
     expect(Math.round(border.image[0] * 255)).toBeGreaterThanOrEqual(178 - 2);
     expect(Math.round(border.image[26 * 26] * 255)).toBeGreaterThanOrEqual(207 - 3);
+  });
+});
+
+describe("OpenForensics file_name variants", () => {
+  it("accepts file names relative to the root", async () => {
+    const root = path.join(tmp, "of-rel");
+    await writePng(path.join(root, "Images/Val/sub/x.png"), solid(40, 30, 90));
+    const coco = {
+      images: [{ id: 1, file_name: "Images/Val/sub/x.png" }],
+      annotations: [{ id: 1, image_id: 1, category_id: 0, bbox: [5, 5, 10, 10] }],
+      categories: [{ id: 0, name: "Real" }, { id: 1, name: "Fake" }],
+    };
+    await fs.writeFile(path.join(root, "Val_poly.json"), JSON.stringify(coco));
+    await fs.writeFile(path.join(root, "Train_poly.json"), JSON.stringify({ ...coco, annotations: [] }));
+    await fs.writeFile(path.join(root, "Test-Dev_poly.json"), JSON.stringify({ ...coco, annotations: [] }));
+    const ds = await openDataset(root, { size: 8, ...quiet });
+    expect(ds.val.length()).toBe(1);
+    const s = await ds.val.get(0);
+    expect(s.path).toBe(path.join(root, "Images/Val/sub/x.png"));
+    expect(Math.round(s.image[0] * 255)).toBe(90);
   });
 });
 

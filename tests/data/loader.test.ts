@@ -133,12 +133,15 @@ describe("DataLoader", () => {
     expect(seen.length).toBe(17);
     expect(seen).not.toContain(3);
     expect(dl.skipped).toBe(3);
-    expect(warnings.length).toBe(3);
+    // one warning per file, then the epoch's count
+    expect(warnings.length).toBe(4);
     expect(warnings.some((w) => w.includes("/data/img17.png"))).toBe(true);
+    expect(warnings[3]).toMatch(/epoch 0: skipped 3 unreadable of 20/);
     await collect(dl.epoch(1));
     expect(dl.skipped).toBe(3);
     expect(dl.skippedTotal).toBe(6);
-    expect(warnings.length).toBe(3);
+    expect(warnings.length).toBe(5);
+    expect(warnings[4]).toMatch(/epoch 1: skipped 3/);
   });
 
   it("propagates programming errors instead of skipping them", async () => {
