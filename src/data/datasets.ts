@@ -806,8 +806,14 @@ class SyntheticSplit implements Dataset {
 }
 
 /** `synthetic` or `synthetic:difficulty=0.3,train=1000,val=200,test=200,seed=3`. */
-function parseSyntheticSpec(spec: string): Partial<SyntheticOptions & { counts: Partial<Record<SplitName, number>> }> {
-  const out: { seed?: number; difficulty?: number; counts: Partial<Record<SplitName, number>> } = { counts: {} };
+interface SyntheticSpec {
+  seed?: number;
+  difficulty?: number;
+  counts: Partial<Record<SplitName, number>>;
+}
+
+function parseSyntheticSpec(spec: string): SyntheticSpec {
+  const out: SyntheticSpec = { counts: {} };
   const rest = spec.slice("synthetic".length);
   if (rest === "") return out;
   if (!rest.startsWith(":")) throw new Error(`bad dataset spec '${spec}' (expected synthetic or synthetic:key=value,...)`);
