@@ -12,12 +12,12 @@ import { promisify } from "node:util";
 import {
   cropImage, decodeImage, resizeRgb, toCHWFloat, UnreadableImageError, writeFileAtomic, writePng,
   type Rect, type RgbImage,
-} from "./image.ts";
-import { hashKey, hashString, unitFloat } from "./random.ts";
-import { SPLITS, SyntheticDeepfakes, type SplitName, type SyntheticOptions } from "./synthetic.ts";
+} from "./image.js";
+import { hashKey, hashString, unitFloat } from "./random.js";
+import { SPLITS, SyntheticDeepfakes, type SplitName, type SyntheticOptions } from "./synthetic.js";
 
-export type { SplitName } from "./synthetic.ts";
-export { SPLITS } from "./synthetic.ts";
+export type { SplitName } from "./synthetic.js";
+export { SPLITS } from "./synthetic.js";
 
 export interface Sample {
   /** CHW float32 in [0,1], 3 x size x size */

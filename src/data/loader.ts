@@ -1,9 +1,9 @@
 // Batches for training and evaluation: seeded per-epoch shuffling, NCHW packing, optional flip and
 // normalisation, and decode-ahead of the next batches with bounded concurrency (sharp decodes on libuv's
 // thread pool, so several images really are decoded in parallel while the GPU works on the current batch).
-import type { Dataset, Sample } from "./datasets.ts";
-import { UnreadableImageError } from "./image.ts";
-import { hashKey, Rng, unitFloat } from "./random.ts";
+import type { Dataset, Sample } from "./datasets.js";
+import { UnreadableImageError } from "./image.js";
+import { hashKey, Rng, unitFloat } from "./random.js";
 
 export interface Normalize {
   mean: readonly [number, number, number];

@@ -12,8 +12,8 @@
 // 64, 128 or 256 pixels, and every random draw is keyed by (seed, split, index), so sample i does not depend
 // on which samples were generated before it.
 import * as path from "node:path";
-import { chwToRgb, resizePlanar, writePng, type RgbImage } from "./image.ts";
-import { hashKey, mix32, Rng } from "./random.ts";
+import { chwToRgb, resizePlanar, writePng, type RgbImage } from "./image.js";
+import { hashKey, mix32, Rng } from "./random.js";
 
 export type SplitName = "train" | "val" | "test";
 export const SPLITS: readonly SplitName[] = ["train", "val", "test"];

@@ -6,9 +6,9 @@ import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   classCounts, cropRect, detectLayout, evenlySpaced, frameGroup, openDataset, type Dataset, type DatasetSplits,
-} from "../../src/data/datasets.ts";
-import { UnreadableImageError, writePng, type RgbImage } from "../../src/data/image.ts";
-import { DataLoader } from "../../src/data/loader.ts";
+} from "../../src/data/datasets.js";
+import { UnreadableImageError, writePng, type RgbImage } from "../../src/data/image.js";
+import { DataLoader } from "../../src/data/loader.js";
 
 let tmp: string;
 beforeAll(async () => {

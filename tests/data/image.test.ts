@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   chwToRgb, cropImage, decodeImage, decodeImageBuffer, encodePng, resizePlanar, resizeRgb, rgbToCHW,
   toCHWFloat, UnreadableImageError, writeFileAtomic, writePng, type RgbImage,
-} from "../../src/data/image.ts";
+} from "../../src/data/image.js";
 
 let dir: string;
 beforeAll(async () => {

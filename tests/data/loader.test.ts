@@ -1,8 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { Dataset, Sample } from "../../src/data/datasets.ts";
-import { UnreadableImageError } from "../../src/data/image.ts";
-import { DataLoader, type Batch } from "../../src/data/loader.ts";
+import type { Dataset, Sample } from "../../src/data/datasets.js";
+import { UnreadableImageError } from "../../src/data/image.js";
+import { DataLoader, type Batch } from "../../src/data/loader.js";
 
 /** In-memory dataset: pixel (c, y, x) of sample i = i*1000 + c*100 + y*10 + x, so rows are recognisable. */
 class FakeDataset implements Dataset {
@@ -116,6 +116,15 @@ describe("DataLoader", () => {
     // Same decision whatever the prefetch depth.
     const again = new DataLoader(ds, { batchSize: 5, seed: 11, flip: true, prefetch: 0 });
     for (let i = 0; i < 200; i++) expect(again.flipped(2, i)).toBe(dl.flipped(2, i));
+  });
+
+  it("resumes mid-epoch with the same batches", async () => {
+    const ds = new FakeDataset(23, 1);
+    const dl = new DataLoader(ds, { batchSize: 4, seed: 5, flip: true });
+    const full = await collect(dl.epoch(3));
+    const tail = await collect(dl.epoch(3, 2));
+    expect(tail.map((b) => b.batch)).toEqual([2, 3, 4, 5]);
+    expect(tail.map((b) => Array.from(b.x))).toEqual(full.slice(2).map((b) => Array.from(b.x)));
   });
 
   it("normalises per channel", async () => {

@@ -3,9 +3,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { openDataset } from "../../src/data/datasets.ts";
-import { hashKey } from "../../src/data/random.ts";
-import { renderSample, SyntheticDeepfakes } from "../../src/data/synthetic.ts";
+import { openDataset } from "../../src/data/datasets.js";
+import { hashKey } from "../../src/data/random.js";
+import { renderSample, SyntheticDeepfakes } from "../../src/data/synthetic.js";
 
 const sameBits = (a: Float32Array, b: Float32Array): boolean =>
   a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
