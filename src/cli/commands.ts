@@ -1,6 +1,7 @@
 // The command table: each command's name, one-line summary, full help and runner.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { infoCommand } from './info.js';
+import { evalCommand, trainCommand } from './train.js';
 
 export interface Command {
   name: string;
@@ -9,7 +10,7 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-export const commands: Command[] = [infoCommand];
+export const commands: Command[] = [infoCommand, trainCommand, evalCommand];
 
 export function usage(): string {
   const w = Math.max(...commands.map((c) => c.name.length));

@@ -32,9 +32,27 @@ export interface Conv2dArgs extends Conv2dOptions {
   bias?: boolean;
 }
 
-export class Conv2d extends Module {
+/**
+ * Layers whose weight can be pruned carry an explicit 0/1 mask beside it (never inferred from zeros).
+ * The forward pass multiplies by the mask, so gradients of pruned weights are exactly zero too.
+ */
+export interface Prunable {
+  readonly weight: Tensor;
+  mask: Tensor | null;
+}
+
+export function isPrunable(m: Module): m is Module & Prunable {
+  return m instanceof Conv2d || m instanceof Linear;
+}
+
+function maskedWeight(l: Prunable): Tensor {
+  return l.mask ? F.mul(l.weight, l.mask) : l.weight;
+}
+
+export class Conv2d extends Module implements Prunable {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
+  mask: Tensor | null = null;
   readonly opts: Conv2dOptions;
   constructor(
     readonly inChannels: number,
@@ -55,13 +73,14 @@ export class Conv2d extends Module {
     if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
   }
   forward(x: Tensor): Tensor {
-    return FN.conv2d(x, this.weight, this.bias, this.opts);
+    return FN.conv2d(x, maskedWeight(this), this.bias, this.opts);
   }
 }
 
-export class Linear extends Module {
+export class Linear extends Module implements Prunable {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
+  mask: Tensor | null = null;
   constructor(
     readonly inFeatures: number,
     readonly outFeatures: number,
@@ -77,7 +96,7 @@ export class Linear extends Module {
     if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
   }
   forward(x: Tensor): Tensor {
-    return F.linear(x, this.weight, this.bias);
+    return F.linear(x, maskedWeight(this), this.bias);
   }
 }
 

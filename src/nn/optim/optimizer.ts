@@ -49,7 +49,12 @@ export class Optimizer {
   /** Per-parameter masks (by tensor id); set by pruning. */
   private masks = new Map<number, Tensor>();
 
-  constructor(params: readonly Tensor[], cfg: OptimizerConfig) {
+  constructor(
+    params: readonly Tensor[],
+    cfg: OptimizerConfig,
+    /** Parameter keys, for checkpoints of the optimizer state (defaults to indices). */
+    readonly names: readonly string[] = params.map((_, i) => String(i)),
+  ) {
     if (!(cfg.lr > 0)) throw new Error(`learning rate ${cfg.lr} must be positive`);
     this.cfg = {
       kind: cfg.kind,
@@ -137,6 +142,17 @@ export class Optimizer {
     const slot = this.slots.find((s) => s.param === param);
     if (!slot) throw new Error(`stateOf: ${param} is not optimised by this optimizer`);
     return { s1: slot.s1, s2: slot.s2 };
+  }
+
+  /** State tensors by `<param key>.exp_avg` / `.exp_avg_sq` (Adam) or `.momentum_buffer` (SGD). */
+  namedState(): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    this.slots.forEach((s, i) => {
+      const k = this.names[i];
+      if (this.cfg.kind === 'sgd') out.push([`${k}.momentum_buffer`, s.s1]);
+      else out.push([`${k}.exp_avg`, s.s1], [`${k}.exp_avg_sq`, s.s2]);
+    });
+    return out;
   }
 
   dispose(): void {

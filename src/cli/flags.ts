@@ -1,0 +1,114 @@
+// Flags shared by the commands that train: parsing, validation (one-line errors naming the flag) and
+// the help text, in one place so `train`, `imp`, `oneshot` and `transfer` agree.
+import type { ParseArgsConfig } from 'node:util';
+import { DEFAULT_TRAIN, type TrainSettings } from '../train/trainer.js';
+import { MODEL_NAMES } from '../nn/models/index.js';
+
+export const TRAIN_FLAGS = {
+  model: { type: 'string', default: 'meso4' },
+  data: { type: 'string', default: 'synthetic' },
+  size: { type: 'string' },
+  batch: { type: 'string', default: String(DEFAULT_TRAIN.batch) },
+  epochs: { type: 'string', default: String(DEFAULT_TRAIN.epochs) },
+  lr: { type: 'string', default: String(DEFAULT_TRAIN.lr) },
+  optimizer: { type: 'string', default: DEFAULT_TRAIN.optimizer },
+  momentum: { type: 'string', default: String(DEFAULT_TRAIN.momentum) },
+  'weight-decay': { type: 'string', default: String(DEFAULT_TRAIN.weightDecay) },
+  schedule: { type: 'string', default: DEFAULT_TRAIN.schedule },
+  warmup: { type: 'string', default: '0' },
+  patience: { type: 'string', default: String(DEFAULT_TRAIN.patience) },
+  seed: { type: 'string', default: '0' },
+  'no-flip': { type: 'boolean', default: false },
+  out: { type: 'string' },
+  resume: { type: 'boolean', default: false },
+  quiet: { type: 'boolean', default: false },
+} as const satisfies NonNullable<ParseArgsConfig['options']>;
+
+export const TRAIN_FLAGS_HELP = `Model and data:
+  --model NAME        meso4 | mesoinception4 | cnn5 | resnet18            (default meso4)
+  --data SPEC         synthetic[:difficulty=0.5,train=N,val=N,test=N,seed=S], or a dataset root:
+                      an image folder ({Train,Validation,Test}/{Real,Fake}/, Kaggle layouts),
+                      an OpenForensics release (*_poly.json + Images/), or a FaceForensics++ release
+                      (original_sequences/ + manipulated_sequences/); the layout is detected (default synthetic)
+  --size PX           square input size (default: 256 for meso*, 64 for synthetic data, 224 for resnet18)
+Training (defaults follow the study: Adam, lr 1e-4, early stopping with patience 10):
+  --batch N           batch size (default ${DEFAULT_TRAIN.batch})
+  --epochs N          maximum epochs (default ${DEFAULT_TRAIN.epochs})
+  --lr X              learning rate (default ${DEFAULT_TRAIN.lr})
+  --optimizer NAME    adam | adamw | sgd (default adam)
+  --momentum X        SGD momentum (default ${DEFAULT_TRAIN.momentum})
+  --weight-decay X    L2 (adam, sgd) or decoupled (adamw) weight decay (default 0)
+  --schedule S        constant | cosine | step:<steps>:<gamma> (default constant)
+  --warmup N          linear learning-rate warm-up steps (default 0)
+  --patience N        early-stopping patience in epochs on validation loss; 0 = off (default ${DEFAULT_TRAIN.patience})
+  --seed N            seeds weights, data order, augmentation, dropout and masks (default 0)
+  --no-flip           no horizontal-flip augmentation
+Output:
+  --out DIR           run folder (default runs/<model>-<data>-s<seed>)
+  --resume            continue an interrupted run in --out (at the epoch and batch where it stopped)
+  --quiet             no progress bars
+`;
+
+type Values = { [K in keyof typeof TRAIN_FLAGS]?: (typeof TRAIN_FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
+
+export function num(values: Record<string, unknown>, flag: string, opts: { int?: boolean; min?: number; max?: number } = {}): number {
+  const raw = values[flag];
+  const v = Number(raw);
+  const bad =
+    typeof raw !== 'string' ||
+    raw.trim() === '' ||
+    !Number.isFinite(v) ||
+    (opts.int && !Number.isInteger(v)) ||
+    (opts.min !== undefined && v < opts.min) ||
+    (opts.max !== undefined && v > opts.max);
+  if (bad) {
+    const what = `${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}${opts.max !== undefined ? ` <= ${opts.max}` : ''}`;
+    throw new Error(`--${flag} '${String(raw)}' must be ${what}`);
+  }
+  return v;
+}
+
+export interface RunSpec {
+  model: string;
+  data: string;
+  size: number;
+  train: TrainSettings;
+}
+
+export function defaultSize(model: string, data: string): number {
+  if (data === 'synthetic' || data.startsWith('synthetic:')) return 64;
+  return model === 'resnet18' ? 224 : 256;
+}
+
+export function parseRunSpec(values: Values): RunSpec {
+  const model = String(values.model);
+  if (!(MODEL_NAMES as readonly string[]).includes(model)) throw new Error(`--model '${model}' is not one of ${MODEL_NAMES.join(', ')}`);
+  const optimizer = String(values.optimizer);
+  if (!['adam', 'adamw', 'sgd'].includes(optimizer)) throw new Error(`--optimizer '${optimizer}' is not one of adam, adamw, sgd`);
+  const data = String(values.data);
+  const v = values as Record<string, unknown>;
+  const size = values.size === undefined ? defaultSize(model, data) : num(v, 'size', { int: true, min: 8, max: 4096 });
+  return {
+    model,
+    data,
+    size,
+    train: {
+      epochs: num(v, 'epochs', { int: true, min: 1 }),
+      batch: num(v, 'batch', { int: true, min: 1 }),
+      lr: num(v, 'lr', { min: 1e-12 }),
+      optimizer: optimizer as TrainSettings['optimizer'],
+      momentum: num(v, 'momentum', { min: 0, max: 1 }),
+      weightDecay: num(v, 'weight-decay', { min: 0 }),
+      schedule: String(values.schedule),
+      warmupSteps: num(v, 'warmup', { int: true, min: 0 }),
+      patience: num(v, 'patience', { int: true, min: 0 }),
+      seed: num(v, 'seed', { int: true, min: 0 }),
+      flip: !values['no-flip'],
+    },
+  };
+}
+
+export function defaultOut(spec: RunSpec, kind = ''): string {
+  const data = spec.data.startsWith('synthetic') ? 'synthetic' : spec.data.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || 'data';
+  return `runs/${spec.model}-${data}${kind ? `-${kind}` : ''}-s${spec.train.seed}`;
+}

@@ -1,0 +1,138 @@
+// `ticketlab train` and `ticketlab eval`.
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+import { closeDevice, initDevice } from '../tensor/device.js';
+import { createModel } from '../nn/models/index.js';
+import { loadModel, saveModel } from '../nn/checkpoint.js';
+import { openDataset } from '../data/datasets.js';
+import { evaluate, fit, Interrupted } from '../train/trainer.js';
+import { levelDir, markDone, openRun } from '../train/run.js';
+import { parseFlags, type Command } from './commands.js';
+import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, parseRunSpec, num } from './flags.js';
+import { installStopSignal } from './signals.js';
+import { formatMetrics } from './format.js';
+
+const log = (m: string) => process.stderr.write(m + '\n');
+
+export const trainCommand: Command = {
+  name: 'train',
+  summary: 'train a detector (dense) and evaluate it on the test split',
+  help: `ticketlab train [flags]
+
+Trains a deepfake detector with BCE-with-logits on one logit (fake), validating after every epoch,
+stopping early on validation loss and keeping the best weights. The run folder gets:
+  config.json                      every resolved setting
+  level_0/init.safetensors         the initial weights (theta_0; IMP rewinds to them)
+  level_0/final.safetensors        the trained weights (PyTorch state-dict keys)
+  level_0/metrics.jsonl            per epoch: loss, accuracy, balanced accuracy, ROC AUC (train, val); test at the end
+  level_0/result.json              summary; its presence marks the run finished
+Ctrl-C finishes the current step and saves; --resume continues from there.
+
+${TRAIN_FLAGS_HELP}`,
+  async run(args) {
+    const { values } = parseFlags(args, TRAIN_FLAGS, 'train');
+    const spec = parseRunSpec(values);
+    const out = values.out ?? defaultOut(spec);
+    await openRun(out, { command: 'train', ...spec }, { resume: !!values.resume });
+    const dev = await initDevice();
+    log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
+    const data = await openDataset(spec.data, { size: spec.size, seed: spec.train.seed });
+    log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${spec.size}x${spec.size}`);
+    const model = createModel(spec.model, { size: spec.size, seed: spec.train.seed });
+    log(`model: ${spec.model}, ${model.parameterCount().toLocaleString('en-US')} parameters`);
+    const dir = levelDir(out, 0);
+    const signal = installStopSignal(log);
+    try {
+      const res = await fit({
+        model,
+        train: data.train,
+        val: data.val,
+        test: data.test,
+        settings: spec.train,
+        dir,
+        resume: !!values.resume,
+        progress: !values.quiet,
+        signal,
+        captures: [{ kind: 'step', at: 0, capture: (m) => saveModel(path.join(dir, 'init.safetensors'), m, { ticketlab: 'theta_0' }) }],
+        log,
+      });
+      await markDone(out, { result: res });
+      process.stdout.write(
+        `best epoch ${res.bestEpoch} of ${res.epochs}${res.stoppedEarly ? ' (early stop)' : ''}; ` +
+          `${res.imagesPerSecond} img/s training\n` +
+          (res.bestVal ? `val:  ${formatMetrics(res.bestVal)}\n` : '') +
+          (res.test ? `test: ${formatMetrics(res.test)}\n` : '') +
+          `results in ${out}/\n`,
+      );
+      return 0;
+    } catch (e) {
+      if (e instanceof Interrupted) {
+        log(e.message);
+        return 130;
+      }
+      throw e;
+    } finally {
+      signal.dispose();
+      model.dispose();
+      closeDevice();
+    }
+  },
+};
+
+export const evalCommand: Command = {
+  name: 'eval',
+  summary: 'evaluate saved weights on a dataset split',
+  help: `ticketlab eval --weights FILE [--model NAME] [--data SPEC] [--size PX] [--split test|val|train] [--batch N]
+
+Loads a .safetensors state dict (ours, or exported from PyTorch with the same keys) into the model and
+prints loss, accuracy, balanced accuracy and ROC AUC. --weights may also be a run folder or level
+folder (its final.safetensors is used; --model/--size default to the run's config).
+  --json              print the metrics as JSON
+`,
+  async run(args) {
+    const { values } = parseFlags(
+      args,
+      {
+        weights: { type: 'string' },
+        model: { type: 'string' },
+        data: { type: 'string', default: 'synthetic' },
+        size: { type: 'string' },
+        split: { type: 'string', default: 'test' },
+        batch: { type: 'string', default: '64' },
+        seed: { type: 'string', default: '0' },
+        json: { type: 'boolean', default: false },
+        quiet: { type: 'boolean', default: false },
+      },
+      'eval',
+    );
+    if (!values.weights) throw new Error('eval: --weights FILE is required');
+    let weights = values.weights;
+    let model = values.model;
+    let size = values.size ? num(values, 'size', { int: true, min: 8 }) : undefined;
+    // A run or level folder: take its config and final weights.
+    if (fs.existsSync(weights) && fs.statSync(weights).isDirectory()) {
+      const runDir = fs.existsSync(path.join(weights, 'config.json')) ? weights : path.dirname(weights);
+      const cfg = JSON.parse(fs.readFileSync(path.join(runDir, 'config.json'), 'utf8')) as { model: string; size: number };
+      model ??= cfg.model;
+      size ??= cfg.size;
+      weights = fs.existsSync(path.join(weights, 'final.safetensors')) ? path.join(weights, 'final.safetensors') : path.join(levelDir(runDir, 0), 'final.safetensors');
+    }
+    if (!fs.existsSync(weights)) throw new Error(`--weights ${weights}: no such file`);
+    model ??= 'meso4';
+    size ??= values.data.startsWith('synthetic') ? 64 : model === 'resnet18' ? 224 : 256;
+    const split = values.split;
+    if (split !== 'test' && split !== 'val' && split !== 'train') throw new Error(`--split '${split}' is not one of test, val, train`);
+    await initDevice();
+    try {
+      const data = await openDataset(values.data, { size, seed: num(values, 'seed', { int: true, min: 0 }) });
+      const m = createModel(model, { size });
+      await loadModel(weights, m);
+      const res = await evaluate(m, data[split], num(values, 'batch', { int: true, min: 1 }), split, !values.quiet);
+      process.stdout.write(values.json ? JSON.stringify(res, null, 2) + '\n' : `${split}: ${formatMetrics(res)}\n`);
+      m.dispose();
+      return 0;
+    } finally {
+      closeDevice();
+    }
+  },
+};

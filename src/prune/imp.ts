@@ -1,0 +1,256 @@
+// Lottery-ticket experiments over one run folder:
+//   level_0/                      dense training (captures theta_0, and theta_k for late rewinding)
+//   level_<k>/                    IMP round k: prune the previous level's trained weights, rewind, retrain
+//   oneshot_<scope>/level_<k>/    one-shot: prune the dense weights straight to IMP level k's sparsity
+//   controls/reinit/level_<k>/    the ticket's mask with fresh random weights
+//   controls/random_prune/level_<k>/  a random mask with the ticket's per-layer counts, same rewind point
+// Every folder is a level (level.ts): finished ones are skipped, unfinished ones resume.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { DatasetSplits } from '../data/datasets.js';
+import { createModel, type Detector } from '../nn/models/index.js';
+import { saveModel } from '../nn/checkpoint.js';
+import type { RewindPoint, TrainSettings } from '../train/trainer.js';
+import { levelDir } from '../train/run.js';
+import { loadMasks, onesMasks, prunableWeights, type HostMasks, type PrunableWeight } from './masks.js';
+import { magnitudeScores, pruneByRate, pruneToSparsity, randomMasksLike, sparsityAfter, type Scope } from './magnitude.js';
+import { loadWeightsFile, runLevel, type LevelResult } from './level.js';
+import { readF32Tensors } from '../nn/checkpoint.js';
+
+export type Rewind = { kind: 'init' } | { kind: 'none' } | { kind: 'epoch' | 'step'; at: number };
+
+export function parseRewind(s: string): Rewind {
+  if (s === 'init' || s === 'none') return { kind: s };
+  const m = /^(epoch|step):(\d+)$/.exec(s);
+  if (m) return { kind: m[1] as 'epoch' | 'step', at: Number(m[2]) };
+  throw new Error(`--rewind '${s}' is not one of init, none, epoch:<k>, step:<k>`);
+}
+
+export type ControlKind = 'reinit' | 'random_prune';
+
+export interface ImpConfig {
+  model: string;
+  data: string;
+  size: number;
+  train: TrainSettings;
+  levels: number;
+  rate: number;
+  /** Explicit target sparsity per level (overrides rate). */
+  sparsities: number[] | null;
+  scope: Scope;
+  rewind: string;
+  pruneLast: boolean;
+}
+
+export interface ExperimentContext {
+  run: string;
+  data: DatasetSplits;
+  resume: boolean;
+  progress: boolean;
+  signal?: { stop: boolean };
+  log: (m: string) => void;
+}
+
+/** Target sparsity of IMP level k (k >= 1). */
+export function levelSparsity(c: ImpConfig, k: number): number {
+  if (c.sparsities) {
+    const s = c.sparsities[k - 1];
+    if (s === undefined) throw new Error(`no target sparsity for level ${k}`);
+    return s;
+  }
+  return sparsityAfter(k, c.rate);
+}
+
+export function levelCount(c: ImpConfig): number {
+  return c.sparsities ? c.sparsities.length : c.levels;
+}
+
+async function hostWeights(model: Detector, ws: readonly PrunableWeight[]): Promise<Map<string, Float32Array>> {
+  const sd = model.stateDict();
+  const out = new Map<string, Float32Array>();
+  for (const w of ws) out.set(w.key, (await sd.get(w.key)!.toArray()) as Float32Array);
+  return out;
+}
+
+async function weightsFromFile(file: string, ws: readonly PrunableWeight[]): Promise<Map<string, Float32Array>> {
+  const { tensors } = await readF32Tensors(file);
+  const out = new Map<string, Float32Array>();
+  for (const w of ws) {
+    const t = tensors.get(w.key);
+    if (!t) throw new Error(`${file}: no weight '${w.key}'`);
+    out.set(w.key, t.data);
+  }
+  return out;
+}
+
+/** Where level k>=1 starts from: theta_0, theta_k, or the previous level's trained weights. */
+function rewindFile(run: string, rewind: Rewind, prevLevel: number): string {
+  if (rewind.kind === 'init') return path.join(levelDir(run, 0), 'init.safetensors');
+  if (rewind.kind === 'none') return path.join(levelDir(run, prevLevel), 'final.safetensors');
+  return path.join(levelDir(run, 0), 'rewind.safetensors');
+}
+
+function makeModel(c: ImpConfig, seed = c.train.seed): Detector {
+  return createModel(c.model, { size: c.size, seed });
+}
+
+/** Dense level 0, capturing theta_0 (init.safetensors) and theta_k (rewind.safetensors) on the way. */
+async function denseLevel(c: ImpConfig, ctx: ExperimentContext, model: Detector, ws: PrunableWeight[]): Promise<LevelResult> {
+  const dir = levelDir(ctx.run, 0);
+  const rw = parseRewind(c.rewind);
+  const captures: RewindPoint[] = [{ kind: 'step', at: 0, capture: (m) => saveModel(path.join(dir, 'init.safetensors'), m, { ticketlab: 'theta_0' }) }];
+  if (rw.kind === 'epoch' || rw.kind === 'step') {
+    captures.push({ kind: rw.kind, at: rw.at, capture: (m) => saveModel(path.join(dir, 'rewind.safetensors'), m, { ticketlab: `theta_${rw.kind}_${rw.at}` }) });
+  }
+  return runLevel({
+    dir,
+    model,
+    weights: ws,
+    masks: onesMasks(ws),
+    startFrom: null,
+    data: ctx.data,
+    settings: c.train,
+    resume: ctx.resume,
+    progress: ctx.progress,
+    signal: ctx.signal,
+    log: ctx.log,
+    captures,
+    label: 'level 0 (dense)',
+  });
+}
+
+export interface ImpResult {
+  levels: { level: number; result: LevelResult }[];
+}
+
+/** Runs (or resumes) level 0 and every IMP level. */
+export async function runImp(c: ImpConfig, ctx: ExperimentContext): Promise<ImpResult> {
+  const model = makeModel(c);
+  const ws = prunableWeights(model, c.pruneLast);
+  const rw = parseRewind(c.rewind);
+  const out: ImpResult = { levels: [] };
+  try {
+    out.levels.push({ level: 0, result: await denseLevel(c, ctx, model, ws) });
+    let masks: HostMasks = onesMasks(ws);
+    for (let k = 1; k <= levelCount(c); k++) {
+      const dir = levelDir(ctx.run, k);
+      const maskFile = path.join(dir, 'mask.safetensors');
+      if (fs.existsSync(maskFile)) masks = await loadMasks(maskFile, ws);
+      else {
+        // Magnitudes of the previous level's trained weights.
+        const scores = magnitudeScores(await weightsFromFile(path.join(levelDir(ctx.run, k - 1), 'final.safetensors'), ws));
+        masks = c.sparsities ? pruneToSparsity(masks, scores, levelSparsity(c, k), c.scope) : pruneByRate(masks, scores, c.rate, c.scope);
+      }
+      const res = await runLevel({
+        dir,
+        model,
+        weights: ws,
+        masks,
+        startFrom: rewindFile(ctx.run, rw, k - 1),
+        data: ctx.data,
+        settings: c.train,
+        resume: ctx.resume,
+        progress: ctx.progress,
+        signal: ctx.signal,
+        log: ctx.log,
+        label: `level ${k} (IMP-${c.scope})`,
+      });
+      out.levels.push({ level: k, result: res });
+    }
+    return out;
+  } finally {
+    model.dispose();
+  }
+}
+
+/** One-shot: prune the dense weights straight to each level's sparsity, rewind, retrain. */
+export async function runOneShot(c: ImpConfig, ctx: ExperimentContext, levels: number[], scope: Scope = c.scope): Promise<{ level: number; result: LevelResult }[]> {
+  const model = makeModel(c);
+  const ws = prunableWeights(model, c.pruneLast);
+  const rw = parseRewind(c.rewind);
+  const dense = path.join(levelDir(ctx.run, 0), 'final.safetensors');
+  if (!fs.existsSync(dense)) throw new Error(`${ctx.run}: no dense model yet (level_0/final.safetensors); run 'ticketlab imp' or 'train' first`);
+  const scores = magnitudeScores(await weightsFromFile(dense, ws));
+  const out: { level: number; result: LevelResult }[] = [];
+  try {
+    for (const k of levels) {
+      const s = levelSparsity(c, k);
+      const dir = path.join(ctx.run, `oneshot_${scope}`, `level_${k}`);
+      const maskFile = path.join(dir, 'mask.safetensors');
+      const masks = fs.existsSync(maskFile) ? await loadMasks(maskFile, ws) : pruneToSparsity(onesMasks(ws), scores, s, scope);
+      const res = await runLevel({
+        dir,
+        model,
+        weights: ws,
+        masks,
+        startFrom: rewindFile(ctx.run, rw, 0),
+        data: ctx.data,
+        settings: c.train,
+        resume: ctx.resume,
+        progress: ctx.progress,
+        signal: ctx.signal,
+        log: ctx.log,
+        label: `one-shot ${scope} to ${(s * 100).toFixed(1)}%`,
+      });
+      out.push({ level: k, result: res });
+    }
+    return out;
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Controls for IMP levels: random re-initialisation and random pruning (same per-layer counts). */
+export async function runControls(c: ImpConfig, ctx: ExperimentContext, kinds: ControlKind[], levels: number[]): Promise<{ kind: ControlKind; level: number; result: LevelResult }[]> {
+  const model = makeModel(c);
+  const ws = prunableWeights(model, c.pruneLast);
+  const rw = parseRewind(c.rewind);
+  const out: { kind: ControlKind; level: number; result: LevelResult }[] = [];
+  try {
+    for (const k of levels) {
+      const ticketMask = path.join(levelDir(ctx.run, k), 'mask.safetensors');
+      if (!fs.existsSync(ticketMask)) throw new Error(`${ctx.run}: IMP level ${k} has no mask yet; run its IMP level first`);
+      const ticket = await loadMasks(ticketMask, ws);
+      for (const kind of kinds) {
+        const dir = path.join(ctx.run, 'controls', kind, `level_${k}`);
+        let masks: HostMasks;
+        let startFrom: string;
+        if (kind === 'reinit') {
+          masks = ticket;
+          // Fresh weights from another seed, saved so the branch is reproducible and resumable.
+          startFrom = path.join(dir, 'reinit.safetensors');
+          if (!fs.existsSync(startFrom)) {
+            const fresh = makeModel(c, c.train.seed + 1_000_003 * k);
+            fs.mkdirSync(dir, { recursive: true });
+            await saveModel(startFrom, fresh, { ticketlab: 'reinit' });
+            fresh.dispose();
+          }
+        } else {
+          const mf = path.join(dir, 'mask.safetensors');
+          masks = fs.existsSync(mf) ? await loadMasks(mf, ws) : randomMasksLike(ticket, c.train.seed + 7919 * k);
+          startFrom = rewindFile(ctx.run, rw.kind === 'none' ? { kind: 'init' } : rw, 0);
+        }
+        const res = await runLevel({
+          dir,
+          model,
+          weights: ws,
+          masks,
+          startFrom,
+          data: ctx.data,
+          settings: c.train,
+          resume: ctx.resume,
+          progress: ctx.progress,
+          signal: ctx.signal,
+          log: ctx.log,
+          label: `control ${kind} at level ${k}`,
+        });
+        out.push({ kind, level: k, result: res });
+      }
+    }
+    return out;
+  } finally {
+    model.dispose();
+  }
+}
+
+export { loadWeightsFile };

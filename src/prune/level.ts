@@ -1,0 +1,87 @@
+// One "level" of a lottery-ticket experiment: a folder in which a model starts from given weights,
+// under given masks, and trains. IMP levels, one-shot points, controls and transfer retraining are all
+// levels; they differ only in where the mask and the start weights come from.
+//
+//   <level>/mask.safetensors    the 0/1 masks (`<layer>.weight_mask`)
+//   <level>/sparsity.json       per-layer and total kept/pruned counts
+//   <level>/start.safetensors   the weights training started from (after rewinding), unmasked
+//   + what fit() writes: checkpoint/best/final.safetensors, metrics.jsonl, result.json
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Detector } from '../nn/models/index.js';
+import type { DatasetSplits } from '../data/datasets.js';
+import { fit, type FitResult, type RewindPoint, type TrainSettings } from '../train/trainer.js';
+import { readF32Tensors, saveModel } from '../nn/checkpoint.js';
+import { writeJsonAtomic } from '../io/atomic.js';
+import { attachMasks, detachMasks, saveMasks, sparsityReport, type HostMasks, type PrunableWeight, type SparsityReport } from './masks.js';
+import { Dropout } from '../nn/layers.js';
+
+export interface LevelRun {
+  dir: string;
+  model: Detector;
+  weights: readonly PrunableWeight[];
+  masks: HostMasks;
+  /** State-dict file to start from (rewind point); null = the model's current weights. */
+  startFrom: string | null;
+  data: DatasetSplits;
+  settings: TrainSettings;
+  resume: boolean;
+  progress: boolean;
+  signal?: { stop: boolean };
+  log: (m: string) => void;
+  captures?: readonly RewindPoint[];
+  /** Also evaluate on these splits after training, e.g. the target set of a transfer. */
+  label: string;
+}
+
+export interface LevelResult extends FitResult {
+  sparsity: SparsityReport;
+}
+
+export async function loadWeightsFile(model: Detector, file: string): Promise<void> {
+  const { tensors } = await readF32Tensors(file);
+  try {
+    model.loadStateDict(tensors);
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`);
+  }
+}
+
+export async function runLevel(l: LevelRun): Promise<LevelResult> {
+  fs.mkdirSync(l.dir, { recursive: true });
+  const sp = sparsityReport(l.masks, l.model.parameterCount());
+  const maskFile = path.join(l.dir, 'mask.safetensors');
+  if (!fs.existsSync(maskFile)) await saveMasks(maskFile, l.weights, l.masks, { sparsity: sp.sparsity.toFixed(6) });
+  const spFile = path.join(l.dir, 'sparsity.json');
+  if (!fs.existsSync(spFile)) await writeJsonAtomic(spFile, sp);
+  const startFile = path.join(l.dir, 'start.safetensors');
+  if (fs.existsSync(path.join(l.dir, 'result.json'))) {
+    // Finished: fit() loads its final weights and returns the stored result.
+  } else if (l.startFrom) {
+    await loadWeightsFile(l.model, l.startFrom);
+  }
+  if (!fs.existsSync(startFile)) await saveModel(startFile, l.model, { ticketlab: 'start', from: l.startFrom ?? 'current' });
+  // Each level draws the same dropout stream from its start: levels differ only by mask and weights.
+  for (const [, m] of l.model.namedModules()) if (m instanceof Dropout) m.drawn = 0;
+  const gpuMasks = attachMasks(l.weights, l.masks);
+  l.log(`${l.label}: ${(sp.sparsity * 100).toFixed(1)}% pruned, ${sp.kept.toLocaleString('en-US')} of ${sp.total.toLocaleString('en-US')} prunable weights left`);
+  try {
+    const res = await fit({
+      model: l.model,
+      train: l.data.train,
+      val: l.data.val,
+      test: l.data.test,
+      settings: l.settings,
+      dir: l.dir,
+      resume: l.resume,
+      masks: gpuMasks,
+      captures: l.captures,
+      progress: l.progress,
+      signal: l.signal,
+      log: l.log,
+    });
+    return { ...res, sparsity: sp };
+  } finally {
+    detachMasks(l.weights);
+  }
+}
