@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { infoCommand } from './info.js';
 import { evalCommand, trainCommand } from './train.js';
+import { impCommand, oneshotCommand, transferCommand } from './imp.js';
 
 export interface Command {
   name: string;
@@ -10,7 +11,7 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-export const commands: Command[] = [infoCommand, trainCommand, evalCommand];
+export const commands: Command[] = [infoCommand, trainCommand, evalCommand, impCommand, oneshotCommand, transferCommand];
 
 export function usage(): string {
   const w = Math.max(...commands.map((c) => c.name.length));

@@ -84,7 +84,7 @@ async function weightsFromFile(file: string, ws: readonly PrunableWeight[]): Pro
 }
 
 /** Where level k>=1 starts from: theta_0, theta_k, or the previous level's trained weights. */
-function rewindFile(run: string, rewind: Rewind, prevLevel: number): string {
+export function rewindFile(run: string, rewind: Rewind, prevLevel: number): string {
   if (rewind.kind === 'init') return path.join(levelDir(run, 0), 'init.safetensors');
   if (rewind.kind === 'none') return path.join(levelDir(run, prevLevel), 'final.safetensors');
   return path.join(levelDir(run, 0), 'rewind.safetensors');

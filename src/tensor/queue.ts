@@ -34,8 +34,26 @@ export interface LaunchBinding {
   size?: number;
 }
 
+/** Per-kernel GPU time collected while profiling (see CommandQueue.startProfile). */
+export interface KernelProfile {
+  name: string;
+  calls: number;
+  /** Total GPU time in milliseconds (timestamp queries). */
+  ms: number;
+}
+
+const PROFILE_SLOTS = 4096;
+
+interface Profiler {
+  querySet: GPUQuerySet;
+  resolve: GPUBuffer;
+  names: string[];
+  totals: Map<string, { calls: number; ns: bigint }>;
+}
+
 export class CommandQueue {
   private encoder: GPUCommandEncoder | null = null;
+  private profiler: Profiler | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private arenas: ArenaBuffer[] = [];
   private arenaIdx = 0;
@@ -143,10 +161,17 @@ export class CommandQueue {
     }
     if (bi !== buffers.length) throw new Error(`kernel ${k.name}: got ${buffers.length} buffers, binds ${bi}`);
     const bindGroup = device().gpu.createBindGroup({ layout, entries });
-    const pass = this.ensurePass();
+    const prof = this.profiler;
+    if (prof && prof.names.length * 2 + 2 > PROFILE_SLOTS) this.flush();
+    // While profiling, each dispatch gets its own pass so timestamps bracket exactly one kernel.
+    const pass = prof ? this.profiledPass(prof, k.name) : this.ensurePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
+    if (prof) {
+      pass.end();
+      this.pass = null;
+    }
     this.dispatches++;
     if (++this.pending >= MAX_DISPATCHES_PER_BATCH) this.flush();
   }
@@ -163,6 +188,82 @@ export class CommandQueue {
     this.pending++;
   }
 
+  private profiledPass(prof: Profiler, name: string): GPUComputePassEncoder {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    this.encoder ??= device().gpu.createCommandEncoder();
+    const i = prof.names.length;
+    prof.names.push(name);
+    return this.encoder.beginComputePass({
+      timestampWrites: { querySet: prof.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
+    });
+  }
+
+  /**
+   * Starts collecting per-kernel GPU time with timestamp queries. Each dispatch then runs in its own
+   * pass, which costs a little: use it to see where time goes, not to measure end-to-end speed.
+   */
+  startProfile(): void {
+    if (!device().hasTimestamps) throw new Error('profiling needs the timestamp-query feature, which this adapter lacks');
+    this.flush();
+    const gpu = device().gpu;
+    this.profiler = {
+      querySet: gpu.createQuerySet({ type: 'timestamp', count: PROFILE_SLOTS }),
+      resolve: gpu.createBuffer({ size: PROFILE_SLOTS * 8, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }),
+      names: [],
+      totals: new Map(),
+    };
+  }
+
+  /** Stops profiling and returns kernels by total GPU time, largest first. */
+  async stopProfile(): Promise<KernelProfile[]> {
+    const prof = this.profiler;
+    if (!prof) throw new Error('stopProfile() without startProfile()');
+    this.flush();
+    await this.collect(prof);
+    this.profiler = null;
+    prof.querySet.destroy();
+    prof.resolve.destroy();
+    return [...prof.totals]
+      .map(([name, t]) => ({ name, calls: t.calls, ms: Number(t.ns) / 1e6 }))
+      .sort((a, b) => b.ms - a.ms);
+  }
+
+  private pendingProfiles: Promise<void>[] = [];
+
+  private async collect(_prof: Profiler): Promise<void> {
+    await Promise.all(this.pendingProfiles);
+    this.pendingProfiles = [];
+  }
+
+  /** Records the timestamp resolve; the returned function maps the results once submitted. */
+  private readProfile(prof: Profiler): (() => void) | null {
+    const n = prof.names.length;
+    if (!n || !this.encoder) return null;
+    const names = prof.names.splice(0);
+    const gpu = device().gpu;
+    this.encoder.resolveQuerySet(prof.querySet, 0, 2 * n, prof.resolve, 0);
+    const staging = gpu.createBuffer({ size: 2 * n * 8, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.encoder.copyBufferToBuffer(prof.resolve, 0, staging, 0, 2 * n * 8);
+    return () => this.pendingProfiles.push(
+      (async () => {
+        await staging.mapAsync(GPUMapMode.READ);
+        const ts = new BigUint64Array(staging.getMappedRange().slice(0));
+        staging.destroy();
+        names.forEach((name, i) => {
+          const t = prof.totals.get(name) ?? { calls: 0, ns: 0n };
+          t.calls++;
+          const d = ts[2 * i + 1] - ts[2 * i];
+          t.ns += d > 0n ? d : 0n;
+          prof.totals.set(name, t);
+        });
+      })(),
+    );
+  }
+
+
   /** Submits everything recorded so far. Cheap when nothing is pending. */
   flush(): void {
     if (!this.encoder) return;
@@ -170,6 +271,7 @@ export class CommandQueue {
       this.pass.end();
       this.pass = null;
     }
+    const afterSubmit = this.profiler ? this.readProfile(this.profiler) : null;
     const gpu = device().gpu;
     for (let i = 0; i <= this.arenaIdx && i < this.arenas.length; i++) {
       const a = this.arenas[i];
@@ -178,6 +280,7 @@ export class CommandQueue {
     }
     this.arenaIdx = 0;
     gpu.queue.submit([this.encoder.finish()]);
+    afterSubmit?.();
     this.encoder = null;
     this.pending = 0;
     this.batch++;
@@ -193,6 +296,8 @@ export class CommandQueue {
   }
 
   reset(): void {
+    this.profiler = null;
+    this.pendingProfiles = [];
     this.encoder = null;
     this.pass = null;
     this.arenas = [];

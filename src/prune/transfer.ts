@@ -1,0 +1,134 @@
+// Ticket transfer (the study's Table I): a ticket found on dataset A, (a) evaluated on dataset B as
+// trained on A, (b) retrained on B from the ticket's rewind point; next to a dense model trained on B
+// from the same initial weights.
+//   <out>/dense/                 dense on B
+//   <out>/<method>_level_<k>/    ticket retrained on B; evaluated.json holds (a)
+//   <out>/transfer.json, transfer.csv
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { DatasetSplits } from '../data/datasets.js';
+import { createModel } from '../nn/models/index.js';
+import { levelDir } from '../train/run.js';
+import { evaluate } from '../train/trainer.js';
+import type { BinaryMetrics } from '../train/metrics.js';
+import { roundMetrics } from '../train/metrics.js';
+import { readJson, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { toCsv } from '../report/csv.js';
+import { attachMasks, detachMasks, loadMasks, onesMasks, prunableWeights, sparsityReport } from './masks.js';
+import { loadWeightsFile, runLevel } from './level.js';
+import { parseRewind, rewindFile, type ImpConfig } from './imp.js';
+
+export interface TransferOptions {
+  source: string;
+  out: string;
+  data: DatasetSplits;
+  levels: number[];
+  oneshot: boolean;
+  resume: boolean;
+  progress: boolean;
+  signal?: { stop: boolean };
+  log: (m: string) => void;
+}
+
+export interface TransferRow {
+  method: string;
+  level: number;
+  sparsity: number;
+  /** The A-trained sparse model on B's test split. */
+  evaluated: BinaryMetrics | null;
+  /** The ticket retrained on B, on B's test split. */
+  retrained: BinaryMetrics | null;
+}
+
+export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<TransferRow[]> {
+  const model = createModel(cfg.model, { size: cfg.size, seed: cfg.train.seed });
+  const ws = prunableWeights(model, cfg.pruneLast);
+  const rw = parseRewind(cfg.rewind);
+  const rows: TransferRow[] = [];
+  const common = { model, weights: ws, data: o.data, settings: cfg.train, resume: o.resume, progress: o.progress, signal: o.signal, log: o.log };
+  try {
+    const dense = await runLevel({
+      ...common,
+      dir: path.join(o.out, 'dense'),
+      masks: onesMasks(ws),
+      startFrom: path.join(levelDir(o.source, 0), 'init.safetensors'),
+      label: 'transfer: dense on target',
+    });
+    rows.push({ method: 'dense', level: 0, sparsity: 0, evaluated: await evaluatedOnTarget(o, 0, 'imp'), retrained: dense.test });
+    const sources: { method: string; level: number; dir: string }[] = [];
+    for (const k of o.levels) {
+      sources.push({ method: `imp-${cfg.scope}`, level: k, dir: levelDir(o.source, k) });
+      if (o.oneshot) {
+        const d = path.join(o.source, `oneshot_${cfg.scope}`, `level_${k}`);
+        if (fs.existsSync(path.join(d, 'result.json'))) sources.push({ method: `oneshot-${cfg.scope}`, level: k, dir: d });
+      }
+    }
+    for (const s of sources) {
+      const masks = await loadMasks(path.join(s.dir, 'mask.safetensors'), ws);
+      const tag = `${s.method}_level_${s.level}`;
+      const evaluated = await evaluateOnTarget(o, s.dir, path.join(o.out, tag), model, ws, masks, cfg.train.batch);
+      const start = rw.kind === 'none' ? path.join(s.dir, 'final.safetensors') : rewindFile(o.source, rw, 0);
+      const res = await runLevel({ ...common, dir: path.join(o.out, tag), masks, startFrom: start, label: `transfer: ${s.method} level ${s.level} retrained on target` });
+      rows.push({ method: s.method, level: s.level, sparsity: sparsityReport(masks, model.parameterCount()).sparsity, evaluated, retrained: res.test });
+    }
+  } finally {
+    model.dispose();
+  }
+  await writeJsonAtomic(path.join(o.out, 'transfer.json'), { source: o.source, target: o.data.name, rows });
+  await writeFileAtomic(
+    path.join(o.out, 'transfer.csv'),
+    toCsv(
+      rows.map((r) => ({
+        method: r.method,
+        level: r.level,
+        sparsity: round(r.sparsity),
+        source_trained_accuracy_on_target: r.evaluated ? round(r.evaluated.accuracy) : null,
+        retrained_accuracy_on_target: r.retrained ? round(r.retrained.accuracy) : null,
+        retrained_auc_on_target: r.retrained ? round(r.retrained.auc) : null,
+      })),
+    ),
+  );
+  return rows;
+}
+
+function round(v: number): number {
+  return Math.round(v * 1e6) / 1e6;
+}
+
+/** The dense source model evaluated on the target (row "dense", column (a)). */
+async function evaluatedOnTarget(o: TransferOptions, level: number, _m: string): Promise<BinaryMetrics | null> {
+  const file = path.join(o.out, 'dense', 'evaluated.json');
+  if (fs.existsSync(file)) return readJson<BinaryMetrics>(file);
+  const cfgModel = await readJson<ImpConfig>(path.join(o.source, 'config.json'));
+  const m = createModel(cfgModel.model, { size: cfgModel.size });
+  try {
+    await loadWeightsFile(m, path.join(levelDir(o.source, level), 'final.safetensors'));
+    const res = roundMetrics(await evaluate(m, o.data.test, cfgModel.train.batch, 'evaluate source model', o.progress));
+    await writeJsonAtomic(file, res);
+    return res;
+  } finally {
+    m.dispose();
+  }
+}
+
+async function evaluateOnTarget(
+  o: TransferOptions,
+  sourceDir: string,
+  outDir: string,
+  model: ReturnType<typeof createModel>,
+  ws: ReturnType<typeof prunableWeights>,
+  masks: Awaited<ReturnType<typeof loadMasks>>,
+  batch: number,
+): Promise<BinaryMetrics> {
+  const file = path.join(outDir, 'evaluated.json');
+  if (fs.existsSync(file)) return readJson<BinaryMetrics>(file);
+  await loadWeightsFile(model, path.join(sourceDir, 'final.safetensors'));
+  attachMasks(ws, masks);
+  try {
+    const res = roundMetrics(await evaluate(model, o.data.test, batch, 'evaluate source ticket', o.progress));
+    await writeJsonAtomic(file, res);
+    return res;
+  } finally {
+    detachMasks(ws);
+  }
+}
