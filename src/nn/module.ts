@@ -102,11 +102,17 @@ export abstract class Module {
     return this.train(false);
   }
 
-  /** Parameters then buffers, by PyTorch key. The tensors are the live ones (no copy). */
+  /**
+   * Each module's parameters then its buffers, module by module, by PyTorch key (the order of
+   * torch's state_dict()). The tensors are the live ones (no copy).
+   */
   stateDict(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
-    for (const [k, t] of this.namedParameters()) out.set(k, t);
-    for (const [k, t] of this.namedBuffers()) out.set(k, t);
+    for (const [name, m] of this.namedModules()) {
+      const pre = name ? `${name}.` : '';
+      for (const [k, t] of m.params_) out.set(pre + k, t);
+      for (const [k, t] of m.buffers_) out.set(pre + k, t);
+    }
     return out;
   }
 
@@ -124,6 +130,8 @@ export abstract class Module {
    */
   loadStateDict(state: ReadonlyMap<string, HostTensorF32>, strict = true): void {
     const mine = this.stateDict();
+    // Check everything before writing anything: a bad file must not leave the model half-loaded.
+    const writes: [Tensor, Float32Array][] = [];
     for (const [k, t] of mine) {
       const src = state.get(k);
       if (!src) {
@@ -133,13 +141,14 @@ export abstract class Module {
       if (src.shape.length !== t.shape.length || src.shape.some((d, i) => d !== t.shape[i])) {
         throw new Error(`state dict '${k}' has shape [${src.shape.join(', ')}], model expects [${t.shape.join(', ')}]`);
       }
-      writeTensor(t, src.data);
+      writes.push([t, src.data]);
     }
     if (strict) {
       for (const k of state.keys()) {
         if (!mine.has(k) && !k.endsWith('num_batches_tracked')) throw new Error(`state dict has unexpected key '${k}'`);
       }
     }
+    for (const [t, data] of writes) writeTensor(t, data);
   }
 
   /** Releases every parameter and buffer. */

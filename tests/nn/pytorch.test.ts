@@ -190,14 +190,11 @@ describe('detectors vs PyTorch (formula weights, eval mode)', () => {
 
     const model = createModel(name, { size });
     const sd = model.stateDict();
-    // Same names and shapes; parameters and buffers each in PyTorch's order (named_parameters() /
-    // named_buffers(); optimizers and pruning masks follow the parameter order). The full stateDict()
-    // order is NOT PyTorch's: Module.stateDict() lists all parameters, then all buffers, while
-    // state_dict() interleaves per module (bn1.weight, bn1.bias, bn1.running_mean, ..., conv2.weight).
-    // Loading and saving go by key, so only the set is checked here.
+    // Same names, shapes and order as PyTorch: state_dict() interleaves per module (bn1.weight,
+    // bn1.bias, bn1.running_mean, ..., conv2.weight); named_parameters()/named_buffers() too.
     expect([...model.namedParameters()].map(([k]) => k)).toEqual(ptParams);
     expect([...model.namedBuffers()].map(([k]) => k)).toEqual(ptBuffers);
-    expect([...sd.keys()].sort()).toEqual([...ptKeys].sort());
+    expect([...sd.keys()]).toEqual(ptKeys);
     expect(fill.map((e) => e[0])).toEqual(ptKeys);
     for (const [key, shape] of fill) expect([...sd.get(key)!.shape], key).toEqual(shape);
     expect(model.parameterCount()).toBe(Number(meta.parameter_count));
