@@ -1,0 +1,756 @@
+// Convolution family: conv2d forward, backward-input and backward-weight as implicit GEMMs, plus the
+// fixed-order split-K reduction. NCHW float32, weight [Cout, Cin, KH, KW], groups = 1.
+//
+// All three kernels share one tiling: a workgroup computes a BM x BN tile of the GEMM result, each of
+// its T = (BM/TM)*(BN/TN) threads a TM x TN register block (rows strided by BM/TM, columns by BN/TN, so
+// neighbouring threads own neighbouring rows and stores coalesce along the output's innermost axis).
+// The reduction runs in chunks of BK: the threads gather a BK x BM slice of A and a BK x BN slice of
+// B into workgroup memory (two barriers per chunk), then each thread accumulates BK outer products.
+// No im2col is materialised: A is gathered from the image on the fly, with out-of-image taps read as 0.
+// The tap decomposition k -> (channel, ky, kx) is done once per chunk into small workgroup tables (see
+// TAP_TABLES), so a gathered element costs two adds, one unsigned bounds test and a load. Kernel size,
+// stride, dilation and padding are uniforms: one pipeline per tile shape serves every layer (lavapipe
+// compiles a pipeline in seconds, a real GPU in tens of milliseconds).
+//
+//   forward         rows m = (n, oh, ow)   cols co   reduce k = (ci, kh, kw)   A = x patch,  B = w[co, k]
+//   backward-input  rows m = (n, ih, iw)   cols ci   reduce k = (co, kh, kw)   A = dy taps,  B = w[co, ci, kh, kw]
+//   backward-weight rows k = (ci, kh, kw)  cols co   reduce l = (n, oh, ow)    A = x patch,  B = dy[n, co, oh, ow]
+//
+// Backward-input iterates every tap and keeps those whose source output position is an integer
+// ((ih + pad - kh*dh) divisible by the stride): correct for any stride/dilation; at stride s it spends
+// s^2 times the useful work on the gather.
+//
+// Backward-weight reduces over the whole batch, which is long (N*OH*OW) while its output is small
+// (Cout x Cin*KH*KW): the reduction is split into `splits` contiguous ranges of chunks, each written to
+// its own slice of a partials buffer [splits, Cout, K]; splitSumKernel then adds the slices in index
+// order. Every sum has a fixed order: the bits depend only on the shapes and the device.
+//
+// Lavapipe runs a workgroup's invocations as SIMD lanes on one CPU thread and a barrier forces a switch
+// between them, so chunks are big (BK = 32) to keep barriers per output low.
+import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
+
+export interface GemmTile {
+  /** Rows per workgroup tile (multiple of TM; T must be a multiple of BM and of BK). */
+  bm: number;
+  bn: number;
+  tm: number;
+  tn: number;
+  /** Reduction chunk. */
+  bk: number;
+}
+
+export function tileThreads(t: GemmTile): number {
+  return (t.bm / t.tm) * (t.bn / t.tn);
+}
+
+/** Uniform words of the conv struct (see CONV_STRUCT). */
+export const CONV_PARAM_WORDS = 24;
+
+const CONV_STRUCT = `struct P {
+  n: u32, cin: u32, h: u32, w: u32,
+  cout: u32, oh: u32, ow: u32, sh: u32,
+  sw: u32, dh: u32, dw: u32, pt: i32,
+  pl: i32, rows: u32, red: u32, cps: u32,
+  nchunks: u32, kh: u32, kw: u32, la: u32,
+  lb: u32, _a: u32, _b: u32, _c: u32,
+}`;
+
+/**
+ * la / lb: gather loads per thread per chunk for A and B (BK*BM/T and BK*BN/T). They are uniforms, not
+ * constants, on purpose: with constant trip counts LLVM unrolls the gather loops and lavapipe then
+ * spends many seconds compiling each pipeline; a real GPU loses little, the multiply-accumulate loop
+ * (constant, unrolled) is where the time goes.
+ */
+export function gatherLoads(t: GemmTile): [number, number] {
+  const T = tileThreads(t);
+  return [(t.bk * t.bm) / T, (t.bk * t.bn) / T];
+}
+
+/** Sentinel row offset that makes every tap of an out-of-range row or column fail the bounds test. */
+const FAR = '-536870912i';
+
+function checkTile(t: GemmTile, name: string): void {
+  const T = tileThreads(t);
+  if (t.bm % t.tm || t.bn % t.tn || T % t.bm || T % t.bk || (t.bk * t.bn) % T || (t.bk * t.bm) % T) {
+    throw new Error(`${name}: bad tile ${JSON.stringify(t)}`);
+  }
+}
+
+function tileConsts(t: GemmTile): string {
+  return `const BM = ${t.bm}u;
+const BN = ${t.bn}u;
+const BK = ${t.bk}u;
+const TM = ${t.tm}u;
+const TN = ${t.tn}u;
+const SM = ${t.bm / t.tm}u;
+const SN = ${t.bn / t.tn}u;
+const T = ${tileThreads(t)}u;
+var<workgroup> As: array<f32, ${t.bk * t.bm}>;
+var<workgroup> Bs: array<f32, ${t.bk * t.bn}>;`;
+}
+
+/** The chunk's multiply-accumulate: As [BK][BM], Bs [BK][BN] into acc[TM*TN]. */
+function mac(t: GemmTile): string {
+  const lines: string[] = [];
+  lines.push('    for (var kk = 0u; kk < BK; kk++) {');
+  for (let i = 0; i < t.tm; i++) lines.push(`      let a${i} = As[kk * BM + ty + ${i * (t.bm / t.tm)}u];`);
+  // With one column group (SN = 1) every thread reads the same B values: a uniform index, which
+  // lavapipe turns into one scalar load and a broadcast instead of a per-lane gather.
+  const tx = t.bn === t.tn ? '' : 'tx + ';
+  for (let j = 0; j < t.tn; j++) lines.push(`      let b${j} = Bs[kk * BN + ${tx}${j * (t.bn / t.tn)}u];`);
+  for (let i = 0; i < t.tm; i++)
+    for (let j = 0; j < t.tn; j++) lines.push(`      acc[${i * t.tn + j}] = fma(a${i}, b${j}, acc[${i * t.tn + j}]);`);
+  lines.push('    }');
+  return lines.join('\n');
+}
+
+function tileKey(t: GemmTile): string {
+  return `${t.bm}x${t.bn}_${t.tm}x${t.tn}_k${t.bk}`;
+}
+
+/**
+ * Tap tables. The reduction index k of a chunk decomposes into (channel, ky, kx) once per chunk, by
+ * BK threads, into workgroup memory; the gathers then cost adds and one bounds test per element.
+ * The tables are double-buffered: the next chunk's is written between the current chunk's two
+ * barriers, so they add no barrier of their own.
+ */
+const TAP_TABLES = `var<workgroup> tOff: array<i32, 2u * BK>;
+var<workgroup> tDy: array<i32, 2u * BK>;
+var<workgroup> tDx: array<i32, 2u * BK>;`;
+
+/**
+ * conv2d forward. Bindings: x, w, [bias], y, params. Grid: (row tiles folded over x/y by grid1d,
+ * column tiles on z).
+ */
+export function conv2dForwardKernel(bias: boolean, t: GemmTile): Kernel {
+  const name = `conv2d_fwd${bias ? '_bias' : ''}_${tileKey(t)}`;
+  checkTile(t, name);
+  const code = `// ${name}
+${CONV_STRUCT}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> wt: array<f32>;
+${bias ? '@group(0) @binding(2) var<storage, read> bias: array<f32>;' : ''}
+@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
+${tileConsts(t)}
+${TAP_TABLES}
+
+/** Table slot s <- tap k: input offset ci*H*W + ky*dh*W + kx*dw and the row/column shifts. */
+fn fillTaps(k: u32, s: u32) {
+  var off = 0i;
+  var dy = ${FAR};
+  var dx = 0i;
+  if (k < p.red) {
+    let khw = p.kh * p.kw;
+    let ci = k / khw;
+    let r = k - ci * khw;
+    let ky = r / p.kw;
+    let kx = r - ky * p.kw;
+    dy = i32(ky * p.dh);
+    dx = i32(kx * p.dw);
+    off = i32(ci * p.h * p.w) + dy * i32(p.w) + dx;
+  }
+  tOff[s] = off;
+  tDy[s] = dy;
+  tDx[s] = dx;
+}
+
+@compute @workgroup_size(${tileThreads(t)})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let m0 = (wid.x + wid.y * nwg.x) * BM;
+  if (m0 >= p.rows) { return; }
+  let c0 = wid.z * BN;
+  let P_ = p.oh * p.ow;
+  // The A row this thread gathers is the same in every chunk (T is a multiple of BM).
+  let am = lid % BM;
+  let ak = lid / BM;
+  let mg = m0 + am;
+  var ih0 = ${FAR};
+  var iw0 = 0i;
+  var xb = 0i;
+  if (mg < p.rows) {
+    let nb = mg / P_;
+    let pp = mg - nb * P_;
+    let oh = pp / p.ow;
+    let ow = pp - oh * p.ow;
+    ih0 = i32(oh * p.sh) - p.pt;
+    iw0 = i32(ow * p.sw) - p.pl;
+    xb = i32(nb * p.cin * p.h * p.w) + ih0 * i32(p.w) + iw0;
+  }
+  let ty = lid % SM;
+  let tx = lid / SM;
+  if (lid < BK) { fillTaps(lid, lid); }
+  workgroupBarrier();
+  var buf = 0u;
+  var acc: array<f32, ${t.tm * t.tn}>;
+  for (var k0 = 0u; k0 < p.red; k0 += BK) {
+    for (var e = 0u; e < p.la; e++) {
+      let kl = ak + e * (T / BM);
+      let s = buf + kl;
+      let ih = ih0 + tDy[s];
+      let iw = iw0 + tDx[s];
+      var v = 0.0;
+      if (u32(ih) < p.h && u32(iw) < p.w) { v = x[u32(xb + tOff[s])]; }
+      As[kl * BM + am] = v;
+    }
+    for (var e = 0u; e < p.lb; e++) {
+      let idx = lid + e * T;
+      let kl = idx % BK;
+      let nl = idx / BK;
+      let k = k0 + kl;
+      let co = c0 + nl;
+      var v = 0.0;
+      if (k < p.red && co < p.cout) { v = wt[co * p.red + k]; }
+      Bs[kl * BN + nl] = v;
+    }
+    workgroupBarrier();
+    if (lid < BK) { fillTaps(k0 + BK + lid, (BK - buf) + lid); }
+${mac(t)}
+    workgroupBarrier();
+    buf = BK - buf;
+  }
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + ty + i * SM;
+    if (m >= p.rows) { continue; }
+    let nb = m / P_;
+    let pp = m - nb * P_;
+    for (var j = 0u; j < TN; j++) {
+      let co = c0 + tx + j * SN;
+      if (co < p.cout) {
+        y[(nb * p.cout + co) * P_ + pp] = acc[i * TN + j]${bias ? ' + bias[co]' : ''};
+      }
+    }
+  }
+}
+`;
+  return { name, code, bindings: bias ? ['read', 'read', 'read', 'write', 'uniform'] : ['read', 'read', 'write', 'uniform'] };
+}
+
+/**
+ * conv2d backward with respect to the input. Bindings: dy, w, dx, params. Grid as the forward.
+ * `unitStride`: both strides are 1, so every tap's source position is an integer (no division).
+ */
+export function conv2dBackwardInputKernel(unitStride: boolean, t: GemmTile): Kernel {
+  const name = `conv2d_bwd_input${unitStride ? '_s1' : ''}_${tileKey(t)}`;
+  checkTile(t, name);
+  const src = unitStride
+    ? `      let oh = u32(th);
+      let ow = u32(tw);
+      if (oh < p.oh && ow < p.ow) { v = dy[db + tOff[s] + oh * p.ow + ow]; }`
+    : `      let oh = u32(th) / p.sh;
+      let ow = u32(tw) / p.sw;
+      if (oh < p.oh && ow < p.ow && oh * p.sh == u32(th) && ow * p.sw == u32(tw)) { v = dy[db + tOff[s] + oh * p.ow + ow]; }`;
+  const code = `// ${name}
+${CONV_STRUCT}
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> wt: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+${tileConsts(t)}
+var<workgroup> tOff: array<u32, 2u * BK>;
+var<workgroup> tDy: array<i32, 2u * BK>;
+var<workgroup> tDx: array<i32, 2u * BK>;
+var<workgroup> tW: array<u32, 2u * BK>;
+
+/** Table slot s <- tap k = (co, ky, kx): dy plane offset co*OH*OW, shifts, weight offset. */
+fn fillTaps(k: u32, s: u32) {
+  var off = 0u;
+  var dyy = 536870912i;
+  var dxx = 0i;
+  var wo = 0u;
+  if (k < p.red) {
+    let khw = p.kh * p.kw;
+    let co = k / khw;
+    let r = k - co * khw;
+    let ky = r / p.kw;
+    let kx = r - ky * p.kw;
+    dyy = i32(ky * p.dh);
+    dxx = i32(kx * p.dw);
+    off = co * p.oh * p.ow;
+    wo = co * p.cin * khw + r;
+  }
+  tOff[s] = off;
+  tDy[s] = dyy;
+  tDx[s] = dxx;
+  tW[s] = wo;
+}
+
+@compute @workgroup_size(${tileThreads(t)})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let m0 = (wid.x + wid.y * nwg.x) * BM;
+  if (m0 >= p.rows) { return; }
+  let c0 = wid.z * BN;
+  let HW = p.h * p.w;
+  let khw = p.kh * p.kw;
+  let am = lid % BM;
+  let ak = lid / BM;
+  let mg = m0 + am;
+  // th0/tw0: this input pixel in padded coordinates; tap (ky, kx) reads output
+  // ((th0 - ky*dh) / sh, (tw0 - kx*dw) / sw) when both divide exactly and land inside the output.
+  var th0 = ${FAR};
+  var tw0 = 0i;
+  var db = 0u;
+  if (mg < p.rows) {
+    let nb = mg / HW;
+    let pp = mg - nb * HW;
+    let ih = pp / p.w;
+    let iw = pp - ih * p.w;
+    th0 = i32(ih) + p.pt;
+    tw0 = i32(iw) + p.pl;
+    db = nb * p.cout * p.oh * p.ow;
+  }
+  let ty = lid % SM;
+  let tx = lid / SM;
+  if (lid < BK) { fillTaps(lid, lid); }
+  workgroupBarrier();
+  var buf = 0u;
+  var acc: array<f32, ${t.tm * t.tn}>;
+  for (var k0 = 0u; k0 < p.red; k0 += BK) {
+    for (var e = 0u; e < p.la; e++) {
+      let kl = ak + e * (T / BM);
+      let s = buf + kl;
+      let th = th0 - tDy[s];
+      let tw = tw0 - tDx[s];
+      var v = 0.0;
+${src}
+      As[kl * BM + am] = v;
+    }
+    for (var e = 0u; e < p.lb; e++) {
+      let idx = lid + e * T;
+      let kl = idx % BK;
+      let nl = idx / BK;
+      let ci = c0 + nl;
+      var v = 0.0;
+      if (k0 + kl < p.red && ci < p.cin) { v = wt[tW[buf + kl] + ci * khw]; }
+      Bs[kl * BN + nl] = v;
+    }
+    workgroupBarrier();
+    if (lid < BK) { fillTaps(k0 + BK + lid, (BK - buf) + lid); }
+${mac(t)}
+    workgroupBarrier();
+    buf = BK - buf;
+  }
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + ty + i * SM;
+    if (m >= p.rows) { continue; }
+    let nb = m / HW;
+    let pp = m - nb * HW;
+    for (var j = 0u; j < TN; j++) {
+      let ci = c0 + tx + j * SN;
+      if (ci < p.cin) {
+        dx[(nb * p.cin + ci) * HW + pp] = acc[i * TN + j];
+      }
+    }
+  }
+}
+`;
+  return { name, code, bindings: ['read', 'read', 'write', 'uniform'] };
+}
+
+/**
+ * conv2d backward with respect to the weight, one split of the batch reduction per z index.
+ * Bindings: dy, x, out ([splits, Cout, K]), params (rows = K, red = N*OH*OW, cps = chunks per split,
+ * nchunks = chunks in all). Grid: (row tiles over K, column tiles over Cout, splits).
+ */
+export function conv2dBackwardWeightKernel(t: GemmTile): Kernel {
+  const name = `conv2d_bwd_weight_${tileKey(t)}`;
+  checkTile(t, name);
+  const code = `// ${name}
+${CONV_STRUCT}
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+${tileConsts(t)}
+// The workgroup's rows are fixed taps k = (ci, ky, kx): one table, filled once.
+var<workgroup> tOff: array<i32, BM>;
+var<workgroup> tDy: array<i32, BM>;
+var<workgroup> tDx: array<i32, BM>;
+
+@compute @workgroup_size(${tileThreads(t)})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let r0 = wid.x * BM;
+  let c0 = wid.y * BN;
+  let split = wid.z;
+  let P_ = p.oh * p.ow;
+  let HW = p.h * p.w;
+  if (lid < BM) {
+    let k = r0 + lid;
+    var off = 0i;
+    var dy_ = ${FAR};
+    var dx_ = 0i;
+    if (k < p.rows) {
+      let khw = p.kh * p.kw;
+      let ci = k / khw;
+      let r = k - ci * khw;
+      let ky = r / p.kw;
+      let kx = r - ky * p.kw;
+      dy_ = i32(ky * p.dh);
+      dx_ = i32(kx * p.dw);
+      off = i32(ci * HW) + dy_ * i32(p.w) + dx_;
+    }
+    tOff[lid] = off;
+    tDy[lid] = dy_;
+    tDx[lid] = dx_;
+  }
+  workgroupBarrier();
+  // The reduction index this thread gathers within a chunk is fixed (T is a multiple of BK).
+  let ll = lid % BK;
+  let e0 = lid / BK;
+  let ty = lid % SM;
+  let tx = lid / SM;
+  var acc: array<f32, ${t.tm * t.tn}>;
+  let cBeg = split * p.cps;
+  let cEnd = min(cBeg + p.cps, p.nchunks);
+  for (var c = cBeg; c < cEnd; c++) {
+    let l = c * BK + ll;
+    var ih0 = ${FAR};
+    var iw0 = 0i;
+    var xb = 0i;
+    var db = 0u;
+    let lok = l < p.red;
+    if (lok) {
+      let nb = l / P_;
+      let pp = l - nb * P_;
+      let oh = pp / p.ow;
+      let ow = pp - oh * p.ow;
+      ih0 = i32(oh * p.sh) - p.pt;
+      iw0 = i32(ow * p.sw) - p.pl;
+      xb = i32(nb * p.cin * HW) + ih0 * i32(p.w) + iw0;
+      db = nb * p.cout * P_ + pp;
+    }
+    for (var e = 0u; e < p.la; e++) {
+      let kl = e0 + e * (T / BK);
+      let ih = ih0 + tDy[kl];
+      let iw = iw0 + tDx[kl];
+      var v = 0.0;
+      if (u32(ih) < p.h && u32(iw) < p.w) { v = x[u32(xb + tOff[kl])]; }
+      As[ll * BM + kl] = v;
+    }
+    for (var e = 0u; e < p.lb; e++) {
+      let cl = e0 + e * (T / BK);
+      let co = c0 + cl;
+      var v = 0.0;
+      if (lok && co < p.cout) { v = dy[db + co * P_]; }
+      Bs[ll * BN + cl] = v;
+    }
+    workgroupBarrier();
+${mac(t)}
+    workgroupBarrier();
+  }
+  let ob = split * p.cout * p.rows;
+  for (var i = 0u; i < TM; i++) {
+    let k = r0 + ty + i * SM;
+    if (k >= p.rows) { continue; }
+    for (var j = 0u; j < TN; j++) {
+      let co = c0 + tx + j * SN;
+      if (co < p.cout) {
+        out[ob + co * p.rows + k] = acc[i * TN + j];
+      }
+    }
+  }
+}
+`;
+  return { name, code, bindings: ['read', 'read', 'write', 'uniform'] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct (register-blocked) kernels, for software adapters.
+//
+// Lavapipe runs 8 invocations as the lanes of one AVX2 register. A load whose address differs per lane
+// becomes 8 scalar loads with bounds checks, while a load whose address is the same for the whole
+// workgroup (derived from uniforms, workgroup ids and loop counters only) is one scalar load and a
+// broadcast. The tiled kernels above pay per-lane loads for both GEMM operands (global gathers, then
+// workgroup-memory reads) plus barrier switches; these kernels instead give each workgroup one block of
+// DBN channels and make every weight (or dy) read uniform: per tap a thread does DTM per-lane loads,
+// DBN uniform loads and DTM*DBN FMAs. No workgroup memory, no barriers. Measured on a 2-core lavapipe:
+// about 5x the tiled kernels' speed. Rows owned by a thread are strided by the workgroup size, so
+// neighbouring threads touch neighbouring addresses (cheap on a real GPU too).
+export const DIRECT_WG = 64;
+export const DIRECT_TM = 4;
+export const DIRECT_BN = 8;
+/**
+ * The weight gradient's rows are taps (Cin*KH*KW, as few as 27): a workgroup of one SIMD register
+ * (8 lanes x TM = 32 taps) keeps lanes busy on small kernels.
+ */
+export const DIRECT_WGRAD_WG = 8;
+
+const DIRECT_CONSTS = `const WG = ${DIRECT_WG}u;
+const TM = ${DIRECT_TM}u;
+const BN = ${DIRECT_BN}u;`;
+
+/** Direct conv2d forward. Bindings as conv2dForwardKernel. Grid: (rows / (WG*TM) over x/y, Cout / BN on z). */
+export function conv2dDirectForwardKernel(bias: boolean): Kernel {
+  const name = `conv2d_direct_fwd${bias ? '_bias' : ''}`;
+  const code = `// ${name}
+${CONV_STRUCT}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> wt: array<f32>;
+${bias ? '@group(0) @binding(2) var<storage, read> bias: array<f32>;' : ''}
+@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
+${DIRECT_CONSTS}
+
+@compute @workgroup_size(${DIRECT_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let P_ = p.oh * p.ow;
+  let HW = p.h * p.w;
+  let mb = (wid.x + wid.y * nwg.x) * WG * TM + lid;
+  let c0 = wid.z * BN;
+  let clast = p.cout - 1u;
+  var ih0: array<i32, ${DIRECT_TM}>;
+  var iw0: array<i32, ${DIRECT_TM}>;
+  var xb: array<u32, ${DIRECT_TM}>;
+  for (var i = 0u; i < TM; i++) {
+    let m = mb + i * WG;
+    ih0[i] = ${FAR};
+    if (m < p.rows) {
+      let nb = m / P_;
+      let pp = m - nb * P_;
+      let oh = pp / p.ow;
+      let ow = pp - oh * p.ow;
+      ih0[i] = i32(oh * p.sh) - p.pt;
+      iw0[i] = i32(ow * p.sw) - p.pl;
+      xb[i] = nb * p.cin * HW;
+    }
+  }
+  var acc: array<f32, ${DIRECT_TM * DIRECT_BN}>;
+  var k = 0u;
+  for (var ci = 0u; ci < p.cin; ci++) {
+    for (var ky = 0u; ky < p.kh; ky++) {
+      let dy = i32(ky * p.dh);
+      for (var kx = 0u; kx < p.kw; kx++) {
+        let dx = i32(kx * p.dw);
+        var wv: array<f32, ${DIRECT_BN}>;
+        for (var j = 0u; j < BN; j++) { wv[j] = wt[min(c0 + j, clast) * p.red + k]; }
+        for (var i = 0u; i < TM; i++) {
+          let ih = ih0[i] + dy;
+          let iw = iw0[i] + dx;
+          var v = 0.0;
+          if (u32(ih) < p.h && u32(iw) < p.w) { v = x[xb[i] + ci * HW + u32(ih) * p.w + u32(iw)]; }
+          for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, wv[j], acc[i * BN + j]); }
+        }
+        k++;
+      }
+    }
+  }
+  for (var i = 0u; i < TM; i++) {
+    let m = mb + i * WG;
+    if (m >= p.rows) { continue; }
+    let nb = m / P_;
+    let pp = m - nb * P_;
+    for (var j = 0u; j < BN; j++) {
+      let co = c0 + j;
+      if (co < p.cout) { y[(nb * p.cout + co) * P_ + pp] = acc[i * BN + j]${bias ? ' + bias[co]' : ''}; }
+    }
+  }
+}
+`;
+  return { name, code, bindings: bias ? ['read', 'read', 'read', 'write', 'uniform'] : ['read', 'read', 'write', 'uniform'] };
+}
+
+/**
+ * Direct conv2d backward-input. Bindings as conv2dBackwardInputKernel. Grid: (input pixels / (WG*TM)
+ * over x/y, Cin / BN on z). Each input pixel tracks its padded position as quotient and remainder by
+ * the stride, updated as the tap index grows, so a tap is a source position exactly when the
+ * remainders are 0: no per-tap division.
+ */
+export function conv2dDirectBackwardInputKernel(): Kernel {
+  const name = 'conv2d_direct_bwd_input';
+  const code = `// ${name}
+${CONV_STRUCT}
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> wt: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+${DIRECT_CONSTS}
+
+@compute @workgroup_size(${DIRECT_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let P_ = p.oh * p.ow;
+  let HW = p.h * p.w;
+  let khw = p.kh * p.kw;
+  let mb = (wid.x + wid.y * nwg.x) * WG * TM + lid;
+  let c0 = wid.z * BN;
+  let clast = p.cin - 1u;
+  let sh = i32(p.sh);
+  let sw = i32(p.sw);
+  // Subtracting a dilation step from a position: quotient and remainder steps.
+  let dqy = i32(p.dh / p.sh);
+  let dry = i32(p.dh % p.sh);
+  let dqx = i32(p.dw / p.sw);
+  let drx = i32(p.dw % p.sw);
+  var qy0: array<i32, ${DIRECT_TM}>;
+  var ry0: array<i32, ${DIRECT_TM}>;
+  var qx0: array<i32, ${DIRECT_TM}>;
+  var rx0: array<i32, ${DIRECT_TM}>;
+  var db: array<u32, ${DIRECT_TM}>;
+  for (var i = 0u; i < TM; i++) {
+    let m = mb + i * WG;
+    qy0[i] = -1;
+    if (m < p.rows) {
+      let nb = m / HW;
+      let pp = m - nb * HW;
+      let ih = pp / p.w;
+      let iw = pp - ih * p.w;
+      let th = ih + u32(p.pt);
+      let tw = iw + u32(p.pl);
+      qy0[i] = i32(th / p.sh);
+      ry0[i] = i32(th % p.sh);
+      qx0[i] = i32(tw / p.sw);
+      rx0[i] = i32(tw % p.sw);
+      db[i] = nb * p.cout * P_;
+    }
+  }
+  var acc: array<f32, ${DIRECT_TM * DIRECT_BN}>;
+  for (var co = 0u; co < p.cout; co++) {
+    var qy = qy0;
+    var ry = ry0;
+    for (var ky = 0u; ky < p.kh; ky++) {
+      var qx = qx0;
+      var rx = rx0;
+      for (var kx = 0u; kx < p.kw; kx++) {
+        var wv: array<f32, ${DIRECT_BN}>;
+        let wo = co * p.cin * khw + ky * p.kw + kx;
+        for (var j = 0u; j < BN; j++) { wv[j] = wt[wo + min(c0 + j, clast) * khw]; }
+        for (var i = 0u; i < TM; i++) {
+          var v = 0.0;
+          if (ry[i] == 0 && rx[i] == 0 && u32(qy[i]) < p.oh && u32(qx[i]) < p.ow) {
+            v = dy[db[i] + co * P_ + u32(qy[i]) * p.ow + u32(qx[i])];
+          }
+          for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, wv[j], acc[i * BN + j]); }
+          rx[i] -= drx;
+          qx[i] -= dqx;
+          if (rx[i] < 0) { rx[i] += sw; qx[i] -= 1; }
+        }
+      }
+      for (var i = 0u; i < TM; i++) {
+        ry[i] -= dry;
+        qy[i] -= dqy;
+        if (ry[i] < 0) { ry[i] += sh; qy[i] -= 1; }
+      }
+    }
+  }
+  for (var i = 0u; i < TM; i++) {
+    let m = mb + i * WG;
+    if (m >= p.rows) { continue; }
+    let nb = m / HW;
+    let pp = m - nb * HW;
+    for (var j = 0u; j < BN; j++) {
+      let ci = c0 + j;
+      if (ci < p.cin) { dx[(nb * p.cin + ci) * HW + pp] = acc[i * BN + j]; }
+    }
+  }
+}
+`;
+  return { name, code, bindings: ['read', 'read', 'write', 'uniform'] };
+}
+
+/**
+ * Direct conv2d backward-weight, one split of the batch reduction per z index. Bindings as
+ * conv2dBackwardWeightKernel; split s reduces rows l in [s * cps * la, min((s + 1) * cps * la, red))
+ * (la = rows per chunk). Grid: (K / (DIRECT_WGRAD_WG*TM), Cout / BN, splits). The reduction walks (n, oh, ow)
+ * with counters, so the dy reads are uniform and the loop has no division.
+ */
+export function conv2dDirectBackwardWeightKernel(): Kernel {
+  const name = 'conv2d_direct_bwd_weight';
+  const code = `// ${name}
+${CONV_STRUCT}
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+const WG = ${DIRECT_WGRAD_WG}u;
+const TM = ${DIRECT_TM}u;
+const BN = ${DIRECT_BN}u;
+
+@compute @workgroup_size(${DIRECT_WGRAD_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let P_ = p.oh * p.ow;
+  let HW = p.h * p.w;
+  let khw = p.kh * p.kw;
+  let kb = wid.x * WG * TM + lid;
+  let c0 = wid.y * BN;
+  let split = wid.z;
+  let clast = p.cout - 1u;
+  var toff: array<i32, ${DIRECT_TM}>;
+  var tdy: array<i32, ${DIRECT_TM}>;
+  var tdx: array<i32, ${DIRECT_TM}>;
+  for (var i = 0u; i < TM; i++) {
+    let k = kb + i * WG;
+    tdy[i] = ${FAR};
+    if (k < p.rows) {
+      let ci = k / khw;
+      let r = k - ci * khw;
+      let ky = r / p.kw;
+      let kx = r - ky * p.kw;
+      tdy[i] = i32(ky * p.dh);
+      tdx[i] = i32(kx * p.dw);
+      toff[i] = i32(ci * HW) + tdy[i] * i32(p.w) + tdx[i];
+    }
+  }
+  var acc: array<f32, ${DIRECT_TM * DIRECT_BN}>;
+  let lBeg = min(split * p.cps * p.la, p.red);
+  let lEnd = min(lBeg + p.cps * p.la, p.red);
+  var nb = lBeg / P_;
+  let pp0 = lBeg - nb * P_;
+  var oh = pp0 / p.ow;
+  var ow = pp0 - oh * p.ow;
+  for (var l = lBeg; l < lEnd; l++) {
+    let ihb = i32(oh * p.sh) - p.pt;
+    let iwb = i32(ow * p.sw) - p.pl;
+    let xb = i32(nb * p.cin * HW) + ihb * i32(p.w) + iwb;
+    let dyb = nb * p.cout * P_ + oh * p.ow + ow;
+    var dv: array<f32, ${DIRECT_BN}>;
+    for (var j = 0u; j < BN; j++) { dv[j] = dy[dyb + min(c0 + j, clast) * P_]; }
+    for (var i = 0u; i < TM; i++) {
+      let ih = ihb + tdy[i];
+      let iw = iwb + tdx[i];
+      var v = 0.0;
+      if (u32(ih) < p.h && u32(iw) < p.w) { v = x[u32(xb + toff[i])]; }
+      for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, dv[j], acc[i * BN + j]); }
+    }
+    ow++;
+    if (ow == p.ow) {
+      ow = 0u;
+      oh++;
+      if (oh == p.oh) { oh = 0u; nb++; }
+    }
+  }
+  let ob = split * p.cout * p.rows;
+  for (var i = 0u; i < TM; i++) {
+    let k = kb + i * WG;
+    if (k >= p.rows) { continue; }
+    for (var j = 0u; j < BN; j++) {
+      let co = c0 + j;
+      if (co < p.cout) { out[ob + co * p.rows + k] = acc[i * BN + j]; }
+    }
+  }
+}
+`;
+  return { name, code, bindings: ['read', 'read', 'write', 'uniform'] };
+}
+
+export const SPLIT_SUM_WG = 256;
+/** Uniform words of splitSumKernel: n (elements per slice), splits. */
+export const SPLIT_SUM_PARAM_WORDS = 4;
+
+/** out[i] = sum over s = 0..splits-1, in that order, of parts[s * n + i]. Bindings: parts, out, params. */
+export function splitSumKernel(): Kernel {
+  const code = `// split_sum
+struct P { n: u32, splits: u32, _a: u32, _b: u32 }
+@group(0) @binding(0) var<storage, read> parts: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;
+
+@compute @workgroup_size(${SPLIT_SUM_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let i = ${linearIndexWgsl(SPLIT_SUM_WG)};
+  if (i >= p.n) { return; }
+  var s = 0.0;
+  for (var k = 0u; k < p.splits; k++) { s += parts[k * p.n + i]; }
+  out[i] = s;
+}
+`;
+  return { name: 'split_sum', code, bindings: ['read', 'write', 'uniform'] };
+}

@@ -1,0 +1,268 @@
+// Batch-norm family (and the per-channel sums it shares with conv bias gradients). NCHW float32.
+//
+// Per-channel reductions run in two deterministic stages. Stage 1 (channelPartialsKernel): the
+// N*H*W elements of channel c are cut into G contiguous chunks; workgroup (g, c) reduces chunk g with
+// a strided per-thread loop and a fixed tree in workgroup memory. Stage 2 (one thread per channel)
+// combines the G partials in index order. G depends only on the shape, so the bits are reproducible;
+// splitting keeps a large GPU busy when channels are few and planes big (Meso-4's first layer has 8
+// channels of N*256*256 values).
+//
+// Statistics for the forward pass use per-chunk two-pass moments (chunk mean, then the sum of squared
+// deviations from it) merged with Chan et al.'s pairwise update, which stays accurate when |mean| >> std.
+import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
+
+export const NORM_WG = 256;
+
+/** What stage 1 reduces. 'stats': chunk mean and M2 of x. 'sum': sum of dy. 'dyxhat': sums of dy and dy * xhat. */
+export type PartialMode = 'stats' | 'sum' | 'dyxhat';
+
+/** Words of the reduction struct: n, c, hw, g, chunk, cnt, momentum, eps. */
+export const NORM_PARAM_WORDS = 8;
+const NORM_STRUCT = `struct P {
+  n: u32, c: u32, hw: u32, g: u32,
+  chunk: u32, cnt: u32, momentum: f32, eps: f32,
+}`;
+
+/** Values per (channel, chunk) partial in `mode`. */
+export function partialWidth(mode: PartialMode): number {
+  return mode === 'sum' ? 1 : 2;
+}
+
+function treeReduce(arr: string): string {
+  const lines: string[] = [];
+  for (let s = NORM_WG / 2; s >= 1; s /= 2) {
+    lines.push(`  if (lid < ${s}u) { ${arr}[lid] += ${arr}[lid + ${s}u]; }`);
+    lines.push('  workgroupBarrier();');
+  }
+  return lines.join('\n');
+}
+
+/**
+ * Stage 1. Bindings: 'stats' x; 'sum' dy; 'dyxhat' dy, x, mean, invstd; then parts ([C, G, width]),
+ * params. Grid: (G, C, 1).
+ */
+export function channelPartialsKernel(mode: PartialMode): Kernel {
+  const name = `channel_partials_${mode}`;
+  const ins =
+    mode === 'stats' ? ['x'] : mode === 'sum' ? ['dy'] : ['dy', 'x', 'mean', 'invstd'];
+  const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<f32>;`).join('\n');
+  let body: string;
+  if (mode === 'stats') {
+    body = `  var s = 0.0;
+  for (var i = beg + lid; i < end; i += ${NORM_WG}u) { s += x[addr(i, ch)]; }
+  red0[lid] = s;
+  workgroupBarrier();
+${treeReduce('red0')}
+  let mu = red0[0] / f32(end - beg);
+  workgroupBarrier();
+  var q = 0.0;
+  for (var i = beg + lid; i < end; i += ${NORM_WG}u) { let d = x[addr(i, ch)] - mu; q += d * d; }
+  red0[lid] = q;
+  workgroupBarrier();
+${treeReduce('red0')}
+  if (lid == 0u) { parts[o * 2u] = mu; parts[o * 2u + 1u] = red0[0]; }`;
+  } else if (mode === 'sum') {
+    body = `  var s = 0.0;
+  for (var i = beg + lid; i < end; i += ${NORM_WG}u) { s += dy[addr(i, ch)]; }
+  red0[lid] = s;
+  workgroupBarrier();
+${treeReduce('red0')}
+  if (lid == 0u) { parts[o] = red0[0]; }`;
+  } else {
+    body = `  let mu = mean[ch];
+  let is = invstd[ch];
+  var s = 0.0;
+  var t = 0.0;
+  for (var i = beg + lid; i < end; i += ${NORM_WG}u) {
+    let a = addr(i, ch);
+    let d = dy[a];
+    s += d;
+    t += d * ((x[a] - mu) * is);
+  }
+  red0[lid] = s;
+  red1[lid] = t;
+  workgroupBarrier();
+${treeReduce('red0').replace(/red0\[lid\] \+= red0\[lid \+ (\d+)u\];/g, 'red0[lid] += red0[lid + $1u]; red1[lid] += red1[lid + $1u];')}
+  if (lid == 0u) { parts[o * 2u] = red0[0]; parts[o * 2u + 1u] = red1[0]; }`;
+  }
+  const code = `// ${name}
+${NORM_STRUCT}
+${decl}
+@group(0) @binding(${ins.length}) var<storage, read_write> parts: array<f32>;
+@group(0) @binding(${ins.length + 1}) var<uniform> p: P;
+var<workgroup> red0: array<f32, ${NORM_WG}>;
+${mode === 'dyxhat' ? `var<workgroup> red1: array<f32, ${NORM_WG}>;` : ''}
+
+/** Element i (of the channel's N*HW) of channel ch. */
+fn addr(i: u32, ch: u32) -> u32 {
+  let nb = i / p.hw;
+  return (nb * p.c + ch) * p.hw + (i - nb * p.hw);
+}
+
+@compute @workgroup_size(${NORM_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let gi = wid.x;
+  let ch = wid.y;
+  let beg = gi * p.chunk;
+  let end = min(beg + p.chunk, p.cnt);
+  let o = ch * p.g + gi;
+${body}
+}
+`;
+  const bindings: Kernel['bindings'] = [...ins.map(() => 'read' as const), 'write', 'uniform'];
+  return { name, code, bindings };
+}
+
+export const FINALIZE_WG = 64;
+
+/**
+ * Stage 2 of the forward statistics, one thread per channel: merges the (mean, M2) partials in chunk
+ * order, writes mean and invstd = 1/sqrt(var + eps) (biased var), and with `running` updates the
+ * running stats in place with the unbiased variance: r = (1 - momentum) * r + momentum * stat.
+ * Bindings: parts, mean, invstd, [runningMean, runningVar], params. Grid: gridFor(C, FINALIZE_WG).
+ */
+export function bnStatsFinalizeKernel(running: boolean): Kernel {
+  const name = `bn_stats_finalize${running ? '_running' : ''}`;
+  const code = `// ${name}
+${NORM_STRUCT}
+@group(0) @binding(0) var<storage, read> parts: array<f32>;
+@group(0) @binding(1) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(2) var<storage, read_write> invstd: array<f32>;
+${running ? `@group(0) @binding(3) var<storage, read_write> rmean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rvar: array<f32>;` : ''}
+@group(0) @binding(${running ? 5 : 3}) var<uniform> p: P;
+
+@compute @workgroup_size(${FINALIZE_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let ch = ${linearIndexWgsl(FINALIZE_WG)};
+  if (ch >= p.c) { return; }
+  var na = 0.0;
+  var mu = 0.0;
+  var m2 = 0.0;
+  for (var gi = 0u; gi < p.g; gi++) {
+    let o = (ch * p.g + gi) * 2u;
+    let nb = f32(min(p.chunk, p.cnt - gi * p.chunk));
+    let mb = parts[o];
+    let qb = parts[o + 1u];
+    let nn = na + nb;
+    let d = mb - mu;
+    mu = mu + d * (nb / nn);
+    m2 = m2 + qb + d * d * (na * nb / nn);
+    na = nn;
+  }
+  let cnt = f32(p.cnt);
+  let v = m2 / cnt;
+  mean[ch] = mu;
+  invstd[ch] = inverseSqrt(v + p.eps);
+${running ? `  let m = p.momentum;
+  rmean[ch] = (1.0 - m) * rmean[ch] + m * mu;
+  rvar[ch] = (1.0 - m) * rvar[ch] + m * (m2 / max(cnt - 1.0, 1.0));` : ''}
+}
+`;
+  const bindings: Kernel['bindings'] = running
+    ? ['read', 'write', 'write', 'write', 'write', 'uniform']
+    : ['read', 'write', 'write', 'uniform'];
+  return { name, code, bindings };
+}
+
+/**
+ * Stage 2 of plain sums, one thread per channel: out_q[c] = sum over chunks in order of parts[c, g, q]
+ * for q < width. Bindings: parts, out0, [out1], params.
+ */
+export function channelSumFinalizeKernel(width: 1 | 2): Kernel {
+  const name = `channel_sum_finalize_${width}`;
+  const code = `// ${name}
+${NORM_STRUCT}
+@group(0) @binding(0) var<storage, read> parts: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out0: array<f32>;
+${width === 2 ? '@group(0) @binding(2) var<storage, read_write> out1: array<f32>;' : ''}
+@group(0) @binding(${width + 1}) var<uniform> p: P;
+
+@compute @workgroup_size(${FINALIZE_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let ch = ${linearIndexWgsl(FINALIZE_WG)};
+  if (ch >= p.c) { return; }
+  var s0 = 0.0;
+  var s1 = 0.0;
+  for (var gi = 0u; gi < p.g; gi++) {
+    let o = (ch * p.g + gi) * ${width}u;
+    s0 += parts[o];
+${width === 2 ? '    s1 += parts[o + 1u];' : ''}
+  }
+  out0[ch] = s0;
+${width === 2 ? '  out1[ch] = s1;' : ''}
+}
+`;
+  const bindings: Kernel['bindings'] = width === 2 ? ['read', 'write', 'write', 'uniform'] : ['read', 'write', 'uniform'];
+  return { name, code, bindings };
+}
+
+export const APPLY_WG = 256;
+
+/**
+ * y = (x - mean[c]) * s[c] * gamma[c] + beta[c], with s = scale[c] (invstd) or, `fromVar`,
+ * inverseSqrt(scale[c] + eps) (eval mode reads the running variance). Bindings: x, mean, scale,
+ * [gamma, beta], y, params. Grid: gridFor(numel, APPLY_WG).
+ */
+export function bnApplyKernel(affine: boolean, fromVar: boolean): Kernel {
+  const name = `bn_apply${affine ? '_affine' : ''}${fromVar ? '_var' : ''}`;
+  const code = `// ${name}
+${NORM_STRUCT}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> mean: array<f32>;
+@group(0) @binding(2) var<storage, read> scale: array<f32>;
+${affine ? `@group(0) @binding(3) var<storage, read> gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> beta: array<f32>;` : ''}
+@group(0) @binding(${affine ? 5 : 3}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${affine ? 6 : 4}) var<uniform> p: P;
+
+@compute @workgroup_size(${APPLY_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let i = ${linearIndexWgsl(APPLY_WG)};
+  if (i >= p.n) { return; }
+  let ch = (i / p.hw) % p.c;
+  let s = ${fromVar ? 'inverseSqrt(scale[ch] + p.eps)' : 'scale[ch]'};
+  let xh = (x[i] - mean[ch]) * s;
+  y[i] = ${affine ? 'xh * gamma[ch] + beta[ch]' : 'xh'};
+}
+`;
+  const bindings: Kernel['bindings'] = affine
+    ? ['read', 'read', 'read', 'read', 'read', 'write', 'uniform']
+    : ['read', 'read', 'read', 'write', 'uniform'];
+  return { name, code, bindings };
+}
+
+/**
+ * dx of batch norm. Training (batch statistics):
+ *   dx = gamma * invstd * (dy - sum(dy) / cnt - xhat * sum(dy * xhat) / cnt),  xhat = (x - mean) * invstd;
+ * eval (running statistics are constants): dx = gamma * invstd * dy.
+ * Bindings: training: dy, x, mean, invstd, sumDy, sumDyXhat; eval: dy, invstd; then [gamma], dx, params
+ * (n = numel).
+ */
+export function bnBackwardDxKernel(affine: boolean, training: boolean): Kernel {
+  const name = `bn_backward_dx${affine ? '_affine' : ''}${training ? '_train' : '_eval'}`;
+  const ins = [...(training ? ['dy', 'x', 'mean', 'invstd', 'sdy', 'sdyxh'] : ['dy', 'invstd']), ...(affine ? ['gamma'] : [])];
+  const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<f32>;`).join('\n');
+  const g = affine ? 'gamma[ch] * invstd[ch]' : 'invstd[ch]';
+  const body = training
+    ? `  let xh = (x[i] - mean[ch]) * invstd[ch];
+  let inv = 1.0 / f32(p.cnt);
+  dx[i] = ${g} * (dy[i] - sdy[ch] * inv - xh * (sdyxh[ch] * inv));`
+    : `  dx[i] = ${g} * dy[i];`;
+  const code = `// ${name}
+${NORM_STRUCT}
+${decl}
+@group(0) @binding(${ins.length}) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(${ins.length + 1}) var<uniform> p: P;
+
+@compute @workgroup_size(${APPLY_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let i = ${linearIndexWgsl(APPLY_WG)};
+  if (i >= p.n) { return; }
+  let ch = (i / p.hw) % p.c;
+${body}
+}
+`;
+  const bindings: Kernel['bindings'] = [...ins.map(() => 'read' as const), 'write', 'uniform'];
+  return { name, code, bindings };
+}

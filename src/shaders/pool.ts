@@ -1,0 +1,210 @@
+// Pooling family: max and average 2-D pooling (forward and backward) and global average pooling.
+// NCHW float32; a "plane" is one (n, c) image of H x W.
+//
+// Forwards run one thread per output element over its window. Backwards are gathers, one thread per
+// input element summing, in fixed (oh, ow) order, the outputs whose window covers it: no atomics, no
+// zero-fill pass, deterministic, and for the common non-overlapping pools (stride >= kernel) each
+// input visits a single window so the gather costs one read of dy (and idx).
+//
+// Padding (top, left, bottom, right) acts as -inf for max pooling and as zeros for average pooling,
+// where the divisor counts the padding (PyTorch's count_include_pad=True) or only the real elements
+// (count_include_pad=False, which is also TensorFlow/Keras 'same' average pooling).
+import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
+
+export const POOL_WG = 256;
+
+/** Words of the pool struct. */
+export const POOL_PARAM_WORDS = 16;
+const POOL_STRUCT = `struct P {
+  total: u32, planes: u32, h: u32, w: u32,
+  oh: u32, ow: u32, kh: u32, kw: u32,
+  sh: u32, sw: u32, pt: i32, pl: i32,
+  pb: i32, pr: i32, _a: u32, _b: u32,
+}`;
+
+const HEAD = (name: string, decl: string) => `// ${name}
+${POOL_STRUCT}
+${decl}
+
+@compute @workgroup_size(${POOL_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let i = ${linearIndexWgsl(POOL_WG)};
+  if (i >= p.total) { return; }`;
+
+/**
+ * Max pool forward: y = window max (first maximum in row-major window order on ties), idx = its
+ * position ih * W + iw within the input plane (-1 if the window holds only padding). Bindings: x, y,
+ * idx (i32), params (total = outputs).
+ */
+export function maxPoolForwardKernel(): Kernel {
+  const code = `${HEAD(
+    'max_pool2d_fwd',
+    `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> idx: array<i32>;
+@group(0) @binding(3) var<uniform> p: P;`,
+  )}
+  let P_ = p.oh * p.ow;
+  let pl_ = i / P_;
+  let q = i - pl_ * P_;
+  let oy = q / p.ow;
+  let ox = q - oy * p.ow;
+  let y0 = i32(oy * p.sh) - p.pt;
+  let x0 = i32(ox * p.sw) - p.pl;
+  let base = pl_ * p.h * p.w;
+  var best = -3.4028234663852886e38; // -FLT_MAX: a -inf literal is not a valid WGSL constant
+  var bi = -1i;
+  for (var ky = 0u; ky < p.kh; ky++) {
+    let iy = y0 + i32(ky);
+    if (iy < 0 || iy >= i32(p.h)) { continue; }
+    for (var kx = 0u; kx < p.kw; kx++) {
+      let ix = x0 + i32(kx);
+      if (ix < 0 || ix >= i32(p.w)) { continue; }
+      let at = iy * i32(p.w) + ix;
+      let v = x[base + u32(at)];
+      if (bi < 0 || v > best) {
+        best = v;
+        bi = at;
+      }
+    }
+  }
+  y[i] = best;
+  idx[i] = bi;
+}
+`;
+  return { name: 'max_pool2d_fwd', code, bindings: ['read', 'write', 'write', 'uniform'] };
+}
+
+/** Window range [lo, hi] of outputs along one axis whose window covers input t (padded coordinate). */
+const RANGE_FN = `fn outRange(t: i32, k: u32, s: u32, n: u32) -> vec2<i32> {
+  let a = t - i32(k) + 1;
+  var lo = 0i;
+  if (a > 0) { lo = (a + i32(s) - 1) / i32(s); }
+  let hi = min(t / i32(s), i32(n) - 1);
+  return vec2<i32>(lo, hi);
+}`;
+
+/**
+ * Max pool backward (gather): dx[i] = sum of dy[o] over the outputs o whose window covers i and
+ * whose idx[o] is i's position. Bindings: dy, idx, dx, params (total = inputs).
+ */
+export function maxPoolBackwardKernel(): Kernel {
+  const code = `${RANGE_FN}
+${HEAD(
+    'max_pool2d_bwd',
+    `@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> idx: array<i32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;`,
+  )}
+  let HW = p.h * p.w;
+  let pl_ = i / HW;
+  let q = i - pl_ * HW;
+  let iy = q / p.w;
+  let ix = q - iy * p.w;
+  let ry = outRange(i32(iy) + p.pt, p.kh, p.sh, p.oh);
+  let rx = outRange(i32(ix) + p.pl, p.kw, p.sw, p.ow);
+  let ob = pl_ * p.oh * p.ow;
+  let me = i32(q);
+  var s = 0.0;
+  for (var oy = ry.x; oy <= ry.y; oy++) {
+    for (var ox = rx.x; ox <= rx.y; ox++) {
+      let o = ob + u32(oy) * p.ow + u32(ox);
+      if (idx[o] == me) { s += dy[o]; }
+    }
+  }
+  dx[i] = s;
+}
+`;
+  return { name: 'max_pool2d_bwd', code, bindings: ['read', 'read', 'write', 'uniform'] };
+}
+
+/** The divisor of output (oy, ox) as WGSL; y0/x0 are the window's top-left in input coordinates. */
+function divisor(includePad: boolean): string {
+  return includePad
+    ? `f32((min(y0 + i32(p.kh), i32(p.h) + p.pb) - y0) * (min(x0 + i32(p.kw), i32(p.w) + p.pr) - x0))`
+    : `f32((min(y0 + i32(p.kh), i32(p.h)) - max(y0, 0)) * (min(x0 + i32(p.kw), i32(p.w)) - max(x0, 0)))`;
+}
+
+/** Average pool forward. Bindings: x, y, params (total = outputs). */
+export function avgPoolForwardKernel(includePad: boolean): Kernel {
+  const name = `avg_pool2d_fwd${includePad ? '' : '_nopad'}`;
+  const code = `${HEAD(
+    name,
+    `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;`,
+  )}
+  let P_ = p.oh * p.ow;
+  let pl_ = i / P_;
+  let q = i - pl_ * P_;
+  let oy = q / p.ow;
+  let ox = q - oy * p.ow;
+  let y0 = i32(oy * p.sh) - p.pt;
+  let x0 = i32(ox * p.sw) - p.pl;
+  let base = pl_ * p.h * p.w;
+  let ys = max(y0, 0);
+  let ye = min(y0 + i32(p.kh), i32(p.h));
+  let xs = max(x0, 0);
+  let xe = min(x0 + i32(p.kw), i32(p.w));
+  var s = 0.0;
+  for (var iy = ys; iy < ye; iy++) {
+    for (var ix = xs; ix < xe; ix++) {
+      s += x[base + u32(iy) * p.w + u32(ix)];
+    }
+  }
+  y[i] = s / ${divisor(includePad)};
+}
+`;
+  return { name, code, bindings: ['read', 'write', 'uniform'] };
+}
+
+/** Average pool backward (gather). Bindings: dy, dx, params (total = inputs). */
+export function avgPoolBackwardKernel(includePad: boolean): Kernel {
+  const name = `avg_pool2d_bwd${includePad ? '' : '_nopad'}`;
+  const code = `${RANGE_FN}
+${HEAD(
+    name,
+    `@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;`,
+  )}
+  let HW = p.h * p.w;
+  let pl_ = i / HW;
+  let q = i - pl_ * HW;
+  let iy = q / p.w;
+  let ix = q - iy * p.w;
+  let ry = outRange(i32(iy) + p.pt, p.kh, p.sh, p.oh);
+  let rx = outRange(i32(ix) + p.pl, p.kw, p.sw, p.ow);
+  let ob = pl_ * p.oh * p.ow;
+  var s = 0.0;
+  for (var oy = ry.x; oy <= ry.y; oy++) {
+    let y0 = oy * i32(p.sh) - p.pt;
+    for (var ox = rx.x; ox <= rx.y; ox++) {
+      let x0 = ox * i32(p.sw) - p.pl;
+      s += dy[ob + u32(oy) * p.ow + u32(ox)] / ${divisor(includePad)};
+    }
+  }
+  dx[i] = s;
+}
+`;
+  return { name, code, bindings: ['read', 'write', 'uniform'] };
+}
+
+/** Global average pool forward: y[plane] = mean of the plane, summed in index order. Bindings: x, y, params (total = planes, h*w in h). */
+export function globalAvgPoolKernel(): Kernel {
+  const code = `${HEAD(
+    'global_avg_pool',
+    `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;`,
+  )}
+  let HW = p.h * p.w;
+  let base = i * HW;
+  var s = 0.0;
+  for (var k = 0u; k < HW; k++) { s += x[base + k]; }
+  y[i] = s / f32(HW);
+}
+`;
+  return { name: 'global_avg_pool', code, bindings: ['read', 'write', 'uniform'] };
+}

@@ -1,0 +1,379 @@
+// Launchers for the convolution family (src/shaders/conv.ts): geometry (PyTorch arguments plus
+// Keras/TF 'same' padding for any stride), tile choice, split-K sizing. Raw ops, no autograd: the
+// forward and each backward are separate functions with plain tensor arguments.
+//
+// Padding is either symmetric (a number or [ph, pw]), explicit and asymmetric as
+// [top, left, bottom, right] (note: not PyTorch F.pad's (left, right, top, bottom) order), 'valid'
+// (no padding) or 'same' (TensorFlow/Keras: out = ceil(in / stride), extra padding at the bottom/right).
+import {
+  CONV_PARAM_WORDS,
+  SPLIT_SUM_PARAM_WORDS,
+  SPLIT_SUM_WG,
+  conv2dBackwardInputKernel,
+  conv2dBackwardWeightKernel,
+  conv2dDirectBackwardInputKernel,
+  conv2dDirectBackwardWeightKernel,
+  conv2dDirectForwardKernel,
+  conv2dForwardKernel,
+  DIRECT_BN,
+  DIRECT_TM,
+  DIRECT_WG,
+  DIRECT_WGRAD_WG,
+  gatherLoads,
+  splitSumKernel,
+  tileThreads,
+  type GemmTile,
+} from '../../shaders/conv.js';
+import { grid1d, gridFor, type Grid, type Kernel } from '../../shaders/kernel.js';
+import { device } from '../device.js';
+import { Params } from '../params.js';
+import { queue } from '../queue.js';
+import { empty, type Shape, type Tensor } from '../tensor.js';
+import { fill } from './map.js';
+import { channelSum } from './norm.js';
+
+export type Pair = number | readonly [number, number];
+/** number | [ph, pw] (symmetric) | [top, left, bottom, right] | 'same' (Keras/TF) | 'valid'. */
+export type Padding2d = number | readonly [number, number] | readonly [number, number, number, number] | 'same' | 'valid';
+
+export interface Conv2dOptions {
+  stride?: Pair;
+  padding?: Padding2d;
+  dilation?: Pair;
+  /** Only 1 is supported. */
+  groups?: number;
+}
+
+/** Everything a conv kernel needs, resolved. Padding is [top, left, bottom, right]. */
+export interface Conv2dGeometry {
+  n: number;
+  cin: number;
+  h: number;
+  w: number;
+  cout: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  dh: number;
+  dw: number;
+  pt: number;
+  pl: number;
+  pb: number;
+  pr: number;
+  oh: number;
+  ow: number;
+}
+
+export function pair(v: Pair | undefined, dflt: number, what: string): [number, number] {
+  const p: [number, number] = v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
+  if (!p.every((x) => Number.isInteger(x))) throw new Error(`${what} (${p.join(', ')}) must be integers`);
+  return p;
+}
+
+/**
+ * Keras/TensorFlow 'same' padding along one axis: out = ceil(in / stride),
+ * total = max((out - 1) * stride + (k - 1) * dilation + 1 - in, 0), before = floor(total / 2), after = the rest.
+ */
+export function samePadding1d(inSize: number, k: number, stride: number, dilation = 1): { out: number; before: number; after: number } {
+  const out = Math.ceil(inSize / stride);
+  const ek = (k - 1) * dilation + 1;
+  const total = Math.max((out - 1) * stride + ek - inSize, 0);
+  const before = Math.floor(total / 2);
+  return { out, before, after: total - before };
+}
+
+/** Keras/TF 'same' padding for a 2-D window, as [top, left, bottom, right]. */
+export function samePadding2d(
+  inHW: readonly [number, number],
+  kernel: Pair,
+  stride: Pair,
+  dilation: Pair = 1,
+): [number, number, number, number] {
+  const [kh, kw] = pair(kernel, 1, 'kernel');
+  const [sh, sw] = pair(stride, 1, 'stride');
+  const [dh, dw] = pair(dilation, 1, 'dilation');
+  const a = samePadding1d(inHW[0], kh, sh, dh);
+  const b = samePadding1d(inHW[1], kw, sw, dw);
+  return [a.before, b.before, a.after, b.after];
+}
+
+/** Resolves a Padding2d to [top, left, bottom, right] for a window over an input of inHW. */
+export function resolvePadding(
+  padding: Padding2d | undefined,
+  inHW: readonly [number, number],
+  kernel: readonly [number, number],
+  stride: readonly [number, number],
+  dilation: readonly [number, number],
+): [number, number, number, number] {
+  let p: [number, number, number, number];
+  if (padding === undefined || padding === 'valid') p = [0, 0, 0, 0];
+  else if (padding === 'same') p = samePadding2d(inHW, kernel, stride, dilation);
+  else if (typeof padding === 'number') p = [padding, padding, padding, padding];
+  else if (padding.length === 2) p = [padding[0], padding[1], padding[0], padding[1]];
+  else if (padding.length === 4) p = [padding[0], padding[1], padding[2], padding[3]];
+  else throw new Error(`padding ${JSON.stringify(padding)}: want a number, [ph, pw], [top, left, bottom, right], 'same' or 'valid'`);
+  if (!p.every((x) => Number.isInteger(x) && x >= 0)) throw new Error(`padding [${p.join(', ')}] must be non-negative integers`);
+  return p;
+}
+
+function shapeStr(s: Shape): string {
+  return `[${s.join(', ')}]`;
+}
+
+export function conv2dGeometry(xShape: Shape, wShape: Shape, opts: Conv2dOptions = {}): Conv2dGeometry {
+  if (xShape.length !== 4) throw new Error(`conv2d: input must be NCHW, got ${shapeStr(xShape)}`);
+  if (wShape.length !== 4) throw new Error(`conv2d: weight must be [Cout, Cin, KH, KW], got ${shapeStr(wShape)}`);
+  if ((opts.groups ?? 1) !== 1) throw new Error(`conv2d: groups=${opts.groups} is not supported (only 1)`);
+  const [n, cin, h, w] = xShape;
+  const [cout, wcin, kh, kw] = wShape;
+  if (wcin !== cin) throw new Error(`conv2d: input ${shapeStr(xShape)} has ${cin} channels, weight ${shapeStr(wShape)} expects ${wcin}`);
+  if (kh < 1 || kw < 1 || cout < 1) throw new Error(`conv2d: weight ${shapeStr(wShape)} is empty`);
+  const [sh, sw] = pair(opts.stride, 1, 'stride');
+  const [dh, dw] = pair(opts.dilation, 1, 'dilation');
+  if (sh < 1 || sw < 1 || dh < 1 || dw < 1) throw new Error(`conv2d: stride (${sh}, ${sw}) and dilation (${dh}, ${dw}) must be >= 1`);
+  const [pt, pl, pb, pr] = resolvePadding(opts.padding, [h, w], [kh, kw], [sh, sw], [dh, dw]);
+  const oh = Math.floor((h + pt + pb - dh * (kh - 1) - 1) / sh) + 1;
+  const ow = Math.floor((w + pl + pr - dw * (kw - 1) - 1) / sw) + 1;
+  if (oh < 1 || ow < 1) {
+    throw new Error(`conv2d: input ${shapeStr(xShape)} is smaller than the (dilated) kernel ${kh}x${kw} with padding [${pt}, ${pl}, ${pb}, ${pr}]`);
+  }
+  return { n, cin, h, w, cout, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, oh, ow };
+}
+
+export function conv2dOutputShape(xShape: Shape, wShape: Shape, opts: Conv2dOptions = {}): number[] {
+  const g = conv2dGeometry(xShape, wShape, opts);
+  return [g.n, g.cout, g.oh, g.ow];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Implementations, tiles and kernels
+
+/**
+ * 'tiled': implicit GEMMs with workgroup-memory tiles (for GPUs). 'direct': register-blocked kernels
+ * without workgroup memory or barriers, whose weight/dy reads are uniform (for software adapters such
+ * as lavapipe, where they run about 5x faster). See src/shaders/conv.ts.
+ */
+export type ConvImpl = 'tiled' | 'direct';
+let implOverride: ConvImpl | null = null;
+
+/** Forces an implementation ('auto': direct on software adapters, tiled otherwise). Env: TICKETLAB_CONV_IMPL. */
+export function setConvImpl(impl: ConvImpl | 'auto'): void {
+  implOverride = impl === 'auto' ? null : impl;
+}
+
+export function convImpl(): ConvImpl {
+  if (implOverride) return implOverride;
+  const env = process.env.TICKETLAB_CONV_IMPL;
+  if (env === 'tiled' || env === 'direct') return env;
+  return device().info.isSoftware ? 'direct' : 'tiled';
+}
+
+/** Workgroup memory we let a tile use: the device's limit, at most 32 KiB. */
+function sharedBudget(): number {
+  return Math.min(device().limits.maxComputeWorkgroupStorageSize ?? 16384, 32768);
+}
+
+/**
+ * Tile for a GEMM with `cols` output columns: the column tile is the smallest of 8/16/32/64 that
+ * covers them (64 beyond). The reduction chunk is 32 (16 if workgroup memory is short): fixed, so
+ * one pipeline per column tile serves every layer, and small reductions just pad the chunk with zeros.
+ */
+export function pickTile(cols: number): GemmTile {
+  const bn = cols <= 8 ? 8 : cols <= 16 ? 16 : cols <= 32 ? 32 : 64;
+  const tn = bn === 8 ? 2 : 4;
+  const t: GemmTile = { bm: 64, bn, tm: 4, tn, bk: 32 };
+  while (t.bk > 8 && t.bk * (t.bm + t.bn) * 4 > sharedBudget()) t.bk /= 2;
+  return t;
+}
+
+const kernels = new Map<string, Kernel>();
+function cached(key: string, make: () => Kernel): Kernel {
+  let k = kernels.get(key);
+  if (!k) kernels.set(key, (k = make()));
+  return k;
+}
+
+function convParams(g: Conv2dGeometry, la: number, lb: number, rows: number, red: number, cps = 0, nchunks = 0): Uint32Array {
+  const p = new Params(CONV_PARAM_WORDS);
+  p.u(g.n).u(g.cin).u(g.h).u(g.w);
+  p.u(g.cout).u(g.oh).u(g.ow).u(g.sh);
+  p.u(g.sw).u(g.dh).u(g.dw).i(g.pt);
+  p.i(g.pl).u(rows).u(red).u(cps);
+  p.u(nchunks).u(g.kh).u(g.kw).u(la);
+  p.u(lb);
+  return p.view;
+}
+
+function tiledParams(g: Conv2dGeometry, t: GemmTile, rows: number, red: number, cps = 0, nchunks = 0): Uint32Array {
+  const [la, lb] = gatherLoads(t);
+  return convParams(g, la, lb, rows, red, cps, nchunks);
+}
+
+function checkF32(t: Tensor, what: string): void {
+  if (t.dtype !== 'f32') throw new Error(`${what} must be f32, got ${t.dtype}`);
+}
+
+/** Rows-by-columns tile grid: row tiles folded over x/y, column tiles on z. */
+function gemmGrid(rows: number, cols: number, rowsPerGroup: number, colsPerGroup: number): Grid {
+  const g = grid1d(Math.ceil(rows / rowsPerGroup));
+  return [g[0], g[1], Math.ceil(cols / colsPerGroup)];
+}
+
+/** The kernels address with i32 arithmetic. */
+const MAX_INDEX = 2 ** 31 - 1;
+function checkIndexable(...sizes: number[]): void {
+  for (const s of sizes) if (s > MAX_INDEX) throw new Error(`conv2d: ${s} elements exceed i32 indexing`);
+}
+
+const DIRECT_ROWS = DIRECT_WG * DIRECT_TM;
+
+// ---------------------------------------------------------------------------------------------
+// Public ops
+
+/** y = conv2d(x, w) + bias. x [N, Cin, H, W], w [Cout, Cin, KH, KW], bias [Cout] or null. */
+export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  checkF32(x, 'conv2d input');
+  checkF32(w, 'conv2d weight');
+  const g = conv2dGeometry(x.shape, w.shape, opts);
+  if (bias) {
+    checkF32(bias, 'conv2d bias');
+    if (bias.size !== g.cout || bias.rank !== 1) throw new Error(`conv2d: bias ${shapeStr(bias.shape)} must be [${g.cout}]`);
+  }
+  const y = empty([g.n, g.cout, g.oh, g.ow]);
+  const rows = g.n * g.oh * g.ow;
+  const red = g.cin * g.kh * g.kw;
+  checkIndexable(x.size, y.size, w.size);
+  if (y.size === 0) return y;
+  const bufs = (bias ? [x, w, bias, y] : [x, w, y]).map((b) => ({ buffer: b.buf }));
+  if (convImpl() === 'direct') {
+    const k = cached(`df|${!!bias}`, () => conv2dDirectForwardKernel(!!bias));
+    queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), gemmGrid(rows, g.cout, DIRECT_ROWS, DIRECT_BN));
+    return y;
+  }
+  const t = pickTile(g.cout);
+  const k = cached(`f|${!!bias}|${JSON.stringify(t)}`, () => conv2dForwardKernel(!!bias, t));
+  queue.dispatch(k, bufs, tiledParams(g, t, rows, red), gemmGrid(rows, g.cout, t.bm, t.bn));
+  return y;
+}
+
+/** dx of conv2d: dy [N, Cout, OH, OW], w [Cout, Cin, KH, KW], xShape [N, Cin, H, W]. */
+export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: Shape, opts: Conv2dOptions = {}): Tensor {
+  checkF32(dy, 'conv2d dy');
+  checkF32(w, 'conv2d weight');
+  const g = conv2dGeometry(xShape, w.shape, opts);
+  const want = [g.n, g.cout, g.oh, g.ow];
+  if (dy.shape.join() !== want.join()) throw new Error(`conv2d backward: dy ${shapeStr(dy.shape)} should be ${shapeStr(want)}`);
+  const dx = empty(xShape);
+  const rows = g.n * g.h * g.w;
+  const red = g.cout * g.kh * g.kw;
+  checkIndexable(dx.size, dy.size, w.size);
+  if (dx.size === 0) return dx;
+  const bufs = [{ buffer: dy.buf }, { buffer: w.buf }, { buffer: dx.buf }];
+  if (convImpl() === 'direct') {
+    const k = cached('dbi', conv2dDirectBackwardInputKernel);
+    queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), gemmGrid(rows, g.cin, DIRECT_ROWS, DIRECT_BN));
+    return dx;
+  }
+  const t = pickTile(g.cin);
+  const unit = g.sh === 1 && g.sw === 1;
+  const k = cached(`bi|${unit}|${JSON.stringify(t)}`, () => conv2dBackwardInputKernel(unit, t));
+  queue.dispatch(k, bufs, tiledParams(g, t, rows, red), gemmGrid(rows, g.cin, t.bm, t.bn));
+  return dx;
+}
+
+/** Workgroups the split-K weight gradient aims for (enough to fill a large GPU). */
+const WGRAD_TARGET_GROUPS = 512;
+/** A split reduces at least this many chunks, so partials stay small against the work. */
+const WGRAD_MIN_CHUNKS_PER_SPLIT = 4;
+/** Reduction chunk (rows of N*OH*OW) of the weight gradient. */
+const WGRAD_CHUNK = 32;
+
+export interface WgradPlan {
+  impl: ConvImpl;
+  tile: GemmTile | null;
+  /** Workgroups per split: row tiles over K times column tiles over Cout. */
+  grid: [number, number];
+  splits: number;
+  chunk: number;
+  chunksPerSplit: number;
+  nchunks: number;
+}
+
+/**
+ * How the weight-gradient reduction over N*OH*OW is split: chunks of WGRAD_CHUNK rows, enough
+ * splits to reach WGRAD_TARGET_GROUPS workgroups, each split at least WGRAD_MIN_CHUNKS_PER_SPLIT
+ * chunks. Depends on the shapes and the implementation only, so results are reproducible.
+ */
+export function wgradPlan(g: Conv2dGeometry, impl: ConvImpl = convImpl()): WgradPlan {
+  const K = g.cin * g.kh * g.kw;
+  const L = g.n * g.oh * g.ow;
+  let tile: GemmTile | null = null;
+  let grid: [number, number];
+  let chunk = WGRAD_CHUNK;
+  if (impl === 'tiled') {
+    tile = pickTile(g.cout);
+    chunk = tile.bk;
+    grid = [Math.ceil(K / tile.bm), Math.ceil(g.cout / tile.bn)];
+  } else {
+    grid = [Math.ceil(K / (DIRECT_WGRAD_WG * DIRECT_TM)), Math.ceil(g.cout / DIRECT_BN)];
+  }
+  const nchunks = Math.ceil(L / chunk);
+  const tiles = grid[0] * grid[1];
+  let splits = Math.max(1, Math.min(Math.ceil(WGRAD_TARGET_GROUPS / tiles), Math.floor(nchunks / WGRAD_MIN_CHUNKS_PER_SPLIT), 65535));
+  const chunksPerSplit = Math.ceil(nchunks / splits);
+  splits = Math.ceil(nchunks / chunksPerSplit);
+  return { impl, tile, grid, splits, chunk, chunksPerSplit, nchunks };
+}
+
+/** dw of conv2d: dy [N, Cout, OH, OW], x [N, Cin, H, W], wShape [Cout, Cin, KH, KW]. */
+export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts: Conv2dOptions = {}): Tensor {
+  checkF32(dy, 'conv2d dy');
+  checkF32(x, 'conv2d input');
+  const g = conv2dGeometry(x.shape, wShape, opts);
+  const want = [g.n, g.cout, g.oh, g.ow];
+  if (dy.shape.join() !== want.join()) throw new Error(`conv2d backward: dy ${shapeStr(dy.shape)} should be ${shapeStr(want)}`);
+  const K = g.cin * g.kh * g.kw;
+  const L = g.n * g.oh * g.ow;
+  checkIndexable(x.size, dy.size);
+  if (L === 0) return fill(wShape, 0); // an empty batch contributes nothing
+  const dw = empty(wShape);
+  if (dw.size === 0) return dw;
+  const plan = wgradPlan(g);
+  let k: Kernel;
+  let params: Uint32Array;
+  if (plan.impl === 'direct') {
+    k = cached('dbw', conv2dDirectBackwardWeightKernel);
+    // The direct kernel reads the chunk length from `la`.
+    params = convParams(g, plan.chunk, 0, K, L, plan.chunksPerSplit, plan.nchunks);
+  } else {
+    const t = plan.tile!;
+    k = cached(`bw|${JSON.stringify(t)}`, () => conv2dBackwardWeightKernel(t));
+    params = tiledParams(g, t, K, L, plan.chunksPerSplit, plan.nchunks);
+  }
+  const grid: Grid = [plan.grid[0], plan.grid[1], plan.splits];
+  if (plan.splits === 1) {
+    queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: dw.buf }], params, grid);
+    return dw;
+  }
+  const parts = empty([plan.splits, g.cout, K]);
+  queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: parts.buf }], params, grid);
+  dispatchSplitSum(parts, dw, plan.splits);
+  // Safe while the batch is pending: a pooled buffer used by unsubmitted work is only handed to later
+  // dispatches of the same queue (ordered after these), never to a host upload.
+  parts.dispose();
+  return dw;
+}
+
+function dispatchSplitSum(parts: Tensor, out: Tensor, splits: number): void {
+  const k = cached('splitsum', splitSumKernel);
+  const p = new Params(SPLIT_SUM_PARAM_WORDS).u(out.size).u(splits);
+  queue.dispatch(k, [{ buffer: parts.buf }, { buffer: out.buf }], p.view, gridFor(out.size, SPLIT_SUM_WG));
+}
+
+/** db of conv2d: the per-channel sum of dy [N, Cout, OH, OW], shape [Cout]. */
+export function conv2dBackwardBias(dy: Tensor): Tensor {
+  checkF32(dy, 'conv2d dy');
+  if (dy.rank !== 4) throw new Error(`conv2d bias backward: dy must be NCHW, got ${shapeStr(dy.shape)}`);
+  return channelSum(dy);
+}

@@ -1,0 +1,245 @@
+// Launchers for batch norm (src/shaders/norm.ts) and per-channel sums. Raw ops, no autograd.
+// Inputs are [N, C, ...] (NCHW for BatchNorm2d; [N, C] works too): statistics are per channel over N and
+// every trailing dimension. PyTorch semantics: biased variance normalises, the running variance is
+// updated with the unbiased one, running = (1 - momentum) * running + momentum * batch_stat.
+import {
+  APPLY_WG,
+  FINALIZE_WG,
+  NORM_PARAM_WORDS,
+  bnApplyKernel,
+  bnBackwardDxKernel,
+  bnStatsFinalizeKernel,
+  channelPartialsKernel,
+  channelSumFinalizeKernel,
+  partialWidth,
+  type PartialMode,
+} from '../../shaders/norm.js';
+import { gridFor, MAX_GROUPS_PER_DIM, type Kernel } from '../../shaders/kernel.js';
+import { Params } from '../params.js';
+import { queue } from '../queue.js';
+import { empty, type Shape, type Tensor } from '../tensor.js';
+import { fill, mapExpr } from './map.js';
+
+/** Elements per stage-1 workgroup the split aims for, and the most chunks per channel. */
+const CHUNK_TARGET = 4096;
+const MAX_CHUNKS = 64;
+
+interface ChanGeom {
+  n: number;
+  c: number;
+  hw: number;
+  /** N * HW: elements per channel. */
+  cnt: number;
+  g: number;
+  chunk: number;
+}
+
+function shapeStr(s: Shape): string {
+  return `[${s.join(', ')}]`;
+}
+
+/** How a per-channel reduction over `shape` is split (depends on the shape only). */
+export function channelGeometry(shape: Shape, what = 'batch norm'): ChanGeom {
+  if (shape.length < 2) throw new Error(`${what}: input must be [N, C, ...], got ${shapeStr(shape)}`);
+  const n = shape[0];
+  const c = shape[1];
+  let hw = 1;
+  for (let i = 2; i < shape.length; i++) hw *= shape[i];
+  const cnt = n * hw;
+  let g = Math.max(1, Math.min(MAX_CHUNKS, Math.ceil(cnt / CHUNK_TARGET)));
+  const chunk = Math.max(1, Math.ceil(cnt / g));
+  g = Math.max(1, Math.ceil(cnt / chunk));
+  if (c > MAX_GROUPS_PER_DIM) throw new Error(`${what}: ${c} channels exceed ${MAX_GROUPS_PER_DIM}`);
+  return { n, c, hw, cnt, g, chunk };
+}
+
+function params(cg: ChanGeom, n: number, momentum = 0, eps = 0): Uint32Array {
+  return new Params(NORM_PARAM_WORDS).u(n).u(cg.c).u(cg.hw).u(cg.g).u(cg.chunk).u(cg.cnt).f(momentum).f(eps).view;
+}
+
+const kernels = new Map<string, Kernel>();
+function cached(key: string, make: () => Kernel): Kernel {
+  let k = kernels.get(key);
+  if (!k) kernels.set(key, (k = make()));
+  return k;
+}
+
+function checkVec(t: Tensor | null, c: number, what: string): void {
+  if (!t) return;
+  if (t.dtype !== 'f32') throw new Error(`batch norm: ${what} must be f32, got ${t.dtype}`);
+  if (t.size !== c) throw new Error(`batch norm: ${what} ${shapeStr(t.shape)} must have ${c} elements`);
+}
+
+function checkAffine(gamma: Tensor | null, beta: Tensor | null): boolean {
+  if (!!gamma !== !!beta) throw new Error('batch norm: pass both gamma and beta (affine) or neither');
+  return !!gamma;
+}
+
+/** Stage 1 into a fresh partials tensor [C, G, width]. */
+function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[]): Tensor {
+  const parts = empty([cg.c, cg.g, partialWidth(mode)]);
+  const k = cached(`p|${mode}`, () => channelPartialsKernel(mode));
+  queue.dispatch(k, [...inputs, parts].map((t) => ({ buffer: t.buf })), params(cg, 0), [cg.g, cg.c, 1]);
+  return parts;
+}
+
+/** Per-channel sum of x [N, C, ...] over N and the trailing dims: shape [C]. */
+export function channelSum(x: Tensor): Tensor {
+  if (x.dtype !== 'f32') throw new Error(`channelSum: input must be f32, got ${x.dtype}`);
+  const cg = channelGeometry(x.shape, 'channelSum');
+  if (cg.cnt === 0 || cg.c === 0) return fill([cg.c], 0);
+  const out = empty([cg.c]);
+  const parts = partials('sum', cg, [x]);
+  const k = cached('sf1', () => channelSumFinalizeKernel(1));
+  queue.dispatch(k, [{ buffer: parts.buf }, { buffer: out.buf }], params(cg, 0), gridFor(cg.c, FINALIZE_WG));
+  parts.dispose();
+  return out;
+}
+
+export interface BatchNormTrainResult {
+  y: Tensor;
+  /** Batch mean per channel [C]. */
+  mean: Tensor;
+  /** 1 / sqrt(biased batch variance + eps) per channel [C]. */
+  invstd: Tensor;
+}
+
+/**
+ * Training-mode batch norm: normalises with the batch statistics and, when running stats are given,
+ * updates them IN PLACE (running = (1 - momentum) * running + momentum * stat, unbiased variance).
+ * gamma/beta [C] or both null (affine = false). Keep mean/invstd for batchNormBackward.
+ */
+export function batchNormTrainForward(
+  x: Tensor,
+  gamma: Tensor | null,
+  beta: Tensor | null,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  momentum = 0.1,
+  eps = 1e-5,
+): BatchNormTrainResult {
+  if (x.dtype !== 'f32') throw new Error(`batch norm: input must be f32, got ${x.dtype}`);
+  const cg = channelGeometry(x.shape);
+  const affine = checkAffine(gamma, beta);
+  checkVec(gamma, cg.c, 'gamma');
+  checkVec(beta, cg.c, 'beta');
+  checkVec(runningMean, cg.c, 'running mean');
+  checkVec(runningVar, cg.c, 'running var');
+  if (!!runningMean !== !!runningVar) throw new Error('batch norm: pass both running mean and running var or neither');
+  if (cg.cnt < 2) throw new Error(`batch norm: training needs more than 1 value per channel, input ${shapeStr(x.shape)}`);
+  const mean = empty([cg.c]);
+  const invstd = empty([cg.c]);
+  const y = empty(x.shape);
+  const parts = partials('stats', cg, [x]);
+  const running = !!runningMean;
+  const fk = cached(`fin|${running}`, () => bnStatsFinalizeKernel(running));
+  const fb = [parts, mean, invstd, ...(running ? [runningMean!, runningVar!] : [])];
+  queue.dispatch(fk, fb.map((t) => ({ buffer: t.buf })), params(cg, 0, momentum, eps), gridFor(cg.c, FINALIZE_WG));
+  parts.dispose();
+  const ak = cached(`apply|${affine}|false`, () => bnApplyKernel(affine, false));
+  const ab = [x, mean, invstd, ...(affine ? [gamma!, beta!] : []), y];
+  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), gridFor(x.size, APPLY_WG));
+  return { y, mean, invstd };
+}
+
+/** Eval-mode batch norm: y = (x - runningMean) / sqrt(runningVar + eps) * gamma + beta. */
+export function batchNormEvalForward(
+  x: Tensor,
+  gamma: Tensor | null,
+  beta: Tensor | null,
+  runningMean: Tensor,
+  runningVar: Tensor,
+  eps = 1e-5,
+): Tensor {
+  if (x.dtype !== 'f32') throw new Error(`batch norm: input must be f32, got ${x.dtype}`);
+  const cg = channelGeometry(x.shape);
+  const affine = checkAffine(gamma, beta);
+  checkVec(gamma, cg.c, 'gamma');
+  checkVec(beta, cg.c, 'beta');
+  checkVec(runningMean, cg.c, 'running mean');
+  checkVec(runningVar, cg.c, 'running var');
+  const y = empty(x.shape);
+  const ak = cached(`apply|${affine}|true`, () => bnApplyKernel(affine, true));
+  const ab = [x, runningMean, runningVar, ...(affine ? [gamma!, beta!] : []), y];
+  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), gridFor(x.size, APPLY_WG));
+  return y;
+}
+
+export interface BatchNormGrads {
+  dx: Tensor;
+  /** Sum of dy * xhat per channel; null when gamma is null (affine = false). */
+  dgamma: Tensor | null;
+  /** Sum of dy per channel; null when gamma is null (affine = false). */
+  dbeta: Tensor | null;
+}
+
+/** Per-channel sums of dy and dy * xhat: [dbeta, dgamma]. */
+function dySums(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor, cg: ChanGeom): [Tensor, Tensor] {
+  const sdy = empty([cg.c]);
+  const sdyxh = empty([cg.c]);
+  const parts = partials('dyxhat', cg, [dy, x, mean, invstd]);
+  const k = cached('sf2', () => channelSumFinalizeKernel(2));
+  queue.dispatch(k, [parts, sdy, sdyxh].map((t) => ({ buffer: t.buf })), params(cg, 0), gridFor(cg.c, FINALIZE_WG));
+  parts.dispose();
+  return [sdy, sdyxh];
+}
+
+function checkBackward(dy: Tensor, x: Tensor): ChanGeom {
+  if (dy.dtype !== 'f32' || x.dtype !== 'f32') throw new Error('batch norm backward: dy and x must be f32');
+  if (dy.shape.join() !== x.shape.join()) throw new Error(`batch norm backward: dy ${shapeStr(dy.shape)} and x ${shapeStr(x.shape)} differ`);
+  return channelGeometry(x.shape);
+}
+
+/**
+ * Backward of batchNormTrainForward (batch statistics), given its saved mean and invstd:
+ * dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), dgamma = sum(dy * xhat), dbeta = sum(dy).
+ */
+export function batchNormBackward(dy: Tensor, x: Tensor, gamma: Tensor | null, mean: Tensor, invstd: Tensor): BatchNormGrads {
+  const cg = checkBackward(dy, x);
+  checkVec(gamma, cg.c, 'gamma');
+  checkVec(mean, cg.c, 'mean');
+  checkVec(invstd, cg.c, 'invstd');
+  const affine = !!gamma;
+  const [sdy, sdyxh] = dySums(dy, x, mean, invstd, cg);
+  const dx = empty(x.shape);
+  const k = cached(`dx|${affine}|train`, () => bnBackwardDxKernel(affine, true));
+  const b = [dy, x, mean, invstd, sdy, sdyxh, ...(affine ? [gamma!] : []), dx];
+  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), gridFor(x.size, APPLY_WG));
+  if (!affine) {
+    sdy.dispose();
+    sdyxh.dispose();
+    return { dx, dgamma: null, dbeta: null };
+  }
+  return { dx, dgamma: sdyxh, dbeta: sdy };
+}
+
+/**
+ * Backward of batchNormEvalForward (running statistics are constants; Grad-CAM and frozen-BN
+ * fine-tuning): dx = gamma * invstd * dy, dgamma = sum(dy * xhat), dbeta = sum(dy).
+ */
+export function batchNormEvalBackward(
+  dy: Tensor,
+  x: Tensor,
+  gamma: Tensor | null,
+  runningMean: Tensor,
+  runningVar: Tensor,
+  eps = 1e-5,
+): BatchNormGrads {
+  const cg = checkBackward(dy, x);
+  checkVec(gamma, cg.c, 'gamma');
+  checkVec(runningMean, cg.c, 'running mean');
+  checkVec(runningVar, cg.c, 'running var');
+  const affine = !!gamma;
+  const invstd = mapExpr('bn_invstd', 'inverseSqrt(x0 + p.alpha)', [runningVar], eps);
+  const dx = empty(x.shape);
+  const k = cached(`dx|${affine}|eval`, () => bnBackwardDxKernel(affine, false));
+  const b = [dy, invstd, ...(affine ? [gamma!] : []), dx];
+  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), gridFor(x.size, APPLY_WG));
+  if (!affine) {
+    invstd.dispose();
+    return { dx, dgamma: null, dbeta: null };
+  }
+  const [sdy, sdyxh] = dySums(dy, x, runningMean, invstd, cg);
+  invstd.dispose();
+  return { dx, dgamma: sdyxh, dbeta: sdy };
+}

@@ -1,0 +1,173 @@
+// Launchers for the pooling family (src/shaders/pool.ts). Raw ops, no autograd. NCHW float32.
+// Padding as for conv2d: a number, [ph, pw], [top, left, bottom, right], 'valid' or 'same' (Keras/TF:
+// out = ceil(in / stride); see samePadding2d). Every side's padding must be smaller than the kernel so
+// that each window holds at least one real element.
+import {
+  POOL_PARAM_WORDS,
+  POOL_WG,
+  avgPoolBackwardKernel,
+  avgPoolForwardKernel,
+  globalAvgPoolKernel,
+  maxPoolBackwardKernel,
+  maxPoolForwardKernel,
+} from '../../shaders/pool.js';
+import { gridFor, type Kernel } from '../../shaders/kernel.js';
+import { Params } from '../params.js';
+import { queue } from '../queue.js';
+import { empty, type Shape, type Tensor } from '../tensor.js';
+import { pair, resolvePadding, type Pair, type Padding2d } from './conv.js';
+import { mapRaw } from './map.js';
+
+export interface Pool2dOptions {
+  kernel: Pair;
+  /** Defaults to the kernel (PyTorch and Keras). */
+  stride?: Pair;
+  padding?: Padding2d;
+  /**
+   * Average pooling only: divide by the window size including padding (PyTorch's default, true) or
+   * by the number of real elements (false; TensorFlow/Keras 'same' average pooling).
+   */
+  countIncludePad?: boolean;
+}
+
+export interface Pool2dGeometry {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  pt: number;
+  pl: number;
+  pb: number;
+  pr: number;
+  oh: number;
+  ow: number;
+}
+
+function shapeStr(s: Shape): string {
+  return `[${s.join(', ')}]`;
+}
+
+export function pool2dGeometry(xShape: Shape, opts: Pool2dOptions): Pool2dGeometry {
+  if (xShape.length !== 4) throw new Error(`pool2d: input must be NCHW, got ${shapeStr(xShape)}`);
+  const [n, c, h, w] = xShape;
+  const [kh, kw] = pair(opts.kernel, 1, 'pool kernel');
+  const [sh, sw] = opts.stride === undefined ? [kh, kw] : pair(opts.stride, 1, 'pool stride');
+  if (kh < 1 || kw < 1 || sh < 1 || sw < 1) throw new Error(`pool2d: kernel (${kh}, ${kw}) and stride (${sh}, ${sw}) must be >= 1`);
+  const [pt, pl, pb, pr] = resolvePadding(opts.padding, [h, w], [kh, kw], [sh, sw], [1, 1]);
+  if (pt >= kh || pb >= kh || pl >= kw || pr >= kw) {
+    throw new Error(`pool2d: padding [${pt}, ${pl}, ${pb}, ${pr}] must be smaller than the kernel (${kh}, ${kw}) on every side`);
+  }
+  const oh = Math.floor((h + pt + pb - kh) / sh) + 1;
+  const ow = Math.floor((w + pl + pr - kw) / sw) + 1;
+  if (oh < 1 || ow < 1) throw new Error(`pool2d: input ${shapeStr(xShape)} is smaller than the ${kh}x${kw} window`);
+  return { n, c, h, w, kh, kw, sh, sw, pt, pl, pb, pr, oh, ow };
+}
+
+export function pool2dOutputShape(xShape: Shape, opts: Pool2dOptions): number[] {
+  const g = pool2dGeometry(xShape, opts);
+  return [g.n, g.c, g.oh, g.ow];
+}
+
+function params(g: Pool2dGeometry, total: number): Uint32Array {
+  const p = new Params(POOL_PARAM_WORDS);
+  p.u(total).u(g.n * g.c).u(g.h).u(g.w);
+  p.u(g.oh).u(g.ow).u(g.kh).u(g.kw);
+  p.u(g.sh).u(g.sw).i(g.pt).i(g.pl);
+  p.i(g.pb).i(g.pr);
+  return p.view;
+}
+
+const kernels = new Map<string, Kernel>();
+function cached(key: string, make: () => Kernel): Kernel {
+  let k = kernels.get(key);
+  if (!k) kernels.set(key, (k = make()));
+  return k;
+}
+
+function checkF32(t: Tensor, what: string): void {
+  if (t.dtype !== 'f32') throw new Error(`${what} must be f32, got ${t.dtype}`);
+}
+
+function checkDy(dy: Tensor, g: Pool2dGeometry, what: string): void {
+  checkF32(dy, `${what} dy`);
+  const want = [g.n, g.c, g.oh, g.ow];
+  if (dy.shape.join() !== want.join()) throw new Error(`${what}: dy ${shapeStr(dy.shape)} should be ${shapeStr(want)}`);
+}
+
+export interface MaxPoolResult {
+  y: Tensor;
+  /** i32, shape of y: argmax position ih * W + iw within the input plane (first maximum on ties). */
+  idx: Tensor;
+}
+
+export function maxPool2dForward(x: Tensor, opts: Pool2dOptions): MaxPoolResult {
+  checkF32(x, 'max pool input');
+  const g = pool2dGeometry(x.shape, opts);
+  const shape = [g.n, g.c, g.oh, g.ow];
+  const y = empty(shape);
+  const idx = empty(shape, 'i32');
+  const k = cached('maxf', maxPoolForwardKernel);
+  queue.dispatch(k, [{ buffer: x.buf }, { buffer: y.buf }, { buffer: idx.buf }], params(g, y.size), gridFor(y.size, POOL_WG));
+  return { y, idx };
+}
+
+/** dx of max pooling: routes each dy to its window's argmax (summed where windows overlap). */
+export function maxPool2dBackward(dy: Tensor, idx: Tensor, xShape: Shape, opts: Pool2dOptions): Tensor {
+  const g = pool2dGeometry(xShape, opts);
+  checkDy(dy, g, 'max pool backward');
+  if (idx.dtype !== 'i32' || idx.shape.join() !== dy.shape.join()) {
+    throw new Error(`max pool backward: idx must be i32 ${shapeStr(dy.shape)}, got ${idx.dtype} ${shapeStr(idx.shape)}`);
+  }
+  const dx = empty(xShape);
+  const k = cached('maxb', maxPoolBackwardKernel);
+  queue.dispatch(k, [{ buffer: dy.buf }, { buffer: idx.buf }, { buffer: dx.buf }], params(g, dx.size), gridFor(dx.size, POOL_WG));
+  return dx;
+}
+
+export function avgPool2dForward(x: Tensor, opts: Pool2dOptions): Tensor {
+  checkF32(x, 'avg pool input');
+  const g = pool2dGeometry(x.shape, opts);
+  const inc = opts.countIncludePad ?? true;
+  const y = empty([g.n, g.c, g.oh, g.ow]);
+  const k = cached(`avgf|${inc}`, () => avgPoolForwardKernel(inc));
+  queue.dispatch(k, [{ buffer: x.buf }, { buffer: y.buf }], params(g, y.size), gridFor(y.size, POOL_WG));
+  return y;
+}
+
+export function avgPool2dBackward(dy: Tensor, xShape: Shape, opts: Pool2dOptions): Tensor {
+  const g = pool2dGeometry(xShape, opts);
+  checkDy(dy, g, 'avg pool backward');
+  const inc = opts.countIncludePad ?? true;
+  const dx = empty(xShape);
+  const k = cached(`avgb|${inc}`, () => avgPoolBackwardKernel(inc));
+  queue.dispatch(k, [{ buffer: dy.buf }, { buffer: dx.buf }], params(g, dx.size), gridFor(dx.size, POOL_WG));
+  return dx;
+}
+
+/** Global average pooling (PyTorch AdaptiveAvgPool2d(1)): [N, C, H, W] -> [N, C, 1, 1]. */
+export function adaptiveAvgPool2dTo1(x: Tensor): Tensor {
+  checkF32(x, 'global avg pool input');
+  if (x.rank !== 4) throw new Error(`global avg pool: input must be NCHW, got ${shapeStr(x.shape)}`);
+  const [n, c, h, w] = x.shape;
+  const y = empty([n, c, 1, 1]);
+  if (h * w === 0) throw new Error(`global avg pool: empty planes in ${shapeStr(x.shape)}`);
+  const g: Pool2dGeometry = { n, c, h, w, kh: h, kw: w, sh: 1, sw: 1, pt: 0, pl: 0, pb: 0, pr: 0, oh: 1, ow: 1 };
+  const k = cached('gap', globalAvgPoolKernel);
+  queue.dispatch(k, [{ buffer: x.buf }, { buffer: y.buf }], params(g, n * c), gridFor(n * c, POOL_WG));
+  return y;
+}
+
+/** dx of global average pooling: dy [N, C, 1, 1] (or [N, C]) spread as dy / (H * W) over xShape. */
+export function adaptiveAvgPool2dTo1Backward(dy: Tensor, xShape: Shape): Tensor {
+  checkF32(dy, 'global avg pool dy');
+  if (xShape.length !== 4) throw new Error(`global avg pool backward: xShape must be NCHW, got ${shapeStr(xShape)}`);
+  const [n, c, h, w] = xShape;
+  if (dy.size !== n * c || dy.shape[0] !== n || dy.shape[1] !== c) {
+    throw new Error(`global avg pool backward: dy ${shapeStr(dy.shape)} should be [${n}, ${c}, 1, 1]`);
+  }
+  return mapRaw('global_avg_pool_bwd', 'x0 / p.alpha', [{ t: dy, strides: [c, 1, 0, 0] }], xShape, 'f32', h * w);
+}

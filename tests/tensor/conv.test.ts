@@ -1,0 +1,319 @@
+// conv2d forward / backward-input / backward-weight / backward-bias against float64 references and
+// finite differences, for both implementations (direct and tiled), on small random geometries.
+import { afterAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { fromArray, queue } from '../../src/tensor/index.js';
+import {
+  conv2dBackwardBias,
+  conv2dBackwardInput,
+  conv2dBackwardWeight,
+  conv2dForward,
+  conv2dGeometry,
+  conv2dOutputShape,
+  samePadding1d,
+  samePadding2d,
+  setConvImpl,
+  wgradPlan,
+  type ConvImpl,
+  type Conv2dOptions,
+  type Padding2d,
+} from '../../src/tensor/ops/conv.js';
+import { seededValues } from '../ref/arb.js';
+import {
+  channelSumRef,
+  conv2dBackwardInputRef,
+  conv2dBackwardWeightRef,
+  conv2dRef,
+  convOut,
+  expectNear,
+  finiteDiff,
+  sameBits,
+  sampleCoords,
+  type ConvRefGeom,
+} from '../ref/conv-ref.js';
+
+interface Case {
+  n: number;
+  cin: number;
+  cout: number;
+  h: number;
+  w: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  dh: number;
+  dw: number;
+  padding: Padding2d;
+  bias: boolean;
+  seed: number;
+}
+
+/** The spec's 'same' rule, written out independently of the implementation. */
+function same(inSize: number, k: number, s: number, d: number): [number, number] {
+  const out = Math.ceil(inSize / s);
+  const total = Math.max((out - 1) * s + (k - 1) * d + 1 - inSize, 0);
+  return [Math.floor(total / 2), total - Math.floor(total / 2)];
+}
+
+function refGeom(c: Case): ConvRefGeom {
+  let pad: [number, number, number, number];
+  const p = c.padding;
+  if (p === 'valid') pad = [0, 0, 0, 0];
+  else if (p === 'same') {
+    const [t, b] = same(c.h, c.kh, c.sh, c.dh);
+    const [l, r] = same(c.w, c.kw, c.sw, c.dw);
+    pad = [t, l, b, r];
+  } else if (typeof p === 'number') pad = [p, p, p, p];
+  else if (p.length === 2) pad = [p[0], p[1], p[0], p[1]];
+  else pad = [p[0], p[1], p[2], p[3]];
+  return { n: c.n, cin: c.cin, h: c.h, w: c.w, cout: c.cout, kh: c.kh, kw: c.kw, sh: c.sh, sw: c.sw, dh: c.dh, dw: c.dw, pad };
+}
+
+function opts(c: Case): Conv2dOptions {
+  return { stride: [c.sh, c.sw], dilation: [c.dh, c.dw], padding: c.padding };
+}
+
+const small = fc.integer({ min: 0, max: 2 });
+const paddingArb: fc.Arbitrary<Padding2d> = fc.oneof(
+  small,
+  fc.tuple(small, small),
+  fc.tuple(small, small, small, small),
+  fc.constant('same' as const),
+  fc.constant('valid' as const),
+);
+
+const caseArb: fc.Arbitrary<Case> = fc
+  .record({
+    n: fc.constantFrom(1, 2, 3),
+    cin: fc.integer({ min: 1, max: 5 }),
+    cout: fc.constantFrom(1, 3, 8, 13, 17),
+    h: fc.integer({ min: 1, max: 11 }),
+    w: fc.integer({ min: 1, max: 11 }),
+    kh: fc.integer({ min: 1, max: 5 }),
+    kw: fc.integer({ min: 1, max: 5 }),
+    sh: fc.integer({ min: 1, max: 3 }),
+    sw: fc.integer({ min: 1, max: 3 }),
+    dh: fc.integer({ min: 1, max: 2 }),
+    dw: fc.integer({ min: 1, max: 2 }),
+    padding: paddingArb,
+    bias: fc.boolean(),
+    seed: fc.integer({ min: 1, max: 1 << 30 }),
+  })
+  .filter((c) => {
+    const [oh, ow] = convOut(refGeom(c));
+    return oh >= 1 && ow >= 1;
+  });
+
+interface Data {
+  xs: Float32Array;
+  ws: Float32Array;
+  bs: Float32Array;
+  dys: Float32Array;
+  g: ConvRefGeom;
+  xShape: number[];
+  wShape: number[];
+  yShape: number[];
+}
+
+function data(c: Case): Data {
+  const g = refGeom(c);
+  const [oh, ow] = convOut(g);
+  const xShape = [c.n, c.cin, c.h, c.w];
+  const wShape = [c.cout, c.cin, c.kh, c.kw];
+  const yShape = [c.n, c.cout, oh, ow];
+  const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
+  return {
+    g,
+    xShape,
+    wShape,
+    yShape,
+    xs: seededValues(prod(xShape), c.seed),
+    ws: seededValues(prod(wShape), c.seed + 1, -1, 1),
+    bs: seededValues(c.cout, c.seed + 2),
+    dys: seededValues(prod(yShape), c.seed + 3),
+  };
+}
+
+/** float32 accumulation over K <= 125 terms of magnitude <= 2: relative to the output's scale. */
+const TOL = 2e-5;
+
+async function checkAll(c: Case): Promise<void> {
+  const d = data(c);
+  const o = opts(c);
+  const x = fromArray(d.xs, d.xShape);
+  const w = fromArray(d.ws, d.wShape);
+  const b = c.bias ? fromArray(d.bs, [c.cout]) : null;
+  const dy = fromArray(d.dys, d.yShape);
+  const y = conv2dForward(x, w, b, o);
+  expect(y.shape).toEqual(d.yShape);
+  const dx = conv2dBackwardInput(dy, w, d.xShape, o);
+  const dw = conv2dBackwardWeight(dy, x, d.wShape, o);
+  const db = conv2dBackwardBias(dy);
+  const what = JSON.stringify(c);
+  expectNear(await y.toArray(), conv2dRef(d.xs, d.ws, c.bias ? d.bs : null, d.g), TOL, `forward ${what}`);
+  expectNear(await dx.toArray(), conv2dBackwardInputRef(d.dys, d.ws, d.g), TOL, `backward input ${what}`);
+  expectNear(await dw.toArray(), conv2dBackwardWeightRef(d.dys, d.xs, d.g), TOL, `backward weight ${what}`);
+  expectNear(await db.toArray(), channelSumRef(d.dys, c.n, c.cout, d.yShape[2] * d.yShape[3]), TOL, `backward bias ${what}`);
+  for (const t of [x, w, dy, y, dx, dw, db, ...(b ? [b] : [])]) t.dispose();
+}
+
+async function gradCheck(c: Case): Promise<void> {
+  const d = data(c);
+  const o = opts(c);
+  const x = fromArray(d.xs, d.xShape);
+  const w = fromArray(d.ws, d.wShape);
+  const dy = fromArray(d.dys, d.yShape);
+  const dx = await conv2dBackwardInput(dy, w, d.xShape, o).toArray();
+  const dw = await conv2dBackwardWeight(dy, x, d.wShape, o).toArray();
+  const db = await conv2dBackwardBias(dy).toArray();
+  const bs = Float64Array.from(d.bs);
+  const cx = sampleCoords(d.xs.length, 12, c.seed);
+  const cw = sampleCoords(d.ws.length, 12, c.seed + 7);
+  const cb = sampleCoords(c.cout, 4, c.seed + 9);
+  const fdx = finiteDiff((v) => conv2dRef(v, d.ws, bs, d.g), d.xs, d.dys, cx);
+  const fdw = finiteDiff((v) => conv2dRef(d.xs, v, bs, d.g), d.ws, d.dys, cw);
+  const fdb = finiteDiff((v) => conv2dRef(d.xs, d.ws, v, d.g), bs, d.dys, cb);
+  const what = JSON.stringify(c);
+  expectNear(cx.map((i) => dx[i]), fdx, 1e-4, `dx vs finite differences ${what}`);
+  expectNear(cw.map((i) => dw[i]), fdw, 1e-4, `dw vs finite differences ${what}`);
+  expectNear(cb.map((i) => db[i]), fdb, 1e-4, `db vs finite differences ${what}`);
+  for (const t of [x, w, dy]) t.dispose();
+}
+
+describe('same padding (Keras/TF)', () => {
+  it('matches worked examples', () => {
+    expect(samePadding1d(5, 3, 2)).toEqual({ out: 3, before: 1, after: 1 });
+    expect(samePadding1d(6, 3, 2)).toEqual({ out: 3, before: 0, after: 1 });
+    expect(samePadding1d(7, 1, 3)).toEqual({ out: 3, before: 0, after: 0 });
+    expect(samePadding1d(256, 3, 1)).toEqual({ out: 256, before: 1, after: 1 });
+    expect(samePadding1d(10, 3, 1, 2)).toEqual({ out: 10, before: 2, after: 2 });
+    expect(samePadding1d(8, 4, 1)).toEqual({ out: 8, before: 1, after: 2 });
+    expect(samePadding2d([5, 6], 3, 2)).toEqual([1, 0, 1, 1]);
+  });
+  it('gives out = ceil(in / stride) for any kernel, stride and dilation', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 300 }),
+        fc.integer({ min: 1, max: 7 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 3 }),
+        (n, k, s, d) => {
+          const shape = conv2dOutputShape([1, 1, n, n + 1], [1, 1, k, k], { stride: s, dilation: d, padding: 'same' });
+          expect(shape).toEqual([1, 1, Math.ceil(n / s), Math.ceil((n + 1) / s)]);
+        },
+      ),
+    );
+  });
+});
+
+describe('conv2d geometry', () => {
+  it('follows PyTorch output sizes and rejects bad arguments', () => {
+    expect(conv2dOutputShape([2, 3, 224, 224], [64, 3, 7, 7], { stride: 2, padding: 3 })).toEqual([2, 64, 112, 112]);
+    expect(conv2dOutputShape([1, 1, 10, 9], [1, 1, 3, 3], { padding: [1, 2, 0, 1], dilation: [2, 1] })).toEqual([1, 1, 7, 10]);
+    expect(() => conv2dGeometry([1, 3, 8, 8], [4, 2, 3, 3])).toThrow(/channels/);
+    expect(() => conv2dGeometry([1, 3, 8, 8], [4, 3, 3, 3], { groups: 3 })).toThrow(/groups/);
+    expect(() => conv2dGeometry([1, 3, 2, 2], [4, 3, 5, 5])).toThrow(/smaller/);
+    expect(() => conv2dGeometry([1, 3, 8, 8], [4, 3, 3, 3], { padding: -1 })).toThrow(/non-negative/);
+    expect(() => conv2dGeometry([1, 3, 8, 8], [4, 3, 3, 3], { stride: 0 })).toThrow(/>= 1/);
+  });
+});
+
+const IMPLS: ConvImpl[] = ['direct', 'tiled'];
+afterAll(() => setConvImpl('auto'));
+
+for (const impl of IMPLS) {
+  describe(`conv2d (${impl})`, () => {
+    const use = () => setConvImpl(impl);
+
+    it('forward and all backwards match float64 references on random geometries', async () => {
+      use();
+      await fc.assert(fc.asyncProperty(caseArb, checkAll), { numRuns: 25 });
+    });
+
+    it('backwards match finite differences of the float64 forward', async () => {
+      use();
+      await fc.assert(fc.asyncProperty(caseArb, gradCheck), { numRuns: 8 });
+    });
+
+    it('handles the edge cases: 1x1, kernel = input, batch 1, asymmetric same at stride 2 and 3', async () => {
+      use();
+      const base = { n: 1, cin: 2, cout: 3, dh: 1, dw: 1, bias: true, seed: 5 };
+      const cases: Case[] = [
+        { ...base, h: 7, w: 5, kh: 1, kw: 1, sh: 1, sw: 1, padding: 0 },
+        { ...base, h: 5, w: 4, kh: 5, kw: 4, sh: 1, sw: 1, padding: 'valid' },
+        { ...base, n: 2, h: 8, w: 7, kh: 3, kw: 3, sh: 2, sw: 2, padding: 'same' },
+        { ...base, n: 3, h: 10, w: 11, kh: 5, kw: 5, sh: 3, sw: 3, padding: 'same' },
+        { ...base, h: 9, w: 9, kh: 4, kw: 2, sh: 2, sw: 3, dh: 2, dw: 2, padding: 'same' },
+        { ...base, h: 6, w: 6, kh: 3, kw: 3, sh: 1, sw: 1, padding: [2, 0, 0, 2] },
+      ];
+      for (const c of cases) {
+        await checkAll(c);
+        await gradCheck(c);
+      }
+    });
+
+    it('wide layers use every tile shape (Cout and Cin up to 70)', async () => {
+      use();
+      const base = { n: 2, h: 6, w: 5, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, padding: 1 as Padding2d, bias: true, seed: 11 };
+      for (const [cin, cout] of [
+        [24, 70],
+        [40, 33],
+        [9, 16],
+      ])
+        await checkAll({ ...base, cin, cout });
+    });
+
+    it('splits the weight-gradient reduction and sums the splits in a fixed order (same bits twice)', async () => {
+      use();
+      const c: Case = { n: 2, cin: 3, cout: 5, h: 24, w: 23, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, seed: 3 };
+      const d = data(c);
+      const plan = wgradPlan(conv2dGeometry(d.xShape, d.wShape, opts(c)), impl);
+      expect(plan.splits).toBeGreaterThan(1);
+      await checkAll(c);
+      const x = fromArray(d.xs, d.xShape);
+      const w = fromArray(d.ws, d.wShape);
+      const b = fromArray(d.bs, [c.cout]);
+      const dy = fromArray(d.dys, d.yShape);
+      const run = async () => [
+        await conv2dForward(x, w, b, opts(c)).toArray(),
+        await conv2dBackwardInput(dy, w, d.xShape, opts(c)).toArray(),
+        await conv2dBackwardWeight(dy, x, d.wShape, opts(c)).toArray(),
+        await conv2dBackwardBias(dy).toArray(),
+      ];
+      const first = await run();
+      const second = await run();
+      first.forEach((a, i) => expect(sameBits(a as Float32Array, second[i] as Float32Array)).toBe(true));
+    });
+  });
+}
+
+describe('conv2d implementations agree', () => {
+  it('direct and tiled give the same values up to float32 rounding', async () => {
+    const c: Case = { n: 2, cin: 4, cout: 9, h: 9, w: 10, kh: 3, kw: 5, sh: 2, sw: 1, dh: 1, dw: 2, padding: 'same', bias: true, seed: 21 };
+    const d = data(c);
+    const x = fromArray(d.xs, d.xShape);
+    const w = fromArray(d.ws, d.wShape);
+    const dy = fromArray(d.dys, d.yShape);
+    const out: Float32Array[][] = [];
+    for (const impl of IMPLS) {
+      setConvImpl(impl);
+      out.push([
+        (await conv2dForward(x, w, null, opts(c)).toArray()) as Float32Array,
+        (await conv2dBackwardInput(dy, w, d.xShape, opts(c)).toArray()) as Float32Array,
+        (await conv2dBackwardWeight(dy, x, d.wShape, opts(c)).toArray()) as Float32Array,
+      ]);
+    }
+    setConvImpl('auto');
+    out[0].forEach((a, i) => expectNear(a, out[1][i], TOL, `pass ${i}`));
+    await queue.sync();
+  });
+
+  it('rejects dtype and shape mismatches with a message', () => {
+    const x = fromArray(new Float32Array(2 * 3 * 5 * 5), [2, 3, 5, 5]);
+    const w = fromArray(new Float32Array(4 * 3 * 3 * 3), [4, 3, 3, 3]);
+    expect(() => conv2dForward(x, w, fromArray(new Float32Array(3), [3]))).toThrow(/bias/);
+    expect(() => conv2dBackwardInput(fromArray(new Float32Array(8), [2, 4, 1, 1]), w, x.shape)).toThrow(/dy/);
+    expect(() => conv2dForward(fromArray(new Int32Array(150), [2, 3, 5, 5]), w, null)).toThrow(/f32/);
+  });
+});
