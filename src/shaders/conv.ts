@@ -1,8 +1,8 @@
-// Convolution family: conv2d forward, backward-input and backward-weight as implicit GEMMs, plus the
-// fixed-order split-K reduction. NCHW float32, weight [Cout, Cin, KH, KW], groups = 1.
+// Convolution family: conv2d forward, backward-input and backward-weight, plus the fixed-order split-K
+// reduction. NCHW float32, weight [Cout, Cin, KH, KW], groups = 1. Two implementations of each pass:
 //
-// All three kernels share one tiling: a workgroup computes a BM x BN tile of the GEMM result, each of
-// its T = (BM/TM)*(BN/TN) threads a TM x TN register block (rows strided by BM/TM, columns by BN/TN, so
+// TILED (for GPUs): implicit GEMMs. A workgroup computes a BM x BN tile of the GEMM result, each of its
+// T = (BM/TM)*(BN/TN) threads a TM x TN register block (rows strided by BM/TM, columns by BN/TN, so
 // neighbouring threads own neighbouring rows and stores coalesce along the output's innermost axis).
 // The reduction runs in chunks of BK: the threads gather a BK x BM slice of A and a BK x BN slice of
 // B into workgroup memory (two barriers per chunk), then each thread accumulates BK outer products.
@@ -10,23 +10,24 @@
 // The tap decomposition k -> (channel, ky, kx) is done once per chunk into small workgroup tables (see
 // TAP_TABLES), so a gathered element costs two adds, one unsigned bounds test and a load. Kernel size,
 // stride, dilation and padding are uniforms: one pipeline per tile shape serves every layer (lavapipe
-// compiles a pipeline in seconds, a real GPU in tens of milliseconds).
+// compiles a pipeline in about a second, a real GPU in tens of milliseconds).
 //
 //   forward         rows m = (n, oh, ow)   cols co   reduce k = (ci, kh, kw)   A = x patch,  B = w[co, k]
 //   backward-input  rows m = (n, ih, iw)   cols ci   reduce k = (co, kh, kw)   A = dy taps,  B = w[co, ci, kh, kw]
 //   backward-weight rows k = (ci, kh, kw)  cols co   reduce l = (n, oh, ow)    A = x patch,  B = dy[n, co, oh, ow]
 //
-// Backward-input iterates every tap and keeps those whose source output position is an integer
-// ((ih + pad - kh*dh) divisible by the stride): correct for any stride/dilation; at stride s it spends
-// s^2 times the useful work on the gather.
+// Backward-input works by stride phase (PHASE_WGSL): a workgroup's input pixels share (ih mod sh,
+// iw mod sw), so the taps that land on an output are the same for all of them and the others are
+// skipped: no work is wasted at stride > 1.
 //
 // Backward-weight reduces over the whole batch, which is long (N*OH*OW) while its output is small
 // (Cout x Cin*KH*KW): the reduction is split into `splits` contiguous ranges of chunks, each written to
 // its own slice of a partials buffer [splits, Cout, K]; splitSumKernel then adds the slices in index
-// order. Every sum has a fixed order: the bits depend only on the shapes and the device.
+// order. Every sum has a fixed order: the bits depend only on the shapes, the implementation and the
+// device.
 //
-// Lavapipe runs a workgroup's invocations as SIMD lanes on one CPU thread and a barrier forces a switch
-// between them, so chunks are big (BK = 32) to keep barriers per output low.
+// DIRECT (for software adapters such as lavapipe): register-blocked kernels without workgroup memory or
+// barriers whose weight (or dy) reads are uniform across the workgroup; see the section below.
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 export interface GemmTile {
@@ -85,19 +86,23 @@ const TN = ${t.tn}u;
 const SM = ${t.bm / t.tm}u;
 const SN = ${t.bn / t.tn}u;
 const T = ${tileThreads(t)}u;
-var<workgroup> As: array<f32, ${t.bk * t.bm}>;
-var<workgroup> Bs: array<f32, ${t.bk * t.bn}>;`;
+// Row strides padded by one word: the gathers store down columns (consecutive threads, consecutive
+// rows), which with a power-of-two stride would all hit one memory bank on a GPU.
+const AS = ${t.bm + 1}u;
+const BS = ${t.bn + 1}u;
+var<workgroup> As: array<f32, ${t.bk * (t.bm + 1)}>;
+var<workgroup> Bs: array<f32, ${t.bk * (t.bn + 1)}>;`;
 }
 
-/** The chunk's multiply-accumulate: As [BK][BM], Bs [BK][BN] into acc[TM*TN]. */
+/** The chunk's multiply-accumulate: As [BK][AS], Bs [BK][BS] into acc[TM*TN]. */
 function mac(t: GemmTile): string {
   const lines: string[] = [];
   lines.push('    for (var kk = 0u; kk < BK; kk++) {');
-  for (let i = 0; i < t.tm; i++) lines.push(`      let a${i} = As[kk * BM + ty + ${i * (t.bm / t.tm)}u];`);
+  for (let i = 0; i < t.tm; i++) lines.push(`      let a${i} = As[kk * AS + ty + ${i * (t.bm / t.tm)}u];`);
   // With one column group (SN = 1) every thread reads the same B values: a uniform index, which
   // lavapipe turns into one scalar load and a broadcast instead of a per-lane gather.
   const tx = t.bn === t.tn ? '' : 'tx + ';
-  for (let j = 0; j < t.tn; j++) lines.push(`      let b${j} = Bs[kk * BN + ${tx}${j * (t.bn / t.tn)}u];`);
+  for (let j = 0; j < t.tn; j++) lines.push(`      let b${j} = Bs[kk * BS + ${tx}${j * (t.bn / t.tn)}u];`);
   for (let i = 0; i < t.tm; i++)
     for (let j = 0; j < t.tn; j++) lines.push(`      acc[${i * t.tn + j}] = fma(a${i}, b${j}, acc[${i * t.tn + j}]);`);
   lines.push('    }');
@@ -191,7 +196,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
       let iw = iw0 + tDx[s];
       var v = 0.0;
       if (u32(ih) < p.h && u32(iw) < p.w) { v = x[u32(xb + tOff[s])]; }
-      As[kl * BM + am] = v;
+      As[kl * AS + am] = v;
     }
     for (var e = 0u; e < p.lb; e++) {
       let idx = lid + e * T;
@@ -201,7 +206,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
       let co = c0 + nl;
       var v = 0.0;
       if (k < p.red && co < p.cout) { v = wt[co * p.red + k]; }
-      Bs[kl * BN + nl] = v;
+      Bs[kl * BS + nl] = v;
     }
     workgroupBarrier();
     if (lid < BK) { fillTaps(k0 + BK + lid, (BK - buf) + lid); }
@@ -227,19 +232,33 @@ ${mac(t)}
 }
 
 /**
- * conv2d backward with respect to the input. Bindings: dy, w, dx, params. Grid as the forward.
- * `unitStride`: both strides are 1, so every tap's source position is an integer (no division).
+ * Stride phases for backward-input. Input row ih receives from tap ky exactly when
+ * (ih + pt - ky*dh) is a multiple of sh, which depends only on ih mod sh. Rows (and columns) are
+ * therefore processed by phase: a workgroup covers pixels ih = ry + sh*a, iw = rx + sw*b of one
+ * phase (ry, rx), so which taps contribute is uniform, the others are skipped outright (no wasted
+ * multiply-adds at stride > 1), and the source output row is a + (ry + pt - ky*dh) / sh: an exact
+ * division of uniform values. PHASE_WGSL defines, from wid.z = column block * sh*sw + phase:
+ * cb (column block), ry, rx, ha, wa (phase rows/columns) and rowsPh = n*ha*wa.
  */
-export function conv2dBackwardInputKernel(unitStride: boolean, t: GemmTile): Kernel {
-  const name = `conv2d_bwd_input${unitStride ? '_s1' : ''}_${tileKey(t)}`;
+const PHASE_WGSL = `  let nph = p.sh * p.sw;
+  let ph = wid.z % nph;
+  let cb = wid.z / nph;
+  let ry = ph / p.sw;
+  let rx = ph - ry * p.sw;
+  let ha = select(0u, (p.h - ry + p.sh - 1u) / p.sh, ry < p.h);
+  let wa = select(0u, (p.w - rx + p.sw - 1u) / p.sw, rx < p.w);
+  let rowsPh = p.n * ha * wa;`;
+
+/**
+ * conv2d backward with respect to the input, by stride phase (see PHASE_WGSL): a workgroup's rows are
+ * pixels of one phase, its reduction runs over the taps valid for that phase only (the valid ky form
+ * an arithmetic progression ky0 + j*sty, likewise kx), so no multiply-add is spent on taps that
+ * do not land on an output. Bindings: dy, w, dx, params. Grid: (N*ceil(H/sh)*ceil(W/sw) / BM over
+ * x/y, ceil(Cin / BN) * sh * sw on z).
+ */
+export function conv2dBackwardInputKernel(t: GemmTile): Kernel {
+  const name = `conv2d_bwd_input_${tileKey(t)}`;
   checkTile(t, name);
-  const src = unitStride
-    ? `      let oh = u32(th);
-      let ow = u32(tw);
-      if (oh < p.oh && ow < p.ow) { v = dy[db + tOff[s] + oh * p.ow + ow]; }`
-    : `      let oh = u32(th) / p.sh;
-      let ow = u32(tw) / p.sw;
-      if (oh < p.oh && ow < p.ow && oh * p.sh == u32(th) && ow * p.sw == u32(tw)) { v = dy[db + tOff[s] + oh * p.ow + ow]; }`;
   const code = `// ${name}
 ${CONV_STRUCT}
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
@@ -248,72 +267,92 @@ ${CONV_STRUCT}
 @group(0) @binding(3) var<uniform> p: P;
 ${tileConsts(t)}
 var<workgroup> tOff: array<u32, 2u * BK>;
-var<workgroup> tDy: array<i32, 2u * BK>;
-var<workgroup> tDx: array<i32, 2u * BK>;
+var<workgroup> tCy: array<i32, 2u * BK>;
+var<workgroup> tCx: array<i32, 2u * BK>;
 var<workgroup> tW: array<u32, 2u * BK>;
 
-/** Table slot s <- tap k = (co, ky, kx): dy plane offset co*OH*OW, shifts, weight offset. */
-fn fillTaps(k: u32, s: u32) {
+/** The valid taps of a phase along one axis: count, first, step (r = phase, pad, dilation, stride). */
+fn validTaps(r: u32, pad: i32, k: u32, d: u32, s: u32) -> vec3<u32> {
+  var nv = 0u;
+  var k0 = 0u;
+  var st = 1u;
+  for (var kk = 0u; kk < k; kk++) {
+    if ((i32(r) + pad - i32(kk * d)) % i32(s) == 0) {
+      if (nv == 0u) { k0 = kk; } else if (nv == 1u) { st = kk - k0; }
+      nv++;
+    }
+  }
+  return vec3<u32>(nv, k0, st);
+}
+
+/**
+ * Table slot s <- the phase's k-th valid tap (co, ky, kx): dy plane offset co*OH*OW, output row and
+ * column shifts cy = (ry + pt - ky*dh) / sh (exact), cx likewise, weight offset.
+ */
+fn fillTaps(k: u32, s: u32, red: u32, vy: vec3<u32>, vx: vec3<u32>, ry: u32, rx: u32) {
   var off = 0u;
-  var dyy = 536870912i;
-  var dxx = 0i;
+  var cy = ${FAR};
+  var cx = 0i;
   var wo = 0u;
-  if (k < p.red) {
-    let khw = p.kh * p.kw;
-    let co = k / khw;
-    let r = k - co * khw;
-    let ky = r / p.kw;
-    let kx = r - ky * p.kw;
-    dyy = i32(ky * p.dh);
-    dxx = i32(kx * p.dw);
+  if (k < red) {
+    let nv = vy.x * vx.x;
+    let co = k / nv;
+    let r = k - co * nv;
+    let jy = r / vx.x;
+    let jx = r - jy * vx.x;
+    let ky = vy.y + jy * vy.z;
+    let kx = vx.y + jx * vx.z;
+    cy = (i32(ry) + p.pt - i32(ky * p.dh)) / i32(p.sh);
+    cx = (i32(rx) + p.pl - i32(kx * p.dw)) / i32(p.sw);
     off = co * p.oh * p.ow;
-    wo = co * p.cin * khw + r;
+    wo = (co * p.cin * p.kh + ky) * p.kw + kx;
   }
   tOff[s] = off;
-  tDy[s] = dyy;
-  tDx[s] = dxx;
+  tCy[s] = cy;
+  tCx[s] = cx;
   tW[s] = wo;
 }
 
 @compute @workgroup_size(${tileThreads(t)})
 fn main(${GRID_BUILTINS_WGSL}) {
+${PHASE_WGSL}
   let m0 = (wid.x + wid.y * nwg.x) * BM;
-  if (m0 >= p.rows) { return; }
-  let c0 = wid.z * BN;
+  if (m0 >= rowsPh) { return; }
+  let c0 = cb * BN;
   let HW = p.h * p.w;
   let khw = p.kh * p.kw;
+  let vy = validTaps(ry, p.pt, p.kh, p.dh, p.sh);
+  let vx = validTaps(rx, p.pl, p.kw, p.dw, p.sw);
+  let red = p.cout * vy.x * vx.x;
   let am = lid % BM;
   let ak = lid / BM;
   let mg = m0 + am;
-  // th0/tw0: this input pixel in padded coordinates; tap (ky, kx) reads output
-  // ((th0 - ky*dh) / sh, (tw0 - kx*dw) / sw) when both divide exactly and land inside the output.
-  var th0 = ${FAR};
-  var tw0 = 0i;
+  var ra = ${FAR};
+  var rb = 0i;
   var db = 0u;
-  if (mg < p.rows) {
-    let nb = mg / HW;
-    let pp = mg - nb * HW;
-    let ih = pp / p.w;
-    let iw = pp - ih * p.w;
-    th0 = i32(ih) + p.pt;
-    tw0 = i32(iw) + p.pl;
+  if (mg < rowsPh) {
+    let nb = mg / (ha * wa);
+    let r = mg - nb * ha * wa;
+    let a = r / wa;
+    ra = i32(a);
+    rb = i32(r - a * wa);
     db = nb * p.cout * p.oh * p.ow;
   }
   let ty = lid % SM;
   let tx = lid / SM;
-  if (lid < BK) { fillTaps(lid, lid); }
+  if (lid < BK) { fillTaps(lid, lid, red, vy, vx, ry, rx); }
   workgroupBarrier();
   var buf = 0u;
   var acc: array<f32, ${t.tm * t.tn}>;
-  for (var k0 = 0u; k0 < p.red; k0 += BK) {
+  for (var k0 = 0u; k0 < red; k0 += BK) {
     for (var e = 0u; e < p.la; e++) {
       let kl = ak + e * (T / BM);
       let s = buf + kl;
-      let th = th0 - tDy[s];
-      let tw = tw0 - tDx[s];
+      let oh = ra + tCy[s];
+      let ow = rb + tCx[s];
       var v = 0.0;
-${src}
-      As[kl * BM + am] = v;
+      if (u32(oh) < p.oh && u32(ow) < p.ow) { v = dy[db + tOff[s] + u32(oh) * p.ow + u32(ow)]; }
+      As[kl * AS + am] = v;
     }
     for (var e = 0u; e < p.lb; e++) {
       let idx = lid + e * T;
@@ -321,24 +360,27 @@ ${src}
       let nl = idx / BK;
       let ci = c0 + nl;
       var v = 0.0;
-      if (k0 + kl < p.red && ci < p.cin) { v = wt[tW[buf + kl] + ci * khw]; }
-      Bs[kl * BN + nl] = v;
+      if (k0 + kl < red && ci < p.cin) { v = wt[tW[buf + kl] + ci * khw]; }
+      Bs[kl * BS + nl] = v;
     }
     workgroupBarrier();
-    if (lid < BK) { fillTaps(k0 + BK + lid, (BK - buf) + lid); }
+    if (lid < BK) { fillTaps(k0 + BK + lid, (BK - buf) + lid, red, vy, vx, ry, rx); }
 ${mac(t)}
     workgroupBarrier();
     buf = BK - buf;
   }
   for (var i = 0u; i < TM; i++) {
     let m = m0 + ty + i * SM;
-    if (m >= p.rows) { continue; }
-    let nb = m / HW;
-    let pp = m - nb * HW;
+    if (m >= rowsPh) { continue; }
+    let nb = m / (ha * wa);
+    let r = m - nb * ha * wa;
+    let a = r / wa;
+    let b = r - a * wa;
+    let xo = nb * p.cin * HW + (ry + a * p.sh) * p.w + rx + b * p.sw;
     for (var j = 0u; j < TN; j++) {
       let ci = c0 + tx + j * SN;
       if (ci < p.cin) {
-        dx[(nb * p.cin + ci) * HW + pp] = acc[i * TN + j];
+        dx[xo + ci * HW] = acc[i * TN + j];
       }
     }
   }
@@ -425,14 +467,14 @@ fn main(${GRID_BUILTINS_WGSL}) {
       let iw = iw0 + tDx[kl];
       var v = 0.0;
       if (u32(ih) < p.h && u32(iw) < p.w) { v = x[u32(xb + tOff[kl])]; }
-      As[ll * BM + kl] = v;
+      As[ll * AS + kl] = v;
     }
     for (var e = 0u; e < p.lb; e++) {
       let cl = e0 + e * (T / BK);
       let co = c0 + cl;
       var v = 0.0;
       if (lok && co < p.cout) { v = dy[db + co * P_]; }
-      Bs[ll * BN + cl] = v;
+      Bs[ll * BS + cl] = v;
     }
     workgroupBarrier();
 ${mac(t)}
@@ -549,11 +591,11 @@ fn main(${GRID_BUILTINS_WGSL}) {
   return { name, code, bindings: bias ? ['read', 'read', 'read', 'write', 'uniform'] : ['read', 'read', 'write', 'uniform'] };
 }
 
+
 /**
- * Direct conv2d backward-input. Bindings as conv2dBackwardInputKernel. Grid: (input pixels / (WG*TM)
- * over x/y, Cin / BN on z). Each input pixel tracks its padded position as quotient and remainder by
- * the stride, updated as the tap index grows, so a tap is a source position exactly when the
- * remainders are 0: no per-tap division.
+ * Direct conv2d backward-input, by stride phase (see PHASE_WGSL). Bindings as
+ * conv2dBackwardInputKernel. Grid: (N*ceil(H/sh)*ceil(W/sw) / (WG*TM) over x/y,
+ * ceil(Cin / BN) * sh * sw on z).
  */
 export function conv2dDirectBackwardInputKernel(): Kernel {
   const name = 'conv2d_direct_bwd_input';
@@ -567,78 +609,62 @@ ${DIRECT_CONSTS}
 
 @compute @workgroup_size(${DIRECT_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
+${PHASE_WGSL}
+  let mb = (wid.x + wid.y * nwg.x) * WG * TM + lid;
+  if ((wid.x + wid.y * nwg.x) * WG * TM >= rowsPh) { return; }
   let P_ = p.oh * p.ow;
   let HW = p.h * p.w;
   let khw = p.kh * p.kw;
-  let mb = (wid.x + wid.y * nwg.x) * WG * TM + lid;
-  let c0 = wid.z * BN;
+  let c0 = cb * BN;
   let clast = p.cin - 1u;
   let sh = i32(p.sh);
   let sw = i32(p.sw);
-  // Subtracting a dilation step from a position: quotient and remainder steps.
-  let dqy = i32(p.dh / p.sh);
-  let dry = i32(p.dh % p.sh);
-  let dqx = i32(p.dw / p.sw);
-  let drx = i32(p.dw % p.sw);
-  var qy0: array<i32, ${DIRECT_TM}>;
-  var ry0: array<i32, ${DIRECT_TM}>;
-  var qx0: array<i32, ${DIRECT_TM}>;
-  var rx0: array<i32, ${DIRECT_TM}>;
+  var ra: array<i32, ${DIRECT_TM}>;
+  var rb: array<i32, ${DIRECT_TM}>;
   var db: array<u32, ${DIRECT_TM}>;
+  var xo: array<u32, ${DIRECT_TM}>;
   for (var i = 0u; i < TM; i++) {
     let m = mb + i * WG;
-    qy0[i] = -1;
-    if (m < p.rows) {
-      let nb = m / HW;
-      let pp = m - nb * HW;
-      let ih = pp / p.w;
-      let iw = pp - ih * p.w;
-      let th = ih + u32(p.pt);
-      let tw = iw + u32(p.pl);
-      qy0[i] = i32(th / p.sh);
-      ry0[i] = i32(th % p.sh);
-      qx0[i] = i32(tw / p.sw);
-      rx0[i] = i32(tw % p.sw);
+    ra[i] = ${FAR};
+    if (m < rowsPh) {
+      let nb = m / (ha * wa);
+      let r = m - nb * ha * wa;
+      let a = r / wa;
+      let b = r - a * wa;
+      ra[i] = i32(a);
+      rb[i] = i32(b);
       db[i] = nb * p.cout * P_;
+      xo[i] = nb * p.cin * HW + (ry + a * p.sh) * p.w + rx + b * p.sw;
     }
   }
   var acc: array<f32, ${DIRECT_TM * DIRECT_BN}>;
   for (var co = 0u; co < p.cout; co++) {
-    var qy = qy0;
-    var ry = ry0;
     for (var ky = 0u; ky < p.kh; ky++) {
-      var qx = qx0;
-      var rx = rx0;
+      let ty = i32(ry) + p.pt - i32(ky * p.dh);
+      if (ty % sh != 0) { continue; }
+      let cy = ty / sh;
       for (var kx = 0u; kx < p.kw; kx++) {
+        let tx = i32(rx) + p.pl - i32(kx * p.dw);
+        if (tx % sw != 0) { continue; }
+        let cx = tx / sw;
         var wv: array<f32, ${DIRECT_BN}>;
         let wo = co * p.cin * khw + ky * p.kw + kx;
         for (var j = 0u; j < BN; j++) { wv[j] = wt[wo + min(c0 + j, clast) * khw]; }
         for (var i = 0u; i < TM; i++) {
+          let oh = ra[i] + cy;
+          let ow = rb[i] + cx;
           var v = 0.0;
-          if (ry[i] == 0 && rx[i] == 0 && u32(qy[i]) < p.oh && u32(qx[i]) < p.ow) {
-            v = dy[db[i] + co * P_ + u32(qy[i]) * p.ow + u32(qx[i])];
-          }
+          if (u32(oh) < p.oh && u32(ow) < p.ow) { v = dy[db[i] + co * P_ + u32(oh) * p.ow + u32(ow)]; }
           for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, wv[j], acc[i * BN + j]); }
-          rx[i] -= drx;
-          qx[i] -= dqx;
-          if (rx[i] < 0) { rx[i] += sw; qx[i] -= 1; }
         }
-      }
-      for (var i = 0u; i < TM; i++) {
-        ry[i] -= dry;
-        qy[i] -= dqy;
-        if (ry[i] < 0) { ry[i] += sh; qy[i] -= 1; }
       }
     }
   }
   for (var i = 0u; i < TM; i++) {
-    let m = mb + i * WG;
-    if (m >= p.rows) { continue; }
-    let nb = m / HW;
-    let pp = m - nb * HW;
+    if (mb + i * WG >= rowsPh) { continue; }
     for (var j = 0u; j < BN; j++) {
       let ci = c0 + j;
-      if (ci < p.cin) { dx[(nb * p.cin + ci) * HW + pp] = acc[i * BN + j]; }
+      if (ci < p.cin) { dx[xo[i] + ci * HW] = acc[i * BN + j]; }
     }
   }
 }

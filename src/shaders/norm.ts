@@ -28,6 +28,27 @@ export function partialWidth(mode: PartialMode): number {
   return mode === 'sum' ? 1 : 2;
 }
 
+/**
+ * This thread's elements of the chunk, beg + lid + j * WG, as addresses `a` of channel ch: the
+ * (n, hw) position advances by constant steps, so there is no division per element.
+ */
+function walk(body: string): string {
+  return `  {
+    let sq = ${NORM_WG}u % p.hw;
+    let sn = ${NORM_WG}u / p.hw;
+    let i0 = beg + lid;
+    var nb = i0 / p.hw;
+    var q = i0 - nb * p.hw;
+    for (var i = i0; i < end; i += ${NORM_WG}u) {
+      let a = (nb * p.c + ch) * p.hw + q;
+      ${body}
+      q += sq;
+      nb += sn;
+      if (q >= p.hw) { q -= p.hw; nb += 1u; }
+    }
+  }`;
+}
+
 function treeReduce(arr: string): string {
   const lines: string[] = [];
   for (let s = NORM_WG / 2; s >= 1; s /= 2) {
@@ -49,21 +70,21 @@ export function channelPartialsKernel(mode: PartialMode): Kernel {
   let body: string;
   if (mode === 'stats') {
     body = `  var s = 0.0;
-  for (var i = beg + lid; i < end; i += ${NORM_WG}u) { s += x[addr(i, ch)]; }
+${walk('s += x[a];')}
   red0[lid] = s;
   workgroupBarrier();
 ${treeReduce('red0')}
   let mu = red0[0] / f32(end - beg);
   workgroupBarrier();
-  var q = 0.0;
-  for (var i = beg + lid; i < end; i += ${NORM_WG}u) { let d = x[addr(i, ch)] - mu; q += d * d; }
-  red0[lid] = q;
+  var ss = 0.0;
+${walk('let d = x[a] - mu; ss += d * d;')}
+  red0[lid] = ss;
   workgroupBarrier();
 ${treeReduce('red0')}
   if (lid == 0u) { parts[o * 2u] = mu; parts[o * 2u + 1u] = red0[0]; }`;
   } else if (mode === 'sum') {
     body = `  var s = 0.0;
-  for (var i = beg + lid; i < end; i += ${NORM_WG}u) { s += dy[addr(i, ch)]; }
+${walk('s += dy[a];')}
   red0[lid] = s;
   workgroupBarrier();
 ${treeReduce('red0')}
@@ -73,12 +94,7 @@ ${treeReduce('red0')}
   let is = invstd[ch];
   var s = 0.0;
   var t = 0.0;
-  for (var i = beg + lid; i < end; i += ${NORM_WG}u) {
-    let a = addr(i, ch);
-    let d = dy[a];
-    s += d;
-    t += d * ((x[a] - mu) * is);
-  }
+${walk('let d = dy[a]; s += d; t += d * ((x[a] - mu) * is);')}
   red0[lid] = s;
   red1[lid] = t;
   workgroupBarrier();
@@ -92,12 +108,6 @@ ${decl}
 @group(0) @binding(${ins.length + 1}) var<uniform> p: P;
 var<workgroup> red0: array<f32, ${NORM_WG}>;
 ${mode === 'dyxhat' ? `var<workgroup> red1: array<f32, ${NORM_WG}>;` : ''}
-
-/** Element i (of the channel's N*HW) of channel ch. */
-fn addr(i: u32, ch: u32) -> u32 {
-  let nb = i / p.hw;
-  return (nb * p.c + ch) * p.hw + (i - nb * p.hw);
-}
 
 @compute @workgroup_size(${NORM_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
@@ -197,12 +207,22 @@ ${width === 2 ? '  out1[ch] = s1;' : ''}
   return { name, code, bindings };
 }
 
-export const APPLY_WG = 256;
+export const APPLY_WG = 64;
+
+/**
+ * Elementwise batch-norm kernels run on a 3-D grid (hw / APPLY_WG, C, N): the channel is the
+ * workgroup's y, so the per-channel values are uniform loads and no thread divides to find its
+ * channel (a software adapter scalarises vector integer division).
+ */
+const APPLY_INDEX = `  let q = wid.x * ${APPLY_WG}u + lid;
+  if (q >= p.hw) { return; }
+  let ch = wid.y;
+  let i = (wid.z * p.c + ch) * p.hw + q;`;
 
 /**
  * y = (x - mean[c]) * s[c] * gamma[c] + beta[c], with s = scale[c] (invstd) or, `fromVar`,
  * inverseSqrt(scale[c] + eps) (eval mode reads the running variance). Bindings: x, mean, scale,
- * [gamma, beta], y, params. Grid: gridFor(numel, APPLY_WG).
+ * [gamma, beta], y, params. Grid: (ceil(HW / APPLY_WG), C, N).
  */
 export function bnApplyKernel(affine: boolean, fromVar: boolean): Kernel {
   const name = `bn_apply${affine ? '_affine' : ''}${fromVar ? '_var' : ''}`;
@@ -218,9 +238,7 @@ ${affine ? `@group(0) @binding(3) var<storage, read> gamma: array<f32>;
 
 @compute @workgroup_size(${APPLY_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
-  let i = ${linearIndexWgsl(APPLY_WG)};
-  if (i >= p.n) { return; }
-  let ch = (i / p.hw) % p.c;
+${APPLY_INDEX}
   let s = ${fromVar ? 'inverseSqrt(scale[ch] + p.eps)' : 'scale[ch]'};
   let xh = (x[i] - mean[ch]) * s;
   y[i] = ${affine ? 'xh * gamma[ch] + beta[ch]' : 'xh'};
@@ -257,9 +275,7 @@ ${decl}
 
 @compute @workgroup_size(${APPLY_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
-  let i = ${linearIndexWgsl(APPLY_WG)};
-  if (i >= p.n) { return; }
-  let ch = (i / p.hw) % p.c;
+${APPLY_INDEX}
 ${body}
 }
 `;

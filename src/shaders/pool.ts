@@ -1,10 +1,14 @@
 // Pooling family: max and average 2-D pooling (forward and backward) and global average pooling.
 // NCHW float32; a "plane" is one (n, c) image of H x W.
 //
-// Forwards run one thread per output element over its window. Backwards are gathers, one thread per
-// input element summing, in fixed (oh, ow) order, the outputs whose window covers it: no atomics, no
-// zero-fill pass, deterministic, and for the common non-overlapping pools (stride >= kernel) each
-// input visits a single window so the gather costs one read of dy (and idx).
+// Forwards run one thread per output element over its window. Backwards write every input element
+// exactly once, so they need no atomics and no zero-fill pass, and are deterministic:
+// - overlapping windows (stride < kernel): a gather, one thread per input element summing, in fixed
+//   (oh, ow) order, the outputs whose window covers it;
+// - non-overlapping windows (stride >= kernel, the common case: Meso-4's pools): one thread per
+//   stride cell (the sh x sw block of input starting where an output's window starts; the cells tile
+//   the whole padded input), writing its block: dy (or dy / divisor) inside the window, 0 elsewhere.
+//   This avoids the gather's per-element index divisions, which software adapters pay dearly.
 //
 // Padding (top, left, bottom, right) acts as -inf for max pooling and as zeros for average pooling,
 // where the divisor counts the padding (PyTorch's count_include_pad=True) or only the real elements
@@ -19,7 +23,7 @@ const POOL_STRUCT = `struct P {
   total: u32, planes: u32, h: u32, w: u32,
   oh: u32, ow: u32, kh: u32, kw: u32,
   sh: u32, sw: u32, pt: i32, pl: i32,
-  pb: i32, pr: i32, _a: u32, _b: u32,
+  pb: i32, pr: i32, cy: u32, cx: u32,
 }`;
 
 const HEAD = (name: string, decl: string) => `// ${name}
@@ -207,4 +211,55 @@ export function globalAvgPoolKernel(): Kernel {
 }
 `;
   return { name: 'global_avg_pool', code, bindings: ['read', 'write', 'uniform'] };
+}
+
+/**
+ * Backward for non-overlapping windows (stride >= kernel), one thread per stride cell; see the header.
+ * 'max' bindings: dy, idx, dx, params; 'avg': dy, dx, params. params.total = planes * cy * cx cells,
+ * cy = ceil((H + pt) / sh), cx = ceil((W + pl) / sw).
+ */
+export function poolBackwardCellsKernel(kind: 'max' | 'avg', includePad = true): Kernel {
+  const name = `${kind}_pool2d_bwd_cells${kind === 'avg' && !includePad ? '_nopad' : ''}`;
+  const decl =
+    kind === 'max'
+      ? `@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> idx: array<i32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;`
+      : `@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;`;
+  const value =
+    kind === 'max'
+      ? `select(0.0, g, idx[o] == at)`
+      : 'g';
+  const code = `${HEAD(name, decl)}
+  let cells = p.cy * p.cx;
+  let pl_ = i / cells;
+  let q = i - pl_ * cells;
+  let oy = q / p.cx;
+  let ox = q - oy * p.cx;
+  let y0 = i32(oy * p.sh) - p.pt;
+  let x0 = i32(ox * p.sw) - p.pl;
+  let real = oy < p.oh && ox < p.ow;
+  let o = pl_ * p.oh * p.ow + min(oy, p.oh - 1u) * p.ow + min(ox, p.ow - 1u);
+  var g = 0.0;
+  if (real) { g = dy[o]${kind === 'avg' ? ` / ${divisor(includePad)}` : ''}; }
+  let base = pl_ * p.h * p.w;
+  for (var ry = 0u; ry < p.sh; ry++) {
+    let iy = y0 + i32(ry);
+    if (iy < 0 || iy >= i32(p.h)) { continue; }
+    for (var rx = 0u; rx < p.sw; rx++) {
+      let ix = x0 + i32(rx);
+      if (ix < 0 || ix >= i32(p.w)) { continue; }
+      let at = iy * i32(p.w) + ix;
+      var v = 0.0;
+      if (real && ry < p.kh && rx < p.kw) { v = ${value}; }
+      dx[base + u32(at)] = v;
+    }
+  }
+}
+`;
+  const bindings: Kernel['bindings'] = kind === 'max' ? ['read', 'read', 'write', 'uniform'] : ['read', 'write', 'uniform'];
+  return { name, code, bindings };
 }

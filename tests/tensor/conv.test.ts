@@ -253,15 +253,16 @@ for (const impl of IMPLS) {
       }
     });
 
-    it('wide layers use every tile shape (Cout and Cin up to 70)', async () => {
+    it('wide layers use every tile shape (Cout and Cin up to 70, stride 1 and 2)', async () => {
       use();
       const base = { n: 2, h: 6, w: 5, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, padding: 1 as Padding2d, bias: true, seed: 11 };
-      for (const [cin, cout] of [
-        [24, 70],
-        [40, 33],
-        [9, 16],
+      for (const [cin, cout, stride] of [
+        [24, 70, 1],
+        [40, 33, 2],
+        [70, 9, 2],
+        [9, 16, 1],
       ])
-        await checkAll({ ...base, cin, cout });
+        await checkAll({ ...base, cin, cout, sh: stride, sw: stride });
     });
 
     it('splits the weight-gradient reduction and sums the splits in a fixed order (same bits twice)', async () => {

@@ -183,7 +183,9 @@ export function pickTile(cols: number): GemmTile {
   const bn = cols <= 8 ? 8 : cols <= 16 ? 16 : cols <= 32 ? 32 : 64;
   const tn = bn === 8 ? 2 : 4;
   const t: GemmTile = { bm: 64, bn, tm: 4, tn, bk: 32 };
-  while (t.bk > 8 && t.bk * (t.bm + t.bn) * 4 > sharedBudget()) t.bk /= 2;
+  // Operand tiles plus the tap tables (at most 4 arrays of 2 * bk words, or 3 of bm).
+  const bytes = () => t.bk * (t.bm + t.bn + 2) * 4 + Math.max(4 * 2 * t.bk, 3 * t.bm) * 4;
+  while (t.bk > 8 && bytes() > sharedBudget()) t.bk /= 2;
   return t;
 }
 
@@ -271,14 +273,18 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: Shape, opts: 
   if (dx.size === 0) return dx;
   const bufs = [{ buffer: dy.buf }, { buffer: w.buf }, { buffer: dx.buf }];
   if (convImpl() === 'direct') {
+    // By stride phase: the grid covers the largest phase's pixels, sh*sw phases per channel block.
     const k = cached('dbi', conv2dDirectBackwardInputKernel);
-    queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), gemmGrid(rows, g.cin, DIRECT_ROWS, DIRECT_BN));
+    const phaseRows = g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
+    const grid = gemmGrid(phaseRows, g.cin, DIRECT_ROWS, DIRECT_BN);
+    queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), [grid[0], grid[1], grid[2] * g.sh * g.sw]);
     return dx;
   }
   const t = pickTile(g.cin);
-  const unit = g.sh === 1 && g.sw === 1;
-  const k = cached(`bi|${unit}|${JSON.stringify(t)}`, () => conv2dBackwardInputKernel(unit, t));
-  queue.dispatch(k, bufs, tiledParams(g, t, rows, red), gemmGrid(rows, g.cin, t.bm, t.bn));
+  const k = cached(`bi|${JSON.stringify(t)}`, () => conv2dBackwardInputKernel(t));
+  const phaseRows = g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
+  const grid = gemmGrid(phaseRows, g.cin, t.bm, t.bn);
+  queue.dispatch(k, bufs, tiledParams(g, t, rows, red), [grid[0], grid[1], grid[2] * g.sh * g.sw]);
   return dx;
 }
 

@@ -14,7 +14,7 @@ import {
   partialWidth,
   type PartialMode,
 } from '../../shaders/norm.js';
-import { gridFor, MAX_GROUPS_PER_DIM, type Kernel } from '../../shaders/kernel.js';
+import { gridFor, MAX_GROUPS_PER_DIM, type Grid, type Kernel } from '../../shaders/kernel.js';
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
@@ -51,6 +51,15 @@ export function channelGeometry(shape: Shape, what = 'batch norm'): ChanGeom {
   g = Math.max(1, Math.ceil(cnt / chunk));
   if (c > MAX_GROUPS_PER_DIM) throw new Error(`${what}: ${c} channels exceed ${MAX_GROUPS_PER_DIM}`);
   return { n, c, hw, cnt, g, chunk };
+}
+
+/** Grid of the elementwise kernels: (HW / APPLY_WG, C, N). */
+function applyGrid(cg: ChanGeom): Grid {
+  const g: Grid = [Math.ceil(cg.hw / APPLY_WG), cg.c, cg.n];
+  if (g.some((d) => d > MAX_GROUPS_PER_DIM)) {
+    throw new Error(`batch norm: [N=${cg.n}, C=${cg.c}, HW=${cg.hw}] needs a grid of [${g.join(', ')}], over ${MAX_GROUPS_PER_DIM} per dimension`);
+  }
+  return g;
 }
 
 function params(cg: ChanGeom, n: number, momentum = 0, eps = 0): Uint32Array {
@@ -138,7 +147,7 @@ export function batchNormTrainForward(
   parts.dispose();
   const ak = cached(`apply|${affine}|false`, () => bnApplyKernel(affine, false));
   const ab = [x, mean, invstd, ...(affine ? [gamma!, beta!] : []), y];
-  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), gridFor(x.size, APPLY_WG));
+  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), applyGrid(cg));
   return { y, mean, invstd };
 }
 
@@ -161,7 +170,7 @@ export function batchNormEvalForward(
   const y = empty(x.shape);
   const ak = cached(`apply|${affine}|true`, () => bnApplyKernel(affine, true));
   const ab = [x, runningMean, runningVar, ...(affine ? [gamma!, beta!] : []), y];
-  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), gridFor(x.size, APPLY_WG));
+  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), applyGrid(cg));
   return y;
 }
 
@@ -204,7 +213,7 @@ export function batchNormBackward(dy: Tensor, x: Tensor, gamma: Tensor | null, m
   const dx = empty(x.shape);
   const k = cached(`dx|${affine}|train`, () => bnBackwardDxKernel(affine, true));
   const b = [dy, x, mean, invstd, sdy, sdyxh, ...(affine ? [gamma!] : []), dx];
-  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), gridFor(x.size, APPLY_WG));
+  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg));
   if (!affine) {
     sdy.dispose();
     sdyxh.dispose();
@@ -234,7 +243,7 @@ export function batchNormEvalBackward(
   const dx = empty(x.shape);
   const k = cached(`dx|${affine}|eval`, () => bnBackwardDxKernel(affine, false));
   const b = [dy, invstd, ...(affine ? [gamma!] : []), dx];
-  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), gridFor(x.size, APPLY_WG));
+  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg));
   if (!affine) {
     invstd.dispose();
     return { dx, dgamma: null, dbeta: null };

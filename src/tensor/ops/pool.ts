@@ -10,6 +10,7 @@ import {
   globalAvgPoolKernel,
   maxPoolBackwardKernel,
   maxPoolForwardKernel,
+  poolBackwardCellsKernel,
 } from '../../shaders/pool.js';
 import { gridFor, type Kernel } from '../../shaders/kernel.js';
 import { Params } from '../params.js';
@@ -77,8 +78,23 @@ function params(g: Pool2dGeometry, total: number): Uint32Array {
   p.u(total).u(g.n * g.c).u(g.h).u(g.w);
   p.u(g.oh).u(g.ow).u(g.kh).u(g.kw);
   p.u(g.sh).u(g.sw).i(g.pt).i(g.pl);
-  p.i(g.pb).i(g.pr);
+  p.i(g.pb).i(g.pr).u(cellsY(g)).u(cellsX(g));
   return p.view;
+}
+
+/** Stride cells tiling the padded input (see poolBackwardCellsKernel). */
+function cellsY(g: Pool2dGeometry): number {
+  return Math.ceil((g.h + g.pt) / g.sh);
+}
+function cellsX(g: Pool2dGeometry): number {
+  return Math.ceil((g.w + g.pl) / g.sw);
+}
+/** Windows do not overlap: the backward can write each stride cell's block from one output. */
+function nonOverlapping(g: Pool2dGeometry): boolean {
+  return g.sh >= g.kh && g.sw >= g.kw;
+}
+function cellsTotal(g: Pool2dGeometry): number {
+  return g.n * g.c * cellsY(g) * cellsX(g);
 }
 
 const kernels = new Map<string, Kernel>();
@@ -123,8 +139,14 @@ export function maxPool2dBackward(dy: Tensor, idx: Tensor, xShape: Shape, opts: 
     throw new Error(`max pool backward: idx must be i32 ${shapeStr(dy.shape)}, got ${idx.dtype} ${shapeStr(idx.shape)}`);
   }
   const dx = empty(xShape);
-  const k = cached('maxb', maxPoolBackwardKernel);
-  queue.dispatch(k, [{ buffer: dy.buf }, { buffer: idx.buf }, { buffer: dx.buf }], params(g, dx.size), gridFor(dx.size, POOL_WG));
+  const bufs = [{ buffer: dy.buf }, { buffer: idx.buf }, { buffer: dx.buf }];
+  if (nonOverlapping(g)) {
+    const k = cached('maxbc', () => poolBackwardCellsKernel('max'));
+    queue.dispatch(k, bufs, params(g, cellsTotal(g)), gridFor(cellsTotal(g), POOL_WG));
+  } else {
+    const k = cached('maxb', maxPoolBackwardKernel);
+    queue.dispatch(k, bufs, params(g, dx.size), gridFor(dx.size, POOL_WG));
+  }
   return dx;
 }
 
@@ -143,8 +165,14 @@ export function avgPool2dBackward(dy: Tensor, xShape: Shape, opts: Pool2dOptions
   checkDy(dy, g, 'avg pool backward');
   const inc = opts.countIncludePad ?? true;
   const dx = empty(xShape);
-  const k = cached(`avgb|${inc}`, () => avgPoolBackwardKernel(inc));
-  queue.dispatch(k, [{ buffer: dy.buf }, { buffer: dx.buf }], params(g, dx.size), gridFor(dx.size, POOL_WG));
+  const bufs = [{ buffer: dy.buf }, { buffer: dx.buf }];
+  if (nonOverlapping(g)) {
+    const k = cached(`avgbc|${inc}`, () => poolBackwardCellsKernel('avg', inc));
+    queue.dispatch(k, bufs, params(g, cellsTotal(g)), gridFor(cellsTotal(g), POOL_WG));
+  } else {
+    const k = cached(`avgb|${inc}`, () => avgPoolBackwardKernel(inc));
+    queue.dispatch(k, bufs, params(g, dx.size), gridFor(dx.size, POOL_WG));
+  }
   return dx;
 }
 
