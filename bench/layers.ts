@@ -4,7 +4,10 @@
 // if present, else CPU) in a child process, and the ratio ours / PyTorch time is printed.
 //
 //   npx tsx bench/layers.ts [--batch N] [--reps N] [--models meso,resnet] [--no-torch]
-// Defaults: batch 32 and 20 reps on a GPU; batch 2 and 2 reps on a software adapter (lavapipe).
+// Defaults: batch 32 and 20 reps on a GPU; batch 2 and 2 reps on a software adapter (lavapipe, about
+// 15 s on 2 cores). Each pass is run once untimed first (pipeline compile), then `reps` times between
+// two queue.sync() calls; ms are wall-clock per pass. Set TICKETLAB_CONV_IMPL=tiled|direct to force an
+// implementation (default: direct on software adapters, tiled on GPUs).
 import { spawnSync } from 'node:child_process';
 import { closeDevice, fromArray, initDevice, queue, tidy, type Tensor } from '../src/tensor/index.js';
 import {
@@ -174,14 +177,14 @@ async function main(): Promise<void> {
   if (torch) console.log(`PyTorch device: ${torch.device}`);
   const pad = (s: string, n: number) => s.padEnd(n);
   const lpad = (s: string, n: number) => s.padStart(n);
-  const head = `${pad('layer', 32)}${PASSES.map((p) => lpad(`${p} ms`, 13) + lpad('GFLOP/s', 9) + (torch ? lpad('x torch', 9) : '')).join('')}`;
+  const head = `${pad('layer', 32)}${PASSES.map((p) => lpad(`${p} ms`, 15) + lpad('GFLOP/s', 9) + (torch ? lpad('x torch', 9) : '')).join('')}`;
   console.log(head);
   const totals: Record<string, { ours: Record<Pass, number>; torch: Record<Pass, number>; flop: number }> = {};
   layers.forEach((l, i) => {
     const f = flops(l, batch);
     const row = PASSES.map((p) => {
       const t = ours[i][p];
-      const cell = lpad((t * 1e3).toFixed(3), 13) + lpad((f / t / 1e9).toFixed(1), 9);
+      const cell = lpad((t * 1e3).toFixed(3), 15) + lpad((f / t / 1e9).toFixed(1), 9);
       return cell + (torch ? lpad((t / torch.times[i][p]).toFixed(2), 9) : '');
     }).join('');
     console.log(`${pad(l.name, 32)}${row}`);
