@@ -7,3 +7,8 @@ export * from './ops/map.js';
 export * from './ops/layout.js';
 export * from './ops/random.js';
 export * from './random-host.js';
+export * from './ops/reduce.js';
+export * from './ops/matmul.js';
+export * from './ops/conv.js';
+export * from './ops/pool.js';
+export * from './ops/norm.js';
