@@ -1,6 +1,7 @@
 // Image codecs and resampling for the data layer. Decoding/encoding goes through sharp (libvips);
 // resampling is our own so that every layout produces the same bits for the same pixels, whatever
 // libvips version or shrink-on-load shortcut is present.
+import { writeFileAtomic } from '../io/atomic.js';
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import sharp from "sharp";
@@ -98,23 +99,8 @@ export async function encodePng(img: RgbImage): Promise<Buffer> {
     .toBuffer();
 }
 
-/**
- * Write bytes so that readers never see a half-written file: a crash leaves either the old file or none.
- * The pid suffix keeps concurrent processes filling the same cache from clobbering each other's temp file.
- */
-export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${tmpCounter++}`;
-  try {
-    await fs.writeFile(tmp, data);
-    await fs.rename(tmp, file);
-  } catch (e) {
-    await fs.rm(tmp, { force: true }).catch(() => undefined);
-    throw e;
-  }
-}
-// Two writes to the same path from one process (e.g. concurrent cache fills) need distinct temp names too.
-let tmpCounter = 0;
+// One atomic-write implementation serves the whole project (temp file + fsync + rename).
+export { writeFileAtomic };
 
 /** Encode to PNG and write atomically. */
 export async function writePng(file: string, img: RgbImage): Promise<void> {

@@ -14,7 +14,7 @@ import type { RewindPoint, TrainSettings } from '../train/trainer.js';
 import { levelDir } from '../train/run.js';
 import { loadMasks, onesMasks, prunableWeights, type HostMasks, type PrunableWeight } from './masks.js';
 import { magnitudeScores, pruneByRate, pruneToSparsity, randomMasksLike, sparsityAfter, type Scope } from './magnitude.js';
-import { loadWeightsFile, runLevel, type LevelResult } from './level.js';
+import { runLevel, type LevelResult } from './level.js';
 import { readF32Tensors } from '../nn/checkpoint.js';
 
 export type Rewind = { kind: 'init' } | { kind: 'none' } | { kind: 'epoch' | 'step'; at: number };
@@ -90,6 +90,11 @@ export function rewindFile(run: string, rewind: Rewind, prevLevel: number): stri
   return path.join(levelDir(run, 0), 'rewind.safetensors');
 }
 
+/** The fields every level of one experiment shares. */
+function shared(c: ImpConfig, ctx: ExperimentContext, model: Detector, ws: PrunableWeight[]) {
+  return { model, weights: ws, data: ctx.data, settings: c.train, resume: ctx.resume, progress: ctx.progress, signal: ctx.signal, log: ctx.log };
+}
+
 function makeModel(c: ImpConfig, seed = c.train.seed): Detector {
   return createModel(c.model, { size: c.size, seed });
 }
@@ -102,21 +107,7 @@ async function denseLevel(c: ImpConfig, ctx: ExperimentContext, model: Detector,
   if (rw.kind === 'epoch' || rw.kind === 'step') {
     captures.push({ kind: rw.kind, at: rw.at, capture: (m) => saveModel(path.join(dir, 'rewind.safetensors'), m, { ticketlab: `theta_${rw.kind}_${rw.at}` }) });
   }
-  return runLevel({
-    dir,
-    model,
-    weights: ws,
-    masks: onesMasks(ws),
-    startFrom: null,
-    data: ctx.data,
-    settings: c.train,
-    resume: ctx.resume,
-    progress: ctx.progress,
-    signal: ctx.signal,
-    log: ctx.log,
-    captures,
-    label: 'level 0 (dense)',
-  });
+  return runLevel({ ...shared(c, ctx, model, ws), dir, masks: onesMasks(ws), startFrom: null, captures, label: 'level 0 (dense)' });
 }
 
 export interface ImpResult {
@@ -142,17 +133,10 @@ export async function runImp(c: ImpConfig, ctx: ExperimentContext): Promise<ImpR
         masks = c.sparsities ? pruneToSparsity(masks, scores, levelSparsity(c, k), c.scope) : pruneByRate(masks, scores, c.rate, c.scope);
       }
       const res = await runLevel({
+        ...shared(c, ctx, model, ws),
         dir,
-        model,
-        weights: ws,
         masks,
         startFrom: rewindFile(ctx.run, rw, k - 1),
-        data: ctx.data,
-        settings: c.train,
-        resume: ctx.resume,
-        progress: ctx.progress,
-        signal: ctx.signal,
-        log: ctx.log,
         label: `level ${k} (IMP-${c.scope})`,
       });
       out.levels.push({ level: k, result: res });
@@ -179,17 +163,10 @@ export async function runOneShot(c: ImpConfig, ctx: ExperimentContext, levels: n
       const maskFile = path.join(dir, 'mask.safetensors');
       const masks = fs.existsSync(maskFile) ? await loadMasks(maskFile, ws) : pruneToSparsity(onesMasks(ws), scores, s, scope);
       const res = await runLevel({
+        ...shared(c, ctx, model, ws),
         dir,
-        model,
-        weights: ws,
         masks,
         startFrom: rewindFile(ctx.run, rw, 0),
-        data: ctx.data,
-        settings: c.train,
-        resume: ctx.resume,
-        progress: ctx.progress,
-        signal: ctx.signal,
-        log: ctx.log,
         label: `one-shot ${scope} to ${(s * 100).toFixed(1)}%`,
       });
       out.push({ level: k, result: res });
@@ -230,20 +207,7 @@ export async function runControls(c: ImpConfig, ctx: ExperimentContext, kinds: C
           masks = fs.existsSync(mf) ? await loadMasks(mf, ws) : randomMasksLike(ticket, c.train.seed + 7919 * k);
           startFrom = rewindFile(ctx.run, rw.kind === 'none' ? { kind: 'init' } : rw, 0);
         }
-        const res = await runLevel({
-          dir,
-          model,
-          weights: ws,
-          masks,
-          startFrom,
-          data: ctx.data,
-          settings: c.train,
-          resume: ctx.resume,
-          progress: ctx.progress,
-          signal: ctx.signal,
-          log: ctx.log,
-          label: `control ${kind} at level ${k}`,
-        });
+        const res = await runLevel({ ...shared(c, ctx, model, ws), dir, masks, startFrom, label: `control ${kind} at level ${k}` });
         out.push({ kind, level: k, result: res });
       }
     }
@@ -253,4 +217,3 @@ export async function runControls(c: ImpConfig, ctx: ExperimentContext, kinds: C
   }
 }
 
-export { loadWeightsFile };
