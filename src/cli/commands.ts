@@ -3,6 +3,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { infoCommand } from './info.js';
 import { evalCommand, trainCommand } from './train.js';
 import { impCommand, oneshotCommand, transferCommand } from './imp.js';
+import { reportCommand } from './report.js';
+import { sweepCommand } from './sweep.js';
 
 export interface Command {
   name: string;
@@ -11,7 +13,7 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-export const commands: Command[] = [infoCommand, trainCommand, evalCommand, impCommand, oneshotCommand, transferCommand];
+export const commands: Command[] = [infoCommand, trainCommand, evalCommand, impCommand, oneshotCommand, transferCommand, reportCommand, sweepCommand];
 
 export function usage(): string {
   const w = Math.max(...commands.map((c) => c.name.length));

@@ -1,0 +1,511 @@
+// The study's grid from one config file: models x datasets x scopes, each an IMP run folder
+// `<out>/<model>-<data>-<scope>/` (the same layout `ticketlab imp` writes, config.json included, so
+// `ticketlab oneshot/transfer/report --run` work on it), with one-shot baselines and controls inside.
+//
+//   {
+//     "out": "runs/study",
+//     "models": ["meso4", "cnn5", "resnet18"],
+//     "datasets": ["data/OpenForensics", { "name": "ffpp", "spec": "data/FF++", "size": 128 }],
+//     "size": { "resnet18": 224 },                     number, per-model map, or absent (defaults)
+//     "scopes": ["global", "layer"],
+//     "methods": ["imp", "oneshot", "controls"],
+//     "train": { "epochs": 30, "batch": 32, "lr": 1e-4, "patience": 10, ... },   TrainSettings keys
+//     "imp": { "levels": 8, "rate": 0.2, "sparsities": null, "rewind": "init", "pruneLast": false },
+//     "oneshot": { "sparsities": [0.6, 0.8] },         or "levels": [4, 7]: IMP levels whose sparsity to match
+//     "controls": { "kinds": ["reinit", "random_prune"], "levels": "oneshot" },  or "all", [k,...], "sparsities"
+//     "shareDense": true
+//   }
+//
+// One-shot and controls are defined at IMP levels (they prune to, or copy the mask of, IMP level k), so
+// target sparsities map to the IMP level nearest to them (60% -> level 4 = 59.0% at rate 0.2).
+// shareDense: the dense level 0 does not depend on the scope, so the second scope's run starts from a
+// copy of the first one's finished level_0 instead of training the same model again.
+//
+// Relative paths (out, dataset roots) are relative to the working directory, like command-line flags.
+// The pure parts (parseSweepConfig, planSweep) need no GPU; runSweep needs an open device.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { MODEL_NAMES } from '../nn/models/index.js';
+import { DEFAULT_TRAIN, type TrainSettings } from '../train/trainer.js';
+import { parseSchedule } from '../nn/optim/schedule.js';
+import { openDataset, type DatasetSplits } from '../data/datasets.js';
+import { levelDir, markDone, openRun } from '../train/run.js';
+import { levelSparsity, parseRewind, runControls, runImp, runOneShot, type ControlKind, type ImpConfig } from './imp.js';
+import type { Scope } from './magnitude.js';
+
+export type SweepMethod = 'imp' | 'oneshot' | 'controls';
+
+export interface SweepDataset {
+  /** Used in run folder names: `<model>-<name>-<scope>`. */
+  name: string;
+  /** openDataset spec: a dataset root or synthetic[:k=v,...]. */
+  spec: string;
+  /** Input size for this dataset (overrides the top-level size). */
+  size: number | null;
+}
+
+export interface SweepImp {
+  levels: number;
+  rate: number;
+  sparsities: number[] | null;
+  rewind: string;
+  pruneLast: boolean;
+}
+
+export interface SweepConfig {
+  description: string | null;
+  out: string;
+  models: string[];
+  datasets: SweepDataset[];
+  size: number | Record<string, number> | null;
+  scopes: Scope[];
+  methods: SweepMethod[];
+  train: TrainSettings;
+  imp: SweepImp;
+  /** IMP levels of the one-shot baselines (resolved from sparsities when given so); [] without 'oneshot'. */
+  oneshotLevels: number[];
+  controlKinds: ControlKind[];
+  /** IMP levels of the controls; [] without 'controls'. */
+  controlLevels: number[];
+  shareDense: boolean;
+}
+
+const TOP_KEYS = ['description', 'out', 'models', 'datasets', 'size', 'scopes', 'methods', 'train', 'imp', 'oneshot', 'controls', 'shareDense'] as const;
+const IMP_KEYS = ['levels', 'rate', 'sparsities', 'rewind', 'pruneLast'] as const;
+const ONESHOT_KEYS = ['levels', 'sparsities'] as const;
+const CONTROL_KEYS = ['kinds', 'levels', 'sparsities'] as const;
+const DATASET_KEYS = ['name', 'spec', 'size'] as const;
+const SCOPES: readonly Scope[] = ['global', 'layer'];
+const METHODS: readonly SweepMethod[] = ['imp', 'oneshot', 'controls'];
+const CONTROL_KINDS: readonly ControlKind[] = ['reinit', 'random_prune'];
+/** The study's one-shot points. */
+export const DEFAULT_ONESHOT_SPARSITIES = [0.6, 0.8];
+/** How far a requested sparsity may be from the IMP level it is mapped to. */
+const SPARSITY_SLACK = 0.025;
+
+type Obj = Record<string, unknown>;
+
+/** Validation with one-line errors that name the file and the key. */
+class Check {
+  constructor(private readonly source: string) {}
+  fail(key: string, msg: string): never {
+    throw new Error(`${this.source}: ${key} ${msg}`);
+  }
+  obj(v: unknown, key: string, known: readonly string[]): Obj {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) this.fail(key, `must be an object, got ${show(v)}`);
+    for (const k of Object.keys(v as Obj)) {
+      if (!known.includes(k)) throw new Error(`${this.source}: unknown key '${key === '(top level)' ? k : `${key}.${k}`}' (known: ${known.join(', ')})`);
+    }
+    return v as Obj;
+  }
+  num(v: unknown, key: string, o: { int?: boolean; min?: number; max?: number; above?: number; below?: number } = {}): number {
+    const ok =
+      typeof v === 'number' &&
+      Number.isFinite(v) &&
+      (!o.int || Number.isInteger(v)) &&
+      (o.min === undefined || v >= o.min) &&
+      (o.max === undefined || v <= o.max) &&
+      (o.above === undefined || v > o.above) &&
+      (o.below === undefined || v < o.below);
+    if (!ok) {
+      const bounds = [
+        o.min !== undefined ? `>= ${o.min}` : '',
+        o.above !== undefined ? `> ${o.above}` : '',
+        o.max !== undefined ? `<= ${o.max}` : '',
+        o.below !== undefined ? `< ${o.below}` : '',
+      ].filter(Boolean);
+      this.fail(key, `must be ${o.int ? 'an integer' : 'a number'}${bounds.length ? ` ${bounds.join(' and ')}` : ''}, got ${show(v)}`);
+    }
+    return v as number;
+  }
+  str(v: unknown, key: string): string {
+    if (typeof v !== 'string' || v.trim() === '') this.fail(key, `must be a non-empty string, got ${show(v)}`);
+    return v as string;
+  }
+  bool(v: unknown, key: string): boolean {
+    if (typeof v !== 'boolean') this.fail(key, `must be true or false, got ${show(v)}`);
+    return v as boolean;
+  }
+  list(v: unknown, key: string, { nonEmpty = true } = {}): unknown[] {
+    if (!Array.isArray(v)) this.fail(key, `must be a list, got ${show(v)}`);
+    if (nonEmpty && (v as unknown[]).length === 0) this.fail(key, 'must not be empty');
+    return v as unknown[];
+  }
+  oneOf<T extends string>(v: unknown, key: string, allowed: readonly T[]): T {
+    if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) this.fail(key, `must be one of ${allowed.join(', ')}, got ${show(v)}`);
+    return v as T;
+  }
+  unique<T>(items: readonly T[], key: string, name: (t: T) => string = String): void {
+    const seen = new Set<string>();
+    for (const it of items) {
+      const n = name(it);
+      if (seen.has(n)) this.fail(key, `lists '${n}' twice`);
+      seen.add(n);
+    }
+  }
+}
+
+function show(v: unknown): string {
+  const s = v === undefined ? 'nothing' : JSON.stringify(v);
+  return s.length > 40 ? `${s.slice(0, 37)}...` : s;
+}
+
+export function isSynthetic(spec: string): boolean {
+  return spec === 'synthetic' || spec.startsWith('synthetic:');
+}
+
+/** Default input size, as the train/imp commands choose it (cli/flags.ts defaultSize). */
+export function defaultSize(model: string, spec: string): number {
+  if (isSynthetic(spec)) return 64;
+  return model === 'resnet18' ? 224 : 256;
+}
+
+function datasetName(spec: string): string {
+  if (isSynthetic(spec)) return 'synthetic';
+  return spec.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || 'data';
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+function parseTrain(c: Check, raw: unknown): TrainSettings {
+  if (raw === undefined) return { ...DEFAULT_TRAIN };
+  const o = c.obj(raw, 'train', Object.keys(DEFAULT_TRAIN));
+  const t: TrainSettings = { ...DEFAULT_TRAIN };
+  const has = (k: keyof TrainSettings) => o[k] !== undefined;
+  if (has('epochs')) t.epochs = c.num(o.epochs, 'train.epochs', { int: true, min: 1 });
+  if (has('batch')) t.batch = c.num(o.batch, 'train.batch', { int: true, min: 1 });
+  if (has('lr')) t.lr = c.num(o.lr, 'train.lr', { above: 0 });
+  if (has('optimizer')) t.optimizer = c.oneOf(o.optimizer, 'train.optimizer', ['adam', 'adamw', 'sgd'] as const);
+  if (has('momentum')) t.momentum = c.num(o.momentum, 'train.momentum', { min: 0, max: 1 });
+  if (has('weightDecay')) t.weightDecay = c.num(o.weightDecay, 'train.weightDecay', { min: 0 });
+  if (has('schedule')) {
+    t.schedule = c.str(o.schedule, 'train.schedule');
+    try {
+      parseSchedule(t.schedule, 1);
+    } catch (e) {
+      c.fail('train.schedule', `'${t.schedule}' is not one of constant, cosine, step:<steps>:<gamma>`);
+    }
+  }
+  if (has('warmupSteps')) t.warmupSteps = c.num(o.warmupSteps, 'train.warmupSteps', { int: true, min: 0 });
+  if (has('patience')) t.patience = c.num(o.patience, 'train.patience', { int: true, min: 0 });
+  if (has('seed')) t.seed = c.num(o.seed, 'train.seed', { int: true, min: 0 });
+  if (has('flip')) t.flip = c.bool(o.flip, 'train.flip');
+  return t;
+}
+
+function parseSparsities(c: Check, raw: unknown, key: string, increasing: boolean): number[] {
+  const xs = c.list(raw, key).map((v, i) => c.num(v, `${key}[${i}]`, { above: 0, below: 1 }));
+  if (increasing) xs.forEach((s, i) => i > 0 && s <= xs[i - 1] && c.fail(key, 'must increase: pruned weights never return'));
+  return xs;
+}
+
+function parseLevelList(c: Check, raw: unknown, key: string, max: number): number[] {
+  const ls = c.list(raw, key).map((v, i) => c.num(v, `${key}[${i}]`, { int: true, min: 1, max }));
+  c.unique(ls, key);
+  return ls;
+}
+
+/** The IMP level whose (nominal) sparsity is nearest to `s`, or an error naming the key. */
+function levelNear(c: Check, imp: ImpConfig, nLevels: number, s: number, key: string): number {
+  let best = 1;
+  for (let k = 2; k <= nLevels; k++) if (Math.abs(levelSparsity(imp, k) - s) < Math.abs(levelSparsity(imp, best) - s)) best = k;
+  const got = levelSparsity(imp, best);
+  if (Math.abs(got - s) > SPARSITY_SLACK) {
+    const pctS = (v: number) => `${(v * 100).toFixed(1)}%`;
+    c.fail(key, `${s} is not near any IMP level's sparsity (nearest: level ${best} at ${pctS(got)}; the levels reach ${pctS(levelSparsity(imp, nLevels))}); change it, or set the levels instead`);
+  }
+  return best;
+}
+
+/** Validates and resolves a sweep config (parsed JSON). `source` names it in errors (the file). */
+export function parseSweepConfig(raw: unknown, source = 'sweep config'): SweepConfig {
+  const c = new Check(source);
+  const o = c.obj(raw, '(top level)', TOP_KEYS);
+  const description = o.description === undefined ? null : c.str(o.description, 'description');
+  const out = c.str(o.out, 'out');
+
+  const models = c.list(o.models, 'models').map((m, i) => c.oneOf(m, `models[${i}]`, MODEL_NAMES));
+  c.unique(models, 'models');
+
+  const datasets: SweepDataset[] = c.list(o.datasets, 'datasets').map((d, i) => {
+    const key = `datasets[${i}]`;
+    if (typeof d === 'string') return { name: datasetName(c.str(d, key)), spec: d, size: null };
+    const dobj = c.obj(d, key, DATASET_KEYS);
+    const spec = c.str(dobj.spec, `${key}.spec`);
+    const name = dobj.name === undefined ? datasetName(spec) : c.str(dobj.name, `${key}.name`);
+    return { name, spec, size: dobj.size === undefined ? null : c.num(dobj.size, `${key}.size`, { int: true, min: 8, max: 4096 }) };
+  });
+  datasets.forEach((d, i) => {
+    if (!NAME_RE.test(d.name)) c.fail(`datasets[${i}].name`, `'${d.name}' must be letters, digits, '.', '_' or '-' (it names run folders)`);
+  });
+  datasets.forEach((d, i) => {
+    const j = datasets.findIndex((x) => x.name === d.name);
+    if (j < i) c.fail(`datasets[${i}]`, `is named '${d.name}' like datasets[${j}]; give each a distinct "name" (it names run folders)`);
+  });
+
+  let size: SweepConfig['size'] = null;
+  if (typeof o.size === 'number' || (o.size !== undefined && (o.size === null || typeof o.size !== 'object'))) size = c.num(o.size, 'size', { int: true, min: 8, max: 4096 });
+  else if (o.size !== undefined) {
+    const so = c.obj(o.size, 'size', MODEL_NAMES);
+    size = Object.fromEntries(Object.entries(so).map(([m, v]) => [m, c.num(v, `size.${m}`, { int: true, min: 8, max: 4096 })]));
+  }
+
+  const scopes = o.scopes === undefined ? [...SCOPES] : c.list(o.scopes, 'scopes').map((s, i) => c.oneOf(s, `scopes[${i}]`, SCOPES));
+  c.unique(scopes, 'scopes');
+  const methods = o.methods === undefined ? [...METHODS] : c.list(o.methods, 'methods').map((m, i) => c.oneOf(m, `methods[${i}]`, METHODS));
+  c.unique(methods, 'methods');
+  if (!methods.includes('imp')) c.fail('methods', "must include 'imp' (one-shot and controls start from the IMP run's levels)");
+
+  const train = parseTrain(c, o.train);
+
+  const io = o.imp === undefined ? {} : c.obj(o.imp, 'imp', IMP_KEYS);
+  const sparsities = io.sparsities === undefined || io.sparsities === null ? null : parseSparsities(c, io.sparsities, 'imp.sparsities', true);
+  const rewind = io.rewind === undefined ? 'init' : c.str(io.rewind, 'imp.rewind');
+  try {
+    parseRewind(rewind);
+  } catch {
+    c.fail('imp.rewind', `'${rewind}' is not one of init, none, epoch:<k>, step:<k>`);
+  }
+  const imp: SweepImp = {
+    levels: sparsities ? sparsities.length : io.levels === undefined ? 8 : c.num(io.levels, 'imp.levels', { int: true, min: 1, max: 100 }),
+    rate: io.rate === undefined ? 0.2 : c.num(io.rate, 'imp.rate', { min: 0.001, max: 0.999 }),
+    sparsities,
+    rewind,
+    pruneLast: io.pruneLast === undefined ? false : c.bool(io.pruneLast, 'imp.pruneLast'),
+  };
+  if (sparsities && io.levels !== undefined && io.levels !== sparsities.length) c.fail('imp.levels', `is ${show(io.levels)} but imp.sparsities lists ${sparsities.length} levels; give one of them`);
+  const nominal = impConfigFor({ imp, train } as SweepConfig, models[0], '', 0, 'global');
+
+  let oneshotLevels: number[] = [];
+  if (methods.includes('oneshot')) {
+    const oo = o.oneshot === undefined ? {} : c.obj(o.oneshot, 'oneshot', ONESHOT_KEYS);
+    if (oo.levels !== undefined && oo.sparsities !== undefined) c.fail('oneshot', 'takes levels or sparsities, not both');
+    if (oo.levels !== undefined) oneshotLevels = parseLevelList(c, oo.levels, 'oneshot.levels', imp.levels);
+    else {
+      const key = oo.sparsities === undefined ? 'oneshot.sparsities (default 0.6, 0.8)' : 'oneshot.sparsities';
+      const ss = oo.sparsities === undefined ? DEFAULT_ONESHOT_SPARSITIES : parseSparsities(c, oo.sparsities, 'oneshot.sparsities', false);
+      oneshotLevels = ss.map((s, i) => levelNear(c, nominal, imp.levels, s, oo.sparsities === undefined ? key : `${key}[${i}]`));
+      c.unique(oneshotLevels, 'oneshot.sparsities', (l) => `level ${l}`);
+    }
+  } else if (o.oneshot !== undefined) c.fail('oneshot', "is set but methods does not list 'oneshot'");
+
+  let controlKinds: ControlKind[] = [];
+  let controlLevels: number[] = [];
+  if (methods.includes('controls')) {
+    const co = o.controls === undefined ? {} : c.obj(o.controls, 'controls', CONTROL_KEYS);
+    controlKinds = co.kinds === undefined ? [...CONTROL_KINDS] : c.list(co.kinds, 'controls.kinds').map((k, i) => c.oneOf(k, `controls.kinds[${i}]`, CONTROL_KINDS));
+    c.unique(controlKinds, 'controls.kinds');
+    if (co.levels !== undefined && co.sparsities !== undefined) c.fail('controls', 'takes levels or sparsities, not both');
+    const all = Array.from({ length: imp.levels }, (_, i) => i + 1);
+    if (co.sparsities !== undefined) {
+      controlLevels = parseSparsities(c, co.sparsities, 'controls.sparsities', false).map((s, i) => levelNear(c, nominal, imp.levels, s, `controls.sparsities[${i}]`));
+      c.unique(controlLevels, 'controls.sparsities', (l) => `level ${l}`);
+    } else if (co.levels === 'all') controlLevels = all;
+    else if (co.levels === 'oneshot' || co.levels === undefined) {
+      if (co.levels === 'oneshot' && !methods.includes('oneshot')) c.fail('controls.levels', "is 'oneshot' but methods does not list 'oneshot'");
+      controlLevels = methods.includes('oneshot') ? [...oneshotLevels] : all;
+    } else if (typeof co.levels === 'string') c.fail('controls.levels', `must be 'all', 'oneshot' or a list of levels, got ${show(co.levels)}`);
+    else controlLevels = parseLevelList(c, co.levels, 'controls.levels', imp.levels);
+  } else if (o.controls !== undefined) c.fail('controls', "is set but methods does not list 'controls'");
+
+  return {
+    description,
+    out,
+    models,
+    datasets,
+    size,
+    scopes,
+    methods,
+    train,
+    imp,
+    oneshotLevels,
+    controlKinds,
+    controlLevels,
+    shareDense: o.shareDense === undefined ? true : c.bool(o.shareDense, 'shareDense'),
+  };
+}
+
+/** Reads and validates a sweep config file; errors name the file (and the key). */
+export function readSweepConfig(file: string): SweepConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message.split('\n')[0]}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: invalid JSON: ${(e as Error).message.split('\n')[0]}`);
+  }
+  return parseSweepConfig(raw, file);
+}
+
+export function sizeFor(cfg: Pick<SweepConfig, 'size'>, model: string, d: SweepDataset): number {
+  if (d.size !== null) return d.size;
+  if (typeof cfg.size === 'number') return cfg.size;
+  return cfg.size?.[model] ?? defaultSize(model, d.spec);
+}
+
+function impConfigFor(cfg: Pick<SweepConfig, 'imp' | 'train'>, model: string, data: string, size: number, scope: Scope): ImpConfig {
+  return {
+    model,
+    data,
+    size,
+    train: { ...cfg.train },
+    levels: cfg.imp.levels,
+    rate: cfg.imp.rate,
+    sparsities: cfg.imp.sparsities ? [...cfg.imp.sparsities] : null,
+    scope,
+    rewind: cfg.imp.rewind,
+    pruneLast: cfg.imp.pruneLast,
+  };
+}
+
+export interface PlannedTraining {
+  /** Level folder. */
+  dir: string;
+  label: string;
+  /** result.json already there. */
+  finished: boolean;
+  /** Not trained here: copied from the first scope's run (shareDense). */
+  copiedFrom: string | null;
+}
+
+export interface PlannedRun {
+  name: string;
+  dir: string;
+  model: string;
+  dataset: SweepDataset;
+  scope: Scope;
+  size: number;
+  config: ImpConfig;
+  oneshotLevels: number[];
+  controlKinds: ControlKind[];
+  controlLevels: number[];
+  /** The run whose finished level_0 this one copies (shareDense), or null. */
+  denseFrom: string | null;
+  trainings: PlannedTraining[];
+}
+
+export interface SweepPlan {
+  config: SweepConfig;
+  runs: PlannedRun[];
+  /** Level folders to train (dense levels copied between scopes not counted). */
+  trainings: number;
+  /** Of which already finished (result.json present). */
+  finished: number;
+  /** Nominal sparsity of IMP levels 0..L. */
+  sparsities: number[];
+}
+
+/** The runs and level folders a sweep makes, in the order it makes them; reads only result.json presence. */
+export function planSweep(cfg: SweepConfig): SweepPlan {
+  const runs: PlannedRun[] = [];
+  for (const d of cfg.datasets) {
+    for (const model of cfg.models) {
+      let first: string | null = null;
+      for (const scope of cfg.scopes) {
+        const name = `${model}-${d.name}-${scope}`;
+        const dir = path.join(cfg.out, name);
+        const size = sizeFor(cfg, model, d);
+        const denseFrom = cfg.shareDense && first ? first : null;
+        first ??= dir;
+        const done = (p: string) => fs.existsSync(path.join(p, 'result.json'));
+        const trainings: PlannedTraining[] = [];
+        const l0 = levelDir(dir, 0);
+        trainings.push({ dir: l0, label: 'dense', finished: done(l0), copiedFrom: denseFrom ? levelDir(denseFrom, 0) : null });
+        for (let k = 1; k <= cfg.imp.levels; k++) trainings.push({ dir: levelDir(dir, k), label: `IMP-${scope} level ${k}`, finished: done(levelDir(dir, k)), copiedFrom: null });
+        for (const k of cfg.oneshotLevels) {
+          const p = path.join(dir, `oneshot_${scope}`, `level_${k}`);
+          trainings.push({ dir: p, label: `one-shot ${scope} level ${k}`, finished: done(p), copiedFrom: null });
+        }
+        for (const k of cfg.controlLevels) {
+          for (const kind of cfg.controlKinds) {
+            const p = path.join(dir, 'controls', kind, `level_${k}`);
+            trainings.push({ dir: p, label: `${kind} level ${k}`, finished: done(p), copiedFrom: null });
+          }
+        }
+        runs.push({
+          name,
+          dir,
+          model,
+          dataset: d,
+          scope,
+          size,
+          config: impConfigFor(cfg, model, d.spec, size, scope),
+          oneshotLevels: [...cfg.oneshotLevels],
+          controlKinds: [...cfg.controlKinds],
+          controlLevels: [...cfg.controlLevels],
+          denseFrom,
+          trainings,
+        });
+      }
+    }
+  }
+  const counted = runs.flatMap((r) => r.trainings.filter((t) => !t.copiedFrom));
+  const nominal = impConfigFor(cfg, cfg.models[0], '', 0, 'global');
+  return {
+    config: cfg,
+    runs,
+    trainings: counted.length,
+    finished: counted.filter((t) => t.finished).length,
+    sparsities: [0, ...Array.from({ length: cfg.imp.levels }, (_, i) => levelSparsity(nominal, i + 1))],
+  };
+}
+
+/** Dataset roots that do not exist, as one-line messages naming the key (synthetic specs are skipped). */
+export function missingDatasets(cfg: SweepConfig): string[] {
+  return cfg.datasets.flatMap((d, i) => (isSynthetic(d.spec) || fs.existsSync(d.spec) ? [] : [`datasets[${i}]: ${d.spec} does not exist`]));
+}
+
+export interface SweepOptions {
+  resume: boolean;
+  progress: boolean;
+  signal?: { stop: boolean };
+  log: (m: string) => void;
+}
+
+/**
+ * Copies a finished dense level_0 from the first scope's run (same model, data and settings: level 0
+ * does not depend on the scope). Through a temp folder and a rename, so a kill never leaves half a copy.
+ */
+function copyDense(from: string, to: string, log: (m: string) => void): boolean {
+  const src = levelDir(from, 0);
+  const dst = levelDir(to, 0);
+  if (!fs.existsSync(path.join(src, 'result.json'))) return false;
+  if (fs.existsSync(dst) && fs.readdirSync(dst).length > 0) return false;
+  const tmp = `${dst}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.cpSync(src, tmp, { recursive: true });
+  fs.rmSync(dst, { recursive: true, force: true });
+  fs.renameSync(tmp, dst);
+  log(`${to}: level 0 (dense) copied from ${from} (same model, data and training; the scope only matters from level 1)`);
+  return true;
+}
+
+/** Runs the plan (device already open); returns the run folders in plan order. Interrupted propagates. */
+export async function runSweep(plan: SweepPlan, o: SweepOptions): Promise<string[]> {
+  const datasets = new Map<string, DatasetSplits>();
+  const done: string[] = [];
+  for (const [i, r] of plan.runs.entries()) {
+    o.log(`sweep: run ${i + 1}/${plan.runs.length}: ${r.name} (${r.model}, ${r.dataset.name} at ${r.size}x${r.size}, ${r.scope})`);
+    await openRun(r.dir, { command: 'imp', ...r.config }, { resume: o.resume });
+    if (r.denseFrom) copyDense(r.denseFrom, r.dir, o.log);
+    const key = `${r.dataset.spec}\0${r.size}\0${r.config.train.seed}`;
+    let data = datasets.get(key);
+    if (!data) {
+      data = await openDataset(r.dataset.spec, { size: r.size, seed: r.config.train.seed });
+      o.log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${r.size}x${r.size}`);
+      datasets.set(key, data);
+    }
+    const ctx = { run: r.dir, data, resume: o.resume, progress: o.progress, signal: o.signal, log: o.log };
+    const imp = await runImp(r.config, ctx);
+    if (r.oneshotLevels.length) await runOneShot(r.config, ctx, r.oneshotLevels, r.scope);
+    if (r.controlKinds.length && r.controlLevels.length) await runControls(r.config, ctx, r.controlKinds, r.controlLevels);
+    await markDone(r.dir, { levels: imp.levels.length, oneshot: r.oneshotLevels, controls: { kinds: r.controlKinds, levels: r.controlLevels } });
+    done.push(r.dir);
+  }
+  return done;
+}
