@@ -2,7 +2,7 @@
 // the help text, in one place so `train`, `imp`, `oneshot` and `transfer` agree.
 import type { ParseArgsConfig } from 'node:util';
 import { DEFAULT_TRAIN, type TrainSettings } from '../train/trainer.js';
-import { MODEL_NAMES } from '../nn/models/index.js';
+import { MODEL_NAMES, defaultInputSize } from '../nn/models/index.js';
 
 export const TRAIN_FLAGS = {
   model: { type: 'string', default: 'meso4' },
@@ -75,10 +75,6 @@ export interface RunSpec {
   train: TrainSettings;
 }
 
-export function defaultSize(model: string, data: string): number {
-  if (data === 'synthetic' || data.startsWith('synthetic:')) return 64;
-  return model === 'resnet18' ? 224 : 256;
-}
 
 export function parseRunSpec(values: Values): RunSpec {
   const model = String(values.model);
@@ -87,7 +83,7 @@ export function parseRunSpec(values: Values): RunSpec {
   if (!['adam', 'adamw', 'sgd'].includes(optimizer)) throw new Error(`--optimizer '${optimizer}' is not one of adam, adamw, sgd`);
   const data = String(values.data);
   const v = values as Record<string, unknown>;
-  const size = values.size === undefined ? defaultSize(model, data) : num(v, 'size', { int: true, min: 8, max: 4096 });
+  const size = values.size === undefined ? defaultInputSize(model, data) : num(v, 'size', { int: true, min: 8, max: 4096 });
   return {
     model,
     data,

@@ -23,6 +23,7 @@
 //
 // Relative paths (out, dataset roots) are relative to the working directory, like command-line flags.
 // The pure parts (parseSweepConfig, planSweep) need no GPU; runSweep needs an open device.
+import { defaultInputSize } from '../nn/models/index.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MODEL_NAMES } from '../nn/models/index.js';
@@ -154,11 +155,6 @@ export function isSynthetic(spec: string): boolean {
   return spec === 'synthetic' || spec.startsWith('synthetic:');
 }
 
-/** Default input size, as the train/imp commands choose it (cli/flags.ts defaultSize). */
-export function defaultSize(model: string, spec: string): number {
-  if (isSynthetic(spec)) return 64;
-  return model === 'resnet18' ? 224 : 256;
-}
 
 function datasetName(spec: string): string {
   if (isSynthetic(spec)) return 'synthetic';
@@ -345,7 +341,7 @@ export function readSweepConfig(file: string): SweepConfig {
 export function sizeFor(cfg: Pick<SweepConfig, 'size'>, model: string, d: SweepDataset): number {
   if (d.size !== null) return d.size;
   if (typeof cfg.size === 'number') return cfg.size;
-  return cfg.size?.[model] ?? defaultSize(model, d.spec);
+  return cfg.size?.[model] ?? defaultInputSize(model, d.spec);
 }
 
 function impConfigFor(cfg: Pick<SweepConfig, 'imp' | 'train'>, model: string, data: string, size: number, scope: Scope): ImpConfig {

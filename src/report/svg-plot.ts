@@ -346,7 +346,8 @@ export function truncateMiddle(s: string, maxChars: number): string {
 function drawLegend(out: string[], entries: readonly LegendEntry[], x: number, y: number, width: number): void {
   if (entries.length === 0) return;
   const font = LABEL_FONT - 1;
-  const maxChars = Math.max(4, Math.floor((width - 44) / (font * CHAR_WIDTH)));
+  // The epsilon keeps an exact fit (e.g. 8 or 16 characters) from flooring one character short.
+  const maxChars = Math.max(4, Math.floor((width - 44) / (font * CHAR_WIDTH) + 1e-9));
   out.push('<g>');
   entries.forEach((e, i) => {
     const cy = y + i * 20;

@@ -42,3 +42,12 @@ export function createModel(name: string, o: DetectorOptions & { seed?: number }
   if (o.seed !== undefined) m.initialize(o.seed);
   return m;
 }
+
+/**
+ * The input size a model gets when none is given: 64 px on the synthetic set (fast on a CPU), else
+ * the study's sizes (224 for ResNet-18, 256 for the others).
+ */
+export function defaultInputSize(model: string, data: string): number {
+  if (data === 'synthetic' || data.startsWith('synthetic:')) return 64;
+  return model === 'resnet18' ? 224 : 256;
+}
