@@ -1,38 +1,47 @@
 // Matmul family: C = alpha * op(A) @ op(B) [+ bias along N] [+ beta * C0], 2-D or batched, f32.
 //
-// op(X) is X or X^T; transposes are handled in the load phase (no transpose pass): each operand is
-// read along its contiguous dim, in vec4 units when that dim is a multiple of 4 ("vec" flags; the
-// host picks them), else in scalar loads. Output in vec4 stores when N % 4 == 0.
+// op(X) is X or X^T; transposes are handled in the load phase (no transpose pass). The host sets
+// "vec" flags when a dim is a multiple of 4 so that loads/stores along it may use vec4s.
 // Uniform layout (P): M, N, K, tilesN, tilesM, strideA, strideB, strideC (batch strides in elements;
-// 0 broadcasts an operand over the batch), alpha, beta, batchBase (first batch of this dispatch).
-// Grid: x/y = tiles of one batch matrix (linear, folded like grid1d), z = batches.
+// 0 broadcasts an operand over the batch), alpha, beta, batchBase (first batch of this dispatch),
+// flags (bit 0: add bias; bits 1-2: 0 no C, 1 add beta * C0, 2 add beta * out, i.e. accumulate in
+// place). Bindings are always A, B, bias, C0, out, P; unused ones get a dummy buffer, so the
+// epilogue options cost no extra kernel variants.
+// Grid: x/y = tiles of one batch matrix (linear index, folded like grid1d), z = batches.
 //
 // Two variants:
 //
 // 'shared' (real GPUs). A workgroup computes a BM x BN tile of C; each of its 256 threads a TM x TN
 //   register block. Per k-step of BK, A (BM x BK) and B (BK x BN) tiles go through workgroup memory,
 //   both stored k-major ([k][m], [k][n]) so the inner loop reads vec4s of 4 consecutive rows of A and
-//   4 consecutive columns of B. A thread's block is split into 4x4 sub-blocks spaced BM/(TM/4) rows
-//   and BN/(TN/4) columns apart, so a warp's vec4 shared-memory reads are consecutive (conflict-free)
-//   and its vec4 output stores are coalesced. The next k-tile is prefetched from global memory into
-//   registers while the current one is multiplied, then stored to the other half of a double buffer:
-//   one barrier per k-tile. Workgroups walk tiles in groups of 8 tile-rows (L2 reuse of B panels).
+//   4 consecutive columns of B: per k, TM/4 + TN/4 vec4 reads feed TM * TN FMAs (8x8: 4 reads, 64
+//   FMAs). A thread's block is split into 4x4 sub-blocks spaced BM/(TM/4) rows and BN/(TN/4) columns
+//   apart, so a warp's vec4 reads are consecutive (conflict-free) and its vec4 output stores
+//   coalesced. Loads are coalesced whatever the transposes (see sharedLoad) and always store whole
+//   vec4s. The next k-tile is prefetched from global memory into registers while the current one is
+//   multiplied, then stored to the other half of a double buffer: one barrier per k-tile. Workgroups
+//   walk tiles in groups of 8 tile-rows (L2 reuse of B panels).
 //   Configs (host picks by size): 'large' 128x128x8, 8x8 per thread; 'small' 64x64x16, 4x4 per thread
 //   (when there are too few 128x128 tiles to fill a GPU). Both use exactly 16 KiB of workgroup
 //   memory, the WebGPU default limit.
-//   Tuning on real hardware (not done: no GPU in this session): BK 8 vs 16 (needs 32 KiB, allowed on
-//   H100 with the raised limit), a 128x64 or 64x128 tile for mid sizes, the tile-group size, workgroup
-//   size 128 with 8x16 blocks, and subgroup-matrix / f16 paths (need Dawn toggles). The FMA:load ratio
-//   of 8x8 blocks (64 FMA per 4 vec4 shared reads) is the same as the CUDA "SGEMM kernel 6/7" family
-//   that reaches ~80-90% of cuBLAS; Dawn's robustness clamps on storage loads cost little here since
-//   there is only one vec4 global load per operand per thread per k-tile.
+//   Why this should do well on an H100 (untested: no GPU in this session): 128x128 tiles with 8x8
+//   blocks and BK = 8 are the classic CUDA SGEMM design that reaches 80-90% of cuBLAS; the global
+//   loads are one vec4 (or 4 coalesced scalars) per operand per thread per 512 FMAs, so Dawn's
+//   robustness clamps on them are noise. What to tune there, in order: the large/small threshold in
+//   ops/matmul.ts (tiles >= 256), BK 16 (32 KiB: allowed by the raised limit on H100), a 128x64 tile
+//   for mid sizes, the tile-group size (8), and, beyond fp32 SIMT, subgroup-matrix / f16 paths (need
+//   Dawn toggles). Tint clamps dynamic workgroup-array indices too (one min per shared read, ~5% issue
+//   slots); Dawn's disable_robustness toggle would remove both kinds of clamp.
 //
 // 'register' (lavapipe / CPUs). No workgroup memory and no barriers (a barrier on lavapipe is a
 //   coroutine switch of the whole workgroup and costs more than the FMAs between them). Each thread
 //   computes TM x TN outputs reading A and B straight from the storage buffers (the CPU caches do the
 //   tiling), k unrolled by 4 so that A rows (non-transposed) and B^T rows come in as vec4s. Rows and
 //   columns past the matrix edge are clamped to the last row/column (their results are discarded), so
-//   the inner loop has no bounds checks; k % 4 leftovers run in a scalar tail loop.
+//   the inner loop has no bounds checks; k % 4 leftovers run in a scalar tail loop. On lavapipe the
+//   storage loads dominate (the same kernel with loads stubbed out runs ~15x faster); 4x4, 4x8, 8x4
+//   and 8x8 blocks and 32-256-thread workgroups all measured within noise (~4.5-5.5 GFLOP per
+//   CPU-second), so the small 16x64 tile is kept: more workgroups for small matrices.
 import { GRID_BUILTINS_WGSL, type Kernel } from './kernel.js';
 
 export type MatmulVariant = 'shared' | 'register';
@@ -68,7 +77,11 @@ export interface MatmulSpec {
   vecA: boolean;
   vecB: boolean;
   vecC: boolean;
+  /** Epilogue code shape (see epilogueCode): 'loop' on software devices, 'unrolled' on GPUs. */
+  epilogue: EpilogueForm;
 }
+
+export type EpilogueForm = 'loop' | 'unrolled';
 
 export const MATMUL_PARAM_WORDS = 12;
 
@@ -79,7 +92,7 @@ const P_STRUCT = `struct P {
 }`;
 
 export function matmulName(s: MatmulSpec): string {
-  return `matmul_${s.variant}_${s.tile.name}_${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}_${s.vecA ? 'v' : 's'}${s.vecB ? 'v' : 's'}${s.vecC ? 'v' : 's'}`;
+  return `matmul_${s.variant}_${s.tile.name}_${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}_${s.vecA ? 'v' : 's'}${s.vecB ? 'v' : 's'}${s.vecC ? 'v' : 's'}${s.epilogue === 'unrolled' ? '_u' : ''}`;
 }
 
 /** Bindings, always in this order: A, B, bias, C0, out, params (unused ones get a dummy buffer). */
@@ -137,21 +150,23 @@ function epilogueFn(s: MatmulSpec): string {
 }
 
 /**
- * The epilogue as one loop with a single store4 call site; a switch on the (uniform) loop index
- * picks the accumulator. Straight-line code with one call per accumulator group made lavapipe's
- * compile 5-7x slower (each inlined copy is a masked scatter); on a GPU the loop is unrolled or
- * costs a jump per group, negligible next to the main loop.
+ * The epilogue: one store4 per 4-wide accumulator group. 'unrolled' emits one call per group
+ * (straight-line code, what a GPU wants: no branching per group, which would matter for small K).
+ * 'loop' emits a single call site in a loop and a switch on the (uniform) loop index picks the
+ * accumulator: on lavapipe every inlined store4 is a masked scatter and 16-64 of them made the
+ * compile 3-7x slower. `row(q)` / `col(q)` give the group's coordinates for a WGSL u32 expression q.
  */
-function epilogueLoop(accs: string[], row: string, col: string): string {
+function epilogueCode(form: EpilogueForm, accs: string[], row: (q: string) => string, col: (q: string) => string): string {
+  if (form === 'unrolled') return accs.map((a, q) => `  store4(cBase, ${row(`${q}u`)}, ${col(`${q}u`)}, ${a});`).join('\n');
   const cases = accs.map((a, q) => (q === accs.length - 1 ? `      default: { v = ${a}; }` : `      case ${q}u: { v = ${a}; }`));
   // The trip count reads p.flags (whose high bits are always 0) so LLVM cannot see a constant and
-  // unroll the loop back into one inlined store4 per group (lavapipe compile time 1.5-2x).
+  // unroll the loop back into one inlined store4 per group.
   return `  for (var q = 0u; q < ${accs.length}u + (p.flags >> 8u); q++) {
     var v: vec4<f32>;
     switch q {
 ${cases.join('\n')}
     }
-    store4(cBase, ${row}, ${col}, v);
+    store4(cBase, ${row('q')}, ${col('q')}, v);
   }`;
 }
 
@@ -276,10 +291,11 @@ function sharedKernel(s: MatmulSpec): Kernel {
   const accs: string[] = [];
   for (let g = 0; g < GM; g++) for (let i = 0; i < 4; i++) for (let h = 0; h < GN; h++) accs.push(`acc_${g}_${i}_${h}`);
   // q = (g * 4 + i) * GN + h
-  const epi = epilogueLoop(
+  const epi = epilogueCode(
+    s.epilogue,
     accs,
-    `m0 + (q / ${4 * GN}u) * ${TY * 4}u + ty * 4u + (q / ${GN}u) % 4u`,
-    `n0 + (q % ${GN}u) * ${TX * 4}u + tx * 4u`,
+    (q) => `m0 + (${q} / ${4 * GN}u) * ${TY * 4}u + ty * 4u + (${q} / ${GN}u) % 4u`,
+    (q) => `n0 + (${q} % ${GN}u) * ${TX * 4}u + tx * 4u`,
   );
 
   const code = `// ${name}: ${BM}x${BN} tile, BK=${BK}, ${TM}x${TN} per thread, ${threads} threads, double-buffered workgroup memory.
@@ -432,7 +448,12 @@ function registerKernel(s: MatmulSpec): Kernel {
   const accs: string[] = [];
   for (let i = 0; i < TM; i++) for (let h = 0; h < GN; h++) accs.push(`acc_${i}_${h}`);
   // q = i * GN + h
-  const epi = epilogueLoop(accs, `rowBase + q / ${GN}u`, `colBase + (q % ${GN}u) * 4u`);
+  const epi = epilogueCode(
+    s.epilogue,
+    accs,
+    (q) => `rowBase + ${q} / ${GN}u`,
+    (q) => `colBase + (${q} % ${GN}u) * 4u`,
+  );
 
   const code = `// ${name}: ${BM}x${BN} tile, ${TM}x${TN} per thread, ${threads} threads, no workgroup memory.
 ${P_STRUCT}

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { empty, fromArray, type Tensor } from '../../src/tensor/tensor.js';
 import { matmul, matmulDims, planMatmul, type MatmulOptions } from '../../src/tensor/ops/matmul.js';
+import { queue } from '../../src/tensor/queue.js';
 import { refMatmul } from '../ref/matmul-ref.js';
 
 const F32_EPS = 2 ** -23;
@@ -25,7 +26,7 @@ function randomData(n: number, r: () => number): Float32Array {
   return out;
 }
 
-type Config = { variant: 'register' | 'shared'; tile?: 'large' | 'small' };
+type Config = { variant: 'register' | 'shared'; tile?: 'large' | 'small'; epilogue?: 'loop' | 'unrolled' };
 const CONFIGS: Config[] = [{ variant: 'register' }, { variant: 'shared', tile: 'small' }, { variant: 'shared', tile: 'large' }];
 
 interface Case {
@@ -140,10 +141,34 @@ describe('matmul vs float64 reference', () => {
       const flavours = cfg.variant === 'register' ? [...FLAVOURS, ...MIXED] : FLAVOURS;
       await fc.assert(
         fc.asyncProperty(caseArb(flavours), (cs) => runCase(cs, cfg)),
-        { numRuns: cfg.variant === 'register' ? 40 : 25 },
+        { numRuns: cfg.variant === 'register' ? 30 : 25 },
       );
     });
   }
+
+  // GPUs get a straight-line epilogue, lavapipe a loop (compile time). Both come from one generator
+  // function; run the straight-line form on the register variant (cheapest to compile) and check
+  // that the shared variant's straight-line kernels (what a GPU runs) pass WGSL validation.
+  it('register variant with the straight-line epilogue', async () => {
+    await fc.assert(
+      fc.asyncProperty(caseArb([FLAVOURS[1]]), (cs) => runCase(cs, { variant: 'register', epilogue: 'unrolled' })),
+      { numRuns: 8 },
+    );
+  });
+
+  it('shared variant with the straight-line epilogue validates (every flavour, both tiles)', async () => {
+    for (const tile of ['small', 'large'] as const)
+      for (const f of FLAVOURS) {
+        const dim = (a: Align) => (a === 'odd' ? 5 : 8);
+        const [M, N, K] = [dim(f.M), dim(f.N), dim(f.K)];
+        const A = fromArray(new Float32Array(M * K), f.transA ? [K, M] : [M, K]);
+        const B = fromArray(new Float32Array(K * N), f.transB ? [N, K] : [K, N]);
+        const plan = planMatmul(A, B, { variant: 'shared', tile, epilogue: 'unrolled', transA: f.transA, transB: f.transB });
+        expect(plan.kernel.name).toContain('_u');
+        await queue.compile(plan.kernel);
+        for (const t of [A, B, plan.out]) t.dispose();
+      }
+  });
 
   it('sizes at the tile edges, every flavour and config', async () => {
     const pick = (a: Align, v: number, o: number) => (a === 'odd' ? o : v);
@@ -174,7 +199,10 @@ describe('matmul vs float64 reference', () => {
 
   it('K = 0 gives bias + beta * C; empty M or N give empty results', async () => {
     for (const cfg of CONFIGS) {
-      await runCase({ M: 5, N: 8, K: 0, batchA: -1, batchB: -1, transA: false, transB: false, bias: true, c: 'input', alpha: 1, beta: 0.5, seed: 1 }, cfg);
+      await runCase(
+        { M: 5, N: 8, K: 0, batchA: -1, batchB: -1, transA: false, transB: false, bias: true, c: 'input', alpha: 1, beta: 0.5, seed: 1 },
+        cfg,
+      );
       const A = fromArray(new Float32Array(0), [0, 3]);
       const B = fromArray(new Float32Array(12), [3, 4]);
       const Y = matmul(A, B, cfg);

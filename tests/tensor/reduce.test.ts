@@ -143,6 +143,20 @@ for (const policy of ['thread', 'group'] as const) {
       });
     }
 
+    it('integer rows: i32 sum / max / argmax, u32 min over long rows', async () => {
+      const r = rng(11);
+      const vals = Array.from({ length: 3 * 700 }, () => Math.floor(r() * 2001) - 1000);
+      const xi = fromArray(Int32Array.from(vals), [3, 700]);
+      const xu = fromArray(Uint32Array.from(vals.map((v) => v + 1000)), [3, 700]);
+      const rows = [0, 1, 2].map((i) => vals.slice(i * 700, (i + 1) * 700));
+      expect(Array.from(await sum(xi, 1).toArray())).toEqual(rows.map((row) => row.reduce((a, b) => a + b, 0)));
+      expect(Array.from(await max(xi, -1).toArray())).toEqual(rows.map((row) => Math.max(...row)));
+      expect(Array.from(await argmax(xi, 1).toArray())).toEqual(rows.map((row) => row.indexOf(Math.max(...row))));
+      expect(Array.from(await min(xu, 1).toArray())).toEqual(rows.map((row) => Math.min(...row) + 1000));
+      xi.dispose();
+      xu.dispose();
+    });
+
     it('argmax across chunk boundaries keeps the first of equal maxima', async () => {
       const n = 70001;
       const data = randomData(n, 7);

@@ -17,6 +17,7 @@ import {
   SHARED_LARGE,
   SHARED_SMALL,
   matmulKernel,
+  type EpilogueForm,
   type MatmulVariant,
   type TileConfig,
 } from '../../shaders/matmul.js';
@@ -46,6 +47,8 @@ export interface MatmulOptions {
   variant?: MatmulVariant;
   /** Tile config of the 'shared' variant (default: by size). For tests and benchmarks. */
   tile?: 'large' | 'small';
+  /** Epilogue code shape (default: 'loop' on software devices, 'unrolled' on GPUs). For tests. */
+  epilogue?: EpilogueForm;
 }
 
 export interface MatmulDims {
@@ -176,6 +179,7 @@ export function planMatmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): MatmulP
     vecA: (transA ? M : K) % 4 === 0 && (variant === 'register' || transA),
     vecB: (transB ? K : N) % 4 === 0 && (variant === 'register' || !transB),
     vecC: N % 4 === 0,
+    epilogue: o.epilogue ?? (device().info.isSoftware ? 'loop' : 'unrolled'),
   };
   const key = JSON.stringify(spec);
   let kernel = kernels.get(key);
