@@ -9,6 +9,7 @@
 // two queue.sync() calls; ms are wall-clock per pass. Set TICKETLAB_CONV_IMPL=tiled|direct to force an
 // implementation (default: direct on software adapters, tiled on GPUs).
 import { spawnSync } from 'node:child_process';
+import { torchPython } from './util.js';
 import { closeDevice, fromArray, initDevice, queue, tidy, type Tensor } from '../src/tensor/index.js';
 import {
   conv2dBackwardInput,
@@ -144,9 +145,9 @@ print(json.dumps({'device': dev if dev == 'cpu' else torch.cuda.get_device_name(
 `;
 
 function timeTorch(layers: Layer[], batch: number, reps: number): { device: string; times: Record<Pass, number>[] } | null {
-  const probe = spawnSync('python3', ['-c', 'import torch'], { encoding: 'utf8' });
-  if (probe.status !== 0) return null;
-  const r = spawnSync('python3', ['-c', TORCH_SCRIPT, JSON.stringify({ layers, batch, reps })], {
+  const py = torchPython();
+  if (!py) return null;
+  const r = spawnSync(py, ['-c', TORCH_SCRIPT, JSON.stringify({ layers, batch, reps })], {
     encoding: 'utf8',
     maxBuffer: 1 << 24,
   });

@@ -14,6 +14,7 @@ import { closeDevice, device, initDevice } from '../src/tensor/device.js';
 import { fromArray } from '../src/tensor/tensor.js';
 import { planMatmul, type MatmulVariant } from '../src/tensor/ops/matmul.js';
 import { table, timeDispatches } from './util.js';
+import { torchPython } from './util.js';
 
 function arg(name: string): string | undefined {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`) || x === `--${name}`);
@@ -63,13 +64,10 @@ for n in json.loads(sys.argv[1]):
 name = torch.cuda.get_device_name(0) if dev == 'cuda' else 'cpu (%d threads)' % torch.get_num_threads()
 print(json.dumps({'device': 'torch %s on %s' % (torch.__version__, name), 'gflops': out}))
 `;
+  const py = torchPython();
+  if (!py) return null;
   try {
-    execFileSync('python3', ['-c', 'import torch'], { stdio: 'ignore' });
-  } catch {
-    return null;
-  }
-  try {
-    const outp = execFileSync('python3', ['-c', script, JSON.stringify(sizes)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    const outp = execFileSync(py, ['-c', script, JSON.stringify(sizes)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
     return JSON.parse(outp.trim().split('\n').pop()!) as TorchResult;
   } catch (e) {
     console.error(`PyTorch timing failed: ${(e as Error).message.split('\n')[0]}`);

@@ -4,6 +4,7 @@
 // our exact layers), fp32, TF32 off, on CUDA when available, else on the CPU; timed in a child process.
 // Usage: npx tsx bench/train-step.ts [--steps N] [--only meso4,cnn5,...]
 // Workloads default to the study's sizes on a GPU and to small ones on a software adapter (lavapipe).
+import { torchPython } from './util.js';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { initDevice, closeDevice, fromArray, tidy, queue } from '../src/tensor/index.js';
@@ -123,9 +124,8 @@ print(json.dumps({'device': name, 'torch': torch.__version__, 'results': out}))
 `;
 
 function pytorch(ws: Workload[]): { device: string; torch: string; results: Timing[] } | null {
-  for (const py of ['python3', '/usr/bin/python3']) {
-    const probe = spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' });
-    if (probe.status !== 0) continue;
+  const py = torchPython();
+  if (py) {
     const r = spawnSync(py, ['-c', PY, JSON.stringify(ws), String(steps)], { encoding: 'utf8', maxBuffer: 1 << 24 });
     if (r.status !== 0) {
       console.error(`PyTorch run failed: ${r.stderr.split('\n').slice(-3).join(' ')}`);

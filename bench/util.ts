@@ -6,6 +6,7 @@
 // `timestamp_quantization`, a few tens of microseconds), so one pass spans many dispatches and we
 // report the pass time divided by reps; the quantum is then negligible for anything >= ~1 ms total.
 // Without timestamps: wall clock around queue.sync() of `reps` dispatches, after warm-up.
+import { spawnSync } from 'node:child_process';
 import { device } from '../src/tensor/device.js';
 import { queue, type LaunchBinding } from '../src/tensor/queue.js';
 import type { Grid, Kernel } from '../src/shaders/kernel.js';
@@ -168,4 +169,17 @@ export function table(header: string[], rows: (string | number)[][]): string {
   const w = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   const line = (r: string[]) => r.map((c, i) => c.padStart(w[i])).join('  ');
   return [line(header), w.map((x) => '-'.repeat(x)).join('  '), ...cells.slice(1).map(line)].join('\n');
+}
+
+/**
+ * A Python interpreter that can import torch, or null. The PATH's python3 first (a GPU server's), then
+ * the system one (Debian's python3-torch installs there even when pyenv shadows it).
+ */
+export function torchPython(): string | null {
+  for (const py of [process.env.TICKETLAB_PYTHON, 'python3', '/usr/bin/python3']) {
+    if (!py) continue;
+    const probe = spawnSync(py, ['-c', 'import torch'], { stdio: 'ignore' });
+    if (probe.status === 0) return py;
+  }
+  return null;
 }

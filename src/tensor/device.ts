@@ -104,6 +104,10 @@ function dawnFlags(o: DeviceOptions): string[] {
   const flags: string[] = [];
   if (o.backend) flags.push(`backend=${o.backend}`);
   if (o.adapter) flags.push(`adapter=${o.adapter}`);
+  // Dawn toggles for kernel tuning, e.g. TICKETLAB_DAWN_ENABLE=disable_robustness (no bounds clamps)
+  // or TICKETLAB_DAWN_DISABLE=timestamp_quantization (exact timestamps). Off by default.
+  if (process.env.TICKETLAB_DAWN_ENABLE) flags.push(`enable-dawn-features=${process.env.TICKETLAB_DAWN_ENABLE}`);
+  if (process.env.TICKETLAB_DAWN_DISABLE) flags.push(`disable-dawn-features=${process.env.TICKETLAB_DAWN_DISABLE}`);
   return flags;
 }
 
