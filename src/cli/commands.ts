@@ -3,6 +3,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { infoCommand } from './info.js';
 import { evalCommand, trainCommand } from './train.js';
 import { impCommand, oneshotCommand, transferCommand } from './imp.js';
+import { gradcamCommand } from './gradcam.js';
 import { reportCommand } from './report.js';
 import { sweepCommand } from './sweep.js';
 
@@ -13,7 +14,7 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-export const commands: Command[] = [infoCommand, trainCommand, evalCommand, impCommand, oneshotCommand, transferCommand, reportCommand, sweepCommand];
+export const commands: Command[] = [infoCommand, trainCommand, evalCommand, impCommand, oneshotCommand, transferCommand, reportCommand, sweepCommand, gradcamCommand];
 
 export function usage(): string {
   const w = Math.max(...commands.map((c) => c.name.length));
