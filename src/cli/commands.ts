@@ -1,5 +1,5 @@
 // The command table: each command's name, one-line summary, full help and runner.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { Command } from './args.js';
 import { infoCommand } from './info.js';
 import { evalCommand, trainCommand } from './train.js';
 import { impCommand, oneshotCommand, transferCommand } from './imp.js';
@@ -7,12 +7,7 @@ import { gradcamCommand } from './gradcam.js';
 import { reportCommand } from './report.js';
 import { sweepCommand } from './sweep.js';
 
-export interface Command {
-  name: string;
-  summary: string;
-  help: string;
-  run(args: string[]): Promise<number>;
-}
+export type { Command } from './args.js';
 
 export const commands: Command[] = [infoCommand, trainCommand, evalCommand, impCommand, oneshotCommand, transferCommand, reportCommand, sweepCommand, gradcamCommand];
 
@@ -29,15 +24,6 @@ Environment:
   TICKETLAB_BACKEND   Dawn backend to use (vulkan, metal, d3d12, opengl, ...)
   TICKETLAB_ADAPTER   substring of the adapter name to pick (e.g. llvmpipe, H100)
   TICKETLAB_DEBUG     print stack traces on errors
+  TICKETLAB_CONV_IMPL, TICKETLAB_MATMUL, TICKETLAB_REDUCE   force kernel variants (see docs/architecture.md)
 `;
-}
-
-/** parseArgs with one-line errors that name the flag. */
-export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, cmd: string) {
-  try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
-  } catch (e) {
-    const msg = (e as Error).message.split('\n')[0].replace(/^TypeError \[[A-Z_]+\]: /, '').replace(/\. To specify a positional.*$/, '');
-    throw new Error(`${cmd}: ${msg}; see 'ticketlab ${cmd} --help'`);
-  }
 }

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { closeDevice, initDevice } from '../tensor/device.js';
-import { parseFlags, type Command } from './commands.js';
+import { parseFlags, type Command } from './args.js';
 import { num } from './flags.js';
 import { CAM_METHODS, CAM_TARGETS, type CamMethod, type CamTarget } from '../explain/gradcam.js';
 import { checkLevels, defaultLevels, explainRun, readRunInfo, summaryText } from '../explain/run.js';

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { closeDevice, initDevice } from '../tensor/device.js';
 import { openDataset } from '../data/datasets.js';
-import { parseFlags, type Command } from './commands.js';
+import { parseFlags, type Command } from './args.js';
 import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, num, parseRunSpec } from './flags.js';
 import { installStopSignal } from './signals.js';
 import { Interrupted } from '../train/trainer.js';

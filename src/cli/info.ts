@@ -1,6 +1,6 @@
 // `ticketlab info`: which adapter, backend, features and limits the engine runs on.
 import { closeDevice, initDevice } from '../tensor/device.js';
-import { parseFlags, type Command } from './commands.js';
+import { parseFlags, type Command } from './args.js';
 
 export const infoCommand: Command = {
   name: 'info',

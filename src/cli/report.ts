@@ -1,7 +1,7 @@
 // `ticketlab report`: summary.csv, plots and report.html over one or more run folders. Host only: it
 // reads the JSON the runs wrote and never opens the GPU, so it works while runs are still going.
 import * as path from 'node:path';
-import { parseFlags, type Command } from './commands.js';
+import { parseFlags, type Command } from './args.js';
 import { writeRunReport, type RunReport } from '../report/run-report.js';
 
 export const REPORT_HELP = `ticketlab report <run> [<run> ...] [--out DIR] [--quiet]

@@ -7,7 +7,7 @@ import { loadModel, saveModel } from '../nn/checkpoint.js';
 import { openDataset } from '../data/datasets.js';
 import { evaluate, fit, Interrupted } from '../train/trainer.js';
 import { levelDir, markDone, openRun } from '../train/run.js';
-import { parseFlags, type Command } from './commands.js';
+import { parseFlags, type Command } from './args.js';
 import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, parseRunSpec, num } from './flags.js';
 import { installStopSignal } from './signals.js';
 import { formatMetrics } from './format.js';

@@ -806,13 +806,13 @@ class SyntheticSplit implements Dataset {
 }
 
 /** `synthetic` or `synthetic:difficulty=0.3,train=1000,val=200,test=200,seed=3`. */
-interface SyntheticSpec {
+export interface SyntheticSpec {
   seed?: number;
   difficulty?: number;
   counts: Partial<Record<SplitName, number>>;
 }
 
-function parseSyntheticSpec(spec: string): SyntheticSpec {
+export function parseSyntheticSpec(spec: string): SyntheticSpec {
   const out: SyntheticSpec = { counts: {} };
   const rest = spec.slice("synthetic".length);
   if (rest === "") return out;

@@ -12,7 +12,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { SyntheticDeepfakes } from '../data/synthetic.js';
-import { detectLayout, openDataset, type Dataset } from '../data/datasets.js';
+import { detectLayout, openDataset, parseSyntheticSpec, type Dataset } from '../data/datasets.js';
 import { decodeImage, toCHWFloat } from '../data/image.js';
 
 export interface CamImage {
@@ -39,17 +39,8 @@ export interface PickOptions {
 /** Generator settings of a `synthetic[:k=v,...]` spec, as openDataset resolves them (null: not synthetic). */
 export function syntheticSettings(spec: string, seed: number): { seed: number; difficulty?: number; count: Record<string, number> } | null {
   if (spec !== 'synthetic' && !spec.startsWith('synthetic:')) return null;
-  const out: { seed: number; difficulty?: number; count: Record<string, number> } = { seed, count: {} };
-  for (const kv of spec.slice('synthetic:'.length).split(',').filter(Boolean)) {
-    const [k, v] = kv.split('=');
-    const num = Number(v);
-    if (v === undefined || !Number.isFinite(num)) throw new Error(`bad value in dataset spec '${spec}': ${kv}`);
-    if (k === 'seed') out.seed = num;
-    else if (k === 'difficulty') out.difficulty = num;
-    else if (k === 'train' || k === 'val' || k === 'test') out.count[k] = num;
-    else throw new Error(`unknown key '${k}' in dataset spec '${spec}' (known: seed, difficulty, train, val, test)`);
-  }
-  return out;
+  const p = parseSyntheticSpec(spec);
+  return { seed: p.seed ?? seed, ...(p.difficulty !== undefined ? { difficulty: p.difficulty } : {}), count: { ...p.counts } };
 }
 
 /** Indices of a balanced pick: first floor(n/2) reals then the rest fakes, each in order. */
