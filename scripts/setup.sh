@@ -32,7 +32,7 @@ else
 fi
 
 # 2. Vulkan loader
-if ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1'; then
+if ldconfig -p 2>/dev/null | grep 'libvulkan.so.1' >/dev/null; then
   say "Vulkan loader present"
 elif have_apt; then
   say "installing the Vulkan loader (libvulkan1)"; apt_install libvulkan1
