@@ -3,24 +3,20 @@
 // step, so both see the same machine state; each step is timed between queue syncs and the medians are
 // compared. Also prints per-step GPU kernel time of both from timestamp queries (less noisy on a shared
 // machine). Usage: npx tsx bench/mask-cost.ts [model=meso4] [size=64] [batch=32] [pairs=20] [sparsity=0.8]
-import { initDevice, closeDevice, fromArray, tidy, queue } from '../src/tensor/index.js';
+import { initDevice, closeDevice, queue } from '../src/tensor/index.js';
 import { createModel, type Detector } from '../src/nn/models/index.js';
-import { Optimizer } from '../src/nn/optim/optimizer.js';
-import { backward } from '../src/autograd/tape.js';
-import * as F from '../src/autograd/functional.js';
+import { trainStep } from './step.js';
 import { attachMasks, onesMasks, prunableWeights } from '../src/prune/masks.js';
 import { magnitudeScores, pruneToSparsity } from '../src/prune/magnitude.js';
 
 const [model = 'meso4', sizeS = '64', batchS = '32', pairsS = '20', spS = '0.8'] = process.argv.slice(2);
 const [size, batch, pairs, sparsity] = [sizeS, batchS, pairsS, spS].map(Number);
 const dev = await initDevice();
-const x = new Float32Array(batch * 3 * size * size).map((_, i) => Math.sin(i) * 0.5 + 0.5);
-const y = new Float32Array(batch).map((_, i) => i % 2);
 
 async function setup(masked: boolean): Promise<() => void> {
   const m: Detector = createModel(model, { size, seed: 0 });
   const named = [...m.namedParameters()];
-  const opt = new Optimizer(named.map(([, t]) => t), { kind: 'adam', lr: 1e-4 }, named.map(([k]) => k));
+  const { step, opt } = trainStep(m, size, batch);
   if (masked) {
     const ws = prunableWeights(m);
     const host = new Map<string, Float32Array>();
@@ -28,13 +24,7 @@ async function setup(masked: boolean): Promise<() => void> {
     const gpu = attachMasks(ws, pruneToSparsity(onesMasks(ws), magnitudeScores(host), sparsity, 'global'));
     for (const [k, t] of named) if (gpu.has(k)) opt.setMask(t, gpu.get(k)!);
   }
-  return () =>
-    tidy(() => {
-      const out = m.forward(fromArray(x, [batch, 3, size, size]));
-      backward(F.bceWithLogits(out, fromArray(y, [batch, 1])));
-      opt.step();
-      opt.zeroGrad();
-    });
+  return step;
 }
 
 const steps = { dense: await setup(false), masked: await setup(true) };

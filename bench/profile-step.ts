@@ -1,11 +1,9 @@
 // Where a training step spends its GPU time: per-kernel totals from timestamp queries, for one
 // detector at one input size and batch. Usage:
 //   npx tsx bench/profile-step.ts [model=meso4] [size=64] [batch=32] [steps=3]
-import { initDevice, closeDevice, fromArray, tidy, queue } from '../src/tensor/index.js';
+import { initDevice, closeDevice, queue } from '../src/tensor/index.js';
 import { createModel } from '../src/nn/models/index.js';
-import { Optimizer } from '../src/nn/optim/optimizer.js';
-import { backward } from '../src/autograd/tape.js';
-import * as F from '../src/autograd/functional.js';
+import { trainStep } from './step.js';
 
 const [model = 'meso4', sizeS = '64', batchS = '32', stepsS = '3'] = process.argv.slice(2);
 const size = Number(sizeS);
@@ -13,20 +11,10 @@ const batch = Number(batchS);
 const steps = Number(stepsS);
 const dev = await initDevice();
 const m = createModel(model, { size, seed: 0 });
-const named = [...m.namedParameters()];
-const opt = new Optimizer(named.map(([, t]) => t), { kind: 'adam', lr: 1e-4 });
-const x = new Float32Array(batch * 3 * size * size).map((_, i) => Math.sin(i) * 0.5 + 0.5);
-const y = new Float32Array(batch).map((_, i) => i % 2);
-const step = () =>
-  tidy(() => {
-    const out = m.forward(fromArray(x, [batch, 3, size, size]));
-    backward(F.bceWithLogits(out, fromArray(y, [batch, 1])));
-    opt.step();
-    opt.zeroGrad();
-  });
+const { step } = trainStep(m, size, batch);
 step();
 await queue.sync();
-let t0 = performance.now();
+const t0 = performance.now();
 for (let i = 0; i < steps; i++) step();
 await queue.sync();
 const wall = (performance.now() - t0) / steps;

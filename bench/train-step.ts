@@ -7,11 +7,10 @@
 import { torchPython } from './util.js';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { initDevice, closeDevice, fromArray, tidy, queue } from '../src/tensor/index.js';
+import { initDevice, closeDevice, tidy, queue } from '../src/tensor/index.js';
 import { createModel } from '../src/nn/models/index.js';
-import { Optimizer } from '../src/nn/optim/optimizer.js';
-import { backward, noGrad } from '../src/autograd/tape.js';
-import * as F from '../src/autograd/functional.js';
+import { noGrad } from '../src/autograd/tape.js';
+import { trainStep } from './step.js';
 
 interface Workload {
   model: string;
@@ -52,18 +51,7 @@ interface Timing {
 
 async function ours(w: Workload): Promise<Timing> {
   const m = createModel(w.model, { size: w.size, seed: 0 });
-  const named = [...m.namedParameters()];
-  const opt = new Optimizer(named.map(([, t]) => t), { kind: 'adam', lr: 1e-4 });
-  const x = new Float32Array(w.batch * 3 * w.size * w.size).map((_, i) => Math.sin(i) * 0.5 + 0.5);
-  const y = new Float32Array(w.batch).map((_, i) => i % 2);
-  const xt = fromArray(x, [w.batch, 3, w.size, w.size]);
-  const yt = fromArray(y, [w.batch, 1]);
-  const step = () =>
-    tidy(() => {
-      backward(F.bceWithLogits(m.forward(xt), yt));
-      opt.step();
-      opt.zeroGrad();
-    });
+  const { step, x: xt, dispose } = trainStep(m, w.size, w.batch);
   step();
   await queue.sync();
   let t0 = performance.now();
@@ -78,10 +66,8 @@ async function ours(w: Workload): Promise<Timing> {
   for (let i = 0; i < steps; i++) infer();
   await queue.sync();
   const inferMs = (performance.now() - t0) / steps;
-  opt.dispose();
+  dispose();
   m.dispose();
-  xt.dispose();
-  yt.dispose();
   return { trainMs, inferMs };
 }
 

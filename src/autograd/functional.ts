@@ -10,6 +10,7 @@ import {
   scatterSlice,
   slice as rawSlice,
   split as rawSplit,
+  transposeDims,
 } from '../tensor/ops/layout.js';
 import { max as rawMax, sum as rawSum, sumToShape } from '../tensor/ops/reduce.js';
 import { matmul as rawMatmul } from '../tensor/ops/matmul.js';
@@ -157,11 +158,7 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
 }
 
 export function transpose(x: Tensor, a = -2, b = -1): Tensor {
-  const dims = x.shape.map((_, i) => i);
-  const i = normAxis(a, x.rank);
-  const j = normAxis(b, x.rank);
-  [dims[i], dims[j]] = [dims[j], dims[i]];
-  return permute(x, dims);
+  return permute(x, transposeDims(x.rank, a, b));
 }
 
 export function slice(x: Tensor, axis: number, start: number, end?: number, step = 1): Tensor {

@@ -1,12 +1,11 @@
 // `ticketlab imp`, `ticketlab oneshot`, `ticketlab transfer`: the lottery-ticket commands.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { closeDevice, initDevice } from '../tensor/device.js';
+import { initDevice } from '../tensor/device.js';
 import { openDataset } from '../data/datasets.js';
 import { parseFlags, type Command } from './args.js';
 import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, num, parseRunSpec } from './flags.js';
-import { installStopSignal } from './signals.js';
-import { Interrupted } from '../train/trainer.js';
+import { withRun } from './signals.js';
 import { markDone, openRun, levelDir } from '../train/run.js';
 import { levelCount, levelSparsity, parseRewind, runControls, runImp, runOneShot, type ControlKind, type ImpConfig } from '../prune/imp.js';
 import { runTransfer } from '../prune/transfer.js';
@@ -85,22 +84,6 @@ export function parseImpConfig(values: Record<string, unknown>): ImpConfig {
     rewind: String(values.rewind),
     pruneLast: !!values['prune-last'],
   };
-}
-
-async function withRun<T>(fn: (signal: { stop: boolean }) => Promise<T>): Promise<T | number> {
-  const signal = installStopSignal(log);
-  try {
-    return await fn(signal);
-  } catch (e) {
-    if (e instanceof Interrupted) {
-      log(e.message);
-      return 130;
-    }
-    throw e;
-  } finally {
-    signal.dispose();
-    closeDevice();
-  }
 }
 
 export const impCommand: Command = {

@@ -1,4 +1,7 @@
 // Ctrl-C: the first one asks the loop to finish its step and save; a second one exits at once.
+import { closeDevice } from '../tensor/device.js';
+import { Interrupted } from '../train/trainer.js';
+
 export function installStopSignal(log: (m: string) => void): { stop: boolean; dispose(): void } {
   const signal = {
     stop: false,
@@ -18,4 +21,24 @@ export function installStopSignal(log: (m: string) => void): { stop: boolean; di
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onInt);
   return signal;
+}
+
+/**
+ * Runs a command body with the stop signal installed: an interrupted run prints where its state is
+ * and exits 130; the device is closed either way.
+ */
+export async function withRun<T>(fn: (signal: { stop: boolean }) => Promise<T>, log = (m: string) => process.stderr.write(m + '\n')): Promise<T | number> {
+  const signal = installStopSignal(log);
+  try {
+    return await fn(signal);
+  } catch (e) {
+    if (e instanceof Interrupted) {
+      log(e.message);
+      return 130;
+    }
+    throw e;
+  } finally {
+    signal.dispose();
+    closeDevice();
+  }
 }

@@ -5,11 +5,11 @@ import { closeDevice, initDevice } from '../tensor/device.js';
 import { createModel } from '../nn/models/index.js';
 import { loadModel, saveModel } from '../nn/checkpoint.js';
 import { openDataset } from '../data/datasets.js';
-import { evaluate, fit, Interrupted } from '../train/trainer.js';
+import { evaluate, fit } from '../train/trainer.js';
 import { levelDir, markDone, openRun } from '../train/run.js';
 import { parseFlags, type Command } from './args.js';
 import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, parseRunSpec, num } from './flags.js';
-import { installStopSignal } from './signals.js';
+import { withRun } from './signals.js';
 import { formatMetrics } from './format.js';
 
 const log = (m: string) => process.stderr.write(m + '\n');
@@ -41,41 +41,34 @@ ${TRAIN_FLAGS_HELP}`,
     const model = createModel(spec.model, { size: spec.size, seed: spec.train.seed });
     log(`model: ${spec.model}, ${model.parameterCount().toLocaleString('en-US')} parameters`);
     const dir = levelDir(out, 0);
-    const signal = installStopSignal(log);
-    try {
-      const res = await fit({
-        model,
-        train: data.train,
-        val: data.val,
-        test: data.test,
-        settings: spec.train,
-        dir,
-        resume: !!values.resume,
-        progress: !values.quiet,
-        signal,
-        captures: [{ kind: 'step', at: 0, capture: (m) => saveModel(path.join(dir, 'init.safetensors'), m, { ticketlab: 'theta_0' }) }],
-        log,
-      });
-      await markDone(out, { result: res });
-      process.stdout.write(
-        `best epoch ${res.bestEpoch} of ${res.epochs}${res.stoppedEarly ? ' (early stop)' : ''}; ` +
-          `${res.imagesPerSecond} img/s training\n` +
-          (res.bestVal ? `val:  ${formatMetrics(res.bestVal)}\n` : '') +
-          (res.test ? `test: ${formatMetrics(res.test)}\n` : '') +
-          `results in ${out}/\n`,
-      );
-      return 0;
-    } catch (e) {
-      if (e instanceof Interrupted) {
-        log(e.message);
-        return 130;
+    return withRun(async (signal) => {
+      try {
+        const res = await fit({
+          model,
+          train: data.train,
+          val: data.val,
+          test: data.test,
+          settings: spec.train,
+          dir,
+          resume: !!values.resume,
+          progress: !values.quiet,
+          signal,
+          captures: [{ kind: 'step', at: 0, capture: (m) => saveModel(path.join(dir, 'init.safetensors'), m, { ticketlab: 'theta_0' }) }],
+          log,
+        });
+        await markDone(out, { result: res });
+        process.stdout.write(
+          `best epoch ${res.bestEpoch} of ${res.epochs}${res.stoppedEarly ? ' (early stop)' : ''}; ` +
+            `${res.imagesPerSecond} img/s training\n` +
+            (res.bestVal ? `val:  ${formatMetrics(res.bestVal)}\n` : '') +
+            (res.test ? `test: ${formatMetrics(res.test)}\n` : '') +
+            `results in ${out}/\n`,
+        );
+        return 0;
+      } finally {
+        model.dispose();
       }
-      throw e;
-    } finally {
-      signal.dispose();
-      model.dispose();
-      closeDevice();
-    }
+    }, log);
   },
 };
 

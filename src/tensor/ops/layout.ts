@@ -26,12 +26,17 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
   return mapRaw('permute', 'x0', [{ t: x, strides: d.map((a) => st[a]) }], d.map((a) => x.shape[a]), x.dtype);
 }
 
-export function transpose(x: Tensor, a = -2, b = -1): Tensor {
-  const dims = x.shape.map((_, i) => i);
-  const i = normAxis(a, x.rank);
-  const j = normAxis(b, x.rank);
+/** The permutation that swaps axes a and b of a rank-`rank` tensor. */
+export function transposeDims(rank: number, a: number, b: number): number[] {
+  const dims = Array.from({ length: rank }, (_, i) => i);
+  const i = normAxis(a, rank);
+  const j = normAxis(b, rank);
   [dims[i], dims[j]] = [dims[j], dims[i]];
-  return permute(x, dims);
+  return dims;
+}
+
+export function transpose(x: Tensor, a = -2, b = -1): Tensor {
+  return permute(x, transposeDims(x.rank, a, b));
 }
 
 /** x[..., start:end:step, ...] along one axis (negative start/end count from the end, like Python). */
