@@ -3,6 +3,7 @@
 // PyTorch's Grad-CAM of the +logit at the last block: A, the channel weights, sum_k w_k A_k and its ReLU
 // (before any normalisation). gradCam() must reproduce them within 1e-4, and its normalised map must
 // be the fixture's raw cam put through the documented normalise -> resize -> normalise.
+import { formula, inputValues, type FillEntry, type InputSpec } from '../ref/fixture-formula.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -45,28 +46,6 @@ function expectNear(got: ArrayLike<number>, want: ArrayLike<number>, what: strin
   }
 }
 
-// The fixture formulas (see scripts/make-fixtures.py and tests/nn/pytorch.test.ts).
-type FillEntry = [key: string, shape: number[], a: number, b: number, sum: number];
-interface InputSpec {
-  shape: number[];
-  terms: [amp: number, freq: number, phase: number, chirp: number][];
-}
-function formula(shape: readonly number[], a: number, b: number, k: number): Float32Array {
-  const n = shape.reduce((p, d) => p * d, 1);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = a + b * Math.sin(0.37 * i + 1.1 * k + 0.0123 * i * i);
-  return out;
-}
-function inputValues(spec: InputSpec): Float32Array {
-  const n = spec.shape.reduce((p, d) => p * d, 1);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let v = 0;
-    for (const [amp, freq, phase, chirp] of spec.terms) v = v + amp * Math.sin(freq * i + phase + chirp * i * i);
-    out[i] = v;
-  }
-  return out;
-}
 
 function get(t: Map<string, HostTensorF32>, k: string): HostTensorF32 {
   const v = t.get(k);

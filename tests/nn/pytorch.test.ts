@@ -6,6 +6,7 @@
 // <model>_<size>: our createModel() nets with the same state-dict keys and shapes as the PyTorch
 //   definitions, filled with the fixture's formula weights; eval-mode logits and the raw Grad-CAM map of
 //   the last block.
+import { formula, inputValues, type FillEntry, type InputSpec } from '../ref/fixture-formula.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -139,35 +140,6 @@ describe('small conv-BN-pool-linear net vs PyTorch (training mode, float64 refer
 
 // ------------------------------------------------------------------------------------------------
 
-type FillEntry = [key: string, shape: number[], a: number, b: number, sum: number];
-interface InputSpec {
-  shape: number[];
-  terms: [amp: number, freq: number, phase: number, chirp: number][];
-}
-
-/**
- * The fixture formula: v_i = f32(a + b * sin(0.37 i + 1.1 k + 0.0123 i^2)), in float64 with exactly
- * numpy's order of operations (so only sin's last-ulp differences can show, and the f32 rounding hides
- * them). The chirp term keeps weight matrices from being rank 2 (a pure sinusoid in i would be).
- */
-function formula(shape: readonly number[], a: number, b: number, k: number): Float32Array {
-  const n = shape.reduce((p, d) => p * d, 1);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = a + b * Math.sin(0.37 * i + 1.1 * k + 0.0123 * i * i);
-  return out;
-}
-
-/** x_i = f32(sum over terms of amp * sin(freq * i + phase + chirp * i^2)), summed left to right from 0. */
-function inputValues(spec: InputSpec): Float32Array {
-  const n = spec.shape.reduce((p, d) => p * d, 1);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let v = 0;
-    for (const [amp, freq, phase, chirp] of spec.terms) v = v + amp * Math.sin(freq * i + phase + chirp * i * i);
-    out[i] = v;
-  }
-  return out;
-}
 
 const DETECTORS = fs
   .readdirSync(FIXTURES)
