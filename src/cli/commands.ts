@@ -24,6 +24,6 @@ Environment:
   TICKETLAB_BACKEND   Dawn backend to use (vulkan, metal, d3d12, opengl, ...)
   TICKETLAB_ADAPTER   substring of the adapter name to pick (e.g. llvmpipe, H100)
   TICKETLAB_DEBUG     print stack traces on errors
-  TICKETLAB_CONV_IMPL, TICKETLAB_MATMUL, TICKETLAB_REDUCE   force kernel variants (see docs/architecture.md)
+  TICKETLAB_CONV_IMPL, TICKETLAB_MATMUL, TICKETLAB_REDUCE, TICKETLAB_NORM   force kernel variants (see docs/architecture.md)
 `;
 }

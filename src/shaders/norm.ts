@@ -123,6 +123,79 @@ ${body}
   return { name, code, bindings };
 }
 
+/** Threads per workgroup of the barrier-free stage 1. */
+export const THREAD_PARTIALS_WG = 64;
+
+/**
+ * Stage 1 without workgroup memory or barriers, for software adapters (lavapipe), where each barrier
+ * costs a thread rendezvous: one thread per (channel, chunk) walks its chunk in order and writes the
+ * same partials as channelPartialsKernel (same layout, same finalize kernels). The chunk's elements run
+ * along contiguous H*W planes, so each thread streams memory. Fast when C * G is at least a few
+ * hundred; a GPU wants the workgroup variant. Bindings as channelPartialsKernel.
+ * Grid: gridFor(C * G, THREAD_PARTIALS_WG).
+ */
+export function channelPartialsThreadKernel(mode: PartialMode): Kernel {
+  const name = `channel_partials_${mode}_thread`;
+  const ins = mode === 'stats' ? ['x'] : mode === 'sum' ? ['dy'] : ['dy', 'x', 'mean', 'invstd'];
+  const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<f32>;`).join('\n');
+  // Walks [beg, end) of channel ch: (n, q) advance without a division per element.
+  const loop = (body: string) => `  {
+    var nb = beg / p.hw;
+    var q = beg - nb * p.hw;
+    for (var i = beg; i < end; i++) {
+      let a = (nb * p.c + ch) * p.hw + q;
+      ${body}
+      q += 1u;
+      if (q == p.hw) { q = 0u; nb += 1u; }
+    }
+  }`;
+  let body: string;
+  if (mode === 'stats') {
+    // Sums are taken relative to the chunk's first value: a serial float32 sum of values far from zero
+    // (mean 1000, spread 0.01) would otherwise lose the mean's low digits, and the variance with them.
+    body = `  let nb0 = beg / p.hw;
+  let sh = x[(nb0 * p.c + ch) * p.hw + (beg - nb0 * p.hw)];
+  var s = 0.0;
+${loop('s += x[a] - sh;')}
+  let mu = sh + s / f32(end - beg);
+  var ss = 0.0;
+${loop('let d = x[a] - mu; ss += d * d;')}
+  parts[o * 2u] = mu;
+  parts[o * 2u + 1u] = ss;`;
+  } else if (mode === 'sum') {
+    body = `  var s = 0.0;
+${loop('s += dy[a];')}
+  parts[o] = s;`;
+  } else {
+    body = `  let mu = mean[ch];
+  let is = invstd[ch];
+  var s = 0.0;
+  var t = 0.0;
+${loop('let d = dy[a]; s += d; t += d * ((x[a] - mu) * is);')}
+  parts[o * 2u] = s;
+  parts[o * 2u + 1u] = t;`;
+  }
+  const code = `// ${name}
+${NORM_STRUCT}
+${decl}
+@group(0) @binding(${ins.length}) var<storage, read_write> parts: array<f32>;
+@group(0) @binding(${ins.length + 1}) var<uniform> p: P;
+
+@compute @workgroup_size(${THREAD_PARTIALS_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let o = ${linearIndexWgsl(THREAD_PARTIALS_WG)};
+  if (o >= p.c * p.g) { return; }
+  let ch = o / p.g;
+  let gi = o - ch * p.g;
+  let beg = gi * p.chunk;
+  let end = min(beg + p.chunk, p.cnt);
+${body}
+}
+`;
+  const bindings: Kernel['bindings'] = [...ins.map(() => 'read' as const), 'write', 'uniform'];
+  return { name, code, bindings };
+}
+
 export const FINALIZE_WG = 64;
 
 /**

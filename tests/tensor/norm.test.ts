@@ -1,6 +1,6 @@
 // Batch norm (train and eval, forward and backward, running-stat updates) and per-channel sums against
 // float64 references and finite differences; accuracy with a large mean; determinism.
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { fromArray } from '../../src/tensor/index.js';
 import {
@@ -61,168 +61,182 @@ function params(k: Case) {
   };
 }
 
-describe('batch norm, training mode', () => {
-  it('forward, batch statistics and in-place running-stat update match float64', async () => {
-    await fc.assert(
-      fc.asyncProperty(caseArb, fc.constantFrom(0.1, 0.3), async (k, momentum) => {
-        const { n, c, hw } = dims(k.shape);
-        const p = params(k);
-        const rm = fromArray(p.rm, [c]);
-        const rv = fromArray(p.rv, [c]);
-        const x = fromArray(p.xs, k.shape);
-        const g = p.gamma && fromArray(p.gamma, [c]);
-        const b = p.beta && fromArray(p.beta, [c]);
-        const r = batchNormTrainForward(x, g, b, rm, rv, momentum, 1e-5);
-        const ref = bnTrainRef(p.xs, n, c, hw, p.gamma, p.beta, p.rm, p.rv, momentum, 1e-5);
-        const what = JSON.stringify(k);
-        expect(r.y.shape).toEqual(k.shape);
-        expectNear(await r.y.toArray(), ref.y, 2e-5, `y ${what}`);
-        expectNear(await r.mean.toArray(), ref.mean, 1e-6, `mean ${what}`);
-        expectNear(await r.invstd.toArray(), ref.invstd, 2e-5, `invstd ${what}`, 1e-3);
-        expectNear(await rm.toArray(), ref.runningMean, 1e-6, `running mean ${what}`);
-        expectNear(await rv.toArray(), ref.runningVar, 2e-6, `running var (unbiased) ${what}`);
-      }),
-      { numRuns: 30 },
-    );
+// Both stage-1 variants (workgroup tree reduction for GPUs, thread per chunk for software adapters)
+// run every case.
+for (const impl of ['group', 'thread'] as const) {
+describe(`batch norm kernels, ${impl} partials`, () => {
+  const saved = process.env.TICKETLAB_NORM;
+  beforeAll(() => {
+    process.env.TICKETLAB_NORM = impl;
+  });
+  afterAll(() => {
+    if (saved === undefined) delete process.env.TICKETLAB_NORM;
+    else process.env.TICKETLAB_NORM = saved;
+  });
+  describe('batch norm, training mode', () => {
+    it('forward, batch statistics and in-place running-stat update match float64', async () => {
+      await fc.assert(
+        fc.asyncProperty(caseArb, fc.constantFrom(0.1, 0.3), async (k, momentum) => {
+          const { n, c, hw } = dims(k.shape);
+          const p = params(k);
+          const rm = fromArray(p.rm, [c]);
+          const rv = fromArray(p.rv, [c]);
+          const x = fromArray(p.xs, k.shape);
+          const g = p.gamma && fromArray(p.gamma, [c]);
+          const b = p.beta && fromArray(p.beta, [c]);
+          const r = batchNormTrainForward(x, g, b, rm, rv, momentum, 1e-5);
+          const ref = bnTrainRef(p.xs, n, c, hw, p.gamma, p.beta, p.rm, p.rv, momentum, 1e-5);
+          const what = JSON.stringify(k);
+          expect(r.y.shape).toEqual(k.shape);
+          expectNear(await r.y.toArray(), ref.y, 2e-5, `y ${what}`);
+          expectNear(await r.mean.toArray(), ref.mean, 1e-6, `mean ${what}`);
+          expectNear(await r.invstd.toArray(), ref.invstd, 2e-5, `invstd ${what}`, 1e-3);
+          expectNear(await rm.toArray(), ref.runningMean, 1e-6, `running mean ${what}`);
+          expectNear(await rv.toArray(), ref.runningVar, 2e-6, `running var (unbiased) ${what}`);
+        }),
+        { numRuns: 30 },
+      );
+    });
+
+    it('runs without running stats (track_running_stats=False)', async () => {
+      const xs = seededValues(2 * 3 * 4 * 5, 3);
+      const r = batchNormTrainForward(fromArray(xs, [2, 3, 4, 5]), null, null, null, null);
+      const ref = bnTrainRef(xs, 2, 3, 20, null, null, [0, 0, 0], [1, 1, 1], 0.1, 1e-5);
+      expectNear(await r.y.toArray(), ref.y, 2e-5, 'y');
+    });
+
+    it('backward matches the float64 analytic gradient and finite differences of the forward', async () => {
+      await fc.assert(
+        fc.asyncProperty(caseArb, async (k) => {
+          const { n, c, hw } = dims(k.shape);
+          const p = params(k);
+          const x = fromArray(p.xs, k.shape);
+          const g = p.gamma && fromArray(p.gamma, [c]);
+          const b = p.beta && fromArray(p.beta, [c]);
+          const fwd = batchNormTrainForward(x, g, b, null, null);
+          const dy = fromArray(p.dys, k.shape);
+          const grads = batchNormBackward(dy, x, g, fwd.mean, fwd.invstd);
+          const ref = bnBackwardRef(p.dys, p.xs, n, c, hw, p.gamma, 1e-5);
+          const what = JSON.stringify(k);
+          const dx = await grads.dx.toArray();
+          expectNear(dx, ref.dx, 5e-5, `dx ${what}`);
+          if (k.affine) {
+            expectNear(await grads.dgamma!.toArray(), ref.dgamma, 2e-5, `dgamma ${what}`);
+            expectNear(await grads.dbeta!.toArray(), ref.dbeta, 2e-5, `dbeta ${what}`);
+          } else {
+            expect(grads.dgamma).toBeNull();
+            expect(grads.dbeta).toBeNull();
+          }
+          // Gradient check: L = sum(dy * bn(x)) with batch statistics recomputed for each perturbation.
+          const f = (xv: Float64Array) => bnTrainRef(xv, n, c, hw, p.gamma, p.beta, p.rm, p.rv, 0, 1e-5).y;
+          const coords = sampleCoords(p.xs.length, 12, k.seed);
+          const fd = finiteDiff(f, p.xs, p.dys, coords, 1e-5);
+          // The y scale (~|dy| * gamma * invstd * count) sets the float32 error; 1e-3 absolute floor.
+          expectNear(coords.map((i) => dx[i]), fd, 2e-4, `dx vs finite differences ${what}`);
+          if (k.affine) {
+            const dg = await grads.dgamma!.toArray();
+            const fg = finiteDiff((gv) => bnTrainRef(p.xs, n, c, hw, gv, p.beta, p.rm, p.rv, 0, 1e-5).y, p.gamma!, p.dys, [...Array(c).keys()]);
+            expectNear(dg, fg, 1e-4, `dgamma vs finite differences ${what}`);
+            const db = await grads.dbeta!.toArray();
+            const fb = finiteDiff((bv) => bnTrainRef(p.xs, n, c, hw, p.gamma, bv, p.rm, p.rv, 0, 1e-5).y, p.beta!, p.dys, [...Array(c).keys()]);
+            expectNear(db, fb, 1e-4, `dbeta vs finite differences ${what}`);
+          }
+        }),
+        { numRuns: 25 },
+      );
+    });
+
+    it('splits long channels into chunks and stays accurate with a large mean', async () => {
+      const shape = [3, 2, 61, 59]; // 10,797 values per channel: several chunks
+      expect(channelGeometry(shape).g).toBeGreaterThan(1);
+      const { n, c, hw } = dims(shape);
+      // mean ~1000, std ~0.01: naive sum-of-squares in float32 would lose the variance entirely.
+      const xs = seededValues(prod(shape), 17, -0.02, 0.02).map((v) => v + 1000);
+      const ref = bnTrainRef(xs, n, c, hw, null, null, [0, 0], [1, 1], 0.1, 0);
+      const r = batchNormTrainForward(fromArray(xs, shape), null, null, null, null, 0.1, 0);
+      const invstd = await r.invstd.toArray();
+      expectNear(invstd, ref.invstd, 1e-3, 'invstd with |mean| >> std', 0);
+      expectNear(await r.y.toArray(), ref.y, 5e-3, 'y with |mean| >> std');
+    });
+
+    it('is deterministic: the same bits twice, including the running stats', async () => {
+      const shape = [4, 3, 40, 37];
+      const xs = seededValues(prod(shape), 5);
+      const dys = seededValues(prod(shape), 6);
+      const run = async () => {
+        const rm = fromArray([0.1, 0.2, 0.3], [3]);
+        const rv = fromArray([1, 2, 3], [3]);
+        const x = fromArray(xs, shape);
+        const g = fromArray([1, 0.5, 2], [3]);
+        const b = fromArray([0, 1, -1], [3]);
+        const f = batchNormTrainForward(x, g, b, rm, rv);
+        const gr = batchNormBackward(fromArray(dys, shape), x, g, f.mean, f.invstd);
+        return [f.y, f.mean, f.invstd, rm, rv, gr.dx, gr.dgamma!, gr.dbeta!].map((t) => t.toArray());
+      };
+      const a = await Promise.all(await run());
+      const b = await Promise.all(await run());
+      a.forEach((v, i) => expect(sameBits(v as Float32Array, b[i] as Float32Array)).toBe(true));
+    });
+
+    it('rejects one value per channel, half-affine and wrong sizes', () => {
+      expect(() => batchNormTrainForward(fromArray([1, 2], [1, 2, 1, 1]), null, null, null, null)).toThrow(/more than 1 value/);
+      const x = fromArray(new Float32Array(12), [2, 3, 2, 1]);
+      expect(() => batchNormTrainForward(x, fromArray([1, 1, 1]), null, null, null)).toThrow(/both gamma and beta/);
+      expect(() => batchNormTrainForward(x, fromArray([1, 1]), fromArray([1, 1]), null, null)).toThrow(/3 elements/);
+    });
   });
 
-  it('runs without running stats (track_running_stats=False)', async () => {
-    const xs = seededValues(2 * 3 * 4 * 5, 3);
-    const r = batchNormTrainForward(fromArray(xs, [2, 3, 4, 5]), null, null, null, null);
-    const ref = bnTrainRef(xs, 2, 3, 20, null, null, [0, 0, 0], [1, 1, 1], 0.1, 1e-5);
-    expectNear(await r.y.toArray(), ref.y, 2e-5, 'y');
+  describe('batch norm, eval mode', () => {
+    it('forward uses the running statistics; backward matches finite differences', async () => {
+      await fc.assert(
+        fc.asyncProperty(caseArb, async (k) => {
+          const { n, c, hw } = dims(k.shape);
+          const p = params(k);
+          const x = fromArray(p.xs, k.shape);
+          const g = p.gamma && fromArray(p.gamma, [c]);
+          const b = p.beta && fromArray(p.beta, [c]);
+          const rm = fromArray(p.rm, [c]);
+          const rv = fromArray(p.rv, [c]);
+          const y = batchNormEvalForward(x, g, b, rm, rv, 1e-5);
+          const what = JSON.stringify(k);
+          expectNear(await y.toArray(), bnEvalRef(p.xs, n, c, hw, p.gamma, p.beta, p.rm, p.rv, 1e-5), 2e-5, `eval y ${what}`);
+          // The running statistics are untouched.
+          expect(Array.from(await rm.toArray())).toEqual(Array.from(p.rm));
+          expect(Array.from(await rv.toArray())).toEqual(Array.from(p.rv));
+          const gr = batchNormEvalBackward(fromArray(p.dys, k.shape), x, g, rm, rv, 1e-5);
+          const coords = sampleCoords(p.xs.length, 10, k.seed);
+          const dx = await gr.dx.toArray();
+          const fd = finiteDiff((xv) => bnEvalRef(xv, n, c, hw, p.gamma, p.beta, p.rm, p.rv, 1e-5), p.xs, p.dys, coords);
+          expectNear(coords.map((i) => dx[i]), fd, 1e-5, `eval dx vs finite differences ${what}`);
+          if (k.affine) {
+            const all = [...Array(c).keys()];
+            const fg = finiteDiff((gv) => bnEvalRef(p.xs, n, c, hw, gv, p.beta, p.rm, p.rv, 1e-5), p.gamma!, p.dys, all);
+            const fb = finiteDiff((bv) => bnEvalRef(p.xs, n, c, hw, p.gamma, bv, p.rm, p.rv, 1e-5), p.beta!, p.dys, all);
+            expectNear(await gr.dgamma!.toArray(), fg, 2e-5, `eval dgamma ${what}`);
+            expectNear(await gr.dbeta!.toArray(), fb, 2e-5, `eval dbeta ${what}`);
+          }
+        }),
+        { numRuns: 20 },
+      );
+    });
   });
 
-  it('backward matches the float64 analytic gradient and finite differences of the forward', async () => {
-    await fc.assert(
-      fc.asyncProperty(caseArb, async (k) => {
-        const { n, c, hw } = dims(k.shape);
-        const p = params(k);
-        const x = fromArray(p.xs, k.shape);
-        const g = p.gamma && fromArray(p.gamma, [c]);
-        const b = p.beta && fromArray(p.beta, [c]);
-        const fwd = batchNormTrainForward(x, g, b, null, null);
-        const dy = fromArray(p.dys, k.shape);
-        const grads = batchNormBackward(dy, x, g, fwd.mean, fwd.invstd);
-        const ref = bnBackwardRef(p.dys, p.xs, n, c, hw, p.gamma, 1e-5);
-        const what = JSON.stringify(k);
-        const dx = await grads.dx.toArray();
-        expectNear(dx, ref.dx, 5e-5, `dx ${what}`);
-        if (k.affine) {
-          expectNear(await grads.dgamma!.toArray(), ref.dgamma, 2e-5, `dgamma ${what}`);
-          expectNear(await grads.dbeta!.toArray(), ref.dbeta, 2e-5, `dbeta ${what}`);
-        } else {
-          expect(grads.dgamma).toBeNull();
-          expect(grads.dbeta).toBeNull();
-        }
-        // Gradient check: L = sum(dy * bn(x)) with batch statistics recomputed for each perturbation.
-        const f = (xv: Float64Array) => bnTrainRef(xv, n, c, hw, p.gamma, p.beta, p.rm, p.rv, 0, 1e-5).y;
-        const coords = sampleCoords(p.xs.length, 12, k.seed);
-        const fd = finiteDiff(f, p.xs, p.dys, coords, 1e-5);
-        // The y scale (~|dy| * gamma * invstd * count) sets the float32 error; 1e-3 absolute floor.
-        expectNear(coords.map((i) => dx[i]), fd, 2e-4, `dx vs finite differences ${what}`);
-        if (k.affine) {
-          const dg = await grads.dgamma!.toArray();
-          const fg = finiteDiff((gv) => bnTrainRef(p.xs, n, c, hw, gv, p.beta, p.rm, p.rv, 0, 1e-5).y, p.gamma!, p.dys, [...Array(c).keys()]);
-          expectNear(dg, fg, 1e-4, `dgamma vs finite differences ${what}`);
-          const db = await grads.dbeta!.toArray();
-          const fb = finiteDiff((bv) => bnTrainRef(p.xs, n, c, hw, p.gamma, bv, p.rm, p.rv, 0, 1e-5).y, p.beta!, p.dys, [...Array(c).keys()]);
-          expectNear(db, fb, 1e-4, `dbeta vs finite differences ${what}`);
-        }
-      }),
-      { numRuns: 25 },
-    );
-  });
-
-  it('splits long channels into chunks and stays accurate with a large mean', async () => {
-    const shape = [3, 2, 61, 59]; // 10,797 values per channel: several chunks
-    expect(channelGeometry(shape).g).toBeGreaterThan(1);
-    const { n, c, hw } = dims(shape);
-    // mean ~1000, std ~0.01: naive sum-of-squares in float32 would lose the variance entirely.
-    const xs = seededValues(prod(shape), 17, -0.02, 0.02).map((v) => v + 1000);
-    const ref = bnTrainRef(xs, n, c, hw, null, null, [0, 0], [1, 1], 0.1, 0);
-    const r = batchNormTrainForward(fromArray(xs, shape), null, null, null, null, 0.1, 0);
-    const invstd = await r.invstd.toArray();
-    expectNear(invstd, ref.invstd, 1e-3, 'invstd with |mean| >> std', 0);
-    expectNear(await r.y.toArray(), ref.y, 5e-3, 'y with |mean| >> std');
-  });
-
-  it('is deterministic: the same bits twice, including the running stats', async () => {
-    const shape = [4, 3, 40, 37];
-    const xs = seededValues(prod(shape), 5);
-    const dys = seededValues(prod(shape), 6);
-    const run = async () => {
-      const rm = fromArray([0.1, 0.2, 0.3], [3]);
-      const rv = fromArray([1, 2, 3], [3]);
-      const x = fromArray(xs, shape);
-      const g = fromArray([1, 0.5, 2], [3]);
-      const b = fromArray([0, 1, -1], [3]);
-      const f = batchNormTrainForward(x, g, b, rm, rv);
-      const gr = batchNormBackward(fromArray(dys, shape), x, g, f.mean, f.invstd);
-      return [f.y, f.mean, f.invstd, rm, rv, gr.dx, gr.dgamma!, gr.dbeta!].map((t) => t.toArray());
-    };
-    const a = await Promise.all(await run());
-    const b = await Promise.all(await run());
-    a.forEach((v, i) => expect(sameBits(v as Float32Array, b[i] as Float32Array)).toBe(true));
-  });
-
-  it('rejects one value per channel, half-affine and wrong sizes', () => {
-    expect(() => batchNormTrainForward(fromArray([1, 2], [1, 2, 1, 1]), null, null, null, null)).toThrow(/more than 1 value/);
-    const x = fromArray(new Float32Array(12), [2, 3, 2, 1]);
-    expect(() => batchNormTrainForward(x, fromArray([1, 1, 1]), null, null, null)).toThrow(/both gamma and beta/);
-    expect(() => batchNormTrainForward(x, fromArray([1, 1]), fromArray([1, 1]), null, null)).toThrow(/3 elements/);
+  describe('channelSum', () => {
+    it('sums over N and the trailing dims in a fixed order', async () => {
+      await fc.assert(
+        fc.asyncProperty(caseArb, async (k) => {
+          const { n, c, hw } = dims(k.shape);
+          const xs = seededValues(prod(k.shape), k.seed);
+          expectNear(await channelSum(fromArray(xs, k.shape)).toArray(), channelSumRef(xs, n, c, hw), 1e-6, 'channel sum');
+        }),
+        { numRuns: 15 },
+      );
+      const big = seededValues(2 * 3 * 70 * 70, 1);
+      const t = fromArray(big, [2, 3, 70, 70]);
+      const a = (await channelSum(t).toArray()) as Float32Array;
+      expectNear(a, channelSumRef(big, 2, 3, 4900), 1e-6, 'channel sum, several chunks');
+      expect(sameBits(a, (await channelSum(t).toArray()) as Float32Array)).toBe(true);
+    });
   });
 });
-
-describe('batch norm, eval mode', () => {
-  it('forward uses the running statistics; backward matches finite differences', async () => {
-    await fc.assert(
-      fc.asyncProperty(caseArb, async (k) => {
-        const { n, c, hw } = dims(k.shape);
-        const p = params(k);
-        const x = fromArray(p.xs, k.shape);
-        const g = p.gamma && fromArray(p.gamma, [c]);
-        const b = p.beta && fromArray(p.beta, [c]);
-        const rm = fromArray(p.rm, [c]);
-        const rv = fromArray(p.rv, [c]);
-        const y = batchNormEvalForward(x, g, b, rm, rv, 1e-5);
-        const what = JSON.stringify(k);
-        expectNear(await y.toArray(), bnEvalRef(p.xs, n, c, hw, p.gamma, p.beta, p.rm, p.rv, 1e-5), 2e-5, `eval y ${what}`);
-        // The running statistics are untouched.
-        expect(Array.from(await rm.toArray())).toEqual(Array.from(p.rm));
-        expect(Array.from(await rv.toArray())).toEqual(Array.from(p.rv));
-        const gr = batchNormEvalBackward(fromArray(p.dys, k.shape), x, g, rm, rv, 1e-5);
-        const coords = sampleCoords(p.xs.length, 10, k.seed);
-        const dx = await gr.dx.toArray();
-        const fd = finiteDiff((xv) => bnEvalRef(xv, n, c, hw, p.gamma, p.beta, p.rm, p.rv, 1e-5), p.xs, p.dys, coords);
-        expectNear(coords.map((i) => dx[i]), fd, 1e-5, `eval dx vs finite differences ${what}`);
-        if (k.affine) {
-          const all = [...Array(c).keys()];
-          const fg = finiteDiff((gv) => bnEvalRef(p.xs, n, c, hw, gv, p.beta, p.rm, p.rv, 1e-5), p.gamma!, p.dys, all);
-          const fb = finiteDiff((bv) => bnEvalRef(p.xs, n, c, hw, p.gamma, bv, p.rm, p.rv, 1e-5), p.beta!, p.dys, all);
-          expectNear(await gr.dgamma!.toArray(), fg, 2e-5, `eval dgamma ${what}`);
-          expectNear(await gr.dbeta!.toArray(), fb, 2e-5, `eval dbeta ${what}`);
-        }
-      }),
-      { numRuns: 20 },
-    );
-  });
-});
-
-describe('channelSum', () => {
-  it('sums over N and the trailing dims in a fixed order', async () => {
-    await fc.assert(
-      fc.asyncProperty(caseArb, async (k) => {
-        const { n, c, hw } = dims(k.shape);
-        const xs = seededValues(prod(k.shape), k.seed);
-        expectNear(await channelSum(fromArray(xs, k.shape)).toArray(), channelSumRef(xs, n, c, hw), 1e-6, 'channel sum');
-      }),
-      { numRuns: 15 },
-    );
-    const big = seededValues(2 * 3 * 70 * 70, 1);
-    const t = fromArray(big, [2, 3, 70, 70]);
-    const a = (await channelSum(t).toArray()) as Float32Array;
-    expectNear(a, channelSumRef(big, 2, 3, 4900), 1e-6, 'channel sum, several chunks');
-    expect(sameBits(a, (await channelSum(t).toArray()) as Float32Array)).toBe(true);
-  });
-});
+}

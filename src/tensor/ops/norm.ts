@@ -10,12 +10,15 @@ import {
   bnBackwardDxKernel,
   bnStatsFinalizeKernel,
   channelPartialsKernel,
+  channelPartialsThreadKernel,
+  THREAD_PARTIALS_WG,
   channelSumFinalizeKernel,
   partialWidth,
   type PartialMode,
 } from '../../shaders/norm.js';
 import { gridFor, MAX_GROUPS_PER_DIM, type Grid, type Kernel } from '../../shaders/kernel.js';
 import { Params } from '../params.js';
+import { device } from '../device.js';
 import { queue } from '../queue.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
 import { fill, mapExpr } from './map.js';
@@ -85,10 +88,29 @@ function checkAffine(gamma: Tensor | null, beta: Tensor | null): boolean {
 }
 
 /** Stage 1 into a fresh partials tensor [C, G, width]. */
+export type NormPartialsImpl = 'group' | 'thread';
+
+/**
+ * Stage-1 variant: 'group' (a workgroup per chunk, tree reduction in workgroup memory) on GPUs,
+ * 'thread' (a thread per chunk, no barriers) on software adapters, where barriers are ruinous.
+ * TICKETLAB_NORM=group|thread overrides. Both give the same partials up to summation order.
+ */
+export function normPartialsImpl(): NormPartialsImpl {
+  const env = process.env.TICKETLAB_NORM;
+  if (env === 'group' || env === 'thread') return env;
+  return device().info.isSoftware ? 'thread' : 'group';
+}
+
 function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[]): Tensor {
   const parts = empty([cg.c, cg.g, partialWidth(mode)]);
-  const k = cached(`p|${mode}`, () => channelPartialsKernel(mode));
-  queue.dispatch(k, [...inputs, parts].map((t) => ({ buffer: t.buf })), params(cg, 0), [cg.g, cg.c, 1]);
+  const bufs = [...inputs, parts].map((t) => ({ buffer: t.buf }));
+  if (normPartialsImpl() === 'thread') {
+    const k = cached(`pt|${mode}`, () => channelPartialsThreadKernel(mode));
+    queue.dispatch(k, bufs, params(cg, 0), gridFor(cg.c * cg.g, THREAD_PARTIALS_WG));
+  } else {
+    const k = cached(`p|${mode}`, () => channelPartialsKernel(mode));
+    queue.dispatch(k, bufs, params(cg, 0), [cg.g, cg.c, 1]);
+  }
   return parts;
 }
 
