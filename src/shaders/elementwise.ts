@@ -1,7 +1,9 @@
 // Elementwise family: one generator for unary, binary and ternary maps with NumPy/PyTorch broadcasting,
 // plus strided gathers (permute, slice, expand) which are maps of one strided input.
 //
-// Tiling: one thread per output element, 256 threads per workgroup, 1-D grid folded over x/y (grid1d).
+// Tiling: 256 threads per workgroup, 1-D grid folded over x/y (grid1d), a grid-stride loop over the
+// elements: one element per thread on GPUs; on software adapters the host caps the grid (each
+// workgroup costs a scheduling round trip there) and threads loop.
 // Each input is addressed in one of three modes chosen on the host, so the common cases pay no index
 // math: 'same' (input index = output index), 'scalar' (always element `off`), 'strided' (output index
 // decomposed over the output shape, dotted with the input's strides; broadcast dims have stride 0).
@@ -67,12 +69,13 @@ ${decl}
 
 @compute @workgroup_size(${MAP_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
-  let i = ${linearIndexWgsl(MAP_WG)};
-  if (i >= p.n) { return; }
-${idx.join('\n')}
-${loop}
-${loads}
-  out[i] = ${s.out}(${s.expr});
+  // Grid-stride loop: the host may launch fewer threads than elements (software adapters pay per
+  // workgroup), each thread then handles every stride-th element.
+  let stride = nwg.x * nwg.y * ${MAP_WG}u;
+  for (var i = ${linearIndexWgsl(MAP_WG)}; i < p.n; i += stride) {
+${[...idx, loop, loads].join('\n').split('\n').map((l) => (l ? '  ' + l : l)).join('\n')}
+    out[i] = ${s.out}(${s.expr});
+  }
 }
 `;
   return { name: s.name, code, bindings: [...s.inputs.map(() => 'read' as const), 'write', 'uniform'] };

@@ -17,6 +17,7 @@ import { gridFor, type Kernel } from '../../shaders/kernel.js';
 import { MAP_WG } from '../../shaders/elementwise.js';
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
+import { device } from '../device.js';
 import { empty, type DType, type Shape, Tensor } from '../tensor.js';
 
 export function contiguousStrides(shape: Shape): number[] {
@@ -71,6 +72,17 @@ function simplify(shape: number[], strides: number[][]): { shape: number[]; stri
   return { shape: s, strides: st };
 }
 
+/**
+ * Threads launched for an elementwise map: one per element on GPUs; on software adapters (lavapipe)
+ * at most 64 workgroups, since there each workgroup costs a scheduling round trip and threads loop
+ * over the rest (grid-stride). TICKETLAB_MAP_GROUPS overrides the cap (workgroups).
+ */
+function mapThreadCap(): number {
+  const env = Number(process.env.TICKETLAB_MAP_GROUPS);
+  if (env > 0) return env * MAP_WG;
+  return device().info.isSoftware ? 64 * MAP_WG : Infinity;
+}
+
 const kernels = new Map<string, Kernel>();
 function cachedMap(name: string, expr: string, modes: InputMode[], types: ElemType[], out: ElemType): Kernel {
   const key = `${name}|${modes.join(',')}|${types.join(',')}|${out}|${expr}`;
@@ -123,12 +135,7 @@ export function mapRaw(
   p.uArr(inputs.map((x) => x.offset ?? 0), 4);
   p.uArr(simp.shape, 8);
   for (let k = 0; k < 3; k++) p.uArr(simp.strides[k] ?? [], 8);
-  queue.dispatch(
-    kernel,
-    [...inputs.map((x) => ({ buffer: x.t.buf })), { buffer: out.buf }],
-    p.view,
-    gridFor(n, MAP_WG),
-  );
+  queue.dispatch(kernel, [...inputs.map((x) => ({ buffer: x.t.buf })), { buffer: out.buf }], p.view, gridFor(Math.min(n, mapThreadCap()), MAP_WG));
   return out;
 }
 
