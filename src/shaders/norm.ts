@@ -138,40 +138,52 @@ export function channelPartialsThreadKernel(mode: PartialMode): Kernel {
   const name = `channel_partials_${mode}_thread`;
   const ins = mode === 'stats' ? ['x'] : mode === 'sum' ? ['dy'] : ['dy', 'x', 'mean', 'invstd'];
   const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<f32>;`).join('\n');
-  // Walks [beg, end) of channel ch: (n, q) advance without a division per element.
-  const loop = (body: string) => `  {
+  // Walks [beg, end) of channel ch, (n, q) advancing without a division per element, adding the
+  // terms into per-block accumulators folded into the totals every 32 elements: a serial float32 sum
+  // over thousands of values would lose digits that the workgroup variant's tree keeps.
+  const walkSum = (terms: [acc: string, expr: string][], pre = '') => `  {
+${terms.map(([a]) => `    var ${a}_b = 0.0;`).join('\n')}
     var nb = beg / p.hw;
     var q = beg - nb * p.hw;
+    var k = 0u;
     for (var i = beg; i < end; i++) {
       let a = (nb * p.c + ch) * p.hw + q;
-      ${body}
+      ${pre}
+${terms.map(([a, e]) => `      ${a}_b += ${e};`).join('\n')}
+      k += 1u;
+      if (k == 32u) {
+${terms.map(([a]) => `        ${a} += ${a}_b;
+        ${a}_b = 0.0;`).join('\n')}
+        k = 0u;
+      }
       q += 1u;
       if (q == p.hw) { q = 0u; nb += 1u; }
     }
+${terms.map(([a]) => `    ${a} += ${a}_b;`).join('\n')}
   }`;
   let body: string;
   if (mode === 'stats') {
-    // Sums are taken relative to the chunk's first value: a serial float32 sum of values far from zero
-    // (mean 1000, spread 0.01) would otherwise lose the mean's low digits, and the variance with them.
+    // Sums are also taken relative to the chunk's first value: values far from zero (mean 1000,
+    // spread 0.01) would otherwise lose the mean's low digits, and the variance with them.
     body = `  let nb0 = beg / p.hw;
   let sh = x[(nb0 * p.c + ch) * p.hw + (beg - nb0 * p.hw)];
   var s = 0.0;
-${loop('s += x[a] - sh;')}
+${walkSum([['s', 'x[a] - sh']])}
   let mu = sh + s / f32(end - beg);
   var ss = 0.0;
-${loop('let d = x[a] - mu; ss += d * d;')}
+${walkSum([['ss', 'd * d']], 'let d = x[a] - mu;')}
   parts[o * 2u] = mu;
   parts[o * 2u + 1u] = ss;`;
   } else if (mode === 'sum') {
     body = `  var s = 0.0;
-${loop('s += dy[a];')}
+${walkSum([['s', 'dy[a]']])}
   parts[o] = s;`;
   } else {
     body = `  let mu = mean[ch];
   let is = invstd[ch];
   var s = 0.0;
   var t = 0.0;
-${loop('let d = dy[a]; s += d; t += d * ((x[a] - mu) * is);')}
+${walkSum([['s', 'd'], ['t', 'd * ((x[a] - mu) * is)']], 'let d = dy[a];')}
   parts[o * 2u] = s;
   parts[o * 2u + 1u] = t;`;
   }
