@@ -62,7 +62,11 @@ export function num(values: Record<string, unknown>, flag: string, opts: { int?:
     (opts.min !== undefined && v < opts.min) ||
     (opts.max !== undefined && v > opts.max);
   if (bad) {
-    const what = `${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}${opts.max !== undefined ? ` <= ${opts.max}` : ''}`;
+    const kind = opts.int ? 'an integer' : 'a number';
+    const what =
+      opts.min !== undefined && opts.max !== undefined
+        ? `${kind} in [${opts.min}, ${opts.max}]`
+        : `${kind}${opts.min !== undefined ? ` >= ${opts.min}` : ''}${opts.max !== undefined ? ` <= ${opts.max}` : ''}`;
     throw new Error(`--${flag} '${String(raw)}' must be ${what}`);
   }
   return v;
