@@ -299,15 +299,29 @@ export const APPLY_WG = 64;
  * workgroup's y, so the per-channel values are uniform loads and no thread divides to find its
  * channel (a software adapter scalarises vector integer division).
  */
-const APPLY_INDEX = `  let q = wid.x * ${APPLY_WG}u + lid;
+/**
+ * Thread (q in the plane, channel ch) handles batch items wid.z, wid.z + nwg.z, ...: one per thread
+ * when the grid's z covers N (GPUs); on software adapters the host launches z = 1, since each
+ * workgroup costs a scheduling round trip there.
+ */
+function applyLoop(body: string): string {
+  return `  let q = wid.x * ${APPLY_WG}u + lid;
   if (q >= p.hw) { return; }
   let ch = wid.y;
-  let i = (wid.z * p.c + ch) * p.hw + q;`;
+  let nbatch = p.cnt / p.hw;
+  for (var nz = wid.z; nz < nbatch; nz += nwg.z) {
+    let i = (nz * p.c + ch) * p.hw + q;
+${body
+  .split('\n')
+  .map((l) => (l ? '  ' + l : l))
+  .join('\n')}
+  }`;
+}
 
 /**
  * y = (x - mean[c]) * s[c] * gamma[c] + beta[c], with s = scale[c] (invstd) or, `fromVar`,
  * inverseSqrt(scale[c] + eps) (eval mode reads the running variance). Bindings: x, mean, scale,
- * [gamma, beta], y, params. Grid: (ceil(HW / APPLY_WG), C, N).
+ * [gamma, beta], y, params. Grid: (ceil(HW / APPLY_WG), C, N or fewer).
  */
 export function bnApplyKernel(affine: boolean, fromVar: boolean): Kernel {
   const name = `bn_apply${affine ? '_affine' : ''}${fromVar ? '_var' : ''}`;
@@ -323,10 +337,9 @@ ${affine ? `@group(0) @binding(3) var<storage, read> gamma: array<f32>;
 
 @compute @workgroup_size(${APPLY_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
-${APPLY_INDEX}
-  let s = ${fromVar ? 'inverseSqrt(scale[ch] + p.eps)' : 'scale[ch]'};
+${applyLoop(`  let s = ${fromVar ? 'inverseSqrt(scale[ch] + p.eps)' : 'scale[ch]'};
   let xh = (x[i] - mean[ch]) * s;
-  y[i] = ${affine ? 'xh * gamma[ch] + beta[ch]' : 'xh'};
+  y[i] = ${affine ? 'xh * gamma[ch] + beta[ch]' : 'xh'};`)}
 }
 `;
   const bindings: Kernel['bindings'] = affine
@@ -360,8 +373,7 @@ ${decl}
 
 @compute @workgroup_size(${APPLY_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
-${APPLY_INDEX}
-${body}
+${applyLoop(body)}
 }
 `;
   const bindings: Kernel['bindings'] = [...ins.map(() => 'read' as const), 'write', 'uniform'];

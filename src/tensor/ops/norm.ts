@@ -58,7 +58,9 @@ export function channelGeometry(shape: Shape, what = 'batch norm'): ChanGeom {
 
 /** Grid of the elementwise kernels: (HW / APPLY_WG, C, N). */
 function applyGrid(cg: ChanGeom): Grid {
-  const g: Grid = [Math.ceil(cg.hw / APPLY_WG), cg.c, cg.n];
+  // With the software-adapter policy ('thread', see normPartialsImpl) one workgroup row per (plane
+  // tile, channel) and threads loop over the batch; on GPUs one z slice per batch item.
+  const g: Grid = [Math.ceil(cg.hw / APPLY_WG), cg.c, normPartialsImpl() === 'thread' ? Math.min(1, cg.n) : cg.n];
   if (g.some((d) => d > MAX_GROUPS_PER_DIM)) {
     throw new Error(`batch norm: [N=${cg.n}, C=${cg.c}, HW=${cg.hw}] needs a grid of [${g.join(', ')}], over ${MAX_GROUPS_PER_DIM} per dimension`);
   }
@@ -92,7 +94,8 @@ export type NormPartialsImpl = 'group' | 'thread';
 
 /**
  * Stage-1 variant: 'group' (a workgroup per chunk, tree reduction in workgroup memory) on GPUs,
- * 'thread' (a thread per chunk, no barriers) on software adapters, where barriers are ruinous.
+ * 'thread' (a thread per chunk, no barriers) on software adapters, where barriers are ruinous. The
+ * elementwise BN kernels follow the same policy (z = N on GPUs, z = 1 with a batch loop otherwise).
  * TICKETLAB_NORM=group|thread overrides. Both give the same partials up to summation order.
  */
 export function normPartialsImpl(): NormPartialsImpl {
