@@ -90,7 +90,7 @@ describe('run folder checks', () => {
     await fails(['--run', run, '--target', 'both'], /--target 'both' is not one of fake, real/);
     await fails(['--run', run, '--method', 'scorecam'], /--method 'scorecam' is not one of gradcam, gradcam\+\+/);
     await fails(['--run', run, '--layer', 'layer4'], /--layer 'layer4' is not a layer of meso4 \(one of block1, block2, block3, block4\)/);
-    await fails(['--run', run, '--n', '0'], /--n '0' must be an integer >= 1/);
+    await fails(['--run', run, '--n', '0'], /--n '0' must be an integer in \[1, /);
     await fails(['--run', run, '--images', path.join(tmp, 'nope')], /no such folder/);
     await fails(['--run', path.join(tmp, 'nope')], /no such folder/);
   });
