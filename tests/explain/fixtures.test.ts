@@ -3,7 +3,7 @@
 // PyTorch's Grad-CAM of the +logit at the last block: A, the channel weights, sum_k w_k A_k and its ReLU
 // (before any normalisation). gradCam() must reproduce them within 1e-4, and its normalised map must
 // be the fixture's raw cam put through the documented normalise -> resize -> normalise.
-import { formula, inputValues, type FillEntry, type InputSpec } from '../ref/fixture-formula.js';
+import { expectNearFixture, formula, inputValues, type FillEntry, type InputSpec } from '../ref/fixture-formula.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -22,28 +22,9 @@ afterAll(() => {
   if (report.length) console.log(`gradCam() vs PyTorch (norm-wise relative error, max abs error):\n  ${report.join('\n  ')}`);
 });
 
-/** Norm-wise relative error <= rtol and element-wise |d| <= rtol |want| + floor (as tests/nn/pytorch.test.ts). */
+/** Norm-wise and element-wise comparison (tests/ref/fixture-formula.ts), logged for the summary. */
 function expectNear(got: ArrayLike<number>, want: ArrayLike<number>, what: string, floor?: number): void {
-  expect(got.length, `${what}: length`).toBe(want.length);
-  let d2 = 0;
-  let w2 = 0;
-  let wmax = 0;
-  let dmax = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = got[i] - want[i];
-    d2 += d * d;
-    w2 += want[i] * want[i];
-    wmax = Math.max(wmax, Math.abs(want[i]));
-    dmax = Math.max(dmax, Math.abs(d));
-  }
-  const rel = w2 > 0 ? Math.sqrt(d2 / w2) : d2 > 0 ? Infinity : 0;
-  report.push(`${what}: ${rel.toExponential(2)}, ${dmax.toExponential(2)} (max |want| ${wmax.toPrecision(3)})`);
-  expect(rel, `${what}: norm-wise relative error`).toBeLessThanOrEqual(RTOL);
-  const fl = floor ?? (RTOL * wmax) / 10;
-  for (let i = 0; i < want.length; i++) {
-    const tol = RTOL * Math.abs(want[i]) + fl;
-    if (!(Math.abs(got[i] - want[i]) <= tol)) throw new Error(`${what}[${i}]: got ${got[i]}, want ${want[i]} (tolerance ${tol.toExponential(2)})`);
-  }
+  expectNearFixture(got, want, what, { rtol: RTOL, floor, report });
 }
 
 

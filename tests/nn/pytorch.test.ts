@@ -6,7 +6,7 @@
 // <model>_<size>: our createModel() nets with the same state-dict keys and shapes as the PyTorch
 //   definitions, filled with the fixture's formula weights; eval-mode logits and the raw Grad-CAM map of
 //   the last block.
-import { formula, inputValues, type FillEntry, type InputSpec } from '../ref/fixture-formula.js';
+import { expectNearFixture, formula, inputValues, type FillEntry, type InputSpec } from '../ref/fixture-formula.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -39,37 +39,9 @@ function get(t: Map<string, HostTensorF32>, k: string): HostTensorF32 {
   return v;
 }
 
-/**
- * got vs want: norm-wise ||got - want|| / ||want|| <= rtol, and element-wise
- * |got_i - want_i| <= rtol * |want_i| + floor, where floor defaults to rtol * max|want| / 10 (a small
- * absolute floor for the elements that cancel to near zero). Returns the norm-wise error.
- */
+/** Norm-wise and element-wise comparison (tests/ref/fixture-formula.ts), logged for the summary. */
 function expectNear(got: ArrayLike<number>, want: ArrayLike<number>, what: string, o: { rtol?: number; floor?: number } = {}): number {
-  const rtol = o.rtol ?? RTOL;
-  expect(got.length, `${what}: length`).toBe(want.length);
-  let d2 = 0;
-  let w2 = 0;
-  let wmax = 0;
-  let dmax = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = got[i] - want[i];
-    d2 += d * d;
-    w2 += want[i] * want[i];
-    wmax = Math.max(wmax, Math.abs(want[i]));
-    dmax = Math.max(dmax, Math.abs(d));
-  }
-  // An all-zero reference (a cam where every position votes against the target) must be matched exactly.
-  const rel = w2 > 0 ? Math.sqrt(d2) / Math.sqrt(w2) : d2 > 0 ? Infinity : 0;
-  report.push(`${what}: ${rel.toExponential(2)}, ${dmax.toExponential(2)} (max |want| ${wmax.toPrecision(3)})`);
-  expect(rel, `${what}: norm-wise relative error`).toBeLessThanOrEqual(rtol);
-  const floor = o.floor ?? (rtol * wmax) / 10;
-  for (let i = 0; i < want.length; i++) {
-    const tol = rtol * Math.abs(want[i]) + floor;
-    if (!(Math.abs(got[i] - want[i]) <= tol)) {
-      throw new Error(`${what}: element ${i}: got ${got[i]}, want ${want[i]} (tolerance ${tol.toExponential(2)})`);
-    }
-  }
-  return rel;
+  return expectNearFixture(got, want, what, { rtol: o.rtol ?? RTOL, floor: o.floor, report });
 }
 
 async function host(t: Tensor): Promise<Float32Array> {
