@@ -24,6 +24,13 @@ function unbroadcast(g: Tensor, shape: Shape): Tensor {
   return sameShape(g.shape, shape) ? g.reshape(shape) : sumToShape(g, shape);
 }
 
+/** unbroadcast() of a temporary the rule computed; the temporary is freed unless the result views it. */
+function unbroadcastOwned(t: Tensor, shape: Shape): Tensor {
+  const r = unbroadcast(t, shape);
+  if (r.storage !== t.storage) t.dispose();
+  return r;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Elementwise
 
@@ -32,44 +39,24 @@ export function add(a: Tensor, b: Tensor): Tensor {
 }
 
 export function sub(a: Tensor, b: Tensor): Tensor {
-  return record('sub', binary('sub', a, b), [a, b], (g) => [unbroadcast(g, a.shape), b.requiresGrad ? unbroadcastNeg(g, b.shape) : null]);
-}
-function unbroadcastNeg(g: Tensor, shape: Shape): Tensor {
-  const n = unary('neg', g);
-  const r = unbroadcast(n, shape);
-  if (r.storage !== n.storage) n.dispose();
-  return r;
+  return record('sub', binary('sub', a, b), [a, b], (g) => [
+    unbroadcast(g, a.shape),
+    b.requiresGrad ? unbroadcastOwned(unary('neg', g), b.shape) : null,
+  ]);
 }
 
 export function mul(a: Tensor, b: Tensor): Tensor {
   return record('mul', binary('mul', a, b), [a, b], (g) => [
-    a.requiresGrad ? reduceProduct(g, b, a.shape) : null,
-    b.requiresGrad ? reduceProduct(g, a, b.shape) : null,
+    a.requiresGrad ? unbroadcastOwned(binary('mul', g, b), a.shape) : null,
+    b.requiresGrad ? unbroadcastOwned(binary('mul', g, a), b.shape) : null,
   ]);
-}
-function reduceProduct(g: Tensor, other: Tensor, shape: Shape): Tensor {
-  const p = binary('mul', g, other);
-  const r = unbroadcast(p, shape);
-  if (r.storage !== p.storage) p.dispose();
-  return r;
 }
 
 export function div(a: Tensor, b: Tensor): Tensor {
-  return record('div', binary('div', a, b), [a, b], (g) => {
-    let ga: Tensor | null = null;
-    let gb: Tensor | null = null;
-    if (a.requiresGrad) {
-      const t = binary('div', g, b);
-      ga = unbroadcast(t, a.shape);
-      if (ga.storage !== t.storage) t.dispose();
-    }
-    if (b.requiresGrad) {
-      const t = mapExpr('div_grad_b', '-x0 * x1 / (x2 * x2)', [g, a, b]);
-      gb = unbroadcast(t, b.shape);
-      if (gb.storage !== t.storage) t.dispose();
-    }
-    return [ga, gb];
-  });
+  return record('div', binary('div', a, b), [a, b], (g) => [
+    a.requiresGrad ? unbroadcastOwned(binary('div', g, b), a.shape) : null,
+    b.requiresGrad ? unbroadcastOwned(mapExpr('div_grad_b', '-x0 * x1 / (x2 * x2)', [g, a, b]), b.shape) : null,
+  ]);
 }
 
 export function neg(x: Tensor): Tensor {
@@ -130,11 +117,6 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
     zero.dispose();
     return [ga, gb];
   });
-}
-function unbroadcastOwned(t: Tensor, shape: Shape): Tensor {
-  const r = unbroadcast(t, shape);
-  if (r.storage !== t.storage) t.dispose();
-  return r;
 }
 
 // ---------------------------------------------------------------------------------------------
