@@ -54,7 +54,8 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
       startFrom: path.join(levelDir(o.source, 0), 'init.safetensors'),
       label: 'transfer: dense on target',
     });
-    rows.push({ method: 'dense', level: 0, sparsity: 0, evaluated: await evaluatedOnTarget(o, 0, 'imp'), retrained: dense.test });
+    const denseOnTarget = await evaluateOnTarget(o, levelDir(o.source, 0), path.join(o.out, 'dense'), model, ws, onesMasks(ws), cfg.train.batch);
+    rows.push({ method: 'dense', level: 0, sparsity: 0, evaluated: denseOnTarget, retrained: dense.test });
     const sources: { method: string; level: number; dir: string }[] = [];
     for (const k of o.levels) {
       sources.push({ method: `imp-${cfg.scope}`, level: k, dir: levelDir(o.source, k) });
@@ -95,22 +96,7 @@ function round(v: number): number {
   return Math.round(v * 1e6) / 1e6;
 }
 
-/** The dense source model evaluated on the target (row "dense", column (a)). */
-async function evaluatedOnTarget(o: TransferOptions, level: number, _m: string): Promise<BinaryMetrics | null> {
-  const file = path.join(o.out, 'dense', 'evaluated.json');
-  if (fs.existsSync(file)) return readJson<BinaryMetrics>(file);
-  const cfgModel = await readJson<ImpConfig>(path.join(o.source, 'config.json'));
-  const m = createModel(cfgModel.model, { size: cfgModel.size });
-  try {
-    await loadWeightsFile(m, path.join(levelDir(o.source, level), 'final.safetensors'));
-    const res = roundMetrics(await evaluate(m, o.data.test, cfgModel.train.batch, 'evaluate source model', o.progress));
-    await writeJsonAtomic(file, res);
-    return res;
-  } finally {
-    m.dispose();
-  }
-}
-
+/** The A-trained model of `sourceDir`, under its masks, evaluated on B's test split (cached in outDir). */
 async function evaluateOnTarget(
   o: TransferOptions,
   sourceDir: string,

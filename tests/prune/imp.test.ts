@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { openDataset, type DatasetSplits } from '../../src/data/datasets.js';
 import { runControls, runImp, runOneShot, type ImpConfig } from '../../src/prune/imp.js';
 import { Interrupted } from '../../src/train/trainer.js';
+import { runTransfer } from '../../src/prune/transfer.js';
 import { readF32Tensors } from '../../src/nn/checkpoint.js';
 import { countKept, loadMasks, prunableWeights } from '../../src/prune/masks.js';
 import { createModel } from '../../src/nn/models/index.js';
@@ -121,6 +122,35 @@ describe('IMP on a tiny synthetic set', () => {
     const reStart = await tensorsOf(path.join(run, 'controls', 'reinit', 'level_2', 'start.safetensors'));
     const init = await tensorsOf(path.join(run, 'level_0', 'init.safetensors'));
     expect(Buffer.from(reStart.get('conv1.weight')!.data.buffer).equals(Buffer.from(init.get('conv1.weight')!.data.buffer))).toBe(false);
+  });
+
+  it('transfer: the ticket evaluated on and retrained on another dataset, next to dense; re-run is a no-op', async () => {
+    const target = await openDataset('synthetic:train=48,val=16,test=16,difficulty=0.2,seed=9', { size: cfg.size, seed: 0 });
+    const out = path.join(run, 'transfer-test');
+    const o = { source: run, out, data: target, levels: [1], oneshot: false, resume: false, progress: false, log: quiet };
+    const rows = await runTransfer({ ...cfg, train: { ...cfg.train, epochs: 1 } }, o);
+    expect(rows.map((r) => [r.method, r.level])).toEqual([
+      ['dense', 0],
+      ['imp-global', 1],
+    ]);
+    for (const r of rows) {
+      expect(r.evaluated?.n).toBe(16);
+      expect(r.retrained?.n).toBe(16);
+    }
+    expect(rows[1].sparsity).toBeCloseTo(0.2, 3);
+    for (const f of ['transfer.csv', 'transfer.json', 'dense/evaluated.json', 'imp-global_level_1/evaluated.json', 'imp-global_level_1/result.json']) {
+      expect(fs.existsSync(path.join(out, f)), f).toBe(true);
+    }
+    // The retrained ticket keeps the source mask: its pruned weights are exactly zero.
+    const ws = prunableWeights(createModel('meso4', { size: 32 }));
+    const masks = await loadMasks(path.join(run, 'level_1', 'mask.safetensors'), ws);
+    const fin = await tensorsOf(path.join(out, 'imp-global_level_1', 'final.safetensors'));
+    for (const [key, m] of masks) m.forEach((v, i) => v || expect(Object.is(fin.get(key)!.data[i], 0)).toBe(true));
+    const f = path.join(out, 'imp-global_level_1', 'final.safetensors');
+    const before = fs.statSync(f).mtimeMs;
+    const again = await runTransfer({ ...cfg, train: { ...cfg.train, epochs: 1 } }, { ...o, resume: true });
+    expect(again).toEqual(rows);
+    expect(fs.statSync(f).mtimeMs).toBe(before);
   });
 
   it('late rewinding (step:2) starts later levels from theta_2', async () => {
