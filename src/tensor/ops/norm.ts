@@ -138,6 +138,18 @@ export interface BatchNormTrainResult {
   invstd: Tensor;
 }
 
+/** Validates a forward call's operands (one-line errors naming the operand); returns its geometry. */
+function checkForward(x: Tensor, gamma: Tensor | null, beta: Tensor | null, runningMean: Tensor | null, runningVar: Tensor | null): { cg: ChanGeom; affine: boolean } {
+  if (x.dtype !== 'f32') throw new Error(`batch norm: input must be f32, got ${x.dtype}`);
+  const cg = channelGeometry(x.shape);
+  const affine = checkAffine(gamma, beta);
+  checkVec(gamma, cg.c, 'gamma');
+  checkVec(beta, cg.c, 'beta');
+  checkVec(runningMean, cg.c, 'running mean');
+  checkVec(runningVar, cg.c, 'running var');
+  return { cg, affine };
+}
+
 /**
  * Training-mode batch norm: normalises with the batch statistics and, when running stats are given,
  * updates them IN PLACE (running = (1 - momentum) * running + momentum * stat, unbiased variance).
@@ -152,13 +164,7 @@ export function batchNormTrainForward(
   momentum = 0.1,
   eps = 1e-5,
 ): BatchNormTrainResult {
-  if (x.dtype !== 'f32') throw new Error(`batch norm: input must be f32, got ${x.dtype}`);
-  const cg = channelGeometry(x.shape);
-  const affine = checkAffine(gamma, beta);
-  checkVec(gamma, cg.c, 'gamma');
-  checkVec(beta, cg.c, 'beta');
-  checkVec(runningMean, cg.c, 'running mean');
-  checkVec(runningVar, cg.c, 'running var');
+  const { cg, affine } = checkForward(x, gamma, beta, runningMean, runningVar);
   if (!!runningMean !== !!runningVar) throw new Error('batch norm: pass both running mean and running var or neither');
   if (cg.cnt < 2) throw new Error(`batch norm: training needs more than 1 value per channel, input ${shapeStr(x.shape)}`);
   const mean = empty([cg.c]);
@@ -185,13 +191,7 @@ export function batchNormEvalForward(
   runningVar: Tensor,
   eps = 1e-5,
 ): Tensor {
-  if (x.dtype !== 'f32') throw new Error(`batch norm: input must be f32, got ${x.dtype}`);
-  const cg = channelGeometry(x.shape);
-  const affine = checkAffine(gamma, beta);
-  checkVec(gamma, cg.c, 'gamma');
-  checkVec(beta, cg.c, 'beta');
-  checkVec(runningMean, cg.c, 'running mean');
-  checkVec(runningVar, cg.c, 'running var');
+  const { cg, affine } = checkForward(x, gamma, beta, runningMean, runningVar);
   const y = empty(x.shape);
   const ak = cached(`apply|${affine}|true`, () => bnApplyKernel(affine, true));
   const ab = [x, runningMean, runningVar, ...(affine ? [gamma!, beta!] : []), y];
