@@ -5,7 +5,7 @@ import { closeDevice, initDevice } from '../tensor/device.js';
 import { Interrupted } from '../train/trainer.js';
 import { missingDatasets, planSweep, readSweepConfig, runSweep, type SweepPlan } from '../prune/sweep.js';
 import { writeRunReport } from '../report/run-report.js';
-import { formatTable } from '../report/table.js';
+import { formatTable } from '../util/table.js';
 import { parseFlags, type Command } from './args.js';
 import { installStopSignal } from './signals.js';
 import { printReport } from './report.js';

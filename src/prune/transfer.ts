@@ -13,7 +13,7 @@ import { evaluate } from '../train/trainer.js';
 import type { BinaryMetrics } from '../train/metrics.js';
 import { roundMetrics } from '../train/metrics.js';
 import { readJson, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
-import { toCsv } from '../report/csv.js';
+import { toCsv } from '../util/csv.js';
 import { attachMasks, detachMasks, loadMasks, onesMasks, prunableWeights, sparsityReport } from './masks.js';
 import { loadWeightsFile, runLevel } from './level.js';
 import { parseRewind, rewindFile, type ImpConfig } from './imp.js';

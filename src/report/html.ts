@@ -1,7 +1,7 @@
 // The run report: one self-contained HTML file (inline CSS and SVG, no scripts, no network), so it can be
 // opened from disk, attached to an issue or archived with the run. Raster images (Grad-CAM overlays) stay
 // as files beside it, referenced by relative path, to keep the page small.
-import { escapeHtml } from './escape.js';
+import { escapeHtml } from '../util/escape.js';
 
 export interface ReportSection {
   heading: string;

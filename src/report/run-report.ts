@@ -17,11 +17,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
-import { parseCsv, toCsv, type CsvRow } from './csv.js';
-import { formatTable, htmlTable, type ColumnSpec, type TableCell, type TableRow } from './table.js';
+import { parseCsv, toCsv, type CsvRow } from '../util/csv.js';
+import { formatTable, htmlTable, type ColumnSpec, type TableCell, type TableRow } from '../util/table.js';
 import { barChart, linePlot, PALETTE, type LineSeries, type MarkerShape } from './svg-plot.js';
 import { figure, figureRow, htmlReport, imageTag, relativeUrl, scrollable, type MetaValue, type ReportSection } from './html.js';
-import { escapeHtml } from './escape.js';
+import { escapeHtml } from '../util/escape.js';
 import { collectRuns, methodRank, type CollectedRun, type LevelRow } from './collect.js';
 
 /** summary.csv's columns, in order; images_per_second, winning_ticket, status and run follow them. */

@@ -2,7 +2,7 @@
 // grouped bar charts (per-layer sparsity). Output is a standalone SVG string that renders the same in
 // browsers, when inlined into HTML, and through librsvg (sharp), so only presentation attributes are
 // used: a <style> block would leak into the page an SVG is inlined into.
-import { escapeXml } from './escape.js';
+import { escapeXml } from '../util/escape.js';
 
 /**
  * Okabe–Ito palette: distinguishable under the common colour-vision deficiencies. Yellow comes last

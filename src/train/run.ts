@@ -4,10 +4,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readJson, writeJsonAtomic } from '../io/atomic.js';
+import { runFile } from '../io/run-paths.js';
 
-export function levelDir(run: string, level: number): string {
-  return path.join(run, `level_${level}`);
-}
+export { levelDir } from '../io/run-paths.js';
 
 function diffKeys(a: unknown, b: unknown, prefix = ''): string[] {
   if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object') {
@@ -22,14 +21,14 @@ function diffKeys(a: unknown, b: unknown, prefix = ''): string[] {
  * config. `resume` allows a folder that holds unfinished work.
  */
 export async function openRun(dir: string, config: object, o: { resume: boolean }): Promise<void> {
-  const file = path.join(dir, 'config.json');
+  const file = runFile(dir, 'config');
   if (fs.existsSync(file)) {
     const old = await readJson<object>(file);
     const diff = diffKeys(old, config);
     if (diff.length) {
       throw new Error(`${dir} was made with other settings (${diff.slice(0, 5).join(', ')} differ); use another --out`);
     }
-    if (!o.resume && !fs.existsSync(path.join(dir, 'done.json'))) {
+    if (!o.resume && !fs.existsSync(runFile(dir, 'done'))) {
       throw new Error(`${dir} holds an unfinished run; pass --resume to continue it or choose another --out`);
     }
     return;
@@ -40,5 +39,5 @@ export async function openRun(dir: string, config: object, o: { resume: boolean 
 
 /** Marks a run folder finished (re-running it is then a no-op). */
 export async function markDone(dir: string, summary: object): Promise<void> {
-  await writeJsonAtomic(path.join(dir, 'done.json'), { finishedAt: new Date().toISOString(), ...summary });
+  await writeJsonAtomic(runFile(dir, 'done'), { finishedAt: new Date().toISOString(), ...summary });
 }

@@ -26,7 +26,7 @@ import { saveSafetensors } from '../io/safetensors.js';
 import { readJson, writeJsonAtomic } from '../io/atomic.js';
 import { appendJsonl, readJsonl } from '../io/jsonl.js';
 import { readF32Tensors, toHostTensors } from '../nn/checkpoint.js';
-import { Progress } from '../report/progress.js';
+import { Progress } from '../util/progress.js';
 import { binaryMetrics, roundMetrics, type BinaryMetrics } from './metrics.js';
 import { Dropout } from '../nn/layers.js';
 import { writeTensor } from '../tensor/io.js';

@@ -11,7 +11,7 @@ import { attachMasks, onesMasks, prunableWeights, saveMasks, sparsityReport, det
 import { magnitudeScores, pruneToSparsity } from '../../src/prune/magnitude.js';
 import { fromArray } from '../../src/tensor/tensor.js';
 import { noGrad } from '../../src/autograd/tape.js';
-import { parseCsv } from '../../src/report/csv.js';
+import { parseCsv } from '../../src/util/csv.js';
 import { writePng } from '../../src/data/image.js';
 import { checkLevels, defaultLevels, explainRun, readRunInfo, type ExplainResult } from '../../src/explain/run.js';
 import { pickImages } from '../../src/explain/images.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { figure, figureRow, htmlReport, imageTag, relativeUrl, scrollable, slugify } from '../../src/report/html.js';
 import { linePlot } from '../../src/report/svg-plot.js';
-import { htmlTable } from '../../src/report/table.js';
+import { htmlTable } from '../../src/util/table.js';
 
 const VOID = new Set(['meta', 'img', 'br', 'hr', 'input', 'link']);
 

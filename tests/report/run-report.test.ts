@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { collectRun, collectRuns, dataLabel, MalformedRunError } from '../../src/report/collect.js';
 import { EXTRA_COLUMNS, SUMMARY_COLUMNS, spreadLevels, ticketVerdicts, writeRunReport } from '../../src/report/run-report.js';
-import { parseCsv } from '../../src/report/csv.js';
+import { parseCsv } from '../../src/util/csv.js';
 import { reportCommand } from '../../src/cli/report.js';
 
 const tmp = (name: string) => fs.mkdtempSync(path.join(os.tmpdir(), `report-${name}-`));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { barChart, formatNumber, formatTicks, linePlot, logTicks, niceTicks, truncateMiddle, type LineSeries } from '../../src/report/svg-plot.js';
-import { escapeXml } from '../../src/report/escape.js';
+import { escapeXml } from '../../src/util/escape.js';
 
 /**
  * Tiny well-formedness check: every tag closes in order, attributes are quoted, and text holds no raw

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { displayWidth, formatCell, formatTable, htmlTable } from '../../src/report/table.js';
+import { displayWidth, formatCell, formatTable, htmlTable } from '../../src/util/table.js';
 
 describe('formatTable', () => {
   const rows = [

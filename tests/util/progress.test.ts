@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatDuration, formatProgressLine, formatRate, Progress, type ProgressStream } from '../../src/report/progress.js';
+import { formatDuration, formatProgressLine, formatRate, Progress, type ProgressStream } from '../../src/util/progress.js';
 
 describe('formatDuration', () => {
   it.each([

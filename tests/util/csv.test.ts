@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { csvColumns, parseCsv, toCsv, type CsvRow } from '../../src/report/csv.js';
+import { csvColumns, parseCsv, toCsv, type CsvRow } from '../../src/util/csv.js';
 
 describe('toCsv', () => {
   it('quotes only what needs quoting', () => {
