@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readJson, writeJsonAtomic } from '../io/atomic.js';
 import { runFile } from '../io/run-paths.js';
+import { acquireLock, type HeldLock } from '../io/lock.js';
 
 export { levelDir } from '../io/run-paths.js';
 
@@ -40,4 +41,13 @@ export async function openRun(dir: string, config: object, o: { resume: boolean 
 /** Marks a run folder finished (re-running it is then a no-op). */
 export async function markDone(dir: string, summary: object): Promise<void> {
   await writeJsonAtomic(runFile(dir, 'done'), { finishedAt: new Date().toISOString(), ...summary });
+}
+
+/**
+ * Takes the run folder's lock (`<dir>/.lock`): one writer per run folder. A second writer, or a
+ * `--resume` of a run that is still live, fails with a one-line error naming the holder; the lock of a
+ * killed process is taken over. Released at exit.
+ */
+export function lockRun(dir: string, purpose: string): HeldLock {
+  return acquireLock(runFile(dir, 'lock'), { purpose });
 }

@@ -1,0 +1,239 @@
+// One writer per folder (and one worker per sweep unit): a lock file made with an atomic
+// create-exclusive open, holding who holds it and a heartbeat the holder refreshes. A lock whose holder
+// is gone is taken over:
+//   - on the same host, when the holder's pid no longer exists (kill -9, a scheduler's kill), at once;
+//   - from any host, when the heartbeat is older than `staleMs` (a node that died, a pod evicted).
+// Breaking a stale lock is itself serialised by a second create-exclusive file (`<lock>.break`), so two
+// processes that both see the same stale lock cannot both delete it and then delete each other's fresh
+// one. Everything is synchronous: locks are taken at start-up and released in exit handlers.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { writeFileAtomicSync, formatJson } from './atomic.js';
+
+export interface LockHolder {
+  host: string;
+  pid: number;
+  /** ISO time the lock was taken. */
+  started: string;
+  /** ISO time of the last refresh. */
+  heartbeat: string;
+  /** What the holder is doing, for messages ("imp", "sweep worker 2 on level_3"). */
+  purpose: string;
+  /** Random, so a holder can tell its own lock from a successor's. */
+  token: string;
+}
+
+export interface LockOptions {
+  purpose: string;
+  /** A heartbeat older than this marks the lock stale. Default 60 s. */
+  staleMs?: number;
+  /** How often the holder refreshes its heartbeat. Default staleMs / 4; 0 disables the timer. */
+  heartbeatMs?: number;
+}
+
+export interface HeldLock {
+  readonly file: string;
+  readonly holder: LockHolder;
+  /** True once another process took the lock over (our heartbeat stopped for longer than staleMs). */
+  readonly lost: boolean;
+  /** Rewrites the heartbeat now (also done by a timer). */
+  refresh(): void;
+  /** Removes the lock if it is still ours. Safe to call twice. */
+  release(): void;
+}
+
+export const DEFAULT_STALE_MS = 60_000;
+/** A `.break` file older than this belongs to a breaker that died mid-way. */
+const BREAK_STALE_MS = 10_000;
+
+export class LockHeldError extends Error {
+  constructor(
+    readonly file: string,
+    readonly holder: LockHolder,
+  ) {
+    super(`${path.dirname(file)} is in use by ${describeHolder(holder)}; wait for it to finish, or stop it`);
+    this.name = 'LockHeldError';
+  }
+}
+
+export function describeHolder(h: LockHolder): string {
+  return `${h.purpose || 'a ticketlab process'} (pid ${h.pid} on ${h.host}, since ${h.started}, last heartbeat ${h.heartbeat})`;
+}
+
+function isHolder(v: unknown): v is LockHolder {
+  if (v === null || typeof v !== 'object') return false;
+  const o = v as Record<string, unknown>;
+  return typeof o.host === 'string' && Number.isInteger(o.pid) && typeof o.started === 'string' && typeof o.heartbeat === 'string' &&
+    typeof o.purpose === 'string' && typeof o.token === 'string';
+}
+
+/**
+ * The holder recorded in a lock file, or null when there is none. A lock file that cannot be parsed is
+ * reported as a holder with pid 0 and the file's mtime as heartbeat, so it goes stale like any other.
+ */
+export function readLock(file: string): LockHolder | null {
+  let text: string;
+  let mtime: Date;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+    mtime = fs.statSync(file).mtime;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    const v: unknown = JSON.parse(text);
+    if (isHolder(v)) return v;
+  } catch {
+    // fall through: damaged lock
+  }
+  return { host: '?', pid: 0, started: mtime.toISOString(), heartbeat: mtime.toISOString(), purpose: 'an unreadable lock', token: '' };
+}
+
+function pidAlive(pid: number): boolean {
+  if (!(pid > 0)) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the pid exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Whether a holder is gone: its pid is dead (same host) or its heartbeat is older than staleMs. */
+export function lockIsStale(h: LockHolder, staleMs: number = DEFAULT_STALE_MS, now: number = Date.now()): boolean {
+  if (h.host === os.hostname() && h.pid > 0 && h.pid !== process.pid && !pidAlive(h.pid)) return true;
+  if (h.host === os.hostname() && h.pid === process.pid) return false;
+  const beat = Date.parse(h.heartbeat);
+  return !Number.isFinite(beat) || now - beat > staleMs;
+}
+
+function newHolder(purpose: string): LockHolder {
+  const now = new Date().toISOString();
+  return { host: os.hostname(), pid: process.pid, started: now, heartbeat: now, purpose, token: randomBytes(8).toString('hex') };
+}
+
+function createExclusive(file: string, text: string): boolean {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'wx', 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+  try {
+    fs.writeFileSync(fd, text);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return true;
+}
+
+/** Removes `file` if it still records the stale holder we saw; serialised by `<file>.break`. */
+function breakStale(file: string, seen: LockHolder): void {
+  const breaker = `${file}.break`;
+  if (!createExclusive(breaker, String(process.pid))) {
+    try {
+      if (Date.now() - fs.statSync(breaker).mtimeMs > BREAK_STALE_MS) fs.rmSync(breaker, { force: true });
+    } catch {
+      // another breaker finished meanwhile
+    }
+    return;
+  }
+  try {
+    const now = readLock(file);
+    if (now && now.token === seen.token && now.heartbeat === seen.heartbeat) fs.rmSync(file, { force: true });
+  } finally {
+    fs.rmSync(breaker, { force: true });
+  }
+}
+
+const held = new Set<HeldLock>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const l of [...held]) l.release();
+  });
+}
+
+/** Takes the lock at `file`, or returns null when a live process holds it. Creates the parent folder. */
+export function tryAcquireLock(file: string, o: LockOptions): HeldLock | null {
+  const staleMs = o.staleMs ?? DEFAULT_STALE_MS;
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const holder = newHolder(o.purpose);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    if (createExclusive(file, formatJson(holder))) return startHolding(file, holder, o.heartbeatMs ?? staleMs / 4);
+    const other = readLock(file);
+    if (other === null) continue; // released between our open and our read
+    if (!lockIsStale(other, staleMs)) return null;
+    breakStale(file, other);
+  }
+  return null;
+}
+
+/** Takes the lock at `file` or throws a one-line LockHeldError naming the holder. */
+export function acquireLock(file: string, o: LockOptions): HeldLock {
+  const l = tryAcquireLock(file, o);
+  if (l) return l;
+  const h = readLock(file);
+  if (h) throw new LockHeldError(file, h);
+  throw new Error(`${file}: could not take the lock (it changed hands repeatedly); try again`);
+}
+
+function startHolding(file: string, holder: LockHolder, heartbeatMs: number): HeldLock {
+  let lost = false;
+  let released = false;
+  let timer: NodeJS.Timeout | undefined;
+  const lock: HeldLock = {
+    file,
+    holder,
+    get lost() {
+      return lost;
+    },
+    refresh() {
+      if (released || lost) return;
+      const now = readLock(file);
+      if (!now || now.token !== holder.token) {
+        lost = true;
+        stop();
+        return;
+      }
+      holder.heartbeat = new Date().toISOString();
+      writeFileAtomicSync(file, formatJson(holder));
+    },
+    release() {
+      if (released) return;
+      released = true;
+      stop();
+      held.delete(lock);
+      try {
+        if (readLock(file)?.token === holder.token) fs.rmSync(file, { force: true });
+      } catch {
+        // releasing is best effort: a stale lock is taken over anyway
+      }
+    },
+  };
+  function stop(): void {
+    if (timer) clearInterval(timer);
+    timer = undefined;
+  }
+  if (heartbeatMs > 0) {
+    timer = setInterval(() => {
+      try {
+        lock.refresh();
+      } catch {
+        // a failed heartbeat write (full disk) is retried next tick; staleness is judged by readers
+      }
+    }, Math.max(50, heartbeatMs));
+    timer.unref();
+  }
+  held.add(lock);
+  installExitHook();
+  return lock;
+}

@@ -1,0 +1,124 @@
+import { describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { acquireLock, LockHeldError, lockIsStale, readLock, tryAcquireLock, type LockHolder } from '../../src/io/lock.js';
+
+function tmpLock(): string {
+  return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tl-lock-')), 'run', '.lock');
+}
+
+function writeHolder(file: string, h: Partial<LockHolder>): LockHolder {
+  const now = new Date().toISOString();
+  const full: LockHolder = { host: os.hostname(), pid: process.pid, started: now, heartbeat: now, purpose: 'test', token: 'tok', ...h };
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, JSON.stringify(full));
+  return full;
+}
+
+/** A pid that surely no longer exists: a child that has exited. */
+function deadPid(): number {
+  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+  return Number(r.stdout.toString());
+}
+
+describe('run-folder lock', () => {
+  it('is exclusive, names its holder, and can be taken again after release', () => {
+    const file = tmpLock();
+    const a = acquireLock(file, { purpose: 'imp', heartbeatMs: 0 });
+    expect(readLock(file)?.token).toBe(a.holder.token);
+    // Our own pid holds it: a second taker in this process must still be refused.
+    let err: unknown;
+    try {
+      acquireLock(file, { purpose: 'train', heartbeatMs: 0 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(LockHeldError);
+    const msg = (err as Error).message;
+    expect(msg).toContain(`pid ${process.pid}`);
+    expect(msg).toContain('imp');
+    expect(msg.split('\n')).toHaveLength(1);
+    a.release();
+    expect(fs.existsSync(file)).toBe(false);
+    const b = acquireLock(file, { purpose: 'train', heartbeatMs: 0 });
+    b.release();
+    a.release(); // twice is harmless and does not remove b's successor
+  });
+
+  it('takes over the lock of a dead process on the same host at once', () => {
+    const file = tmpLock();
+    writeHolder(file, { pid: deadPid() });
+    const l = tryAcquireLock(file, { purpose: 'worker', heartbeatMs: 0 });
+    expect(l).not.toBeNull();
+    expect(readLock(file)?.pid).toBe(process.pid);
+    l!.release();
+  });
+
+  it('on other hosts judges by heartbeat age', () => {
+    const file = tmpLock();
+    writeHolder(file, { host: 'elsewhere', pid: 1, heartbeat: new Date().toISOString() });
+    expect(tryAcquireLock(file, { purpose: 'w', staleMs: 60_000, heartbeatMs: 0 })).toBeNull();
+    writeHolder(file, { host: 'elsewhere', pid: 1, heartbeat: new Date(Date.now() - 120_000).toISOString() });
+    const l = tryAcquireLock(file, { purpose: 'w', staleMs: 60_000, heartbeatMs: 0 });
+    expect(l).not.toBeNull();
+    l!.release();
+    expect(lockIsStale({ host: 'x', pid: 1, started: '', heartbeat: 'garbage', purpose: '', token: '' })).toBe(true);
+  });
+
+  it('a damaged lock file goes stale by its age instead of blocking forever', () => {
+    const file = tmpLock();
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, '{"host":');
+    expect(tryAcquireLock(file, { purpose: 'w', staleMs: 60_000, heartbeatMs: 0 })).toBeNull();
+    const old = new Date(Date.now() - 120_000);
+    fs.utimesSync(file, old, old);
+    const l = tryAcquireLock(file, { purpose: 'w', staleMs: 60_000, heartbeatMs: 0 });
+    expect(l).not.toBeNull();
+    l!.release();
+  });
+
+  it('refreshes its heartbeat, and notices when a successor took over', async () => {
+    const file = tmpLock();
+    const l = acquireLock(file, { purpose: 'w', heartbeatMs: 20 });
+    const first = readLock(file)!.heartbeat;
+    await new Promise((r) => setTimeout(r, 80));
+    expect(Date.parse(readLock(file)!.heartbeat)).toBeGreaterThan(Date.parse(first));
+    writeHolder(file, { host: 'successor', token: 'other' });
+    l.refresh();
+    expect(l.lost).toBe(true);
+    l.release();
+    expect(readLock(file)?.host).toBe('successor'); // release never removes someone else's lock
+  });
+
+  it('exactly one of many racing processes wins', async () => {
+    const file = tmpLock();
+    // Every process keeps what it got until all have tried (the done file), so a slow start cannot
+    // turn a race into a relay.
+    const done = path.join(path.dirname(file), 'all-tried');
+    const lockModule = path.resolve('src/io/lock.ts');
+    const script = `import * as fs from 'node:fs';
+      import { tryAcquireLock } from ${JSON.stringify(lockModule)};
+      const l = tryAcquireLock(${JSON.stringify(file)}, { purpose: 'race', heartbeatMs: 0 });
+      process.stdout.write(l ? 'won' : 'lost');
+      const t = setInterval(() => { if (fs.existsSync(${JSON.stringify(done)})) { clearInterval(t); process.exit(0); } }, 20);`;
+    const tsx = path.resolve('node_modules/.bin/tsx');
+    const outs: string[] = [];
+    const runs = Array.from({ length: 6 }, (_, i) =>
+      new Promise<void>((resolve, reject) => {
+        outs[i] = '';
+        const p = spawn(tsx, ['--eval', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+        p.stdout.on('data', (d: Buffer) => {
+          outs[i] += d.toString();
+          if (outs.filter((o) => o === 'won' || o === 'lost').length === 6) fs.writeFileSync(done, '');
+        });
+        p.on('error', reject);
+        p.on('close', () => resolve());
+      }),
+    );
+    await Promise.all(runs);
+    expect(outs.filter((r) => r === 'won')).toHaveLength(1);
+    expect(outs.filter((r) => r === 'lost')).toHaveLength(5);
+  }, 60_000);
+});
