@@ -307,17 +307,17 @@ async function checkPytorchFolder(run: string, cache: FileCache, o: CheckOptions
     }
     // torch keeps the trained values in weight_orig (weight = weight_orig * mask is recomputed); a plain
     // `.weight` (after prune.remove, or saved by hand) must hold exact zeros.
-    v.zeros.record(cache.rel(f), firstNonZeroPruned(m, t));
+    if ([...m.keys()].some((k) => t.has(k))) v.zeros.record(cache.rel(f), firstNonZeroPruned(m, t));
     prev = m;
   }
   if (!used.length) throw new Error(`${run}: no level_<k> folders and no .safetensors file with <layer>.weight_mask tensors: nothing to check`);
-  v.zeros.notes.push('plain <layer>.weight tensors (weight_orig keeps the dense values by design)');
+  v.zeros.notes.push('plain <layer>.weight tensors');
   const skip: Record<InvariantId, string> = {
     binary: '',
     monotone: 'a single file',
     'sparsity-json': 'not written by PyTorch',
     target: o.rate === undefined ? 'give --rate (and --scope) to check counts' : 'a single file',
-    zeros: '',
+    zeros: 'no plain <layer>.weight beside a mask (weight_orig keeps the dense values by design)',
     rewind: 'no rewind point in a PyTorch folder',
     'random-prune': 'no controls in a PyTorch folder',
     reinit: 'no controls in a PyTorch folder',

@@ -9,3 +9,4 @@ export * from './imp.js';
 export * from './transfer.js';
 export * from './invariants.js';
 export * from './check.js';
+export * from './anatomy.js';

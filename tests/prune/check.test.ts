@@ -217,7 +217,9 @@ describe('ticketlab check on PyTorch torch.nn.utils.prune files', () => {
     expect(r.kind).toBe('pytorch');
     expect(r.levels).toEqual(['level_1.safetensors', 'level_2.safetensors', 'level_3.safetensors']);
     expect(r.ok, formatRunCheck(r)).toBe(true);
-    for (const id of ['binary', 'monotone', 'target', 'zeros'] as const) expect(status(r, id).status, id).toBe('pass');
+    for (const id of ['binary', 'monotone', 'target'] as const) expect(status(r, id).status, id).toBe('pass');
+    // torch's state dict has weight_orig (dense values by design), no plain weight: nothing to check.
+    expect(status(r, 'zeros').status).toBe('skip');
   });
 
   it('a grown torch mask and a wrong rate are caught', async () => {
@@ -226,7 +228,14 @@ describe('ticketlab check on PyTorch torch.nn.utils.prune files', () => {
     const prev = f32((await loadSafetensors(path.join(d, 'level_2.safetensors'))).tensors['conv1.weight_mask']);
     const at = firstIndex(prev, 0);
     await edit(path.join(d, 'level_3.safetensors'), (t) => (f32(t['conv1.weight_mask'])[at] = 1));
+    // A plain weight (after prune.remove) must hold +0 where pruned.
+    await edit(path.join(d, 'level_1.safetensors'), (t) => {
+      const m = f32(t['fc1.weight_mask']);
+      t['fc1.weight'] = { dtype: 'F32', shape: t['fc1.weight_orig'].shape, data: f32(t['fc1.weight_orig']).map((v, i) => (m[i] ? v : 0)) };
+      f32(t['fc1.weight'])[firstIndex(m, 0)] = 0.5;
+    });
     const r = await checkRun(d, { rate: 0.3 });
+    expect(status(r, 'zeros').violation).toMatchObject({ file: 'level_1.safetensors', tensor: 'fc1.weight' });
     expect(status(r, 'monotone').violation).toMatchObject({ file: 'level_3.safetensors', tensor: 'conv1.weight_mask', index: at });
     expect(status(r, 'target').violation).toMatchObject({ file: 'level_2.safetensors', tensor: '(all layers)' });
   });
