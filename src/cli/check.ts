@@ -2,7 +2,7 @@
 // src/prune/check.ts; this module parses flags and prints.
 import { parseFlags, type Command } from './args.js';
 import { num } from './flags.js';
-import { checkRun, formatRunCheck, INVARIANTS } from '../prune/check.js';
+import { checkRun, formatRunCheck } from '../prune/check.js';
 
 export const CHECK_HELP = `ticketlab check RUN [RUN ...] [--rate X --scope global|layer] [--json]
 
@@ -11,12 +11,10 @@ line per invariant: PASS, FAIL with the first offending file, tensor and flat el
 with the reason. Exit status 1 when any invariant fails in any run, 0 otherwise.
 
 Invariants (a ticketlab run folder: level_<k>/, oneshot_<scope>/level_<k>/, controls/<kind>/level_<k>/):
-${INVARIANTS.map((i) => `  ${i.id.padEnd(14)}${i.title}`).join('\n')}
-
   binary          every <layer>.weight_mask entry of every mask.safetensors is exactly 0 or 1
   monotone        IMP level k's mask keeps nothing level k-1 pruned
   sparsity-json   per-layer total/kept/pruned and the totals in sparsity.json equal the mask's counts
-  target          level 0 keeps everything; IMP level k keeps what pruning --rate of level k-1's
+  target          level 0 keeps everything; IMP level k keeps what pruning the run's rate of level k-1's
                   remaining weights (globally, or per layer for --scope layer) leaves: round-half-up,
                   as ticketlab prunes; with explicit sparsities, and for one-shot levels, keeps
                   total - round(total * s) overall (global) or per layer. Rate, sparsities and scope
