@@ -135,7 +135,7 @@ export function maskComparisons(run: string, sources: readonly MaskSource[], com
 
 /** The filter-by-channel picture: one cell per (filter, channel) kernel slice, shaded by its kept fraction. */
 export function gridImage(l: LayerAnatomy): RgbImage {
-  const cell = Math.max(1, Math.min(12, Math.floor(240 / Math.max(l.filters, l.channels))));
+  const cell = Math.max(1, Math.min(24, Math.floor(240 / Math.max(l.filters, l.channels))));
   const width = l.channels * cell;
   const height = l.filters * cell;
   const data = new Uint8Array(width * height * 3);
