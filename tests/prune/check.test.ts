@@ -205,6 +205,16 @@ describe('ticketlab check on a real run', () => {
       process.stdout.write = write;
     }
     expect(out).toMatch(/FAIL {2}masks are 0\/1 +level_1\/mask\.safetensors: conv1\.weight_mask\[0\] holds 2/);
+    out = '';
+    process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
+    try {
+      expect(await checkCommand.run([d, '--json'])).toBe(1);
+    } finally {
+      process.stdout.write = write;
+    }
+    const json = JSON.parse(out) as RunCheck[];
+    expect(json[0].results.find((x) => x.id === 'binary')).toMatchObject({ status: 'fail', violation: { file: 'level_1/mask.safetensors', tensor: 'conv1.weight_mask', index: 0 } });
+    await expect(checkCommand.run([d, '--scope', 'diagonal'])).rejects.toThrow(/--scope 'diagonal' is not global or layer/);
     await expect(checkRun(path.join(d, 'nope'))).rejects.toThrow(/nope: no such folder/);
   });
 });
