@@ -282,6 +282,10 @@ function sparsityJsonOffence(file: string, m: TensorsByKey): Offence | null {
   const total = [...counts.values()].reduce((s, c) => s + c.total, 0);
   if (o.kept !== kept) return { tensor: '(all layers)', index: -1, message: `kept ${String(o.kept)} in sparsity.json, the masks keep ${kept}` };
   if (o.total !== total) return { tensor: '(all layers)', index: -1, message: `total ${String(o.total)} in sparsity.json, the masks have ${total}` };
+  const sp = (o as { sparsity?: unknown }).sparsity;
+  if (typeof sp !== 'number' || Math.abs(sp - (total ? (total - kept) / total : 0)) > 1e-9) {
+    return { tensor: '(all layers)', index: -1, message: `sparsity ${String(sp)} in sparsity.json, the masks prune ${total ? (total - kept) / total : 0}` };
+  }
   return null;
 }
 
