@@ -76,7 +76,9 @@ function writeUserProject(dir: string, tarball: string): void {
 describe('the npm package', () => {
   it('packs, installs offline into a fresh project, type-checks and runs the library examples in plain Node', () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ticketlab-pack-'));
-    const packed = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', tmp], { cwd: ROOT })) as { filename: string; files: { path: string }[] }[];
+    // prepack compiles dist/; older npms print the script's banner on stdout before the JSON.
+    const stdout = run('npm', ['pack', '--json', '--pack-destination', tmp], { cwd: ROOT });
+    const packed = JSON.parse(stdout.slice(stdout.search(/^\[/m))) as { filename: string; files: { path: string }[] }[];
     const files = packed[0].files.map((f) => f.path);
     for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/prune/index.d.ts', 'dist/testing/index.js', 'bin/ticketlab.mjs', 'src/cli/main.ts']) expect(files, f).toContain(f);
     expect(files.some((f) => f.startsWith('tests/'))).toBe(false);
@@ -105,5 +107,5 @@ describe('the npm package', () => {
     expect(out).toMatch(/all invariants hold/);
     expect(fs.existsSync(path.join(runDir, 'level_1', 'mask.safetensors'))).toBe(true);
     fs.rmSync(tmp, { recursive: true, force: true });
-  });
+  }, 300_000); // about 45 s on a loaded 2-core machine; the limit only guards against a hang
 });
