@@ -45,7 +45,7 @@ export function firstGrown(prev: TensorsByKey, next: TensorsByKey): Offence | nu
 
 /**
  * A pruned entry (mask 0) whose value in `values` is not exactly +0. `values` may hold more tensors
- * than `masks`; `suffix` maps a mask key to the value key (e.g. '.exp_avg' for Adam state).
+ * than `masks`; `valueKey` maps a mask key to the value key (e.g. `optimizer.<key>.exp_avg`).
  */
 export function firstNonZeroPruned(masks: TensorsByKey, values: TensorsByKey, valueKey: (key: string) => string = (k) => k): Offence | null {
   for (const [key, m] of masks) {

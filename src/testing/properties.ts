@@ -2,7 +2,7 @@
 // the first offending tensor and index otherwise, so it can be a fast-check predicate's result
 // (`fc.property(arb, (x) => masksMonotone(a, b))`) and the failure report says where. They are the
 // invariants `ticketlab check` runs on files (prune/invariants.ts), on in-memory masks.
-import { keepCountFor, pruneCount, type Scope, type Scores } from '../prune/magnitude.js';
+import type { Scope, Scores } from '../prune/magnitude.js';
 import {
   firstCountOffTarget,
   firstGrown,
@@ -98,4 +98,3 @@ export function prunedScoreLowest(masks: TensorsByKey, scores: Scores | Readonly
   return true;
 }
 
-export { keepCountFor, pruneCount };
