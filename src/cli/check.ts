@@ -10,7 +10,8 @@ Verifies the mask invariants of each run folder from its files alone (no GPU, no
 line per invariant: PASS, FAIL with the first offending file, tensor and flat element index, or skip
 with the reason. Exit status 1 when any invariant fails in any run, 0 otherwise.
 
-Invariants (a ticketlab run folder: level_<k>/, oneshot_<scope>/level_<k>/, controls/<kind>/level_<k>/):
+Invariants (a ticketlab run folder: level_<k>/, oneshot_<scope>/level_<k>/, controls/<kind>/level_<k>/,
+transfer-<data>/):
   binary          every <layer>.weight_mask entry of every mask.safetensors is exactly 0 or 1
   monotone        IMP level k's mask keeps nothing level k-1 pruned
   sparsity-json   per-layer total/kept/pruned and the totals in sparsity.json equal the mask's counts
@@ -29,6 +30,9 @@ Invariants (a ticketlab run folder: level_<k>/, oneshot_<scope>/level_<k>/, cont
                   IMP and one-shot levels, the control's own reinit.safetensors for reinit controls
   random-prune    controls/random_prune/level_k keeps exactly IMP level k's per-layer counts
   reinit          controls/reinit/level_k has exactly IMP level k's mask
+  transfer        a ticket retrained on another dataset (transfer-<data>/<imp|oneshot>-<scope>_level_k/,
+                  'ticketlab transfer') has exactly its source level's mask; its dense/ keeps
+                  everything; both also get binary, sparsity-json, zeros and rewind
 
 PyTorch folders: a folder of .safetensors files (no config.json, no level_<k>/) saved from models
 pruned with torch.nn.utils.prune, whose state dicts hold <layer>.weight_orig and <layer>.weight_mask.

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readF32Tensors } from '../nn/checkpoint.js';
-import { RUN_FILES, levelDir, listLevelFolders, runFile, type LevelFolder } from '../io/run-paths.js';
+import { RUN_FILES, levelDir, listLevelFolders, oneshotDir, runFile, type LevelFolder } from '../io/run-paths.js';
 import { parseRewind, rewindFile, type Rewind } from './imp.js';
 import { sparsityAfter, type Scope } from './magnitude.js';
 import {
@@ -28,7 +28,7 @@ import {
   type TensorsByKey,
 } from './invariants.js';
 
-export type InvariantId = 'binary' | 'monotone' | 'sparsity-json' | 'target' | 'zeros' | 'rewind' | 'random-prune' | 'reinit';
+export type InvariantId = 'binary' | 'monotone' | 'sparsity-json' | 'target' | 'zeros' | 'rewind' | 'random-prune' | 'reinit' | 'transfer';
 
 export const INVARIANTS: readonly { id: InvariantId; title: string }[] = [
   { id: 'binary', title: 'masks are 0/1' },
@@ -39,6 +39,7 @@ export const INVARIANTS: readonly { id: InvariantId; title: string }[] = [
   { id: 'rewind', title: 'start weights equal the rewind point under the mask' },
   { id: 'random-prune', title: "random-prune controls keep the ticket's per-layer counts" },
   { id: 'reinit', title: "reinit controls share the ticket's mask" },
+  { id: 'transfer', title: "tickets retrained on another dataset keep their source mask" },
 ];
 
 /** The first offence of an invariant, located: a file (relative to the run folder) and an element. */
@@ -154,7 +155,8 @@ function settingsOf(cfg: Record<string, unknown> | null, run: string): Settings 
   return { scope, rate, sparsities, rewind };
 }
 
-function levelLabel(l: LevelFolder): string {
+function levelLabel(l: CheckedLevel): string {
+  if (l.family === 'transfer') return `transfer ${path.basename(l.dir)}`;
   return l.family === 'imp' ? `IMP level ${l.level}` : l.family === 'oneshot' ? `one-shot (${l.scope}) level ${l.level}` : `${l.kind} control at level ${l.level}`;
 }
 
@@ -163,10 +165,33 @@ const ZERO_FILES = ['final', 'best', 'checkpoint'] as const;
 /** Optimizer state saved beside each weight in a checkpoint (trainer.ts: `optimizer.<key>.<slot>`). */
 const OPTIMIZER_SLOTS = ['exp_avg', 'exp_avg_sq', 'momentum_buffer'] as const;
 
+/**
+ * A ticket transfer's level folders (prune/transfer.ts; `ticketlab transfer` writes them to
+ * <run>/transfer-<data>/ by default): dense/ and <imp|oneshot>-<scope>_level_<k>/, each with its source.
+ */
+type TransferLevel = { family: 'transfer'; level: number; dir: string; source: string | null };
+type CheckedLevel = LevelFolder | TransferLevel;
+
+function transferLevels(run: string): TransferLevel[] {
+  const out: TransferLevel[] = [];
+  for (const e of fs.readdirSync(run, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    if (!e.isDirectory() || !e.name.startsWith('transfer-')) continue;
+    const parent = path.join(run, e.name);
+    for (const t of fs.readdirSync(parent, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }))) {
+      if (!t.isDirectory()) continue;
+      const m = /^(imp|oneshot)-(global|layer)_level_(\d+)$/.exec(t.name);
+      const dir = path.join(parent, t.name);
+      if (t.name === 'dense') out.push({ family: 'transfer', level: 0, dir, source: null });
+      else if (m) out.push({ family: 'transfer', level: Number(m[3]), dir, source: m[1] === 'imp' ? levelDir(run, Number(m[3])) : oneshotDir(run, m[2], Number(m[3])) });
+    }
+  }
+  return out;
+}
+
 async function checkTicketlabRun(run: string, cache: FileCache): Promise<RunCheck> {
   const cfg = readConfig(run);
   const st = settingsOf(cfg, run);
-  const levels = listLevelFolders(run);
+  const levels: CheckedLevel[] = [...listLevelFolders(run), ...transferLevels(run)];
   const v = Object.fromEntries(INVARIANTS.map((i) => [i.id, new Verdict(i.id)])) as Record<InvariantId, Verdict>;
   const masks = new Map<string, Tensors>();
   for (const l of levels) {
@@ -196,6 +221,11 @@ async function checkTicketlabRun(run: string, cache: FileCache): Promise<RunChec
     // The level's target count.
     const target = levelTarget(l, st, m, impMask);
     if (target) v.target.record(maskRel, firstCountOffTarget(m, target));
+    // A transferred ticket keeps its source's mask.
+    if (l.family === 'transfer' && l.source) {
+      const source = masks.get(l.source);
+      if (source) v.transfer.record(maskRel, asMask(firstMaskDifference(m, source)));
+    }
     // Controls against their ticket.
     if (l.family === 'control') {
       const ticket = impMask(l.level);
@@ -231,14 +261,16 @@ async function checkTicketlabRun(run: string, cache: FileCache): Promise<RunChec
     rewind: cfg ? 'config.json names no rewind point' : 'no config.json (it names the rewind point)',
     'random-prune': 'no controls/random_prune levels with a matching IMP level',
     reinit: 'no controls/reinit levels with a matching IMP level',
+    transfer: 'no transfer-<data>/<method>_level_<k> folders with a matching source level',
   };
   const results = INVARIANTS.map((i) => v[i.id].result(skip[i.id]));
   return { run, kind: 'ticketlab', levels: levels.map((l) => cache.rel(l.dir)), results, ok: results.every((r) => r.status !== 'fail') };
 }
 
-function levelTarget(l: LevelFolder, st: Settings, m: TensorsByKey, impMask: (k: number) => TensorsByKey | undefined): KeptTarget | null {
-  if (l.level === 0 && l.family === 'imp') return targetForSparsity(m, 0, 'global');
-  if (l.family === 'control') return null;
+function levelTarget(l: CheckedLevel, st: Settings, m: TensorsByKey, impMask: (k: number) => TensorsByKey | undefined): KeptTarget | null {
+  if (l.level === 0 && (l.family === 'imp' || l.family === 'transfer')) return targetForSparsity(m, 0, 'global');
+  // Controls and transferred tickets are held to their ticket's mask or counts instead.
+  if (l.family === 'control' || l.family === 'transfer') return null;
   const scope = l.family === 'oneshot' ? (l.scope as Scope) : st.scope;
   if (!scope) return null;
   const why = (t: KeptTarget): KeptTarget => ({ ...t, why: `${levelLabel(l)}: ${t.why}` });
@@ -253,9 +285,10 @@ function levelTarget(l: LevelFolder, st: Settings, m: TensorsByKey, impMask: (k:
 }
 
 /** The file a level's start weights must equal under its mask (imp.ts decides the same way). */
-function rewindPointOf(run: string, l: LevelFolder, st: Settings): string | null {
-  if (l.family === 'imp' && l.level === 0) return runFile(l.dir, 'init');
+function rewindPointOf(run: string, l: CheckedLevel, st: Settings): string | null {
+  if ((l.family === 'imp' || l.family === 'transfer') && l.level === 0) return runFile(levelDir(run, 0), 'init');
   if (!st.rewind) return null;
+  if (l.family === 'transfer') return l.source && st.rewind.kind === 'none' ? runFile(l.source, 'final') : rewindFile(run, st.rewind, 0);
   if (l.family === 'imp') return rewindFile(run, st.rewind, l.level - 1);
   if (l.family === 'oneshot') return rewindFile(run, st.rewind, 0);
   if (l.kind === 'reinit') return runFile(l.dir, 'reinit');
@@ -325,6 +358,7 @@ async function checkPytorchFolder(run: string, cache: FileCache, o: CheckOptions
     rewind: 'no rewind point in a PyTorch folder',
     'random-prune': 'no controls in a PyTorch folder',
     reinit: 'no controls in a PyTorch folder',
+    transfer: 'no transfers in a PyTorch folder',
   };
   const results = INVARIANTS.map((i) => v[i.id].result(skip[i.id]));
   return { run, kind: 'pytorch', levels: used, results, ok: results.every((r) => r.status !== 'fail') };

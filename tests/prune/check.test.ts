@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { openDataset, type DatasetSplits } from '../../src/data/datasets.js';
 import { runControls, runImp, runOneShot, type ImpConfig } from '../../src/prune/imp.js';
 import { Interrupted } from '../../src/train/trainer.js';
+import { runTransfer } from '../../src/prune/transfer.js';
 import { openRun } from '../../src/train/run.js';
 import { checkRun, formatRunCheck, type InvariantId, type RunCheck } from '../../src/prune/check.js';
 import { loadSafetensors, saveSafetensors, type HostTensor } from '../../src/io/safetensors.js';
@@ -66,6 +67,8 @@ beforeAll(async () => {
   const short = { ...cfg, train: { ...cfg.train, epochs: 1 } };
   await runOneShot(short, ctx, [2]);
   await runControls(short, ctx, ['reinit', 'random_prune'], [2]);
+  const target = await openDataset('synthetic:train=16,val=16,test=16,difficulty=0.2,seed=9', { size: cfg.size, seed: 0 });
+  await runTransfer(short, { source: run, out: path.join(run, 'transfer-b'), data: target, levels: [2], oneshot: true, resume: false, progress: false, log: quiet });
 });
 
 describe('ticketlab check on a real run', () => {
@@ -78,7 +81,18 @@ describe('ticketlab check on a real run', () => {
     const r = await checkRun(run);
     expect(r.ok, formatRunCheck(r)).toBe(true);
     for (const x of r.results) expect(x.status, x.id).toBe('pass');
-    expect(r.levels).toEqual(['level_0', 'level_1', 'level_2', 'oneshot_global/level_2', 'controls/random_prune/level_2', 'controls/reinit/level_2']);
+    expect(r.levels).toEqual([
+      'level_0',
+      'level_1',
+      'level_2',
+      'oneshot_global/level_2',
+      'controls/random_prune/level_2',
+      'controls/reinit/level_2',
+      'transfer-b/dense',
+      'transfer-b/imp-global_level_2',
+      'transfer-b/oneshot-global_level_2',
+    ]);
+    expect(status(r, 'transfer').checked).toBe(2);
     expect(formatRunCheck(r)).toMatch(/all invariants hold/);
   });
 
@@ -149,6 +163,20 @@ describe('ticketlab check on a real run', () => {
     expect(status(r, 'monotone').violation!.message).toMatch(/a pruned weight came back/);
     // The reinit control no longer shares the (doctored) ticket's mask.
     expect(status(r, 'reinit').violation).toMatchObject({ file: 'controls/reinit/level_2/mask.safetensors', tensor: 'conv2.weight_mask', index: at });
+  });
+
+  it("a transferred ticket whose mask is not its source's: transfer fails there", async () => {
+    const d = copyRun();
+    const f = path.join(d, 'transfer-b', 'oneshot-global_level_2', 'mask.safetensors');
+    let at = -1;
+    await edit(f, (t) => {
+      const m = f32(t['conv4.weight_mask']);
+      at = firstIndex(m, 0);
+      m[at] = 1;
+    });
+    const r = await checkRun(d);
+    expect(status(r, 'transfer').violation).toMatchObject({ file: 'transfer-b/oneshot-global_level_2/mask.safetensors', tensor: 'conv4.weight_mask', index: at });
+    expect(status(r, 'transfer').violation!.message).toBe('is 1 here, 0 in the other mask');
   });
 
   it('a miscounted sparsity.json: sparsity-json fails naming the field, nothing else does', async () => {
