@@ -10,7 +10,7 @@
 // grid; `compactable` counts the weights that removes (all of them already pruned: it is the part of the
 // sparsity a dense kernel can cash in without sparse arithmetic).
 import { readF32Tensors } from '../nn/checkpoint.js';
-import type { TensorsByKey } from './invariants.js';
+import { masksIn, type TensorsByKey } from './invariants.js';
 
 /** Bins of the per-filter density histogram: [0] dead, then (0, 0.1], (0.1, 0.2], ..., (0.9, 1]. */
 export const DENSITY_BINS = 11;
@@ -100,14 +100,9 @@ export interface MaskSet {
 /** Reads `<layer>.weight_mask` tensors (ours or PyTorch's) keyed by weight, with their shapes. */
 export async function readMaskSet(file: string): Promise<MaskSet> {
   const { tensors } = await readF32Tensors(file);
-  const masks = new Map<string, Float32Array>();
-  const shapes = new Map<string, number[]>();
-  for (const [k, t] of tensors) {
-    if (!k.endsWith('_mask')) continue;
-    const key = k.slice(0, -'_mask'.length);
-    masks.set(key, t.data);
-    shapes.set(key, t.shape);
-  }
+  const found = masksIn(tensors);
+  const masks = new Map([...found].map(([k, t]) => [k, t.data]));
+  const shapes = new Map([...found].map(([k, t]) => [k, t.shape]));
   if (!masks.size) throw new Error(`${file}: no <layer>.weight_mask tensors`);
   return { masks, shapes };
 }

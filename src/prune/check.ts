@@ -20,6 +20,8 @@ import {
   firstNonZeroPruned,
   firstStartMismatch,
   keptCounts,
+  masksIn,
+  naturalOrder,
   targetAfterRound,
   targetForSparsity,
   targetLike,
@@ -93,11 +95,6 @@ class FileCache {
   rel(file: string): string {
     return path.relative(this.run, file) || path.basename(file);
   }
-}
-
-/** `<layer>.weight_mask` entries of a file, keyed by the weight (`<layer>.weight`). */
-function masksOf(t: Tensors): Tensors {
-  return new Map([...t].filter(([k]) => k.endsWith('_mask')).map(([k, v]) => [k.slice(0, -'_mask'.length), v]));
 }
 
 /** Accumulates one invariant's verdict: the first violation wins, every check counts. */
@@ -177,7 +174,7 @@ function transferLevels(run: string): TransferLevel[] {
   for (const e of fs.readdirSync(run, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
     if (!e.isDirectory() || !e.name.startsWith('transfer-')) continue;
     const parent = path.join(run, e.name);
-    for (const t of fs.readdirSync(parent, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }))) {
+    for (const t of fs.readdirSync(parent, { withFileTypes: true }).sort((a, b) => naturalOrder(a.name, b.name))) {
       if (!t.isDirectory()) continue;
       const m = /^(imp|oneshot)-(global|layer)_level_(\d+)$/.exec(t.name);
       const dir = path.join(parent, t.name);
@@ -198,7 +195,7 @@ async function checkTicketlabRun(run: string, cache: FileCache): Promise<RunChec
     const f = runFile(l.dir, 'mask');
     const t = await cache.tensors(f);
     if (!t) continue;
-    const m = masksOf(t);
+    const m = masksIn(t);
     if (m.size === 0) v.binary.record(cache.rel(f), { tensor: '(file)', index: -1, message: 'holds no <layer>.weight_mask tensors' });
     masks.set(l.dir, m);
     v.binary.record(cache.rel(f), asMask(firstNonBinary(m)));
@@ -322,19 +319,14 @@ function sparsityJsonOffence(file: string, m: TensorsByKey): Offence | null {
   return null;
 }
 
-/** Natural order: level2 before level10. */
-function naturalSort(names: string[]): string[] {
-  return names.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
-}
-
 async function checkPytorchFolder(run: string, cache: FileCache, o: CheckOptions): Promise<RunCheck> {
-  const files = naturalSort(fs.readdirSync(run).filter((f) => f.endsWith('.safetensors'))).map((f) => path.join(run, f));
+  const files = fs.readdirSync(run).filter((f) => f.endsWith('.safetensors')).sort(naturalOrder).map((f) => path.join(run, f));
   const v = Object.fromEntries(INVARIANTS.map((i) => [i.id, new Verdict(i.id)])) as Record<InvariantId, Verdict>;
   let prev: Tensors | null = null;
   const used: string[] = [];
   for (const f of files) {
     const t = (await cache.tensors(f))!;
-    const m = masksOf(t);
+    const m = masksIn(t);
     if (!m.size) continue;
     used.push(cache.rel(f));
     v.binary.record(cache.rel(f), asMask(firstNonBinary(m)));

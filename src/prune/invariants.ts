@@ -14,6 +14,16 @@ export interface Offence {
   message: string;
 }
 
+/** `<layer>.weight_mask` entries of a state dict (torch.nn.utils.prune's names), keyed by the weight they mask. */
+export function masksIn<T>(tensors: ReadonlyMap<string, T>): Map<string, T> {
+  return new Map([...tensors].filter(([k]) => k.endsWith('_mask')).map(([k, v]) => [k.slice(0, -'_mask'.length), v]));
+}
+
+/** Orders level files naturally: level_2 before level_10. */
+export function naturalOrder(a: string, b: string): number {
+  return a.localeCompare(b, 'en', { numeric: true });
+}
+
 function keptOf(m: ArrayLike<number>): number {
   let k = 0;
   for (let i = 0; i < m.length; i++) if (m[i] !== 0) k++;

@@ -23,6 +23,7 @@ import {
   type MaskSet,
   type Overlap,
 } from '../prune/anatomy.js';
+import { naturalOrder } from '../prune/invariants.js';
 import { barChart } from './svg-plot.js';
 import { heatmapSvg, shade } from './svg-grid.js';
 import { figure, figureRow, imageTag, scrollable, type ReportSection } from './html.js';
@@ -94,7 +95,7 @@ export function maskSources(run: string, levels?: readonly number[]): MaskSource
   const files = fs
     .readdirSync(run)
     .filter((f) => f.endsWith('.safetensors'))
-    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    .sort(naturalOrder);
   if (!files.length) throw new Error(`${run}: no level_<k>/mask.safetensors and no .safetensors files`);
   return files.map((f) => ({ label: path.basename(f, '.safetensors'), file: path.join(run, f), level: null }));
 }
