@@ -10,6 +10,7 @@
 //     transfer-<data>/              dense/, <method>_level_<k>/, transfer.csv
 //     gradcam/
 //     summary.csv  report.html
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 /** File names inside a run folder or a level folder. */
@@ -63,13 +64,51 @@ export function oneshotDir(run: string, scope: string, level: number): string {
   return path.join(run, `oneshot_${scope}`, levelName(level));
 }
 
+/** The folder holding a run's controls, one subfolder per kind. */
+export const CONTROLS_DIR = 'controls';
+
 /** runs/<name>/controls/<kind>/level_<k>. */
 export function controlDir(run: string, kind: string, level: number): string {
-  return path.join(run, 'controls', kind, levelName(level));
+  return path.join(run, CONTROLS_DIR, kind, levelName(level));
 }
 
 /** The level number of a `level_<k>` folder name, or null. */
 export function parseLevelName(name: string): number | null {
   const m = /^level_(\d+)$/.exec(name);
   return m ? Number(m[1]) : null;
+}
+
+/** Where a level folder sits in a run: the IMP chain, a one-shot family or a control family. */
+export type LevelFamily = { family: 'imp' } | { family: 'oneshot'; scope: string } | { family: 'control'; kind: string };
+
+export type LevelFolder = LevelFamily & { level: number; dir: string };
+
+function levelsUnder(parent: string, family: LevelFamily): LevelFolder[] {
+  if (!fs.existsSync(parent) || !fs.statSync(parent).isDirectory()) return [];
+  const out: LevelFolder[] = [];
+  for (const e of fs.readdirSync(parent, { withFileTypes: true })) {
+    const level = parseLevelName(e.name);
+    if (level !== null && e.isDirectory()) out.push({ ...family, level, dir: path.join(parent, e.name) });
+  }
+  return out.sort((a, b) => a.level - b.level);
+}
+
+/**
+ * Every level folder of a run: level_<k>/ (IMP, level 0 dense), then oneshot_<scope>/level_<k>/, then
+ * controls/<kind>/level_<k>/; each family sorted by level, families in folder-name order.
+ */
+export function listLevelFolders(run: string): LevelFolder[] {
+  const out = levelsUnder(run, { family: 'imp' });
+  const entries = fs.existsSync(run) ? fs.readdirSync(run, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name)) : [];
+  for (const e of entries) {
+    const m = /^oneshot_(global|layer)$/.exec(e.name);
+    if (m && e.isDirectory()) out.push(...levelsUnder(path.join(run, e.name), { family: 'oneshot', scope: m[1] }));
+  }
+  const controls = path.join(run, CONTROLS_DIR);
+  if (fs.existsSync(controls) && fs.statSync(controls).isDirectory()) {
+    for (const e of fs.readdirSync(controls, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      if (e.isDirectory() && /^[A-Za-z0-9_-]+$/.test(e.name)) out.push(...levelsUnder(path.join(controls, e.name), { family: 'control', kind: e.name }));
+    }
+  }
+  return out;
 }

@@ -15,6 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseJsonl } from '../io/jsonl.js';
+import { RUN_FILES, listLevelFolders, runFile } from '../io/run-paths.js';
 import type { Scope } from '../prune/magnitude.js';
 
 export type { Scope };
@@ -173,9 +174,9 @@ class Fields {
 function readConfig(dir: string): Obj {
   if (!fs.existsSync(dir)) throw new Error(`${dir}: no such run folder`);
   if (!fs.statSync(dir).isDirectory()) throw new Error(`${dir}: not a folder`);
-  if (!fs.existsSync(path.join(dir, 'config.json'))) throw new Error(`${dir}: not a run folder (no config.json)`);
-  const cfg = readJsonIn(dir, 'config.json');
-  const f = new Fields(dir, 'config.json');
+  if (!fs.existsSync(runFile(dir, 'config'))) throw new Error(`${dir}: not a run folder (no config.json)`);
+  const cfg = readJsonIn(dir, RUN_FILES.config);
+  const f = new Fields(dir, RUN_FILES.config);
   const o = f.obj(cfg, 'the file');
   if (typeof o.model !== 'string') f.fail('model is not a string');
   if (typeof o.data !== 'string') f.fail('data is not a string');
@@ -189,40 +190,20 @@ interface LevelFolder {
   dir: string;
 }
 
-function levelFolders(parent: string): { level: number; dir: string }[] {
-  if (!fs.existsSync(parent)) return [];
-  const out: { level: number; dir: string }[] = [];
-  for (const e of fs.readdirSync(parent, { withFileTypes: true })) {
-    const m = /^level_(\d+)$/.exec(e.name);
-    if (m && e.isDirectory()) out.push({ level: Number(m[1]), dir: path.join(parent, e.name) });
-  }
-  return out.sort((a, b) => a.level - b.level);
-}
-
 function findLevels(run: string, command: string, scope: Scope | null): LevelFolder[] {
-  const out: LevelFolder[] = [];
   const mainMethod: Method = scope ? `imp-${scope}` : 'dense';
-  for (const l of levelFolders(run)) {
+  return listLevelFolders(run).map((l) => ({
     // A `train` run has level_0 only; anything else under a scope-less run is still listed, as dense.
-    out.push({ method: command === 'train' || !scope ? 'dense' : mainMethod, ...l });
-  }
-  for (const e of fs.readdirSync(run, { withFileTypes: true })) {
-    const m = /^oneshot_(global|layer)$/.exec(e.name);
-    if (m && e.isDirectory()) for (const l of levelFolders(path.join(run, e.name))) out.push({ method: `oneshot-${m[1] as Scope}`, ...l });
-  }
-  const controls = path.join(run, 'controls');
-  if (fs.existsSync(controls) && fs.statSync(controls).isDirectory()) {
-    for (const e of fs.readdirSync(controls, { withFileTypes: true })) {
-      if (e.isDirectory() && /^[A-Za-z0-9_-]+$/.test(e.name)) for (const l of levelFolders(path.join(controls, e.name))) out.push({ method: e.name, ...l });
-    }
-  }
-  return out;
+    method: l.family === 'imp' ? (command === 'train' || !scope ? 'dense' : mainMethod) : l.family === 'oneshot' ? `oneshot-${l.scope as Scope}` : l.kind,
+    level: l.level,
+    dir: l.dir,
+  }));
 }
 
 function readSparsity(dir: string): Pick<LevelRow, 'sparsity' | 'parametersLeft' | 'parameters' | 'layers'> | null {
-  if (!fs.existsSync(path.join(dir, 'sparsity.json'))) return null;
-  const f = new Fields(dir, 'sparsity.json');
-  const o = f.obj(readJsonIn(dir, 'sparsity.json'), 'the file');
+  if (!fs.existsSync(runFile(dir, 'sparsity'))) return null;
+  const f = new Fields(dir, RUN_FILES.sparsity);
+  const o = f.obj(readJsonIn(dir, RUN_FILES.sparsity), 'the file');
   const sparsity = f.num(o, 'sparsity');
   if (sparsity < 0 || sparsity > 1) f.fail(`sparsity ${sparsity} is not in [0, 1]`);
   if (!Array.isArray(o.layers)) f.fail('layers is not an array');
@@ -240,15 +221,15 @@ function readSparsity(dir: string): Pick<LevelRow, 'sparsity' | 'parametersLeft'
 }
 
 function readCurve(dir: string): { curve: CurvePoint[]; imagesPerSecond: number | null } {
-  if (!fs.existsSync(path.join(dir, 'metrics.jsonl'))) return { curve: [], imagesPerSecond: null };
+  if (!fs.existsSync(runFile(dir, 'metrics'))) return { curve: [], imagesPerSecond: null };
   let records: unknown[];
   try {
-    records = parseJsonl<unknown>(readText(dir, 'metrics.jsonl'), 'metrics.jsonl').records;
+    records = parseJsonl<unknown>(readText(dir, RUN_FILES.metrics), RUN_FILES.metrics).records;
   } catch (e) {
     if (e instanceof MalformedRunError) throw e;
-    throw new MalformedRunError(dir, 'metrics.jsonl', (e as Error).message.replace(/^metrics\.jsonl:/, 'line '));
+    throw new MalformedRunError(dir, RUN_FILES.metrics, (e as Error).message.replace(/^metrics\.jsonl:/, 'line '));
   }
-  const f = new Fields(dir, 'metrics.jsonl');
+  const f = new Fields(dir, RUN_FILES.metrics);
   const curve: CurvePoint[] = [];
   const rates: number[] = [];
   records.forEach((r, i) => {
@@ -287,8 +268,8 @@ interface ResultFields {
 }
 
 function readResult(dir: string): ResultFields {
-  const f = new Fields(dir, 'result.json');
-  const o = f.obj(readJsonIn(dir, 'result.json'), 'the file');
+  const f = new Fields(dir, RUN_FILES.result);
+  const o = f.obj(readJsonIn(dir, RUN_FILES.result), 'the file');
   const metrics = (key: 'bestVal' | 'test'): Obj | null => {
     const v = o[key];
     if (v === null || v === undefined) return null;
@@ -342,7 +323,7 @@ export function collectRun(dir: string): CollectedRun {
   for (const lf of findLevels(dir, command, scope)) {
     const sp = readSparsity(lf.dir);
     const { curve, imagesPerSecond: curveRate } = readCurve(lf.dir);
-    const finished = fs.existsSync(path.join(lf.dir, 'result.json'));
+    const finished = fs.existsSync(runFile(lf.dir, 'result'));
     const res = finished ? readResult(lf.dir) : null;
     rows.push({
       run: dir,
@@ -380,7 +361,7 @@ export function collectRun(dir: string): CollectedRun {
     data,
     dataSpec,
     scope,
-    done: fs.existsSync(path.join(dir, 'done.json')),
+    done: fs.existsSync(runFile(dir, 'done')),
     rows,
     gradcam: findGradcam(dir),
   };

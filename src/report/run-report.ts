@@ -23,6 +23,8 @@ import { barChart, linePlot, PALETTE, type LineSeries, type MarkerShape } from '
 import { figure, figureRow, htmlReport, imageTag, relativeUrl, scrollable, type MetaValue, type ReportSection } from './html.js';
 import { escapeHtml } from '../util/escape.js';
 import { collectRuns, methodRank, type CollectedRun, type LevelRow } from './collect.js';
+import { maskAnatomySection, writeMaskAnatomy } from './mask-report.js';
+import { listLevelFolders, runFile } from '../io/run-paths.js';
 
 /** summary.csv's columns, in order; images_per_second, winning_ticket, status and run follow them. */
 export const SUMMARY_COLUMNS = [
@@ -596,6 +598,14 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
     })
     .filter(Boolean);
   if (curveHtml.length) sections.push({ heading: 'Training curves', html: '<p>Validation accuracy after each epoch, one line per level (from metrics.jsonl); dashed: still training or stopped.</p>\n' + curveHtml.join('\n') });
+  // Mask anatomy of up to four IMP levels per run (pictures in masks[-<run>]/ beside the report).
+  for (let i = 0; i < runs.length; i++) {
+    const levels = spreadLevels(listLevelFolders(runs[i].dir).filter((l) => l.family === 'imp' && fs.existsSync(runFile(l.dir, 'mask'))).map((l) => l.level));
+    if (!levels.length) continue;
+    const anatomy = await writeMaskAnatomy({ run: runs[i].dir, levels, outDir: path.join(outDir, multiRun ? `masks-${runSlugs[i]}` : 'masks') });
+    files.push(...anatomy.files);
+    sections.push(maskAnatomySection(anatomy, outDir, multiRun ? `Mask anatomy: ${runs[i].name}` : 'Mask anatomy'));
+  }
   const gradcam = runs.filter((r) => r.gradcam);
   if (gradcam.length) {
     sections.push({

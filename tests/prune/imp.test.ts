@@ -11,6 +11,7 @@ import { runTransfer } from '../../src/prune/transfer.js';
 import { readF32Tensors } from '../../src/nn/checkpoint.js';
 import { countKept, loadMasks, prunableWeights } from '../../src/prune/masks.js';
 import { createModel } from '../../src/nn/models/index.js';
+import { checkRun, formatRunCheck } from '../../src/prune/check.js';
 
 const cfg: ImpConfig = {
   model: 'meso4',
@@ -76,6 +77,12 @@ describe('IMP on a tiny synthetic set', () => {
         });
       }
     }
+  });
+
+  it('ticketlab check passes on it (no config.json here: targets and rewind points are skipped)', async () => {
+    const r = await checkRun(run);
+    expect(r.ok, formatRunCheck(r)).toBe(true);
+    for (const id of ['binary', 'monotone', 'sparsity-json', 'zeros'] as const) expect(r.results.find((x) => x.id === id)!.status, id).toBe('pass');
   });
 
   it('re-running a finished run is a no-op', async () => {

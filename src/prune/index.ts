@@ -1,0 +1,12 @@
+// `ticketlab/prune`: masks, magnitude pruning, levels, IMP / one-shot / controls, ticket transfer,
+// the mask invariants and `checkRun` (what `ticketlab check` prints), and mask anatomy.
+// The engine's declarations name WebGPU types (GPUBuffer, GPUDevice): this keeps them resolvable for users.
+/// <reference types="@webgpu/types" preserve="true" />
+export * from './masks.js';
+export * from './magnitude.js';
+export * from './level.js';
+export * from './imp.js';
+export * from './transfer.js';
+export * from './invariants.js';
+export * from './check.js';
+export * from './anatomy.js';
