@@ -13,7 +13,8 @@
 //     "imp": { "levels": 8, "rate": 0.2, "sparsities": null, "rewind": "init", "pruneLast": false },
 //     "oneshot": { "sparsities": [0.6, 0.8] },         or "levels": [4, 7]: IMP levels whose sparsity to match
 //     "controls": { "kinds": ["reinit", "random_prune"], "levels": "oneshot" },  or "all", [k,...], "sparsities"
-//     "shareDense": true
+//     "shareDense": true,
+//     "seeds": [0, 1, 2]                               optional: every cell once per seed, runs named ...-s<seed>
 //   }
 //
 // One-shot and controls are defined at IMP levels (they prune to, or copy the mask of, IMP level k), so
@@ -69,9 +70,11 @@ export interface SweepConfig {
   /** IMP levels of the controls; [] without 'controls'. */
   controlLevels: number[];
   shareDense: boolean;
+  /** Training seeds, one run per cell each (`<model>-<data>-<scope>-s<seed>`); null: one run with train.seed, unsuffixed. */
+  seeds: number[] | null;
 }
 
-const TOP_KEYS = ['description', 'out', 'models', 'datasets', 'size', 'scopes', 'methods', 'train', 'imp', 'oneshot', 'controls', 'shareDense'] as const;
+const TOP_KEYS = ['description', 'out', 'models', 'datasets', 'size', 'scopes', 'methods', 'train', 'imp', 'oneshot', 'controls', 'shareDense', 'seeds'] as const;
 const IMP_KEYS = ['levels', 'rate', 'sparsities', 'rewind', 'pruneLast'] as const;
 const ONESHOT_KEYS = ['levels', 'sparsities'] as const;
 const CONTROL_KEYS = ['kinds', 'levels', 'sparsities'] as const;
@@ -304,6 +307,13 @@ export function parseSweepConfig(raw: unknown, source = 'sweep config'): SweepCo
     else controlLevels = parseLevelList(c, co.levels, 'controls.levels', imp.levels);
   } else if (o.controls !== undefined) c.fail('controls', "is set but methods does not list 'controls'");
 
+  let seeds: number[] | null = null;
+  if (o.seeds !== undefined) {
+    seeds = c.list(o.seeds, 'seeds').map((v, i) => c.num(v, `seeds[${i}]`, { int: true, min: 0 }));
+    c.unique(seeds, 'seeds');
+    if (o.train !== null && typeof o.train === 'object' && (o.train as Obj).seed !== undefined) c.fail('train.seed', 'is set but so is seeds; give one of them');
+  }
+
   return {
     description,
     out,
@@ -318,6 +328,7 @@ export function parseSweepConfig(raw: unknown, source = 'sweep config'): SweepCo
     controlKinds,
     controlLevels,
     shareDense: o.shareDense === undefined ? true : c.bool(o.shareDense, 'shareDense'),
+    seeds,
   };
 }
 
@@ -344,12 +355,12 @@ export function sizeFor(cfg: Pick<SweepConfig, 'size'>, model: string, d: SweepD
   return cfg.size?.[model] ?? defaultInputSize(model, d.spec);
 }
 
-function impConfigFor(cfg: Pick<SweepConfig, 'imp' | 'train'>, model: string, data: string, size: number, scope: Scope): ImpConfig {
+function impConfigFor(cfg: Pick<SweepConfig, 'imp' | 'train'>, model: string, data: string, size: number, scope: Scope, seed = cfg.train.seed): ImpConfig {
   return {
     model,
     data,
     size,
-    train: { ...cfg.train },
+    train: { ...cfg.train, seed },
     levels: cfg.imp.levels,
     rate: cfg.imp.rate,
     sparsities: cfg.imp.sparsities ? [...cfg.imp.sparsities] : null,
@@ -375,6 +386,8 @@ export interface PlannedRun {
   model: string;
   dataset: SweepDataset;
   scope: Scope;
+  /** The training seed (config.train.seed). */
+  seed: number;
   size: number;
   config: ImpConfig;
   oneshotLevels: number[];
