@@ -151,7 +151,7 @@ whose holder died (a dead pid on the same host, or a heartbeat older than --lock
 over and the level resumes from its checkpoint, so a killed worker loses at most the epoch it was in.
 Finished units never run twice. Start any number of workers, on any hosts that share <out>.
   --worker            work until no unit is left; the worker that finds everything done writes the report
-  --adapter K         use GPU adapter K (0-based, Dawn's order; 'ticketlab info' lists them). Default: the
+  --adapter K         use GPU adapter K (0-based, Dawn's order; an index out of range lists them). Default: the
                       scheduler's choice: a single index in CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES or
                       GPU_DEVICE_ORDINAL, else SLURM_LOCALID, modulo the adapters this worker sees
   --name NAME         the worker's name in locks, logs and --status (default: host, pid, Slurm/k8s index)

@@ -13,7 +13,6 @@
 // so a unit another worker finished between our scan and our claim is never run twice.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { readJsonSync } from '../io/atomic.js';
 import { DEFAULT_STALE_MS, lockIsStale, readLock, tryAcquireLock, type HeldLock, type LockHolder } from '../io/lock.js';
 import { runFile } from '../io/run-paths.js';
@@ -165,5 +164,3 @@ export function age(iso: string, now = Date.now()): string {
   if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
 }
-
-export const relUnit = (plan: SweepPlan, dir: string): string => path.relative(plan.config.out, dir).split(path.sep).join('/');
