@@ -73,7 +73,7 @@ export function formatStatus(plan: SweepPlan, staleMs: number, now = Date.now())
   const st = unitStatuses(plan, staleMs);
   const count = (s: UnitState) => st.filter((x) => x.state === s).length;
   const lines = [
-    `sweep ${plan.config.out}/: ${st.length} units in ${plan.runs.length} runs: ` +
+    `sweep ${plan.config.out}/: ${st.length} unit${st.length === 1 ? '' : 's'} in ${plan.runs.length} run${plan.runs.length === 1 ? '' : 's'}: ` +
       STATE_ORDER.filter((s) => count(s) > 0)
         .map((s) => `${count(s)} ${s}`)
         .join(', '),
@@ -276,11 +276,10 @@ export const sweepCommand: Command = {
       const cleared = clearFailures(plan);
       if (cleared.length) log(`--retry-failed: trying again ${cleared.join(', ')}`);
     }
-    if (!values.worker) {
-      // One process: the folders must be new, or finished, or --resume'd (as before workers existed).
-      for (const r of plan.runs) await openRun(r.dir, { command: 'imp', ...r.config }, { resume: values.resume });
-      log(formatPlan(plan).trimEnd());
-    }
+    // Every run folder must be new or made with these settings (a one-line error now, not a failure per
+    // unit later); one process also wants --resume for unfinished folders, as before workers existed.
+    for (const r of plan.runs) await openRun(r.dir, { command: 'imp', ...r.config }, { resume: values.worker || values.resume });
+    if (!values.worker) log(formatPlan(plan).trimEnd());
     const name = values.name ?? defaultWorkerName();
     const dev = await initDevice(adapter ? { adapterIndex: adapter.index, adapterIndexWraps: adapter.wraps } : {});
     log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}${adapter ? ` (adapter from ${adapter.from}=${adapter.index})` : ''}`);

@@ -4,7 +4,8 @@
 // host that sees the folder sees the same state:
 //   done      <level>/result.json exists (fit() writes it last, atomically)
 //   failed    <level>/failed.json exists: the one-line error of the worker that gave up on it
-//   running   <level>/.lock held by a live worker (io/lock.ts: host, pid, start, heartbeat)
+//   running   <level>/.lock held by a live worker (io/lock.ts: host, pid, start, heartbeat), or the
+//             run folder's .lock held by a live `ticketlab imp/train` working on that run
 //   stale     <level>/.lock whose holder is gone (dead pid on this host, or heartbeat older than the
 //             timeout): the next worker takes it over and resumes the level from its checkpoint
 //   ready     every dependency done
@@ -54,10 +55,15 @@ function readFailure(dir: string, id: string): UnitFailure | null {
 export function unitStatuses(plan: SweepPlan, staleMs: number = DEFAULT_STALE_MS): UnitStatus[] {
   const byId = new Map<string, UnitStatus>();
   const out: UnitStatus[] = [];
+  // A run folder locked by `ticketlab train/imp` (the same lock, on the run): its units are not ours.
+  const runHolders = plan.runs.map((r) => {
+    const h = readLock(runFile(r.dir, 'lock'));
+    return h && !lockIsStale(h, staleMs) ? h : null;
+  });
   for (const u of plan.units) {
     const done = fs.existsSync(runFile(u.dir, 'result'));
     const failure = done ? null : readFailure(u.dir, u.id);
-    const holder = done || failure ? null : readLock(runFile(u.dir, 'lock'));
+    const holder = done || failure ? null : (readLock(runFile(u.dir, 'lock')) ?? runHolders[u.run]);
     let state: UnitState;
     let waitingOn: string[] = [];
     if (done) state = 'done';

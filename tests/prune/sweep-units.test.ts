@@ -7,7 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseSweepConfig, planSweep, type SweepConfig } from '../../src/prune/sweep.js';
-import { claimNext, clearFailures, defaultWorkerName, unitStatuses } from '../../src/prune/units.js';
+import { claimNext, clearFailures, defaultWorkerName, readEvents, unitStatuses } from '../../src/prune/units.js';
+import { runWorker } from '../../src/prune/worker.js';
 import { adapterChoice, formatStatus, sweepCommand } from '../../src/cli/sweep.js';
 import { k8sJob, shellWord, slurmScript } from '../../src/cli/sweep-emit.js';
 import { RUN_FILES } from '../../src/io/run-paths.js';
@@ -151,6 +152,40 @@ describe('units', () => {
     const c = claimNext(plan, { purpose: 't', staleMs: 60_000, heartbeatMs: 0 });
     expect(c!.unit.id).not.toBe(l0.id);
     c!.lock.release();
+  });
+
+  it("a run folder locked by 'ticketlab imp' (the same lock, on the run) keeps workers off its units", () => {
+    const out = tmp('runlock');
+    const plan = planSweep(config(out, { seeds: [0] }));
+    fs.mkdirSync(plan.runs[0].dir, { recursive: true });
+    fs.writeFileSync(path.join(plan.runs[0].dir, RUN_FILES.lock), holder({ host: 'elsewhere', pid: 99, purpose: 'imp' }));
+    const st = unitStatuses(plan);
+    expect(st.filter((s) => s.unit.run === 0).every((s) => s.state === 'running' || s.state === 'waiting')).toBe(true);
+    expect(st[0]).toMatchObject({ state: 'running', holder: { purpose: 'imp' } });
+    // the second scope's dense copy waits on the first scope's dense level, so nothing is claimable
+    expect(claimNext(plan, { purpose: 't', staleMs: 60_000, heartbeatMs: 0 })).toBeNull();
+  });
+
+  it('a failing unit is recorded once, blocks what needs it, and workers do not loop on it', async () => {
+    const out = tmp('fail');
+    const plan = planSweep(config(out, { seeds: [0], scopes: ['global'], datasets: [path.join(out, 'no-such-data')] }));
+    const logs: string[] = [];
+    const o = { name: 'w', staleMs: 60_000, pollMs: 10, progress: false, log: (m: string) => logs.push(m) };
+    const res = await runWorker(plan, o);
+    expect(res.allDone).toBe(false);
+    expect(res.ran).toEqual([]);
+    expect(res.failed).toEqual(['meso4-no-such-data-global-s0/level_0']);
+    expect(res.blocked).toHaveLength(plan.units.length - 1);
+    const f = JSON.parse(fs.readFileSync(path.join(plan.units[0].dir, RUN_FILES.failed), 'utf8'));
+    expect(f).toMatchObject({ unit: 'meso4-no-such-data-global-s0/level_0', worker: 'w', pid: process.pid });
+    expect(f.error).toContain('no-such-data');
+    expect(f.error.split('\n')).toHaveLength(1);
+    expect(fs.existsSync(path.join(plan.units[0].dir, RUN_FILES.lock))).toBe(false);
+    // a second worker finds nothing to do and returns at once, without trying the failed unit again
+    const again = await runWorker(plan, o);
+    expect(again.ran).toEqual([]);
+    expect(readEvents(out).filter((e) => e.event === 'fail')).toHaveLength(1);
+    expect(formatStatus(plan, 60_000).split('\n')[0]).toBe(`sweep ${out}/: 5 units in 1 run: 1 failed, 4 blocked`);
   });
 
   it('a lock with our own pid but a token we do not hold is a dead predecessor (a restarted container)', () => {
