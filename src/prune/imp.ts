@@ -163,7 +163,7 @@ export async function runImp(c: ImpConfig, ctx: ExperimentContext): Promise<ImpR
 /** One-shot to IMP level k's sparsity alone: prune the dense weights straight to it, rewind, retrain. */
 export async function runOneShotLevel(c: ImpConfig, ctx: ExperimentContext, k: number, scope: Scope = c.scope): Promise<LevelResult> {
   const dense = runFile(levelDir(ctx.run, 0), 'final');
-  if (!fs.existsSync(dense)) throw new Error(`${ctx.run}: no dense model yet (level_0/final.safetensors); run 'ticketlab imp' or 'train' first`);
+  if (!fs.existsSync(dense)) throw new Error(`${ctx.run}: no dense model yet (${dense} is missing); run 'ticketlab imp' or 'train' first`);
   return withModel(c, async (model, ws) => {
     const s = levelSparsity(c, k);
     const dir = oneshotDir(ctx.run, scope, k);
