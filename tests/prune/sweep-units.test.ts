@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { parseSweepConfig, planSweep, type SweepConfig } from '../../src/prune/sweep.js';
+import { parseSweepConfig, planSweep, readSweepConfig, type SweepConfig } from '../../src/prune/sweep.js';
 import { claimNext, clearFailures, defaultWorkerName, readEvents, unitStatuses } from '../../src/prune/units.js';
 import { runWorker } from '../../src/prune/worker.js';
 import { adapterChoice, formatStatus, sweepCommand } from '../../src/cli/sweep.js';
@@ -59,6 +59,12 @@ describe('seeds in the config and the plan', () => {
       ['meso4-synthetic-global', 7],
       ['meso4-synthetic-layer', 7],
     ]);
+  });
+
+  it('reads examples/sweep-seeds.json', () => {
+    const c = readSweepConfig('examples/sweep-seeds.json');
+    expect(c.seeds).toEqual([0, 1, 2]);
+    expect(planSweep(c).runs.map((r) => r.name)).toEqual(['meso4-synthetic-global-s0', 'meso4-synthetic-global-s1', 'meso4-synthetic-global-s2']);
   });
 
   it('refuses bad seeds with one-line errors naming the key', () => {
