@@ -49,6 +49,8 @@ function copyDense(from: string, to: string, log: (m: string) => void): void {
   const files = fs.readdirSync(from, { withFileTypes: true }).filter((e) => e.isFile() && e.name !== RUN_FILES.lock && e.name !== RUN_FILES.failed && !e.name.includes('.tmp'));
   const ordered = [...files.filter((e) => e.name !== RUN_FILES.result), ...files.filter((e) => e.name === RUN_FILES.result)];
   fs.mkdirSync(to, { recursive: true });
+  // Temp files of a copy that was killed half-way.
+  for (const e of fs.readdirSync(to)) if (e.includes('.tmp-')) fs.rmSync(path.join(to, e), { force: true });
   for (const e of ordered) {
     const tmp = path.join(to, `${e.name}.tmp-${process.pid}`);
     fs.copyFileSync(path.join(from, e.name), tmp);
