@@ -20,7 +20,8 @@ fail() { say "FAIL: $*"; exit 1; }
 [ "$(id -u)" = 0 ] || fail "run as root (it starts slurmctld, slurmd and munged)"
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   say "installing slurm-wlm and munge"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y slurm-wlm munge >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq slurm-wlm munge >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq slurm-wlm munge >/dev/null; }
 fi
 
 SCRATCH=$(mktemp -d /tmp/ticketlab-slurm.XXXXXX)
