@@ -12,11 +12,15 @@ export interface DeviceOptions {
   adapter?: string;
   /**
    * Which adapter of several, by position in Dawn's list (0-based), for one worker per GPU on a node.
-   * Env: TICKETLAB_ADAPTER_INDEX. With `wrap`, an index past the end wraps around (a scheduler's index
-   * on a node where it already gave each task its own GPU); without, it is an error.
+   * Env: TICKETLAB_ADAPTER_INDEX. With `adapterIndexWraps` (an index taken from a scheduler's
+   * variables), an index past the end wraps around (the scheduler already gave the task its own GPU),
+   * and an adapter that Dawn cannot tell from an earlier one by name falls back to that one with a
+   * warning; for an explicit index both are errors.
    */
   adapterIndex?: number;
   adapterIndexWraps?: boolean;
+  /** Where that warning goes (default stderr). */
+  warn?: (message: string) => void;
   powerPreference?: GPUPowerPreference;
 }
 
@@ -136,7 +140,7 @@ export async function listAdapters(backend?: string): Promise<{ backend: string;
 }
 
 /** The adapter name for an index (see DeviceOptions.adapterIndex), or a one-line error. */
-async function adapterByIndex(index: number, wraps: boolean, backend?: string): Promise<string> {
+async function adapterByIndex(index: number, wraps: boolean, warn: (m: string) => void, backend?: string): Promise<string> {
   const list = await listAdapters(backend);
   if (!list.length) throw new NoAdapterError('Dawn listed none');
   if (!wraps && index >= list.length) throw new Error(`adapter index ${index} is out of range: ${list.length} adapter${list.length === 1 ? '' : 's'} (${list.map((a, i) => `${i}: ${a.name}`).join('; ')})`);
@@ -145,9 +149,9 @@ async function adapterByIndex(index: number, wraps: boolean, backend?: string): 
   // Dawn picks the first adapter whose name contains ours: identical GPUs cannot be told apart by name.
   const first = list.findIndex((a) => a.name === name);
   if (first !== i) {
-    throw new Error(
-      `adapter index ${index}: adapters ${first} and ${i} are both '${name}' and Dawn selects by name; give each worker its own GPU through the scheduler (Slurm --gres=gpu:1 with ConstrainDevices, a Kubernetes GPU limit, or the driver's visible-devices setting) and leave the index at 0`,
-    );
+    const why = `adapters ${first} and ${i} are both '${name}' and Dawn selects by name; give each worker its own GPU through the scheduler (Slurm --gres=gpu:1 with ConstrainDevices, a Kubernetes GPU limit, or the driver's visible-devices setting)`;
+    if (!wraps) throw new Error(`adapter index ${index}: ${why}`);
+    warn(`warning: adapter index ${index} (from the scheduler) falls back to adapter ${first}: ${why}`);
   }
   return name;
 }
@@ -162,7 +166,7 @@ async function open(o: DeviceOptions): Promise<Device> {
   const backend = o.backend ?? process.env.TICKETLAB_BACKEND ?? undefined;
   const opts: DeviceOptions = {
     backend,
-    adapter: o.adapter ?? process.env.TICKETLAB_ADAPTER ?? (index !== undefined ? await adapterByIndex(index, o.adapterIndexWraps ?? false, backend) : undefined),
+    adapter: o.adapter ?? process.env.TICKETLAB_ADAPTER ?? (index !== undefined ? await adapterByIndex(index, o.adapterIndexWraps ?? false, o.warn ?? ((m) => process.stderr.write(m + '\n')), backend) : undefined),
     powerPreference: o.powerPreference ?? 'high-performance',
   };
   let adapter: GPUAdapter | null;
