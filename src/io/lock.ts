@@ -106,7 +106,9 @@ function pidAlive(pid: number): boolean {
 /** Whether a holder is gone: its pid is dead (same host) or its heartbeat is older than staleMs. */
 export function lockIsStale(h: LockHolder, staleMs: number = DEFAULT_STALE_MS, now: number = Date.now()): boolean {
   if (h.host === os.hostname() && h.pid > 0 && h.pid !== process.pid && !pidAlive(h.pid)) return true;
-  if (h.host === os.hostname() && h.pid === process.pid) return false;
+  // Our own pid: ours if we hold it; else a predecessor that had the same pid (a container restarted in
+  // the same pod, where the worker is pid 1 again) and is certainly dead.
+  if (h.host === os.hostname() && h.pid === process.pid) return ![...held].some((l) => l.holder.token === h.token);
   const beat = Date.parse(h.heartbeat);
   return !Number.isFinite(beat) || now - beat > staleMs;
 }

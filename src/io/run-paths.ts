@@ -10,6 +10,9 @@
 //     transfer-<data>/              dense/, <method>_level_<k>/, transfer.csv
 //     gradcam/
 //     summary.csv  report.html
+//   <sweep out>/                    sweep root: the runs above, plus sweep-events.jsonl, summary_runs.csv,
+//                                   sweep.sbatch, sweep-job.yaml; a level folder of a sweep may hold .lock
+//                                   (a worker's claim) and failed.json
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -19,7 +22,7 @@ export const RUN_FILES = {
   config: 'config.json',
   /** Marks a whole run finished. */
   done: 'done.json',
-  /** One writer per folder (io/run-lock.ts). */
+  /** One writer per folder (io/lock.ts): a run for `train`/`imp`, a level folder for a sweep worker's unit. */
   lock: '.lock',
   /** theta_0, captured at step 0 of the dense level. */
   init: 'init.safetensors',
@@ -42,6 +45,15 @@ export const RUN_FILES = {
   evaluated: 'evaluated.json',
   summary: 'summary.csv',
   report: 'report.html',
+  /** A sweep unit (level folder) that failed: the one-line error, where and when; workers skip it. */
+  failed: 'failed.json',
+  /** Sweep root: one line per claim, finish, failure and takeover of a unit, from every worker. */
+  sweepEvents: 'sweep-events.jsonl',
+  /** Sweep root, multi-seed reports: summary.csv's per-folder rows (summary.csv then holds mean +- sd). */
+  summaryRuns: 'summary_runs.csv',
+  /** Sweep root: scheduler files written by `ticketlab sweep --emit`. */
+  slurmScript: 'sweep.sbatch',
+  k8sJob: 'sweep-job.yaml',
 } as const;
 
 export type RunFile = keyof typeof RUN_FILES;

@@ -6,12 +6,11 @@
 //   controls/random_prune/level_<k>/  a random mask with the ticket's per-layer counts, same rewind point
 // Every folder is a level (level.ts): finished ones are skipped, unfinished ones resume.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { DatasetSplits } from '../data/datasets.js';
 import { createModel, type Detector } from '../nn/models/index.js';
 import { saveModel } from '../nn/checkpoint.js';
 import type { RewindPoint, TrainSettings } from '../train/trainer.js';
-import { levelDir } from '../train/run.js';
+import { controlDir, levelDir, oneshotDir, runFile } from '../io/run-paths.js';
 import { loadMasks, onesMasks, prunableWeights, type HostMasks, type PrunableWeight } from './masks.js';
 import { magnitudeScores, pruneByRate, pruneToSparsity, randomMasksLike, sparsityAfter, type Scope } from './magnitude.js';
 import { runLevel, type LevelResult } from './level.js';
@@ -85,9 +84,9 @@ async function weightsFromFile(file: string, ws: readonly PrunableWeight[]): Pro
 
 /** Where level k>=1 starts from: theta_0, theta_k, or the previous level's trained weights. */
 export function rewindFile(run: string, rewind: Rewind, prevLevel: number): string {
-  if (rewind.kind === 'init') return path.join(levelDir(run, 0), 'init.safetensors');
-  if (rewind.kind === 'none') return path.join(levelDir(run, prevLevel), 'final.safetensors');
-  return path.join(levelDir(run, 0), 'rewind.safetensors');
+  if (rewind.kind === 'init') return runFile(levelDir(run, 0), 'init');
+  if (rewind.kind === 'none') return runFile(levelDir(run, prevLevel), 'final');
+  return runFile(levelDir(run, 0), 'rewind');
 }
 
 /** The fields every level of one experiment shares. */
@@ -99,15 +98,55 @@ function makeModel(c: ImpConfig, seed = c.train.seed): Detector {
   return createModel(c.model, { size: c.size, seed });
 }
 
-/** Dense level 0, capturing theta_0 (init.safetensors) and theta_k (rewind.safetensors) on the way. */
-async function denseLevel(c: ImpConfig, ctx: ExperimentContext, model: Detector, ws: PrunableWeight[]): Promise<LevelResult> {
-  const dir = levelDir(ctx.run, 0);
-  const rw = parseRewind(c.rewind);
-  const captures: RewindPoint[] = [{ kind: 'step', at: 0, capture: (m) => saveModel(path.join(dir, 'init.safetensors'), m, { ticketlab: 'theta_0' }) }];
-  if (rw.kind === 'epoch' || rw.kind === 'step') {
-    captures.push({ kind: rw.kind, at: rw.at, capture: (m) => saveModel(path.join(dir, 'rewind.safetensors'), m, { ticketlab: `theta_${rw.kind}_${rw.at}` }) });
+/** A fresh model and its prunable weights for one level, disposed after `body` (each level is self-contained). */
+async function withModel<T>(c: ImpConfig, body: (model: Detector, ws: PrunableWeight[]) => Promise<T>): Promise<T> {
+  const model = makeModel(c);
+  try {
+    return await body(model, prunableWeights(model, c.pruneLast));
+  } finally {
+    model.dispose();
   }
-  return runLevel({ ...shared(c, ctx, model, ws), dir, masks: onesMasks(ws), startFrom: null, captures, label: 'level 0 (dense)' });
+}
+
+/** Dense level 0, capturing theta_0 (init.safetensors) and theta_k (rewind.safetensors) on the way. */
+export async function runDenseLevel(c: ImpConfig, ctx: ExperimentContext): Promise<LevelResult> {
+  return withModel(c, (model, ws) => {
+    const dir = levelDir(ctx.run, 0);
+    const rw = parseRewind(c.rewind);
+    const captures: RewindPoint[] = [{ kind: 'step', at: 0, capture: (m) => saveModel(runFile(dir, 'init'), m, { ticketlab: 'theta_0' }) }];
+    if (rw.kind === 'epoch' || rw.kind === 'step') {
+      captures.push({ kind: rw.kind, at: rw.at, capture: (m) => saveModel(runFile(dir, 'rewind'), m, { ticketlab: `theta_${rw.kind}_${rw.at}` }) });
+    }
+    return runLevel({ ...shared(c, ctx, model, ws), dir, masks: onesMasks(ws), startFrom: null, captures, label: 'level 0 (dense)' });
+  });
+}
+
+/**
+ * IMP level k >= 1 alone: prunes level k-1's trained weights under level k-1's mask (both read from its
+ * folder, which must be finished), rewinds, retrains. A level whose mask is already on disk reuses it.
+ */
+export async function runImpLevel(c: ImpConfig, ctx: ExperimentContext, k: number): Promise<LevelResult> {
+  return withModel(c, async (model, ws) => {
+    const dir = levelDir(ctx.run, k);
+    const maskFile = runFile(dir, 'mask');
+    let masks: HostMasks;
+    if (fs.existsSync(maskFile)) masks = await loadMasks(maskFile, ws);
+    else {
+      const prev = levelDir(ctx.run, k - 1);
+      if (!fs.existsSync(runFile(prev, 'result'))) throw new Error(`${ctx.run}: IMP level ${k} needs level ${k - 1} finished first (${runFile(prev, 'result')} is missing)`);
+      const prevMasks = k === 1 ? onesMasks(ws) : await loadMasks(runFile(prev, 'mask'), ws);
+      // Magnitudes of the previous level's trained weights.
+      const scores = magnitudeScores(await weightsFromFile(runFile(prev, 'final'), ws));
+      masks = c.sparsities ? pruneToSparsity(prevMasks, scores, levelSparsity(c, k), c.scope) : pruneByRate(prevMasks, scores, c.rate, c.scope);
+    }
+    return runLevel({
+      ...shared(c, ctx, model, ws),
+      dir,
+      masks,
+      startFrom: rewindFile(ctx.run, parseRewind(c.rewind), k - 1),
+      label: `level ${k} (IMP-${c.scope})`,
+    });
+  });
 }
 
 export interface ImpResult {
@@ -116,104 +155,69 @@ export interface ImpResult {
 
 /** Runs (or resumes) level 0 and every IMP level. */
 export async function runImp(c: ImpConfig, ctx: ExperimentContext): Promise<ImpResult> {
-  const model = makeModel(c);
-  const ws = prunableWeights(model, c.pruneLast);
-  const rw = parseRewind(c.rewind);
-  const out: ImpResult = { levels: [] };
-  try {
-    out.levels.push({ level: 0, result: await denseLevel(c, ctx, model, ws) });
-    let masks: HostMasks = onesMasks(ws);
-    for (let k = 1; k <= levelCount(c); k++) {
-      const dir = levelDir(ctx.run, k);
-      const maskFile = path.join(dir, 'mask.safetensors');
-      if (fs.existsSync(maskFile)) masks = await loadMasks(maskFile, ws);
-      else {
-        // Magnitudes of the previous level's trained weights.
-        const scores = magnitudeScores(await weightsFromFile(path.join(levelDir(ctx.run, k - 1), 'final.safetensors'), ws));
-        masks = c.sparsities ? pruneToSparsity(masks, scores, levelSparsity(c, k), c.scope) : pruneByRate(masks, scores, c.rate, c.scope);
-      }
-      const res = await runLevel({
-        ...shared(c, ctx, model, ws),
-        dir,
-        masks,
-        startFrom: rewindFile(ctx.run, rw, k - 1),
-        label: `level ${k} (IMP-${c.scope})`,
-      });
-      out.levels.push({ level: k, result: res });
-    }
-    return out;
-  } finally {
-    model.dispose();
-  }
+  const out: ImpResult = { levels: [{ level: 0, result: await runDenseLevel(c, ctx) }] };
+  for (let k = 1; k <= levelCount(c); k++) out.levels.push({ level: k, result: await runImpLevel(c, ctx, k) });
+  return out;
+}
+
+/** One-shot to IMP level k's sparsity alone: prune the dense weights straight to it, rewind, retrain. */
+export async function runOneShotLevel(c: ImpConfig, ctx: ExperimentContext, k: number, scope: Scope = c.scope): Promise<LevelResult> {
+  const dense = runFile(levelDir(ctx.run, 0), 'final');
+  if (!fs.existsSync(dense)) throw new Error(`${ctx.run}: no dense model yet (${dense} is missing); run 'ticketlab imp' or 'train' first`);
+  return withModel(c, async (model, ws) => {
+    const s = levelSparsity(c, k);
+    const dir = oneshotDir(ctx.run, scope, k);
+    const maskFile = runFile(dir, 'mask');
+    const masks = fs.existsSync(maskFile) ? await loadMasks(maskFile, ws) : pruneToSparsity(onesMasks(ws), magnitudeScores(await weightsFromFile(dense, ws)), s, scope);
+    return runLevel({
+      ...shared(c, ctx, model, ws),
+      dir,
+      masks,
+      startFrom: rewindFile(ctx.run, parseRewind(c.rewind), 0),
+      label: `one-shot ${scope} to ${(s * 100).toFixed(1)}%`,
+    });
+  });
 }
 
 /** One-shot: prune the dense weights straight to each level's sparsity, rewind, retrain. */
 export async function runOneShot(c: ImpConfig, ctx: ExperimentContext, levels: number[], scope: Scope = c.scope): Promise<{ level: number; result: LevelResult }[]> {
-  const model = makeModel(c);
-  const ws = prunableWeights(model, c.pruneLast);
-  const rw = parseRewind(c.rewind);
-  const dense = path.join(levelDir(ctx.run, 0), 'final.safetensors');
-  if (!fs.existsSync(dense)) throw new Error(`${ctx.run}: no dense model yet (level_0/final.safetensors); run 'ticketlab imp' or 'train' first`);
-  const scores = magnitudeScores(await weightsFromFile(dense, ws));
   const out: { level: number; result: LevelResult }[] = [];
-  try {
-    for (const k of levels) {
-      const s = levelSparsity(c, k);
-      const dir = path.join(ctx.run, `oneshot_${scope}`, `level_${k}`);
-      const maskFile = path.join(dir, 'mask.safetensors');
-      const masks = fs.existsSync(maskFile) ? await loadMasks(maskFile, ws) : pruneToSparsity(onesMasks(ws), scores, s, scope);
-      const res = await runLevel({
-        ...shared(c, ctx, model, ws),
-        dir,
-        masks,
-        startFrom: rewindFile(ctx.run, rw, 0),
-        label: `one-shot ${scope} to ${(s * 100).toFixed(1)}%`,
-      });
-      out.push({ level: k, result: res });
+  for (const k of levels) out.push({ level: k, result: await runOneShotLevel(c, ctx, k, scope) });
+  return out;
+}
+
+/** One control of IMP level k (whose mask must exist): random re-initialisation or random pruning (same per-layer counts). */
+export async function runControlLevel(c: ImpConfig, ctx: ExperimentContext, kind: ControlKind, k: number): Promise<LevelResult> {
+  const ticketMask = runFile(levelDir(ctx.run, k), 'mask');
+  if (!fs.existsSync(ticketMask)) throw new Error(`${ctx.run}: IMP level ${k} has no mask yet; run its IMP level first`);
+  return withModel(c, async (model, ws) => {
+    const ticket = await loadMasks(ticketMask, ws);
+    const dir = controlDir(ctx.run, kind, k);
+    let masks: HostMasks;
+    let startFrom: string;
+    if (kind === 'reinit') {
+      masks = ticket;
+      // Fresh weights from another seed, saved so the branch is reproducible and resumable.
+      startFrom = runFile(dir, 'reinit');
+      if (!fs.existsSync(startFrom)) {
+        const fresh = makeModel(c, c.train.seed + 1_000_003 * k);
+        fs.mkdirSync(dir, { recursive: true });
+        await saveModel(startFrom, fresh, { ticketlab: 'reinit' });
+        fresh.dispose();
+      }
+    } else {
+      const mf = runFile(dir, 'mask');
+      masks = fs.existsSync(mf) ? await loadMasks(mf, ws) : randomMasksLike(ticket, c.train.seed + 7919 * k);
+      const rw = parseRewind(c.rewind);
+      startFrom = rewindFile(ctx.run, rw.kind === 'none' ? { kind: 'init' } : rw, 0);
     }
-    return out;
-  } finally {
-    model.dispose();
-  }
+    return runLevel({ ...shared(c, ctx, model, ws), dir, masks, startFrom, label: `control ${kind} at level ${k}` });
+  });
 }
 
 /** Controls for IMP levels: random re-initialisation and random pruning (same per-layer counts). */
 export async function runControls(c: ImpConfig, ctx: ExperimentContext, kinds: ControlKind[], levels: number[]): Promise<{ kind: ControlKind; level: number; result: LevelResult }[]> {
-  const model = makeModel(c);
-  const ws = prunableWeights(model, c.pruneLast);
-  const rw = parseRewind(c.rewind);
   const out: { kind: ControlKind; level: number; result: LevelResult }[] = [];
-  try {
-    for (const k of levels) {
-      const ticketMask = path.join(levelDir(ctx.run, k), 'mask.safetensors');
-      if (!fs.existsSync(ticketMask)) throw new Error(`${ctx.run}: IMP level ${k} has no mask yet; run its IMP level first`);
-      const ticket = await loadMasks(ticketMask, ws);
-      for (const kind of kinds) {
-        const dir = path.join(ctx.run, 'controls', kind, `level_${k}`);
-        let masks: HostMasks;
-        let startFrom: string;
-        if (kind === 'reinit') {
-          masks = ticket;
-          // Fresh weights from another seed, saved so the branch is reproducible and resumable.
-          startFrom = path.join(dir, 'reinit.safetensors');
-          if (!fs.existsSync(startFrom)) {
-            const fresh = makeModel(c, c.train.seed + 1_000_003 * k);
-            fs.mkdirSync(dir, { recursive: true });
-            await saveModel(startFrom, fresh, { ticketlab: 'reinit' });
-            fresh.dispose();
-          }
-        } else {
-          const mf = path.join(dir, 'mask.safetensors');
-          masks = fs.existsSync(mf) ? await loadMasks(mf, ws) : randomMasksLike(ticket, c.train.seed + 7919 * k);
-          startFrom = rewindFile(ctx.run, rw.kind === 'none' ? { kind: 'init' } : rw, 0);
-        }
-        const res = await runLevel({ ...shared(c, ctx, model, ws), dir, masks, startFrom, label: `control ${kind} at level ${k}` });
-        out.push({ kind, level: k, result: res });
-      }
-    }
-    return out;
-  } finally {
-    model.dispose();
-  }
+  for (const k of levels) for (const kind of kinds) out.push({ kind, level: k, result: await runControlLevel(c, ctx, kind, k) });
+  return out;
 }
-

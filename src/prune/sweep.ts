@@ -13,7 +13,8 @@
 //     "imp": { "levels": 8, "rate": 0.2, "sparsities": null, "rewind": "init", "pruneLast": false },
 //     "oneshot": { "sparsities": [0.6, 0.8] },         or "levels": [4, 7]: IMP levels whose sparsity to match
 //     "controls": { "kinds": ["reinit", "random_prune"], "levels": "oneshot" },  or "all", [k,...], "sparsities"
-//     "shareDense": true
+//     "shareDense": true,
+//     "seeds": [0, 1, 2]                               optional: every cell once per seed, runs named ...-s<seed>
 //   }
 //
 // One-shot and controls are defined at IMP levels (they prune to, or copy the mask of, IMP level k), so
@@ -29,9 +30,8 @@ import * as path from 'node:path';
 import { MODEL_NAMES } from '../nn/models/index.js';
 import { DEFAULT_TRAIN, type TrainSettings } from '../train/trainer.js';
 import { parseSchedule } from '../nn/optim/schedule.js';
-import { openDataset, type DatasetSplits } from '../data/datasets.js';
-import { levelDir, markDone, openRun } from '../train/run.js';
-import { levelSparsity, parseRewind, runControls, runImp, runOneShot, type ControlKind, type ImpConfig } from './imp.js';
+import { controlDir, levelDir, oneshotDir, runFile } from '../io/run-paths.js';
+import { levelSparsity, parseRewind, type ControlKind, type ImpConfig } from './imp.js';
 import type { Scope } from './magnitude.js';
 
 export type SweepMethod = 'imp' | 'oneshot' | 'controls';
@@ -69,9 +69,11 @@ export interface SweepConfig {
   /** IMP levels of the controls; [] without 'controls'. */
   controlLevels: number[];
   shareDense: boolean;
+  /** Training seeds, one run per cell each (`<model>-<data>-<scope>-s<seed>`); null: one run with train.seed, unsuffixed. */
+  seeds: number[] | null;
 }
 
-const TOP_KEYS = ['description', 'out', 'models', 'datasets', 'size', 'scopes', 'methods', 'train', 'imp', 'oneshot', 'controls', 'shareDense'] as const;
+const TOP_KEYS = ['description', 'out', 'models', 'datasets', 'size', 'scopes', 'methods', 'train', 'imp', 'oneshot', 'controls', 'shareDense', 'seeds'] as const;
 const IMP_KEYS = ['levels', 'rate', 'sparsities', 'rewind', 'pruneLast'] as const;
 const ONESHOT_KEYS = ['levels', 'sparsities'] as const;
 const CONTROL_KEYS = ['kinds', 'levels', 'sparsities'] as const;
@@ -304,6 +306,13 @@ export function parseSweepConfig(raw: unknown, source = 'sweep config'): SweepCo
     else controlLevels = parseLevelList(c, co.levels, 'controls.levels', imp.levels);
   } else if (o.controls !== undefined) c.fail('controls', "is set but methods does not list 'controls'");
 
+  let seeds: number[] | null = null;
+  if (o.seeds !== undefined) {
+    seeds = c.list(o.seeds, 'seeds').map((v, i) => c.num(v, `seeds[${i}]`, { int: true, min: 0 }));
+    c.unique(seeds, 'seeds');
+    if (o.train !== null && typeof o.train === 'object' && (o.train as Obj).seed !== undefined) c.fail('train.seed', 'is set but so is seeds; give one of them');
+  }
+
   return {
     description,
     out,
@@ -318,6 +327,7 @@ export function parseSweepConfig(raw: unknown, source = 'sweep config'): SweepCo
     controlKinds,
     controlLevels,
     shareDense: o.shareDense === undefined ? true : c.bool(o.shareDense, 'shareDense'),
+    seeds,
   };
 }
 
@@ -344,12 +354,12 @@ export function sizeFor(cfg: Pick<SweepConfig, 'size'>, model: string, d: SweepD
   return cfg.size?.[model] ?? defaultInputSize(model, d.spec);
 }
 
-function impConfigFor(cfg: Pick<SweepConfig, 'imp' | 'train'>, model: string, data: string, size: number, scope: Scope): ImpConfig {
+function impConfigFor(cfg: Pick<SweepConfig, 'imp' | 'train'>, model: string, data: string, size: number, scope: Scope, seed = cfg.train.seed): ImpConfig {
   return {
     model,
     data,
     size,
-    train: { ...cfg.train },
+    train: { ...cfg.train, seed },
     levels: cfg.imp.levels,
     rate: cfg.imp.rate,
     sparsities: cfg.imp.sparsities ? [...cfg.imp.sparsities] : null,
@@ -359,14 +369,32 @@ function impConfigFor(cfg: Pick<SweepConfig, 'imp' | 'train'>, model: string, da
   };
 }
 
+/** What a unit trains: a dense level, a copy of another run's dense level (shareDense), an IMP level, a one-shot level, a control. */
+export type UnitKind = 'dense' | 'dense-copy' | 'imp' | 'oneshot' | 'control';
+
+/**
+ * One unit of work: a level folder to train (or, for dense-copy, to copy). Units are what sweep workers
+ * claim; `deps` must be finished first (level k needs k-1; one-shot needs the dense level; a control
+ * needs its ticket's IMP level; a dense copy needs the level it copies).
+ */
 export interface PlannedTraining {
+  /** The level folder relative to the sweep's out, '/'-separated: the unit's name in messages and logs. */
+  id: string;
   /** Level folder. */
   dir: string;
   label: string;
+  kind: UnitKind;
+  level: number;
+  /** The control kind, for kind 'control'. */
+  control: ControlKind | null;
   /** result.json already there. */
   finished: boolean;
   /** Not trained here: copied from the first scope's run (shareDense). */
   copiedFrom: string | null;
+  /** Ids of the units that must be finished first. */
+  deps: string[];
+  /** The run (index into SweepPlan.runs). */
+  run: number;
 }
 
 export interface PlannedRun {
@@ -375,6 +403,8 @@ export interface PlannedRun {
   model: string;
   dataset: SweepDataset;
   scope: Scope;
+  /** The training seed (config.train.seed). */
+  seed: number;
   size: number;
   config: ImpConfig;
   oneshotLevels: number[];
@@ -388,6 +418,8 @@ export interface PlannedRun {
 export interface SweepPlan {
   config: SweepConfig;
   runs: PlannedRun[];
+  /** Every unit of every run, in plan order. */
+  units: PlannedTraining[];
   /** Level folders to train (dense levels copied between scopes not counted). */
   trainings: number;
   /** Of which already finished (result.json present). */
@@ -396,55 +428,66 @@ export interface SweepPlan {
   sparsities: number[];
 }
 
-/** The runs and level folders a sweep makes, in the order it makes them; reads only result.json presence. */
+/** A run folder's name: `<model>-<data>-<scope>`, with `-s<seed>` when the config lists seeds. */
+export function runName(cfg: Pick<SweepConfig, 'seeds'>, model: string, data: string, scope: Scope, seed: number): string {
+  return `${model}-${data}-${scope}${cfg.seeds ? `-s${seed}` : ''}`;
+}
+
+/** The runs and level folders a sweep makes, in the order one process makes them; reads only result.json presence. */
 export function planSweep(cfg: SweepConfig): SweepPlan {
   const runs: PlannedRun[] = [];
+  const units: PlannedTraining[] = [];
+  const unitId = (dir: string) => path.relative(cfg.out, dir).split(path.sep).join('/');
+  const done = (p: string) => fs.existsSync(runFile(p, 'result'));
   for (const d of cfg.datasets) {
     for (const model of cfg.models) {
-      let first: string | null = null;
-      for (const scope of cfg.scopes) {
-        const name = `${model}-${d.name}-${scope}`;
-        const dir = path.join(cfg.out, name);
-        const size = sizeFor(cfg, model, d);
-        const denseFrom = cfg.shareDense && first ? first : null;
-        first ??= dir;
-        const done = (p: string) => fs.existsSync(path.join(p, 'result.json'));
-        const trainings: PlannedTraining[] = [];
-        const l0 = levelDir(dir, 0);
-        trainings.push({ dir: l0, label: 'dense', finished: done(l0), copiedFrom: denseFrom ? levelDir(denseFrom, 0) : null });
-        for (let k = 1; k <= cfg.imp.levels; k++) trainings.push({ dir: levelDir(dir, k), label: `IMP-${scope} level ${k}`, finished: done(levelDir(dir, k)), copiedFrom: null });
-        for (const k of cfg.oneshotLevels) {
-          const p = path.join(dir, `oneshot_${scope}`, `level_${k}`);
-          trainings.push({ dir: p, label: `one-shot ${scope} level ${k}`, finished: done(p), copiedFrom: null });
-        }
-        for (const k of cfg.controlLevels) {
-          for (const kind of cfg.controlKinds) {
-            const p = path.join(dir, 'controls', kind, `level_${k}`);
-            trainings.push({ dir: p, label: `${kind} level ${k}`, finished: done(p), copiedFrom: null });
+      for (const seed of cfg.seeds ?? [cfg.train.seed]) {
+        let first: string | null = null;
+        for (const scope of cfg.scopes) {
+          const name = runName(cfg, model, d.name, scope, seed);
+          const dir = path.join(cfg.out, name);
+          const size = sizeFor(cfg, model, d);
+          const denseFrom = cfg.shareDense && first ? first : null;
+          first ??= dir;
+          const runIndex = runs.length;
+          const trainings: PlannedTraining[] = [];
+          const add = (t: Omit<PlannedTraining, 'id' | 'finished' | 'run' | 'control' | 'copiedFrom'> & Partial<Pick<PlannedTraining, 'control' | 'copiedFrom'>>) =>
+            trainings.push({ id: unitId(t.dir), finished: done(t.dir), run: runIndex, control: null, copiedFrom: null, ...t });
+          const l0 = levelDir(dir, 0);
+          const impId = (k: number) => unitId(levelDir(dir, k));
+          if (denseFrom) add({ dir: l0, label: 'dense (copy)', kind: 'dense-copy', level: 0, copiedFrom: levelDir(denseFrom, 0), deps: [unitId(levelDir(denseFrom, 0))] });
+          else add({ dir: l0, label: 'dense', kind: 'dense', level: 0, deps: [] });
+          for (let k = 1; k <= cfg.imp.levels; k++) add({ dir: levelDir(dir, k), label: `IMP-${scope} level ${k}`, kind: 'imp', level: k, deps: [impId(k - 1)] });
+          for (const k of cfg.oneshotLevels) add({ dir: oneshotDir(dir, scope, k), label: `one-shot ${scope} level ${k}`, kind: 'oneshot', level: k, deps: [impId(0)] });
+          for (const k of cfg.controlLevels) {
+            for (const kind of cfg.controlKinds) add({ dir: controlDir(dir, kind, k), label: `${kind} level ${k}`, kind: 'control', control: kind, level: k, deps: [impId(k)] });
           }
+          units.push(...trainings);
+          runs.push({
+            name,
+            dir,
+            model,
+            dataset: d,
+            scope,
+            seed,
+            size,
+            config: impConfigFor(cfg, model, d.spec, size, scope, seed),
+            oneshotLevels: [...cfg.oneshotLevels],
+            controlKinds: [...cfg.controlKinds],
+            controlLevels: [...cfg.controlLevels],
+            denseFrom,
+            trainings,
+          });
         }
-        runs.push({
-          name,
-          dir,
-          model,
-          dataset: d,
-          scope,
-          size,
-          config: impConfigFor(cfg, model, d.spec, size, scope),
-          oneshotLevels: [...cfg.oneshotLevels],
-          controlKinds: [...cfg.controlKinds],
-          controlLevels: [...cfg.controlLevels],
-          denseFrom,
-          trainings,
-        });
       }
     }
   }
-  const counted = runs.flatMap((r) => r.trainings.filter((t) => !t.copiedFrom));
+  const counted = units.filter((t) => !t.copiedFrom);
   const nominal = impConfigFor(cfg, cfg.models[0], '', 0, 'global');
   return {
     config: cfg,
     runs,
+    units,
     trainings: counted.length,
     finished: counted.filter((t) => t.finished).length,
     sparsities: [0, ...Array.from({ length: cfg.imp.levels }, (_, i) => levelSparsity(nominal, i + 1))],
@@ -454,54 +497,4 @@ export function planSweep(cfg: SweepConfig): SweepPlan {
 /** Dataset roots that do not exist, as one-line messages naming the key (synthetic specs are skipped). */
 export function missingDatasets(cfg: SweepConfig): string[] {
   return cfg.datasets.flatMap((d, i) => (isSynthetic(d.spec) || fs.existsSync(d.spec) ? [] : [`datasets[${i}]: ${d.spec} does not exist`]));
-}
-
-export interface SweepOptions {
-  resume: boolean;
-  progress: boolean;
-  signal?: { stop: boolean };
-  log: (m: string) => void;
-}
-
-/**
- * Copies a finished dense level_0 from the first scope's run (same model, data and settings: level 0
- * does not depend on the scope). Through a temp folder and a rename, so a kill never leaves half a copy.
- */
-function copyDense(from: string, to: string, log: (m: string) => void): boolean {
-  const src = levelDir(from, 0);
-  const dst = levelDir(to, 0);
-  if (!fs.existsSync(path.join(src, 'result.json'))) return false;
-  if (fs.existsSync(dst) && fs.readdirSync(dst).length > 0) return false;
-  const tmp = `${dst}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.cpSync(src, tmp, { recursive: true });
-  fs.rmSync(dst, { recursive: true, force: true });
-  fs.renameSync(tmp, dst);
-  log(`${to}: level 0 (dense) copied from ${from} (same model, data and training; the scope only matters from level 1)`);
-  return true;
-}
-
-/** Runs the plan (device already open); returns the run folders in plan order. Interrupted propagates. */
-export async function runSweep(plan: SweepPlan, o: SweepOptions): Promise<string[]> {
-  const datasets = new Map<string, DatasetSplits>();
-  const done: string[] = [];
-  for (const [i, r] of plan.runs.entries()) {
-    o.log(`sweep: run ${i + 1}/${plan.runs.length}: ${r.name} (${r.model}, ${r.dataset.name} at ${r.size}x${r.size}, ${r.scope})`);
-    await openRun(r.dir, { command: 'imp', ...r.config }, { resume: o.resume });
-    if (r.denseFrom) copyDense(r.denseFrom, r.dir, o.log);
-    const key = `${r.dataset.spec}\0${r.size}\0${r.config.train.seed}`;
-    let data = datasets.get(key);
-    if (!data) {
-      data = await openDataset(r.dataset.spec, { size: r.size, seed: r.config.train.seed });
-      o.log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${r.size}x${r.size}`);
-      datasets.set(key, data);
-    }
-    const ctx = { run: r.dir, data, resume: o.resume, progress: o.progress, signal: o.signal, log: o.log };
-    const imp = await runImp(r.config, ctx);
-    if (r.oneshotLevels.length) await runOneShot(r.config, ctx, r.oneshotLevels, r.scope);
-    if (r.controlKinds.length && r.controlLevels.length) await runControls(r.config, ctx, r.controlKinds, r.controlLevels);
-    await markDone(r.dir, { levels: imp.levels.length, oneshot: r.oneshotLevels, controls: { kinds: r.controlKinds, levels: r.controlLevels } });
-    done.push(r.dir);
-  }
-  return done;
 }

@@ -24,7 +24,8 @@ import { figure, figureRow, htmlReport, imageTag, relativeUrl, scrollable, type 
 import { escapeHtml } from '../util/escape.js';
 import { collectRuns, methodRank, type CollectedRun, type LevelRow } from './collect.js';
 import { maskAnatomySection, writeMaskAnatomy } from './mask-report.js';
-import { listLevelFolders, runFile } from '../io/run-paths.js';
+import { formatStat, hasSeeds, SEED_SUMMARY_COLUMNS, seedGroups, seedRows, seedSeries, seedSummaryRows, seedVerdicts, type SeedRow, type SeedVerdict } from './seeds.js';
+import { listLevelFolders, runFile, RUN_FILES } from '../io/run-paths.js';
 
 /** summary.csv's columns, in order; images_per_second, winning_ticket, status and run follow them. */
 export const SUMMARY_COLUMNS = [
@@ -294,6 +295,25 @@ function layerDensityChart(run: CollectedRun): string | null {
   });
 }
 
+function seedVerdictRows(vs: readonly SeedVerdict[]): TableRow[] {
+  return vs.map((v) => ({
+    cell: v.group.name,
+    method: v.method,
+    level: v.level,
+    test: formatStat(v.ticket),
+    dense: formatStat(v.dense),
+    delta: `${v.deltaPoints >= 0 ? '+' : ''}${v.deltaPoints.toFixed(2)} pt (tol ${v.tolerancePoints.toFixed(2)})`,
+    controls: v.controls.length ? v.controls.map((c) => `${c.kind} ${formatStat(c.stat)}`).join(', ') : '(none)',
+    verdict: v.winning ? 'winning ticket' : !v.matchesDense ? 'no: below dense' : 'no: a control is within the spread',
+  }));
+}
+
+const seedVerdictColumns: ColumnSpec[] = ['cell', 'method', { key: 'level', align: 'right' }, { key: 'test', align: 'right' }, { key: 'dense', align: 'right' }, { key: 'delta', header: 'vs dense', align: 'right' }, 'controls', 'verdict'];
+
+export function formatSeedVerdicts(vs: readonly SeedVerdict[]): string {
+  return vs.length ? formatTable(seedVerdictRows(vs), seedVerdictColumns) : 'no finished pruned level with a finished dense level to compare with';
+}
+
 // ---------------------------------------------------------------------------------------------
 // plots
 
@@ -376,6 +396,31 @@ function groupPlot(g: Group, metric: Metric): string {
   return sparsityPlot(`${g.model} on ${g.data}: ${metric === 'testAccuracy' ? 'test accuracy' : 'test AUC'} vs sparsity`, metric, series);
 }
 
+/** Over seeds: one line per seed group and method (mean), with a +-1 sd band. */
+function seedGroupPlot(g: Group, rows: readonly SeedRow[], metric: Metric, only?: (method: string) => boolean, title?: string, colorOf?: (gi: number, method: string) => string): string {
+  const scale = metric === 'testAccuracy' ? 100 : 1;
+  const groups = [...new Set(rows.filter((r) => g.runs.some((run) => r.group.runs.includes(run))).map((r) => r.group))];
+  const series: LineSeries[] = [];
+  groups.forEach((sg, gi) => {
+    const methods = [...new Set(rows.filter((r) => r.group === sg).map((r) => r.method))].filter((m) => !only || only(m)).sort((a, b) => methodRank(a) - methodRank(b) || a.localeCompare(b));
+    for (const method of methods) {
+      const { points, band } = seedSeries(rows, sg, method, metric, scale);
+      if (!points.length) continue;
+      const n = Math.max(...rows.filter((r) => r.group === sg && r.method === method).map((r) => r.testAccuracy?.n ?? 0));
+      series.push({
+        name: `${groups.length > 1 || colorOf ? `${sg.name} ` : ''}${method} (n=${n})`,
+        points,
+        band,
+        color: colorOf ? colorOf(gi, method) : (METHOD_COLORS[method] ?? PALETTE[7]),
+        dashed: colorOf ? method === 'imp-layer' : isControl(method),
+        marker: sg.scope ? MARKER_BY_SCOPE[sg.scope] : 'diamond',
+      });
+    }
+  });
+  const what = metric === 'testAccuracy' ? 'test accuracy' : 'test AUC';
+  return sparsityPlot(title ?? `${g.model} on ${g.data}: ${what} vs sparsity (mean +-1 sd over seeds)`, metric, series);
+}
+
 function overviewPlot(groups: readonly Group[], metric: Metric): string {
   const scale = metric === 'testAccuracy' ? 100 : 1;
   const series: LineSeries[] = [];
@@ -441,6 +486,8 @@ function curvePlots(run: CollectedRun): { method: string; svg: string }[] {
 
 export interface RunReport {
   outDir: string;
+  /** Verdicts over seeds (runs that differ only in the seed), or null when no cell has several seeds. */
+  seedVerdicts: SeedVerdict[] | null;
   /** Every file written, absolute or as joined from outDir. */
   files: string[];
   runs: CollectedRun[];
@@ -507,6 +554,9 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
   const runs = collectRuns(runDirs);
   const verdicts = ticketVerdicts(runs);
   const rows = summaryRows(runs, verdicts);
+  const sGroups = seedGroups(runs);
+  const sRows = hasSeeds(sGroups) ? seedRows(sGroups) : null;
+  const sVerdicts = sRows ? seedVerdicts(sRows, MATCH_TOLERANCE_POINTS) : null;
   const multiRun = runs.length > 1;
   const files: string[] = [];
   const write = async (name: string, content: string): Promise<string> => {
@@ -516,23 +566,32 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
     return file;
   };
 
-  // summary.csv
-  const csvFile = await write('summary.csv', toCsv(rows as unknown as CsvRow[], [...SUMMARY_COLUMNS, ...EXTRA_COLUMNS]));
+  // summary.csv; over seeds it holds mean +- sd per cell, and the per-folder rows go to summary_runs.csv
+  const runsCsv = toCsv(rows as unknown as CsvRow[], [...SUMMARY_COLUMNS, ...EXTRA_COLUMNS]);
+  const csvFile = sRows
+    ? await write(RUN_FILES.summary, toCsv(seedSummaryRows(sRows, sVerdicts!) as unknown as CsvRow[], [...SEED_SUMMARY_COLUMNS]))
+    : await write(RUN_FILES.summary, runsCsv);
+  const runsCsvFile = sRows ? await write(RUN_FILES.summaryRuns, runsCsv) : null;
 
   // accuracy / AUC vs sparsity
   const groups = groupsOf(runs);
   const groupSlugs = uniqueSlugs(groups.map((g) => `${g.model}-${g.data}`));
   const plotFigures: { acc: string[]; auc: string[] } = { acc: [], auc: [] };
-  const accMain = groups.length === 1 ? groupPlot(groups[0], 'testAccuracy') : overviewPlot(groups, 'testAccuracy');
-  const aucMain = groups.length === 1 ? groupPlot(groups[0], 'testAuc') : overviewPlot(groups, 'testAuc');
+  const perGroup = (g: Group, metric: Metric) => (sRows ? seedGroupPlot(g, sRows, metric) : groupPlot(g, metric));
+  const overview = (metric: Metric) =>
+    sRows
+      ? seedGroupPlot({ key: '', model: '', data: '', runs }, sRows, metric, (m) => m.startsWith('imp-') || m === 'dense', `${metric === 'testAccuracy' ? 'Test accuracy' : 'Test AUC'} vs sparsity (IMP, mean +-1 sd over seeds; dashed = per-layer)`, (gi) => PALETTE[gi % PALETTE.length])
+      : overviewPlot(groups, metric);
+  const accMain = groups.length === 1 ? perGroup(groups[0], 'testAccuracy') : overview('testAccuracy');
+  const aucMain = groups.length === 1 ? perGroup(groups[0], 'testAuc') : overview('testAuc');
   await write('accuracy_vs_sparsity.svg', accMain);
   await write('auc_vs_sparsity.svg', aucMain);
   plotFigures.acc.push(figure(accMain, groups.length === 1 ? 'accuracy_vs_sparsity.svg' : 'accuracy_vs_sparsity.svg: IMP of every model and dataset'));
   plotFigures.auc.push(figure(aucMain, 'auc_vs_sparsity.svg'));
   if (groups.length > 1) {
     for (let i = 0; i < groups.length; i++) {
-      const acc = groupPlot(groups[i], 'testAccuracy');
-      const auc = groupPlot(groups[i], 'testAuc');
+      const acc = perGroup(groups[i], 'testAccuracy');
+      const auc = perGroup(groups[i], 'testAuc');
       const accName = `accuracy_vs_sparsity-${groupSlugs[i]}.svg`;
       const aucName = `auc_vs_sparsity-${groupSlugs[i]}.svg`;
       await write(accName, acc);
@@ -573,8 +632,19 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
       scrollable(htmlTable(displayRows(rows, runs), summaryColumns(multiRun))) +
       `\n<p>All values: ${link(outDir, csvFile, 'summary.csv')} (fractions, not percentages).` +
       (unfinished.length ? ` ${unfinished.length} level${unfinished.length > 1 ? 's are' : ' is'} unfinished (no result.json yet).` : '') +
+      (runsCsvFile ? ` summary.csv holds mean, sd and n over seeds per cell; every level folder's own row: ${link(outDir, runsCsvFile, RUN_FILES.summaryRuns)}.` : '') +
       '</p>',
   });
+  if (sVerdicts) {
+    sections.push({
+      id: 'winning-tickets-over-seeds',
+      heading: 'Winning tickets over seeds',
+      html:
+        `<p>Over the seeds of each cell, a pruned level is a winning ticket when its mean test accuracy is at most max(${MATCH_TOLERANCE_POINTS} point, the dense model's sd) ` +
+        'below the dense mean, and, where controls were trained at that level, its mean - sd is above mean + sd of every control (the +-1 sd intervals do not overlap). Sample sd (n - 1).</p>\n' +
+        (sVerdicts.length ? scrollable(htmlTable(seedVerdictRows(sVerdicts), seedVerdictColumns)) : '<p>No finished pruned level with a finished dense level to compare with yet.</p>'),
+    });
+  }
   sections.push({
     id: 'winning-tickets',
     heading: 'Winning tickets',
@@ -653,12 +723,13 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
 
   return {
     outDir,
+    seedVerdicts: sVerdicts,
     files,
     runs,
     rows,
     verdicts,
     summaryText: formatSummaryTable(runs, rows),
-    verdictText: formatVerdicts(verdicts, multiRun),
+    verdictText: formatVerdicts(verdicts, multiRun) + (sVerdicts ? `\n\nover seeds (mean +- sd):\n${formatSeedVerdicts(sVerdicts)}` : ''),
     layerText: formatLayerTables(runs),
     unfinished,
   };

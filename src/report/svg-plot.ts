@@ -23,6 +23,11 @@ export interface LineSeries {
   /** Overrides the palette colour (any SVG colour). */
   color?: string;
   marker?: MarkerShape;
+  /**
+   * A shaded band around the line (e.g. +-1 sd over seeds): [x, low, high] per point, drawn under the
+   * lines in the series' colour; non-finite entries are skipped.
+   */
+  band?: readonly (readonly [number, number, number])[];
 }
 
 export type TickFormat = (value: number) => string;
@@ -424,10 +429,13 @@ export function linePlot(options: LinePlotOptions): string {
     usable: s.points.filter(usable),
   }));
   const all = series.flatMap((s) => s.usable);
+  const bandOf = (s: LineSeries): (readonly [number, number, number])[] =>
+    (s.band ?? []).filter((b) => b.every(Number.isFinite) && (!logX || logOk(b[0]))).sort((a, b) => a[0] - b[0]);
+  const bandYs = series.flatMap((s) => bandOf(s).flatMap((b) => [b[1], b[2]]));
   const id = chartId(JSON.stringify([options.title, options.xLabel, options.yLabel, options.series.map((s) => [s.name, s.points.length])]));
 
   // y scale: nice and extended unless fixed by the caller.
-  const yData = extent(all.map((p) => p[1]));
+  const yData = extent([...all.map((p) => p[1]), ...bandYs]);
   const yTarget = Math.max(2, Math.round((height - 98) / 55));
   const yScaleInfo = options.yRange
     ? niceTicks(options.yRange[0], options.yRange[1], yTarget, false)
@@ -512,6 +520,19 @@ export function linePlot(options: LinePlotOptions): string {
     `<clipPath id="${id}-clip"><rect x="${n(frame.left - 1)}" y="${n(frame.top - 6)}" width="${n(frame.right - frame.left + 7)}" height="${n(frame.bottom - frame.top + 7)}"/></clipPath>`,
   );
   out.push(`<g clip-path="url(#${id}-clip)">`);
+  // Bands first, so every line stays visible on top of every band.
+  for (const s of series) {
+    const b = bandOf(s);
+    if (b.length === 1) {
+      // One point: an error bar instead of a band.
+      out.push(`<line x1="${n(x(b[0][0]))}" x2="${n(x(b[0][0]))}" y1="${n(y(b[0][1]))}" y2="${n(y(b[0][2]))}" stroke="${s.color}" stroke-opacity="0.5" stroke-width="6"><title>${escapeXml(s.name)}: +-1 sd</title></line>`);
+      continue;
+    }
+    if (b.length < 2) continue;
+    const upper = b.map((p) => `${n(x(p[0]))},${n(y(p[2]))}`);
+    const lower = [...b].reverse().map((p) => `${n(x(p[0]))},${n(y(p[1]))}`);
+    out.push(`<polygon points="${[...upper, ...lower].join(' ')}" fill="${s.color}" fill-opacity="0.15" stroke="none"><title>${escapeXml(s.name)}: +-1 sd</title></polygon>`);
+  }
   for (const s of series) {
     // Segments split at unusable points so a NaN (e.g. a diverged run) shows as a gap, not a jump.
     const segments: Point[][] = [[]];

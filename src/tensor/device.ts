@@ -10,6 +10,17 @@ export interface DeviceOptions {
   backend?: string;
   /** Substring of the adapter name to pick (e.g. "llvmpipe", "H100"). Env: TICKETLAB_ADAPTER. */
   adapter?: string;
+  /**
+   * Which adapter of several, by position in Dawn's list (0-based), for one worker per GPU on a node.
+   * Env: TICKETLAB_ADAPTER_INDEX. With `adapterIndexWraps` (an index taken from a scheduler's
+   * variables), an index past the end wraps around (the scheduler already gave the task its own GPU),
+   * and an adapter that Dawn cannot tell from an earlier one by name falls back to that one with a
+   * warning; for an explicit index both are errors.
+   */
+  adapterIndex?: number;
+  adapterIndexWraps?: boolean;
+  /** Where that warning goes (default stderr). */
+  warn?: (message: string) => void;
   powerPreference?: GPUPowerPreference;
 }
 
@@ -111,13 +122,51 @@ function dawnFlags(o: DeviceOptions): string[] {
   return flags;
 }
 
+/**
+ * The adapters Dawn offers ("backend: name"), in its order. Dawn has no listing call: asked for an
+ * adapter that does not exist, it fails with the list, which is parsed here.
+ */
+export async function listAdapters(backend?: string): Promise<{ backend: string; name: string }[]> {
+  process.env.XDG_RUNTIME_DIR ??= '/tmp';
+  Object.assign(globalThis, globals);
+  let message = '';
+  try {
+    const root = create([...(backend ? [`backend=${backend}`] : []), 'adapter=\u0001no adapter has this name']);
+    await root.requestAdapter();
+  } catch (e) {
+    message = String((e as Error)?.message ?? e);
+  }
+  return [...message.matchAll(/\* backend: '([^']*)', name: '([^']*)'/g)].map((m) => ({ backend: m[1], name: m[2] }));
+}
+
+/** The adapter name for an index (see DeviceOptions.adapterIndex), or a one-line error. */
+async function adapterByIndex(index: number, wraps: boolean, warn: (m: string) => void, backend?: string): Promise<string> {
+  const list = await listAdapters(backend);
+  if (!list.length) throw new NoAdapterError('Dawn listed none');
+  if (!wraps && index >= list.length) throw new Error(`adapter index ${index} is out of range: ${list.length} adapter${list.length === 1 ? '' : 's'} (${list.map((a, i) => `${i}: ${a.name}`).join('; ')})`);
+  const i = index % list.length;
+  const name = list[i].name;
+  // Dawn picks the first adapter whose name contains ours: identical GPUs cannot be told apart by name.
+  const first = list.findIndex((a) => a.name === name);
+  if (first !== i) {
+    const why = `adapters ${first} and ${i} are both '${name}' and Dawn selects by name; give each worker its own GPU through the scheduler (Slurm --gres=gpu:1 with ConstrainDevices, a Kubernetes GPU limit, or the driver's visible-devices setting)`;
+    if (!wraps) throw new Error(`adapter index ${index}: ${why}`);
+    warn(`warning: adapter index ${index} (from the scheduler) falls back to adapter ${first}: ${why}`);
+  }
+  return name;
+}
+
 async function open(o: DeviceOptions): Promise<Device> {
   // Dawn talks to the Vulkan WSI layer, which wants a runtime dir even when headless.
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   Object.assign(globalThis, globals);
+  const envIndex = process.env.TICKETLAB_ADAPTER_INDEX;
+  if (o.adapterIndex === undefined && envIndex !== undefined && !/^\d+$/.test(envIndex)) throw new Error(`TICKETLAB_ADAPTER_INDEX '${envIndex}' must be a non-negative integer`);
+  const index = o.adapterIndex ?? (envIndex !== undefined ? Number(envIndex) : undefined);
+  const backend = o.backend ?? process.env.TICKETLAB_BACKEND ?? undefined;
   const opts: DeviceOptions = {
-    backend: o.backend ?? process.env.TICKETLAB_BACKEND ?? undefined,
-    adapter: o.adapter ?? process.env.TICKETLAB_ADAPTER ?? undefined,
+    backend,
+    adapter: o.adapter ?? process.env.TICKETLAB_ADAPTER ?? (index !== undefined ? await adapterByIndex(index, o.adapterIndexWraps ?? false, o.warn ?? ((m) => process.stderr.write(m + '\n')), backend) : undefined),
     powerPreference: o.powerPreference ?? 'high-performance',
   };
   let adapter: GPUAdapter | null;
