@@ -6,12 +6,11 @@
 //   controls/random_prune/level_<k>/  a random mask with the ticket's per-layer counts, same rewind point
 // Every folder is a level (level.ts): finished ones are skipped, unfinished ones resume.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { DatasetSplits } from '../data/datasets.js';
 import { createModel, type Detector } from '../nn/models/index.js';
-import { saveModel } from '../nn/checkpoint.js';
+import { saveModelOnce } from '../nn/checkpoint.js';
 import type { RewindPoint, TrainSettings } from '../train/trainer.js';
-import { levelDir } from '../train/run.js';
+import { controlDir, levelDir, oneshotDir, runFile } from '../io/run-paths.js';
 import { loadMasks, onesMasks, prunableWeights, type HostMasks, type PrunableWeight } from './masks.js';
 import { magnitudeScores, pruneByRate, pruneToSparsity, randomMasksLike, sparsityAfter, type Scope } from './magnitude.js';
 import { runLevel, type LevelResult } from './level.js';
@@ -24,6 +23,22 @@ export function parseRewind(s: string): Rewind {
   const m = /^(epoch|step):(\d+)$/.exec(s);
   if (m) return { kind: m[1] as 'epoch' | 'step', at: Number(m[2]) };
   throw new Error(`--rewind '${s}' is not one of init, none, epoch:<k>, step:<k>`);
+}
+
+/**
+ * Fails up front when the rewind point lies beyond the dense training (`--rewind epoch:99` with 2 epochs
+ * used to fail only after the whole dense level had trained). `trainImages` (when known) also bounds
+ * step:<k> by the number of steps the dense level can take.
+ */
+export function checkRewind(c: Pick<ImpConfig, 'rewind' | 'train'>, trainImages?: number): void {
+  const rw = parseRewind(c.rewind);
+  if (rw.kind === 'epoch' && rw.at > c.train.epochs) {
+    throw new Error(`--rewind ${c.rewind}: the dense level trains only ${c.train.epochs} epoch${c.train.epochs === 1 ? '' : 's'} (--epochs); rewind to epoch:0..${c.train.epochs}`);
+  }
+  if (rw.kind === 'step' && trainImages !== undefined) {
+    const steps = Math.ceil(trainImages / c.train.batch) * c.train.epochs;
+    if (rw.at > steps) throw new Error(`--rewind ${c.rewind}: the dense level takes only ${steps} steps (${c.train.epochs} epochs of ${Math.ceil(trainImages / c.train.batch)} batches); rewind to step:0..${steps}`);
+  }
 }
 
 export type ControlKind = 'reinit' | 'random_prune';
@@ -85,9 +100,9 @@ async function weightsFromFile(file: string, ws: readonly PrunableWeight[]): Pro
 
 /** Where level k>=1 starts from: theta_0, theta_k, or the previous level's trained weights. */
 export function rewindFile(run: string, rewind: Rewind, prevLevel: number): string {
-  if (rewind.kind === 'init') return path.join(levelDir(run, 0), 'init.safetensors');
-  if (rewind.kind === 'none') return path.join(levelDir(run, prevLevel), 'final.safetensors');
-  return path.join(levelDir(run, 0), 'rewind.safetensors');
+  if (rewind.kind === 'init') return runFile(levelDir(run, 0), 'init');
+  if (rewind.kind === 'none') return runFile(levelDir(run, prevLevel), 'final');
+  return runFile(levelDir(run, 0), 'rewind');
 }
 
 /** The fields every level of one experiment shares. */
@@ -103,9 +118,9 @@ function makeModel(c: ImpConfig, seed = c.train.seed): Detector {
 async function denseLevel(c: ImpConfig, ctx: ExperimentContext, model: Detector, ws: PrunableWeight[]): Promise<LevelResult> {
   const dir = levelDir(ctx.run, 0);
   const rw = parseRewind(c.rewind);
-  const captures: RewindPoint[] = [{ kind: 'step', at: 0, capture: (m) => saveModel(path.join(dir, 'init.safetensors'), m, { ticketlab: 'theta_0' }) }];
+  const captures: RewindPoint[] = [{ kind: 'step', at: 0, capture: (m) => saveModelOnce(runFile(dir, 'init'), m, { ticketlab: 'theta_0' }) }];
   if (rw.kind === 'epoch' || rw.kind === 'step') {
-    captures.push({ kind: rw.kind, at: rw.at, capture: (m) => saveModel(path.join(dir, 'rewind.safetensors'), m, { ticketlab: `theta_${rw.kind}_${rw.at}` }) });
+    captures.push({ kind: rw.kind, at: rw.at, capture: (m) => saveModelOnce(runFile(dir, 'rewind'), m, { ticketlab: `theta_${rw.kind}_${rw.at}` }) });
   }
   return runLevel({ ...shared(c, ctx, model, ws), dir, masks: onesMasks(ws), startFrom: null, captures, label: 'level 0 (dense)' });
 }
@@ -122,14 +137,18 @@ export async function runImp(c: ImpConfig, ctx: ExperimentContext): Promise<ImpR
   const out: ImpResult = { levels: [] };
   try {
     out.levels.push({ level: 0, result: await denseLevel(c, ctx, model, ws) });
+    if (levelCount(c) > 0 && (rw.kind === 'epoch' || rw.kind === 'step') && rw.at > 0 && !fs.existsSync(runFile(levelDir(ctx.run, 0), 'rewind'))) {
+      const r = out.levels[0].result;
+      throw new Error(`${levelDir(ctx.run, 0)}: the dense level stopped (early stop after ${r.epochs} epochs, ${r.steps} steps) before the rewind point ${c.rewind}; use a smaller k or a larger --patience`);
+    }
     let masks: HostMasks = onesMasks(ws);
     for (let k = 1; k <= levelCount(c); k++) {
       const dir = levelDir(ctx.run, k);
-      const maskFile = path.join(dir, 'mask.safetensors');
+      const maskFile = runFile(dir, 'mask');
       if (fs.existsSync(maskFile)) masks = await loadMasks(maskFile, ws);
       else {
         // Magnitudes of the previous level's trained weights.
-        const scores = magnitudeScores(await weightsFromFile(path.join(levelDir(ctx.run, k - 1), 'final.safetensors'), ws));
+        const scores = magnitudeScores(await weightsFromFile(runFile(levelDir(ctx.run, k - 1), 'final'), ws));
         masks = c.sparsities ? pruneToSparsity(masks, scores, levelSparsity(c, k), c.scope) : pruneByRate(masks, scores, c.rate, c.scope);
       }
       const res = await runLevel({
@@ -152,15 +171,15 @@ export async function runOneShot(c: ImpConfig, ctx: ExperimentContext, levels: n
   const model = makeModel(c);
   const ws = prunableWeights(model, c.pruneLast);
   const rw = parseRewind(c.rewind);
-  const dense = path.join(levelDir(ctx.run, 0), 'final.safetensors');
+  const dense = runFile(levelDir(ctx.run, 0), 'final');
   if (!fs.existsSync(dense)) throw new Error(`${ctx.run}: no dense model yet (level_0/final.safetensors); run 'ticketlab imp' or 'train' first`);
   const scores = magnitudeScores(await weightsFromFile(dense, ws));
   const out: { level: number; result: LevelResult }[] = [];
   try {
     for (const k of levels) {
       const s = levelSparsity(c, k);
-      const dir = path.join(ctx.run, `oneshot_${scope}`, `level_${k}`);
-      const maskFile = path.join(dir, 'mask.safetensors');
+      const dir = oneshotDir(ctx.run, scope, k);
+      const maskFile = runFile(dir, 'mask');
       const masks = fs.existsSync(maskFile) ? await loadMasks(maskFile, ws) : pruneToSparsity(onesMasks(ws), scores, s, scope);
       const res = await runLevel({
         ...shared(c, ctx, model, ws),
@@ -185,25 +204,25 @@ export async function runControls(c: ImpConfig, ctx: ExperimentContext, kinds: C
   const out: { kind: ControlKind; level: number; result: LevelResult }[] = [];
   try {
     for (const k of levels) {
-      const ticketMask = path.join(levelDir(ctx.run, k), 'mask.safetensors');
+      const ticketMask = runFile(levelDir(ctx.run, k), 'mask');
       if (!fs.existsSync(ticketMask)) throw new Error(`${ctx.run}: IMP level ${k} has no mask yet; run its IMP level first`);
       const ticket = await loadMasks(ticketMask, ws);
       for (const kind of kinds) {
-        const dir = path.join(ctx.run, 'controls', kind, `level_${k}`);
+        const dir = controlDir(ctx.run, kind, k);
         let masks: HostMasks;
         let startFrom: string;
         if (kind === 'reinit') {
           masks = ticket;
           // Fresh weights from another seed, saved so the branch is reproducible and resumable.
-          startFrom = path.join(dir, 'reinit.safetensors');
+          startFrom = runFile(dir, 'reinit');
           if (!fs.existsSync(startFrom)) {
             const fresh = makeModel(c, c.train.seed + 1_000_003 * k);
             fs.mkdirSync(dir, { recursive: true });
-            await saveModel(startFrom, fresh, { ticketlab: 'reinit' });
+            await saveModelOnce(startFrom, fresh, { ticketlab: 'reinit' });
             fresh.dispose();
           }
         } else {
-          const mf = path.join(dir, 'mask.safetensors');
+          const mf = runFile(dir, 'mask');
           masks = fs.existsSync(mf) ? await loadMasks(mf, ws) : randomMasksLike(ticket, c.train.seed + 7919 * k);
           startFrom = rewindFile(ctx.run, rw.kind === 'none' ? { kind: 'init' } : rw, 0);
         }
