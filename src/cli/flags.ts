@@ -3,6 +3,7 @@
 import type { ParseArgsConfig } from 'node:util';
 import { DEFAULT_TRAIN, type TrainSettings } from '../train/trainer.js';
 import { MODEL_NAMES, defaultInputSize } from '../nn/models/index.js';
+import { parseSchedule } from '../nn/optim/schedule.js';
 
 export const TRAIN_FLAGS = {
   model: { type: 'string', default: 'meso4' },
@@ -88,6 +89,7 @@ export function parseRunSpec(values: Values): RunSpec {
   const data = String(values.data);
   const v = values as Record<string, unknown>;
   const size = values.size === undefined ? defaultInputSize(model, data) : num(v, 'size', { int: true, min: 8, max: 4096 });
+  parseSchedule(String(values.schedule), 1);
   return {
     model,
     data,

@@ -33,11 +33,11 @@ export function parseRewind(s: string): Rewind {
 export function checkRewind(c: Pick<ImpConfig, 'rewind' | 'train'>, trainImages?: number): void {
   const rw = parseRewind(c.rewind);
   if (rw.kind === 'epoch' && rw.at > c.train.epochs) {
-    throw new Error(`--rewind ${c.rewind}: the dense level trains only ${c.train.epochs} epoch${c.train.epochs === 1 ? '' : 's'} (--epochs); rewind to epoch:0..${c.train.epochs}`);
+    throw new Error(`--rewind ${c.rewind}: the dense level trains only ${c.train.epochs} epoch(s) (--epochs); rewind to epoch:0..${c.train.epochs}`);
   }
   if (rw.kind === 'step' && trainImages !== undefined) {
     const steps = Math.ceil(trainImages / c.train.batch) * c.train.epochs;
-    if (rw.at > steps) throw new Error(`--rewind ${c.rewind}: the dense level takes only ${steps} steps (${c.train.epochs} epochs of ${Math.ceil(trainImages / c.train.batch)} batches); rewind to step:0..${steps}`);
+    if (rw.at > steps) throw new Error(`--rewind ${c.rewind}: the dense level takes only ${steps} step(s) (${c.train.epochs} epoch(s) of ${Math.ceil(trainImages / c.train.batch)} batch(es)); rewind to step:0..${steps}`);
   }
 }
 
