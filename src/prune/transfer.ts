@@ -11,7 +11,7 @@ import { createModel } from '../nn/models/index.js';
 import { levelDir, levelName, oneshotDir, runFile } from '../io/run-paths.js';
 import { evaluate } from '../train/trainer.js';
 import type { BinaryMetrics } from '../train/metrics.js';
-import { roundMetrics } from '../train/metrics.js';
+import { metricsFrom, roundMetrics } from '../train/metrics.js';
 import { readJson, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { toCsv } from '../util/csv.js';
 import { attachMasks, detachMasks, loadMasks, onesMasks, prunableWeights, sparsityReport } from './masks.js';
@@ -110,7 +110,7 @@ async function evaluateOnTarget(
   batch: number,
 ): Promise<BinaryMetrics> {
   const file = runFile(outDir, 'evaluated');
-  if (fs.existsSync(file)) return readJson<BinaryMetrics>(file);
+  if (fs.existsSync(file)) return metricsFrom(await readJson<unknown>(file), file);
   await loadWeightsFile(model, runFile(sourceDir, 'final'));
   attachMasks(ws, masks);
   try {

@@ -29,7 +29,7 @@ import type { HostTensor } from '../io/safetensors.js';
 import { runFile } from '../io/run-paths.js';
 import { parseExact, stringifyExact } from '../util/exact-json.js';
 import { Progress } from '../util/progress.js';
-import { binaryMetrics, roundMetrics, type BinaryMetrics } from './metrics.js';
+import { binaryMetrics, metricsFrom, roundMetrics, type BinaryMetrics } from './metrics.js';
 import { Dropout } from '../nn/layers.js';
 import { writeTensor } from '../tensor/io.js';
 
@@ -307,6 +307,35 @@ export async function evaluate(model: Detector, ds: Dataset, batch: number, labe
   }
 }
 
+function validMetricsOrNull(v: unknown): BinaryMetrics | null {
+  try {
+    return metricsFrom(v, 'metrics');
+  } catch {
+    return null;
+  }
+}
+
+/** A finished level's result.json, checked (it is read back to skip the level and print its metrics). */
+function readFitResult(v: unknown, file: string): FitResult {
+  const hint = `${file} is damaged; delete it (and final.safetensors) to train the level again`;
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${hint}: not an object`);
+  const o = v as Record<string, unknown>;
+  for (const k of ['epochs', 'steps', 'bestEpoch', 'seconds', 'imagesPerSecond'] as const) {
+    if (typeof o[k] !== 'number') throw new Error(`${hint}: '${k}' is ${JSON.stringify(o[k]) ?? 'missing'}`);
+  }
+  const m = (k: 'bestVal' | 'test') => (o[k] === null || o[k] === undefined ? null : metricsFrom(o[k], `${file}: '${k}'`));
+  return {
+    epochs: o.epochs as number,
+    steps: o.steps as number,
+    bestEpoch: o.bestEpoch as number,
+    bestVal: m('bestVal'),
+    test: m('test'),
+    stoppedEarly: o.stoppedEarly === true,
+    seconds: o.seconds as number,
+    imagesPerSecond: o.imagesPerSecond as number,
+  };
+}
+
 function countNonFinite(a: ArrayLike<number>): number {
   let n = 0;
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) n++;
@@ -326,8 +355,9 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   fs.mkdirSync(dir, { recursive: true });
   if (fs.existsSync(resultFile)) {
     // Finished before: load its final weights so callers continue from the same model.
+    const res = readFitResult(await readJson<unknown>(resultFile), resultFile);
     await loadModel(finalFile, o.model);
-    return readJson<FitResult>(resultFile);
+    return res;
   }
   if (o.train.length() === 0) throw new Error(`${o.train.name}: the training split is empty`);
   if (o.val.length() === 0) throw new Error(`${o.val.name}: the validation split is empty (early stopping and best weights need it)`);
@@ -359,8 +389,14 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     // A run killed before its first checkpoint: its partial log has nothing to keep.
     fs.rmSync(metricsFile);
   }
-  const done = await readJsonl<EpochRecord>(metricsFile).catch(() => ({ records: [] as EpochRecord[] }));
-  const history = (done.records as EpochRecord[]).filter((r) => r.epoch < st.epoch || (r.epoch === st.epoch && st.batch === 0));
+  const done = await readJsonl<unknown>(metricsFile).catch((e: Error) => {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') log(`warning: ${e.message.split('\n')[0]}; the epochs logged before this resume are left out of the summary`);
+    return { records: [] as unknown[] };
+  });
+  // Records are trusted only as far as they are checked: a damaged line is skipped, not dereferenced.
+  const history = (done.records.filter((r) => r !== null && typeof r === 'object' && Number.isInteger((r as EpochRecord).epoch)) as EpochRecord[]).filter(
+    (r) => r.epoch < st.epoch || (r.epoch === st.epoch && st.batch === 0),
+  );
 
   const capture = async (kind: 'step' | 'epoch', at: number) => {
     for (const c of o.captures ?? []) if ((c.at === 0 ? at === 0 : c.kind === kind && c.at === at)) await c.capture(o.model);
@@ -501,7 +537,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     epochs: st.epoch,
     steps: st.step,
     bestEpoch: st.bestEpoch + 1,
-    bestVal: bestRec ? bestRec.val : null,
+    bestVal: bestRec ? validMetricsOrNull(bestRec.val) : null,
     test: test ? roundMetrics(test) : null,
     stoppedEarly,
     seconds: Math.round(st.seconds * 1000) / 1000,
