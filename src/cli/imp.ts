@@ -88,6 +88,25 @@ export function parseImpConfig(values: Record<string, unknown>): ImpConfig {
   };
 }
 
+/**
+ * Everything `imp` checks before it touches the run folder: flags, --out, the dataset and its splits, the
+ * rewind point. Writes nothing (the fuzz suite holds it to that).
+ */
+export async function prepareImp(args: string[]) {
+  const { values } = parseFlags(args, IMP_FLAGS, 'imp');
+  const cfg = parseImpConfig(values);
+  const nLevels = levelCount(cfg);
+  const oneshot = parseLevels(values.oneshot, 'oneshot', nLevels);
+  const kinds = values.controls ? (values.controls.split(',').filter(Boolean) as ControlKind[]) : [];
+  for (const k of kinds) if (k !== 'reinit' && k !== 'random_prune') throw new Error(`--controls '${k}' is not one of reinit, random_prune`);
+  const controlLevels = parseLevels(values['control-levels'], 'control-levels', nLevels) ?? oneshot ?? Array.from({ length: nLevels }, (_, i) => i + 1);
+  const out = values.out ?? defaultOut(cfg, `imp-${cfg.scope}`);
+  checkRunDir(out);
+  const data = await openTrainingData(cfg);
+  checkRewind(cfg, data.train.length());
+  return { values, cfg, nLevels, oneshot, kinds, controlLevels, out, data };
+}
+
 export const impCommand: Command = {
   name: 'imp',
   summary: 'iterative magnitude pruning with rewinding (the lottery-ticket procedure), plus one-shot and controls',
@@ -104,18 +123,7 @@ Then: 'ticketlab report <run>' for summary.csv, plots and report.html.
 ${IMP_HELP_FLAGS}
 ${TRAIN_FLAGS_HELP}`,
   async run(args) {
-    const { values } = parseFlags(args, IMP_FLAGS, 'imp');
-    const cfg = parseImpConfig(values);
-    const nLevels = levelCount(cfg);
-    const oneshot = parseLevels(values.oneshot, 'oneshot', nLevels);
-    const kinds = values.controls ? (values.controls.split(',').filter(Boolean) as ControlKind[]) : [];
-    for (const k of kinds) if (k !== 'reinit' && k !== 'random_prune') throw new Error(`--controls '${k}' is not one of reinit, random_prune`);
-    const controlLevels = parseLevels(values['control-levels'], 'control-levels', nLevels) ?? oneshot ?? Array.from({ length: nLevels }, (_, i) => i + 1);
-    const out = values.out ?? defaultOut(cfg, `imp-${cfg.scope}`);
-    // Everything is checked before the run folder is created or locked: a failed start leaves nothing.
-    checkRunDir(out);
-    const data = await openTrainingData(cfg);
-    checkRewind(cfg, data.train.length());
+    const { values, cfg, nLevels, oneshot, kinds, controlLevels, out, data } = await prepareImp(args);
     const dev = await initDevice();
     log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
     checkModel(cfg);

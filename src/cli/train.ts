@@ -17,6 +17,16 @@ import { formatMetrics } from './format.js';
 
 const log = (m: string) => process.stderr.write(m + '\n');
 
+/** Everything `train` checks before it touches the run folder (flags, --out, dataset); writes nothing. */
+export async function prepareTrain(args: string[]) {
+  const { values } = parseFlags(args, TRAIN_FLAGS, 'train');
+  const spec = parseRunSpec(values);
+  const out = values.out ?? defaultOut(spec);
+  checkRunDir(out);
+  const data = await openTrainingData(spec);
+  return { values, spec, out, data };
+}
+
 export const trainCommand: Command = {
   name: 'train',
   summary: 'train a detector (dense) and evaluate it on the test split',
@@ -33,12 +43,8 @@ Ctrl-C finishes the current step and saves; --resume continues from there.
 
 ${TRAIN_FLAGS_HELP}`,
   async run(args) {
-    const { values } = parseFlags(args, TRAIN_FLAGS, 'train');
-    const spec = parseRunSpec(values);
-    const out = values.out ?? defaultOut(spec);
     // Everything is checked before the run folder is created or locked: a failed start leaves nothing.
-    checkRunDir(out);
-    const data = await openTrainingData(spec);
+    const { values, spec, out, data } = await prepareTrain(args);
     const dev = await initDevice();
     log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
     checkModel(spec);
