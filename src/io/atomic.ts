@@ -189,9 +189,28 @@ function parseJsonFile<T>(file: string, text: string): T {
  * the file may come from elsewhere.
  */
 export async function readJson<T = unknown>(file: string): Promise<T> {
-  return parseJsonFile<T>(file, await fsp.readFile(file, 'utf8'));
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    throw readError(file, err);
+  }
+  return parseJsonFile<T>(file, text);
 }
 
 export function readJsonSync<T = unknown>(file: string): T {
-  return parseJsonFile<T>(file, fs.readFileSync(file, 'utf8'));
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw readError(file, err);
+  }
+  return parseJsonFile<T>(file, text);
+}
+
+/** A failed read naming the file (EISDIR/EACCES messages name only the syscall); keeps the errno code. */
+function readError(file: string, err: unknown): Error {
+  const e = writeError(file, err);
+  e.message = e.message.replace(/^cannot write /, 'cannot read ');
+  return e;
 }

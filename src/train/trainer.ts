@@ -21,7 +21,7 @@ import { backward, noGrad } from '../autograd/tape.js';
 import * as F from '../autograd/functional.js';
 import { DataLoader, type Batch } from '../data/loader.js';
 import type { Dataset } from '../data/datasets.js';
-import { saveSafetensors } from '../io/safetensors.js';
+import { readSafetensorsHeader, saveSafetensors } from '../io/safetensors.js';
 import { readJson, writeJsonAtomic } from '../io/atomic.js';
 import { appendJsonl, readJsonl } from '../io/jsonl.js';
 import { firstNonFinite, loadModel, readF32Tensors, toHostTensors } from '../nn/checkpoint.js';
@@ -353,6 +353,11 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   const finalFile = runFile(dir, 'final');
   const metricsFile = runFile(dir, 'metrics');
   fs.mkdirSync(dir, { recursive: true });
+  // Every file the level reads or writes must be a file: one replaced by a folder would otherwise fail
+  // only after an epoch of training had already rewritten the checkpoint.
+  for (const f of [ckptFile, bestFile, finalFile, metricsFile, resultFile]) {
+    if (fs.existsSync(f) && !fs.statSync(f).isFile()) throw new Error(`${f} is not a regular file (a folder?); the run folder is damaged`);
+  }
   if (fs.existsSync(resultFile)) {
     // Finished before: load its final weights so callers continue from the same model.
     const res = readFitResult(await readJson<unknown>(resultFile), resultFile);
@@ -383,12 +388,21 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   if (fs.existsSync(ckptFile)) {
     if (!o.resume) throw new Error(`${dir} holds an unfinished run; pass --resume to continue it or choose another --out`);
     st = await loadCheckpoint(ckptFile, o.model, opt, { epochs: s.epochs, stepsPerEpoch, dropouts: drops.length });
+    // The best weights so far are read only when the level ends: check them now, before anything is
+    // written, so a damaged file fails the resume at once instead of after the remaining epochs.
+    if (fs.existsSync(bestFile)) await readSafetensorsHeader(bestFile);
+    else if (st.bestEpoch >= 0) throw new Error(`${bestFile} is missing, but the checkpoint says epoch ${st.bestEpoch + 1} was the best; the run folder is damaged`);
     drops.forEach((d, i) => (d.drawn = st.dropoutDrawn[i] ?? 0));
     log(`resuming ${dir} at epoch ${st.epoch + 1}, batch ${st.batch}`);
-  } else if (fs.existsSync(metricsFile)) {
-    // A run killed before its first checkpoint: its partial log has nothing to keep.
-    fs.rmSync(metricsFile);
   }
+  const capture = async (kind: 'step' | 'epoch', at: number) => {
+    for (const c of o.captures ?? []) if ((c.at === 0 ? at === 0 : c.kind === kind && c.at === at)) await c.capture(o.model);
+  };
+  // First, before anything else is written: theta_0 is written once, and a different one on disk (a
+  // damaged or foreign folder) is refused here with the folder untouched.
+  if (st.step === 0 && st.epoch === 0 && st.batch === 0) await capture('step', 0);
+  // A run killed before its first checkpoint: its partial log has nothing to keep.
+  if (!fs.existsSync(ckptFile) && fs.existsSync(metricsFile)) fs.rmSync(metricsFile);
   const done = await readJsonl<unknown>(metricsFile).catch((e: Error) => {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') log(`warning: ${e.message.split('\n')[0]}; the epochs logged before this resume are left out of the summary`);
     return { records: [] as unknown[] };
@@ -398,10 +412,6 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     (r) => r.epoch < st.epoch || (r.epoch === st.epoch && st.batch === 0),
   );
 
-  const capture = async (kind: 'step' | 'epoch', at: number) => {
-    for (const c of o.captures ?? []) if ((c.at === 0 ? at === 0 : c.kind === kind && c.at === at)) await c.capture(o.model);
-  };
-  if (st.step === 0 && st.epoch === 0 && st.batch === 0) await capture('step', 0);
 
   const nTrain = o.train.length();
   let stoppedEarly = false;
