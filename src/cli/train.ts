@@ -119,7 +119,8 @@ folder (its final.safetensors is used; --model/--size default to the run's confi
       const runDir = fs.existsSync(runFile(weights, 'config')) ? weights : path.dirname(weights);
       const cfgFile = runFile(runDir, 'config');
       if (!fs.existsSync(cfgFile)) throw new Error(`--weights ${values.weights}: a folder, but not a run or level folder (no ${cfgFile})`);
-      const cfg = readJsonSync<{ model?: unknown; size?: unknown }>(cfgFile);
+      const cfg = readJsonSync<{ model?: unknown; size?: unknown } | null>(cfgFile);
+      if (cfg === null || typeof cfg !== 'object') throw new Error(`${cfgFile}: not a run config (expected a JSON object)`);
       if (typeof cfg.model === 'string') model ??= cfg.model;
       if (typeof cfg.size === 'number') size ??= cfg.size;
       weights = fs.existsSync(runFile(weights, 'final')) ? runFile(weights, 'final') : runFile(levelDir(runDir, 0), 'final');

@@ -47,6 +47,7 @@ export function readRunInfo(run: string): RunInfo {
   } catch (e) {
     throw new Error(`${file}: ${(e as Error).message.split('\n')[0]}`);
   }
+  if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw new Error(`${file}: not a run config (expected a JSON object)`);
   if (typeof cfg.model !== 'string' || !(MODEL_NAMES as readonly string[]).includes(cfg.model)) {
     throw new Error(`${file}: model '${String(cfg.model)}' is not one of ${MODEL_NAMES.join(', ')}`);
   }
