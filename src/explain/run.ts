@@ -20,7 +20,7 @@ import { toCsv } from '../util/csv.js';
 import { htmlTable, formatTable, type TableRow } from '../util/table.js';
 import { figure, htmlReport, imageTag, scrollable, type ReportSection } from '../report/html.js';
 import { escapeHtml } from '../util/escape.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { readJsonSync, writeFileAtomic } from '../io/atomic.js';
 import { gradCam, type CamMethod, type CamTarget } from './gradcam.js';
 import { compareLevel, confidenceChange, mapOf, summarizeLevel, type ConfidenceChange, type ImageComparison, type LevelSummary } from './compare.js';
 import { imageGrid, inputImage, overlayCam, savePng, scaleImage } from './overlay.js';
@@ -89,13 +89,20 @@ export function checkLevels(run: string, levels: readonly number[]): void {
   }
 }
 
+/** The `sparsity` of a sparsity.json; a file that does not parse is an error naming it. */
+function sparsityIn(file: string): number | undefined {
+  const sp = readJsonSync<unknown>(file);
+  const v = sp !== null && typeof sp === 'object' ? (sp as { sparsity?: unknown }).sparsity : undefined;
+  return typeof v === 'number' ? v : undefined;
+}
+
 /** Pruned fraction of a level: sparsity.json, else its mask, else 0 (a dense run without masks). */
 export async function levelSparsityOf(run: string, level: number, model?: Detector, pruneLast = false): Promise<number> {
   const dir = levelDir(run, level);
   const spFile = runFile(dir, 'sparsity');
   if (fs.existsSync(spFile)) {
-    const sp = JSON.parse(fs.readFileSync(spFile, 'utf8')) as { sparsity?: unknown };
-    if (typeof sp.sparsity === 'number') return sp.sparsity;
+    const sp = sparsityIn(spFile);
+    if (sp !== undefined) return sp;
   }
   const maskFile = runFile(dir, 'mask');
   if (model && fs.existsSync(maskFile)) {
@@ -111,7 +118,7 @@ export function defaultLevels(run: string): number[] {
   const sp = new Map<number, number>();
   for (const k of done) {
     const f = runFile(levelDir(run, k), 'sparsity');
-    const s = fs.existsSync(f) ? (JSON.parse(fs.readFileSync(f, 'utf8')) as { sparsity?: number }).sparsity : undefined;
+    const s = fs.existsSync(f) ? sparsityIn(f) : undefined;
     sp.set(k, typeof s === 'number' ? s : k === 0 ? 0 : NaN);
   }
   const nearest = (t: number) =>
