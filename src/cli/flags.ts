@@ -45,7 +45,8 @@ Training (defaults follow the study: Adam, lr 1e-4, early stopping with patience
   --seed N            seeds weights, data order, augmentation, dropout and masks (default 0)
   --no-flip           no horizontal-flip augmentation
 Output:
-  --out DIR           run folder (default runs/<model>-<data>-s<seed>)
+  --out DIR           run folder (default runs/<model>-<data>-s<seed>); one process writes it at a time
+                      (a second one, or --resume of a run still going, is refused naming the holder)
   --resume            continue an interrupted run in --out (at the epoch and batch where it stopped)
   --quiet             no progress bars
 `;
