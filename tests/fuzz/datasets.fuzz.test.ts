@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkTrainingSplits, openDataset } from '../../src/data/datasets.js';
 import { UnreadableImageError, encodePng } from '../../src/data/image.js';
-import { expectOneLineError, fuzzRuns, fuzzSeed, snapshot, withinMs } from './fuzz-util.js';
+import { expectOneLineError, fuzzRuns, fuzzSeed, snapshot, withinMs, fuzzTimeout } from './fuzz-util.js';
 
 // Repeats weight the draw toward the usual layout, so links land where they hurt (inside train/real).
 const SPLITS = ['train', 'train', 'train', 'val', 'test', 'Train', 'TRAINING', 'Validation', 'valid', 'Test', 'misc'];
@@ -123,5 +123,5 @@ describe('fuzz: dataset trees', () => {
     );
     expect(opened).toBeGreaterThan(0);
     fs.rmSync(top, { recursive: true, force: true });
-  });
+  }, fuzzTimeout);
 });

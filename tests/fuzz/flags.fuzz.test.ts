@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { prepareImp } from '../../src/cli/imp.js';
 import { prepareTrain } from '../../src/cli/train.js';
 import { checkModel } from '../../src/cli/prepare.js';
-import { expectOneLineError, fuzzRuns, fuzzSeed, withinMs } from './fuzz-util.js';
+import { expectOneLineError, fuzzRuns, fuzzSeed, withinMs, fuzzTimeout } from './fuzz-util.js';
 
 const FLAGS = [
   'model', 'data', 'size', 'batch', 'epochs', 'lr', 'optimizer', 'momentum', 'weight-decay', 'schedule', 'warmup', 'patience', 'seed',
@@ -59,7 +59,7 @@ describe('fuzz: flag strings', () => {
     );
     expect(accepted).toBeGreaterThan(0);
     expect(refused).toBeGreaterThan(0);
-  });
+  }, fuzzTimeout);
 
   it('the CLI process: bad flags exit 1 with one line on stderr and leave no folder', () => {
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'fuzz-cli-'));
@@ -78,5 +78,5 @@ describe('fuzz: flag strings', () => {
       expectOneLineError(new Error(lines[0].replace(/^ticketlab: /, '')));
     }
     expect(fs.readdirSync(cwd)).toEqual([]);
-  });
+  }, fuzzTimeout);
 });

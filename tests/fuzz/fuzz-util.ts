@@ -14,6 +14,9 @@ export function fuzzRuns(short: number, costly = 1): number {
   return Number.isInteger(LONG) && LONG > 0 ? Math.max(short, Math.floor(LONG / costly)) : short;
 }
 
+/** Test timeout: vitest's default in CI, an hour in long mode (thousands of cases). */
+export const fuzzTimeout: number | undefined = Number.isInteger(LONG) && LONG > 0 ? 3_600_000 : undefined;
+
 /** Seed for fast-check, so a failure printed by CI can be replayed (TICKETLAB_FUZZ_SEED). */
 export const fuzzSeed = process.env.TICKETLAB_FUZZ_SEED ? Number(process.env.TICKETLAB_FUZZ_SEED) : undefined;
 

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { UnreadableImageError, decodeImage, decodeImageBuffer, encodePng } from '../../src/data/image.js';
-import { expectOneLineError, fuzzRuns, fuzzSeed, withinMs } from './fuzz-util.js';
+import { expectOneLineError, fuzzRuns, fuzzSeed, withinMs, fuzzTimeout } from './fuzz-util.js';
 
 const img = { width: 12, height: 9, channels: 3 as const, data: Uint8Array.from({ length: 12 * 9 * 3 }, (_, i) => (i * 37) % 256) };
 
@@ -53,7 +53,7 @@ describe('fuzz: corrupt images', () => {
     );
     expect(refused).toBeGreaterThan(0);
     expect(ok + refused).toBe(fuzzRuns(150));
-  });
+  }, fuzzTimeout);
 
   it('a file that is missing, a folder, or empty is an UnreadableImageError naming it', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fuzz-img-'));
@@ -65,5 +65,5 @@ describe('fuzz: corrupt images', () => {
       expectOneLineError(e);
       expect((e as Error).message).toContain(path.join(dir, f));
     }
-  });
+  }, fuzzTimeout);
 });

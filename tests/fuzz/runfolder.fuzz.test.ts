@@ -14,7 +14,7 @@ import { loadSafetensors, saveSafetensors } from '../../src/io/safetensors.js';
 import { parseExact, stringifyExact } from '../../src/util/exact-json.js';
 import { RUN_FILES } from '../../src/io/run-paths.js';
 import { saveModelOnce } from '../../src/nn/checkpoint.js';
-import { expectOneLineError, fuzzRuns, fuzzSeed, snapshot, withinMs } from './fuzz-util.js';
+import { expectOneLineError, fuzzRuns, fuzzSeed, snapshot, withinMs, fuzzTimeout } from './fuzz-util.js';
 
 const settings: TrainSettings = { ...DEFAULT_TRAIN, epochs: 2, batch: 16, lr: 1e-3, patience: 0, seed: 2 };
 let data: DatasetSplits;
@@ -121,5 +121,5 @@ describe('fuzz: run folders damaged between runs', () => {
       },
     );
     expect(failed).toBeGreaterThan(0);
-  });
+  }, fuzzTimeout);
 });

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { SafetensorsError, decodeSafetensors, encodeSafetensors, readSafetensorsHeader, type HostTensor } from '../../src/io/safetensors.js';
 import { createModel } from '../../src/nn/models/index.js';
 import { loadModel, saveModel } from '../../src/nn/checkpoint.js';
-import { expectOneLineError, fuzzRuns, fuzzSeed, snapshot, withinMs } from './fuzz-util.js';
+import { expectOneLineError, fuzzRuns, fuzzSeed, snapshot, withinMs, fuzzTimeout } from './fuzz-util.js';
 
 const valid = encodeSafetensors(
   {
@@ -86,7 +86,7 @@ describe('fuzz: corrupt safetensors', () => {
     );
     expect(failed).toBeGreaterThan(0);
     expect(decoded + failed).toBe(fuzzRuns(400));
-  });
+  }, fuzzTimeout);
 
   it('loading a damaged weights file into a model names the file; nothing else is touched', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fuzz-st-'));
@@ -123,5 +123,5 @@ describe('fuzz: corrupt safetensors', () => {
     fs.rmSync(file);
     expect(snapshot(dir)).toEqual(before);
     model.dispose();
-  });
+  }, fuzzTimeout);
 });
