@@ -59,6 +59,7 @@ describe('fuzz: flag strings', () => {
     );
     expect(accepted).toBeGreaterThan(0);
     expect(refused).toBeGreaterThan(0);
+    fs.rmSync(top, { recursive: true, force: true });
   }, fuzzTimeout);
 
   it('the CLI process: bad flags exit 1 with one line on stderr and leave no folder', () => {
@@ -78,5 +79,6 @@ describe('fuzz: flag strings', () => {
       expectOneLineError(new Error(lines[0].replace(/^ticketlab: /, '')));
     }
     expect(fs.readdirSync(cwd)).toEqual([]);
+    fs.rmSync(cwd, { recursive: true, force: true });
   }, fuzzTimeout);
 });

@@ -65,5 +65,6 @@ describe('fuzz: corrupt images', () => {
       expectOneLineError(e);
       expect((e as Error).message).toContain(path.join(dir, f));
     }
+    fs.rmSync(dir, { recursive: true, force: true });
   }, fuzzTimeout);
 });

@@ -2,7 +2,7 @@
 // checkpoint state, hand-edited result.json). Resuming an unfinished level, or re-running a finished one,
 // either works or fails with one line naming the culprit, and a failure changes no file in the folder.
 // Each case may train, so the default count is small; `npm run fuzz:long` runs more.
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -43,6 +43,8 @@ beforeAll(async () => {
   await expect(train(unfinished, { stopAt: 3 })).rejects.toBeInstanceOf(Interrupted);
   await train(finished);
 });
+
+afterAll(() => fs.rmSync(top, { recursive: true, force: true }));
 
 type Damage =
   | { kind: 'truncate'; file: string; at: number }

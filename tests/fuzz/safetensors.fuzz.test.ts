@@ -123,5 +123,6 @@ describe('fuzz: corrupt safetensors', () => {
     fs.rmSync(file);
     expect(snapshot(dir)).toEqual(before);
     model.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
   }, fuzzTimeout);
 });
