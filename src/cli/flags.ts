@@ -3,6 +3,7 @@
 import type { ParseArgsConfig } from 'node:util';
 import { DEFAULT_TRAIN, type TrainSettings } from '../train/trainer.js';
 import { MODEL_NAMES, defaultInputSize } from '../nn/models/index.js';
+import { parseSchedule } from '../nn/optim/schedule.js';
 
 export const TRAIN_FLAGS = {
   model: { type: 'string', default: 'meso4' },
@@ -44,7 +45,8 @@ Training (defaults follow the study: Adam, lr 1e-4, early stopping with patience
   --seed N            seeds weights, data order, augmentation, dropout and masks (default 0)
   --no-flip           no horizontal-flip augmentation
 Output:
-  --out DIR           run folder (default runs/<model>-<data>-s<seed>)
+  --out DIR           run folder (default runs/<model>-<data>-s<seed>); one process writes it at a time
+                      (a second one, or --resume of a run still going, is refused naming the holder)
   --resume            continue an interrupted run in --out (at the epoch and batch where it stopped)
   --quiet             no progress bars
 `;
@@ -88,6 +90,7 @@ export function parseRunSpec(values: Values): RunSpec {
   const data = String(values.data);
   const v = values as Record<string, unknown>;
   const size = values.size === undefined ? defaultInputSize(model, data) : num(v, 'size', { int: true, min: 8, max: 4096 });
+  parseSchedule(String(values.schedule), 1);
   return {
     model,
     data,

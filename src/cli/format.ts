@@ -4,6 +4,10 @@ export function pct(v: number): string {
   return Number.isFinite(v) ? `${(v * 100).toFixed(2)}%` : 'n/a';
 }
 
+function fixed(v: number, digits: number): string {
+  return Number.isFinite(v) ? v.toFixed(digits) : 'n/a';
+}
+
 export function formatMetrics(m: BinaryMetrics): string {
-  return `loss ${m.loss.toFixed(4)}, accuracy ${pct(m.accuracy)}, balanced ${pct(m.balancedAccuracy)}, AUC ${Number.isFinite(m.auc) ? m.auc.toFixed(4) : 'n/a'} (n=${m.n})`;
+  return `loss ${fixed(m.loss, 4)}, accuracy ${pct(m.accuracy)}, balanced ${pct(m.balancedAccuracy)}, AUC ${fixed(m.auc, 4)} (n=${m.n})`;
 }

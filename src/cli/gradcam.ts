@@ -8,6 +8,7 @@ import { num } from './flags.js';
 import { CAM_METHODS, CAM_TARGETS, type CamMethod, type CamTarget } from '../explain/gradcam.js';
 import { checkLevels, defaultLevels, explainRun, readRunInfo, summaryText } from '../explain/run.js';
 import { TAP_LAYERS, type ModelName } from '../nn/models/index.js';
+import { checkRunDir, lockRun, makeRunDir } from '../train/run.js';
 
 const log = (m: string) => process.stderr.write(m + '\n');
 
@@ -106,7 +107,11 @@ Flags:
     const images = values.images;
     if (images !== 'synthetic' && !fs.existsSync(images)) throw new Error(`--images ${images}: no such folder (or pass 'synthetic')`);
     const out = values.out ?? path.join(run, 'gradcam');
+    checkRunDir(out);
     const dev = await initDevice();
+    makeRunDir(out);
+    // One writer per output folder, as for run folders.
+    lockRun(out, 'ticketlab gradcam');
     if (!values.quiet) log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
     try {
       const r = await explainRun({ run, levels, images, n, out, layer: values.layer, target, method, batch, log: values.quiet ? undefined : log });

@@ -2,14 +2,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initDevice } from '../tensor/device.js';
-import { openDataset } from '../data/datasets.js';
 import { parseFlags, type Command } from './args.js';
 import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, num, parseRunSpec } from './flags.js';
 import { withRun } from './signals.js';
-import { markDone, openRun, levelDir } from '../train/run.js';
-import { levelCount, levelSparsity, parseRewind, runControls, runImp, runOneShot, type ControlKind, type ImpConfig } from '../prune/imp.js';
+import { checkRunDir, lockRun, makeRunDir, markDone, startRun, levelDir } from '../train/run.js';
+import { checkRewind, levelCount, levelSparsity, parseRewind, runControls, runImp, runOneShot, type ControlKind, type ImpConfig } from '../prune/imp.js';
 import { runTransfer } from '../prune/transfer.js';
 import { readJson } from '../io/atomic.js';
+import { runFile } from '../io/run-paths.js';
+import { checkModel, openTrainingData } from './prepare.js';
 import { formatMetrics, pct } from './format.js';
 import type { Scope } from '../prune/magnitude.js';
 
@@ -67,6 +68,7 @@ export function parseImpConfig(values: Record<string, unknown>): ImpConfig {
   const scope = String(values.scope);
   if (scope !== 'global' && scope !== 'layer') throw new Error(`--scope '${scope}' is not one of global, layer`);
   parseRewind(String(values.rewind));
+  checkRewind({ rewind: String(values.rewind), train: spec.train });
   let sparsities: number[] | null = null;
   if (values.sparsities !== undefined) {
     sparsities = parseList(String(values.sparsities), 'sparsities', Number);
@@ -86,6 +88,25 @@ export function parseImpConfig(values: Record<string, unknown>): ImpConfig {
   };
 }
 
+/**
+ * Everything `imp` checks before it touches the run folder: flags, --out, the dataset and its splits, the
+ * rewind point. Writes nothing (the fuzz suite holds it to that).
+ */
+export async function prepareImp(args: string[]) {
+  const { values } = parseFlags(args, IMP_FLAGS, 'imp');
+  const cfg = parseImpConfig(values);
+  const nLevels = levelCount(cfg);
+  const oneshot = parseLevels(values.oneshot, 'oneshot', nLevels);
+  const kinds = values.controls ? (values.controls.split(',').filter(Boolean) as ControlKind[]) : [];
+  for (const k of kinds) if (k !== 'reinit' && k !== 'random_prune') throw new Error(`--controls '${k}' is not one of reinit, random_prune`);
+  const controlLevels = parseLevels(values['control-levels'], 'control-levels', nLevels) ?? oneshot ?? Array.from({ length: nLevels }, (_, i) => i + 1);
+  const out = values.out ?? defaultOut(cfg, `imp-${cfg.scope}`);
+  checkRunDir(out);
+  const data = await openTrainingData(cfg);
+  checkRewind(cfg, data.train.length());
+  return { values, cfg, nLevels, oneshot, kinds, controlLevels, out, data };
+}
+
 export const impCommand: Command = {
   name: 'imp',
   summary: 'iterative magnitude pruning with rewinding (the lottery-ticket procedure), plus one-shot and controls',
@@ -102,19 +123,12 @@ Then: 'ticketlab report <run>' for summary.csv, plots and report.html.
 ${IMP_HELP_FLAGS}
 ${TRAIN_FLAGS_HELP}`,
   async run(args) {
-    const { values } = parseFlags(args, IMP_FLAGS, 'imp');
-    const cfg = parseImpConfig(values);
-    const nLevels = levelCount(cfg);
-    const oneshot = parseLevels(values.oneshot, 'oneshot', nLevels);
-    const kinds = values.controls ? (values.controls.split(',').filter(Boolean) as ControlKind[]) : [];
-    for (const k of kinds) if (k !== 'reinit' && k !== 'random_prune') throw new Error(`--controls '${k}' is not one of reinit, random_prune`);
-    const controlLevels = parseLevels(values['control-levels'], 'control-levels', nLevels) ?? oneshot ?? Array.from({ length: nLevels }, (_, i) => i + 1);
-    const out = values.out ?? defaultOut(cfg, `imp-${cfg.scope}`);
-    await openRun(out, { command: 'imp', ...cfg }, { resume: !!values.resume });
+    const { values, cfg, nLevels, oneshot, kinds, controlLevels, out, data } = await prepareImp(args);
     const dev = await initDevice();
     log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
+    checkModel(cfg);
+    await startRun(out, { command: 'imp', ...cfg }, { resume: !!values.resume, purpose: 'ticketlab imp' });
     return withRun(async (signal) => {
-      const data = await openDataset(cfg.data, { size: cfg.size, seed: cfg.train.seed });
       log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${cfg.size}x${cfg.size}`);
       log(`plan: ${nLevels} levels, sparsities ${[0, ...Array.from({ length: nLevels }, (_, i) => levelSparsity(cfg, i + 1))].map((s) => pct(s)).join(' -> ')}`);
       const ctx = { run: out, data, resume: !!values.resume, progress: !values.quiet, signal, log };
@@ -156,9 +170,11 @@ the run's IMP, and retrains with the run's settings. Results: DIR/oneshot_<scope
     const levels = parseLevels(values.levels, 'levels', levelCount(cfg)) ?? Array.from({ length: levelCount(cfg) }, (_, i) => i + 1);
     const scope = (values.scope ?? cfg.scope) as Scope;
     if (scope !== 'global' && scope !== 'layer') throw new Error(`--scope '${scope}' is not one of global, layer`);
+    if (!fs.existsSync(runFile(levelDir(values.run, 0), 'final'))) throw new Error(`--run ${values.run}: no dense model yet (level_0 is not finished)`);
+    const data = await openTrainingData(cfg, `${values.run}'s data`);
     await initDevice();
+    lockRun(values.run, 'ticketlab oneshot');
     return withRun(async (signal) => {
-      const data = await openDataset(cfg.data, { size: cfg.size, seed: cfg.train.seed });
       const res = await runOneShot(cfg, { run: values.run!, data, resume: !!values.resume, progress: !values.quiet, signal, log }, levels, scope);
       process.stdout.write(res.map(({ level, result }) => `one-shot ${scope} level ${level} (${pct(result.sparsity.sparsity)}): ${result.test ? formatMetrics(result.test) : '-'}`).join('\n') + '\n');
       return 0;
@@ -167,11 +183,44 @@ the run's IMP, and retrains with the run's settings. Results: DIR/oneshot_<scope
 };
 
 export async function readImpConfig(run: string): Promise<ImpConfig> {
-  const file = path.join(run, 'config.json');
+  const file = runFile(run, 'config');
   if (!fs.existsSync(file)) throw new Error(`${run}: not a run folder (no config.json)`);
   const cfg = await readJson<ImpConfig & { command?: string }>(file);
-  if (cfg.command !== 'imp') throw new Error(`${run}: made by '${cfg.command ?? '?'}', not 'imp'`);
-  return cfg;
+  if (cfg === null || typeof cfg !== 'object' || cfg.command !== 'imp') throw new Error(`${run}: made by '${cfg?.command ?? '?'}', not 'imp'`);
+  // A config.json edited by hand is checked like the flags it came from.
+  try {
+    return { ...parseImpConfig(configAsFlags(cfg)), command: 'imp' } as ImpConfig;
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`);
+  }
+}
+
+/** The flag values a config.json stands for, so parseImpConfig can check a config read back from disk. */
+function configAsFlags(c: ImpConfig): Record<string, unknown> {
+  const t = (c.train ?? {}) as Partial<ImpConfig['train']>;
+  const str = (v: unknown) => (v === undefined || v === null ? undefined : String(v));
+  return {
+    model: str(c.model),
+    data: str(c.data),
+    size: str(c.size),
+    batch: str(t.batch),
+    epochs: str(t.epochs),
+    lr: str(t.lr),
+    optimizer: str(t.optimizer),
+    momentum: str(t.momentum),
+    'weight-decay': str(t.weightDecay),
+    schedule: str(t.schedule),
+    warmup: str(t.warmupSteps),
+    patience: str(t.patience),
+    seed: str(t.seed),
+    'no-flip': t.flip === false,
+    levels: str(c.levels),
+    rate: str(c.rate),
+    sparsities: Array.isArray(c.sparsities) ? c.sparsities.join(',') : undefined,
+    scope: str(c.scope),
+    rewind: str(c.rewind),
+    'prune-last': c.pruneLast === true,
+  };
 }
 
 export const transferCommand: Command = {
@@ -206,12 +255,15 @@ dense/, transfer.json and transfer.csv.
     if (!values.data) throw new Error('transfer: --data SPEC (the target dataset) is required');
     const cfg = await readImpConfig(values.run);
     const levels = parseLevels(values.levels, 'levels', levelCount(cfg)) ?? Array.from({ length: levelCount(cfg) }, (_, i) => i + 1);
-    for (const k of levels) if (!fs.existsSync(path.join(levelDir(values.run, k), 'result.json'))) throw new Error(`${values.run}: level ${k} is not finished`);
+    for (const k of levels) if (!fs.existsSync(runFile(levelDir(values.run, k), 'result'))) throw new Error(`${values.run}: level ${k} is not finished`);
     const tag = values.data.startsWith('synthetic') ? values.data.replace(/[^a-z0-9=.]+/gi, '_') : path.basename(path.resolve(values.data));
     const out = values.out ?? path.join(values.run, `transfer-${tag}`);
+    checkRunDir(out);
+    const data = await openTrainingData({ ...cfg, data: values.data });
     await initDevice();
+    makeRunDir(out);
+    lockRun(out, 'ticketlab transfer');
     return withRun(async (signal) => {
-      const data = await openDataset(values.data!, { size: cfg.size, seed: cfg.train.seed });
       const rows = await runTransfer(cfg, {
         source: values.run!,
         out,

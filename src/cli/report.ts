@@ -3,6 +3,7 @@
 import * as path from 'node:path';
 import { parseFlags, type Command } from './args.js';
 import { writeRunReport, type RunReport } from '../report/run-report.js';
+import { RUN_FILES } from '../io/run-paths.js';
 
 export const REPORT_HELP = `ticketlab report <run> [<run> ...] [--out DIR] [--quiet]
 
@@ -44,7 +45,7 @@ export function printReport(r: RunReport, write: (s: string) => void, quiet = fa
     if (r.layerText) write(r.layerText + '\n\n');
   }
   if (r.unfinished.length) write(`unfinished (no result.json yet): ${r.unfinished.join(', ')}\n`);
-  const html = r.files.find((f) => path.basename(f) === 'report.html');
+  const html = r.files.find((f) => path.basename(f) === RUN_FILES.report);
   write(`wrote ${r.files.length} files to ${r.outDir}/: ${r.files.map((f) => path.relative(r.outDir, f)).join(', ')}\n`);
   if (html) write(`open ${html}\n`);
 }

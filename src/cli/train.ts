@@ -3,16 +3,29 @@ import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { closeDevice, initDevice } from '../tensor/device.js';
 import { createModel } from '../nn/models/index.js';
-import { loadModel, saveModel } from '../nn/checkpoint.js';
+import { loadModel, saveModelOnce } from '../nn/checkpoint.js';
 import { openDataset } from '../data/datasets.js';
 import { evaluate, fit } from '../train/trainer.js';
-import { levelDir, markDone, openRun } from '../train/run.js';
+import { checkRunDir, levelDir, markDone, startRun } from '../train/run.js';
+import { runFile } from '../io/run-paths.js';
+import { readJsonSync } from '../io/atomic.js';
+import { checkModel, openTrainingData } from './prepare.js';
 import { parseFlags, type Command } from './args.js';
 import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, parseRunSpec, num } from './flags.js';
 import { withRun } from './signals.js';
 import { formatMetrics } from './format.js';
 
 const log = (m: string) => process.stderr.write(m + '\n');
+
+/** Everything `train` checks before it touches the run folder (flags, --out, dataset); writes nothing. */
+export async function prepareTrain(args: string[]) {
+  const { values } = parseFlags(args, TRAIN_FLAGS, 'train');
+  const spec = parseRunSpec(values);
+  const out = values.out ?? defaultOut(spec);
+  checkRunDir(out);
+  const data = await openTrainingData(spec);
+  return { values, spec, out, data };
+}
 
 export const trainCommand: Command = {
   name: 'train',
@@ -30,13 +43,12 @@ Ctrl-C finishes the current step and saves; --resume continues from there.
 
 ${TRAIN_FLAGS_HELP}`,
   async run(args) {
-    const { values } = parseFlags(args, TRAIN_FLAGS, 'train');
-    const spec = parseRunSpec(values);
-    const out = values.out ?? defaultOut(spec);
-    await openRun(out, { command: 'train', ...spec }, { resume: !!values.resume });
+    // Everything is checked before the run folder is created or locked: a failed start leaves nothing.
+    const { values, spec, out, data } = await prepareTrain(args);
     const dev = await initDevice();
     log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
-    const data = await openDataset(spec.data, { size: spec.size, seed: spec.train.seed });
+    checkModel(spec);
+    await startRun(out, { command: 'train', ...spec }, { resume: !!values.resume, purpose: 'ticketlab train' });
     log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${spec.size}x${spec.size}`);
     const model = createModel(spec.model, { size: spec.size, seed: spec.train.seed });
     log(`model: ${spec.model}, ${model.parameterCount().toLocaleString('en-US')} parameters`);
@@ -53,7 +65,7 @@ ${TRAIN_FLAGS_HELP}`,
           resume: !!values.resume,
           progress: !values.quiet,
           signal,
-          captures: [{ kind: 'step', at: 0, capture: (m) => saveModel(path.join(dir, 'init.safetensors'), m, { ticketlab: 'theta_0' }) }],
+          captures: [{ kind: 'step', at: 0, capture: (m) => saveModelOnce(runFile(dir, 'init'), m, { ticketlab: 'theta_0' }) }],
           log,
         });
         await markDone(out, { result: res });
@@ -104,23 +116,31 @@ folder (its final.safetensors is used; --model/--size default to the run's confi
     let size = values.size ? num(values, 'size', { int: true, min: 8 }) : undefined;
     // A run or level folder: take its config and final weights.
     if (fs.existsSync(weights) && fs.statSync(weights).isDirectory()) {
-      const runDir = fs.existsSync(path.join(weights, 'config.json')) ? weights : path.dirname(weights);
-      const cfg = JSON.parse(fs.readFileSync(path.join(runDir, 'config.json'), 'utf8')) as { model: string; size: number };
-      model ??= cfg.model;
-      size ??= cfg.size;
-      weights = fs.existsSync(path.join(weights, 'final.safetensors')) ? path.join(weights, 'final.safetensors') : path.join(levelDir(runDir, 0), 'final.safetensors');
+      const runDir = fs.existsSync(runFile(weights, 'config')) ? weights : path.dirname(weights);
+      const cfgFile = runFile(runDir, 'config');
+      if (!fs.existsSync(cfgFile)) throw new Error(`--weights ${values.weights}: a folder, but not a run or level folder (no ${cfgFile})`);
+      const cfg = readJsonSync<{ model?: unknown; size?: unknown } | null>(cfgFile);
+      if (cfg === null || typeof cfg !== 'object') throw new Error(`${cfgFile}: not a run config (expected a JSON object)`);
+      if (typeof cfg.model === 'string') model ??= cfg.model;
+      if (typeof cfg.size === 'number') size ??= cfg.size;
+      weights = fs.existsSync(runFile(weights, 'final')) ? runFile(weights, 'final') : runFile(levelDir(runDir, 0), 'final');
     }
     if (!fs.existsSync(weights)) throw new Error(`--weights ${weights}: no such file`);
     model ??= 'meso4';
     size ??= values.data.startsWith('synthetic') ? 64 : model === 'resnet18' ? 224 : 256;
     const split = values.split;
     if (split !== 'test' && split !== 'val' && split !== 'train') throw new Error(`--split '${split}' is not one of test, val, train`);
+    const seed = num(values, 'seed', { int: true, min: 0 });
+    const batch = num(values, 'batch', { int: true, min: 1 });
     await initDevice();
     try {
-      const data = await openDataset(values.data, { size, seed: num(values, 'seed', { int: true, min: 0 }) });
+      const data = await openDataset(values.data, { size, seed }).catch((e: Error) => {
+        throw new Error(`--data ${values.data}: ${e.message.split('\n')[0]}`);
+      });
+      if (data[split].length() === 0) throw new Error(`--data ${values.data}: the ${split} split has no images`);
       const m = createModel(model, { size });
       await loadModel(weights, m);
-      const res = await evaluate(m, data[split], num(values, 'batch', { int: true, min: 1 }), split, !values.quiet);
+      const res = await evaluate(m, data[split], batch, `${weights} on ${split}`, !values.quiet);
       process.stdout.write(values.json ? JSON.stringify(res, null, 2) + '\n' : `${split}: ${formatMetrics(res)}\n`);
       m.dispose();
       return 0;

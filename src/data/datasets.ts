@@ -139,15 +139,46 @@ async function findChildDirs(dir: string, names: readonly string[]): Promise<str
   return out;
 }
 
-/** All image files below `dir`, sorted by path (byte order) so sample indices are stable across machines. */
-async function listImages(dir: string): Promise<string[]> {
+/**
+ * Folders already read while listing one dataset, by device and inode (what a symlink resolves to), so
+ * that a link loop (`train/real/loop -> ..`) or a link into another class or split is followed once and
+ * reported, instead of multiplying images and labelling fakes real.
+ */
+class VisitedDirs {
+  private readonly seen = new Map<string, string>();
+  constructor(private readonly warn: (m: string) => void) {}
+  /** Marks `dir` as read; false (with a warning) when it, or the folder it links to, was read already. */
+  async enter(dir: string): Promise<boolean> {
+    let key: string;
+    try {
+      const st = await fs.stat(dir);
+      key = `${st.dev}:${st.ino}`;
+    } catch {
+      return false; // vanished or a dangling link: nothing to read
+    }
+    const first = this.seen.get(key);
+    if (first !== undefined) {
+      this.warn(`${dir} is the folder ${first} again (a symlink loop or a link into another class or split); skipped, each folder is read once`);
+      return false;
+    }
+    this.seen.set(key, dir);
+    return true;
+  }
+}
+
+/**
+ * All image files below `dir` (which the caller has entered), sorted by path (byte order) so sample
+ * indices are stable across machines. Sub-folders are followed once each (see VisitedDirs).
+ */
+async function listImages(dir: string, visited: VisitedDirs): Promise<string[]> {
   const out: string[] = [];
   const walk = async (d: string): Promise<void> => {
     for (const e of await readDirSafe(d)) {
       if (e.name.startsWith(".")) continue;
       const p = path.join(d, e.name);
-      if (await direntIsDir(d, e)) await walk(p);
-      else if (IMAGE_EXT.test(e.name)) out.push(p);
+      if (await direntIsDir(d, e)) {
+        if (await visited.enter(p)) await walk(p);
+      } else if (IMAGE_EXT.test(e.name)) out.push(p);
     }
   };
   await walk(dir);
@@ -242,15 +273,36 @@ async function imageFolderBase(root: string): Promise<string | null> {
 
 async function openImageFolder(root: string, base: string, o: ResolvedOptions): Promise<DatasetSplits> {
   const found: Partial<Record<SplitName, Entry[]>> = {};
+  // Every split and class folder is marked read before any is walked, so a link from inside one class
+  // to the split above it (or to another class) is skipped wherever the walk meets it.
+  const visited = new VisitedDirs(o.warn);
+  await visited.enter(base);
+  const classDirs: { split: SplitName; cls: "real" | "fake"; label: 0 | 1; dir: string }[] = [];
+  const splitDirs: Partial<Record<SplitName, string[]>> = {};
   for (const split of SPLITS) {
     const dirs = await findChildDirs(base, SPLIT_DIR_NAMES[split]);
+    const entered: string[] = [];
+    for (const d of dirs) if (await visited.enter(d)) entered.push(d);
+    splitDirs[split] = entered;
+  }
+  for (const split of SPLITS) {
+    for (const d of splitDirs[split] ?? []) {
+      for (const [cls, label] of [["real", 0], ["fake", 1]] as const) {
+        for (const cdir of await findChildDirs(d, CLASS_DIR_NAMES[cls])) {
+          if (await visited.enter(cdir)) classDirs.push({ split, cls, label, dir: cdir });
+        }
+      }
+    }
+  }
+  for (const split of SPLITS) {
+    const dirs = splitDirs[split] ?? [];
     if (dirs.length === 0) continue;
     if (dirs.length > 1) o.warn(`${base}: several folders name the ${split} split (${dirs.map((d) => path.basename(d)).join(", ")}); using all of them`);
     const entries: Entry[] = [];
     for (const d of dirs) {
       for (const [cls, label] of [["real", 0], ["fake", 1]] as const) {
-        for (const cdir of await findChildDirs(d, CLASS_DIR_NAMES[cls])) {
-          for (const file of await listImages(cdir)) {
+        for (const { dir: cdir } of classDirs.filter((c) => c.split === split && c.cls === cls && path.dirname(c.dir) === d)) {
+          for (const file of await listImages(cdir, visited)) {
             // Real and fake frames of the same video id are different videos; keep the class in the group.
             entries.push({ label, group: `${cls}/${frameGroup(file)}`, path: file });
           }
@@ -263,9 +315,9 @@ async function openImageFolder(root: string, base: string, o: ResolvedOptions): 
   if (!found.train || found.train.length === 0) throw new Error(`no training images in ${base} (expected ${base}/Train/{Real,Fake}/*.jpg)`);
   let train = found.train;
   for (const split of ["val", "test"] as const) {
-    if (!found[split]) {
+    if (!found[split] || found[split].length === 0) {
       const [keep, carve] = splitByGroup(train, o.holdoutFraction, o.seed, split);
-      o.warn(`${base}: no ${split} folder; holding out ${carve.length} of ${train.length} training images (by video/file group)`);
+      o.warn(`${base}: ${found[split] ? `the ${split} folder holds no image` : `no ${split} folder`}; holding out ${carve.length} of ${train.length} training images instead (by video/file group)`);
       train = keep;
       found[split] = carve;
     }
@@ -820,13 +872,37 @@ export function parseSyntheticSpec(spec: string): SyntheticSpec {
   for (const kv of rest.slice(1).split(",").filter(Boolean)) {
     const [k, v] = kv.split("=");
     const num = Number(v);
-    if (v === undefined || !Number.isFinite(num)) throw new Error(`bad value in dataset spec '${spec}': ${kv}`);
-    if (k === "seed") out.seed = num;
-    else if (k === "difficulty") out.difficulty = num;
-    else if (k === "train" || k === "val" || k === "test") out.counts[k] = num;
+    if (v === undefined || v.trim() === "" || !Number.isFinite(num)) throw new Error(`bad value in dataset spec '${spec}': ${kv}`);
+    const range = (lo: number, hi: number, int: boolean): number => {
+      if (num < lo || num > hi || (int && !Number.isInteger(num))) {
+        throw new RangeError(`dataset spec '${spec}': ${k}=${v} must be ${int ? "an integer" : "a number"} in [${lo}, ${hi}]`);
+      }
+      return num;
+    };
+    if (k === "seed") out.seed = range(0, 2 ** 32 - 1, true);
+    else if (k === "difficulty") out.difficulty = range(0, 1, false);
+    else if (k === "train" || k === "val" || k === "test") out.counts[k] = range(0, MAX_SYNTHETIC_COUNT, true);
     else throw new Error(`unknown key '${k}' in dataset spec '${spec}' (known: seed, difficulty, train, val, test)`);
   }
   return out;
+}
+
+/** Most images a synthetic split may have (rendered on demand, but logits and labels are held per image). */
+export const MAX_SYNTHETIC_COUNT = 10_000_000;
+
+/**
+ * Checks the splits a training command needs before anything is written: a training split with images
+ * of both classes, and non-empty validation and test splits. One-line errors naming the dataset.
+ */
+export function checkTrainingSplits(d: DatasetSplits): void {
+  const n = d.train.length();
+  if (n === 0) throw new Error(`${d.name}: the training split has no images`);
+  const c = classCounts(d.train);
+  if (c.real === 0 || c.fake === 0) {
+    throw new Error(`${d.name}: the training split has only ${c.real ? "real" : "fake"} images (${n}); a detector needs both real and fake ones`);
+  }
+  if (d.val.length() === 0) throw new Error(`${d.name}: the validation split has no images (early stopping and the best weights need it)`);
+  if (d.test.length() === 0) throw new Error(`${d.name}: the test split has no images`);
 }
 
 // =============================================================================================

@@ -44,13 +44,32 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/**
+ * Largest image we decode, in pixels (width x height): 40 Mpx, about 7700x5200 (more than an 8K UHD
+ * frame). A 16000x16000 PNG compresses to a few kilobytes and would take 4 GB per decode; anything above
+ * the limit is refused from its header, before any pixel is decoded, and the loader skips it with a
+ * warning naming the file. TICKETLAB_MAX_PIXELS overrides the limit.
+ */
+export const DEFAULT_MAX_PIXELS = 40_000_000;
+
+export function maxImagePixels(): number {
+  const env = Number(process.env.TICKETLAB_MAX_PIXELS);
+  return Number.isSafeInteger(env) && env > 0 ? env : DEFAULT_MAX_PIXELS;
+}
+
+function tooLarge(width: number, height: number, limit: number): string {
+  return `image is ${width}x${height} (${((width * height) / 1e6).toFixed(1)} Mpx), above the ${(limit / 1e6).toFixed(1)} Mpx limit (TICKETLAB_MAX_PIXELS)`;
+}
+
 /** Decode an encoded JPEG/PNG (8/16-bit, gray/RGB/RGBA) into 8-bit RGB. `label` names the source in errors. */
 export async function decodeImageBuffer(buf: Uint8Array, label = "<buffer>"): Promise<RgbImage> {
+  const limit = maxImagePixels();
   try {
     // failOn 'warning' turns truncated JPEGs into errors instead of silently grey-filled images.
     // No EXIF auto-rotation: PIL/torchvision do not rotate either, and reference pipelines feed raw pixels.
-    // Alpha is dropped (as PIL's convert('RGB') does), not composited.
-    const { data, info } = await sharp(buf, { failOn: "warning" })
+    // Alpha is dropped (as PIL's convert('RGB') does), not composited. limitInputPixels makes libvips
+    // refuse an oversized image from its header, before allocating its pixels.
+    const { data, info } = await sharp(buf, { failOn: "warning", limitInputPixels: limit })
       .removeAlpha()
       .toColourspace("srgb")
       .raw({ depth: "uchar" })
@@ -63,6 +82,10 @@ export async function decodeImageBuffer(buf: Uint8Array, label = "<buffer>"): Pr
       data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
     };
   } catch (e) {
+    if (/pixel limit/i.test(errorText(e))) {
+      const meta = await sharp(buf, { limitInputPixels: false }).metadata().catch(() => null);
+      if (meta?.width && meta.height) throw new UnreadableImageError(label, tooLarge(meta.width, meta.height, limit));
+    }
     throw new UnreadableImageError(label, errorText(e));
   }
 }
@@ -81,8 +104,10 @@ export async function decodeImage(file: string): Promise<RgbImage> {
 /** Width and height from the header only (cheap: no pixel decode). */
 export async function imageSize(file: string): Promise<{ width: number; height: number }> {
   try {
-    const meta = await sharp(file).metadata();
+    const meta = await sharp(file, { limitInputPixels: false }).metadata();
     if (!meta.width || !meta.height) throw new Error("no dimensions in header");
+    const limit = maxImagePixels();
+    if (meta.width * meta.height > limit) throw new Error(tooLarge(meta.width, meta.height, limit));
     return { width: meta.width, height: meta.height };
   } catch (e) {
     throw new UnreadableImageError(file, errorText(e));

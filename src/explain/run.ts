@@ -14,13 +14,13 @@ import * as path from 'node:path';
 import { createModel, MODEL_NAMES, type Detector } from '../nn/models/index.js';
 import { loadModel } from '../nn/checkpoint.js';
 import { attachMasks, detachMasks, loadMasks, prunableWeights, sparsityReport } from '../prune/masks.js';
-import { levelDir } from '../train/run.js';
+import { levelDir, levelName, parseLevelName, runFile } from '../io/run-paths.js';
 import { fromArray } from '../tensor/tensor.js';
 import { toCsv } from '../util/csv.js';
 import { htmlTable, formatTable, type TableRow } from '../util/table.js';
 import { figure, htmlReport, imageTag, scrollable, type ReportSection } from '../report/html.js';
 import { escapeHtml } from '../util/escape.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { readJsonSync, writeFileAtomic } from '../io/atomic.js';
 import { gradCam, type CamMethod, type CamTarget } from './gradcam.js';
 import { compareLevel, confidenceChange, mapOf, summarizeLevel, type ConfidenceChange, type ImageComparison, type LevelSummary } from './compare.js';
 import { imageGrid, inputImage, overlayCam, savePng, scaleImage } from './overlay.js';
@@ -39,7 +39,7 @@ export interface RunInfo {
 
 /** The run's identity from its config.json; errors are one line and name the folder. */
 export function readRunInfo(run: string): RunInfo {
-  const file = path.join(run, 'config.json');
+  const file = runFile(run, 'config');
   if (!fs.existsSync(file)) throw new Error(`${run}: not a run folder (no config.json)`);
   let cfg: { command?: string; model?: unknown; data?: unknown; size?: unknown; train?: { seed?: unknown }; pruneLast?: unknown };
   try {
@@ -47,6 +47,7 @@ export function readRunInfo(run: string): RunInfo {
   } catch (e) {
     throw new Error(`${file}: ${(e as Error).message.split('\n')[0]}`);
   }
+  if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw new Error(`${file}: not a run config (expected a JSON object)`);
   if (typeof cfg.model !== 'string' || !(MODEL_NAMES as readonly string[]).includes(cfg.model)) {
     throw new Error(`${file}: model '${String(cfg.model)}' is not one of ${MODEL_NAMES.join(', ')}`);
   }
@@ -66,15 +67,15 @@ export function readRunInfo(run: string): RunInfo {
 export function runLevels(run: string): number[] {
   const out: number[] = [];
   for (const e of fs.readdirSync(run, { withFileTypes: true })) {
-    const m = /^level_(\d+)$/.exec(e.name);
-    if (m && e.isDirectory()) out.push(Number(m[1]));
+    const k = parseLevelName(e.name);
+    if (k !== null && e.isDirectory()) out.push(k);
   }
   return out.sort((a, b) => a - b);
 }
 
 /** Levels whose training finished (final.safetensors present). */
 export function finishedLevels(run: string): number[] {
-  return runLevels(run).filter((k) => fs.existsSync(path.join(levelDir(run, k), 'final.safetensors')));
+  return runLevels(run).filter((k) => fs.existsSync(runFile(levelDir(run, k), 'final')));
 }
 
 /** Throws a one-line error naming the first level the run lacks or has not finished. */
@@ -82,21 +83,28 @@ export function checkLevels(run: string, levels: readonly number[]): void {
   const have = runLevels(run);
   for (const k of levels) {
     if (!have.includes(k)) throw new Error(`${run} has no level ${k} (levels: ${have.length ? have.join(', ') : 'none'})`);
-    if (!fs.existsSync(path.join(levelDir(run, k), 'final.safetensors'))) {
-      throw new Error(`level ${k} of ${run} is not finished (no level_${k}/final.safetensors)`);
+    if (!fs.existsSync(runFile(levelDir(run, k), 'final'))) {
+      throw new Error(`level ${k} of ${run} is not finished (no ${levelName(k)}/final.safetensors)`);
     }
   }
+}
+
+/** The `sparsity` of a sparsity.json; a file that does not parse is an error naming it. */
+function sparsityIn(file: string): number | undefined {
+  const sp = readJsonSync<unknown>(file);
+  const v = sp !== null && typeof sp === 'object' ? (sp as { sparsity?: unknown }).sparsity : undefined;
+  return typeof v === 'number' ? v : undefined;
 }
 
 /** Pruned fraction of a level: sparsity.json, else its mask, else 0 (a dense run without masks). */
 export async function levelSparsityOf(run: string, level: number, model?: Detector, pruneLast = false): Promise<number> {
   const dir = levelDir(run, level);
-  const spFile = path.join(dir, 'sparsity.json');
+  const spFile = runFile(dir, 'sparsity');
   if (fs.existsSync(spFile)) {
-    const sp = JSON.parse(fs.readFileSync(spFile, 'utf8')) as { sparsity?: unknown };
-    if (typeof sp.sparsity === 'number') return sp.sparsity;
+    const sp = sparsityIn(spFile);
+    if (sp !== undefined) return sp;
   }
-  const maskFile = path.join(dir, 'mask.safetensors');
+  const maskFile = runFile(dir, 'mask');
   if (model && fs.existsSync(maskFile)) {
     return sparsityReport(await loadMasks(maskFile, prunableWeights(model, pruneLast)), model.parameterCount()).sparsity;
   }
@@ -109,8 +117,8 @@ export function defaultLevels(run: string): number[] {
   if (!done.length) throw new Error(`${run} has no finished level (no level_<k>/final.safetensors)`);
   const sp = new Map<number, number>();
   for (const k of done) {
-    const f = path.join(levelDir(run, k), 'sparsity.json');
-    const s = fs.existsSync(f) ? (JSON.parse(fs.readFileSync(f, 'utf8')) as { sparsity?: number }).sparsity : undefined;
+    const f = runFile(levelDir(run, k), 'sparsity');
+    const s = fs.existsSync(f) ? sparsityIn(f) : undefined;
     sp.set(k, typeof s === 'number' ? s : k === 0 ? 0 : NaN);
   }
   const nearest = (t: number) =>
@@ -192,8 +200,8 @@ export async function explainRun(o: ExplainOptions): Promise<ExplainResult> {
   try {
     for (const k of levels) {
       const dir = levelDir(o.run, k);
-      await loadModel(path.join(dir, 'final.safetensors'), model);
-      const maskFile = path.join(dir, 'mask.safetensors');
+      await loadModel(runFile(dir, 'final'), model);
+      const maskFile = runFile(dir, 'mask');
       if (fs.existsSync(maskFile)) attachMasks(ws, await loadMasks(maskFile, ws));
       else detachMasks(ws);
       const sparsity = await levelSparsityOf(o.run, k, model, info.pruneLast);
@@ -324,7 +332,7 @@ async function writeOutputs(out: string, info: RunInfo, images: CamImage[], maps
   for (let l = 0; l < maps.length; l++) {
     for (let i = 0; i < n; i++) {
       const img = overlayCam(images[i].image, mapOf(maps[l].cams, n, i), size, size);
-      const rel = path.join(`level_${maps[l].level}`, name(i));
+      const rel = path.join(levelName(maps[l].level), name(i));
       await savePng(path.join(out, rel), img);
       overlays[l].push(rel);
       grid[i].push(scaleImage(img, sc));

@@ -47,8 +47,57 @@ function fsyncDirSync(dir: string): void {
   }
 }
 
+/**
+ * The error of a failed write, naming the file: Node's ENOSPC/EIO/EACCES messages name only the syscall
+ * ("ENOSPC: no space left on device, write"), which leaves the user guessing which of a run's files it
+ * was. The errno `code` is kept for callers that branch on it.
+ */
+export function writeError(target: string, err: unknown): Error {
+  if (!(err instanceof Error)) return new Error(`cannot write ${target}: ${String(err)}`);
+  if (err.message.includes(target)) return err;
+  const out = new Error(`cannot write ${target}: ${err.message.split('\n')[0]}`) as NodeJS.ErrnoException;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== undefined) out.code = code;
+  return out;
+}
+
 /** Writes `data` to `target` atomically (temp file, fsync, rename), creating parent folders. */
 export async function writeFileAtomic(target: string, data: string | Uint8Array): Promise<void> {
+  try {
+    await writeViaTemp(target, data, 'rename');
+  } catch (err) {
+    throw writeError(target, err);
+  }
+}
+
+/**
+ * Writes `target` once, atomically, and never replaces it: a file that already exists is left alone
+ * when it holds the same bytes (a resumed run capturing the same deterministic snapshot again), and is
+ * an error when it differs. For the files a run must never rewrite once made: a level's init/rewind/start
+ * weights, the rewind points later levels and controls start from. The final step is link(2), which
+ * fails when the name exists, so two writers cannot both win.
+ */
+export async function writeFileOnce(target: string, data: string | Uint8Array): Promise<'written' | 'same'> {
+  try {
+    if (fs.existsSync(target)) return sameOrRefuse(target, data);
+    try {
+      await writeViaTemp(target, data, 'link');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return sameOrRefuse(target, data);
+      throw err;
+    }
+    return 'written';
+  } catch (err) {
+    throw writeError(target, err);
+  }
+}
+
+function sameOrRefuse(target: string, data: string | Uint8Array): 'same' {
+  if (Buffer.from(toBytes(data)).equals(fs.readFileSync(target))) return 'same';
+  throw new Error(`${target} already exists with other contents; it is written once and never replaced (move it away only if you mean to discard this run's rewind point)`);
+}
+
+async function writeViaTemp(target: string, data: string | Uint8Array, finish: 'rename' | 'link'): Promise<void> {
   const dir = path.dirname(target);
   await fsp.mkdir(dir, { recursive: true });
   const tmp = tempPathFor(target);
@@ -61,7 +110,11 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array)
     await handle.sync();
     await handle.close();
     handle = undefined;
-    await fsp.rename(tmp, target);
+    if (finish === 'rename') await fsp.rename(tmp, target);
+    else {
+      await fsp.link(tmp, target);
+      await fsp.rm(tmp, { force: true });
+    }
   } catch (err) {
     await handle?.close().catch(() => undefined);
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
@@ -72,6 +125,14 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array)
 
 /** Synchronous twin of {@link writeFileAtomic}, for exit handlers and other places that cannot await. */
 export function writeFileAtomicSync(target: string, data: string | Uint8Array): void {
+  try {
+    writeViaTempSync(target, data);
+  } catch (err) {
+    throw writeError(target, err);
+  }
+}
+
+function writeViaTempSync(target: string, data: string | Uint8Array): void {
   const dir = path.dirname(target);
   fs.mkdirSync(dir, { recursive: true });
   const tmp = tempPathFor(target);
@@ -128,9 +189,28 @@ function parseJsonFile<T>(file: string, text: string): T {
  * the file may come from elsewhere.
  */
 export async function readJson<T = unknown>(file: string): Promise<T> {
-  return parseJsonFile<T>(file, await fsp.readFile(file, 'utf8'));
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    throw readError(file, err);
+  }
+  return parseJsonFile<T>(file, text);
 }
 
 export function readJsonSync<T = unknown>(file: string): T {
-  return parseJsonFile<T>(file, fs.readFileSync(file, 'utf8'));
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw readError(file, err);
+  }
+  return parseJsonFile<T>(file, text);
+}
+
+/** A failed read naming the file (EISDIR/EACCES messages name only the syscall); keeps the errno code. */
+function readError(file: string, err: unknown): Error {
+  const e = writeError(file, err);
+  e.message = e.message.replace(/^cannot write /, 'cannot read ');
+  return e;
 }

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { writeError } from './atomic.js';
 
 export interface AppendResult {
   /** Bytes of a torn (newline-less, unparseable) tail that were cut off before appending; usually 0. */
@@ -73,6 +74,14 @@ function tailOfSync(fd: number, size: number): { start: number; bytes: Buffer } 
 /** Appends one record as a line and fsyncs, creating the file (and its folder) if needed. */
 export async function appendJsonl(file: string, record: object): Promise<AppendResult> {
   const line = encodeLine(record, file);
+  try {
+    return await appendLine(file, line);
+  } catch (err) {
+    throw writeError(file, err);
+  }
+}
+
+async function appendLine(file: string, line: Buffer): Promise<AppendResult> {
   await fsp.mkdir(path.dirname(file), { recursive: true });
   // 'a+' so the tail can be read; writes with 'a' flags always go to the end regardless of position.
   const handle = await fsp.open(file, 'a+');
@@ -99,6 +108,14 @@ export async function appendJsonl(file: string, record: object): Promise<AppendR
 
 export function appendJsonlSync(file: string, record: object): AppendResult {
   const line = encodeLine(record, file);
+  try {
+    return appendLineSync(file, line);
+  } catch (err) {
+    throw writeError(file, err);
+  }
+}
+
+function appendLineSync(file: string, line: Buffer): AppendResult {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const fd = fs.openSync(file, 'a+');
   try {

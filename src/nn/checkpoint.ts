@@ -1,5 +1,6 @@
 // Model weights and masks as .safetensors with PyTorch state-dict keys, written atomically.
-import { loadSafetensors, saveSafetensors, type HostTensor } from '../io/safetensors.js';
+import { encodeSafetensors, loadSafetensors, saveSafetensors, type HostTensor } from '../io/safetensors.js';
+import { writeFileOnce } from '../io/atomic.js';
 import type { HostTensorF32, Module } from './module.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -24,6 +25,25 @@ export async function toHostTensors(named: Iterable<[string, Tensor]>): Promise<
 /** Saves a model's state dict (parameters and buffers) to `file`. */
 export async function saveModel(file: string, model: Module, metadata: Record<string, string> = {}): Promise<void> {
   await saveSafetensors(file, await toHostTensors(model.stateDict()), { format: 'pt', ...metadata });
+}
+
+/**
+ * Saves a model's state dict to a file that is written once and never replaced (init, rewind and start
+ * weights: the points later levels rewind to). An existing file with the same bytes is kept; one with
+ * other bytes is an error naming it.
+ */
+export async function saveModelOnce(file: string, model: Module, metadata: Record<string, string> = {}): Promise<void> {
+  await writeFileOnce(file, encodeSafetensors(await toHostTensors(model.stateDict()), { format: 'pt', ...metadata }, file));
+}
+
+/** The first tensor holding NaN or +-Infinity, with how many such values it has; null when all are finite. */
+export function firstNonFinite(named: Iterable<[string, { data: ArrayLike<number> }]>): { key: string; count: number; total: number } | null {
+  for (const [key, t] of named) {
+    let count = 0;
+    for (let i = 0; i < t.data.length; i++) if (!Number.isFinite(t.data[i])) count++;
+    if (count) return { key, count, total: t.data.length };
+  }
+  return null;
 }
 
 /** Loads a state dict file into a model; errors name the file and the key. */

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import type { DatasetSplits } from '../data/datasets.js';
 import { createModel, type Detector } from '../nn/models/index.js';
-import { saveModel } from '../nn/checkpoint.js';
+import { saveModelOnce } from '../nn/checkpoint.js';
 import type { RewindPoint, TrainSettings } from '../train/trainer.js';
 import { controlDir, levelDir, oneshotDir, runFile } from '../io/run-paths.js';
 import { loadMasks, onesMasks, prunableWeights, type HostMasks, type PrunableWeight } from './masks.js';
@@ -23,6 +23,22 @@ export function parseRewind(s: string): Rewind {
   const m = /^(epoch|step):(\d+)$/.exec(s);
   if (m) return { kind: m[1] as 'epoch' | 'step', at: Number(m[2]) };
   throw new Error(`--rewind '${s}' is not one of init, none, epoch:<k>, step:<k>`);
+}
+
+/**
+ * Fails up front when the rewind point lies beyond the dense training (`--rewind epoch:99` with 2 epochs
+ * used to fail only after the whole dense level had trained). `trainImages` (when known) also bounds
+ * step:<k> by the number of steps the dense level can take.
+ */
+export function checkRewind(c: Pick<ImpConfig, 'rewind' | 'train'>, trainImages?: number): void {
+  const rw = parseRewind(c.rewind);
+  if (rw.kind === 'epoch' && rw.at > c.train.epochs) {
+    throw new Error(`--rewind ${c.rewind}: the dense level trains only ${c.train.epochs} epoch(s) (--epochs); rewind to epoch:0..${c.train.epochs}`);
+  }
+  if (rw.kind === 'step' && trainImages !== undefined) {
+    const steps = Math.ceil(trainImages / c.train.batch) * c.train.epochs;
+    if (rw.at > steps) throw new Error(`--rewind ${c.rewind}: the dense level takes only ${steps} step(s) (${c.train.epochs} epoch(s) of ${Math.ceil(trainImages / c.train.batch)} batch(es)); rewind to step:0..${steps}`);
+  }
 }
 
 export type ControlKind = 'reinit' | 'random_prune';
@@ -113,9 +129,9 @@ export async function runDenseLevel(c: ImpConfig, ctx: ExperimentContext): Promi
   return withModel(c, (model, ws) => {
     const dir = levelDir(ctx.run, 0);
     const rw = parseRewind(c.rewind);
-    const captures: RewindPoint[] = [{ kind: 'step', at: 0, capture: (m) => saveModel(runFile(dir, 'init'), m, { ticketlab: 'theta_0' }) }];
+    const captures: RewindPoint[] = [{ kind: 'step', at: 0, capture: (m) => saveModelOnce(runFile(dir, 'init'), m, { ticketlab: 'theta_0' }) }];
     if (rw.kind === 'epoch' || rw.kind === 'step') {
-      captures.push({ kind: rw.kind, at: rw.at, capture: (m) => saveModel(runFile(dir, 'rewind'), m, { ticketlab: `theta_${rw.kind}_${rw.at}` }) });
+      captures.push({ kind: rw.kind, at: rw.at, capture: (m) => saveModelOnce(runFile(dir, 'rewind'), m, { ticketlab: `theta_${rw.kind}_${rw.at}` }) });
     }
     return runLevel({ ...shared(c, ctx, model, ws), dir, masks: onesMasks(ws), startFrom: null, captures, label: 'level 0 (dense)' });
   });
@@ -156,6 +172,11 @@ export interface ImpResult {
 /** Runs (or resumes) level 0 and every IMP level. */
 export async function runImp(c: ImpConfig, ctx: ExperimentContext): Promise<ImpResult> {
   const out: ImpResult = { levels: [{ level: 0, result: await runDenseLevel(c, ctx) }] };
+  const rw = parseRewind(c.rewind);
+  if (levelCount(c) > 0 && (rw.kind === 'epoch' || rw.kind === 'step') && rw.at > 0 && !fs.existsSync(runFile(levelDir(ctx.run, 0), 'rewind'))) {
+    const r = out.levels[0].result;
+    throw new Error(`${levelDir(ctx.run, 0)}: the dense level stopped (early stop after ${r.epochs} epochs, ${r.steps} steps) before the rewind point ${c.rewind}; use a smaller k or a larger --patience`);
+  }
   for (let k = 1; k <= levelCount(c); k++) out.levels.push({ level: k, result: await runImpLevel(c, ctx, k) });
   return out;
 }
@@ -202,7 +223,7 @@ export async function runControlLevel(c: ImpConfig, ctx: ExperimentContext, kind
       if (!fs.existsSync(startFrom)) {
         const fresh = makeModel(c, c.train.seed + 1_000_003 * k);
         fs.mkdirSync(dir, { recursive: true });
-        await saveModel(startFrom, fresh, { ticketlab: 'reinit' });
+        await saveModelOnce(startFrom, fresh, { ticketlab: 'reinit' });
         fresh.dispose();
       }
     } else {

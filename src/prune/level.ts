@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import type { Detector } from '../nn/models/index.js';
 import type { DatasetSplits } from '../data/datasets.js';
 import { fit, type FitResult, type RewindPoint, type TrainSettings } from '../train/trainer.js';
-import { readF32Tensors, saveModel } from '../nn/checkpoint.js';
+import { loadModel, saveModelOnce } from '../nn/checkpoint.js';
+import { runFile } from '../io/run-paths.js';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { attachMasks, detachMasks, saveMasks, sparsityReport, type HostMasks, type PrunableWeight, type SparsityReport } from './masks.js';
 import { Dropout } from '../nn/layers.js';
@@ -39,28 +40,27 @@ export interface LevelResult extends FitResult {
 }
 
 export async function loadWeightsFile(model: Detector, file: string): Promise<void> {
-  const { tensors } = await readF32Tensors(file);
-  try {
-    model.loadStateDict(tensors);
-  } catch (e) {
-    throw new Error(`${file}: ${(e as Error).message}`);
-  }
+  await loadModel(file, model);
 }
 
 export async function runLevel(l: LevelRun): Promise<LevelResult> {
   fs.mkdirSync(l.dir, { recursive: true });
   const sp = sparsityReport(l.masks, l.model.parameterCount());
-  const maskFile = path.join(l.dir, 'mask.safetensors');
+  const maskFile = runFile(l.dir, 'mask');
   if (!fs.existsSync(maskFile)) await saveMasks(maskFile, l.weights, l.masks, { sparsity: sp.sparsity.toFixed(6) });
-  const spFile = path.join(l.dir, 'sparsity.json');
+  const spFile = runFile(l.dir, 'sparsity');
   if (!fs.existsSync(spFile)) await writeJsonAtomic(spFile, sp);
-  const startFile = path.join(l.dir, 'start.safetensors');
-  if (fs.existsSync(path.join(l.dir, 'result.json'))) {
+  const startFile = runFile(l.dir, 'start');
+  if (fs.existsSync(runFile(l.dir, 'result'))) {
     // Finished: fit() loads its final weights and returns the stored result.
   } else if (l.startFrom) {
     await loadWeightsFile(l.model, l.startFrom);
   }
-  if (!fs.existsSync(startFile)) await saveModel(startFile, l.model, { ticketlab: 'start', from: l.startFrom ?? 'current' });
+  // Written once, never replaced; `from` is relative to the level folder so the file's bytes do not
+  // depend on where the run lives (two identical runs in different folders give identical files).
+  if (!fs.existsSync(startFile)) {
+    await saveModelOnce(startFile, l.model, { ticketlab: 'start', from: l.startFrom ? path.relative(l.dir, l.startFrom).split(path.sep).join('/') : 'current' });
+  }
   // Each level draws the same dropout stream from its start: levels differ only by mask and weights.
   for (const [, m] of l.model.namedModules()) if (m instanceof Dropout) m.drawn = 0;
   const gpuMasks = attachMasks(l.weights, l.masks);

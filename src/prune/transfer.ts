@@ -8,10 +8,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DatasetSplits } from '../data/datasets.js';
 import { createModel } from '../nn/models/index.js';
-import { levelDir } from '../train/run.js';
+import { levelDir, levelName, oneshotDir, runFile } from '../io/run-paths.js';
 import { evaluate } from '../train/trainer.js';
 import type { BinaryMetrics } from '../train/metrics.js';
-import { roundMetrics } from '../train/metrics.js';
+import { metricsFrom, roundMetrics } from '../train/metrics.js';
 import { readJson, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { toCsv } from '../util/csv.js';
 import { attachMasks, detachMasks, loadMasks, onesMasks, prunableWeights, sparsityReport } from './masks.js';
@@ -51,7 +51,7 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
       ...common,
       dir: path.join(o.out, 'dense'),
       masks: onesMasks(ws),
-      startFrom: path.join(levelDir(o.source, 0), 'init.safetensors'),
+      startFrom: runFile(levelDir(o.source, 0), 'init'),
       label: 'transfer: dense on target',
     });
     const denseOnTarget = await evaluateOnTarget(o, levelDir(o.source, 0), path.join(o.out, 'dense'), model, ws, onesMasks(ws), cfg.train.batch);
@@ -60,22 +60,25 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
     for (const k of o.levels) {
       sources.push({ method: `imp-${cfg.scope}`, level: k, dir: levelDir(o.source, k) });
       if (o.oneshot) {
-        const d = path.join(o.source, `oneshot_${cfg.scope}`, `level_${k}`);
-        if (fs.existsSync(path.join(d, 'result.json'))) sources.push({ method: `oneshot-${cfg.scope}`, level: k, dir: d });
+        const d = oneshotDir(o.source, cfg.scope, k);
+        if (fs.existsSync(runFile(d, 'result'))) sources.push({ method: `oneshot-${cfg.scope}`, level: k, dir: d });
       }
     }
     for (const s of sources) {
-      const masks = await loadMasks(path.join(s.dir, 'mask.safetensors'), ws);
-      const tag = `${s.method}_level_${s.level}`;
+      const masks = await loadMasks(runFile(s.dir, 'mask'), ws);
+      const tag = `${s.method}_${levelName(s.level)}`;
       const evaluated = await evaluateOnTarget(o, s.dir, path.join(o.out, tag), model, ws, masks, cfg.train.batch);
-      const start = rw.kind === 'none' ? path.join(s.dir, 'final.safetensors') : rewindFile(o.source, rw, 0);
+      const start = rw.kind === 'none' ? runFile(s.dir, 'final') : rewindFile(o.source, rw, 0);
       const res = await runLevel({ ...common, dir: path.join(o.out, tag), masks, startFrom: start, label: `transfer: ${s.method} level ${s.level} retrained on target` });
       rows.push({ method: s.method, level: s.level, sparsity: sparsityReport(masks, model.parameterCount()).sparsity, evaluated, retrained: res.test });
     }
   } finally {
     model.dispose();
   }
-  await writeJsonAtomic(path.join(o.out, 'transfer.json'), { source: o.source, target: o.data.name, rows });
+  // Paths relative to the output folder: file contents must not depend on where the run lives.
+  const rel = (p: string) => path.relative(o.out, p).split(path.sep).join('/') || '.';
+  const target = o.data.root ? `${o.data.layout}:${rel(o.data.root)}` : o.data.name;
+  await writeJsonAtomic(path.join(o.out, 'transfer.json'), { source: rel(o.source), target, rows });
   await writeFileAtomic(
     path.join(o.out, 'transfer.csv'),
     toCsv(
@@ -106,9 +109,9 @@ async function evaluateOnTarget(
   masks: Awaited<ReturnType<typeof loadMasks>>,
   batch: number,
 ): Promise<BinaryMetrics> {
-  const file = path.join(outDir, 'evaluated.json');
-  if (fs.existsSync(file)) return readJson<BinaryMetrics>(file);
-  await loadWeightsFile(model, path.join(sourceDir, 'final.safetensors'));
+  const file = runFile(outDir, 'evaluated');
+  if (fs.existsSync(file)) return metricsFrom(await readJson<unknown>(file), file);
+  await loadWeightsFile(model, runFile(sourceDir, 'final'));
   attachMasks(ws, masks);
   try {
     const res = roundMetrics(await evaluate(model, o.data.test, batch, 'evaluate source ticket', o.progress));

@@ -80,3 +80,23 @@ export function roundMetrics(m: BinaryMetrics): BinaryMetrics {
   const r = (v: number) => (Number.isFinite(v) ? Math.round(v * 1e6) / 1e6 : v);
   return { ...m, loss: r(m.loss), accuracy: r(m.accuracy), balancedAccuracy: r(m.balancedAccuracy), auc: r(m.auc) };
 }
+
+const METRIC_FIELDS = ['n', 'loss', 'accuracy', 'balancedAccuracy', 'auc', 'tp', 'tn', 'fp', 'fn'] as const;
+
+/**
+ * Metrics read back from a file, checked: every field a number (null, which JSON writes for NaN, reads
+ * as NaN). A damaged record is an error naming `where` (file and field), not a "cannot read properties
+ * of undefined" later when it is printed.
+ */
+export function metricsFrom(v: unknown, where: string): BinaryMetrics {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${where}: expected metrics, found ${JSON.stringify(v) ?? 'nothing'}`);
+  const o = v as Record<string, unknown>;
+  const out: Record<string, number> = {};
+  for (const k of METRIC_FIELDS) {
+    const x = o[k];
+    if (x === null && k !== 'n') out[k] = NaN;
+    else if (typeof x === 'number') out[k] = x;
+    else throw new Error(`${where}: metric '${k}' is ${JSON.stringify(x) ?? 'missing'}, not a number`);
+  }
+  return out as unknown as BinaryMetrics;
+}

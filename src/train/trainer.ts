@@ -10,7 +10,6 @@
 // Resuming loads checkpoint.safetensors and continues at the saved epoch and batch: the shuffle order
 // is a pure function of (seed, epoch), so the run continues exactly where it stopped.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Detector } from '../nn/models/index.js';
 import { Optimizer, type OptimizerConfig } from '../nn/optim/optimizer.js';
 import { lrAt, parseSchedule } from '../nn/optim/schedule.js';
@@ -22,12 +21,15 @@ import { backward, noGrad } from '../autograd/tape.js';
 import * as F from '../autograd/functional.js';
 import { DataLoader, type Batch } from '../data/loader.js';
 import type { Dataset } from '../data/datasets.js';
-import { saveSafetensors } from '../io/safetensors.js';
+import { readSafetensorsHeader, saveSafetensors } from '../io/safetensors.js';
 import { readJson, writeJsonAtomic } from '../io/atomic.js';
 import { appendJsonl, readJsonl } from '../io/jsonl.js';
-import { readF32Tensors, toHostTensors } from '../nn/checkpoint.js';
+import { firstNonFinite, loadModel, readF32Tensors, toHostTensors } from '../nn/checkpoint.js';
+import type { HostTensor } from '../io/safetensors.js';
+import { runFile } from '../io/run-paths.js';
+import { parseExact, stringifyExact } from '../util/exact-json.js';
 import { Progress } from '../util/progress.js';
-import { binaryMetrics, roundMetrics, type BinaryMetrics } from './metrics.js';
+import { binaryMetrics, metricsFrom, roundMetrics, type BinaryMetrics } from './metrics.js';
 import { Dropout } from '../nn/layers.js';
 import { writeTensor } from '../tensor/io.js';
 
@@ -130,6 +132,30 @@ export class Interrupted extends Error {
   }
 }
 
+/**
+ * Training produced a NaN/Inf loss or weight. The run stops without writing a checkpoint, best or final
+ * weights from the diverged model, so the last good checkpoint (previous epoch) stays on disk.
+ */
+export class DivergedError extends Error {
+  constructor(
+    readonly dir: string,
+    readonly step: number,
+    detail: string,
+    lastGood: string,
+  ) {
+    super(`training in ${dir} diverged at step ${step}: ${detail}; ${lastGood}; try a lower --lr`);
+    this.name = 'DivergedError';
+  }
+}
+
+/** Logits (or weights being evaluated) that are NaN/Inf: metrics from them would be meaningless. */
+export class NonFiniteError extends Error {
+  constructor(what: string, count: number, total: number) {
+    super(`${what}: ${count} of ${total} logits are NaN or infinite (the weights hold NaN/Inf, or overflow); no metrics from them`);
+    this.name = 'NonFiniteError';
+  }
+}
+
 function optimizerConfig(s: TrainSettings): OptimizerConfig {
   if (!(s.lr > 0)) throw new Error(`--lr ${s.lr} must be positive`);
   if (s.optimizer === 'sgd') return { kind: 'sgd', lr: s.lr, momentum: s.momentum, weightDecay: s.weightDecay };
@@ -140,18 +166,87 @@ function dropouts(model: Detector): Dropout[] {
   return [...model.namedModules()].map(([, m]) => m).filter((m): m is Dropout => m instanceof Dropout);
 }
 
-async function saveCheckpoint(file: string, model: Detector, opt: Optimizer, st: LoopState): Promise<void> {
-  const tensors = await toHostTensors([
-    ...model.stateDict(),
-    ...opt.namedState().map(([k, t]): [string, Tensor] => [`optimizer.${k}`, t]),
-  ]);
-  await saveSafetensors(file, tensors, { ticketlab: 'checkpoint', state: JSON.stringify({ ...st, optimizerStep: opt.stepCount }) });
+/** Host copies of the weights and optimizer state; null-free so they can be checked before saving. */
+async function checkpointTensors(model: Detector, opt: Optimizer): Promise<Record<string, HostTensor>> {
+  return toHostTensors([...model.stateDict(), ...opt.namedState().map(([k, t]): [string, Tensor] => [`optimizer.${k}`, t])]);
 }
 
-async function loadCheckpoint(file: string, model: Detector, opt: Optimizer): Promise<LoopState> {
+async function saveCheckpoint(file: string, tensors: Record<string, HostTensor>, opt: Optimizer, st: LoopState): Promise<void> {
+  // stringifyExact: bestValLoss is Infinity until the first validation, and must come back as Infinity.
+  await saveSafetensors(file, tensors, { ticketlab: 'checkpoint', state: stringifyExact({ ...st, optimizerStep: opt.stepCount }) });
+}
+
+/** What a checkpoint's loop position may be for this run's settings and data. */
+export interface LoopLimits {
+  epochs: number;
+  stepsPerEpoch: number;
+  dropouts: number;
+}
+
+/**
+ * The loop state stored in a checkpoint, checked against the run's settings: a damaged or doctored
+ * state (an epoch of -5 once made a resumed run re-capture theta_0 over init.safetensors) is a one-line
+ * error naming the file and the field, never trusted.
+ */
+export function parseLoopState(text: string, file: string, lim: LoopLimits): LoopState & { optimizerStep: number } {
+  let raw: unknown;
+  try {
+    raw = parseExact(text);
+  } catch (e) {
+    throw new Error(`${file}: the checkpoint's loop state is not valid JSON (${(e as Error).message.split('\n')[0]}); the file is damaged`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`${file}: the checkpoint's loop state is not an object; the file is damaged`);
+  const o = raw as Record<string, unknown>;
+  // Checkpoints written before exact JSON stored the initial Infinity as null; that is the only way null
+  // could get there (no validation done yet), so it is read as Infinity.
+  if (o.bestValLoss === null && o.bestEpoch === -1) o.bestValLoss = Infinity;
+  const bad = (field: string, want: string): never => {
+    throw new Error(`${file}: checkpoint field '${field}' is ${JSON.stringify(o[field]) ?? 'missing'}; expected ${want} (the file is damaged or from other settings)`);
+  };
+  const int = (field: string, lo: number, hi: number): number => {
+    const v = o[field];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) bad(field, `an integer in [${lo}, ${hi}]`);
+    return v as number;
+  };
+  const nonNeg = (field: string): number => {
+    const v = o[field];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) bad(field, 'a finite number >= 0');
+    return v as number;
+  };
+  const epoch = int('epoch', 0, lim.epochs);
+  const batch = int('batch', 0, epoch === lim.epochs ? 0 : lim.stepsPerEpoch);
+  const step = int('step', 0, epoch * lim.stepsPerEpoch + batch);
+  const bestEpoch = int('bestEpoch', -1, epoch - 1);
+  const badEpochs = int('badEpochs', 0, epoch);
+  const optimizerStep = int('optimizerStep', step, step);
+  if (typeof o.bestValLoss !== 'number' || Number.isNaN(o.bestValLoss) || (bestEpoch >= 0 && !Number.isFinite(o.bestValLoss))) {
+    bad('bestValLoss', bestEpoch >= 0 ? 'a finite number' : 'a number');
+  }
+  const drawn = o.dropoutDrawn;
+  if (!Array.isArray(drawn) || drawn.length !== lim.dropouts || drawn.some((d) => !Number.isSafeInteger(d) || (d as number) < 0)) {
+    bad('dropoutDrawn', `a list of ${lim.dropouts} non-negative integers`);
+  }
+  return {
+    epoch,
+    batch,
+    step,
+    bestValLoss: o.bestValLoss as number,
+    bestEpoch,
+    badEpochs,
+    dropoutDrawn: drawn as number[],
+    seconds: nonNeg('seconds'),
+    images: nonNeg('images'),
+    optimizerStep,
+  };
+}
+
+async function loadCheckpoint(file: string, model: Detector, opt: Optimizer, lim: LoopLimits): Promise<LoopState> {
   const { tensors, metadata } = await readF32Tensors(file);
-  if (metadata.ticketlab !== 'checkpoint' || !metadata.state) throw new Error(`${file} is not a ticketlab training checkpoint`);
+  if (metadata.ticketlab !== 'checkpoint' || metadata.state === undefined) throw new Error(`${file} is not a ticketlab training checkpoint`);
+  const st = parseLoopState(metadata.state, file, lim);
   const modelKeys = new Map([...tensors].filter(([k]) => !k.startsWith('optimizer.')));
+  const bad = firstNonFinite(tensors);
+  if (bad) throw new Error(`${file}: tensor '${bad.key}' has ${bad.count} NaN/Inf values; the checkpoint is damaged`);
   try {
     model.loadStateDict(modelKeys);
   } catch (e) {
@@ -160,15 +255,24 @@ async function loadCheckpoint(file: string, model: Detector, opt: Optimizer): Pr
   for (const [k, t] of opt.namedState()) {
     const src = tensors.get(`optimizer.${k}`);
     if (!src) throw new Error(`${file}: optimizer state 'optimizer.${k}' is missing`);
+    if (src.data.length !== t.size) throw new Error(`${file}: optimizer state 'optimizer.${k}' has ${src.data.length} values, expected ${t.size}`);
     writeTensor(t, src.data);
   }
-  const st = JSON.parse(metadata.state) as LoopState & { optimizerStep: number };
   opt.stepCount = st.optimizerStep;
-  return st;
+  const { optimizerStep: _drop, ...loop } = st;
+  return loop;
 }
 
-/** Evaluates a model on a dataset (eval mode, no grad): logits -> metrics. */
-export async function evaluate(model: Detector, ds: Dataset, batch: number, label = 'eval', progress = false): Promise<BinaryMetrics> {
+/**
+ * Evaluates a model on a dataset (eval mode, no grad): logits -> metrics. Weights holding NaN/Inf are an
+ * error first (ReLU's max() turns NaN activations into 0, so such a model still prints a plausible
+ * accuracy of 50%); `checkWeights: false` skips that readback where the caller has just checked them.
+ */
+export async function evaluate(model: Detector, ds: Dataset, batch: number, label = 'eval', progress = false, o: { checkWeights?: boolean } = {}): Promise<BinaryMetrics> {
+  if (o.checkWeights !== false) {
+    const bad = firstNonFinite(Object.entries(await toHostTensors(model.stateDict())).map(([k, t]) => [k, { data: t.data as ArrayLike<number> }]));
+    if (bad) throw new Error(`${label}: the model's '${bad.key}' has ${bad.count} of ${bad.total} values NaN/Inf (diverged weights); no metrics from them`);
+  }
   const wasTraining = model.training;
   model.eval();
   const loader = new DataLoader(ds, { batchSize: batch, shuffle: false });
@@ -192,11 +296,50 @@ export async function evaluate(model: Detector, ds: Dataset, batch: number, labe
     }
     const host = (await logits.toArray()) as Float32Array;
     bar?.done();
-    return binaryMetrics(host.subarray(0, at), labels.subarray(0, at));
+    if (at === 0) throw new Error(`${ds.name}: no readable image (${n} listed, all skipped or none)`);
+    const scores = host.subarray(0, at);
+    const bad = countNonFinite(scores);
+    if (bad) throw new NonFiniteError(`${label} on ${ds.name}`, bad, at);
+    return binaryMetrics(scores, labels.subarray(0, at));
   } finally {
     logits.dispose();
     if (wasTraining) model.train();
   }
+}
+
+function validMetricsOrNull(v: unknown): BinaryMetrics | null {
+  try {
+    return metricsFrom(v, 'metrics');
+  } catch {
+    return null;
+  }
+}
+
+/** A finished level's result.json, checked (it is read back to skip the level and print its metrics). */
+function readFitResult(v: unknown, file: string): FitResult {
+  const hint = `${file} is damaged; delete it (and final.safetensors) to train the level again`;
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${hint}: not an object`);
+  const o = v as Record<string, unknown>;
+  for (const k of ['epochs', 'steps', 'bestEpoch', 'seconds', 'imagesPerSecond'] as const) {
+    if (typeof o[k] !== 'number') throw new Error(`${hint}: '${k}' is ${JSON.stringify(o[k]) ?? 'missing'}`);
+  }
+  const m = (k: 'bestVal' | 'test') => (o[k] === null || o[k] === undefined ? null : metricsFrom(o[k], `${file}: '${k}'`));
+  return {
+    epochs: o.epochs as number,
+    steps: o.steps as number,
+    bestEpoch: o.bestEpoch as number,
+    bestVal: m('bestVal'),
+    test: m('test'),
+    stoppedEarly: o.stoppedEarly === true,
+    seconds: o.seconds as number,
+    imagesPerSecond: o.imagesPerSecond as number,
+  };
+}
+
+function countNonFinite(a: ArrayLike<number>): number {
+  let n = 0;
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) n++;
+  return n;
 }
 
 /** Trains `model` in place; see the file comment for what lands in `dir`. */
@@ -204,17 +347,25 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   const s = o.settings;
   const log = o.log ?? ((m: string) => process.stderr.write(m + '\n'));
   const dir = o.dir;
-  const resultFile = path.join(dir, 'result.json');
-  const ckptFile = path.join(dir, 'checkpoint.safetensors');
-  const bestFile = path.join(dir, 'best.safetensors');
-  const metricsFile = path.join(dir, 'metrics.jsonl');
+  const resultFile = runFile(dir, 'result');
+  const ckptFile = runFile(dir, 'checkpoint');
+  const bestFile = runFile(dir, 'best');
+  const finalFile = runFile(dir, 'final');
+  const metricsFile = runFile(dir, 'metrics');
   fs.mkdirSync(dir, { recursive: true });
+  // Every file the level reads or writes must be a file: one replaced by a folder would otherwise fail
+  // only after an epoch of training had already rewritten the checkpoint.
+  for (const f of [ckptFile, bestFile, finalFile, metricsFile, resultFile]) {
+    if (fs.existsSync(f) && !fs.statSync(f).isFile()) throw new Error(`${f} is not a regular file (a folder?); the run folder is damaged`);
+  }
   if (fs.existsSync(resultFile)) {
     // Finished before: load its final weights so callers continue from the same model.
-    const { tensors } = await readF32Tensors(path.join(dir, 'final.safetensors'));
-    o.model.loadStateDict(tensors);
-    return readJson<FitResult>(resultFile);
+    const res = readFitResult(await readJson<unknown>(resultFile), resultFile);
+    await loadModel(finalFile, o.model);
+    return res;
   }
+  if (o.train.length() === 0) throw new Error(`${o.train.name}: the training split is empty`);
+  if (o.val.length() === 0) throw new Error(`${o.val.name}: the validation split is empty (early stopping and best weights need it)`);
   if (!Number.isInteger(s.epochs) || s.epochs < 1) throw new Error(`--epochs ${s.epochs} must be a positive integer`);
   if (!Number.isInteger(s.batch) || s.batch < 1) throw new Error(`--batch ${s.batch} must be a positive integer`);
 
@@ -236,28 +387,58 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   let st: LoopState = { epoch: 0, batch: 0, step: 0, bestValLoss: Infinity, bestEpoch: -1, badEpochs: 0, dropoutDrawn: [], seconds: 0, images: 0 };
   if (fs.existsSync(ckptFile)) {
     if (!o.resume) throw new Error(`${dir} holds an unfinished run; pass --resume to continue it or choose another --out`);
-    st = await loadCheckpoint(ckptFile, o.model, opt);
+    st = await loadCheckpoint(ckptFile, o.model, opt, { epochs: s.epochs, stepsPerEpoch, dropouts: drops.length });
+    // The best weights so far are read only when the level ends: check them now, before anything is
+    // written, so a damaged file fails the resume at once instead of after the remaining epochs.
+    if (fs.existsSync(bestFile)) await readSafetensorsHeader(bestFile);
+    else if (st.bestEpoch >= 0) throw new Error(`${bestFile} is missing, but the checkpoint says epoch ${st.bestEpoch + 1} was the best; the run folder is damaged`);
     drops.forEach((d, i) => (d.drawn = st.dropoutDrawn[i] ?? 0));
     log(`resuming ${dir} at epoch ${st.epoch + 1}, batch ${st.batch}`);
-  } else if (fs.existsSync(metricsFile)) {
-    // A run killed before its first checkpoint: its partial log has nothing to keep.
-    fs.rmSync(metricsFile);
   }
-  const done = await readJsonl<EpochRecord>(metricsFile).catch(() => ({ records: [] as EpochRecord[] }));
-  const history = (done.records as EpochRecord[]).filter((r) => r.epoch < st.epoch || (r.epoch === st.epoch && st.batch === 0));
-
   const capture = async (kind: 'step' | 'epoch', at: number) => {
     for (const c of o.captures ?? []) if ((c.at === 0 ? at === 0 : c.kind === kind && c.at === at)) await c.capture(o.model);
   };
+  // First, before anything else is written: theta_0 is written once, and a different one on disk (a
+  // damaged or foreign folder) is refused here with the folder untouched.
   if (st.step === 0 && st.epoch === 0 && st.batch === 0) await capture('step', 0);
+  // A run killed before its first checkpoint: its partial log has nothing to keep.
+  if (!fs.existsSync(ckptFile) && fs.existsSync(metricsFile)) fs.rmSync(metricsFile);
+  const done = await readJsonl<unknown>(metricsFile).catch((e: Error) => {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') log(`warning: ${e.message.split('\n')[0]}; the epochs logged before this resume are left out of the summary`);
+    return { records: [] as unknown[] };
+  });
+  // Records are trusted only as far as they are checked: a damaged line is skipped, not dereferenced.
+  const history = (done.records.filter((r) => r !== null && typeof r === 'object' && Number.isInteger((r as EpochRecord).epoch)) as EpochRecord[]).filter(
+    (r) => r.epoch < st.epoch || (r.epoch === st.epoch && st.batch === 0),
+  );
+
 
   const nTrain = o.train.length();
   let stoppedEarly = false;
+  const lastGood = () =>
+    fs.existsSync(ckptFile) ? `the last good checkpoint (epoch ${st.epoch}, batch ${st.batch}) stays in ${ckptFile}` : 'no checkpoint was written before it';
+  /**
+   * Checks the epoch's per-step losses (one readback per epoch, not per step) and, when one is NaN/Inf,
+   * the weights, to name the first step and the first tensor that went bad.
+   */
+  const checkDiverged = async (losses: Tensor, fromBatch: number, toBatch: number, weights: Record<string, HostTensor>) => {
+    const l = (await losses.toArray()) as Float32Array;
+    const firstBad = l.subarray(fromBatch, toBatch).findIndex((v) => !Number.isFinite(v));
+    const badW = firstNonFinite(Object.entries(weights).filter(([k]) => !k.startsWith('optimizer.')).map(([k, t]) => [k, { data: t.data as ArrayLike<number> }]));
+    if (firstBad < 0 && !badW) return;
+    const batchNo = firstBad >= 0 ? fromBatch + firstBad : toBatch - 1;
+    const stepNo = st.step - (toBatch - batchNo) + 1;
+    const lossText = firstBad >= 0 ? `loss ${l[batchNo]} at epoch ${st.epoch + 1}, batch ${batchNo + 1}` : `weights non-finite by the end of epoch ${st.epoch + 1}`;
+    const wText = badW ? `tensor '${badW.key}' has ${badW.count} of ${badW.total} values NaN/Inf` : 'every weight is still finite (the logits overflowed)';
+    throw new DivergedError(dir, stepNo, `${lossText}; ${wText}`, lastGood());
+  };
   try {
     while (st.epoch < s.epochs) {
       o.model.train();
       const epochStart = performance.now();
       const logits = keep(fill([nTrain], 0));
+      const losses = keep(fill([Math.max(1, stepsPerEpoch)], 0));
+      const firstBatch = st.batch;
       const labels = new Float32Array(nTrain);
       const rows = new Uint8Array(nTrain);
       let at = st.batch * s.batch;
@@ -267,12 +448,14 @@ export async function fit(o: FitOptions): Promise<FitResult> {
       try {
         for await (const b of loader.epoch(st.epoch, st.batch)) {
           opt.lr = lrAt(s.lr, st.step, schedule);
-          trainStep(o.model, opt, b, logits, at);
+          trainStep(o.model, opt, b, logits, at, losses);
           labels.set(b.y, at);
           rows.fill(1, at, at + b.n);
           at += b.n;
           images += b.n;
-          st.batch++;
+          // The loader's batch number, not a count: a batch whose images were all unreadable is not
+          // yielded, and a resume must still continue after the right one.
+          st.batch = b.batch + 1;
           st.step++;
           bar?.tick(b.n);
           await capture('step', st.step);
@@ -280,7 +463,9 @@ export async function fit(o: FitOptions): Promise<FitResult> {
             bar?.done();
             await queue.sync();
             st.dropoutDrawn = drops.map((d) => d.drawn);
-            await saveCheckpoint(ckptFile, o.model, opt, st);
+            const tensors = await checkpointTensors(o.model, opt);
+            await checkDiverged(losses, firstBatch, st.batch, tensors);
+            await saveCheckpoint(ckptFile, tensors, opt, st);
             throw new Interrupted(dir);
           }
         }
@@ -289,18 +474,30 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         const host = (await logits.toArray()) as Float32Array;
         // Only rows trained in this process count (after a mid-epoch resume the first ones are missing).
         const keepIdx = [...rows.keys()].filter((i) => rows[i]);
+        if (keepIdx.length === 0 && firstBatch === 0) throw new Error(`${o.train.name}: no readable image in the training split (all ${nTrain} skipped)`);
+        // One readback of weights and optimizer state per epoch serves the divergence check, best.safetensors
+        // and the checkpoint (nothing changes them in between).
+        const tensors = await checkpointTensors(o.model, opt);
+        await checkDiverged(losses, firstBatch, Math.max(firstBatch, st.batch), tensors);
         const trainM = binaryMetrics(
           keepIdx.map((i) => host[i]),
           keepIdx.map((i) => labels[i]),
         );
         const seconds = (performance.now() - epochStart) / 1000;
-        const valM = await evaluate(o.model, o.val, s.batch, 'validate', o.progress);
+        let valM: BinaryMetrics;
+        try {
+          valM = await evaluate(o.model, o.val, s.batch, 'validate', o.progress, { checkWeights: false });
+        } catch (e) {
+          if (e instanceof NonFiniteError) throw new DivergedError(dir, st.step, `validation logits are NaN/Inf after epoch ${st.epoch + 1}`, lastGood());
+          throw e;
+        }
         const better = valM.loss < st.bestValLoss;
         if (better) {
           st.bestValLoss = valM.loss;
           st.bestEpoch = st.epoch;
           st.badEpochs = 0;
-          await saveSafetensors(bestFile, await toHostTensors(o.model.stateDict()), { ticketlab: 'weights', epoch: String(st.epoch + 1) });
+          const weights = Object.fromEntries([...o.model.stateDict().keys()].map((k) => [k, tensors[k]]));
+          await saveSafetensors(bestFile, weights, { ticketlab: 'weights', epoch: String(st.epoch + 1) });
         } else st.badEpochs++;
         const rec: EpochRecord = {
           epoch: st.epoch,
@@ -324,7 +521,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         st.batch = 0;
         await capture('epoch', st.epoch);
         st.dropoutDrawn = drops.map((d) => d.drawn);
-        await saveCheckpoint(ckptFile, o.model, opt, st);
+        await saveCheckpoint(ckptFile, tensors, opt, st);
         if (s.patience > 0 && st.badEpochs >= s.patience) {
           stoppedEarly = true;
           log(`early stop: no better validation loss for ${s.patience} epochs (best: epoch ${st.bestEpoch + 1})`);
@@ -332,17 +529,15 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         }
       } finally {
         logits.dispose();
+        losses.dispose();
       }
     }
   } finally {
     opt.dispose();
   }
   // Early stopping restores the best weights (Keras restore_best_weights semantics, as the study).
-  if (fs.existsSync(bestFile)) {
-    const { tensors } = await readF32Tensors(bestFile);
-    o.model.loadStateDict(tensors);
-  }
-  await saveSafetensors(path.join(dir, 'final.safetensors'), await toHostTensors(o.model.stateDict()), {
+  if (fs.existsSync(bestFile)) await loadModel(bestFile, o.model);
+  await saveSafetensors(finalFile, await toHostTensors(o.model.stateDict()), {
     ticketlab: 'weights',
     epoch: String(st.bestEpoch + 1),
   });
@@ -352,7 +547,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     epochs: st.epoch,
     steps: st.step,
     bestEpoch: st.bestEpoch + 1,
-    bestVal: bestRec ? bestRec.val : null,
+    bestVal: bestRec ? validMetricsOrNull(bestRec.val) : null,
     test: test ? roundMetrics(test) : null,
     stoppedEarly,
     seconds: Math.round(st.seconds * 1000) / 1000,
@@ -364,8 +559,11 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   return result;
 }
 
-/** Forward, BCE loss, backward, optimizer step; the logits land in `logits[at:at+n]` on the GPU. */
-function trainStep(model: Detector, opt: Optimizer, b: Batch, logits: Tensor, at: number): void {
+/**
+ * Forward, BCE loss, backward, optimizer step; the logits land in `logits[at:at+n]` and the loss in
+ * `losses[b.batch]` on the GPU, read back once per epoch (divergence check).
+ */
+function trainStep(model: Detector, opt: Optimizer, b: Batch, logits: Tensor, at: number, losses: Tensor): void {
   tidy(() => {
     const x = fromArray(b.x, b.shape);
     const y = fromArray(b.y, [b.n, 1]);
@@ -374,6 +572,9 @@ function trainStep(model: Detector, opt: Optimizer, b: Batch, logits: Tensor, at
     backward(loss);
     opt.step();
     opt.zeroGrad();
-    noGrad(() => scatterSlice(logits, out.reshape([b.n]), 0, at));
+    noGrad(() => {
+      scatterSlice(logits, out.reshape([b.n]), 0, at);
+      scatterSlice(losses, loss.reshape([1]), 0, b.batch);
+    });
   });
 }

@@ -1,0 +1,36 @@
+// Reproducible files (issue 14): two identical runs in different folders write identical weights, masks
+// and sparsity files, and no file holds the run's absolute path (start.safetensors used to embed it).
+import { describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { openDataset } from '../../src/data/datasets.js';
+import { runImp, type ImpConfig } from '../../src/prune/imp.js';
+import { DEFAULT_TRAIN } from '../../src/train/trainer.js';
+
+const cfg: ImpConfig = {
+  model: 'meso4', data: 'synthetic:train=32,val=16,test=16', size: 32,
+  train: { ...DEFAULT_TRAIN, epochs: 1, batch: 16, lr: 1e-3, patience: 0, seed: 4 },
+  levels: 1, rate: 0.2, sparsities: null, scope: 'global', rewind: 'init', pruneLast: false,
+};
+
+function files(dir: string): string[] {
+  return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => fs.statSync(path.join(dir, f)).isFile()).sort();
+}
+
+describe('reproducible run folders', () => {
+  it('identical runs in different folders give identical files, none holding an absolute path', async () => {
+    const data = await openDataset(cfg.data, { size: cfg.size, seed: 0 });
+    const a = fs.mkdtempSync(path.join(os.tmpdir(), 'repro-a-'));
+    const b = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'repro-b-')), 'deeper', 'run');
+    for (const run of [a, b]) await runImp(cfg, { run, data, resume: false, progress: false, log: () => undefined });
+    expect(files(b)).toEqual(files(a));
+    const timed = /(^|\/)(metrics\.jsonl|result\.json)$/; // wall-clock seconds differ between runs
+    for (const f of files(a)) {
+      const x = fs.readFileSync(path.join(a, f));
+      if (!timed.test(f)) expect(x.equals(fs.readFileSync(path.join(b, f))), f).toBe(true);
+      expect(x.includes(Buffer.from(os.tmpdir())), `${f} holds a path`).toBe(false);
+      expect(fs.readFileSync(path.join(b, f)).includes(Buffer.from(os.tmpdir())), `${f} holds a path`).toBe(false);
+    }
+  });
+});
