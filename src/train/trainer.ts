@@ -22,7 +22,7 @@ import * as F from '../autograd/functional.js';
 import { DataLoader, type Batch } from '../data/loader.js';
 import type { Dataset } from '../data/datasets.js';
 import { readSafetensorsHeader, saveSafetensors } from '../io/safetensors.js';
-import { readJson, writeJsonAtomic } from '../io/atomic.js';
+import { readJson, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { appendJsonl, readJsonl } from '../io/jsonl.js';
 import { firstNonFinite, loadModel, readF32Tensors, toHostTensors } from '../nn/checkpoint.js';
 import type { HostTensor } from '../io/safetensors.js';
@@ -409,8 +409,11 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   });
   // Records are trusted only as far as they are checked: a damaged line is skipped, not dereferenced.
   const history = (done.records.filter((r) => r !== null && typeof r === 'object' && Number.isInteger((r as EpochRecord).epoch)) as EpochRecord[]).filter(
-    (r) => r.epoch < st.epoch || (r.epoch === st.epoch && st.batch === 0),
+    (r) => r.epoch < st.epoch,
   );
+  // A kill between an epoch's log line and its checkpoint leaves a line the resumed run will write
+  // again: the log keeps exactly the epochs the checkpoint has seen, so it never holds an epoch twice.
+  if (history.length !== done.records.length) await writeFileAtomic(metricsFile, history.map((r) => JSON.stringify(r) + '\n').join(''));
 
 
   const nTrain = o.train.length();

@@ -80,6 +80,18 @@ describe('resume after an interrupt', () => {
       expect(result(dir)).toEqual(result(ref));
     });
   }
+
+  it('a kill between an epoch\'s log line and its checkpoint logs that epoch once', async () => {
+    const dir = tmp('log');
+    await expect(train(dir, { stopAt: 5 })).rejects.toBeInstanceOf(Interrupted);
+    // The checkpoint is inside epoch 2; a line for epoch 2 as a killed run would have left it.
+    const log = path.join(dir, RUN_FILES.metrics);
+    const first = JSON.parse(fs.readFileSync(log, 'utf8').split('\n')[0]);
+    fs.appendFileSync(log, JSON.stringify({ ...first, epoch: 1 }) + '\n');
+    await train(dir, { resume: true });
+    const epochs = (d: string) => fs.readFileSync(path.join(d, RUN_FILES.metrics), 'utf8').trim().split('\n').map((l) => JSON.parse(l).epoch);
+    expect(epochs(dir)).toEqual(epochs(ref));
+  });
 });
 
 describe('checkpoint state is validated', () => {
