@@ -18,6 +18,8 @@ export interface DispatchTag {
   shape?: string;
   /** Dense floating-point operations of the dispatch (for nominal GFLOP/s). */
   flops?: number;
+  /** Phase to book the dispatch under whatever the current one (weight-gradient kernels). */
+  phase?: Phase;
 }
 
 const layers: string[] = [];
