@@ -444,3 +444,21 @@ function deviceInfoOrThrow(): DeviceInfo {
   if (!deviceIsOpen()) throw new Error('planner: the device is not open');
   return device().info;
 }
+
+/** The plan of a named candidate (`variant` or `variant:tile`), bypassing the rules: explicit launcher options. */
+export function candidatePlan(family: string, id: string): Plan {
+  const c = families.get(family)?.candidates.find((x) => x.id === id);
+  if (!c) throw new Error(`planner: ${family} has no kernel '${id}' (has ${candidatesOf(family).map((x) => x.id).join(', ')})`);
+  return toPlan(family, c, 'override', `${family}|explicit|${id}`);
+}
+
+/** The static rule's plan (optionally among one variant's candidates), ignoring override, pins and tuning. */
+export function defaultPlan<G>(family: string, g: G, variant?: string, q: PlanQuery = {}): Plan {
+  const f = families.get(family);
+  if (!f?.spec) throw new Error(`planner: no kernel family '${family}' is registered`);
+  const spec = f.spec as unknown as FamilySpec<G>;
+  const cands = suitable(f, g, q, deviceTraits()).filter((c) => !variant || c.variant === variant);
+  if (!cands.length) throw new Error(`planner: no ${family} ${variant ?? ''} kernel suits ${spec.describe?.(g) ?? spec.shapeClass(g)}`);
+  const c = spec.defaultRule(g, deviceTraits(), cands) as RegisteredCandidate<unknown>;
+  return toPlan(family, c, 'default', planKey(family, spec.shapeClass(g), q));
+}
