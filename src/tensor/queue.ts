@@ -75,7 +75,7 @@ interface Profiler {
 
 function stampOf(k: Kernel, tag: DispatchTag | undefined): Stamp {
   const row = {
-    layer: currentLayer(),
+    layer: tag?.layer ?? currentLayer(),
     phase: tag?.phase ?? currentPhase(),
     op: tag?.op ?? k.name,
     variant: tag?.variant ?? k.name,

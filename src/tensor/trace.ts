@@ -20,6 +20,8 @@ export interface DispatchTag {
   flops?: number;
   /** Phase to book the dispatch under whatever the current one (weight-gradient kernels). */
   phase?: Phase;
+  /** Layer to book it under instead of the scope's (the optimizer, which updates every layer). */
+  layer?: string;
 }
 
 const layers: string[] = [];
