@@ -11,7 +11,8 @@
 //   1. the override (setKernelOverride(), else env TICKETLAB_KERNELS), e.g.
 //        TICKETLAB_KERNELS=conv:direct,matmul:shared:128x128,reduce:thread,map:capped:64
 //      `conv` selects every family whose name starts with `conv.`; `conv.wgrad:tiled` just one. An entry
-//      with a variant only lets the family's default rule pick that variant's tile. Later entries win.
+//      with a variant only lets the family's default rule pick that variant's tile. An entry naming
+//      the family exactly beats a prefix entry; otherwise later entries win.
 //   2. pins: the kernels a run recorded (pinKernels), so `--resume` is bit-identical;
 //   3. the tuned choice for this adapter (setTunedChoices, filled from the tuning cache when tuning
 //      is on: src/tensor/tune.ts);
@@ -359,7 +360,8 @@ export function plan<G>(family: string, g: G, q: PlanQuery = {}): Plan {
   const cands = suitable(f, g, q, dev);
   if (!cands.length) throw new Error(`planner: no ${family} kernel suits ${spec.describe?.(g) ?? shapeClass} (${q.dtype ?? 'f32'}, ${q.format ?? 'dense'})`);
   let out: Plan | null = null;
-  const ov = ovs.filter((e) => selects(e.selector, family)).pop();
+  // An entry naming the family exactly beats a prefix entry; otherwise the later entry wins.
+  const ov = ovs.filter((e) => e.selector === family).pop() ?? ovs.filter((e) => selects(e.selector, family)).pop();
   if (ov) {
     const ofVariant = cands.filter((c) => c.variant === ov.variant);
     const all = f.candidates.filter((c) => c.variant === ov.variant);
