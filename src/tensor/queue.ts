@@ -16,6 +16,8 @@ import { currentLayer, currentPhase, type DispatchTag, type Phase } from './trac
 const ARENA_BYTES = 65536;
 /** Submit on our own after this many dispatches so memory held by a long batch stays bounded. */
 const MAX_DISPATCHES_PER_BATCH = 4096;
+/** Steps the host may run ahead of the device (CommandQueue.endStep). */
+export const STEPS_IN_FLIGHT = 2;
 
 interface ArenaBuffer {
   gpu: GPUBuffer;
@@ -336,6 +338,33 @@ export class CommandQueue {
     this.submits++;
   }
 
+  /** Completion of the last few steps (endStep), oldest first. */
+  private steps: { done: boolean; promise: Promise<void> }[] = [];
+
+  /** Steps submitted and not yet finished by the GPU. */
+  get stepsInFlight(): number {
+    return this.steps.filter((s) => !s.done).length;
+  }
+
+  /**
+   * Ends a training (or evaluation) step: submits it, and while more than `bound` steps are in flight,
+   * waits for the oldest to finish. Without this the host records a whole epoch far ahead of the device
+   * (progress bars and Ctrl-C then describe recorded, not computed, work, and every recorded step holds
+   * its buffers); with two steps in flight the device never idles waiting for the host.
+   */
+  async endStep(bound = STEPS_IN_FLIGHT): Promise<void> {
+    this.flush();
+    const entry = { done: false, promise: Promise.resolve() };
+    entry.promise = device().gpu.queue.onSubmittedWorkDone().then(() => {
+      entry.done = true;
+    });
+    this.steps.push(entry);
+    while (this.steps.length > Math.max(1, bound)) await this.steps.shift()!.promise;
+    this.steps = this.steps.filter((s) => !s.done);
+    const err = device().takeError();
+    if (err) throw new Error(`GPU error in queued work: ${err}`);
+  }
+
   /** Resolves when the GPU has finished all submitted work. */
   async sync(): Promise<void> {
     this.flush();
@@ -345,6 +374,7 @@ export class CommandQueue {
   }
 
   reset(): void {
+    this.steps = [];
     this.profiler = null;
     this.pendingProfiles = [];
     this.encoder = null;
