@@ -2,7 +2,8 @@
 // submitted only when the host needs a value (readback) or calls flush().
 //
 // Why: on Dawn a dispatch inside an open pass costs ~5.6 us, a pass per dispatch ~8.4 us and a submit
-// per dispatch ~19 us (reference.md section 6); a training step has hundreds of dispatches.
+// per dispatch ~19 us (the in-pass figure is docs/gpu.md's H100 anchor); a training step has hundreds
+// of dispatches.
 //
 // Uniform parameters live in an arena of 64 KiB uniform buffers: each dispatch takes the next aligned
 // slot, the bytes are staged on the host and written with one writeBuffer per arena buffer just before
