@@ -13,6 +13,7 @@ import { initDevice, closeDevice, tidy, queue } from '../src/tensor/index.js';
 import { createModel } from '../src/nn/models/index.js';
 import { noGrad } from '../src/autograd/tape.js';
 import { trainStep } from './step.js';
+import { tuneCachePath, useTuneCache } from '../src/tensor/tune.js';
 
 interface Workload {
   model: string;
@@ -30,6 +31,8 @@ const only = flag('only')?.split(',');
 const inFlight = Number(flag('in-flight') ?? 2);
 
 const dev = await initDevice();
+// TICKETLAB_TUNE=1: the tuned kernels of this adapter (fill them with 'ticketlab tune' first).
+if (process.env.TICKETLAB_TUNE === '1') console.log(`tuned kernels: ${useTuneCache()} shape classes from ${tuneCachePath()}`);
 const soft = dev.info.isSoftware;
 const all: Workload[] = soft
   ? [
