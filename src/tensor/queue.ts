@@ -18,7 +18,7 @@ const ARENA_BYTES = 65536;
 /** Submit on our own after this many dispatches so memory held by a long batch stays bounded. */
 const MAX_DISPATCHES_PER_BATCH = 4096;
 /** Steps the host may run ahead of the device (CommandQueue.endStep). */
-export const STEPS_IN_FLIGHT = 2;
+export const STEPS_IN_FLIGHT = 3;
 
 interface ArenaBuffer {
   gpu: GPUBuffer;
@@ -351,7 +351,8 @@ export class CommandQueue {
    * Ends a training (or evaluation) step: submits it, and while more than `bound` steps are in flight,
    * waits for the oldest to finish. Without this the host records a whole epoch far ahead of the device
    * (progress bars and Ctrl-C then describe recorded, not computed, work, and every recorded step holds
-   * its buffers); with two steps in flight the device never idles waiting for the host.
+   * its buffers). Three, not two: on lavapipe a bound of 2 cost up to 40% on Meso-4 256 px batch 8
+   * (the wait seems to return about a step late), 3 measured no slower than unbounded (bench/in-flight.ts).
    */
   async endStep(bound = STEPS_IN_FLIGHT): Promise<void> {
     this.flush();

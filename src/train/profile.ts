@@ -47,7 +47,7 @@ export interface StepProfile {
   rows: ProfileRow[];
   /** Sum of the rows' GPU ms per step. */
   gpuMs: number;
-  /** Wall-clock ms per step without profiling (two steps in flight, as training runs). */
+  /** Wall-clock ms per step without profiling (a few steps in flight, as training runs). */
   wallMs: number;
   steps: number;
   adapter: string;
