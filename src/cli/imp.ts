@@ -5,6 +5,7 @@ import { initDevice } from '../tensor/device.js';
 import { parseFlags, type Command } from './args.js';
 import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, num, parseRunSpec } from './flags.js';
 import { withRun } from './signals.js';
+import { prepareKernels } from './tune.js';
 import { checkRunDir, lockRun, makeRunDir, markDone, startRun, levelDir } from '../train/run.js';
 import { checkRewind, levelCount, levelSparsity, parseRewind, runControls, runImp, runOneShot, type ControlKind, type ImpConfig } from '../prune/imp.js';
 import { runTransfer } from '../prune/transfer.js';
@@ -128,6 +129,7 @@ ${TRAIN_FLAGS_HELP}`,
     log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
     checkModel(cfg);
     await startRun(out, { command: 'imp', ...cfg }, { resume: !!values.resume, purpose: 'ticketlab imp' });
+    await prepareKernels(cfg.model, cfg.size, cfg.train.batch, !!values.tune, log);
     return withRun(async (signal) => {
       log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${cfg.size}x${cfg.size}`);
       log(`plan: ${nLevels} levels, sparsities ${[0, ...Array.from({ length: nLevels }, (_, i) => levelSparsity(cfg, i + 1))].map((s) => pct(s)).join(' -> ')}`);

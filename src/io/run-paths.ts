@@ -54,6 +54,10 @@ export const RUN_FILES = {
   /** Sweep root: scheduler files written by `ticketlab sweep --emit`. */
   slurmScript: 'sweep.sbatch',
   k8sJob: 'sweep-job.yaml',
+  /** Per-layer kernel profile of a level's training step (ticketlab profile --run). */
+  profile: 'profile.json',
+  /** The kernels (planner choices) a level trained with, pinned again on --resume. */
+  kernels: 'kernels.json',
 } as const;
 
 export type RunFile = keyof typeof RUN_FILES;

@@ -26,6 +26,7 @@ import { collectRuns, methodRank, type CollectedRun, type LevelRow } from './col
 import { maskAnatomySection, writeMaskAnatomy } from './mask-report.js';
 import { formatStat, hasSeeds, SEED_SUMMARY_COLUMNS, seedGroups, seedRows, seedSeries, seedSummaryRows, seedVerdicts, type SeedRow, type SeedVerdict } from './seeds.js';
 import { listLevelFolders, runFile, RUN_FILES } from '../io/run-paths.js';
+import { profileSection } from './profile-report.js';
 
 /** summary.csv's columns, in order; images_per_second, winning_ticket, status and run follow them. */
 export const SUMMARY_COLUMNS = [
@@ -660,6 +661,10 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
       heading: 'Per-layer sparsity',
       html: (layerCsv.length ? `<p>Every level's per-layer counts: ${link(outDir, path.join(outDir, 'layer_sparsity.csv'), 'layer_sparsity.csv')}.</p>\n` : '') + layerHtml.join('\n'),
     });
+  }
+  for (const run of runs) {
+    const prof = profileSection(run);
+    if (prof) sections.push(prof);
   }
   const curveHtml = runs
     .map((run) => {

@@ -32,6 +32,7 @@ import { Progress } from '../util/progress.js';
 import { binaryMetrics, metricsFrom, roundMetrics, type BinaryMetrics } from './metrics.js';
 import { Dropout } from '../nn/layers.js';
 import { writeTensor } from '../tensor/io.js';
+import { clearPins, pinKernels, plannerRecord, resetPlannerRecord } from '../tensor/plan.js';
 
 export interface TrainSettings {
   epochs: number;
@@ -290,6 +291,7 @@ export async function evaluate(model: Detector, ds: Dataset, batch: number, labe
           scatterSlice(logits, y.reshape([b.n]), 0, at);
         }),
       );
+      await queue.endStep();
       labels.set(b.y, at);
       at += b.n;
       bar?.tick(b.n);
@@ -342,6 +344,14 @@ function countNonFinite(a: ArrayLike<number>): number {
   return n;
 }
 
+/**
+ * The kernels a level trains with (planner choices, src/tensor/plan.ts), written beside its checkpoint:
+ * a resumed level pins them again, so a tuning cache that changed in between cannot change its bits.
+ */
+async function saveKernels(file: string, pinned: Record<string, string>): Promise<void> {
+  await writeJsonAtomic(file, { ...pinned, ...plannerRecord() });
+}
+
 /** Trains `model` in place; see the file comment for what lands in `dir`. */
 export async function fit(o: FitOptions): Promise<FitResult> {
   const s = o.settings;
@@ -383,6 +393,12 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   const stepsPerEpoch = loader.numBatches();
   const schedule = { schedule: parseSchedule(s.schedule, stepsPerEpoch * s.epochs), warmupSteps: s.warmupSteps };
   const drops = dropouts(o.model);
+
+  const kernelsFile = runFile(dir, 'kernels');
+  clearPins();
+  resetPlannerRecord();
+  const pinned = fs.existsSync(kernelsFile) ? await readJson<Record<string, string>>(kernelsFile) : {};
+  pinKernels(pinned);
 
   let st: LoopState = { epoch: 0, batch: 0, step: 0, bestValLoss: Infinity, bestEpoch: -1, badEpochs: 0, dropoutDrawn: [], seconds: 0, images: 0 };
   if (fs.existsSync(ckptFile)) {
@@ -452,6 +468,8 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         for await (const b of loader.epoch(st.epoch, st.batch)) {
           opt.lr = lrAt(s.lr, st.step, schedule);
           trainStep(o.model, opt, b, logits, at, losses);
+          // At most a couple of steps ahead of the device: progress, ETA and Ctrl-C follow real work.
+          await queue.endStep();
           labels.set(b.y, at);
           rows.fill(1, at, at + b.n);
           at += b.n;
@@ -468,6 +486,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
             st.dropoutDrawn = drops.map((d) => d.drawn);
             const tensors = await checkpointTensors(o.model, opt);
             await checkDiverged(losses, firstBatch, st.batch, tensors);
+            await saveKernels(kernelsFile, pinned);
             await saveCheckpoint(ckptFile, tensors, opt, st);
             throw new Interrupted(dir);
           }
@@ -524,6 +543,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         st.batch = 0;
         await capture('epoch', st.epoch);
         st.dropoutDrawn = drops.map((d) => d.drawn);
+        await saveKernels(kernelsFile, pinned);
         await saveCheckpoint(ckptFile, tensors, opt, st);
         if (s.patience > 0 && st.badEpochs >= s.patience) {
           stoppedEarly = true;
@@ -537,6 +557,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     }
   } finally {
     opt.dispose();
+    clearPins();
   }
   // Early stopping restores the best weights (Keras restore_best_weights semantics, as the study).
   if (fs.existsSync(bestFile)) await loadModel(bestFile, o.model);
