@@ -6,10 +6,11 @@ import { impCommand, oneshotCommand, transferCommand } from './imp.js';
 import { gradcamCommand } from './gradcam.js';
 import { reportCommand } from './report.js';
 import { sweepCommand } from './sweep.js';
+import { facesCommand } from './faces.js';
 
 export type { Command } from './args.js';
 
-export const commands: Command[] = [infoCommand, trainCommand, evalCommand, impCommand, oneshotCommand, transferCommand, reportCommand, sweepCommand, gradcamCommand];
+export const commands: Command[] = [infoCommand, trainCommand, evalCommand, impCommand, oneshotCommand, transferCommand, reportCommand, sweepCommand, gradcamCommand, facesCommand];
 
 export function usage(): string {
   const w = Math.max(...commands.map((c) => c.name.length));
