@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { initDevice } from '../tensor/device.js';
 import { openDataset } from '../data/datasets.js';
 import { parseFlags, type Command } from './args.js';
-import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, num, parseRunSpec } from './flags.js';
+import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, dataOptions, defaultOut, num, parseRunSpec } from './flags.js';
 import { withRun } from './signals.js';
 import { markDone, openRun, levelDir } from '../train/run.js';
 import { levelCount, levelSparsity, parseRewind, runControls, runImp, runOneShot, type ControlKind, type ImpConfig } from '../prune/imp.js';
@@ -114,7 +114,7 @@ ${TRAIN_FLAGS_HELP}`,
     const dev = await initDevice();
     log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
     return withRun(async (signal) => {
-      const data = await openDataset(cfg.data, { size: cfg.size, seed: cfg.train.seed });
+      const data = await openDataset(cfg.data, dataOptions(cfg));
       log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${cfg.size}x${cfg.size}`);
       log(`plan: ${nLevels} levels, sparsities ${[0, ...Array.from({ length: nLevels }, (_, i) => levelSparsity(cfg, i + 1))].map((s) => pct(s)).join(' -> ')}`);
       const ctx = { run: out, data, resume: !!values.resume, progress: !values.quiet, signal, log };
@@ -158,7 +158,7 @@ the run's IMP, and retrains with the run's settings. Results: DIR/oneshot_<scope
     if (scope !== 'global' && scope !== 'layer') throw new Error(`--scope '${scope}' is not one of global, layer`);
     await initDevice();
     return withRun(async (signal) => {
-      const data = await openDataset(cfg.data, { size: cfg.size, seed: cfg.train.seed });
+      const data = await openDataset(cfg.data, dataOptions(cfg));
       const res = await runOneShot(cfg, { run: values.run!, data, resume: !!values.resume, progress: !values.quiet, signal, log }, levels, scope);
       process.stdout.write(res.map(({ level, result }) => `one-shot ${scope} level ${level} (${pct(result.sparsity.sparsity)}): ${result.test ? formatMetrics(result.test) : '-'}`).join('\n') + '\n');
       return 0;
@@ -211,7 +211,7 @@ dense/, transfer.json and transfer.csv.
     const out = values.out ?? path.join(values.run, `transfer-${tag}`);
     await initDevice();
     return withRun(async (signal) => {
-      const data = await openDataset(values.data!, { size: cfg.size, seed: cfg.train.seed });
+      const data = await openDataset(values.data!, dataOptions(cfg));
       const rows = await runTransfer(cfg, {
         source: values.run!,
         out,

@@ -8,7 +8,7 @@ import { openDataset } from '../data/datasets.js';
 import { evaluate, fit } from '../train/trainer.js';
 import { levelDir, markDone, openRun } from '../train/run.js';
 import { parseFlags, type Command } from './args.js';
-import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, parseRunSpec, num } from './flags.js';
+import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, dataOptions, defaultOut, parseRunSpec, num } from './flags.js';
 import { withRun } from './signals.js';
 import { formatMetrics } from './format.js';
 
@@ -36,7 +36,7 @@ ${TRAIN_FLAGS_HELP}`,
     await openRun(out, { command: 'train', ...spec }, { resume: !!values.resume });
     const dev = await initDevice();
     log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
-    const data = await openDataset(spec.data, { size: spec.size, seed: spec.train.seed });
+    const data = await openDataset(spec.data, dataOptions(spec));
     log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${spec.size}x${spec.size}`);
     const model = createModel(spec.model, { size: spec.size, seed: spec.train.seed });
     log(`model: ${spec.model}, ${model.parameterCount().toLocaleString('en-US')} parameters`);

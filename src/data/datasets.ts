@@ -89,9 +89,13 @@ export interface OpenOptions {
     /** ffmpeg binary (default: `ffmpeg` on PATH) */
     ffmpeg?: string;
     /**
-     * Where in a frame the face is. data/ knows no GPU, so a face detector is injected from above
-     * (src/faces/crop.ts, passed in by the CLI); crops are cached under `ffpp-faces/`. Omitted: the
-     * centre square of the frame (cached under `ffpp/`).
+     * 'face' (default): frames are cropped around the face that the cropper finds (cached under
+     * `ffpp-faces/`); 'centre': the centre square of the frame (cached under `ffpp/`).
+     */
+    crop?: "face" | "centre";
+    /**
+     * The face cropper. data/ knows no GPU, so the detector is injected from above: here, or once per
+     * process with provideFaceCropper (the CLI does that). With neither, 'face' falls back to the centre.
      */
     faceCrop?: FaceCropper;
   };
@@ -99,6 +103,13 @@ export interface OpenOptions {
 
 /** Picks the crop of a frame (e.g. the largest detected face with a margin). */
 export type FaceCropper = (img: RgbImage) => Promise<Rect>;
+
+let faceCropperProvider: (() => Promise<FaceCropper>) | null = null;
+
+/** Registers (or clears) the process-wide source of face croppers for FF++ frames (see OpenOptions). */
+export function provideFaceCropper(provider: (() => Promise<FaceCropper>) | null): void {
+  faceCropperProvider = provider;
+}
 
 const IMAGE_EXT = /\.(jpe?g|png)$/i;
 
@@ -787,7 +798,8 @@ async function openFaceForensics(root: string, o: ResolvedOptions): Promise<Data
   const cacheRoot = o.cacheDir ?? path.join(root, ".ticketlab-cache");
   const videos = await listFaceForensics(root, ff, o.seed, o.warn);
   const ffmpeg = await onPath(ff.ffmpeg ?? "ffmpeg");
-  const crop = ff.faceCrop ?? null;
+  const crop = ff.crop === "centre" ? null : ff.faceCrop ?? (faceCropperProvider ? await faceCropperProvider() : null);
+  if (!crop && ff.crop === "face") o.warn(`${root}: no face detector was provided; FF++ frames are centre-cropped`);
   // Face crops and centre crops are cached apart: switching the crop never reuses the other's frames.
   const frameCache = (v: FfVideo): string => path.join(cacheRoot, String(o.size), crop ? "ffpp-faces" : "ffpp", v.rel);
   const usable: FaceForensicsVideo[] = [];

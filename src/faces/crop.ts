@@ -3,7 +3,7 @@
 import { cropRect, centreSquare, type FaceCropper } from '../data/datasets.js';
 import type { Rect, RgbImage } from '../data/image.js';
 import type { FaceBox } from './boxes.js';
-import type { FaceDetector } from './detector.js';
+import { FaceDetector } from './detector.js';
 
 export type FacePick = 'largest' | 'all';
 export const FACE_PICKS: readonly FacePick[] = ['largest', 'all'];
@@ -29,4 +29,15 @@ export function detectorCropper(det: FaceDetector, opts: { margin?: number; minC
     const [f] = pickFaces(faces, 'largest');
     return f ? faceRect(f, img, opts.margin ?? 1.3) : centreSquare(img);
   };
+}
+
+let shared: Promise<FaceCropper> | null = null;
+
+/**
+ * One detector-based cropper per process, made on first use (the GPU device must be open by then).
+ * The CLI hands this to data/ through provideFaceCropper.
+ */
+export function sharedDetectorCropper(): Promise<FaceCropper> {
+  shared ??= Promise.resolve().then(() => detectorCropper(new FaceDetector()));
+  return shared;
 }
