@@ -53,7 +53,8 @@ Flags:
   --out DIR          output folder (required); rerunning with the same DIR resumes: finished sources
                      are skipped, an interrupted one is redone
   --every K          every K-th frame of a video or frame folder, from frame 0 (default 10)
-  --per-video N      at most N crops per video (and per photo); 0 = no limit (default 0)
+  --per-video N      at most N crops per video (and per photo), from the first 4N sampled frames of a
+                     video; 0 = no limit (default 0)
   --faces M          largest: the largest face of each frame (default); all: every face found
   --margin X         crop side = X * the longer side of the face box, centred on it, clipped at the
                      frame's border (default 1.3)
@@ -62,7 +63,8 @@ Flags:
   --seed N           seeds the splits ticketlab makes itself (default 0)
   --quiet            no progress bar
 
-Frames without a face give no crop. A video ffmpeg cannot read, or an image that does not decode, is
+Frames are staged as PNGs in DIR/.frames-<pid>/ while a video is processed. Frames without a face give
+no crop. A video ffmpeg cannot read, or an image that does not decode, is
 reported in one line and skipped; the count is printed at the end and the next run retries it. Landmark
 alignment is not available: the detector gives boxes only (see docs/faces.md).
 `,

@@ -79,12 +79,16 @@ export interface FacesRun {
 /** A source that cannot be read: reported in one line, counted, and retried on the next run. */
 class UnreadableSource extends Error {}
 
-/** Frames of a video, every k-th from frame 0, as PNGs in a temporary folder (removed by the caller). */
-async function videoFrames(file: string, every: number, tmp: string): Promise<{ frame: number; file: string }[]> {
+/**
+ * Frames of a video, every k-th from frame 0, as PNGs in a temporary folder (removed by the caller);
+ * at most `limit` of them (0 = all).
+ */
+async function videoFrames(file: string, every: number, limit: number, tmp: string): Promise<{ frame: number; file: string }[]> {
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
+  const cap = limit > 0 ? ['-frames:v', String(limit)] : [];
   try {
-    await execFileP('ffmpeg', ['-v', 'error', '-nostdin', '-i', file, '-vf', `select='not(mod(n\\,${every}))'`, '-vsync', '0', path.join(tmp, '%08d.png')], {
+    await execFileP('ffmpeg', ['-v', 'error', '-nostdin', '-i', file, '-vf', `select='not(mod(n\\,${every}))'`, '-vsync', '0', ...cap, path.join(tmp, '%08d.png')], {
       maxBuffer: 1 << 20,
     });
   } catch (e) {
@@ -98,8 +102,15 @@ async function videoFrames(file: string, every: number, tmp: string): Promise<{ 
   return names.map((n) => ({ frame: (parseInt(n, 10) - 1) * every, file: path.join(tmp, n) }));
 }
 
-function framesOf(s: FaceSource, every: number, tmp: string): Promise<{ frame: number; file: string }[]> {
-  if (s.kind === 'video') return videoFrames(s.file, every, tmp);
+/**
+ * With --per-video N, a video is read up to 4N sampled frames: enough when most frames show a face,
+ * and it bounds the PNGs staged on disk for long videos.
+ */
+export const FRAMES_PER_CROP_CAP = 4;
+
+function framesOf(s: FaceSource, st: FacesSettings, tmp: string): Promise<{ frame: number; file: string }[]> {
+  const every = st.every;
+  if (s.kind === 'video') return videoFrames(s.file, every, st.perVideo * FRAMES_PER_CROP_CAP, tmp);
   if (s.kind === 'frames') return Promise.resolve(s.frames!.map((file, frame) => ({ frame, file })).filter((f) => f.frame % every === 0));
   return Promise.resolve([{ frame: 0, file: s.file }]);
 }
@@ -153,6 +164,8 @@ export async function extractFaces(run: FacesRun): Promise<FacesResult> {
   const todo = sources.filter((s) => !done.has(s.key));
   const res: FacesResult = { layout, sources: sources.length, skipped: sources.length - todo.length, crops: 0, frames: 0, failed: [], seconds: 0, detectSeconds: 0 };
   const bar = run.quiet ? null : new Progress({ total: todo.length, label: 'faces', unit: 'src' });
+  // Frames are staged in OUT (same disk as the crops); a killed run's staging folders are removed here.
+  for (const d of fs.readdirSync(out)) if (d.startsWith('.frames-')) fs.rmSync(path.join(out, d), { recursive: true, force: true });
   const tmp = path.join(out, `.frames-${process.pid}`);
   try {
     for (const s of todo) {
@@ -179,7 +192,7 @@ export async function extractFaces(run: FacesRun): Promise<FacesResult> {
 /** Crops one source; returns its done record, or null when a stop was requested mid-source. */
 async function oneSource(s: FaceSource, run: FacesRun, tmp: string, res: FacesResult): Promise<DoneRecord | null> {
   const st = run.settings;
-  const frames = await framesOf(s, st.every, tmp);
+  const frames = await framesOf(s, st, tmp);
   const records: FaceIndexRecord[] = [];
   const label = s.label ? 'fake' : 'real';
   const dir = path.join(run.out, s.split, label);

@@ -24,7 +24,8 @@ const fixture = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures'
 };
 const demoDir = path.join(path.dirname(defaultModelDir()), 'demo');
 
-describe('face detector vs @vladmandic/face-api', () => {
+// Seven 512x512 detections: seconds each on lavapipe, much longer on a loaded machine.
+describe('face detector vs @vladmandic/face-api', { timeout: 600_000 }, () => {
   it('finds the same faces on the sample photos (IoU >= 0.95 each) and none on a face-free crop', async () => {
     const det = new FaceDetector();
     const images = await Promise.all(

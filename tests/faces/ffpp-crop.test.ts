@@ -36,7 +36,7 @@ async function ffTree(): Promise<string> {
   return root;
 }
 
-describe('FF++ loader with a face cropper', () => {
+describe('FF++ loader with a face cropper', { timeout: 300_000 }, () => {
   it('crops where the cropper says, caches apart from centre crops, and reuses the cache', async () => {
     const root = await ffTree();
     const rect: Rect = { left: 3, top: 5, width: 12, height: 12 };
