@@ -1,5 +1,6 @@
 // `ticketlab faces`: face crops from raw videos and photos. Flags and checks here; the work is
 // src/faces/extract.ts.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { closeDevice, initDevice } from '../tensor/device.js';
 import { FACE_PICKS, type FacePick } from '../faces/crop.js';
@@ -83,12 +84,14 @@ alignment is not available: the detector gives boxes only (see docs/faces.md).
       minConfidence: num(values, 'min-score', { min: 1e-6, max: 0.999999 }),
       seed: num(values, 'seed', { int: true, min: 0 }),
     };
+    const src = positionals[0];
+    if (!fs.existsSync(src) || !fs.statSync(src).isDirectory()) throw new Error(`${src}: no such folder`);
     const dev = await initDevice();
     if (!values.quiet) log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
     const signal = installStopSignal(log);
     const detector = new FaceDetector();
     try {
-      const r = await extractFaces({ src: positionals[0], out: values.out, settings, detector, log, quiet: values.quiet, stop: signal });
+      const r = await extractFaces({ src, out: values.out, settings, detector, log, quiet: values.quiet, stop: signal });
       const fps = r.detectSeconds > 0 ? (r.frames / r.detectSeconds).toFixed(2) : '-';
       process.stdout.write(
         `${r.layout}: ${r.sources} sources (${r.skipped} already done), ${r.frames} frames, ${r.crops} face crops, ` +
