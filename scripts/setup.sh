@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time, idempotent set-up of a Debian/Ubuntu machine for ticketlab:
 #   - npm dependencies (npm ci when a lockfile exists),
+#   - ffmpeg (frames of videos for `ticketlab faces`),
 #   - the Vulkan loader (libvulkan1) and, when Dawn finds no WebGPU adapter,
 #     Mesa's lavapipe (software Vulkan) new enough for Dawn.
 # Debian 12's own Mesa 22 lavapipe is rejected by Dawn ("shaderUniform*ArrayDynamicIndexing
@@ -38,6 +39,15 @@ elif have_apt; then
   say "installing the Vulkan loader (libvulkan1)"; apt_install libvulkan1
 else
   say "WARNING: no Vulkan loader and no apt-get; install libvulkan1 by hand"
+fi
+
+# 2b. ffmpeg: `ticketlab faces` reads video frames through it
+if command -v ffmpeg >/dev/null 2>&1; then
+  say "ffmpeg present"
+elif have_apt; then
+  say "installing ffmpeg"; apt_install ffmpeg
+else
+  say "WARNING: no ffmpeg and no apt-get; 'ticketlab faces' cannot read videos until ffmpeg is installed"
 fi
 
 probe() { node scripts/probe-adapter.mjs >/dev/null 2>&1; }

@@ -4,11 +4,13 @@ import type { ParseArgsConfig } from 'node:util';
 import { DEFAULT_TRAIN, type TrainSettings } from '../train/trainer.js';
 import { MODEL_NAMES, defaultInputSize } from '../nn/models/index.js';
 import { parseSchedule } from '../nn/optim/schedule.js';
+import type { OpenOptions } from '../data/datasets.js';
 
 export const TRAIN_FLAGS = {
   model: { type: 'string', default: 'meso4' },
   data: { type: 'string', default: 'synthetic' },
   size: { type: 'string' },
+  crop: { type: 'string', default: 'face' },
   batch: { type: 'string', default: String(DEFAULT_TRAIN.batch) },
   epochs: { type: 'string', default: String(DEFAULT_TRAIN.epochs) },
   lr: { type: 'string', default: String(DEFAULT_TRAIN.lr) },
@@ -33,6 +35,9 @@ export const TRAIN_FLAGS_HELP = `Model and data:
                       an OpenForensics release (*_poly.json + Images/), or a FaceForensics++ release
                       (original_sequences/ + manipulated_sequences/); the layout is detected (default synthetic)
   --size PX           square input size (default: 256 for meso*, 64 for synthetic data, 224 for resnet18)
+  --crop MODE         FaceForensics++ frames: face (the largest face the SSD-MobileNet detector finds,
+                      x1.3 margin; a frame without one is centre-cropped) or centre (the centre square);
+                      crops are cached per mode (default face)
 Training (defaults follow the study: Adam, lr 1e-4, early stopping with patience 10):
   --batch N           batch size (default ${DEFAULT_TRAIN.batch})
   --epochs N          maximum epochs (default ${DEFAULT_TRAIN.epochs})
@@ -83,7 +88,14 @@ export interface RunSpec {
   model: string;
   data: string;
   size: number;
+  /** Present only when not the default (face), so configs of earlier runs still match. */
+  crop?: 'centre';
   train: TrainSettings;
+}
+
+/** openDataset options of a run: size, seed and the FF++ crop mode. */
+export function dataOptions(spec: Pick<RunSpec, 'size' | 'crop'> & { train: { seed: number } }): OpenOptions {
+  return { size: spec.size, seed: spec.train.seed, faceforensics: { crop: spec.crop ?? 'face' } };
 }
 
 
@@ -96,10 +108,13 @@ export function parseRunSpec(values: Values): RunSpec {
   const v = values as Record<string, unknown>;
   const size = values.size === undefined ? defaultInputSize(model, data) : num(v, 'size', { int: true, min: 8, max: 4096 });
   parseSchedule(String(values.schedule), 1);
+  const crop = String(values.crop ?? 'face');
+  if (crop !== 'face' && crop !== 'centre') throw new Error(`--crop '${crop}' is not one of face, centre`);
   return {
     model,
     data,
     size,
+    ...(crop === 'centre' ? { crop } : {}),
     train: {
       epochs: num(v, 'epochs', { int: true, min: 1 }),
       batch: num(v, 'batch', { int: true, min: 1 }),

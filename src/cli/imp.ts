@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initDevice } from '../tensor/device.js';
 import { parseFlags, type Command } from './args.js';
-import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, num, parseRunSpec } from './flags.js';
+import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, dataOptions, defaultOut, num, parseRunSpec } from './flags.js';
 import { withRun } from './signals.js';
 import { prepareKernels } from './tune.js';
 import { checkRunDir, lockRun, makeRunDir, markDone, startRun, levelDir } from '../train/run.js';

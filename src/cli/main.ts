@@ -1,6 +1,11 @@
 // The `ticketlab` command: parses flags, dispatches to a subcommand, prints one-line errors.
 // No math lives here.
 import { commands, usage } from './commands.js';
+import { provideFaceCropper } from '../data/datasets.js';
+import { sharedDetectorCropper } from '../faces/crop.js';
+
+// FF++ frames are cropped around faces by the detector (data/ cannot build it: it knows no GPU).
+provideFaceCropper(sharedDetectorCropper);
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;

@@ -2,13 +2,13 @@
 // start must leave nothing behind, or the corrected command is refused as "made with other settings").
 import { checkTrainingSplits, openDataset, type DatasetSplits } from '../data/datasets.js';
 import { createModel } from '../nn/models/index.js';
-import type { RunSpec } from './flags.js';
+import { dataOptions, type RunSpec } from './flags.js';
 
 /** Opens `--data` and checks its splits can train a detector; errors name the flag. */
-export async function openTrainingData(spec: Pick<RunSpec, 'data' | 'size' | 'train'>, flag = '--data'): Promise<DatasetSplits> {
+export async function openTrainingData(spec: Pick<RunSpec, 'data' | 'size' | 'train' | 'crop'>, flag = '--data'): Promise<DatasetSplits> {
   let data: DatasetSplits;
   try {
-    data = await openDataset(spec.data, { size: spec.size, seed: spec.train.seed });
+    data = await openDataset(spec.data, dataOptions(spec));
     checkTrainingSplits(data);
   } catch (e) {
     throw new Error(`${flag} ${spec.data}: ${(e as Error).message.split('\n')[0]}`);

@@ -11,7 +11,7 @@ import { runFile } from '../io/run-paths.js';
 import { readJsonSync } from '../io/atomic.js';
 import { checkModel, openTrainingData } from './prepare.js';
 import { parseFlags, type Command } from './args.js';
-import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, parseRunSpec, num } from './flags.js';
+import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, dataOptions, defaultOut, parseRunSpec, num } from './flags.js';
 import { withRun } from './signals.js';
 import { formatMetrics } from './format.js';
 import { prepareKernels } from './tune.js';

@@ -88,7 +88,27 @@ export interface OpenOptions {
     splitsDir?: string;
     /** ffmpeg binary (default: `ffmpeg` on PATH) */
     ffmpeg?: string;
+    /**
+     * 'face' (default): frames are cropped around the face that the cropper finds (cached under
+     * `ffpp-faces/`); 'centre': the centre square of the frame (cached under `ffpp/`).
+     */
+    crop?: "face" | "centre";
+    /**
+     * The face cropper. data/ knows no GPU, so the detector is injected from above: here, or once per
+     * process with provideFaceCropper (the CLI does that). With neither, 'face' falls back to the centre.
+     */
+    faceCrop?: FaceCropper;
   };
+}
+
+/** Picks the crop of a frame (e.g. the largest detected face with a margin). */
+export type FaceCropper = (img: RgbImage) => Promise<Rect>;
+
+let faceCropperProvider: (() => Promise<FaceCropper>) | null = null;
+
+/** Registers (or clears) the process-wide source of face croppers for FF++ frames (see OpenOptions). */
+export function provideFaceCropper(provider: (() => Promise<FaceCropper>) | null): void {
+  faceCropperProvider = provider;
 }
 
 const IMAGE_EXT = /\.(jpe?g|png)$/i;
@@ -533,8 +553,8 @@ export function evenlySpaced(total: number, n: number): number[] {
   return Array.from({ length: m }, (_, k) => Math.min(total - 1, Math.floor(((k + 0.5) * total) / m)));
 }
 
-/** Centre square crop: FF++ frames are full 16:9 video frames and we have no face detector. */
-function centreSquare(img: RgbImage): Rect {
+/** Centre square crop of a frame: the fallback when no face cropper is given. */
+export function centreSquare(img: RgbImage): Rect {
   const side = Math.min(img.width, img.height);
   return { left: Math.floor((img.width - side) / 2), top: Math.floor((img.height - side) / 2), width: side, height: side };
 }
@@ -564,8 +584,14 @@ class FaceForensicsDataset extends ListDataset<FfEntry> {
   // One ffmpeg run extracts all N frames of a video; requests for its frames share it.
   private extracting = new Map<string, Promise<void>>();
 
-  constructor(name: string, size: number, entries: readonly FfEntry[], private readonly ffmpeg: string | null) {
+  constructor(name: string, size: number, entries: readonly FfEntry[], private readonly ffmpeg: string | null,
+              private readonly crop: FaceCropper | null) {
     super(name, size, entries);
+  }
+
+  private async square(img: RgbImage): Promise<RgbImage> {
+    const r = this.crop ? await this.crop(img) : centreSquare(img);
+    return resizeRgb(cropImage(img, r), this.size, this.size);
   }
 
   async get(i: number): Promise<Sample> {
@@ -574,8 +600,15 @@ class FaceForensicsDataset extends ListDataset<FfEntry> {
     if (v.frames) {
       const frames = v.frames;
       const file = frames[evenlySpaced(frames.length, e.n)[e.k] ?? frames.length - 1];
-      const img = await decodeImage(file);
-      const sq = resizeRgb(cropImage(img, centreSquare(img)), this.size, this.size);
+      if (this.crop) {
+        // Detection is slow: face crops of extracted frames are cached like video frames.
+        const cached = await decodeImage(e.cache).catch(() => null);
+        if (cached && cached.width === this.size && cached.height === this.size) return { image: toCHWFloat(cached, this.size), label: e.label, path: file };
+        const sq = await this.square(await decodeImage(file));
+        await writePng(e.cache, sq);
+        return { image: toCHWFloat(sq, this.size), label: e.label, path: file };
+      }
+      const sq = await this.square(await decodeImage(file));
       return { image: toCHWFloat(sq, this.size), label: e.label, path: file };
     }
     try {
@@ -633,7 +666,7 @@ class FaceForensicsDataset extends ListDataset<FfEntry> {
         // Fewer frames than asked (short video): reuse the nearest extracted one.
         const src = files[Math.min(files.length - 1, Math.floor((k * files.length) / n))];
         const img = await decodeImage(path.join(tmp, src));
-        await writePng(path.join(outDir, `${String(k).padStart(4, "0")}.png`), resizeRgb(cropImage(img, centreSquare(img)), this.size, this.size));
+        await writePng(path.join(outDir, `${String(k).padStart(4, "0")}.png`), await this.square(img));
       }
     } catch (err) {
       if (err instanceof UnreadableImageError) throw err;
@@ -733,11 +766,23 @@ async function readOfficialSplits(dir: string): Promise<Map<string, SplitName> |
   return any ? map : null;
 }
 
-async function openFaceForensics(root: string, o: ResolvedOptions): Promise<DatasetSplits> {
-  const ff = o.raw.faceforensics ?? {};
-  const n = ff.framesPerVideo ?? 40;
-  if (!Number.isInteger(n) || n < 1) throw new Error(`framesPerVideo must be a positive integer, got ${n}`);
-  const cacheRoot = o.cacheDir ?? path.join(root, ".ticketlab-cache");
+type FaceForensicsOptions = NonNullable<OpenOptions["faceforensics"]>;
+
+/** A FaceForensics++ video (or frame folder) with its split and leakage group. */
+export interface FaceForensicsVideo extends FfVideo {
+  split: SplitName;
+  /** identity group: a fake joins its target and source, so identities never straddle splits */
+  group: string;
+}
+
+/**
+ * Lists a FaceForensics++ release: the videos and frame folders of the chosen compression, labelled,
+ * split by the official split files (`splits/{train,val,test}.json`) when present, else seeded by identity
+ * group in the official 720/140/140 proportions. Videos in no official split are dropped with a warning.
+ * Shared by the dataset below and by `ticketlab faces`.
+ */
+export async function listFaceForensics(root: string, ff: FaceForensicsOptions = {}, seed = 0,
+                                        warn: (m: string) => void = defaultWarn): Promise<FaceForensicsVideo[]> {
   const origDir = path.join(root, "original_sequences");
   const manipDir = path.join(root, "manipulated_sequences");
   let comp = ff.compression;
@@ -774,21 +819,8 @@ async function openFaceForensics(root: string, o: ResolvedOptions): Promise<Data
     videos.push(...(await listVideosIn(dir, 1, path.join("manipulated_sequences", m, comp), (nm) => ffIds(nm, m === "DeepFakeDetection"))));
   }
   if (videos.length === 0) throw new Error(`no FaceForensics++ videos or frame folders for ${comp} under ${root}`);
-
-  const ffmpeg = await onPath(ff.ffmpeg ?? "ffmpeg");
-  const frameCache = (v: FfVideo): string => path.join(cacheRoot, String(o.size), "ffpp", v.rel);
-  const usable: FfVideo[] = [];
-  for (const v of videos) {
-    // Frames decoded on an earlier run stay usable on a machine without ffmpeg.
-    if (v.frames || (v.video && ffmpeg)) usable.push(v);
-    else if ((await readDirSafe(frameCache(v))).filter((d) => d.name.endsWith(".png")).length >= n) usable.push(v);
-  }
-  if (usable.length < videos.length) {
-    o.warn(`${root}: ${videos.length - usable.length} videos have no extracted frames and ffmpeg is not on PATH; skipped`);
-  }
-
   const official = await readOfficialSplits(ff.splitsDir ?? path.join(root, "splits"));
-  const groups = groupIds(usable);
+  const groups = groupIds(videos);
   const byVideoSplit = (v: FfVideo): SplitName | null => {
     if (official && !v.ids[0].startsWith("actor")) {
       const ss = new Set(v.ids.map((id) => official.get(id)));
@@ -797,22 +829,47 @@ async function openFaceForensics(root: string, o: ResolvedOptions): Promise<Data
     }
     // Seeded split by identity group, in the official proportions (720/140/140).
     const g = groups.get(v.ids[0]) ?? v.ids[0];
-    const u = unitFloat(hashKey(o.seed, hashString("ffpp"), hashString(g)));
+    const u = unitFloat(hashKey(seed, hashString("ffpp"), hashString(g)));
     return u < 0.72 ? "train" : u < 0.86 ? "val" : "test";
   };
-  const lists: Record<SplitName, FfEntry[]> = { train: [], val: [], test: [] };
+  const out: FaceForensicsVideo[] = [];
   let unassigned = 0;
+  for (const v of videos) {
+    const split = byVideoSplit(v);
+    if (split) out.push({ ...v, split, group: `video:${groups.get(v.ids[0]) ?? v.ids[0]}` });
+    else unassigned++;
+  }
+  if (unassigned > 0) warn(`${root}: ${unassigned} videos are in no official split (or their pair straddles splits); skipped`);
+  return out;
+}
+
+async function openFaceForensics(root: string, o: ResolvedOptions): Promise<DatasetSplits> {
+  const ff = o.raw.faceforensics ?? {};
+  const n = ff.framesPerVideo ?? 40;
+  if (!Number.isInteger(n) || n < 1) throw new Error(`framesPerVideo must be a positive integer, got ${n}`);
+  const cacheRoot = o.cacheDir ?? path.join(root, ".ticketlab-cache");
+  const videos = await listFaceForensics(root, ff, o.seed, o.warn);
+  const ffmpeg = await onPath(ff.ffmpeg ?? "ffmpeg");
+  const crop = ff.crop === "centre" ? null : ff.faceCrop ?? (faceCropperProvider ? await faceCropperProvider() : null);
+  if (!crop && ff.crop === "face") o.warn(`${root}: no face detector was provided; FF++ frames are centre-cropped`);
+  // Face crops and centre crops are cached apart: switching the crop never reuses the other's frames.
+  const frameCache = (v: FfVideo): string => path.join(cacheRoot, String(o.size), crop ? "ffpp-faces" : "ffpp", v.rel);
+  const usable: FaceForensicsVideo[] = [];
+  for (const v of videos) {
+    // Frames decoded on an earlier run stay usable on a machine without ffmpeg.
+    if (v.frames || (v.video && ffmpeg)) usable.push(v);
+    else if ((await readDirSafe(frameCache(v))).filter((d) => d.name.endsWith(".png")).length >= n) usable.push(v);
+  }
+  if (usable.length < videos.length) {
+    o.warn(`${root}: ${videos.length - usable.length} videos have no extracted frames and ffmpeg is not on PATH; skipped`);
+  }
+  const lists: Record<SplitName, FfEntry[]> = { train: [], val: [], test: [] };
   for (const v of usable) {
-    const s = byVideoSplit(v);
-    if (!s) {
-      unassigned++;
-      continue;
-    }
     const count = v.frames ? Math.min(n, v.frames.length) : n;
     for (let k = 0; k < count; k++) {
-      lists[s].push({
+      lists[v.split].push({
         label: v.label,
-        group: `video:${groups.get(v.ids[0]) ?? v.ids[0]}`,
+        group: v.group,
         path: v.frames ? v.frames[0] : (v.video ?? v.rel),
         video: v,
         k,
@@ -821,9 +878,8 @@ async function openFaceForensics(root: string, o: ResolvedOptions): Promise<Data
       });
     }
   }
-  if (unassigned > 0) o.warn(`${root}: ${unassigned} videos are in no official split (or their pair straddles splits); skipped`);
   const name = `faceforensics:${root}`;
-  const mk = (s: SplitName): Dataset => new FaceForensicsDataset(`${name}/${s}`, o.size, lists[s], ffmpeg);
+  const mk = (s: SplitName): Dataset => new FaceForensicsDataset(`${name}/${s}`, o.size, lists[s], ffmpeg, crop);
   return { name, layout: "faceforensics", root, size: o.size, train: mk("train"), val: mk("val"), test: mk("test") };
 }
 

@@ -1,0 +1,235 @@
+// `ticketlab faces`: face crops from videos, frame folders and photos into the image-folder layout that
+// --data reads (OUT/{train,val,test}/{real,fake}/), with an index (faces.jsonl) and resume.
+//
+// Resume: a source is finished when its line is in faces-done.jsonl, written after its crops and index
+// lines. A killed run leaves at most one unfinished source; on restart its index lines are dropped
+// (faces.jsonl is rewritten atomically to the finished sources' lines) and it is done again, overwriting
+// its crops. Settings live in faces-config.json: resuming with other settings is an error.
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { cropImage, decodeImage, resizeRgb, writePng, type RgbImage } from '../data/image.js';
+import { writeFileAtomicSync, writeJsonAtomicSync } from '../io/atomic.js';
+import { appendJsonlSync, readJsonlSync } from '../io/jsonl.js';
+import { Progress } from '../util/progress.js';
+import type { FaceDetector } from './detector.js';
+import { faceRect, pickFaces, type FacePick } from './crop.js';
+import { listFaceSources, type FaceSource, type SourceLayout } from './sources.js';
+
+const execFileP = promisify(execFile);
+
+/** The files `ticketlab faces` writes beside the crops. */
+export const FACES_FILES = {
+  index: 'faces.jsonl',
+  done: 'faces-done.jsonl',
+  config: 'faces-config.json',
+} as const;
+
+export interface FacesSettings {
+  every: number;
+  /** At most this many crops per source; 0 = no limit. */
+  perVideo: number;
+  pick: FacePick;
+  margin: number;
+  size: number;
+  minConfidence: number;
+  seed: number;
+}
+
+export interface FaceIndexRecord {
+  source: string;
+  frame: number;
+  face: number;
+  box: [number, number, number, number];
+  score: number;
+  file: string;
+  split: string;
+  label: 'real' | 'fake';
+}
+
+interface DoneRecord {
+  source: string;
+  crops: number;
+  frames: number;
+}
+
+export interface FacesResult {
+  layout: SourceLayout;
+  sources: number;
+  skipped: number;
+  crops: number;
+  frames: number;
+  failed: string[];
+  seconds: number;
+  detectSeconds: number;
+}
+
+export interface FacesRun {
+  src: string;
+  out: string;
+  settings: FacesSettings;
+  detector: FaceDetector;
+  log?: (m: string) => void;
+  quiet?: boolean;
+  /** Checked between frames: a requested stop ends the run after the current frame (the source is redone on resume). */
+  stop?: { stop: boolean };
+}
+
+/** A source that cannot be read: reported in one line, counted, and retried on the next run. */
+class UnreadableSource extends Error {}
+
+/**
+ * Frames of a video, every k-th from frame 0, as PNGs in a temporary folder (removed by the caller);
+ * at most `limit` of them (0 = all).
+ */
+async function videoFrames(file: string, every: number, limit: number, tmp: string): Promise<{ frame: number; file: string }[]> {
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp, { recursive: true });
+  const cap = limit > 0 ? ['-frames:v', String(limit)] : [];
+  try {
+    await execFileP('ffmpeg', ['-v', 'error', '-nostdin', '-i', file, '-vf', `select='not(mod(n\\,${every}))'`, '-vsync', '0', ...cap, path.join(tmp, '%08d.png')], {
+      maxBuffer: 1 << 20,
+    });
+  } catch (e) {
+    const err = e as { stderr?: string; message?: string };
+    const first = (err.stderr || err.message || String(e)).trim().split('\n').pop() ?? '';
+    throw new UnreadableSource(`ffmpeg cannot read it: ${first}`);
+  }
+  const names = fs.readdirSync(tmp).filter((f) => f.endsWith('.png')).sort();
+  if (names.length === 0) throw new UnreadableSource('ffmpeg found no video frames in it');
+  // ffmpeg numbers the selected frames 1, 2, ...: output i is frame (i - 1) * every.
+  return names.map((n) => ({ frame: (parseInt(n, 10) - 1) * every, file: path.join(tmp, n) }));
+}
+
+/**
+ * With --per-video N, a video is read up to 4N sampled frames: enough when most frames show a face,
+ * and it bounds the PNGs staged on disk for long videos.
+ */
+export const FRAMES_PER_CROP_CAP = 4;
+
+function framesOf(s: FaceSource, st: FacesSettings, tmp: string): Promise<{ frame: number; file: string }[]> {
+  const every = st.every;
+  if (s.kind === 'video') return videoFrames(s.file, every, st.perVideo * FRAMES_PER_CROP_CAP, tmp);
+  if (s.kind === 'frames') return Promise.resolve(s.frames!.map((file, frame) => ({ frame, file })).filter((f) => f.frame % every === 0));
+  return Promise.resolve([{ frame: 0, file: s.file }]);
+}
+
+function cropName(s: FaceSource, frame: number, face: number): string {
+  const stem = s.key.replace(/\.[^./]+$/, '').replace(/[^\w.-]+/g, '_');
+  return `${stem}_f${String(frame).padStart(6, '0')}_${face}.png`;
+}
+
+function checkSettings(out: string, settings: FacesSettings, src: string): void {
+  const file = path.join(out, FACES_FILES.config);
+  const want = { src: path.resolve(src), ...settings };
+  if (fs.existsSync(file)) {
+    const have = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    for (const [k, v] of Object.entries(want)) {
+      if (JSON.stringify(have[k]) !== JSON.stringify(v)) {
+        throw new Error(`${out} holds crops made with ${k}=${JSON.stringify(have[k])}, not ${JSON.stringify(v)}; use another --out or the same settings`);
+      }
+    }
+    return;
+  }
+  writeJsonAtomicSync(file, want);
+}
+
+/** Finished sources; drops index lines of unfinished ones (a killed run) so the index matches the crops. */
+function resumeState(out: string): Set<string> {
+  const doneFile = path.join(out, FACES_FILES.done);
+  const indexFile = path.join(out, FACES_FILES.index);
+  const done = new Set(fs.existsSync(doneFile) ? readJsonlSync<DoneRecord>(doneFile).records.map((r) => r.source) : []);
+  if (fs.existsSync(indexFile)) {
+    const recs = readJsonlSync<FaceIndexRecord>(indexFile).records;
+    const kept = recs.filter((r) => done.has(r.source));
+    if (kept.length !== recs.length) writeFileAtomicSync(indexFile, kept.map((r) => JSON.stringify(r) + '\n').join(''));
+  }
+  return done;
+}
+
+export async function extractFaces(run: FacesRun): Promise<FacesResult> {
+  const { out, settings: st, detector } = run;
+  const log = run.log ?? ((m: string) => process.stderr.write(m + '\n'));
+  const t0 = performance.now();
+  const { layout, sources } = await listFaceSources(run.src, st.seed, log);
+  if (sources.some((s) => s.kind === 'video')) {
+    await execFileP('ffmpeg', ['-version']).catch(() => {
+      throw new Error("ffmpeg is not on PATH (needed for videos); run 'bash scripts/setup.sh' or 'apt-get install ffmpeg'");
+    });
+  }
+  fs.mkdirSync(out, { recursive: true });
+  checkSettings(out, st, run.src);
+  const done = resumeState(out);
+  const todo = sources.filter((s) => !done.has(s.key));
+  const res: FacesResult = { layout, sources: sources.length, skipped: sources.length - todo.length, crops: 0, frames: 0, failed: [], seconds: 0, detectSeconds: 0 };
+  const bar = run.quiet ? null : new Progress({ total: todo.length, label: 'faces', unit: 'src' });
+  // Frames are staged in OUT (same disk as the crops); a killed run's staging folders are removed here.
+  for (const d of fs.readdirSync(out)) if (d.startsWith('.frames-')) fs.rmSync(path.join(out, d), { recursive: true, force: true });
+  const tmp = path.join(out, `.frames-${process.pid}`);
+  try {
+    for (const s of todo) {
+      if (run.stop?.stop) break;
+      try {
+        const r = await oneSource(s, run, tmp, res);
+        if (r === null) break;
+        appendJsonlSync(path.join(out, FACES_FILES.done), r);
+      } catch (e) {
+        if (!(e instanceof UnreadableSource)) throw e;
+        res.failed.push(s.key);
+        log(`faces: ${s.file}: ${(e as Error).message.split('\n')[0]}; skipped`);
+      }
+      bar?.tick();
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    bar?.done();
+  }
+  res.seconds = (performance.now() - t0) / 1000;
+  return res;
+}
+
+/** Crops one source; returns its done record, or null when a stop was requested mid-source. */
+async function oneSource(s: FaceSource, run: FacesRun, tmp: string, res: FacesResult): Promise<DoneRecord | null> {
+  const st = run.settings;
+  const frames = await framesOf(s, st, tmp);
+  const records: FaceIndexRecord[] = [];
+  const label = s.label ? 'fake' : 'real';
+  const dir = path.join(run.out, s.split, label);
+  let nFrames = 0;
+  for (const f of frames) {
+    if (st.perVideo > 0 && records.length >= st.perVideo) break;
+    if (run.stop?.stop) return null;
+    let img: RgbImage;
+    try {
+      img = await decodeImage(f.file);
+    } catch (e) {
+      throw new UnreadableSource(`frame ${f.frame} cannot be decoded (${(e as Error).message.split('\n')[0]})`);
+    }
+    const t = performance.now();
+    const [faces] = await run.detector.detect([img], { minConfidence: st.minConfidence });
+    res.detectSeconds += (performance.now() - t) / 1000;
+    nFrames++;
+    for (const [j, face] of pickFaces(faces, st.pick).entries()) {
+      if (st.perVideo > 0 && records.length >= st.perVideo) break;
+      const crop = resizeRgb(cropImage(img, faceRect(face, img, st.margin)), st.size, st.size);
+      const name = cropName(s, f.frame, j);
+      await writePng(path.join(dir, name), crop);
+      const r1 = (v: number) => Math.round(v * 10) / 10;
+      records.push({
+        source: s.key,
+        frame: f.frame,
+        face: j,
+        box: [r1(face.x), r1(face.y), r1(face.width), r1(face.height)],
+        score: Math.round(face.score * 1e4) / 1e4,
+        file: [s.split, label, name].join('/'),
+        split: s.split,
+        label,
+      });
+    }
+  }
+  for (const r of records) appendJsonlSync(path.join(run.out, FACES_FILES.index), r);
+  res.crops += records.length;
+  res.frames += nFrames;
+  return { source: s.key, crops: records.length, frames: nFrames };
+}

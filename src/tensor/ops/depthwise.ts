@@ -1,0 +1,80 @@
+// Launcher for the grouped / depthwise convolution family (src/shaders/depthwise.ts). Raw op, forward
+// only (inference: the face detector), no autograd. Geometry and padding as conv2d (conv.ts), plus
+// `groups`; the optional epilogue clamps y = conv + bias into [lo, hi] (ReLU6: [0, 6]).
+import { GROUPED_PARAM_WORDS, GROUPED_WG, groupedConvForwardKernel } from '../../shaders/depthwise.js';
+import { gridFor, type Kernel } from '../../shaders/kernel.js';
+import { device } from '../device.js';
+import { Params } from '../params.js';
+import { queue } from '../queue.js';
+import { empty, type Shape, type Tensor } from '../tensor.js';
+import { conv2dGeometry, type Conv2dGeometry, type Conv2dOptions } from './conv.js';
+
+export interface GroupedConv2dOptions extends Conv2dOptions {
+  /** Channel groups: Cin and Cout must be multiples; Cin for depthwise. */
+  groups: number;
+  /** Fused clamp of the result (after the bias); none when omitted. */
+  clamp?: readonly [number, number];
+}
+
+export interface GroupedConv2dGeometry extends Conv2dGeometry {
+  groups: number;
+  /** Input channels per group (the weight's second dimension). */
+  cpg: number;
+}
+
+function shapeStr(s: Shape): string {
+  return `[${s.join(', ')}]`;
+}
+
+export function groupedConv2dGeometry(xShape: Shape, wShape: Shape, opts: GroupedConv2dOptions): GroupedConv2dGeometry {
+  const groups = opts.groups;
+  if (!Number.isInteger(groups) || groups < 1) throw new Error(`grouped conv2d: groups=${groups} must be a positive integer`);
+  if (xShape.length !== 4 || wShape.length !== 4) {
+    throw new Error(`grouped conv2d: input ${shapeStr(xShape)} must be NCHW and weight ${shapeStr(wShape)} [Cout, Cin/groups, KH, KW]`);
+  }
+  const cin = xShape[1];
+  const [cout, cpg] = wShape;
+  if (cin % groups || cout % groups || cpg * groups !== cin) {
+    throw new Error(`grouped conv2d: input ${shapeStr(xShape)} and weight ${shapeStr(wShape)} do not split into ${groups} groups`);
+  }
+  // The per-group problem has conv2d's geometry; reuse its checks and output size.
+  const g = conv2dGeometry([xShape[0], cpg, xShape[2], xShape[3]], wShape, { ...opts, groups: 1 });
+  return { ...g, cin, groups, cpg };
+}
+
+/**
+ * Threads launched: one per output on GPUs; on software adapters at most 64 workgroups, which loop
+ * over the rest (as the elementwise maps do).
+ */
+function threadsFor(total: number): number {
+  return device().info.isSoftware ? Math.min(total, 64 * GROUPED_WG) : total;
+}
+
+const kernels = new Map<string, Kernel>();
+
+/** y = clamp(grouped_conv2d(x, w) + bias, lo, hi). x [N, Cin, H, W], w [Cout, Cin/G, KH, KW], bias [Cout] or null. */
+export function groupedConv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, opts: GroupedConv2dOptions): Tensor {
+  for (const [t, what] of [[x, 'input'], [w, 'weight'], [bias, 'bias']] as const) {
+    if (t && t.dtype !== 'f32') throw new Error(`grouped conv2d ${what} must be f32, got ${t.dtype}`);
+  }
+  const g = groupedConv2dGeometry(x.shape, w.shape, opts);
+  if (bias && (bias.rank !== 1 || bias.size !== g.cout)) throw new Error(`grouped conv2d: bias ${shapeStr(bias.shape)} must be [${g.cout}]`);
+  const [lo, hi] = opts.clamp ?? [-3.4028234663852886e38, 3.4028234663852886e38];
+  if (!(lo <= hi)) throw new Error(`grouped conv2d: clamp [${lo}, ${hi}] is empty`);
+  const y = empty([g.n, g.cout, g.oh, g.ow]);
+  if (y.size === 0) return y;
+  if (Math.max(x.size, y.size, w.size) > 2 ** 31 - 1) throw new Error(`grouped conv2d: ${shapeStr(y.shape)} exceeds i32 indexing`);
+  const key = bias ? 'b' : 'n';
+  let k = kernels.get(key);
+  if (!k) kernels.set(key, (k = groupedConvForwardKernel(!!bias)));
+  const threads = threadsFor(y.size);
+  const p = new Params(GROUPED_PARAM_WORDS);
+  p.u(y.size).u(g.cin).u(g.h).u(g.w);
+  p.u(g.cout).u(g.oh).u(g.ow).u(g.sh);
+  p.u(g.sw).u(g.dh).u(g.dw).i(g.pt);
+  p.i(g.pl).u(g.kh).u(g.kw).u(g.cpg);
+  p.u(g.cout / g.groups).u(threads).f(lo).f(hi);
+  const bufs = (bias ? [x, w, bias, y] : [x, w, y]).map((b) => ({ buffer: b.buf }));
+  queue.dispatch(k, bufs, p.view, gridFor(threads, GROUPED_WG));
+  return y;
+}
