@@ -11,6 +11,7 @@
 import { device, onDeviceClose } from './device.js';
 import type { Grid, Kernel, BindingKind } from '../shaders/kernel.js';
 import type { PooledBuffer } from './pool.js';
+import { currentLayer, currentPhase, type DispatchTag, type Phase } from './trace.js';
 
 const ARENA_BYTES = 65536;
 /** Submit on our own after this many dispatches so memory held by a long batch stays bounded. */
@@ -42,13 +43,46 @@ export interface KernelProfile {
   ms: number;
 }
 
+/** GPU time of the dispatches of one (layer, phase, op, variant, shape) while profiling. */
+export interface DispatchProfile {
+  layer: string;
+  phase: Phase;
+  op: string;
+  variant: string;
+  shape: string;
+  /** Kernel name (WGSL entry's label). */
+  kernel: string;
+  calls: number;
+  ms: number;
+  /** Dense FLOPs of all calls (0 when the launcher did not say). */
+  flops: number;
+}
+
 const PROFILE_SLOTS = 4096;
+
+interface Stamp {
+  key: string;
+  row: Omit<DispatchProfile, 'calls' | 'ms' | 'flops'>;
+  flops: number;
+}
 
 interface Profiler {
   querySet: GPUQuerySet;
   resolve: GPUBuffer;
-  names: string[];
-  totals: Map<string, { calls: number; ns: bigint }>;
+  names: Stamp[];
+  totals: Map<string, DispatchProfile>;
+}
+
+function stampOf(k: Kernel, tag: DispatchTag | undefined): Stamp {
+  const row = {
+    layer: tag?.layer ?? currentLayer(),
+    phase: tag?.phase ?? currentPhase(),
+    op: tag?.op ?? k.name,
+    variant: tag?.variant ?? k.name,
+    shape: tag?.shape ?? '',
+    kernel: k.name,
+  };
+  return { key: `${row.layer}|${row.phase}|${row.op}|${row.variant}|${row.shape}|${row.kernel}`, row, flops: tag?.flops ?? 0 };
 }
 
 export class CommandQueue {
@@ -139,7 +173,7 @@ export class CommandQueue {
    * Records one dispatch. `buffers` follow the kernel's storage bindings in order; `params` (if the
    * kernel has a uniform binding) are its bytes.
    */
-  dispatch(k: Kernel, buffers: readonly LaunchBinding[], params: ArrayBufferView | null, grid: Grid): void {
+  dispatch(k: Kernel, buffers: readonly LaunchBinding[], params: ArrayBufferView | null, grid: Grid, tag?: DispatchTag): void {
     if (grid[0] === 0 || grid[1] === 0 || grid[2] === 0) return;
     const { pipeline, layout } = this.pipelineFor(k);
     const entries: GPUBindGroupEntry[] = [];
@@ -164,7 +198,7 @@ export class CommandQueue {
     const prof = this.profiler;
     if (prof && prof.names.length * 2 + 2 > PROFILE_SLOTS) this.flush();
     // While profiling, each dispatch gets its own pass so timestamps bracket exactly one kernel.
-    const pass = prof ? this.profiledPass(prof, k.name) : this.ensurePass();
+    const pass = prof ? this.profiledPass(prof, stampOf(k, tag)) : this.ensurePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
@@ -188,7 +222,7 @@ export class CommandQueue {
     this.pending++;
   }
 
-  private profiledPass(prof: Profiler, name: string): GPUComputePassEncoder {
+  private profiledPass(prof: Profiler, name: Stamp): GPUComputePassEncoder {
     if (this.pass) {
       this.pass.end();
       this.pass = null;
@@ -217,8 +251,24 @@ export class CommandQueue {
     };
   }
 
+  get profiling(): boolean {
+    return this.profiler !== null;
+  }
+
   /** Stops profiling and returns kernels by total GPU time, largest first. */
   async stopProfile(): Promise<KernelProfile[]> {
+    const byName = new Map<string, KernelProfile>();
+    for (const r of await this.stopProfileRows()) {
+      const t = byName.get(r.kernel) ?? { name: r.kernel, calls: 0, ms: 0 };
+      t.calls += r.calls;
+      t.ms += r.ms;
+      byName.set(r.kernel, t);
+    }
+    return [...byName.values()].sort((a, b) => b.ms - a.ms);
+  }
+
+  /** Stops profiling and returns GPU time per (layer, phase, op, variant, shape), in dispatch order. */
+  async stopProfileRows(): Promise<DispatchProfile[]> {
     const prof = this.profiler;
     if (!prof) throw new Error('stopProfile() without startProfile()');
     this.flush();
@@ -226,9 +276,7 @@ export class CommandQueue {
     this.profiler = null;
     prof.querySet.destroy();
     prof.resolve.destroy();
-    return [...prof.totals]
-      .map(([name, t]) => ({ name, calls: t.calls, ms: Number(t.ns) / 1e6 }))
-      .sort((a, b) => b.ms - a.ms);
+    return [...prof.totals.values()];
   }
 
   private pendingProfiles: Promise<void>[] = [];
@@ -252,12 +300,13 @@ export class CommandQueue {
         await staging.mapAsync(GPUMapMode.READ);
         const ts = new BigUint64Array(staging.getMappedRange().slice(0));
         staging.destroy();
-        names.forEach((name, i) => {
-          const t = prof.totals.get(name) ?? { calls: 0, ns: 0n };
+        names.forEach((st, i) => {
+          let t = prof.totals.get(st.key);
+          if (!t) prof.totals.set(st.key, (t = { ...st.row, calls: 0, ms: 0, flops: 0 }));
           t.calls++;
+          t.flops += st.flops;
           const d = ts[2 * i + 1] - ts[2 * i];
-          t.ns += d > 0n ? d : 0n;
-          prof.totals.set(name, t);
+          t.ms += d > 0n ? Number(d) / 1e6 : 0;
         });
       })(),
     );
