@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { fromArray, queue } from '../../src/tensor/index.js';
-import { setKernelOverride } from '../../src/tensor/plan.js';
+import { candidatesOf, setKernelOverride } from '../../src/tensor/plan.js';
 import {
   conv2dBackwardBias,
   conv2dBackwardInput,
@@ -333,5 +333,25 @@ describe('conv2d implementations agree', () => {
     expect(() => conv2dForward(x, w, fromArray(new Float32Array(3), [3]))).toThrow(/bias/);
     expect(() => conv2dBackwardInput(fromArray(new Float32Array(8), [2, 4, 1, 1]), w, x.shape)).toThrow(/dy/);
     expect(() => conv2dForward(fromArray(new Int32Array(150), [2, 3, 5, 5]), w, null)).toThrow(/f32/);
+  });
+});
+
+describe('conv2d direct register blocks', () => {
+  // The static rule picks a block by the layer's rows; every block must be right on every geometry.
+  const ids = (family: string) => candidatesOf(family).filter((c) => c.variant === 'direct').map((c) => c.id);
+  it('every forward / input-gradient / weight-gradient block matches the float64 references', async () => {
+    const fwd = ids('conv.fwd');
+    const wg = ids('conv.wgrad');
+    expect(fwd.length).toBeGreaterThan(1);
+    try {
+      for (let i = 0; i < Math.max(fwd.length, wg.length); i++) {
+        const f = fwd[i % fwd.length];
+        setKernelOverride(`conv.fwd:${f},conv.dgrad:${ids('conv.dgrad')[i % fwd.length]},conv.wgrad:${wg[i % wg.length]}`);
+        await fc.assert(fc.asyncProperty(caseArb, checkAll), { numRuns: 4, seed: 101 + i });
+        await checkAll({ n: 3, cin: 5, cout: 19, h: 9, w: 11, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, seed: 7 + i });
+      }
+    } finally {
+      setKernelOverride(null);
+    }
   });
 });

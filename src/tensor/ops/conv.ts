@@ -15,17 +15,17 @@ import {
   conv2dDirectBackwardWeightKernel,
   conv2dDirectForwardKernel,
   conv2dForwardKernel,
-  DIRECT_BN,
-  DIRECT_TM,
-  DIRECT_WG,
-  DIRECT_WGRAD_WG,
+  DIRECT_TILE,
+  DIRECT_WGRAD_TILE,
+  directKey,
+  type DirectTile,
   gatherLoads,
   splitSumKernel,
   tileThreads,
   type GemmTile,
 } from '../../shaders/conv.js';
 import { grid1d, gridFor, type Grid, type Kernel } from '../../shaders/kernel.js';
-import { cachedKernel, deviceTraits, plan, registerCandidates, registerFamily, type BenchCase, type Plan } from '../plan.js';
+import { cachedKernel, deviceTraits, plan, registerCandidates, registerFamily, type BenchCase, type Plan, type RegisteredCandidate } from '../plan.js';
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
 import type { DispatchTag } from '../trace.js';
@@ -219,6 +219,34 @@ export function convFlops(g: Conv2dGeometry): number {
   return 2 * g.n * g.oh * g.ow * g.cout * g.cin * g.kh * g.kw;
 }
 
+/**
+ * Register blocks of the direct variant (wg threads x tm rows x bn channels, see DirectTile). The
+ * forward and input gradient shrink the workgroup for layers with few output rows; the weight
+ * gradient's rows are taps, which are many exactly when the rows of the other two passes are few.
+ */
+const DIRECT_TILES: readonly DirectTile[] = [DIRECT_TILE, { wg: 32, tm: 8, bn: 8 }, { wg: 16, tm: 8, bn: 8 }, { wg: 8, tm: 8, bn: 8 }, { wg: 8, tm: 4, bn: 8 }];
+const DIRECT_WGRAD_TILES: readonly DirectTile[] = [DIRECT_WGRAD_TILE, { wg: 16, tm: 8, bn: 8 }, { wg: 8, tm: 4, bn: 8 }];
+
+/** Rows of a pass's GEMM that a direct workgroup tiles: output pixels, input pixels per stride phase, or taps. */
+function directRows(family: ConvFamily, g: Conv2dGeometry): number {
+  if (family === 'conv.fwd') return g.n * g.oh * g.ow;
+  if (family === 'conv.dgrad') return g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
+  return g.cin * g.kh * g.kw;
+}
+
+/**
+ * The static direct tile on software adapters: the widest workgroup whose row tile (wg * tm) the
+ * layer's rows fill at least DIRECT_MIN_FILL times over, so little of the last tile is wasted.
+ */
+const DIRECT_MIN_FILL = 4;
+function directDefault(family: ConvFamily, g: Conv2dGeometry, of: readonly RegisteredCandidate<Conv2dGeometry>[]): RegisteredCandidate<Conv2dGeometry> {
+  const rows = directRows(family, g);
+  const byRows = [...of].filter((c) => (c.params?.tm as number) === 8).sort((a, b) => (b.params!.wg as number) - (a.params!.wg as number));
+  const want = family === 'conv.wgrad' ? DIRECT_WGRAD_TILE : DIRECT_TILE;
+  const fit = byRows.find((c) => (c.params!.wg as number) <= want.wg && rows >= DIRECT_MIN_FILL * (c.params!.wg as number) * 8);
+  return fit ?? byRows[byRows.length - 1] ?? of[0];
+}
+
 for (const family of CONV_FAMILIES) {
   registerFamily<Conv2dGeometry>({
     family,
@@ -230,13 +258,18 @@ for (const family of CONV_FAMILIES) {
       const want = dev.isSoftware ? 'direct' : 'tiled';
       const of = cands.filter((c) => c.variant === want);
       if (!of.length) return cands[0];
+      if (want === 'direct') return directDefault(family, g, of);
       const bn = pickTile(gemmCols(family, g)).bn;
       return of.find((c) => c.params?.bm === 64 && c.params?.bn === bn) ?? of[0];
     },
     bench: (g) => convBenchCase(family, g),
   });
   registerCandidates<Conv2dGeometry>(family, [
-    { variant: 'direct' },
+    ...(family === 'conv.wgrad' ? DIRECT_WGRAD_TILES : DIRECT_TILES).map((t) => ({
+      variant: 'direct',
+      tile: directKey(t),
+      params: { ...t },
+    })),
     ...TILED_TILES.map((t) => ({
       variant: 'tiled',
       tile: `${t.bm}x${t.bn}`,
@@ -294,7 +327,10 @@ function checkIndexable(...sizes: number[]): void {
   for (const s of sizes) if (s > MAX_INDEX) throw new Error(`conv2d: ${s} elements exceed i32 indexing`);
 }
 
-const DIRECT_ROWS = DIRECT_WG * DIRECT_TM;
+function directTileOf(p: Plan): DirectTile {
+  const t = p.params;
+  return { wg: t.wg as number, tm: t.tm as number, bn: t.bn as number };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Public ops
@@ -317,8 +353,9 @@ export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, opts: C
   const p = plan('conv.fwd', g);
   const tag = convTag('conv.fwd', g, p);
   if (p.variant === 'direct') {
-    const k = cachedKernel(`conv.fwd|direct|${!!bias}`, () => conv2dDirectForwardKernel(!!bias));
-    queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), gemmGrid(rows, g.cout, DIRECT_ROWS, DIRECT_BN), tag);
+    const t = directTileOf(p);
+    const k = cachedKernel(`conv.fwd|direct|${!!bias}|${directKey(t)}`, () => conv2dDirectForwardKernel(!!bias, t));
+    queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), gemmGrid(rows, g.cout, t.wg * t.tm, t.bn), tag);
     return y;
   }
   const t = tileOf(p);
@@ -349,8 +386,9 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: Shape, opts: 
   // By stride phase: the grid covers the largest phase's pixels, sh*sw phases per channel block.
   const phaseRows = g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
   if (p.variant === 'direct') {
-    const k = cachedKernel('conv.dgrad|direct', conv2dDirectBackwardInputKernel);
-    const grid = gemmGrid(phaseRows, g.cin, DIRECT_ROWS, DIRECT_BN);
+    const t = directTileOf(p);
+    const k = cachedKernel(`conv.dgrad|direct|${directKey(t)}`, () => conv2dDirectBackwardInputKernel(t));
+    const grid = gemmGrid(phaseRows, g.cin, t.wg * t.tm, t.bn);
     queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), [grid[0], grid[1], grid[2] * g.sh * g.sw], tag);
     return dx;
   }
@@ -398,7 +436,8 @@ export function wgradPlan(g: Conv2dGeometry, p: Plan = plan('conv.wgrad', g)): W
     chunk = tile.bk;
     grid = [Math.ceil(K / tile.bm), Math.ceil(g.cout / tile.bn)];
   } else {
-    grid = [Math.ceil(K / (DIRECT_WGRAD_WG * DIRECT_TM)), Math.ceil(g.cout / DIRECT_BN)];
+    const t = directTileOf(p);
+    grid = [Math.ceil(K / (t.wg * t.tm)), Math.ceil(g.cout / t.bn)];
   }
   const nchunks = Math.ceil(L / chunk);
   const tiles = grid[0] * grid[1];
@@ -425,7 +464,8 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
   let k: Kernel;
   let params: Uint32Array;
   if (plan.impl === 'direct') {
-    k = cachedKernel('conv.wgrad|direct', conv2dDirectBackwardWeightKernel);
+    const t = directTileOf(plan.plan);
+    k = cachedKernel(`conv.wgrad|direct|${directKey(t)}`, () => conv2dDirectBackwardWeightKernel(t));
     // The direct kernel reads the chunk length from `la`.
     params = convParams(g, plan.chunk, 0, K, L, plan.chunksPerSplit, plan.nchunks);
   } else {
