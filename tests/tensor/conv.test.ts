@@ -355,3 +355,76 @@ describe('conv2d direct register blocks', () => {
     }
   });
 });
+
+describe('conv2d row-strip kernels (stride 1, rows of whole vec4s)', () => {
+  const stripArb: fc.Arbitrary<Case> = fc
+    .record({
+      n: fc.constantFrom(1, 2),
+      cin: fc.integer({ min: 1, max: 5 }),
+      cout: fc.constantFrom(1, 3, 8, 13),
+      h: fc.integer({ min: 1, max: 9 }),
+      w: fc.constantFrom(4, 8, 12, 20),
+      kh: fc.integer({ min: 1, max: 5 }),
+      kw: fc.integer({ min: 1, max: 5 }),
+      sh: fc.constant(1),
+      sw: fc.constant(1),
+      dh: fc.constant(1),
+      dw: fc.constant(1),
+      padding: paddingArb,
+      bias: fc.boolean(),
+      seed: fc.integer({ min: 1, max: 1 << 30 }),
+    })
+    .filter((c) => {
+      const g = refGeom(c);
+      const [oh, ow] = convOut(g);
+      return oh >= 1 && ow >= 1 && g.pad[0] < c.kh && g.pad[2] < c.kh && g.pad[1] < c.kw && g.pad[3] < c.kw;
+    });
+  const ids = candidatesOf('conv.fwd').filter((c) => c.variant === 'strip').map((c) => c.id);
+  const wids = candidatesOf('conv.wgrad').filter((c) => c.variant === 'strip').map((c) => c.id);
+  /** Strip kernels for the passes whose rows are whole vec4s (forward: W; input gradient: OW; weight gradient: both). */
+  const spec = (c: Case, fwd: string, wgrad: string) => {
+    const [, ow] = convOut(refGeom(c));
+    return [`conv.fwd:${fwd}`, ...(ow % 4 === 0 ? [`conv.dgrad:${fwd}`, `conv.wgrad:${wgrad}`] : [])].join(',');
+  };
+  it('declares several tiles, and only for stride 1 without dilation', () => {
+    expect(ids.length).toBeGreaterThan(1);
+    expect(wids.length).toBeGreaterThan(0);
+    const g = conv2dGeometry([1, 2, 8, 8], [3, 2, 3, 3], { stride: 2, padding: 1 });
+    const dev = { isSoftware: true, subgroups: false, timestamps: false, sharedBytes: 16384, invocations: 256 };
+    for (const f of ['conv.fwd', 'conv.dgrad', 'conv.wgrad']) for (const c of candidatesOf(f).filter((x) => x.variant === 'strip')) expect(c.suits!(g, dev)).toBe(false);
+  });
+  it('all three passes match the float64 references on random stride-1 geometries', async () => {
+    try {
+      await fc.assert(
+        fc.asyncProperty(stripArb, async (c) => {
+          setKernelOverride(spec(c, ids[0], wids[0]));
+          await checkAll(c);
+        }),
+        { numRuns: 10 },
+      );
+    } finally {
+      setKernelOverride(null);
+    }
+  });
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    const wid = wids[i % wids.length];
+    it(`${id} (and weight gradient ${wid}) on 3x3, 5x5 'same' and 4x4 asymmetric 'same', and against finite differences`, async () => {
+      try {
+        const cases: Case[] = [
+          { n: 2, cin: 3, cout: 10, h: 7, w: 8, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, padding: 1, bias: true, seed: 3 },
+          { n: 2, cin: 2, cout: 9, h: 5, w: 12, kh: 5, kw: 5, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, seed: 4 },
+          { n: 1, cin: 2, cout: 5, h: 6, w: 12, kh: 4, kw: 4, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, seed: 5 },
+        ];
+        for (const c of cases) {
+          setKernelOverride(spec(c, id, wid));
+          await checkAll(c);
+        }
+        setKernelOverride(spec(cases[0], id, wid));
+        await gradCheck(cases[0]);
+      } finally {
+        setKernelOverride(null);
+      }
+    });
+  }
+});

@@ -25,13 +25,14 @@ import {
   type GemmTile,
 } from '../../shaders/conv.js';
 import { grid1d, gridFor, type Grid, type Kernel } from '../../shaders/kernel.js';
-import { cachedKernel, deviceTraits, plan, registerCandidates, registerFamily, type BenchCase, type Plan, type RegisteredCandidate } from '../plan.js';
+import { cachedKernel, deviceTraits, plan, plan as planKernel, registerCandidates, registerFamily, type BenchCase, type Plan, type RegisteredCandidate } from '../plan.js';
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
 import type { DispatchTag } from '../trace.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
 import { fill } from './map.js';
 import { channelSum } from './norm.js';
+import { stripBackwardInput, stripBackwardWeight, stripForward } from './conv-strip.js';
 
 export type Pair = number | readonly [number, number];
 /** number | [ph, pw] (symmetric) | [top, left, bottom, right] | 'same' (Keras/TF) | 'valid'. */
@@ -352,6 +353,10 @@ export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, opts: C
   const bufs = (bias ? [x, w, bias, y] : [x, w, y]).map((b) => ({ buffer: b.buf }));
   const p = plan('conv.fwd', g);
   const tag = convTag('conv.fwd', g, p);
+  if (p.variant === 'strip') {
+    stripForward(x, w, bias, y, g, p, tag);
+    return y;
+  }
   if (p.variant === 'direct') {
     const t = directTileOf(p);
     const k = cachedKernel(`conv.fwd|direct|${!!bias}|${directKey(t)}`, () => conv2dDirectForwardKernel(!!bias, t));
@@ -383,6 +388,10 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: Shape, opts: 
   const bufs = [{ buffer: dy.buf }, { buffer: w.buf }, { buffer: dx.buf }];
   const p = plan('conv.dgrad', g);
   const tag = convTag('conv.dgrad', g, p);
+  if (p.variant === 'strip') {
+    stripBackwardInput(dy, w, dx, g, p, tag);
+    return dx;
+  }
   // By stride phase: the grid covers the largest phase's pixels, sh*sw phases per channel block.
   const phaseRows = g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
   if (p.variant === 'direct') {
@@ -460,7 +469,12 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
   if (L === 0) return fill(wShape, 0); // an empty batch contributes nothing
   const dw = empty(wShape);
   if (dw.size === 0) return dw;
-  const plan = wgradPlan(g);
+  const chosen = planKernel('conv.wgrad', g);
+  if (chosen.variant === 'strip') {
+    stripBackwardWeight(dy, x, dw, g, chosen, convTag('conv.wgrad', g, chosen));
+    return dw;
+  }
+  const plan = wgradPlan(g, chosen);
   let k: Kernel;
   let params: Uint32Array;
   if (plan.impl === 'direct') {
@@ -488,7 +502,7 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
   return dw;
 }
 
-function dispatchSplitSum(parts: Tensor, out: Tensor, splits: number): void {
+export function dispatchSplitSum(parts: Tensor, out: Tensor, splits: number): void {
   const k = cachedKernel('conv.splitsum', splitSumKernel);
   const p = new Params(SPLIT_SUM_PARAM_WORDS).u(out.size).u(splits);
   const tag: DispatchTag = { op: 'conv.splitsum', variant: 'splitsum', shape: `${splits}x${out.size}`, flops: splits * out.size, phase: 'weight-grad' };

@@ -1,0 +1,172 @@
+// Launchers of the row-strip conv kernels (src/shaders/conv-strip.ts): stride-1 forward and input
+// gradient on software adapters. Registered with the planner as the 'strip' candidates of conv.fwd
+// and conv.dgrad; ops/conv.ts hands a geometry here when the planner picks one.
+import {
+  convStripKernel,
+  convStripPackKernel,
+  convStripWgradKernel,
+  stripKey,
+  STRIP_PACK_PARAM_WORDS,
+  STRIP_PACK_WG,
+  STRIP_PARAM_WORDS,
+  STRIP_WGRAD_PARAM_WORDS,
+  type StripTile,
+} from '../../shaders/conv-strip.js';
+import { grid1d, gridFor } from '../../shaders/kernel.js';
+import { cachedKernel, registerCandidates, type Candidate, type Plan } from '../plan.js';
+import { Params } from '../params.js';
+import { queue } from '../queue.js';
+import type { DispatchTag } from '../trace.js';
+import { empty, type Tensor } from '../tensor.js';
+import { dispatchSplitSum, type Conv2dGeometry } from './conv.js';
+
+/** Register blocks: wg threads x px pixels x bn channels. */
+export const STRIP_TILES: readonly StripTile[] = [
+  { wg: 64, px: 4, bn: 8 },
+  { wg: 16, px: 4, bn: 8 },
+  { wg: 64, px: 8, bn: 8 },
+  { wg: 64, px: 4, bn: 4 },
+  { wg: 64, px: 8, bn: 4 },
+  { wg: 8, px: 4, bn: 8 },
+];
+
+/** Stride 1, no dilation, padding smaller than the kernel (so the input gradient's padding is >= 0). */
+function stripShape(g: Conv2dGeometry): boolean {
+  return g.sh === 1 && g.sw === 1 && g.dh === 1 && g.dw === 1 && g.pt < g.kh && g.pb < g.kh && g.pl < g.kw && g.pr < g.kw;
+}
+
+/** Forward: the input rows are whole vec4s. */
+export function stripSuitsForward(g: Conv2dGeometry): boolean {
+  return stripShape(g) && g.w % 4 === 0;
+}
+
+/** Input gradient: a correlation over dy, whose rows (OW wide) must be whole vec4s. */
+export function stripSuitsBackwardInput(g: Conv2dGeometry): boolean {
+  return stripShape(g) && g.ow % 4 === 0;
+}
+
+/** Weight gradient: both x rows (W) and dy rows (OW) are whole vec4s. */
+export function stripSuitsBackwardWeight(g: Conv2dGeometry): boolean {
+  return stripShape(g) && g.w % 4 === 0 && g.ow % 4 === 0;
+}
+
+/** Weight-gradient blocks: wg threads (one (ci, ky) pair each) x bn channels; px is always 4. */
+export const STRIP_WGRAD_TILES: readonly StripTile[] = [
+  { wg: 8, px: 4, bn: 4 },
+  { wg: 8, px: 4, bn: 8 },
+];
+
+function candidates(suits: (g: Conv2dGeometry) => boolean, tiles: readonly StripTile[] = STRIP_TILES): Candidate<Conv2dGeometry>[] {
+  return tiles.map((t) => ({ variant: 'strip', tile: stripKey(t), params: { ...t }, suits: (g, dev) => dev.isSoftware && suits(g) }));
+}
+registerCandidates<Conv2dGeometry>('conv.fwd', candidates(stripSuitsForward));
+registerCandidates<Conv2dGeometry>('conv.dgrad', candidates(stripSuitsBackwardInput));
+registerCandidates<Conv2dGeometry>('conv.wgrad', candidates(stripSuitsBackwardWeight, STRIP_WGRAD_TILES));
+
+function tileOf(p: Plan): StripTile {
+  return { wg: p.params.wg as number, px: p.params.px as number, bn: p.params.bn as number };
+}
+
+const pad4 = (n: number, bn: number) => Math.ceil(n / bn) * bn;
+
+/** wp for the strip kernel (see convStripPackKernel); `outCh` channels padded to a multiple of bn. */
+function packWeights(w: Tensor, g: Conv2dGeometry, flip: boolean, bn: number, tag: DispatchTag): Tensor {
+  const outCh = flip ? g.cin : g.cout;
+  const inCh = flip ? g.cout : g.cin;
+  const pad = pad4(outCh, bn);
+  const total = inCh * g.kh * g.kw * pad;
+  const wp = empty([total]);
+  const p = new Params(STRIP_PACK_PARAM_WORDS).u(g.cout).u(g.cin).u(g.kh).u(g.kw).u(pad).u(flip ? 1 : 0).u(total);
+  queue.dispatch(cachedKernel('conv.strip.pack', convStripPackKernel), [{ buffer: w.buf }, { buffer: wp.buf }], p.view, gridFor(total, STRIP_PACK_WG), {
+    ...tag,
+    op: 'conv.strip.pack',
+    variant: 'pack',
+    flops: 0,
+  });
+  return wp;
+}
+
+interface StripGeom {
+  n: number;
+  cin: number;
+  h: number;
+  w: number;
+  cout: number;
+  oh: number;
+  ow: number;
+  kh: number;
+  kw: number;
+  pt: number;
+  pl: number;
+}
+
+function dispatchStrip(x: Tensor, wp: Tensor, bias: Tensor | null, y: Tensor, s: StripGeom, t: StripTile, tag: DispatchTag): void {
+  const qpr = Math.ceil(s.ow / t.px);
+  const rows = s.n * s.oh * qpr;
+  const coutPad = pad4(s.cout, t.bn);
+  const k = cachedKernel(`conv.strip|${s.kw}|${s.pl}|${!!bias}|${stripKey(t)}`, () => convStripKernel(t, s.kw, s.pl, !!bias));
+  const p = new Params(STRIP_PARAM_WORDS);
+  p.u(s.n).u(s.cin).u(s.h).u(s.w);
+  p.u(s.cout).u(s.oh).u(s.ow).u(s.kh);
+  p.i(s.pt).u(qpr).u(rows).u(coutPad);
+  const g = grid1d(Math.ceil(rows / t.wg));
+  const bufs = (bias ? [x, wp, bias, y] : [x, wp, y]).map((b) => ({ buffer: b.buf }));
+  queue.dispatch(k, bufs, p.view, [g[0], g[1], coutPad / t.bn], tag);
+}
+
+/** conv2d forward by row strips (the planner checked stripSuitsForward). */
+export function stripForward(x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor, g: Conv2dGeometry, p: Plan, tag: DispatchTag): void {
+  const t = tileOf(p);
+  const wp = packWeights(w, g, false, t.bn, tag);
+  dispatchStrip(x, wp, bias, y, { n: g.n, cin: g.cin, h: g.h, w: g.w, cout: g.cout, oh: g.oh, ow: g.ow, kh: g.kh, kw: g.kw, pt: g.pt, pl: g.pl }, t, tag);
+  wp.dispose();
+}
+
+/**
+ * conv2d input gradient by row strips: dx = the correlation of dy (cout channels, OH x OW) with the
+ * flipped, transposed weights and padding (kh-1-pt, kw-1-pl); its output is H x W.
+ */
+export function stripBackwardInput(dy: Tensor, w: Tensor, dx: Tensor, g: Conv2dGeometry, p: Plan, tag: DispatchTag): void {
+  const t = tileOf(p);
+  const wp = packWeights(w, g, true, t.bn, tag);
+  const s: StripGeom = { n: g.n, cin: g.cout, h: g.oh, w: g.ow, cout: g.cin, oh: g.h, ow: g.w, kh: g.kh, kw: g.kw, pt: g.kh - 1 - g.pt, pl: g.kw - 1 - g.pl };
+  dispatchStrip(dy, wp, null, dx, s, t, tag);
+  wp.dispose();
+}
+
+/** Workgroups the strip weight gradient aims for: enough to keep a CPU's threads busy, few partials. */
+const STRIP_WGRAD_TARGET_GROUPS = 64;
+/** A split reduces at least this many quads (4-pixel row pieces). */
+const STRIP_WGRAD_MIN_QUADS = 64;
+
+/** Splits of the reduction over N*OH*OW/4 quads: fixed by the shapes, so results are reproducible. */
+export function stripWgradSplits(g: Conv2dGeometry, t: StripTile): { splits: number; perSplit: number; quads: number } {
+  const quads = (g.n * g.oh * g.ow) / 4;
+  const tiles = Math.ceil((g.cin * g.kh) / t.wg) * Math.ceil(g.cout / t.bn);
+  let splits = Math.max(1, Math.min(Math.ceil(STRIP_WGRAD_TARGET_GROUPS / tiles), Math.floor(quads / STRIP_WGRAD_MIN_QUADS), 65535));
+  const perSplit = Math.ceil(quads / splits);
+  splits = Math.ceil(quads / perSplit);
+  return { splits, perSplit, quads };
+}
+
+/** conv2d weight gradient by row strips (the planner checked stripSuitsBackwardWeight). */
+export function stripBackwardWeight(dy: Tensor, x: Tensor, dw: Tensor, g: Conv2dGeometry, p: Plan, tag: DispatchTag): void {
+  const t = tileOf(p);
+  const { splits, perSplit, quads } = stripWgradSplits(g, t);
+  const red = g.cin * g.kh * g.kw;
+  const k = cachedKernel(`conv.strip.wgrad|${g.kw}|${g.pl}|${stripKey(t)}`, () => convStripWgradKernel(t, g.kw, g.pl));
+  const prm = new Params(STRIP_WGRAD_PARAM_WORDS);
+  prm.u(g.n).u(g.cin).u(g.h).u(g.w);
+  prm.u(g.cout).u(g.oh).u(g.ow).u(g.kh);
+  prm.i(g.pt).u(red).u(g.ow / 4).u(quads);
+  prm.u(perSplit);
+  const grid: [number, number, number] = [Math.ceil((g.cin * g.kh) / t.wg), Math.ceil(g.cout / t.bn), splits];
+  if (splits === 1) {
+    queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: dw.buf }], prm.view, grid, tag);
+    return;
+  }
+  const parts = empty([splits, g.cout, red]);
+  queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: parts.buf }], prm.view, grid, tag);
+  dispatchSplitSum(parts, dw, splits);
+  parts.dispose();
+}
