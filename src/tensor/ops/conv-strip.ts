@@ -21,13 +21,17 @@ import { empty, type Tensor } from '../tensor.js';
 import { dispatchSplitSum, type Conv2dGeometry } from './conv.js';
 
 /** Register blocks: wg threads x px pixels x bn channels. */
+/**
+ * Register blocks: wg threads x px pixels x bn channels. Measured on a 2-core lavapipe (Meso-4 64 px
+ * batch 32, GFLOP per CPU-second): 8 pixels x 4 channels 9-11, 4 x 4 6-7, 4 x 8 and 8 x 8 5-8 (their 32
+ * and 64 accumulators spill); the direct kernels 4-5. The 16- and 8-thread blocks serve small images.
+ */
 export const STRIP_TILES: readonly StripTile[] = [
-  { wg: 64, px: 4, bn: 8 },
-  { wg: 16, px: 4, bn: 8 },
-  { wg: 64, px: 8, bn: 8 },
-  { wg: 64, px: 4, bn: 4 },
   { wg: 64, px: 8, bn: 4 },
-  { wg: 8, px: 4, bn: 8 },
+  { wg: 16, px: 8, bn: 4 },
+  { wg: 64, px: 4, bn: 4 },
+  { wg: 8, px: 4, bn: 4 },
+  { wg: 64, px: 4, bn: 8 },
 ];
 
 /** Stride 1, no dilation, padding smaller than the kernel (so the input gradient's padding is >= 0). */
@@ -50,11 +54,32 @@ export function stripSuitsBackwardWeight(g: Conv2dGeometry): boolean {
   return stripShape(g) && g.w % 4 === 0 && g.ow % 4 === 0;
 }
 
-/** Weight-gradient blocks: wg threads (one (ci, ky) pair each) x bn channels; px is always 4. */
+/**
+ * Weight-gradient blocks: wg threads (one (ci, ky) pair each) x bn channels; px is always 4. Four
+ * channels (KW*4 vec4 accumulators) measured 1.3-1.8x faster than eight on Meso-4's layers.
+ */
 export const STRIP_WGRAD_TILES: readonly StripTile[] = [
   { wg: 8, px: 4, bn: 4 },
   { wg: 8, px: 4, bn: 8 },
 ];
+
+/** A strip workgroup should get at least this many row tiles' worth of threads (little waste at the edge). */
+const STRIP_MIN_FILL = 4;
+
+/**
+ * The static strip block on software adapters. Weight gradient: 4 channels. Forward / input gradient:
+ * 8 pixels per thread when the output rows are at least 16 wide (else 4, so a 4-wide row is not padded
+ * to 8), 4 channels, and the widest workgroup the layer's threads fill STRIP_MIN_FILL times over.
+ */
+export function stripDefault<C extends Candidate<Conv2dGeometry>>(family: string, g: Conv2dGeometry, cands: readonly C[]): C {
+  const of = (pred: (t: StripTile) => boolean) => cands.filter((c) => pred(c.params as unknown as StripTile));
+  if (family === 'conv.wgrad') return of((t) => t.bn === 4)[0] ?? cands[0];
+  const [oh, ow] = family === 'conv.dgrad' ? [g.h, g.w] : [g.oh, g.ow];
+  const px = ow >= 16 ? 8 : 4;
+  const fits = of((t) => t.px === px && t.bn === 4).sort((a, b) => (b.params!.wg as number) - (a.params!.wg as number));
+  const threads = g.n * oh * Math.ceil(ow / px);
+  return fits.find((c) => threads >= STRIP_MIN_FILL * (c.params!.wg as number)) ?? fits[fits.length - 1] ?? cands[0];
+}
 
 function candidates(suits: (g: Conv2dGeometry) => boolean, tiles: readonly StripTile[] = STRIP_TILES): Candidate<Conv2dGeometry>[] {
   return tiles.map((t) => ({ variant: 'strip', tile: stripKey(t), params: { ...t }, suits: (g, dev) => dev.isSoftware && suits(g) }));
