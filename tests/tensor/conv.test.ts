@@ -400,7 +400,7 @@ describe('conv2d row-strip kernels (stride 1, rows of whole vec4s)', () => {
           setKernelOverride(spec(c, ids[0], wids[0]));
           await checkAll(c);
         }),
-        { numRuns: 10 },
+        { numRuns: 6 },
       );
     } finally {
       setKernelOverride(null);

@@ -23,15 +23,15 @@ import { dispatchSplitSum, type Conv2dGeometry } from './conv.js';
 /** Register blocks: wg threads x px pixels x bn channels. */
 /**
  * Register blocks: wg threads x px pixels x bn channels. Measured on a 2-core lavapipe (Meso-4 64 px
- * batch 32, GFLOP per CPU-second): 8 pixels x 4 channels 9-11, 4 x 4 6-7, 4 x 8 and 8 x 8 5-8 (their 32
- * and 64 accumulators spill); the direct kernels 4-5. The 16- and 8-thread blocks serve small images.
+ * batch 32, bench/conv-layers.ts, GFLOP per CPU-second): 8 pixels x 4 channels 9-11, 4 x 4 6-7, 4 x 8
+ * and 8 x 8 5-8 (their 32 and 64 accumulators spill, so they are not declared); the direct kernels 4-5.
+ * The 16- and 8-thread blocks serve small images.
  */
 export const STRIP_TILES: readonly StripTile[] = [
   { wg: 64, px: 8, bn: 4 },
   { wg: 16, px: 8, bn: 4 },
   { wg: 64, px: 4, bn: 4 },
   { wg: 8, px: 4, bn: 4 },
-  { wg: 64, px: 4, bn: 8 },
 ];
 
 /** Stride 1, no dilation, padding smaller than the kernel (so the input gradient's padding is >= 0). */
@@ -60,7 +60,7 @@ export function stripSuitsBackwardWeight(g: Conv2dGeometry): boolean {
  */
 export const STRIP_WGRAD_TILES: readonly StripTile[] = [
   { wg: 8, px: 4, bn: 4 },
-  { wg: 8, px: 4, bn: 8 },
+  { wg: 16, px: 4, bn: 4 },
 ];
 
 /** A strip workgroup should get at least this many row tiles' worth of threads (little waste at the edge). */
@@ -73,7 +73,7 @@ const STRIP_MIN_FILL = 4;
  */
 export function stripDefault<C extends Candidate<Conv2dGeometry>>(family: string, g: Conv2dGeometry, cands: readonly C[]): C {
   const of = (pred: (t: StripTile) => boolean) => cands.filter((c) => pred(c.params as unknown as StripTile));
-  if (family === 'conv.wgrad') return of((t) => t.bn === 4)[0] ?? cands[0];
+  if (family === 'conv.wgrad') return of((t) => t.wg === 8)[0] ?? cands[0];
   const [oh, ow] = family === 'conv.dgrad' ? [g.h, g.w] : [g.oh, g.ow];
   const px = ow >= 16 ? 8 : 4;
   const fits = of((t) => t.px === px && t.bn === 4).sort((a, b) => (b.params!.wg as number) - (a.params!.wg as number));
