@@ -236,16 +236,18 @@ function directRows(family: ConvFamily, g: Conv2dGeometry): number {
 }
 
 /**
- * The static direct tile on software adapters: the widest workgroup whose row tile (wg * tm) the
- * layer's rows fill at least DIRECT_MIN_FILL times over, so little of the last tile is wasted.
+ * The static direct tile on software adapters: the largest row tile (wg * tm) that the layer's rows
+ * fill at least DIRECT_MIN_FILL times over, so little of the last tile is wasted; the smallest (8 x 4 =
+ * 32 rows) when none does. The weight gradient keeps DIRECT_WGRAD_TILE (its rows are taps, many
+ * exactly when the other passes' rows are few).
  */
 const DIRECT_MIN_FILL = 4;
 function directDefault(family: ConvFamily, g: Conv2dGeometry, of: readonly RegisteredCandidate<Conv2dGeometry>[]): RegisteredCandidate<Conv2dGeometry> {
   const rows = directRows(family, g);
-  const byRows = [...of].filter((c) => (c.params?.tm as number) === 8).sort((a, b) => (b.params!.wg as number) - (a.params!.wg as number));
-  const want = family === 'conv.wgrad' ? DIRECT_WGRAD_TILE : DIRECT_TILE;
-  const fit = byRows.find((c) => (c.params!.wg as number) <= want.wg && rows >= DIRECT_MIN_FILL * (c.params!.wg as number) * 8);
-  return fit ?? byRows[byRows.length - 1] ?? of[0];
+  const span = (c: RegisteredCandidate<Conv2dGeometry>) => (c.params!.wg as number) * (c.params!.tm as number);
+  if (family === 'conv.wgrad') return of.find((c) => c.id === `direct:${directKey(DIRECT_WGRAD_TILE)}`) ?? of[0];
+  const bySpan = [...of].sort((a, b) => span(b) - span(a) || (b.params!.tm as number) - (a.params!.tm as number));
+  return bySpan.find((c) => rows >= DIRECT_MIN_FILL * span(c)) ?? bySpan[bySpan.length - 1] ?? of[0];
 }
 
 for (const family of CONV_FAMILIES) {
