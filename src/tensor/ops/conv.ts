@@ -239,13 +239,19 @@ function directRows(family: ConvFamily, g: Conv2dGeometry): number {
  * The static direct tile on software adapters: the largest row tile (wg * tm) that the layer's rows
  * fill at least DIRECT_MIN_FILL times over, so little of the last tile is wasted; the smallest (8 x 4 =
  * 32 rows) when none does. The weight gradient keeps DIRECT_WGRAD_TILE (its rows are taps, many
- * exactly when the other passes' rows are few).
+ * exactly when the other passes' rows are few), 8 x 4 for kernels of at most 32 taps.
  */
 const DIRECT_MIN_FILL = 4;
+/** Fewer (input channel, kernel row) pairs than this leave a strip weight-gradient workgroup half idle. */
+const STRIP_WGRAD_MIN_PAIRS = 16;
 function directDefault(family: ConvFamily, g: Conv2dGeometry, of: readonly RegisteredCandidate<Conv2dGeometry>[]): RegisteredCandidate<Conv2dGeometry> {
   const rows = directRows(family, g);
   const span = (c: RegisteredCandidate<Conv2dGeometry>) => (c.params!.wg as number) * (c.params!.tm as number);
-  if (family === 'conv.wgrad') return of.find((c) => c.id === `direct:${directKey(DIRECT_WGRAD_TILE)}`) ?? of[0];
+  if (family === 'conv.wgrad') {
+    // Taps are the rows: a 3x3 RGB kernel has 27, which 8 x 4 covers with less waste than 8 x 8.
+    const id = rows <= 32 ? 'direct:8x4x8' : `direct:${directKey(DIRECT_WGRAD_TILE)}`;
+    return of.find((c) => c.id === id) ?? of[0];
+  }
   const bySpan = [...of].sort((a, b) => span(b) - span(a) || (b.params!.tm as number) - (a.params!.tm as number));
   return bySpan.find((c) => rows >= DIRECT_MIN_FILL * span(c)) ?? bySpan[bySpan.length - 1] ?? of[0];
 }
@@ -262,7 +268,9 @@ for (const family of CONV_FAMILIES) {
     // else direct.
     defaultRule: (g, dev, cands) => {
       const strips = cands.filter((c) => c.variant === 'strip');
-      if (dev.isSoftware && strips.length) return stripDefault(family, g, strips);
+      // A strip weight-gradient thread owns one (ci, ky) pair: an RGB input layer has 3-9 of them.
+      const stripsPay = family !== 'conv.wgrad' || g.cin * g.kh >= STRIP_WGRAD_MIN_PAIRS;
+      if (dev.isSoftware && strips.length && stripsPay) return stripDefault(family, g, strips);
       const want = dev.isSoftware ? 'direct' : 'tiled';
       const of = cands.filter((c) => c.variant === want);
       if (!of.length) return strips.length ? stripDefault(family, g, strips) : cands[0];
