@@ -172,18 +172,20 @@ export const STRIP_WGRAD_PARAM_WORDS = 16;
 
 /**
  * Weight gradient by row strips, one split of the reduction per z index:
- * out[s, co, (ci*KH + ky)*KW + kx] = sum over quads l in split s of (n, oh, 4 columns ow..ow+3) of
- * dy[n, co, oh, ow..ow+3] . x[n, ci, oh + ky - pt, ow + kx - PL ..].
- * A thread owns one (ci, ky) pair and all KW taps for BN channels; per quad it loads the input row
- * segment as vec4s (per thread) and BN dy quads (uniform: the walk over (n, oh, quad) is the same in
- * every thread), then does KW*BN vec4 FMAs; the 4 lanes of each accumulator are summed at the end.
- * Bindings: dy (vec4s), x (vec4s), out, params. Grid: (ceil(Cin*KH / wg), ceil(Cout / BN), splits).
+ * out[s, co, (ci*KH + ky)*KW + kx] = sum over row pieces l in split s of (n, oh, PX columns from ow)
+ * of dy[n, co, oh, ow..] . x[n, ci, oh + ky - pt, ow + kx - PL ..].
+ * A thread owns one (ci, ky) pair and all KW taps for BN channels; per piece it loads the input row
+ * segment as vec4s (per thread) and BN*PX/4 dy quads (uniform: the walk over (n, oh, piece) is the same
+ * in every thread), then does KW*BN*PX/4 vec4 FMAs; the 4 lanes of each accumulator are summed at the
+ * end. Needs OW % PX == 0. Bindings: dy (vec4s), x (vec4s), out, params.
+ * Grid: (ceil(Cin*KH / wg), ceil(Cout / BN), splits).
  */
 export function convStripWgradKernel(t: StripTile, kw: number, pl: number): Kernel {
-  if (t.bn % 4 || t.bn < 4) throw new Error(`conv strip wgrad: bad tile ${JSON.stringify(t)}`);
-  const name = `conv2d_strip_wgrad_k${kw}p${pl}_${t.wg}x${t.bn}`;
+  if (t.px % 4 || t.px < 4 || t.bn < 1) throw new Error(`conv strip wgrad: bad tile ${JSON.stringify(t)}`);
+  const name = `conv2d_strip_wgrad_k${kw}p${pl}_${stripKey(t)}`;
+  const G = t.px / 4;
   const q0 = floorDiv(-pl, 4);
-  const q1 = floorDiv(4 + kw - 2 - pl, 4);
+  const q1 = floorDiv(t.px + kw - 2 - pl, 4);
   const nq = q1 - q0 + 1;
   const v = (i: number) => `q${Math.floor(i / 4)}[${i % 4}]`;
   const A: string[] = [];
@@ -194,12 +196,14 @@ export function convStripWgradKernel(t: StripTile, kw: number, pl: number): Kern
     B.push(`    let ok${i} = ok && cq${i} >= 0 && cq${i} < i32(p.w);`);
     B.push(`    let q${i} = select(Z4, x[select(0u, rb + u32(i32(ow >> 2u) + ${q0 + i}), ok${i})], ok${i});`);
   }
-  for (let c = 0; c < t.bn; c++) B.push(`    let d${c} = dy[min(dyb + min(c0 + ${c}u, clast) * P4, dyLast)];`);
-  for (let kx = 0; kx < kw; kx++) {
-    const idx = [0, 1, 2, 3].map((j) => j + kx - pl - 4 * q0);
-    B.push(`    let s${kx} = vec4<f32>(${idx.map(v).join(', ')});`);
-    for (let c = 0; c < t.bn; c++) B.push(`    a${kx}_${c} = fma(s${kx}, d${c}, a${kx}_${c});`);
-  }
+  for (let c = 0; c < t.bn; c++)
+    for (let g = 0; g < G; g++) B.push(`    let d${c}_${g} = dy[min(dyb + min(c0 + ${c}u, clast) * P4 + ${g}u, dyLast)];`);
+  for (let kx = 0; kx < kw; kx++)
+    for (let g = 0; g < G; g++) {
+      const idx = [0, 1, 2, 3].map((j) => 4 * g + j + kx - pl - 4 * q0);
+      B.push(`    let s${kx}_${g} = vec4<f32>(${idx.map(v).join(', ')});`);
+      for (let c = 0; c < t.bn; c++) B.push(`    a${kx}_${c} = fma(s${kx}_${g}, d${c}_${g}, a${kx}_${c});`);
+    }
   const S: string[] = [];
   for (let c = 0; c < t.bn; c++) {
     S.push(`  if (c0 + ${c}u < p.cout) {`);
@@ -239,14 +243,14 @@ ${A.join('\n')}
   var nb = lBeg / (p.oh * p.qpl);
   let r0 = lBeg - nb * p.oh * p.qpl;
   var oh = r0 / p.qpl;
-  var ow = (r0 - oh * p.qpl) * 4u;
+  var ow = (r0 - oh * p.qpl) * ${t.px}u;
   for (var l = lBeg; l < lEnd; l++) {
     let ih = i32(oh + ky) - p.pt;
     let ok = u32(ih) < p.h;
     let rb = ((nb * p.cin + ci) * p.h + u32(ih)) * w4;
     let dyb = nb * p.cout * P4 + ((oh * p.ow + ow) >> 2u);
 ${B.join('\n')}
-    ow += 4u;
+    ow += ${t.px}u;
     if (ow >= p.ow) {
       ow = 0u;
       oh++;
