@@ -2,7 +2,10 @@
 // Ours: forward + BCE-with-logits + backward + Adam on the WebGPU device (warm-up, then the mean of
 // N steps between queue syncs). PyTorch: the same models (scripts/make-fixtures.py defines them with
 // our exact layers), fp32, TF32 off, on CUDA when available, else on the CPU; timed in a child process.
-// Usage: npx tsx bench/train-step.ts [--steps N] [--only meso4,cnn5,...] [--baseline KERNELS] [--rounds R]
+// Usage: npx tsx bench/train-step.ts [--steps N] [--only meso4,cnn5,...] [--in-flight K] [--baseline KERNELS]
+//                                   [--rounds R]
+// --in-flight K: steps the host may run ahead (queue.endStep, as training does; default 3; 0 = record
+// every step before waiting once, the old unbounded behaviour).
 //   --baseline KERNELS  also time ours with this kernel override (TICKETLAB_KERNELS syntax, e.g. the
 //                       kernels of an earlier release), interleaved with the planner's choice, and print
 //                       both ratios: a before/after from one run.
@@ -20,6 +23,7 @@ import { createModel } from '../src/nn/models/index.js';
 import { noGrad } from '../src/autograd/tape.js';
 import { trainStep } from './step.js';
 import { parseKernelOverride, setKernelOverride } from '../src/tensor/plan.js';
+import { tuneCachePath, useTuneCache } from '../src/tensor/tune.js';
 
 interface Workload {
   model: string;
@@ -34,11 +38,14 @@ const flag = (name: string) => {
 };
 const steps = Number(flag('steps') ?? 5);
 const only = flag('only')?.split(',');
+const inFlight = Number(flag('in-flight') ?? 3);
 const baseline = flag('baseline');
 const rounds = Number(flag('rounds') ?? 1);
 if (baseline) parseKernelOverride(baseline, '--baseline');
 
 const dev = await initDevice();
+// TICKETLAB_TUNE=1: the tuned kernels of this adapter (fill them with 'ticketlab tune' first).
+if (process.env.TICKETLAB_TUNE === '1') console.log(`tuned kernels: ${useTuneCache()} shape classes from ${tuneCachePath()}`);
 const soft = dev.info.isSoftware;
 const all: Workload[] = soft
   ? [
@@ -70,7 +77,10 @@ async function ours(w: Workload): Promise<Timing> {
   await queue.sync();
   let t0 = performance.now();
   const c0 = process.cpuUsage();
-  for (let i = 0; i < steps; i++) step();
+  for (let i = 0; i < steps; i++) {
+    step();
+    if (inFlight > 0) await queue.endStep(inFlight);
+  }
   await queue.sync();
   const trainMs = (performance.now() - t0) / steps;
   const c = process.cpuUsage(c0);

@@ -22,6 +22,7 @@ export const TRAIN_FLAGS = {
   out: { type: 'string' },
   resume: { type: 'boolean', default: false },
   quiet: { type: 'boolean', default: false },
+  tune: { type: 'boolean', default: false },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export const TRAIN_FLAGS_HELP = `Model and data:
@@ -47,6 +48,10 @@ Output:
   --out DIR           run folder (default runs/<model>-<data>-s<seed>)
   --resume            continue an interrupted run in --out (at the epoch and batch where it stopped)
   --quiet             no progress bars
+Kernels:
+  --tune              use this adapter's tuned kernels, timing the shapes the cache lacks first (bounded,
+                      see 'ticketlab tune'); env TICKETLAB_TUNE=1. Default: the static rules. Each level
+                      records its kernels in level_<k>/kernels.json and --resume uses the same ones
 `;
 
 type Values = { [K in keyof typeof TRAIN_FLAGS]?: (typeof TRAIN_FLAGS)[K]['type'] extends 'boolean' ? boolean : string };

@@ -11,6 +11,7 @@ import { parseFlags, type Command } from './args.js';
 import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, parseRunSpec, num } from './flags.js';
 import { withRun } from './signals.js';
 import { formatMetrics } from './format.js';
+import { prepareKernels } from './tune.js';
 
 const log = (m: string) => process.stderr.write(m + '\n');
 
@@ -38,6 +39,7 @@ ${TRAIN_FLAGS_HELP}`,
     log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
     const data = await openDataset(spec.data, { size: spec.size, seed: spec.train.seed });
     log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${spec.size}x${spec.size}`);
+    await prepareKernels(spec.model, spec.size, spec.train.batch, !!values.tune, log);
     const model = createModel(spec.model, { size: spec.size, seed: spec.train.seed });
     log(`model: ${spec.model}, ${model.parameterCount().toLocaleString('en-US')} parameters`);
     const dir = levelDir(out, 0);

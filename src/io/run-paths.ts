@@ -41,6 +41,10 @@ export const RUN_FILES = {
   evaluated: 'evaluated.json',
   summary: 'summary.csv',
   report: 'report.html',
+  /** Per-layer kernel profile of a level's training step (ticketlab profile --run). */
+  profile: 'profile.json',
+  /** The kernels (planner choices) a level trained with, pinned again on --resume. */
+  kernels: 'kernels.json',
 } as const;
 
 export type RunFile = keyof typeof RUN_FILES;

@@ -11,7 +11,8 @@
 //   1. the override (setKernelOverride(), else env TICKETLAB_KERNELS), e.g.
 //        TICKETLAB_KERNELS=conv:direct,matmul:shared:128x128,reduce:thread,map:capped:64
 //      `conv` selects every family whose name starts with `conv.`; `conv.wgrad:tiled` just one. An entry
-//      with a variant only lets the family's default rule pick that variant's tile. Later entries win.
+//      with a variant only lets the family's default rule pick that variant's tile. An entry naming
+//      the family exactly beats a prefix entry; otherwise later entries win.
 //   2. pins: the kernels a run recorded (pinKernels), so `--resume` is bit-identical;
 //   3. the tuned choice for this adapter (setTunedChoices, filled from the tuning cache when tuning
 //      is on: src/tensor/tune.ts);
@@ -359,7 +360,8 @@ export function plan<G>(family: string, g: G, q: PlanQuery = {}): Plan {
   const cands = suitable(f, g, q, dev);
   if (!cands.length) throw new Error(`planner: no ${family} kernel suits ${spec.describe?.(g) ?? shapeClass} (${q.dtype ?? 'f32'}, ${q.format ?? 'dense'})`);
   let out: Plan | null = null;
-  const ov = ovs.filter((e) => selects(e.selector, family)).pop();
+  // An entry naming the family exactly beats a prefix entry; otherwise the later entry wins.
+  const ov = ovs.filter((e) => e.selector === family).pop() ?? ovs.filter((e) => selects(e.selector, family)).pop();
   if (ov) {
     const ofVariant = cands.filter((c) => c.variant === ov.variant);
     const all = f.candidates.filter((c) => c.variant === ov.variant);
@@ -461,4 +463,28 @@ export function defaultPlan<G>(family: string, g: G, variant?: string, q: PlanQu
   if (!cands.length) throw new Error(`planner: no ${family} ${variant ?? ''} kernel suits ${spec.describe?.(g) ?? spec.shapeClass(g)}`);
   const c = spec.defaultRule(g, deviceTraits(), cands) as RegisteredCandidate<unknown>;
   return toPlan(family, c, 'default', planKey(family, spec.shapeClass(g), q));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight-format policy: the seam for sparse kernels (issue 10). 'dense' plans dense kernels only;
+// 'sparse' asks prunable layers' launchers for sparse formats; 'auto' lets them pick by density.
+// Launchers read it when building their PlanQuery (format); `ticketlab profile --kernels` sets it.
+
+export type WeightFormatPolicy = 'dense' | 'sparse' | 'auto';
+export const WEIGHT_FORMAT_POLICIES: readonly WeightFormatPolicy[] = ['dense', 'sparse', 'auto'];
+let formatPolicy: WeightFormatPolicy = 'dense';
+
+export function weightFormatPolicy(): WeightFormatPolicy {
+  return formatPolicy;
+}
+
+export function setWeightFormatPolicy(p: WeightFormatPolicy): void {
+  if (!WEIGHT_FORMAT_POLICIES.includes(p)) throw new Error(`kernels '${p}': want one of ${WEIGHT_FORMAT_POLICIES.join(', ')}`);
+  formatPolicy = p;
+  resolved.clear();
+}
+
+/** Whether any family has candidates for a weight format (e.g. 'sparse'). */
+export function hasFormat(format: string): boolean {
+  return [...families.values()].some((f) => f.candidates.some((c) => (c.formats ?? ['dense']).includes(format)));
 }

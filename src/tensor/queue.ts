@@ -2,7 +2,8 @@
 // submitted only when the host needs a value (readback) or calls flush().
 //
 // Why: on Dawn a dispatch inside an open pass costs ~5.6 us, a pass per dispatch ~8.4 us and a submit
-// per dispatch ~19 us (reference.md section 6); a training step has hundreds of dispatches.
+// per dispatch ~19 us (the in-pass figure is docs/gpu.md's H100 anchor); a training step has hundreds
+// of dispatches.
 //
 // Uniform parameters live in an arena of 64 KiB uniform buffers: each dispatch takes the next aligned
 // slot, the bytes are staged on the host and written with one writeBuffer per arena buffer just before
@@ -11,11 +12,13 @@
 import { device, onDeviceClose } from './device.js';
 import type { Grid, Kernel, BindingKind } from '../shaders/kernel.js';
 import type { PooledBuffer } from './pool.js';
-import { currentLayer, currentPhase, type DispatchTag, type Phase } from './trace.js';
+import { currentLayer, currentPhase, type DispatchTag, type DispatchTagArg, type Phase } from './trace.js';
 
 const ARENA_BYTES = 65536;
 /** Submit on our own after this many dispatches so memory held by a long batch stays bounded. */
 const MAX_DISPATCHES_PER_BATCH = 4096;
+/** Steps the host may run ahead of the device (CommandQueue.endStep). */
+export const STEPS_IN_FLIGHT = 3;
 
 interface ArenaBuffer {
   gpu: GPUBuffer;
@@ -173,7 +176,7 @@ export class CommandQueue {
    * Records one dispatch. `buffers` follow the kernel's storage bindings in order; `params` (if the
    * kernel has a uniform binding) are its bytes.
    */
-  dispatch(k: Kernel, buffers: readonly LaunchBinding[], params: ArrayBufferView | null, grid: Grid, tag?: DispatchTag): void {
+  dispatch(k: Kernel, buffers: readonly LaunchBinding[], params: ArrayBufferView | null, grid: Grid, tag?: DispatchTagArg): void {
     if (grid[0] === 0 || grid[1] === 0 || grid[2] === 0) return;
     const { pipeline, layout } = this.pipelineFor(k);
     const entries: GPUBindGroupEntry[] = [];
@@ -198,7 +201,7 @@ export class CommandQueue {
     const prof = this.profiler;
     if (prof && prof.names.length * 2 + 2 > PROFILE_SLOTS) this.flush();
     // While profiling, each dispatch gets its own pass so timestamps bracket exactly one kernel.
-    const pass = prof ? this.profiledPass(prof, stampOf(k, tag)) : this.ensurePass();
+    const pass = prof ? this.profiledPass(prof, stampOf(k, typeof tag === 'function' ? tag() : tag)) : this.ensurePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
@@ -336,6 +339,34 @@ export class CommandQueue {
     this.submits++;
   }
 
+  /** Completion of the last few steps (endStep), oldest first. */
+  private steps: { done: boolean; promise: Promise<void> }[] = [];
+
+  /** Steps submitted and not yet finished by the GPU. */
+  get stepsInFlight(): number {
+    return this.steps.filter((s) => !s.done).length;
+  }
+
+  /**
+   * Ends a training (or evaluation) step: submits it, and while more than `bound` steps are in flight,
+   * waits for the oldest to finish. Without this the host records a whole epoch far ahead of the device
+   * (progress bars and Ctrl-C then describe recorded, not computed, work, and every recorded step holds
+   * its buffers). Three, not two: on lavapipe a bound of 2 cost up to 40% on Meso-4 256 px batch 8
+   * (the wait seems to return about a step late), 3 measured no slower than unbounded (bench/in-flight.ts).
+   */
+  async endStep(bound = STEPS_IN_FLIGHT): Promise<void> {
+    this.flush();
+    const entry = { done: false, promise: Promise.resolve() };
+    entry.promise = device().gpu.queue.onSubmittedWorkDone().then(() => {
+      entry.done = true;
+    });
+    this.steps.push(entry);
+    while (this.steps.length > Math.max(1, bound)) await this.steps.shift()!.promise;
+    this.steps = this.steps.filter((s) => !s.done);
+    const err = device().takeError();
+    if (err) throw new Error(`GPU error in queued work: ${err}`);
+  }
+
   /** Resolves when the GPU has finished all submitted work. */
   async sync(): Promise<void> {
     this.flush();
@@ -345,6 +376,7 @@ export class CommandQueue {
   }
 
   reset(): void {
+    this.steps = [];
     this.profiler = null;
     this.pendingProfiles = [];
     this.encoder = null;

@@ -17,6 +17,9 @@ import { cachedKernel, registerCandidates, type Candidate, type Plan } from '../
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
 import type { DispatchTag } from '../trace.js';
+
+/** Profile tag of a launch, built only while profiling. */
+type Tag = () => DispatchTag;
 import { empty, type Tensor } from '../tensor.js';
 import { dispatchSplitSum, type Conv2dGeometry } from './conv.js';
 
@@ -99,19 +102,19 @@ function tileOf(p: Plan): StripTile {
 const pad4 = (n: number, bn: number) => Math.ceil(n / bn) * bn;
 
 /** wp for the strip kernel (see convStripPackKernel); `outCh` channels padded to a multiple of bn. */
-function packWeights(w: Tensor, g: Conv2dGeometry, flip: boolean, bn: number, tag: DispatchTag): Tensor {
+function packWeights(w: Tensor, g: Conv2dGeometry, flip: boolean, bn: number, tag: Tag): Tensor {
   const outCh = flip ? g.cin : g.cout;
   const inCh = flip ? g.cout : g.cin;
   const pad = pad4(outCh, bn);
   const total = inCh * g.kh * g.kw * pad;
   const wp = empty([total]);
   const p = new Params(STRIP_PACK_PARAM_WORDS).u(g.cout).u(g.cin).u(g.kh).u(g.kw).u(pad).u(flip ? 1 : 0).u(total);
-  queue.dispatch(cachedKernel('conv.strip.pack', convStripPackKernel), [{ buffer: w.buf }, { buffer: wp.buf }], p.view, gridFor(total, STRIP_PACK_WG), {
-    ...tag,
+  queue.dispatch(cachedKernel('conv.strip.pack', convStripPackKernel), [{ buffer: w.buf }, { buffer: wp.buf }], p.view, gridFor(total, STRIP_PACK_WG), () => ({
+    ...tag(),
     op: 'conv.strip.pack',
     variant: 'pack',
     flops: 0,
-  });
+  }));
   return wp;
 }
 
@@ -129,7 +132,7 @@ interface StripGeom {
   pl: number;
 }
 
-function dispatchStrip(x: Tensor, wp: Tensor, bias: Tensor | null, y: Tensor, s: StripGeom, t: StripTile, tag: DispatchTag): void {
+function dispatchStrip(x: Tensor, wp: Tensor, bias: Tensor | null, y: Tensor, s: StripGeom, t: StripTile, tag: Tag): void {
   const qpr = Math.ceil(s.ow / t.px);
   const rows = s.n * s.oh * qpr;
   const coutPad = pad4(s.cout, t.bn);
@@ -144,7 +147,7 @@ function dispatchStrip(x: Tensor, wp: Tensor, bias: Tensor | null, y: Tensor, s:
 }
 
 /** conv2d forward by row strips (the planner checked stripSuitsForward). */
-export function stripForward(x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor, g: Conv2dGeometry, p: Plan, tag: DispatchTag): void {
+export function stripForward(x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor, g: Conv2dGeometry, p: Plan, tag: Tag): void {
   const t = tileOf(p);
   const wp = packWeights(w, g, false, t.bn, tag);
   dispatchStrip(x, wp, bias, y, { n: g.n, cin: g.cin, h: g.h, w: g.w, cout: g.cout, oh: g.oh, ow: g.ow, kh: g.kh, kw: g.kw, pt: g.pt, pl: g.pl }, t, tag);
@@ -155,7 +158,7 @@ export function stripForward(x: Tensor, w: Tensor, bias: Tensor | null, y: Tenso
  * conv2d input gradient by row strips: dx = the correlation of dy (cout channels, OH x OW) with the
  * flipped, transposed weights and padding (kh-1-pt, kw-1-pl); its output is H x W.
  */
-export function stripBackwardInput(dy: Tensor, w: Tensor, dx: Tensor, g: Conv2dGeometry, p: Plan, tag: DispatchTag): void {
+export function stripBackwardInput(dy: Tensor, w: Tensor, dx: Tensor, g: Conv2dGeometry, p: Plan, tag: Tag): void {
   const t = tileOf(p);
   const wp = packWeights(w, g, true, t.bn, tag);
   const s: StripGeom = { n: g.n, cin: g.cout, h: g.oh, w: g.ow, cout: g.cin, oh: g.h, ow: g.w, kh: g.kh, kw: g.kw, pt: g.kh - 1 - g.pt, pl: g.kw - 1 - g.pl };
@@ -179,7 +182,7 @@ export function stripWgradSplits(g: Conv2dGeometry, t: StripTile): { splits: num
 }
 
 /** conv2d weight gradient by row strips (the planner checked stripSuitsBackwardWeight). */
-export function stripBackwardWeight(dy: Tensor, x: Tensor, dw: Tensor, g: Conv2dGeometry, p: Plan, tag: DispatchTag): void {
+export function stripBackwardWeight(dy: Tensor, x: Tensor, dw: Tensor, g: Conv2dGeometry, p: Plan, tag: Tag): void {
   const t = tileOf(p);
   const { splits, perSplit, quads } = stripWgradSplits(g, t);
   const red = g.cin * g.kh * g.kw;

@@ -262,19 +262,20 @@ for (const family of CONV_FAMILIES) {
     about: { 'conv.fwd': 'conv2d forward', 'conv.dgrad': 'conv2d input gradient', 'conv.wgrad': 'conv2d weight gradient' }[family],
     shapeClass: convShapeClass,
     describe: convShapeClass,
-    // Tiled with the smallest covering tile on GPUs; direct blocks by rows on software adapters (barriers
-    // are ruinous there).
-    // Software: row strips where they suit (stride 1, rows of whole vec4s; about 2x the direct kernels),
-    // else direct.
+    // Software adapters: row strips where they suit (stride 1, rows of whole vec4s; about 2x the direct
+    // kernels), else direct blocks sized by the layer's rows (barriers are ruinous there). GPUs: tiled
+    // with the smallest covering tile. Among one variant's candidates (an override or the tuner
+    // asking), its own rule applies.
     defaultRule: (g, dev, cands) => {
       const strips = cands.filter((c) => c.variant === 'strip');
       // A strip weight-gradient thread owns one (ci, ky) pair: an RGB input layer has 3-9 of them.
       const stripsPay = family !== 'conv.wgrad' || g.cin * g.kh >= STRIP_WGRAD_MIN_PAIRS;
       if (dev.isSoftware && strips.length && stripsPay) return stripDefault(family, g, strips);
       const want = dev.isSoftware ? 'direct' : 'tiled';
-      const of = cands.filter((c) => c.variant === want);
-      if (!of.length) return strips.length ? stripDefault(family, g, strips) : cands[0];
-      if (want === 'direct') return directDefault(family, g, of);
+      const variant = cands.some((c) => c.variant === want) ? want : cands[0].variant;
+      if (variant === 'strip') return stripDefault(family, g, strips);
+      const of = cands.filter((c) => c.variant === variant);
+      if (variant === 'direct') return directDefault(family, g, of);
       const bn = pickTile(gemmCols(family, g)).bn;
       return of.find((c) => c.params?.bm === 64 && c.params?.bn === bn) ?? of[0];
     },
@@ -367,7 +368,7 @@ export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, opts: C
   if (y.size === 0) return y;
   const bufs = (bias ? [x, w, bias, y] : [x, w, y]).map((b) => ({ buffer: b.buf }));
   const p = plan('conv.fwd', g);
-  const tag = convTag('conv.fwd', g, p);
+  const tag = () => convTag('conv.fwd', g, p);
   if (p.variant === 'strip') {
     stripForward(x, w, bias, y, g, p, tag);
     return y;
@@ -402,7 +403,7 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: Shape, opts: 
   if (dx.size === 0) return dx;
   const bufs = [{ buffer: dy.buf }, { buffer: w.buf }, { buffer: dx.buf }];
   const p = plan('conv.dgrad', g);
-  const tag = convTag('conv.dgrad', g, p);
+  const tag = () => convTag('conv.dgrad', g, p);
   if (p.variant === 'strip') {
     stripBackwardInput(dy, w, dx, g, p, tag);
     return dx;
@@ -486,7 +487,7 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
   if (dw.size === 0) return dw;
   const chosen = planKernel('conv.wgrad', g);
   if (chosen.variant === 'strip') {
-    stripBackwardWeight(dy, x, dw, g, chosen, convTag('conv.wgrad', g, chosen));
+    stripBackwardWeight(dy, x, dw, g, chosen, () => convTag('conv.wgrad', g, chosen));
     return dw;
   }
   const plan = wgradPlan(g, chosen);
@@ -503,7 +504,7 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
     params = tiledParams(g, t, K, L, plan.chunksPerSplit, plan.nchunks);
   }
   const grid: Grid = [plan.grid[0], plan.grid[1], plan.splits];
-  const tag = convTag('conv.wgrad', g, plan.plan);
+  const tag = () => convTag('conv.wgrad', g, plan.plan);
   if (plan.splits === 1) {
     queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: dw.buf }], params, grid, tag);
     return dw;
@@ -520,7 +521,7 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
 export function dispatchSplitSum(parts: Tensor, out: Tensor, splits: number): void {
   const k = cachedKernel('conv.splitsum', splitSumKernel);
   const p = new Params(SPLIT_SUM_PARAM_WORDS).u(out.size).u(splits);
-  const tag: DispatchTag = { op: 'conv.splitsum', variant: 'splitsum', shape: `${splits}x${out.size}`, flops: splits * out.size, phase: 'weight-grad' };
+  const tag = (): DispatchTag => ({ op: 'conv.splitsum', variant: 'splitsum', shape: `${splits}x${out.size}`, flops: splits * out.size, phase: 'weight-grad' });
   queue.dispatch(k, [{ buffer: parts.buf }, { buffer: out.buf }], p.view, gridFor(out.size, SPLIT_SUM_WG), tag);
 }
 

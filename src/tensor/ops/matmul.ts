@@ -32,7 +32,7 @@ import { fill } from './map.js';
 import { Params } from '../params.js';
 import type { PooledBuffer } from '../pool.js';
 import { queue, type LaunchBinding } from '../queue.js';
-import type { DispatchTag } from '../trace.js';
+import type { DispatchTagArg } from '../trace.js';
 import { empty, type Shape, Tensor } from '../tensor.js';
 
 export type { MatmulVariant } from '../../shaders/matmul.js';
@@ -130,9 +130,9 @@ registerFamily<MatmulGeom>({
   // big GPU (~2 workgroups per SM on an H100's 132 SMs), else 64x64 for 4x more workgroups.
   defaultRule: (g, dev, cands) => {
     const want = dev.isSoftware ? 'register' : 'shared';
-    const of = cands.filter((c) => c.variant === want);
-    if (!of.length) return cands[0];
-    if (want === 'register') return of[0];
+    const variant = cands.some((c) => c.variant === want) ? want : cands[0].variant;
+    const of = cands.filter((c) => c.variant === variant);
+    if (variant === 'register') return of[0];
     const tiles = Math.ceil(g.M / 128) * Math.ceil(g.N / 128) * g.batch;
     const label = tiles >= 256 ? '128x128' : '64x64';
     return of.find((c) => c.tile === label) ?? of[0];
@@ -192,7 +192,7 @@ export interface MatmulPlan {
   dims: MatmulDims;
   flops: number;
   /** Profile tag of the dispatches. */
-  tag?: DispatchTag;
+  tag?: DispatchTagArg;
 }
 
 /** Options that name a kernel (tests, benches) bypass the planner. */
@@ -258,7 +258,7 @@ export function planMatmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): MatmulP
     epilogue: o.epilogue ?? (deviceTraits().isSoftware ? 'loop' : 'unrolled'),
   };
   plan.kernel = cachedKernel(`matmul|${JSON.stringify(spec)}`, () => matmulKernel(spec));
-  plan.tag = { op: 'matmul', variant: p.id, shape: matmulShapeClass(geom), flops };
+  plan.tag = () => ({ op: 'matmul', variant: p.id, shape: matmulShapeClass(geom), flops });
   plan.buffers = [
     { buffer: a.buf },
     { buffer: b.buf },
