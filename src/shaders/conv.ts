@@ -504,28 +504,45 @@ ${mac(t)}
 // workgroup (derived from uniforms, workgroup ids and loop counters only) is one scalar load and a
 // broadcast. The tiled kernels above pay per-lane loads for both GEMM operands (global gathers, then
 // workgroup-memory reads) plus barrier switches; these kernels instead give each workgroup one block of
-// DIRECT_BN channels and make every weight (or dy) read uniform: per tap a thread does DIRECT_TM
-// per-lane loads, DIRECT_BN uniform loads and DIRECT_TM*DIRECT_BN FMAs. No workgroup memory, no
+// bn channels and make every weight (or dy) read uniform: per tap a thread does tm
+// per-lane loads, bn uniform loads and tm*bn FMAs. No workgroup memory, no
 // barriers. Rows owned by a thread are strided by the workgroup size, so neighbouring threads touch
 // neighbouring addresses. Measured on a 2-core lavapipe (Meso-4 conv layers, batch 2, fwd+bwd): tiled
 // 0.2 GFLOP/s, direct 4x8 4 GFLOP/s, 8x8 5 GFLOP/s, 16x8 5.3 GFLOP/s; 16 channels per block spill
 // registers (1.9 GFLOP/s at 8x16).
-export const DIRECT_WG = 64;
-export const DIRECT_TM = 8;
-export const DIRECT_BN = 8;
+/**
+ * A direct kernel's register block: `wg` threads per workgroup, `tm` rows (pixels, or taps for the
+ * weight gradient) per thread strided by wg, `bn` channels per workgroup. A workgroup covers wg*tm
+ * rows, so layers with few rows (ResNet's 4x4 and 2x2 stages: 32-128 rows at batch 8) want a small
+ * wg: with 64 x 8 they would compute 512 rows and keep 32.
+ */
+export interface DirectTile {
+  wg: number;
+  tm: number;
+  bn: number;
+}
+
+/** Forward / input-gradient default: 64 threads x 8 rows x 8 channels. */
+export const DIRECT_TILE: DirectTile = { wg: 64, tm: 8, bn: 8 };
 /**
  * The weight gradient's rows are taps (Cin*KH*KW, as few as 27): a workgroup of one SIMD register
- * (8 lanes x DIRECT_TM taps) keeps lanes busy on small kernels.
+ * (8 lanes x tm taps) keeps lanes busy on small kernels.
  */
-export const DIRECT_WGRAD_WG = 8;
+export const DIRECT_WGRAD_TILE: DirectTile = { wg: 8, tm: 8, bn: 8 };
 
-const DIRECT_CONSTS = `const WG = ${DIRECT_WG}u;
-const TM = ${DIRECT_TM}u;
-const BN = ${DIRECT_BN}u;`;
+export function directKey(t: DirectTile): string {
+  return `${t.wg}x${t.tm}x${t.bn}`;
+}
+
+function directConsts(t: DirectTile): string {
+  return `const WG = ${t.wg}u;
+const TM = ${t.tm}u;
+const BN = ${t.bn}u;`;
+}
 
 /** Direct conv2d forward. Bindings as conv2dForwardKernel. Grid: (rows / (WG*TM) over x/y, Cout / BN on z). */
-export function conv2dDirectForwardKernel(bias: boolean): Kernel {
-  const name = `conv2d_direct_fwd${bias ? '_bias' : ''}`;
+export function conv2dDirectForwardKernel(bias: boolean, t: DirectTile = DIRECT_TILE): Kernel {
+  const name = `conv2d_direct_fwd${bias ? '_bias' : ''}_${directKey(t)}`;
   const code = `// ${name}
 ${CONV_STRUCT}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -533,18 +550,18 @@ ${CONV_STRUCT}
 ${bias ? '@group(0) @binding(2) var<storage, read> bias: array<f32>;' : ''}
 @group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
 @group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
-${DIRECT_CONSTS}
+${directConsts(t)}
 
-@compute @workgroup_size(${DIRECT_WG})
+@compute @workgroup_size(${t.wg})
 fn main(${GRID_BUILTINS_WGSL}) {
   let P_ = p.oh * p.ow;
   let HW = p.h * p.w;
   let mb = (wid.x + wid.y * nwg.x) * WG * TM + lid;
   let c0 = wid.z * BN;
   let clast = p.cout - 1u;
-  var ih0: array<i32, ${DIRECT_TM}>;
-  var iw0: array<i32, ${DIRECT_TM}>;
-  var xb: array<u32, ${DIRECT_TM}>;
+  var ih0: array<i32, ${t.tm}>;
+  var iw0: array<i32, ${t.tm}>;
+  var xb: array<u32, ${t.tm}>;
   for (var i = 0u; i < TM; i++) {
     let m = mb + i * WG;
     ih0[i] = ${FAR};
@@ -558,14 +575,14 @@ fn main(${GRID_BUILTINS_WGSL}) {
       xb[i] = nb * p.cin * HW;
     }
   }
-  var acc: array<f32, ${DIRECT_TM * DIRECT_BN}>;
+  var acc: array<f32, ${t.tm * t.bn}>;
   var k = 0u;
   for (var ci = 0u; ci < p.cin; ci++) {
     for (var ky = 0u; ky < p.kh; ky++) {
       let dy = i32(ky * p.dh);
       for (var kx = 0u; kx < p.kw; kx++) {
         let dx = i32(kx * p.dw);
-        var wv: array<f32, ${DIRECT_BN}>;
+        var wv: array<f32, ${t.bn}>;
         for (var j = 0u; j < BN; j++) { wv[j] = wt[min(c0 + j, clast) * p.red + k]; }
         for (var i = 0u; i < TM; i++) {
           let ih = ih0[i] + dy;
@@ -599,17 +616,17 @@ fn main(${GRID_BUILTINS_WGSL}) {
  * conv2dBackwardInputKernel. Grid: (N*ceil(H/sh)*ceil(W/sw) / (WG*TM) over x/y,
  * ceil(Cin / BN) * sh * sw on z).
  */
-export function conv2dDirectBackwardInputKernel(): Kernel {
-  const name = 'conv2d_direct_bwd_input';
+export function conv2dDirectBackwardInputKernel(t: DirectTile = DIRECT_TILE): Kernel {
+  const name = `conv2d_direct_bwd_input_${directKey(t)}`;
   const code = `// ${name}
 ${CONV_STRUCT}
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
 @group(0) @binding(1) var<storage, read> wt: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
-${DIRECT_CONSTS}
+${directConsts(t)}
 
-@compute @workgroup_size(${DIRECT_WG})
+@compute @workgroup_size(${t.wg})
 fn main(${GRID_BUILTINS_WGSL}) {
 ${PHASE_WGSL}
   let mb = (wid.x + wid.y * nwg.x) * WG * TM + lid;
@@ -621,10 +638,10 @@ ${PHASE_WGSL}
   let clast = p.cin - 1u;
   let sh = i32(p.sh);
   let sw = i32(p.sw);
-  var ra: array<i32, ${DIRECT_TM}>;
-  var rb: array<i32, ${DIRECT_TM}>;
-  var db: array<u32, ${DIRECT_TM}>;
-  var xo: array<u32, ${DIRECT_TM}>;
+  var ra: array<i32, ${t.tm}>;
+  var rb: array<i32, ${t.tm}>;
+  var db: array<u32, ${t.tm}>;
+  var xo: array<u32, ${t.tm}>;
   for (var i = 0u; i < TM; i++) {
     let m = mb + i * WG;
     ra[i] = ${FAR};
@@ -639,7 +656,7 @@ ${PHASE_WGSL}
       xo[i] = nb * p.cin * HW + (ry + a * p.sh) * p.w + rx + b * p.sw;
     }
   }
-  var acc: array<f32, ${DIRECT_TM * DIRECT_BN}>;
+  var acc: array<f32, ${t.tm * t.bn}>;
   for (var co = 0u; co < p.cout; co++) {
     for (var ky = 0u; ky < p.kh; ky++) {
       let ty = i32(ry) + p.pt - i32(ky * p.dh);
@@ -649,7 +666,7 @@ ${PHASE_WGSL}
         let tx = i32(rx) + p.pl - i32(kx * p.dw);
         if (tx % sw != 0) { continue; }
         let cx = tx / sw;
-        var wv: array<f32, ${DIRECT_BN}>;
+        var wv: array<f32, ${t.bn}>;
         let wo = co * p.cin * khw + ky * p.kw + kx;
         for (var j = 0u; j < BN; j++) { wv[j] = wt[wo + min(c0 + j, clast) * khw]; }
         for (var i = 0u; i < TM; i++) {
@@ -677,22 +694,20 @@ ${PHASE_WGSL}
 /**
  * Direct conv2d backward-weight, one split of the batch reduction per z index. Bindings as
  * conv2dBackwardWeightKernel; split s reduces rows l in [s * cps * la, min((s + 1) * cps * la, red))
- * (la = rows per chunk). Grid: (K / (DIRECT_WGRAD_WG*TM), Cout / BN, splits). The reduction walks (n, oh, ow)
+ * (la = rows per chunk). Grid: (K / (WG*TM), Cout / BN, splits). The reduction walks (n, oh, ow)
  * with counters, so the dy reads are uniform and the loop has no division.
  */
-export function conv2dDirectBackwardWeightKernel(): Kernel {
-  const name = 'conv2d_direct_bwd_weight';
+export function conv2dDirectBackwardWeightKernel(t: DirectTile = DIRECT_WGRAD_TILE): Kernel {
+  const name = `conv2d_direct_bwd_weight_${directKey(t)}`;
   const code = `// ${name}
 ${CONV_STRUCT}
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
-const WG = ${DIRECT_WGRAD_WG}u;
-const TM = ${DIRECT_TM}u;
-const BN = ${DIRECT_BN}u;
+${directConsts(t)}
 
-@compute @workgroup_size(${DIRECT_WGRAD_WG})
+@compute @workgroup_size(${t.wg})
 fn main(${GRID_BUILTINS_WGSL}) {
   let P_ = p.oh * p.ow;
   let HW = p.h * p.w;
@@ -701,9 +716,9 @@ fn main(${GRID_BUILTINS_WGSL}) {
   let c0 = wid.y * BN;
   let split = wid.z;
   let clast = p.cout - 1u;
-  var toff: array<i32, ${DIRECT_TM}>;
-  var tdy: array<i32, ${DIRECT_TM}>;
-  var tdx: array<i32, ${DIRECT_TM}>;
+  var toff: array<i32, ${t.tm}>;
+  var tdy: array<i32, ${t.tm}>;
+  var tdx: array<i32, ${t.tm}>;
   for (var i = 0u; i < TM; i++) {
     let k = kb + i * WG;
     tdy[i] = ${FAR};
@@ -717,7 +732,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
       toff[i] = i32(ci * HW) + tdy[i] * i32(p.w) + tdx[i];
     }
   }
-  var acc: array<f32, ${DIRECT_TM * DIRECT_BN}>;
+  var acc: array<f32, ${t.tm * t.bn}>;
   let lBeg = min(split * p.cps * p.la, p.red);
   let lEnd = min(lBeg + p.cps * p.la, p.red);
   var nb = lBeg / P_;
@@ -729,7 +744,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
     let iwb = i32(ow * p.sw) - p.pl;
     let xb = i32(nb * p.cin * HW) + ihb * i32(p.w) + iwb;
     let dyb = nb * p.cout * P_ + oh * p.ow + ow;
-    var dv: array<f32, ${DIRECT_BN}>;
+    var dv: array<f32, ${t.bn}>;
     for (var j = 0u; j < BN; j++) { dv[j] = dy[dyb + min(c0 + j, clast) * P_]; }
     for (var i = 0u; i < TM; i++) {
       let ih = ihb + tdy[i];

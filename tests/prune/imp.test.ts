@@ -124,7 +124,7 @@ describe('IMP on a tiny synthetic set', () => {
     const file = path.join(run3, 'level_0', 'kernels.json');
     const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, string>;
     // Pretend the level was trained with other conv kernels (as if the tuning cache had said so).
-    const other = Object.fromEntries(Object.entries(saved).map(([k, v]) => [k, k.startsWith('conv.fwd|') ? (v === 'direct' ? 'tiled:64x8' : 'direct') : v]));
+    const other = Object.fromEntries(Object.entries(saved).map(([k, v]) => [k, k.startsWith('conv.fwd|') ? (v.startsWith('direct') ? 'tiled:64x8' : 'direct:8x8x8') : v]));
     fs.writeFileSync(file, JSON.stringify(other));
     await runImp({ ...cfg, levels: 1 }, { run: run3, data, resume: true, progress: false, log: quiet });
     const after = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, string>;

@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { fromArray, queue } from '../../src/tensor/index.js';
-import { setKernelOverride } from '../../src/tensor/plan.js';
+import { candidatesOf, setKernelOverride } from '../../src/tensor/plan.js';
 import {
   conv2dBackwardBias,
   conv2dBackwardInput,
@@ -334,4 +334,98 @@ describe('conv2d implementations agree', () => {
     expect(() => conv2dBackwardInput(fromArray(new Float32Array(8), [2, 4, 1, 1]), w, x.shape)).toThrow(/dy/);
     expect(() => conv2dForward(fromArray(new Int32Array(150), [2, 3, 5, 5]), w, null)).toThrow(/f32/);
   });
+});
+
+describe('conv2d direct register blocks', () => {
+  // The static rule picks a block by the layer's rows; every block must be right on every geometry.
+  const ids = (family: string) => candidatesOf(family).filter((c) => c.variant === 'direct').map((c) => c.id);
+  it('every forward / input-gradient / weight-gradient block matches the float64 references', async () => {
+    const fwd = ids('conv.fwd');
+    const wg = ids('conv.wgrad');
+    expect(fwd.length).toBeGreaterThan(1);
+    try {
+      for (let i = 0; i < Math.max(fwd.length, wg.length); i++) {
+        const f = fwd[i % fwd.length];
+        setKernelOverride(`conv.fwd:${f},conv.dgrad:${ids('conv.dgrad')[i % fwd.length]},conv.wgrad:${wg[i % wg.length]}`);
+        await fc.assert(fc.asyncProperty(caseArb, checkAll), { numRuns: 4, seed: 101 + i });
+        await checkAll({ n: 3, cin: 5, cout: 19, h: 9, w: 11, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, seed: 7 + i });
+      }
+    } finally {
+      setKernelOverride(null);
+    }
+  });
+});
+
+describe('conv2d row-strip kernels (stride 1, rows of whole vec4s)', () => {
+  const stripArb: fc.Arbitrary<Case> = fc
+    .record({
+      n: fc.constantFrom(1, 2),
+      cin: fc.integer({ min: 1, max: 5 }),
+      cout: fc.constantFrom(1, 3, 8, 13),
+      h: fc.integer({ min: 1, max: 9 }),
+      w: fc.constantFrom(4, 8, 12, 20),
+      kh: fc.integer({ min: 1, max: 5 }),
+      kw: fc.integer({ min: 1, max: 5 }),
+      sh: fc.constant(1),
+      sw: fc.constant(1),
+      dh: fc.constant(1),
+      dw: fc.constant(1),
+      padding: paddingArb,
+      bias: fc.boolean(),
+      seed: fc.integer({ min: 1, max: 1 << 30 }),
+    })
+    .filter((c) => {
+      const g = refGeom(c);
+      const [oh, ow] = convOut(g);
+      return oh >= 1 && ow >= 1 && g.pad[0] < c.kh && g.pad[2] < c.kh && g.pad[1] < c.kw && g.pad[3] < c.kw;
+    });
+  const ids = candidatesOf('conv.fwd').filter((c) => c.variant === 'strip').map((c) => c.id);
+  const wids = candidatesOf('conv.wgrad').filter((c) => c.variant === 'strip').map((c) => c.id);
+  /** Strip kernels for the passes whose rows are whole vec4s (forward: W; input gradient: OW; weight gradient: both). */
+  const spec = (c: Case, fwd: string, wgrad: string) => {
+    const [, ow] = convOut(refGeom(c));
+    const wpx = Number(wgrad.split(':')[1].split('x')[1]); // strip:<threads>x<pixels>x<channels>
+    return [`conv.fwd:${fwd}`, ...(ow % 4 === 0 ? [`conv.dgrad:${fwd}`] : []), ...(ow % wpx === 0 ? [`conv.wgrad:${wgrad}`] : [])].join(',');
+  };
+  it('declares several tiles, and only for stride 1 without dilation', () => {
+    expect(ids.length).toBeGreaterThan(1);
+    expect(wids.length).toBeGreaterThan(0);
+    const g = conv2dGeometry([1, 2, 8, 8], [3, 2, 3, 3], { stride: 2, padding: 1 });
+    const dev = { isSoftware: true, subgroups: false, timestamps: false, sharedBytes: 16384, invocations: 256 };
+    for (const f of ['conv.fwd', 'conv.dgrad', 'conv.wgrad']) for (const c of candidatesOf(f).filter((x) => x.variant === 'strip')) expect(c.suits!(g, dev)).toBe(false);
+  });
+  it('all three passes match the float64 references on random stride-1 geometries', async () => {
+    try {
+      await fc.assert(
+        fc.asyncProperty(stripArb, async (c) => {
+          setKernelOverride(spec(c, ids[0], wids[0]));
+          await checkAll(c);
+        }),
+        { numRuns: 6 },
+      );
+    } finally {
+      setKernelOverride(null);
+    }
+  });
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    const wid = wids[i % wids.length];
+    it(`${id} (and weight gradient ${wid}) on 3x3, 5x5 'same' and 4x4 asymmetric 'same', and against finite differences`, async () => {
+      try {
+        const cases: Case[] = [
+          { n: 2, cin: 3, cout: 10, h: 7, w: 8, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, padding: 1, bias: true, seed: 3 },
+          { n: 2, cin: 2, cout: 9, h: 5, w: 16, kh: 5, kw: 5, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, seed: 4 },
+          { n: 1, cin: 2, cout: 5, h: 6, w: 12, kh: 4, kw: 4, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, seed: 5 },
+        ];
+        for (const c of cases) {
+          setKernelOverride(spec(c, id, wid));
+          await checkAll(c);
+        }
+        setKernelOverride(spec(cases[0], id, wid));
+        await gradCheck(cases[0]);
+      } finally {
+        setKernelOverride(null);
+      }
+    });
+  }
 });

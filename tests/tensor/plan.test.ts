@@ -102,7 +102,12 @@ describe('planner choice', () => {
   it('real families: static rules by device kind, and the conv override reaches all three passes', () => {
     const g = conv2dGeometry([2, 3, 8, 8], [4, 3, 3, 3], { padding: 1 });
     const soft = device().info.isSoftware;
-    for (const f of ['conv.fwd', 'conv.dgrad', 'conv.wgrad']) expect(plan(f, g).variant).toBe(soft ? 'direct' : 'tiled');
+    // Software: row strips for stride-1 layers with rows of whole vec4s, except the weight gradient of an
+    // RGB layer (3 x 3 channel-row pairs); direct blocks elsewhere (here: a 7-wide input).
+    const want = soft ? { 'conv.fwd': 'strip', 'conv.dgrad': 'strip', 'conv.wgrad': 'direct' } : { 'conv.fwd': 'tiled', 'conv.dgrad': 'tiled', 'conv.wgrad': 'tiled' };
+    for (const f of ['conv.fwd', 'conv.dgrad', 'conv.wgrad'] as const) expect(plan(f, g).variant).toBe(want[f]);
+    const odd = conv2dGeometry([2, 16, 7, 7], [4, 16, 3, 3], { padding: 1 });
+    for (const f of ['conv.fwd', 'conv.dgrad', 'conv.wgrad']) expect(plan(f, odd).variant).toBe(soft ? 'direct' : 'tiled');
     expect(plan('matmul', { batch: 1, M: 8, N: 8, K: 8, transA: false, transB: false }).variant).toBe(soft ? 'register' : 'shared');
     setKernelOverride('conv:tiled');
     for (const f of ['conv.fwd', 'conv.dgrad', 'conv.wgrad']) expect(plan(f, g).id).toBe('tiled:64x8');

@@ -15,23 +15,24 @@ import {
   conv2dDirectBackwardWeightKernel,
   conv2dDirectForwardKernel,
   conv2dForwardKernel,
-  DIRECT_BN,
-  DIRECT_TM,
-  DIRECT_WG,
-  DIRECT_WGRAD_WG,
+  DIRECT_TILE,
+  DIRECT_WGRAD_TILE,
+  directKey,
+  type DirectTile,
   gatherLoads,
   splitSumKernel,
   tileThreads,
   type GemmTile,
 } from '../../shaders/conv.js';
 import { grid1d, gridFor, type Grid, type Kernel } from '../../shaders/kernel.js';
-import { cachedKernel, deviceTraits, plan, registerCandidates, registerFamily, type BenchCase, type Plan } from '../plan.js';
+import { cachedKernel, deviceTraits, plan, plan as planKernel, registerCandidates, registerFamily, type BenchCase, type Plan, type RegisteredCandidate } from '../plan.js';
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
 import type { DispatchTag } from '../trace.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
 import { fill } from './map.js';
 import { channelSum } from './norm.js';
+import { stripBackwardInput, stripBackwardWeight, stripDefault, stripForward } from './conv-strip.js';
 
 export type Pair = number | readonly [number, number];
 /** number | [ph, pw] (symmetric) | [top, left, bottom, right] | 'same' (Keras/TF) | 'valid'. */
@@ -219,25 +220,73 @@ export function convFlops(g: Conv2dGeometry): number {
   return 2 * g.n * g.oh * g.ow * g.cout * g.cin * g.kh * g.kw;
 }
 
+/**
+ * Register blocks of the direct variant (wg threads x tm rows x bn channels, see DirectTile). The
+ * forward and input gradient shrink the workgroup for layers with few output rows; the weight
+ * gradient's rows are taps, which are many exactly when the rows of the other two passes are few.
+ */
+const DIRECT_TILES: readonly DirectTile[] = [DIRECT_TILE, { wg: 32, tm: 8, bn: 8 }, { wg: 16, tm: 8, bn: 8 }, { wg: 8, tm: 8, bn: 8 }, { wg: 8, tm: 4, bn: 8 }];
+const DIRECT_WGRAD_TILES: readonly DirectTile[] = [DIRECT_WGRAD_TILE, { wg: 16, tm: 8, bn: 8 }, { wg: 8, tm: 4, bn: 8 }];
+
+/** Rows of a pass's GEMM that a direct workgroup tiles: output pixels, input pixels per stride phase, or taps. */
+function directRows(family: ConvFamily, g: Conv2dGeometry): number {
+  if (family === 'conv.fwd') return g.n * g.oh * g.ow;
+  if (family === 'conv.dgrad') return g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
+  return g.cin * g.kh * g.kw;
+}
+
+/**
+ * The static direct tile on software adapters: the largest row tile (wg * tm) that the layer's rows
+ * fill at least DIRECT_MIN_FILL times over, so little of the last tile is wasted; the smallest (8 x 4 =
+ * 32 rows) when none does. The weight gradient keeps DIRECT_WGRAD_TILE (its rows are taps, many
+ * exactly when the other passes' rows are few), 8 x 4 for kernels of at most 32 taps.
+ */
+const DIRECT_MIN_FILL = 4;
+/** Fewer (input channel, kernel row) pairs than this leave a strip weight-gradient workgroup half idle. */
+const STRIP_WGRAD_MIN_PAIRS = 16;
+function directDefault(family: ConvFamily, g: Conv2dGeometry, of: readonly RegisteredCandidate<Conv2dGeometry>[]): RegisteredCandidate<Conv2dGeometry> {
+  const rows = directRows(family, g);
+  const span = (c: RegisteredCandidate<Conv2dGeometry>) => (c.params!.wg as number) * (c.params!.tm as number);
+  if (family === 'conv.wgrad') {
+    // Taps are the rows: a 3x3 RGB kernel has 27, which 8 x 4 covers with less waste than 8 x 8.
+    const id = rows <= 32 ? 'direct:8x4x8' : `direct:${directKey(DIRECT_WGRAD_TILE)}`;
+    return of.find((c) => c.id === id) ?? of[0];
+  }
+  const bySpan = [...of].sort((a, b) => span(b) - span(a) || (b.params!.tm as number) - (a.params!.tm as number));
+  return bySpan.find((c) => rows >= DIRECT_MIN_FILL * span(c)) ?? bySpan[bySpan.length - 1] ?? of[0];
+}
+
 for (const family of CONV_FAMILIES) {
   registerFamily<Conv2dGeometry>({
     family,
     about: { 'conv.fwd': 'conv2d forward', 'conv.dgrad': 'conv2d input gradient', 'conv.wgrad': 'conv2d weight gradient' }[family],
     shapeClass: convShapeClass,
     describe: convShapeClass,
-    // Direct on software adapters (barriers are ruinous there), tiled with the smallest covering tile on GPUs.
-    // Among one variant's candidates (an override or the tuner asking), its own rule applies.
+    // Software adapters: row strips where they suit (stride 1, rows of whole vec4s; about 2x the direct
+    // kernels), else direct blocks sized by the layer's rows (barriers are ruinous there). GPUs: tiled
+    // with the smallest covering tile. Among one variant's candidates (an override or the tuner
+    // asking), its own rule applies.
     defaultRule: (g, dev, cands) => {
+      const strips = cands.filter((c) => c.variant === 'strip');
+      // A strip weight-gradient thread owns one (ci, ky) pair: an RGB input layer has 3-9 of them.
+      const stripsPay = family !== 'conv.wgrad' || g.cin * g.kh >= STRIP_WGRAD_MIN_PAIRS;
+      if (dev.isSoftware && strips.length && stripsPay) return stripDefault(family, g, strips);
       const want = dev.isSoftware ? 'direct' : 'tiled';
       const variant = cands.some((c) => c.variant === want) ? want : cands[0].variant;
+      if (variant === 'strip') return stripDefault(family, g, strips);
       const of = cands.filter((c) => c.variant === variant);
+      if (variant === 'direct') return directDefault(family, g, of);
       const bn = pickTile(gemmCols(family, g)).bn;
       return of.find((c) => c.params?.bm === 64 && c.params?.bn === bn) ?? of[0];
     },
     bench: (g) => convBenchCase(family, g),
   });
   registerCandidates<Conv2dGeometry>(family, [
-    { variant: 'direct' },
+    ...(family === 'conv.wgrad' ? DIRECT_WGRAD_TILES : DIRECT_TILES).map((t) => ({
+      variant: 'direct',
+      tile: directKey(t),
+      params: { ...t },
+    })),
     ...TILED_TILES.map((t) => ({
       variant: 'tiled',
       tile: `${t.bm}x${t.bn}`,
@@ -295,7 +344,10 @@ function checkIndexable(...sizes: number[]): void {
   for (const s of sizes) if (s > MAX_INDEX) throw new Error(`conv2d: ${s} elements exceed i32 indexing`);
 }
 
-const DIRECT_ROWS = DIRECT_WG * DIRECT_TM;
+function directTileOf(p: Plan): DirectTile {
+  const t = p.params;
+  return { wg: t.wg as number, tm: t.tm as number, bn: t.bn as number };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Public ops
@@ -317,9 +369,14 @@ export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, opts: C
   const bufs = (bias ? [x, w, bias, y] : [x, w, y]).map((b) => ({ buffer: b.buf }));
   const p = plan('conv.fwd', g);
   const tag = () => convTag('conv.fwd', g, p);
+  if (p.variant === 'strip') {
+    stripForward(x, w, bias, y, g, p, tag);
+    return y;
+  }
   if (p.variant === 'direct') {
-    const k = cachedKernel(`conv.fwd|direct|${!!bias}`, () => conv2dDirectForwardKernel(!!bias));
-    queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), gemmGrid(rows, g.cout, DIRECT_ROWS, DIRECT_BN), tag);
+    const t = directTileOf(p);
+    const k = cachedKernel(`conv.fwd|direct|${!!bias}|${directKey(t)}`, () => conv2dDirectForwardKernel(!!bias, t));
+    queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), gemmGrid(rows, g.cout, t.wg * t.tm, t.bn), tag);
     return y;
   }
   const t = tileOf(p);
@@ -347,11 +404,16 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: Shape, opts: 
   const bufs = [{ buffer: dy.buf }, { buffer: w.buf }, { buffer: dx.buf }];
   const p = plan('conv.dgrad', g);
   const tag = () => convTag('conv.dgrad', g, p);
+  if (p.variant === 'strip') {
+    stripBackwardInput(dy, w, dx, g, p, tag);
+    return dx;
+  }
   // By stride phase: the grid covers the largest phase's pixels, sh*sw phases per channel block.
   const phaseRows = g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
   if (p.variant === 'direct') {
-    const k = cachedKernel('conv.dgrad|direct', conv2dDirectBackwardInputKernel);
-    const grid = gemmGrid(phaseRows, g.cin, DIRECT_ROWS, DIRECT_BN);
+    const t = directTileOf(p);
+    const k = cachedKernel(`conv.dgrad|direct|${directKey(t)}`, () => conv2dDirectBackwardInputKernel(t));
+    const grid = gemmGrid(phaseRows, g.cin, t.wg * t.tm, t.bn);
     queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), [grid[0], grid[1], grid[2] * g.sh * g.sw], tag);
     return dx;
   }
@@ -399,7 +461,8 @@ export function wgradPlan(g: Conv2dGeometry, p: Plan = plan('conv.wgrad', g)): W
     chunk = tile.bk;
     grid = [Math.ceil(K / tile.bm), Math.ceil(g.cout / tile.bn)];
   } else {
-    grid = [Math.ceil(K / (DIRECT_WGRAD_WG * DIRECT_TM)), Math.ceil(g.cout / DIRECT_BN)];
+    const t = directTileOf(p);
+    grid = [Math.ceil(K / (t.wg * t.tm)), Math.ceil(g.cout / t.bn)];
   }
   const nchunks = Math.ceil(L / chunk);
   const tiles = grid[0] * grid[1];
@@ -422,11 +485,17 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
   if (L === 0) return fill(wShape, 0); // an empty batch contributes nothing
   const dw = empty(wShape);
   if (dw.size === 0) return dw;
-  const plan = wgradPlan(g);
+  const chosen = planKernel('conv.wgrad', g);
+  if (chosen.variant === 'strip') {
+    stripBackwardWeight(dy, x, dw, g, chosen, () => convTag('conv.wgrad', g, chosen));
+    return dw;
+  }
+  const plan = wgradPlan(g, chosen);
   let k: Kernel;
   let params: Uint32Array;
   if (plan.impl === 'direct') {
-    k = cachedKernel('conv.wgrad|direct', conv2dDirectBackwardWeightKernel);
+    const t = directTileOf(plan.plan);
+    k = cachedKernel(`conv.wgrad|direct|${directKey(t)}`, () => conv2dDirectBackwardWeightKernel(t));
     // The direct kernel reads the chunk length from `la`.
     params = convParams(g, plan.chunk, 0, K, L, plan.chunksPerSplit, plan.nchunks);
   } else {
@@ -449,7 +518,7 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
   return dw;
 }
 
-function dispatchSplitSum(parts: Tensor, out: Tensor, splits: number): void {
+export function dispatchSplitSum(parts: Tensor, out: Tensor, splits: number): void {
   const k = cachedKernel('conv.splitsum', splitSumKernel);
   const p = new Params(SPLIT_SUM_PARAM_WORDS).u(out.size).u(splits);
   const tag = (): DispatchTag => ({ op: 'conv.splitsum', variant: 'splitsum', shape: `${splits}x${out.size}`, flops: splits * out.size, phase: 'weight-grad' });

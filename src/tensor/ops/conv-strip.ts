@@ -1,0 +1,204 @@
+// Launchers of the row-strip conv kernels (src/shaders/conv-strip.ts): stride-1 forward and input
+// gradient on software adapters. Registered with the planner as the 'strip' candidates of conv.fwd
+// and conv.dgrad; ops/conv.ts hands a geometry here when the planner picks one.
+import {
+  convStripKernel,
+  convStripPackKernel,
+  convStripWgradKernel,
+  stripKey,
+  STRIP_PACK_PARAM_WORDS,
+  STRIP_PACK_WG,
+  STRIP_PARAM_WORDS,
+  STRIP_WGRAD_PARAM_WORDS,
+  type StripTile,
+} from '../../shaders/conv-strip.js';
+import { grid1d, gridFor } from '../../shaders/kernel.js';
+import { cachedKernel, registerCandidates, type Candidate, type Plan } from '../plan.js';
+import { Params } from '../params.js';
+import { queue } from '../queue.js';
+import type { DispatchTag } from '../trace.js';
+
+/** Profile tag of a launch, built only while profiling. */
+type Tag = () => DispatchTag;
+import { empty, type Tensor } from '../tensor.js';
+import { dispatchSplitSum, type Conv2dGeometry } from './conv.js';
+
+/** Register blocks: wg threads x px pixels x bn channels. */
+/**
+ * Register blocks: wg threads x px pixels x bn channels. Measured on a 2-core lavapipe (Meso-4 64 px
+ * batch 32, bench/conv-layers.ts, GFLOP per CPU-second): 8 pixels x 4 channels 9-11, 4 x 4 6-7, 4 x 8
+ * and 8 x 8 5-8 (their 32 and 64 accumulators spill, so they are not declared); the direct kernels 4-5.
+ * The 16- and 8-thread blocks serve small images.
+ */
+export const STRIP_TILES: readonly StripTile[] = [
+  { wg: 64, px: 8, bn: 4 },
+  { wg: 16, px: 8, bn: 4 },
+  { wg: 64, px: 4, bn: 4 },
+  { wg: 8, px: 4, bn: 4 },
+];
+
+/** Stride 1, no dilation, padding smaller than the kernel (so the input gradient's padding is >= 0). */
+function stripShape(g: Conv2dGeometry): boolean {
+  return g.sh === 1 && g.sw === 1 && g.dh === 1 && g.dw === 1 && g.pt < g.kh && g.pb < g.kh && g.pl < g.kw && g.pr < g.kw;
+}
+
+/** Forward: the input rows are whole vec4s. */
+export function stripSuitsForward(g: Conv2dGeometry): boolean {
+  return stripShape(g) && g.w % 4 === 0;
+}
+
+/** Input gradient: a correlation over dy, whose rows (OW wide) must be whole vec4s. */
+export function stripSuitsBackwardInput(g: Conv2dGeometry): boolean {
+  return stripShape(g) && g.ow % 4 === 0;
+}
+
+/** Weight gradient: both x rows (W) and dy rows (OW) are whole vec4s. */
+export function stripSuitsBackwardWeight(g: Conv2dGeometry, px = 4): boolean {
+  return stripShape(g) && g.w % 4 === 0 && g.ow % px === 0;
+}
+
+/**
+ * Weight-gradient blocks: wg threads (one (ci, ky) pair each) x px pixels per step x bn channels. Four
+ * channels (KW*4 vec4 accumulators) measured 1.3-1.8x faster than eight on Meso-4's layers.
+ */
+export const STRIP_WGRAD_TILES: readonly StripTile[] = [
+  { wg: 8, px: 4, bn: 4 },
+  { wg: 16, px: 4, bn: 4 },
+  { wg: 8, px: 8, bn: 4 },
+];
+
+/** A strip workgroup should get at least this many row tiles' worth of threads (little waste at the edge). */
+const STRIP_MIN_FILL = 4;
+
+/**
+ * The static strip block on software adapters. Weight gradient: 4 channels. Forward / input gradient:
+ * 8 pixels per thread when the output rows are at least 16 wide (else 4, so a 4-wide row is not padded
+ * to 8), 4 channels, and the widest workgroup the layer's threads fill STRIP_MIN_FILL times over.
+ */
+export function stripDefault<C extends Candidate<Conv2dGeometry>>(family: string, g: Conv2dGeometry, cands: readonly C[]): C {
+  const of = (pred: (t: StripTile) => boolean) => cands.filter((c) => pred(c.params as unknown as StripTile));
+  if (family === 'conv.wgrad') return of((t) => t.wg === 8)[0] ?? cands[0];
+  const [oh, ow] = family === 'conv.dgrad' ? [g.h, g.w] : [g.oh, g.ow];
+  const px = ow >= 16 ? 8 : 4;
+  const fits = of((t) => t.px === px && t.bn === 4).sort((a, b) => (b.params!.wg as number) - (a.params!.wg as number));
+  const threads = g.n * oh * Math.ceil(ow / px);
+  return fits.find((c) => threads >= STRIP_MIN_FILL * (c.params!.wg as number)) ?? fits[fits.length - 1] ?? cands[0];
+}
+
+function candidates(suits: (g: Conv2dGeometry) => boolean, tiles: readonly StripTile[] = STRIP_TILES): Candidate<Conv2dGeometry>[] {
+  return tiles.map((t) => ({ variant: 'strip', tile: stripKey(t), params: { ...t }, suits: (g, dev) => dev.isSoftware && suits(g) }));
+}
+registerCandidates<Conv2dGeometry>('conv.fwd', candidates(stripSuitsForward));
+registerCandidates<Conv2dGeometry>('conv.dgrad', candidates(stripSuitsBackwardInput));
+registerCandidates<Conv2dGeometry>(
+  'conv.wgrad',
+  STRIP_WGRAD_TILES.map((t) => ({ variant: 'strip', tile: stripKey(t), params: { ...t }, suits: (g, dev) => dev.isSoftware && stripSuitsBackwardWeight(g, t.px) })),
+);
+
+function tileOf(p: Plan): StripTile {
+  return { wg: p.params.wg as number, px: p.params.px as number, bn: p.params.bn as number };
+}
+
+const pad4 = (n: number, bn: number) => Math.ceil(n / bn) * bn;
+
+/** wp for the strip kernel (see convStripPackKernel); `outCh` channels padded to a multiple of bn. */
+function packWeights(w: Tensor, g: Conv2dGeometry, flip: boolean, bn: number, tag: Tag): Tensor {
+  const outCh = flip ? g.cin : g.cout;
+  const inCh = flip ? g.cout : g.cin;
+  const pad = pad4(outCh, bn);
+  const total = inCh * g.kh * g.kw * pad;
+  const wp = empty([total]);
+  const p = new Params(STRIP_PACK_PARAM_WORDS).u(g.cout).u(g.cin).u(g.kh).u(g.kw).u(pad).u(flip ? 1 : 0).u(total);
+  queue.dispatch(cachedKernel('conv.strip.pack', convStripPackKernel), [{ buffer: w.buf }, { buffer: wp.buf }], p.view, gridFor(total, STRIP_PACK_WG), () => ({
+    ...tag(),
+    op: 'conv.strip.pack',
+    variant: 'pack',
+    flops: 0,
+  }));
+  return wp;
+}
+
+interface StripGeom {
+  n: number;
+  cin: number;
+  h: number;
+  w: number;
+  cout: number;
+  oh: number;
+  ow: number;
+  kh: number;
+  kw: number;
+  pt: number;
+  pl: number;
+}
+
+function dispatchStrip(x: Tensor, wp: Tensor, bias: Tensor | null, y: Tensor, s: StripGeom, t: StripTile, tag: Tag): void {
+  const qpr = Math.ceil(s.ow / t.px);
+  const rows = s.n * s.oh * qpr;
+  const coutPad = pad4(s.cout, t.bn);
+  const k = cachedKernel(`conv.strip|${s.kw}|${s.pl}|${!!bias}|${stripKey(t)}`, () => convStripKernel(t, s.kw, s.pl, !!bias));
+  const p = new Params(STRIP_PARAM_WORDS);
+  p.u(s.n).u(s.cin).u(s.h).u(s.w);
+  p.u(s.cout).u(s.oh).u(s.ow).u(s.kh);
+  p.i(s.pt).u(qpr).u(rows).u(coutPad);
+  const g = grid1d(Math.ceil(rows / t.wg));
+  const bufs = (bias ? [x, wp, bias, y] : [x, wp, y]).map((b) => ({ buffer: b.buf }));
+  queue.dispatch(k, bufs, p.view, [g[0], g[1], coutPad / t.bn], tag);
+}
+
+/** conv2d forward by row strips (the planner checked stripSuitsForward). */
+export function stripForward(x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor, g: Conv2dGeometry, p: Plan, tag: Tag): void {
+  const t = tileOf(p);
+  const wp = packWeights(w, g, false, t.bn, tag);
+  dispatchStrip(x, wp, bias, y, { n: g.n, cin: g.cin, h: g.h, w: g.w, cout: g.cout, oh: g.oh, ow: g.ow, kh: g.kh, kw: g.kw, pt: g.pt, pl: g.pl }, t, tag);
+  wp.dispose();
+}
+
+/**
+ * conv2d input gradient by row strips: dx = the correlation of dy (cout channels, OH x OW) with the
+ * flipped, transposed weights and padding (kh-1-pt, kw-1-pl); its output is H x W.
+ */
+export function stripBackwardInput(dy: Tensor, w: Tensor, dx: Tensor, g: Conv2dGeometry, p: Plan, tag: Tag): void {
+  const t = tileOf(p);
+  const wp = packWeights(w, g, true, t.bn, tag);
+  const s: StripGeom = { n: g.n, cin: g.cout, h: g.oh, w: g.ow, cout: g.cin, oh: g.h, ow: g.w, kh: g.kh, kw: g.kw, pt: g.kh - 1 - g.pt, pl: g.kw - 1 - g.pl };
+  dispatchStrip(dy, wp, null, dx, s, t, tag);
+  wp.dispose();
+}
+
+/** Workgroups the strip weight gradient aims for: enough to keep a CPU's threads busy, few partials. */
+const STRIP_WGRAD_TARGET_GROUPS = 64;
+/** A split reduces at least this many quads (4-pixel row pieces). */
+const STRIP_WGRAD_MIN_QUADS = 64;
+
+/** Splits of the reduction over N*OH*OW/4 quads: fixed by the shapes, so results are reproducible. */
+export function stripWgradSplits(g: Conv2dGeometry, t: StripTile): { splits: number; perSplit: number; quads: number } {
+  const quads = (g.n * g.oh * g.ow) / t.px;
+  const tiles = Math.ceil((g.cin * g.kh) / t.wg) * Math.ceil(g.cout / t.bn);
+  let splits = Math.max(1, Math.min(Math.ceil(STRIP_WGRAD_TARGET_GROUPS / tiles), Math.floor(quads / STRIP_WGRAD_MIN_QUADS), 65535));
+  const perSplit = Math.ceil(quads / splits);
+  splits = Math.ceil(quads / perSplit);
+  return { splits, perSplit, quads };
+}
+
+/** conv2d weight gradient by row strips (the planner checked stripSuitsBackwardWeight). */
+export function stripBackwardWeight(dy: Tensor, x: Tensor, dw: Tensor, g: Conv2dGeometry, p: Plan, tag: Tag): void {
+  const t = tileOf(p);
+  const { splits, perSplit, quads } = stripWgradSplits(g, t);
+  const red = g.cin * g.kh * g.kw;
+  const k = cachedKernel(`conv.strip.wgrad|${g.kw}|${g.pl}|${stripKey(t)}`, () => convStripWgradKernel(t, g.kw, g.pl));
+  const prm = new Params(STRIP_WGRAD_PARAM_WORDS);
+  prm.u(g.n).u(g.cin).u(g.h).u(g.w);
+  prm.u(g.cout).u(g.oh).u(g.ow).u(g.kh);
+  prm.i(g.pt).u(red).u(g.ow / t.px).u(quads);
+  prm.u(perSplit);
+  const grid: [number, number, number] = [Math.ceil((g.cin * g.kh) / t.wg), Math.ceil(g.cout / t.bn), splits];
+  if (splits === 1) {
+    queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: dw.buf }], prm.view, grid, tag);
+    return;
+  }
+  const parts = empty([splits, g.cout, red]);
+  queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: parts.buf }], prm.view, grid, tag);
+  dispatchSplitSum(parts, dw, splits);
+  parts.dispose();
+}
