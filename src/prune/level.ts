@@ -7,7 +7,6 @@
 //   <level>/start.safetensors   the weights training started from (after rewinding), unmasked
 //   + what fit() writes: checkpoint/best/final.safetensors, metrics.jsonl, result.json
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Detector } from '../nn/models/index.js';
 import type { DatasetSplits } from '../data/datasets.js';
 import { fit, type FitResult, type RewindPoint, type TrainSettings } from '../train/trainer.js';
@@ -15,6 +14,8 @@ import { readF32Tensors, saveModel } from '../nn/checkpoint.js';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { attachMasks, detachMasks, saveMasks, sparsityReport, type HostMasks, type PrunableWeight, type SparsityReport } from './masks.js';
 import { Dropout } from '../nn/layers.js';
+import { applyKernelPlan, describePlan, kernelMode, planKernels, type KernelPlan } from '../nn/sparse.js';
+import { runFile } from '../io/run-paths.js';
 
 export interface LevelRun {
   dir: string;
@@ -50,12 +51,12 @@ export async function loadWeightsFile(model: Detector, file: string): Promise<vo
 export async function runLevel(l: LevelRun): Promise<LevelResult> {
   fs.mkdirSync(l.dir, { recursive: true });
   const sp = sparsityReport(l.masks, l.model.parameterCount());
-  const maskFile = path.join(l.dir, 'mask.safetensors');
+  const maskFile = runFile(l.dir, 'mask');
   if (!fs.existsSync(maskFile)) await saveMasks(maskFile, l.weights, l.masks, { sparsity: sp.sparsity.toFixed(6) });
-  const spFile = path.join(l.dir, 'sparsity.json');
+  const spFile = runFile(l.dir, 'sparsity');
   if (!fs.existsSync(spFile)) await writeJsonAtomic(spFile, sp);
-  const startFile = path.join(l.dir, 'start.safetensors');
-  if (fs.existsSync(path.join(l.dir, 'result.json'))) {
+  const startFile = runFile(l.dir, 'start');
+  if (fs.existsSync(runFile(l.dir, 'result'))) {
     // Finished: fit() loads its final weights and returns the stored result.
   } else if (l.startFrom) {
     await loadWeightsFile(l.model, l.startFrom);
@@ -66,6 +67,7 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
   const gpuMasks = attachMasks(l.weights, l.masks);
   l.log(`${l.label}: ${(sp.sparsity * 100).toFixed(1)}% pruned, ${sp.kept.toLocaleString('en-US')} of ${sp.total.toLocaleString('en-US')} prunable weights left`);
   try {
+    await chooseKernels(l);
     const res = await fit({
       model: l.model,
       train: l.data.train,
@@ -84,4 +86,34 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
   } finally {
     detachMasks(l.weights);
   }
+}
+
+/**
+ * Kernels of the level's pruned layers (--kernels sparse|auto): a level that already recorded its
+ * choice (kernels.json, e.g. on --resume) runs the same kernels again, so it stays bit-identical;
+ * otherwise they are planned now, logged and recorded.
+ */
+async function chooseKernels(l: LevelRun): Promise<void> {
+  const mode = kernelMode();
+  if (mode === 'dense') return;
+  const file = runFile(l.dir, 'kernels');
+  if (fs.existsSync(file)) {
+    let plan: KernelPlan;
+    try {
+      plan = JSON.parse(fs.readFileSync(file, 'utf8')) as KernelPlan;
+    } catch (e) {
+      throw new Error(`${file}: ${(e as Error).message}`);
+    }
+    if (plan.mode === mode) {
+      applyKernelPlan(l.model, plan, file);
+      return;
+    }
+  }
+  const size = l.data.train.size;
+  const t0 = performance.now();
+  const plan = await planKernels(l.model, [l.settings.batch, 3, size, size]);
+  const took = mode === 'auto' ? ` (timed in ${((performance.now() - t0) / 1000).toFixed(1)} s)` : '';
+  l.log(`${l.label}: kernels ${mode}${took}`);
+  for (const line of describePlan(plan)) l.log(`  ${line}`);
+  await writeJsonAtomic(file, plan);
 }

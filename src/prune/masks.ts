@@ -9,6 +9,7 @@ import { Conv2d, Linear } from '../nn/layers.js';
 import { fromArray, keep, type Tensor } from '../tensor/tensor.js';
 import { saveSafetensors, type HostTensor } from '../io/safetensors.js';
 import { readF32Tensors } from '../nn/checkpoint.js';
+import { attachSparse, detachSparse } from '../nn/sparse.js';
 
 /** A prunable weight: its state-dict key (e.g. `conv1.weight`), shape and layer. */
 export interface PrunableWeight {
@@ -92,7 +93,10 @@ export function sparsityReport(masks: HostMasks, totalParameters: number): Spars
   };
 }
 
-/** Uploads host masks and attaches them to their layers (forward masking). Returns the GPU masks. */
+/**
+ * Uploads host masks and attaches them to their layers (forward masking), with the compressed layouts
+ * the kernel mode needs (nn/sparse.ts). Returns the GPU masks.
+ */
 export function attachMasks(ws: readonly PrunableWeight[], masks: HostMasks): Map<string, Tensor> {
   const gpu = new Map<string, Tensor>();
   for (const w of ws) {
@@ -102,6 +106,7 @@ export function attachMasks(ws: readonly PrunableWeight[], masks: HostMasks): Ma
     const t = keep(fromArray(Float32Array.from(m), w.shape));
     w.layer.mask?.dispose();
     w.layer.mask = t;
+    attachSparse(w.layer, m);
     gpu.set(w.key, t);
   }
   return gpu;
@@ -111,6 +116,7 @@ export function detachMasks(ws: readonly PrunableWeight[]): void {
   for (const w of ws) {
     w.layer.mask?.dispose();
     w.layer.mask = null;
+    detachSparse(w.layer);
   }
 }
 

@@ -1,0 +1,219 @@
+// Kernel choice for pruned layers: per layer and phase (forward, input-gradient, weight-gradient),
+// the dense kernel on the masked weight or one of the sparse candidates of src/shaders/sparse-conv.ts.
+// `auto` times the candidates on the layer's own shapes and density (density is part of the shape
+// class) and keeps the fastest; the choices are plain data so a level can record and reuse them.
+//
+// Candidates (declared here, next to their launchers in ops/sparse.ts):
+//   dense    conv2d / matmul of ops/conv.ts, ops/matmul.ts on w * mask: every tap, whatever the density
+//   csr      BN = 1 compressed rows: one channel's kept taps, no padding; wins at low density
+//   blocked  BN = 8: the union of 8 channels' taps, dense-kernel arithmetic intensity; wins when
+//            neighbouring channels keep the same taps (moderate density)
+import { queue } from './queue.js';
+import { empty, tidy, type Shape, type Tensor } from './tensor.js';
+import { binary } from './ops/map.js';
+import { randomUniform } from './ops/random.js';
+import { conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, conv2dGeometry, type Conv2dOptions } from './ops/conv.js';
+import { matmul } from './ops/matmul.js';
+import {
+  SparseWeight,
+  sparseConv2dBackwardInput,
+  sparseConv2dBackwardWeight,
+  sparseConv2dForward,
+  sparseGather,
+  sparseLinearBackwardInput,
+  sparseLinearBackwardWeight,
+  sparseLinearForward,
+  type SparseBlock,
+} from './ops/sparse.js';
+
+export type KernelMode = 'dense' | 'sparse' | 'auto';
+export const KERNEL_MODES: readonly KernelMode[] = ['dense', 'sparse', 'auto'];
+export type KernelVariant = 'dense' | 'csr' | 'blocked';
+export const KERNEL_VARIANTS: readonly KernelVariant[] = ['dense', 'csr', 'blocked'];
+export type Phase = 'forward' | 'input-grad' | 'weight-grad';
+export const PHASES: readonly Phase[] = ['forward', 'input-grad', 'weight-grad'];
+
+/** The kernel of each phase of one layer. */
+export type LayerKernels = Record<Phase, KernelVariant>;
+
+export function blockOf(v: Exclude<KernelVariant, 'dense'>): SparseBlock {
+  return v === 'csr' ? 1 : 8;
+}
+
+/** Below this density `--kernels sparse` uses compressed rows, above it the blocked layout. */
+export const SPARSE_CSR_BELOW = 0.3;
+
+/** `--kernels sparse` without timing: the sparse candidate suited to the density, in every phase. */
+export function sparseDefault(density: number): LayerKernels {
+  const v: KernelVariant = density < SPARSE_CSR_BELOW ? 'csr' : 'blocked';
+  return { forward: v, 'input-grad': v, 'weight-grad': v };
+}
+
+export const ALL_DENSE: LayerKernels = { forward: 'dense', 'input-grad': 'dense', 'weight-grad': 'dense' };
+
+/** One pruned layer's problem: a conv on input xShape, or a linear ([N, in] input). */
+export interface LayerProblem {
+  kind: 'conv' | 'linear';
+  xShape: Shape;
+  wShape: Shape;
+  opts: Conv2dOptions;
+}
+
+export function outputShape(p: LayerProblem): number[] {
+  if (p.kind === 'linear') return [p.xShape[0], p.wShape[0]];
+  const g = conv2dGeometry(p.xShape, p.wShape, p.opts);
+  return [g.n, g.cout, g.oh, g.ow];
+}
+
+/** Operands of a layer's phases: x (forward, weight-grad), dy (the grads), the dense weight, its mask. */
+export interface PhaseOperands {
+  x?: Tensor;
+  dy?: Tensor;
+  w: Tensor;
+  mask: Tensor;
+  sw: SparseWeight;
+  /** Added by the forward phase. */
+  bias?: Tensor | null;
+}
+
+function need(t: Tensor | undefined, what: string, phase: Phase): Tensor {
+  if (!t) throw new Error(`${phase}: no ${what} given`);
+  return t;
+}
+
+/**
+ * Runs one phase of a pruned layer with the given variant; the result equals the dense masked path's
+ * within float32 rounding (weight-grad: exact +0 at pruned positions either way).
+ */
+export function runPhase(p: LayerProblem, phase: Phase, v: KernelVariant, o: PhaseOperands): Tensor {
+  return tidy(() => {
+    const lin = p.kind === 'linear';
+    const bias = o.bias ?? null;
+    if (phase === 'forward') {
+      const x = need(o.x, 'input', phase);
+      if (v === 'dense') {
+        const wm = binary('mul', o.w, o.mask);
+        return lin ? matmul(x, wm, { transB: true, bias: bias ?? undefined }) : conv2dForward(x, wm, bias, p.opts);
+      }
+      const bn = blockOf(v);
+      const vals = sparseGather(o.w, o.sw.side(bn, true));
+      return lin ? sparseLinearForward(x, o.sw, vals, bn, bias) : sparseConv2dForward(x, o.sw, vals, bn, bias, p.opts);
+    }
+    const dy = need(o.dy, 'output gradient', phase);
+    if (phase === 'input-grad') {
+      if (v === 'dense') {
+        const wm = binary('mul', o.w, o.mask);
+        return lin ? matmul(dy, wm) : conv2dBackwardInput(dy, wm, p.xShape, p.opts);
+      }
+      const bn = blockOf(v);
+      const vals = sparseGather(o.w, o.sw.side(bn, false));
+      return lin ? sparseLinearBackwardInput(dy, o.sw, vals, bn, p.xShape) : sparseConv2dBackwardInput(dy, o.sw, vals, bn, p.xShape, p.opts);
+    }
+    const x = need(o.x, 'input', phase);
+    if (v === 'dense') {
+      const full = lin ? matmul(dy, x, { transA: true }) : conv2dBackwardWeight(dy, x, p.wShape, p.opts);
+      return binary('mul', full, o.mask);
+    }
+    const bn = blockOf(v);
+    return lin ? sparseLinearBackwardWeight(dy, x, o.sw, bn) : sparseConv2dBackwardWeight(dy, x, o.sw, bn, p.opts);
+  });
+}
+
+/** Random operands of a layer problem (uniform values; the mask comes from the SparseWeight). */
+export function randomOperands(p: LayerProblem, sw: SparseWeight, mask: Tensor, seed = 1): PhaseOperands {
+  return {
+    x: randomUniform(p.xShape, { seed, stream: 1 }, -1, 1),
+    dy: randomUniform(outputShape(p), { seed, stream: 2 }, -1, 1),
+    w: randomUniform(p.wShape, { seed, stream: 3 }, -1, 1),
+    mask,
+    sw,
+  };
+}
+
+export function disposeOperands(o: PhaseOperands): void {
+  o.x?.dispose();
+  o.dy?.dispose();
+  o.w.dispose();
+}
+
+/** Wall-clock ms of one run of `fn` (work submitted and finished), after queue.sync(). */
+export async function timeOnce(fn: () => Tensor): Promise<number> {
+  await queue.sync();
+  const t0 = performance.now();
+  const r = fn();
+  await queue.sync();
+  const ms = performance.now() - t0;
+  r.dispose();
+  return ms;
+}
+
+export type PhaseTimes = Record<Phase, Partial<Record<KernelVariant, number>>>;
+
+/**
+ * Times every (phase, variant) of a layer: one untimed run each (pipeline compile), then `reps`
+ * rounds in which the variants run interleaved, keeping each one's median. Interleaving makes the
+ * ratios fair when other processes share the cores.
+ */
+export async function timeLayer(p: LayerProblem, o: PhaseOperands, variants: readonly KernelVariant[] = KERNEL_VARIANTS, reps = 3): Promise<PhaseTimes> {
+  const out = { forward: {}, 'input-grad': {}, 'weight-grad': {} } as PhaseTimes;
+  for (const phase of PHASES) {
+    const samples = new Map<KernelVariant, number[]>();
+    for (const v of variants) {
+      await timeOnce(() => runPhase(p, phase, v, o));
+      samples.set(v, []);
+    }
+    for (let r = 0; r < reps; r++) {
+      const order = r % 2 ? [...variants].reverse() : variants;
+      for (const v of order) samples.get(v)!.push(await timeOnce(() => runPhase(p, phase, v, o)));
+    }
+    for (const v of variants) out[phase][v] = median(samples.get(v)!);
+  }
+  return out;
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** The fastest variant of each phase. */
+export function fastest(t: PhaseTimes): LayerKernels {
+  const pick = (ph: Phase): KernelVariant => {
+    let best: KernelVariant = 'dense';
+    for (const [v, ms] of Object.entries(t[ph]) as [KernelVariant, number][]) if (ms < (t[ph][best] ?? Infinity)) best = v;
+    return best;
+  };
+  return { forward: pick('forward'), 'input-grad': pick('input-grad'), 'weight-grad': pick('weight-grad') };
+}
+
+/** Process-wide cache of auto decisions by shape class (problem + density to 1/1000). */
+const decided = new Map<string, { kernels: LayerKernels; times: PhaseTimes }>();
+
+export function shapeClass(p: LayerProblem, density: number): string {
+  return `${p.kind}|${p.xShape.join('x')}|${p.wShape.join('x')}|${JSON.stringify(p.opts)}|d${Math.round(density * 1000)}`;
+}
+
+/**
+ * `auto` for one layer: times dense and both sparse candidates on random data of the layer's shapes
+ * under its real mask, once per shape class and process.
+ */
+export async function planLayer(p: LayerProblem, sw: SparseWeight, mask: Tensor, reps = 3): Promise<{ kernels: LayerKernels; times: PhaseTimes }> {
+  const key = shapeClass(p, sw.density);
+  const hit = decided.get(key);
+  if (hit) return hit;
+  const o = randomOperands(p, sw, mask);
+  try {
+    const times = await timeLayer(p, o, KERNEL_VARIANTS, reps);
+    const r = { kernels: fastest(times), times };
+    decided.set(key, r);
+    return r;
+  } finally {
+    disposeOperands(o);
+  }
+}
+
+/** A scratch tensor of the layer's output shape (benchmarks). */
+export function emptyOutput(p: LayerProblem): Tensor {
+  return empty(outputShape(p));
+}
