@@ -3,6 +3,23 @@
 import type { ParseArgsConfig } from 'node:util';
 import { DEFAULT_TRAIN, type TrainSettings } from '../train/trainer.js';
 import { MODEL_NAMES, defaultInputSize } from '../nn/models/index.js';
+import { parseKernelMode, setKernelMode } from '../nn/sparse.js';
+
+/** `--kernels`: which kernels pruned layers run (nn/sparse.ts); on every command that runs a model. */
+export const KERNEL_FLAG = { kernels: { type: 'string', default: 'dense' } } as const satisfies NonNullable<ParseArgsConfig['options']>;
+
+export const KERNEL_FLAG_HELP = `  --kernels K         kernels of pruned conv/linear layers: dense (weight * mask, then the dense
+                      kernel; default) | sparse (kernels that skip pruned weights: compressed rows
+                      below 30% density, blocked above) | auto (per layer and phase the fastest of
+                      dense / compressed rows / blocked, timed on the layer's shapes and density at
+                      the start of each level; the choice is logged and kept in <level>/kernels.json).
+                      Results agree within float32 rounding; a dense model (no masks) always runs dense
+`;
+
+/** Sets the process's kernel mode from --kernels (one-line error naming the flag). */
+export function applyKernelFlag(values: { kernels?: string }): void {
+  setKernelMode(parseKernelMode(String(values.kernels ?? 'dense')));
+}
 
 export const TRAIN_FLAGS = {
   model: { type: 'string', default: 'meso4' },
@@ -22,6 +39,7 @@ export const TRAIN_FLAGS = {
   out: { type: 'string' },
   resume: { type: 'boolean', default: false },
   quiet: { type: 'boolean', default: false },
+  ...KERNEL_FLAG,
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export const TRAIN_FLAGS_HELP = `Model and data:
@@ -47,7 +65,8 @@ Output:
   --out DIR           run folder (default runs/<model>-<data>-s<seed>)
   --resume            continue an interrupted run in --out (at the epoch and batch where it stopped)
   --quiet             no progress bars
-`;
+Kernels:
+${KERNEL_FLAG_HELP}`;
 
 type Values = { [K in keyof typeof TRAIN_FLAGS]?: (typeof TRAIN_FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
 

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { initDevice } from '../tensor/device.js';
 import { openDataset } from '../data/datasets.js';
 import { parseFlags, type Command } from './args.js';
-import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, defaultOut, num, parseRunSpec } from './flags.js';
+import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, applyKernelFlag, defaultOut, num, parseRunSpec } from './flags.js';
 import { withRun } from './signals.js';
 import { markDone, openRun, levelDir } from '../train/run.js';
 import { levelCount, levelSparsity, parseRewind, runControls, runImp, runOneShot, type ControlKind, type ImpConfig } from '../prune/imp.js';
@@ -103,6 +103,7 @@ ${IMP_HELP_FLAGS}
 ${TRAIN_FLAGS_HELP}`,
   async run(args) {
     const { values } = parseFlags(args, IMP_FLAGS, 'imp');
+    applyKernelFlag(values);
     const cfg = parseImpConfig(values);
     const nLevels = levelCount(cfg);
     const oneshot = parseLevels(values.oneshot, 'oneshot', nLevels);
@@ -144,13 +145,14 @@ the run's IMP, and retrains with the run's settings. Results: DIR/oneshot_<scope
   --sparsities L   explicit sparsities instead (each must be one of the run's level sparsities or
                    the run must have been made with --sparsities)
   --scope S        global | layer (default the run's scope)
-`,
+${KERNEL_FLAG_HELP}`,
   async run(args) {
     const { values } = parseFlags(
       args,
-      { run: { type: 'string' }, levels: { type: 'string' }, scope: { type: 'string' }, resume: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false } },
+      { run: { type: 'string' }, levels: { type: 'string' }, scope: { type: 'string' }, resume: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false }, ...KERNEL_FLAG },
       'oneshot',
     );
+    applyKernelFlag(values);
     if (!values.run) throw new Error('oneshot: --run DIR is required');
     const cfg = await readImpConfig(values.run);
     const levels = parseLevels(values.levels, 'levels', levelCount(cfg)) ?? Array.from({ length: levelCount(cfg) }, (_, i) => i + 1);
@@ -187,7 +189,7 @@ Training settings are the source run's. Results: --out (default DIR/transfer-<B>
 dense/, transfer.json and transfer.csv.
   --levels L       source levels to transfer (default all)
   --oneshot        also transfer the run's one-shot tickets at those levels (oneshot_<scope>/level_<k>)
-`,
+${KERNEL_FLAG_HELP}`,
   async run(args) {
     const { values } = parseFlags(
       args,
@@ -199,9 +201,11 @@ dense/, transfer.json and transfer.csv.
         oneshot: { type: 'boolean', default: false },
         resume: { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
+        ...KERNEL_FLAG,
       },
       'transfer',
     );
+    applyKernelFlag(values);
     if (!values.run) throw new Error('transfer: --run DIR is required');
     if (!values.data) throw new Error('transfer: --data SPEC (the target dataset) is required');
     const cfg = await readImpConfig(values.run);

@@ -7,6 +7,7 @@ import { missingDatasets, planSweep, readSweepConfig, runSweep, type SweepPlan }
 import { writeRunReport } from '../report/run-report.js';
 import { formatTable } from '../util/table.js';
 import { parseFlags, type Command } from './args.js';
+import { KERNEL_FLAG, KERNEL_FLAG_HELP, applyKernelFlag } from './flags.js';
 import { installStopSignal } from './signals.js';
 import { printReport } from './report.js';
 
@@ -53,7 +54,7 @@ export function formatPlan(plan: SweepPlan): string {
   return lines.join('\n') + '\n';
 }
 
-export const SWEEP_HELP = `ticketlab sweep <config.json> [--resume] [--dry-run] [--out DIR] [--quiet]
+export const SWEEP_HELP = `ticketlab sweep <config.json> [--resume] [--dry-run] [--out DIR] [--quiet] [--kernels K]
 
 Runs a study's grid from one JSON file: for every dataset x model x scope, an IMP run folder
 <out>/<model>-<data>-<scope>/ (the layout 'ticketlab imp' writes: config.json, level_<k>/, and inside it
@@ -89,7 +90,7 @@ Flags:
   --resume     continue unfinished runs (at the level, epoch and batch where they stopped)
   --out DIR    override the config's out
   --quiet      no progress bars
-
+\${KERNEL_FLAG_HELP}
 Ctrl-C finishes the current step and saves; 'ticketlab sweep <config.json> --resume' continues.
 Examples: examples/sweep-synthetic.json (minutes on a CPU), examples/sweep-study.json (the study).
 `;
@@ -106,9 +107,11 @@ export const sweepCommand: Command = {
         'dry-run': { type: 'boolean', default: false },
         out: { type: 'string' },
         quiet: { type: 'boolean', default: false },
+        ...KERNEL_FLAG,
       },
       'sweep',
     );
+    applyKernelFlag(values);
     if (positionals.length !== 1) throw new Error(`sweep: give exactly one config file (got ${positionals.length}); see 'ticketlab sweep --help'`);
     const cfg = readSweepConfig(positionals[0]);
     if (values.out) cfg.out = values.out;

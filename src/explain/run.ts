@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { createModel, MODEL_NAMES, type Detector } from '../nn/models/index.js';
 import { loadModel } from '../nn/checkpoint.js';
 import { attachMasks, detachMasks, loadMasks, prunableWeights, sparsityReport } from '../prune/masks.js';
+import { describePlan, kernelMode, planKernels } from '../nn/sparse.js';
 import { levelDir } from '../train/run.js';
 import { fromArray } from '../tensor/tensor.js';
 import { toCsv } from '../util/csv.js';
@@ -194,8 +195,13 @@ export async function explainRun(o: ExplainOptions): Promise<ExplainResult> {
       const dir = levelDir(o.run, k);
       await loadModel(path.join(dir, 'final.safetensors'), model);
       const maskFile = path.join(dir, 'mask.safetensors');
-      if (fs.existsSync(maskFile)) attachMasks(ws, await loadMasks(maskFile, ws));
-      else detachMasks(ws);
+      if (fs.existsSync(maskFile)) {
+        attachMasks(ws, await loadMasks(maskFile, ws));
+        if (kernelMode() !== 'dense') {
+          const plan = await planKernels(model, [Math.min(batch, images.length), 3, size, size]);
+          log(`level ${k}: kernels ${plan.mode}: ${describePlan(plan).join('; ')}`);
+        }
+      } else detachMasks(ws);
       const sparsity = await levelSparsityOf(o.run, k, model, info.pruneLast);
       const n = images.length;
       const hw = size * size;

@@ -100,12 +100,12 @@ export function layerProblems(model: Module, input: readonly number[]): Map<stri
  * layer's shapes at model input `input` (cached per shape class and density), `sparse` takes the
  * density rule. Returns what was chosen, for the level's record and log.
  */
-export async function planKernels(model: Module, input: readonly number[]): Promise<KernelPlan> {
+export async function planKernels(model: Module, input: readonly number[], m: KernelMode = mode): Promise<KernelPlan> {
   const layers: LayerKernelRecord[] = [];
-  const problems = mode === 'auto' ? layerProblems(model, input) : new Map<string, LayerProblem>();
+  const problems = m === 'auto' ? layerProblems(model, input) : new Map<string, LayerProblem>();
   for (const [name, l, kind] of sparseLayers(model)) {
     const st = l.sparse!;
-    if (mode === 'auto') {
+    if (m === 'auto') {
       const p = problems.get(name);
       if (!p) throw new Error(`kernel plan: layer '${name}' was not reached by a forward pass`);
       const r = await planLayer(p, st.sw, l.mask!);
@@ -115,7 +115,7 @@ export async function planKernels(model: Module, input: readonly number[]): Prom
       layers.push({ layer: name, kind, density: st.sw.density, kernels: st.kernels });
     }
   }
-  return { mode, input: [...input], layers };
+  return { mode: m, input: [...input], layers };
 }
 
 /** Re-applies recorded choices (a resumed level runs the kernels it started with). */

@@ -136,37 +136,43 @@ export function disposeOperands(o: PhaseOperands): void {
   o.w.dispose();
 }
 
-/** Wall-clock ms of one run of `fn` (work submitted and finished), after queue.sync(). */
-export async function timeOnce(fn: () => Tensor): Promise<number> {
+/** Wall-clock ms per run of `fn`, run `n` times back to back (work submitted and finished). */
+export async function timeRuns(fn: () => Tensor, n = 1): Promise<number> {
   await queue.sync();
   const t0 = performance.now();
-  const r = fn();
+  for (let i = 0; i < n; i++) fn().dispose();
   await queue.sync();
-  const ms = performance.now() - t0;
-  r.dispose();
-  return ms;
+  return (performance.now() - t0) / n;
 }
+
+/** A timed sample lasts at least this long (short kernels are repeated), so timer and submit noise stay small. */
+const SAMPLE_MS = 15;
 
 export type PhaseTimes = Record<Phase, Partial<Record<KernelVariant, number>>>;
 
 /**
- * Times every (phase, variant) of a layer: one untimed run each (pipeline compile), then `reps`
- * rounds in which the variants run interleaved, keeping each one's median. Interleaving makes the
- * ratios fair when other processes share the cores.
+ * Times every (phase, variant) of a layer: one untimed run each (pipeline compile, and the repeat
+ * count for a sample of >= SAMPLE_MS), then `reps` rounds in which the variants run interleaved. Each
+ * variant keeps its fastest sample: on a shared machine other work only ever adds time, so the
+ * minimum is the estimate least disturbed by it, and interleaving keeps the ratios fair.
  */
 export async function timeLayer(p: LayerProblem, o: PhaseOperands, variants: readonly KernelVariant[] = KERNEL_VARIANTS, reps = 3): Promise<PhaseTimes> {
   const out = { forward: {}, 'input-grad': {}, 'weight-grad': {} } as PhaseTimes;
   for (const phase of PHASES) {
-    const samples = new Map<KernelVariant, number[]>();
+    const runs = new Map<KernelVariant, number>();
+    const best = new Map<KernelVariant, number>();
     for (const v of variants) {
-      await timeOnce(() => runPhase(p, phase, v, o));
-      samples.set(v, []);
+      const fn = () => runPhase(p, phase, v, o);
+      await timeRuns(fn);
+      const ms = await timeRuns(fn);
+      runs.set(v, Math.max(1, Math.min(32, Math.ceil(SAMPLE_MS / Math.max(ms, 0.01)))));
+      best.set(v, ms);
     }
     for (let r = 0; r < reps; r++) {
       const order = r % 2 ? [...variants].reverse() : variants;
-      for (const v of order) samples.get(v)!.push(await timeOnce(() => runPhase(p, phase, v, o)));
+      for (const v of order) best.set(v, Math.min(best.get(v)!, await timeRuns(() => runPhase(p, phase, v, o), runs.get(v)!)));
     }
-    for (const v of variants) out[phase][v] = median(samples.get(v)!);
+    for (const v of variants) out[phase][v] = best.get(v)!;
   }
   return out;
 }
