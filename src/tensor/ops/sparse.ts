@@ -130,11 +130,16 @@ function cached(key: string, make: () => Kernel): Kernel {
   return k;
 }
 
-/** Lanes and rows per lane: 64 x 8 for image-sized row counts, fewer for a linear's handful of rows. */
+/**
+ * Lanes and rows per lane. Per tap a lane pays BN uniform value loads and TM per-lane input loads for
+ * TM*BN FMAs, so TM stays at 8 (as the dense direct kernel's) whenever there are rows for it: 64 x 8
+ * for image-sized row counts, 8 lanes x up to 8 rows for a linear's handful of rows.
+ */
 export function sparseTile(rows: number, bn: SparseBlock): SparseTile {
-  if (rows >= 2048) return { wg: 64, tm: 8, bn };
-  if (rows >= 256) return { wg: 64, tm: 2, bn };
-  return { wg: 8, tm: 4, bn };
+  if (rows >= 512) return { wg: 64, tm: 8, bn };
+  let tm = 1;
+  while (tm < 8 && tm * 8 < rows) tm *= 2;
+  return { wg: 8, tm, bn };
 }
 /** The weight gradient's lanes run over a block's taps (as few as a handful): one SIMD register wide. */
 export function sparseWgradTile(bn: SparseBlock): SparseTile {
