@@ -6,8 +6,8 @@
 //   npx tsx bench/layers.ts [--batch N] [--reps N] [--models meso,resnet] [--no-torch]
 // Defaults: batch 32 and 20 reps on a GPU; batch 2 and 2 reps on a software adapter (lavapipe, about
 // 15 s on 2 cores). Each pass is run once untimed first (pipeline compile), then `reps` times between
-// two queue.sync() calls; ms are wall-clock per pass. Set TICKETLAB_CONV_IMPL=tiled|direct to force an
-// implementation (default: direct on software adapters, tiled on GPUs).
+// two queue.sync() calls; ms are wall-clock per pass. Set TICKETLAB_KERNELS=conv:tiled (or conv:direct) to
+// force an implementation (default: the planner's, direct on software adapters, tiled on GPUs).
 import { spawnSync } from 'node:child_process';
 import { torchPython } from './util.js';
 import { closeDevice, fromArray, initDevice, queue, tidy, type Tensor } from '../src/tensor/index.js';

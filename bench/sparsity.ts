@@ -26,6 +26,7 @@ import { layerProblems, planKernels } from '../src/nn/sparse.js';
 import { noGrad } from '../src/autograd/tape.js';
 import { SparseWeight } from '../src/tensor/ops/sparse.js';
 import {
+  defaultMetric,
   disposeOperands,
   median,
   planLayer,
@@ -164,7 +165,7 @@ async function layerSection(): Promise<void> {
       summary.push([label, 'crossover', crossover === null ? 'sparse never wins' : `sparse wins at <= ${crossover * 100}% density`, '', '', '', '', '', '']);
       log(`  ${label}: ${crossover === null ? 'sparse never wins' : `crossover at ${crossover * 100}% density`}`);
     }
-    log(`\n${w.model} ${w.size} px batch ${w.batch}: ms per pass (fastest of ${reps} interleaved samples)`);
+    log(`\n${w.model} ${w.size} px batch ${w.batch}: ${defaultMetric() === 'cpu' ? 'CPU' : 'wall-clock'} ms per pass (fastest of ${reps} interleaved samples)`);
     log(table(['layer', 'density', 'phase', 'dense', 'sparse', 'kernel', 'dense/sparse', 'auto', 'auto/best'], summary));
   }
 }
@@ -214,18 +215,23 @@ async function stepSection(): Promise<void> {
       steps.set(mode, { train: ts.step, infer, dispose: ts.dispose });
     }
     const times = new Map<string, number[]>();
+    const cpu = new Map<string, number[]>();
     for (const kind of ['train', 'infer'] as const) {
       for (const mode of modes) {
         steps.get(mode)![kind]();
         await queue.sync();
         times.set(`${kind}|${mode}`, []);
+        cpu.set(`${kind}|${mode}`, []);
       }
       for (let i = 0; i < stepPairs; i++) {
         for (const mode of i % 2 ? [...modes].reverse() : modes) {
+          const c0 = process.cpuUsage();
           const t0 = performance.now();
           steps.get(mode)![kind]();
           await queue.sync();
           times.get(`${kind}|${mode}`)!.push(performance.now() - t0);
+          const c = process.cpuUsage(c0);
+          cpu.get(`${kind}|${mode}`)!.push((c.user + c.system) / 1000);
         }
       }
     }
@@ -233,12 +239,25 @@ async function stepSection(): Promise<void> {
     const density = 1 - sparsity;
     for (const kind of ['train', 'infer'] as const) {
       const [d, s, a] = modes.map((mode) => median(times.get(`${kind}|${mode}`)!));
+      const [dc, sc, ac] = modes.map((mode) => median(cpu.get(`${kind}|${mode}`)!));
       rows.push({ model, layer: '(step)', phase: kind, density, denseMs: d, sparseMs: s, sparseKernel: 'sparse', autoMs: a, autoKernel: 'auto' });
-      summary.push([level, `${(sparsity * 100).toFixed(1)}%`, kind, d.toFixed(1), s.toFixed(1), a.toFixed(1), (d / s).toFixed(2), (d / a).toFixed(2), kind === 'train' ? plans.join(' ') : '']);
+      summary.push([
+        level,
+        `${(sparsity * 100).toFixed(1)}%`,
+        kind,
+        d.toFixed(1),
+        s.toFixed(1),
+        a.toFixed(1),
+        (d / s).toFixed(2),
+        (d / a).toFixed(2),
+        `${dc.toFixed(0)}/${sc.toFixed(0)}/${ac.toFixed(0)}`,
+        (dc / ac).toFixed(2),
+        kind === 'train' ? plans.join(' ') : '',
+      ]);
     }
   }
-  log(`\n${model} ${size} px batch ${batch}: whole steps per IMP level (global, 20%/level), median ms of ${stepPairs}, modes interleaved`);
-  log(table(['level', 'pruned', 'step', 'dense', 'sparse', 'auto', 'dense/sparse', 'dense/auto', 'auto kernels (fwd,in,wt: d/c/b)'], summary));
+  log(`\n${model} ${size} px batch ${batch}: whole steps per IMP level (global, 20%/level), median wall-clock ms of ${stepPairs} (and process CPU ms), modes interleaved`);
+  log(table(['level', 'pruned', 'step', 'dense', 'sparse', 'auto', 'dense/sparse', 'dense/auto', 'CPU d/s/a', 'CPU dense/auto', 'auto kernels (fwd,in,wt: d/c/b)'], summary));
 }
 
 log(`${dev.info.device || dev.info.description}${soft ? ' (software)' : ''}; ${quick ? 'quick' : 'full'} run`);

@@ -2,7 +2,9 @@
 // Ours: forward + BCE-with-logits + backward + Adam on the WebGPU device (warm-up, then the mean of
 // N steps between queue syncs). PyTorch: the same models (scripts/make-fixtures.py defines them with
 // our exact layers), fp32, TF32 off, on CUDA when available, else on the CPU; timed in a child process.
-// Usage: npx tsx bench/train-step.ts [--steps N] [--only meso4,cnn5,...]
+// Usage: npx tsx bench/train-step.ts [--steps N] [--only meso4,cnn5,...] [--in-flight K]
+// --in-flight K: steps the host may run ahead (queue.endStep, as training does; default 2; 0 = record
+// every step before waiting once, the old unbounded behaviour).
 // Workloads default to the study's sizes on a GPU and to small ones on a software adapter (lavapipe).
 import { torchPython } from './util.js';
 import { spawnSync } from 'node:child_process';
@@ -25,6 +27,7 @@ const flag = (name: string) => {
 };
 const steps = Number(flag('steps') ?? 5);
 const only = flag('only')?.split(',');
+const inFlight = Number(flag('in-flight') ?? 2);
 
 const dev = await initDevice();
 const soft = dev.info.isSoftware;
@@ -55,7 +58,10 @@ async function ours(w: Workload): Promise<Timing> {
   step();
   await queue.sync();
   let t0 = performance.now();
-  for (let i = 0; i < steps; i++) step();
+  for (let i = 0; i < steps; i++) {
+    step();
+    if (inFlight > 0) await queue.endStep(inFlight);
+  }
   await queue.sync();
   const trainMs = (performance.now() - t0) / steps;
   m.eval();

@@ -21,6 +21,7 @@ import {
 } from '../tensor/ops/pool.js';
 import { batchNormBackward, batchNormEvalBackward, batchNormEvalForward, batchNormTrainForward } from '../tensor/ops/norm.js';
 import { record, needsGrad } from './tape.js';
+import { withPhase } from '../tensor/trace.js';
 import { runPhase, type LayerKernels, type LayerProblem } from '../tensor/sparse-plan.js';
 import type { SparseWeight } from '../tensor/ops/sparse.js';
 import { sum as rawSum } from '../tensor/ops/reduce.js';
@@ -31,7 +32,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, opts: Con
   return record('conv2d', y, inputs, (g) => [
     x.requiresGrad ? conv2dBackwardInput(g, weight, x.shape, opts) : null,
     weight.requiresGrad ? conv2dBackwardWeight(g, x, weight.shape, opts) : null,
-    ...(bias ? [bias.requiresGrad ? conv2dBackwardBias(g) : null] : []),
+    ...(bias ? [bias.requiresGrad ? withPhase('weight-grad', () => conv2dBackwardBias(g)) : null] : []),
   ]);
 }
 

@@ -14,6 +14,7 @@ import {
 } from '../tensor/ops/layout.js';
 import { max as rawMax, sum as rawSum, sumToShape } from '../tensor/ops/reduce.js';
 import { matmul as rawMatmul } from '../tensor/ops/matmul.js';
+import { withPhase } from '../tensor/trace.js';
 import { dropoutMask } from '../tensor/ops/random.js';
 import { record } from './tape.js';
 
@@ -205,8 +206,8 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null): Tensor {
   const inputs = bias ? [x, weight, bias] : [x, weight];
   return record('linear', y, inputs, (g) => [
     x.requiresGrad ? rawMatmul(g, weight) : null,
-    weight.requiresGrad ? rawMatmul(g, x, { transA: true }) : null,
-    ...(bias ? [bias.requiresGrad ? rawSum(g, [0], false) : null] : []),
+    weight.requiresGrad ? withPhase('weight-grad', () => rawMatmul(g, x, { transA: true })) : null,
+    ...(bias ? [bias.requiresGrad ? withPhase('weight-grad', () => rawSum(g, [0], false)) : null] : []),
   ]);
 }
 

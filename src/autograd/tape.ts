@@ -7,6 +7,7 @@
 // whoever made them (usually a tidy() scope around the training step).
 import { keep, Tensor, type GradNode } from '../tensor/tensor.js';
 import { binary, fill } from '../tensor/ops/map.js';
+import { atLayer, currentLayer, withPhase } from '../tensor/trace.js';
 
 export type BackwardRule = (grad: Tensor) => readonly (Tensor | null | undefined)[];
 
@@ -17,6 +18,8 @@ export class Node implements GradNode {
     readonly rule: BackwardRule,
     /** Tensors saved only for backward; disposed after the rule has run. */
     readonly owned: Tensor[],
+    /** The module that recorded it: its backward kernels are profiled under the same layer. */
+    readonly layer: string = currentLayer(),
   ) {}
 }
 
@@ -89,6 +92,10 @@ export interface BackwardOptions {
  * (optimizer.zeroGrad()).
  */
 export function backward(root: Tensor, grad?: Tensor, o: BackwardOptions = {}): void {
+  withPhase('input-grad', () => backwardPass(root, grad, o));
+}
+
+function backwardPass(root: Tensor, grad: Tensor | undefined, o: BackwardOptions): void {
   if (!root.requiresGrad) throw new Error(`backward(): ${root} does not require grad`);
   if (!grad && root.size !== 1) throw new Error(`backward(): ${root} is not a scalar; pass its gradient`);
   if (grad && grad.size !== root.size) throw new Error(`backward(): grad [${grad.shape.join(', ')}] does not match ${root}`);
@@ -103,7 +110,7 @@ export function backward(root: Tensor, grad?: Tensor, o: BackwardOptions = {}): 
       // A leaf: accumulate into .grad.
       grads.delete(t.id);
       if (t.grad) {
-        const sum = binary('add', t.grad, g);
+        const sum = withPhase('weight-grad', () => binary('add', t.grad!, g));
         t.grad.dispose();
         g.dispose();
         t.grad = keep(sum);
@@ -112,7 +119,7 @@ export function backward(root: Tensor, grad?: Tensor, o: BackwardOptions = {}): 
       }
       continue;
     }
-    const ins = node.rule(g);
+    const ins = atLayer(node.layer, () => node.rule(g));
     if (ins.length !== node.inputs.length) throw new Error(`backward of ${node.name}: ${ins.length} grads for ${node.inputs.length} inputs`);
     for (let k = 0; k < ins.length; k++) {
       let gi = ins[k];

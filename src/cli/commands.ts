@@ -6,10 +6,12 @@ import { impCommand, oneshotCommand, transferCommand } from './imp.js';
 import { gradcamCommand } from './gradcam.js';
 import { reportCommand } from './report.js';
 import { sweepCommand } from './sweep.js';
+import { tuneCommand } from './tune.js';
+import { profileCommand } from './profile.js';
 
 export type { Command } from './args.js';
 
-export const commands: Command[] = [infoCommand, trainCommand, evalCommand, impCommand, oneshotCommand, transferCommand, reportCommand, sweepCommand, gradcamCommand];
+export const commands: Command[] = [infoCommand, trainCommand, evalCommand, impCommand, oneshotCommand, transferCommand, reportCommand, sweepCommand, gradcamCommand, tuneCommand, profileCommand];
 
 export function usage(): string {
   const w = Math.max(...commands.map((c) => c.name.length));
@@ -24,6 +26,11 @@ Environment:
   TICKETLAB_BACKEND   Dawn backend to use (vulkan, metal, d3d12, opengl, ...)
   TICKETLAB_ADAPTER   substring of the adapter name to pick (e.g. llvmpipe, H100)
   TICKETLAB_DEBUG     print stack traces on errors
-  TICKETLAB_CONV_IMPL, TICKETLAB_MATMUL, TICKETLAB_REDUCE, TICKETLAB_NORM   force kernel variants (see docs/architecture.md)
+  TICKETLAB_KERNELS   force kernels, for tests and benches: comma-separated family:variant[:tile],
+                      e.g. conv:direct,matmul:shared:128x128,reduce:thread,norm:group,map:capped:64
+                      ('conv' = conv.fwd, conv.dgrad, conv.wgrad; 'ticketlab tune --list' lists them)
+  TICKETLAB_TUNE      1: use this adapter's tuned kernels (as --tune; fill the cache with 'ticketlab tune')
+  XDG_CACHE_HOME      where the tuning cache lives (<dir>/ticketlab/; default ~/.cache/ticketlab/)
+  TICKETLAB_DAWN_ENABLE, TICKETLAB_DAWN_DISABLE   extra Dawn toggles (e.g. disable_robustness)
 `;
 }

@@ -12,7 +12,7 @@ export const KERNEL_FLAG_HELP = `  --kernels K         kernels of pruned conv/li
                       kernel; default) | sparse (kernels that skip pruned weights: compressed rows
                       below 30% density, blocked above) | auto (per layer and phase the fastest of
                       dense / compressed rows / blocked, timed on the layer's shapes and density at
-                      the start of each level; the choice is logged and kept in <level>/kernels.json).
+                      the start of each level; the choice is logged and kept in <level>/sparse-kernels.json).
                       Results agree within float32 rounding; a dense model (no masks) always runs dense
 `;
 

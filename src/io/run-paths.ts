@@ -35,7 +35,7 @@ export const RUN_FILES = {
   reinit: 'reinit.safetensors',
   sparsity: 'sparsity.json',
   /** The kernels the pruned layers ran (--kernels sparse|auto): per layer and phase, with auto's timings. */
-  kernels: 'kernels.json',
+  sparseKernels: 'sparse-kernels.json',
   metrics: 'metrics.jsonl',
   /** Marks a level finished; holds its test metrics. */
   result: 'result.json',
@@ -43,6 +43,10 @@ export const RUN_FILES = {
   evaluated: 'evaluated.json',
   summary: 'summary.csv',
   report: 'report.html',
+  /** Per-layer kernel profile of a level's training step (ticketlab profile --run). */
+  profile: 'profile.json',
+  /** The kernels (planner choices) a level trained with, pinned again on --resume. */
+  kernels: 'kernels.json',
 } as const;
 
 export type RunFile = keyof typeof RUN_FILES;

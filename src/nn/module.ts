@@ -7,6 +7,7 @@
 import { Tensor, empty, keep, type Shape } from '../tensor/tensor.js';
 import { writeTensor } from '../tensor/io.js';
 import { noGrad } from '../autograd/tape.js';
+import { withLayer } from '../tensor/trace.js';
 
 export function parameter(shape: Shape): Tensor {
   const t = keep(empty(shape));
@@ -34,6 +35,9 @@ export function streamOf(key: string): number {
   return h;
 }
 
+/** Modules whose forward already runs in a name scope. */
+const scoped = new WeakSet<object>();
+
 export abstract class Module {
   training = true;
   private readonly params_ = new Map<string, Tensor>();
@@ -50,6 +54,15 @@ export abstract class Module {
   }
   protected addModule<M extends Module>(name: string, m: M): M {
     this.children_.set(name, m);
+    // Every child's forward runs inside its name scope, so kernels know their layer
+    // ('layer2.0.conv1') for per-layer profiles (src/tensor/trace.ts). Wrapped once per instance.
+    if (!scoped.has(m)) {
+      scoped.add(m);
+      const inner = m.forward;
+      m.forward = function (this: M, ...args: unknown[]) {
+        return withLayer(name, () => (inner as (...a: unknown[]) => Tensor).apply(m, args));
+      } as M['forward'];
+    }
     return m;
   }
 

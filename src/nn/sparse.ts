@@ -53,7 +53,7 @@ export function detachSparse(layer: Prunable): void {
   layer.sparse = null;
 }
 
-/** One layer's recorded choice (kernels.json of a level). */
+/** One layer's recorded choice (sparse-kernels.json of a level). */
 export interface LayerKernelRecord {
   layer: string;
   kind: LayerProblem['kind'];

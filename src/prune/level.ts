@@ -90,13 +90,13 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
 
 /**
  * Kernels of the level's pruned layers (--kernels sparse|auto): a level that already recorded its
- * choice (kernels.json, e.g. on --resume) runs the same kernels again, so it stays bit-identical;
+ * choice (sparse-kernels.json, e.g. on --resume) runs the same kernels again, so it stays bit-identical;
  * otherwise they are planned now, logged and recorded.
  */
 async function chooseKernels(l: LevelRun): Promise<void> {
   const mode = kernelMode();
   if (mode === 'dense') return;
-  const file = runFile(l.dir, 'kernels');
+  const file = runFile(l.dir, 'sparseKernels');
   if (fs.existsSync(file)) {
     let plan: KernelPlan;
     try {

@@ -57,6 +57,18 @@ export interface TileConfig {
 
 export const SHARED_LARGE: TileConfig = { name: 'large', BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 };
 export const SHARED_SMALL: TileConfig = { name: 'small', BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
+/**
+ * Configs meant for large GPUs (timed by the tuner, never picked by the static rule): a 128x64 tile for
+ * mid-size products (twice the workgroups of 128x128), 256x64 with 16x4 per thread (tall, 20 KiB of
+ * workgroup memory) and 128x128 with BK = 16 (32 KiB: fewer barriers per FMA where the limit allows).
+ */
+export const SHARED_128X64: TileConfig = { name: '128x64', BM: 128, BN: 64, BK: 8, TM: 8, TN: 4 };
+export const SHARED_256X64: TileConfig = { name: '256x64', BM: 256, BN: 64, BK: 8, TM: 16, TN: 4 };
+export const SHARED_128X128_K16: TileConfig = { name: '128x128k16', BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 };
+/** Workgroup memory of a shared-variant tile (double-buffered A and B tiles). */
+export function sharedTileBytes(t: TileConfig): number {
+  return 2 * t.BK * (t.BM + t.BN) * 4;
+}
 /** Register variant: 64 threads (16 x 4), 4x4 per thread -> 16 x 64 tile. See bench/matmul.ts. */
 export const REGISTER_TILE: TileConfig = { name: 'reg', BM: 16, BN: 64, BK: 4, TM: 4, TN: 4 };
 

@@ -104,10 +104,12 @@ function dawnFlags(o: DeviceOptions): string[] {
   const flags: string[] = [];
   if (o.backend) flags.push(`backend=${o.backend}`);
   if (o.adapter) flags.push(`adapter=${o.adapter}`);
-  // Dawn toggles for kernel tuning, e.g. TICKETLAB_DAWN_ENABLE=disable_robustness (no bounds clamps)
-  // or TICKETLAB_DAWN_DISABLE=timestamp_quantization (exact timestamps). Off by default.
+  // Dawn toggles for kernel tuning, e.g. TICKETLAB_DAWN_ENABLE=disable_robustness (no bounds clamps).
   if (process.env.TICKETLAB_DAWN_ENABLE) flags.push(`enable-dawn-features=${process.env.TICKETLAB_DAWN_ENABLE}`);
-  if (process.env.TICKETLAB_DAWN_DISABLE) flags.push(`disable-dawn-features=${process.env.TICKETLAB_DAWN_DISABLE}`);
+  // Timestamp quantisation (a fingerprinting guard for web pages) is always off: the profiler and the
+  // tuner need exact kernel times. TICKETLAB_DAWN_DISABLE adds more toggles to switch off.
+  const off = ['timestamp_quantization', ...(process.env.TICKETLAB_DAWN_DISABLE ?? '').split(',').filter(Boolean)];
+  flags.push(`disable-dawn-features=${[...new Set(off)].join(',')}`);
   return flags;
 }
 

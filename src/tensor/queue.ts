@@ -11,10 +11,13 @@
 import { device, onDeviceClose } from './device.js';
 import type { Grid, Kernel, BindingKind } from '../shaders/kernel.js';
 import type { PooledBuffer } from './pool.js';
+import { currentLayer, currentPhase, type DispatchTag, type Phase } from './trace.js';
 
 const ARENA_BYTES = 65536;
 /** Submit on our own after this many dispatches so memory held by a long batch stays bounded. */
 const MAX_DISPATCHES_PER_BATCH = 4096;
+/** Steps the host may run ahead of the device (CommandQueue.endStep). */
+export const STEPS_IN_FLIGHT = 2;
 
 interface ArenaBuffer {
   gpu: GPUBuffer;
@@ -42,13 +45,46 @@ export interface KernelProfile {
   ms: number;
 }
 
+/** GPU time of the dispatches of one (layer, phase, op, variant, shape) while profiling. */
+export interface DispatchProfile {
+  layer: string;
+  phase: Phase;
+  op: string;
+  variant: string;
+  shape: string;
+  /** Kernel name (WGSL entry's label). */
+  kernel: string;
+  calls: number;
+  ms: number;
+  /** Dense FLOPs of all calls (0 when the launcher did not say). */
+  flops: number;
+}
+
 const PROFILE_SLOTS = 4096;
+
+interface Stamp {
+  key: string;
+  row: Omit<DispatchProfile, 'calls' | 'ms' | 'flops'>;
+  flops: number;
+}
 
 interface Profiler {
   querySet: GPUQuerySet;
   resolve: GPUBuffer;
-  names: string[];
-  totals: Map<string, { calls: number; ns: bigint }>;
+  names: Stamp[];
+  totals: Map<string, DispatchProfile>;
+}
+
+function stampOf(k: Kernel, tag: DispatchTag | undefined): Stamp {
+  const row = {
+    layer: tag?.layer ?? currentLayer(),
+    phase: tag?.phase ?? currentPhase(),
+    op: tag?.op ?? k.name,
+    variant: tag?.variant ?? k.name,
+    shape: tag?.shape ?? '',
+    kernel: k.name,
+  };
+  return { key: `${row.layer}|${row.phase}|${row.op}|${row.variant}|${row.shape}|${row.kernel}`, row, flops: tag?.flops ?? 0 };
 }
 
 export class CommandQueue {
@@ -139,7 +175,7 @@ export class CommandQueue {
    * Records one dispatch. `buffers` follow the kernel's storage bindings in order; `params` (if the
    * kernel has a uniform binding) are its bytes.
    */
-  dispatch(k: Kernel, buffers: readonly LaunchBinding[], params: ArrayBufferView | null, grid: Grid): void {
+  dispatch(k: Kernel, buffers: readonly LaunchBinding[], params: ArrayBufferView | null, grid: Grid, tag?: DispatchTag): void {
     if (grid[0] === 0 || grid[1] === 0 || grid[2] === 0) return;
     const { pipeline, layout } = this.pipelineFor(k);
     const entries: GPUBindGroupEntry[] = [];
@@ -164,7 +200,7 @@ export class CommandQueue {
     const prof = this.profiler;
     if (prof && prof.names.length * 2 + 2 > PROFILE_SLOTS) this.flush();
     // While profiling, each dispatch gets its own pass so timestamps bracket exactly one kernel.
-    const pass = prof ? this.profiledPass(prof, k.name) : this.ensurePass();
+    const pass = prof ? this.profiledPass(prof, stampOf(k, tag)) : this.ensurePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
@@ -188,7 +224,7 @@ export class CommandQueue {
     this.pending++;
   }
 
-  private profiledPass(prof: Profiler, name: string): GPUComputePassEncoder {
+  private profiledPass(prof: Profiler, name: Stamp): GPUComputePassEncoder {
     if (this.pass) {
       this.pass.end();
       this.pass = null;
@@ -217,8 +253,24 @@ export class CommandQueue {
     };
   }
 
+  get profiling(): boolean {
+    return this.profiler !== null;
+  }
+
   /** Stops profiling and returns kernels by total GPU time, largest first. */
   async stopProfile(): Promise<KernelProfile[]> {
+    const byName = new Map<string, KernelProfile>();
+    for (const r of await this.stopProfileRows()) {
+      const t = byName.get(r.kernel) ?? { name: r.kernel, calls: 0, ms: 0 };
+      t.calls += r.calls;
+      t.ms += r.ms;
+      byName.set(r.kernel, t);
+    }
+    return [...byName.values()].sort((a, b) => b.ms - a.ms);
+  }
+
+  /** Stops profiling and returns GPU time per (layer, phase, op, variant, shape), in dispatch order. */
+  async stopProfileRows(): Promise<DispatchProfile[]> {
     const prof = this.profiler;
     if (!prof) throw new Error('stopProfile() without startProfile()');
     this.flush();
@@ -226,9 +278,7 @@ export class CommandQueue {
     this.profiler = null;
     prof.querySet.destroy();
     prof.resolve.destroy();
-    return [...prof.totals]
-      .map(([name, t]) => ({ name, calls: t.calls, ms: Number(t.ns) / 1e6 }))
-      .sort((a, b) => b.ms - a.ms);
+    return [...prof.totals.values()];
   }
 
   private pendingProfiles: Promise<void>[] = [];
@@ -252,12 +302,13 @@ export class CommandQueue {
         await staging.mapAsync(GPUMapMode.READ);
         const ts = new BigUint64Array(staging.getMappedRange().slice(0));
         staging.destroy();
-        names.forEach((name, i) => {
-          const t = prof.totals.get(name) ?? { calls: 0, ns: 0n };
+        names.forEach((st, i) => {
+          let t = prof.totals.get(st.key);
+          if (!t) prof.totals.set(st.key, (t = { ...st.row, calls: 0, ms: 0, flops: 0 }));
           t.calls++;
+          t.flops += st.flops;
           const d = ts[2 * i + 1] - ts[2 * i];
-          t.ns += d > 0n ? d : 0n;
-          prof.totals.set(name, t);
+          t.ms += d > 0n ? Number(d) / 1e6 : 0;
         });
       })(),
     );
@@ -287,6 +338,33 @@ export class CommandQueue {
     this.submits++;
   }
 
+  /** Completion of the last few steps (endStep), oldest first. */
+  private steps: { done: boolean; promise: Promise<void> }[] = [];
+
+  /** Steps submitted and not yet finished by the GPU. */
+  get stepsInFlight(): number {
+    return this.steps.filter((s) => !s.done).length;
+  }
+
+  /**
+   * Ends a training (or evaluation) step: submits it, and while more than `bound` steps are in flight,
+   * waits for the oldest to finish. Without this the host records a whole epoch far ahead of the device
+   * (progress bars and Ctrl-C then describe recorded, not computed, work, and every recorded step holds
+   * its buffers); with two steps in flight the device never idles waiting for the host.
+   */
+  async endStep(bound = STEPS_IN_FLIGHT): Promise<void> {
+    this.flush();
+    const entry = { done: false, promise: Promise.resolve() };
+    entry.promise = device().gpu.queue.onSubmittedWorkDone().then(() => {
+      entry.done = true;
+    });
+    this.steps.push(entry);
+    while (this.steps.length > Math.max(1, bound)) await this.steps.shift()!.promise;
+    this.steps = this.steps.filter((s) => !s.done);
+    const err = device().takeError();
+    if (err) throw new Error(`GPU error in queued work: ${err}`);
+  }
+
   /** Resolves when the GPU has finished all submitted work. */
   async sync(): Promise<void> {
     this.flush();
@@ -296,6 +374,7 @@ export class CommandQueue {
   }
 
   reset(): void {
+    this.steps = [];
     this.profiler = null;
     this.pendingProfiles = [];
     this.encoder = null;

@@ -9,6 +9,7 @@
 //   blocked  BN = 8: the union of 8 channels' taps, dense-kernel arithmetic intensity; wins when
 //            neighbouring channels keep the same taps (moderate density)
 import { queue } from './queue.js';
+import { device } from './device.js';
 import { empty, tidy, type Shape, type Tensor } from './tensor.js';
 import { binary } from './ops/map.js';
 import { randomUniform } from './ops/random.js';
@@ -136,13 +137,28 @@ export function disposeOperands(o: PhaseOperands): void {
   o.w.dispose();
 }
 
-/** Wall-clock ms per run of `fn`, run `n` times back to back (work submitted and finished). */
-export async function timeRuns(fn: () => Tensor, n = 1): Promise<number> {
+/**
+ * What a timing measures. 'wall': elapsed ms. 'cpu': this process's CPU ms (user + system, all
+ * threads). A software adapter (lavapipe) runs the kernels on this process's threads, so its CPU time
+ * is the work done and stays meaningful when other processes compete for the cores, where wall-clock
+ * samples of a few ms swing by several times; on a GPU only wall-clock means anything.
+ */
+export type TimeMetric = 'wall' | 'cpu';
+
+export function defaultMetric(): TimeMetric {
+  return device().info.isSoftware ? 'cpu' : 'wall';
+}
+
+/** ms per run of `fn`, run `n` times back to back (work submitted and finished), in `metric`. */
+export async function timeRuns(fn: () => Tensor, n = 1, metric: TimeMetric = defaultMetric()): Promise<number> {
   await queue.sync();
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < n; i++) fn().dispose();
   await queue.sync();
-  return (performance.now() - t0) / n;
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return (metric === 'cpu' ? (c.user + c.system) / 1000 : wall) / n;
 }
 
 /** A timed sample lasts at least this long (short kernels are repeated), so timer and submit noise stay small. */
@@ -156,21 +172,27 @@ export type PhaseTimes = Record<Phase, Partial<Record<KernelVariant, number>>>;
  * variant keeps its fastest sample: on a shared machine other work only ever adds time, so the
  * minimum is the estimate least disturbed by it, and interleaving keeps the ratios fair.
  */
-export async function timeLayer(p: LayerProblem, o: PhaseOperands, variants: readonly KernelVariant[] = KERNEL_VARIANTS, reps = 3): Promise<PhaseTimes> {
+export async function timeLayer(
+  p: LayerProblem,
+  o: PhaseOperands,
+  variants: readonly KernelVariant[] = KERNEL_VARIANTS,
+  reps = 3,
+  metric: TimeMetric = defaultMetric(),
+): Promise<PhaseTimes> {
   const out = { forward: {}, 'input-grad': {}, 'weight-grad': {} } as PhaseTimes;
   for (const phase of PHASES) {
     const runs = new Map<KernelVariant, number>();
     const best = new Map<KernelVariant, number>();
     for (const v of variants) {
       const fn = () => runPhase(p, phase, v, o);
-      await timeRuns(fn);
-      const ms = await timeRuns(fn);
+      await timeRuns(fn, 1, metric);
+      const ms = await timeRuns(fn, 1, metric);
       runs.set(v, Math.max(1, Math.min(32, Math.ceil(SAMPLE_MS / Math.max(ms, 0.01)))));
       best.set(v, ms);
     }
     for (let r = 0; r < reps; r++) {
       const order = r % 2 ? [...variants].reverse() : variants;
-      for (const v of order) best.set(v, Math.min(best.get(v)!, await timeRuns(() => runPhase(p, phase, v, o), runs.get(v)!)));
+      for (const v of order) best.set(v, Math.min(best.get(v)!, await timeRuns(() => runPhase(p, phase, v, o), runs.get(v)!, metric)));
     }
     for (const v of variants) out[phase][v] = best.get(v)!;
   }
@@ -202,7 +224,7 @@ export function shapeClass(p: LayerProblem, density: number): string {
 
 /**
  * `auto` for one layer: times dense and both sparse candidates on random data of the layer's shapes
- * under its real mask, once per shape class and process.
+ * under its real mask (CPU time on a software adapter, see TimeMetric), once per shape class and process.
  */
 export async function planLayer(p: LayerProblem, sw: SparseWeight, mask: Tensor, reps = 3): Promise<{ kernels: LayerKernels; times: PhaseTimes }> {
   const key = shapeClass(p, sw.density);

@@ -186,6 +186,7 @@ export async function evaluate(model: Detector, ds: Dataset, batch: number, labe
           scatterSlice(logits, y.reshape([b.n]), 0, at);
         }),
       );
+      await queue.endStep();
       labels.set(b.y, at);
       at += b.n;
       bar?.tick(b.n);
@@ -268,6 +269,8 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         for await (const b of loader.epoch(st.epoch, st.batch)) {
           opt.lr = lrAt(s.lr, st.step, schedule);
           trainStep(o.model, opt, b, logits, at);
+          // At most a couple of steps ahead of the device: progress, ETA and Ctrl-C follow real work.
+          await queue.endStep();
           labels.set(b.y, at);
           rows.fill(1, at, at + b.n);
           at += b.n;

@@ -129,10 +129,10 @@ describe('IMP on sparse kernels', () => {
     }
   });
 
-  it('records the kernels of each level (sparse only; dense runs write no kernels.json)', () => {
+  it('records the kernels of each level (sparse only; dense runs write no sparse-kernels.json)', () => {
     for (let k = 0; k <= cfg.levels; k++) {
-      expect(fs.existsSync(runFile(path.join(runs.dense, `level_${k}`), 'kernels'))).toBe(false);
-      const plan = JSON.parse(fs.readFileSync(runFile(path.join(runs.sparse, `level_${k}`), 'kernels'), 'utf8')) as KernelPlan;
+      expect(fs.existsSync(runFile(path.join(runs.dense, `level_${k}`), 'sparseKernels'))).toBe(false);
+      const plan = JSON.parse(fs.readFileSync(runFile(path.join(runs.sparse, `level_${k}`), 'sparseKernels'), 'utf8')) as KernelPlan;
       expect(plan.mode).toBe('sparse');
       expect(plan.layers.map((l) => l.layer)).toEqual(['conv1', 'conv2', 'conv3', 'conv4', 'fc1', 'fc2']);
       for (const l of plan.layers) for (const ph of PHASES) expect(['csr', 'blocked']).toContain(l.kernels[ph]);

@@ -26,7 +26,7 @@ function randomData(n: number, r: () => number): Float32Array {
   return out;
 }
 
-type Config = { variant: 'register' | 'shared'; tile?: 'large' | 'small'; epilogue?: 'loop' | 'unrolled' };
+type Config = { variant: 'register' | 'shared'; tile?: string; epilogue?: 'loop' | 'unrolled' };
 const CONFIGS: Config[] = [{ variant: 'register' }, { variant: 'shared', tile: 'small' }, { variant: 'shared', tile: 'large' }];
 
 interface Case {
@@ -149,6 +149,12 @@ describe('matmul vs float64 reference', () => {
   // GPUs get a straight-line epilogue, lavapipe a loop (compile time). Both come from one generator
   // function; run the straight-line form on the register variant (cheapest to compile) and check
   // that the shared variant's straight-line kernels (what a GPU runs) pass WGSL validation.
+  it('tiles meant for large GPUs match the float64 reference', async () => {
+    // Never picked by the static rule; the tuner may pick them on a GPU, so they must be right.
+    for (const tile of ['128x64', '256x64', '128x128k16'])
+      await fc.assert(fc.asyncProperty(caseArb([FLAVOURS[tile === '128x64' ? 2 : 0]]), (cs) => runCase(cs, { variant: 'shared', tile })), { numRuns: 2 });
+  });
+
   it('register variant with the straight-line epilogue', async () => {
     await fc.assert(
       fc.asyncProperty(caseArb([FLAVOURS[1]]), (cs) => runCase(cs, { variant: 'register', epilogue: 'unrolled' })),

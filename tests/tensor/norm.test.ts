@@ -1,6 +1,7 @@
 // Batch norm (train and eval, forward and backward, running-stat updates) and per-channel sums against
 // float64 references and finite differences; accuracy with a large mean; determinism.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setKernelOverride } from '../../src/tensor/plan.js';
 import fc from 'fast-check';
 import { fromArray } from '../../src/tensor/index.js';
 import {
@@ -68,13 +69,11 @@ function params(k: Case) {
 // run every case.
 for (const impl of ['group', 'thread'] as const) {
 describe(`batch norm kernels, ${impl} partials`, () => {
-  const saved = process.env.TICKETLAB_NORM;
   beforeAll(() => {
-    process.env.TICKETLAB_NORM = impl;
+    setKernelOverride(`norm:${impl}`);
   });
   afterAll(() => {
-    if (saved === undefined) delete process.env.TICKETLAB_NORM;
-    else process.env.TICKETLAB_NORM = saved;
+    setKernelOverride(null);
   });
   describe('batch norm, training mode', () => {
     it('forward, batch statistics and in-place running-stat update match float64', async () => {

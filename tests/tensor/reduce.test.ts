@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { fromArray, type DType, type Tensor } from '../../src/tensor/tensor.js';
+import { setKernelOverride } from '../../src/tensor/plan.js';
 import { argmax, argmin, max, mean, min, normalizeAxes, reducePolicy, reducedShape, sum, sumToShape } from '../../src/tensor/ops/reduce.js';
 import { refReduce, type RefReduceOp } from '../ref/reduce-ref.js';
 
@@ -82,10 +83,10 @@ async function check(op: RefReduceOp, x: Tensor, data: Float32Array, axes: numbe
 for (const policy of ['thread', 'group'] as const) {
   describe(`reductions vs float64 reference, policy ${policy}`, () => {
     beforeAll(() => {
-      process.env.TICKETLAB_REDUCE = policy;
+      setKernelOverride(`reduce:${policy}`);
     });
     afterAll(() => {
-      delete process.env.TICKETLAB_REDUCE;
+      setKernelOverride(null);
     });
 
     it('sum / mean / max / min over random shapes and axes', async () => {
@@ -174,10 +175,10 @@ for (const policy of ['thread', 'group'] as const) {
 
   describe(`determinism, policy ${policy}`, () => {
     beforeAll(() => {
-      process.env.TICKETLAB_REDUCE = policy;
+      setKernelOverride(`reduce:${policy}`);
     });
     afterAll(() => {
-      delete process.env.TICKETLAB_REDUCE;
+      setKernelOverride(null);
     });
     it('same input -> identical bits, twice, for chunked sums and statistics', async () => {
       const data = randomData(200003, 99);
@@ -227,11 +228,13 @@ describe('edge cases', () => {
     s.dispose();
   });
 
-  it('policy comes from TICKETLAB_REDUCE, else the device kind', () => {
+  it('policy comes from the planner override (TICKETLAB_KERNELS), else the device kind', () => {
     expect(['thread', 'group']).toContain(reducePolicy());
-    process.env.TICKETLAB_REDUCE = 'bogus';
-    expect(() => reducePolicy()).toThrow(/TICKETLAB_REDUCE/);
-    delete process.env.TICKETLAB_REDUCE;
+    process.env.TICKETLAB_KERNELS = 'reduce:group';
+    expect(reducePolicy()).toBe('group');
+    process.env.TICKETLAB_KERNELS = 'reduce:bogus';
+    expect(() => reducePolicy()).toThrow(/reduce has no variant 'bogus'/);
+    delete process.env.TICKETLAB_KERNELS;
   });
 
   it('rejects bad axes', () => {

@@ -4,6 +4,7 @@ import { optimKernel, APPLY_MASK_KERNEL, OPTIM_PARAM_WORDS, OPTIM_WG, type Optim
 import { gridFor, type Kernel } from '../../shaders/kernel.js';
 import { Params } from '../../tensor/params.js';
 import { queue } from '../../tensor/queue.js';
+import { cachedKernel } from '../../tensor/plan.js';
 import { keep, type Tensor } from '../../tensor/tensor.js';
 import { fill } from '../../tensor/ops/map.js';
 
@@ -25,12 +26,8 @@ interface Slot {
   s2: Tensor;
 }
 
-const kernels = new Map<string, Kernel>();
 function kernelFor(kind: OptimKind, masked: boolean): Kernel {
-  const key = `${kind}${masked}`;
-  let k = kernels.get(key);
-  if (!k) kernels.set(key, (k = optimKernel(kind, masked)));
-  return k;
+  return cachedKernel(`optim|${kind}|${masked}`, () => optimKernel(kind, masked));
 }
 
 /** x *= mask in place. */
@@ -96,9 +93,9 @@ export class Optimizer {
     const [b1, b2] = c.kind === 'sgd' ? [c.momentum, c.dampening] : c.betas;
     const bc1 = c.kind === 'sgd' ? 1 : 1 - b1 ** t;
     const bc2 = c.kind === 'sgd' ? 1 : 1 - b2 ** t;
-    for (const s of this.slots) {
+    this.slots.forEach((s, i) => {
       const g = s.param.grad;
-      if (!g) continue;
+      if (!g) return;
       const mask = this.masks.get(s.param.id);
       const p = new Params(OPTIM_PARAM_WORDS)
         .u(s.param.size)
@@ -113,8 +110,11 @@ export class Optimizer {
         .u(c.nesterov ? 1 : 0);
       const bufs = [{ buffer: s.param.buf }, { buffer: g.buf }, { buffer: s.s1.buf }, { buffer: s.s2.buf }];
       if (mask) bufs.push({ buffer: mask.buf });
-      queue.dispatch(kernelFor(c.kind, !!mask), bufs, p.view, gridFor(s.param.size, OPTIM_WG));
-    }
+      // Profiles book the update under the parameter's layer ('layer1.0.conv1' of 'layer1.0.conv1.weight').
+      const layer = this.names[i].includes('.') ? this.names[i].slice(0, this.names[i].lastIndexOf('.')) : this.names[i];
+      const tag = { op: `optim.${c.kind}`, variant: mask ? 'masked' : 'dense', shape: `${s.param.size}`, flops: 0, phase: 'optimizer' as const, layer };
+      queue.dispatch(kernelFor(c.kind, !!mask), bufs, p.view, gridFor(s.param.size, OPTIM_WG), tag);
+    });
   }
 
   zeroGrad(): void {

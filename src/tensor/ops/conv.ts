@@ -25,9 +25,10 @@ import {
   type GemmTile,
 } from '../../shaders/conv.js';
 import { grid1d, gridFor, type Grid, type Kernel } from '../../shaders/kernel.js';
-import { device } from '../device.js';
+import { cachedKernel, deviceTraits, plan, registerCandidates, registerFamily, type BenchCase, type Plan } from '../plan.js';
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
+import type { DispatchTag } from '../trace.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
 import { fill } from './map.js';
 import { channelSum } from './norm.js';
@@ -147,7 +148,7 @@ export function conv2dOutputShape(xShape: Shape, wShape: Shape, opts: Conv2dOpti
 }
 
 // ---------------------------------------------------------------------------------------------
-// Implementations, tiles and kernels
+// Candidates: the planner (../plan.ts) picks one per pass and geometry
 
 /**
  * 'tiled': implicit GEMMs with workgroup-memory tiles (for GPUs). 'direct': register-blocked kernels
@@ -155,45 +156,110 @@ export function conv2dOutputShape(xShape: Shape, wShape: Shape, opts: Conv2dOpti
  * as lavapipe, where they run about 5x faster). See src/shaders/conv.ts.
  */
 export type ConvImpl = 'tiled' | 'direct';
-let implOverride: ConvImpl | null = null;
 
-/** Forces an implementation ('auto': direct on software adapters, tiled otherwise). Env: TICKETLAB_CONV_IMPL. */
-export function setConvImpl(impl: ConvImpl | 'auto'): void {
-  implOverride = impl === 'auto' ? null : impl;
-}
-
-export function convImpl(): ConvImpl {
-  if (implOverride) return implOverride;
-  const env = process.env.TICKETLAB_CONV_IMPL;
-  if (env === 'tiled' || env === 'direct') return env;
-  return device().info.isSoftware ? 'direct' : 'tiled';
-}
+/** The three conv passes are three planner families: each picks its own kernel. */
+export type ConvFamily = 'conv.fwd' | 'conv.dgrad' | 'conv.wgrad';
+export const CONV_FAMILIES: readonly ConvFamily[] = ['conv.fwd', 'conv.dgrad', 'conv.wgrad'];
 
 /** Workgroup memory we let a tile use: the device's limit, at most 32 KiB. */
 function sharedBudget(): number {
-  return Math.min(device().limits.maxComputeWorkgroupStorageSize ?? 16384, 32768);
+  return Math.min(deviceTraits().sharedBytes, 32768);
+}
+
+/** Halves the reduction chunk until the tile fits the workgroup-memory budget. */
+function fitTile(t: GemmTile): GemmTile {
+  const f = { ...t };
+  // Operand tiles plus the tap tables (at most 4 arrays of 2 * bk words, or 3 of bm).
+  const bytes = () => f.bk * (f.bm + f.bn + 2) * 4 + Math.max(4 * 2 * f.bk, 3 * f.bm) * 4;
+  while (f.bk > 8 && bytes() > sharedBudget()) f.bk /= 2;
+  return f;
 }
 
 /**
- * Tile for a GEMM with `cols` output columns: the column tile is the smallest of 8/16/32/64 that
- * covers them (64 beyond). The reduction chunk is 32 (16 if workgroup memory is short): fixed, so
- * one pipeline per column tile serves every layer, and small reductions just pad the chunk with zeros.
+ * Tiles of the tiled variant: BM x BN output tiles with TM x TN per thread, reduction chunk 32 (16 if
+ * workgroup memory is short). The 64-row tiles cover 8-64 columns (the static rule takes the smallest
+ * that covers the GEMM's columns, 64 beyond); 128-row tiles with 8x4 / 8x8 register blocks are for large
+ * GPUs (256 threads, more reuse per load), timed by the tuner and never picked by the static rule.
+ */
+const TILED_TILES: readonly (GemmTile & { big?: boolean })[] = [
+  { bm: 64, bn: 8, tm: 4, tn: 2, bk: 32 },
+  { bm: 64, bn: 16, tm: 4, tn: 4, bk: 32 },
+  { bm: 64, bn: 32, tm: 4, tn: 4, bk: 32 },
+  { bm: 64, bn: 64, tm: 4, tn: 4, bk: 32 },
+  { bm: 128, bn: 64, tm: 8, tn: 4, bk: 32, big: true },
+  { bm: 128, bn: 128, tm: 8, tn: 8, bk: 32, big: true },
+];
+
+function tileOf(p: Plan): GemmTile {
+  const t = p.params;
+  return fitTile({ bm: t.bm as number, bn: t.bn as number, tm: t.tm as number, tn: t.tn as number, bk: t.bk as number });
+}
+
+/**
+ * The static tile for a GEMM with `cols` output columns: the smallest of 8/16/32/64 that covers them
+ * (64 beyond). The reduction chunk is fixed, so one pipeline per column tile serves every layer, and
+ * small reductions just pad the chunk with zeros.
  */
 export function pickTile(cols: number): GemmTile {
   const bn = cols <= 8 ? 8 : cols <= 16 ? 16 : cols <= 32 ? 32 : 64;
-  const tn = bn === 8 ? 2 : 4;
-  const t: GemmTile = { bm: 64, bn, tm: 4, tn, bk: 32 };
-  // Operand tiles plus the tap tables (at most 4 arrays of 2 * bk words, or 3 of bm).
-  const bytes = () => t.bk * (t.bm + t.bn + 2) * 4 + Math.max(4 * 2 * t.bk, 3 * t.bm) * 4;
-  while (t.bk > 8 && bytes() > sharedBudget()) t.bk /= 2;
-  return t;
+  return fitTile(TILED_TILES.find((t) => t.bm === 64 && t.bn === bn)!);
 }
 
-const kernels = new Map<string, Kernel>();
-function cached(key: string, make: () => Kernel): Kernel {
-  let k = kernels.get(key);
-  if (!k) kernels.set(key, (k = make()));
-  return k;
+/** Output columns of a pass's GEMM (the static tile covers them). */
+function gemmCols(family: ConvFamily, g: Conv2dGeometry): number {
+  return family === 'conv.dgrad' ? g.cin : g.cout;
+}
+
+function convShapeClass(g: Conv2dGeometry): string {
+  return `n${g.n} c${g.cin}>${g.cout} ${g.h}x${g.w} k${g.kh}x${g.kw} s${g.sh}x${g.sw} d${g.dh}x${g.dw} p${g.pt},${g.pl},${g.pb},${g.pr}`;
+}
+
+/** Dense FLOPs of one pass (each is the same GEMM size: 2 * N*OH*OW * Cout * Cin*KH*KW). */
+export function convFlops(g: Conv2dGeometry): number {
+  return 2 * g.n * g.oh * g.ow * g.cout * g.cin * g.kh * g.kw;
+}
+
+for (const family of CONV_FAMILIES) {
+  registerFamily<Conv2dGeometry>({
+    family,
+    about: { 'conv.fwd': 'conv2d forward', 'conv.dgrad': 'conv2d input gradient', 'conv.wgrad': 'conv2d weight gradient' }[family],
+    shapeClass: convShapeClass,
+    describe: convShapeClass,
+    // Direct on software adapters (barriers are ruinous there), tiled with the smallest covering tile on GPUs.
+    defaultRule: (g, dev, cands) => {
+      const want = dev.isSoftware ? 'direct' : 'tiled';
+      const of = cands.filter((c) => c.variant === want);
+      if (!of.length) return cands[0];
+      const bn = pickTile(gemmCols(family, g)).bn;
+      return of.find((c) => c.params?.bm === 64 && c.params?.bn === bn) ?? of[0];
+    },
+    bench: (g) => convBenchCase(family, g),
+  });
+  registerCandidates<Conv2dGeometry>(family, [
+    { variant: 'direct' },
+    ...TILED_TILES.map((t) => ({
+      variant: 'tiled',
+      tile: `${t.bm}x${t.bn}`,
+      params: { bm: t.bm, bn: t.bn, tm: t.tm, tn: t.tn, bk: t.bk },
+      tags: t.big ? ['big-gpu'] : [],
+    })),
+  ]);
+}
+
+function convBenchCase(family: ConvFamily, g: Conv2dGeometry): BenchCase {
+  const opts: Conv2dOptions = { stride: [g.sh, g.sw], dilation: [g.dh, g.dw], padding: [g.pt, g.pl, g.pb, g.pr] };
+  const x = fill([g.n, g.cin, g.h, g.w], 0.5);
+  const w = fill([g.cout, g.cin, g.kh, g.kw], 0.25);
+  const dy = fill([g.n, g.cout, g.oh, g.ow], 1);
+  const run = {
+    'conv.fwd': () => conv2dForward(x, w, null, opts),
+    'conv.dgrad': () => conv2dBackwardInput(dy, w, x.shape, opts),
+    'conv.wgrad': () => conv2dBackwardWeight(dy, x, w.shape, opts),
+  }[family];
+  return {
+    run: () => run().dispose(),
+    dispose: () => [x, w, dy].forEach((t) => t.dispose()),
+  };
 }
 
 function convParams(g: Conv2dGeometry, la: number, lb: number, rows: number, red: number, cps = 0, nchunks = 0): Uint32Array {
@@ -248,15 +314,21 @@ export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, opts: C
   checkIndexable(x.size, y.size, w.size);
   if (y.size === 0) return y;
   const bufs = (bias ? [x, w, bias, y] : [x, w, y]).map((b) => ({ buffer: b.buf }));
-  if (convImpl() === 'direct') {
-    const k = cached(`df|${!!bias}`, () => conv2dDirectForwardKernel(!!bias));
-    queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), gemmGrid(rows, g.cout, DIRECT_ROWS, DIRECT_BN));
+  const p = plan('conv.fwd', g);
+  const tag = convTag('conv.fwd', g, p);
+  if (p.variant === 'direct') {
+    const k = cachedKernel(`conv.fwd|direct|${!!bias}`, () => conv2dDirectForwardKernel(!!bias));
+    queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), gemmGrid(rows, g.cout, DIRECT_ROWS, DIRECT_BN), tag);
     return y;
   }
-  const t = pickTile(g.cout);
-  const k = cached(`f|${!!bias}|${JSON.stringify(t)}`, () => conv2dForwardKernel(!!bias, t));
-  queue.dispatch(k, bufs, tiledParams(g, t, rows, red), gemmGrid(rows, g.cout, t.bm, t.bn));
+  const t = tileOf(p);
+  const k = cachedKernel(`conv.fwd|tiled|${!!bias}|${JSON.stringify(t)}`, () => conv2dForwardKernel(!!bias, t));
+  queue.dispatch(k, bufs, tiledParams(g, t, rows, red), gemmGrid(rows, g.cout, t.bm, t.bn), tag);
   return y;
+}
+
+function convTag(op: ConvFamily, g: Conv2dGeometry, p: Plan): DispatchTag {
+  return { op, variant: p.id, shape: convShapeClass(g), flops: convFlops(g), phase: op === 'conv.wgrad' ? 'weight-grad' : undefined };
 }
 
 /** dx of conv2d: dy [N, Cout, OH, OW], w [Cout, Cin, KH, KW], xShape [N, Cin, H, W]. */
@@ -272,19 +344,20 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: Shape, opts: 
   checkIndexable(dx.size, dy.size, w.size);
   if (dx.size === 0) return dx;
   const bufs = [{ buffer: dy.buf }, { buffer: w.buf }, { buffer: dx.buf }];
-  if (convImpl() === 'direct') {
-    // By stride phase: the grid covers the largest phase's pixels, sh*sw phases per channel block.
-    const k = cached('dbi', conv2dDirectBackwardInputKernel);
-    const phaseRows = g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
+  const p = plan('conv.dgrad', g);
+  const tag = convTag('conv.dgrad', g, p);
+  // By stride phase: the grid covers the largest phase's pixels, sh*sw phases per channel block.
+  const phaseRows = g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
+  if (p.variant === 'direct') {
+    const k = cachedKernel('conv.dgrad|direct', conv2dDirectBackwardInputKernel);
     const grid = gemmGrid(phaseRows, g.cin, DIRECT_ROWS, DIRECT_BN);
-    queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), [grid[0], grid[1], grid[2] * g.sh * g.sw]);
+    queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), [grid[0], grid[1], grid[2] * g.sh * g.sw], tag);
     return dx;
   }
-  const t = pickTile(g.cin);
-  const k = cached(`bi|${JSON.stringify(t)}`, () => conv2dBackwardInputKernel(t));
-  const phaseRows = g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
+  const t = tileOf(p);
+  const k = cachedKernel(`conv.dgrad|tiled|${JSON.stringify(t)}`, () => conv2dBackwardInputKernel(t));
   const grid = gemmGrid(phaseRows, g.cin, t.bm, t.bn);
-  queue.dispatch(k, bufs, tiledParams(g, t, rows, red), [grid[0], grid[1], grid[2] * g.sh * g.sw]);
+  queue.dispatch(k, bufs, tiledParams(g, t, rows, red), [grid[0], grid[1], grid[2] * g.sh * g.sw], tag);
   return dx;
 }
 
@@ -297,6 +370,8 @@ const WGRAD_CHUNK = 32;
 
 export interface WgradPlan {
   impl: ConvImpl;
+  /** The planner's choice this split plan follows. */
+  plan: Plan;
   tile: GemmTile | null;
   /** Workgroups per split: row tiles over K times column tiles over Cout. */
   grid: [number, number];
@@ -311,14 +386,15 @@ export interface WgradPlan {
  * splits to reach WGRAD_TARGET_GROUPS workgroups, each split at least WGRAD_MIN_CHUNKS_PER_SPLIT
  * chunks. Depends on the shapes and the implementation only, so results are reproducible.
  */
-export function wgradPlan(g: Conv2dGeometry, impl: ConvImpl = convImpl()): WgradPlan {
+export function wgradPlan(g: Conv2dGeometry, p: Plan = plan('conv.wgrad', g)): WgradPlan {
+  const impl = p.variant as ConvImpl;
   const K = g.cin * g.kh * g.kw;
   const L = g.n * g.oh * g.ow;
   let tile: GemmTile | null = null;
   let grid: [number, number];
   let chunk = WGRAD_CHUNK;
   if (impl === 'tiled') {
-    tile = pickTile(g.cout);
+    tile = tileOf(p);
     chunk = tile.bk;
     grid = [Math.ceil(K / tile.bm), Math.ceil(g.cout / tile.bn)];
   } else {
@@ -329,7 +405,7 @@ export function wgradPlan(g: Conv2dGeometry, impl: ConvImpl = convImpl()): Wgrad
   let splits = Math.max(1, Math.min(Math.ceil(WGRAD_TARGET_GROUPS / tiles), Math.floor(nchunks / WGRAD_MIN_CHUNKS_PER_SPLIT), 65535));
   const chunksPerSplit = Math.ceil(nchunks / splits);
   splits = Math.ceil(nchunks / chunksPerSplit);
-  return { impl, tile, grid, splits, chunk, chunksPerSplit, nchunks };
+  return { impl, plan: p, tile, grid, splits, chunk, chunksPerSplit, nchunks };
 }
 
 /** dw of conv2d: dy [N, Cout, OH, OW], x [N, Cin, H, W], wShape [Cout, Cin, KH, KW]. */
@@ -349,21 +425,22 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
   let k: Kernel;
   let params: Uint32Array;
   if (plan.impl === 'direct') {
-    k = cached('dbw', conv2dDirectBackwardWeightKernel);
+    k = cachedKernel('conv.wgrad|direct', conv2dDirectBackwardWeightKernel);
     // The direct kernel reads the chunk length from `la`.
     params = convParams(g, plan.chunk, 0, K, L, plan.chunksPerSplit, plan.nchunks);
   } else {
     const t = plan.tile!;
-    k = cached(`bw|${JSON.stringify(t)}`, () => conv2dBackwardWeightKernel(t));
+    k = cachedKernel(`conv.wgrad|tiled|${JSON.stringify(t)}`, () => conv2dBackwardWeightKernel(t));
     params = tiledParams(g, t, K, L, plan.chunksPerSplit, plan.nchunks);
   }
   const grid: Grid = [plan.grid[0], plan.grid[1], plan.splits];
+  const tag = convTag('conv.wgrad', g, plan.plan);
   if (plan.splits === 1) {
-    queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: dw.buf }], params, grid);
+    queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: dw.buf }], params, grid, tag);
     return dw;
   }
   const parts = empty([plan.splits, g.cout, K]);
-  queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: parts.buf }], params, grid);
+  queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: parts.buf }], params, grid, tag);
   dispatchSplitSum(parts, dw, plan.splits);
   // Safe while the batch is pending: a pooled buffer used by unsubmitted work is only handed to later
   // dispatches of the same queue (ordered after these), never to a host upload.
@@ -372,9 +449,10 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
 }
 
 function dispatchSplitSum(parts: Tensor, out: Tensor, splits: number): void {
-  const k = cached('splitsum', splitSumKernel);
+  const k = cachedKernel('conv.splitsum', splitSumKernel);
   const p = new Params(SPLIT_SUM_PARAM_WORDS).u(out.size).u(splits);
-  queue.dispatch(k, [{ buffer: parts.buf }, { buffer: out.buf }], p.view, gridFor(out.size, SPLIT_SUM_WG));
+  const tag: DispatchTag = { op: 'conv.splitsum', variant: 'splitsum', shape: `${splits}x${out.size}`, flops: splits * out.size, phase: 'weight-grad' };
+  queue.dispatch(k, [{ buffer: parts.buf }, { buffer: out.buf }], p.view, gridFor(out.size, SPLIT_SUM_WG), tag);
 }
 
 /** db of conv2d: the per-channel sum of dy [N, Cout, OH, OW], shape [Cout]. */

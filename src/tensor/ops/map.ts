@@ -17,7 +17,7 @@ import { gridFor, type Kernel } from '../../shaders/kernel.js';
 import { MAP_WG } from '../../shaders/elementwise.js';
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
-import { device } from '../device.js';
+import { cachedKernel, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
 import { empty, type DType, type Shape, Tensor } from '../tensor.js';
 
 export function contiguousStrides(shape: Shape): number[] {
@@ -73,25 +73,33 @@ function simplify(shape: number[], strides: number[][]): { shape: number[]; stri
 }
 
 /**
- * Threads launched for an elementwise map: one per element on GPUs; on software adapters (lavapipe)
- * at most 64 workgroups, since there each workgroup costs a scheduling round trip and threads loop
- * over the rest (grid-stride). TICKETLAB_MAP_GROUPS overrides the cap (workgroups).
+ * Threads launched for an elementwise map (planner family 'map'): 'full' is one thread per element
+ * (GPUs); 'capped:G' launches at most G workgroups whose threads loop over the rest (grid-stride):
+ * on software adapters (lavapipe) each workgroup costs a scheduling round trip, so the static rule
+ * takes 'capped:64' there. The results do not depend on the choice.
  */
-function mapThreadCap(): number {
-  const env = Number(process.env.TICKETLAB_MAP_GROUPS);
-  if (env > 0) return env * MAP_WG;
-  return device().info.isSoftware ? 64 * MAP_WG : Infinity;
-}
+const MAP_CAPS = [16, 64, 256] as const;
+const log2 = (v: number) => Math.ceil(Math.log2(Math.max(1, v)));
+const ALL_TYPES = ['f32', 'i32', 'u32'];
 
-const kernels = new Map<string, Kernel>();
+registerFamily<{ n: number }>({
+  family: 'map',
+  about: 'elementwise maps, casts, fills and strided gathers: threads per element',
+  shapeClass: (g) => `2^${log2(g.n)}`,
+  defaultRule: (_g, dev, cands) => (dev.isSoftware ? cands.find((c) => c.id === 'capped:64') : cands.find((c) => c.id === 'full')) ?? cands[0],
+  bench: (g) => {
+    const x = fill([g.n], 1);
+    return { run: () => unary('neg', x).dispose(), dispose: () => x.dispose() };
+  },
+});
+registerCandidates<{ n: number }>('map', [
+  { variant: 'full', dtypes: ALL_TYPES },
+  ...MAP_CAPS.map((groups) => ({ variant: 'capped', tile: `${groups}`, params: { groups }, dtypes: ALL_TYPES })),
+]);
+
 function cachedMap(name: string, expr: string, modes: InputMode[], types: ElemType[], out: ElemType): Kernel {
-  const key = `${name}|${modes.join(',')}|${types.join(',')}|${out}|${expr}`;
-  let k = kernels.get(key);
-  if (!k) {
-    k = mapKernel({ name, expr, inputs: modes.map((mode, i) => ({ mode, type: types[i] })), out });
-    kernels.set(key, k);
-  }
-  return k;
+  const key = `map|${name}|${modes.join(',')}|${types.join(',')}|${out}|${expr}`;
+  return cachedKernel(key, () => mapKernel({ name, expr, inputs: modes.map((mode, i) => ({ mode, type: types[i] })), out }));
 }
 
 export interface MapInput {
@@ -135,7 +143,10 @@ export function mapRaw(
   p.uArr(inputs.map((x) => x.offset ?? 0), 4);
   p.uArr(simp.shape, 8);
   for (let k = 0; k < 3; k++) p.uArr(simp.strides[k] ?? [], 8);
-  queue.dispatch(kernel, [...inputs.map((x) => ({ buffer: x.t.buf })), { buffer: out.buf }], p.view, gridFor(Math.min(n, mapThreadCap()), MAP_WG));
+  const pl = planKernel('map', { n }, { dtype: outType });
+  const threads = pl.variant === 'capped' ? Math.min(n, (pl.params.groups as number) * MAP_WG) : n;
+  const tag = { op: `map.${name}`, variant: pl.id, shape: `${n}`, flops: n };
+  queue.dispatch(kernel, [...inputs.map((x) => ({ buffer: x.t.buf })), { buffer: out.buf }], p.view, gridFor(threads, MAP_WG), tag);
   return out;
 }
 

@@ -5,8 +5,8 @@
 //   a: [M, K] or [B|1, M, K] ([K, M] / [B|1, K, M] with transA), b: [K, N] or [B|1, K, N] ([N, K] ...
 //   with transB). A 2-D or batch-1 operand is broadcast over the other's batch. The result is
 //   [M, N] when both are 2-D, else [B, M, N].
-// Variant: opts.variant, else env TICKETLAB_MATMUL=shared|register, else 'register' on software
-// devices (lavapipe: barriers are costly) and 'shared' on real GPUs.
+// Variant: opts.variant (tests, benches), else the planner (family 'matmul', ../plan.ts): 'register' on
+// software devices (lavapipe: barriers are costly) and 'shared' on real GPUs unless tuned or overridden.
 import {
   C_INPLACE,
   C_INPUT,
@@ -14,18 +14,25 @@ import {
   FLAG_BIAS,
   MATMUL_PARAM_WORDS,
   REGISTER_TILE,
+  SHARED_128X128_K16,
+  SHARED_128X64,
+  SHARED_256X64,
   SHARED_LARGE,
   SHARED_SMALL,
   matmulKernel,
+  sharedTileBytes,
   type EpilogueForm,
   type MatmulVariant,
   type TileConfig,
 } from '../../shaders/matmul.js';
 import { grid1d, MAX_GROUPS_PER_DIM, type Grid, type Kernel } from '../../shaders/kernel.js';
 import { device, onDeviceClose } from '../device.js';
+import { cachedKernel, candidatePlan, defaultPlan, deviceTraits, plan as planKernel, registerCandidates, registerFamily, type BenchCase, type Plan } from '../plan.js';
+import { fill } from './map.js';
 import { Params } from '../params.js';
 import type { PooledBuffer } from '../pool.js';
 import { queue, type LaunchBinding } from '../queue.js';
+import type { DispatchTag } from '../trace.js';
 import { empty, type Shape, Tensor } from '../tensor.js';
 
 export type { MatmulVariant } from '../../shaders/matmul.js';
@@ -43,10 +50,10 @@ export interface MatmulOptions {
   beta?: number;
   /** Destination (default: a new tensor). May be the same tensor as `c`: accumulates in place. */
   out?: Tensor;
-  /** Kernel variant (default: env TICKETLAB_MATMUL, else by device kind). */
+  /** Kernel variant (default: the planner's choice). For tests and benchmarks. */
   variant?: MatmulVariant;
-  /** Tile config of the 'shared' variant (default: by size). For tests and benchmarks. */
-  tile?: 'large' | 'small';
+  /** Tile of the 'shared' variant ('large' = 128x128, 'small' = 64x64, or a candidate tile label). */
+  tile?: 'large' | 'small' | string;
   /** Epilogue code shape (default: 'loop' on software devices, 'unrolled' on GPUs). For tests. */
   epilogue?: EpilogueForm;
 }
@@ -89,24 +96,78 @@ export function matmulDims(aShape: Shape, bShape: Shape, transA = false, transB 
   return { batch, M, N, K, batchA, batchB, outShape };
 }
 
-/** The variant used when the caller does not pick one. */
-export function defaultMatmulVariant(): MatmulVariant {
-  const env = process.env.TICKETLAB_MATMUL;
-  if (env === 'shared' || env === 'register') return env;
-  if (env) throw new Error(`TICKETLAB_MATMUL must be 'shared' or 'register', got '${env}'`);
-  return device().info.isSoftware ? 'register' : 'shared';
+/** What the planner sees of a product. */
+export interface MatmulGeom {
+  batch: number;
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
 }
 
-/**
- * 'large' (128x128) once there are enough tiles to fill a big GPU (~2 workgroups per SM on an
- * H100's 132 SMs), else 'small' (64x64) for 4x more workgroups. Tune the threshold per device.
- */
-function sharedTile(d: MatmulDims): TileConfig {
-  const tiles = Math.ceil(d.M / 128) * Math.ceil(d.N / 128) * d.batch;
-  return tiles >= 256 ? SHARED_LARGE : SHARED_SMALL;
+const SHARED_TILES: readonly { t: TileConfig; big?: boolean }[] = [
+  { t: SHARED_SMALL },
+  { t: SHARED_LARGE },
+  { t: SHARED_128X64, big: true },
+  { t: SHARED_256X64, big: true },
+  { t: SHARED_128X128_K16, big: true },
+];
+const TILE_BY_LABEL = new Map<string, TileConfig>([
+  ['reg', REGISTER_TILE],
+  ...SHARED_TILES.map(({ t }) => [t.name === 'large' ? '128x128' : t.name === 'small' ? '64x64' : t.name, t] as [string, TileConfig]),
+]);
+
+function matmulShapeClass(g: MatmulGeom): string {
+  return `b${g.batch} ${g.M}x${g.N}x${g.K} ${g.transA ? 't' : 'n'}${g.transB ? 't' : 'n'}`;
 }
 
-const kernels = new Map<string, Kernel>();
+registerFamily<MatmulGeom>({
+  family: 'matmul',
+  about: 'matmul / linear layers: C = alpha * op(A) @ op(B) + bias + beta * C0',
+  shapeClass: matmulShapeClass,
+  // 'register' on software devices; on GPUs 'shared', 128x128 once there are enough tiles to fill a
+  // big GPU (~2 workgroups per SM on an H100's 132 SMs), else 64x64 for 4x more workgroups.
+  defaultRule: (g, dev, cands) => {
+    const want = dev.isSoftware ? 'register' : 'shared';
+    const of = cands.filter((c) => c.variant === want);
+    if (!of.length) return cands[0];
+    if (want === 'register') return of[0];
+    const tiles = Math.ceil(g.M / 128) * Math.ceil(g.N / 128) * g.batch;
+    const label = tiles >= 256 ? '128x128' : '64x64';
+    return of.find((c) => c.tile === label) ?? of[0];
+  },
+  bench: (g) => matmulBenchCase(g),
+});
+
+registerCandidates<MatmulGeom>('matmul', [
+  { variant: 'register', params: { tile: 'reg' } },
+  ...SHARED_TILES.map(({ t, big }) => {
+    const label = [...TILE_BY_LABEL].find(([, v]) => v === t)![0];
+    return {
+      variant: 'shared',
+      tile: label,
+      params: { tile: label },
+      tags: big ? ['big-gpu'] : [],
+      suits: (_g: MatmulGeom, dev: { sharedBytes: number; invocations: number }) =>
+        sharedTileBytes(t) <= dev.sharedBytes && (t.BM / t.TM) * (t.BN / t.TN) <= dev.invocations,
+    };
+  }),
+]);
+
+function matmulBenchCase(g: MatmulGeom): BenchCase {
+  const a = fill(g.batch > 1 ? [g.batch, ...(g.transA ? [g.K, g.M] : [g.M, g.K])] : g.transA ? [g.K, g.M] : [g.M, g.K], 0.5);
+  const b = fill(g.batch > 1 ? [g.batch, ...(g.transB ? [g.N, g.K] : [g.K, g.N])] : g.transB ? [g.N, g.K] : [g.K, g.N], 0.25);
+  return {
+    run: () => matmul(a, b, { transA: g.transA, transB: g.transB }).dispose(),
+    dispose: () => [a, b].forEach((t) => t.dispose()),
+  };
+}
+
+/** The variant the planner gives a product of these dims. */
+export function defaultMatmulVariant(d: MatmulGeom = { batch: 1, M: 64, N: 64, K: 64, transA: false, transB: false }): MatmulVariant {
+  return planKernel('matmul', d).variant as MatmulVariant;
+}
 
 /** A 256-byte storage buffer bound where a kernel's optional input (bias, C0) is unused. */
 let dummy: PooledBuffer | null = null;
@@ -130,6 +191,19 @@ export interface MatmulPlan {
   out: Tensor;
   dims: MatmulDims;
   flops: number;
+  /** Profile tag of the dispatches. */
+  tag?: DispatchTag;
+}
+
+/** Options that name a kernel (tests, benches) bypass the planner. */
+function explicitPlan(o: MatmulOptions, g: MatmulGeom): Plan | null {
+  if (!o.variant && !o.tile) return null;
+  const variant = o.variant ?? 'shared';
+  if (variant === 'register') return candidatePlan('matmul', 'register');
+  const label = o.tile === 'large' ? '128x128' : o.tile === 'small' ? '64x64' : o.tile;
+  if (label) return candidatePlan('matmul', `shared:${label}`);
+  // A variant without a tile: the static rule's tile for that variant.
+  return defaultPlan('matmul', g, variant);
 }
 
 /** Validates, allocates the output and builds the dispatches without recording them. */
@@ -167,8 +241,10 @@ export function planMatmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): MatmulP
     plan.kernel = { name: 'matmul_empty', code: '', bindings: [] };
     return plan;
   }
-  const variant = o.variant ?? defaultMatmulVariant();
-  const tile = variant === 'register' ? REGISTER_TILE : o.tile ? (o.tile === 'large' ? SHARED_LARGE : SHARED_SMALL) : sharedTile(d);
+  const geom: MatmulGeom = { batch, M, N, K, transA, transB };
+  const p = explicitPlan(o, geom) ?? planKernel('matmul', geom);
+  const variant = p.variant as MatmulVariant;
+  const tile = TILE_BY_LABEL.get(p.params.tile as string)!;
   const spec = {
     variant,
     tile,
@@ -179,15 +255,10 @@ export function planMatmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): MatmulP
     vecA: (transA ? M : K) % 4 === 0 && (variant === 'register' || transA),
     vecB: (transB ? K : N) % 4 === 0 && (variant === 'register' || !transB),
     vecC: N % 4 === 0,
-    epilogue: o.epilogue ?? (device().info.isSoftware ? 'loop' : 'unrolled'),
+    epilogue: o.epilogue ?? (deviceTraits().isSoftware ? 'loop' : 'unrolled'),
   };
-  const key = JSON.stringify(spec);
-  let kernel = kernels.get(key);
-  if (!kernel) {
-    kernel = matmulKernel(spec);
-    kernels.set(key, kernel);
-  }
-  plan.kernel = kernel;
+  plan.kernel = cachedKernel(`matmul|${JSON.stringify(spec)}`, () => matmulKernel(spec));
+  plan.tag = { op: 'matmul', variant: p.id, shape: matmulShapeClass(geom), flops };
   plan.buffers = [
     { buffer: a.buf },
     { buffer: b.buf },
@@ -221,7 +292,7 @@ export function planMatmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): MatmulP
 
 /** Records a plan's dispatches on the shared queue. */
 export function runMatmulPlan(plan: MatmulPlan): Tensor {
-  for (const dsp of plan.dispatches) queue.dispatch(plan.kernel, plan.buffers, dsp.params, dsp.grid);
+  for (const dsp of plan.dispatches) queue.dispatch(plan.kernel, plan.buffers, dsp.params, dsp.grid, plan.tag);
   return plan.out;
 }
 

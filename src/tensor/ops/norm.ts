@@ -18,7 +18,7 @@ import {
 } from '../../shaders/norm.js';
 import { gridFor, MAX_GROUPS_PER_DIM, type Grid, type Kernel } from '../../shaders/kernel.js';
 import { Params } from '../params.js';
-import { device } from '../device.js';
+import { cachedKernel, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
 import { fill, mapExpr } from './map.js';
@@ -27,7 +27,7 @@ import { fill, mapExpr } from './map.js';
 const CHUNK_TARGET = 4096;
 const MAX_CHUNKS = 64;
 
-interface ChanGeom {
+export interface ChanGeom {
   n: number;
   c: number;
   hw: number;
@@ -60,7 +60,7 @@ export function channelGeometry(shape: Shape, what = 'batch norm'): ChanGeom {
 function applyGrid(cg: ChanGeom): Grid {
   // With the software-adapter policy ('thread', see normPartialsImpl) one workgroup row per (plane
   // tile, channel) and threads loop over the batch; on GPUs one z slice per batch item.
-  const g: Grid = [Math.ceil(cg.hw / APPLY_WG), cg.c, normPartialsImpl() === 'thread' ? Math.min(1, cg.n) : cg.n];
+  const g: Grid = [Math.ceil(cg.hw / APPLY_WG), cg.c, normPartialsImpl(cg) === 'thread' ? Math.min(1, cg.n) : cg.n];
   if (g.some((d) => d > MAX_GROUPS_PER_DIM)) {
     throw new Error(`batch norm: [N=${cg.n}, C=${cg.c}, HW=${cg.hw}] needs a grid of [${g.join(', ')}], over ${MAX_GROUPS_PER_DIM} per dimension`);
   }
@@ -71,11 +71,8 @@ function params(cg: ChanGeom, n: number, momentum = 0, eps = 0): Uint32Array {
   return new Params(NORM_PARAM_WORDS).u(n).u(cg.c).u(cg.hw).u(cg.g).u(cg.chunk).u(cg.cnt).f(momentum).f(eps).view;
 }
 
-const kernels = new Map<string, Kernel>();
 function cached(key: string, make: () => Kernel): Kernel {
-  let k = kernels.get(key);
-  if (!k) kernels.set(key, (k = make()));
-  return k;
+  return cachedKernel(`norm|${key}`, make);
 }
 
 function checkVec(t: Tensor | null, c: number, what: string): void {
@@ -96,23 +93,38 @@ export type NormPartialsImpl = 'group' | 'thread';
  * Stage-1 variant: 'group' (a workgroup per chunk, tree reduction in workgroup memory) on GPUs,
  * 'thread' (a thread per chunk, no barriers) on software adapters, where barriers are ruinous. The
  * elementwise BN kernels follow the same policy (z = N on GPUs, z = 1 with a batch loop otherwise).
- * TICKETLAB_NORM=group|thread overrides. Both give the same partials up to summation order.
+ * The planner (family 'norm') decides; `TICKETLAB_KERNELS=norm:group` forces one. Both give the same
+ * partials up to summation order.
  */
-export function normPartialsImpl(): NormPartialsImpl {
-  const env = process.env.TICKETLAB_NORM;
-  if (env === 'group' || env === 'thread') return env;
-  return device().info.isSoftware ? 'thread' : 'group';
+export function normPartialsImpl(cg: ChanGeom = channelGeometry([1, 1, 64])): NormPartialsImpl {
+  return planKernel('norm', cg).variant as NormPartialsImpl;
 }
+
+const log2 = (v: number) => Math.ceil(Math.log2(Math.max(1, v)));
+
+registerFamily<ChanGeom>({
+  family: 'norm',
+  about: 'batch-norm statistics (stage 1) and the elementwise batch-norm kernels that follow its grid',
+  shapeClass: (g) => `n${g.n} c${g.c} hw2^${log2(g.hw)}`,
+  defaultRule: (_g, dev, cands) => cands.find((c) => c.variant === (dev.isSoftware ? 'thread' : 'group')) ?? cands[0],
+  bench: (g) => {
+    const x = fill([g.n, g.c, g.hw], 1);
+    return { run: () => channelSum(x).dispose(), dispose: () => x.dispose() };
+  },
+});
+registerCandidates<ChanGeom>('norm', [{ variant: 'thread' }, { variant: 'group' }]);
 
 function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[]): Tensor {
   const parts = empty([cg.c, cg.g, partialWidth(mode)]);
   const bufs = [...inputs, parts].map((t) => ({ buffer: t.buf }));
-  if (normPartialsImpl() === 'thread') {
+  const impl = normPartialsImpl(cg);
+  const tag = { op: `norm.partials.${mode}`, variant: impl, shape: `${cg.n}x${cg.c}x${cg.hw}`, flops: cg.c * cg.cnt };
+  if (impl === 'thread') {
     const k = cached(`pt|${mode}`, () => channelPartialsThreadKernel(mode));
-    queue.dispatch(k, bufs, params(cg, 0), gridFor(cg.c * cg.g, THREAD_PARTIALS_WG));
+    queue.dispatch(k, bufs, params(cg, 0), gridFor(cg.c * cg.g, THREAD_PARTIALS_WG), tag);
   } else {
     const k = cached(`p|${mode}`, () => channelPartialsKernel(mode));
-    queue.dispatch(k, bufs, params(cg, 0), [cg.g, cg.c, 1]);
+    queue.dispatch(k, bufs, params(cg, 0), [cg.g, cg.c, 1], tag);
   }
   return parts;
 }

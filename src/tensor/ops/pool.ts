@@ -15,6 +15,7 @@ import {
 import { gridFor, type Kernel } from '../../shaders/kernel.js';
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
+import { cachedKernel } from '../plan.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
 import { pair, resolvePadding, type Pair, type Padding2d } from './conv.js';
 import { mapRaw } from './map.js';
@@ -97,11 +98,8 @@ function cellsTotal(g: Pool2dGeometry): number {
   return g.n * g.c * cellsY(g) * cellsX(g);
 }
 
-const kernels = new Map<string, Kernel>();
 function cached(key: string, make: () => Kernel): Kernel {
-  let k = kernels.get(key);
-  if (!k) kernels.set(key, (k = make()));
-  return k;
+  return cachedKernel(`pool|${key}`, make);
 }
 
 function checkF32(t: Tensor, what: string): void {

@@ -4,6 +4,7 @@ import { randomKernel, RANDOM_PARAM_WORDS, RANDOM_WG, type RandomDist } from '..
 import { gridFor, type Kernel } from '../../shaders/kernel.js';
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
+import { cachedKernel } from '../plan.js';
 import { empty, type Shape, Tensor } from '../tensor.js';
 import { seedKey } from '../random-host.js';
 
@@ -15,10 +16,8 @@ export interface RandomOpts {
   offset?: number;
 }
 
-const kernels = new Map<RandomDist, Kernel>();
 function run(dist: RandomDist, shape: Shape, o: RandomOpts, a: number, b: number): Tensor {
-  let k = kernels.get(dist);
-  if (!k) kernels.set(dist, (k = randomKernel(dist)));
+  const k = cachedKernel(`random|${dist}`, () => randomKernel(dist));
   const out = empty(shape);
   if (out.size === 0) return out;
   const [k0, k1] = seedKey(o.seed);

@@ -2,7 +2,7 @@
 // kept/reduced dims, strategy and chunk choice, multi-pass partials. No autograd here.
 //
 // Determinism: the strategy, the chunking and every summation order are pure functions of the
-// shape and the policy (see reducePolicy: by device kind, or env TICKETLAB_REDUCE), so the same
+// shape and the policy (see reducePolicy: the planner's choice, by device kind unless tuned or forced with TICKETLAB_KERNELS=reduce:...), so the same
 // input gives the same bits on the same device. No atomics anywhere.
 //
 // Semantics follow PyTorch: `axes` undefined reduces every dim; negative axes count from the end;
@@ -20,7 +20,8 @@ import {
   type ReduceStrategy,
 } from '../../shaders/reduce.js';
 import { grid1d, gridFor, type Kernel } from '../../shaders/kernel.js';
-import { device } from '../device.js';
+import { cachedKernel, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
+import { fill } from './map.js';
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
 import { empty, numel, type DType, type Shape, Tensor } from '../tensor.js';
@@ -136,12 +137,33 @@ interface Plan {
  */
 export type ReducePolicy = 'group' | 'thread';
 
-/** env TICKETLAB_REDUCE=group|thread, else 'thread' on software devices and 'group' on GPUs. */
-export function reducePolicy(): ReducePolicy {
-  const env = process.env.TICKETLAB_REDUCE;
-  if (env === 'group' || env === 'thread') return env;
-  if (env) throw new Error(`TICKETLAB_REDUCE must be 'group' or 'thread', got '${env}'`);
-  return device().info.isSoftware ? 'thread' : 'group';
+/** What the planner sees of a reduction (the shape class buckets sizes by powers of two). */
+export interface ReduceGeom {
+  nOut: number;
+  rTotal: number;
+  innerReduced: boolean;
+}
+
+const log2 = (v: number) => Math.ceil(Math.log2(Math.max(1, v)));
+
+registerFamily<ReduceGeom>({
+  family: 'reduce',
+  about: "reductions (sum, mean, max, min, argmax, argmin): 'group' falls back to 'thread' where the reduced dims are not innermost",
+  shapeClass: (g) => `out2^${log2(g.nOut)} red2^${log2(g.rTotal)}${g.innerReduced ? ' inner' : ''}`,
+  defaultRule: (_g, dev, cands) => cands.find((c) => c.variant === (dev.isSoftware ? 'thread' : 'group')) ?? cands[0],
+  bench: (g) => {
+    const x = fill([g.innerReduced ? g.nOut : g.rTotal, g.innerReduced ? g.rTotal : g.nOut], 1);
+    return { run: () => sum(x, [g.innerReduced ? 1 : 0]).dispose(), dispose: () => x.dispose() };
+  },
+});
+registerCandidates<ReduceGeom>('reduce', [
+  { variant: 'thread', dtypes: ['f32', 'i32', 'u32'] },
+  { variant: 'group', dtypes: ['f32', 'i32', 'u32'] },
+]);
+
+/** The planner's policy for a reduction of this canonical form. */
+export function reducePolicy(g: ReduceGeom = { nOut: 1, rTotal: 1024, innerReduced: true }, dtype: DType = 'f32'): ReducePolicy {
+  return planKernel('reduce', g, { dtype }).variant as ReducePolicy;
 }
 
 function plan(c: Canon, policy: ReducePolicy): Plan {
@@ -182,8 +204,7 @@ function stepDigits(step: number, shape: number[]): number[] {
   return out;
 }
 
-const kernels = new Map<string, Kernel>();
-function cachedKernel(
+function reduceKernelFor(
   op: ReduceOp,
   type: DType,
   strategy: ReduceStrategy,
@@ -193,13 +214,8 @@ function cachedKernel(
   valOut: boolean,
   div: boolean,
 ): Kernel {
-  const key = `${op}|${type}|${strategy}|${kRank}|${rRank}|${idxIn}|${valOut}|${div}`;
-  let k = kernels.get(key);
-  if (!k) {
-    k = reduceKernel({ op, type, strategy, kRank, rRank, idxIn, valOut, div });
-    kernels.set(key, k);
-  }
-  return k;
+  const key = `reduce|${op}|${type}|${strategy}|${kRank}|${rRank}|${idxIn}|${valOut}|${div}`;
+  return cachedKernel(key, () => reduceKernel({ op, type, strategy, kRank, rRank, idxIn, valOut, div }));
 }
 
 interface RunOut {
@@ -232,7 +248,7 @@ function runCanon(
   const partShape = pl.strategy === 'group' ? [c.nOut, pl.chunks] : [pl.chunks, c.nOut];
   const val = arg ? (single ? null : empty(partShape, src.dtype)) : empty(single ? outShape : partShape, src.dtype);
   const idx = arg ? empty(single ? outShape : partShape, single ? argDType : 'u32') : null;
-  const kernel = cachedKernel(op, src.dtype, pl.strategy, c.kShape.length, c.rShape.length, srcIdx !== null, arg && !single, single && div !== null);
+  const kernel = reduceKernelFor(op, src.dtype, pl.strategy, c.kShape.length, c.rShape.length, srcIdx !== null, arg && !single, single && div !== null);
   const step = pl.strategy === 'group' ? REDUCE_WG : 1;
   const p = new Params(REDUCE_PARAM_WORDS)
     .u(units)
@@ -249,7 +265,7 @@ function runCanon(
   if (val) buffers.push({ buffer: val.buf });
   if (idx) buffers.push({ buffer: idx.buf });
   const grid = pl.strategy === 'group' ? grid1d(units) : gridFor(units, REDUCE_THREAD_WG);
-  queue.dispatch(kernel, buffers, p.view, grid);
+  queue.dispatch(kernel, buffers, p.view, grid, { op: `reduce.${op}`, variant: pl.strategy, shape: `${c.nOut}x${c.rTotal}`, flops: c.nOut * c.rTotal });
   if (single) return { val, idx };
 
   // Next pass: reduce the partials along their chunk dim.
@@ -277,7 +293,7 @@ function reduce(op: ReduceOp, x: Tensor, axes: Axes, keepdim: boolean, mean = fa
   }
   // The division happens in the final pass; mean of nothing is 0 / 0 = NaN, as PyTorch.
   const div = mean ? c.rTotal : null;
-  const r = runCanon(op, x, null, c, outShape, div, argDType, reducePolicy());
+  const r = runCanon(op, x, null, c, outShape, div, argDType, reducePolicy({ nOut: c.nOut, rTotal: c.rTotal, innerReduced: c.innerReduced }, x.dtype));
   return (arg ? r.idx : r.val)!;
 }
 

@@ -1,0 +1,149 @@
+// Per-layer kernel profile of one training step (forward, loss, backward, optimizer), and the shape
+// discovery that `ticketlab tune` runs before timing candidates.
+//
+// Every dispatch of the step is stamped with its layer (module scopes, src/nn/module.ts), phase
+// (forward / input-grad / weight-grad / optimizer, src/tensor/trace.ts), op, planner variant and shape;
+// the queue's profiler times each with timestamp queries. Rows are per (layer, phase, op, variant,
+// shape), in ms per step, with nominal GFLOP/s = dense FLOPs / time (pruned weights still count: the
+// dense kernels do that work; sparse kernels, issue 10, will show as a higher nominal rate).
+import { backward } from '../autograd/tape.js';
+import * as F from '../autograd/functional.js';
+import type { Detector } from '../nn/models/index.js';
+import { Optimizer } from '../nn/optim/optimizer.js';
+import { device } from '../tensor/device.js';
+import { plannerSeen, resetPlannerRecord, type SeenQuery, type WeightFormatPolicy, setWeightFormatPolicy, weightFormatPolicy } from '../tensor/plan.js';
+import { queue } from '../tensor/queue.js';
+import { fromArray, keep, tidy } from '../tensor/tensor.js';
+import type { Phase } from '../tensor/trace.js';
+
+/** One row of a profile; exactly the fields of `ticketlab profile --json`. */
+export interface ProfileRow {
+  layer: string;
+  phase: Phase;
+  op: string;
+  variant: string;
+  shape: string;
+  /** Weight density of the layer (kept / total), null for layers without a prunable weight. */
+  density: number | null;
+  /** GPU ms per step. */
+  ms: number;
+  /** Nominal GFLOP/s: dense FLOPs / GPU time (0 where the op's FLOPs are not counted). */
+  gflops: number;
+}
+
+export interface StepProfile {
+  rows: ProfileRow[];
+  /** Sum of the rows' GPU ms per step. */
+  gpuMs: number;
+  /** Wall-clock ms per step without profiling (two steps in flight, as training runs). */
+  wallMs: number;
+  steps: number;
+  adapter: string;
+}
+
+export interface ProfileOptions {
+  size: number;
+  batch: number;
+  /** Profiled steps (rows are per-step means; default 2). */
+  steps?: number;
+  /** Weight density by layer name ('layer1.0.conv1'), e.g. from a pruning level's masks. */
+  densities?: ReadonlyMap<string, number>;
+  /** Which weight formats the kernels may use (issue 10 adds sparse kernels; default 'dense'). */
+  kernels?: WeightFormatPolicy;
+}
+
+/** Phases in step order, for sorting rows. */
+export const PHASES: readonly Phase[] = ['forward', 'input-grad', 'weight-grad', 'optimizer', 'other'];
+
+/** A resident synthetic batch and one training step over it (Adam, BCE-with-logits). */
+export function syntheticStep(model: Detector, size: number, batch: number): { step: () => void; dispose: () => void } {
+  const named = [...model.namedParameters()];
+  const opt = new Optimizer(named.map(([, t]) => t), { kind: 'adam', lr: 1e-4 }, named.map(([k]) => k));
+  const x = keep(fromArray(new Float32Array(batch * 3 * size * size).map((_, i) => Math.sin(i) * 0.5 + 0.5), [batch, 3, size, size]));
+  const y = keep(fromArray(new Float32Array(batch).map((_, i) => i % 2), [batch, 1]));
+  for (const [, p] of named) p.requiresGrad = true;
+  model.train();
+  const step = () =>
+    tidy(() => {
+      backward(F.bceWithLogits(model.forward(x), y));
+      opt.step();
+      opt.zeroGrad();
+    });
+  return {
+    step,
+    dispose: () => {
+      opt.dispose();
+      x.dispose();
+      y.dispose();
+    },
+  };
+}
+
+/** Runs one training step so the planner meets every (family, shape class) of the model. */
+export async function discoverShapes(model: Detector, size: number, batch: number): Promise<SeenQuery[]> {
+  resetPlannerRecord();
+  const s = syntheticStep(model, size, batch);
+  try {
+    s.step();
+    await queue.sync();
+  } finally {
+    s.dispose();
+  }
+  return plannerSeen();
+}
+
+/** Profiles training steps of `model` (weights and masks as they are; they change as it trains). */
+export async function profileTrainStep(model: Detector, o: ProfileOptions): Promise<StepProfile> {
+  const steps = o.steps ?? 2;
+  const savedPolicy = weightFormatPolicy();
+  if (o.kernels) setWeightFormatPolicy(o.kernels);
+  const s = syntheticStep(model, o.size, o.batch);
+  try {
+    s.step(); // compiles every pipeline
+    await queue.sync();
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) {
+      s.step();
+      await queue.endStep();
+    }
+    await queue.sync();
+    const wallMs = (performance.now() - t0) / steps;
+    queue.startProfile();
+    for (let i = 0; i < steps; i++) s.step();
+    const raw = await queue.stopProfileRows();
+    const merged = new Map<string, ProfileRow & { flops: number }>();
+    for (const r of raw) {
+      const layer = r.layer || '(model)';
+      const key = `${layer}|${r.phase}|${r.op}|${r.variant}|${r.shape}`;
+      let m = merged.get(key);
+      if (!m) {
+        const density = o.densities?.get(layer) ?? null;
+        merged.set(key, (m = { layer, phase: r.phase, op: r.op, variant: r.variant, shape: r.shape, density, ms: 0, gflops: 0, flops: 0 }));
+      }
+      m.ms += r.ms / steps;
+      m.flops += r.flops / steps;
+    }
+    const rows = [...merged.values()].map(({ flops, ...row }) => ({ ...row, gflops: row.ms > 0 ? flops / (row.ms * 1e6) : 0 }));
+    const gpuMs = rows.reduce((a, r) => a + r.ms, 0);
+    const info = device().info;
+    return { rows, gpuMs, wallMs, steps, adapter: [info.vendor, info.device, info.description].filter(Boolean).join(' ') };
+  } finally {
+    s.dispose();
+    setWeightFormatPolicy(savedPolicy);
+  }
+}
+
+/** Sums rows per (layer, phase): the table's coarse view. */
+export function byLayerPhase(rows: readonly ProfileRow[]): ProfileRow[] {
+  const m = new Map<string, ProfileRow & { flops: number }>();
+  for (const r of rows) {
+    const k = `${r.layer}|${r.phase}`;
+    let t = m.get(k);
+    if (!t) m.set(k, (t = { ...r, op: '', variant: '', shape: '', ms: 0, gflops: 0, flops: 0 }));
+    t.ms += r.ms;
+    t.flops += r.gflops * r.ms * 1e6;
+    if (!t.op.split('+').includes(r.op)) t.op = t.op ? `${t.op}+${r.op}` : r.op;
+    if (!t.variant.split('+').includes(r.variant)) t.variant = t.variant ? `${t.variant}+${r.variant}` : r.variant;
+  }
+  return [...m.values()].map(({ flops, ...r }) => ({ ...r, gflops: r.ms > 0 ? flops / (r.ms * 1e6) : 0 }));
+}
