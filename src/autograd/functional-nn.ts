@@ -22,7 +22,7 @@ import {
 import { batchNormBackward, batchNormEvalBackward, batchNormEvalForward, batchNormTrainForward } from '../tensor/ops/norm.js';
 import { record, needsGrad } from './tape.js';
 import { withPhase } from '../tensor/trace.js';
-import { runPhase, type LayerKernels, type LayerProblem } from '../tensor/sparse-plan.js';
+import { planPhases, runPhase, type LayerProblem } from '../tensor/sparse-plan.js';
 import type { SparseWeight } from '../tensor/ops/sparse.js';
 import { sum as rawSum } from '../tensor/ops/reduce.js';
 
@@ -89,8 +89,9 @@ export function batchNorm2d(
 }
 
 /**
- * A pruned conv or linear layer whose phases run the kernels chosen for it (src/tensor/sparse-plan.ts):
- * the dense kernel on weight * mask, or a sparse one that skips pruned taps. Same values as
+ * A pruned conv or linear layer whose phases run the kernels the planner chooses for its shapes and
+ * density (src/tensor/sparse-plan.ts): the dense kernel on weight * mask, or a sparse one that skips
+ * pruned taps. Same values as
  * conv2d/linear(x, weight * mask) within float32 rounding; the weight's gradient is exactly +0 at
  * pruned positions either way. x [N, Cin, H, W] (conv) or [N, in] (linear).
  */
@@ -100,11 +101,11 @@ export function prunedLayer(
   weight: Tensor,
   mask: Tensor,
   sw: SparseWeight,
-  kernels: LayerKernels,
   bias: Tensor | null,
   opts: Conv2dOptions = {},
 ): Tensor {
   const p: LayerProblem = { kind, xShape: x.shape, wShape: weight.shape, opts };
+  const kernels = planPhases(p, sw.density);
   const y = runPhase(p, 'forward', kernels.forward, { x, w: weight, mask, sw, bias });
   const inputs = bias ? [x, weight, bias] : [x, weight];
   return record(kind === 'conv' ? 'conv2d' : 'linear', y, inputs, (g) => [

@@ -10,7 +10,6 @@ import * as FN from '../autograd/functional-nn.js';
 import type { Conv2dOptions, Pair, Padding2d } from '../tensor/ops/conv.js';
 import { mapRaw } from '../tensor/ops/map.js';
 import type { SparseWeight } from '../tensor/ops/sparse.js';
-import type { LayerKernels } from '../tensor/sparse-plan.js';
 
 /** Overwrites t with uniform(-bound, bound) drawn from the stream of `key`. */
 export function initUniform(t: Tensor, bound: number, seed: number, key: string): void {
@@ -41,15 +40,15 @@ export interface Conv2dArgs extends Conv2dOptions {
 export interface Prunable {
   readonly weight: Tensor;
   mask: Tensor | null;
-  /** Compressed form of the mask and the kernel per phase (nn/sparse.ts); null = the dense masked path. */
+  /** Compressed form of the mask (nn/sparse.ts); null = the dense masked path. */
   sparse: SparseState | null;
   /** Input shape of the last forward (kernel planning reads it). */
   lastInput: readonly number[] | null;
 }
 
+/** A pruned layer on the planner's kernels: each phase asks it (tensor/sparse-plan.ts planPhase). */
 export interface SparseState {
   sw: SparseWeight;
-  kernels: LayerKernels;
 }
 
 export function isPrunable(m: Module): m is Module & Prunable {
@@ -87,7 +86,7 @@ export class Conv2d extends Module implements Prunable {
   }
   forward(x: Tensor): Tensor {
     this.lastInput = x.shape;
-    if (this.mask && this.sparse) return FN.prunedLayer('conv', x, this.weight, this.mask, this.sparse.sw, this.sparse.kernels, this.bias, this.opts);
+    if (this.mask && this.sparse) return FN.prunedLayer('conv', x, this.weight, this.mask, this.sparse.sw, this.bias, this.opts);
     return FN.conv2d(x, maskedWeight(this), this.bias, this.opts);
   }
 }
@@ -114,7 +113,7 @@ export class Linear extends Module implements Prunable {
   }
   forward(x: Tensor): Tensor {
     this.lastInput = x.shape;
-    if (this.mask && this.sparse) return FN.prunedLayer('linear', x, this.weight, this.mask, this.sparse.sw, this.sparse.kernels, this.bias);
+    if (this.mask && this.sparse) return FN.prunedLayer('linear', x, this.weight, this.mask, this.sparse.sw, this.bias);
     return F.linear(x, maskedWeight(this), this.bias);
   }
 }

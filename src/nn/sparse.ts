@@ -1,37 +1,38 @@
 // Pruned layers on sparse kernels: which kernels a model's masked conv/linear layers run (`--kernels
-// dense|sparse|auto`), the compressed layouts built from the host masks, and the per-layer plan.
+// dense|sparse|auto`, the planner's weight-format policy), the compressed layouts built from the host
+// masks, and the per-level plan.
 //
 //   dense   the masked dense path (weight * mask, then the dense kernel): no layout is built
-//   sparse  every phase of every pruned layer on a sparse kernel (compressed rows below 30% density,
-//           blocked above; sparse-plan.ts sparseDefault)
-//   auto    per layer and phase the fastest of dense / compressed rows / blocked, timed on the layer's
-//           shapes and density (sparse-plan.ts planLayer); choices are logged and recorded per level
+//   sparse  pruned layers ask the planner (tensor/sparse-plan.ts) per phase; its static rule takes
+//           sparse kernels: compressed rows below 30% density, blocked above
+//   auto    at the start of a level each pruned layer's three candidates (dense, compressed rows,
+//           blocked) are timed on its shapes and mask and the fastest per phase becomes the planner's
+//           tuned choice; choices are logged and recorded per level (sparse-kernels.json)
 import type { Module } from './module.js';
 import { Conv2d, Linear, type Prunable } from './layers.js';
 import { SparseWeight } from '../tensor/ops/sparse.js';
 import { fill } from '../tensor/ops/map.js';
 import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../tensor/tensor.js';
+import { setWeightFormatPolicy, weightFormatPolicy } from '../tensor/plan.js';
 import {
-  ALL_DENSE,
+  installChoices,
   KERNEL_MODES,
   planLayer,
-  sparseDefault,
+  planPhases,
   type KernelMode,
   type LayerKernels,
   type LayerProblem,
   type PhaseTimes,
 } from '../tensor/sparse-plan.js';
 
-let mode: KernelMode = 'dense';
-
-/** The process-wide kernel mode (the CLI's --kernels); masks attached afterwards follow it. */
+/** Sets the process's kernel mode (the CLI's --kernels): the planner's weight-format policy. */
 export function setKernelMode(m: KernelMode): void {
-  mode = m;
+  setWeightFormatPolicy(m);
 }
 
 export function kernelMode(): KernelMode {
-  return mode;
+  return weightFormatPolicy();
 }
 
 export function parseKernelMode(raw: string, flag = '--kernels'): KernelMode {
@@ -40,12 +41,10 @@ export function parseKernelMode(raw: string, flag = '--kernels'): KernelMode {
 }
 
 /** Builds the compressed layout of a layer's mask (once per level) unless the mode is dense. */
-export function attachSparse(layer: Prunable, hostMask: ArrayLike<number>, m: KernelMode = mode): void {
+export function attachSparse(layer: Prunable, hostMask: ArrayLike<number>, m: KernelMode = kernelMode()): void {
   detachSparse(layer);
   if (m === 'dense') return;
-  const sw = new SparseWeight(hostMask, layer.weight.shape);
-  // auto starts dense and is planned by planKernels once the layer's input shape is known.
-  layer.sparse = { sw, kernels: m === 'sparse' ? sparseDefault(sw.density) : { ...ALL_DENSE } };
+  layer.sparse = { sw: new SparseWeight(hostMask, layer.weight.shape) };
 }
 
 export function detachSparse(layer: Prunable): void {
@@ -58,8 +57,10 @@ export interface LayerKernelRecord {
   layer: string;
   kind: LayerProblem['kind'];
   density: number;
+  /** The shapes the choice was made for. */
+  problem: LayerProblem;
   kernels: LayerKernels;
-  /** auto: the timed candidates, ms per phase and variant. */
+  /** auto: the timed candidates, ms per phase and variant (CPU ms on a software adapter). */
   ms?: PhaseTimes;
 }
 
@@ -90,41 +91,39 @@ export function layerProblems(model: Module, input: readonly number[]): Map<stri
   const out = new Map<string, LayerProblem>();
   for (const [name, l, kind] of sparseLayers(model)) {
     if (!l.lastInput) continue;
-    out.set(name, { kind, xShape: l.lastInput, wShape: l.weight.shape, opts: l instanceof Conv2d ? l.opts : {} });
+    out.set(name, { kind, xShape: [...l.lastInput], wShape: [...l.weight.shape], opts: l instanceof Conv2d ? l.opts : {} });
   }
   return out;
 }
 
 /**
- * Chooses the kernels of every pruned layer for the current mode: `auto` times the candidates on the
- * layer's shapes at model input `input` (cached per shape class and density), `sparse` takes the
- * density rule. Returns what was chosen, for the level's record and log.
+ * The kernels of every pruned layer at model input `input`: `auto` times the candidates (planLayer,
+ * once per shape class and density in a process) and makes the fastest the planner's choice; `sparse`
+ * takes the planner's rule. Returns what the planner resolves, for the level's record and log.
  */
-export async function planKernels(model: Module, input: readonly number[], m: KernelMode = mode): Promise<KernelPlan> {
+export async function planKernels(model: Module, input: readonly number[], m: KernelMode = kernelMode()): Promise<KernelPlan> {
   const layers: LayerKernelRecord[] = [];
-  const problems = m === 'auto' ? layerProblems(model, input) : new Map<string, LayerProblem>();
+  const problems = layerProblems(model, input);
   for (const [name, l, kind] of sparseLayers(model)) {
-    const st = l.sparse!;
+    const p = problems.get(name);
+    if (!p) throw new Error(`kernel plan: layer '${name}' was not reached by a forward pass`);
+    const sw = l.sparse!.sw;
     if (m === 'auto') {
-      const p = problems.get(name);
-      if (!p) throw new Error(`kernel plan: layer '${name}' was not reached by a forward pass`);
-      const r = await planLayer(p, st.sw, l.mask!);
-      st.kernels = r.kernels;
-      layers.push({ layer: name, kind, density: st.sw.density, kernels: r.kernels, ms: r.times });
+      const r = await planLayer(p, sw, l.mask!);
+      layers.push({ layer: name, kind, density: sw.density, problem: p, kernels: r.kernels, ms: r.times });
     } else {
-      layers.push({ layer: name, kind, density: st.sw.density, kernels: st.kernels });
+      layers.push({ layer: name, kind, density: sw.density, problem: p, kernels: planPhases(p, sw.density) });
     }
   }
   return { mode: m, input: [...input], layers };
 }
 
-/** Re-applies recorded choices (a resumed level runs the kernels it started with). */
+/** Re-installs recorded choices in the planner (a resumed level runs the kernels it started with). */
 export function applyKernelPlan(model: Module, plan: KernelPlan, what: string): void {
-  const byName = new Map(sparseLayers(model).map(([n, l]) => [n, l]));
+  const names = new Set(sparseLayers(model).map(([n]) => n));
   for (const r of plan.layers) {
-    const l = byName.get(r.layer);
-    if (!l) throw new Error(`${what}: layer '${r.layer}' has no pruned weight in this model`);
-    l.sparse!.kernels = { ...r.kernels };
+    if (!names.has(r.layer)) throw new Error(`${what}: layer '${r.layer}' has no pruned weight in this model`);
+    installChoices(r.problem, r.density, r.kernels);
   }
 }
 

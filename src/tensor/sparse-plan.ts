@@ -1,16 +1,21 @@
 // Kernel choice for pruned layers: per layer and phase (forward, input-gradient, weight-gradient),
 // the dense kernel on the masked weight or one of the sparse candidates of src/shaders/sparse-conv.ts.
-// `auto` times the candidates on the layer's own shapes and density (density is part of the shape
-// class) and keeps the fastest; the choices are plain data so a level can record and reuse them.
-//
-// Candidates (declared here, next to their launchers in ops/sparse.ts):
-//   dense    conv2d / matmul of ops/conv.ts, ops/matmul.ts on w * mask: every tap, whatever the density
-//   csr      BN = 1 compressed rows: one channel's kept taps, no padding; wins at low density
-//   blocked  BN = 8: the union of 8 channels' taps, dense-kernel arithmetic intensity; wins when
-//            neighbouring channels keep the same taps (moderate density)
+// The choice is the planner's (plan.ts): three families, 'pruned.fwd', 'pruned.dgrad', 'pruned.wgrad',
+// whose geometry is the layer problem AND its weight density (density is part of the shape class), and
+// whose candidates serve the 'sparse' weight format:
+//   dense           conv2d / matmul of ops/conv.ts, ops/matmul.ts on w * mask (the planner picks their
+//                   own variant in turn): every tap, whatever the density
+//   sparse:csr      BN = 1 compressed rows: one channel's kept taps, no padding; wins at low density
+//   sparse:blocked  BN = 8: the union of 8 channels' taps, the dense direct kernel's arithmetic
+//                   intensity; wins when neighbouring channels keep the same taps (moderate density)
+// The static rule (`--kernels sparse`) takes csr below 30% density, blocked above. `auto` times the
+// three on the layer's shapes under its mask (planLayer) and installs the fastest as the tuned choice;
+// TICKETLAB_KERNELS=pruned.fwd:dense (or pruned:sparse:csr, ...) overrides, as for every family.
 import { queue } from './queue.js';
 import { device } from './device.js';
-import { empty, tidy, type Shape, type Tensor } from './tensor.js';
+import { plan, planKey, registerCandidates, registerFamily, setTunedChoices, type BenchCase, type Plan } from './plan.js';
+import { withPhase } from './trace.js';
+import { empty, fromArray, tidy, type Shape, type Tensor } from './tensor.js';
 import { binary } from './ops/map.js';
 import { randomUniform } from './ops/random.js';
 import { conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, conv2dGeometry, type Conv2dOptions } from './ops/conv.js';
@@ -37,6 +42,14 @@ export const PHASES: readonly Phase[] = ['forward', 'input-grad', 'weight-grad']
 /** The kernel of each phase of one layer. */
 export type LayerKernels = Record<Phase, KernelVariant>;
 
+/** The planner family of each phase. */
+export const PHASE_FAMILY: Readonly<Record<Phase, string>> = { forward: 'pruned.fwd', 'input-grad': 'pruned.dgrad', 'weight-grad': 'pruned.wgrad' };
+const VARIANT_ID: Readonly<Record<KernelVariant, string>> = { dense: 'dense', csr: 'sparse:csr', blocked: 'sparse:blocked' };
+
+export function variantOfPlan(p: Plan): KernelVariant {
+  return p.id === 'dense' ? 'dense' : p.tile === 'csr' ? 'csr' : 'blocked';
+}
+
 export function blockOf(v: Exclude<KernelVariant, 'dense'>): SparseBlock {
   return v === 'csr' ? 1 : 8;
 }
@@ -51,6 +64,12 @@ export function sparseDefault(density: number): LayerKernels {
 }
 
 export const ALL_DENSE: LayerKernels = { forward: 'dense', 'input-grad': 'dense', 'weight-grad': 'dense' };
+
+/** A pruned layer as the planner sees it: its problem and its weight density. */
+export interface PrunedGeometry {
+  p: LayerProblem;
+  density: number;
+}
 
 /** One pruned layer's problem: a conv on input xShape, or a linear ([N, in] input). */
 export interface LayerProblem {
@@ -111,12 +130,14 @@ export function runPhase(p: LayerProblem, phase: Phase, v: KernelVariant, o: Pha
       return lin ? sparseLinearBackwardInput(dy, o.sw, vals, bn, p.xShape) : sparseConv2dBackwardInput(dy, o.sw, vals, bn, p.xShape, p.opts);
     }
     const x = need(o.x, 'input', phase);
-    if (v === 'dense') {
-      const full = lin ? matmul(dy, x, { transA: true }) : conv2dBackwardWeight(dy, x, p.wShape, p.opts);
-      return binary('mul', full, o.mask);
-    }
-    const bn = blockOf(v);
-    return lin ? sparseLinearBackwardWeight(dy, x, o.sw, bn) : sparseConv2dBackwardWeight(dy, x, o.sw, bn, p.opts);
+    return withPhase('weight-grad', () => {
+      if (v === 'dense') {
+        const full = lin ? matmul(dy, x, { transA: true }) : conv2dBackwardWeight(dy, x, p.wShape, p.opts);
+        return binary('mul', full, o.mask);
+      }
+      const bn = blockOf(v);
+      return lin ? sparseLinearBackwardWeight(dy, x, o.sw, bn) : sparseConv2dBackwardWeight(dy, x, o.sw, bn, p.opts);
+    });
   });
 }
 
@@ -215,30 +236,85 @@ export function fastest(t: PhaseTimes): LayerKernels {
   return { forward: pick('forward'), 'input-grad': pick('input-grad'), 'weight-grad': pick('weight-grad') };
 }
 
-/** Process-wide cache of auto decisions by shape class (problem + density to 1/1000). */
-const decided = new Map<string, { kernels: LayerKernels; times: PhaseTimes }>();
-
 export function shapeClass(p: LayerProblem, density: number): string {
-  return `${p.kind}|${p.xShape.join('x')}|${p.wShape.join('x')}|${JSON.stringify(p.opts)}|d${Math.round(density * 1000)}`;
+  const o = p.opts;
+  return `${p.kind} x${p.xShape.join('x')} w${p.wShape.join('x')} s${JSON.stringify(o.stride ?? 1)} p${JSON.stringify(o.padding ?? 0)} d${JSON.stringify(o.dilation ?? 1)} density${Math.round(density * 1000) / 10}%`;
 }
+
+function benchCase(phase: Phase, g: PrunedGeometry, pl: Plan): BenchCase {
+  const n = g.p.wShape.reduce((a, b) => a * b, 1);
+  const keep = Math.round(g.density * n);
+  // Kept positions spread evenly: the tuner needs the density, not a particular mask.
+  const mask = Uint8Array.from({ length: n }, (_, i) => (Math.floor(((i + 1) * keep) / n) > Math.floor((i * keep) / n) ? 1 : 0));
+  const sw = new SparseWeight(mask, g.p.wShape);
+  const maskT = fromArray(Float32Array.from(mask), g.p.wShape);
+  const o = randomOperands(g.p, sw, maskT);
+  const v = variantOfPlan(pl);
+  return {
+    run: () => runPhase(g.p, phase, v, o).dispose(),
+    dispose: () => {
+      disposeOperands(o);
+      maskT.dispose();
+      sw.dispose();
+    },
+  };
+}
+
+for (const phase of PHASES) {
+  const family = PHASE_FAMILY[phase];
+  registerFamily<PrunedGeometry>({
+    family,
+    about: `pruned conv/linear ${phase}: dense kernel on weight * mask, or a sparse kernel skipping pruned weights`,
+    shapeClass: (g) => shapeClass(g.p, g.density),
+    defaultRule: (g, _dev, cands) => cands.find((c) => c.id === VARIANT_ID[sparseDefault(g.density)[phase]]) ?? cands[0],
+    bench: (g, pl) => benchCase(phase, g, pl),
+  });
+  registerCandidates<PrunedGeometry>(family, [
+    { variant: 'dense', formats: ['sparse'] },
+    { variant: 'sparse', tile: 'csr', params: { bn: 1 }, formats: ['sparse'] },
+    { variant: 'sparse', tile: 'blocked', params: { bn: 8 }, formats: ['sparse'] },
+  ]);
+}
+
+/** The planner's kernel for one phase of a pruned layer (override, pins, tuned, then the density rule). */
+export function planPhase(p: LayerProblem, density: number, phase: Phase): KernelVariant {
+  return variantOfPlan(plan<PrunedGeometry>(PHASE_FAMILY[phase], { p, density }, { format: 'sparse', density }));
+}
+
+export function planPhases(p: LayerProblem, density: number): LayerKernels {
+  return { forward: planPhase(p, density, 'forward'), 'input-grad': planPhase(p, density, 'input-grad'), 'weight-grad': planPhase(p, density, 'weight-grad') };
+}
+
+/** Installs per-phase choices for a layer problem as the planner's tuned choices. */
+export function installChoices(p: LayerProblem, density: number, k: LayerKernels): void {
+  const choices: Record<string, string> = {};
+  for (const ph of PHASES) choices[planKey(PHASE_FAMILY[ph], shapeClass(p, density), { format: 'sparse', density })] = VARIANT_ID[k[ph]];
+  setTunedChoices(choices);
+}
+
+/** Timings already taken in this process, by planner key (a level meets the same shapes again). */
+const timed = new Map<string, PhaseTimes>();
 
 /**
  * `auto` for one layer: times dense and both sparse candidates on random data of the layer's shapes
- * under its real mask (CPU time on a software adapter, see TimeMetric), once per shape class and process.
+ * under its real mask (CPU time on a software adapter, see TimeMetric), once per shape class and
+ * process, installs the fastest per phase as the planner's tuned choice and returns what the planner
+ * then resolves (an override still wins) with the timings.
  */
 export async function planLayer(p: LayerProblem, sw: SparseWeight, mask: Tensor, reps = 3): Promise<{ kernels: LayerKernels; times: PhaseTimes }> {
   const key = shapeClass(p, sw.density);
-  const hit = decided.get(key);
-  if (hit) return hit;
-  const o = randomOperands(p, sw, mask);
-  try {
-    const times = await timeLayer(p, o, KERNEL_VARIANTS, reps);
-    const r = { kernels: fastest(times), times };
-    decided.set(key, r);
-    return r;
-  } finally {
-    disposeOperands(o);
+  let times = timed.get(key);
+  if (!times) {
+    const o = randomOperands(p, sw, mask);
+    try {
+      times = await timeLayer(p, o, KERNEL_VARIANTS, reps);
+    } finally {
+      disposeOperands(o);
+    }
+    timed.set(key, times);
   }
+  installChoices(p, sw.density, fastest(times));
+  return { kernels: planPhases(p, sw.density), times };
 }
 
 /** A scratch tensor of the layer's output shape (benchmarks). */

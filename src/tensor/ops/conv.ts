@@ -210,7 +210,7 @@ function gemmCols(family: ConvFamily, g: Conv2dGeometry): number {
   return family === 'conv.dgrad' ? g.cin : g.cout;
 }
 
-function convShapeClass(g: Conv2dGeometry): string {
+export function convShapeClass(g: Conv2dGeometry): string {
   return `n${g.n} c${g.cin}>${g.cout} ${g.h}x${g.w} k${g.kh}x${g.kw} s${g.sh}x${g.sw} d${g.dh}x${g.dw} p${g.pt},${g.pl},${g.pb},${g.pr}`;
 }
 

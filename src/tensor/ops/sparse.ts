@@ -20,10 +20,17 @@ import {
 import { CONV_PARAM_WORDS } from '../../shaders/conv.js';
 import { gridFor, grid1d, type Grid, type Kernel } from '../../shaders/kernel.js';
 import { Params } from '../params.js';
+import { cachedKernel } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, fromArray, keep, type Shape, type Tensor } from '../tensor.js';
 import { fill } from './map.js';
-import { conv2dGeometry, type Conv2dGeometry, type Conv2dOptions } from './conv.js';
+import { conv2dGeometry, convFlops, convShapeClass, type Conv2dGeometry, type Conv2dOptions } from './conv.js';
+import type { DispatchTag } from '../trace.js';
+
+/** Profile tag: the dense op it replaces, the sparse variant, and nominal (dense) FLOPs. */
+function tag(op: 'conv.fwd' | 'conv.dgrad' | 'conv.wgrad', g: Conv2dGeometry, bn: SparseBlock): DispatchTag {
+  return { op, variant: bn === 1 ? 'sparse:csr' : 'sparse:blocked', shape: convShapeClass(g), flops: convFlops(g), phase: op === 'conv.wgrad' ? 'weight-grad' : undefined };
+}
 
 /** Channels per block of the sparse candidates: 1 = compressed rows, 8 = blocked. */
 export type SparseBlock = 1 | 8;
@@ -123,11 +130,8 @@ export class SparseWeight {
   }
 }
 
-const kernels = new Map<string, Kernel>();
 function cached(key: string, make: () => Kernel): Kernel {
-  let k = kernels.get(key);
-  if (!k) kernels.set(key, (k = make()));
-  return k;
+  return cachedKernel(`sparse|${key}`, make);
 }
 
 /**
@@ -169,7 +173,7 @@ export function sparseGather(w: Tensor, side: SparseBlocks): Tensor {
   const out = empty([Math.max(n, 1)]);
   const k = cached('gather', gatherKernel);
   const p = new Params(SPARSE_MAP_PARAM_WORDS).u(n).u(0);
-  queue.dispatch(k, [{ buffer: w.buf }, { buffer: side.idx.buf }, { buffer: out.buf }], p.view, gridFor(n, SPARSE_MAP_WG));
+  queue.dispatch(k, [{ buffer: w.buf }, { buffer: side.idx.buf }, { buffer: out.buf }], p.view, gridFor(n, SPARSE_MAP_WG), { op: 'sparse.gather', variant: `bn${side.bn}`, shape: `${n}`, flops: 0 });
   return out;
 }
 
@@ -189,7 +193,7 @@ export function sparseConv2dForward(x: Tensor, sw: SparseWeight, vals: Tensor, b
   const t = sparseTile(rows, bn);
   const k = cached(`f|${!!bias}|${t.wg}|${t.tm}|${bn}`, () => sparseConvForwardKernel(!!bias, t));
   const bufs = [x, side.ptr, side.taps, vals, ...(bias ? [bias] : []), y].map((b) => ({ buffer: b.buf }));
-  queue.dispatch(k, bufs, params(g, rows, 0), rowGrid(rows, t, side.blocks));
+  queue.dispatch(k, bufs, params(g, rows, 0), rowGrid(rows, t, side.blocks), tag('conv.fwd', g, bn));
   return y;
 }
 
@@ -206,7 +210,7 @@ export function sparseConv2dBackwardInput(dy: Tensor, sw: SparseWeight, vals: Te
   const t = sparseTile(phaseRows, bn);
   const k = cached(`bi|${t.wg}|${t.tm}|${bn}`, () => sparseConvBackwardInputKernel(t));
   const bufs = [dy, side.ptr, side.taps, vals, dx].map((b) => ({ buffer: b.buf }));
-  queue.dispatch(k, bufs, params(g, g.n * g.h * g.w, 0), rowGrid(phaseRows, t, side.blocks * g.sh * g.sw));
+  queue.dispatch(k, bufs, params(g, g.n * g.h * g.w, 0), rowGrid(phaseRows, t, side.blocks * g.sh * g.sw), tag('conv.dgrad', g, bn));
   return dx;
 }
 
@@ -238,10 +242,16 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   const parts = empty([splits, n]);
   const k = cached(`bw|${t.wg}|${t.tm}|${bn}`, () => sparseConvBackwardWeightKernel(t));
   const grid: Grid = [Math.ceil(side.maxEntries / (t.wg * t.tm)), side.blocks, splits];
-  queue.dispatch(k, [dy, x, side.ptr, side.taps, parts].map((b) => ({ buffer: b.buf })), params(g, side.entries, L, WGRAD_CHUNK, cps), grid);
+  queue.dispatch(k, [dy, x, side.ptr, side.taps, parts].map((b) => ({ buffer: b.buf })), params(g, side.entries, L, WGRAD_CHUNK, cps), grid, tag('conv.wgrad', g, bn));
   const ks = cached('scatter', scatterSumKernel);
   const p = new Params(SPARSE_MAP_PARAM_WORDS).u(n).u(splits);
-  queue.dispatch(ks, [parts, side.idx, dw].map((b) => ({ buffer: b.buf })), p.view, gridFor(n, SPARSE_MAP_WG));
+  queue.dispatch(ks, [parts, side.idx, dw].map((b) => ({ buffer: b.buf })), p.view, gridFor(n, SPARSE_MAP_WG), {
+    op: 'sparse.scatter',
+    variant: `bn${bn}`,
+    shape: `${splits}x${n}`,
+    flops: splits * n,
+    phase: 'weight-grad',
+  });
   parts.dispose();
   return dw;
 }
