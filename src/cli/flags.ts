@@ -40,6 +40,7 @@ export const TRAIN_FLAGS = {
   resume: { type: 'boolean', default: false },
   quiet: { type: 'boolean', default: false },
   ...KERNEL_FLAG,
+  tune: { type: 'boolean', default: false },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export const TRAIN_FLAGS_HELP = `Model and data:
@@ -66,6 +67,9 @@ Output:
   --resume            continue an interrupted run in --out (at the epoch and batch where it stopped)
   --quiet             no progress bars
 Kernels:
+  --tune              use this adapter's tuned kernels, timing the shapes the cache lacks first (bounded,
+                      see 'ticketlab tune'); env TICKETLAB_TUNE=1. Default: the static rules. Each level
+                      records its kernels in level_<k>/kernels.json and --resume uses the same ones
 ${KERNEL_FLAG_HELP}`;
 
 type Values = { [K in keyof typeof TRAIN_FLAGS]?: (typeof TRAIN_FLAGS)[K]['type'] extends 'boolean' ? boolean : string };

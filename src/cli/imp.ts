@@ -6,6 +6,7 @@ import { openDataset } from '../data/datasets.js';
 import { parseFlags, type Command } from './args.js';
 import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, applyKernelFlag, defaultOut, num, parseRunSpec } from './flags.js';
 import { withRun } from './signals.js';
+import { prepareKernels } from './tune.js';
 import { markDone, openRun, levelDir } from '../train/run.js';
 import { levelCount, levelSparsity, parseRewind, runControls, runImp, runOneShot, type ControlKind, type ImpConfig } from '../prune/imp.js';
 import { runTransfer } from '../prune/transfer.js';
@@ -114,6 +115,7 @@ ${TRAIN_FLAGS_HELP}`,
     await openRun(out, { command: 'imp', ...cfg }, { resume: !!values.resume });
     const dev = await initDevice();
     log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
+    await prepareKernels(cfg.model, cfg.size, cfg.train.batch, !!values.tune, log);
     return withRun(async (signal) => {
       const data = await openDataset(cfg.data, { size: cfg.size, seed: cfg.train.seed });
       log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${cfg.size}x${cfg.size}`);

@@ -10,7 +10,7 @@ import { createModel, MODEL_NAMES, type Detector } from '../nn/models/index.js';
 import { prunableWeights, loadMasks, attachMasks, countKept } from '../prune/masks.js';
 import { loadWeightsFile } from '../prune/level.js';
 import { readF32Tensors } from '../nn/checkpoint.js';
-import { byLayerPhase, PHASES, profileTrainStep, type ProfileRow, type StepProfile } from '../train/profile.js';
+import { byLayerPhase, PHASES, profileTrainStep, type LevelProfileFile, type ProfileRow, type StepProfile } from '../train/profile.js';
 import { readJson, writeJsonAtomic } from '../io/atomic.js';
 import { levelDir, parseLevelName, runFile } from '../io/run-paths.js';
 import { writeRunReport } from '../report/run-report.js';
@@ -19,18 +19,6 @@ import { num } from './flags.js';
 import { parseFlags, type Command } from './args.js';
 
 export const PROFILE_JSON_FIELDS = ['layer', 'phase', 'op', 'variant', 'shape', 'density', 'ms', 'gflops'] as const;
-
-/** What `level_<k>/profile.json` holds. */
-export interface LevelProfileFile {
-  model: string;
-  size: number;
-  batch: number;
-  level: number;
-  adapter: string;
-  gpuMs: number;
-  wallMs: number;
-  rows: ProfileRow[];
-}
 
 interface RunConfig {
   model?: string;

@@ -14,6 +14,7 @@ import { formatMetrics } from './format.js';
 import { attachMasks, loadMasksOf } from '../prune/masks.js';
 import { describePlan, kernelMode, planKernels } from '../nn/sparse.js';
 import { runFile } from '../io/run-paths.js';
+import { prepareKernels } from './tune.js';
 
 const log = (m: string) => process.stderr.write(m + '\n');
 
@@ -42,6 +43,7 @@ ${TRAIN_FLAGS_HELP}`,
     log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
     const data = await openDataset(spec.data, { size: spec.size, seed: spec.train.seed });
     log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${spec.size}x${spec.size}`);
+    await prepareKernels(spec.model, spec.size, spec.train.batch, !!values.tune, log);
     const model = createModel(spec.model, { size: spec.size, seed: spec.train.seed });
     log(`model: ${spec.model}, ${model.parameterCount().toLocaleString('en-US')} parameters`);
     const dir = levelDir(out, 0);

@@ -7,6 +7,24 @@ import { discoverShapes } from '../train/profile.js';
 import { num } from './flags.js';
 import { parseFlags, type Command } from './args.js';
 
+/**
+ * With --tune (or TICKETLAB_TUNE=1): installs this adapter's tuned kernels and times the shapes of
+ * this model, size and batch that the cache lacks, before a run starts. Without it: nothing (the
+ * static rules hold).
+ */
+export async function prepareKernels(model: string, size: number, batch: number, tune: boolean, log: (m: string) => void): Promise<void> {
+  if (!tune && process.env.TICKETLAB_TUNE !== '1') return;
+  const m = createModel(model, { size, seed: 0 });
+  let seen;
+  try {
+    seen = await discoverShapes(m, size, batch);
+  } finally {
+    m.dispose();
+  }
+  const r = await tuneSeen(seen, {});
+  log(`kernels: tuned (${Object.keys(r.tuned).length} shapes timed now in ${r.seconds.toFixed(1)} s, ${r.cached} from ${tuneCachePath()})`);
+}
+
 export const tuneCommand: Command = {
   name: 'tune',
   summary: "time the kernel candidates on a model's shapes and keep the fastest in this adapter's cache",

@@ -23,6 +23,7 @@ import { barChart, linePlot, PALETTE, type LineSeries, type MarkerShape } from '
 import { figure, figureRow, htmlReport, imageTag, relativeUrl, scrollable, type MetaValue, type ReportSection } from './html.js';
 import { escapeHtml } from '../util/escape.js';
 import { collectRuns, methodRank, type CollectedRun, type LevelRow } from './collect.js';
+import { profileSection } from './profile-report.js';
 
 /** summary.csv's columns, in order; images_per_second, winning_ticket, status and run follow them. */
 export const SUMMARY_COLUMNS = [
@@ -588,6 +589,10 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
       heading: 'Per-layer sparsity',
       html: (layerCsv.length ? `<p>Every level's per-layer counts: ${link(outDir, path.join(outDir, 'layer_sparsity.csv'), 'layer_sparsity.csv')}.</p>\n` : '') + layerHtml.join('\n'),
     });
+  }
+  for (const run of runs) {
+    const prof = profileSection(run);
+    if (prof) sections.push(prof);
   }
   const curveHtml = runs
     .map((run) => {

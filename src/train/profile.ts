@@ -31,6 +31,18 @@ export interface ProfileRow {
   gflops: number;
 }
 
+/** What `level_<k>/profile.json` holds (ticketlab profile --run; read by the run report). */
+export interface LevelProfileFile {
+  model: string;
+  size: number;
+  batch: number;
+  level: number;
+  adapter: string;
+  gpuMs: number;
+  wallMs: number;
+  rows: ProfileRow[];
+}
+
 export interface StepProfile {
   rows: ProfileRow[];
   /** Sum of the rows' GPU ms per step. */

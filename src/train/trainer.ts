@@ -10,7 +10,6 @@
 // Resuming loads checkpoint.safetensors and continues at the saved epoch and batch: the shuffle order
 // is a pure function of (seed, epoch), so the run continues exactly where it stopped.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Detector } from '../nn/models/index.js';
 import { Optimizer, type OptimizerConfig } from '../nn/optim/optimizer.js';
 import { lrAt, parseSchedule } from '../nn/optim/schedule.js';
@@ -30,6 +29,8 @@ import { Progress } from '../util/progress.js';
 import { binaryMetrics, roundMetrics, type BinaryMetrics } from './metrics.js';
 import { Dropout } from '../nn/layers.js';
 import { writeTensor } from '../tensor/io.js';
+import { runFile } from '../io/run-paths.js';
+import { clearPins, pinKernels, plannerRecord, resetPlannerRecord } from '../tensor/plan.js';
 
 export interface TrainSettings {
   epochs: number;
@@ -200,19 +201,27 @@ export async function evaluate(model: Detector, ds: Dataset, batch: number, labe
   }
 }
 
+/**
+ * The kernels a level trains with (planner choices, src/tensor/plan.ts), written beside its checkpoint:
+ * a resumed level pins them again, so a tuning cache that changed in between cannot change its bits.
+ */
+async function saveKernels(file: string, pinned: Record<string, string>): Promise<void> {
+  await writeJsonAtomic(file, { ...pinned, ...plannerRecord() });
+}
+
 /** Trains `model` in place; see the file comment for what lands in `dir`. */
 export async function fit(o: FitOptions): Promise<FitResult> {
   const s = o.settings;
   const log = o.log ?? ((m: string) => process.stderr.write(m + '\n'));
   const dir = o.dir;
-  const resultFile = path.join(dir, 'result.json');
-  const ckptFile = path.join(dir, 'checkpoint.safetensors');
-  const bestFile = path.join(dir, 'best.safetensors');
-  const metricsFile = path.join(dir, 'metrics.jsonl');
+  const resultFile = runFile(dir, 'result');
+  const ckptFile = runFile(dir, 'checkpoint');
+  const bestFile = runFile(dir, 'best');
+  const metricsFile = runFile(dir, 'metrics');
   fs.mkdirSync(dir, { recursive: true });
   if (fs.existsSync(resultFile)) {
     // Finished before: load its final weights so callers continue from the same model.
-    const { tensors } = await readF32Tensors(path.join(dir, 'final.safetensors'));
+    const { tensors } = await readF32Tensors(runFile(dir, 'final'));
     o.model.loadStateDict(tensors);
     return readJson<FitResult>(resultFile);
   }
@@ -233,6 +242,12 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   const stepsPerEpoch = loader.numBatches();
   const schedule = { schedule: parseSchedule(s.schedule, stepsPerEpoch * s.epochs), warmupSteps: s.warmupSteps };
   const drops = dropouts(o.model);
+
+  const kernelsFile = runFile(dir, 'kernels');
+  clearPins();
+  resetPlannerRecord();
+  const pinned = fs.existsSync(kernelsFile) ? await readJson<Record<string, string>>(kernelsFile) : {};
+  pinKernels(pinned);
 
   let st: LoopState = { epoch: 0, batch: 0, step: 0, bestValLoss: Infinity, bestEpoch: -1, badEpochs: 0, dropoutDrawn: [], seconds: 0, images: 0 };
   if (fs.existsSync(ckptFile)) {
@@ -283,6 +298,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
             bar?.done();
             await queue.sync();
             st.dropoutDrawn = drops.map((d) => d.drawn);
+            await saveKernels(kernelsFile, pinned);
             await saveCheckpoint(ckptFile, o.model, opt, st);
             throw new Interrupted(dir);
           }
@@ -327,6 +343,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         st.batch = 0;
         await capture('epoch', st.epoch);
         st.dropoutDrawn = drops.map((d) => d.drawn);
+        await saveKernels(kernelsFile, pinned);
         await saveCheckpoint(ckptFile, o.model, opt, st);
         if (s.patience > 0 && st.badEpochs >= s.patience) {
           stoppedEarly = true;
@@ -339,13 +356,14 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     }
   } finally {
     opt.dispose();
+    clearPins();
   }
   // Early stopping restores the best weights (Keras restore_best_weights semantics, as the study).
   if (fs.existsSync(bestFile)) {
     const { tensors } = await readF32Tensors(bestFile);
     o.model.loadStateDict(tensors);
   }
-  await saveSafetensors(path.join(dir, 'final.safetensors'), await toHostTensors(o.model.stateDict()), {
+  await saveSafetensors(runFile(dir, 'final'), await toHostTensors(o.model.stateDict()), {
     ticketlab: 'weights',
     epoch: String(st.bestEpoch + 1),
   });

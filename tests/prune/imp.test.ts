@@ -103,6 +103,27 @@ describe('IMP on a tiny synthetic set', () => {
     }
   });
 
+  it('each level records its kernels; a resumed level uses the recorded ones, not the current rules', async () => {
+    const rec = JSON.parse(fs.readFileSync(path.join(run, 'level_0', 'kernels.json'), 'utf8')) as Record<string, string>;
+    const convKeys = Object.keys(rec).filter((k) => k.startsWith('conv.fwd|'));
+    expect(convKeys.length).toBeGreaterThan(0);
+    const run3 = tmp('c');
+    const signal = { stop: false };
+    let lines = 0;
+    const log = () => {
+      if (++lines === 1) signal.stop = true;
+    };
+    await expect(runImp(cfg, { run: run3, data, resume: false, progress: false, signal, log })).rejects.toBeInstanceOf(Interrupted);
+    const file = path.join(run3, 'level_0', 'kernels.json');
+    const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, string>;
+    // Pretend the level was trained with other conv kernels (as if the tuning cache had said so).
+    const other = Object.fromEntries(Object.entries(saved).map(([k, v]) => [k, k.startsWith('conv.fwd|') ? (v === 'direct' ? 'tiled:64x8' : 'direct') : v]));
+    fs.writeFileSync(file, JSON.stringify(other));
+    await runImp({ ...cfg, levels: 1 }, { run: run3, data, resume: true, progress: false, log: quiet });
+    const after = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, string>;
+    for (const k of Object.keys(saved).filter((x) => x.startsWith('conv.fwd|'))) expect(after[k]).toBe(other[k]);
+  });
+
   it('one-shot and controls: one-shot matches IMP level 1 mask; controls keep per-layer counts', async () => {
     const ctx = { run, data, resume: false, progress: false, log: quiet };
     const cfg1 = { ...cfg, train: { ...cfg.train, epochs: 1 } };
