@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import { closeDevice, initDevice } from '../tensor/device.js';
 import { hasFormat, WEIGHT_FORMAT_POLICIES, type WeightFormatPolicy } from '../tensor/plan.js';
-import { planKernels, setKernelMode } from '../nn/sparse.js';
+import { planKernels, setKernelMode, type KernelPlan } from '../nn/sparse.js';
 import { useTuneCache } from '../tensor/tune.js';
 import { createModel, MODEL_NAMES, type Detector } from '../nn/models/index.js';
 import { prunableWeights, loadMasks, attachMasks, countKept } from '../prune/masks.js';
@@ -166,7 +166,15 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
             const dir = levelDir(values.run, level);
             if (!fs.existsSync(dir)) throw new Error(`profile: ${dir} does not exist`);
             masks = await loadLevel(m, dir);
-            if (masks && kernels !== 'dense') await planKernels(m, [batch, 3, size, size], kernels);
+            if (masks && kernels !== 'dense') {
+              const plan = await planKernels(m, [batch, 3, size, size], kernels);
+              // auto's timings feed the report's dense-vs-sparse section; a level's own record stays
+              // unless it has no timings.
+              const file = runFile(dir, 'sparseKernels');
+              if (plan.mode === 'auto' && (!fs.existsSync(file) || !(JSON.parse(fs.readFileSync(file, 'utf8')) as KernelPlan).layers.some((l) => l.ms))) {
+                await writeJsonAtomic(file, plan);
+              }
+            }
           }
           const p = await profileTrainStep(m, { size, batch, steps, densities: densities(m, masks), kernels });
           if (values.run && level !== null) {

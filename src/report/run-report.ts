@@ -24,6 +24,7 @@ import { figure, figureRow, htmlReport, imageTag, relativeUrl, scrollable, type 
 import { escapeHtml } from '../util/escape.js';
 import { collectRuns, methodRank, type CollectedRun, type LevelRow } from './collect.js';
 import { profileSection } from './profile-report.js';
+import { sparseKernelSection } from './sparse-report.js';
 
 /** summary.csv's columns, in order; images_per_second, winning_ticket, status and run follow them. */
 export const SUMMARY_COLUMNS = [
@@ -593,6 +594,8 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
   for (const run of runs) {
     const prof = profileSection(run);
     if (prof) sections.push(prof);
+    const sparse = sparseKernelSection(run);
+    if (sparse) sections.push(sparse);
   }
   const curveHtml = runs
     .map((run) => {
