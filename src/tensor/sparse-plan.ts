@@ -63,8 +63,6 @@ export function sparseDefault(density: number): LayerKernels {
   return { forward: v, 'input-grad': v, 'weight-grad': v };
 }
 
-export const ALL_DENSE: LayerKernels = { forward: 'dense', 'input-grad': 'dense', 'weight-grad': 'dense' };
-
 /** A pruned layer as the planner sees it: its problem and its weight density. */
 export interface PrunedGeometry {
   p: LayerProblem;
@@ -315,9 +313,4 @@ export async function planLayer(p: LayerProblem, sw: SparseWeight, mask: Tensor,
   }
   installChoices(p, sw.density, fastest(times));
   return { kernels: planPhases(p, sw.density), times };
-}
-
-/** A scratch tensor of the layer's output shape (benchmarks). */
-export function emptyOutput(p: LayerProblem): Tensor {
-  return empty(outputShape(p));
 }

@@ -20,7 +20,8 @@ import {
 } from '../../src/tensor/ops/sparse.js';
 import { SPARSE_NONE } from '../../src/shaders/sparse-conv.js';
 import { seededValues } from '../ref/arb.js';
-import { conv2dBackwardInputRef, conv2dBackwardWeightRef, conv2dRef, convOut, expectNear, type ConvRefGeom } from '../ref/conv-ref.js';
+import { refGeom, type ConvCase } from '../ref/conv-case.js';
+import { conv2dBackwardInputRef, conv2dBackwardWeightRef, conv2dRef, convOut, expectNear } from '../ref/conv-ref.js';
 import { refMatmul } from '../ref/matmul-ref.js';
 
 const matmulRef = (a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number) =>
@@ -37,42 +38,9 @@ function randomMask(n: number, density: number, seed: number): Uint8Array {
 
 const densityArb = fc.oneof(fc.constantFrom(0, 1, 0.01, 0.1), fc.double({ min: 0, max: 1, noNaN: true }));
 
-interface Case {
-  n: number;
-  cin: number;
-  cout: number;
-  h: number;
-  w: number;
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
-  dh: number;
-  dw: number;
-  padding: Padding2d;
-  bias: boolean;
+interface Case extends ConvCase {
   density: number;
   bn: SparseBlock;
-  seed: number;
-}
-
-function same(inSize: number, k: number, s: number, d: number): [number, number] {
-  const out = Math.ceil(inSize / s);
-  const total = Math.max((out - 1) * s + (k - 1) * d + 1 - inSize, 0);
-  return [Math.floor(total / 2), total - Math.floor(total / 2)];
-}
-
-function refGeom(c: Case): ConvRefGeom {
-  let pad: [number, number, number, number];
-  const p = c.padding;
-  if (p === 'valid') pad = [0, 0, 0, 0];
-  else if (p === 'same') {
-    const [t, b] = same(c.h, c.kh, c.sh, c.dh);
-    const [l, r] = same(c.w, c.kw, c.sw, c.dw);
-    pad = [t, l, b, r];
-  } else if (typeof p === 'number') pad = [p, p, p, p];
-  else pad = [p[0], p[1], p[2] as number, p[3] as number];
-  return { n: c.n, cin: c.cin, h: c.h, w: c.w, cout: c.cout, kh: c.kh, kw: c.kw, sh: c.sh, sw: c.sw, dh: c.dh, dw: c.dw, pad };
 }
 
 const small = fc.integer({ min: 0, max: 2 });
