@@ -68,7 +68,7 @@ export function sparseKernelSection(run: { dir: string; name: string }): ReportS
       dashed: v === 'dense',
     })).filter((s) => s.points.length);
     if (!series.length) continue;
-    figs.push(figure(linePlot({ title: `${layer}: forward + both gradients`, xLabel: 'weight density (%)', yLabel: 'ms', series, width: 420, height: 280 })));
+    figs.push(figure(linePlot({ title: layer, xLabel: 'weight density (%)', yLabel: 'ms, forward + both gradients', series, width: 520, height: 300 })));
   }
   const rows: TableRow[] = [];
   for (const p of plans) {

@@ -130,6 +130,8 @@ ${DECODE}
  * phase x one block of BN input channels, walking the block's (co, ky, kx) list; taps that do not land
  * on an output for this phase are skipped (a uniform branch). Bindings: dy, ptr, taps, vals, dx,
  * params. Grid: (N*ceil(H/sh)*ceil(W/sw) / (WG*TM) over x/y, blocks * sh * sw on z).
+ * Fast for: the same densities as the forward; at stride > 1 a block's list is walked once per phase,
+ * so each phase pays the decode of every tap (cheap: uniform bit operations).
  */
 export function sparseConvBackwardInputKernel(t: SparseTile): Kernel {
   const name = `sparse_conv_bwd_input_${key(t)}`;
@@ -212,6 +214,9 @@ ${DECODE}
  * scatterSumKernel adds the splits and writes them into the (zeroed) dense gradient. Bindings: dy, x,
  * ptr, taps, parts, params (rows = entries, red = N*OH*OW, la = rows per chunk, cps = chunks per
  * split). Grid: (ceil(max block entries / (WG*TM)), blocks, splits).
+ * Fast for: low density (work is proportional to the kept taps). BN = 1 pays one per-lane x load per
+ * FMA; BN = 8 amortises it over 8 channels but computes padded slots too. Blocks with few kept taps
+ * leave lanes idle (8 lanes x TM taps per workgroup).
  */
 export function sparseConvBackwardWeightKernel(t: SparseTile): Kernel {
   const name = `sparse_conv_bwd_weight_${key(t)}`;
