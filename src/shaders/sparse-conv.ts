@@ -51,9 +51,12 @@ const DECODE = `    let t = taps[e];
     let kx = t & 255u;`;
 
 /**
- * Sparse conv2d forward: a workgroup = WG*TM output pixels x one block of BN output channels, walking
- * that block's taps. Per tap a lane does TM per-lane loads of x, BN uniform loads of weights and
- * TM*BN FMAs. Bindings: x, ptr, taps, vals, [bias], y, params. Grid: (rows / (WG*TM) over x/y, blocks on z).
+ * Sparse conv2d forward: a workgroup = WG*TM output pixels x a run of `cps` blocks of BN output channels
+ * (blocks [wid.z * cps, min(+cps, nchunks))), walking each block's taps in turn. Per tap a lane does TM
+ * per-lane loads of x, BN uniform loads of weights and TM*BN FMAs. The pixel decomposition (integer
+ * divisions, scalarised on lavapipe) is done once for all the run's blocks: with one block per
+ * workgroup it cost more than the taps of a sparse layer. Bindings: x, ptr, taps, vals, [bias], y,
+ * params. Grid: (rows / (WG*TM) over x/y, ceil(blocks / cps) on z).
  * Fast for: any conv once density is low enough that (kept taps of a block) * (load cost) beats the
  * dense direct kernel's full walk; BN = 1 below ~20% density, BN = 8 when neighbours share taps.
  */
@@ -75,8 +78,6 @@ fn main(${GRID_BUILTINS_WGSL}) {
   let P_ = p.oh * p.ow;
   let HW = p.h * p.w;
   let mb = (wid.x + wid.y * nwg.x) * WG * TM + lid;
-  let blk = wid.z;
-  let c0 = blk * BN;
   var ih0: array<i32, ${t.tm}>;
   var iw0: array<i32, ${t.tm}>;
   var xb: array<u32, ${t.tm}>;
@@ -93,7 +94,11 @@ fn main(${GRID_BUILTINS_WGSL}) {
       xb[i] = nb * p.cin * HW;
     }
   }
-  var acc: array<f32, ${t.tm * t.bn}>;
+  let bEnd = min(wid.z * p.cps + p.cps, p.nchunks);
+  for (var blk = wid.z * p.cps; blk < bEnd; blk++) {
+  let c0 = blk * BN;
+  // Explicitly zeroed: a declaration's implicit zero may be hoisted out of the loop by the compiler.
+  var acc = array<f32, ${t.tm * t.bn}>();
   let eEnd = ptr[blk + 1u];
   for (var e = ptr[blk]; e < eEnd; e++) {
 ${DECODE}
@@ -120,6 +125,7 @@ ${DECODE}
       if (co < p.cout) { y[(nb * p.cout + co) * P_ + pp] = acc[i * BN + j]${bias ? ' + bias[co]' : ''}; }
     }
   }
+  }
 }
 `;
   return { name, code, bindings: bias ? ['read', 'read', 'read', 'read', 'read', 'write', 'uniform'] : ['read', 'read', 'read', 'read', 'write', 'uniform'] };
@@ -127,9 +133,10 @@ ${DECODE}
 
 /**
  * Sparse conv2d backward-input by stride phase (PHASE_WGSL): a workgroup = WG*TM input pixels of one
- * phase x one block of BN input channels, walking the block's (co, ky, kx) list; taps that do not land
- * on an output for this phase are skipped (a uniform branch). Bindings: dy, ptr, taps, vals, dx,
- * params. Grid: (N*ceil(H/sh)*ceil(W/sw) / (WG*TM) over x/y, blocks * sh * sw on z).
+ * phase x a run of `cps` blocks of BN input channels (as the forward), walking each block's (co, ky, kx)
+ * list; taps that do not land on an output for this phase are skipped (a uniform branch). Bindings: dy,
+ * ptr, taps, vals, dx, params. Grid: (N*ceil(H/sh)*ceil(W/sw) / (WG*TM) over x/y, ceil(blocks / cps) *
+ * sh * sw on z).
  * Fast for: the same densities as the forward; at stride > 1 a block's list is walked once per phase,
  * so each phase pays the decode of every tap (cheap: uniform bit operations).
  */
@@ -152,7 +159,6 @@ ${PHASE_WGSL}
   if ((wid.x + wid.y * nwg.x) * WG * TM >= rowsPh) { return; }
   let P_ = p.oh * p.ow;
   let HW = p.h * p.w;
-  let c0 = cb * BN;
   let sh = i32(p.sh);
   let sw = i32(p.sw);
   var ra: array<i32, ${t.tm}>;
@@ -173,9 +179,13 @@ ${PHASE_WGSL}
       xo[i] = nb * p.cin * HW + (ry + a * p.sh) * p.w + rx + b * p.sw;
     }
   }
-  var acc: array<f32, ${t.tm * t.bn}>;
-  let eEnd = ptr[cb + 1u];
-  for (var e = ptr[cb]; e < eEnd; e++) {
+  let bEnd = min(cb * p.cps + p.cps, p.nchunks);
+  for (var blk = cb * p.cps; blk < bEnd; blk++) {
+  let c0 = blk * BN;
+  // Explicitly zeroed: a declaration's implicit zero may be hoisted out of the loop by the compiler.
+  var acc = array<f32, ${t.tm * t.bn}>();
+  let eEnd = ptr[blk + 1u];
+  for (var e = ptr[blk]; e < eEnd; e++) {
 ${DECODE}
     let ty = i32(ry) + p.pt - i32(ky * p.dh);
     if (ty % sh != 0) { continue; }
@@ -200,6 +210,7 @@ ${DECODE}
       let ci = c0 + j;
       if (ci < p.cin) { dx[xo[i] + ci * HW] = acc[i * BN + j]; }
     }
+  }
   }
 }
 `;

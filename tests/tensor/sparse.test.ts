@@ -179,6 +179,12 @@ describe('sparse conv2d', () => {
       }
     }
   });
+  it('walks several blocks per workgroup when channels outnumber the workgroups a software adapter wants', async () => {
+    // 70 channels a side: compressed rows give 70 blocks, more than a 1-row-group grid spreads over z.
+    for (const bn of SPARSE_BLOCKS) {
+      await checkConv({ n: 1, cin: 70, cout: 70, h: 3, w: 4, kh: 3, kw: 3, sh: 1, sw: 2, dh: 1, dw: 1, padding: 'same', bias: true, density: 0.3, bn, seed: 5 });
+    }
+  });
 });
 
 describe('sparse linear', () => {

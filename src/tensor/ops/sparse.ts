@@ -20,6 +20,7 @@ import {
 import { CONV_PARAM_WORDS } from '../../shaders/conv.js';
 import { gridFor, grid1d, type Grid, type Kernel } from '../../shaders/kernel.js';
 import { Params } from '../params.js';
+import { device } from '../device.js';
 import { cachedKernel } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, fromArray, keep, type Shape, type Tensor } from '../tensor.js';
@@ -42,6 +43,8 @@ export interface SparseBlocks {
   blocks: number;
   entries: number;
   maxEntries: number;
+  /** Taps per block (host copy, for grid sizing). */
+  counts: Uint32Array;
   ptr: Tensor;
   taps: Tensor;
   /** Flat index into the dense weight of each (tap, channel) slot, SPARSE_NONE where padded. */
@@ -81,8 +84,9 @@ export function buildBlocks(mask: ArrayLike<number>, wShape: Shape, bn: SparseBl
 }
 
 function upload(h: { ptr: Uint32Array; taps: Uint32Array; idx: Uint32Array }, bn: SparseBlock): SparseBlocks {
-  let maxEntries = 0;
-  for (let b = 0; b + 1 < h.ptr.length; b++) maxEntries = Math.max(maxEntries, h.ptr[b + 1] - h.ptr[b]);
+  const counts = new Uint32Array(h.ptr.length - 1);
+  for (let b = 0; b < counts.length; b++) counts[b] = h.ptr[b + 1] - h.ptr[b];
+  const maxEntries = Math.max(0, ...counts);
   // Empty lists still bind a buffer: one padding word.
   const nz = (a: Uint32Array) => (a.length ? a : new Uint32Array([SPARSE_NONE]));
   return {
@@ -90,6 +94,7 @@ function upload(h: { ptr: Uint32Array; taps: Uint32Array; idx: Uint32Array }, bn
     blocks: h.ptr.length - 1,
     entries: h.taps.length,
     maxEntries,
+    counts,
     ptr: keep(fromArray(h.ptr, [h.ptr.length], 'u32')),
     taps: keep(fromArray(nz(h.taps), undefined, 'u32')),
     idx: keep(fromArray(nz(h.idx), undefined, 'u32')),
@@ -150,14 +155,31 @@ export function sparseWgradTile(bn: SparseBlock): SparseTile {
   return { wg: 8, tm: bn === 1 ? 4 : 8, bn };
 }
 
-function params(g: Conv2dGeometry, rows: number, red: number, la = 0, cps = 0): Uint32Array {
+/** cps: blocks per workgroup (forward, input-grad) or chunks per split (weight-grad); nchunks: blocks. */
+function params(g: Conv2dGeometry, rows: number, red: number, la = 0, cps = 0, nchunks = 0): Uint32Array {
   const p = new Params(CONV_PARAM_WORDS);
   p.u(g.n).u(g.cin).u(g.h).u(g.w);
   p.u(g.cout).u(g.oh).u(g.ow).u(g.sh);
   p.u(g.sw).u(g.dh).u(g.dw).i(g.pt);
   p.i(g.pl).u(rows).u(red).u(cps);
-  p.u(0).u(g.kh).u(g.kw).u(la);
+  p.u(nchunks).u(g.kh).u(g.kw).u(la);
   return p.view;
+}
+
+/**
+ * Workgroups a dispatch aims for on a software adapter: enough for every core, few enough that the
+ * per-workgroup set-up (pixel decomposition, launch) stays small against the taps.
+ */
+const SOFT_TARGET_GROUPS = 64;
+
+/**
+ * Blocks each workgroup walks. GPUs: one (the most parallelism). Software adapters: as many as keep
+ * SOFT_TARGET_GROUPS workgroups busy, so the pixel set-up is shared by the blocks.
+ */
+function blocksPerGroup(rowGroups: number, blocks: number): number {
+  if (!device().info.isSoftware) return 1;
+  const zGroups = Math.min(blocks, Math.max(1, Math.ceil(SOFT_TARGET_GROUPS / Math.max(rowGroups, 1))));
+  return Math.ceil(blocks / zGroups);
 }
 
 function checkSide(sw: SparseWeight, g: Conv2dGeometry, what: string): void {
@@ -193,7 +215,8 @@ export function sparseConv2dForward(x: Tensor, sw: SparseWeight, vals: Tensor, b
   const t = sparseTile(rows, bn);
   const k = cached(`f|${!!bias}|${t.wg}|${t.tm}|${bn}`, () => sparseConvForwardKernel(!!bias, t));
   const bufs = [x, side.ptr, side.taps, vals, ...(bias ? [bias] : []), y].map((b) => ({ buffer: b.buf }));
-  queue.dispatch(k, bufs, params(g, rows, 0), rowGrid(rows, t, side.blocks), tag('conv.fwd', g, bn));
+  const bpg = blocksPerGroup(Math.ceil(rows / (t.wg * t.tm)), side.blocks);
+  queue.dispatch(k, bufs, params(g, rows, 0, 0, bpg, side.blocks), rowGrid(rows, t, Math.ceil(side.blocks / bpg)), tag('conv.fwd', g, bn));
   return y;
 }
 
@@ -210,7 +233,8 @@ export function sparseConv2dBackwardInput(dy: Tensor, sw: SparseWeight, vals: Te
   const t = sparseTile(phaseRows, bn);
   const k = cached(`bi|${t.wg}|${t.tm}|${bn}`, () => sparseConvBackwardInputKernel(t));
   const bufs = [dy, side.ptr, side.taps, vals, dx].map((b) => ({ buffer: b.buf }));
-  queue.dispatch(k, bufs, params(g, g.n * g.h * g.w, 0), rowGrid(phaseRows, t, side.blocks * g.sh * g.sw), tag('conv.dgrad', g, bn));
+  const bpg = blocksPerGroup(Math.ceil(phaseRows / (t.wg * t.tm)) * g.sh * g.sw, side.blocks);
+  queue.dispatch(k, bufs, params(g, g.n * g.h * g.w, 0, 0, bpg, side.blocks), rowGrid(phaseRows, t, Math.ceil(side.blocks / bpg) * g.sh * g.sw), tag('conv.dgrad', g, bn));
   return dx;
 }
 
@@ -234,9 +258,13 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   const n = side.entries * bn;
   if (L === 0 || n === 0) return dw;
   const t = sparseWgradTile(bn);
-  const tiles = Math.ceil(side.maxEntries / (t.wg * t.tm)) * side.blocks;
+  // Tiles that have taps (the grid also holds empty ones: blocks are uneven); a software adapter needs
+  // far fewer workgroups than a GPU, and each split costs a pass over its rows' dy.
+  let tiles = 0;
+  for (const c of side.counts) tiles += Math.ceil(c / (t.wg * t.tm));
+  const target = device().info.isSoftware ? SOFT_TARGET_GROUPS : WGRAD_TARGET_GROUPS;
   const nchunks = Math.ceil(L / WGRAD_CHUNK);
-  let splits = Math.max(1, Math.min(Math.ceil(WGRAD_TARGET_GROUPS / tiles), Math.floor(nchunks / WGRAD_MIN_CHUNKS_PER_SPLIT), 65535));
+  let splits = Math.max(1, Math.min(Math.ceil(target / Math.max(tiles, 1)), Math.floor(nchunks / WGRAD_MIN_CHUNKS_PER_SPLIT), 65535));
   const cps = Math.ceil(nchunks / splits);
   splits = Math.ceil(nchunks / cps);
   const parts = empty([splits, n]);
