@@ -304,6 +304,100 @@ ${DECODE.replace(/^ {4}/gm, '      ')}
   return { name, code, bindings: ['read', 'read', 'read', 'read', 'write', 'uniform'] };
 }
 
+/** Taps per pass of the row-lane weight gradient (its register block: TT x BN accumulators). */
+export const WGRAD_ROWS_TT = 4;
+
+/**
+ * Masked conv2d backward-weight with lanes over the reduction rows, for blocks with few kept taps
+ * (low density, small kernels), where the tap-lane kernel above leaves most lanes idle: a workgroup =
+ * one block x one split of N*OH*OW; each lane reduces its own contiguous run of rows (counters, no
+ * division per row) for WGRAD_ROWS_TT of the block's taps at a time (uniform tap decode), and writes
+ * its partial sums to parts[(split * WG + lane), entries * BN]; scatterSumKernel adds the
+ * splits * WG slices in a fixed order. Per (row, tap): one per-lane x load and BN FMAs; per row and
+ * pass: BN per-lane dy loads. Bindings as sparseConvBackwardWeightKernel (la = rows per lane run,
+ * cps = rows per split). Grid: (blocks, splits, 1).
+ */
+export function sparseConvBackwardWeightRowsKernel(t: SparseTile): Kernel {
+  const name = `sparse_conv_bwd_weight_rows_${key(t)}`;
+  const TT = WGRAD_ROWS_TT;
+  const code = `// ${name}
+${CONV_STRUCT}
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> ptr: array<u32>;
+@group(0) @binding(3) var<storage, read> taps: array<u32>;
+@group(0) @binding(4) var<storage, read_write> parts: array<f32>;
+@group(0) @binding(5) var<uniform> p: P;
+${consts(t)}
+const TT = ${TT}u;
+
+@compute @workgroup_size(${t.wg})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let blk = wid.x;
+  let split = wid.y;
+  let eBeg = ptr[blk];
+  let eEnd = ptr[blk + 1u];
+  if (eBeg >= eEnd) { return; }
+  let P_ = p.oh * p.ow;
+  let HW = p.h * p.w;
+  let c0 = blk * BN;
+  let clast = p.cout - 1u;
+  let lBeg = min(split * p.cps + lid * p.la, p.red);
+  let lEnd = min(min(lBeg + p.la, split * p.cps + p.cps), p.red);
+  let ob = (split * WG + lid) * p.rows * BN;
+  for (var e0 = eBeg; e0 < eEnd; e0 += TT) {
+    var toff: array<i32, ${TT}>;
+    var tdy: array<i32, ${TT}>;
+    var tdx: array<i32, ${TT}>;
+    for (var i = 0u; i < TT; i++) {
+      let e = e0 + i;
+      tdy[i] = ${FAR};
+      tdx[i] = 0i;
+      toff[i] = 0i;
+      if (e < eEnd) {
+${DECODE.replace(/^ {4}/gm, '        ')}
+        tdy[i] = i32(ky * p.dh);
+        tdx[i] = i32(kx * p.dw);
+        toff[i] = i32(tc * HW) + tdy[i] * i32(p.w) + tdx[i];
+      }
+    }
+    var acc = array<f32, ${TT * t.bn}>();
+    var nb = lBeg / P_;
+    let pp0 = lBeg - nb * P_;
+    var oh = pp0 / p.ow;
+    var ow = pp0 - oh * p.ow;
+    for (var l = lBeg; l < lEnd; l++) {
+      let ihb = i32(oh * p.sh) - p.pt;
+      let iwb = i32(ow * p.sw) - p.pl;
+      let xb = i32(nb * p.cin * HW) + ihb * i32(p.w) + iwb;
+      let dyb = nb * p.cout * P_ + oh * p.ow + ow;
+      var dv: array<f32, ${t.bn}>;
+      for (var j = 0u; j < BN; j++) { dv[j] = dy[dyb + min(c0 + j, clast) * P_]; }
+      for (var i = 0u; i < TT; i++) {
+        let ih = ihb + tdy[i];
+        let iw = iwb + tdx[i];
+        var v = 0.0;
+        if (u32(ih) < p.h && u32(iw) < p.w) { v = x[u32(xb + toff[i])]; }
+        for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, dv[j], acc[i * BN + j]); }
+      }
+      ow++;
+      if (ow == p.ow) {
+        ow = 0u;
+        oh++;
+        if (oh == p.oh) { oh = 0u; nb++; }
+      }
+    }
+    for (var i = 0u; i < TT; i++) {
+      let e = e0 + i;
+      if (e >= eEnd) { continue; }
+      for (var j = 0u; j < BN; j++) { parts[ob + e * BN + j] = acc[i * BN + j]; }
+    }
+  }
+}
+`;
+  return { name, code, bindings: ['read', 'read', 'read', 'read', 'write', 'uniform'] };
+}
+
 export const SPARSE_MAP_WG = 256;
 /** Uniform words of gatherKernel / scatterSumKernel: n (slots), splits. */
 export const SPARSE_MAP_PARAM_WORDS = 4;

@@ -11,6 +11,7 @@ import {
   scatterSumKernel,
   sparseConvBackwardInputKernel,
   sparseConvBackwardWeightKernel,
+  sparseConvBackwardWeightRowsKernel,
   sparseConvForwardKernel,
   SPARSE_MAP_PARAM_WORDS,
   SPARSE_MAP_WG,
@@ -257,6 +258,16 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   const L = g.n * g.oh * g.ow;
   const n = side.entries * bn;
   if (L === 0 || n === 0) return dw;
+  const rowsPlan = wgradRowsPlan(side, L, n);
+  if (rowsPlan) {
+    const { t, splits, cps, la } = rowsPlan;
+    const parts = empty([splits * t.wg, n]);
+    const k = cached(`bwr|${t.wg}|${bn}`, () => sparseConvBackwardWeightRowsKernel(t));
+    queue.dispatch(k, [dy, x, side.ptr, side.taps, parts].map((b) => ({ buffer: b.buf })), params(g, side.entries, L, la, cps), [side.blocks, splits, 1], tag('conv.wgrad', g, bn));
+    scatterSum(parts, side, dw, n, splits * t.wg, bn);
+    parts.dispose();
+    return dw;
+  }
   const t = sparseWgradTile(bn);
   // Tiles that have taps (the grid also holds empty ones: blocks are uneven); a software adapter needs
   // far fewer workgroups than a GPU, and each split costs a pass over its rows' dy.
@@ -271,17 +282,45 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   const k = cached(`bw|${t.wg}|${t.tm}|${bn}`, () => sparseConvBackwardWeightKernel(t));
   const grid: Grid = [Math.ceil(side.maxEntries / (t.wg * t.tm)), side.blocks, splits];
   queue.dispatch(k, [dy, x, side.ptr, side.taps, parts].map((b) => ({ buffer: b.buf })), params(g, side.entries, L, WGRAD_CHUNK, cps), grid, tag('conv.wgrad', g, bn));
+  scatterSum(parts, side, dw, n, splits, bn);
+  parts.dispose();
+  return dw;
+}
+
+/** dw[idx[i]] = the fixed-order sum of the `slices` partial slices of slot i (padded slots skipped). */
+function scatterSum(parts: Tensor, side: SparseBlocks, dw: Tensor, n: number, slices: number, bn: SparseBlock): void {
   const ks = cached('scatter', scatterSumKernel);
-  const p = new Params(SPARSE_MAP_PARAM_WORDS).u(n).u(splits);
+  const p = new Params(SPARSE_MAP_PARAM_WORDS).u(n).u(slices);
   queue.dispatch(ks, [parts, side.idx, dw].map((b) => ({ buffer: b.buf })), p.view, gridFor(n, SPARSE_MAP_WG), {
     op: 'sparse.scatter',
     variant: `bn${bn}`,
-    shape: `${splits}x${n}`,
-    flops: splits * n,
+    shape: `${slices}x${n}`,
+    flops: slices * n,
     phase: 'weight-grad',
   });
-  parts.dispose();
-  return dw;
+}
+
+/** Partial sums the row-lane weight gradient may write (floats): beyond this the tap-lane kernel runs. */
+const WGRAD_ROWS_MAX_PARTS = 1 << 22;
+
+/**
+ * The row-lane weight gradient (lanes over rows of N*OH*OW) when blocks hold too few taps to fill the
+ * tap-lane kernel's lanes (fewer on average than its lanes x taps per lane), and its per-lane partials
+ * stay small. Splits: enough workgroups (blocks with taps x splits) for the device, each lane at least
+ * 32 rows. Depends only on shapes and layout (reproducible).
+ */
+function wgradRowsPlan(side: SparseBlocks, L: number, n: number): { t: SparseTile; splits: number; cps: number; la: number } | null {
+  const tap = sparseWgradTile(side.bn);
+  const busy = side.counts.filter((c) => c > 0).length;
+  if (!busy || side.entries / busy >= tap.wg * tap.tm) return null;
+  const t: SparseTile = { wg: 8, tm: 1, bn: side.bn };
+  const target = device().info.isSoftware ? SOFT_TARGET_GROUPS : WGRAD_TARGET_GROUPS;
+  let splits = Math.max(1, Math.min(Math.ceil(target / busy), Math.floor(L / (t.wg * 32)), 65535));
+  while (splits > 1 && splits * t.wg * n > WGRAD_ROWS_MAX_PARTS) splits = Math.floor(splits / 2);
+  if (splits * t.wg * n > WGRAD_ROWS_MAX_PARTS) return null;
+  const cps = Math.ceil(L / splits);
+  splits = Math.ceil(L / cps);
+  return { t, splits, cps, la: Math.ceil(cps / t.wg) };
 }
 
 // ---------------------------------------------------------------------------------------------
