@@ -218,6 +218,40 @@ ${DECODE}
 }
 
 /**
+ * The weight gradient's reduction over rows l in [lBeg, lEnd) of N*OH*OW, walked with counters (no
+ * division per row): per row BN dy loads (channels c0..) and, for each of the `taps` taps in
+ * toff/tdy/tdx, one x load and BN FMAs into acc[tap * BN + j].
+ */
+function rowWalk(taps: string, bn: number, indent: string): string {
+  const body = `var nb = lBeg / P_;
+let pp0 = lBeg - nb * P_;
+var oh = pp0 / p.ow;
+var ow = pp0 - oh * p.ow;
+for (var l = lBeg; l < lEnd; l++) {
+  let ihb = i32(oh * p.sh) - p.pt;
+  let iwb = i32(ow * p.sw) - p.pl;
+  let xb = i32(nb * p.cin * HW) + ihb * i32(p.w) + iwb;
+  let dyb = nb * p.cout * P_ + oh * p.ow + ow;
+  var dv: array<f32, ${bn}>;
+  for (var j = 0u; j < BN; j++) { dv[j] = dy[dyb + min(c0 + j, clast) * P_]; }
+  for (var i = 0u; i < ${taps}; i++) {
+    let ih = ihb + tdy[i];
+    let iw = iwb + tdx[i];
+    var v = 0.0;
+    if (u32(ih) < p.h && u32(iw) < p.w) { v = x[u32(xb + toff[i])]; }
+    for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, dv[j], acc[i * BN + j]); }
+  }
+  ow++;
+  if (ow == p.ow) {
+    ow = 0u;
+    oh++;
+    if (oh == p.oh) { oh = 0u; nb++; }
+  }
+}`;
+  return body.replace(/^/gm, indent);
+}
+
+/**
  * Masked (SDDMM-style) conv2d backward-weight: only the kept taps are computed, each a dot product of
  * dy[:, co] with the tap's shifted x over (n, oh, ow). A workgroup = WG*TM taps of one output block
  * (lanes over taps, per-lane x loads) x BN output channels (uniform dy loads), reducing rows
@@ -268,31 +302,7 @@ ${DECODE.replace(/^ {4}/gm, '      ')}
   var acc: array<f32, ${t.tm * t.bn}>;
   let lBeg = min(split * p.cps * p.la, p.red);
   let lEnd = min(lBeg + p.cps * p.la, p.red);
-  var nb = lBeg / P_;
-  let pp0 = lBeg - nb * P_;
-  var oh = pp0 / p.ow;
-  var ow = pp0 - oh * p.ow;
-  for (var l = lBeg; l < lEnd; l++) {
-    let ihb = i32(oh * p.sh) - p.pt;
-    let iwb = i32(ow * p.sw) - p.pl;
-    let xb = i32(nb * p.cin * HW) + ihb * i32(p.w) + iwb;
-    let dyb = nb * p.cout * P_ + oh * p.ow + ow;
-    var dv: array<f32, ${t.bn}>;
-    for (var j = 0u; j < BN; j++) { dv[j] = dy[dyb + min(c0 + j, clast) * P_]; }
-    for (var i = 0u; i < TM; i++) {
-      let ih = ihb + tdy[i];
-      let iw = iwb + tdx[i];
-      var v = 0.0;
-      if (u32(ih) < p.h && u32(iw) < p.w) { v = x[u32(xb + toff[i])]; }
-      for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, dv[j], acc[i * BN + j]); }
-    }
-    ow++;
-    if (ow == p.ow) {
-      ow = 0u;
-      oh++;
-      if (oh == p.oh) { oh = 0u; nb++; }
-    }
-  }
+${rowWalk('TM', t.bn, '  ')}
   let ob = split * p.rows * BN;
   for (var i = 0u; i < TM; i++) {
     let e = eBeg + lid + i * WG;
@@ -362,31 +372,7 @@ ${DECODE.replace(/^ {4}/gm, '        ')}
       }
     }
     var acc = array<f32, ${TT * t.bn}>();
-    var nb = lBeg / P_;
-    let pp0 = lBeg - nb * P_;
-    var oh = pp0 / p.ow;
-    var ow = pp0 - oh * p.ow;
-    for (var l = lBeg; l < lEnd; l++) {
-      let ihb = i32(oh * p.sh) - p.pt;
-      let iwb = i32(ow * p.sw) - p.pl;
-      let xb = i32(nb * p.cin * HW) + ihb * i32(p.w) + iwb;
-      let dyb = nb * p.cout * P_ + oh * p.ow + ow;
-      var dv: array<f32, ${t.bn}>;
-      for (var j = 0u; j < BN; j++) { dv[j] = dy[dyb + min(c0 + j, clast) * P_]; }
-      for (var i = 0u; i < TT; i++) {
-        let ih = ihb + tdy[i];
-        let iw = iwb + tdx[i];
-        var v = 0.0;
-        if (u32(ih) < p.h && u32(iw) < p.w) { v = x[u32(xb + toff[i])]; }
-        for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, dv[j], acc[i * BN + j]); }
-      }
-      ow++;
-      if (ow == p.ow) {
-        ow = 0u;
-        oh++;
-        if (oh == p.oh) { oh = 0u; nb++; }
-      }
-    }
+${rowWalk('TT', t.bn, '    ')}
     for (var i = 0u; i < TT; i++) {
       let e = e0 + i;
       if (e >= eEnd) { continue; }

@@ -262,7 +262,7 @@ function convBenchCase(family: ConvFamily, g: Conv2dGeometry): BenchCase {
   };
 }
 
-function convParams(g: Conv2dGeometry, la: number, lb: number, rows: number, red: number, cps = 0, nchunks = 0): Uint32Array {
+export function convParams(g: Conv2dGeometry, la: number, lb: number, rows: number, red: number, cps = 0, nchunks = 0): Uint32Array {
   const p = new Params(CONV_PARAM_WORDS);
   p.u(g.n).u(g.cin).u(g.h).u(g.w);
   p.u(g.cout).u(g.oh).u(g.ow).u(g.sh);

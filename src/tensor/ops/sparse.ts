@@ -18,7 +18,6 @@ import {
   SPARSE_NONE,
   type SparseTile,
 } from '../../shaders/sparse-conv.js';
-import { CONV_PARAM_WORDS } from '../../shaders/conv.js';
 import { gridFor, grid1d, type Grid, type Kernel } from '../../shaders/kernel.js';
 import { Params } from '../params.js';
 import { device } from '../device.js';
@@ -26,7 +25,7 @@ import { cachedKernel } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, fromArray, keep, type Shape, type Tensor } from '../tensor.js';
 import { fill } from './map.js';
-import { conv2dGeometry, convFlops, convShapeClass, type Conv2dGeometry, type Conv2dOptions } from './conv.js';
+import { conv2dGeometry, convFlops, convParams, convShapeClass, type Conv2dGeometry, type Conv2dOptions } from './conv.js';
 import type { DispatchTag } from '../trace.js';
 
 /** Profile tag: the dense op it replaces, the sparse variant, and nominal (dense) FLOPs. */
@@ -156,15 +155,9 @@ export function sparseWgradTile(bn: SparseBlock): SparseTile {
   return { wg: 8, tm: bn === 1 ? 4 : 8, bn };
 }
 
-/** cps: blocks per workgroup (forward, input-grad) or chunks per split (weight-grad); nchunks: blocks. */
+/** cps: blocks per workgroup (forward, input-grad) or rows/chunks per split (weight-grad); nchunks: blocks. */
 function params(g: Conv2dGeometry, rows: number, red: number, la = 0, cps = 0, nchunks = 0): Uint32Array {
-  const p = new Params(CONV_PARAM_WORDS);
-  p.u(g.n).u(g.cin).u(g.h).u(g.w);
-  p.u(g.cout).u(g.oh).u(g.ow).u(g.sh);
-  p.u(g.sw).u(g.dh).u(g.dw).i(g.pt);
-  p.i(g.pl).u(rows).u(red).u(cps);
-  p.u(nchunks).u(g.kh).u(g.kw).u(la);
-  return p.view;
+  return convParams(g, la, 0, rows, red, cps, nchunks);
 }
 
 /**
