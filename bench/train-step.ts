@@ -3,7 +3,7 @@
 // N steps between queue syncs). PyTorch: the same models (scripts/make-fixtures.py defines them with
 // our exact layers), fp32, TF32 off, on CUDA when available, else on the CPU; timed in a child process.
 // Usage: npx tsx bench/train-step.ts [--steps N] [--only meso4,cnn5,...] [--in-flight K]
-// --in-flight K: steps the host may run ahead (queue.endStep, as training does; default 2; 0 = record
+// --in-flight K: steps the host may run ahead (queue.endStep, as training does; default 3; 0 = record
 // every step before waiting once, the old unbounded behaviour).
 // Workloads default to the study's sizes on a GPU and to small ones on a software adapter (lavapipe).
 import { torchPython } from './util.js';
@@ -13,6 +13,7 @@ import { initDevice, closeDevice, tidy, queue } from '../src/tensor/index.js';
 import { createModel } from '../src/nn/models/index.js';
 import { noGrad } from '../src/autograd/tape.js';
 import { trainStep } from './step.js';
+import { tuneCachePath, useTuneCache } from '../src/tensor/tune.js';
 
 interface Workload {
   model: string;
@@ -27,9 +28,11 @@ const flag = (name: string) => {
 };
 const steps = Number(flag('steps') ?? 5);
 const only = flag('only')?.split(',');
-const inFlight = Number(flag('in-flight') ?? 2);
+const inFlight = Number(flag('in-flight') ?? 3);
 
 const dev = await initDevice();
+// TICKETLAB_TUNE=1: the tuned kernels of this adapter (fill them with 'ticketlab tune' first).
+if (process.env.TICKETLAB_TUNE === '1') console.log(`tuned kernels: ${useTuneCache()} shape classes from ${tuneCachePath()}`);
 const soft = dev.info.isSoftware;
 const all: Workload[] = soft
   ? [

@@ -2,9 +2,8 @@
 //
 // GPU time: when the device has 'timestamp-query', a kernel is timed by recording `reps` dispatches
 // in one compute pass of our own with beginning/end-of-pass timestamp writes (the shared queue's
-// pass has no timestamp hook). Dawn quantizes timestamps by default (toggle
-// `timestamp_quantization`, a few tens of microseconds), so one pass spans many dispatches and we
-// report the pass time divided by reps; the quantum is then negligible for anything >= ~1 ms total.
+// pass has no timestamp hook). One pass spans many dispatches and we report the pass time divided by
+// reps. (Dawn's timestamp quantisation, a few tens of microseconds, is switched off by device.ts.)
 // Without timestamps: wall clock around queue.sync() of `reps` dispatches, after warm-up.
 import { spawnSync } from 'node:child_process';
 import { device } from '../src/tensor/device.js';

@@ -107,7 +107,8 @@ the unprofiled wall-clock time is printed under the table.
   --json           one JSON object per line and row, with exactly the fields
                    ${PROFILE_JSON_FIELDS.join(', ')} (density null for layers without a prunable weight;
                    profiling every level of --run adds a leading "level" field)
-  --tune           use the tuned kernels of this adapter (ticketlab tune); default: the static rules
+  --tune           use the tuned kernels of this adapter (ticketlab tune; env TICKETLAB_TUNE=1);
+                   default: the static rules
   --kernels K      ${WEIGHT_FORMAT_POLICIES.join(' | ')}: kernels of pruned layers (default dense): with --run,
                    sparse runs each level's pruned layers on sparse kernels (compressed rows below 30%
                    density, blocked above), auto times dense / compressed rows / blocked per layer and
@@ -155,7 +156,7 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
     try {
       if (!dev.hasTimestamps) throw new Error('profile: this adapter has no timestamp-query feature');
       if (kernels === 'sparse' && !hasFormat('sparse')) throw new Error("profile: --kernels sparse: no sparse kernels are registered yet; use dense or auto");
-      if (values.tune) useTuneCache();
+      if (values.tune || process.env.TICKETLAB_TUNE === '1') useTuneCache();
       const levels = values.run ? (values.level !== undefined ? [num(values, 'level', { int: true, min: 0 })] : runLevels(values.run)) : [null];
       if (values.run && !levels.length) throw new Error(`profile: ${values.run} has no level_<k> folders yet`);
       for (const level of levels) {

@@ -44,7 +44,8 @@ TICKETLAB_KERNELS overrides both (see 'ticketlab --help').
   --size PX         input size (default 64)
   --batch N         batch size (default 32); shapes depend on it, so tune with the batch you train with
   --force           re-time shapes the cache already has
-  --budget SEC      stop starting new shapes after SEC seconds (default 50); the rest keep the static rule
+  --budget SEC      stop starting new shapes SEC seconds after the start, discovery step included
+                    (default 50); shapes left untimed keep the static rule (and are timed by a later tune)
   --candidates N    candidates timed per shape (default 2 on software adapters, 8 on GPUs), most
                     promising first: the static choice, each other variant's static choice, the rest
   --reps N          timed repetitions per candidate after a warm-up (default 2 software, 5 GPU)
@@ -91,7 +92,8 @@ Prints each shape's winner with the candidates' times, then the time spent and t
       }
       const r = await tuneSeen(seen, {
         force: values.force,
-        budgetS,
+        // The budget covers the whole command, discovery step included.
+        budgetS: Math.max(0, budgetS - (performance.now() - t0) / 1000),
         maxCandidates,
         reps,
         includeBig: values.big ? true : undefined,

@@ -1,6 +1,6 @@
 // Grad-CAM and Grad-CAM++ for the detectors (any Module whose forward takes a tap), batched, on the GPU.
 //
-// Conventions follow pytorch-grad-cam (reference.md section 5), for a single-logit binary detector:
+// Conventions follow pytorch-grad-cam, for a single-logit binary detector:
 //   target 'fake': score = +logit; target 'real': score = -logit.
 //   A = the tapped block's output [N, K, h, w]; g = d(score)/dA (per image: eval mode makes images
 //   independent, so one backward of the batch's summed score gives every image's own gradient).

@@ -27,6 +27,12 @@
 //           fast everywhere on lavapipe (1-2.5 GB/s per core). Long ranges are chunked (<= 1024
 //           elements per thread) both for parallelism and for accuracy, with further passes over
 //           the partials.
+//  'subgroup' (GPUs offering the `subgroups` feature; a candidate the tuner times) 'group' with the
+//           combine done by subgroupAdd/Max/Min: each subgroup reduces its lanes in hardware, lane 0
+//           stores one partial per subgroup, one barrier, thread 0 folds the WG/subgroupSize partials
+//           in index order. Assumes subgroups are contiguous runs of local_invocation_index (true of
+//           1-D workgroups on the drivers we know; the tests check it on every adapter they run).
+//           Arg ops keep the 'group' combine (no subgroup arg-reduction in WGSL).
 // Reduced-index digits advance by a mixed-radix increment with carries (no integer division in the
 // loop: vector integer division is scalarised and slow on lavapipe, and costly on GPUs too).
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
@@ -38,7 +44,7 @@ export const REDUCE_THREAD_WG = 64;
 export const REDUCE_MAX_DIMS = 4;
 
 export type ReduceOp = 'sum' | 'max' | 'min' | 'argmax' | 'argmin';
-export type ReduceStrategy = 'group' | 'thread';
+export type ReduceStrategy = 'group' | 'thread' | 'subgroup';
 
 export interface ReduceSpec {
   op: ReduceOp;
@@ -86,9 +92,10 @@ function combineWgsl(op: ReduceOp, t: ElemType): string {
 export function reduceKernel(s: ReduceSpec): Kernel {
   const T = s.type;
   const arg = isArgOp(s.op);
-  const group = s.strategy === 'group';
+  const group = s.strategy !== 'thread';
+  const sub = s.strategy === 'subgroup' && !arg;
   const WG = group ? REDUCE_WG : REDUCE_THREAD_WG;
-  const name = `reduce_${s.op}_${T}_${s.strategy}_k${s.kRank}_r${s.rRank}${s.idxIn ? '_ii' : ''}${s.valOut ? '_vo' : ''}${s.div ? '_div' : ''}`;
+  const name = `reduce_${s.op}_${T}_${sub ? 'subgroup' : group ? 'group' : 'thread'}_k${s.kRank}_r${s.rRank}${s.idxIn ? '_ii' : ''}${s.valOut ? '_vo' : ''}${s.div ? '_div' : ''}`;
   const bindings: Kernel['bindings'][number][] = ['read'];
   const decl: string[] = [`@group(0) @binding(0) var<storage, read> src: array<${T}>;`];
   if (s.idxIn) {
@@ -166,7 +173,34 @@ ${advance.join('\n')}
     : `    out[u] = ${finalVal};`;
 
   let body: string;
-  if (group) {
+  if (sub) {
+    const sgOp = s.op === 'sum' ? 'subgroupAdd' : s.op === 'max' ? 'subgroupMax' : 'subgroupMin';
+    body = `var<workgroup> shV: array<${T}, ${WG}>;
+
+@compute @workgroup_size(${WG})
+fn main(${GRID_BUILTINS_WGSL}, @builtin(subgroup_invocation_id) sgl: u32, @builtin(subgroup_size) sgs: u32) {
+  let u = wid.x + wid.y * nwg.x;
+  // Uniform per workgroup: the subgroup op and the barrier below stay in uniform control flow.
+  if (u >= p.units) { return; }
+  let o = u / p.chunks;
+  let ch = u % p.chunks;
+${base.join('\n')}
+  let rStart = ch * p.chunkLen;
+  let rEnd = min(rStart + p.chunkLen, p.rTotal);
+${accInit}
+${loop}
+  let sv = ${sgOp}(acc);
+  if (sgl == 0u) { shV[lid / sgs] = sv; }
+  workgroupBarrier();
+  if (lid == 0u) {
+    var a = shV[0];
+    for (var q = 1u; q < ${WG}u / sgs; q++) { a = comb(a, shV[q]); }
+    acc = a;
+${write}
+  }
+}
+`;
+  } else if (group) {
     // Two-stage fixed-order combine: S = sqrt(WG) threads fold S interleaved values each, then
     // thread 0 folds those S. Interleaved reads (t, t+S, ...) avoid bank conflicts on GPUs.
     const S = Math.round(Math.sqrt(WG));
@@ -237,7 +271,7 @@ ${write}
 `;
   }
 
-  const code = `// ${name}
+  const code = `${sub ? 'enable subgroups;\n' : ''}// ${name}
 struct P {
   units: u32, nOut: u32, chunks: u32, chunkLen: u32,
   rTotal: u32, ident: u32, div: f32, _pad: u32,

@@ -2,7 +2,8 @@
 // submitted only when the host needs a value (readback) or calls flush().
 //
 // Why: on Dawn a dispatch inside an open pass costs ~5.6 us, a pass per dispatch ~8.4 us and a submit
-// per dispatch ~19 us (reference.md section 6); a training step has hundreds of dispatches.
+// per dispatch ~19 us (the in-pass figure is docs/gpu.md's H100 anchor); a training step has hundreds
+// of dispatches.
 //
 // Uniform parameters live in an arena of 64 KiB uniform buffers: each dispatch takes the next aligned
 // slot, the bytes are staged on the host and written with one writeBuffer per arena buffer just before
@@ -17,7 +18,7 @@ const ARENA_BYTES = 65536;
 /** Submit on our own after this many dispatches so memory held by a long batch stays bounded. */
 const MAX_DISPATCHES_PER_BATCH = 4096;
 /** Steps the host may run ahead of the device (CommandQueue.endStep). */
-export const STEPS_IN_FLIGHT = 2;
+export const STEPS_IN_FLIGHT = 3;
 
 interface ArenaBuffer {
   gpu: GPUBuffer;
@@ -350,7 +351,8 @@ export class CommandQueue {
    * Ends a training (or evaluation) step: submits it, and while more than `bound` steps are in flight,
    * waits for the oldest to finish. Without this the host records a whole epoch far ahead of the device
    * (progress bars and Ctrl-C then describe recorded, not computed, work, and every recorded step holds
-   * its buffers); with two steps in flight the device never idles waiting for the host.
+   * its buffers). Three, not two: on lavapipe a bound of 2 cost up to 40% on Meso-4 256 px batch 8
+   * (the wait seems to return about a step late), 3 measured no slower than unbounded (bench/in-flight.ts).
    */
   async endStep(bound = STEPS_IN_FLIGHT): Promise<void> {
     this.flush();

@@ -33,6 +33,9 @@ import { queue } from './queue.js';
 
 export const TUNE_CACHE_VERSION = 1;
 
+/** Tuning order by family: where a step's time goes first (convolutions, then matmuls, ...). */
+const FAMILY_ORDER = ['conv', 'matmul', 'norm', 'reduce', 'map'];
+
 export interface TuneEntry {
   choice: string;
   /** Measured ms per run of each timed candidate. */
@@ -165,6 +168,12 @@ export async function tuneSeen(seen: SeenQuery[] = plannerSeen(), o: TuneOptions
   const slow = o.slowFactor ?? 3;
   const budgetMs = (o.budgetS ?? 50) * 1000;
   const report: TuneReport = { tuned: {}, cached: 0, skipped: [], seconds: 0, file };
+  // The costliest families first, so a spent budget leaves the cheap ones to the static rules.
+  const rank = (f: string) => {
+    const i = FAMILY_ORDER.findIndex((p) => f === p || f.startsWith(`${p}.`));
+    return i < 0 ? FAMILY_ORDER.length : i;
+  };
+  seen = [...seen].sort((a, b) => rank(a.family) - rank(b.family));
   const keyOf = (q: SeenQuery) => `${q.family}|${q.query.dtype ?? 'f32'}|${q.query.format ?? 'dense'}|${q.shapeClass}`;
   for (const q of seen) {
     const key = keyOf(q);

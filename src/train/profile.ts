@@ -13,7 +13,7 @@ import { Optimizer } from '../nn/optim/optimizer.js';
 import { device } from '../tensor/device.js';
 import { plannerSeen, resetPlannerRecord, type SeenQuery, type WeightFormatPolicy, setWeightFormatPolicy, weightFormatPolicy } from '../tensor/plan.js';
 import { queue } from '../tensor/queue.js';
-import { fromArray, keep, tidy } from '../tensor/tensor.js';
+import { fromArray, keep, tidy, type Tensor } from '../tensor/tensor.js';
 import type { Phase } from '../tensor/trace.js';
 
 /** One row of a profile; exactly the fields of `ticketlab profile --json`. */
@@ -47,7 +47,7 @@ export interface StepProfile {
   rows: ProfileRow[];
   /** Sum of the rows' GPU ms per step. */
   gpuMs: number;
-  /** Wall-clock ms per step without profiling (two steps in flight, as training runs). */
+  /** Wall-clock ms per step without profiling (a few steps in flight, as training runs). */
   wallMs: number;
   steps: number;
   adapter: string;
@@ -67,14 +67,23 @@ export interface ProfileOptions {
 /** Phases in step order, for sorting rows. */
 export const PHASES: readonly Phase[] = ['forward', 'input-grad', 'weight-grad', 'optimizer', 'other'];
 
-/** A resident synthetic batch and one training step over it (Adam, BCE-with-logits). */
-export function syntheticStep(model: Detector, size: number, batch: number): { step: () => void; dispose: () => void } {
+export interface SyntheticStep {
+  step: () => void;
+  opt: Optimizer;
+  /** The resident input batch (for inference timing). */
+  x: Tensor;
+  dispose: () => void;
+}
+
+/**
+ * One training step (forward, BCE-with-logits, backward, Adam) over a fixed synthetic batch that
+ * stays on the device, as PyTorch benchmarks keep theirs: what profiles, tuning and bench/ time.
+ */
+export function syntheticStep(model: Detector, size: number, batch: number): SyntheticStep {
   const named = [...model.namedParameters()];
   const opt = new Optimizer(named.map(([, t]) => t), { kind: 'adam', lr: 1e-4 }, named.map(([k]) => k));
   const x = keep(fromArray(new Float32Array(batch * 3 * size * size).map((_, i) => Math.sin(i) * 0.5 + 0.5), [batch, 3, size, size]));
   const y = keep(fromArray(new Float32Array(batch).map((_, i) => i % 2), [batch, 1]));
-  for (const [, p] of named) p.requiresGrad = true;
-  model.train();
   const step = () =>
     tidy(() => {
       backward(F.bceWithLogits(model.forward(x), y));
@@ -83,6 +92,8 @@ export function syntheticStep(model: Detector, size: number, batch: number): { s
     });
   return {
     step,
+    opt,
+    x,
     dispose: () => {
       opt.dispose();
       x.dispose();
@@ -109,6 +120,7 @@ export async function profileTrainStep(model: Detector, o: ProfileOptions): Prom
   const steps = o.steps ?? 2;
   const savedPolicy = weightFormatPolicy();
   if (o.kernels) setWeightFormatPolicy(o.kernels);
+  model.train();
   const s = syntheticStep(model, o.size, o.batch);
   try {
     s.step(); // compiles every pipeline

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { fromArray, type DType, type Tensor } from '../../src/tensor/tensor.js';
 import { setKernelOverride } from '../../src/tensor/plan.js';
+import { initDevice } from '../../src/tensor/device.js';
 import { argmax, argmin, max, mean, min, normalizeAxes, reducePolicy, reducedShape, sum, sumToShape } from '../../src/tensor/ops/reduce.js';
 import { refReduce, type RefReduceOp } from '../ref/reduce-ref.js';
 
@@ -78,9 +79,11 @@ async function check(op: RefReduceOp, x: Tensor, data: Float32Array, axes: numbe
   }
 }
 
-// Both strategy policies run on whatever device the tests have: 'thread' is lavapipe's default,
-// 'group' (workgroup trees) is what GPUs run.
-for (const policy of ['thread', 'group'] as const) {
+// Every strategy policy runs on whatever device the tests have: 'thread' is lavapipe's default,
+// 'group' (workgroup trees) what GPUs run, 'subgroup' a tuning candidate where subgroups exist.
+const hasSubgroups = (await initDevice()).hasSubgroups;
+const POLICIES = hasSubgroups ? (['thread', 'group', 'subgroup'] as const) : (['thread', 'group'] as const);
+for (const policy of POLICIES) {
   describe(`reductions vs float64 reference, policy ${policy}`, () => {
     beforeAll(() => {
       setKernelOverride(`reduce:${policy}`);

@@ -2,7 +2,7 @@
 // Keras "same" padding: convs are stride 1 with odd kernels (symmetric pads); pools use the Keras rule
 // (out = ceil(in / stride), extra pad at the bottom/right).
 // Parameter counts (trainable, PyTorch convention): Meso-4 27,977 at 256x256, 15,689 at 128x128,
-// 12,617 at 64x64; MesoInception-4 28,615 at 256x256 (reference.md section 2).
+// 12,617 at 64x64; MesoInception-4 28,615 at 256x256.
 import { Module } from '../module.js';
 import { BatchNorm2d, Conv2d, Dropout, LeakyReLU, Linear, MaxPool2d } from '../layers.js';
 import type { Tensor } from '../../tensor/tensor.js';

@@ -226,10 +226,11 @@ for (const family of CONV_FAMILIES) {
     shapeClass: convShapeClass,
     describe: convShapeClass,
     // Direct on software adapters (barriers are ruinous there), tiled with the smallest covering tile on GPUs.
+    // Among one variant's candidates (an override or the tuner asking), its own rule applies.
     defaultRule: (g, dev, cands) => {
       const want = dev.isSoftware ? 'direct' : 'tiled';
-      const of = cands.filter((c) => c.variant === want);
-      if (!of.length) return cands[0];
+      const variant = cands.some((c) => c.variant === want) ? want : cands[0].variant;
+      const of = cands.filter((c) => c.variant === variant);
       const bn = pickTile(gemmCols(family, g)).bn;
       return of.find((c) => c.params?.bm === 64 && c.params?.bn === bn) ?? of[0];
     },

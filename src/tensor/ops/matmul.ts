@@ -130,9 +130,9 @@ registerFamily<MatmulGeom>({
   // big GPU (~2 workgroups per SM on an H100's 132 SMs), else 64x64 for 4x more workgroups.
   defaultRule: (g, dev, cands) => {
     const want = dev.isSoftware ? 'register' : 'shared';
-    const of = cands.filter((c) => c.variant === want);
-    if (!of.length) return cands[0];
-    if (want === 'register') return of[0];
+    const variant = cands.some((c) => c.variant === want) ? want : cands[0].variant;
+    const of = cands.filter((c) => c.variant === variant);
+    if (variant === 'register') return of[0];
     const tiles = Math.ceil(g.M / 128) * Math.ceil(g.N / 128) * g.batch;
     const label = tiles >= 256 ? '128x128' : '64x64';
     return of.find((c) => c.tile === label) ?? of[0];

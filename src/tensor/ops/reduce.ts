@@ -135,7 +135,7 @@ interface Plan {
  * costs more than the work it organises (measured 1.5x faster for a 4M-element sum, 2x for
  * batch-norm statistics, 10x for [4096, 1000] rows). Bits are reproducible per policy, so per device.
  */
-export type ReducePolicy = 'group' | 'thread';
+export type ReducePolicy = 'group' | 'thread' | 'subgroup';
 
 /** What the planner sees of a reduction (the shape class buckets sizes by powers of two). */
 export interface ReduceGeom {
@@ -159,6 +159,8 @@ registerFamily<ReduceGeom>({
 registerCandidates<ReduceGeom>('reduce', [
   { variant: 'thread', dtypes: ['f32', 'i32', 'u32'] },
   { variant: 'group', dtypes: ['f32', 'i32', 'u32'] },
+  // Only where the adapter offers subgroups; falls back like 'group' (and to its combine for arg ops).
+  { variant: 'subgroup', dtypes: ['f32', 'i32', 'u32'], suits: (_g, dev) => dev.subgroups, tags: ['subgroups'] },
 ]);
 
 /** The planner's policy for a reduction of this canonical form. */
@@ -169,11 +171,11 @@ export function reducePolicy(g: ReduceGeom = { nOut: 1, rTotal: 1024, innerReduc
 function plan(c: Canon, policy: ReducePolicy): Plan {
   const R = c.rTotal;
   const O = c.nOut;
-  if (policy === 'group' && c.innerReduced && R >= GROUP_MIN_R) {
+  if (policy !== 'thread' && c.innerReduced && R >= GROUP_MIN_R) {
     let chunks = 1;
     if (O < GROUP_TARGET) chunks = Math.max(1, Math.min(Math.floor(R / GROUP_CHUNK_MIN), Math.ceil(GROUP_TARGET / O)));
     const chunkLen = Math.ceil(R / chunks);
-    return { strategy: 'group', chunks: Math.ceil(R / chunkLen), chunkLen };
+    return { strategy: policy, chunks: Math.ceil(R / chunkLen), chunkLen };
   }
   let chunks = Math.max(1, Math.ceil(R / THREAD_MAX_SEQ));
   if (O * chunks < THREAD_TARGET) {
@@ -245,11 +247,13 @@ function runCanon(
   const single = pl.chunks === 1;
   const units = c.nOut * pl.chunks;
   // Partial results: [nOut, chunks] for 'group', [chunks, nOut] for 'thread' (unit order).
-  const partShape = pl.strategy === 'group' ? [c.nOut, pl.chunks] : [pl.chunks, c.nOut];
+  // 'subgroup' is 'group' with another combine: same units, layout and grid.
+  const perGroup = pl.strategy !== 'thread';
+  const partShape = perGroup ? [c.nOut, pl.chunks] : [pl.chunks, c.nOut];
   const val = arg ? (single ? null : empty(partShape, src.dtype)) : empty(single ? outShape : partShape, src.dtype);
   const idx = arg ? empty(single ? outShape : partShape, single ? argDType : 'u32') : null;
   const kernel = reduceKernelFor(op, src.dtype, pl.strategy, c.kShape.length, c.rShape.length, srcIdx !== null, arg && !single, single && div !== null);
-  const step = pl.strategy === 'group' ? REDUCE_WG : 1;
+  const step = perGroup ? REDUCE_WG : 1;
   const p = new Params(REDUCE_PARAM_WORDS)
     .u(units)
     .u(c.nOut)
@@ -264,13 +268,13 @@ function runCanon(
   if (srcIdx) buffers.push({ buffer: srcIdx.buf });
   if (val) buffers.push({ buffer: val.buf });
   if (idx) buffers.push({ buffer: idx.buf });
-  const grid = pl.strategy === 'group' ? grid1d(units) : gridFor(units, REDUCE_THREAD_WG);
+  const grid = perGroup ? grid1d(units) : gridFor(units, REDUCE_THREAD_WG);
   queue.dispatch(kernel, buffers, p.view, grid, { op: `reduce.${op}`, variant: pl.strategy, shape: `${c.nOut}x${c.rTotal}`, flops: c.nOut * c.rTotal });
   if (single) return { val, idx };
 
   // Next pass: reduce the partials along their chunk dim.
   const next =
-    pl.strategy === 'group'
+    perGroup
       ? canonicalize([c.nOut, pl.chunks], new Set([1]))
       : canonicalize([pl.chunks, c.nOut], new Set([0]));
   const r = runCanon(op, val!, arg ? idx : null, next, outShape, div, argDType, policy);
