@@ -25,6 +25,7 @@ import { magnitudeScores, pruneToSparsity, sparsityAfter } from '../src/prune/ma
 import { layerProblems, planKernels } from '../src/nn/sparse.js';
 import { noGrad } from '../src/autograd/tape.js';
 import { SparseWeight } from '../src/tensor/ops/sparse.js';
+import { conv2dGeometry } from '../src/tensor/ops/conv.js';
 import {
   defaultMetric,
   disposeOperands,
@@ -121,7 +122,7 @@ async function layerSection(): Promise<void> {
     const seen = new Set<string>();
     const summary: (string | number)[][] = [];
     for (const [name, p] of problems) {
-      const key = `${p.xShape.join('x')}|${p.wShape.join('x')}|${JSON.stringify(p.opts)}`;
+      const key = JSON.stringify(conv2dGeometry(p.xShape, p.wShape, p.opts)); // repeated shapes once
       if (!w.filter(name, p) || seen.has(key)) continue;
       seen.add(key);
       const label = `${name} ${p.wShape[1]}->${p.wShape[0]} ${p.wShape[2]}x${p.wShape[3]} @${p.xShape[2]}`;
