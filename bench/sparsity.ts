@@ -122,8 +122,9 @@ async function layerSection(): Promise<void> {
     const seen = new Set<string>();
     const summary: (string | number)[][] = [];
     for (const [name, p] of problems) {
+      if (!w.filter(name, p)) continue;
       const key = JSON.stringify(conv2dGeometry(p.xShape, p.wShape, p.opts)); // repeated shapes once
-      if (!w.filter(name, p) || seen.has(key)) continue;
+      if (seen.has(key)) continue;
       seen.add(key);
       const label = `${name} ${p.wShape[1]}->${p.wShape[0]} ${p.wShape[2]}x${p.wShape[3]} @${p.xShape[2]}`;
       let crossover: number | null = null;
