@@ -104,9 +104,10 @@ the unprofiled wall-clock time is printed under the table.
   --batch N        batch size (default 32; with --run, the run's)
   --steps N        profiled steps, rows are per-step means (default 2)
   --detail         one row per op, variant and shape instead of per layer and phase
-  --json           one JSON object per line and row, with exactly the fields
-                   ${PROFILE_JSON_FIELDS.join(', ')} (density null for layers without a prunable weight;
-                   profiling every level of --run adds a leading "level" field)
+  --json           one JSON object per line and row (per op, variant and shape), with exactly the
+                   fields ${PROFILE_JSON_FIELDS.join(', ')}
+                   (density null for layers without a prunable weight; profiling every level of
+                   --run adds a leading "level" field)
   --tune           use the tuned kernels of this adapter (ticketlab tune; env TICKETLAB_TUNE=1);
                    default: the static rules
   --kernels K      ${WEIGHT_FORMAT_POLICIES.join(' | ')}: kernels of pruned layers (default dense): with --run,

@@ -48,7 +48,8 @@ TICKETLAB_KERNELS overrides both (see 'ticketlab --help').
                     (default 50); shapes left untimed keep the static rule (and are timed by a later tune)
   --candidates N    candidates timed per shape (default 2 on software adapters, 8 on GPUs), most
                     promising first: the static choice, each other variant's static choice, the rest
-  --reps N          timed repetitions per candidate after a warm-up (default 2 software, 5 GPU)
+  --reps N          timed repetitions per candidate after a warm-up, the fastest counts (default 3
+                    on software adapters, 5 on GPUs)
   --big             also time configurations meant for large GPUs on a software adapter
   --list            print the kernel families and their candidates (* = meant for large GPUs) and exit
 Prints each shape's winner with the candidates' times, then the time spent and the cache file.

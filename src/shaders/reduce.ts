@@ -172,15 +172,10 @@ ${advance.join('\n')}
     ? `${s.valOut ? '    outVal[u] = acc;\n' : ''}    outIdx[u] = accI;`
     : `    out[u] = ${finalVal};`;
 
-  let body: string;
-  if (sub) {
-    const sgOp = s.op === 'sum' ? 'subgroupAdd' : s.op === 'max' ? 'subgroupMax' : 'subgroupMin';
-    body = `var<workgroup> shV: array<${T}, ${WG}>;
-
-@compute @workgroup_size(${WG})
-fn main(${GRID_BUILTINS_WGSL}, @builtin(subgroup_invocation_id) sgl: u32, @builtin(subgroup_size) sgs: u32) {
-  let u = wid.x + wid.y * nwg.x;
-  // Uniform per workgroup: the subgroup op and the barrier below stay in uniform control flow.
+  // A workgroup per unit ('group', 'subgroup'): its threads walk the unit's range with stride WG.
+  // The early exit is uniform per workgroup, so barriers and subgroup ops after it stay in uniform
+  // control flow.
+  const groupPrologue = `  let u = wid.x + wid.y * nwg.x;
   if (u >= p.units) { return; }
   let o = u / p.chunks;
   let ch = u % p.chunks;
@@ -188,7 +183,15 @@ ${base.join('\n')}
   let rStart = ch * p.chunkLen;
   let rEnd = min(rStart + p.chunkLen, p.rTotal);
 ${accInit}
-${loop}
+${loop}`;
+  let body: string;
+  if (sub) {
+    const sgOp = s.op === 'sum' ? 'subgroupAdd' : s.op === 'max' ? 'subgroupMax' : 'subgroupMin';
+    body = `var<workgroup> shV: array<${T}, ${WG}>;
+
+@compute @workgroup_size(${WG})
+fn main(${GRID_BUILTINS_WGSL}, @builtin(subgroup_invocation_id) sgl: u32, @builtin(subgroup_size) sgs: u32) {
+${groupPrologue}
   let sv = ${sgOp}(acc);
   if (sgl == 0u) { shV[lid / sgs] = sv; }
   workgroupBarrier();
@@ -226,16 +229,7 @@ ${write}
 
 @compute @workgroup_size(${WG})
 fn main(${GRID_BUILTINS_WGSL}) {
-  let u = wid.x + wid.y * nwg.x;
-  // Uniform per workgroup, so the early exit keeps the barriers below in uniform control flow.
-  if (u >= p.units) { return; }
-  let o = u / p.chunks;
-  let ch = u % p.chunks;
-${base.join('\n')}
-  let rStart = ch * p.chunkLen;
-  let rEnd = min(rStart + p.chunkLen, p.rTotal);
-${accInit}
-${loop}
+${groupPrologue}
   shV[lid] = acc;
 ${arg ? '  shI[lid] = accI;' : ''}
   workgroupBarrier();

@@ -12,7 +12,7 @@
 import { device, onDeviceClose } from './device.js';
 import type { Grid, Kernel, BindingKind } from '../shaders/kernel.js';
 import type { PooledBuffer } from './pool.js';
-import { currentLayer, currentPhase, type DispatchTag, type Phase } from './trace.js';
+import { currentLayer, currentPhase, type DispatchTag, type DispatchTagArg, type Phase } from './trace.js';
 
 const ARENA_BYTES = 65536;
 /** Submit on our own after this many dispatches so memory held by a long batch stays bounded. */
@@ -176,7 +176,7 @@ export class CommandQueue {
    * Records one dispatch. `buffers` follow the kernel's storage bindings in order; `params` (if the
    * kernel has a uniform binding) are its bytes.
    */
-  dispatch(k: Kernel, buffers: readonly LaunchBinding[], params: ArrayBufferView | null, grid: Grid, tag?: DispatchTag): void {
+  dispatch(k: Kernel, buffers: readonly LaunchBinding[], params: ArrayBufferView | null, grid: Grid, tag?: DispatchTagArg): void {
     if (grid[0] === 0 || grid[1] === 0 || grid[2] === 0) return;
     const { pipeline, layout } = this.pipelineFor(k);
     const entries: GPUBindGroupEntry[] = [];
@@ -201,7 +201,7 @@ export class CommandQueue {
     const prof = this.profiler;
     if (prof && prof.names.length * 2 + 2 > PROFILE_SLOTS) this.flush();
     // While profiling, each dispatch gets its own pass so timestamps bracket exactly one kernel.
-    const pass = prof ? this.profiledPass(prof, stampOf(k, tag)) : this.ensurePass();
+    const pass = prof ? this.profiledPass(prof, stampOf(k, typeof tag === 'function' ? tag() : tag)) : this.ensurePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);

@@ -9,6 +9,9 @@
 
 export type Phase = 'forward' | 'input-grad' | 'weight-grad' | 'optimizer' | 'other';
 
+/** A tag, or a function making it: built only while profiling, so untimed steps pay nothing. */
+export type DispatchTagArg = DispatchTag | (() => DispatchTag);
+
 export interface DispatchTag {
   /** Op family or op name ('conv.fwd', 'matmul', 'bn.apply', ...). */
   op: string;

@@ -90,28 +90,37 @@ export function useTuneCache(file = tuneCachePath()): number {
   return Object.keys(c.entries).length;
 }
 
-/** Returns the ms per run of `run()` repeated `reps` times (after the tuner's warm-up). */
+/** Returns the ms of one `run()`, measured over `reps` repetitions (after the tuner's warm-up). */
 export type TuneTimer = (run: () => void, reps: number, what: { family: string; id: string; key: PlanKey }) => Promise<number>;
 
-/** GPU time from timestamp queries (sum of the dispatches' spans), else the wall clock. */
+/**
+ * GPU time from timestamp queries (sum of the dispatches' spans), else the wall clock; the minimum over
+ * the repetitions, since a preempted run (software adapters share the CPU with everything else) only
+ * ever adds time.
+ */
 export const gpuTimer: TuneTimer = async (run, reps) => {
   await queue.sync();
-  if (device().hasTimestamps) {
-    queue.startProfile();
-    for (let i = 0; i < reps; i++) run();
-    const rows = await queue.stopProfileRows();
-    return rows.reduce((s, r) => s + r.ms, 0) / reps;
+  let best = Infinity;
+  for (let i = 0; i < reps; i++) {
+    if (device().hasTimestamps) {
+      queue.startProfile();
+      run();
+      const rows = await queue.stopProfileRows();
+      best = Math.min(best, rows.reduce((s, r) => s + r.ms, 0));
+    } else {
+      const t0 = performance.now();
+      run();
+      await queue.sync();
+      best = Math.min(best, performance.now() - t0);
+    }
   }
-  const t0 = performance.now();
-  for (let i = 0; i < reps; i++) run();
-  await queue.sync();
-  return (performance.now() - t0) / reps;
+  return best;
 };
 
 export interface TuneOptions {
   /** Candidates timed per key (default 2 on software adapters, 8 on GPUs). */
   maxCandidates?: number;
-  /** Timed repetitions per candidate after one warm-up (default 2 on software adapters, 5 on GPUs). */
+  /** Timed repetitions per candidate after one warm-up (default 3 on software adapters, 5 on GPUs). */
   reps?: number;
   /** Time 'big-gpu' configurations too (default: only on GPUs). */
   includeBig?: boolean;
@@ -164,7 +173,7 @@ export async function tuneSeen(seen: SeenQuery[] = plannerSeen(), o: TuneOptions
   const file = o.file ?? tuneCachePath();
   const cache = readTuneCache(file);
   const timer = o.timer ?? gpuTimer;
-  const reps = o.reps ?? (soft ? 2 : 5);
+  const reps = o.reps ?? (soft ? 3 : 5);
   const slow = o.slowFactor ?? 3;
   const budgetMs = (o.budgetS ?? 50) * 1000;
   const report: TuneReport = { tuned: {}, cached: 0, skipped: [], seconds: 0, file };

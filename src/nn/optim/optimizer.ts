@@ -111,8 +111,14 @@ export class Optimizer {
       const bufs = [{ buffer: s.param.buf }, { buffer: g.buf }, { buffer: s.s1.buf }, { buffer: s.s2.buf }];
       if (mask) bufs.push({ buffer: mask.buf });
       // Profiles book the update under the parameter's layer ('layer1.0.conv1' of 'layer1.0.conv1.weight').
-      const layer = this.names[i].includes('.') ? this.names[i].slice(0, this.names[i].lastIndexOf('.')) : this.names[i];
-      const tag = { op: `optim.${c.kind}`, variant: mask ? 'masked' : 'dense', shape: `${s.param.size}`, flops: 0, phase: 'optimizer' as const, layer };
+      const name = this.names[i];
+      const tag = () => ({
+        op: `optim.${c.kind}`,
+        variant: mask ? 'masked' : 'dense',
+        shape: `${s.param.size}`,
+        phase: 'optimizer' as const,
+        layer: name.includes('.') ? name.slice(0, name.lastIndexOf('.')) : name,
+      });
       queue.dispatch(kernelFor(c.kind, !!mask), bufs, p.view, gridFor(s.param.size, OPTIM_WG), tag);
     });
   }

@@ -316,7 +316,7 @@ export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, opts: C
   if (y.size === 0) return y;
   const bufs = (bias ? [x, w, bias, y] : [x, w, y]).map((b) => ({ buffer: b.buf }));
   const p = plan('conv.fwd', g);
-  const tag = convTag('conv.fwd', g, p);
+  const tag = () => convTag('conv.fwd', g, p);
   if (p.variant === 'direct') {
     const k = cachedKernel(`conv.fwd|direct|${!!bias}`, () => conv2dDirectForwardKernel(!!bias));
     queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), gemmGrid(rows, g.cout, DIRECT_ROWS, DIRECT_BN), tag);
@@ -346,7 +346,7 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: Shape, opts: 
   if (dx.size === 0) return dx;
   const bufs = [{ buffer: dy.buf }, { buffer: w.buf }, { buffer: dx.buf }];
   const p = plan('conv.dgrad', g);
-  const tag = convTag('conv.dgrad', g, p);
+  const tag = () => convTag('conv.dgrad', g, p);
   // By stride phase: the grid covers the largest phase's pixels, sh*sw phases per channel block.
   const phaseRows = g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
   if (p.variant === 'direct') {
@@ -435,7 +435,7 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
     params = tiledParams(g, t, K, L, plan.chunksPerSplit, plan.nchunks);
   }
   const grid: Grid = [plan.grid[0], plan.grid[1], plan.splits];
-  const tag = convTag('conv.wgrad', g, plan.plan);
+  const tag = () => convTag('conv.wgrad', g, plan.plan);
   if (plan.splits === 1) {
     queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: dw.buf }], params, grid, tag);
     return dw;
@@ -452,7 +452,7 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
 function dispatchSplitSum(parts: Tensor, out: Tensor, splits: number): void {
   const k = cachedKernel('conv.splitsum', splitSumKernel);
   const p = new Params(SPLIT_SUM_PARAM_WORDS).u(out.size).u(splits);
-  const tag: DispatchTag = { op: 'conv.splitsum', variant: 'splitsum', shape: `${splits}x${out.size}`, flops: splits * out.size, phase: 'weight-grad' };
+  const tag = (): DispatchTag => ({ op: 'conv.splitsum', variant: 'splitsum', shape: `${splits}x${out.size}`, flops: splits * out.size, phase: 'weight-grad' });
   queue.dispatch(k, [{ buffer: parts.buf }, { buffer: out.buf }], p.view, gridFor(out.size, SPLIT_SUM_WG), tag);
 }
 

@@ -145,7 +145,7 @@ export function mapRaw(
   for (let k = 0; k < 3; k++) p.uArr(simp.strides[k] ?? [], 8);
   const pl = planKernel('map', { n }, { dtype: outType });
   const threads = pl.variant === 'capped' ? Math.min(n, (pl.params.groups as number) * MAP_WG) : n;
-  const tag = { op: `map.${name}`, variant: pl.id, shape: `${n}`, flops: n };
+  const tag = () => ({ op: `map.${name}`, variant: pl.id, shape: `${n}`, flops: n });
   queue.dispatch(kernel, [...inputs.map((x) => ({ buffer: x.t.buf })), { buffer: out.buf }], p.view, gridFor(threads, MAP_WG), tag);
   return out;
 }

@@ -32,7 +32,7 @@ import { fill } from './map.js';
 import { Params } from '../params.js';
 import type { PooledBuffer } from '../pool.js';
 import { queue, type LaunchBinding } from '../queue.js';
-import type { DispatchTag } from '../trace.js';
+import type { DispatchTagArg } from '../trace.js';
 import { empty, type Shape, Tensor } from '../tensor.js';
 
 export type { MatmulVariant } from '../../shaders/matmul.js';
@@ -192,7 +192,7 @@ export interface MatmulPlan {
   dims: MatmulDims;
   flops: number;
   /** Profile tag of the dispatches. */
-  tag?: DispatchTag;
+  tag?: DispatchTagArg;
 }
 
 /** Options that name a kernel (tests, benches) bypass the planner. */
@@ -258,7 +258,7 @@ export function planMatmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): MatmulP
     epilogue: o.epilogue ?? (deviceTraits().isSoftware ? 'loop' : 'unrolled'),
   };
   plan.kernel = cachedKernel(`matmul|${JSON.stringify(spec)}`, () => matmulKernel(spec));
-  plan.tag = { op: 'matmul', variant: p.id, shape: matmulShapeClass(geom), flops };
+  plan.tag = () => ({ op: 'matmul', variant: p.id, shape: matmulShapeClass(geom), flops });
   plan.buffers = [
     { buffer: a.buf },
     { buffer: b.buf },

@@ -118,7 +118,7 @@ function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[]): Tensor {
   const parts = empty([cg.c, cg.g, partialWidth(mode)]);
   const bufs = [...inputs, parts].map((t) => ({ buffer: t.buf }));
   const impl = normPartialsImpl(cg);
-  const tag = { op: `norm.partials.${mode}`, variant: impl, shape: `${cg.n}x${cg.c}x${cg.hw}`, flops: cg.c * cg.cnt };
+  const tag = () => ({ op: `norm.partials.${mode}`, variant: impl, shape: `${cg.n}x${cg.c}x${cg.hw}`, flops: cg.c * cg.cnt });
   if (impl === 'thread') {
     const k = cached(`pt|${mode}`, () => channelPartialsThreadKernel(mode));
     queue.dispatch(k, bufs, params(cg, 0), gridFor(cg.c * cg.g, THREAD_PARTIALS_WG), tag);

@@ -269,7 +269,7 @@ function runCanon(
   if (val) buffers.push({ buffer: val.buf });
   if (idx) buffers.push({ buffer: idx.buf });
   const grid = perGroup ? grid1d(units) : gridFor(units, REDUCE_THREAD_WG);
-  queue.dispatch(kernel, buffers, p.view, grid, { op: `reduce.${op}`, variant: pl.strategy, shape: `${c.nOut}x${c.rTotal}`, flops: c.nOut * c.rTotal });
+  queue.dispatch(kernel, buffers, p.view, grid, () => ({ op: `reduce.${op}`, variant: pl.strategy, shape: `${c.nOut}x${c.rTotal}`, flops: c.nOut * c.rTotal }));
   if (single) return { val, idx };
 
   // Next pass: reduce the partials along their chunk dim.

@@ -1,0 +1,31 @@
+// `ticketlab profile --json`: one object per line with exactly the documented fields; bad flags fail
+// with one line naming the flag.
+import { describe, expect, it, vi } from 'vitest';
+import { PROFILE_JSON_FIELDS, profileCommand } from '../../src/cli/profile.js';
+
+describe('ticketlab profile', () => {
+  it('--json prints one object per row with exactly layer, phase, op, variant, shape, density, ms, gflops', async () => {
+    const out: string[] = [];
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      out.push(String(chunk));
+      return true;
+    });
+    try {
+      expect(await profileCommand.run(['--model', 'meso4', '--size', '32', '--batch', '2', '--steps', '1', '--json'])).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    const rows = out.join('').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows.length).toBeGreaterThan(10);
+    for (const r of rows) expect(Object.keys(r)).toEqual([...PROFILE_JSON_FIELDS]);
+    const conv2 = rows.filter((r) => r.layer === 'conv2');
+    expect(new Set(conv2.map((r) => r.phase))).toEqual(new Set(['forward', 'input-grad', 'weight-grad', 'optimizer']));
+    expect(conv2.every((r) => r.density === 1)).toBe(true);
+  });
+
+  it('rejects bad flags in one line', async () => {
+    await expect(profileCommand.run(['--kernels', 'fast'])).rejects.toThrow(/--kernels 'fast' must be one of dense, sparse, auto/);
+    await expect(profileCommand.run(['--level', '2'])).rejects.toThrow(/--level needs --run/);
+    await expect(profileCommand.run(['--run', '/nonexistent/run'])).rejects.toThrow(/not a run folder/);
+  });
+});
