@@ -28,7 +28,7 @@ import { fill } from './map.js';
 import { conv2dGeometry, convFlops, convParams, convShapeClass, type Conv2dGeometry, type Conv2dOptions } from './conv.js';
 import type { DispatchTag } from '../trace.js';
 
-/** Profile tag: the dense op it replaces, the sparse variant, and nominal (dense) FLOPs. */
+/** Profile tag (built only while profiling: launchers pass a closure): the dense op it replaces, the sparse variant, and nominal (dense) FLOPs. */
 function tag(op: 'conv.fwd' | 'conv.dgrad' | 'conv.wgrad', g: Conv2dGeometry, bn: SparseBlock): DispatchTag {
   return { op, variant: bn === 1 ? 'sparse:csr' : 'sparse:blocked', shape: convShapeClass(g), flops: convFlops(g), phase: op === 'conv.wgrad' ? 'weight-grad' : undefined };
 }
@@ -189,7 +189,7 @@ export function sparseGather(w: Tensor, side: SparseBlocks): Tensor {
   const out = empty([Math.max(n, 1)]);
   const k = cached('gather', gatherKernel);
   const p = new Params(SPARSE_MAP_PARAM_WORDS).u(n).u(0);
-  queue.dispatch(k, [{ buffer: w.buf }, { buffer: side.idx.buf }, { buffer: out.buf }], p.view, gridFor(n, SPARSE_MAP_WG), { op: 'sparse.gather', variant: `bn${side.bn}`, shape: `${n}`, flops: 0 });
+  queue.dispatch(k, [{ buffer: w.buf }, { buffer: side.idx.buf }, { buffer: out.buf }], p.view, gridFor(n, SPARSE_MAP_WG), () => ({ op: 'sparse.gather', variant: `bn${side.bn}`, shape: `${n}`, flops: 0 }));
   return out;
 }
 
@@ -210,7 +210,7 @@ export function sparseConv2dForward(x: Tensor, sw: SparseWeight, vals: Tensor, b
   const k = cached(`f|${!!bias}|${t.wg}|${t.tm}|${bn}`, () => sparseConvForwardKernel(!!bias, t));
   const bufs = [x, side.ptr, side.taps, vals, ...(bias ? [bias] : []), y].map((b) => ({ buffer: b.buf }));
   const bpg = blocksPerGroup(Math.ceil(rows / (t.wg * t.tm)), side.blocks);
-  queue.dispatch(k, bufs, params(g, rows, 0, 0, bpg, side.blocks), rowGrid(rows, t, Math.ceil(side.blocks / bpg)), tag('conv.fwd', g, bn));
+  queue.dispatch(k, bufs, params(g, rows, 0, 0, bpg, side.blocks), rowGrid(rows, t, Math.ceil(side.blocks / bpg)), () => tag('conv.fwd', g, bn));
   return y;
 }
 
@@ -228,7 +228,7 @@ export function sparseConv2dBackwardInput(dy: Tensor, sw: SparseWeight, vals: Te
   const k = cached(`bi|${t.wg}|${t.tm}|${bn}`, () => sparseConvBackwardInputKernel(t));
   const bufs = [dy, side.ptr, side.taps, vals, dx].map((b) => ({ buffer: b.buf }));
   const bpg = blocksPerGroup(Math.ceil(phaseRows / (t.wg * t.tm)) * g.sh * g.sw, side.blocks);
-  queue.dispatch(k, bufs, params(g, g.n * g.h * g.w, 0, 0, bpg, side.blocks), rowGrid(phaseRows, t, Math.ceil(side.blocks / bpg) * g.sh * g.sw), tag('conv.dgrad', g, bn));
+  queue.dispatch(k, bufs, params(g, g.n * g.h * g.w, 0, 0, bpg, side.blocks), rowGrid(phaseRows, t, Math.ceil(side.blocks / bpg) * g.sh * g.sw), () => tag('conv.dgrad', g, bn));
   return dx;
 }
 
@@ -256,7 +256,7 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
     const { t, splits, cps, la } = rowsPlan;
     const parts = empty([splits * t.wg, n]);
     const k = cached(`bwr|${t.wg}|${bn}`, () => sparseConvBackwardWeightRowsKernel(t));
-    queue.dispatch(k, [dy, x, side.ptr, side.taps, parts].map((b) => ({ buffer: b.buf })), params(g, side.entries, L, la, cps), [side.blocks, splits, 1], tag('conv.wgrad', g, bn));
+    queue.dispatch(k, [dy, x, side.ptr, side.taps, parts].map((b) => ({ buffer: b.buf })), params(g, side.entries, L, la, cps), [side.blocks, splits, 1], () => tag('conv.wgrad', g, bn));
     scatterSum(parts, side, dw, n, splits * t.wg, bn);
     parts.dispose();
     return dw;
@@ -274,7 +274,7 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   const parts = empty([splits, n]);
   const k = cached(`bw|${t.wg}|${t.tm}|${bn}`, () => sparseConvBackwardWeightKernel(t));
   const grid: Grid = [Math.ceil(side.maxEntries / (t.wg * t.tm)), side.blocks, splits];
-  queue.dispatch(k, [dy, x, side.ptr, side.taps, parts].map((b) => ({ buffer: b.buf })), params(g, side.entries, L, WGRAD_CHUNK, cps), grid, tag('conv.wgrad', g, bn));
+  queue.dispatch(k, [dy, x, side.ptr, side.taps, parts].map((b) => ({ buffer: b.buf })), params(g, side.entries, L, WGRAD_CHUNK, cps), grid, () => tag('conv.wgrad', g, bn));
   scatterSum(parts, side, dw, n, splits, bn);
   parts.dispose();
   return dw;
@@ -284,13 +284,13 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
 function scatterSum(parts: Tensor, side: SparseBlocks, dw: Tensor, n: number, slices: number, bn: SparseBlock): void {
   const ks = cached('scatter', scatterSumKernel);
   const p = new Params(SPARSE_MAP_PARAM_WORDS).u(n).u(slices);
-  queue.dispatch(ks, [parts, side.idx, dw].map((b) => ({ buffer: b.buf })), p.view, gridFor(n, SPARSE_MAP_WG), {
+  queue.dispatch(ks, [parts, side.idx, dw].map((b) => ({ buffer: b.buf })), p.view, gridFor(n, SPARSE_MAP_WG), () => ({
     op: 'sparse.scatter',
     variant: `bn${bn}`,
     shape: `${slices}x${n}`,
     flops: slices * n,
     phase: 'weight-grad',
-  });
+  }));
 }
 
 /** Partial sums the row-lane weight gradient may write (floats): beyond this the tap-lane kernel runs. */
