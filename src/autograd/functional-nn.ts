@@ -22,6 +22,9 @@ import {
 import { batchNormBackward, batchNormEvalBackward, batchNormEvalForward, batchNormTrainForward } from '../tensor/ops/norm.js';
 import { record, needsGrad } from './tape.js';
 import { withPhase } from '../tensor/trace.js';
+import { planPhases, runPhase, type LayerProblem } from '../tensor/sparse-plan.js';
+import type { SparseWeight } from '../tensor/ops/sparse.js';
+import { sum as rawSum } from '../tensor/ops/reduce.js';
 
 export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}): Tensor {
   const y = conv2dForward(x, weight, bias, opts);
@@ -83,4 +86,31 @@ export function batchNorm2d(
   }
   const y = batchNormEvalForward(x, weight, bias, runningMean, runningVar, eps);
   return record('batch_norm_eval', y, inputs, (g) => grads(batchNormEvalBackward(g, x, weight, runningMean, runningVar, eps)));
+}
+
+/**
+ * A pruned conv or linear layer whose phases run the kernels the planner chooses for its shapes and
+ * density (src/tensor/sparse-plan.ts): the dense kernel on weight * mask, or a sparse one that skips
+ * pruned taps. Same values as
+ * conv2d/linear(x, weight * mask) within float32 rounding; the weight's gradient is exactly +0 at
+ * pruned positions either way. x [N, Cin, H, W] (conv) or [N, in] (linear).
+ */
+export function prunedLayer(
+  kind: LayerProblem['kind'],
+  x: Tensor,
+  weight: Tensor,
+  mask: Tensor,
+  sw: SparseWeight,
+  bias: Tensor | null,
+  opts: Conv2dOptions = {},
+): Tensor {
+  const p: LayerProblem = { kind, xShape: x.shape, wShape: weight.shape, opts };
+  const kernels = planPhases(p, sw.density);
+  const y = runPhase(p, 'forward', kernels.forward, { x, w: weight, mask, sw, bias });
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  return record(kind === 'conv' ? 'conv2d' : 'linear', y, inputs, (g) => [
+    x.requiresGrad ? runPhase(p, 'input-grad', kernels['input-grad'], { dy: g, w: weight, mask, sw }) : null,
+    weight.requiresGrad ? runPhase(p, 'weight-grad', kernels['weight-grad'], { dy: g, x, w: weight, mask, sw }) : null,
+    ...(bias ? [bias.requiresGrad ? (kind === 'conv' ? conv2dBackwardBias(g) : rawSum(g, [0], false)) : null] : []),
+  ]);
 }

@@ -5,6 +5,23 @@ import { DEFAULT_TRAIN, type TrainSettings } from '../train/trainer.js';
 import { MODEL_NAMES, defaultInputSize } from '../nn/models/index.js';
 import { parseSchedule } from '../nn/optim/schedule.js';
 import type { OpenOptions } from '../data/datasets.js';
+import { parseKernelMode, setKernelMode } from '../nn/sparse.js';
+
+/** `--kernels`: which kernels pruned layers run (nn/sparse.ts); on every command that runs a model. */
+export const KERNEL_FLAG = { kernels: { type: 'string', default: 'dense' } } as const satisfies NonNullable<ParseArgsConfig['options']>;
+
+export const KERNEL_FLAG_HELP = `  --kernels K         kernels of pruned conv/linear layers: dense (weight * mask, then the dense
+                      kernel; default) | sparse (kernels that skip pruned weights: compressed rows
+                      below 30% density, blocked above) | auto (per layer and phase the fastest of
+                      dense / compressed rows / blocked, timed on the layer's shapes and density at
+                      the start of each level; the choice is logged and kept in <level>/sparse-kernels.json).
+                      Results agree within float32 rounding; a dense model (no masks) always runs dense
+`;
+
+/** Sets the process's kernel mode from --kernels (one-line error naming the flag). */
+export function applyKernelFlag(values: { kernels?: string }): void {
+  setKernelMode(parseKernelMode(String(values.kernels ?? 'dense')));
+}
 
 export const TRAIN_FLAGS = {
   model: { type: 'string', default: 'meso4' },
@@ -25,6 +42,7 @@ export const TRAIN_FLAGS = {
   out: { type: 'string' },
   resume: { type: 'boolean', default: false },
   quiet: { type: 'boolean', default: false },
+  ...KERNEL_FLAG,
   tune: { type: 'boolean', default: false },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
@@ -59,7 +77,7 @@ Kernels:
   --tune              use this adapter's tuned kernels, timing the shapes the cache lacks first (bounded,
                       see 'ticketlab tune'); env TICKETLAB_TUNE=1. Default: the static rules. Each level
                       records its kernels in level_<k>/kernels.json and --resume uses the same ones
-`;
+${KERNEL_FLAG_HELP}`;
 
 type Values = { [K in keyof typeof TRAIN_FLAGS]?: (typeof TRAIN_FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
 

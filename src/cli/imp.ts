@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initDevice } from '../tensor/device.js';
 import { parseFlags, type Command } from './args.js';
-import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, dataOptions, defaultOut, num, parseRunSpec } from './flags.js';
+import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, applyKernelFlag, dataOptions, defaultOut, num, parseRunSpec } from './flags.js';
 import { withRun } from './signals.js';
 import { prepareKernels } from './tune.js';
 import { checkRunDir, lockRun, makeRunDir, markDone, startRun, levelDir } from '../train/run.js';
@@ -95,6 +95,7 @@ export function parseImpConfig(values: Record<string, unknown>): ImpConfig {
  */
 export async function prepareImp(args: string[]) {
   const { values } = parseFlags(args, IMP_FLAGS, 'imp');
+  applyKernelFlag(values);
   const cfg = parseImpConfig(values);
   const nLevels = levelCount(cfg);
   const oneshot = parseLevels(values.oneshot, 'oneshot', nLevels);
@@ -160,13 +161,14 @@ the run's IMP, and retrains with the run's settings. Results: DIR/oneshot_<scope
   --sparsities L   explicit sparsities instead (each must be one of the run's level sparsities or
                    the run must have been made with --sparsities)
   --scope S        global | layer (default the run's scope)
-`,
+${KERNEL_FLAG_HELP}`,
   async run(args) {
     const { values } = parseFlags(
       args,
-      { run: { type: 'string' }, levels: { type: 'string' }, scope: { type: 'string' }, resume: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false } },
+      { run: { type: 'string' }, levels: { type: 'string' }, scope: { type: 'string' }, resume: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false }, ...KERNEL_FLAG },
       'oneshot',
     );
+    applyKernelFlag(values);
     if (!values.run) throw new Error('oneshot: --run DIR is required');
     const cfg = await readImpConfig(values.run);
     const levels = parseLevels(values.levels, 'levels', levelCount(cfg)) ?? Array.from({ length: levelCount(cfg) }, (_, i) => i + 1);
@@ -238,7 +240,7 @@ Training settings are the source run's. Results: --out (default DIR/transfer-<B>
 dense/, transfer.json and transfer.csv.
   --levels L       source levels to transfer (default all)
   --oneshot        also transfer the run's one-shot tickets at those levels (oneshot_<scope>/level_<k>)
-`,
+${KERNEL_FLAG_HELP}`,
   async run(args) {
     const { values } = parseFlags(
       args,
@@ -250,9 +252,11 @@ dense/, transfer.json and transfer.csv.
         oneshot: { type: 'boolean', default: false },
         resume: { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
+        ...KERNEL_FLAG,
       },
       'transfer',
     );
+    applyKernelFlag(values);
     if (!values.run) throw new Error('transfer: --run DIR is required');
     if (!values.data) throw new Error('transfer: --data SPEC (the target dataset) is required');
     const cfg = await readImpConfig(values.run);

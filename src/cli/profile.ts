@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import { closeDevice, initDevice } from '../tensor/device.js';
 import { hasFormat, WEIGHT_FORMAT_POLICIES, type WeightFormatPolicy } from '../tensor/plan.js';
+import { planKernels, setKernelMode, type KernelPlan } from '../nn/sparse.js';
 import { useTuneCache } from '../tensor/tune.js';
 import { createModel, MODEL_NAMES, type Detector } from '../nn/models/index.js';
 import { prunableWeights, loadMasks, attachMasks, countKept } from '../prune/masks.js';
@@ -109,8 +110,11 @@ the unprofiled wall-clock time is printed under the table.
                    --run adds a leading "level" field)
   --tune           use the tuned kernels of this adapter (ticketlab tune; env TICKETLAB_TUNE=1);
                    default: the static rules
-  --kernels K      ${WEIGHT_FORMAT_POLICIES.join(' | ')}: weight formats the kernels may use (default dense;
-                   sparse kernels arrive with the sparse-kernel work, until then only dense runs)
+  --kernels K      ${WEIGHT_FORMAT_POLICIES.join(' | ')}: kernels of pruned layers (default dense): with --run,
+                   sparse runs each level's pruned layers on sparse kernels (compressed rows below 30%
+                   density, blocked above), auto times dense / compressed rows / blocked per layer and
+                   phase first and keeps the fastest; rows show the variant (sparse:csr, sparse:blocked)
+                   and nominal GFLOP/s; the report's kernels section plots time per layer vs density
   --run DIR        a train/imp run folder: profile its levels with their weights and masks; writes
                    level_<k>/profile.json and rebuilds DIR/report.html with time per layer vs level
   --level K        only level K of --run (printed like a plain profile; profile.json written too)
@@ -136,6 +140,8 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
     const kernels = values.kernels as WeightFormatPolicy;
     if (!WEIGHT_FORMAT_POLICIES.includes(kernels)) throw new Error(`profile: --kernels '${values.kernels}' must be one of ${WEIGHT_FORMAT_POLICIES.join(', ')}`);
     if (values.level !== undefined && !values.run) throw new Error('profile: --level needs --run DIR');
+    // Masks attached from here on get the layouts the kernel mode needs.
+    setKernelMode(kernels);
     let cfg: RunConfig = {};
     if (values.run) {
       if (!fs.existsSync(runFile(values.run, 'config'))) throw new Error(`profile: --run ${values.run} is not a run folder (no config.json)`);
@@ -162,6 +168,15 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
             const dir = levelDir(values.run, level);
             if (!fs.existsSync(dir)) throw new Error(`profile: ${dir} does not exist`);
             masks = await loadLevel(m, dir);
+            if (masks && kernels !== 'dense') {
+              const plan = await planKernels(m, [batch, 3, size, size], kernels);
+              // auto's timings feed the report's dense-vs-sparse section; a level's own record stays
+              // unless it has no timings.
+              const file = runFile(dir, 'sparseKernels');
+              if (plan.mode === 'auto' && (!fs.existsSync(file) || !(JSON.parse(fs.readFileSync(file, 'utf8')) as KernelPlan).layers.some((l) => l.ms))) {
+                await writeJsonAtomic(file, plan);
+              }
+            }
           }
           const p = await profileTrainStep(m, { size, batch, steps, densities: densities(m, masks), kernels });
           if (values.run && level !== null) {

@@ -11,9 +11,11 @@ import { runFile } from '../io/run-paths.js';
 import { readJsonSync } from '../io/atomic.js';
 import { checkModel, openTrainingData } from './prepare.js';
 import { parseFlags, type Command } from './args.js';
-import { TRAIN_FLAGS, TRAIN_FLAGS_HELP, dataOptions, defaultOut, parseRunSpec, num } from './flags.js';
+import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, applyKernelFlag, dataOptions, defaultOut, parseRunSpec, num } from './flags.js';
 import { withRun } from './signals.js';
 import { formatMetrics } from './format.js';
+import { attachMasks, loadMasksOf } from '../prune/masks.js';
+import { describePlan, kernelMode, planKernels } from '../nn/sparse.js';
 import { prepareKernels } from './tune.js';
 
 const log = (m: string) => process.stderr.write(m + '\n');
@@ -21,6 +23,7 @@ const log = (m: string) => process.stderr.write(m + '\n');
 /** Everything `train` checks before it touches the run folder (flags, --out, dataset); writes nothing. */
 export async function prepareTrain(args: string[]) {
   const { values } = parseFlags(args, TRAIN_FLAGS, 'train');
+  applyKernelFlag(values);
   const spec = parseRunSpec(values);
   const out = values.out ?? defaultOut(spec);
   checkRunDir(out);
@@ -95,7 +98,9 @@ Loads a .safetensors state dict (ours, or exported from PyTorch with the same ke
 prints loss, accuracy, balanced accuracy and ROC AUC. --weights may also be a run folder or level
 folder (its final.safetensors is used; --model/--size default to the run's config).
   --json              print the metrics as JSON
-`,
+With --kernels sparse|auto and a mask.safetensors beside the weights (a level folder), the mask is
+attached and the pruned layers run the chosen kernels (printed on stderr).
+${KERNEL_FLAG_HELP}`,
   async run(args) {
     const { values } = parseFlags(
       args,
@@ -109,9 +114,11 @@ folder (its final.safetensors is used; --model/--size default to the run's confi
         seed: { type: 'string', default: '0' },
         json: { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
+        ...KERNEL_FLAG,
       },
       'eval',
     );
+    applyKernelFlag(values);
     if (!values.weights) throw new Error('eval: --weights FILE is required');
     let weights = values.weights;
     let model = values.model;
@@ -142,6 +149,14 @@ folder (its final.safetensors is used; --model/--size default to the run's confi
       if (data[split].length() === 0) throw new Error(`--data ${values.data}: the ${split} split has no images`);
       const m = createModel(model, { size });
       await loadModel(weights, m);
+      const maskFile = runFile(path.dirname(weights), 'mask');
+      if (kernelMode() !== 'dense' && fs.existsSync(maskFile)) {
+        const { ws, masks } = await loadMasksOf(maskFile, m);
+        attachMasks(ws, masks);
+        const plan = await planKernels(m, [num(values, 'batch', { int: true, min: 1 }), 3, size, size]);
+        log(`kernels ${plan.mode}:`);
+        for (const line of describePlan(plan)) log(`  ${line}`);
+      }
       const res = await evaluate(m, data[split], batch, `${weights} on ${split}`, !values.quiet);
       process.stdout.write(values.json ? JSON.stringify(res, null, 2) + '\n' : `${split}: ${formatMetrics(res)}\n`);
       m.dispose();

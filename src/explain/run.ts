@@ -15,6 +15,7 @@ import { createModel, MODEL_NAMES, type Detector } from '../nn/models/index.js';
 import { loadModel } from '../nn/checkpoint.js';
 import { attachMasks, detachMasks, loadMasks, prunableWeights, sparsityReport } from '../prune/masks.js';
 import { levelDir, levelName, parseLevelName, runFile } from '../io/run-paths.js';
+import { describePlan, kernelMode, planKernels } from '../nn/sparse.js';
 import { fromArray } from '../tensor/tensor.js';
 import { toCsv } from '../util/csv.js';
 import { htmlTable, formatTable, type TableRow } from '../util/table.js';
@@ -202,8 +203,13 @@ export async function explainRun(o: ExplainOptions): Promise<ExplainResult> {
       const dir = levelDir(o.run, k);
       await loadModel(runFile(dir, 'final'), model);
       const maskFile = runFile(dir, 'mask');
-      if (fs.existsSync(maskFile)) attachMasks(ws, await loadMasks(maskFile, ws));
-      else detachMasks(ws);
+      if (fs.existsSync(maskFile)) {
+        attachMasks(ws, await loadMasks(maskFile, ws));
+        if (kernelMode() !== 'dense') {
+          const plan = await planKernels(model, [Math.min(batch, images.length), 3, size, size]);
+          log(`level ${k}: kernels ${plan.mode}: ${describePlan(plan).join('; ')}`);
+        }
+      } else detachMasks(ws);
       const sparsity = await levelSparsityOf(o.run, k, model, info.pruneLast);
       const n = images.length;
       const hw = size * size;

@@ -38,6 +38,8 @@ export const RUN_FILES = {
   /** Fresh weights of a random re-initialisation control. */
   reinit: 'reinit.safetensors',
   sparsity: 'sparsity.json',
+  /** The kernels the pruned layers ran (--kernels sparse|auto): per layer and phase, with auto's timings. */
+  sparseKernels: 'sparse-kernels.json',
   metrics: 'metrics.jsonl',
   /** Marks a level finished; holds its test metrics. */
   result: 'result.json',

@@ -9,6 +9,7 @@ import * as F from '../autograd/functional.js';
 import * as FN from '../autograd/functional-nn.js';
 import type { Conv2dOptions, Pair, Padding2d } from '../tensor/ops/conv.js';
 import { mapRaw } from '../tensor/ops/map.js';
+import type { SparseWeight } from '../tensor/ops/sparse.js';
 
 /** Overwrites t with uniform(-bound, bound) drawn from the stream of `key`. */
 export function initUniform(t: Tensor, bound: number, seed: number, key: string): void {
@@ -39,6 +40,15 @@ export interface Conv2dArgs extends Conv2dOptions {
 export interface Prunable {
   readonly weight: Tensor;
   mask: Tensor | null;
+  /** Compressed form of the mask (nn/sparse.ts); null = the dense masked path. */
+  sparse: SparseState | null;
+  /** Input shape of the last forward (kernel planning reads it). */
+  lastInput: readonly number[] | null;
+}
+
+/** A pruned layer on the planner's kernels: each phase asks it (tensor/sparse-plan.ts planPhase). */
+export interface SparseState {
+  sw: SparseWeight;
 }
 
 export function isPrunable(m: Module): m is Module & Prunable {
@@ -53,6 +63,8 @@ export class Conv2d extends Module implements Prunable {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
   mask: Tensor | null = null;
+  sparse: SparseState | null = null;
+  lastInput: readonly number[] | null = null;
   readonly opts: Conv2dOptions;
   constructor(
     readonly inChannels: number,
@@ -73,6 +85,8 @@ export class Conv2d extends Module implements Prunable {
     if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
   }
   forward(x: Tensor): Tensor {
+    this.lastInput = x.shape;
+    if (this.mask && this.sparse) return FN.prunedLayer('conv', x, this.weight, this.mask, this.sparse.sw, this.bias, this.opts);
     return FN.conv2d(x, maskedWeight(this), this.bias, this.opts);
   }
 }
@@ -81,6 +95,8 @@ export class Linear extends Module implements Prunable {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
   mask: Tensor | null = null;
+  sparse: SparseState | null = null;
+  lastInput: readonly number[] | null = null;
   constructor(
     readonly inFeatures: number,
     readonly outFeatures: number,
@@ -96,6 +112,8 @@ export class Linear extends Module implements Prunable {
     if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
   }
   forward(x: Tensor): Tensor {
+    this.lastInput = x.shape;
+    if (this.mask && this.sparse) return FN.prunedLayer('linear', x, this.weight, this.mask, this.sparse.sw, this.bias);
     return F.linear(x, maskedWeight(this), this.bias);
   }
 }

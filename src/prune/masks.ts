@@ -9,6 +9,8 @@ import { Conv2d, Linear } from '../nn/layers.js';
 import { fromArray, keep, type Tensor } from '../tensor/tensor.js';
 import { saveSafetensors, type HostTensor } from '../io/safetensors.js';
 import { readF32Tensors } from '../nn/checkpoint.js';
+import { attachSparse, detachSparse, kernelMode } from '../nn/sparse.js';
+import type { KernelMode } from '../tensor/sparse-plan.js';
 
 /** A prunable weight: its state-dict key (e.g. `conv1.weight`), shape and layer. */
 export interface PrunableWeight {
@@ -92,8 +94,11 @@ export function sparsityReport(masks: HostMasks, totalParameters: number): Spars
   };
 }
 
-/** Uploads host masks and attaches them to their layers (forward masking). Returns the GPU masks. */
-export function attachMasks(ws: readonly PrunableWeight[], masks: HostMasks): Map<string, Tensor> {
+/**
+ * Uploads host masks and attaches them to their layers (forward masking), with the compressed layouts
+ * the kernel mode needs (nn/sparse.ts). Returns the GPU masks.
+ */
+export function attachMasks(ws: readonly PrunableWeight[], masks: HostMasks, kernels: KernelMode = kernelMode()): Map<string, Tensor> {
   const gpu = new Map<string, Tensor>();
   for (const w of ws) {
     const m = masks.get(w.key);
@@ -102,6 +107,7 @@ export function attachMasks(ws: readonly PrunableWeight[], masks: HostMasks): Ma
     const t = keep(fromArray(Float32Array.from(m), w.shape));
     w.layer.mask?.dispose();
     w.layer.mask = t;
+    attachSparse(w.layer, m, kernels);
     gpu.set(w.key, t);
   }
   return gpu;
@@ -111,6 +117,7 @@ export function detachMasks(ws: readonly PrunableWeight[]): void {
   for (const w of ws) {
     w.layer.mask?.dispose();
     w.layer.mask = null;
+    detachSparse(w.layer);
   }
 }
 
@@ -123,6 +130,17 @@ export async function saveMasks(file: string, ws: readonly PrunableWeight[], mas
     t[`${w.key}_mask`] = { dtype: 'F32', shape: w.shape, data: Float32Array.from(m) };
   }
   await saveSafetensors(file, t, { ticketlab: 'masks', ...metadata });
+}
+
+/**
+ * The masks a file holds for a model, whether or not it pruned the last linear layer: the prunable
+ * weights (the last linear included) that have a `<key>_mask` in the file. Errors name the file.
+ */
+export async function loadMasksOf(file: string, model: Module): Promise<{ ws: PrunableWeight[]; masks: HostMasks }> {
+  const { tensors } = await readF32Tensors(file);
+  const ws = prunableWeights(model, true).filter((w) => tensors.has(`${w.key}_mask`));
+  if (!ws.length) throw new Error(`${file}: no '<layer>.weight_mask' for this model`);
+  return { ws, masks: await loadMasks(file, ws) };
 }
 
 /** Loads masks saved by saveMasks (or PyTorch's `*.weight_mask` buffers); errors name file and key. */

@@ -27,6 +27,7 @@ import { maskAnatomySection, writeMaskAnatomy } from './mask-report.js';
 import { formatStat, hasSeeds, SEED_SUMMARY_COLUMNS, seedGroups, seedRows, seedSeries, seedSummaryRows, seedVerdicts, type SeedRow, type SeedVerdict } from './seeds.js';
 import { listLevelFolders, runFile, RUN_FILES } from '../io/run-paths.js';
 import { profileSection } from './profile-report.js';
+import { sparseKernelSection } from './sparse-report.js';
 
 /** summary.csv's columns, in order; images_per_second, winning_ticket, status and run follow them. */
 export const SUMMARY_COLUMNS = [
@@ -665,6 +666,8 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
   for (const run of runs) {
     const prof = profileSection(run);
     if (prof) sections.push(prof);
+    const sparse = sparseKernelSection(run);
+    if (sparse) sections.push(sparse);
   }
   const curveHtml = runs
     .map((run) => {

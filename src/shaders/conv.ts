@@ -47,7 +47,7 @@ export function tileThreads(t: GemmTile): number {
 /** Uniform words of the conv struct (see CONV_STRUCT). */
 export const CONV_PARAM_WORDS = 24;
 
-const CONV_STRUCT = `struct P {
+export const CONV_STRUCT = `struct P {
   n: u32, cin: u32, h: u32, w: u32,
   cout: u32, oh: u32, ow: u32, sh: u32,
   sw: u32, dh: u32, dw: u32, pt: i32,
@@ -68,7 +68,7 @@ export function gatherLoads(t: GemmTile): [number, number] {
 }
 
 /** Sentinel row offset that makes every tap of an out-of-range row or column fail the bounds test. */
-const FAR = '-536870912i';
+export const FAR = '-536870912i';
 
 function checkTile(t: GemmTile, name: string): void {
   const T = tileThreads(t);
@@ -240,7 +240,7 @@ ${mac(t)}
  * division of uniform values. PHASE_WGSL defines, from wid.z = column block * sh*sw + phase:
  * cb (column block), ry, rx, ha, wa (phase rows/columns) and rowsPh = n*ha*wa.
  */
-const PHASE_WGSL = `  let nph = p.sh * p.sw;
+export const PHASE_WGSL = `  let nph = p.sh * p.sw;
   let ph = wid.z % nph;
   let cb = wid.z / nph;
   let ry = ph / p.sw;

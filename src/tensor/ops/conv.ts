@@ -211,7 +211,7 @@ function gemmCols(family: ConvFamily, g: Conv2dGeometry): number {
   return family === 'conv.dgrad' ? g.cin : g.cout;
 }
 
-function convShapeClass(g: Conv2dGeometry): string {
+export function convShapeClass(g: Conv2dGeometry): string {
   return `n${g.n} c${g.cin}>${g.cout} ${g.h}x${g.w} k${g.kh}x${g.kw} s${g.sh}x${g.sw} d${g.dh}x${g.dw} p${g.pt},${g.pl},${g.pb},${g.pr}`;
 }
 
@@ -312,7 +312,7 @@ function convBenchCase(family: ConvFamily, g: Conv2dGeometry): BenchCase {
   };
 }
 
-function convParams(g: Conv2dGeometry, la: number, lb: number, rows: number, red: number, cps = 0, nchunks = 0): Uint32Array {
+export function convParams(g: Conv2dGeometry, la: number, lb: number, rows: number, red: number, cps = 0, nchunks = 0): Uint32Array {
   const p = new Params(CONV_PARAM_WORDS);
   p.u(g.n).u(g.cin).u(g.h).u(g.w);
   p.u(g.cout).u(g.oh).u(g.ow).u(g.sh);

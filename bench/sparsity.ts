@@ -1,0 +1,271 @@
+// Where skipping pruned weights pays: dense vs sparse kernels per layer, phase and density, and whole
+// training / inference steps at each level of a (simulated) IMP run.
+//
+// Layers: forward, input-grad and weight-grad of the conv layers of Meso-4 (256 px), CNN-5 (64 px) and
+// ResNet-18's 3x3 convs (64 px; repeated shapes once) at densities 100, 50, 20, 10, 5, 2, 1% under
+// random unstructured masks. Each (layer, density) runs dense (weight * mask, then the dense kernel
+// the engine picks), compressed rows (csr) and blocked, interleaved round by round (fair ratios on a
+// shared machine), median of --reps; `auto` is what the planner picks when it times the layer by itself
+// beforehand, measured in the same rounds, so `auto / best` shows what the planner's choice costs.
+// Prints the crossover density per layer (the highest density at which the best sparse kernel beats
+// dense on forward + both grads).
+//
+// Steps: Meso-4 64 px batch 32 (the target workload) at IMP levels 0..L (global magnitude pruning of
+// the initial weights, 20% per level), one model per kernel mode (dense, sparse, auto) stepping in
+// turns; median ms of a training step (forward, BCE, backward, Adam) and of an inference step.
+//
+//   npx tsx bench/sparsity.ts [--quick] [--json] [--reps N] [--steps N] [--levels L] [--no-layers] [--no-steps]
+// --quick: Meso-4 layers at 100/10/1% and ResNet-18's layer2 shape, steps at levels 0 and 7 (< 3 min on
+// a 2-core lavapipe). --json: one JSON array of rows {model, layer, phase, density, denseMs, sparseMs,
+// sparseKernel, autoMs, autoKernel} (steps: layer '(step)', phase 'train' | 'infer').
+import { closeDevice, initDevice, queue, tidy, fromArray, keep } from '../src/tensor/index.js';
+import { createModel, type Detector } from '../src/nn/models/index.js';
+import { attachMasks, onesMasks, prunableWeights, type HostMasks } from '../src/prune/masks.js';
+import { magnitudeScores, pruneToSparsity, sparsityAfter } from '../src/prune/magnitude.js';
+import { layerProblems, planKernels } from '../src/nn/sparse.js';
+import { noGrad } from '../src/autograd/tape.js';
+import { SparseWeight } from '../src/tensor/ops/sparse.js';
+import { conv2dGeometry } from '../src/tensor/ops/conv.js';
+import {
+  defaultMetric,
+  disposeOperands,
+  median,
+  planLayer,
+  randomOperands,
+  timeLayer,
+  PHASES,
+  type KernelMode,
+  type KernelVariant,
+  type LayerProblem,
+  type Phase,
+} from '../src/tensor/sparse-plan.js';
+import { table } from './util.js';
+import { trainStep } from './step.js';
+
+const args = process.argv.slice(2);
+const has = (f: string) => args.includes(`--${f}`);
+const flag = (f: string) => {
+  const i = args.indexOf(`--${f}`);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const quick = has('quick');
+const json = has('json');
+const reps = Number(flag('reps') ?? (quick ? 3 : 5));
+const stepPairs = Number(flag('steps') ?? (quick ? 5 : 9));
+const maxLevel = Number(flag('levels') ?? (quick ? 7 : 8));
+const log = (s: string) => {
+  if (!json) console.log(s);
+  else console.error(s);
+};
+
+const dev = await initDevice();
+const soft = dev.info.isSoftware;
+
+export interface Row {
+  model: string;
+  layer: string;
+  phase: Phase | 'train' | 'infer';
+  density: number;
+  denseMs: number;
+  sparseMs: number;
+  sparseKernel: string;
+  autoMs: number;
+  autoKernel: string;
+}
+const rows: Row[] = [];
+
+interface LayerWork {
+  model: string;
+  size: number;
+  batch: number;
+  filter: (name: string, p: LayerProblem) => boolean;
+}
+
+const DENSITIES = quick ? [1, 0.1, 0.01] : [1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01];
+const LAYER_WORK: LayerWork[] = quick
+  ? [
+      { model: 'meso4', size: 256, batch: 1, filter: (_n, p) => p.kind === 'conv' },
+      { model: 'resnet18', size: 64, batch: 2, filter: (n) => n === 'layer2.1.conv1' },
+    ]
+  : [
+      { model: 'meso4', size: 256, batch: soft ? 2 : 32, filter: (_n, p) => p.kind === 'conv' },
+      { model: 'cnn5', size: 64, batch: soft ? 8 : 128, filter: (_n, p) => p.kind === 'conv' },
+      { model: 'resnet18', size: 64, batch: soft ? 2 : 32, filter: (_n, p) => p.kind === 'conv' && p.wShape[2] === 3 },
+    ];
+
+/** A 0/1 mask with round(density * n) ones at seeded positions. */
+function randomMask(n: number, density: number, seed: number): Uint8Array {
+  let s = seed >>> 0 || 1;
+  const idx = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    const j = s % (i + 1);
+    [idx[i], idx[j]] = [idx[j], idx[i]];
+  }
+  const m = new Uint8Array(n);
+  for (let i = 0; i < Math.round(density * n); i++) m[idx[i]] = 1;
+  return m;
+}
+
+function bestSparse(t: Partial<Record<KernelVariant, number>>): [KernelVariant, number] {
+  const c = t.csr ?? Infinity;
+  const b = t.blocked ?? Infinity;
+  return c <= b ? ['csr', c] : ['blocked', b];
+}
+
+async function layerSection(): Promise<void> {
+  for (const w of LAYER_WORK) {
+    const model = createModel(w.model, { size: w.size, seed: 0 });
+    const ws = prunableWeights(model, true);
+    attachMasks(ws, onesMasks(ws), 'sparse');
+    const problems = layerProblems(model, [w.batch, 3, w.size, w.size]);
+    const seen = new Set<string>();
+    const summary: (string | number)[][] = [];
+    for (const [name, p] of problems) {
+      if (!w.filter(name, p)) continue;
+      const key = JSON.stringify(conv2dGeometry(p.xShape, p.wShape, p.opts)); // repeated shapes once
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const label = `${name} ${p.wShape[1]}->${p.wShape[0]} ${p.wShape[2]}x${p.wShape[3]} @${p.xShape[2]}`;
+      let crossover: number | null = null;
+      for (const density of DENSITIES) {
+        const mask = randomMask(p.wShape.reduce((a, b) => a * b, 1), density, 7 + Math.round(density * 1000));
+        const sw = new SparseWeight(mask, p.wShape);
+        const maskT = keep(fromArray(Float32Array.from(mask), p.wShape));
+        const auto = await planLayer(p, sw, maskT, 3);
+        const o = randomOperands(p, sw, maskT, 5);
+        const t = await timeLayer(p, o, ['dense', 'csr', 'blocked'], reps);
+        disposeOperands(o);
+        sw.dispose();
+        maskT.dispose();
+        let dSum = 0;
+        let sSum = 0;
+        let aSum = 0;
+        for (const phase of PHASES) {
+          const [sk, sms] = bestSparse(t[phase]);
+          const ak = auto.kernels[phase];
+          const row: Row = {
+            model: w.model,
+            layer: name,
+            phase,
+            density,
+            denseMs: t[phase].dense!,
+            sparseMs: sms,
+            sparseKernel: sk,
+            autoMs: t[phase][ak]!,
+            autoKernel: ak,
+          };
+          rows.push(row);
+          dSum += row.denseMs;
+          sSum += row.sparseMs;
+          aSum += row.autoMs;
+          summary.push([label, `${density * 100}%`, phase, row.denseMs.toFixed(2), row.sparseMs.toFixed(2), sk, (row.denseMs / row.sparseMs).toFixed(2), ak, (row.autoMs / Math.min(row.denseMs, row.sparseMs)).toFixed(3)]);
+        }
+        summary.push([label, `${density * 100}%`, 'fwd+grads', dSum.toFixed(2), sSum.toFixed(2), '', (dSum / sSum).toFixed(2), '', (aSum / Math.min(dSum, sSum)).toFixed(3)]);
+        if (sSum < dSum && (crossover === null || density > crossover)) crossover = density;
+      }
+      summary.push([label, 'crossover', crossover === null ? 'sparse never wins' : `sparse wins at <= ${crossover * 100}% density`, '', '', '', '', '', '']);
+      log(`  ${label}: ${crossover === null ? 'sparse never wins' : `crossover at ${crossover * 100}% density`}`);
+    }
+    log(`\n${w.model} ${w.size} px batch ${w.batch}: ${defaultMetric() === 'cpu' ? 'CPU' : 'wall-clock'} ms per pass (fastest of ${reps} interleaved samples)`);
+    log(table(['layer', 'density', 'phase', 'dense', 'sparse', 'kernel', 'dense/sparse', 'auto', 'auto/best'], summary));
+  }
+}
+
+async function stepSection(): Promise<void> {
+  const model = 'meso4';
+  const size = 64;
+  const batch = 32;
+  const modes: KernelMode[] = ['dense', 'sparse', 'auto'];
+  // The levels' masks: global magnitude pruning of the initial weights (what IMP at 20%/level keeps
+  // when training barely moves the weights; the densities per layer are what matter here).
+  const ref = createModel(model, { size, seed: 0 });
+  const ws0 = prunableWeights(ref);
+  const host = new Map<string, Float32Array>();
+  for (const w of ws0) host.set(w.key, (await ref.stateDict().get(w.key)!.toArray()) as Float32Array);
+  const scores = magnitudeScores(host);
+  const levels = quick ? [0, maxLevel] : Array.from({ length: maxLevel + 1 }, (_, k) => k);
+  const summary: (string | number)[][] = [];
+  for (const level of levels) {
+    const sparsity = sparsityAfter(level, 0.2);
+    const masks: HostMasks = pruneToSparsity(onesMasks(ws0), scores, sparsity, 'global');
+    const steps = new Map<KernelMode, { train: () => void; infer: () => void; dispose: () => void }>();
+    const plans: string[] = [];
+    for (const mode of modes) {
+      const m: Detector = createModel(model, { size, seed: 0 });
+      const ws = prunableWeights(m);
+      const gpu = attachMasks(ws, masks, mode);
+      const ts = trainStep(m, size, batch);
+      for (const [k, t] of m.namedParameters()) if (gpu.has(k)) ts.opt.setMask(t, gpu.get(k)!);
+      if (mode !== 'dense') {
+        const plan = await planKernels(m, [batch, 3, size, size], mode);
+        if (mode === 'auto') {
+          for (const r of plan.layers) {
+            plans.push(`${r.layer}:${r.kernels.forward[0]}${r.kernels['input-grad'][0]}${r.kernels['weight-grad'][0]}`);
+            for (const phase of PHASES) {
+              const [sk, sms] = bestSparse(r.ms![phase]);
+              rows.push({ model, layer: r.layer, phase, density: r.density, denseMs: r.ms![phase].dense!, sparseMs: sms, sparseKernel: sk, autoMs: r.ms![phase][r.kernels[phase]]!, autoKernel: r.kernels[phase] });
+            }
+          }
+        }
+      }
+      const infer = () => {
+        m.eval();
+        noGrad(() => tidy(() => m.forward(ts.x)));
+        m.train();
+      };
+      steps.set(mode, { train: ts.step, infer, dispose: ts.dispose });
+    }
+    const times = new Map<string, number[]>();
+    const cpu = new Map<string, number[]>();
+    for (const kind of ['train', 'infer'] as const) {
+      for (const mode of modes) {
+        steps.get(mode)![kind]();
+        await queue.sync();
+        times.set(`${kind}|${mode}`, []);
+        cpu.set(`${kind}|${mode}`, []);
+      }
+      for (let i = 0; i < stepPairs; i++) {
+        for (const mode of i % 2 ? [...modes].reverse() : modes) {
+          const c0 = process.cpuUsage();
+          const t0 = performance.now();
+          steps.get(mode)![kind]();
+          await queue.sync();
+          times.get(`${kind}|${mode}`)!.push(performance.now() - t0);
+          const c = process.cpuUsage(c0);
+          cpu.get(`${kind}|${mode}`)!.push((c.user + c.system) / 1000);
+        }
+      }
+    }
+    for (const s of steps.values()) s.dispose();
+    const density = 1 - sparsity;
+    for (const kind of ['train', 'infer'] as const) {
+      const [d, s, a] = modes.map((mode) => median(times.get(`${kind}|${mode}`)!));
+      const [dc, sc, ac] = modes.map((mode) => median(cpu.get(`${kind}|${mode}`)!));
+      rows.push({ model, layer: '(step)', phase: kind, density, denseMs: d, sparseMs: s, sparseKernel: 'sparse', autoMs: a, autoKernel: 'auto' });
+      summary.push([
+        level,
+        `${(sparsity * 100).toFixed(1)}%`,
+        kind,
+        d.toFixed(1),
+        s.toFixed(1),
+        a.toFixed(1),
+        (d / s).toFixed(2),
+        (d / a).toFixed(2),
+        `${dc.toFixed(0)}/${sc.toFixed(0)}/${ac.toFixed(0)}`,
+        (dc / ac).toFixed(2),
+        kind === 'train' ? plans.join(' ') : '',
+      ]);
+    }
+  }
+  log(`\n${model} ${size} px batch ${batch}: whole steps per IMP level (global, 20%/level), median wall-clock ms of ${stepPairs} (and process CPU ms), modes interleaved`);
+  log(table(['level', 'pruned', 'step', 'dense', 'sparse', 'auto', 'dense/sparse', 'dense/auto', 'CPU d/s/a', 'CPU dense/auto', 'auto kernels (fwd,in,wt: d/c/b)'], summary));
+}
+
+log(`${dev.info.device || dev.info.description}${soft ? ' (software)' : ''}; ${quick ? 'quick' : 'full'} run`);
+const t0 = performance.now();
+if (!has('no-layers')) await layerSection();
+if (!has('no-steps')) await stepSection();
+log(`\ntook ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+if (json) console.log(JSON.stringify(rows, null, 1));
+closeDevice();

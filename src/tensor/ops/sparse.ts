@@ -1,0 +1,357 @@
+// Sparse conv2d / linear that skip pruned weights (kernels in src/shaders/sparse-conv.ts). Raw ops, no
+// autograd: the compressed layout, the gather of surviving values, forward, input-gradient and the
+// masked weight-gradient as plain functions.
+//
+// The 0/1 mask stays the source of truth. A SparseWeight is built from a host mask once per level and
+// holds, per block width BN (1 = compressed rows, 8 = blocked; see the shader file), two layouts on the
+// GPU: by output-channel block (forward, weight-gradient) and by input-channel block (input-gradient).
+// Values are gathered from the dense weight at each use, so they follow every optimizer step.
+import {
+  gatherKernel,
+  scatterSumKernel,
+  sparseConvBackwardInputKernel,
+  sparseConvBackwardWeightKernel,
+  sparseConvBackwardWeightRowsKernel,
+  sparseConvForwardKernel,
+  SPARSE_MAP_PARAM_WORDS,
+  SPARSE_MAP_WG,
+  SPARSE_NONE,
+  type SparseTile,
+} from '../../shaders/sparse-conv.js';
+import { gridFor, grid1d, type Grid, type Kernel } from '../../shaders/kernel.js';
+import { Params } from '../params.js';
+import { device } from '../device.js';
+import { cachedKernel } from '../plan.js';
+import { queue } from '../queue.js';
+import { empty, fromArray, keep, type Shape, type Tensor } from '../tensor.js';
+import { fill } from './map.js';
+import { conv2dGeometry, convFlops, convParams, convShapeClass, type Conv2dGeometry, type Conv2dOptions } from './conv.js';
+import type { DispatchTag } from '../trace.js';
+
+/** Profile tag (built only while profiling: launchers pass a closure): the dense op it replaces, the sparse variant, and nominal (dense) FLOPs. */
+function tag(op: 'conv.fwd' | 'conv.dgrad' | 'conv.wgrad', g: Conv2dGeometry, bn: SparseBlock): DispatchTag {
+  return { op, variant: bn === 1 ? 'sparse:csr' : 'sparse:blocked', shape: convShapeClass(g), flops: convFlops(g), phase: op === 'conv.wgrad' ? 'weight-grad' : undefined };
+}
+
+/** Channels per block of the sparse candidates: 1 = compressed rows, 8 = blocked. */
+export type SparseBlock = 1 | 8;
+export const SPARSE_BLOCKS: readonly SparseBlock[] = [1, 8];
+
+/** One side of a layout: blocks of `bn` channels, their kept taps and where each value comes from. */
+export interface SparseBlocks {
+  bn: SparseBlock;
+  blocks: number;
+  entries: number;
+  maxEntries: number;
+  /** Taps per block (host copy, for grid sizing). */
+  counts: Uint32Array;
+  ptr: Tensor;
+  taps: Tensor;
+  /** Flat index into the dense weight of each (tap, channel) slot, SPARSE_NONE where padded. */
+  idx: Tensor;
+}
+
+/** Host build of one side. `byOut`: blocks over output channels (taps over ci), else over input channels. */
+export function buildBlocks(mask: ArrayLike<number>, wShape: Shape, bn: SparseBlock, byOut: boolean): { ptr: Uint32Array; taps: Uint32Array; idx: Uint32Array } {
+  const [cout, cin, kh, kw] = wShape;
+  if (cin >= 65536 || cout >= 65536 || kh > 255 || kw > 255) throw new Error(`sparse layout: weight [${wShape.join(', ')}] exceeds the packed tap format`);
+  const khw = kh * kw;
+  const nc = byOut ? cout : cin; // blocked side
+  const oc = byOut ? cin : cout; // the side the taps run over
+  const flat = (c: number, o: number, r: number) => (byOut ? (c * cin + o) * khw + r : (o * cin + c) * khw + r);
+  const blocks = Math.ceil(nc / bn);
+  const ptr = new Uint32Array(blocks + 1);
+  const taps: number[] = [];
+  const idx: number[] = [];
+  for (let b = 0; b < blocks; b++) {
+    ptr[b] = taps.length;
+    for (let o = 0; o < oc; o++) {
+      for (let r = 0; r < khw; r++) {
+        let any = false;
+        for (let j = 0; j < bn && b * bn + j < nc; j++) if (mask[flat(b * bn + j, o, r)]) any = true;
+        if (!any) continue;
+        const ky = Math.floor(r / kw);
+        taps.push(((o << 16) | (ky << 8) | (r - ky * kw)) >>> 0);
+        for (let j = 0; j < bn; j++) {
+          const c = b * bn + j;
+          idx.push(c < nc && mask[flat(c, o, r)] ? flat(c, o, r) : SPARSE_NONE);
+        }
+      }
+    }
+  }
+  ptr[blocks] = taps.length;
+  return { ptr, taps: Uint32Array.from(taps), idx: Uint32Array.from(idx) };
+}
+
+function upload(h: { ptr: Uint32Array; taps: Uint32Array; idx: Uint32Array }, bn: SparseBlock): SparseBlocks {
+  const counts = new Uint32Array(h.ptr.length - 1);
+  for (let b = 0; b < counts.length; b++) counts[b] = h.ptr[b + 1] - h.ptr[b];
+  const maxEntries = Math.max(0, ...counts);
+  // Empty lists still bind a buffer: one padding word.
+  const nz = (a: Uint32Array) => (a.length ? a : new Uint32Array([SPARSE_NONE]));
+  return {
+    bn,
+    blocks: h.ptr.length - 1,
+    entries: h.taps.length,
+    maxEntries,
+    counts,
+    ptr: keep(fromArray(h.ptr, [h.ptr.length], 'u32')),
+    taps: keep(fromArray(nz(h.taps), undefined, 'u32')),
+    idx: keep(fromArray(nz(h.idx), undefined, 'u32')),
+  };
+}
+
+/**
+ * The compressed forms of one pruned weight [Cout, Cin, KH, KW] (a linear's [out, in] is [out, in, 1, 1]),
+ * built lazily per block width from the host mask. Call dispose() when the level ends.
+ */
+export class SparseWeight {
+  readonly wShape: [number, number, number, number];
+  readonly kept: number;
+  readonly density: number;
+  private readonly mask: Uint8Array;
+  private readonly sides = new Map<string, SparseBlocks>();
+  constructor(mask: ArrayLike<number>, wShape: Shape) {
+    const s = wShape.length === 2 ? [wShape[0], wShape[1], 1, 1] : [...wShape];
+    if (s.length !== 4) throw new Error(`sparse layout: weight [${wShape.join(', ')}] is neither conv nor linear`);
+    this.wShape = s as [number, number, number, number];
+    const n = s[0] * s[1] * s[2] * s[3];
+    if (mask.length !== n) throw new Error(`sparse layout: mask of ${mask.length} entries for weight [${wShape.join(', ')}]`);
+    this.mask = Uint8Array.from(mask, (v) => (v ? 1 : 0));
+    let k = 0;
+    for (let i = 0; i < n; i++) k += this.mask[i];
+    this.kept = k;
+    this.density = n ? k / n : 0;
+  }
+  side(bn: SparseBlock, byOut: boolean): SparseBlocks {
+    const key = `${bn}|${byOut}`;
+    let s = this.sides.get(key);
+    if (!s) this.sides.set(key, (s = upload(buildBlocks(this.mask, this.wShape, bn, byOut), bn)));
+    return s;
+  }
+  dispose(): void {
+    for (const s of this.sides.values()) for (const t of [s.ptr, s.taps, s.idx]) t.dispose();
+    this.sides.clear();
+  }
+}
+
+function cached(key: string, make: () => Kernel): Kernel {
+  return cachedKernel(`sparse|${key}`, make);
+}
+
+/**
+ * Lanes and rows per lane. Per tap a lane pays BN uniform value loads and TM per-lane input loads for
+ * TM*BN FMAs, so TM stays at 8 (as the dense direct kernel's) whenever there are rows for it: 64 x 8
+ * for image-sized row counts, 8 lanes x up to 8 rows for a linear's handful of rows.
+ */
+export function sparseTile(rows: number, bn: SparseBlock): SparseTile {
+  if (rows >= 512) return { wg: 64, tm: 8, bn };
+  let tm = 1;
+  while (tm < 8 && tm * 8 < rows) tm *= 2;
+  return { wg: 8, tm, bn };
+}
+/** The weight gradient's lanes run over a block's taps (as few as a handful): one SIMD register wide. */
+export function sparseWgradTile(bn: SparseBlock): SparseTile {
+  return { wg: 8, tm: bn === 1 ? 4 : 8, bn };
+}
+
+/** cps: blocks per workgroup (forward, input-grad) or rows/chunks per split (weight-grad); nchunks: blocks. */
+function params(g: Conv2dGeometry, rows: number, red: number, la = 0, cps = 0, nchunks = 0): Uint32Array {
+  return convParams(g, la, 0, rows, red, cps, nchunks);
+}
+
+/**
+ * Workgroups a dispatch aims for on a software adapter: enough for every core, few enough that the
+ * per-workgroup set-up (pixel decomposition, launch) stays small against the taps.
+ */
+const SOFT_TARGET_GROUPS = 64;
+
+/**
+ * Blocks each workgroup walks. GPUs: one (the most parallelism). Software adapters: as many as keep
+ * SOFT_TARGET_GROUPS workgroups busy, so the pixel set-up is shared by the blocks.
+ */
+function blocksPerGroup(rowGroups: number, blocks: number): number {
+  if (!device().info.isSoftware) return 1;
+  const zGroups = Math.min(blocks, Math.max(1, Math.ceil(SOFT_TARGET_GROUPS / Math.max(rowGroups, 1))));
+  return Math.ceil(blocks / zGroups);
+}
+
+function checkSide(sw: SparseWeight, g: Conv2dGeometry, what: string): void {
+  const [co, ci, kh, kw] = sw.wShape;
+  if (co !== g.cout || ci !== g.cin || kh !== g.kh || kw !== g.kw) {
+    throw new Error(`${what}: sparse weight [${sw.wShape.join(', ')}] does not match the conv [${g.cout}, ${g.cin}, ${g.kh}, ${g.kw}]`);
+  }
+}
+
+/** Surviving values of the dense weight `w` in the order of a layout side ([entries * bn], +0 where padded). */
+export function sparseGather(w: Tensor, side: SparseBlocks): Tensor {
+  const n = side.entries * side.bn;
+  const out = empty([Math.max(n, 1)]);
+  const k = cached('gather', gatherKernel);
+  const p = new Params(SPARSE_MAP_PARAM_WORDS).u(n).u(0);
+  queue.dispatch(k, [{ buffer: w.buf }, { buffer: side.idx.buf }, { buffer: out.buf }], p.view, gridFor(n, SPARSE_MAP_WG), () => ({ op: 'sparse.gather', variant: `bn${side.bn}`, shape: `${n}`, flops: 0 }));
+  return out;
+}
+
+function rowGrid(rows: number, t: SparseTile, z: number): Grid {
+  const g = grid1d(Math.ceil(rows / (t.wg * t.tm)));
+  return [g[0], g[1], z];
+}
+
+/** y = conv2d(x, w * mask) + bias with the kept taps only; vals = sparseGather(w, sw.side(bn, true)). */
+export function sparseConv2dForward(x: Tensor, sw: SparseWeight, vals: Tensor, bn: SparseBlock, bias: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  const g = conv2dGeometry(x.shape, sw.wShape, opts);
+  checkSide(sw, g, 'sparse conv2d');
+  const y = empty([g.n, g.cout, g.oh, g.ow]);
+  if (y.size === 0) return y;
+  const side = sw.side(bn, true);
+  const rows = g.n * g.oh * g.ow;
+  const t = sparseTile(rows, bn);
+  const k = cached(`f|${!!bias}|${t.wg}|${t.tm}|${bn}`, () => sparseConvForwardKernel(!!bias, t));
+  const bufs = [x, side.ptr, side.taps, vals, ...(bias ? [bias] : []), y].map((b) => ({ buffer: b.buf }));
+  const bpg = blocksPerGroup(Math.ceil(rows / (t.wg * t.tm)), side.blocks);
+  queue.dispatch(k, bufs, params(g, rows, 0, 0, bpg, side.blocks), rowGrid(rows, t, Math.ceil(side.blocks / bpg)), () => tag('conv.fwd', g, bn));
+  return y;
+}
+
+/** dx of conv2d(x, w * mask); vals = sparseGather(w, sw.side(bn, false)). */
+export function sparseConv2dBackwardInput(dy: Tensor, sw: SparseWeight, vals: Tensor, bn: SparseBlock, xShape: Shape, opts: Conv2dOptions = {}): Tensor {
+  const g = conv2dGeometry(xShape, sw.wShape, opts);
+  checkSide(sw, g, 'sparse conv2d backward');
+  const want = [g.n, g.cout, g.oh, g.ow];
+  if (dy.shape.join() !== want.join()) throw new Error(`sparse conv2d backward: dy [${dy.shape.join(', ')}] should be [${want.join(', ')}]`);
+  const dx = empty(xShape);
+  if (dx.size === 0) return dx;
+  const side = sw.side(bn, false);
+  const phaseRows = g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
+  const t = sparseTile(phaseRows, bn);
+  const k = cached(`bi|${t.wg}|${t.tm}|${bn}`, () => sparseConvBackwardInputKernel(t));
+  const bufs = [dy, side.ptr, side.taps, vals, dx].map((b) => ({ buffer: b.buf }));
+  const bpg = blocksPerGroup(Math.ceil(phaseRows / (t.wg * t.tm)) * g.sh * g.sw, side.blocks);
+  queue.dispatch(k, bufs, params(g, g.n * g.h * g.w, 0, 0, bpg, side.blocks), rowGrid(phaseRows, t, Math.ceil(side.blocks / bpg) * g.sh * g.sw), () => tag('conv.dgrad', g, bn));
+  return dx;
+}
+
+/** Workgroups the split reduction aims for, and the least rows a split reduces (as the dense wgrad). */
+const WGRAD_TARGET_GROUPS = 512;
+const WGRAD_CHUNK = 32;
+const WGRAD_MIN_CHUNKS_PER_SPLIT = 4;
+
+/**
+ * dw of conv2d(x, w * mask) at the kept positions, exact +0 at pruned ones: dy [N, Cout, OH, OW],
+ * x [N, Cin, H, W]. The split of the batch reduction depends only on shapes and layout (reproducible).
+ */
+export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeight, bn: SparseBlock, opts: Conv2dOptions = {}): Tensor {
+  const g = conv2dGeometry(x.shape, sw.wShape, opts);
+  checkSide(sw, g, 'sparse conv2d backward');
+  const want = [g.n, g.cout, g.oh, g.ow];
+  if (dy.shape.join() !== want.join()) throw new Error(`sparse conv2d backward: dy [${dy.shape.join(', ')}] should be [${want.join(', ')}]`);
+  const dw = fill(sw.wShape, 0);
+  const side = sw.side(bn, true);
+  const L = g.n * g.oh * g.ow;
+  const n = side.entries * bn;
+  if (L === 0 || n === 0) return dw;
+  const rowsPlan = wgradRowsPlan(side, L, n);
+  if (rowsPlan) {
+    const { t, splits, cps, la } = rowsPlan;
+    const parts = empty([splits * t.wg, n]);
+    const k = cached(`bwr|${t.wg}|${bn}`, () => sparseConvBackwardWeightRowsKernel(t));
+    queue.dispatch(k, [dy, x, side.ptr, side.taps, parts].map((b) => ({ buffer: b.buf })), params(g, side.entries, L, la, cps), [side.blocks, splits, 1], () => tag('conv.wgrad', g, bn));
+    scatterSum(parts, side, dw, n, splits * t.wg, bn);
+    parts.dispose();
+    return dw;
+  }
+  const t = sparseWgradTile(bn);
+  // Tiles that have taps (the grid also holds empty ones: blocks are uneven); a software adapter needs
+  // far fewer workgroups than a GPU, and each split costs a pass over its rows' dy.
+  let tiles = 0;
+  for (const c of side.counts) tiles += Math.ceil(c / (t.wg * t.tm));
+  const target = device().info.isSoftware ? SOFT_TARGET_GROUPS : WGRAD_TARGET_GROUPS;
+  const nchunks = Math.ceil(L / WGRAD_CHUNK);
+  let splits = Math.max(1, Math.min(Math.ceil(target / Math.max(tiles, 1)), Math.floor(nchunks / WGRAD_MIN_CHUNKS_PER_SPLIT), 65535));
+  const cps = Math.ceil(nchunks / splits);
+  splits = Math.ceil(nchunks / cps);
+  const parts = empty([splits, n]);
+  const k = cached(`bw|${t.wg}|${t.tm}|${bn}`, () => sparseConvBackwardWeightKernel(t));
+  const grid: Grid = [Math.ceil(side.maxEntries / (t.wg * t.tm)), side.blocks, splits];
+  queue.dispatch(k, [dy, x, side.ptr, side.taps, parts].map((b) => ({ buffer: b.buf })), params(g, side.entries, L, WGRAD_CHUNK, cps), grid, () => tag('conv.wgrad', g, bn));
+  scatterSum(parts, side, dw, n, splits, bn);
+  parts.dispose();
+  return dw;
+}
+
+/** dw[idx[i]] = the fixed-order sum of the `slices` partial slices of slot i (padded slots skipped). */
+function scatterSum(parts: Tensor, side: SparseBlocks, dw: Tensor, n: number, slices: number, bn: SparseBlock): void {
+  const ks = cached('scatter', scatterSumKernel);
+  const p = new Params(SPARSE_MAP_PARAM_WORDS).u(n).u(slices);
+  queue.dispatch(ks, [parts, side.idx, dw].map((b) => ({ buffer: b.buf })), p.view, gridFor(n, SPARSE_MAP_WG), () => ({
+    op: 'sparse.scatter',
+    variant: `bn${bn}`,
+    shape: `${slices}x${n}`,
+    flops: slices * n,
+    phase: 'weight-grad',
+  }));
+}
+
+/** Partial sums the row-lane weight gradient may write (floats): beyond this the tap-lane kernel runs. */
+const WGRAD_ROWS_MAX_PARTS = 1 << 22;
+
+/**
+ * The row-lane weight gradient (lanes over rows of N*OH*OW) when blocks hold too few taps to fill the
+ * tap-lane kernel's lanes (fewer on average than its lanes x taps per lane), and its per-lane partials
+ * stay small. Splits: enough workgroups (blocks with taps x splits) for the device, each lane at least
+ * 32 rows. Depends only on shapes and layout (reproducible).
+ */
+function wgradRowsPlan(side: SparseBlocks, L: number, n: number): { t: SparseTile; splits: number; cps: number; la: number } | null {
+  const tap = sparseWgradTile(side.bn);
+  const busy = side.counts.filter((c) => c > 0).length;
+  if (!busy || side.entries / busy >= tap.wg * tap.tm) return null;
+  const t: SparseTile = { wg: 8, tm: 1, bn: side.bn };
+  const target = device().info.isSoftware ? SOFT_TARGET_GROUPS : WGRAD_TARGET_GROUPS;
+  let splits = Math.max(1, Math.min(Math.ceil(target / busy), Math.floor(L / (t.wg * 32)), 65535));
+  while (splits > 1 && splits * t.wg * n > WGRAD_ROWS_MAX_PARTS) splits = Math.floor(splits / 2);
+  if (splits * t.wg * n > WGRAD_ROWS_MAX_PARTS) return null;
+  const cps = Math.ceil(L / splits);
+  splits = Math.ceil(L / cps);
+  return { t, splits, cps, la: Math.ceil(cps / t.wg) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear: a 1x1 conv over a 1x1 image, x [N, in] viewed as [N, in, 1, 1].
+
+function asImage(x: Tensor, what: string): Tensor {
+  if (x.rank !== 2) throw new Error(`${what}: input must be [N, features], got [${x.shape.join(', ')}]`);
+  return x.reshape([x.shape[0], x.shape[1], 1, 1]);
+}
+
+/** y = x (w * mask)^T + bias, x [N, in], w [out, in]. */
+export function sparseLinearForward(x: Tensor, sw: SparseWeight, vals: Tensor, bn: SparseBlock, bias: Tensor | null): Tensor {
+  const xi = asImage(x, 'sparse linear');
+  const y = sparseConv2dForward(xi, sw, vals, bn, bias);
+  xi.dispose();
+  const out = y.reshape([x.shape[0], sw.wShape[0]]);
+  y.dispose();
+  return out;
+}
+
+/** dx of the sparse linear: dy [N, out]. */
+export function sparseLinearBackwardInput(dy: Tensor, sw: SparseWeight, vals: Tensor, bn: SparseBlock, xShape: Shape): Tensor {
+  const dyi = asImage(dy, 'sparse linear backward');
+  const dx = sparseConv2dBackwardInput(dyi, sw, vals, bn, [xShape[0], xShape[1], 1, 1]);
+  dyi.dispose();
+  const out = dx.reshape([...xShape]);
+  dx.dispose();
+  return out;
+}
+
+/** dw of the sparse linear at the kept positions (+0 elsewhere), shape [out, in]. */
+export function sparseLinearBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeight, bn: SparseBlock): Tensor {
+  const dyi = asImage(dy, 'sparse linear backward');
+  const xi = asImage(x, 'sparse linear backward');
+  const dw = sparseConv2dBackwardWeight(dyi, xi, sw, bn);
+  dyi.dispose();
+  xi.dispose();
+  const out = dw.reshape([sw.wShape[0], sw.wShape[1]]);
+  dw.dispose();
+  return out;
+}

@@ -1,0 +1,243 @@
+// Sparse conv2d / linear kernels (src/tensor/ops/sparse.ts) against the float64 reference on the
+// masked weight and against the dense masked path, on random geometries and densities 0%..100%, for
+// both block widths; the compressed layout against the mask it came from.
+import { afterAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { binary, fromArray, queue } from '../../src/tensor/index.js';
+import { conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, type Padding2d } from '../../src/tensor/ops/conv.js';
+import {
+  buildBlocks,
+  SparseWeight,
+  sparseConv2dBackwardInput,
+  sparseConv2dBackwardWeight,
+  sparseConv2dForward,
+  sparseGather,
+  sparseLinearBackwardInput,
+  sparseLinearBackwardWeight,
+  sparseLinearForward,
+  SPARSE_BLOCKS,
+  type SparseBlock,
+} from '../../src/tensor/ops/sparse.js';
+import { SPARSE_NONE } from '../../src/shaders/sparse-conv.js';
+import { seededValues } from '../ref/arb.js';
+import { refGeom, type ConvCase } from '../ref/conv-case.js';
+import { conv2dBackwardInputRef, conv2dBackwardWeightRef, conv2dRef, convOut, expectNear } from '../ref/conv-ref.js';
+import { refMatmul } from '../ref/matmul-ref.js';
+
+const matmulRef = (a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number) =>
+  refMatmul({ a, aShape: [m, k], b, bShape: [k, n] }).data;
+
+/** A 0/1 mask with round(density * n) ones at seeded positions (exact density, incl. 0 and 1). */
+function randomMask(n: number, density: number, seed: number): Uint8Array {
+  const m = new Uint8Array(n);
+  const keep = Math.round(density * n);
+  const order = Array.from(seededValues(n, seed, 0, 1), (v, i) => [v, i] as const).sort((a, b) => a[0] - b[0]);
+  for (let i = 0; i < keep; i++) m[order[i][1]] = 1;
+  return m;
+}
+
+const densityArb = fc.oneof(fc.constantFrom(0, 1, 0.01, 0.1), fc.double({ min: 0, max: 1, noNaN: true }));
+
+interface Case extends ConvCase {
+  density: number;
+  bn: SparseBlock;
+}
+
+const small = fc.integer({ min: 0, max: 2 });
+const caseArb: fc.Arbitrary<Case> = fc
+  .record({
+    n: fc.constantFrom(1, 2, 3),
+    cin: fc.integer({ min: 1, max: 5 }),
+    cout: fc.constantFrom(1, 3, 8, 13, 17),
+    h: fc.integer({ min: 1, max: 11 }),
+    w: fc.integer({ min: 1, max: 11 }),
+    kh: fc.integer({ min: 1, max: 5 }),
+    kw: fc.integer({ min: 1, max: 5 }),
+    sh: fc.integer({ min: 1, max: 3 }),
+    sw: fc.integer({ min: 1, max: 3 }),
+    dh: fc.integer({ min: 1, max: 2 }),
+    dw: fc.integer({ min: 1, max: 2 }),
+    padding: fc.oneof(small, fc.tuple(small, small, small, small), fc.constant('same' as const), fc.constant('valid' as const)) as fc.Arbitrary<Padding2d>,
+    bias: fc.boolean(),
+    density: densityArb,
+    bn: fc.constantFrom(...SPARSE_BLOCKS),
+    seed: fc.integer({ min: 1, max: 1 << 30 }),
+  })
+  .filter((c) => {
+    const [oh, ow] = convOut(refGeom(c));
+    return oh >= 1 && ow >= 1;
+  });
+
+const TOL = 2e-5;
+
+async function checkConv(c: Case): Promise<void> {
+  const g = refGeom(c);
+  const [oh, ow] = convOut(g);
+  const xShape = [c.n, c.cin, c.h, c.w];
+  const wShape = [c.cout, c.cin, c.kh, c.kw];
+  const yShape = [c.n, c.cout, oh, ow];
+  const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
+  const xs = seededValues(prod(xShape), c.seed);
+  const ws = seededValues(prod(wShape), c.seed + 1, -1, 1);
+  const bs = seededValues(c.cout, c.seed + 2);
+  const dys = seededValues(prod(yShape), c.seed + 3);
+  const mask = randomMask(ws.length, c.density, c.seed + 4);
+  const wm = ws.map((v, i) => (mask[i] ? v : 0));
+  const o = { stride: [c.sh, c.sw] as [number, number], dilation: [c.dh, c.dw] as [number, number], padding: c.padding };
+  const x = fromArray(xs, xShape);
+  const w = fromArray(ws, wShape);
+  const mk = fromArray(Float32Array.from(mask), wShape);
+  const b = c.bias ? fromArray(bs, [c.cout]) : null;
+  const dy = fromArray(dys, yShape);
+  const sw = new SparseWeight(mask, wShape);
+  const vo = sparseGather(w, sw.side(c.bn, true));
+  const vi = sparseGather(w, sw.side(c.bn, false));
+  const y = sparseConv2dForward(x, sw, vo, c.bn, b, o);
+  const dx = sparseConv2dBackwardInput(dy, sw, vi, c.bn, xShape, o);
+  const dw = sparseConv2dBackwardWeight(dy, x, sw, c.bn, o);
+  // The dense masked path the sparse one replaces.
+  const wmT = binary('mul', w, mk);
+  const yd = conv2dForward(x, wmT, b, o);
+  const dxd = conv2dBackwardInput(dy, wmT, xShape, o);
+  const dwFull = conv2dBackwardWeight(dy, x, wShape, o);
+  const dwd = binary('mul', dwFull, mk);
+  const what = JSON.stringify(c);
+  const yv = await y.toArray();
+  const dxv = await dx.toArray();
+  const dwv = (await dw.toArray()) as Float32Array;
+  expectNear(yv, conv2dRef(xs, wm, c.bias ? bs : null, g), TOL, `forward vs ref ${what}`);
+  expectNear(dxv, conv2dBackwardInputRef(dys, wm, g), TOL, `input grad vs ref ${what}`);
+  const dwRef = conv2dBackwardWeightRef(dys, xs, g).map((v, i) => (mask[i] ? v : 0));
+  expectNear(dwv, dwRef, TOL, `weight grad vs ref ${what}`);
+  expectNear(yv, await yd.toArray(), TOL, `forward vs dense masked ${what}`);
+  expectNear(dxv, await dxd.toArray(), TOL, `input grad vs dense masked ${what}`);
+  expectNear(dwv, await dwd.toArray(), TOL, `weight grad vs dense masked ${what}`);
+  // Pruned positions hold exact +0 (not -0, not a tiny value).
+  for (let i = 0; i < mask.length; i++) if (!mask[i] && !Object.is(dwv[i], 0)) throw new Error(`weight grad ${dwv[i]} at pruned ${i} ${what}`);
+  for (const t of [x, w, mk, dy, vo, vi, y, dx, dw, wmT, yd, dxd, dwFull, dwd, ...(b ? [b] : [])]) t.dispose();
+  sw.dispose();
+}
+
+describe('sparse layout', () => {
+  it('lists every kept weight exactly once, per block, in (channel, ky, kx) order', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 19 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 4 }),
+        densityArb,
+        fc.constantFrom(...SPARSE_BLOCKS),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 1 << 30 }),
+        (cout, cin, kh, kw, density, bn, byOut, seed) => {
+          const shape = [cout, cin, kh, kw];
+          const mask = randomMask(cout * cin * kh * kw, density, seed);
+          const { ptr, taps, idx } = buildBlocks(mask, shape, bn, byOut);
+          const seen = new Uint8Array(mask.length);
+          const nc = byOut ? cout : cin;
+          expect(ptr.length).toBe(Math.ceil(nc / bn) + 1);
+          expect(idx.length).toBe(taps.length * bn);
+          for (let b = 0; b + 1 < ptr.length; b++) {
+            for (let e = ptr[b]; e < ptr[b + 1]; e++) {
+              if (e > ptr[b]) expect(taps[e]).toBeGreaterThan(taps[e - 1]);
+              const o = taps[e] >>> 16;
+              const ky = (taps[e] >>> 8) & 255;
+              const kx = taps[e] & 255;
+              let any = false;
+              for (let j = 0; j < bn; j++) {
+                const c = b * bn + j;
+                const flat = byOut ? ((c * cin + o) * kh + ky) * kw + kx : ((o * cin + c) * kh + ky) * kw + kx;
+                if (idx[e * bn + j] === SPARSE_NONE) {
+                  if (c < nc) expect(mask[flat]).toBe(0);
+                  continue;
+                }
+                expect(idx[e * bn + j]).toBe(flat);
+                expect(mask[flat]).toBe(1);
+                seen[flat]++;
+                any = true;
+              }
+              expect(any).toBe(true);
+            }
+          }
+          expect(Array.from(seen)).toEqual(Array.from(mask));
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('sparse conv2d', () => {
+  it('forward, input grad and masked weight grad match the float64 reference and the dense masked path', async () => {
+    await fc.assert(fc.asyncProperty(caseArb, checkConv), { numRuns: 40 });
+  });
+  it('handles a layer pruned entirely and one not pruned at all, with stride, dilation and Keras same', async () => {
+    for (const bn of SPARSE_BLOCKS) {
+      for (const density of [0, 1]) {
+        await checkConv({ n: 2, cin: 3, cout: 9, h: 8, w: 7, kh: 3, kw: 4, sh: 2, sw: 1, dh: 1, dw: 2, padding: 'same', bias: true, density, bn, seed: 11 });
+      }
+    }
+  });
+  it('walks several blocks per workgroup when channels outnumber the workgroups a software adapter wants', async () => {
+    // 70 channels a side: compressed rows give 70 blocks, more than a 1-row-group grid spreads over z.
+    for (const bn of SPARSE_BLOCKS) {
+      await checkConv({ n: 1, cin: 70, cout: 70, h: 3, w: 4, kh: 3, kw: 3, sh: 1, sw: 2, dh: 1, dw: 1, padding: 'same', bias: true, density: 0.3, bn, seed: 5 });
+    }
+  });
+});
+
+describe('sparse linear', () => {
+  it('forward and both grads match the float64 reference on the masked weight', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 70 }),
+        fc.integer({ min: 1, max: 20 }),
+        densityArb,
+        fc.constantFrom(...SPARSE_BLOCKS),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 1 << 30 }),
+        async (n, fin, fout, density, bn, bias, seed) => {
+          const xs = seededValues(n * fin, seed);
+          const ws = seededValues(fout * fin, seed + 1, -1, 1);
+          const bs = seededValues(fout, seed + 2);
+          const dys = seededValues(n * fout, seed + 3);
+          const mask = randomMask(ws.length, density, seed + 4);
+          const wm = ws.map((v, i) => (mask[i] ? v : 0));
+          const x = fromArray(xs, [n, fin]);
+          const w = fromArray(ws, [fout, fin]);
+          const b = bias ? fromArray(bs, [fout]) : null;
+          const dy = fromArray(dys, [n, fout]);
+          const sw = new SparseWeight(mask, [fout, fin]);
+          const vo = sparseGather(w, sw.side(bn, true));
+          const vi = sparseGather(w, sw.side(bn, false));
+          const y = sparseLinearForward(x, sw, vo, bn, b);
+          const dx = sparseLinearBackwardInput(dy, sw, vi, bn, [n, fin]);
+          const dw = sparseLinearBackwardWeight(dy, x, sw, bn);
+          expect(y.shape).toEqual([n, fout]);
+          expect(dw.shape).toEqual([fout, fin]);
+          // y = x wm^T + b; dx = dy wm; dw = (dy^T x) * mask.
+          const wmT = new Float64Array(fin * fout);
+          for (let o = 0; o < fout; o++) for (let i = 0; i < fin; i++) wmT[i * fout + o] = wm[o * fin + i];
+          const yRef = matmulRef(xs, wmT, n, fin, fout).map((v, i) => v + (bias ? bs[i % fout] : 0));
+          const dyT = new Float64Array(fout * n);
+          for (let r = 0; r < n; r++) for (let o = 0; o < fout; o++) dyT[o * n + r] = dys[r * fout + o];
+          const what = JSON.stringify({ n, fin, fout, density, bn, bias, seed });
+          expectNear(await y.toArray(), yRef, TOL, `linear forward ${what}`);
+          expectNear(await dx.toArray(), matmulRef(dys, wm, n, fout, fin), TOL, `linear input grad ${what}`);
+          const dwv = (await dw.toArray()) as Float32Array;
+          expectNear(dwv, matmulRef(dyT, xs, fout, n, fin).map((v, i) => (mask[i] ? v : 0)), TOL, `linear weight grad ${what}`);
+          for (let i = 0; i < mask.length; i++) if (!mask[i] && !Object.is(dwv[i], 0)) throw new Error(`pruned ${i} holds ${dwv[i]} ${what}`);
+          for (const t of [x, w, dy, vo, vi, y, dx, dw, ...(b ? [b] : [])]) t.dispose();
+          sw.dispose();
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+});
+
+afterAll(async () => {
+  await queue.sync();
+});
