@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
-import { controlDir, levelDir, listLevelFolders, oneshotDir, runFile } from '../io/run-paths.js';
+import { controlDir, levelDir, levelName, listLevelFolders, oneshotDir, runFile } from '../io/run-paths.js';
 import { writePng, type RgbImage } from '../data/image.js';
 import { toCsv, type CsvRow } from '../util/csv.js';
 import { formatTable, htmlTable, type ColumnSpec, type TableRow } from '../util/table.js';
@@ -90,7 +90,7 @@ export function maskSources(run: string, levels?: readonly number[]): MaskSource
     const have = imp.map((l) => l.level);
     for (const k of levels ?? []) if (!have.includes(k)) throw new Error(`--levels: ${run} has no level_${k}/mask.safetensors (levels with masks: ${have.join(', ') || 'none'})`);
     const chosen = levels ? imp.filter((l) => levels.includes(l.level)) : imp.filter((l) => l.level > 0);
-    return chosen.map((l) => ({ label: `level_${l.level}`, file: runFile(l.dir, 'mask'), level: l.level }));
+    return chosen.map((l) => ({ label: levelName(l.level), file: runFile(l.dir, 'mask'), level: l.level }));
   }
   const files = fs
     .readdirSync(run)

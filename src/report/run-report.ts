@@ -707,7 +707,7 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
       .map(
         (run) =>
           `<h3>${escapeHtml(run.name)}</h3>\n<p>${escapeHtml(run.dir)}: ${escapeHtml(run.command)}, ${run.rows.length} level folder${run.rows.length === 1 ? '' : 's'}` +
-          `${run.done ? ', done' : ', not marked done'}; ${link(outDir, path.join(run.dir, 'config.json'), 'config.json')}</p>\n` +
+          `${run.done ? ', done' : ', not marked done'}; ${link(outDir, runFile(run.dir, 'config'), RUN_FILES.config)}</p>\n` +
           `<details><summary>settings</summary>\n<pre>${escapeHtml(JSON.stringify(run.config, null, 2))}</pre>\n</details>`,
       )
       .join('\n'),

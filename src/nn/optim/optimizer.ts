@@ -1,10 +1,7 @@
 // Optimizers over a model's parameters, with fused WGSL updates (src/shaders/optim.ts) and optional
 // 0/1 masks per parameter: the pruning contract is that masked weights and their state stay exactly 0.
-import { optimKernel, APPLY_MASK_KERNEL, OPTIM_PARAM_WORDS, OPTIM_WG, type OptimKind } from '../../shaders/optim.js';
-import { gridFor, type Kernel } from '../../shaders/kernel.js';
-import { Params } from '../../tensor/params.js';
-import { queue } from '../../tensor/queue.js';
-import { cachedKernel } from '../../tensor/plan.js';
+import type { OptimKind } from '../../shaders/optim.js';
+import { applyMaskInPlace, optimStep } from '../../tensor/ops/optim.js';
 import { keep, type Tensor } from '../../tensor/tensor.js';
 import { fill } from '../../tensor/ops/map.js';
 
@@ -26,16 +23,7 @@ interface Slot {
   s2: Tensor;
 }
 
-function kernelFor(kind: OptimKind, masked: boolean): Kernel {
-  return cachedKernel(`optim|${kind}|${masked}`, () => optimKernel(kind, masked));
-}
-
-/** x *= mask in place. */
-export function applyMaskInPlace(x: Tensor, mask: Tensor): void {
-  if (x.size !== mask.size) throw new Error(`mask of ${mask.size} elements for ${x}`);
-  const p = new Params(4).u(x.size);
-  queue.dispatch(APPLY_MASK_KERNEL, [{ buffer: x.buf }, { buffer: mask.buf }], p.view, gridFor(x.size, OPTIM_WG));
-}
+export { applyMaskInPlace };
 
 export class Optimizer {
   private slots: Slot[];
@@ -97,19 +85,6 @@ export class Optimizer {
       const g = s.param.grad;
       if (!g) return;
       const mask = this.masks.get(s.param.id);
-      const p = new Params(OPTIM_PARAM_WORDS)
-        .u(s.param.size)
-        .u(t)
-        .f(this.lr)
-        .f(c.weightDecay)
-        .f(b1)
-        .f(b2)
-        .f(c.eps)
-        .f(bc1)
-        .f(bc2)
-        .u(c.nesterov ? 1 : 0);
-      const bufs = [{ buffer: s.param.buf }, { buffer: g.buf }, { buffer: s.s1.buf }, { buffer: s.s2.buf }];
-      if (mask) bufs.push({ buffer: mask.buf });
       // Profiles book the update under the parameter's layer ('layer1.0.conv1' of 'layer1.0.conv1.weight').
       const name = this.names[i];
       const tag = () => ({
@@ -119,7 +94,8 @@ export class Optimizer {
         phase: 'optimizer' as const,
         layer: name.includes('.') ? name.slice(0, name.lastIndexOf('.')) : name,
       });
-      queue.dispatch(kernelFor(c.kind, !!mask), bufs, p.view, gridFor(s.param.size, OPTIM_WG), tag);
+      const hyper = { kind: c.kind, step: t, lr: this.lr, weightDecay: c.weightDecay, b1, b2, eps: c.eps, bc1, bc2, nesterov: c.nesterov };
+      optimStep(hyper, s.param, g, s.s1, s.s2, mask, tag);
     });
   }
 
