@@ -15,6 +15,7 @@
 //
 // KW and the left padding PL are compile-time constants (the component picks depend on them), so
 // there is one pipeline per (KW, PL, tile); kernel height, top padding and all sizes are uniforms.
+import { uniformStruct } from './uniform.js';
 import { GRID_BUILTINS_WGSL, linearIndexWgsl, type Kernel } from './kernel.js';
 
 export interface StripTile {
@@ -30,15 +31,13 @@ export function stripKey(t: StripTile): string {
   return `${t.wg}x${t.px}x${t.bn}`;
 }
 
-/** Uniform words of the strip kernel (see STRIP_STRUCT). */
-export const STRIP_PARAM_WORDS = 16;
-
-const STRIP_STRUCT = `struct P {
-  n: u32, cin: u32, h: u32, w: u32,
-  cout: u32, oh: u32, ow: u32, kh: u32,
-  pt: i32, qpr: u32, rows: u32, coutPad: u32,
-  _a: u32, _b: u32, _c: u32, _d: u32,
-}`;
+/** The strip kernel's uniforms (WGSL struct and host packer from one schema). */
+export const STRIP_UNIFORM = uniformStruct([
+  ['n', 'u32'], ['cin', 'u32'], ['h', 'u32'], ['w', 'u32'],
+  ['cout', 'u32'], ['oh', 'u32'], ['ow', 'u32'], ['kh', 'u32'],
+  ['pt', 'i32'], ['qpr', 'u32'], ['rows', 'u32'], ['coutPad', 'u32'],
+] as const);
+const STRIP_STRUCT = STRIP_UNIFORM.wgsl;
 
 const floorDiv = (a: number, b: number) => Math.floor(a / b);
 
@@ -127,8 +126,8 @@ ${store.join('\n')}
   return { name, code, bindings: bias ? ['read', 'read', 'read', 'write', 'uniform'] : ['read', 'read', 'write', 'uniform'] };
 }
 
-/** Uniform words of the weight-pack kernel. */
-export const STRIP_PACK_PARAM_WORDS = 8;
+/** The weight-packing kernel's uniforms. */
+export const STRIP_PACK_UNIFORM = uniformStruct([['cout', 'u32'], ['cin', 'u32'], ['kh', 'u32'], ['kw', 'u32'], ['pad', 'u32'], ['flip', 'u32'], ['total', 'u32']] as const);
 export const STRIP_PACK_WG = 64;
 
 /**
@@ -140,7 +139,7 @@ export const STRIP_PACK_WG = 64;
  */
 export function convStripPackKernel(): Kernel {
   const code = `// conv2d_strip_pack
-struct P { cout: u32, cin: u32, kh: u32, kw: u32, pad: u32, flip: u32, total: u32, _a: u32 }
+${STRIP_PACK_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> w: array<f32>;
 @group(0) @binding(1) var<storage, read_write> wp: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
@@ -167,8 +166,13 @@ fn main(${GRID_BUILTINS_WGSL}) {
   return { name: 'conv2d_strip_pack', code, bindings: ['read', 'write', 'uniform'] };
 }
 
-/** Uniform words of the strip weight-gradient kernel. */
-export const STRIP_WGRAD_PARAM_WORDS = 16;
+/** The strip weight-gradient kernel's uniforms (cps: quads per split). */
+export const STRIP_WGRAD_UNIFORM = uniformStruct([
+  ['n', 'u32'], ['cin', 'u32'], ['h', 'u32'], ['w', 'u32'],
+  ['cout', 'u32'], ['oh', 'u32'], ['ow', 'u32'], ['kh', 'u32'],
+  ['pt', 'i32'], ['red', 'u32'], ['qpl', 'u32'], ['quads', 'u32'],
+  ['cps', 'u32'],
+] as const);
 
 /**
  * Weight gradient by row strips, one split of the reduction per z index:
@@ -212,12 +216,7 @@ export function convStripWgradKernel(t: StripTile, kw: number, pl: number): Kern
     S.push('  }');
   }
   const code = `// ${name}: ${t.wg} threads, one (ci, ky) pair x ${kw} taps x ${t.bn} channels per thread
-struct P {
-  n: u32, cin: u32, h: u32, w: u32,
-  cout: u32, oh: u32, ow: u32, kh: u32,
-  pt: i32, red: u32, qpl: u32, quads: u32,
-  cps: u32, _a: u32, _b: u32, _c: u32,
-}
+${STRIP_WGRAD_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> dy: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;

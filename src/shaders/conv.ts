@@ -28,6 +28,7 @@
 //
 // DIRECT (for software adapters such as lavapipe): register-blocked kernels without workgroup memory or
 // barriers whose weight (or dy) reads are uniform across the workgroup; see the section below.
+import { uniformStruct } from './uniform.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 export interface GemmTile {
@@ -44,17 +45,16 @@ export function tileThreads(t: GemmTile): number {
   return (t.bm / t.tm) * (t.bn / t.tn);
 }
 
-/** Uniform words of the conv struct (see CONV_STRUCT). */
-export const CONV_PARAM_WORDS = 24;
-
-export const CONV_STRUCT = `struct P {
-  n: u32, cin: u32, h: u32, w: u32,
-  cout: u32, oh: u32, ow: u32, sh: u32,
-  sw: u32, dh: u32, dw: u32, pt: i32,
-  pl: i32, rows: u32, red: u32, cps: u32,
-  nchunks: u32, kh: u32, kw: u32, la: u32,
-  lb: u32, _a: u32, _b: u32, _c: u32,
-}`;
+/** The conv kernels' uniform struct: the WGSL text and the host packer (ops/conv.ts convParams) from one schema. */
+export const CONV_UNIFORM = uniformStruct([
+  ['n', 'u32'], ['cin', 'u32'], ['h', 'u32'], ['w', 'u32'],
+  ['cout', 'u32'], ['oh', 'u32'], ['ow', 'u32'], ['sh', 'u32'],
+  ['sw', 'u32'], ['dh', 'u32'], ['dw', 'u32'], ['pt', 'i32'],
+  ['pl', 'i32'], ['rows', 'u32'], ['red', 'u32'], ['cps', 'u32'],
+  ['nchunks', 'u32'], ['kh', 'u32'], ['kw', 'u32'], ['la', 'u32'],
+  ['lb', 'u32'],
+] as const);
+export const CONV_STRUCT = CONV_UNIFORM.wgsl;
 
 /**
  * la / lb: gather loads per thread per chunk for A and B (BK*BM/T and BK*BN/T). They are uniforms, not
@@ -775,13 +775,13 @@ fn main(${GRID_BUILTINS_WGSL}) {
 }
 
 export const SPLIT_SUM_WG = 256;
-/** Uniform words of splitSumKernel: n (elements per slice), splits. */
-export const SPLIT_SUM_PARAM_WORDS = 4;
+/** splitSumKernel's uniforms: n (elements per slice), splits. Also the sparse gather/scatter kernels'. */
+export const SPLIT_SUM_UNIFORM = uniformStruct([['n', 'u32'], ['splits', 'u32']] as const);
 
 /** out[i] = sum over s = 0..splits-1, in that order, of parts[s * n + i]. Bindings: parts, out, params. */
 export function splitSumKernel(): Kernel {
   const code = `// split_sum
-struct P { n: u32, splits: u32, _a: u32, _b: u32 }
+${SPLIT_SUM_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> parts: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;

@@ -9,21 +9,20 @@
 // the same address (uniform across most of a workgroup). No workgroup memory and no barriers. Fast for
 // depthwise and small groups (Cin/G * KH * KW taps of work per output, e.g. 9 for a 3x3 depthwise); a
 // convolution with many channels per group belongs in the GEMM kernels of conv.ts.
+import { uniformStruct } from './uniform.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 export const GROUPED_WG = 64;
 
-/** Words of the grouped-conv struct (see STRUCT). */
-export const GROUPED_PARAM_WORDS = 24;
-
-const STRUCT = `struct P {
-  total: u32, cin: u32, h: u32, w: u32,
-  cout: u32, oh: u32, ow: u32, sh: u32,
-  sw: u32, dh: u32, dw: u32, pt: i32,
-  pl: i32, kh: u32, kw: u32, cpg: u32,
-  opg: u32, threads: u32, lo: f32, hi: f32,
-  _a: u32, _b: u32, _c: u32, _d: u32,
-}`;
+/** The grouped conv's uniforms (total = outputs, threads = launched; lo/hi: the fused clamp). */
+export const GROUPED_UNIFORM = uniformStruct([
+  ['total', 'u32'], ['cin', 'u32'], ['h', 'u32'], ['w', 'u32'],
+  ['cout', 'u32'], ['oh', 'u32'], ['ow', 'u32'], ['sh', 'u32'],
+  ['sw', 'u32'], ['dh', 'u32'], ['dw', 'u32'], ['pt', 'i32'],
+  ['pl', 'i32'], ['kh', 'u32'], ['kw', 'u32'], ['cpg', 'u32'],
+  ['opg', 'u32'], ['threads', 'u32'], ['lo', 'f32'], ['hi', 'f32'],
+] as const);
+const STRUCT = GROUPED_UNIFORM.wgsl;
 
 /** Grouped conv2d forward. Bindings: x, w, [bias], y, params (total = outputs, threads = launched). */
 export function groupedConvForwardKernel(bias: boolean): Kernel {

@@ -42,6 +42,7 @@
 //   storage loads dominate (the same kernel with loads stubbed out runs ~15x faster); 4x4, 4x8, 8x4
 //   and 8x8 blocks and 32-256-thread workgroups all measured within noise (~4.5-5.5 GFLOP per
 //   CPU-second), so the small 16x64 tile is kept: more workgroups for small matrices.
+import { uniformStruct } from './uniform.js';
 import { GRID_BUILTINS_WGSL, type Kernel } from './kernel.js';
 
 export type MatmulVariant = 'shared' | 'register';
@@ -95,13 +96,13 @@ export interface MatmulSpec {
 
 export type EpilogueForm = 'loop' | 'unrolled';
 
-export const MATMUL_PARAM_WORDS = 12;
-
-const P_STRUCT = `struct P {
-  M: u32, N: u32, K: u32, tilesN: u32,
-  tilesM: u32, strideA: u32, strideB: u32, strideC: u32,
-  alpha: f32, beta: f32, batchBase: u32, flags: u32,
-}`;
+/** The matmul kernels' uniforms (strides 0 broadcast an operand over the batch; flags: bias, C mode). */
+export const MATMUL_UNIFORM = uniformStruct([
+  ['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['tilesN', 'u32'],
+  ['tilesM', 'u32'], ['strideA', 'u32'], ['strideB', 'u32'], ['strideC', 'u32'],
+  ['alpha', 'f32'], ['beta', 'f32'], ['batchBase', 'u32'], ['flags', 'u32'],
+] as const);
+const P_STRUCT = MATMUL_UNIFORM.wgsl;
 
 export function matmulName(s: MatmulSpec): string {
   return `matmul_${s.variant}_${s.tile.name}_${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}_${s.vecA ? 'v' : 's'}${s.vecB ? 'v' : 's'}${s.vecC ? 'v' : 's'}${s.epilogue === 'unrolled' ? '_u' : ''}`;

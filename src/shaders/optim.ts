@@ -8,13 +8,19 @@
 //
 // Tiling: one thread per element, 256 per workgroup, grid1d; memory-bound (reads 3-5 floats, writes
 // 2-3), fast for any parameter size.
+import { uniformStruct } from './uniform.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 export const OPTIM_WG = 256;
 export type OptimKind = 'sgd' | 'adam' | 'adamw';
 
-/** Uniform words: n, step, lr, wd, beta1/momentum, beta2/dampening, eps, bc1, bc2, nesterov. */
-export const OPTIM_PARAM_WORDS = 12;
+/** The fused update's uniforms: b1/b2 are beta1/beta2 (Adam) or momentum/dampening (SGD). */
+export const OPTIM_UNIFORM = uniformStruct([
+  ['n', 'u32'], ['step', 'u32'], ['lr', 'f32'], ['wd', 'f32'], ['b1', 'f32'], ['b2', 'f32'],
+  ['eps', 'f32'], ['bc1', 'f32'], ['bc2', 'f32'], ['nesterov', 'u32'],
+] as const);
+/** applyMaskKernel's uniforms. */
+export const MASK_UNIFORM = uniformStruct([['n', 'u32']] as const);
 
 export function optimKernel(kind: OptimKind, masked: boolean): Kernel {
   const maskDecl = masked ? '@group(0) @binding(4) var<storage, read> mask: array<f32>;' : '';
@@ -51,7 +57,7 @@ export function optimKernel(kind: OptimKind, masked: boolean): Kernel {
   let denom = sqrt(m2 / p.bc2) + p.eps;
   w[i] = wi - p.lr * (m1 / p.bc1) / denom;`;
   const code = `// optim_${kind}${masked ? '_masked' : ''}
-struct P { n: u32, step: u32, lr: f32, wd: f32, b1: f32, b2: f32, eps: f32, bc1: f32, bc2: f32, nesterov: u32, _p0: u32, _p1: u32 }
+${OPTIM_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read_write> w: array<f32>;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> s1: array<f32>;
@@ -77,7 +83,7 @@ ${body}
 export const APPLY_MASK_KERNEL: Kernel = {
   name: 'apply_mask',
   code: `// apply_mask: x = mask != 0 ? x : +0, in place
-struct P { n: u32, _a: u32, _b: u32, _c: u32 }
+${MASK_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read> mask: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;

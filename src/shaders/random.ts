@@ -4,6 +4,7 @@
 // them bit for bit on the host. Threefry needs only add/xor/rotate, which WGSL has (unlike mul-hi).
 //
 // Tiling: one thread per element, 256 per workgroup, grid1d. Fast for any size (compute-light).
+import { uniformStruct } from './uniform.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 export const RANDOM_WG = 256;
@@ -30,8 +31,10 @@ fn threefry(k0: u32, k1: u32, c0: u32, c1: u32) -> vec2<u32> {
 }
 `;
 
-/** Uniform words: n, key0, key1, stream, offset, a, b, pad. */
-export const RANDOM_PARAM_WORDS = 8;
+/** The random kernels' uniforms: the Threefry key (k0, k1), stream and counter offset, range a..b. */
+export const RANDOM_UNIFORM = uniformStruct([
+  ['n', 'u32'], ['k0', 'u32'], ['k1', 'u32'], ['stream', 'u32'], ['offset', 'u32'], ['a', 'f32'], ['b', 'f32'],
+] as const);
 
 export function randomKernel(dist: RandomDist): Kernel {
   const body =
@@ -44,7 +47,7 @@ export function randomKernel(dist: RandomDist): Kernel {
         : // Bernoulli keep-mask scaled like inverted dropout: value b with probability a, else 0.
           'out[i] = select(0.0, p.b, f32(r.x >> 8u) * 5.9604644775390625e-8 < p.a);';
   const code = `// random_${dist}
-struct P { n: u32, k0: u32, k1: u32, stream: u32, offset: u32, a: f32, b: f32, _pad: u32 }
+${RANDOM_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<uniform> p: P;
 ${THREEFRY_WGSL}

@@ -22,7 +22,7 @@
 // stays coherent across the SIMD lanes; lanes run over output pixels (forward, input-gradient) or over
 // the block's taps (weight-gradient). No workgroup memory, no barriers. On a GPU the same structure
 // gives coalesced pixel loads and broadcast weights; tiles for large GPUs are future work.
-import { CONV_STRUCT, FAR, PHASE_WGSL } from './conv.js';
+import { CONV_STRUCT, FAR, PHASE_WGSL, SPLIT_SUM_UNIFORM } from './conv.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 /** Marks a padded slot of a block (a channel that pruned the tap, or a channel past the last). */
@@ -385,8 +385,8 @@ ${rowWalk('TT', t.bn, '    ')}
 }
 
 export const SPARSE_MAP_WG = 256;
-/** Uniform words of gatherKernel / scatterSumKernel: n (slots), splits. */
-export const SPARSE_MAP_PARAM_WORDS = 4;
+// gatherKernel / scatterSumKernel take SPLIT_SUM_UNIFORM: n (slots), splits.
+
 
 /**
  * vals[i] = w[idx[i]], or +0 for a padded slot (idx = SPARSE_NONE). Run after every optimizer step (in
@@ -395,7 +395,7 @@ export const SPARSE_MAP_PARAM_WORDS = 4;
  */
 export function gatherKernel(): Kernel {
   const code = `// sparse_gather
-struct P { n: u32, splits: u32, _a: u32, _b: u32 }
+${SPLIT_SUM_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> w: array<f32>;
 @group(0) @binding(1) var<storage, read> idx: array<u32>;
 @group(0) @binding(2) var<storage, read_write> vals: array<f32>;
@@ -419,7 +419,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
  */
 export function scatterSumKernel(): Kernel {
   const code = `// sparse_scatter_sum
-struct P { n: u32, splits: u32, _a: u32, _b: u32 }
+${SPLIT_SUM_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> parts: array<f32>;
 @group(0) @binding(1) var<storage, read> idx: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dw: array<f32>;

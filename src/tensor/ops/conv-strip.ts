@@ -6,15 +6,14 @@ import {
   convStripPackKernel,
   convStripWgradKernel,
   stripKey,
-  STRIP_PACK_PARAM_WORDS,
+  STRIP_PACK_UNIFORM,
   STRIP_PACK_WG,
-  STRIP_PARAM_WORDS,
-  STRIP_WGRAD_PARAM_WORDS,
+  STRIP_UNIFORM,
+  STRIP_WGRAD_UNIFORM,
   type StripTile,
 } from '../../shaders/conv-strip.js';
 import { grid1d, gridFor } from '../../shaders/kernel.js';
 import { cachedKernel, registerCandidates, type Candidate, type Plan } from '../plan.js';
-import { Params } from '../params.js';
 import { queue } from '../queue.js';
 import type { DispatchTag } from '../trace.js';
 
@@ -108,8 +107,8 @@ function packWeights(w: Tensor, g: Conv2dGeometry, flip: boolean, bn: number, ta
   const pad = pad4(outCh, bn);
   const total = inCh * g.kh * g.kw * pad;
   const wp = empty([total]);
-  const p = new Params(STRIP_PACK_PARAM_WORDS).u(g.cout).u(g.cin).u(g.kh).u(g.kw).u(pad).u(flip ? 1 : 0).u(total);
-  queue.dispatch(cachedKernel('conv.strip.pack', convStripPackKernel), [{ buffer: w.buf }, { buffer: wp.buf }], p.view, gridFor(total, STRIP_PACK_WG), () => ({
+  const p = STRIP_PACK_UNIFORM.pack({ cout: g.cout, cin: g.cin, kh: g.kh, kw: g.kw, pad, flip: flip ? 1 : 0, total });
+  queue.dispatch(cachedKernel('conv.strip.pack', convStripPackKernel), [{ buffer: w.buf }, { buffer: wp.buf }], p, gridFor(total, STRIP_PACK_WG), () => ({
     ...tag(),
     op: 'conv.strip.pack',
     variant: 'pack',
@@ -137,13 +136,10 @@ function dispatchStrip(x: Tensor, wp: Tensor, bias: Tensor | null, y: Tensor, s:
   const rows = s.n * s.oh * qpr;
   const coutPad = pad4(s.cout, t.bn);
   const k = cachedKernel(`conv.strip|${s.kw}|${s.pl}|${!!bias}|${stripKey(t)}`, () => convStripKernel(t, s.kw, s.pl, !!bias));
-  const p = new Params(STRIP_PARAM_WORDS);
-  p.u(s.n).u(s.cin).u(s.h).u(s.w);
-  p.u(s.cout).u(s.oh).u(s.ow).u(s.kh);
-  p.i(s.pt).u(qpr).u(rows).u(coutPad);
+  const p = STRIP_UNIFORM.pack({ n: s.n, cin: s.cin, h: s.h, w: s.w, cout: s.cout, oh: s.oh, ow: s.ow, kh: s.kh, pt: s.pt, qpr, rows, coutPad });
   const g = grid1d(Math.ceil(rows / t.wg));
   const bufs = (bias ? [x, wp, bias, y] : [x, wp, y]).map((b) => ({ buffer: b.buf }));
-  queue.dispatch(k, bufs, p.view, [g[0], g[1], coutPad / t.bn], tag);
+  queue.dispatch(k, bufs, p, [g[0], g[1], coutPad / t.bn], tag);
 }
 
 /** conv2d forward by row strips (the planner checked stripSuitsForward). */
@@ -187,18 +183,14 @@ export function stripBackwardWeight(dy: Tensor, x: Tensor, dw: Tensor, g: Conv2d
   const { splits, perSplit, quads } = stripWgradSplits(g, t);
   const red = g.cin * g.kh * g.kw;
   const k = cachedKernel(`conv.strip.wgrad|${g.kw}|${g.pl}|${stripKey(t)}`, () => convStripWgradKernel(t, g.kw, g.pl));
-  const prm = new Params(STRIP_WGRAD_PARAM_WORDS);
-  prm.u(g.n).u(g.cin).u(g.h).u(g.w);
-  prm.u(g.cout).u(g.oh).u(g.ow).u(g.kh);
-  prm.i(g.pt).u(red).u(g.ow / t.px).u(quads);
-  prm.u(perSplit);
+  const prm = STRIP_WGRAD_UNIFORM.pack({ n: g.n, cin: g.cin, h: g.h, w: g.w, cout: g.cout, oh: g.oh, ow: g.ow, kh: g.kh, pt: g.pt, red, qpl: g.ow / t.px, quads, cps: perSplit });
   const grid: [number, number, number] = [Math.ceil((g.cin * g.kh) / t.wg), Math.ceil(g.cout / t.bn), splits];
   if (splits === 1) {
-    queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: dw.buf }], prm.view, grid, tag);
+    queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: dw.buf }], prm, grid, tag);
     return;
   }
   const parts = empty([splits, g.cout, red]);
-  queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: parts.buf }], prm.view, grid, tag);
+  queue.dispatch(k, [{ buffer: dy.buf }, { buffer: x.buf }, { buffer: parts.buf }], prm, grid, tag);
   dispatchSplitSum(parts, dw, splits);
   parts.dispose();
 }

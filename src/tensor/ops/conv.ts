@@ -6,8 +6,8 @@
 // [top, left, bottom, right] (note: not PyTorch F.pad's (left, right, top, bottom) order), 'valid'
 // (no padding) or 'same' (TensorFlow/Keras: out = ceil(in / stride), extra padding at the bottom/right).
 import {
-  CONV_PARAM_WORDS,
-  SPLIT_SUM_PARAM_WORDS,
+  CONV_UNIFORM,
+  SPLIT_SUM_UNIFORM,
   SPLIT_SUM_WG,
   conv2dBackwardInputKernel,
   conv2dBackwardWeightKernel,
@@ -26,7 +26,6 @@ import {
 } from '../../shaders/conv.js';
 import { grid1d, gridFor, type Grid, type Kernel } from '../../shaders/kernel.js';
 import { cachedKernel, deviceTraits, plan, plan as planKernel, registerCandidates, registerFamily, type BenchCase, type Plan, type RegisteredCandidate } from '../plan.js';
-import { Params } from '../params.js';
 import { queue } from '../queue.js';
 import type { DispatchTag } from '../trace.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
@@ -313,14 +312,8 @@ function convBenchCase(family: ConvFamily, g: Conv2dGeometry): BenchCase {
 }
 
 export function convParams(g: Conv2dGeometry, la: number, lb: number, rows: number, red: number, cps = 0, nchunks = 0): Uint32Array {
-  const p = new Params(CONV_PARAM_WORDS);
-  p.u(g.n).u(g.cin).u(g.h).u(g.w);
-  p.u(g.cout).u(g.oh).u(g.ow).u(g.sh);
-  p.u(g.sw).u(g.dh).u(g.dw).i(g.pt);
-  p.i(g.pl).u(rows).u(red).u(cps);
-  p.u(nchunks).u(g.kh).u(g.kw).u(la);
-  p.u(lb);
-  return p.view;
+  const { n, cin, h, w, cout, oh, ow, sh, sw, dh, dw, pt, pl, kh, kw } = g;
+  return CONV_UNIFORM.pack({ n, cin, h, w, cout, oh, ow, sh, sw, dh, dw, pt, pl, rows, red, cps, nchunks, kh, kw, la, lb });
 }
 
 function tiledParams(g: Conv2dGeometry, t: GemmTile, rows: number, red: number, cps = 0, nchunks = 0): Uint32Array {
@@ -520,9 +513,9 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
 
 export function dispatchSplitSum(parts: Tensor, out: Tensor, splits: number): void {
   const k = cachedKernel('conv.splitsum', splitSumKernel);
-  const p = new Params(SPLIT_SUM_PARAM_WORDS).u(out.size).u(splits);
+  const p = SPLIT_SUM_UNIFORM.pack({ n: out.size, splits });
   const tag = (): DispatchTag => ({ op: 'conv.splitsum', variant: 'splitsum', shape: `${splits}x${out.size}`, flops: splits * out.size, phase: 'weight-grad' });
-  queue.dispatch(k, [{ buffer: parts.buf }, { buffer: out.buf }], p.view, gridFor(out.size, SPLIT_SUM_WG), tag);
+  queue.dispatch(k, [{ buffer: parts.buf }, { buffer: out.buf }], p, gridFor(out.size, SPLIT_SUM_WG), tag);
 }
 
 /** db of conv2d: the per-channel sum of dy [N, Cout, OH, OW], shape [Cout]. */

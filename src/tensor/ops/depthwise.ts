@@ -1,10 +1,10 @@
 // Launcher for the grouped / depthwise convolution family (src/shaders/depthwise.ts). Raw op, forward
 // only (inference: the face detector), no autograd. Geometry and padding as conv2d (conv.ts), plus
 // `groups`; the optional epilogue clamps y = conv + bias into [lo, hi] (ReLU6: [0, 6]).
-import { GROUPED_PARAM_WORDS, GROUPED_WG, groupedConvForwardKernel } from '../../shaders/depthwise.js';
-import { gridFor, type Kernel } from '../../shaders/kernel.js';
+import { GROUPED_UNIFORM, GROUPED_WG, groupedConvForwardKernel } from '../../shaders/depthwise.js';
+import { gridFor } from '../../shaders/kernel.js';
 import { device } from '../device.js';
-import { Params } from '../params.js';
+import { cachedKernel } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
 import { conv2dGeometry, type Conv2dGeometry, type Conv2dOptions } from './conv.js';
@@ -50,7 +50,6 @@ function threadsFor(total: number): number {
   return device().info.isSoftware ? Math.min(total, 64 * GROUPED_WG) : total;
 }
 
-const kernels = new Map<string, Kernel>();
 
 /** y = clamp(grouped_conv2d(x, w) + bias, lo, hi). x [N, Cin, H, W], w [Cout, Cin/G, KH, KW], bias [Cout] or null. */
 export function groupedConv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, opts: GroupedConv2dOptions): Tensor {
@@ -64,17 +63,11 @@ export function groupedConv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, 
   const y = empty([g.n, g.cout, g.oh, g.ow]);
   if (y.size === 0) return y;
   if (Math.max(x.size, y.size, w.size) > 2 ** 31 - 1) throw new Error(`grouped conv2d: ${shapeStr(y.shape)} exceeds i32 indexing`);
-  const key = bias ? 'b' : 'n';
-  let k = kernels.get(key);
-  if (!k) kernels.set(key, (k = groupedConvForwardKernel(!!bias)));
+  const k = cachedKernel(`grouped.fwd|${bias ? 'bias' : 'nobias'}`, () => groupedConvForwardKernel(!!bias));
   const threads = threadsFor(y.size);
-  const p = new Params(GROUPED_PARAM_WORDS);
-  p.u(y.size).u(g.cin).u(g.h).u(g.w);
-  p.u(g.cout).u(g.oh).u(g.ow).u(g.sh);
-  p.u(g.sw).u(g.dh).u(g.dw).i(g.pt);
-  p.i(g.pl).u(g.kh).u(g.kw).u(g.cpg);
-  p.u(g.cout / g.groups).u(threads).f(lo).f(hi);
+  const { cin, h, w: width, cout, oh, ow, sh, sw, dh, dw, pt, pl, kh, kw, cpg } = g;
+  const p = GROUPED_UNIFORM.pack({ total: y.size, cin, h, w: width, cout, oh, ow, sh, sw, dh, dw, pt, pl, kh, kw, cpg, opg: g.cout / g.groups, threads, lo, hi });
   const bufs = (bias ? [x, w, bias, y] : [x, w, y]).map((b) => ({ buffer: b.buf }));
-  queue.dispatch(k, bufs, p.view, gridFor(threads, GROUPED_WG));
+  queue.dispatch(k, bufs, p, gridFor(threads, GROUPED_WG), () => ({ op: 'grouped.fwd', variant: 'direct', shape: `N${g.n} C${g.cin}->${g.cout} g${g.groups} ${g.h}x${g.w} k${g.kh}`, flops: 2 * y.size * g.cpg * g.kh * g.kw }));
   return y;
 }

@@ -12,7 +12,7 @@ import {
   C_INPUT,
   C_NONE,
   FLAG_BIAS,
-  MATMUL_PARAM_WORDS,
+  MATMUL_UNIFORM,
   REGISTER_TILE,
   SHARED_128X128_K16,
   SHARED_128X64,
@@ -29,7 +29,6 @@ import { grid1d, MAX_GROUPS_PER_DIM, type Grid, type Kernel } from '../../shader
 import { device, onDeviceClose } from '../device.js';
 import { cachedKernel, candidatePlan, defaultPlan, deviceTraits, plan as planKernel, registerCandidates, registerFamily, type BenchCase, type Plan } from '../plan.js';
 import { fill } from './map.js';
-import { Params } from '../params.js';
 import type { PooledBuffer } from '../pool.js';
 import { queue, type LaunchBinding } from '../queue.js';
 import type { DispatchTagArg } from '../trace.js';
@@ -272,20 +271,21 @@ export function planMatmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): MatmulP
   const g = grid1d(tilesM * tilesN);
   const maxZ = Math.min(MAX_GROUPS_PER_DIM, device().limits.maxComputeWorkgroupsPerDimension ?? MAX_GROUPS_PER_DIM);
   for (let b0 = 0; b0 < batch; b0 += maxZ) {
-    const p = new Params(MATMUL_PARAM_WORDS)
-      .u(M)
-      .u(N)
-      .u(K)
-      .u(tilesN)
-      .u(tilesM)
-      .u(d.batchA === 1 ? 0 : M * K)
-      .u(d.batchB === 1 ? 0 : K * N)
-      .u(M * N)
-      .f(o.alpha ?? 1)
-      .f(o.beta ?? 1)
-      .u(b0)
-      .u(flags);
-    plan.dispatches.push({ params: p.view, grid: [g[0], g[1], Math.min(maxZ, batch - b0)] });
+    const p = MATMUL_UNIFORM.pack({
+      M,
+      N,
+      K,
+      tilesN,
+      tilesM,
+      strideA: d.batchA === 1 ? 0 : M * K,
+      strideB: d.batchB === 1 ? 0 : K * N,
+      strideC: M * N,
+      alpha: o.alpha ?? 1,
+      beta: o.beta ?? 1,
+      batchBase: b0,
+      flags,
+    });
+    plan.dispatches.push({ params: p, grid: [g[0], g[1], Math.min(maxZ, batch - b0)] });
   }
   return plan;
 }

@@ -1,8 +1,7 @@
 // Seeded random tensors on the GPU. (seed, stream) name a reproducible stream: parameters take
 // distinct streams, so adding a layer never changes another layer's init.
-import { randomKernel, RANDOM_PARAM_WORDS, RANDOM_WG, type RandomDist } from '../../shaders/random.js';
+import { randomKernel, RANDOM_UNIFORM, RANDOM_WG, type RandomDist } from '../../shaders/random.js';
 import { gridFor, type Kernel } from '../../shaders/kernel.js';
-import { Params } from '../params.js';
 import { queue } from '../queue.js';
 import { cachedKernel } from '../plan.js';
 import { empty, type Shape, Tensor } from '../tensor.js';
@@ -21,8 +20,9 @@ function run(dist: RandomDist, shape: Shape, o: RandomOpts, a: number, b: number
   const out = empty(shape);
   if (out.size === 0) return out;
   const [k0, k1] = seedKey(o.seed);
-  const p = new Params(RANDOM_PARAM_WORDS).u(out.size).u(k0).u(k1).u(o.stream ?? 0).u(o.offset ?? 0).f(a).f(b).u(0);
-  queue.dispatch(k, [{ buffer: out.buf }], p.view, gridFor(out.size, RANDOM_WG));
+  // Stream and offset are counters modulo 2^32, as the host twin (random-host.ts) takes them.
+  const p = RANDOM_UNIFORM.pack({ n: out.size, k0, k1, stream: (o.stream ?? 0) >>> 0, offset: (o.offset ?? 0) >>> 0, a, b });
+  queue.dispatch(k, [{ buffer: out.buf }], p, gridFor(out.size, RANDOM_WG));
   return out;
 }
 

@@ -13,13 +13,12 @@ import {
   sparseConvBackwardWeightKernel,
   sparseConvBackwardWeightRowsKernel,
   sparseConvForwardKernel,
-  SPARSE_MAP_PARAM_WORDS,
   SPARSE_MAP_WG,
   SPARSE_NONE,
   type SparseTile,
 } from '../../shaders/sparse-conv.js';
 import { gridFor, grid1d, type Grid, type Kernel } from '../../shaders/kernel.js';
-import { Params } from '../params.js';
+import { SPLIT_SUM_UNIFORM } from '../../shaders/conv.js';
 import { device } from '../device.js';
 import { cachedKernel } from '../plan.js';
 import { queue } from '../queue.js';
@@ -188,8 +187,8 @@ export function sparseGather(w: Tensor, side: SparseBlocks): Tensor {
   const n = side.entries * side.bn;
   const out = empty([Math.max(n, 1)]);
   const k = cached('gather', gatherKernel);
-  const p = new Params(SPARSE_MAP_PARAM_WORDS).u(n).u(0);
-  queue.dispatch(k, [{ buffer: w.buf }, { buffer: side.idx.buf }, { buffer: out.buf }], p.view, gridFor(n, SPARSE_MAP_WG), () => ({ op: 'sparse.gather', variant: `bn${side.bn}`, shape: `${n}`, flops: 0 }));
+  const p = SPLIT_SUM_UNIFORM.pack({ n, splits: 0 });
+  queue.dispatch(k, [{ buffer: w.buf }, { buffer: side.idx.buf }, { buffer: out.buf }], p, gridFor(n, SPARSE_MAP_WG), () => ({ op: 'sparse.gather', variant: `bn${side.bn}`, shape: `${n}`, flops: 0 }));
   return out;
 }
 
@@ -283,8 +282,8 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
 /** dw[idx[i]] = the fixed-order sum of the `slices` partial slices of slot i (padded slots skipped). */
 function scatterSum(parts: Tensor, side: SparseBlocks, dw: Tensor, n: number, slices: number, bn: SparseBlock): void {
   const ks = cached('scatter', scatterSumKernel);
-  const p = new Params(SPARSE_MAP_PARAM_WORDS).u(n).u(slices);
-  queue.dispatch(ks, [parts, side.idx, dw].map((b) => ({ buffer: b.buf })), p.view, gridFor(n, SPARSE_MAP_WG), () => ({
+  const p = SPLIT_SUM_UNIFORM.pack({ n, splits: slices });
+  queue.dispatch(ks, [parts, side.idx, dw].map((b) => ({ buffer: b.buf })), p, gridFor(n, SPARSE_MAP_WG), () => ({
     op: 'sparse.scatter',
     variant: `bn${bn}`,
     shape: `${slices}x${n}`,
