@@ -65,7 +65,7 @@ describe('ticketlab faces', { timeout: 600_000 }, () => {
     panVideo(path.join(src, 'real', 'pan.mp4'), 6);
     const out = path.join(tmp, 'pan-out');
     const det = new FaceDetector();
-    const settings = { every: 2, perVideo: 0, pick: 'largest' as const, margin: 1.3, size: 64, minConfidence: 0.5, seed: 0 };
+    const settings = { every: 2, perVideo: 0, pick: 'largest' as const, margin: 1.3, size: 64, minConfidence: 0.5, seed: 0, align: false };
     const r = await extractFaces({ src, out, settings, detector: det, quiet: true });
     det.dispose();
     expect(r.failed).toEqual([]);
