@@ -129,6 +129,7 @@ describe('ticketlab faces', { timeout: 600_000 }, () => {
   it('explains its flags and rejects bad ones in one line', async () => {
     const help = await cli('faces', '--help');
     expect(help.stdout).toMatch(/--per-video N/);
+    expect(help.stdout).toMatch(/--align .*eye-level/);
     const bad = await cli('faces', tmp, '--out', path.join(tmp, 'x'), '--faces', 'some');
     expect(bad.status).toBe(1);
     expect(bad.stderr.trim()).toBe("ticketlab: --faces 'some' is not one of largest, all");
