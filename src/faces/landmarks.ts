@@ -22,7 +22,7 @@ import { mapExpr } from '../tensor/ops/map.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { adaptiveAvgPool2dTo1 } from '../tensor/ops/pool.js';
 import { fromArray, keep, tidy, type Tensor } from '../tensor/tensor.js';
-import { landmarkInput } from './preprocess.js';
+import { batchInput, landmarkInput } from './preprocess.js';
 import { defaultModelDir, hwioToOihw } from './ssd-mobilenet.js';
 
 /** The net's input side (face-api's FaceLandmark68Net always runs at 112). */
@@ -126,10 +126,7 @@ export class FaceLandmark68Net {
   async detect(images: readonly RgbImage[]): Promise<Point[][]> {
     if (images.length === 0) return [];
     const S = LANDMARK_INPUT_SIZE;
-    const plane = 3 * S * S;
-    const input = new Float32Array(images.length * plane);
-    images.forEach((img, i) => landmarkInput(img, S, input.subarray(i * plane, (i + 1) * plane)));
-    const x = fromArray(input, [images.length, 3, S, S]);
+    const x = fromArray(batchInput(images, S, landmarkInput), [images.length, 3, S, S]);
     let out: Tensor;
     try {
       out = this.forward(x);

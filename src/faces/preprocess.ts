@@ -46,12 +46,20 @@ function squareResize(img: RgbImage, size: number, centre: boolean, norm: (v: nu
   return out;
 }
 
+/** A batch [N, 3, size, size] (flat) of one net's inputs, one image per slot. */
+export function batchInput(images: readonly RgbImage[], size: number, prep: (img: RgbImage, size: number, out: Float32Array) => Float32Array): Float32Array {
+  const plane = 3 * size * size;
+  const out = new Float32Array(images.length * plane);
+  images.forEach((img, i) => prep(img, size, out.subarray(i * plane, (i + 1) * plane)));
+  return out;
+}
+
 /** SSD-MobileNet's input: padded at the bottom/right, 0..255 -> -1..1. */
-export function detectorInput(img: RgbImage, size: number, out = new Float32Array(3 * size * size)): Float32Array {
+export function detectorInput(img: RgbImage, size: number, out: Float32Array = new Float32Array(3 * size * size)): Float32Array {
   return squareResize(img, size, false, (v) => v / 127.5 - 1, out);
 }
 
 /** The landmark net's input: padded on both sides (centred), (v - mean RGB) / 255. */
-export function landmarkInput(img: RgbImage, size: number, out = new Float32Array(3 * size * size)): Float32Array {
+export function landmarkInput(img: RgbImage, size: number, out: Float32Array = new Float32Array(3 * size * size)): Float32Array {
   return squareResize(img, size, true, (v, c) => (v - LANDMARK_MEAN_RGB[c]) / 255, out);
 }

@@ -18,8 +18,10 @@ const fixture = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures'
 const demoDir = path.join(path.dirname(defaultModelDir()), 'demo');
 
 // Small forwards (112 x 112): a fraction of a second each on lavapipe; one crop per forward.
+// Tolerances: measured 1e-7 of the crop side (float32 on both sides); the bounds leave three orders of
+// magnitude, yet a one-pixel slip breaks them (padding the off-square crops on the wrong side gave a 0.49% mean error).
 describe('68-point landmark net vs @vladmandic/face-api', { timeout: 300_000 }, () => {
-  it('gives the same points on every sample face (mean error < 0.2% of the crop side)', async () => {
+  it('gives the same points on every sample face (mean error < 0.01% of the crop side)', async () => {
     const net = new FaceLandmark68Net();
     const photos = new Map<string, Awaited<ReturnType<typeof decodeImage>>>();
     let worstMean = 0;
@@ -39,7 +41,7 @@ describe('68-point landmark net vs @vladmandic/face-api', { timeout: 300_000 }, 
       net.dispose();
     }
     console.log(`landmarks: ${fixture.faces.length} faces, worst mean point error ${(worstMean * 100).toFixed(5)}% of the crop side, worst point ${(worstPoint * 100).toFixed(5)}%`);
-    expect(worstMean).toBeLessThan(0.002);
-    expect(worstPoint).toBeLessThan(0.01);
+    expect(worstMean).toBeLessThan(1e-4);
+    expect(worstPoint).toBeLessThan(1e-3);
   });
 });
