@@ -112,6 +112,10 @@ describe('ticketlab faces --align', { timeout: 300_000 }, () => {
         expect(Math.abs((le[1] + re[1]) / 2 - ALIGN_EYE_Y * SIZE)).toBeLessThan(0.05 * SIZE);
         expect(Math.abs(re[0] - le[0] - ALIGN_EYE_DISTANCE * SIZE)).toBeLessThan(0.05 * SIZE);
       }
+      // An unaligned run cannot resume into an aligned folder.
+      await expect(extractFaces({ src, out, settings: { ...settings, align: false }, detector, quiet: true, log: () => {} })).rejects.toThrow(
+        /holds crops made with align=true, not false/,
+      );
     } finally {
       detector.dispose();
       landmarks.dispose();
