@@ -5,7 +5,9 @@ import * as path from 'node:path';
 import { closeDevice, initDevice } from '../tensor/device.js';
 import { FACE_PICKS, type FacePick } from '../faces/crop.js';
 import { DEFAULT_MIN_CONFIDENCE, FaceDetector } from '../faces/detector.js';
+import { ALIGN_EYE_DISTANCE, ALIGN_EYE_Y } from '../faces/align.js';
 import { FACES_FILES, extractFaces } from '../faces/extract.js';
+import { FaceLandmark68Net } from '../faces/landmarks.js';
 import { parseFlags, type Command } from './args.js';
 import { num } from './flags.js';
 import { installStopSignal } from './signals.js';
@@ -21,6 +23,7 @@ const FLAGS = {
   size: { type: 'string', default: '256' },
   'min-score': { type: 'string', default: String(DEFAULT_MIN_CONFIDENCE) },
   seed: { type: 'string', default: '0' },
+  align: { type: 'boolean', default: false },
   quiet: { type: 'boolean', default: false },
 } as const;
 
@@ -28,14 +31,15 @@ export const facesCommand: Command = {
   name: 'faces',
   summary: 'detect and crop faces from videos / photos / FF++ / Celeb-DF into a --data folder',
   help: `ticketlab faces SRC --out DIR [--every 10] [--per-video N] [--faces largest|all] [--margin 1.3]
-                [--size 256] [--min-score 0.5] [--seed 0] [--quiet]
+                [--size 256] [--min-score 0.5] [--align] [--seed 0] [--quiet]
 
 Finds faces with an SSD-MobileNet-v1 face detector running on ticketlab's own WebGPU kernels (weights
 from the @vladmandic/face-api package, MIT licence; see docs/faces.md) and writes square face crops in
 the image-folder layout that '--data DIR' reads:
   DIR/{train,val,test}/{real,fake}/<source>_f<frame>_<k>.png
   DIR/${FACES_FILES.index}        one line per crop: source, frame, face, box [x, y, w, h] in source pixels,
-                       score, file (relative to DIR), split, label
+                       score, file (relative to DIR), split, label; with --align also landmarks
+                       (68 [x, y] in source pixels), eyes (two [x, y]) and angle (degrees)
   DIR/${FACES_FILES.done}   finished sources (resume)
   DIR/${FACES_FILES.config}  the settings (resuming with other settings is an error)
 
@@ -61,13 +65,17 @@ Flags:
                      frame's border (default 1.3)
   --size PX          crops are resized to PX x PX (default 256)
   --min-score X      detector score threshold in (0, 1) (default ${DEFAULT_MIN_CONFIDENCE}, as face-api)
+  --align            eye-level crops: face-api's 68-point landmark net (also on ticketlab's kernels) runs on
+                     the square around each detection box; the crop is rotated about the eye midpoint so
+                     the eyes are level, on the row ${ALIGN_EYE_Y * 100}% of --size from the top, ${ALIGN_EYE_DISTANCE * 100}% of --size
+                     apart (eye centres = means of points 36-41 and 42-47); bilinear sampling from the
+                     whole frame, black outside it. --margin does not apply to aligned crops
   --seed N           seeds the splits ticketlab makes itself (default 0)
   --quiet            no progress bar
 
 Frames are staged as PNGs in DIR/.frames-<pid>/ while a video is processed. Frames without a face give
 no crop. A video ffmpeg cannot read, or an image that does not decode, is
-reported in one line and skipped; the count is printed at the end and the next run retries it. Landmark
-alignment is not available: the detector gives boxes only (see docs/faces.md).
+reported in one line and skipped; the count is printed at the end and the next run retries it.
 `,
   async run(args) {
     const { values, positionals } = parseFlags(args, FLAGS, 'faces');
@@ -83,6 +91,7 @@ alignment is not available: the detector gives boxes only (see docs/faces.md).
       size: num(values, 'size', { int: true, min: 8, max: 4096 }),
       minConfidence: num(values, 'min-score', { min: 1e-6, max: 0.999999 }),
       seed: num(values, 'seed', { int: true, min: 0 }),
+      align: values.align,
     };
     const src = positionals[0];
     if (!fs.existsSync(src) || !fs.statSync(src).isDirectory()) throw new Error(`${src}: no such folder`);
@@ -90,12 +99,14 @@ alignment is not available: the detector gives boxes only (see docs/faces.md).
     if (!values.quiet) log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
     const signal = installStopSignal(log);
     const detector = new FaceDetector();
+    const landmarks = settings.align ? new FaceLandmark68Net() : undefined;
     try {
-      const r = await extractFaces({ src, out: values.out, settings, detector, log, quiet: values.quiet, stop: signal });
+      const r = await extractFaces({ src, out: values.out, settings, detector, landmarks, log, quiet: values.quiet, stop: signal });
       const fps = r.detectSeconds > 0 ? (r.frames / r.detectSeconds).toFixed(2) : '-';
+      const lps = settings.align && r.landmarkSeconds > 0 ? `, landmarks ${(r.crops / r.landmarkSeconds).toFixed(2)} faces/s` : '';
       process.stdout.write(
         `${r.layout}: ${r.sources} sources (${r.skipped} already done), ${r.frames} frames, ${r.crops} face crops, ` +
-          `detection ${fps} frames/s, ${r.seconds.toFixed(1)} s\n` +
+          `detection ${fps} frames/s${lps}, ${r.seconds.toFixed(1)} s\n` +
           (r.failed.length ? `${r.failed.length} unreadable source(s) skipped (listed above); rerun to retry them\n` : '') +
           `crops in ${path.join(values.out)}/ (index ${FACES_FILES.index})\n`,
       );
@@ -106,6 +117,7 @@ alignment is not available: the detector gives boxes only (see docs/faces.md).
       return 0;
     } finally {
       detector.dispose();
+      landmarks?.dispose();
       signal.dispose();
       closeDevice();
     }

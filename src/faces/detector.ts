@@ -3,7 +3,7 @@
 import type { RgbImage } from '../data/image.js';
 import { fromArray } from '../tensor/tensor.js';
 import { decodeBoxes, nonMaxSuppression, toPixels, type FaceBox } from './boxes.js';
-import { detectorInput } from './preprocess.js';
+import { batchInput, detectorInput } from './preprocess.js';
 import { SSD_INPUT_SIZE, SsdMobilenetV1, defaultModelDir, type SsdRawOutput } from './ssd-mobilenet.js';
 
 export interface DetectOptions {
@@ -30,10 +30,7 @@ export class FaceDetector {
     const minConfidence = opts.minConfidence ?? DEFAULT_MIN_CONFIDENCE;
     if (!(minConfidence > 0 && minConfidence < 1)) throw new Error(`face detector: minConfidence ${minConfidence} must be in (0, 1)`);
     const S = SSD_INPUT_SIZE;
-    const plane = 3 * S * S;
-    const input = new Float32Array(images.length * plane);
-    images.forEach((img, i) => detectorInput(img, S, input.subarray(i * plane, (i + 1) * plane)));
-    const x = fromArray(input, [images.length, 3, S, S]);
+    const x = fromArray(batchInput(images, S, detectorInput), [images.length, 3, S, S]);
     let raw: SsdRawOutput;
     try {
       raw = this.net.forward(x);

@@ -13,7 +13,9 @@ import { cropImage, decodeImage, resizeRgb, writePng, type RgbImage } from '../d
 import { writeFileAtomicSync, writeJsonAtomicSync } from '../io/atomic.js';
 import { appendJsonlSync, readJsonlSync } from '../io/jsonl.js';
 import { Progress } from '../util/progress.js';
+import { alignedCrop, eyeAlignment } from './align.js';
 import type { FaceDetector } from './detector.js';
+import type { FaceLandmark68Net, Point } from './landmarks.js';
 import { faceRect, pickFaces, type FacePick } from './crop.js';
 import { listFaceSources, type FaceSource, type SourceLayout } from './sources.js';
 
@@ -35,6 +37,8 @@ export interface FacesSettings {
   size: number;
   minConfidence: number;
   seed: number;
+  /** Eye-level crops from the 68-point landmark net (see align.ts for the geometry). */
+  align: boolean;
 }
 
 export interface FaceIndexRecord {
@@ -46,6 +50,12 @@ export interface FaceIndexRecord {
   file: string;
   split: string;
   label: 'real' | 'fake';
+  /** With --align: the 68 landmarks in source pixels, [x, y] to 0.1 px. */
+  landmarks?: Point[];
+  /** With --align: eye centres in source pixels (image-left eye, points 36-41, then 42-47). */
+  eyes?: [Point, Point];
+  /** With --align: the eye line's angle in the source, degrees clockwise; the crop is rotated by -angle. */
+  angle?: number;
 }
 
 interface DoneRecord {
@@ -63,6 +73,8 @@ export interface FacesResult {
   failed: string[];
   seconds: number;
   detectSeconds: number;
+  /** Time in the landmark net (with --align). */
+  landmarkSeconds: number;
 }
 
 export interface FacesRun {
@@ -70,6 +82,8 @@ export interface FacesRun {
   out: string;
   settings: FacesSettings;
   detector: FaceDetector;
+  /** Required when settings.align is set. */
+  landmarks?: FaceLandmark68Net;
   log?: (m: string) => void;
   quiet?: boolean;
   /** Checked between frames: a requested stop ends the run after the current frame (the source is redone on resume). */
@@ -126,7 +140,9 @@ function checkSettings(out: string, settings: FacesSettings, src: string): void 
   if (fs.existsSync(file)) {
     const have = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
     for (const [k, v] of Object.entries(want)) {
-      if (JSON.stringify(have[k]) !== JSON.stringify(v)) {
+      // Folders made before --align existed hold no align setting: they are unaligned.
+      const had = k === 'align' ? (have[k] ?? false) : have[k];
+      if (JSON.stringify(had) !== JSON.stringify(v)) {
         throw new Error(`${out} holds crops made with ${k}=${JSON.stringify(have[k])}, not ${JSON.stringify(v)}; use another --out or the same settings`);
       }
     }
@@ -150,6 +166,7 @@ function resumeState(out: string): Set<string> {
 
 export async function extractFaces(run: FacesRun): Promise<FacesResult> {
   const { out, settings: st, detector } = run;
+  if (st.align && !run.landmarks) throw new Error('faces: align is set but no landmark net was given');
   const log = run.log ?? ((m: string) => process.stderr.write(m + '\n'));
   const t0 = performance.now();
   const { layout, sources } = await listFaceSources(run.src, st.seed, log);
@@ -162,7 +179,7 @@ export async function extractFaces(run: FacesRun): Promise<FacesResult> {
   checkSettings(out, st, run.src);
   const done = resumeState(out);
   const todo = sources.filter((s) => !done.has(s.key));
-  const res: FacesResult = { layout, sources: sources.length, skipped: sources.length - todo.length, crops: 0, frames: 0, failed: [], seconds: 0, detectSeconds: 0 };
+  const res: FacesResult = { layout, sources: sources.length, skipped: sources.length - todo.length, crops: 0, frames: 0, failed: [], seconds: 0, detectSeconds: 0, landmarkSeconds: 0 };
   const bar = run.quiet ? null : new Progress({ total: todo.length, label: 'faces', unit: 'src' });
   // Frames are staged in OUT (same disk as the crops); a killed run's staging folders are removed here.
   for (const d of fs.readdirSync(out)) if (d.startsWith('.frames-')) fs.rmSync(path.join(out, d), { recursive: true, force: true });
@@ -212,10 +229,25 @@ async function oneSource(s: FaceSource, run: FacesRun, tmp: string, res: FacesRe
     nFrames++;
     for (const [j, face] of pickFaces(faces, st.pick).entries()) {
       if (st.perVideo > 0 && records.length >= st.perVideo) break;
-      const crop = resizeRgb(cropImage(img, faceRect(face, img, st.margin)), st.size, st.size);
+      const r1 = (v: number) => Math.round(v * 10) / 10;
+      let crop: RgbImage;
+      let aligned: Pick<FaceIndexRecord, 'landmarks' | 'eyes' | 'angle'> = {};
+      if (st.align) {
+        const t1 = performance.now();
+        // The landmark net sees the square around the detection box (margin 1), as face-api feeds it the box.
+        const rect = faceRect(face, img, 1);
+        const [pts] = await run.landmarks!.detect([cropImage(img, rect)]);
+        res.landmarkSeconds += (performance.now() - t1) / 1000;
+        const framePts = pts.map(([x, y]): Point => [x + rect.left, y + rect.top]);
+        const a = eyeAlignment(framePts);
+        crop = alignedCrop(img, a, st.size);
+        const p1 = ([x, y]: Point): Point => [r1(x), r1(y)];
+        aligned = { landmarks: framePts.map(p1), eyes: [p1(a.eyes[0]), p1(a.eyes[1])], angle: Math.round(a.angle * 100) / 100 };
+      } else {
+        crop = resizeRgb(cropImage(img, faceRect(face, img, st.margin)), st.size, st.size);
+      }
       const name = cropName(s, f.frame, j);
       await writePng(path.join(dir, name), crop);
-      const r1 = (v: number) => Math.round(v * 10) / 10;
       records.push({
         source: s.key,
         frame: f.frame,
@@ -225,6 +257,7 @@ async function oneSource(s: FaceSource, run: FacesRun, tmp: string, res: FacesRe
         file: [s.split, label, name].join('/'),
         split: s.split,
         label,
+        ...aligned,
       });
     }
   }

@@ -49,7 +49,7 @@ function get(weights: Map<string, TfjsWeight>, file: string, name: string, rank:
 }
 
 /** TF conv filter [KH, KW, Cin, Cout] -> [Cout, Cin, KH, KW]. */
-function hwioToOihw(t: TfjsWeight): Float32Array {
+export function hwioToOihw(t: TfjsWeight): Float32Array {
   const [kh, kw, ci, co] = t.shape;
   const out = new Float32Array(t.data.length);
   for (let y = 0; y < kh; y++)

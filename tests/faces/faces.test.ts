@@ -65,7 +65,7 @@ describe('ticketlab faces', { timeout: 600_000 }, () => {
     panVideo(path.join(src, 'real', 'pan.mp4'), 6);
     const out = path.join(tmp, 'pan-out');
     const det = new FaceDetector();
-    const settings = { every: 2, perVideo: 0, pick: 'largest' as const, margin: 1.3, size: 64, minConfidence: 0.5, seed: 0 };
+    const settings = { every: 2, perVideo: 0, pick: 'largest' as const, margin: 1.3, size: 64, minConfidence: 0.5, seed: 0, align: false };
     const r = await extractFaces({ src, out, settings, detector: det, quiet: true });
     det.dispose();
     expect(r.failed).toEqual([]);
@@ -129,6 +129,7 @@ describe('ticketlab faces', { timeout: 600_000 }, () => {
   it('explains its flags and rejects bad ones in one line', async () => {
     const help = await cli('faces', '--help');
     expect(help.stdout).toMatch(/--per-video N/);
+    expect(help.stdout).toMatch(/--align .*eye-level/);
     const bad = await cli('faces', tmp, '--out', path.join(tmp, 'x'), '--faces', 'some');
     expect(bad.status).toBe(1);
     expect(bad.stderr.trim()).toBe("ticketlab: --faces 'some' is not one of largest, all");
