@@ -4,6 +4,7 @@
 // updated with the unbiased one, running = (1 - momentum) * running + momentum * batch_stat.
 import {
   APPLY_WG,
+  type ApplyVec,
   FINALIZE_WG,
   NORM_PARAM_WORDS,
   bnApplyKernel,
@@ -56,11 +57,11 @@ export function channelGeometry(shape: Shape, what = 'batch norm'): ChanGeom {
   return { n, c, hw, cnt, g, chunk };
 }
 
-/** Grid of the elementwise kernels: (HW / APPLY_WG, C, N). */
-function applyGrid(cg: ChanGeom): Grid {
+/** Grid of the elementwise kernels: (HW / (APPLY_WG * vec), C, N). */
+function applyGrid(cg: ChanGeom, vec: ApplyVec): Grid {
   // With the software-adapter policy ('thread', see normPartialsImpl) one workgroup row per (plane
   // tile, channel) and threads loop over the batch; on GPUs one z slice per batch item.
-  const g: Grid = [Math.ceil(cg.hw / APPLY_WG), cg.c, normPartialsImpl(cg) === 'thread' ? Math.min(1, cg.n) : cg.n];
+  const g: Grid = [Math.ceil(cg.hw / vec / APPLY_WG), cg.c, normPartialsImpl(cg) === 'thread' ? Math.min(1, cg.n) : cg.n];
   if (g.some((d) => d > MAX_GROUPS_PER_DIM)) {
     throw new Error(`batch norm: [N=${cg.n}, C=${cg.c}, HW=${cg.hw}] needs a grid of [${g.join(', ')}], over ${MAX_GROUPS_PER_DIM} per dimension`);
   }
@@ -113,6 +114,21 @@ registerFamily<ChanGeom>({
   },
 });
 registerCandidates<ChanGeom>('norm', [{ variant: 'thread' }, { variant: 'group' }]);
+
+registerFamily<ChanGeom>({
+  family: 'bn.apply',
+  about: 'the elementwise batch-norm kernels (apply, input gradient): scalars or vec4s of the plane',
+  shapeClass: (g) => `hw2^${log2(g.hw)}${g.hw % 4 === 0 ? ' %4' : ''}`,
+  // Software adapters: vec4s where HW % 4 == 0 (a vec4 load costs about one scalar load there). GPUs
+  // keep a scalar per thread.
+  defaultRule: (_g, dev, cands) => cands.find((c) => c.variant === (dev.isSoftware ? 'vec4' : 'scalar')) ?? cands[0],
+});
+registerCandidates<ChanGeom>('bn.apply', [{ variant: 'scalar' }, { variant: 'vec4', suits: (g) => g.hw % 4 === 0 }]);
+
+/** Elements per thread of the elementwise batch-norm kernels (planner family 'bn.apply'; a family of its own so that `norm:thread` does not select it). */
+function applyVec(cg: ChanGeom): ApplyVec {
+  return planKernel('bn.apply', cg).variant === 'vec4' ? 4 : 1;
+}
 
 function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[]): Tensor {
   const parts = empty([cg.c, cg.g, partialWidth(mode)]);
@@ -188,9 +204,10 @@ export function batchNormTrainForward(
   const fb = [parts, mean, invstd, ...(running ? [runningMean!, runningVar!] : [])];
   queue.dispatch(fk, fb.map((t) => ({ buffer: t.buf })), params(cg, 0, momentum, eps), gridFor(cg.c, FINALIZE_WG));
   parts.dispose();
-  const ak = cached(`apply|${affine}|false`, () => bnApplyKernel(affine, false));
+  const vec = applyVec(cg);
+  const ak = cached(`apply|${affine}|false|${vec}`, () => bnApplyKernel(affine, false, vec));
   const ab = [x, mean, invstd, ...(affine ? [gamma!, beta!] : []), y];
-  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), applyGrid(cg));
+  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), applyGrid(cg, vec));
   return { y, mean, invstd };
 }
 
@@ -205,9 +222,10 @@ export function batchNormEvalForward(
 ): Tensor {
   const { cg, affine } = checkForward(x, gamma, beta, runningMean, runningVar);
   const y = empty(x.shape);
-  const ak = cached(`apply|${affine}|true`, () => bnApplyKernel(affine, true));
+  const vec = applyVec(cg);
+  const ak = cached(`apply|${affine}|true|${vec}`, () => bnApplyKernel(affine, true, vec));
   const ab = [x, runningMean, runningVar, ...(affine ? [gamma!, beta!] : []), y];
-  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), applyGrid(cg));
+  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), applyGrid(cg, vec));
   return y;
 }
 
@@ -248,9 +266,10 @@ export function batchNormBackward(dy: Tensor, x: Tensor, gamma: Tensor | null, m
   const affine = !!gamma;
   const [sdy, sdyxh] = dySums(dy, x, mean, invstd, cg);
   const dx = empty(x.shape);
-  const k = cached(`dx|${affine}|train`, () => bnBackwardDxKernel(affine, true));
+  const vec = applyVec(cg);
+  const k = cached(`dx|${affine}|train|${vec}`, () => bnBackwardDxKernel(affine, true, vec));
   const b = [dy, x, mean, invstd, sdy, sdyxh, ...(affine ? [gamma!] : []), dx];
-  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg));
+  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg, vec));
   if (!affine) {
     sdy.dispose();
     sdyxh.dispose();
@@ -278,9 +297,10 @@ export function batchNormEvalBackward(
   const affine = !!gamma;
   const invstd = mapExpr('bn_invstd', 'inverseSqrt(x0 + p.alpha)', [runningVar], eps);
   const dx = empty(x.shape);
-  const k = cached(`dx|${affine}|eval`, () => bnBackwardDxKernel(affine, false));
+  const vec = applyVec(cg);
+  const k = cached(`dx|${affine}|eval|${vec}`, () => bnBackwardDxKernel(affine, false, vec));
   const b = [dy, invstd, ...(affine ? [gamma!] : []), dx];
-  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg));
+  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg, vec));
   if (!affine) {
     invstd.dispose();
     return { dx, dgamma: null, dbeta: null };
