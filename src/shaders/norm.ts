@@ -134,39 +134,46 @@ export const THREAD_PARTIALS_WG = 64;
  * hundred; a GPU wants the workgroup variant. Bindings as channelPartialsKernel.
  * Grid: gridFor(C * G, THREAD_PARTIALS_WG).
  */
-export function channelPartialsThreadKernel(mode: PartialMode): Kernel {
-  const name = `channel_partials_${mode}_thread`;
+export function channelPartialsThreadKernel(mode: PartialMode, vec: 1 | 4 = 1): Kernel {
+  const name = `channel_partials_${mode}_thread${vec === 4 ? '4' : ''}`;
   const ins = mode === 'stats' ? ['x'] : mode === 'sum' ? ['dy'] : ['dy', 'x', 'mean', 'invstd'];
-  const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<f32>;`).join('\n');
+  const t = vec === 4 ? 'vec4<f32>' : 'f32';
+  const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<${v === 'x' || v === 'dy' ? t : 'f32'}>;`).join('\n');
+  // vec = 4 (HW % 4 == 0 and chunk % 4 == 0, so a quad never straddles a plane or a chunk): the walk
+  // goes by vec4s, four lane sums per block of 8 quads, folded pairwise into the totals; the same
+  // expressions serve both, the per-channel values broadcasting over the lanes.
+  const zero = vec === 4 ? 'vec4<f32>(0.0)' : '0.0';
+  const fold = (b: string) => (vec === 4 ? `(${b}.x + ${b}.y) + (${b}.z + ${b}.w)` : b);
+  const at = (e: string) => (vec === 4 ? `(${e}) / 4u` : e);
   // Walks [beg, end) of channel ch, (n, q) advancing without a division per element, adding the
   // terms into per-block accumulators folded into the totals every 32 elements: a serial float32 sum
   // over thousands of values would lose digits that the workgroup variant's tree keeps.
   const walkSum = (terms: [acc: string, expr: string][], pre = '') => `  {
-${terms.map(([a]) => `    var ${a}_b = 0.0;`).join('\n')}
+${terms.map(([a]) => `    var ${a}_b = ${zero};`).join('\n')}
     var nb = beg / p.hw;
     var q = beg - nb * p.hw;
     var k = 0u;
-    for (var i = beg; i < end; i++) {
-      let a = (nb * p.c + ch) * p.hw + q;
+    for (var i = beg; i < end; i += ${vec}u) {
+      let a = ${at('(nb * p.c + ch) * p.hw + q')};
       ${pre}
 ${terms.map(([a, e]) => `      ${a}_b += ${e};`).join('\n')}
       k += 1u;
-      if (k == 32u) {
-${terms.map(([a]) => `        ${a} += ${a}_b;
-        ${a}_b = 0.0;`).join('\n')}
+      if (k == ${32 / vec}u) {
+${terms.map(([a]) => `        ${a} += ${fold(`${a}_b`)};
+        ${a}_b = ${zero};`).join('\n')}
         k = 0u;
       }
-      q += 1u;
+      q += ${vec}u;
       if (q == p.hw) { q = 0u; nb += 1u; }
     }
-${terms.map(([a]) => `    ${a} += ${a}_b;`).join('\n')}
+${terms.map(([a]) => `    ${a} += ${fold(`${a}_b`)};`).join('\n')}
   }`;
   let body: string;
   if (mode === 'stats') {
     // Sums are also taken relative to the chunk's first value: values far from zero (mean 1000,
     // spread 0.01) would otherwise lose the mean's low digits, and the variance with them.
     body = `  let nb0 = beg / p.hw;
-  let sh = x[(nb0 * p.c + ch) * p.hw + (beg - nb0 * p.hw)];
+  let sh = x[${at('(nb0 * p.c + ch) * p.hw + (beg - nb0 * p.hw)')}]${vec === 4 ? '.x' : ''};
   var s = 0.0;
 ${walkSum([['s', 'x[a] - sh']])}
   let mu = sh + s / f32(end - beg);

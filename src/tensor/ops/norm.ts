@@ -61,7 +61,7 @@ export function channelGeometry(shape: Shape, what = 'batch norm'): ChanGeom {
 function applyGrid(cg: ChanGeom, vec: ApplyVec): Grid {
   // With the software-adapter policy ('thread', see normPartialsImpl) one workgroup row per (plane
   // tile, channel) and threads loop over the batch; on GPUs one z slice per batch item.
-  const g: Grid = [Math.ceil(cg.hw / vec / APPLY_WG), cg.c, normPartialsImpl(cg) === 'thread' ? Math.min(1, cg.n) : cg.n];
+  const g: Grid = [Math.ceil(cg.hw / vec / APPLY_WG), cg.c, normPartialsImpl(cg) !== 'group' ? Math.min(1, cg.n) : cg.n];
   if (g.some((d) => d > MAX_GROUPS_PER_DIM)) {
     throw new Error(`batch norm: [N=${cg.n}, C=${cg.c}, HW=${cg.hw}] needs a grid of [${g.join(', ')}], over ${MAX_GROUPS_PER_DIM} per dimension`);
   }
@@ -88,13 +88,14 @@ function checkAffine(gamma: Tensor | null, beta: Tensor | null): boolean {
 }
 
 /** Stage 1 into a fresh partials tensor [C, G, width]. */
-export type NormPartialsImpl = 'group' | 'thread';
+export type NormPartialsImpl = 'group' | 'thread' | 'thread4';
 
 /**
  * Stage-1 variant: 'group' (a workgroup per chunk, tree reduction in workgroup memory) on GPUs,
- * 'thread' (a thread per chunk, no barriers) on software adapters, where barriers are ruinous. The
+ * 'thread' (a thread per chunk, no barriers) on software adapters, where barriers are ruinous, and
+ * 'thread4' (the same walking vec4s) there when HW and the chunk are multiples of 4. The
  * elementwise BN kernels follow the same policy (z = N on GPUs, z = 1 with a batch loop otherwise).
- * The planner (family 'norm') decides; `TICKETLAB_KERNELS=norm:group` forces one. Both give the same
+ * The planner (family 'norm') decides; `TICKETLAB_KERNELS=norm:group` forces one. All give the same
  * partials up to summation order.
  */
 export function normPartialsImpl(cg: ChanGeom = channelGeometry([1, 1, 64])): NormPartialsImpl {
@@ -106,14 +107,20 @@ const log2 = (v: number) => Math.ceil(Math.log2(Math.max(1, v)));
 registerFamily<ChanGeom>({
   family: 'norm',
   about: 'batch-norm statistics (stage 1) and the elementwise batch-norm kernels that follow its grid',
-  shapeClass: (g) => `n${g.n} c${g.c} hw2^${log2(g.hw)}`,
-  defaultRule: (_g, dev, cands) => cands.find((c) => c.variant === (dev.isSoftware ? 'thread' : 'group')) ?? cands[0],
+  shapeClass: (g) => `n${g.n} c${g.c} hw2^${log2(g.hw)}${g.hw % 4 === 0 && g.chunk % 4 === 0 ? ' q4' : ''}`,
+  // Software adapters: a thread per chunk, walking vec4s where planes and chunks are whole quads.
+  defaultRule: (_g, dev, cands) =>
+    (dev.isSoftware ? cands.find((c) => c.variant === 'thread4') ?? cands.find((c) => c.variant === 'thread') : cands.find((c) => c.variant === 'group')) ?? cands[0],
   bench: (g) => {
     const x = fill([g.n, g.c, g.hw], 1);
     return { run: () => channelSum(x).dispose(), dispose: () => x.dispose() };
   },
 });
-registerCandidates<ChanGeom>('norm', [{ variant: 'thread' }, { variant: 'group' }]);
+registerCandidates<ChanGeom>('norm', [
+  { variant: 'thread' },
+  { variant: 'group' },
+  { variant: 'thread4', suits: (g) => g.hw % 4 === 0 && g.chunk % 4 === 0 },
+]);
 
 registerFamily<ChanGeom>({
   family: 'bn.apply',
@@ -135,8 +142,9 @@ function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[]): Tensor {
   const bufs = [...inputs, parts].map((t) => ({ buffer: t.buf }));
   const impl = normPartialsImpl(cg);
   const tag = () => ({ op: `norm.partials.${mode}`, variant: impl, shape: `${cg.n}x${cg.c}x${cg.hw}`, flops: cg.c * cg.cnt });
-  if (impl === 'thread') {
-    const k = cached(`pt|${mode}`, () => channelPartialsThreadKernel(mode));
+  if (impl !== 'group') {
+    const vec = impl === 'thread4' ? 4 : 1;
+    const k = cached(`pt|${mode}|${vec}`, () => channelPartialsThreadKernel(mode, vec));
     queue.dispatch(k, bufs, params(cg, 0), gridFor(cg.c * cg.g, THREAD_PARTIALS_WG), tag);
   } else {
     const k = cached(`p|${mode}`, () => channelPartialsKernel(mode));
