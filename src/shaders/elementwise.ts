@@ -27,6 +27,15 @@ export interface MapSpec {
 /** Uniform words of the map struct: n, rank, alpha, beta, off(4), shape(8), st0..st2 (8 each). */
 export const MAP_PARAM_WORDS = 4 + 4 + 8 + 3 * 8;
 
+const MAP_STRUCT = `struct P {
+  n: u32, rank: u32, alpha: f32, beta: f32,
+  off: vec4<u32>,
+  shape: array<vec4<u32>, 2>,
+  st0: array<vec4<u32>, 2>,
+  st1: array<vec4<u32>, 2>,
+  st2: array<vec4<u32>, 2>,
+}`;
+
 export function mapKernel(s: MapSpec): Kernel {
   const k = s.inputs.length;
   const decl = s.inputs
@@ -55,14 +64,7 @@ ${loopBody}
     : '';
   const loads = s.inputs.map((_, i) => `  let x${i} = in${i}[o${i}];`).join('\n');
   const code = `// ${s.name}
-struct P {
-  n: u32, rank: u32, alpha: f32, beta: f32,
-  off: vec4<u32>,
-  shape: array<vec4<u32>, 2>,
-  st0: array<vec4<u32>, 2>,
-  st1: array<vec4<u32>, 2>,
-  st2: array<vec4<u32>, 2>,
-}
+${MAP_STRUCT}
 ${decl}
 @group(0) @binding(${k}) var<storage, read_write> out: array<${s.out}>;
 @group(0) @binding(${k + 1}) var<uniform> p: P;
@@ -99,14 +101,7 @@ export function mapVec4Kernel(s: MapSpec): Kernel {
   const lane = (c: number) =>
     `    {\n${s.inputs.map((inp, i) => (inp.mode === 'same' ? `      let x${i} = v${i}[${c}];\n` : '')).join('')}      r[${c}] = ${s.out}(${s.expr});\n    }`;
   const code = `// ${s.name}_vec4
-struct P {
-  n: u32, rank: u32, alpha: f32, beta: f32,
-  off: vec4<u32>,
-  shape: array<vec4<u32>, 2>,
-  st0: array<vec4<u32>, 2>,
-  st1: array<vec4<u32>, 2>,
-  st2: array<vec4<u32>, 2>,
-}
+${MAP_STRUCT}
 ${decl}
 @group(0) @binding(${k}) var<storage, read_write> out: array<vec4<${s.out}>>;
 @group(0) @binding(${k + 1}) var<uniform> p: P;
