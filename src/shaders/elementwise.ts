@@ -27,6 +27,15 @@ export interface MapSpec {
 /** Uniform words of the map struct: n, rank, alpha, beta, off(4), shape(8), st0..st2 (8 each). */
 export const MAP_PARAM_WORDS = 4 + 4 + 8 + 3 * 8;
 
+const MAP_STRUCT = `struct P {
+  n: u32, rank: u32, alpha: f32, beta: f32,
+  off: vec4<u32>,
+  shape: array<vec4<u32>, 2>,
+  st0: array<vec4<u32>, 2>,
+  st1: array<vec4<u32>, 2>,
+  st2: array<vec4<u32>, 2>,
+}`;
+
 export function mapKernel(s: MapSpec): Kernel {
   const k = s.inputs.length;
   const decl = s.inputs
@@ -55,14 +64,7 @@ ${loopBody}
     : '';
   const loads = s.inputs.map((_, i) => `  let x${i} = in${i}[o${i}];`).join('\n');
   const code = `// ${s.name}
-struct P {
-  n: u32, rank: u32, alpha: f32, beta: f32,
-  off: vec4<u32>,
-  shape: array<vec4<u32>, 2>,
-  st0: array<vec4<u32>, 2>,
-  st1: array<vec4<u32>, 2>,
-  st2: array<vec4<u32>, 2>,
-}
+${MAP_STRUCT}
 ${decl}
 @group(0) @binding(${k}) var<storage, read_write> out: array<${s.out}>;
 @group(0) @binding(${k + 1}) var<uniform> p: P;
@@ -79,6 +81,45 @@ ${[...idx, loop, loads].join('\n').split('\n').map((l) => (l ? '  ' + l : l)).jo
 }
 `;
   return { name: s.name, code, bindings: [...s.inputs.map(() => 'read' as const), 'write', 'uniform'] };
+}
+
+/**
+ * The same map four elements per thread, for software adapters (a per-thread vec4 load costs little
+ * more than a scalar one there, docs/lavapipe-speed.md): every input 'same' or 'scalar', n % 4 == 0.
+ * 'same' inputs and the output are read and written as vec4s; the expression runs once per component
+ * on scalars named x0..x2 as in mapKernel, so the results are those of mapKernel. p.n counts
+ * elements; thread q handles elements 4q .. 4q + 3 (grid-stride over quads).
+ */
+export function mapVec4Kernel(s: MapSpec): Kernel {
+  if (s.inputs.some((i) => i.mode === 'strided')) throw new Error(`${s.name}: the vec4 map takes no strided inputs`);
+  const k = s.inputs.length;
+  const decl = s.inputs
+    .map((inp, i) => `@group(0) @binding(${i}) var<storage, read> in${i}: array<${inp.mode === 'same' ? `vec4<${inp.type}>` : inp.type}>;`)
+    .join('\n');
+  const scalars = s.inputs.map((inp, i) => (inp.mode === 'scalar' ? `  let x${i} = in${i}[p.off[${i}]];` : '')).filter(Boolean);
+  const loads = s.inputs.map((inp, i) => (inp.mode === 'same' ? `    let v${i} = in${i}[q];` : '')).filter(Boolean);
+  const lane = (c: number) =>
+    `    {\n${s.inputs.map((inp, i) => (inp.mode === 'same' ? `      let x${i} = v${i}[${c}];\n` : '')).join('')}      r[${c}] = ${s.out}(${s.expr});\n    }`;
+  const code = `// ${s.name}_vec4
+${MAP_STRUCT}
+${decl}
+@group(0) @binding(${k}) var<storage, read_write> out: array<vec4<${s.out}>>;
+@group(0) @binding(${k + 1}) var<uniform> p: P;
+
+@compute @workgroup_size(${MAP_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let stride = nwg.x * nwg.y * ${MAP_WG}u;
+  let quads = p.n / 4u;
+${scalars.join('\n')}
+  for (var q = ${linearIndexWgsl(MAP_WG)}; q < quads; q += stride) {
+${loads.join('\n')}
+    var r: vec4<${s.out}>;
+${[0, 1, 2, 3].map(lane).join('\n')}
+    out[q] = r;
+  }
+}
+`;
+  return { name: `${s.name}_vec4`, code, bindings: [...s.inputs.map(() => 'read' as const), 'write', 'uniform'] };
 }
 
 /**

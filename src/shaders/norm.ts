@@ -134,39 +134,46 @@ export const THREAD_PARTIALS_WG = 64;
  * hundred; a GPU wants the workgroup variant. Bindings as channelPartialsKernel.
  * Grid: gridFor(C * G, THREAD_PARTIALS_WG).
  */
-export function channelPartialsThreadKernel(mode: PartialMode): Kernel {
-  const name = `channel_partials_${mode}_thread`;
+export function channelPartialsThreadKernel(mode: PartialMode, vec: 1 | 4 = 1): Kernel {
+  const name = `channel_partials_${mode}_thread${vec === 4 ? '4' : ''}`;
   const ins = mode === 'stats' ? ['x'] : mode === 'sum' ? ['dy'] : ['dy', 'x', 'mean', 'invstd'];
-  const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<f32>;`).join('\n');
+  const t = vec === 4 ? 'vec4<f32>' : 'f32';
+  const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<${v === 'x' || v === 'dy' ? t : 'f32'}>;`).join('\n');
+  // vec = 4 (HW % 4 == 0 and chunk % 4 == 0, so a quad never straddles a plane or a chunk): the walk
+  // goes by vec4s, four lane sums per block of 8 quads, folded pairwise into the totals; the same
+  // expressions serve both, the per-channel values broadcasting over the lanes.
+  const zero = vec === 4 ? 'vec4<f32>(0.0)' : '0.0';
+  const fold = (b: string) => (vec === 4 ? `(${b}.x + ${b}.y) + (${b}.z + ${b}.w)` : b);
+  const at = (e: string) => (vec === 4 ? `(${e}) / 4u` : e);
   // Walks [beg, end) of channel ch, (n, q) advancing without a division per element, adding the
   // terms into per-block accumulators folded into the totals every 32 elements: a serial float32 sum
   // over thousands of values would lose digits that the workgroup variant's tree keeps.
   const walkSum = (terms: [acc: string, expr: string][], pre = '') => `  {
-${terms.map(([a]) => `    var ${a}_b = 0.0;`).join('\n')}
+${terms.map(([a]) => `    var ${a}_b = ${zero};`).join('\n')}
     var nb = beg / p.hw;
     var q = beg - nb * p.hw;
     var k = 0u;
-    for (var i = beg; i < end; i++) {
-      let a = (nb * p.c + ch) * p.hw + q;
+    for (var i = beg; i < end; i += ${vec}u) {
+      let a = ${at('(nb * p.c + ch) * p.hw + q')};
       ${pre}
 ${terms.map(([a, e]) => `      ${a}_b += ${e};`).join('\n')}
       k += 1u;
-      if (k == 32u) {
-${terms.map(([a]) => `        ${a} += ${a}_b;
-        ${a}_b = 0.0;`).join('\n')}
+      if (k == ${32 / vec}u) {
+${terms.map(([a]) => `        ${a} += ${fold(`${a}_b`)};
+        ${a}_b = ${zero};`).join('\n')}
         k = 0u;
       }
-      q += 1u;
+      q += ${vec}u;
       if (q == p.hw) { q = 0u; nb += 1u; }
     }
-${terms.map(([a]) => `    ${a} += ${a}_b;`).join('\n')}
+${terms.map(([a]) => `    ${a} += ${fold(`${a}_b`)};`).join('\n')}
   }`;
   let body: string;
   if (mode === 'stats') {
     // Sums are also taken relative to the chunk's first value: values far from zero (mean 1000,
     // spread 0.01) would otherwise lose the mean's low digits, and the variance with them.
     body = `  let nb0 = beg / p.hw;
-  let sh = x[(nb0 * p.c + ch) * p.hw + (beg - nb0 * p.hw)];
+  let sh = x[${at('(nb0 * p.c + ch) * p.hw + (beg - nb0 * p.hw)')}]${vec === 4 ? '.x' : ''};
   var s = 0.0;
 ${walkSum([['s', 'x[a] - sh']])}
   let mu = sh + s / f32(end - beg);
@@ -300,17 +307,25 @@ export const APPLY_WG = 64;
  * channel (a software adapter scalarises vector integer division).
  */
 /**
+ * Elements per thread of the elementwise batch-norm kernels: 1, or 4 (a vec4 of the plane, when
+ * HW % 4 == 0: software adapters load a vec4 for little more than a scalar, docs/lavapipe-speed.md).
+ * The per-channel values stay scalars, broadcast over the vec4, so both give the same arithmetic.
+ */
+export type ApplyVec = 1 | 4;
+
+/**
  * Thread (q in the plane, channel ch) handles batch items wid.z, wid.z + nwg.z, ...: one per thread
  * when the grid's z covers N (GPUs); on software adapters the host launches z = 1, since each
  * workgroup costs a scheduling round trip there.
  */
-function applyLoop(body: string): string {
+function applyLoop(body: string, vec: ApplyVec): string {
+  const hw = vec === 4 ? '(p.hw / 4u)' : 'p.hw';
   return `  let q = wid.x * ${APPLY_WG}u + lid;
-  if (q >= p.hw) { return; }
+  if (q >= ${hw}) { return; }
   let ch = wid.y;
   let nbatch = p.cnt / p.hw;
   for (var nz = wid.z; nz < nbatch; nz += nwg.z) {
-    let i = (nz * p.c + ch) * p.hw + q;
+    let i = (nz * p.c + ch) * ${hw} + q;
 ${body
   .split('\n')
   .map((l) => (l ? '  ' + l : l))
@@ -323,23 +338,24 @@ ${body
  * inverseSqrt(scale[c] + eps) (eval mode reads the running variance). Bindings: x, mean, scale,
  * [gamma, beta], y, params. Grid: (ceil(HW / APPLY_WG), C, N or fewer).
  */
-export function bnApplyKernel(affine: boolean, fromVar: boolean): Kernel {
-  const name = `bn_apply${affine ? '_affine' : ''}${fromVar ? '_var' : ''}`;
+export function bnApplyKernel(affine: boolean, fromVar: boolean, vec: ApplyVec = 1): Kernel {
+  const name = `bn_apply${affine ? '_affine' : ''}${fromVar ? '_var' : ''}${vec === 4 ? '_vec4' : ''}`;
+  const t = vec === 4 ? 'vec4<f32>' : 'f32';
   const code = `// ${name}
 ${NORM_STRUCT}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<${t}>;
 @group(0) @binding(1) var<storage, read> mean: array<f32>;
 @group(0) @binding(2) var<storage, read> scale: array<f32>;
 ${affine ? `@group(0) @binding(3) var<storage, read> gamma: array<f32>;
 @group(0) @binding(4) var<storage, read> beta: array<f32>;` : ''}
-@group(0) @binding(${affine ? 5 : 3}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${affine ? 5 : 3}) var<storage, read_write> y: array<${t}>;
 @group(0) @binding(${affine ? 6 : 4}) var<uniform> p: P;
 
 @compute @workgroup_size(${APPLY_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
 ${applyLoop(`  let s = ${fromVar ? 'inverseSqrt(scale[ch] + p.eps)' : 'scale[ch]'};
   let xh = (x[i] - mean[ch]) * s;
-  y[i] = ${affine ? 'xh * gamma[ch] + beta[ch]' : 'xh'};`)}
+  y[i] = ${affine ? 'xh * gamma[ch] + beta[ch]' : 'xh'};`, vec)}
 }
 `;
   const bindings: Kernel['bindings'] = affine
@@ -355,10 +371,11 @@ ${applyLoop(`  let s = ${fromVar ? 'inverseSqrt(scale[ch] + p.eps)' : 'scale[ch]
  * Bindings: training: dy, x, mean, invstd, sumDy, sumDyXhat; eval: dy, invstd; then [gamma], dx, params
  * (n = numel).
  */
-export function bnBackwardDxKernel(affine: boolean, training: boolean): Kernel {
-  const name = `bn_backward_dx${affine ? '_affine' : ''}${training ? '_train' : '_eval'}`;
+export function bnBackwardDxKernel(affine: boolean, training: boolean, vec: ApplyVec = 1): Kernel {
+  const name = `bn_backward_dx${affine ? '_affine' : ''}${training ? '_train' : '_eval'}${vec === 4 ? '_vec4' : ''}`;
   const ins = [...(training ? ['dy', 'x', 'mean', 'invstd', 'sdy', 'sdyxh'] : ['dy', 'invstd']), ...(affine ? ['gamma'] : [])];
-  const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<f32>;`).join('\n');
+  const t = vec === 4 ? 'vec4<f32>' : 'f32';
+  const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<${v === 'dy' || v === 'x' ? t : 'f32'}>;`).join('\n');
   const g = affine ? 'gamma[ch] * invstd[ch]' : 'invstd[ch]';
   const body = training
     ? `  let xh = (x[i] - mean[ch]) * invstd[ch];
@@ -368,12 +385,12 @@ export function bnBackwardDxKernel(affine: boolean, training: boolean): Kernel {
   const code = `// ${name}
 ${NORM_STRUCT}
 ${decl}
-@group(0) @binding(${ins.length}) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(${ins.length}) var<storage, read_write> dx: array<${t}>;
 @group(0) @binding(${ins.length + 1}) var<uniform> p: P;
 
 @compute @workgroup_size(${APPLY_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
-${applyLoop(body)}
+${applyLoop(body, vec)}
 }
 `;
   const bindings: Kernel['bindings'] = [...ins.map(() => 'read' as const), 'write', 'uniform'];

@@ -263,3 +263,85 @@ export function poolBackwardCellsKernel(kind: 'max' | 'avg', includePad = true):
   const bindings: Kernel['bindings'] = kind === 'max' ? ['read', 'read', 'write', 'uniform'] : ['read', 'write', 'uniform'];
   return { name, code, bindings };
 }
+
+/**
+ * Max pool by row quads, for software adapters: windows kw = sw in {2, 4}, kh = sh, no padding, rows
+ * of whole vec4s (W % 4 == 0) and H % sh == 0, so the windows tile the input and a 4-column quad holds
+ * 4 / kw whole windows. One thread per (plane, output row, quad): forward loads kh vec4s (one per
+ * window row) for 4 / kw outputs, where the window kernel pays kh * kw scalar loads and an index
+ * division per output; backward loads the quad's 4 / kw (dy, idx) pairs and writes kh vec4s of dx.
+ * Same comparisons in the same (row-major window) order as maxPoolForwardKernel, so the same bits and
+ * the same first-maximum argmax. params.total = planes * oh * (W / 4).
+ */
+export function maxPoolQuadKernel(dir: 'fwd' | 'bwd', kw: 2 | 4): Kernel {
+  const per = 4 / kw;
+  const js = Array.from({ length: per }, (_, j) => j);
+  const name = `max_pool2d_${dir}_quad${kw}`;
+  const comps = ['x', 'y', 'z', 'w'];
+  const index = `  let QW = p.w / 4u;
+  let rows = p.oh * QW;
+  let pl_ = i / rows;
+  let r = i - pl_ * rows;
+  let oy = r / QW;
+  let qx = r - oy * QW;
+  let y0 = oy * p.sh;
+  let base4 = pl_ * p.h * QW + qx;
+  let o = pl_ * p.oh * p.ow + oy * p.ow + qx * ${per}u;`;
+  if (dir === 'fwd') {
+    // Window j of the quad covers components j * kw .. j * kw + kw - 1.
+    const first = js
+      .map((j) => {
+        const c0 = j * kw;
+        const rest = Array.from({ length: kw - 1 }, (_, k) => c0 + k + 1)
+          .map((c) => `  if (v0.${comps[c]} > b${j}) { b${j} = v0.${comps[c]}; i${j} = at0 + ${c}; }`)
+          .join('\n');
+        return `  var b${j} = v0.${comps[c0]};\n  var i${j} = at0 + ${c0};\n${rest}`;
+      })
+      .join('\n');
+    const more = js
+      .flatMap((j) => Array.from({ length: kw }, (_, k) => j * kw + k).map((c) => `    if (v.${comps[c]} > b${j}) { b${j} = v.${comps[c]}; i${j} = at + ${c}; }`))
+      .join('\n');
+    const code = `${HEAD(
+      name,
+      `@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> idx: array<i32>;
+@group(0) @binding(3) var<uniform> p: P;`,
+    )}
+${index}
+  let v0 = x[base4 + y0 * QW];
+  let at0 = i32(y0 * p.w + qx * 4u);
+${first}
+  for (var ky = 1u; ky < p.kh; ky++) {
+    let iy = y0 + ky;
+    let v = x[base4 + iy * QW];
+    let at = i32(iy * p.w + qx * 4u);
+${more}
+  }
+${js.map((j) => `  y[o + ${j}u] = b${j};\n  idx[o + ${j}u] = i${j};`).join('\n')}
+}
+`;
+    return { name, code, bindings: ['read', 'write', 'write', 'uniform'] };
+  }
+  const lanes = [0, 1, 2, 3].map((c) => {
+    const j = Math.floor(c / kw);
+    return `select(0.0, g${j}, i${j} == at + ${c})`;
+  });
+  const code = `${HEAD(
+    name,
+    `@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> idx: array<i32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<vec4<f32>>;
+@group(0) @binding(3) var<uniform> p: P;`,
+  )}
+${index}
+${js.map((j) => `  let g${j} = dy[o + ${j}u];\n  let i${j} = idx[o + ${j}u];`).join('\n')}
+  for (var ky = 0u; ky < p.sh; ky++) {
+    let iy = y0 + ky;
+    let at = i32(iy * p.w + qx * 4u);
+    dx[base4 + iy * QW] = vec4<f32>(${lanes.join(', ')});
+  }
+}
+`;
+  return { name, code, bindings: ['read', 'read', 'write', 'uniform'] };
+}

@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { setKernelOverride } from '../../src/tensor/plan.js';
 import fc from 'fast-check';
 import { binary, broadcastShapes, cast, fill, fromArray, mapExpr, ternary, unary } from '../../src/tensor/index.js';
 import type { BinaryOp, UnaryOp } from '../../src/shaders/elementwise.js';
@@ -125,5 +126,52 @@ describe('where, compare, cast, fill, custom expressions', () => {
   it('mapExpr runs a custom fused expression', async () => {
     const y = await mapExpr('fma', 'x0 * x1 + p.alpha', [fromArray([1, 2]), fromArray([3, 4])], 0.5).toArray();
     expect(Array.from(y)).toEqual([3.5, 8.5]);
+  });
+});
+
+// Both ew.vec variants (an element or a vec4 per thread) on maps they both suit: contiguous and
+// single-value inputs, sizes a multiple of 4 (also one quad, and more quads than threads launched).
+describe('elementwise, every ew.vec variant', () => {
+  afterAll(() => setKernelOverride(null));
+  const sizeArb = fc.oneof(fc.constant(4), fc.integer({ min: 1, max: 600 }).map((q) => 4 * q), fc.constant(4 * 64 * 256 + 4 * 37));
+  const run = <T>(variant: string, fn: () => T): T => {
+    setKernelOverride(`map:capped:64,ew.vec:${variant}`);
+    try {
+      return fn();
+    } finally {
+      setKernelOverride(null);
+    }
+  };
+  for (const variant of ['scalar', 'vec4']) {
+    it(`${variant}: unary, binary with a single-value operand, ternary, relu_grad and i32 maps match float64`, async () => {
+      await fc.assert(
+        fc.asyncProperty(sizeArb, fc.integer(), async (n, seed) => {
+          const a = seededValues(n, seed, -6, 6);
+          const b = seededValues(n, seed + 1, -6, 6);
+          const c = seededValues(1, seed + 2)[0];
+          const [ta, tb, tc] = [fromArray(a, [n]), fromArray(b, [n]), fromArray([c], [1])];
+          const [sig, sub, where, rg, ints] = run(variant, () => [
+            unary('sigmoid', ta),
+            binary('sub', tc, ta),
+            ternary('where', tb, ta, tc),
+            mapExpr('relu_grad', 'select(0.0, x0, x1 > 0.0)', [ta, tb]),
+            binary('add', cast(ta, 'i32'), cast(tb, 'i32')),
+          ]);
+          expectClose(await sig.toArray(), Array.from(a, UNARY_REF.sigmoid as (x: number) => number), 2e-6, 2e-6, `sigmoid ${variant}`);
+          expectClose(await sub.toArray(), Array.from(a, (x) => c - x), 1e-6, 1e-6, `sub ${variant}`);
+          expectClose(await where.toArray(), Array.from(a, (x, i) => (b[i] !== 0 ? x : c)), 0, 0, `where ${variant}`);
+          expectClose(await rg.toArray(), Array.from(a, (x, i) => (b[i] > 0 ? x : 0)), 0, 0, `relu_grad ${variant}`);
+          expect(Array.from(await ints.toArray()), `i32 add ${variant}`).toEqual(Array.from(a, (x, i) => (Math.trunc(x) + Math.trunc(b[i])) | 0));
+        }),
+        { numRuns: 10 },
+      );
+    });
+  }
+  it('both variants give the same bits; a strided map under the vec4 override is a one-line error', async () => {
+    const n = 4 * 333;
+    const t = fromArray(seededValues(n, 5, -6, 6), [n]);
+    const [s, v] = await Promise.all(['scalar', 'vec4'].map((variant) => run(variant, () => unary('tanh', t)).toArray()));
+    expect(Buffer.from((s as Float32Array).buffer).equals(Buffer.from((v as Float32Array).buffer))).toBe(true);
+    expect(() => run('vec4', () => binary('add', fromArray(seededValues(12, 1), [3, 4]), fromArray([1, 2, 3], [3, 1])))).toThrow(/does not suit ew\.vec/);
   });
 });

@@ -1,7 +1,7 @@
 // Batch norm (train and eval, forward and backward, running-stat updates) and per-channel sums against
 // float64 references and finite differences; accuracy with a large mean; determinism.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setKernelOverride } from '../../src/tensor/plan.js';
+import { deviceTraits, plan, setKernelOverride } from '../../src/tensor/plan.js';
 import fc from 'fast-check';
 import { fromArray } from '../../src/tensor/index.js';
 import {
@@ -66,11 +66,31 @@ function params(k: Case) {
 }
 
 // Both stage-1 variants (workgroup tree reduction for GPUs, thread per chunk for software adapters)
-// run every case.
-for (const impl of ['group', 'thread'] as const) {
-describe(`batch norm kernels, ${impl} partials`, () => {
+// ('thread4' walking vec4s) and both elementwise variants (bn.apply: scalar, or vec4 where HW % 4 == 0)
+// run every case. The
+// vec4 run leaves bn.apply to the software default (vec4 where it suits, scalar elsewhere) and draws
+// planes whose width is a multiple of 4.
+const VARIANTS = [
+  { impl: 'group', apply: 'scalar' },
+  { impl: 'thread', apply: 'scalar' },
+  { impl: 'thread', apply: 'vec4' },
+  { impl: 'thread4', apply: 'vec4' },
+] as const;
+const wholeQuads = (arb: fc.Arbitrary<Case>) =>
+  arb.map((k) => (k.shape.length === 4 ? { ...k, shape: [k.shape[0], k.shape[1], k.shape[2], 4 * Math.ceil(k.shape[3] / 4)] } : k));
+const anyCase = caseArb;
+for (const { impl, apply } of VARIANTS) {
+describe(`batch norm kernels, ${impl} partials, ${apply} apply`, () => {
+  const caseArb = apply === 'vec4' ? wholeQuads(anyCase) : anyCase;
   beforeAll(() => {
-    setKernelOverride(`norm:${impl}`);
+    // thread4 runs the software defaults (thread4 and vec4 where they suit, thread and scalar elsewhere).
+    setKernelOverride(impl === 'thread4' ? null : apply === 'vec4' ? `norm:${impl}` : `norm:${impl},bn.apply:${apply}`);
+  });
+  it(`plans ${impl} and ${apply} for [2, 3, 4, 8]`, () => {
+    const cg = channelGeometry([2, 3, 4, 8]);
+    const soft = deviceTraits().isSoftware;
+    expect(plan('bn.apply', cg).variant).toBe(soft || apply === 'scalar' ? apply : 'scalar');
+    expect(plan('norm', cg).variant).toBe(soft || impl !== 'thread4' ? impl : 'group');
   });
   afterAll(() => {
     setKernelOverride(null);

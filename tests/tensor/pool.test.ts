@@ -1,8 +1,9 @@
 // Max / average / global-average pooling, forward and backward, against float64 references and finite
 // differences; argmax ties; Keras 'same' padding; determinism.
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { fromArray } from '../../src/tensor/index.js';
+import { setKernelOverride } from '../../src/tensor/plan.js';
 import {
   adaptiveAvgPool2dTo1,
   adaptiveAvgPool2dTo1Backward,
@@ -178,6 +179,81 @@ describe('max pool', () => {
     const a = (await maxPool2dBackward(dy, idx, xShape, o).toArray()) as Float32Array;
     const b = (await maxPool2dBackward(dy, idx, xShape, o).toArray()) as Float32Array;
     expect(sameBits(a, b)).toBe(true);
+  });
+});
+
+// Geometries the row-quad kernels suit (kw = sw in {2, 4}, kh = sh, no padding, W % 4 == 0,
+// H % sh == 0), with Keras 'same' padding that resolves to none.
+const quadArb: fc.Arbitrary<Case> = fc
+  .record({
+    n: fc.constantFrom(1, 2),
+    c: fc.integer({ min: 1, max: 3 }),
+    hq: fc.integer({ min: 1, max: 4 }),
+    wq: fc.integer({ min: 1, max: 4 }),
+    kh: fc.integer({ min: 1, max: 4 }),
+    kw: fc.constantFrom(2, 4),
+    same: fc.boolean(),
+    seed: fc.integer({ min: 1, max: 1 << 30 }),
+  })
+  .map(({ n, c, hq, wq, kh, kw, same, seed }) => ({
+    n, c, h: hq * kh, w: wq * 4, kh, kw, sh: kh, sw: kw, pad: same ? ('same' as const) : ([0, 0, 0, 0] as [number, number, number, number]), seed,
+  }));
+
+describe('max pool, every variant', () => {
+  afterAll(() => setKernelOverride(null));
+  for (const variant of ['window', 'quad']) {
+    it(`${variant}: forward, argmax (with ties) and backward match float64 where it suits`, async () => {
+      setKernelOverride(`pool.max:${variant}`);
+      try {
+        await fc.assert(
+          fc.asyncProperty(quadArb, fc.boolean(), async (c, ties) => {
+            const xs = seededValues(c.n * c.c * c.h * c.w, c.seed);
+            await checkMax(c, ties ? xs.map((v) => Math.floor(v + 2) % 3) : xs);
+          }),
+          { numRuns: 30 },
+        );
+      } finally {
+        setKernelOverride(null);
+      }
+    });
+  }
+
+  it('quad: backward matches finite differences and both variants give the same bits', async () => {
+    await fc.assert(
+      fc.asyncProperty(quadArb, async (c) => {
+        const g = refGeom(c);
+        const xShape = [c.n, c.c, c.h, c.w];
+        const n = prod(xShape);
+        const xs = seededValues(n, c.seed);
+        const dys = seededValues(n / (c.kh * c.kw), c.seed + 1);
+        const run = async (variant: string) => {
+          setKernelOverride(`pool.max:${variant}`);
+          try {
+            const { y, idx } = maxPool2dForward(fromArray(xs, xShape), opts(c));
+            const dx = maxPool2dBackward(fromArray(dys, y.shape), idx, xShape, opts(c));
+            return [(await y.toArray()) as Float32Array, (await dx.toArray()) as Float32Array];
+          } finally {
+            setKernelOverride(null);
+          }
+        };
+        const [yq, dxq] = await run('quad');
+        const [yw, dxw] = await run('window');
+        expect(sameBits(yq, yw) && sameBits(dxq, dxw), JSON.stringify(c)).toBe(true);
+        const coords = sampleCoords(n, 12, c.seed);
+        const fd = finiteDiff((v) => maxPoolRef(v, g).y, xs, dys, coords, 1e-7);
+        expectNear(coords.map((i) => dxq[i]), fd, 1e-5, `quad dx vs finite differences ${JSON.stringify(c)}`);
+      }),
+      { numRuns: 12 },
+    );
+  });
+
+  it('an override naming quad where it does not suit is a one-line error', () => {
+    setKernelOverride('pool.max:quad');
+    try {
+      expect(() => maxPool2dForward(fromArray(new Float32Array(9), [1, 1, 3, 3]), { kernel: 3 })).toThrow(/does not suit pool\.max\.fwd/);
+    } finally {
+      setKernelOverride(null);
+    }
   });
 });
 

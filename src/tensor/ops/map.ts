@@ -7,6 +7,7 @@ import {
   TERNARY,
   UNARY,
   mapKernel,
+  mapVec4Kernel,
   type BinaryOp,
   type ElemType,
   type InputMode,
@@ -97,9 +98,31 @@ registerCandidates<{ n: number }>('map', [
   ...MAP_CAPS.map((groups) => ({ variant: 'capped', tile: `${groups}`, params: { groups }, dtypes: ALL_TYPES })),
 ]);
 
-function cachedMap(name: string, expr: string, modes: InputMode[], types: ElemType[], out: ElemType): Kernel {
-  const key = `map|${name}|${modes.join(',')}|${types.join(',')}|${out}|${expr}`;
-  return cachedKernel(key, () => mapKernel({ name, expr, inputs: modes.map((mode, i) => ({ mode, type: types[i] })), out }));
+/**
+ * Elements per thread (planner family 'ew.vec'): 'scalar', or 'vec4' (mapVec4Kernel) for maps whose
+ * inputs are all contiguous or single values and whose size is a multiple of 4; the static rule takes
+ * vec4 on software adapters, scalar on GPUs. The results do not depend on the choice.
+ */
+interface VecGeom {
+  n: number;
+  /** No strided input. */
+  flat: boolean;
+}
+registerFamily<VecGeom>({
+  family: 'ew.vec',
+  about: 'elementwise maps: one element or a vec4 per thread (contiguous inputs, n % 4 == 0)',
+  shapeClass: (g) => `2^${log2(g.n)}${g.flat && g.n % 4 === 0 ? ' flat4' : ''}`,
+  defaultRule: (_g, dev, cands) => cands.find((c) => c.variant === (dev.isSoftware ? 'vec4' : 'scalar')) ?? cands[0],
+});
+registerCandidates<VecGeom>('ew.vec', [
+  { variant: 'scalar', dtypes: ALL_TYPES },
+  { variant: 'vec4', dtypes: ALL_TYPES, suits: (g) => g.flat && g.n % 4 === 0 },
+]);
+
+function cachedMap(name: string, expr: string, modes: InputMode[], types: ElemType[], out: ElemType, vec4: boolean): Kernel {
+  const key = `map|${name}|${modes.join(',')}|${types.join(',')}|${out}|${vec4 ? 'v4' : 's'}|${expr}`;
+  const spec = { name, expr, inputs: modes.map((mode, i) => ({ mode, type: types[i] })), out };
+  return cachedKernel(key, () => (vec4 ? mapVec4Kernel(spec) : mapKernel(spec)));
 }
 
 export interface MapInput {
@@ -138,13 +161,15 @@ export function mapRaw(
     if (off === 0 && st.every((v, i) => v === cs[i])) return 'same';
     return 'strided';
   });
-  const kernel = cachedMap(name, expr, modes, inputs.map((x) => x.t.dtype), outType);
+  const vec4 = planKernel<VecGeom>('ew.vec', { n, flat: !modes.includes('strided') }, { dtype: outType }).variant === 'vec4';
+  const kernel = cachedMap(name, expr, modes, inputs.map((x) => x.t.dtype), outType, vec4);
   const p = new Params(MAP_PARAM_WORDS).u(n).u(simp.shape.length).f(alpha).f(beta);
   p.uArr(inputs.map((x) => x.offset ?? 0), 4);
   p.uArr(simp.shape, 8);
   for (let k = 0; k < 3; k++) p.uArr(simp.strides[k] ?? [], 8);
   const pl = planKernel('map', { n }, { dtype: outType });
-  const threads = pl.variant === 'capped' ? Math.min(n, (pl.params.groups as number) * MAP_WG) : n;
+  const items = vec4 ? n / 4 : n;
+  const threads = pl.variant === 'capped' ? Math.min(items, (pl.params.groups as number) * MAP_WG) : items;
   const tag = () => ({ op: `map.${name}`, variant: pl.id, shape: `${n}`, flops: n });
   queue.dispatch(kernel, [...inputs.map((x) => ({ buffer: x.t.buf })), { buffer: out.buf }], p.view, gridFor(threads, MAP_WG), tag);
   return out;

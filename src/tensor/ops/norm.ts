@@ -4,6 +4,7 @@
 // updated with the unbiased one, running = (1 - momentum) * running + momentum * batch_stat.
 import {
   APPLY_WG,
+  type ApplyVec,
   FINALIZE_WG,
   NORM_PARAM_WORDS,
   bnApplyKernel,
@@ -56,11 +57,11 @@ export function channelGeometry(shape: Shape, what = 'batch norm'): ChanGeom {
   return { n, c, hw, cnt, g, chunk };
 }
 
-/** Grid of the elementwise kernels: (HW / APPLY_WG, C, N). */
-function applyGrid(cg: ChanGeom): Grid {
+/** Grid of the elementwise kernels: (HW / (APPLY_WG * vec), C, N). */
+function applyGrid(cg: ChanGeom, vec: ApplyVec): Grid {
   // With the software-adapter policy ('thread', see normPartialsImpl) one workgroup row per (plane
   // tile, channel) and threads loop over the batch; on GPUs one z slice per batch item.
-  const g: Grid = [Math.ceil(cg.hw / APPLY_WG), cg.c, normPartialsImpl(cg) === 'thread' ? Math.min(1, cg.n) : cg.n];
+  const g: Grid = [Math.ceil(cg.hw / vec / APPLY_WG), cg.c, normPartialsImpl(cg) !== 'group' ? Math.min(1, cg.n) : cg.n];
   if (g.some((d) => d > MAX_GROUPS_PER_DIM)) {
     throw new Error(`batch norm: [N=${cg.n}, C=${cg.c}, HW=${cg.hw}] needs a grid of [${g.join(', ')}], over ${MAX_GROUPS_PER_DIM} per dimension`);
   }
@@ -87,13 +88,14 @@ function checkAffine(gamma: Tensor | null, beta: Tensor | null): boolean {
 }
 
 /** Stage 1 into a fresh partials tensor [C, G, width]. */
-export type NormPartialsImpl = 'group' | 'thread';
+export type NormPartialsImpl = 'group' | 'thread' | 'thread4';
 
 /**
  * Stage-1 variant: 'group' (a workgroup per chunk, tree reduction in workgroup memory) on GPUs,
- * 'thread' (a thread per chunk, no barriers) on software adapters, where barriers are ruinous. The
+ * 'thread' (a thread per chunk, no barriers) on software adapters, where barriers are ruinous, and
+ * 'thread4' (the same walking vec4s) there when HW and the chunk are multiples of 4. The
  * elementwise BN kernels follow the same policy (z = N on GPUs, z = 1 with a batch loop otherwise).
- * The planner (family 'norm') decides; `TICKETLAB_KERNELS=norm:group` forces one. Both give the same
+ * The planner (family 'norm') decides; `TICKETLAB_KERNELS=norm:group` forces one. All give the same
  * partials up to summation order.
  */
 export function normPartialsImpl(cg: ChanGeom = channelGeometry([1, 1, 64])): NormPartialsImpl {
@@ -105,22 +107,44 @@ const log2 = (v: number) => Math.ceil(Math.log2(Math.max(1, v)));
 registerFamily<ChanGeom>({
   family: 'norm',
   about: 'batch-norm statistics (stage 1) and the elementwise batch-norm kernels that follow its grid',
-  shapeClass: (g) => `n${g.n} c${g.c} hw2^${log2(g.hw)}`,
-  defaultRule: (_g, dev, cands) => cands.find((c) => c.variant === (dev.isSoftware ? 'thread' : 'group')) ?? cands[0],
+  shapeClass: (g) => `n${g.n} c${g.c} hw2^${log2(g.hw)}${g.hw % 4 === 0 && g.chunk % 4 === 0 ? ' q4' : ''}`,
+  // Software adapters: a thread per chunk, walking vec4s where planes and chunks are whole quads.
+  defaultRule: (_g, dev, cands) =>
+    (dev.isSoftware ? cands.find((c) => c.variant === 'thread4') ?? cands.find((c) => c.variant === 'thread') : cands.find((c) => c.variant === 'group')) ?? cands[0],
   bench: (g) => {
     const x = fill([g.n, g.c, g.hw], 1);
     return { run: () => channelSum(x).dispose(), dispose: () => x.dispose() };
   },
 });
-registerCandidates<ChanGeom>('norm', [{ variant: 'thread' }, { variant: 'group' }]);
+registerCandidates<ChanGeom>('norm', [
+  { variant: 'thread' },
+  { variant: 'group' },
+  { variant: 'thread4', suits: (g) => g.hw % 4 === 0 && g.chunk % 4 === 0 },
+]);
+
+registerFamily<ChanGeom>({
+  family: 'bn.apply',
+  about: 'the elementwise batch-norm kernels (apply, input gradient): scalars or vec4s of the plane',
+  shapeClass: (g) => `hw2^${log2(g.hw)}${g.hw % 4 === 0 ? ' %4' : ''}`,
+  // Software adapters: vec4s where HW % 4 == 0 (a vec4 load costs about one scalar load there). GPUs
+  // keep a scalar per thread.
+  defaultRule: (_g, dev, cands) => cands.find((c) => c.variant === (dev.isSoftware ? 'vec4' : 'scalar')) ?? cands[0],
+});
+registerCandidates<ChanGeom>('bn.apply', [{ variant: 'scalar' }, { variant: 'vec4', suits: (g) => g.hw % 4 === 0 }]);
+
+/** Elements per thread of the elementwise batch-norm kernels (planner family 'bn.apply'; a family of its own so that `norm:thread` does not select it). */
+function applyVec(cg: ChanGeom): ApplyVec {
+  return planKernel('bn.apply', cg).variant === 'vec4' ? 4 : 1;
+}
 
 function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[]): Tensor {
   const parts = empty([cg.c, cg.g, partialWidth(mode)]);
   const bufs = [...inputs, parts].map((t) => ({ buffer: t.buf }));
   const impl = normPartialsImpl(cg);
   const tag = () => ({ op: `norm.partials.${mode}`, variant: impl, shape: `${cg.n}x${cg.c}x${cg.hw}`, flops: cg.c * cg.cnt });
-  if (impl === 'thread') {
-    const k = cached(`pt|${mode}`, () => channelPartialsThreadKernel(mode));
+  if (impl !== 'group') {
+    const vec = impl === 'thread4' ? 4 : 1;
+    const k = cached(`pt|${mode}|${vec}`, () => channelPartialsThreadKernel(mode, vec));
     queue.dispatch(k, bufs, params(cg, 0), gridFor(cg.c * cg.g, THREAD_PARTIALS_WG), tag);
   } else {
     const k = cached(`p|${mode}`, () => channelPartialsKernel(mode));
@@ -188,9 +212,10 @@ export function batchNormTrainForward(
   const fb = [parts, mean, invstd, ...(running ? [runningMean!, runningVar!] : [])];
   queue.dispatch(fk, fb.map((t) => ({ buffer: t.buf })), params(cg, 0, momentum, eps), gridFor(cg.c, FINALIZE_WG));
   parts.dispose();
-  const ak = cached(`apply|${affine}|false`, () => bnApplyKernel(affine, false));
+  const vec = applyVec(cg);
+  const ak = cached(`apply|${affine}|false|${vec}`, () => bnApplyKernel(affine, false, vec));
   const ab = [x, mean, invstd, ...(affine ? [gamma!, beta!] : []), y];
-  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), applyGrid(cg));
+  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), applyGrid(cg, vec));
   return { y, mean, invstd };
 }
 
@@ -205,9 +230,10 @@ export function batchNormEvalForward(
 ): Tensor {
   const { cg, affine } = checkForward(x, gamma, beta, runningMean, runningVar);
   const y = empty(x.shape);
-  const ak = cached(`apply|${affine}|true`, () => bnApplyKernel(affine, true));
+  const vec = applyVec(cg);
+  const ak = cached(`apply|${affine}|true|${vec}`, () => bnApplyKernel(affine, true, vec));
   const ab = [x, runningMean, runningVar, ...(affine ? [gamma!, beta!] : []), y];
-  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), applyGrid(cg));
+  queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), applyGrid(cg, vec));
   return y;
 }
 
@@ -248,9 +274,10 @@ export function batchNormBackward(dy: Tensor, x: Tensor, gamma: Tensor | null, m
   const affine = !!gamma;
   const [sdy, sdyxh] = dySums(dy, x, mean, invstd, cg);
   const dx = empty(x.shape);
-  const k = cached(`dx|${affine}|train`, () => bnBackwardDxKernel(affine, true));
+  const vec = applyVec(cg);
+  const k = cached(`dx|${affine}|train|${vec}`, () => bnBackwardDxKernel(affine, true, vec));
   const b = [dy, x, mean, invstd, sdy, sdyxh, ...(affine ? [gamma!] : []), dx];
-  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg));
+  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg, vec));
   if (!affine) {
     sdy.dispose();
     sdyxh.dispose();
@@ -278,9 +305,10 @@ export function batchNormEvalBackward(
   const affine = !!gamma;
   const invstd = mapExpr('bn_invstd', 'inverseSqrt(x0 + p.alpha)', [runningVar], eps);
   const dx = empty(x.shape);
-  const k = cached(`dx|${affine}|eval`, () => bnBackwardDxKernel(affine, false));
+  const vec = applyVec(cg);
+  const k = cached(`dx|${affine}|eval|${vec}`, () => bnBackwardDxKernel(affine, false, vec));
   const b = [dy, invstd, ...(affine ? [gamma!] : []), dx];
-  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg));
+  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg, vec));
   if (!affine) {
     invstd.dispose();
     return { dx, dgamma: null, dbeta: null };

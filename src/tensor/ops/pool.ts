@@ -10,12 +10,13 @@ import {
   globalAvgPoolKernel,
   maxPoolBackwardKernel,
   maxPoolForwardKernel,
+  maxPoolQuadKernel,
   poolBackwardCellsKernel,
 } from '../../shaders/pool.js';
 import { gridFor, type Kernel } from '../../shaders/kernel.js';
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
-import { cachedKernel } from '../plan.js';
+import { cachedKernel, plan, registerCandidates, registerFamily } from '../plan.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
 import { pair, resolvePadding, type Pair, type Padding2d } from './conv.js';
 import { mapRaw } from './map.js';
@@ -112,6 +113,32 @@ function checkDy(dy: Tensor, g: Pool2dGeometry, what: string): void {
   if (dy.shape.join() !== want.join()) throw new Error(`${what}: dy ${shapeStr(dy.shape)} should be ${shapeStr(want)}`);
 }
 
+/**
+ * The row-quad max pool kernels (maxPoolQuadKernel) suit windows that tile the input in whole vec4
+ * rows: kw = sw in {2, 4}, kh = sh, no padding, W % 4 == 0, H % sh == 0 (Meso-4's and CNN-5's pools).
+ */
+function quadSuits(g: Pool2dGeometry): boolean {
+  const noPad = g.pt === 0 && g.pl === 0 && g.pb === 0 && g.pr === 0;
+  return noPad && g.kw === g.sw && (g.kw === 2 || g.kw === 4) && g.kh === g.sh && g.w % 4 === 0 && g.h % g.sh === 0;
+}
+
+const poolShapeClass = (g: Pool2dGeometry) => `${g.kh}x${g.kw}s${g.sh}x${g.sw}p${g.pt},${g.pl},${g.pb},${g.pr}|${g.h}x${g.w}`;
+for (const family of ['pool.max.fwd', 'pool.max.bwd'] as const) {
+  registerFamily<Pool2dGeometry>({
+    family,
+    about: family === 'pool.max.fwd' ? 'max pool forward (values and argmax)' : 'max pool backward (dy to the argmax)',
+    shapeClass: poolShapeClass,
+    // Software adapters: row quads where they suit (vec4 loads or stores, no index divisions per
+    // element; measured in docs/lavapipe-speed.md). GPUs keep the one-thread-per-element kernels.
+    defaultRule: (_g, dev, cands) => (dev.isSoftware ? cands.find((c) => c.variant === 'quad') : undefined) ?? cands.find((c) => c.variant === 'window') ?? cands[0],
+  });
+  registerCandidates<Pool2dGeometry>(family, [{ variant: 'window' }, { variant: 'quad', suits: quadSuits }]);
+}
+
+function quadGrid(g: Pool2dGeometry): number {
+  return g.n * g.c * g.oh * (g.w / 4);
+}
+
 export interface MaxPoolResult {
   y: Tensor;
   /** i32, shape of y: argmax position ih * W + iw within the input plane (first maximum on ties). */
@@ -124,8 +151,15 @@ export function maxPool2dForward(x: Tensor, opts: Pool2dOptions): MaxPoolResult 
   const shape = [g.n, g.c, g.oh, g.ow];
   const y = empty(shape);
   const idx = empty(shape, 'i32');
+  const bufs = [{ buffer: x.buf }, { buffer: y.buf }, { buffer: idx.buf }];
+  if (plan<Pool2dGeometry>('pool.max.fwd', g).variant === 'quad') {
+    const kw = g.kw as 2 | 4;
+    const k = cached(`maxfq${kw}`, () => maxPoolQuadKernel('fwd', kw));
+    queue.dispatch(k, bufs, params(g, quadGrid(g)), gridFor(quadGrid(g), POOL_WG));
+    return { y, idx };
+  }
   const k = cached('maxf', maxPoolForwardKernel);
-  queue.dispatch(k, [{ buffer: x.buf }, { buffer: y.buf }, { buffer: idx.buf }], params(g, y.size), gridFor(y.size, POOL_WG));
+  queue.dispatch(k, bufs, params(g, y.size), gridFor(y.size, POOL_WG));
   return { y, idx };
 }
 
@@ -138,7 +172,11 @@ export function maxPool2dBackward(dy: Tensor, idx: Tensor, xShape: Shape, opts: 
   }
   const dx = empty(xShape);
   const bufs = [{ buffer: dy.buf }, { buffer: idx.buf }, { buffer: dx.buf }];
-  if (nonOverlapping(g)) {
+  if (plan<Pool2dGeometry>('pool.max.bwd', g).variant === 'quad') {
+    const kw = g.kw as 2 | 4;
+    const k = cached(`maxbq${kw}`, () => maxPoolQuadKernel('bwd', kw));
+    queue.dispatch(k, bufs, params(g, quadGrid(g)), gridFor(quadGrid(g), POOL_WG));
+  } else if (nonOverlapping(g)) {
     const k = cached('maxbc', () => poolBackwardCellsKernel('max'));
     queue.dispatch(k, bufs, params(g, cellsTotal(g)), gridFor(cellsTotal(g), POOL_WG));
   } else {
