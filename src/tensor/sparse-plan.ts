@@ -224,12 +224,21 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** The fastest variant of each phase. */
+/**
+ * A sparse kernel replaces the dense one only when it was timed at least this much faster. The layer
+ * timings are isolated samples; in a step a sparse layer also pays its value gather after every
+ * optimizer update, and near-ties go either way with machine noise, so ties go to dense.
+ */
+export const SPARSE_MARGIN = 0.1;
+
+/** Per phase: dense, unless the fastest sparse variant beats it by SPARSE_MARGIN. */
 export function fastest(t: PhaseTimes): LayerKernels {
   const pick = (ph: Phase): KernelVariant => {
+    const dense = t[ph].dense ?? Infinity;
     let best: KernelVariant = 'dense';
-    for (const [v, ms] of Object.entries(t[ph]) as [KernelVariant, number][]) if (ms < (t[ph][best] ?? Infinity)) best = v;
-    return best;
+    let bestMs = Infinity;
+    for (const [v, ms] of Object.entries(t[ph]) as [KernelVariant, number][]) if (v !== 'dense' && ms < bestMs) [best, bestMs] = [v, ms];
+    return bestMs < dense * (1 - SPARSE_MARGIN) ? best : 'dense';
   };
   return { forward: pick('forward'), 'input-grad': pick('input-grad'), 'weight-grad': pick('weight-grad') };
 }
