@@ -3,7 +3,7 @@
 # the built-in synthetic deepfakes (no download) at 72x72 (Meso-4's last block is then 3x3, enough for a
 # readable Grad-CAM): train Meso-4 dense, two IMP rounds (50%, 80% of the weights pruned, rewinding to
 # theta_0), a one-shot baseline and both random controls at 80%, Grad-CAM across levels, and the report.
-# About 4 minutes on a 2-core CPU through lavapipe.
+# About 2-3 minutes on a 2-core CPU through lavapipe.
 # Re-running resumes/skips what is done. Usage: bash scripts/demo.sh [run-folder]
 set -euo pipefail
 cd "$(dirname "$0")/.."
