@@ -44,6 +44,7 @@ export const TRAIN_FLAGS = {
   quiet: { type: 'boolean', default: false },
   ...KERNEL_FLAG,
   tune: { type: 'boolean', default: false },
+  'no-tune': { type: 'boolean', default: false },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export const TRAIN_FLAGS_HELP = `Model and data:
@@ -77,6 +78,7 @@ Kernels:
   --tune              use this adapter's tuned kernels, timing the shapes the cache lacks first (bounded,
                       see 'ticketlab tune'); env TICKETLAB_TUNE=1. Default: the static rules. Each level
                       records its kernels in level_<k>/kernels.json and --resume uses the same ones
+  --no-tune           the static rules even when TICKETLAB_TUNE=1 is set
 ${KERNEL_FLAG_HELP}`;
 
 type Values = { [K in keyof typeof TRAIN_FLAGS]?: (typeof TRAIN_FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
@@ -152,4 +154,14 @@ export function parseRunSpec(values: Values): RunSpec {
 export function defaultOut(spec: RunSpec, kind = ''): string {
   const data = spec.data.startsWith('synthetic') ? 'synthetic' : spec.data.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || 'data';
   return `runs/${spec.model}-${data}${kind ? `-${kind}` : ''}-s${spec.train.seed}`;
+}
+
+/**
+ * Whether a command uses this adapter's tuned kernels: --tune or TICKETLAB_TUNE=1, unless --no-tune
+ * (which wins over the environment, so a sweep script can pin the static rules).
+ */
+export function wantsTune(values: { tune?: boolean; 'no-tune'?: boolean }): boolean {
+  if (values.tune && values['no-tune']) throw new Error('--tune and --no-tune contradict each other; give one');
+  if (values['no-tune']) return false;
+  return !!values.tune || process.env.TICKETLAB_TUNE === '1';
 }

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initDevice } from '../tensor/device.js';
 import { parseFlags, type Command } from './args.js';
-import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, applyKernelFlag, dataOptions, defaultOut, num, parseRunSpec } from './flags.js';
+import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, applyKernelFlag, wantsTune, dataOptions, defaultOut, num, parseRunSpec } from './flags.js';
 import { withRun } from './signals.js';
 import { prepareKernels } from './tune.js';
 import { checkRunDir, lockRun, makeRunDir, markDone, startRun, levelDir } from '../train/run.js';
@@ -96,6 +96,7 @@ export function parseImpConfig(values: Record<string, unknown>): ImpConfig {
 export async function prepareImp(args: string[]) {
   const { values } = parseFlags(args, IMP_FLAGS, 'imp');
   applyKernelFlag(values);
+  wantsTune(values); // --tune with --no-tune fails here, before any folder exists
   const cfg = parseImpConfig(values);
   const nLevels = levelCount(cfg);
   const oneshot = parseLevels(values.oneshot, 'oneshot', nLevels);
@@ -130,7 +131,7 @@ ${TRAIN_FLAGS_HELP}`,
     log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
     checkModel(cfg);
     await startRun(out, { command: 'imp', ...cfg }, { resume: !!values.resume, purpose: 'ticketlab imp' });
-    await prepareKernels(cfg.model, cfg.size, cfg.train.batch, !!values.tune, log);
+    await prepareKernels(cfg.model, cfg.size, cfg.train.batch, wantsTune(values), log);
     return withRun(async (signal) => {
       log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${cfg.size}x${cfg.size}`);
       log(`plan: ${nLevels} levels, sparsities ${[0, ...Array.from({ length: nLevels }, (_, i) => levelSparsity(cfg, i + 1))].map((s) => pct(s)).join(' -> ')}`);

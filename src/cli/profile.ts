@@ -15,7 +15,7 @@ import { readJson, writeJsonAtomic } from '../io/atomic.js';
 import { levelDir, parseLevelName, runFile } from '../io/run-paths.js';
 import { writeRunReport } from '../report/run-report.js';
 import { formatTable, type TableRow } from '../util/table.js';
-import { num } from './flags.js';
+import { num, wantsTune } from './flags.js';
 import { parseFlags, type Command } from './args.js';
 
 export const PROFILE_JSON_FIELDS = ['layer', 'phase', 'op', 'variant', 'shape', 'density', 'ms', 'gflops'] as const;
@@ -110,6 +110,7 @@ the unprofiled wall-clock time is printed under the table.
                    --run adds a leading "level" field)
   --tune           use the tuned kernels of this adapter (ticketlab tune; env TICKETLAB_TUNE=1);
                    default: the static rules
+  --no-tune        the static rules even when TICKETLAB_TUNE=1 is set
   --kernels K      ${WEIGHT_FORMAT_POLICIES.join(' | ')}: kernels of pruned layers (default dense): with --run,
                    sparse runs each level's pruned layers on sparse kernels (compressed rows below 30%
                    density, blocked above), auto times dense / compressed rows / blocked per layer and
@@ -131,6 +132,7 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
         detail: { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
         tune: { type: 'boolean', default: false },
+        'no-tune': { type: 'boolean', default: false },
         kernels: { type: 'string', default: 'dense' },
         run: { type: 'string' },
         level: { type: 'string' },
@@ -157,7 +159,7 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
     try {
       if (!dev.hasTimestamps) throw new Error('profile: this adapter has no timestamp-query feature');
       if (kernels === 'sparse' && !hasFormat('sparse')) throw new Error("profile: --kernels sparse: no sparse kernels are registered yet; use dense or auto");
-      if (values.tune || process.env.TICKETLAB_TUNE === '1') useTuneCache();
+      if (wantsTune(values)) useTuneCache();
       const levels = values.run ? (values.level !== undefined ? [num(values, 'level', { int: true, min: 0 })] : runLevels(values.run)) : [null];
       if (values.run && !levels.length) throw new Error(`profile: ${values.run} has no level_<k> folders yet`);
       for (const level of levels) {

@@ -11,7 +11,7 @@ import { runFile } from '../io/run-paths.js';
 import { readJsonSync } from '../io/atomic.js';
 import { checkModel, openTrainingData } from './prepare.js';
 import { parseFlags, type Command } from './args.js';
-import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, applyKernelFlag, dataOptions, defaultOut, parseRunSpec, num } from './flags.js';
+import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, applyKernelFlag, wantsTune, dataOptions, defaultOut, parseRunSpec, num } from './flags.js';
 import { withRun } from './signals.js';
 import { formatMetrics } from './format.js';
 import { attachMasks, loadMasksOf } from '../prune/masks.js';
@@ -24,6 +24,7 @@ const log = (m: string) => process.stderr.write(m + '\n');
 export async function prepareTrain(args: string[]) {
   const { values } = parseFlags(args, TRAIN_FLAGS, 'train');
   applyKernelFlag(values);
+  wantsTune(values); // --tune with --no-tune fails here, before any folder exists
   const spec = parseRunSpec(values);
   const out = values.out ?? defaultOut(spec);
   checkRunDir(out);
@@ -54,7 +55,7 @@ ${TRAIN_FLAGS_HELP}`,
     checkModel(spec);
     await startRun(out, { command: 'train', ...spec }, { resume: !!values.resume, purpose: 'ticketlab train' });
     log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${spec.size}x${spec.size}`);
-    await prepareKernels(spec.model, spec.size, spec.train.batch, !!values.tune, log);
+    await prepareKernels(spec.model, spec.size, spec.train.batch, wantsTune(values), log);
     const model = createModel(spec.model, { size: spec.size, seed: spec.train.seed });
     log(`model: ${spec.model}, ${model.parameterCount().toLocaleString('en-US')} parameters`);
     const dir = levelDir(out, 0);

@@ -8,12 +8,12 @@ import { num } from './flags.js';
 import { parseFlags, type Command } from './args.js';
 
 /**
- * With --tune (or TICKETLAB_TUNE=1): installs this adapter's tuned kernels and times the shapes of
+ * When `tune` (flags.ts wantsTune: --tune or TICKETLAB_TUNE=1, not --no-tune): installs this adapter's tuned kernels and times the shapes of
  * this model, size and batch that the cache lacks, before a run starts. Without it: nothing (the
  * static rules hold).
  */
 export async function prepareKernels(model: string, size: number, batch: number, tune: boolean, log: (m: string) => void): Promise<void> {
-  if (!tune && process.env.TICKETLAB_TUNE !== '1') return;
+  if (!tune) return;
   const m = createModel(model, { size, seed: 0 });
   let seen;
   try {
