@@ -9,6 +9,7 @@
 //
 // Statistics for the forward pass use per-chunk two-pass moments (chunk mean, then the sum of squared
 // deviations from it) merged with Chan et al.'s pairwise update, which stays accurate when |mean| >> std.
+import { uniformStruct } from './uniform.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 export const NORM_WG = 256;
@@ -16,12 +17,12 @@ export const NORM_WG = 256;
 /** What stage 1 reduces. 'stats': chunk mean and M2 of x. 'sum': sum of dy. 'dyxhat': sums of dy and dy * xhat. */
 export type PartialMode = 'stats' | 'sum' | 'dyxhat';
 
-/** Words of the reduction struct: n, c, hw, g, chunk, cnt, momentum, eps. */
-export const NORM_PARAM_WORDS = 8;
-const NORM_STRUCT = `struct P {
-  n: u32, c: u32, hw: u32, g: u32,
-  chunk: u32, cnt: u32, momentum: f32, eps: f32,
-}`;
+/** The batch-norm kernels' uniforms (g: chunks per channel; cnt: values per channel). */
+export const NORM_UNIFORM = uniformStruct([
+  ['n', 'u32'], ['c', 'u32'], ['hw', 'u32'], ['g', 'u32'],
+  ['chunk', 'u32'], ['cnt', 'u32'], ['momentum', 'f32'], ['eps', 'f32'],
+] as const);
+const NORM_STRUCT = NORM_UNIFORM.wgsl;
 
 /** Values per (channel, chunk) partial in `mode`. */
 export function partialWidth(mode: PartialMode): number {

@@ -13,18 +13,19 @@
 // Padding (top, left, bottom, right) acts as -inf for max pooling and as zeros for average pooling,
 // where the divisor counts the padding (PyTorch's count_include_pad=True) or only the real elements
 // (count_include_pad=False, which is also TensorFlow/Keras 'same' average pooling).
+import { uniformStruct } from './uniform.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 export const POOL_WG = 256;
 
-/** Words of the pool struct. */
-export const POOL_PARAM_WORDS = 16;
-const POOL_STRUCT = `struct P {
-  total: u32, planes: u32, h: u32, w: u32,
-  oh: u32, ow: u32, kh: u32, kw: u32,
-  sh: u32, sw: u32, pt: i32, pl: i32,
-  pb: i32, pr: i32, cy: u32, cx: u32,
-}`;
+/** The pooling kernels' uniforms (cy, cx: stride cells tiling the padded input). */
+export const POOL_UNIFORM = uniformStruct([
+  ['total', 'u32'], ['planes', 'u32'], ['h', 'u32'], ['w', 'u32'],
+  ['oh', 'u32'], ['ow', 'u32'], ['kh', 'u32'], ['kw', 'u32'],
+  ['sh', 'u32'], ['sw', 'u32'], ['pt', 'i32'], ['pl', 'i32'],
+  ['pb', 'i32'], ['pr', 'i32'], ['cy', 'u32'], ['cx', 'u32'],
+] as const);
+const POOL_STRUCT = POOL_UNIFORM.wgsl;
 
 const HEAD = (name: string, decl: string) => `// ${name}
 ${POOL_STRUCT}

@@ -6,7 +6,7 @@ import {
   APPLY_WG,
   type ApplyVec,
   FINALIZE_WG,
-  NORM_PARAM_WORDS,
+  NORM_UNIFORM,
   bnApplyKernel,
   bnBackwardDxKernel,
   bnStatsFinalizeKernel,
@@ -18,7 +18,6 @@ import {
   type PartialMode,
 } from '../../shaders/norm.js';
 import { gridFor, MAX_GROUPS_PER_DIM, type Grid, type Kernel } from '../../shaders/kernel.js';
-import { Params } from '../params.js';
 import { cachedKernel, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
@@ -69,7 +68,7 @@ function applyGrid(cg: ChanGeom, vec: ApplyVec): Grid {
 }
 
 function params(cg: ChanGeom, n: number, momentum = 0, eps = 0): Uint32Array {
-  return new Params(NORM_PARAM_WORDS).u(n).u(cg.c).u(cg.hw).u(cg.g).u(cg.chunk).u(cg.cnt).f(momentum).f(eps).view;
+  return NORM_UNIFORM.pack({ n, c: cg.c, hw: cg.hw, g: cg.g, chunk: cg.chunk, cnt: cg.cnt, momentum, eps });
 }
 
 function cached(key: string, make: () => Kernel): Kernel {

@@ -3,7 +3,7 @@
 // out = ceil(in / stride); see samePadding2d). Every side's padding must be smaller than the kernel so
 // that each window holds at least one real element.
 import {
-  POOL_PARAM_WORDS,
+  POOL_UNIFORM,
   POOL_WG,
   avgPoolBackwardKernel,
   avgPoolForwardKernel,
@@ -14,7 +14,6 @@ import {
   poolBackwardCellsKernel,
 } from '../../shaders/pool.js';
 import { gridFor, type Kernel } from '../../shaders/kernel.js';
-import { Params } from '../params.js';
 import { queue } from '../queue.js';
 import { cachedKernel, plan, registerCandidates, registerFamily } from '../plan.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
@@ -76,12 +75,8 @@ export function pool2dOutputShape(xShape: Shape, opts: Pool2dOptions): number[] 
 }
 
 function params(g: Pool2dGeometry, total: number): Uint32Array {
-  const p = new Params(POOL_PARAM_WORDS);
-  p.u(total).u(g.n * g.c).u(g.h).u(g.w);
-  p.u(g.oh).u(g.ow).u(g.kh).u(g.kw);
-  p.u(g.sh).u(g.sw).i(g.pt).i(g.pl);
-  p.i(g.pb).i(g.pr).u(cellsY(g)).u(cellsX(g));
-  return p.view;
+  const { h, w, oh, ow, kh, kw, sh, sw, pt, pl, pb, pr } = g;
+  return POOL_UNIFORM.pack({ total, planes: g.n * g.c, h, w, oh, ow, kh, kw, sh, sw, pt, pl, pb, pr, cy: cellsY(g), cx: cellsX(g) });
 }
 
 /** Stride cells tiling the padded input (see poolBackwardCellsKernel). */
