@@ -229,7 +229,7 @@ export function median(xs: readonly number[]): number {
  * timings are isolated samples; in a step a sparse layer also pays its value gather after every
  * optimizer update, and near-ties go either way with machine noise, so ties go to dense.
  */
-export const SPARSE_MARGIN = 0.1;
+export const SPARSE_MARGIN = 0.05;
 
 /** Per phase: dense, unless the fastest sparse variant beats it by SPARSE_MARGIN. */
 export function fastest(t: PhaseTimes): LayerKernels {
