@@ -31,7 +31,7 @@ import {
   sampleCoords,
   type ConvRefGeom,
 } from '../ref/conv-ref.js';
-import { refGeom, type ConvCase } from '../ref/conv-case.js';
+import { convCaseArb, paddingArb, refGeom, type ConvCase } from '../ref/conv-case.js';
 
 type Case = ConvCase;
 
@@ -39,36 +39,7 @@ function opts(c: Case): Conv2dOptions {
   return { stride: [c.sh, c.sw], dilation: [c.dh, c.dw], padding: c.padding };
 }
 
-const small = fc.integer({ min: 0, max: 2 });
-const paddingArb: fc.Arbitrary<Padding2d> = fc.oneof(
-  small,
-  fc.tuple(small, small),
-  fc.tuple(small, small, small, small),
-  fc.constant('same' as const),
-  fc.constant('valid' as const),
-);
-
-const caseArb: fc.Arbitrary<Case> = fc
-  .record({
-    n: fc.constantFrom(1, 2, 3),
-    cin: fc.integer({ min: 1, max: 5 }),
-    cout: fc.constantFrom(1, 3, 8, 13, 17),
-    h: fc.integer({ min: 1, max: 11 }),
-    w: fc.integer({ min: 1, max: 11 }),
-    kh: fc.integer({ min: 1, max: 5 }),
-    kw: fc.integer({ min: 1, max: 5 }),
-    sh: fc.integer({ min: 1, max: 3 }),
-    sw: fc.integer({ min: 1, max: 3 }),
-    dh: fc.integer({ min: 1, max: 2 }),
-    dw: fc.integer({ min: 1, max: 2 }),
-    padding: paddingArb,
-    bias: fc.boolean(),
-    seed: fc.integer({ min: 1, max: 1 << 30 }),
-  })
-  .filter((c) => {
-    const [oh, ow] = convOut(refGeom(c));
-    return oh >= 1 && ow >= 1;
-  });
+const caseArb: fc.Arbitrary<Case> = convCaseArb;
 
 interface Data {
   xs: Float32Array;

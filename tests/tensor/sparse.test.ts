@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { binary, fromArray, queue } from '../../src/tensor/index.js';
-import { conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, type Padding2d } from '../../src/tensor/ops/conv.js';
+import { conv2dBackwardInput, conv2dBackwardWeight, conv2dForward } from '../../src/tensor/ops/conv.js';
 import {
   buildBlocks,
   SparseWeight,
@@ -20,7 +20,7 @@ import {
 } from '../../src/tensor/ops/sparse.js';
 import { SPARSE_NONE } from '../../src/shaders/sparse-conv.js';
 import { seededValues } from '../ref/arb.js';
-import { refGeom, type ConvCase } from '../ref/conv-case.js';
+import { convCaseFields, hasOutput, refGeom, type ConvCase } from '../ref/conv-case.js';
 import { conv2dBackwardInputRef, conv2dBackwardWeightRef, conv2dRef, convOut, expectNear } from '../ref/conv-ref.js';
 import { refMatmul } from '../ref/matmul-ref.js';
 
@@ -43,30 +43,9 @@ interface Case extends ConvCase {
   bn: SparseBlock;
 }
 
-const small = fc.integer({ min: 0, max: 2 });
 const caseArb: fc.Arbitrary<Case> = fc
-  .record({
-    n: fc.constantFrom(1, 2, 3),
-    cin: fc.integer({ min: 1, max: 5 }),
-    cout: fc.constantFrom(1, 3, 8, 13, 17),
-    h: fc.integer({ min: 1, max: 11 }),
-    w: fc.integer({ min: 1, max: 11 }),
-    kh: fc.integer({ min: 1, max: 5 }),
-    kw: fc.integer({ min: 1, max: 5 }),
-    sh: fc.integer({ min: 1, max: 3 }),
-    sw: fc.integer({ min: 1, max: 3 }),
-    dh: fc.integer({ min: 1, max: 2 }),
-    dw: fc.integer({ min: 1, max: 2 }),
-    padding: fc.oneof(small, fc.tuple(small, small, small, small), fc.constant('same' as const), fc.constant('valid' as const)) as fc.Arbitrary<Padding2d>,
-    bias: fc.boolean(),
-    density: densityArb,
-    bn: fc.constantFrom(...SPARSE_BLOCKS),
-    seed: fc.integer({ min: 1, max: 1 << 30 }),
-  })
-  .filter((c) => {
-    const [oh, ow] = convOut(refGeom(c));
-    return oh >= 1 && ow >= 1;
-  });
+  .record({ ...convCaseFields, density: densityArb, bn: fc.constantFrom(...SPARSE_BLOCKS) })
+  .filter(hasOutput);
 
 const TOL = 2e-5;
 
