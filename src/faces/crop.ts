@@ -14,7 +14,7 @@ export function pickFaces(faces: readonly FaceBox[], pick: FacePick): FaceBox[] 
   return pick === 'largest' ? sorted.slice(0, 1) : sorted;
 }
 
-/** Square of side max(w, h) * margin centred on the face, clipped to the image (datasets.ts cropRect). */
+/** Square of side max(w, h) * margin centred on the face, clipped to the image (data/dataset-openforensics.ts cropRect). */
 export function faceRect(f: FaceBox, img: { width: number; height: number }, margin: number): Rect {
   return cropRect([f.x, f.y, f.width, f.height], img.width, img.height, margin);
 }
