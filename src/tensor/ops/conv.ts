@@ -11,19 +11,21 @@ import {
   SPLIT_SUM_WG,
   conv2dBackwardInputKernel,
   conv2dBackwardWeightKernel,
-  conv2dDirectBackwardInputKernel,
-  conv2dDirectBackwardWeightKernel,
-  conv2dDirectForwardKernel,
   conv2dForwardKernel,
-  DIRECT_TILE,
-  DIRECT_WGRAD_TILE,
-  directKey,
-  type DirectTile,
   gatherLoads,
   splitSumKernel,
   tileThreads,
   type GemmTile,
 } from '../../shaders/conv.js';
+import {
+  conv2dDirectBackwardInputKernel,
+  conv2dDirectBackwardWeightKernel,
+  conv2dDirectForwardKernel,
+  DIRECT_TILE,
+  DIRECT_WGRAD_TILE,
+  directKey,
+  type DirectTile,
+} from '../../shaders/conv-direct.js';
 import { grid1d, gridFor, type Grid, type Kernel } from '../../shaders/kernel.js';
 import { cachedKernel, deviceTraits, plan, plan as planKernel, registerCandidates, registerFamily, type BenchCase, type Plan, type RegisteredCandidate } from '../plan.js';
 import { queue } from '../queue.js';
