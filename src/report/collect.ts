@@ -378,3 +378,18 @@ export function collectRuns(dirs: readonly string[]): CollectedRun[] {
     return collectRun(d);
   });
 }
+
+/** IMP and one-shot levels: the pruned methods (controls are neither, nor is dense). */
+export function isPruned(method: string): boolean {
+  return method.startsWith('imp-') || method.startsWith('oneshot-');
+}
+
+/** A control branch (random re-init, random pruning). */
+export function isControl(method: string): boolean {
+  return !isPruned(method) && method !== 'dense';
+}
+
+/** The run's dense point: level 0 of its IMP line (or a plain dense run). */
+export function denseRow(run: CollectedRun): LevelRow | undefined {
+  return run.rows.find((r) => r.level === 0 && (r.method === 'dense' || r.method.startsWith('imp-')));
+}
