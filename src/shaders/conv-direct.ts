@@ -118,6 +118,32 @@ fn main(${GRID_BUILTINS_WGSL}) {
 
 
 /**
+ * The rows (input pixels of one stride phase, PHASE_WGSL) a thread owns in the input-gradient kernels,
+ * dense and sparse alike: TM rows strided by WG from `mb`; per row its phase coordinates (ra, rb; FAR
+ * past the end), the batch offset into dy (db) and the pixel's offset into x (xo). Needs P_ and HW.
+ */
+export function phaseRowsWgsl(tm: number): string {
+  return `  var ra: array<i32, ${tm}>;
+  var rb: array<i32, ${tm}>;
+  var db: array<u32, ${tm}>;
+  var xo: array<u32, ${tm}>;
+  for (var i = 0u; i < TM; i++) {
+    let m = mb + i * WG;
+    ra[i] = ${FAR};
+    if (m < rowsPh) {
+      let nb = m / (ha * wa);
+      let r = m - nb * ha * wa;
+      let a = r / wa;
+      let b = r - a * wa;
+      ra[i] = i32(a);
+      rb[i] = i32(b);
+      db[i] = nb * p.cout * P_;
+      xo[i] = nb * p.cin * HW + (ry + a * p.sh) * p.w + rx + b * p.sw;
+    }
+  }`;
+}
+
+/**
  * Direct conv2d backward-input, by stride phase (see PHASE_WGSL). Bindings as
  * conv2dBackwardInputKernel. Grid: (N*ceil(H/sh)*ceil(W/sw) / (WG*TM) over x/y,
  * ceil(Cin / BN) * sh * sw on z).
@@ -144,24 +170,7 @@ ${PHASE_WGSL}
   let clast = p.cin - 1u;
   let sh = i32(p.sh);
   let sw = i32(p.sw);
-  var ra: array<i32, ${t.tm}>;
-  var rb: array<i32, ${t.tm}>;
-  var db: array<u32, ${t.tm}>;
-  var xo: array<u32, ${t.tm}>;
-  for (var i = 0u; i < TM; i++) {
-    let m = mb + i * WG;
-    ra[i] = ${FAR};
-    if (m < rowsPh) {
-      let nb = m / (ha * wa);
-      let r = m - nb * ha * wa;
-      let a = r / wa;
-      let b = r - a * wa;
-      ra[i] = i32(a);
-      rb[i] = i32(b);
-      db[i] = nb * p.cout * P_;
-      xo[i] = nb * p.cin * HW + (ry + a * p.sh) * p.w + rx + b * p.sw;
-    }
-  }
+${phaseRowsWgsl(t.tm)}
   var acc: array<f32, ${t.tm * t.bn}>;
   for (var co = 0u; co < p.cout; co++) {
     for (var ky = 0u; ky < p.kh; ky++) {

@@ -23,6 +23,7 @@
 // the block's taps (weight-gradient). No workgroup memory, no barriers. On a GPU the same structure
 // gives coalesced pixel loads and broadcast weights; tiles for large GPUs are future work.
 import { CONV_STRUCT, FAR, PHASE_WGSL, SPLIT_SUM_UNIFORM } from './conv.js';
+import { phaseRowsWgsl } from './conv-direct.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 /** Marks a padded slot of a block (a channel that pruned the tap, or a channel past the last). */
@@ -161,24 +162,7 @@ ${PHASE_WGSL}
   let HW = p.h * p.w;
   let sh = i32(p.sh);
   let sw = i32(p.sw);
-  var ra: array<i32, ${t.tm}>;
-  var rb: array<i32, ${t.tm}>;
-  var db: array<u32, ${t.tm}>;
-  var xo: array<u32, ${t.tm}>;
-  for (var i = 0u; i < TM; i++) {
-    let m = mb + i * WG;
-    ra[i] = ${FAR};
-    if (m < rowsPh) {
-      let nb = m / (ha * wa);
-      let r = m - nb * ha * wa;
-      let a = r / wa;
-      let b = r - a * wa;
-      ra[i] = i32(a);
-      rb[i] = i32(b);
-      db[i] = nb * p.cout * P_;
-      xo[i] = nb * p.cin * HW + (ry + a * p.sh) * p.w + rx + b * p.sw;
-    }
-  }
+${phaseRowsWgsl(t.tm)}
   let bEnd = min(cb * p.cps + p.cps, p.nchunks);
   for (var blk = cb * p.cps; blk < bEnd; blk++) {
   let c0 = blk * BN;
