@@ -97,7 +97,25 @@ export class Device {
   }
 }
 
-let gpuRoot: GPU | null = null;
+/**
+ * Dawn instances, one per set of flags, kept for the life of the process. An instance that is garbage
+ * collected destroys its Vulkan instance from a finalizer while the driver's worker threads (lavapipe's
+ * pool) may still wait on its locks: the process then dies at a random later moment with a segfault,
+ * "Invalid argument" from std::system_error, or glibc's "The futex facility returned an unexpected
+ * error code" (seen in test workers that close and reopen the device, and reproduced by a loop of
+ * initDevice/closeDevice with forced GCs). A kept instance whose device is destroyed does not hold
+ * Node's event loop open.
+ */
+const roots = new Map<string, GPU>();
+function dawnRoot(flags: string[]): GPU {
+  const key = flags.join('\n');
+  let root = roots.get(key);
+  if (!root) {
+    root = create(flags);
+    roots.set(key, root);
+  }
+  return root;
+}
 let current: Device | null = null;
 let opening: Promise<Device> | null = null;
 
@@ -133,7 +151,7 @@ export async function listAdapters(backend?: string): Promise<{ backend: string;
   Object.assign(globalThis, globals);
   let message = '';
   try {
-    const root = create([...(backend ? [`backend=${backend}`] : []), 'adapter=\u0001no adapter has this name']);
+    const root = dawnRoot([...(backend ? [`backend=${backend}`] : []), 'adapter=\u0001no adapter has this name']);
     await root.requestAdapter();
   } catch (e) {
     message = String((e as Error)?.message ?? e);
@@ -173,14 +191,11 @@ async function open(o: DeviceOptions): Promise<Device> {
   };
   let adapter: GPUAdapter | null;
   try {
-    gpuRoot = create(dawnFlags(opts));
-    adapter = await gpuRoot.requestAdapter({ powerPreference: opts.powerPreference });
+    adapter = await dawnRoot(dawnFlags(opts)).requestAdapter({ powerPreference: opts.powerPreference });
   } catch (e) {
-    gpuRoot = null;
     throw new NoAdapterError(String((e as Error)?.message ?? e).split('\n')[0]);
   }
   if (!adapter) {
-    gpuRoot = null;
     const which = [opts.backend && `backend=${opts.backend}`, opts.adapter && `adapter=${opts.adapter}`]
       .filter(Boolean)
       .join(', ');
@@ -245,20 +260,18 @@ export function deviceIsOpen(): boolean {
 }
 
 /**
- * Destroys the device and drops Dawn's root object so that Node can exit: Dawn keeps the event loop
- * alive while a create() result is referenced.
+ * Destroys the device, so that Node can exit, after every close hook has dropped the GPU objects it
+ * holds. The hooks stay registered: they are registered once, at import, and must run at every close
+ * of a process that opens the device again (tests, library users). Dawn's instance is kept (see roots).
  */
 export function closeDevice(): void {
-  const hooks = [...closeHooks];
-  closeHooks.clear();
-  for (const h of hooks) h();
+  for (const h of closeHooks) h();
   if (current) {
     current.gpu.destroy();
     current.lost ??= 'closed';
   }
   current = null;
   opening = null;
-  gpuRoot = null;
 }
 
 const closeHooks = new Set<() => void>();

@@ -6,7 +6,7 @@
 // is gone; tidy() disposes everything created inside it except what it returns or keep()s.
 import { pool, type PooledBuffer } from './pool.js';
 import { queue } from './queue.js';
-import { device } from './device.js';
+import { device, onDeviceClose } from './device.js';
 
 export type DType = 'f32' | 'i32' | 'u32';
 export type Shape = readonly number[];
@@ -184,7 +184,11 @@ export function scalarTensor(v: number, dtype: DType = 'f32'): Tensor {
 // ---------------------------------------------------------------------------------------------
 // Readback
 
+// Mappable buffers reused across readbacks; they belong to one device, so a close drops them.
 const staging: GPUBuffer[] = [];
+onDeviceClose(() => {
+  staging.length = 0;
+});
 
 async function readback(src: PooledBuffer, bytes: number): Promise<ArrayBuffer> {
   if (bytes === 0) return new ArrayBuffer(0);
