@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { prepareImp } from '../../src/cli/imp.js';
 import { prepareTrain } from '../../src/cli/train.js';
 import { checkModel } from '../../src/cli/prepare.js';
@@ -62,7 +62,7 @@ describe('fuzz: flag strings', () => {
     fs.rmSync(top, { recursive: true, force: true });
   }, fuzzTimeout);
 
-  it('the CLI process: bad flags exit 1 with one line on stderr and leave no folder', () => {
+  it('the CLI process: bad flags exit 1 with one line on stderr and leave no folder', async () => {
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'fuzz-cli-'));
     const bin = path.resolve('bin/ticketlab.mjs');
     for (const args of [
@@ -71,7 +71,13 @@ describe('fuzz: flag strings', () => {
       ['imp', '--rewind', 'epoch:99', '--epochs', '2', '--out', 'c'],
       ['train', '--out', '/proc/x'],
     ]) {
-      const r = spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', timeout: 60_000, env: { ...process.env, TICKETLAB_DEBUG: '' } });
+      // Asynchronous: a synchronous child blocks the worker's event loop, and vitest's RPC calls time
+      // out ("Timeout calling onTaskUpdate") when the children of one test take over a minute together.
+      const r = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
+        execFile(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', timeout: 60_000, env: { ...process.env, TICKETLAB_DEBUG: '' } }, (err, _stdout, stderr) =>
+          resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stderr }),
+        );
+      });
       expect(r.status, args.join(' ')).toBe(1);
       const lines = r.stderr.split('\n').filter((l) => l.trim() && !/^Warning: /.test(l));
       expect(lines, args.join(' ')).toHaveLength(1);
