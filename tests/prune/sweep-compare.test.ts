@@ -10,14 +10,14 @@ import { encodeSafetensors } from '../../src/io/safetensors.js';
 import { RUN_FILES } from '../../src/io/run-paths.js';
 import { compareSweeps } from './sweep-compare.js';
 
-const cfg = (out: string) => parseSweepConfig({ out, models: ['meso4'], datasets: ['synthetic'], scopes: ['global'], methods: ['imp'], imp: { levels: 1, rate: 0.5 } });
+const cfg = (out: string, scopes: string[]) => parseSweepConfig({ out, models: ['meso4'], datasets: ['synthetic'], scopes, methods: ['imp'], imp: { levels: 1, rate: 0.5 } });
 
 const epoch = (e: number, trainLoss: number) =>
   JSON.stringify({ epoch: e, step: 2 * (e + 1), lr: 0.001, seconds: Math.random(), train: { n: 32, loss: trainLoss }, val: { n: 16, loss: 0.69 }, best: e === 0 }) + '\n';
 
 /** A finished copy of the sweep in `out`; `events` are written as the sweep's event log. */
-function fakeSweep(out: string, events: Record<string, unknown>[]): ReturnType<typeof planSweep> {
-  const plan = planSweep(cfg(out));
+function fakeSweep(out: string, events: Record<string, unknown>[], scopes = ['global']): ReturnType<typeof planSweep> {
+  const plan = planSweep(cfg(out, scopes));
   for (const u of plan.units) {
     fs.mkdirSync(u.dir, { recursive: true });
     for (const f of [RUN_FILES.mask, RUN_FILES.start, RUN_FILES.final]) {
@@ -58,5 +58,16 @@ describe('compareSweeps', () => {
     const plan = fakeSweep(out, [{ event: 'interrupted', unit }]);
     for (const u of ['meso4-synthetic-global/level_0', unit]) fs.writeFileSync(path.join(out, u, RUN_FILES.metrics), epoch(0, 0.7) + epoch(1, 0.61));
     expect(compareSweeps(plan, ref)).toEqual([`meso4-synthetic-global/level_0/${RUN_FILES.metrics}: 2 lines vs 2, or other values`]);
+  });
+
+  it("and for the copies of such a dense level (shareDense copies its metrics)", () => {
+    const ref2 = path.join(root, 'ref2');
+    fakeSweep(ref2, [], ['global', 'layer']);
+    const out = path.join(root, 'copied');
+    const plan = fakeSweep(out, [{ event: 'interrupted', unit: 'meso4-synthetic-global/level_0' }], ['global', 'layer']);
+    for (const u of ['meso4-synthetic-global/level_0', 'meso4-synthetic-layer/level_0', 'meso4-synthetic-layer/level_1']) {
+      fs.writeFileSync(path.join(out, u, RUN_FILES.metrics), epoch(0, 0.7) + epoch(1, 0.61));
+    }
+    expect(compareSweeps(plan, ref2)).toEqual([`meso4-synthetic-layer/level_1/${RUN_FILES.metrics}: 2 lines vs 2, or other values`]);
   });
 });

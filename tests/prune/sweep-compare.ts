@@ -44,8 +44,10 @@ export function compareSweeps(plan: SweepPlan, refOut: string): string[] {
   const diffs: string[] = [];
   const events = readEvents(plan.config.out);
   const finishes = events.filter((e) => e.event === 'finish');
-  // Units saved mid-epoch by a graceful stop (their resumed epoch's training metrics are partial).
+  // Units saved mid-epoch by a graceful stop (their resumed epoch's training metrics are partial), and
+  // the copies of such a dense level (shareDense copies its metrics.jsonl).
   const stopped = new Set(events.filter((e) => e.event === 'interrupted').map((e) => e.unit));
+  for (const u of plan.units) if (u.kind === 'dense-copy' && stopped.has(u.deps[0])) stopped.add(u.id);
   for (const u of plan.units) {
     const ref = path.join(refOut, u.id);
     if (!fs.existsSync(path.join(u.dir, RUN_FILES.result))) {
