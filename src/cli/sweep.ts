@@ -186,7 +186,8 @@ Schedulers (write a file into <out>/ and print how to submit it; no GPU):
 Ctrl-C (or SIGTERM, as schedulers send) finishes the current step, saves and releases the unit;
 'ticketlab sweep <config.json> --resume' (or another --worker) continues.
 Examples: examples/sweep-synthetic.json (minutes on a CPU), examples/sweep-seeds.json (3 seeds, tiny),
-examples/sweep-study.json (the study). README.md: "Sweeps on a cluster" has worked Slurm and k8s examples.
+examples/sweep-study.json (the study). README.md, "Sweeps: seeds, and workers on a cluster", has worked
+Slurm and k8s examples.
 `;
 
 /** The adapter index: --adapter (strict), else a scheduler's variables (wrapping). */

@@ -108,6 +108,14 @@ export function claimNext(plan: SweepPlan, o: { purpose: string; staleMs: number
       lock.release();
       continue;
     }
+    // `ticketlab imp` took the run's lock between our scan and our claim. It looks for live unit locks
+    // after taking the run lock (train/run.ts lockRun) and we look at the run lock after taking ours,
+    // so at least one of the two sees the other and backs off.
+    const runHolder = readLock(runFile(plan.runs[u.run].dir, 'lock'));
+    if (runHolder && !lockIsStale(runHolder, o.staleMs)) {
+      lock.release();
+      continue;
+    }
     return { unit: u, lock, tookOver: before && before.token !== lock.holder.token ? before : null };
   }
   return null;

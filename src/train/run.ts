@@ -4,8 +4,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readJson, writeJsonAtomic } from '../io/atomic.js';
-import { runFile } from '../io/run-paths.js';
-import { acquireLock, type HeldLock } from '../io/lock.js';
+import { listLevelFolders, runFile } from '../io/run-paths.js';
+import { acquireLock, lockIsStale, LockHeldError, readLock, type HeldLock } from '../io/lock.js';
 
 export { levelDir } from '../io/run-paths.js';
 
@@ -142,5 +142,17 @@ export async function markDone(dir: string, summary: object): Promise<void> {
  * killed process is taken over. Released at exit.
  */
 export function lockRun(dir: string, purpose: string): HeldLock {
-  return acquireLock(runFile(dir, 'lock'), { purpose });
+  const lock = acquireLock(runFile(dir, 'lock'), { purpose });
+  // Sweep workers lock level folders, not the run (src/prune/units.ts): one of them training a level of
+  // this run is a writer too. Checked after taking the run lock; workers check the run lock after taking
+  // a level's, so the two never both go ahead.
+  for (const l of listLevelFolders(dir)) {
+    const file = runFile(l.dir, 'lock');
+    const h = readLock(file);
+    if (h && !lockIsStale(h)) {
+      lock.release();
+      throw new LockHeldError(file, h);
+    }
+  }
+  return lock;
 }

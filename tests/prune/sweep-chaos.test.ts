@@ -1,7 +1,9 @@
 // Chaos: three `ticketlab sweep --worker` processes share one tiny sweep while the test SIGKILLs them at
-// random moments inside their units and starts them again. The finished sweep must have every unit done
-// exactly once (one 'finish' event each, one metrics line per epoch) and equal, tensor for tensor and
-// metric for metric, the same sweep run by one process. Real processes, real lavapipe training.
+// random moments inside their units and starts them again (every third stop is a SIGTERM instead, as a
+// scheduler's cancel or eviction sends: the unit is saved mid-epoch and resumed from there). The finished
+// sweep must have every unit done exactly once (one 'finish' event each, one metrics line per epoch) and
+// equal, tensor for tensor and metric for metric, the same sweep run by one process. Real processes,
+// real lavapipe training.
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -59,6 +61,7 @@ describe('sweep workers under SIGKILL', () => {
   const single = path.join(root, 'single');
   const chaos = path.join(root, 'chaos');
   let kills = 0;
+  let terms = 0;
   const logs: string[] = [];
 
   beforeAll(async () => {
@@ -71,7 +74,7 @@ describe('sweep workers under SIGKILL', () => {
     const names = ['w0', 'w1', 'w2'];
     const procs = names.map((n) => worker(chaos, n, logs));
     const deadline = Date.now() + 150_000;
-    while (kills < 5 && Date.now() < deadline) {
+    while (kills + terms < 6 && Date.now() < deadline) {
       await sleep(300 + rand() * 1200);
       const ev = readEvents(chaos);
       // Workers whose last event is a claim: they are training a unit now.
@@ -84,9 +87,13 @@ describe('sweep workers under SIGKILL', () => {
         continue;
       }
       const i = names.indexOf(busy[Math.floor(rand() * busy.length)]);
-      procs[i].kill('SIGKILL');
-      await exited(procs[i]);
-      kills++;
+      const term = (kills + terms) % 3 === 2;
+      procs[i].kill(term ? 'SIGTERM' : 'SIGKILL');
+      // a SIGTERM'd worker saves its unit and exits 130 (0 if it was finishing the last one)
+      const code = await exited(procs[i]);
+      if (term) expect([0, 130], logs.join('').slice(-3000)).toContain(code);
+      if (term) terms++;
+      else kills++;
       procs[i] = worker(chaos, names[i], logs);
     }
     const codes = await Promise.all(procs.map(exited));
@@ -95,6 +102,7 @@ describe('sweep workers under SIGKILL', () => {
 
   it('killed workers lost only their units, which others took over', () => {
     expect(kills).toBeGreaterThanOrEqual(3);
+    expect(terms).toBeGreaterThanOrEqual(1);
     const ev = readEvents(chaos);
     expect(ev.filter((e) => e.event === 'takeover').length).toBeGreaterThanOrEqual(1);
   });

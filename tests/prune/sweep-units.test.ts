@@ -13,6 +13,7 @@ import { adapterChoice, formatStatus, sweepCommand } from '../../src/cli/sweep.j
 import { k8sJob, shellWord, slurmScript } from '../../src/cli/sweep-emit.js';
 import { RUN_FILES } from '../../src/io/run-paths.js';
 import { lockIsStale, type LockHolder } from '../../src/io/lock.js';
+import { lockRun } from '../../src/train/run.js';
 
 const tmp = (name: string) => fs.mkdtempSync(path.join(os.tmpdir(), `sweep-units-${name}-`));
 
@@ -170,6 +171,25 @@ describe('units', () => {
     expect(st[0]).toMatchObject({ state: 'running', holder: { purpose: 'imp' } });
     // the second scope's dense copy waits on the first scope's dense level, so nothing is claimable
     expect(claimNext(plan, { purpose: 't', staleMs: 60_000, heartbeatMs: 0 })).toBeNull();
+  });
+
+  it("and the other way round: a unit a worker holds keeps 'ticketlab imp' (and oneshot, transfer) off its run", () => {
+    const out = tmp('unitlock');
+    const plan = planSweep(config(out, { seeds: [0] }));
+    const c = claimNext(plan, { purpose: 'w0', staleMs: 60_000, heartbeatMs: 0 });
+    expect(c!.unit.id).toBe('meso4-synthetic-global-s0/level_0');
+    expect(() => lockRun(plan.runs[0].dir, 'ticketlab imp')).toThrow(/level_0 is in use by w0: meso4-synthetic-global-s0\/level_0 \(pid \d+ on .+\); wait for it to finish, or stop it$/);
+    // refused without leaving the run lock behind
+    expect(fs.existsSync(path.join(plan.runs[0].dir, RUN_FILES.lock))).toBe(false);
+    // a deeper unit (a control inside the run) counts too
+    c!.lock.release();
+    const ctl = plan.units.find((u) => u.kind === 'control' && u.run === 0)!;
+    fs.mkdirSync(ctl.dir, { recursive: true });
+    fs.writeFileSync(path.join(ctl.dir, RUN_FILES.lock), holder({ host: 'elsewhere', pid: 99, purpose: 'w1' }));
+    expect(() => lockRun(plan.runs[0].dir, 'ticketlab oneshot')).toThrow(/controls\/reinit\/level_2 is in use by w1 /);
+    // a worker that is gone (stale heartbeat) does not
+    fs.writeFileSync(path.join(ctl.dir, RUN_FILES.lock), holder({ host: 'elsewhere', pid: 99, purpose: 'w1', heartbeat: new Date(Date.now() - 3_600_000).toISOString() }));
+    lockRun(plan.runs[0].dir, 'ticketlab imp').release();
   });
 
   it('a failing unit is recorded once, blocks what needs it, and workers do not loop on it', async () => {
