@@ -1,10 +1,11 @@
 // `ticketlab faces` end to end on videos made here with ffmpeg from a face-api sample photo:
 // - a panning window over a face gives one crop per sampled frame, and each crop's box is that face;
 // - a tiny FaceForensics++-shaped tree (official split files, one unreadable video) goes through
-//   `ticketlab faces`, resumes after a simulated kill, and then trains for one epoch with `ticketlab train`.
+//   `ticketlab faces`, resumes after a simulated kill, and then trains for one epoch with `ticketlab train`;
+// - a real SIGKILL mid-run, then the same command again: finished videos are skipped, the rest done once.
 // Needs ffmpeg (scripts/setup.sh installs it).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -124,6 +125,35 @@ describe('ticketlab faces', { timeout: 600_000 }, () => {
     expect(train.status, train.stderr).toBe(0);
     expect(train.stderr).toMatch(/train 2, val 2, test 2/);
     expect(fs.existsSync(path.join(run, 'level_0', 'result.json'))).toBe(true);
+  });
+
+  it('resumes after a real SIGKILL: finished videos are skipped, the rest done once, no staging left', async () => {
+    const src = path.join(tmp, 'kill');
+    ['a', 'b', 'c'].forEach((n, k) => panVideo(path.join(src, 'real', `${n}.mp4`), 2, 4 * k));
+    const out = path.join(tmp, 'kill-out');
+    const args = ['faces', src, '--out', out, '--every', '1', '--size', '32', '--quiet'];
+    const doneFile = path.join(out, FACES_FILES.done);
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'ticketlab.mjs'), ...args], { cwd: ROOT, stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    // Killed as soon as the first video is finished, somewhere inside the second one.
+    const t0 = Date.now();
+    while (!(fs.existsSync(doneFile) && fs.readFileSync(doneFile, 'utf8').includes('\n')) && Date.now() - t0 < 300_000) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill('SIGKILL');
+    await exited;
+    const before = fs.readFileSync(doneFile, 'utf8').trim().split('\n').filter(Boolean).length;
+    expect(before).toBeGreaterThanOrEqual(1);
+    expect(before).toBeLessThan(3);
+    // The killed run's frame staging folder is still there; the next run removes it.
+    expect(fs.readdirSync(out).filter((d) => d.startsWith('.frames-'))).toEqual([`.frames-${child.pid}`]);
+    const again = await cli(...args);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(new RegExp(`^folder: 3 sources \\(${before} already done\\), ${2 * (3 - before)} frames, ${2 * (3 - before)} face crops`));
+    // One index line per sampled frame of each video, none twice; every crop on disk; no staging folder.
+    expect(index(out).map((r) => `${r.source}@${r.frame}`).sort()).toEqual(['a', 'b', 'c'].flatMap((n) => [0, 1].map((f) => `real/${n}.mp4@${f}`)));
+    for (const r of index(out)) expect(fs.existsSync(path.join(out, r.file))).toBe(true);
+    expect(fs.readdirSync(out).filter((d) => d.startsWith('.frames-'))).toEqual([]);
   });
 
   it('explains its flags and rejects bad ones in one line', async () => {
