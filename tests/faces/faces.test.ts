@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { imageSize } from '../../src/data/image.js';
 import { iou } from '../../src/faces/boxes.js';
+import { faceRect } from '../../src/faces/crop.js';
 import { FaceDetector } from '../../src/faces/detector.js';
 import { FACES_FILES, extractFaces, type FaceIndexRecord } from '../../src/faces/extract.js';
 import { defaultModelDir } from '../../src/faces/ssd-mobilenet.js';
@@ -80,6 +81,11 @@ describe('ticketlab faces', { timeout: 600_000 }, () => {
       expect(iou(photoBox, face), `frame ${rec.frame}`).toBeGreaterThan(0.5);
       const [cx, cy] = [FACE[0] + FACE[2] / 2, FACE[1] + FACE[3] / 2];
       expect(cx > photoBox.x && cx < photoBox.x + w && cy > photoBox.y && cy < photoBox.y + h, `frame ${rec.frame}: face centre in box`).toBe(true);
+      // The crop (the 1.3x square extract.ts cuts around the detection) holds face-api's whole face box.
+      const r = faceRect({ x, y, width: w, height: h, score: rec.score }, { width: WINDOW.w, height: WINDOW.h }, settings.margin);
+      const [fx, fy] = [FACE[0] - WINDOW.x0 - WINDOW.dx * rec.frame, FACE[1] - WINDOW.y0 - WINDOW.dy * rec.frame];
+      expect(r.width, `frame ${rec.frame}: square crop`).toBe(r.height);
+      expect([r.left <= fx, r.top <= fy, r.left + r.width >= fx + FACE[2], r.top + r.height >= fy + FACE[3]], `frame ${rec.frame}: face inside the crop`).toEqual([true, true, true, true]);
       expect(await imageSize(path.join(out, rec.file))).toEqual({ width: 64, height: 64 });
     }
   });
