@@ -1,5 +1,6 @@
 // `ticketlab faces` end to end on videos made here with ffmpeg from a face-api sample photo:
-// - a panning window over a face gives one crop per sampled frame, and each crop's box is that face;
+// - a panning window over a face, and a zoom into it, give one crop per sampled frame, and each crop's
+//   box is that face, the whole face inside the square crop;
 // - a tiny FaceForensics++-shaped tree (official split files, one unreadable video) goes through
 //   `ticketlab faces`, resumes after a simulated kill, and then trains for one epoch with `ticketlab train`;
 // - a real SIGKILL mid-run, then the same command again: finished videos are skipped, the rest done once.
@@ -88,6 +89,45 @@ describe('ticketlab faces', { timeout: 600_000 }, () => {
       expect([r.left <= fx, r.top <= fy, r.left + r.width >= fx + FACE[2], r.top + r.height >= fy + FACE[3]], `frame ${rec.frame}: face inside the crop`).toEqual([true, true, true, true]);
       expect(await imageSize(path.join(out, rec.file))).toEqual({ width: 64, height: 64 });
     }
+  });
+
+  it('crops the zoomed-in face from every sampled frame of a video, the box growing with the zoom', async () => {
+    // Frame n shows the (1920 / z) x (1280 / z) region of sample1 centred on FACE, z = 2.6 + 0.3 n, scaled
+    // to 480 x 320 (ffmpeg's zoompan: region size truncated, corner truncated to even for yuv420).
+    const src = path.join(tmp, 'zoom');
+    const file = path.join(src, 'fake', 'zoom.mp4');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const [fcx, fcy] = [FACE[0] + FACE[2] / 2, FACE[1] + FACE[3] / 2];
+    const zoom = (n: number) => 2.6 + 0.3 * n;
+    execFileSync('ffmpeg', [
+      '-v', 'error', '-y', '-i', SAMPLE,
+      '-vf', `zoompan=z='2.6+0.3*on':x='${fcx}-iw/zoom/2':y='${fcy}-ih/zoom/2':d=3:s=480x320`,
+      '-frames:v', '3', '-pix_fmt', 'yuv420p', file,
+    ]);
+    const out = path.join(tmp, 'zoom-out');
+    const det = new FaceDetector();
+    const settings = { every: 1, perVideo: 0, pick: 'largest' as const, margin: 1.3, size: 64, minConfidence: 0.5, seed: 0, align: false };
+    const r = await extractFaces({ src, out, settings, detector: det, quiet: true });
+    det.dispose();
+    expect(r.failed).toEqual([]);
+    const recs = index(out);
+    expect(recs.map((x) => x.frame)).toEqual([0, 1, 2]);
+    for (const rec of recs) {
+      // face-api's box on the photo, in this frame's pixels.
+      const z = zoom(rec.frame);
+      const [vw, vh] = [Math.floor(1920 / z), Math.floor(1280 / z)];
+      const [x0, y0] = [Math.floor(fcx - 1920 / z / 2) & ~1, Math.floor(fcy - 1280 / z / 2) & ~1];
+      const [sx, sy] = [480 / vw, 320 / vh];
+      const want = { x: (FACE[0] - x0) * sx, y: (FACE[1] - y0) * sy, width: FACE[2] * sx, height: FACE[3] * sy };
+      const [x, y, w, h] = rec.box;
+      expect(iou({ x, y, width: w, height: h }, want), `frame ${rec.frame}`).toBeGreaterThan(0.7);
+      const c = faceRect({ x, y, width: w, height: h, score: rec.score }, { width: 480, height: 320 }, settings.margin);
+      expect(c.width, `frame ${rec.frame}: square crop`).toBe(c.height);
+      expect([c.left <= want.x, c.top <= want.y, c.left + c.width >= want.x + want.width, c.top + c.height >= want.y + want.height], `frame ${rec.frame}: face inside the crop`).toEqual([true, true, true, true]);
+    }
+    // The detected face grows with the zoom (3.2 / 2.6 from the first frame to the last).
+    expect(recs[2].box[3] / recs[0].box[3]).toBeGreaterThan((zoom(2) / zoom(0)) * 0.9);
+    expect(recs[2].box[3] / recs[0].box[3]).toBeLessThan((zoom(2) / zoom(0)) * 1.1);
   });
 
   it('turns a FaceForensics++ tree into a --data folder, resumes, skips a broken video, and trains on it', async () => {
