@@ -61,8 +61,8 @@ Flags:
   --per-video N      at most N crops per video (and per photo), from the first 4N sampled frames of a
                      video; 0 = no limit (default 0)
   --faces M          largest: the largest face of each frame (default); all: every face found
-  --margin X         crop side = X * the longer side of the face box, centred on it, clipped at the
-                     frame's border (default 1.3)
+  --margin X         crop side = X * the longer side of the face box, centred on it; at the frame's
+                     border the square is shifted inside the frame, not clipped (default 1.3)
   --size PX          crops are resized to PX x PX (default 256)
   --min-score X      detector score threshold in (0, 1) (default ${DEFAULT_MIN_CONFIDENCE}, as face-api)
   --align            eye-level crops: face-api's 68-point landmark net (also on ticketlab's kernels) runs on

@@ -1,6 +1,6 @@
 // From detections to crops: which faces to keep and the square-with-margin rectangle around each.
 // Also the FaceCropper the data loaders take (data/ knows no GPU, so the detector is injected from here).
-import { cropRect, centreSquare, type FaceCropper } from '../data/datasets.js';
+import { centreSquare, type FaceCropper } from '../data/datasets.js';
 import type { Rect, RgbImage } from '../data/image.js';
 import type { FaceBox } from './boxes.js';
 import { FaceDetector } from './detector.js';
@@ -14,9 +14,17 @@ export function pickFaces(faces: readonly FaceBox[], pick: FacePick): FaceBox[] 
   return pick === 'largest' ? sorted.slice(0, 1) : sorted;
 }
 
-/** Square of side max(w, h) * margin centred on the face, clipped to the image (data/dataset-openforensics.ts cropRect). */
+/**
+ * Square of side round(max(w, h) * margin) centred on the face. Near the frame's border the square is
+ * shifted inside the frame instead of clipped (the OpenForensics loader's cropRect clips, as that
+ * dataset's reference preprocessing does): a clipped rectangle, resized to size x size, would squash the
+ * face, while the shifted square keeps it undistorted and whole, only off centre. A square larger than
+ * the frame's shorter side shrinks to that side.
+ */
 export function faceRect(f: FaceBox, img: { width: number; height: number }, margin: number): Rect {
-  return cropRect([f.x, f.y, f.width, f.height], img.width, img.height, margin);
+  const side = Math.max(1, Math.min(Math.round(Math.max(f.width, f.height) * margin), img.width, img.height));
+  const at = (centre: number, extent: number) => Math.min(Math.max(Math.round(centre - side / 2), 0), extent - side);
+  return { left: at(f.x + f.width / 2, img.width), top: at(f.y + f.height / 2, img.height), width: side, height: side };
 }
 
 /**

@@ -1,15 +1,18 @@
 // `ticketlab faces` end to end on videos made here with ffmpeg from a face-api sample photo:
-// - a panning window over a face gives one crop per sampled frame, and each crop's box is that face;
+// - a panning window over a face, and a zoom into it, give one crop per sampled frame, and each crop's
+//   box is that face, the whole face inside the square crop;
 // - a tiny FaceForensics++-shaped tree (official split files, one unreadable video) goes through
-//   `ticketlab faces`, resumes after a simulated kill, and then trains for one epoch with `ticketlab train`.
+//   `ticketlab faces`, resumes after a simulated kill, and then trains for one epoch with `ticketlab train`;
+// - a real SIGKILL mid-run, then the same command again: finished videos are skipped, the rest done once.
 // Needs ffmpeg (scripts/setup.sh installs it).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { imageSize } from '../../src/data/image.js';
 import { iou } from '../../src/faces/boxes.js';
+import { faceRect } from '../../src/faces/crop.js';
 import { FaceDetector } from '../../src/faces/detector.js';
 import { FACES_FILES, extractFaces, type FaceIndexRecord } from '../../src/faces/extract.js';
 import { defaultModelDir } from '../../src/faces/ssd-mobilenet.js';
@@ -79,8 +82,52 @@ describe('ticketlab faces', { timeout: 600_000 }, () => {
       expect(iou(photoBox, face), `frame ${rec.frame}`).toBeGreaterThan(0.5);
       const [cx, cy] = [FACE[0] + FACE[2] / 2, FACE[1] + FACE[3] / 2];
       expect(cx > photoBox.x && cx < photoBox.x + w && cy > photoBox.y && cy < photoBox.y + h, `frame ${rec.frame}: face centre in box`).toBe(true);
+      // The crop (the 1.3x square extract.ts cuts around the detection) holds face-api's whole face box.
+      const r = faceRect({ x, y, width: w, height: h, score: rec.score }, { width: WINDOW.w, height: WINDOW.h }, settings.margin);
+      const [fx, fy] = [FACE[0] - WINDOW.x0 - WINDOW.dx * rec.frame, FACE[1] - WINDOW.y0 - WINDOW.dy * rec.frame];
+      expect(r.width, `frame ${rec.frame}: square crop`).toBe(r.height);
+      expect([r.left <= fx, r.top <= fy, r.left + r.width >= fx + FACE[2], r.top + r.height >= fy + FACE[3]], `frame ${rec.frame}: face inside the crop`).toEqual([true, true, true, true]);
       expect(await imageSize(path.join(out, rec.file))).toEqual({ width: 64, height: 64 });
     }
+  });
+
+  it('crops the zoomed-in face from every sampled frame of a video, the box growing with the zoom', async () => {
+    // Frame n shows the (1920 / z) x (1280 / z) region of sample1 centred on FACE, z = 2.6 + 0.3 n, scaled
+    // to 480 x 320 (ffmpeg's zoompan: region size truncated, corner truncated to even for yuv420).
+    const src = path.join(tmp, 'zoom');
+    const file = path.join(src, 'fake', 'zoom.mp4');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const [fcx, fcy] = [FACE[0] + FACE[2] / 2, FACE[1] + FACE[3] / 2];
+    const zoom = (n: number) => 2.6 + 0.3 * n;
+    execFileSync('ffmpeg', [
+      '-v', 'error', '-y', '-i', SAMPLE,
+      '-vf', `zoompan=z='2.6+0.3*on':x='${fcx}-iw/zoom/2':y='${fcy}-ih/zoom/2':d=3:s=480x320`,
+      '-frames:v', '3', '-pix_fmt', 'yuv420p', file,
+    ]);
+    const out = path.join(tmp, 'zoom-out');
+    const det = new FaceDetector();
+    const settings = { every: 1, perVideo: 0, pick: 'largest' as const, margin: 1.3, size: 64, minConfidence: 0.5, seed: 0, align: false };
+    const r = await extractFaces({ src, out, settings, detector: det, quiet: true });
+    det.dispose();
+    expect(r.failed).toEqual([]);
+    const recs = index(out);
+    expect(recs.map((x) => x.frame)).toEqual([0, 1, 2]);
+    for (const rec of recs) {
+      // face-api's box on the photo, in this frame's pixels.
+      const z = zoom(rec.frame);
+      const [vw, vh] = [Math.floor(1920 / z), Math.floor(1280 / z)];
+      const [x0, y0] = [Math.floor(fcx - 1920 / z / 2) & ~1, Math.floor(fcy - 1280 / z / 2) & ~1];
+      const [sx, sy] = [480 / vw, 320 / vh];
+      const want = { x: (FACE[0] - x0) * sx, y: (FACE[1] - y0) * sy, width: FACE[2] * sx, height: FACE[3] * sy };
+      const [x, y, w, h] = rec.box;
+      expect(iou({ x, y, width: w, height: h }, want), `frame ${rec.frame}`).toBeGreaterThan(0.7);
+      const c = faceRect({ x, y, width: w, height: h, score: rec.score }, { width: 480, height: 320 }, settings.margin);
+      expect(c.width, `frame ${rec.frame}: square crop`).toBe(c.height);
+      expect([c.left <= want.x, c.top <= want.y, c.left + c.width >= want.x + want.width, c.top + c.height >= want.y + want.height], `frame ${rec.frame}: face inside the crop`).toEqual([true, true, true, true]);
+    }
+    // The detected face grows with the zoom (3.2 / 2.6 from the first frame to the last).
+    expect(recs[2].box[3] / recs[0].box[3]).toBeGreaterThan((zoom(2) / zoom(0)) * 0.9);
+    expect(recs[2].box[3] / recs[0].box[3]).toBeLessThan((zoom(2) / zoom(0)) * 1.1);
   });
 
   it('turns a FaceForensics++ tree into a --data folder, resumes, skips a broken video, and trains on it', async () => {
@@ -124,6 +171,35 @@ describe('ticketlab faces', { timeout: 600_000 }, () => {
     expect(train.status, train.stderr).toBe(0);
     expect(train.stderr).toMatch(/train 2, val 2, test 2/);
     expect(fs.existsSync(path.join(run, 'level_0', 'result.json'))).toBe(true);
+  });
+
+  it('resumes after a real SIGKILL: finished videos are skipped, the rest done once, no staging left', async () => {
+    const src = path.join(tmp, 'kill');
+    ['a', 'b', 'c'].forEach((n, k) => panVideo(path.join(src, 'real', `${n}.mp4`), 2, 4 * k));
+    const out = path.join(tmp, 'kill-out');
+    const args = ['faces', src, '--out', out, '--every', '1', '--size', '32', '--quiet'];
+    const doneFile = path.join(out, FACES_FILES.done);
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'ticketlab.mjs'), ...args], { cwd: ROOT, stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    // Killed as soon as the first video is finished, somewhere inside the second one.
+    const t0 = Date.now();
+    while (!(fs.existsSync(doneFile) && fs.readFileSync(doneFile, 'utf8').includes('\n')) && Date.now() - t0 < 300_000) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill('SIGKILL');
+    await exited;
+    const before = fs.readFileSync(doneFile, 'utf8').trim().split('\n').filter(Boolean).length;
+    expect(before).toBeGreaterThanOrEqual(1);
+    expect(before).toBeLessThan(3);
+    // The killed run's frame staging folder is still there; the next run removes it.
+    expect(fs.readdirSync(out).filter((d) => d.startsWith('.frames-'))).toEqual([`.frames-${child.pid}`]);
+    const again = await cli(...args);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(new RegExp(`^folder: 3 sources \\(${before} already done\\), ${2 * (3 - before)} frames, ${2 * (3 - before)} face crops`));
+    // One index line per sampled frame of each video, none twice; every crop on disk; no staging folder.
+    expect(index(out).map((r) => `${r.source}@${r.frame}`).sort()).toEqual(['a', 'b', 'c'].flatMap((n) => [0, 1].map((f) => `real/${n}.mp4@${f}`)));
+    for (const r of index(out)) expect(fs.existsSync(path.join(out, r.file))).toBe(true);
+    expect(fs.readdirSync(out).filter((d) => d.startsWith('.frames-'))).toEqual([]);
   });
 
   it('explains its flags and rejects bad ones in one line', async () => {

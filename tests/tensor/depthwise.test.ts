@@ -60,6 +60,23 @@ describe('grouped conv2d forward', () => {
     );
   });
 
+  it('matches the reference on a MobileNet-sized depthwise layer (more outputs than one launch of threads)', async () => {
+    // The random cases above have at most ~1300 outputs, fewer than the 64 workgroups a software adapter
+    // launches, so each thread does one output; here 32 x 40 x 40 outputs make every thread loop (grid stride).
+    const [c, h, w] = [32, 40, 40];
+    const xs = seededValues(c * h * w, 7);
+    const ws = seededValues(c * 9, 8);
+    const bs = seededValues(c, 9);
+    for (const s of [1, 2]) {
+      const y = groupedConv2dForward(fromArray(xs, [1, c, h, w]), fromArray(ws, [c, 1, 3, 3]), fromArray(bs, [c]), { groups: c, stride: s, padding: 'same', clamp: [0, 6] });
+      const [pt, pb] = same(h, 3, s, 1);
+      const [pl, pr] = same(w, 3, s, 1);
+      const g = { n: 1, cin: c, h, w, cout: c, kh: 3, kw: 3, sh: s, sw: s, dh: 1, dw: 1, pad: [pt, pl, pb, pr] as [number, number, number, number] };
+      expectNear(await y.toArray(), groupedConv2dRef(xs, ws, bs, g, c, [0, 6]), 1e-5, `depthwise 3x3 stride ${s}`);
+      y.dispose();
+    }
+  });
+
   it('rejects channels that do not split into the groups, and an empty clamp, in one line', () => {
     expect(() => groupedConv2dGeometry([1, 6, 4, 4], [6, 2, 3, 3], { groups: 4 })).toThrow(/do not split into 4 groups/);
     const x = fromArray(new Float32Array(16), [1, 1, 4, 4]);
