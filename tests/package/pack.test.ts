@@ -46,7 +46,7 @@ async function run(cmd: string, args: string[], o: ExecFileOptions & { cwd: stri
  * `npm ci --offline` needs only cached tarballs.
  */
 function writeUserProject(dir: string, tarball: string): void {
-  const ours = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string>; peerDependencies: Record<string, string>; peerDependenciesMeta: Record<string, unknown> };
+  const ours = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string; bin: Record<string, string>; dependencies: Record<string, string>; peerDependencies: Record<string, string>; peerDependenciesMeta: Record<string, unknown> };
   const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockEntry> };
   const example = JSON.parse(fs.readFileSync(path.join(EXAMPLES, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
   const closure = new Set<string>();
@@ -67,6 +67,8 @@ function writeUserProject(dir: string, tarball: string): void {
       version: ours.version,
       resolved: spec,
       integrity: `sha512-${crypto.createHash('sha512').update(fs.readFileSync(tarball)).digest('base64')}`,
+      // npm ci links node_modules/.bin from the lockfile's entry, not from the tarball's package.json.
+      bin: ours.bin,
       dependencies: ours.dependencies,
       peerDependencies: ours.peerDependencies,
       peerDependenciesMeta: ours.peerDependenciesMeta,
@@ -113,6 +115,10 @@ describe('the npm package', () => {
     expect(out).toMatch(/PASS {2}masks are 0\/1/);
     expect(out).toMatch(/all invariants hold/);
     expect(fs.existsSync(path.join(runDir, 'level_1', 'mask.safetensors'))).toBe(true);
+    // The installed command (bin/ticketlab.mjs runs the shipped src/ through tsx) checks the same run.
+    const cli = await run(path.join(project, 'node_modules', '.bin', 'ticketlab'), ['check', runDir], { cwd: project });
+    expect(cli).toMatch(/PASS {2}each level's mask within the previous one/);
+    expect(cli).toMatch(/all invariants hold/);
     fs.rmSync(tmp, { recursive: true, force: true });
   }, 300_000); // about 45 s on a loaded 2-core machine; the limit only guards against a hang
 });
