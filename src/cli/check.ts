@@ -12,7 +12,8 @@ with the reason. Exit status 1 when any invariant fails in any run, 0 otherwise.
 
 Invariants (a ticketlab run folder: level_<k>/, oneshot_<scope>/level_<k>/, controls/<kind>/level_<k>/,
 transfer-<data>/):
-  binary          every <layer>.weight_mask entry of every mask.safetensors is exactly 0 or 1
+  binary          every <layer>.weight_mask entry of every mask.safetensors is exactly 0 or 1; a level
+                  folder with saved weights but no mask.safetensors fails
   monotone        IMP level k's mask keeps nothing level k-1 pruned
   sparsity-json   per-layer total/kept/pruned and the totals in sparsity.json equal the mask's counts
   target          level 0 keeps everything; IMP level k keeps what pruning the run's rate of level k-1's

@@ -194,7 +194,13 @@ async function checkTicketlabRun(run: string, cache: FileCache): Promise<RunChec
   for (const l of levels) {
     const f = runFile(l.dir, 'mask');
     const t = await cache.tensors(f);
-    if (!t) continue;
+    if (!t) {
+      // runLevel writes the mask before any weights: weights without one mean a lost or deleted mask,
+      // and every other invariant of the level would be skipped without a word.
+      const saved = (['start', ...ZERO_FILES] as const).filter((n) => fs.existsSync(runFile(l.dir, n)));
+      if (saved.length) v.binary.record(cache.rel(f), { tensor: '(file)', index: -1, message: `is missing, but the level has saved weights (${saved.map((n) => RUN_FILES[n]).join(', ')})` });
+      continue;
+    }
     const m = masksIn(t);
     if (m.size === 0) v.binary.record(cache.rel(f), { tensor: '(file)', index: -1, message: 'holds no <layer>.weight_mask tensors' });
     masks.set(l.dir, m);

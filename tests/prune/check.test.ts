@@ -179,6 +179,15 @@ describe('ticketlab check on a real run', () => {
     expect(status(r, 'transfer').violation!.message).toBe('is 1 here, 0 in the other mask');
   });
 
+  it('a level whose mask is gone but whose weights are there: binary fails instead of skipping the level', async () => {
+    const d = copyRun();
+    fs.rmSync(runFile(levelDir(d, 1), 'mask'));
+    const r = await checkRun(d);
+    expect(r.ok).toBe(false);
+    expect(status(r, 'binary').violation).toMatchObject({ file: 'level_1/mask.safetensors', tensor: '(file)' });
+    expect(status(r, 'binary').violation!.message).toMatch(/is missing, but the level has saved weights \(start\.safetensors, final\.safetensors/);
+  });
+
   it('a miscounted sparsity.json: sparsity-json fails naming the field, nothing else does', async () => {
     const d = copyRun();
     const f = runFile(levelDir(d, 1), 'sparsity');
