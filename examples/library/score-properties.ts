@@ -35,8 +35,7 @@ const withGrads = prunableModelArb({ maxLayers: 4 }).chain((model: PrunableModel
 
 fc.assert(
   fc.property(withGrads, impScheduleArb({ maxRounds: 4 }), ({ model, grads }, schedule) => {
-    const ws = model.weights.map((w) => ({ ...w, layer: null as never }));
-    let masks = onesMasks(ws);
+    let masks = onesMasks(model.weights);
     let weights = model.values;
     for (let r = 0; r < schedule.rounds; r++) {
       const scores = saliency(weights, grads);

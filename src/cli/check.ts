@@ -12,7 +12,8 @@ with the reason. Exit status 1 when any invariant fails in any run, 0 otherwise.
 
 Invariants (a ticketlab run folder: level_<k>/, oneshot_<scope>/level_<k>/, controls/<kind>/level_<k>/,
 transfer-<data>/):
-  binary          every <layer>.weight_mask entry of every mask.safetensors is exactly 0 or 1
+  binary          every <layer>.weight_mask entry of every mask.safetensors is exactly 0 or 1; a level
+                  folder with saved weights but no mask.safetensors fails
   monotone        IMP level k's mask keeps nothing level k-1 pruned
   sparsity-json   per-layer total/kept/pruned and the totals in sparsity.json equal the mask's counts
   target          level 0 keeps everything; IMP level k keeps what pruning the run's rate of level k-1's
@@ -37,9 +38,11 @@ transfer-<data>/):
 PyTorch folders: a folder of .safetensors files (no config.json, no level_<k>/) saved from models
 pruned with torch.nn.utils.prune, whose state dicts hold <layer>.weight_orig and <layer>.weight_mask.
 The files are the levels in natural order of their names (level_2 before level_10); checked: binary,
-monotone, zeros (in a plain <layer>.weight, e.g. after prune.remove; weight_orig keeps dense values by
-design), and target when --rate is given. PyTorch rounds halves to even, ticketlab up: a level whose
-remaining * rate ends in exactly .5 may be off by one. To save such a folder (see docs/check.md):
+monotone, zeros (in a plain <layer>.weight, e.g. after prune.remove, where either sign of zero is
+accepted: weight_orig * 0 is -0 for a negative weight_orig; weight_orig keeps dense values by design),
+and target when --rate is given: each file prunes round(remaining * rate) of the previous file's
+remaining weights, rounded as PyTorch does (Python's round: halves to even), the first file from the
+dense model unless it keeps everything. To save such a folder (see docs/check.md):
 
   import torch.nn.utils.prune as prune
   from safetensors.torch import save_file
@@ -50,6 +53,7 @@ remaining * rate ends in exactly .5 may be off by one. To save such a folder (se
 
 Flags:
   --rate X        PyTorch folders: the fraction of the previous file's remaining weights each file pruned
+                  (the first file: of the dense model's)
   --scope S       with --rate: global (one count over all layers, default) or layer (each layer's own)
   --json          print the results as JSON (one object per run) instead of the table
 `;

@@ -194,7 +194,13 @@ async function checkTicketlabRun(run: string, cache: FileCache): Promise<RunChec
   for (const l of levels) {
     const f = runFile(l.dir, 'mask');
     const t = await cache.tensors(f);
-    if (!t) continue;
+    if (!t) {
+      // runLevel writes the mask before any weights: weights without one mean a lost or deleted mask,
+      // and every other invariant of the level would be skipped without a word.
+      const saved = (['start', ...ZERO_FILES] as const).filter((n) => fs.existsSync(runFile(l.dir, n)));
+      if (saved.length) v.binary.record(cache.rel(f), { tensor: '(file)', index: -1, message: `is missing, but the level has saved weights (${saved.map((n) => RUN_FILES[n]).join(', ')})` });
+      continue;
+    }
     const m = masksIn(t);
     if (m.size === 0) v.binary.record(cache.rel(f), { tensor: '(file)', index: -1, message: 'holds no <layer>.weight_mask tensors' });
     masks.set(l.dir, m);
@@ -319,6 +325,11 @@ function sparsityJsonOffence(file: string, m: TensorsByKey): Offence | null {
   return null;
 }
 
+/** An all-kept mask of each layer's size: the dense model the first pruning round started from. */
+function onesLike(m: TensorsByKey): Map<string, Float32Array> {
+  return new Map([...m].map(([k, x]) => [k, new Float32Array(x.length).fill(1)]));
+}
+
 async function checkPytorchFolder(run: string, cache: FileCache, o: CheckOptions): Promise<RunCheck> {
   const files = fs.readdirSync(run).filter((f) => f.endsWith('.safetensors')).sort(naturalOrder).map((f) => path.join(run, f));
   const v = Object.fromEntries(INVARIANTS.map((i) => [i.id, new Verdict(i.id)])) as Record<InvariantId, Verdict>;
@@ -330,13 +341,16 @@ async function checkPytorchFolder(run: string, cache: FileCache, o: CheckOptions
     if (!m.size) continue;
     used.push(cache.rel(f));
     v.binary.record(cache.rel(f), asMask(firstNonBinary(m)));
-    if (prev) {
-      v.monotone.record(cache.rel(f), asMask(firstGrown(prev, m)));
-      if (o.rate !== undefined) v.target.record(cache.rel(f), firstCountOffTarget(m, targetAfterRound(prev, o.rate, o.scope ?? 'global')));
-    }
+    if (prev) v.monotone.record(cache.rel(f), asMask(firstGrown(prev, m)));
+    // The first file is one round from the dense model (the documented loop saves after each prune
+    // call) unless it keeps everything (a dense level 0 saved before pruning). torch rounds
+    // remaining * amount with Python's round(): halves to even.
+    const from = prev ?? (keptCounts(m).size && [...keptCounts(m).values()].every((c) => c.kept === c.total) ? null : onesLike(m));
+    if (o.rate !== undefined && from) v.target.record(cache.rel(f), firstCountOffTarget(m, targetAfterRound(from, o.rate, o.scope ?? 'global', 'half-even')));
     // torch keeps the trained values in weight_orig (weight = weight_orig * mask is recomputed); a plain
-    // `.weight` (after prune.remove, or saved by hand) must hold exact zeros.
-    if ([...m.keys()].some((k) => t.has(k))) v.zeros.record(cache.rel(f), firstNonZeroPruned(m, t));
+    // `.weight` (after prune.remove, or saved by hand) must hold zeros, of either sign: weight_orig * 0
+    // is -0 where weight_orig < 0.
+    if ([...m.keys()].some((k) => t.has(k))) v.zeros.record(cache.rel(f), firstNonZeroPruned(m, t, undefined, { negativeZero: true }));
     prev = m;
   }
   if (!used.length) throw new Error(`${run}: no level_<k> folders and no .safetensors file with <layer>.weight_mask tensors: nothing to check`);
@@ -345,7 +359,7 @@ async function checkPytorchFolder(run: string, cache: FileCache, o: CheckOptions
     binary: '',
     monotone: 'a single file',
     'sparsity-json': 'not written by PyTorch',
-    target: o.rate === undefined ? 'give --rate (and --scope) to check counts' : 'a single file',
+    target: o.rate === undefined ? 'give --rate (and --scope) to check counts' : 'a single dense file',
     zeros: 'no plain <layer>.weight beside a mask (weight_orig keeps the dense values by design)',
     rewind: 'no rewind point in a PyTorch folder',
     'random-prune': 'no controls in a PyTorch folder',

@@ -56,15 +56,18 @@ export function firstGrown(prev: TensorsByKey, next: TensorsByKey): Offence | nu
 /**
  * A pruned entry (mask 0) whose value in `values` is not exactly +0. `values` may hold more tensors
  * than `masks`; `valueKey` maps a mask key to the value key (e.g. `optimizer.<key>.exp_avg`).
+ * `negativeZero` accepts -0 too: PyTorch's pruned weight is `weight_orig * mask`, which is -0 wherever
+ * the original value was negative, so a torch `.weight` holds both signs of zero by construction.
  */
-export function firstNonZeroPruned(masks: TensorsByKey, values: TensorsByKey, valueKey: (key: string) => string = (k) => k): Offence | null {
+export function firstNonZeroPruned(masks: TensorsByKey, values: TensorsByKey, valueKey: (key: string) => string = (k) => k, o: { negativeZero?: boolean } = {}): Offence | null {
+  const zero = o.negativeZero ? (v: number) => v === 0 : (v: number) => Object.is(v, 0);
   for (const [key, m] of masks) {
     const vk = valueKey(key);
     const w = values.get(vk);
     if (!w) continue;
     if (w.length !== m.length) return { tensor: vk, index: -1, message: `has ${w.length} entries, its mask ${m.length}` };
     for (let i = 0; i < m.length; i++) {
-      if (m[i] === 0 && !Object.is(w[i], 0)) return { tensor: vk, index: i, message: `= ${Object.is(w[i], -0) ? '-0' : w[i]} but is pruned (must be exactly +0)` };
+      if (m[i] === 0 && !zero(w[i])) return { tensor: vk, index: i, message: `= ${Object.is(w[i], -0) ? '-0' : w[i]} but is pruned (must be exactly ${o.negativeZero ? '0' : '+0'})` };
     }
   }
   return null;
@@ -93,15 +96,29 @@ export function firstCountOffTarget(masks: TensorsByKey, target: KeptTarget): Of
   return null;
 }
 
-/** Target after one IMP round at `rate` from the previous level's masks (pruneByRate's rounding). */
-export function targetAfterRound(prev: TensorsByKey, rate: number, scope: Scope): KeptTarget {
+/**
+ * How a pruning count `remaining * rate` is rounded: ticketlab rounds halves up (magnitude.ts
+ * pruneCount); PyTorch's torch.nn.utils.prune uses Python's round(), which sends halves to even.
+ */
+export type Rounding = 'half-up' | 'half-even';
+
+function roundHalfEven(x: number): number {
+  const f = Math.floor(x);
+  const d = x - f;
+  return d > 0.5 ? f + 1 : d < 0.5 ? f : f % 2 === 0 ? f : f + 1;
+}
+
+/** Target after one IMP round at `rate` from the previous level's masks (pruneByRate's rounding by default). */
+export function targetAfterRound(prev: TensorsByKey, rate: number, scope: Scope, rounding: Rounding = 'half-up'): KeptTarget {
+  pruneCount(0, rate); // validates the rate
+  const count = (n: number) => (rounding === 'half-up' ? pruneCount(n, rate) : roundHalfEven(n * rate));
   const counts = keptCounts(prev);
   const why = `pruning ${rate} of the previous level's ${scope === 'global' ? 'remaining weights' : 'remaining weights per layer'}`;
   if (scope === 'global') {
     const kept = [...counts.values()].reduce((s, c) => s + c.kept, 0);
-    return { scope, kept: kept - pruneCount(kept, rate), why };
+    return { scope, kept: kept - count(kept), why };
   }
-  return { scope, kept: new Map([...counts].map(([k, c]) => [k, c.kept - pruneCount(c.kept, rate)])), why };
+  return { scope, kept: new Map([...counts].map(([k, c]) => [k, c.kept - count(c.kept)])), why };
 }
 
 /** Target for a sparsity of the prunable weights (pruneToSparsity's rounding): overall or per layer. */

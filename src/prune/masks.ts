@@ -43,7 +43,8 @@ export function prunableWeights(model: Module, pruneLast = false): PrunableWeigh
 /** Host masks by weight key: Uint8Array of 0/1 per element. */
 export type HostMasks = Map<string, Uint8Array>;
 
-export function onesMasks(ws: readonly PrunableWeight[]): HostMasks {
+/** All-kept masks; only names and sizes are read, so a `WeightSpec` of ticketlab/testing will do. */
+export function onesMasks(ws: readonly Pick<PrunableWeight, 'key' | 'size'>[]): HostMasks {
   return new Map(ws.map((w) => [w.key, new Uint8Array(w.size).fill(1)]));
 }
 

@@ -293,6 +293,8 @@ function layerRows(s: SourceAnatomy): TableRow[] {
     'dead filters': `${l.deadFilters}/${l.filters}`,
     'dead channels': `${l.deadChannels}/${l.channels}`,
     'removed by compaction': l.compactable,
+    // The per-filter density histogram as counts, so the terminal shows it too (the SVG draws it).
+    'filters by density (0, 0-10%, ..., 90-100%)': l.filterHistogram.join(' '),
     'taps kept (rows)': l.kh * l.kw > 1 ? tapRows(l) : '',
   }));
 }

@@ -5,7 +5,8 @@
 // one trains a tiny model, prunes one IMP level and checks the run; one property-tests a user's
 // scoring function with ticketlab/testing.
 import { describe, expect, it } from 'vitest';
-import { execFileSync, type ExecFileSyncOptions } from 'node:child_process';
+import { execFile, type ExecFileOptions } from 'node:child_process';
+import { promisify } from 'node:util';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -24,9 +25,15 @@ interface LockEntry {
   [k: string]: unknown;
 }
 
-function run(cmd: string, args: string[], o: ExecFileSyncOptions & { cwd: string }): string {
+const execFileAsync = promisify(execFile);
+
+// Asynchronous on purpose: a synchronous child blocks the vitest worker's event loop for the minute
+// npm and the examples take, and vitest then reports "Timeout calling onTaskUpdate" (exit 1) even though
+// the test passed.
+async function run(cmd: string, args: string[], o: ExecFileOptions & { cwd: string }): Promise<string> {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000, env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' }, ...o }) as string;
+    const { stdout } = await execFileAsync(cmd, args, { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 << 20, env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' }, ...o });
+    return String(stdout);
   } catch (e) {
     const err = e as { stdout?: string; stderr?: string; message: string };
     throw new Error(`${cmd} ${args.join(' ')} in ${o.cwd} failed: ${err.message}\n${err.stdout ?? ''}\n${err.stderr ?? ''}`);
@@ -39,7 +46,7 @@ function run(cmd: string, args: string[], o: ExecFileSyncOptions & { cwd: string
  * `npm ci --offline` needs only cached tarballs.
  */
 function writeUserProject(dir: string, tarball: string): void {
-  const ours = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string>; peerDependencies: Record<string, string>; peerDependenciesMeta: Record<string, unknown> };
+  const ours = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string; bin: Record<string, string>; dependencies: Record<string, string>; peerDependencies: Record<string, string>; peerDependenciesMeta: Record<string, unknown> };
   const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockEntry> };
   const example = JSON.parse(fs.readFileSync(path.join(EXAMPLES, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
   const closure = new Set<string>();
@@ -60,6 +67,8 @@ function writeUserProject(dir: string, tarball: string): void {
       version: ours.version,
       resolved: spec,
       integrity: `sha512-${crypto.createHash('sha512').update(fs.readFileSync(tarball)).digest('base64')}`,
+      // npm ci links node_modules/.bin from the lockfile's entry, not from the tarball's package.json.
+      bin: ours.bin,
       dependencies: ours.dependencies,
       peerDependencies: ours.peerDependencies,
       peerDependenciesMeta: ours.peerDependenciesMeta,
@@ -74,10 +83,10 @@ function writeUserProject(dir: string, tarball: string): void {
 }
 
 describe('the npm package', () => {
-  it('packs, installs offline into a fresh project, type-checks and runs the library examples in plain Node', () => {
+  it('packs, installs offline into a fresh project, type-checks and runs the library examples in plain Node', async () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ticketlab-pack-'));
     // prepack compiles dist/; older npms print the script's banner on stdout before the JSON.
-    const stdout = run('npm', ['pack', '--json', '--pack-destination', tmp], { cwd: ROOT });
+    const stdout = await run('npm', ['pack', '--json', '--pack-destination', tmp], { cwd: ROOT });
     const packed = JSON.parse(stdout.slice(stdout.search(/^\[/m))) as { filename: string; files: { path: string }[] }[];
     const files = packed[0].files.map((f) => f.path);
     for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/prune/index.d.ts', 'dist/testing/index.js', 'bin/ticketlab.mjs', 'src/cli/main.ts']) expect(files, f).toContain(f);
@@ -90,22 +99,26 @@ describe('the npm package', () => {
     for (const f of fs.readdirSync(EXAMPLES)) if (f.endsWith('.ts') || f === 'tsconfig.json') fs.copyFileSync(path.join(EXAMPLES, f), path.join(project, f));
     writeUserProject(project, tarball);
     try {
-      run('npm', ['ci', '--offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: project });
+      await run('npm', ['ci', '--offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: project });
     } catch (e) {
       if (/ENOTCACHED/.test((e as Error).message)) throw new Error(`npm's cache lacks a dependency of the package: run 'npm ci' once in ${ROOT} (it fills the cache), then re-run this test`);
       throw e;
     }
 
     // Type-check against the published .d.ts (skipLibCheck off: our declarations must compile too) and emit.
-    run(process.execPath, [path.join(project, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.'], { cwd: project });
-    const props = run(process.execPath, ['out/score-properties.js'], { cwd: project });
+    await run(process.execPath, [path.join(project, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.'], { cwd: project });
+    const props = await run(process.execPath, ['out/score-properties.js'], { cwd: project });
     expect(props).toMatch(/every mask invariant holds/);
     const runDir = path.join(tmp, 'run');
-    const out = run(process.execPath, ['out/train-prune-check.js', runDir], { cwd: project, timeout: 180_000 });
+    const out = await run(process.execPath, ['out/train-prune-check.js', runDir], { cwd: project, timeout: 180_000 });
     expect(out).toMatch(/level 1: 20\.0% pruned/);
     expect(out).toMatch(/PASS {2}masks are 0\/1/);
     expect(out).toMatch(/all invariants hold/);
     expect(fs.existsSync(path.join(runDir, 'level_1', 'mask.safetensors'))).toBe(true);
+    // The installed command (bin/ticketlab.mjs runs the shipped src/ through tsx) checks the same run.
+    const cli = await run(path.join(project, 'node_modules', '.bin', 'ticketlab'), ['check', runDir], { cwd: project });
+    expect(cli).toMatch(/PASS {2}each level's mask within the previous one/);
+    expect(cli).toMatch(/all invariants hold/);
     fs.rmSync(tmp, { recursive: true, force: true });
   }, 300_000); // about 45 s on a loaded 2-core machine; the limit only guards against a hang
 });

@@ -179,6 +179,15 @@ describe('ticketlab check on a real run', () => {
     expect(status(r, 'transfer').violation!.message).toBe('is 1 here, 0 in the other mask');
   });
 
+  it('a level whose mask is gone but whose weights are there: binary fails instead of skipping the level', async () => {
+    const d = copyRun();
+    fs.rmSync(runFile(levelDir(d, 1), 'mask'));
+    const r = await checkRun(d);
+    expect(r.ok).toBe(false);
+    expect(status(r, 'binary').violation).toMatchObject({ file: 'level_1/mask.safetensors', tensor: '(file)' });
+    expect(status(r, 'binary').violation!.message).toMatch(/is missing, but the level has saved weights \(start\.safetensors, final\.safetensors/);
+  });
+
   it('a miscounted sparsity.json: sparsity-json fails naming the field, nothing else does', async () => {
     const d = copyRun();
     const f = runFile(levelDir(d, 1), 'sparsity');
@@ -275,6 +284,42 @@ describe('ticketlab check on PyTorch torch.nn.utils.prune files', () => {
     const r = await checkRun(d, { rate: 0.3 });
     expect(status(r, 'zeros').violation).toMatchObject({ file: 'level_1.safetensors', tensor: 'fc1.weight' });
     expect(status(r, 'monotone').violation).toMatchObject({ file: 'level_3.safetensors', tensor: 'conv1.weight_mask', index: at });
-    expect(status(r, 'target').violation).toMatchObject({ file: 'level_2.safetensors', tensor: '(all layers)' });
+    // The first file is held to one round from the dense model too.
+    expect(status(r, 'target').violation).toMatchObject({ file: 'level_1.safetensors', tensor: '(all layers)' });
+  });
+
+  it("a torch .weight after prune.remove (weight_orig * mask: -0 where weight_orig < 0) passes zeros", async () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'check-torch-'));
+    fs.cpSync(fixture, d, { recursive: true });
+    let negZeros = 0;
+    await edit(path.join(d, 'level_2.safetensors'), (t) => {
+      for (const layer of ['conv1', 'conv2', 'fc1']) {
+        const m = f32(t[`${layer}.weight_mask`]);
+        const w = f32(t[`${layer}.weight_orig`]).map((v, i) => v * m[i]);
+        negZeros += w.filter((v) => Object.is(v, -0)).length;
+        t[`${layer}.weight`] = { dtype: 'F32', shape: t[`${layer}.weight_orig`].shape, data: w };
+      }
+    });
+    expect(negZeros).toBeGreaterThan(0);
+    const r = await checkRun(d, { rate: 0.2 });
+    expect(status(r, 'zeros'), formatRunCheck(r)).toMatchObject({ status: 'pass', checked: 1 });
+  });
+
+  it('torch rounds the pruning count like Python (halves to even), the first file from dense', async () => {
+    // 10 weights, amount 0.25: round(2.5) = 2 in Python, so level 1 keeps 8 (ticketlab would keep 7),
+    // then round(8 * 0.25) = 2: level 2 keeps 6.
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'check-torch-'));
+    const save = (f: string, kept: number) =>
+      saveSafetensors(path.join(d, f), {
+        'fc.weight_orig': { dtype: 'F32', shape: [2, 5], data: Float32Array.from({ length: 10 }, (_, i) => i - 4.5) },
+        'fc.weight_mask': { dtype: 'F32', shape: [2, 5], data: Float32Array.from({ length: 10 }, (_, i) => (i < 10 - kept ? 0 : 1)) },
+      });
+    await save('level_1.safetensors', 8);
+    await save('level_2.safetensors', 6);
+    let r = await checkRun(d, { rate: 0.25 });
+    expect(status(r, 'target'), formatRunCheck(r)).toMatchObject({ status: 'pass', checked: 2 });
+    await save('level_1.safetensors', 7);
+    r = await checkRun(d, { rate: 0.25 });
+    expect(status(r, 'target').violation).toMatchObject({ file: 'level_1.safetensors', tensor: '(all layers)', message: expect.stringMatching(/keep 7 weights, .* says 8/) });
   });
 });

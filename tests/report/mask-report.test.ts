@@ -86,6 +86,11 @@ describe('ticketlab masks', () => {
     expect(csv(path.join(out, 'taps.csv')).filter((x) => x.source === 'level_1' && x.layer === 'conv1.weight')).toHaveLength(9);
     const text = formatMaskAnatomy(r);
     expect(text).toMatch(/removed by compaction/);
+    // The per-filter density histogram is in the terminal table too, not only in the SVG and CSV.
+    const conv1 = l1.find((l) => l.key === 'conv1.weight')!;
+    expect(conv1.filterHistogram.reduce((a, b) => a + b, 0)).toBe(8);
+    expect(text).toMatch(/filters by density \(0, 0-10%, \.\.\., 90-100%\)/);
+    expect(text.split('\n').find((x) => x.startsWith('conv1.weight'))).toContain(` ${conv1.filterHistogram.join(' ')} `);
     expect(text).toMatch(/level_2 +oneshot_global\/level_2 +IMP vs one-shot/);
     const section = maskAnatomySection(r, run);
     expect(section.html).toContain('src="masks/grid-level_3-fc1.weight.png"');
