@@ -82,8 +82,11 @@ export function readLock(file: string): LockHolder | null {
     text = fs.readFileSync(file, 'utf8');
     mtime = fs.statSync(file).mtime;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    // Node's own message ("EISDIR: illegal operation on a directory, read") names no file.
+    if (code === 'EISDIR') throw new Error(`${file} is a folder, not a lock file; remove it if no ticketlab process is using ${path.dirname(file)}`);
+    throw new Error(`${file}: cannot read the lock (${code ?? (err as Error).message.split('\n')[0]})`);
   }
   try {
     const v: unknown = JSON.parse(text);

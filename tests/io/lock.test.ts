@@ -94,6 +94,12 @@ describe('run-folder lock', () => {
     l!.release();
   });
 
+  it('a folder where the lock file should be is a one-line error naming it', () => {
+    const file = tmpLock();
+    fs.mkdirSync(file, { recursive: true });
+    expect(() => acquireLock(file, { purpose: 'w', heartbeatMs: 0 })).toThrow(`${file} is a folder, not a lock file`);
+  });
+
   it('refreshes its heartbeat, and notices when a successor took over', async () => {
     const file = tmpLock();
     const l = acquireLock(file, { purpose: 'w', heartbeatMs: 20 });
