@@ -389,6 +389,8 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   const bestFile = runFile(dir, 'best');
   const finalFile = runFile(dir, 'final');
   const metricsFile = runFile(dir, 'metrics');
+  // A file where the level folder should be: mkdir's own EEXIST does not say what is wrong.
+  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new Error(`${dir} is a file, not a folder; the run folder is damaged`);
   fs.mkdirSync(dir, { recursive: true });
   // Every file the level reads or writes must be a file: one replaced by a folder would otherwise fail
   // only after an epoch of training had already rewritten the checkpoint.

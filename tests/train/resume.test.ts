@@ -137,6 +137,13 @@ describe('checkpoint state is validated', () => {
       expect(msg).not.toContain('\n');
     });
   }
+  it('a file where the level folder should be is a one-line error naming it', async () => {
+    const dir = path.join(tmp('levelfile'), 'level_0');
+    fs.writeFileSync(dir, 'x');
+    await expect(train(dir)).rejects.toThrow(`${dir} is a file, not a folder`);
+    expect(fs.readFileSync(dir, 'utf8')).toBe('x');
+  });
+
   it('a doctored epoch in a real checkpoint fails the resume and changes no file', async () => {
     const dir = tmp('doctored');
     await expect(train(dir, { stopAt: 4 })).rejects.toBeInstanceOf(Interrupted);
