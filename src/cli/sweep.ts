@@ -156,8 +156,8 @@ Finished units never run twice. Start any number of workers, on any hosts that s
                       scheduler's choice: a single index in CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES or
                       GPU_DEVICE_ORDINAL, else SLURM_LOCALID, modulo the adapters this worker sees
   --name NAME         the worker's name in locks, logs and --status (default: host, pid, Slurm/k8s index)
-  --lock-timeout SEC  a lock whose heartbeat is older than this is taken over (default ${DEFAULT_STALE_MS / 1000}); holders
-                      on this host are taken over at once when their pid is gone
+  --lock-timeout SEC  a lock from another host whose heartbeat is older than this is taken over (default
+                      ${DEFAULT_STALE_MS / 1000}); on this host, at once when the holder's pid is gone, never while it lives
   --poll SEC          how often a waiting worker looks again (default 5)
   --retry-failed      clear the failure marks (failed.json) first, so failed units are tried again
   A unit that fails (a bad dataset file, a diverged loss) is marked with <level>/failed.json (the one-line

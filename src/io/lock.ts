@@ -1,8 +1,10 @@
 // One writer per folder (and one worker per sweep unit): a lock file made with an atomic
 // create-exclusive open, holding who holds it and a heartbeat the holder refreshes. A lock whose holder
 // is gone is taken over:
-//   - on the same host, when the holder's pid no longer exists (kill -9, a scheduler's kill), at once;
-//   - from any host, when the heartbeat is older than `staleMs` (a node that died, a pod evicted).
+//   - on the same host, when the holder's pid no longer exists (kill -9, a scheduler's kill) or was
+//     reused by a later process, at once; a live holder is never stale there, however old its heartbeat
+//     (a run stopped with Ctrl-Z, or too busy to beat, still owns its folder);
+//   - from another host, when the heartbeat is older than `staleMs` (a node that died, a pod evicted).
 // Breaking a stale lock is itself serialised by a second create-exclusive file (`<lock>.break`), so two
 // processes that both see the same stale lock cannot both delete it and then delete each other's fresh
 // one. Everything is synchronous: locks are taken at start-up and released in exit handlers.
@@ -80,8 +82,11 @@ export function readLock(file: string): LockHolder | null {
     text = fs.readFileSync(file, 'utf8');
     mtime = fs.statSync(file).mtime;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    // Node's own message ("EISDIR: illegal operation on a directory, read") names no file.
+    if (code === 'EISDIR') throw new Error(`${file} is a folder, not a lock file; remove it if no ticketlab process is using ${path.dirname(file)}`);
+    throw new Error(`${file}: cannot read the lock (${code ?? (err as Error).message.split('\n')[0]})`);
   }
   try {
     const v: unknown = JSON.parse(text);
@@ -103,9 +108,38 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** Whether a holder is gone: its pid is dead (same host) or its heartbeat is older than staleMs. */
+/**
+ * When process `pid` started, in ms since the epoch (to about a second), from /proc/<pid>/stat and the
+ * boot time in /proc/stat; null where /proc cannot tell (not Linux, or the pid is gone).
+ */
+function pidStartedMs(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22 (starttime, in clock ticks since boot); the command name (field 2) may hold spaces, so
+    // count from its closing parenthesis, after which field 3 starts.
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const boot = Number(/^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))?.[1]);
+    // USER_HZ is 100 on every Linux architecture Node runs on.
+    return Number.isFinite(ticks) && Number.isFinite(boot) ? boot * 1000 + ticks * 10 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether a holder is gone. On this host: its pid is dead, or now belongs to a process started after the
+ * lock was taken (the pid was reused); a live holder keeps its lock however old its heartbeat, since a
+ * stopped (Ctrl-Z) or busy process must not have a second writer start beside it. From another host:
+ * its heartbeat is older than staleMs.
+ */
 export function lockIsStale(h: LockHolder, staleMs: number = DEFAULT_STALE_MS, now: number = Date.now()): boolean {
-  if (h.host === os.hostname() && h.pid > 0 && h.pid !== process.pid && !pidAlive(h.pid)) return true;
+  if (h.host === os.hostname() && h.pid > 0 && h.pid !== process.pid) {
+    if (!pidAlive(h.pid)) return true;
+    const born = pidStartedMs(h.pid);
+    const taken = Date.parse(h.started);
+    // 5 s of slack for the boot time's whole seconds and the clock's steps.
+    return born !== null && Number.isFinite(taken) && born > taken + 5000;
+  }
   // Our own pid: ours if we hold it; else a predecessor that had the same pid (a container restarted in
   // the same pod, where the worker is pid 1 again) and is certainly dead.
   if (h.host === os.hostname() && h.pid === process.pid) return ![...held].some((l) => l.holder.token === h.token);

@@ -472,17 +472,38 @@ export function saveSafetensorsSync(
   writeFileAtomicSync(file, encodeSafetensors(tensors, metadata, file));
 }
 
+/**
+ * A read error as one line saying what is wrong with `file` (Node's own, "ENOENT: no such file or
+ * directory, open 'level_0/init.safetensors'", is an errno code first).
+ */
+function readError(file: string, e: unknown): SafetensorsError {
+  const code = (e as NodeJS.ErrnoException).code;
+  const detail = code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a folder, not a file' : `cannot be read (${code ?? (e as Error).message.split('\n')[0]})`;
+  return new SafetensorsError(file, undefined, detail);
+}
+
 export async function loadSafetensors(file: string, options: DecodeOptions = {}): Promise<SafetensorsContents> {
-  return decodeSafetensors(await fsp.readFile(file), file, options);
+  const bytes = await fsp.readFile(file).catch((e: unknown) => {
+    throw readError(file, e);
+  });
+  return decodeSafetensors(bytes, file, options);
 }
 
 export function loadSafetensorsSync(file: string, options: DecodeOptions = {}): SafetensorsContents {
-  return decodeSafetensors(fs.readFileSync(file), file, options);
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e) {
+    throw readError(file, e);
+  }
+  return decodeSafetensors(bytes, file, options);
 }
 
 /** Reads and validates only the header (names, dtypes, shapes), without loading tensor data. */
 export async function readSafetensorsHeader(file: string): Promise<SafetensorsHeader> {
-  const handle = await fsp.open(file, 'r');
+  const handle = await fsp.open(file, 'r').catch((e: unknown) => {
+    throw readError(file, e);
+  });
   try {
     const { size } = await handle.stat();
     const prefix = Buffer.alloc(Math.min(8, size));

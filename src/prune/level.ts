@@ -58,8 +58,10 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
     await loadWeightsFile(l.model, l.startFrom);
   }
   // Written once, never replaced; `from` is relative to the level folder so the file's bytes do not
-  // depend on where the run lives (two identical runs in different folders give identical files).
-  if (!fs.existsSync(startFile)) {
+  // depend on where the run lives (two identical runs in different folders give identical files). An
+  // unfinished level checks the one it has (same bytes kept, other bytes refused naming the file): a
+  // damaged start.safetensors was once kept silently beside a level that trained on.
+  if (!fs.existsSync(runFile(l.dir, 'result'))) {
     await saveModelOnce(startFile, l.model, { ticketlab: 'start', from: l.startFrom ? path.relative(l.dir, l.startFrom).split(path.sep).join('/') : 'current' });
   }
   // Each level draws the same dropout stream from its start: levels differ only by mask and weights.

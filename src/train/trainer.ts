@@ -241,12 +241,25 @@ export function parseLoopState(text: string, file: string, lim: LoopLimits): Loo
   };
 }
 
-async function loadCheckpoint(file: string, model: Detector, opt: Optimizer, lim: LoopLimits): Promise<LoopState> {
+/**
+ * The training logits and labels of the batches an interrupted epoch had done (`loop.*` tensors of a
+ * mid-epoch checkpoint), so the resumed epoch's train metrics cover the whole epoch, as without the
+ * interrupt. `rows` marks the positions trained (1) among the epoch's nTrain.
+ */
+interface PartialEpoch {
+  logits: Float32Array;
+  labels: Float32Array;
+  rows: Float32Array;
+}
+const PARTIAL_KEYS = ['loop.logits', 'loop.labels', 'loop.rows'] as const;
+
+async function loadCheckpoint(file: string, model: Detector, opt: Optimizer, lim: LoopLimits & { nTrain: number }): Promise<LoopState & { partial: PartialEpoch | null }> {
   const { tensors, metadata } = await readF32Tensors(file);
   if (metadata.ticketlab !== 'checkpoint' || metadata.state === undefined) throw new Error(`${file} is not a ticketlab training checkpoint`);
   const st = parseLoopState(metadata.state, file, lim);
-  const modelKeys = new Map([...tensors].filter(([k]) => !k.startsWith('optimizer.')));
-  const bad = firstNonFinite(tensors);
+  const modelKeys = new Map([...tensors].filter(([k]) => !k.startsWith('optimizer.') && !k.startsWith('loop.')));
+  // Weights and optimizer state (the loop's logits are checked by the epoch's divergence check).
+  const bad = firstNonFinite([...tensors].filter(([k]) => !k.startsWith('loop.')));
   if (bad) throw new Error(`${file}: tensor '${bad.key}' has ${bad.count} NaN/Inf values; the checkpoint is damaged`);
   try {
     model.loadStateDict(modelKeys);
@@ -260,8 +273,22 @@ async function loadCheckpoint(file: string, model: Detector, opt: Optimizer, lim
     writeTensor(t, src.data);
   }
   opt.stepCount = st.optimizerStep;
+  // Checkpoints written before these tensors existed have none: the resumed epoch's train metrics then
+  // cover only the batches trained after the resume.
+  let partial: PartialEpoch | null = null;
+  if (st.batch > 0 && PARTIAL_KEYS.every((k) => tensors.has(k))) {
+    const [logits, labels, rows] = PARTIAL_KEYS.map((k) => {
+      const d = tensors.get(k)!.data;
+      if (d.length !== lim.nTrain) throw new Error(`${file}: '${k}' has ${d.length} values, expected one per training image (${lim.nTrain})`);
+      return d;
+    });
+    for (const [k, d] of [['loop.labels', labels], ['loop.rows', rows]] as const) {
+      if (d.some((v) => v !== 0 && v !== 1)) throw new Error(`${file}: '${k}' holds values other than 0 and 1; the checkpoint is damaged`);
+    }
+    partial = { logits, labels, rows };
+  }
   const { optimizerStep: _drop, ...loop } = st;
-  return loop;
+  return { ...loop, partial };
 }
 
 /**
@@ -362,6 +389,8 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   const bestFile = runFile(dir, 'best');
   const finalFile = runFile(dir, 'final');
   const metricsFile = runFile(dir, 'metrics');
+  // A file where the level folder should be: mkdir's own EEXIST does not say what is wrong.
+  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new Error(`${dir} is a file, not a folder; the run folder is damaged`);
   fs.mkdirSync(dir, { recursive: true });
   // Every file the level reads or writes must be a file: one replaced by a folder would otherwise fail
   // only after an epoch of training had already rewritten the checkpoint.
@@ -401,9 +430,10 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   pinKernels(pinned);
 
   let st: LoopState = { epoch: 0, batch: 0, step: 0, bestValLoss: Infinity, bestEpoch: -1, badEpochs: 0, dropoutDrawn: [], seconds: 0, images: 0 };
+  let partial: PartialEpoch | null = null;
   if (fs.existsSync(ckptFile)) {
     if (!o.resume) throw new Error(`${dir} holds an unfinished run; pass --resume to continue it or choose another --out`);
-    st = await loadCheckpoint(ckptFile, o.model, opt, { epochs: s.epochs, stepsPerEpoch, dropouts: drops.length });
+    ({ partial, ...st } = await loadCheckpoint(ckptFile, o.model, opt, { epochs: s.epochs, stepsPerEpoch, dropouts: drops.length, nTrain: o.train.length() }));
     // The best weights so far are read only when the level ends: check them now, before anything is
     // written, so a damaged file fails the resume at once instead of after the remaining epochs.
     if (fs.existsSync(bestFile)) await readSafetensorsHeader(bestFile);
@@ -460,6 +490,12 @@ export async function fit(o: FitOptions): Promise<FitResult> {
       const firstBatch = st.batch;
       const labels = new Float32Array(nTrain);
       const rows = new Uint8Array(nTrain);
+      if (partial) {
+        writeTensor(logits, partial.logits);
+        labels.set(partial.labels);
+        rows.set(partial.rows);
+        partial = null;
+      }
       let at = st.batch * s.batch;
       const bar = o.progress ? new Progress({ total: nTrain, label: `epoch ${st.epoch + 1}/${s.epochs}`, unit: 'img' }) : null;
       bar?.tick(at);
@@ -487,6 +523,11 @@ export async function fit(o: FitOptions): Promise<FitResult> {
             const tensors = await checkpointTensors(o.model, opt);
             await checkDiverged(losses, firstBatch, st.batch, tensors);
             await saveKernels(kernelsFile, pinned);
+            // The epoch's logits so far, so the resumed epoch's train metrics are the uninterrupted ones.
+            const n = [nTrain];
+            tensors['loop.logits'] = { dtype: 'F32', shape: n, data: (await logits.toArray()) as Float32Array };
+            tensors['loop.labels'] = { dtype: 'F32', shape: n, data: labels };
+            tensors['loop.rows'] = { dtype: 'U8', shape: n, data: rows };
             await saveCheckpoint(ckptFile, tensors, opt, st);
             throw new Interrupted(dir);
           }
@@ -494,7 +535,8 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         await queue.sync();
         bar?.done();
         const host = (await logits.toArray()) as Float32Array;
-        // Only rows trained in this process count (after a mid-epoch resume the first ones are missing).
+        // Rows trained before an interrupt come back from the checkpoint; only an old checkpoint without
+        // them leaves the first rows of a resumed epoch out.
         const keepIdx = [...rows.keys()].filter((i) => rows[i]);
         if (keepIdx.length === 0 && firstBatch === 0) throw new Error(`${o.train.name}: no readable image in the training split (all ${nTrain} skipped)`);
         // One readback of weights and optimizer state per epoch serves the divergence check, best.safetensors

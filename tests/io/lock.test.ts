@@ -56,6 +56,21 @@ describe('run-folder lock', () => {
     l!.release();
   });
 
+  it('on the same host, a live holder keeps its lock however old its heartbeat; a reused pid does not', async () => {
+    // A run stopped with Ctrl-Z stops beating: a second writer once took its folder over after 60 s.
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const h = writeHolder(tmpLock(), { pid: child.pid!, token: 'stopped' });
+      expect(lockIsStale(h, 60_000, Date.now() + 3_600_000)).toBe(false);
+      // The same pid, but the lock was taken an hour before that process started: its holder is gone.
+      const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
+      expect(lockIsStale({ ...h, started: hourAgo, heartbeat: hourAgo })).toBe(true);
+    } finally {
+      child.kill();
+    }
+  });
+
   it('on other hosts judges by heartbeat age', () => {
     const file = tmpLock();
     writeHolder(file, { host: 'elsewhere', pid: 1, heartbeat: new Date().toISOString() });
@@ -77,6 +92,12 @@ describe('run-folder lock', () => {
     const l = tryAcquireLock(file, { purpose: 'w', staleMs: 60_000, heartbeatMs: 0 });
     expect(l).not.toBeNull();
     l!.release();
+  });
+
+  it('a folder where the lock file should be is a one-line error naming it', () => {
+    const file = tmpLock();
+    fs.mkdirSync(file, { recursive: true });
+    expect(() => acquireLock(file, { purpose: 'w', heartbeatMs: 0 })).toThrow(`${file} is a folder, not a lock file`);
   });
 
   it('refreshes its heartbeat, and notices when a successor took over', async () => {

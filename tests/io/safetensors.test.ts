@@ -264,6 +264,17 @@ describe('files and errors', () => {
     expect(header.dataLength).toBe(8);
   });
 
+  it('a missing file or a folder is a one-line SafetensorsError naming it, not an errno message', async () => {
+    const dir = tmpDir();
+    const missing = path.join(dir, 'init.safetensors');
+    for (const p of [loadSafetensors(missing), readSafetensorsHeader(missing), loadSafetensors(dir)]) {
+      const e = await p.then(() => null, (x: unknown) => x);
+      expect(e).toBeInstanceOf(SafetensorsError);
+      expect([`${missing}: file not found`, `${dir}: is a folder, not a file`]).toContain((e as Error).message);
+    }
+    fs.rmSync(dir, { recursive: true });
+  });
+
   it('refuses to write inconsistent tensors, naming the tensor', () => {
     expect(() => encodeSafetensors({ w: { dtype: 'F32', shape: [2, 2], data: new Float32Array(3) } }, undefined, 'out.st')).toThrow(
       /^out\.st: tensor "w": shape \[2,2\] has 4 elements but data has 3$/,

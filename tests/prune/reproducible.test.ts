@@ -19,6 +19,20 @@ function files(dir: string): string[] {
 }
 
 describe('reproducible run folders', () => {
+  it('resuming a level whose start.safetensors was damaged is refused, naming it, and the file stays', async () => {
+    const data = await openDataset(cfg.data, { size: cfg.size, seed: 0 });
+    const run = fs.mkdtempSync(path.join(os.tmpdir(), 'repro-start-'));
+    await runImp(cfg, { run, data, resume: false, progress: false, log: () => undefined });
+    // Level 1 made unfinished again, with its start weights cut short.
+    for (const f of ['done.json', 'level_1/result.json', 'level_1/final.safetensors', 'level_1/best.safetensors', 'level_1/metrics.jsonl']) fs.rmSync(path.join(run, f), { force: true });
+    const start = path.join(run, 'level_1', 'start.safetensors');
+    fs.truncateSync(start, 1000);
+    const cut = fs.readFileSync(start);
+    await expect(runImp(cfg, { run, data, resume: true, progress: false, log: () => undefined })).rejects.toThrow(`${start} already exists with other contents`);
+    expect(fs.readFileSync(start).equals(cut)).toBe(true);
+    fs.rmSync(run, { recursive: true, force: true });
+  });
+
   it('identical runs in different folders give identical files, none holding an absolute path', async () => {
     const data = await openDataset(cfg.data, { size: cfg.size, seed: 0 });
     const a = fs.mkdtempSync(path.join(os.tmpdir(), 'repro-a-'));

@@ -44,6 +44,12 @@ async function train(dir: string, o: { stopAt?: number; resume?: boolean; lr?: n
 }
 
 const bytes = (f: string) => fs.readFileSync(f);
+/** metrics.jsonl without its timings. */
+const metrics = (dir: string) =>
+  fs.readFileSync(path.join(dir, RUN_FILES.metrics), 'utf8').trim().split('\n').map((l) => {
+    const { seconds: _s, imagesPerSecond: _i, ...r } = JSON.parse(l);
+    return r;
+  });
 const result = (dir: string) => {
   const r = JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.result), 'utf8'));
   delete r.seconds;
@@ -78,6 +84,9 @@ describe('resume after an interrupt', () => {
       await train(dir, { resume: true });
       for (const f of [RUN_FILES.final, RUN_FILES.best]) expect(bytes(path.join(dir, f)).equals(bytes(path.join(ref, f))), f).toBe(true);
       expect(result(dir)).toEqual(result(ref));
+      // The epoch's train metrics too: an interrupt inside an epoch once left its first batches out of
+      // them (n 32 of 48 after a stop at step 1).
+      expect(metrics(dir)).toEqual(metrics(ref));
     });
   }
 
@@ -128,6 +137,13 @@ describe('checkpoint state is validated', () => {
       expect(msg).not.toContain('\n');
     });
   }
+  it('a file where the level folder should be is a one-line error naming it', async () => {
+    const dir = path.join(tmp('levelfile'), 'level_0');
+    fs.writeFileSync(dir, 'x');
+    await expect(train(dir)).rejects.toThrow(`${dir} is a file, not a folder`);
+    expect(fs.readFileSync(dir, 'utf8')).toBe('x');
+  });
+
   it('a doctored epoch in a real checkpoint fails the resume and changes no file', async () => {
     const dir = tmp('doctored');
     await expect(train(dir, { stopAt: 4 })).rejects.toBeInstanceOf(Interrupted);
