@@ -118,14 +118,14 @@ JOB=$(sbatch --parsable "$SCRIPT")
 JOBS+=("$JOB")
 say "submitted job array $JOB (3 workers)"
 
-# Cancel task 1 while it trains a unit: wait for its claim in the event log and for the unit's first
-# epoch checkpoint. (A stop inside a level's first epoch resumes with a wrong best-epoch until the
-# checkpoint round-trips Infinity: issue 14, item 1. ANY_EPOCH=1 cancels without waiting for it.)
+# Cancel task 1 while it trains a unit: wait for its claim in the event log (scancel's SIGTERM then
+# saves the unit mid-epoch, often inside its first epoch, and the resubmitted task or another worker
+# resumes it). AFTER_CHECKPOINT=1 also waits for the unit's first epoch checkpoint.
 EVENTS=$OUT/sweep-events.jsonl
 UNIT=
 for i in $(seq 1200); do
   UNIT=$(grep '"event":"claim".*"worker":"sweep worker (slurm task 1)' "$EVENTS" 2>/dev/null | tail -1 | sed 's/.*"unit":"\([^"]*\)".*/\1/' || true)
-  if [ -n "$UNIT" ] && { [ "${ANY_EPOCH:-0}" = 1 ] || [ -f "$OUT/$UNIT/checkpoint.safetensors" ]; }; then break; fi
+  if [ -n "$UNIT" ] && { [ "${AFTER_CHECKPOINT:-0}" != 1 ] || [ -f "$OUT/$UNIT/checkpoint.safetensors" ]; }; then break; fi
   [ "$i" = 1200 ] && fail "task 1 never got into a unit; see $OUT/slurm"
   sleep 0.05
 done

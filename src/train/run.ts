@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readJson, writeJsonAtomic } from '../io/atomic.js';
-import { listLevelFolders, runFile } from '../io/run-paths.js';
+import { listLevelFolders, RUN_FILES, runFile } from '../io/run-paths.js';
 import { acquireLock, lockIsStale, LockHeldError, readLock, type HeldLock } from '../io/lock.js';
 
 export { levelDir } from '../io/run-paths.js';
@@ -115,6 +115,7 @@ export async function startRun(dir: string, config: object, o: { resume: boolean
   const made = makeRunDir(dir);
   let lock: HeldLock | null = null;
   try {
+    if (!made.length) refuseForeignFolder(dir);
     lock = lockRun(dir, o.purpose);
     await openRun(dir, config, o);
     return lock;
@@ -128,6 +129,20 @@ export async function startRun(dir: string, config: object, o: { resume: boolean
       }
     }
     throw e;
+  }
+}
+
+/**
+ * An existing `--out` must be empty or a run folder: a run written into a folder of other files (a home
+ * folder, `/`, a dataset) mixes with them, and the user's files are one rm away from our own. A folder
+ * holding only a lock is a run killed before its config was written.
+ */
+function refuseForeignFolder(dir: string): void {
+  if (fs.existsSync(runFile(dir, 'config'))) return;
+  const other = fs.readdirSync(dir).filter((n) => n !== RUN_FILES.lock).sort();
+  if (other.length) {
+    const shown = other.slice(0, 3).map((n) => `'${n}'`).join(', ') + (other.length > 3 ? `, ... (${other.length} entries)` : '');
+    throw new Error(`--out ${dir} is not empty and holds no ticketlab run (no ${RUN_FILES.config}; it has ${shown}); choose a new or empty folder`);
   }
 }
 

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { checkRunDir, makeRunDir, startRun } from '../../src/train/run.js';
 import { LockHeldError } from '../../src/io/lock.js';
 import { writeFileOnce, writeFileAtomic } from '../../src/io/atomic.js';
@@ -30,6 +31,23 @@ describe('startRun', () => {
     const before = fs.readdirSync(dir);
     await expect(startRun(dir, { x: 2 }, { resume: true, purpose: 't' })).rejects.toThrow(/made with other settings \(x differ\)/);
     expect(fs.readdirSync(dir)).toEqual(before);
+  });
+
+  it('refuses an existing folder of other files (no config.json) and leaves it as it was; an empty one is fine', async () => {
+    const dir = tmp();
+    fs.writeFileSync(path.join(dir, 'notes.txt'), 'mine');
+    fs.mkdirSync(path.join(dir, 'photos'));
+    const err = await startRun(dir, { x: 1 }, { resume: false, purpose: 't' }).catch((e: unknown) => e);
+    expect((err as Error).message).toBe(`--out ${dir} is not empty and holds no ticketlab run (no config.json; it has 'notes.txt', 'photos'); choose a new or empty folder`);
+    expect(fs.readdirSync(dir).sort()).toEqual(['notes.txt', 'photos']);
+    const empty = tmp();
+    (await startRun(empty, { x: 1 }, { resume: false, purpose: 't' })).release();
+    // A run killed before its config was written leaves only its lock: the folder is still ours.
+    const killed = tmp();
+    const now = new Date().toISOString();
+    const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString());
+    fs.writeFileSync(path.join(killed, RUN_FILES.lock), JSON.stringify({ host: os.hostname(), pid: dead, started: now, heartbeat: now, purpose: 't', token: 'x' }));
+    (await startRun(killed, { x: 1 }, { resume: false, purpose: 't' })).release();
   });
 
   it('makeRunDir creates the missing components one by one and says which, outermost first', () => {
