@@ -54,9 +54,13 @@ export const TRAIN_FLAGS_HELP = `Model and data:
                       an OpenForensics release (*_poly.json + Images/), or a FaceForensics++ release
                       (original_sequences/ + manipulated_sequences/); the layout is detected (default synthetic)
   --size PX           square input size (default: 256 for meso*, 64 for synthetic data, 224 for resnet18)
-  --crop MODE         FaceForensics++ frames: face (the largest face the SSD-MobileNet detector finds,
-                      x1.3 margin; a frame without one is centre-cropped) or centre (the centre square);
-                      crops are cached per mode (default face)
+  --crop MODE         face (default): crops from the SSD-MobileNet face detector, a 1.3x square around the
+                      face. FaceForensics++: the largest face of each frame (a frame without one is
+                      centre-cropped). OpenForensics releases: the detection on the whole photo that
+                      overlaps each annotated face at IoU >= 0.5 (an annotation none matches is cropped
+                      to its box; the count is reported). box: OpenForensics only, the annotated box
+                      x1.3 (the crops of earlier versions). centre: FF++ only, the centre square.
+                      Crops are cached per mode; image folders and synthetic data ignore --crop
 Training (defaults follow the study: Adam, lr 1e-4, early stopping with patience 10):
   --batch N           batch size (default ${DEFAULT_TRAIN.batch})
   --epochs N          maximum epochs (default ${DEFAULT_TRAIN.epochs})
@@ -109,13 +113,13 @@ export interface RunSpec {
   data: string;
   size: number;
   /** Present only when not the default (face), so configs of earlier runs still match. */
-  crop?: 'centre';
+  crop?: 'centre' | 'box';
   train: TrainSettings;
 }
 
-/** openDataset options of a run: size, seed and the FF++ crop mode. */
+/** openDataset options of a run: size, seed and the crop mode (FF++ and OpenForensics). */
 export function dataOptions(spec: Pick<RunSpec, 'size' | 'crop'> & { train: { seed: number } }): OpenOptions {
-  return { size: spec.size, seed: spec.train.seed, faceforensics: { crop: spec.crop ?? 'face' } };
+  return { size: spec.size, seed: spec.train.seed, crop: spec.crop ?? 'face' };
 }
 
 
@@ -129,12 +133,12 @@ export function parseRunSpec(values: Values): RunSpec {
   const size = values.size === undefined ? defaultInputSize(model, data) : num(v, 'size', { int: true, min: 8, max: 4096 });
   parseSchedule(String(values.schedule), 1);
   const crop = String(values.crop ?? 'face');
-  if (crop !== 'face' && crop !== 'centre') throw new Error(`--crop '${crop}' is not one of face, centre`);
+  if (crop !== 'face' && crop !== 'centre' && crop !== 'box') throw new Error(`--crop '${crop}' is not one of face, box, centre`);
   return {
     model,
     data,
     size,
-    ...(crop === 'centre' ? { crop } : {}),
+    ...(crop !== 'face' ? { crop } : {}),
     train: {
       epochs: num(v, 'epochs', { int: true, min: 1 }),
       batch: num(v, 'batch', { int: true, min: 1 }),

@@ -4,7 +4,7 @@ import { commands, usage } from './commands.js';
 import { provideFaceCropper } from '../data/datasets.js';
 import { sharedDetectorCropper } from '../faces/crop.js';
 
-// FF++ frames are cropped around faces by the detector (data/ cannot build it: it knows no GPU).
+// FF++ frames and OpenForensics faces are cropped around faces by the detector (data/ cannot build it: it knows no GPU).
 provideFaceCropper(sharedDetectorCropper);
 
 async function main(argv: string[]): Promise<number> {

@@ -1,6 +1,6 @@
 // Everything a training command checks before it creates or touches its run folder (issue 14: a failed
 // start must leave nothing behind, or the corrected command is refused as "made with other settings").
-import { checkTrainingSplits, openDataset, type DatasetSplits } from '../data/datasets.js';
+import { CropModeError, checkTrainingSplits, openDataset, type DatasetSplits } from '../data/datasets.js';
 import { createModel } from '../nn/models/index.js';
 import { dataOptions, type RunSpec } from './flags.js';
 
@@ -11,6 +11,7 @@ export async function openTrainingData(spec: Pick<RunSpec, 'data' | 'size' | 'tr
     data = await openDataset(spec.data, dataOptions(spec));
     checkTrainingSplits(data);
   } catch (e) {
+    if (e instanceof CropModeError) throw new Error(`--crop ${e.mode} does not apply to ${e.layout} (${flag} ${spec.data}); use ${e.modes.join(' or ')}`);
     throw new Error(`${flag} ${spec.data}: ${(e as Error).message.split('\n')[0]}`);
   }
   return data;

@@ -60,11 +60,29 @@ export interface OpenOptions {
   cacheDir?: string;
   warn?: (message: string) => void;
   synthetic?: Omit<SyntheticOptions, "size" | "seed">;
+  /**
+   * Crop mode of whichever layout is opened (overrides `faceforensics.crop` / `openforensics.crop`):
+   * 'face' (both: the detector, default), 'box' (OpenForensics: the annotated boxes), 'centre' (FF++: the
+   * centre square). A mode the opened layout lacks is a CropModeError; image folders and synthetic data
+   * ignore it.
+   */
+  crop?: CropMode;
   openforensics?: {
     /** which test set `test` means (default Test-Dev) */
     testSet?: "Test-Dev" | "Test-Challenge";
     /** crop side = max(w,h) * cropScale (default 1.3) */
     cropScale?: number;
+    /**
+     * 'face' (default): the detector runs on the whole photo, each annotation takes the detection it
+     * overlaps at IoU >= 0.5 (greedy by IoU, one detection per annotation) and is cropped to the
+     * detector's square (x1.3, as FF++ face crops), cached under `openforensics-faces/`; an annotation
+     * no detection matches is cropped to its box (counted, one warning once the split is loaded).
+     * Needs a cropper with `faces` (`faceCrop` here or provideFaceCropper); without one, 'box' with a
+     * warning. 'box': the annotated box x cropScale (cached under `openforensics/`).
+     */
+    crop?: "face" | "box";
+    /** as faceforensics.faceCrop; must have `faces` */
+    faceCrop?: FaceCropper;
   };
   faceforensics?: {
     /** raw | c23 | c40; default: c23 if present, else raw, else c40 */
@@ -92,12 +110,30 @@ export interface OpenOptions {
   };
 }
 
-/** Picks the crop of a frame (e.g. the largest detected face with a margin). */
-export type FaceCropper = (img: RgbImage) => Promise<Rect>;
+export type CropMode = "face" | "box" | "centre";
+
+/** A crop mode the opened layout does not have; the CLI names its --crop flag. */
+export class CropModeError extends Error {
+  constructor(readonly mode: string, readonly layout: string, readonly modes: readonly string[]) {
+    super(`crop mode '${mode}' does not apply to ${layout} (its modes: ${modes.join(", ")})`);
+  }
+}
+
+/** One detected face: its box in image pixels and the square crop the cropper would take around it. */
+export interface DetectedFace {
+  box: { x: number; y: number; width: number; height: number };
+  crop: Rect;
+}
+
+/**
+ * Picks the crop of a frame (e.g. the largest detected face with a margin). `faces`, when present,
+ * lists every detected face with its crop (the OpenForensics loader matches them to annotations).
+ */
+export type FaceCropper = ((img: RgbImage) => Promise<Rect>) & { faces?: (img: RgbImage) => Promise<DetectedFace[]> };
 
 export let faceCropperProvider: (() => Promise<FaceCropper>) | null = null;
 
-/** Registers (or clears) the process-wide source of face croppers for FF++ frames (see OpenOptions). */
+/** Registers (or clears) the process-wide source of face croppers for FF++ and OpenForensics (see OpenOptions). */
 export function provideFaceCropper(provider: (() => Promise<FaceCropper>) | null): void {
   faceCropperProvider = provider;
 }

@@ -22,6 +22,7 @@ import {
   defaultWarn,
   direntIsDir,
   faceCropperProvider,
+  CropModeError,
   isDir,
   isFile,
   readDirSafe,
@@ -345,13 +346,15 @@ export async function listFaceForensics(root: string, ff: FaceForensicsOptions =
 
 export async function openFaceForensics(root: string, o: ResolvedOptions): Promise<DatasetSplits> {
   const ff = o.raw.faceforensics ?? {};
+  const mode = o.raw.crop ?? ff.crop ?? "face";
+  if (mode !== "face" && mode !== "centre") throw new CropModeError(mode, "a FaceForensics++ release", ["face", "centre"]);
   const n = ff.framesPerVideo ?? 40;
   if (!Number.isInteger(n) || n < 1) throw new Error(`framesPerVideo must be a positive integer, got ${n}`);
   const cacheRoot = o.cacheDir ?? path.join(root, ".ticketlab-cache");
   const videos = await listFaceForensics(root, ff, o.seed, o.warn);
   const ffmpeg = await onPath(ff.ffmpeg ?? "ffmpeg");
-  const crop = ff.crop === "centre" ? null : ff.faceCrop ?? (faceCropperProvider ? await faceCropperProvider() : null);
-  if (!crop && ff.crop === "face") o.warn(`${root}: no face detector was provided; FF++ frames are centre-cropped`);
+  const crop = mode === "centre" ? null : ff.faceCrop ?? (faceCropperProvider ? await faceCropperProvider() : null);
+  if (!crop && (o.raw.crop ?? ff.crop) === "face") o.warn(`${root}: no face detector was provided; FF++ frames are centre-cropped`);
   // Face crops and centre crops are cached apart: switching the crop never reuses the other's frames.
   const frameCache = (v: FfVideo): string => path.join(cacheRoot, String(o.size), crop ? "ffpp-faces" : "ffpp", v.rel);
   const usable: FaceForensicsVideo[] = [];

@@ -24,11 +24,11 @@ import { OF_SPLITS, ofAnnotationFile, openOpenForensics } from "./dataset-openfo
 import { openFaceForensics } from "./dataset-ffpp.js";
 
 export {
-  SPLITS, provideFaceCropper, splitByGroup,
-  type Dataset, type DatasetSplits, type FaceCropper, type Layout, type OpenOptions, type Sample, type SplitName,
+  CropModeError, SPLITS, provideFaceCropper, splitByGroup,
+  type CropMode, type Dataset, type DetectedFace, type DatasetSplits, type FaceCropper, type Layout, type OpenOptions, type Sample, type SplitName,
 } from "./dataset-base.js";
 export { frameGroup } from "./dataset-folder.js";
-export { cropRect } from "./dataset-openforensics.js";
+export { boxIoU, cropRect, matchDetections } from "./dataset-openforensics.js";
 export { centreSquare, evenlySpaced, listFaceForensics, type FaceForensicsVideo } from "./dataset-ffpp.js";
 
 // =============================================================================================

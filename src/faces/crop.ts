@@ -32,11 +32,18 @@ export function faceRect(f: FaceBox, img: { width: number; height: number }, mar
  * square when the frame has no face (a frame is never dropped: the loader's sample list is fixed).
  */
 export function detectorCropper(det: FaceDetector, opts: { margin?: number; minConfidence?: number } = {}): FaceCropper {
-  return async (img: RgbImage) => {
+  const margin = opts.margin ?? 1.3;
+  const crop: FaceCropper = async (img: RgbImage) => {
     const [faces] = await det.detect([img], { minConfidence: opts.minConfidence });
     const [f] = pickFaces(faces, 'largest');
-    return f ? faceRect(f, img, opts.margin ?? 1.3) : centreSquare(img);
+    return f ? faceRect(f, img, margin) : centreSquare(img);
   };
+  // Every face with the same square (the OpenForensics loader matches them to its annotations).
+  crop.faces = async (img: RgbImage) => {
+    const [faces] = await det.detect([img], { minConfidence: opts.minConfidence });
+    return faces.map((f) => ({ box: { x: f.x, y: f.y, width: f.width, height: f.height }, crop: faceRect(f, img, margin) }));
+  };
+  return crop;
 }
 
 let shared: Promise<FaceCropper> | null = null;

@@ -5,10 +5,15 @@ import fc from "fast-check";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  classCounts, cropRect, detectLayout, evenlySpaced, frameGroup, openDataset, type Dataset, type DatasetSplits,
+  CropModeError, boxIoU, classCounts, cropRect, detectLayout, evenlySpaced, frameGroup, matchDetections, openDataset,
+  type Dataset, type DatasetSplits, type FaceCropper,
 } from "../../src/data/datasets.js";
-import { UnreadableImageError, writePng, type RgbImage } from "../../src/data/image.js";
+import { cropImage, decodeImage, resizeRgb, toCHWFloat, UnreadableImageError, writePng, type RgbImage } from "../../src/data/image.js";
 import { DataLoader } from "../../src/data/loader.js";
+import { openTrainingData } from "../../src/cli/prepare.js";
+import { detectorCropper } from "../../src/faces/crop.js";
+import { FaceDetector } from "../../src/faces/detector.js";
+import { defaultModelDir } from "../../src/faces/ssd-mobilenet.js";
 
 let tmp: string;
 beforeAll(async () => {
@@ -237,6 +242,106 @@ describe("OpenForensics (COCO)", () => {
     const border = await all.get(1);
     expect(Math.round(border.image[0] * 255)).toBeGreaterThanOrEqual(178 - 2);
     expect(Math.round(border.image[26 * 26] * 255)).toBeGreaterThanOrEqual(207 - 3);
+  });
+});
+
+describe("OpenForensics with the face detector (--crop face)", { timeout: 600_000 }, () => {
+  it("matches boxes greedily by IoU, one detection per annotation", () => {
+    expect(boxIoU([0, 0, 10, 10], [5, 0, 10, 10])).toBeCloseTo(1 / 3);
+    // Detection 0 overlaps both annotations; the better pair wins, annotation 1 takes detection 1.
+    expect(matchDetections([[0, 0, 10, 10], [2, 0, 10, 10]], [[1, 0, 10, 10], [3, 0, 10, 10]])).toEqual([0, 1]);
+    expect(matchDetections([[0, 0, 10, 10], [1, 0, 10, 10]], [[1, 0, 10, 10]])).toEqual([-1, 0]);
+    expect(matchDetections([[0, 0, 10, 10]], [[6, 0, 10, 10]])).toEqual([-1]);
+  });
+
+  it("crops the matched detections, falls back to the box where none matches, and caches per mode", async () => {
+    const root = path.join(tmp, "of-faces");
+    // face-api's sample1 at half size; its three faces (tests/fixtures/faces) annotated Fake, Real, Fake,
+    // and a fourth Real "face" in the top-left corner, where there is none.
+    const full = await decodeImage(path.join(path.dirname(defaultModelDir()), "demo", "sample1.jpg"));
+    const photo = resizeRgb(full, full.width / 2, full.height / 2);
+    await writePng(path.join(root, "Images/Train/s1.png"), photo);
+    const fixture = JSON.parse(await fs.readFile(path.join(__dirname, "../fixtures/faces/ssd_mobilenetv1.json"), "utf8")) as
+      { cases: Array<{ image: string; faces: Array<{ box: number[] }> }> };
+    const boxes = fixture.cases.find((c) => c.image === "sample1.jpg" && c.faces.length === 3)!.faces
+      .map((f) => f.box.map((v) => Math.round(v / 2)) as [number, number, number, number]);
+    const annBoxes = [...boxes, [10, 10, 80, 80] as [number, number, number, number]];
+    const labels = [1, 0, 1, 0];
+    const coco = {
+      images: [{ id: 1, file_name: "s1.png", width: photo.width, height: photo.height }],
+      annotations: annBoxes.map((b, k) => ({ id: k + 1, image_id: 1, category_id: labels[k], bbox: b })),
+      categories: [{ id: 0, name: "Real" }, { id: 1, name: "Fake" }],
+    };
+    await fs.writeFile(path.join(root, "Train_poly.json"), JSON.stringify(coco));
+    for (const s of ["Val", "Test-Dev"]) await fs.writeFile(path.join(root, `${s}_poly.json`), JSON.stringify({ ...coco, annotations: [] }));
+    const S = 160;
+    const det = new FaceDetector();
+    const cropper = detectorCropper(det, { margin: 1.3 });
+    let calls = 0;
+    const faces = cropper.faces!;
+    const counted: FaceCropper = Object.assign(async (img: RgbImage) => cropper(img), { faces: (img: RgbImage) => (calls++, faces(img)) });
+    const warnings: string[] = [];
+    const ds = await openDataset(root, { size: S, crop: "face", openforensics: { faceCrop: counted }, warn: (m) => warnings.push(m) });
+    expect(ds.train.length()).toBe(4);
+    const samples: Array<Awaited<ReturnType<Dataset["get"]>>> = [];
+    for (let i = 0; i < 4; i++) samples.push(await ds.train.get(i));
+    // Labels follow the annotations; the detector ran once for the photo's four faces.
+    expect(samples.map((x) => x.label)).toEqual(labels);
+    expect(calls).toBe(1);
+    const dets = await faces(photo);
+    const match = matchDetections(annBoxes, dets.map((d) => [d.box.x, d.box.y, d.box.width, d.box.height] as const));
+    expect(match.slice(0, 3).every((j) => j >= 0)).toBe(true);
+    expect(match[3]).toBe(-1);
+    for (let k = 0; k < 3; k++) {
+      const r = dets[match[k]].crop;
+      expect(r.width).toBe(r.height);
+      expect(Array.from(samples[k].image)).toEqual(Array.from(toCHWFloat(resizeRgb(cropImage(photo, r), S, S), S)));
+      // The crop's face box is the annotated face, and the crop holds all of the annotated box.
+      const d = dets[match[k]].box;
+      expect(boxIoU([d.x, d.y, d.width, d.height], annBoxes[k])).toBeGreaterThan(0.5);
+      const [x, y, w, h] = annBoxes[k];
+      expect(boxIoU([r.left, r.top, r.width, r.height], annBoxes[k]) * (r.width * r.height) / (w * h)).toBeGreaterThan(0.95);
+      expect(r.left <= x + w / 2 && x + w / 2 <= r.left + r.width && r.top <= y + h / 2 && y + h / 2 <= r.top + r.height).toBe(true);
+    }
+    // The faceless annotation falls back to its box crop and is counted, in one warning once all are loaded.
+    const boxCrop = toCHWFloat(resizeRgb(cropImage(photo, cropRect(annBoxes[3], photo.width, photo.height)), S, S), S);
+    expect(Array.from(samples[3].image)).toEqual(Array.from(boxCrop));
+    expect(warnings.filter((w) => w.includes("matched no detected face"))).toEqual([expect.stringContaining("1 of 4 annotated faces")]);
+    // Per-mode caches: detector crops under openforensics-faces/ (the fallback marked .box.png) ...
+    const cache = path.join(root, ".ticketlab-cache", String(S));
+    expect(await fs.readdir(cache)).toEqual(["openforensics-faces"]);
+    expect((await fs.readdir(path.join(cache, "openforensics-faces", "Train"))).sort()).toEqual(["1.png", "2.png", "3.png", "4.box.png"]);
+    // ... reused without the detector, fallback still counted; box mode never reads them.
+    const w2: string[] = [];
+    const again = await openDataset(root, { size: S, openforensics: { faceCrop: Object.assign(async () => ({ left: 0, top: 0, width: 1, height: 1 }), { faces: async () => { throw new Error("detector called despite the cache"); } }) }, warn: (m) => w2.push(m) });
+    for (let i = 0; i < 4; i++) expect(Array.from((await again.train.get(i)).image)).toEqual(Array.from(samples[i].image));
+    expect(w2.some((w) => w.includes("1 of 4 annotated faces"))).toBe(true);
+    const box = await openDataset(root, { size: S, crop: "box", openforensics: { faceCrop: counted }, ...quiet });
+    const b0 = await box.train.get(0);
+    expect(Array.from(b0.image)).toEqual(Array.from(toCHWFloat(resizeRgb(cropImage(photo, cropRect(annBoxes[0], photo.width, photo.height)), S, S), S)));
+    expect(Array.from(b0.image)).not.toEqual(Array.from(samples[0].image));
+    expect(b0.label).toBe(1);
+    expect(calls).toBe(1);
+    expect((await fs.readdir(cache)).sort()).toEqual(["openforensics", "openforensics-faces"]);
+    det.dispose();
+  });
+
+  it("a --crop mode the dataset lacks is a one-line error naming the flag", async () => {
+    const root = path.join(tmp, "of-badcrop");
+    await writePng(path.join(root, "Images/Train/x.png"), solid(40, 30, 90));
+    const coco = {
+      images: [{ id: 1, file_name: "x.png" }],
+      annotations: [{ id: 1, image_id: 1, category_id: 0, bbox: [5, 5, 10, 10] }],
+      categories: [{ id: 0, name: "Real" }, { id: 1, name: "Fake" }],
+    };
+    await fs.writeFile(path.join(root, "Train_poly.json"), JSON.stringify(coco));
+    await expect(openDataset(root, { crop: "centre", ...quiet })).rejects.toBeInstanceOf(CropModeError);
+    const spec = { data: root, size: 8, train: { seed: 0 } } as Parameters<typeof openTrainingData>[0];
+    const err = await openTrainingData({ ...spec, crop: "centre" }).then(() => null, (e: Error) => e.message);
+    expect(err).toBe(`--crop centre does not apply to an OpenForensics release (--data ${root}); use face or box`);
+    const ff = await tree("ff-badcrop", ["original_sequences/youtube/c23/images/000/0000.png"]);
+    const err2 = await openTrainingData({ ...spec, data: ff, crop: "box" }).then(() => null, (e: Error) => e.message);
+    expect(err2).toBe(`--crop box does not apply to a FaceForensics++ release (--data ${ff}); use face or centre`);
   });
 });
 
