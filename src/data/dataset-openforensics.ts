@@ -163,41 +163,40 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> {
   }
 
   private match(file: string, photo: RgbImage): Promise<Map<number, Rect | null>> {
-    let p = this.matches.get(file);
-    if (p) return p;
     const faces = this.faces!;
-    p = faces(photo).then((dets: DetectedFace[]) => {
-      const idx = this.byPhoto.get(file) ?? [];
-      const m = matchDetections(idx.map((k) => this.entry(k).bbox), dets.map((d) => [d.box.x, d.box.y, d.box.width, d.box.height] as const));
-      return new Map(idx.map((k, n) => [k, m[n] >= 0 ? dets[m[n]].crop : null] as const));
-    });
-    this.matches.set(file, p);
-    p.catch(() => this.matches.delete(file));
-    while (this.matches.size > 8) {
-      const oldest = this.matches.keys().next().value;
-      if (oldest === undefined) break;
-      this.matches.delete(oldest);
-    }
-    return p;
+    return recentPromise(this.matches, file, () =>
+      faces(photo).then((dets: DetectedFace[]) => {
+        const idx = this.byPhoto.get(file) ?? [];
+        const m = matchDetections(idx.map((k) => this.entry(k).bbox), dets.map((d) => [d.box.x, d.box.y, d.box.width, d.box.height] as const));
+        return new Map(idx.map((k, n) => [k, m[n] >= 0 ? dets[m[n]].crop : null] as const));
+      }),
+    );
   }
 
   private photo(file: string): Promise<RgbImage> {
-    let p = this.recent.get(file);
-    if (p) {
-      this.recent.delete(file);
-      this.recent.set(file, p);
-      return p;
-    }
-    p = decodeImage(file);
-    this.recent.set(file, p);
-    p.catch(() => this.recent.delete(file));
-    while (this.recent.size > 8) {
-      const oldest = this.recent.keys().next().value;
-      if (oldest === undefined) break;
-      this.recent.delete(oldest);
-    }
+    return recentPromise(this.recent, file, () => decodeImage(file));
+  }
+}
+
+/** One promise per key, the `bound` most recently used kept; a rejected one is forgotten (retried). */
+function recentPromise<T>(cache: Map<string, Promise<T>>, key: string, make: () => Promise<T>, bound = 8): Promise<T> {
+  const p = cache.get(key);
+  if (p) {
+    cache.delete(key);
+    cache.set(key, p);
     return p;
   }
+  const made = make();
+  cache.set(key, made);
+  made.catch(() => {
+    if (cache.get(key) === made) cache.delete(key);
+  });
+  while (cache.size > bound) {
+    const oldest = cache.keys().next().value;
+    if (oldest === undefined) break;
+    cache.delete(oldest);
+  }
+  return made;
 }
 
 export async function ofAnnotationFile(root: string, split: OfSplit): Promise<string | null> {
