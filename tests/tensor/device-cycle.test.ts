@@ -22,6 +22,6 @@ describe('closeDevice / initDevice cycles', () => {
       closeDevice();
       (globalThis as { gc?: () => void }).gc?.();
     }
-    await initDevice(); // the setup file's afterAll closes it
+    await initDevice(); // leave the file's device open, as the setup file does
   });
 });
