@@ -138,6 +138,37 @@ export function provideFaceCropper(provider: (() => Promise<FaceCropper>) | null
   faceCropperProvider = provider;
 }
 
+/** How a layout crops: the modes it has, and for 'face' what happens without a detector. */
+export interface CropLayout {
+  name: string;
+  root: string;
+  modes: readonly CropMode[];
+  fallback: string;
+  /** A cropper without a `faces` list counts as none (the OpenForensics loader matches every face). */
+  needsFaces?: boolean;
+}
+type OwnCrop = { crop?: CropMode; faceCrop?: FaceCropper } | undefined;
+
+/** The crop mode a layout runs (`OpenOptions.crop`, else the layout's own `crop`, else 'face'), checked. */
+export function cropMode(o: ResolvedOptions, own: OwnCrop, layout: CropLayout): CropMode {
+  const mode = o.raw.crop ?? own?.crop ?? "face";
+  if (!layout.modes.includes(mode)) throw new CropModeError(mode, layout.name, layout.modes);
+  return mode;
+}
+
+/**
+ * In 'face' mode, the layout's face cropper: its own `faceCrop`, else the provided one. A 'face' asked
+ * for by name with no cropper is warned about (`fallback` says what happens instead); the default is
+ * silent. Null in the other modes.
+ */
+export async function faceCropperFor(o: ResolvedOptions, own: OwnCrop, layout: CropLayout): Promise<FaceCropper | null> {
+  if (cropMode(o, own, layout) !== "face") return null;
+  const found = own?.faceCrop ?? (faceCropperProvider ? await faceCropperProvider() : null);
+  const cropper = found && (!layout.needsFaces || found.faces) ? found : null;
+  if (!cropper && (o.raw.crop ?? own?.crop) === "face") o.warn(`${layout.root}: no face detector was provided; ${layout.fallback}`);
+  return cropper;
+}
+
 export const IMAGE_EXT = /\.(jpe?g|png)$/i;
 
 export function defaultWarn(message: string): void {

@@ -21,8 +21,9 @@ import {
   byteOrder,
   defaultWarn,
   direntIsDir,
-  faceCropperProvider,
-  CropModeError,
+  cropMode,
+  faceCropperFor,
+  type CropLayout,
   isDir,
   isFile,
   readDirSafe,
@@ -346,15 +347,14 @@ export async function listFaceForensics(root: string, ff: FaceForensicsOptions =
 
 export async function openFaceForensics(root: string, o: ResolvedOptions): Promise<DatasetSplits> {
   const ff = o.raw.faceforensics ?? {};
-  const mode = o.raw.crop ?? ff.crop ?? "face";
-  if (mode !== "face" && mode !== "centre") throw new CropModeError(mode, "a FaceForensics++ release", ["face", "centre"]);
+  const cropLayout: CropLayout = { name: "a FaceForensics++ release", root, modes: ["face", "centre"], fallback: "FF++ frames are centre-cropped" };
+  cropMode(o, ff, cropLayout);
   const n = ff.framesPerVideo ?? 40;
   if (!Number.isInteger(n) || n < 1) throw new Error(`framesPerVideo must be a positive integer, got ${n}`);
   const cacheRoot = o.cacheDir ?? path.join(root, ".ticketlab-cache");
   const videos = await listFaceForensics(root, ff, o.seed, o.warn);
   const ffmpeg = await onPath(ff.ffmpeg ?? "ffmpeg");
-  const crop = mode === "centre" ? null : ff.faceCrop ?? (faceCropperProvider ? await faceCropperProvider() : null);
-  if (!crop && (o.raw.crop ?? ff.crop) === "face") o.warn(`${root}: no face detector was provided; FF++ frames are centre-cropped`);
+  const crop = await faceCropperFor(o, ff, cropLayout);
   // Face crops and centre crops are cached apart: switching the crop never reuses the other's frames.
   const frameCache = (v: FfVideo): string => path.join(cacheRoot, String(o.size), crop ? "ffpp-faces" : "ffpp", v.rel);
   const usable: FaceForensicsVideo[] = [];

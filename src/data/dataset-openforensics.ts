@@ -6,7 +6,6 @@ import * as path from "node:path";
 import { cropImage, decodeImage, resizeRgb, toCHWFloat, writePng, type Rect, type RgbImage } from "./image.js";
 import { SPLITS, type SplitName } from "./synthetic.js";
 import {
-  CropModeError,
   type Dataset,
   type DetectedFace,
   type FaceCropper,
@@ -15,7 +14,7 @@ import {
   ListDataset,
   type ResolvedOptions,
   type Sample,
-  faceCropperProvider,
+  faceCropperFor,
   findChildDirs,
   isFile,
   readDirSafe,
@@ -267,18 +266,13 @@ export async function openOpenForensics(root: string, o: ResolvedOptions): Promi
   const cacheRoot = o.cacheDir ?? path.join(root, ".ticketlab-cache");
   const scale = o.raw.openforensics?.cropScale ?? 1.3;
   const testSet: OfSplit = o.raw.openforensics?.testSet ?? "Test-Dev";
-  const mode = o.raw.crop ?? o.raw.openforensics?.crop ?? "face";
-  if (mode !== "face" && mode !== "box") throw new CropModeError(mode, "an OpenForensics release", ["face", "box"]);
-  let faces: FaceCropper["faces"] | null = null;
-  if (mode === "face") {
-    const cropper = o.raw.openforensics?.faceCrop ?? (faceCropperProvider ? await faceCropperProvider() : null);
-    const list = cropper?.faces;
-    faces = list ? (img: RgbImage) => list.call(cropper, img) : null;
-    // Library use without a detector (and the defaults of earlier versions): the annotated boxes.
-    if (!faces && (o.raw.crop ?? o.raw.openforensics?.crop) === "face") {
-      o.warn(`${root}: no face detector was provided; OpenForensics faces are cropped to their annotation boxes`);
-    }
-  }
+  // Without a detector (library use, and the defaults of earlier versions): the annotated boxes.
+  const cropper = await faceCropperFor(o, o.raw.openforensics, {
+    name: "an OpenForensics release", root, modes: ["face", "box"], needsFaces: true,
+    fallback: "OpenForensics faces are cropped to their annotation boxes",
+  });
+  const list = cropper?.faces;
+  const faces: FaceCropper["faces"] | null = list ? (img: RgbImage) => list.call(cropper, img) : null;
   // Detector crops and box crops are cached apart: switching the mode never reuses the other's crops.
   const cacheDir = faces ? "openforensics-faces" : "openforensics";
   const wanted: Record<SplitName, OfSplit> = { train: "Train", val: "Val", test: testSet };
