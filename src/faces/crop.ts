@@ -33,16 +33,14 @@ export function faceRect(f: FaceBox, img: { width: number; height: number }, mar
  */
 export function detectorCropper(det: FaceDetector, opts: { margin?: number; minConfidence?: number } = {}): FaceCropper {
   const margin = opts.margin ?? 1.3;
+  const detect = async (img: RgbImage) => (await det.detect([img], { minConfidence: opts.minConfidence }))[0];
   const crop: FaceCropper = async (img: RgbImage) => {
-    const [faces] = await det.detect([img], { minConfidence: opts.minConfidence });
-    const [f] = pickFaces(faces, 'largest');
+    const [f] = pickFaces(await detect(img), 'largest');
     return f ? faceRect(f, img, margin) : centreSquare(img);
   };
   // Every face with the same square (the OpenForensics loader matches them to its annotations).
-  crop.faces = async (img: RgbImage) => {
-    const [faces] = await det.detect([img], { minConfidence: opts.minConfidence });
-    return faces.map((f) => ({ box: { x: f.x, y: f.y, width: f.width, height: f.height }, crop: faceRect(f, img, margin) }));
-  };
+  crop.faces = async (img: RgbImage) =>
+    (await detect(img)).map((f) => ({ box: { x: f.x, y: f.y, width: f.width, height: f.height }, crop: faceRect(f, img, margin) }));
   return crop;
 }
 
