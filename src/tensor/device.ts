@@ -98,13 +98,13 @@ export class Device {
 }
 
 /**
- * Dawn instances, one per set of flags, kept for the life of the process. An instance that is garbage
- * collected destroys its Vulkan instance from a finalizer while the driver's worker threads (lavapipe's
- * pool) may still wait on its locks: the process then dies at a random later moment with a segfault,
- * "Invalid argument" from std::system_error, or glibc's "The futex facility returned an unexpected
- * error code" (seen in test workers that close and reopen the device, and reproduced by a loop of
- * initDevice/closeDevice with forced GCs). A kept instance whose device is destroyed does not hold
- * Node's event loop open.
+ * Dawn instances, one per set of flags, kept for the life of the process (reused when the device is
+ * opened again). A dropped one would be destroyed by a GC finalizer at an arbitrary moment, Vulkan
+ * instance and driver included, beside the driver's threads: test workers died of native crashes
+ * (segfaults, glibc's "futex facility returned an unexpected error code") around closing and
+ * reopening the device. The crashes that could be reproduced came from stale buffers (see the close
+ * hooks); this removes the one teardown left that runs at a moment nobody chose. A kept instance whose
+ * device is destroyed does not hold Node's event loop open.
  */
 const roots = new Map<string, GPU>();
 function dawnRoot(flags: string[]): GPU {
