@@ -345,7 +345,8 @@ async function checkPytorchFolder(run: string, cache: FileCache, o: CheckOptions
     // The first file is one round from the dense model (the documented loop saves after each prune
     // call) unless it keeps everything (a dense level 0 saved before pruning). torch rounds
     // remaining * amount with Python's round(): halves to even.
-    const from = prev ?? (keptCounts(m).size && [...keptCounts(m).values()].every((c) => c.kept === c.total) ? null : onesLike(m));
+    const counts = [...keptCounts(m).values()];
+    const from = prev ?? (counts.length && counts.every((c) => c.kept === c.total) ? null : onesLike(m));
     if (o.rate !== undefined && from) v.target.record(cache.rel(f), firstCountOffTarget(m, targetAfterRound(from, o.rate, o.scope ?? 'global', 'half-even')));
     // torch keeps the trained values in weight_orig (weight = weight_orig * mask is recomputed); a plain
     // `.weight` (after prune.remove, or saved by hand) must hold zeros, of either sign: weight_orig * 0
