@@ -69,7 +69,7 @@ export function convStripKernel(t: StripTile, kw: number, pl: number, bias: bool
   }
   const v = (i: number) => `q${Math.floor(i / 4)}[${i % 4}]`;
   for (let kx = 0; kx < kw; kx++) {
-    for (let b = 0; b < B4; b++) body.push(`        let w${kx}_${b} = wp[wb + ${kx} * cq4 + ${b}u];`);
+    for (let b = 0; b < B4; b++) body.push(`        let w${kx}_${b} = wp[wb + ${kx} * cpq + ${b}u];`);
     for (let g = 0; g < G; g++) {
       const idx = [0, 1, 2, 3].map((j) => comp(g * 4 + j, kx));
       body.push(`        let s${kx}_${g} = vec4<f32>(${idx.map(v).join(', ')});`);
@@ -107,7 +107,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
   let ow0 = qi * ${t.px}u;
   let c0 = wid.z * ${t.bn}u;
   let w4 = p.w >> 2u;
-  let cq4 = p.coutPad >> 2u;
+  let cpq = p.coutPad >> 2u;
 ${L.join('\n')}
   for (var ci = 0u; ci < p.cin; ci++) {
     let xb = (nb * p.cin + ci) * p.h;
@@ -115,7 +115,7 @@ ${L.join('\n')}
       let ih = i32(oh + ky) - p.pt;
       let ok = u32(ih) < p.h;
       let rb = (xb + u32(ih)) * w4;
-      let wb = ((ci * p.kh + ky) * ${kw}u) * cq4 + (c0 >> 2u);
+      let wb = ((ci * p.kh + ky) * ${kw}u) * cpq + (c0 >> 2u);
 ${body.join('\n')}
     }
   }

@@ -22,18 +22,23 @@ type Tag = () => DispatchTag;
 import { empty, type Tensor } from '../tensor.js';
 import { dispatchSplitSum, type Conv2dGeometry } from './conv.js';
 
-/** Register blocks: wg threads x px pixels x bn channels. */
 /**
- * Register blocks: wg threads x px pixels x bn channels. Measured on a 2-core lavapipe (Meso-4 64 px
- * batch 32, bench/conv-layers.ts, GFLOP per CPU-second): 8 pixels x 4 channels 9-11, 4 x 4 6-7, 4 x 8
- * and 8 x 8 5-8 (their 32 and 64 accumulators spill, so they are not declared); the direct kernels 4-5.
- * The 16- and 8-thread blocks serve small images.
+ * Register blocks: wg threads x px pixels x bn channels. Measured on a 2-core lavapipe
+ * (bench/conv-layers.ts, ms per pass): on Meso-4's 5x5 layers 8 pixels x 4 channels is the fastest
+ * and 8 channels runs 1.3-1.5x slower (the wider row pieces and 25 taps crowd out the accumulators);
+ * on CNN-5's 3x3 layers 8 x 8 takes 15-20% less time than 8 x 4, and 4 x 8 is the fastest on its
+ * 4-wide rows. The 16-pixel blocks (one or two pieces per row of 16-32 pixels) win on some 3x3
+ * layers; they are tuning candidates only. The 16- and 8-thread blocks serve small images.
  */
 export const STRIP_TILES: readonly StripTile[] = [
   { wg: 64, px: 8, bn: 4 },
   { wg: 16, px: 8, bn: 4 },
   { wg: 64, px: 4, bn: 4 },
   { wg: 8, px: 4, bn: 4 },
+  { wg: 16, px: 8, bn: 8 },
+  { wg: 16, px: 4, bn: 8 },
+  { wg: 16, px: 16, bn: 4 },
+  { wg: 16, px: 16, bn: 8 },
 ];
 
 /** Stride 1, no dilation, padding smaller than the kernel (so the input gradient's padding is >= 0). */
@@ -64,6 +69,7 @@ export const STRIP_WGRAD_TILES: readonly StripTile[] = [
   { wg: 8, px: 4, bn: 4 },
   { wg: 16, px: 4, bn: 4 },
   { wg: 8, px: 8, bn: 4 },
+  { wg: 8, px: 4, bn: 8 },
 ];
 
 /** A strip workgroup should get at least this many row tiles' worth of threads (little waste at the edge). */
@@ -71,24 +77,36 @@ const STRIP_MIN_FILL = 4;
 
 /**
  * The static strip block on software adapters. Weight gradient: 4 channels. Forward / input gradient:
- * 8 pixels per thread when the output rows are at least 16 wide (else 4, so a 4-wide row is not padded
- * to 8), 4 channels, and the widest workgroup the layer's threads fill STRIP_MIN_FILL times over.
+ * 8 pixels per thread when the output rows hold whole 8-pixel pieces or are at least 16 wide (else 4,
+ * so a 4-wide row is not padded to 8); 8 channels for kernels up to 3 wide (4 for wider ones, whose
+ * longer row pieces and extra taps leave no registers for 16 accumulators: Meso-4's 5x5 layers ran
+ * 1.3-1.5x slower at 8); and the widest workgroup the layer's threads fill STRIP_MIN_FILL times over.
+ * Measured with bench/conv-layers.ts on lavapipe: on CNN-5's 3x3 layers 8 x 8 took 15-20% less time
+ * than 8 x 4, and on 8-wide rows 8 pixels beat 4 for both models.
  */
 export function stripDefault<C extends Candidate<Conv2dGeometry>>(family: string, g: Conv2dGeometry, cands: readonly C[]): C {
   const of = (pred: (t: StripTile) => boolean) => cands.filter((c) => pred(c.params as unknown as StripTile));
-  if (family === 'conv.wgrad') return of((t) => t.wg === 8)[0] ?? cands[0];
-  const [oh, ow] = family === 'conv.dgrad' ? [g.h, g.w] : [g.oh, g.ow];
-  const px = ow >= 16 ? 8 : 4;
-  const fits = of((t) => t.px === px && t.bn === 4).sort((a, b) => (b.params!.wg as number) - (a.params!.wg as number));
+  if (family === 'conv.wgrad') return of((t) => t.wg === 8 && t.bn === 4)[0] ?? cands[0];
+  const [oh, ow, outCh] = family === 'conv.dgrad' ? [g.h, g.w, g.cin] : [g.oh, g.ow, g.cout];
+  const px = ow >= 16 || ow % 8 === 0 ? 8 : 4;
+  const bn = g.kw <= 3 && outCh >= 8 ? 8 : 4;
+  const fits = of((t) => t.px === px && t.bn === bn).sort((a, b) => (b.params!.wg as number) - (a.params!.wg as number));
   const threads = g.n * oh * Math.ceil(ow / px);
   return fits.find((c) => threads >= STRIP_MIN_FILL * (c.params!.wg as number)) ?? fits[fits.length - 1] ?? cands[0];
 }
 
-function candidates(suits: (g: Conv2dGeometry) => boolean, tiles: readonly StripTile[] = STRIP_TILES): Candidate<Conv2dGeometry>[] {
-  return tiles.map((t) => ({ variant: 'strip', tile: stripKey(t), params: { ...t }, suits: (g, dev) => dev.isSoftware && suits(g) }));
+/** `width`: the pass's output row width (the forward's OW, the input gradient's W). */
+function candidates(suits: (g: Conv2dGeometry) => boolean, width: (g: Conv2dGeometry) => number): Candidate<Conv2dGeometry>[] {
+  // A 16-pixel piece on a row narrower than 16 computes mostly padding: not worth a tuning trial.
+  return STRIP_TILES.map((t) => ({
+    variant: 'strip',
+    tile: stripKey(t),
+    params: { ...t },
+    suits: (g, dev) => dev.isSoftware && suits(g) && (t.px < 16 || width(g) >= 16),
+  }));
 }
-registerCandidates<Conv2dGeometry>('conv.fwd', candidates(stripSuitsForward));
-registerCandidates<Conv2dGeometry>('conv.dgrad', candidates(stripSuitsBackwardInput));
+registerCandidates<Conv2dGeometry>('conv.fwd', candidates(stripSuitsForward, (g) => g.ow));
+registerCandidates<Conv2dGeometry>('conv.dgrad', candidates(stripSuitsBackwardInput, (g) => g.w));
 registerCandidates<Conv2dGeometry>(
   'conv.wgrad',
   STRIP_WGRAD_TILES.map((t) => ({ variant: 'strip', tile: stripKey(t), params: { ...t }, suits: (g, dev) => dev.isSoftware && stripSuitsBackwardWeight(g, t.px) })),
