@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { fromArray, keep, type Tensor } from '../../src/tensor/index.js';
 import { Optimizer, type OptimizerConfig } from '../../src/nn/optim/optimizer.js';
+import { plan, withKernels } from '../../src/tensor/plan.js';
 import { lrAt, parseSchedule } from '../../src/nn/optim/schedule.js';
 import { expectClose, seededValues } from '../ref/arb.js';
 
@@ -142,6 +143,42 @@ describe('fused optimizers', () => {
       opt.step();
     }
     expectClose(await p.toArray(), refSteps(cfg, w0, grads, maskHost), 2e-5, 2e-6, 'masked adam');
+  });
+
+  it('the vec4 kernels give the scalar kernels\' bits (weights and both states), masked or not; other sizes stay scalar', async () => {
+    expect(withKernels('optim:vec4', () => plan('optim', { n: 12 }).variant)).toBe('vec4');
+    expect(plan('optim', { n: 13 }).variant).toBe('scalar');
+    await fc.assert(
+      fc.asyncProperty(cfgArb, fc.integer({ min: 1, max: 80 }), fc.boolean(), fc.integer(), async (cfg, quads, masked, seed) => {
+        const n = 4 * quads;
+        const w0 = seededValues(n, seed);
+        const maskHost = seededValues(n, seed + 5, 0, 1).map((u) => (u < 0.6 ? 1 : 0));
+        const grads = [1, 2, 3].map((k) => seededValues(n, seed + 31 * k, -5, 5));
+        const run = async (variant: string) => {
+          const p = keep(fromArray(w0));
+          p.requiresGrad = true;
+          const opt = new Optimizer([p], cfg);
+          const mask = keep(fromArray(maskHost));
+          withKernels(`optim:${variant}`, () => {
+            setGrad(p, grads[0]);
+            opt.step(); // state warmed up unmasked, so the mask has non-zero state to clear
+            if (masked) opt.setMask(p, mask);
+            for (const g of grads.slice(1)) {
+              setGrad(p, g);
+              opt.step();
+            }
+          });
+          const { s1, s2 } = opt.stateOf(p);
+          const out = [await p.toArray(), await s1.toArray(), await s2.toArray()].map((a) => Array.from(new Uint32Array(a.buffer.slice(0))));
+          opt.dispose();
+          p.dispose();
+          mask.dispose();
+          return out;
+        };
+        expect(await run('vec4')).toEqual(await run('scalar'));
+      }),
+      { numRuns: 24 },
+    );
   });
 
   it('reset() clears moments and the step count', async () => {
