@@ -1,6 +1,7 @@
 // Everything a training command checks before it creates or touches its run folder (issue 14: a failed
 // start must leave nothing behind, or the corrected command is refused as "made with other settings").
-import { CropModeError, checkTrainingSplits, openDataset, type DatasetSplits } from '../data/datasets.js';
+import { CropModeError, checkReadableSplits, checkTrainingSplits, openDataset, type DatasetSplits } from '../data/datasets.js';
+import { initDevice } from '../tensor/device.js';
 import { createModel } from '../nn/models/index.js';
 import { dataOptions, type RunSpec } from './flags.js';
 
@@ -12,9 +13,20 @@ export async function openTrainingData(spec: Pick<RunSpec, 'data' | 'size' | 'tr
     checkTrainingSplits(data);
   } catch (e) {
     if (e instanceof CropModeError) throw new Error(`--crop ${e.mode} does not apply to ${e.layout} (${flag} ${spec.data}); use ${e.modes.join(' or ')}`);
-    throw new Error(`${flag} ${spec.data}: ${(e as Error).message.split('\n')[0]}`);
+    throw dataError(flag, spec.data, e);
   }
+  if (data.layout === 'synthetic') return data;
+  // Face crops detect on the device, so it opens first (the commands open it next anyway); a device
+  // that fails to open is not the data's fault, so its error stays outside the --data prefix.
+  await initDevice();
+  await checkReadableSplits(data).catch((e: unknown) => {
+    throw dataError(flag, spec.data, e);
+  });
   return data;
+}
+
+function dataError(flag: string, data: string, e: unknown): Error {
+  return new Error(`${flag} ${data}: ${(e as Error).message.split('\n')[0]}`);
 }
 
 /** Builds the model once and drops it, so a size the model cannot take fails before any file exists. */

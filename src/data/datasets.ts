@@ -109,6 +109,35 @@ export function checkTrainingSplits(d: DatasetSplits): void {
   if (d.test.length() === 0) throw new Error(`${d.name}: the test split has no images`);
 }
 
+/**
+ * Reads samples of each class of each split until one decodes, so that a split none of whose images
+ * can be read (all corrupt, all in an unsupported format) fails before a run folder exists rather than
+ * during the first epoch. Costs one decode per class and split when the data is sound.
+ */
+export async function checkReadableSplits(d: DatasetSplits): Promise<void> {
+  const splits: [string, Dataset][] = [["training", d.train], ["validation", d.val], ["test", d.test]];
+  for (const [split, ds] of splits) {
+    for (const label of [0, 1] as const) {
+      let listed = 0;
+      let first = "";
+      let readable = false;
+      for (let i = 0; i < ds.length() && !readable; i++) {
+        if (ds.label(i) !== label) continue;
+        listed++;
+        try {
+          await ds.get(i);
+          readable = true;
+        } catch (e) {
+          first ||= (e as Error).message.split("\n")[0];
+        }
+      }
+      if (listed && !readable) {
+        throw new Error(`${ds.name}: none of the ${listed} ${label ? "fake" : "real"} images of the ${split} split can be read (first: ${first})`);
+      }
+    }
+  }
+}
+
 // =============================================================================================
 // open + detect
 

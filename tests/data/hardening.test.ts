@@ -6,7 +6,8 @@ import { promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { checkTrainingSplits, openDataset } from "../../src/data/datasets.js";
+import { checkReadableSplits, checkTrainingSplits, openDataset } from "../../src/data/datasets.js";
+import { trainCommand } from "../../src/cli/train.js";
 import { DEFAULT_MAX_PIXELS, UnreadableImageError, decodeImage, encodePng, writePng, type RgbImage } from "../../src/data/image.js";
 
 let tmp: string;
@@ -81,6 +82,31 @@ describe("split checks", () => {
       await expect(openDataset(spec, { size: 16 })).rejects.toThrow(/dataset spec 'synthetic:[^']*': (train|difficulty|seed)=\S* must be|bad value/);
     });
   }
+});
+
+describe("unreadable splits", () => {
+  const sound = ["train/real/r1.png", "train/fake/fake1.png", "val/real/r2.png", "val/fake/fake2.png", "test/real/r3.png", "test/fake/fake3.png"];
+  it("a class of a split with no readable image fails before training, naming the split, the class and the first file", async () => {
+    const root = await tree("badfakes", sound);
+    for (const f of ["train/fake/fake1.png", "train/fake/fake9.png"]) await fs.writeFile(path.join(root, f), "not an image");
+    const ds = await openDataset(root, { size: 8, warn: () => {} });
+    await expect(checkReadableSplits(ds)).rejects.toThrow(/none of the 2 fake images of the training split can be read \(first: .*train\/fake\/fake1\.png/);
+    // One readable image per class is enough: the loader skips the others with a warning.
+    await fs.writeFile(path.join(root, "train/fake/fake9.png"), await encodePng(solid(8, 8, 200)));
+    await expect(checkReadableSplits(await openDataset(root, { size: 8, warn: () => {} }))).resolves.toBeUndefined();
+    await fs.writeFile(path.join(root, "test/real/r3.png"), "");
+    await expect(checkReadableSplits(await openDataset(root, { size: 8, warn: () => {} }))).rejects.toThrow(/1 real images of the test split/);
+  });
+
+  it("ticketlab train on such data exits with the one-line error and creates no run folder", async () => {
+    const root = await tree("badtrain", sound);
+    await fs.writeFile(path.join(root, "val/real/r2.png"), "junk");
+    const out = path.join(tmp, "badtrain-run");
+    await expect(trainCommand.run(["--data", root, "--size", "32", "--epochs", "1", "--out", out, "--no-tune"])).rejects.toThrow(
+      /^--data .*badtrain: .*none of the 1 real images of the validation split can be read/,
+    );
+    await expect(fs.stat(out)).rejects.toThrow(/ENOENT/);
+  });
 });
 
 describe("oversized images", () => {
