@@ -70,20 +70,23 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array)
   }
 }
 
+const REWIND_POINT = "move it away only if you mean to discard this run's rewind point";
+
 /**
  * Writes `target` once, atomically, and never replaces it: a file that already exists is left alone
  * when it holds the same bytes (a resumed run capturing the same deterministic snapshot again), and is
  * an error when it differs. For the files a run must never rewrite once made: a level's init/rewind/start
  * weights, the rewind points later levels and controls start from. The final step is link(2), which
- * fails when the name exists, so two writers cannot both win.
+ * fails when the name exists, so two writers cannot both win. `why` ends the refusal: what the user may
+ * do about it.
  */
-export async function writeFileOnce(target: string, data: string | Uint8Array): Promise<'written' | 'same'> {
+export async function writeFileOnce(target: string, data: string | Uint8Array, why = REWIND_POINT): Promise<'written' | 'same'> {
   try {
-    if (fs.existsSync(target)) return sameOrRefuse(target, data);
+    if (fs.existsSync(target)) return sameOrRefuse(target, data, why);
     try {
       await writeViaTemp(target, data, 'link');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return sameOrRefuse(target, data);
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return sameOrRefuse(target, data, why);
       throw err;
     }
     return 'written';
@@ -92,9 +95,9 @@ export async function writeFileOnce(target: string, data: string | Uint8Array): 
   }
 }
 
-function sameOrRefuse(target: string, data: string | Uint8Array): 'same' {
+function sameOrRefuse(target: string, data: string | Uint8Array, why: string): 'same' {
   if (Buffer.from(toBytes(data)).equals(fs.readFileSync(target))) return 'same';
-  throw new Error(`${target} already exists with other contents; it is written once and never replaced (move it away only if you mean to discard this run's rewind point)`);
+  throw new Error(`${target} already exists with other contents; it is written once and never replaced (${why})`);
 }
 
 async function writeViaTemp(target: string, data: string | Uint8Array, finish: 'rename' | 'link'): Promise<void> {

@@ -145,10 +145,12 @@ export async function runImpLevel(c: ImpConfig, ctx: ExperimentContext, k: numbe
   return withModel(c, async (model, ws) => {
     const dir = levelDir(ctx.run, k);
     const maskFile = runFile(dir, 'mask');
+    // The masks are recomputed whenever the previous level allows it, so that runLevel can hold an
+    // unfinished level's mask file to them; only a level whose predecessor lost its result reads its own.
+    const prev = levelDir(ctx.run, k - 1);
     let masks: HostMasks;
-    if (fs.existsSync(maskFile)) masks = await loadMasks(maskFile, ws);
+    if (fs.existsSync(maskFile) && !fs.existsSync(runFile(prev, 'result'))) masks = await loadMasks(maskFile, ws);
     else {
-      const prev = levelDir(ctx.run, k - 1);
       if (!fs.existsSync(runFile(prev, 'result'))) throw new Error(`${ctx.run}: IMP level ${k} needs level ${k - 1} finished first (${runFile(prev, 'result')} is missing)`);
       const prevMasks = k === 1 ? onesMasks(ws) : await loadMasks(runFile(prev, 'mask'), ws);
       // Magnitudes of the previous level's trained weights.
@@ -188,8 +190,7 @@ export async function runOneShotLevel(c: ImpConfig, ctx: ExperimentContext, k: n
   return withModel(c, async (model, ws) => {
     const s = levelSparsity(c, k);
     const dir = oneshotDir(ctx.run, scope, k);
-    const maskFile = runFile(dir, 'mask');
-    const masks = fs.existsSync(maskFile) ? await loadMasks(maskFile, ws) : pruneToSparsity(onesMasks(ws), magnitudeScores(await weightsFromFile(dense, ws)), s, scope);
+    const masks = pruneToSparsity(onesMasks(ws), magnitudeScores(await weightsFromFile(dense, ws)), s, scope);
     return runLevel({
       ...shared(c, ctx, model, ws),
       dir,
@@ -227,8 +228,7 @@ export async function runControlLevel(c: ImpConfig, ctx: ExperimentContext, kind
         fresh.dispose();
       }
     } else {
-      const mf = runFile(dir, 'mask');
-      masks = fs.existsSync(mf) ? await loadMasks(mf, ws) : randomMasksLike(ticket, c.train.seed + 7919 * k);
+      masks = randomMasksLike(ticket, c.train.seed + 7919 * k);
       const rw = parseRewind(c.rewind);
       startFrom = rewindFile(ctx.run, rw.kind === 'none' ? { kind: 'init' } : rw, 0);
     }

@@ -13,8 +13,8 @@ import type { DatasetSplits } from '../data/datasets.js';
 import { fit, type FitResult, type RewindPoint, type TrainSettings } from '../train/trainer.js';
 import { loadModel, saveModelOnce } from '../nn/checkpoint.js';
 import { runFile } from '../io/run-paths.js';
-import { writeJsonAtomic } from '../io/atomic.js';
-import { attachMasks, detachMasks, saveMasks, sparsityReport, type HostMasks, type PrunableWeight, type SparsityReport } from './masks.js';
+import { formatJson, writeFileOnce, writeJsonAtomic } from '../io/atomic.js';
+import { attachMasks, detachMasks, loadMasks, saveMasks, sparsityReport, type HostMasks, type PrunableWeight, type SparsityReport } from './masks.js';
 import { Dropout } from '../nn/layers.js';
 import { applyKernelPlan, describePlan, kernelMode, planKernels, type KernelPlan } from '../nn/sparse.js';
 
@@ -44,15 +44,33 @@ export async function loadWeightsFile(model: Detector, file: string): Promise<vo
   await loadModel(file, model);
 }
 
+function sameMasks(file: string, have: HostMasks, want: HostMasks): void {
+  for (const [key, w] of want) {
+    const h = have.get(key);
+    const i = h ? w.findIndex((v, j) => v !== h[j]) : 0;
+    if (i >= 0) {
+      throw new Error(`${file}: mask '${key}_mask' holds ${h?.[i]} at ${i} where this level's pruning gives ${w[i]}; move the level folder away to redo the level`);
+    }
+  }
+}
+
 export async function runLevel(l: LevelRun): Promise<LevelResult> {
   fs.mkdirSync(l.dir, { recursive: true });
   const sp = sparsityReport(l.masks, l.model.parameterCount());
   const maskFile = runFile(l.dir, 'mask');
+  const finished = fs.existsSync(runFile(l.dir, 'result'));
+  // An unfinished level holds the files it has to what its inputs give: the masks (recomputed by the
+  // caller from the previous level, the dense weights or a seed) and the counts that follow from them.
+  // A flipped mask bit or a damaged sparsity.json was once kept silently beside a level that trained
+  // on. A finished level's files are `ticketlab check`'s to judge.
   if (!fs.existsSync(maskFile)) await saveMasks(maskFile, l.weights, l.masks, { sparsity: sp.sparsity.toFixed(6) });
+  else if (!finished) sameMasks(maskFile, await loadMasks(maskFile, l.weights), l.masks);
   const spFile = runFile(l.dir, 'sparsity');
-  if (!fs.existsSync(spFile)) await writeJsonAtomic(spFile, sp);
+  if (!finished || !fs.existsSync(spFile)) {
+    await writeFileOnce(spFile, formatJson(sp), `it must hold the counts of ${path.basename(maskFile)}; move the level folder away to redo the level`);
+  }
   const startFile = runFile(l.dir, 'start');
-  if (fs.existsSync(runFile(l.dir, 'result'))) {
+  if (finished) {
     // Finished: fit() loads its final weights and returns the stored result.
   } else if (l.startFrom) {
     await loadWeightsFile(l.model, l.startFrom);
@@ -61,7 +79,7 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
   // depend on where the run lives (two identical runs in different folders give identical files). An
   // unfinished level checks the one it has (same bytes kept, other bytes refused naming the file): a
   // damaged start.safetensors was once kept silently beside a level that trained on.
-  if (!fs.existsSync(runFile(l.dir, 'result'))) {
+  if (!finished) {
     await saveModelOnce(startFile, l.model, { ticketlab: 'start', from: l.startFrom ? path.relative(l.dir, l.startFrom).split(path.sep).join('/') : 'current' });
   }
   // Each level draws the same dropout stream from its start: levels differ only by mask and weights.

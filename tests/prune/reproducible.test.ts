@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { openDataset } from '../../src/data/datasets.js';
 import { runImp, type ImpConfig } from '../../src/prune/imp.js';
 import { DEFAULT_TRAIN } from '../../src/train/trainer.js';
+import { loadSafetensors, saveSafetensors } from '../../src/io/safetensors.js';
 
 const cfg: ImpConfig = {
   model: 'meso4', data: 'synthetic:train=32,val=16,test=16', size: 32,
@@ -30,6 +31,55 @@ describe('reproducible run folders', () => {
     const cut = fs.readFileSync(start);
     await expect(runImp(cfg, { run, data, resume: true, progress: false, log: () => undefined })).rejects.toThrow(`${start} already exists with other contents`);
     expect(fs.readFileSync(start).equals(cut)).toBe(true);
+    fs.rmSync(run, { recursive: true, force: true });
+  });
+
+  // An unfinished level's mask and counts must be what its inputs give: a flipped mask bit would
+  // train another ticket, a damaged sparsity.json would be reported as the level's sparsity.
+  const damages: [string, (lv: string) => Promise<void>, RegExp][] = [
+    [
+      'mask.safetensors with one kept weight flipped to pruned',
+      async (lv) => {
+        const f = path.join(lv, 'mask.safetensors');
+        const { tensors, metadata } = await loadSafetensors(f);
+        const [, t] = Object.entries(tensors).find(([, v]) => Array.from(v.data as Float32Array).includes(1))!;
+        const i = Array.from(t.data as Float32Array).indexOf(1);
+        (t.data as Float32Array)[i] = 0;
+        await saveSafetensors(f, tensors, metadata);
+      },
+      /level_1\/mask\.safetensors: mask '[^']+_mask' holds 0 at \d+ where this level's pruning gives 1; move the level folder away/,
+    ],
+    [
+      'sparsity.json with a miscounted layer',
+      async (lv) => {
+        const f = path.join(lv, 'sparsity.json');
+        fs.writeFileSync(f, fs.readFileSync(f, 'utf8').replace(/"kept": (\d+)/, (_, n) => `"kept": ${Number(n) + 1}`));
+      },
+      /level_1\/sparsity\.json already exists with other contents; it is written once and never replaced \(it must hold the counts of mask\.safetensors/,
+    ],
+  ];
+  for (const [what, damage, re] of damages) {
+    it(`resuming a level whose ${what} is refused, naming it, and the file stays`, async () => {
+      const data = await openDataset(cfg.data, { size: cfg.size, seed: 0 });
+      const run = fs.mkdtempSync(path.join(os.tmpdir(), 'repro-mask-'));
+      await runImp(cfg, { run, data, resume: false, progress: false, log: () => undefined });
+      for (const f of ['done.json', 'level_1/result.json', 'level_1/final.safetensors', 'level_1/best.safetensors', 'level_1/metrics.jsonl']) fs.rmSync(path.join(run, f), { force: true });
+      const lv = path.join(run, 'level_1');
+      await damage(lv);
+      const before = files(lv).map((f) => fs.readFileSync(path.join(lv, f)));
+      await expect(runImp(cfg, { run, data, resume: true, progress: false, log: () => undefined })).rejects.toThrow(re);
+      expect(files(lv).map((f) => fs.readFileSync(path.join(lv, f)))).toEqual(before);
+      fs.rmSync(run, { recursive: true, force: true });
+    });
+  }
+
+  it('an unfinished level with sound files resumes', async () => {
+    const data = await openDataset(cfg.data, { size: cfg.size, seed: 0 });
+    const run = fs.mkdtempSync(path.join(os.tmpdir(), 'repro-sound-'));
+    await runImp(cfg, { run, data, resume: false, progress: false, log: () => undefined });
+    for (const f of ['done.json', 'level_1/result.json', 'level_1/final.safetensors', 'level_1/best.safetensors', 'level_1/metrics.jsonl']) fs.rmSync(path.join(run, f), { force: true });
+    const r = await runImp(cfg, { run, data, resume: true, progress: false, log: () => undefined });
+    expect(r.levels.length).toBe(2);
     fs.rmSync(run, { recursive: true, force: true });
   });
 
