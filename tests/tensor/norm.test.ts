@@ -111,9 +111,11 @@ describe(`batch norm kernels, ${impl} partials, ${apply} apply`, () => {
           const what = JSON.stringify(k);
           expect(r.y.shape).toEqual(k.shape);
           expectNear(await r.y.toArray(), ref.y, 2e-5, `y ${what}`);
-          expectNear(await r.mean.toArray(), ref.mean, 1e-6, `mean ${what}`);
+          // A float32 sum of n values can be off by about n * 6e-8 of their magnitude: 1e-6 failed once
+          // on a 33-value channel by 1.02e-6 (seed -1641250054); a wrong reduction is off by far more.
+          expectNear(await r.mean.toArray(), ref.mean, 4e-6, `mean ${what}`);
           expectNear(await r.invstd.toArray(), ref.invstd, 2e-5, `invstd ${what}`, 1e-3);
-          expectNear(await rm.toArray(), ref.runningMean, 1e-6, `running mean ${what}`);
+          expectNear(await rm.toArray(), ref.runningMean, 2e-6, `running mean ${what}`);
           expectNear(await rv.toArray(), ref.runningVar, 2e-6, `running var (unbiased) ${what}`);
         }),
         { numRuns: 30 },
