@@ -145,11 +145,12 @@ export async function runImpLevel(c: ImpConfig, ctx: ExperimentContext, k: numbe
   return withModel(c, async (model, ws) => {
     const dir = levelDir(ctx.run, k);
     const maskFile = runFile(dir, 'mask');
-    // The masks are recomputed whenever the previous level allows it, so that runLevel can hold an
-    // unfinished level's mask file to them; only a level whose predecessor lost its result reads its own.
+    // An unfinished level's masks are recomputed, so that runLevel can hold its mask file to them; a
+    // finished level (or one whose predecessor lost its result) reads its own.
     const prev = levelDir(ctx.run, k - 1);
+    const readOwn = fs.existsSync(runFile(dir, 'result')) || !fs.existsSync(runFile(prev, 'result'));
     let masks: HostMasks;
-    if (fs.existsSync(maskFile) && !fs.existsSync(runFile(prev, 'result'))) masks = await loadMasks(maskFile, ws);
+    if (fs.existsSync(maskFile) && readOwn) masks = await loadMasks(maskFile, ws);
     else {
       if (!fs.existsSync(runFile(prev, 'result'))) throw new Error(`${ctx.run}: IMP level ${k} needs level ${k - 1} finished first (${runFile(prev, 'result')} is missing)`);
       const prevMasks = k === 1 ? onesMasks(ws) : await loadMasks(runFile(prev, 'mask'), ws);
