@@ -46,10 +46,10 @@ export async function loadWeightsFile(model: Detector, file: string): Promise<vo
 
 function sameMasks(file: string, have: HostMasks, want: HostMasks): void {
   for (const [key, w] of want) {
-    const h = have.get(key);
-    const i = h ? w.findIndex((v, j) => v !== h[j]) : 0;
+    const h = have.get(key)!; // loadMasks refuses a file that lacks one
+    const i = w.findIndex((v, j) => v !== h[j]);
     if (i >= 0) {
-      throw new Error(`${file}: mask '${key}_mask' holds ${h?.[i]} at ${i} where this level's pruning gives ${w[i]}; move the level folder away to redo the level`);
+      throw new Error(`${file}: mask '${key}_mask' holds ${h[i]} at ${i} where this level's pruning gives ${w[i]}; move the level folder away to redo the level`);
     }
   }
 }

@@ -6,9 +6,9 @@
 // (Other codebases let momentum regrow pruned weights; here a masked entry's weight and state are
 // overwritten with +0 on every step.)
 //
-// Tiling: one thread per element (optimKernel) or per 4 consecutive elements as vec4s (optimVec4Kernel,
-// parameters of a multiple of 4 elements), 256 threads per workgroup, grid1d; memory-bound (reads 3-5
-// floats, writes 2-3), fast for any parameter size. On lavapipe a per-thread vec4 load costs about one
+// Tiling: one thread per element or per 4 consecutive elements as vec4s (parameters of a multiple of
+// 4 elements), 256 threads per workgroup, grid1d; memory-bound (reads 3-5 floats, writes 2-3), fast
+// for any parameter size. On lavapipe a per-thread vec4 load costs about one
 // scalar load, so the vec4 form does a quarter of the loads; both do the same operations per element
 // in the same order, so they give the same bits.
 import { uniformStruct } from './uniform.js';
@@ -25,73 +25,32 @@ export const OPTIM_UNIFORM = uniformStruct([
 /** applyMaskKernel's uniforms. */
 export const MASK_UNIFORM = uniformStruct([['n', 'u32']] as const);
 
-export function optimKernel(kind: OptimKind, masked: boolean): Kernel {
-  const maskDecl = masked ? '@group(0) @binding(4) var<storage, read> mask: array<f32>;' : '';
-  // A pruned entry is written as +0 outright (select, not multiply): 0 * inf would be NaN and
-  // 0 * negative would be -0; pruning promises exact zeros.
-  const m = masked
-    ? `if (mask[i] == 0.0) {
+/**
+ * One fused update per element (vec4 = false) or per 4 consecutive elements (vec4 = true: the same
+ * expressions per component; uniform n counts vec4s). A pruned entry is written as +0 outright
+ * (select, not multiply): 0 * inf would be NaN and 0 * negative would be -0; pruning promises exact
+ * zeros. The scalar kernel returns early for it; the vec4 kernel computes all four lanes and stores a
+ * lane whose mask is 0 as +0 (weight and both states), which is what the early return writes.
+ */
+export function optimKernel(kind: OptimKind, masked: boolean, vec4 = false): Kernel {
+  const T = vec4 ? 'vec4<f32>' : 'f32';
+  const lanes = masked && vec4;
+  const keep = (v: string) => (lanes ? `select(Z, ${v}, keep)` : v);
+  const head = !masked
+    ? ''
+    : vec4
+      ? 'let keep = mask[i] != Z;'
+      : `if (mask[i] == 0.0) {
     w[i] = 0.0;
     s1[i] = 0.0;
     s2[i] = 0.0;
     return;
-  }`
-    : '';
+  }`;
   const body =
     kind === 'sgd'
       ? `  // torch.optim.SGD: g += wd*w; buf = mom*buf + (1-damp)*g (buf = g on the first step);
   // d = nesterov ? g + mom*buf : buf; w -= lr*d.
-  var g = grad[i] + p.wd * w[i];
-  var b = s1[i];
-  if (p.b1 != 0.0) {
-    b = select(p.b1 * b + (1.0 - p.b2) * g, g, p.step == 1u);
-    s1[i] = b;
-    g = select(b, g + p.b1 * b, p.nesterov != 0u);
-  }
-  w[i] = w[i] - p.lr * g;`
-      : `  // torch.optim.${kind === 'adam' ? 'Adam (L2 weight decay added to the gradient)' : 'AdamW (decoupled weight decay)'}.
-  var wi = w[i];
-  var g = grad[i];
-  ${kind === 'adam' ? 'g = g + p.wd * wi;' : 'wi = wi * (1.0 - p.lr * p.wd);'}
-  let m1 = p.b1 * s1[i] + (1.0 - p.b1) * g;
-  let m2 = p.b2 * s2[i] + (1.0 - p.b2) * g * g;
-  s1[i] = m1;
-  s2[i] = m2;
-  let denom = sqrt(m2 / p.bc2) + p.eps;
-  w[i] = wi - p.lr * (m1 / p.bc1) / denom;`;
-  const code = `// optim_${kind}${masked ? '_masked' : ''}
-${OPTIM_UNIFORM.wgsl}
-@group(0) @binding(0) var<storage, read_write> w: array<f32>;
-@group(0) @binding(1) var<storage, read> grad: array<f32>;
-@group(0) @binding(2) var<storage, read_write> s1: array<f32>;
-@group(0) @binding(3) var<storage, read_write> s2: array<f32>;
-${maskDecl}
-@group(0) @binding(${masked ? 5 : 4}) var<uniform> p: P;
-
-@compute @workgroup_size(${OPTIM_WG})
-fn main(${GRID_BUILTINS_WGSL}) {
-  let i = ${linearIndexWgsl(OPTIM_WG)};
-  if (i >= p.n) { return; }
-  ${m}
-${body}
-}
-`;
-  const bindings: Kernel['bindings'] = masked
-    ? ['write', 'read', 'write', 'write', 'read', 'uniform']
-    : ['write', 'read', 'write', 'write', 'uniform'];
-  return { name: `optim_${kind}${masked ? '_masked' : ''}`, code, bindings };
-}
-
-/**
- * The update of optimKernel on vec4s: the same expressions per component. Masked: the update is
- * computed for all four lanes and a lane whose mask is 0 is stored as +0 (weight and both states),
- * which is what the scalar kernel's early return writes. Uniform n counts vec4s.
- */
-export function optimVec4Kernel(kind: OptimKind, masked: boolean): Kernel {
-  const keep = (v: string) => (masked ? `select(Z4, ${v}, keep)` : v);
-  const body =
-    kind === 'sgd'
-      ? `  let w0 = w[i];
+  let w0 = w[i];
   var g = grad[i] + p.wd * w0;
   var b = s1[i];
   if (p.b1 != 0.0) {
@@ -99,9 +58,10 @@ export function optimVec4Kernel(kind: OptimKind, masked: boolean): Kernel {
     g = select(b, g + p.b1 * b, p.nesterov != 0u);
   }
   w[i] = ${keep('w0 - p.lr * g')};
-  ${masked ? `s1[i] = ${keep('b')};
+  ${lanes ? `s1[i] = ${keep('b')};
   s2[i] = ${keep('s2[i]')};` : 'if (p.b1 != 0.0) { s1[i] = b; }'}`
-      : `  var wi = w[i];
+      : `  // torch.optim.${kind === 'adam' ? 'Adam (L2 weight decay added to the gradient)' : 'AdamW (decoupled weight decay)'}.
+  var wi = w[i];
   var g = grad[i];
   ${kind === 'adam' ? 'g = g + p.wd * wi;' : 'wi = wi * (1.0 - p.lr * p.wd);'}
   let m1 = p.b1 * s1[i] + (1.0 - p.b1) * g;
@@ -110,22 +70,22 @@ export function optimVec4Kernel(kind: OptimKind, masked: boolean): Kernel {
   s2[i] = ${keep('m2')};
   let denom = sqrt(m2 / p.bc2) + p.eps;
   w[i] = ${keep('wi - p.lr * (m1 / p.bc1) / denom')};`;
-  const name = `optim_${kind}${masked ? '_masked' : ''}_vec4`;
+  const name = `optim_${kind}${masked ? '_masked' : ''}${vec4 ? '_vec4' : ''}`;
   const code = `// ${name}
 ${OPTIM_UNIFORM.wgsl}
-@group(0) @binding(0) var<storage, read_write> w: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> grad: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> s1: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> s2: array<vec4<f32>>;
-${masked ? '@group(0) @binding(4) var<storage, read> mask: array<vec4<f32>>;' : ''}
+@group(0) @binding(0) var<storage, read_write> w: array<${T}>;
+@group(0) @binding(1) var<storage, read> grad: array<${T}>;
+@group(0) @binding(2) var<storage, read_write> s1: array<${T}>;
+@group(0) @binding(3) var<storage, read_write> s2: array<${T}>;
+${masked ? `@group(0) @binding(4) var<storage, read> mask: array<${T}>;` : ''}
 @group(0) @binding(${masked ? 5 : 4}) var<uniform> p: P;
-const Z4 = vec4<f32>(0.0);
+const Z = ${T}(0.0);
 
 @compute @workgroup_size(${OPTIM_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
   let i = ${linearIndexWgsl(OPTIM_WG)};
   if (i >= p.n) { return; }
-  ${masked ? 'let keep = mask[i] != Z4;' : ''}
+  ${head}
 ${body}
 }
 `;

@@ -1,7 +1,7 @@
 // Launchers of the fused optimizer kernels (src/shaders/optim.ts): one dispatch per parameter updates
 // the weight and its state; with a 0/1 mask the kernel writes +0 to masked weights and state, which is
 // the pruning contract (pruned stays exactly zero). nn/optim/optimizer.ts holds the bookkeeping.
-import { optimKernel, optimVec4Kernel, APPLY_MASK_KERNEL, MASK_UNIFORM, OPTIM_UNIFORM, OPTIM_WG, type OptimKind } from '../../shaders/optim.js';
+import { optimKernel, APPLY_MASK_KERNEL, MASK_UNIFORM, OPTIM_UNIFORM, OPTIM_WG, type OptimKind } from '../../shaders/optim.js';
 import { gridFor, type Kernel } from '../../shaders/kernel.js';
 import { queue } from '../queue.js';
 import type { DispatchTag, DispatchTagArg } from '../trace.js';
@@ -27,7 +27,7 @@ registerFamily<OptimGeom>({
 registerCandidates<OptimGeom>('optim', [{ variant: 'scalar' }, { variant: 'vec4', suits: (g) => g.n % 4 === 0 }]);
 
 function kernelFor(kind: OptimKind, masked: boolean, vec4: boolean): Kernel {
-  return cachedKernel(`optim|${kind}|${masked}|${vec4 ? 'v4' : 's'}`, () => (vec4 ? optimVec4Kernel(kind, masked) : optimKernel(kind, masked)));
+  return cachedKernel(`optim|${kind}|${masked}|${vec4 ? 'v4' : 's'}`, () => optimKernel(kind, masked, vec4));
 }
 
 /** x *= mask in place. */
