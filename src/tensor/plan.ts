@@ -280,6 +280,11 @@ export function withKernels<T>(spec: string, fn: () => T): T {
 /** `${family}|${dtype}|${format}|${shapeClass}`. */
 export type PlanKey = string;
 
+
+/** ceil(log2(v)) for v >= 1 (0 below): the power-of-two size buckets families use as shape classes. */
+export function log2Class(v: number): number {
+  return Math.ceil(Math.log2(Math.max(1, v)));
+}
 export function planKey(family: string, shapeClass: string, q: PlanQuery = {}): PlanKey {
   return `${family}|${q.dtype ?? 'f32'}|${q.format ?? 'dense'}|${shapeClass}`;
 }

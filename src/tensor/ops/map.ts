@@ -18,7 +18,7 @@ import { gridFor, type Kernel } from '../../shaders/kernel.js';
 import { MAP_WG } from '../../shaders/elementwise.js';
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
-import { cachedKernel, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
+import { cachedKernel, log2Class, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
 import { empty, type DType, type Shape, Tensor } from '../tensor.js';
 
 export function contiguousStrides(shape: Shape): number[] {
@@ -80,13 +80,12 @@ function simplify(shape: number[], strides: number[][]): { shape: number[]; stri
  * takes 'capped:64' there. The results do not depend on the choice.
  */
 const MAP_CAPS = [16, 64, 256] as const;
-const log2 = (v: number) => Math.ceil(Math.log2(Math.max(1, v)));
 const ALL_TYPES = ['f32', 'i32', 'u32'];
 
 registerFamily<{ n: number }>({
   family: 'map',
   about: 'elementwise maps, casts, fills and strided gathers: threads per element',
-  shapeClass: (g) => `2^${log2(g.n)}`,
+  shapeClass: (g) => `2^${log2Class(g.n)}`,
   defaultRule: (_g, dev, cands) => (dev.isSoftware ? cands.find((c) => c.id === 'capped:64') : cands.find((c) => c.id === 'full')) ?? cands[0],
   bench: (g) => {
     const x = fill([g.n], 1);
@@ -111,7 +110,7 @@ interface VecGeom {
 registerFamily<VecGeom>({
   family: 'ew.vec',
   about: 'elementwise maps: one element or a vec4 per thread (contiguous inputs, n % 4 == 0)',
-  shapeClass: (g) => `2^${log2(g.n)}${g.flat && g.n % 4 === 0 ? ' flat4' : ''}`,
+  shapeClass: (g) => `2^${log2Class(g.n)}${g.flat && g.n % 4 === 0 ? ' flat4' : ''}`,
   defaultRule: (_g, dev, cands) => cands.find((c) => c.variant === (dev.isSoftware ? 'vec4' : 'scalar')) ?? cands[0],
 });
 registerCandidates<VecGeom>('ew.vec', [

@@ -18,7 +18,7 @@ import {
   type PartialMode,
 } from '../../shaders/norm.js';
 import { gridFor, MAX_GROUPS_PER_DIM, type Grid, type Kernel } from '../../shaders/kernel.js';
-import { cachedKernel, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
+import { cachedKernel, log2Class, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
 import { fill, mapExpr } from './map.js';
@@ -101,12 +101,11 @@ export function normPartialsImpl(cg: ChanGeom = channelGeometry([1, 1, 64])): No
   return planKernel('norm', cg).variant as NormPartialsImpl;
 }
 
-const log2 = (v: number) => Math.ceil(Math.log2(Math.max(1, v)));
 
 registerFamily<ChanGeom>({
   family: 'norm',
   about: 'batch-norm statistics (stage 1) and the elementwise batch-norm kernels that follow its grid',
-  shapeClass: (g) => `n${g.n} c${g.c} hw2^${log2(g.hw)}${g.hw % 4 === 0 && g.chunk % 4 === 0 ? ' q4' : ''}`,
+  shapeClass: (g) => `n${g.n} c${g.c} hw2^${log2Class(g.hw)}${g.hw % 4 === 0 && g.chunk % 4 === 0 ? ' q4' : ''}`,
   // Software adapters: a thread per chunk, walking vec4s where planes and chunks are whole quads.
   defaultRule: (_g, dev, cands) =>
     (dev.isSoftware ? cands.find((c) => c.variant === 'thread4') ?? cands.find((c) => c.variant === 'thread') : cands.find((c) => c.variant === 'group')) ?? cands[0],
@@ -124,7 +123,7 @@ registerCandidates<ChanGeom>('norm', [
 registerFamily<ChanGeom>({
   family: 'bn.apply',
   about: 'the elementwise batch-norm kernels (apply, input gradient): scalars or vec4s of the plane',
-  shapeClass: (g) => `hw2^${log2(g.hw)}${g.hw % 4 === 0 ? ' %4' : ''}`,
+  shapeClass: (g) => `hw2^${log2Class(g.hw)}${g.hw % 4 === 0 ? ' %4' : ''}`,
   // Software adapters: vec4s where HW % 4 == 0 (a vec4 load costs about one scalar load there). GPUs
   // keep a scalar per thread.
   defaultRule: (_g, dev, cands) => cands.find((c) => c.variant === (dev.isSoftware ? 'vec4' : 'scalar')) ?? cands[0],

@@ -5,7 +5,7 @@ import { optimKernel, APPLY_MASK_KERNEL, MASK_UNIFORM, OPTIM_UNIFORM, OPTIM_WG, 
 import { gridFor, type Kernel } from '../../shaders/kernel.js';
 import { queue } from '../queue.js';
 import type { DispatchTag, DispatchTagArg } from '../trace.js';
-import { cachedKernel, plan, registerCandidates, registerFamily } from '../plan.js';
+import { cachedKernel, log2Class, plan, registerCandidates, registerFamily } from '../plan.js';
 import type { Tensor } from '../tensor.js';
 
 /**
@@ -21,7 +21,7 @@ interface OptimGeom {
 registerFamily<OptimGeom>({
   family: 'optim',
   about: 'fused optimizer updates: one element or a vec4 per thread (n % 4 == 0)',
-  shapeClass: (g) => `2^${Math.max(0, Math.ceil(Math.log2(Math.max(1, g.n))))}${g.n % 4 === 0 ? ' flat4' : ''}`,
+  shapeClass: (g) => `2^${log2Class(g.n)}${g.n % 4 === 0 ? ' flat4' : ''}`,
   defaultRule: (_g, dev, cands) => cands.find((c) => c.variant === (dev.isSoftware ? 'vec4' : 'scalar')) ?? cands[0],
 });
 registerCandidates<OptimGeom>('optim', [{ variant: 'scalar' }, { variant: 'vec4', suits: (g) => g.n % 4 === 0 }]);

@@ -20,7 +20,7 @@ import {
   type ReduceStrategy,
 } from '../../shaders/reduce.js';
 import { grid1d, gridFor, type Kernel } from '../../shaders/kernel.js';
-import { cachedKernel, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
+import { cachedKernel, log2Class, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
 import { fill } from './map.js';
 import { Params } from '../params.js';
 import { queue } from '../queue.js';
@@ -144,12 +144,11 @@ export interface ReduceGeom {
   innerReduced: boolean;
 }
 
-const log2 = (v: number) => Math.ceil(Math.log2(Math.max(1, v)));
 
 registerFamily<ReduceGeom>({
   family: 'reduce',
   about: "reductions (sum, mean, max, min, argmax, argmin): 'group' falls back to 'thread' where the reduced dims are not innermost",
-  shapeClass: (g) => `out2^${log2(g.nOut)} red2^${log2(g.rTotal)}${g.innerReduced ? ' inner' : ''}`,
+  shapeClass: (g) => `out2^${log2Class(g.nOut)} red2^${log2Class(g.rTotal)}${g.innerReduced ? ' inner' : ''}`,
   defaultRule: (_g, dev, cands) => cands.find((c) => c.variant === (dev.isSoftware ? 'thread' : 'group')) ?? cands[0],
   bench: (g) => {
     const x = fill([g.innerReduced ? g.nOut : g.rTotal, g.innerReduced ? g.rTotal : g.nOut], 1);
