@@ -78,11 +78,9 @@ const STRIP_MIN_FILL = 4;
 /**
  * The static strip block on software adapters. Weight gradient: 4 channels. Forward / input gradient:
  * 8 pixels per thread when the output rows hold whole 8-pixel pieces or are at least 16 wide (else 4,
- * so a 4-wide row is not padded to 8); 8 channels for kernels up to 3 wide (4 for wider ones, whose
- * longer row pieces and extra taps leave no registers for 16 accumulators: Meso-4's 5x5 layers ran
- * 1.3-1.5x slower at 8); and the widest workgroup the layer's threads fill STRIP_MIN_FILL times over.
- * Measured with bench/conv-layers.ts on lavapipe: on CNN-5's 3x3 layers 8 x 8 took 15-20% less time
- * than 8 x 4, and on 8-wide rows 8 pixels beat 4 for both models.
+ * so a 4-wide row is not padded to 8; on 8-wide rows 8 beat 4 for Meso-4 and CNN-5); 8 channels for
+ * kernels up to 3 wide, else 4 (measurements at STRIP_TILES); and the widest workgroup the layer's
+ * threads fill STRIP_MIN_FILL times over.
  */
 export function stripDefault<C extends Candidate<Conv2dGeometry>>(family: string, g: Conv2dGeometry, cands: readonly C[]): C {
   const of = (pred: (t: StripTile) => boolean) => cands.filter((c) => pred(c.params as unknown as StripTile));
