@@ -2,7 +2,7 @@
 // is src/explain/run.ts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { closeDevice, initDevice } from '../tensor/device.js';
+import { closeDevice, initDevice, deviceName } from '../tensor/device.js';
 import { parseFlags, type Command } from './args.js';
 import { KERNEL_FLAG, KERNEL_FLAG_HELP, kernelFlag, num } from './flags.js';
 import { CAM_METHODS, CAM_TARGETS, type CamMethod, type CamTarget } from '../explain/gradcam.js';
@@ -114,7 +114,7 @@ ${KERNEL_FLAG_HELP}`,
     makeRunDir(out);
     // One writer per output folder, as for run folders.
     lockRun(out, 'ticketlab gradcam');
-    if (!values.quiet) log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
+    if (!values.quiet) log(`device: ${deviceName(dev.info)}`);
     try {
       const r = await explainRun({ run, levels, images, n, out, layer: values.layer, target, method, batch, kernels, log: values.quiet ? undefined : log });
       process.stdout.write(`${summaryText(r)}\nresults in ${out}/ (${r.files.html}, ${r.files.grid}, ${r.files.summary})\n`);
