@@ -7,6 +7,7 @@ import { randomUniform } from '../tensor/ops/random.js';
 import { writeTensor } from '../tensor/io.js';
 import * as F from '../autograd/functional.js';
 import * as FN from '../autograd/functional-nn.js';
+import { batchNormRelu, type ReluOrder } from '../autograd/fused-nn.js';
 import type { Conv2dOptions, Pair, Padding2d } from '../tensor/ops/conv.js';
 import { mapRaw } from '../tensor/ops/map.js';
 import type { SparseWeight } from '../tensor/ops/sparse.js';
@@ -141,7 +142,12 @@ export class BatchNorm2d extends Module {
     initConstant(this.runningMean, 0);
     initConstant(this.runningVar, 1);
   }
-  forward(x: Tensor): Tensor {
+  /**
+   * Batch norm of x; with `relu`, also the ReLU before it ('relu-bn': BN(relu(x))) or after it
+   * ('bn-relu': relu(BN(x))), which the planner may fuse into the BN kernels (autograd/fused-nn.ts).
+   */
+  forward(x: Tensor, relu?: ReluOrder): Tensor {
+    if (relu) return batchNormRelu(x, relu, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps);
     return FN.batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps);
   }
 }

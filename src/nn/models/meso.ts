@@ -80,13 +80,13 @@ export class Meso4 extends Module {
   /** The four conv blocks; Grad-CAM's default layer is the output of the last one. */
   features(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
     const t = tap ?? ((_: string, v: Tensor) => v);
-    let y = this.pool2.forward(this.bn1.forward(F.relu(this.conv1.forward(x))));
+    let y = this.pool2.forward(this.bn1.forward(this.conv1.forward(x), 'relu-bn'));
     y = t('block1', y);
-    y = this.pool2.forward(this.bn2.forward(F.relu(this.conv2.forward(y))));
+    y = this.pool2.forward(this.bn2.forward(this.conv2.forward(y), 'relu-bn'));
     y = t('block2', y);
-    y = this.pool2.forward(this.bn3.forward(F.relu(this.conv3.forward(y))));
+    y = this.pool2.forward(this.bn3.forward(this.conv3.forward(y), 'relu-bn'));
     y = t('block3', y);
-    y = this.pool4.forward(this.bn4.forward(F.relu(this.conv4.forward(y))));
+    y = this.pool4.forward(this.bn4.forward(this.conv4.forward(y), 'relu-bn'));
     return t('block4', y);
   }
 
@@ -151,8 +151,8 @@ export class MesoInception4 extends Module {
     const t = tap ?? ((_: string, v: Tensor) => v);
     let y = t('block1', this.pool2.forward(this.bn1.forward(this.inc1.forward(x))));
     y = t('block2', this.pool2.forward(this.bn2.forward(this.inc2.forward(y))));
-    y = t('block3', this.pool2.forward(this.bn3.forward(F.relu(this.conv3.forward(y)))));
-    return t('block4', this.pool4.forward(this.bn4.forward(F.relu(this.conv4.forward(y)))));
+    y = t('block3', this.pool2.forward(this.bn3.forward(this.conv3.forward(y), 'relu-bn')));
+    return t('block4', this.pool4.forward(this.bn4.forward(this.conv4.forward(y), 'relu-bn')));
   }
 
   forward(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {

@@ -40,7 +40,7 @@ export class BasicBlock extends Module {
         : null;
   }
   forward(x: Tensor): Tensor {
-    const y = F.relu(this.bn1.forward(this.conv1.forward(x)));
+    const y = this.bn1.forward(this.conv1.forward(x), 'bn-relu');
     const z = this.bn2.forward(this.conv2.forward(y));
     const id = this.downsample ? this.downsample.forward(x) : x;
     return F.relu(F.add(z, id));
@@ -70,7 +70,7 @@ export class ResNet18 extends Module {
   }
 
   features(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
-    let y = this.maxpool.forward(F.relu(this.bn1.forward(this.conv1.forward(x))));
+    let y = this.maxpool.forward(this.bn1.forward(this.conv1.forward(x), 'bn-relu'));
     this.layers.forEach((l, i) => {
       y = l.forward(y);
       if (tap) y = tap(`layer${i + 1}`, y);
