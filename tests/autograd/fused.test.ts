@@ -5,7 +5,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { backward, noGrad } from '../../src/autograd/tape.js';
 import * as F from '../../src/autograd/functional.js';
-import { batchNormRelu, type ReluOrder } from '../../src/autograd/fused-nn.js';
+import { batchNormMaxPool, batchNormRelu, type ReluOrder } from '../../src/autograd/fused-nn.js';
 import { fromArray, keep, tidy, queue, type Tensor } from '../../src/tensor/index.js';
 import { plan, plannerRecord, resetPlannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
 import { seededValues } from '../ref/arb.js';
@@ -169,6 +169,116 @@ for (const { norm, quads } of VARIANTS) {
     }
   }
 }
+
+/** Max pool in float64 over NCHW (padding as -inf), windows kernel k, stride s, padding pad. */
+function maxPool64(y: ArrayLike<number>, [n, c, h, w]: number[], k: number, st: number, pad: number): Float64Array {
+  const oh = Math.floor((h + 2 * pad - k) / st) + 1;
+  const ow = Math.floor((w + 2 * pad - k) / st) + 1;
+  const out = new Float64Array(n * c * oh * ow);
+  for (let pl = 0; pl < n * c; pl++)
+    for (let oy = 0; oy < oh; oy++)
+      for (let ox = 0; ox < ow; ox++) {
+        let m = -Infinity;
+        for (let ky = 0; ky < k; ky++)
+          for (let kx = 0; kx < k; kx++) {
+            const iy = oy * st - pad + ky;
+            const ix = ox * st - pad + kx;
+            if (iy >= 0 && iy < h && ix >= 0 && ix < w) m = Math.max(m, y[pl * h * w + iy * w + ix]);
+          }
+        out[(pl * oh + oy) * ow + ox] = m;
+      }
+  return out;
+}
+
+describe('batchNormMaxPool: batch norm (+ ReLU) and max pool in one pass', () => {
+  afterEach(() => setKernelOverride(null));
+  const poolArb = fc.record({ k: fc.constantFrom(2, 3), s: fc.constantFrom(1, 2), pad: fc.constantFrom(0, 1) }).filter((p) => p.pad < p.k);
+  const run = async (k: Case, order: ReluOrder | null, training: boolean, pl: { k: number; s: number; pad: number }) => {
+    const p = inputs(k);
+    const c = k.shape[1];
+    const leaf = (v: Float32Array, sh: number[]) => {
+      const t = keep(fromArray(v, sh));
+      t.requiresGrad = true;
+      return t;
+    };
+    const x = leaf(p.xs, k.shape);
+    const g = p.gamma ? leaf(p.gamma, [c]) : null;
+    const b = p.beta ? leaf(p.beta, [c]) : null;
+    const rm = keep(fromArray(p.rm, [c]));
+    const rv = keep(fromArray(p.rv, [c]));
+    let y!: Tensor;
+    let dyp!: Float32Array;
+    tidy(() => {
+      const out = batchNormMaxPool(x, order, g, b, rm, rv, training, 0.1, 1e-5, { kernel: pl.k, stride: pl.s, padding: pl.pad });
+      y = keep(out);
+      dyp = seededValues(out.size, k.seed + 7);
+      backward(F.sum(F.mul(out, fromArray(dyp, out.shape))));
+    });
+    const r = {
+      y: (await y.toArray()) as Float32Array,
+      dx: (await x.grad!.toArray()) as Float32Array,
+      dgamma: g ? ((await g.grad!.toArray()) as Float32Array) : null,
+      dbeta: b ? ((await b.grad!.toArray()) as Float32Array) : null,
+      rm: (await rm.toArray()) as Float32Array,
+      dyp,
+    };
+    for (const t of [x, g, b]) t?.grad?.dispose();
+    for (const t of [x, g, b, rm, rv, y]) t?.dispose();
+    return r;
+  };
+  for (const training of [true, false]) {
+    for (const order of [null, 'relu-bn', 'bn-relu'] as const) {
+      it(`${order ?? 'no ReLU'}, ${training ? 'training' : 'eval'}: float64 forward, finite differences, and the unfused chain`, async () => {
+        await fc.assert(
+          fc.asyncProperty(caseArb(false), poolArb, async (k, pl) => {
+            if (k.shape[2] + 2 * pl.pad < pl.k || k.shape[3] + 2 * pl.pad < pl.k) return;
+            setKernelOverride('fused:fused');
+            const a = await run(k, order, training, pl);
+            setKernelOverride('fused:unfused');
+            const u = await run(k, order, training, pl);
+            const what = `${JSON.stringify(k)} ${JSON.stringify(pl)}`;
+            // Same BN expressions and tie rule: the forward is the chain's bit for bit.
+            expect(sameBits(a.y, u.y), `y ${what}`).toBe(true);
+            expect(sameBits(a.rm, u.rm), `running mean ${what}`).toBe(true);
+            for (const f of ['dx', 'dgamma', 'dbeta'] as const) if (a[f]) expectNear(a[f]!, u[f]!, 1e-6, `${f} fused vs unfused ${what}`);
+            const p = inputs(k);
+            const o: ReluOrder = order ?? 'relu-bn';
+            const fwd = (xv: ArrayLike<number>, gv: ArrayLike<number> | null, bv: ArrayLike<number> | null) => {
+              const bn = order ? ref(k, o, training, xv, gv, bv).y : (training ? bnTrainRef(xv, k.shape[0], k.shape[1], k.shape[2] * k.shape[3], gv, bv, p.rm, p.rv, 0.1, 1e-5).y : bnEvalRef(xv, k.shape[0], k.shape[1], k.shape[2] * k.shape[3], gv, bv, p.rm, p.rv, 1e-5));
+              return maxPool64(bn, k.shape, pl.k, pl.s, pl.pad);
+            };
+            expectNear(a.y, fwd(p.xs, p.gamma, p.beta), 3e-5, `y vs float64 ${what}`);
+            const coords = sampleCoords(p.xs.length, 8, k.seed);
+            const fx = finiteDiff((xv) => fwd(xv, p.gamma, p.beta), p.xs, a.dyp, coords, 1e-5);
+            expectNear(coords.map((i) => a.dx[i]), fx, 3e-4, `dx vs finite differences ${what}`);
+            if (k.affine) {
+              const all = [...Array(k.shape[1]).keys()];
+              expectNear(a.dgamma!, finiteDiff((gv) => fwd(p.xs, gv, p.beta), p.gamma!, a.dyp, all), 2e-4, `dgamma ${what}`);
+              expectNear(a.dbeta!, finiteDiff((bv) => fwd(p.xs, p.gamma, bv), p.beta!, a.dyp, all), 2e-4, `dbeta ${what}`);
+            }
+          }),
+          { numRuns: 6 },
+        );
+      });
+    }
+  }
+
+  it('fused, the BN output is neither written nor read: one dispatch and two activations fewer', async () => {
+    const k: Case = { shape: [4, 8, 16, 16], affine: true, seed: 5 };
+    const count = async (spec: string) => {
+      setKernelOverride(spec);
+      queue.startCount();
+      await run(k, 'relu-bn', true, { k: 2, s: 2, pad: 0 });
+      const rows = queue.stopCount();
+      return { dispatches: rows.reduce((s, r) => s + r.calls, 0), bytes: rows.reduce((s, r) => s + r.bytesRead + r.bytesWritten, 0) };
+    };
+    const fused = await count('fused:fused');
+    const bnOnly = await count('fused.bn-relu:fused,fused.bn-pool:unfused');
+    expect(bnOnly.dispatches - fused.dispatches).toBe(1);
+    // The BN output (4 x 8 x 16 x 16 floats) written by the apply kernel and read by the pool.
+    expect(bnOnly.bytes - fused.bytes).toBe(2 * 4 * 4 * 8 * 256);
+  });
+});
 
 describe('planner: fused and unfused are candidates of one family', () => {
   it('the static rule fuses; fused:unfused forces the separate kernels, and the choice is recorded', () => {

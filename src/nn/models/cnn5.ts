@@ -31,7 +31,7 @@ export class CNN5 extends Module {
   features(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
     let y = x;
     for (let i = 0; i < this.convs.length; i++) {
-      y = this.pool.forward(this.bns[i].forward(this.convs[i].forward(y), 'bn-relu'));
+      y = this.bns[i].forward(this.convs[i].forward(y), 'bn-relu', this.pool);
       if (tap) y = tap(`block${i + 1}`, y);
     }
     return y;

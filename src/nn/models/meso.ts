@@ -80,13 +80,13 @@ export class Meso4 extends Module {
   /** The four conv blocks; Grad-CAM's default layer is the output of the last one. */
   features(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
     const t = tap ?? ((_: string, v: Tensor) => v);
-    let y = this.pool2.forward(this.bn1.forward(this.conv1.forward(x), 'relu-bn'));
+    let y = this.bn1.forward(this.conv1.forward(x), 'relu-bn', this.pool2);
     y = t('block1', y);
-    y = this.pool2.forward(this.bn2.forward(this.conv2.forward(y), 'relu-bn'));
+    y = this.bn2.forward(this.conv2.forward(y), 'relu-bn', this.pool2);
     y = t('block2', y);
-    y = this.pool2.forward(this.bn3.forward(this.conv3.forward(y), 'relu-bn'));
+    y = this.bn3.forward(this.conv3.forward(y), 'relu-bn', this.pool2);
     y = t('block3', y);
-    y = this.pool4.forward(this.bn4.forward(this.conv4.forward(y), 'relu-bn'));
+    y = this.bn4.forward(this.conv4.forward(y), 'relu-bn', this.pool4);
     return t('block4', y);
   }
 
@@ -149,10 +149,10 @@ export class MesoInception4 extends Module {
 
   features(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
     const t = tap ?? ((_: string, v: Tensor) => v);
-    let y = t('block1', this.pool2.forward(this.bn1.forward(this.inc1.forward(x))));
-    y = t('block2', this.pool2.forward(this.bn2.forward(this.inc2.forward(y))));
-    y = t('block3', this.pool2.forward(this.bn3.forward(this.conv3.forward(y), 'relu-bn')));
-    return t('block4', this.pool4.forward(this.bn4.forward(this.conv4.forward(y), 'relu-bn')));
+    let y = t('block1', this.bn1.forward(this.inc1.forward(x), null, this.pool2));
+    y = t('block2', this.bn2.forward(this.inc2.forward(y), null, this.pool2));
+    y = t('block3', this.bn3.forward(this.conv3.forward(y), 'relu-bn', this.pool2));
+    return t('block4', this.bn4.forward(this.conv4.forward(y), 'relu-bn', this.pool4));
   }
 
   forward(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {

@@ -70,7 +70,7 @@ export class ResNet18 extends Module {
   }
 
   features(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
-    let y = this.maxpool.forward(this.bn1.forward(this.conv1.forward(x), 'bn-relu'));
+    let y = this.bn1.forward(this.conv1.forward(x), 'bn-relu', this.maxpool);
     this.layers.forEach((l, i) => {
       y = l.forward(y);
       if (tap) y = tap(`layer${i + 1}`, y);

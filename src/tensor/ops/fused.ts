@@ -5,11 +5,17 @@
 //   fused.bn-relu  batch norm with a ReLU on its input (Meso: conv -> ReLU -> BN) or its output
 //                  (CNN-5, ResNet: conv -> BN -> ReLU), forward and backward (the NormAct of
 //                  shaders/norm.ts; autograd/fused-nn.ts composes or fuses);
+//   fused.bn-pool  batch norm (with its ReLU, if any) and the max pool after it: the BN output of
+//                  each window computed as it is pooled (shaders/fused-pool.ts), never stored;
 //   fused.bce      BCE-with-logits and its mean in one kernel (shaders/fused-loss.ts).
 // Fusing only removes passes over memory, never changes the arithmetic's expressions, so both
 // candidates agree within float32 rounding (the ReLU-before-BN fusion bit for bit); the static rule
 // takes the fused kernel on every adapter: it moves fewer bytes in fewer dispatches.
 import { bceMeanKernel, LOSS_UNIFORM } from '../../shaders/fused-loss.js';
+import { BN_POOL_UNIFORM, BN_POOL_WG, bnMaxPoolKernel } from '../../shaders/fused-pool.js';
+import { gridFor } from '../../shaders/kernel.js';
+import { checkForward, type NormAct } from './norm.js';
+import { pool2dGeometry, type MaxPoolResult, type Pool2dOptions } from './pool.js';
 import { cachedKernel, log2Class, plan, registerCandidates, registerFamily } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, type Tensor } from '../tensor.js';
@@ -39,6 +45,67 @@ registerCandidates<BnReluGeom>('fused.bn-relu', [{ variant: 'fused' }, { variant
 /** Whether batch norm and its ReLU run fused for this geometry (the planner's choice). */
 export function fuseBnRelu(g: BnReluGeom): boolean {
   return plan<BnReluGeom>('fused.bn-relu', g).variant === 'fused';
+}
+
+export interface BnPoolGeom {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  relu: ReluOrder | 'none';
+  training: boolean;
+}
+
+registerFamily<BnPoolGeom>({
+  family: 'fused.bn-pool',
+  about: 'batch norm (+ ReLU) then max pool: the BN output computed per window as it is pooled, or a BN apply kernel and a pool kernel',
+  shapeClass: (g) => `${g.kh}x${g.kw}s${g.sh}x${g.sw} ${g.relu} ${g.training ? 'train' : 'eval'}`,
+  defaultRule: (_g, _dev, cands) => fusedFirst(cands),
+  describe: (g) => `n${g.n} c${g.c} ${g.h}x${g.w} pool ${g.kh}x${g.kw}/${g.sh}x${g.sw} ${g.relu}${g.training ? '' : ' eval'}`,
+});
+registerCandidates<BnPoolGeom>('fused.bn-pool', [{ variant: 'fused' }, { variant: 'unfused' }]);
+
+/** Whether batch norm (+ ReLU) and the max pool after it run fused (the planner's choice). */
+export function fuseBnPool(g: BnPoolGeom): boolean {
+  return plan<BnPoolGeom>('fused.bn-pool', g).variant === 'fused';
+}
+
+/**
+ * Max pool of batch norm's output without storing it: y = maxpool(BN(x)) with the fused ReLU `act`,
+ * given the per-channel mean and invstd (training) or the running mean and variance (`fromVar`, eval).
+ * idx as maxPool2dForward's (positions in x's planes), so maxPool2dBackward routes dy to x's shape.
+ */
+export function bnMaxPoolForward(
+  x: Tensor,
+  gamma: Tensor | null,
+  beta: Tensor | null,
+  mean: Tensor,
+  scale: Tensor,
+  fromVar: boolean,
+  act: NormAct,
+  eps: number,
+  pool: Pool2dOptions,
+): MaxPoolResult {
+  const { affine } = checkForward(x, gamma, beta, mean, scale);
+  const g = pool2dGeometry(x.shape, pool);
+  const shape = [g.n, g.c, g.oh, g.ow];
+  const y = empty(shape);
+  const idx = empty(shape, 'i32');
+  const k = cachedKernel(`fused|bn-pool|${affine}|${fromVar}|${+act.pre}${+act.post}`, () => bnMaxPoolKernel(affine, fromVar, act));
+  const total = y.size;
+  const p = BN_POOL_UNIFORM.pack({ total, c: g.c, h: g.h, w: g.w, oh: g.oh, ow: g.ow, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw, pt: g.pt, pl: g.pl, eps });
+  const bufs = [x, mean, scale, ...(affine ? [gamma!, beta!] : []), y, idx].map((t) => ({ buffer: t.buf }));
+  queue.dispatch(k, bufs, p, gridFor(total, BN_POOL_WG), () => ({
+    op: 'bn.pool',
+    variant: 'fused',
+    shape: `n${g.n} c${g.c} ${g.h}x${g.w} k${g.kh}x${g.kw} s${g.sh}x${g.sw}`,
+    flops: x.size * 4,
+  }));
+  return { y, idx };
 }
 
 export interface LossGeom {

@@ -185,7 +185,7 @@ export interface BatchNormTrainResult {
 }
 
 /** Validates a forward call's operands (one-line errors naming the operand); returns its geometry. */
-function checkForward(x: Tensor, gamma: Tensor | null, beta: Tensor | null, runningMean: Tensor | null, runningVar: Tensor | null): { cg: ChanGeom; affine: boolean } {
+export function checkForward(x: Tensor, gamma: Tensor | null, beta: Tensor | null, runningMean: Tensor | null, runningVar: Tensor | null): { cg: ChanGeom; affine: boolean } {
   if (x.dtype !== 'f32') throw new Error(`batch norm: input must be f32, got ${x.dtype}`);
   const cg = channelGeometry(x.shape);
   const affine = checkAffine(gamma, beta);
@@ -194,6 +194,32 @@ function checkForward(x: Tensor, gamma: Tensor | null, beta: Tensor | null, runn
   checkVec(runningMean, cg.c, 'running mean');
   checkVec(runningVar, cg.c, 'running var');
   return { cg, affine };
+}
+
+/**
+ * The batch statistics of training-mode batch norm (of relu(x) with a fused pre-ReLU): mean and invstd
+ * per channel, and the running statistics updated IN PLACE when given (see batchNormTrainForward).
+ */
+export function batchNormTrainStats(
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  momentum = 0.1,
+  eps = 1e-5,
+  act: NormAct = NO_ACT,
+): { mean: Tensor; invstd: Tensor } {
+  const { cg } = checkForward(x, null, null, runningMean, runningVar);
+  if (!!runningMean !== !!runningVar) throw new Error('batch norm: pass both running mean and running var or neither');
+  if (cg.cnt < 2) throw new Error(`batch norm: training needs more than 1 value per channel, input ${shapeStr(x.shape)}`);
+  const mean = empty([cg.c]);
+  const invstd = empty([cg.c]);
+  const parts = partials('stats', cg, [x], act);
+  const running = !!runningMean;
+  const fk = cached(`fin|${running}`, () => bnStatsFinalizeKernel(running));
+  const fb = [parts, mean, invstd, ...(running ? [runningMean!, runningVar!] : [])];
+  queue.dispatch(fk, fb.map((t) => ({ buffer: t.buf })), params(cg, 0, momentum, eps), gridFor(cg.c, FINALIZE_WG));
+  parts.dispose();
+  return { mean, invstd };
 }
 
 /**
@@ -212,17 +238,8 @@ export function batchNormTrainForward(
   act: NormAct = NO_ACT,
 ): BatchNormTrainResult {
   const { cg, affine } = checkForward(x, gamma, beta, runningMean, runningVar);
-  if (!!runningMean !== !!runningVar) throw new Error('batch norm: pass both running mean and running var or neither');
-  if (cg.cnt < 2) throw new Error(`batch norm: training needs more than 1 value per channel, input ${shapeStr(x.shape)}`);
-  const mean = empty([cg.c]);
-  const invstd = empty([cg.c]);
+  const { mean, invstd } = batchNormTrainStats(x, runningMean, runningVar, momentum, eps, act);
   const y = empty(x.shape);
-  const parts = partials('stats', cg, [x], act);
-  const running = !!runningMean;
-  const fk = cached(`fin|${running}`, () => bnStatsFinalizeKernel(running));
-  const fb = [parts, mean, invstd, ...(running ? [runningMean!, runningVar!] : [])];
-  queue.dispatch(fk, fb.map((t) => ({ buffer: t.buf })), params(cg, 0, momentum, eps), gridFor(cg.c, FINALIZE_WG));
-  parts.dispose();
   const vec = applyVec(cg);
   const ak = cached(`apply|${affine}|false|${vec}${actKey(act)}`, () => bnApplyKernel(affine, false, vec, act));
   const ab = [x, mean, invstd, ...(affine ? [gamma!, beta!] : []), y];
