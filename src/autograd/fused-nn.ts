@@ -3,7 +3,7 @@
 // paths are interchangeable per run and comparable in one process.
 import { keep, type Tensor } from '../tensor/tensor.js';
 import { batchNormBackward, batchNormEvalBackward, batchNormTrainStats, channelGeometry, type BatchNormGrads, type NormAct } from '../tensor/ops/norm.js';
-import { bnMaxPoolForward, fuseBnPool, fuseBnRelu, type ReluOrder } from '../tensor/ops/fused.js';
+import { bnMaxPoolForward, bnPoolPlan, fuseBnRelu, type ReluOrder } from '../tensor/ops/fused.js';
 import { maxPool2dBackward, pool2dGeometry, type Pool2dOptions } from '../tensor/ops/pool.js';
 import { batchNorm2d, bnInputGrads, maxPool2d } from './functional-nn.js';
 import { relu } from './functional.js';
@@ -55,8 +55,10 @@ export function batchNormMaxPool(
   pool: MaxPoolArgs,
 ): Tensor {
   const pg = pool2dGeometry(x.shape, pool);
-  const g = { n: pg.n, c: pg.c, h: pg.h, w: pg.w, kh: pg.kh, kw: pg.kw, sh: pg.sh, sw: pg.sw, relu: order ?? ('none' as const), training };
-  if (!fuseBnPool(g)) {
+  const pad = pg.pt + pg.pl + pg.pb + pg.pr;
+  const g = { n: pg.n, c: pg.c, h: pg.h, w: pg.w, kh: pg.kh, kw: pg.kw, sh: pg.sh, sw: pg.sw, pad, relu: order ?? ('none' as const), training };
+  const walk = bnPoolPlan(g);
+  if (walk === 'unfused') {
     const y = order ? batchNormRelu(x, order, weight, bias, runningMean, runningVar, training, momentum, eps) : batchNorm2d(x, weight, bias, runningMean, runningVar, training, momentum, eps);
     return maxPool2d(y, pool.kernel, pool.stride ?? pool.kernel, pool.padding ?? 0);
   }
@@ -72,11 +74,11 @@ export function batchNormMaxPool(
   };
   if (training) {
     const { mean, invstd } = batchNormTrainStats(x, runningMean, runningVar, momentum, eps, act);
-    const { y, idx } = bnMaxPoolForward(x, weight, bias, mean, invstd, false, act, eps, opts);
+    const { y, idx } = bnMaxPoolForward(x, weight, bias, mean, invstd, false, act, eps, opts, walk);
     const rule = (gy: Tensor) => through(gy, idx, (dy) => batchNormBackward(dy, x, weight, mean, invstd, act, bias));
     return record('batch_norm_max_pool', y, inputs, rule, [keep(mean), keep(invstd), keep(idx)]);
   }
-  const { y, idx } = bnMaxPoolForward(x, weight, bias, runningMean, runningVar, true, act, eps, opts);
+  const { y, idx } = bnMaxPoolForward(x, weight, bias, runningMean, runningVar, true, act, eps, opts, walk);
   const rule = (gy: Tensor) => through(gy, idx, (dy) => batchNormEvalBackward(dy, x, weight, runningMean, runningVar, eps, act, bias));
   return record('batch_norm_max_pool_eval', y, inputs, rule, [keep(idx)]);
 }

@@ -275,33 +275,8 @@ export function poolBackwardCellsKernel(kind: 'max' | 'avg', includePad = true):
  * the same first-maximum argmax. params.total = planes * oh * (W / 4).
  */
 export function maxPoolQuadKernel(dir: 'fwd' | 'bwd', kw: 2 | 4): Kernel {
-  const per = 4 / kw;
-  const js = Array.from({ length: per }, (_, j) => j);
   const name = `max_pool2d_${dir}_quad${kw}`;
-  const comps = ['x', 'y', 'z', 'w'];
-  const index = `  let QW = p.w / 4u;
-  let rows = p.oh * QW;
-  let pl_ = i / rows;
-  let r = i - pl_ * rows;
-  let oy = r / QW;
-  let qx = r - oy * QW;
-  let y0 = oy * p.sh;
-  let base4 = pl_ * p.h * QW + qx;
-  let o = pl_ * p.oh * p.ow + oy * p.ow + qx * ${per}u;`;
   if (dir === 'fwd') {
-    // Window j of the quad covers components j * kw .. j * kw + kw - 1.
-    const first = js
-      .map((j) => {
-        const c0 = j * kw;
-        const rest = Array.from({ length: kw - 1 }, (_, k) => c0 + k + 1)
-          .map((c) => `  if (v0.${comps[c]} > b${j}) { b${j} = v0.${comps[c]}; i${j} = at0 + ${c}; }`)
-          .join('\n');
-        return `  var b${j} = v0.${comps[c0]};\n  var i${j} = at0 + ${c0};\n${rest}`;
-      })
-      .join('\n');
-    const more = js
-      .flatMap((j) => Array.from({ length: kw }, (_, k) => j * kw + k).map((c) => `    if (v.${comps[c]} > b${j}) { b${j} = v.${comps[c]}; i${j} = at + ${c}; }`))
-      .join('\n');
     const code = `${HEAD(
       name,
       `@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
@@ -309,21 +284,14 @@ export function maxPoolQuadKernel(dir: 'fwd' | 'bwd', kw: 2 | 4): Kernel {
 @group(0) @binding(2) var<storage, read_write> idx: array<i32>;
 @group(0) @binding(3) var<uniform> p: P;`,
     )}
-${index}
-  let v0 = x[base4 + y0 * QW];
-  let at0 = i32(y0 * p.w + qx * 4u);
-${first}
-  for (var ky = 1u; ky < p.kh; ky++) {
-    let iy = y0 + ky;
-    let v = x[base4 + iy * QW];
-    let at = i32(iy * p.w + qx * 4u);
-${more}
-  }
-${js.map((j) => `  y[o + ${j}u] = b${j};\n  idx[o + ${j}u] = i${j};`).join('\n')}
+${quadMaxForwardBody(kw)}
 }
 `;
     return { name, code, bindings: ['read', 'write', 'write', 'uniform'] };
   }
+  const per = 4 / kw;
+  const js = Array.from({ length: per }, (_, j) => j);
+  const index = quadIndex(per);
   const lanes = [0, 1, 2, 3].map((c) => {
     const j = Math.floor(c / kw);
     return `select(0.0, g${j}, i${j} == at + ${c})`;
@@ -346,3 +314,52 @@ ${js.map((j) => `  let g${j} = dy[o + ${j}u];\n  let i${j} = idx[o + ${j}u];`).j
 `;
   return { name, code, bindings: ['read', 'read', 'write', 'uniform'] };
 }
+
+/** Thread i's (plane, output row, quad) of the row-quad kernels, its first input quad and first output. */
+function quadIndex(per: number): string {
+  return `  let QW = p.w / 4u;
+  let rows = p.oh * QW;
+  let pl_ = i / rows;
+  let r = i - pl_ * rows;
+  let oy = r / QW;
+  let qx = r - oy * QW;
+  let y0 = oy * p.sh;
+  let base4 = pl_ * p.h * QW + qx;
+  let o = pl_ * p.oh * p.ow + oy * p.ow + qx * ${per}u;`;
+}
+
+/**
+ * The row-quad max pool forward after thread index i (see maxPoolQuadKernel): each input quad is
+ * read as `load(a)` (default x[a]; shaders/fused-pool.ts computes batch norm there), then compared
+ * in row-major window order; writes y and idx. Needs p.w, p.h, p.oh, p.ow, p.sh, p.kh.
+ */
+export function quadMaxForwardBody(kw: 2 | 4, load: (a: string) => string = (a) => `x[${a}]`): string {
+  const per = 4 / kw;
+  const js = Array.from({ length: per }, (_, j) => j);
+  const comps = ['x', 'y', 'z', 'w'];
+  // Window j of the quad covers components j * kw .. j * kw + kw - 1.
+  const first = js
+    .map((j) => {
+      const c0 = j * kw;
+      const rest = Array.from({ length: kw - 1 }, (_, k) => c0 + k + 1)
+        .map((c) => `  if (v0.${comps[c]} > b${j}) { b${j} = v0.${comps[c]}; i${j} = at0 + ${c}; }`)
+        .join('\n');
+      return `  var b${j} = v0.${comps[c0]};\n  var i${j} = at0 + ${c0};\n${rest}`;
+    })
+    .join('\n');
+  const more = js
+    .flatMap((j) => Array.from({ length: kw }, (_, k) => j * kw + k).map((c) => `    if (v.${comps[c]} > b${j}) { b${j} = v.${comps[c]}; i${j} = at + ${c}; }`))
+    .join('\n');
+  return `${quadIndex(per)}
+  let v0 = ${load('base4 + y0 * QW')};
+  let at0 = i32(y0 * p.w + qx * 4u);
+${first}
+  for (var ky = 1u; ky < p.kh; ky++) {
+    let iy = y0 + ky;
+    let v = ${load('base4 + iy * QW')};
+    let at = i32(iy * p.w + qx * 4u);
+${more}
+  }
+${js.map((j) => `  y[o + ${j}u] = b${j};\n  idx[o + ${j}u] = i${j};`).join('\n')}`;
+}
+

@@ -7,7 +7,7 @@ import { backward, noGrad } from '../../src/autograd/tape.js';
 import * as F from '../../src/autograd/functional.js';
 import { batchNormMaxPool, batchNormRelu, type ReluOrder } from '../../src/autograd/fused-nn.js';
 import { fromArray, keep, tidy, queue, type Tensor } from '../../src/tensor/index.js';
-import { plan, plannerRecord, resetPlannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
+import { deviceTraits, plan, plannerRecord, resetPlannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
 import { seededValues } from '../ref/arb.js';
 import { bnEvalRef, bnTrainRef, expectNear, finiteDiff, sameBits, sampleCoords } from '../ref/conv-ref.js';
 
@@ -226,13 +226,19 @@ describe('batchNormMaxPool: batch norm (+ ReLU) and max pool in one pass', () =>
     for (const t of [x, g, b, rm, rv, y]) t?.dispose();
     return r;
   };
+  // Row-quad geometry: windows k x k, stride k, no padding, W % 4 == 0 and H % k == 0.
+  const quadArb = fc
+    .tuple(caseArb(true), fc.constantFrom(2, 4))
+    .map(([k, q]) => ({ k: { ...k, shape: [k.shape[0], k.shape[1], q * Math.ceil(k.shape[2] / q), k.shape[3]] }, pl: { k: q, s: q, pad: 0 } }));
+  const windowArb = fc.tuple(caseArb(false), poolArb).map(([k, pl]) => ({ k, pl }));
+  for (const walk of ['window', 'quad'] as const)
   for (const training of [true, false]) {
     for (const order of [null, 'relu-bn', 'bn-relu'] as const) {
-      it(`${order ?? 'no ReLU'}, ${training ? 'training' : 'eval'}: float64 forward, finite differences, and the unfused chain`, async () => {
+      it(`${walk}, ${order ?? 'no ReLU'}, ${training ? 'training' : 'eval'}: float64 forward, finite differences, and the unfused chain`, async () => {
         await fc.assert(
-          fc.asyncProperty(caseArb(false), poolArb, async (k, pl) => {
+          fc.asyncProperty(walk === 'quad' ? quadArb : windowArb, async ({ k, pl }) => {
             if (k.shape[2] + 2 * pl.pad < pl.k || k.shape[3] + 2 * pl.pad < pl.k) return;
-            setKernelOverride('fused:fused');
+            setKernelOverride(`fused:fused,fused.bn-pool:fused:${walk}`);
             const a = await run(k, order, training, pl);
             setKernelOverride('fused:unfused');
             const u = await run(k, order, training, pl);
@@ -257,11 +263,17 @@ describe('batchNormMaxPool: batch norm (+ ReLU) and max pool in one pass', () =>
               expectNear(a.dbeta!, finiteDiff((bv) => fwd(p.xs, p.gamma, bv), p.beta!, a.dyp, all), 2e-4, `dbeta ${what}`);
             }
           }),
-          { numRuns: 6 },
+          { numRuns: 5 },
         );
       });
     }
   }
+
+  it('software adapters walk row quads where the windows tile vec4 rows', () => {
+    const g = { n: 2, c: 8, h: 32, w: 32, kh: 2, kw: 2, sh: 2, sw: 2, pad: 0, relu: 'relu-bn' as const, training: true };
+    expect(plan('fused.bn-pool', g).id).toBe(deviceTraits().isSoftware ? 'fused:quad' : 'fused:window');
+    expect(plan('fused.bn-pool', { ...g, kh: 3, kw: 3 }).id).toBe('fused:window');
+  });
 
   it('fused, the BN output is neither written nor read: one dispatch and two activations fewer', async () => {
     const k: Case = { shape: [4, 8, 16, 16], affine: true, seed: 5 };

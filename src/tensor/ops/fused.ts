@@ -12,10 +12,10 @@
 // candidates agree within float32 rounding (the ReLU-before-BN fusion bit for bit); the static rule
 // takes the fused kernel on every adapter: it moves fewer bytes in fewer dispatches.
 import { bceMeanKernel, LOSS_UNIFORM } from '../../shaders/fused-loss.js';
-import { BN_POOL_UNIFORM, BN_POOL_WG, bnMaxPoolKernel } from '../../shaders/fused-pool.js';
+import { BN_POOL_UNIFORM, BN_POOL_WG, bnMaxPoolKernel, bnMaxPoolQuadKernel } from '../../shaders/fused-pool.js';
 import { gridFor } from '../../shaders/kernel.js';
 import { checkForward, type NormAct } from './norm.js';
-import { pool2dGeometry, type MaxPoolResult, type Pool2dOptions } from './pool.js';
+import { pool2dGeometry, quadPoolSuits, type MaxPoolResult, type Pool2dOptions } from './pool.js';
 import { cachedKernel, log2Class, plan, registerCandidates, registerFamily } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, type Tensor } from '../tensor.js';
@@ -56,6 +56,8 @@ export interface BnPoolGeom {
   kw: number;
   sh: number;
   sw: number;
+  /** Whether any side is padded (the quad walk needs none). */
+  pad: number;
   relu: ReluOrder | 'none';
   training: boolean;
 }
@@ -63,15 +65,22 @@ export interface BnPoolGeom {
 registerFamily<BnPoolGeom>({
   family: 'fused.bn-pool',
   about: 'batch norm (+ ReLU) then max pool: the BN output computed per window as it is pooled, or a BN apply kernel and a pool kernel',
-  shapeClass: (g) => `${g.kh}x${g.kw}s${g.sh}x${g.sw} ${g.relu} ${g.training ? 'train' : 'eval'}`,
-  defaultRule: (_g, _dev, cands) => fusedFirst(cands),
+  shapeClass: (g) => `${g.kh}x${g.kw}s${g.sh}x${g.sw}${g.pad ? ' pad' : ''}|${g.h}x${g.w} ${g.relu} ${g.training ? 'train' : 'eval'}`,
+  defaultRule: (_g, dev, cands) => (dev.isSoftware ? cands.find((c) => c.tile === 'quad') : undefined) ?? fusedFirst(cands),
   describe: (g) => `n${g.n} c${g.c} ${g.h}x${g.w} pool ${g.kh}x${g.kw}/${g.sh}x${g.sw} ${g.relu}${g.training ? '' : ' eval'}`,
 });
-registerCandidates<BnPoolGeom>('fused.bn-pool', [{ variant: 'fused' }, { variant: 'unfused' }]);
+// The tile says how the fused kernel walks: a thread per window, or (software adapters) by row quads
+// where the windows tile whole vec4 rows (the plain pool's quad rule).
+registerCandidates<BnPoolGeom>('fused.bn-pool', [
+  { variant: 'fused', tile: 'window' },
+  { variant: 'fused', tile: 'quad', suits: (g) => g.pad === 0 && quadPoolSuits({ ...g, pt: 0, pl: 0, pb: 0, pr: 0, oh: g.h / g.sh, ow: g.w / g.sw }) },
+  { variant: 'unfused' },
+]);
 
-/** Whether batch norm (+ ReLU) and the max pool after it run fused (the planner's choice). */
-export function fuseBnPool(g: BnPoolGeom): boolean {
-  return plan<BnPoolGeom>('fused.bn-pool', g).variant === 'fused';
+/** How batch norm (+ ReLU) and the max pool after it run: the planner's choice ('unfused', or the fused kernel's walk). */
+export function bnPoolPlan(g: BnPoolGeom): 'unfused' | 'window' | 'quad' {
+  const p = plan<BnPoolGeom>('fused.bn-pool', g);
+  return p.variant === 'unfused' ? 'unfused' : p.tile === 'quad' ? 'quad' : 'window';
 }
 
 /**
@@ -89,19 +98,23 @@ export function bnMaxPoolForward(
   act: NormAct,
   eps: number,
   pool: Pool2dOptions,
+  walk: 'window' | 'quad' = 'window',
 ): MaxPoolResult {
   const { affine } = checkForward(x, gamma, beta, mean, scale);
   const g = pool2dGeometry(x.shape, pool);
   const shape = [g.n, g.c, g.oh, g.ow];
   const y = empty(shape);
   const idx = empty(shape, 'i32');
-  const k = cachedKernel(`fused|bn-pool|${affine}|${fromVar}|${+act.pre}${+act.post}`, () => bnMaxPoolKernel(affine, fromVar, act));
-  const total = y.size;
+  const quad = walk === 'quad';
+  if (quad && !quadPoolSuits(g)) throw new Error(`bn max pool: the row-quad walk does not suit ${g.kh}x${g.kw}/${g.sh}x${g.sw} over ${g.h}x${g.w}`);
+  const key = `fused|bn-pool|${walk}${g.kw}|${affine}|${fromVar}|${+act.pre}${+act.post}`;
+  const k = cachedKernel(key, () => (quad ? bnMaxPoolQuadKernel(affine, fromVar, act, g.kw as 2 | 4) : bnMaxPoolKernel(affine, fromVar, act)));
+  const total = quad ? g.n * g.c * g.oh * (g.w / 4) : y.size;
   const p = BN_POOL_UNIFORM.pack({ total, c: g.c, h: g.h, w: g.w, oh: g.oh, ow: g.ow, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw, pt: g.pt, pl: g.pl, eps });
   const bufs = [x, mean, scale, ...(affine ? [gamma!, beta!] : []), y, idx].map((t) => ({ buffer: t.buf }));
   queue.dispatch(k, bufs, p, gridFor(total, BN_POOL_WG), () => ({
     op: 'bn.pool',
-    variant: 'fused',
+    variant: `fused:${walk}`,
     shape: `n${g.n} c${g.c} ${g.h}x${g.w} k${g.kh}x${g.kw} s${g.sh}x${g.sw}`,
     flops: x.size * 4,
   }));
