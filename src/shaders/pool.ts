@@ -49,14 +49,27 @@ export function maxPoolForwardKernel(): Kernel {
 @group(0) @binding(2) var<storage, read_write> idx: array<i32>;
 @group(0) @binding(3) var<uniform> p: P;`,
   )}
-  let P_ = p.oh * p.ow;
+${windowMaxForwardBody()}
+}
+`;
+  return { name: 'max_pool2d_fwd', code, bindings: ['read', 'write', 'write', 'uniform'] };
+}
+
+/**
+ * The one-thread-per-window max pool forward after thread index i (see maxPoolForwardKernel): input
+ * elements are read as `load(a)` (default x[a]; shaders/fused-pool.ts computes batch norm there),
+ * after `setup` (which may use the plane index pl_); writes y and idx. Needs p.oh, p.ow, p.h, p.w,
+ * p.kh, p.kw, p.sh, p.sw, p.pt, p.pl.
+ */
+export function windowMaxForwardBody(load: (a: string) => string = (a) => `x[${a}]`, setup = ''): string {
+  return `  let P_ = p.oh * p.ow;
   let pl_ = i / P_;
   let q = i - pl_ * P_;
   let oy = q / p.ow;
   let ox = q - oy * p.ow;
   let y0 = i32(oy * p.sh) - p.pt;
   let x0 = i32(ox * p.sw) - p.pl;
-  let base = pl_ * p.h * p.w;
+  let base = pl_ * p.h * p.w;${setup}
   var best = -3.4028234663852886e38; // -FLT_MAX: a -inf literal is not a valid WGSL constant
   var bi = -1i;
   for (var ky = 0u; ky < p.kh; ky++) {
@@ -66,7 +79,7 @@ export function maxPoolForwardKernel(): Kernel {
       let ix = x0 + i32(kx);
       if (ix < 0 || ix >= i32(p.w)) { continue; }
       let at = iy * i32(p.w) + ix;
-      let v = x[base + u32(at)];
+      let v = ${load('base + u32(at)')};
       if (bi < 0 || v > best) {
         best = v;
         bi = at;
@@ -74,10 +87,7 @@ export function maxPoolForwardKernel(): Kernel {
     }
   }
   y[i] = best;
-  idx[i] = bi;
-}
-`;
-  return { name: 'max_pool2d_fwd', code, bindings: ['read', 'write', 'write', 'uniform'] };
+  idx[i] = bi;`;
 }
 
 /** Window range [lo, hi] of outputs along one axis whose window covers input t (padded coordinate). */

@@ -56,8 +56,10 @@ function inputs(k: Case) {
   };
 }
 
-/** y, and the gradients of sum(y * dy), through autograd. */
-async function runOp(k: Case, order: ReluOrder, training: boolean): Promise<Run> {
+type BnOp = (x: Tensor, g: Tensor | null, b: Tensor | null, rm: Tensor, rv: Tensor) => Tensor;
+
+/** y, and the gradients of sum(y * dy) through autograd, of an op on the case's inputs; dy is drawn for y's size. */
+async function runWith(k: Case, op: BnOp, dyFor: (size: number) => Float32Array): Promise<Run & { dy: Float32Array }> {
   const p = inputs(k);
   const c = k.shape[1];
   const leaf = (v: Float32Array, s: number[]) => {
@@ -71,22 +73,29 @@ async function runOp(k: Case, order: ReluOrder, training: boolean): Promise<Run>
   const rm = keep(fromArray(p.rm, [c]));
   const rv = keep(fromArray(p.rv, [c]));
   let y!: Tensor;
+  let dy!: Float32Array;
   tidy(() => {
-    const out = batchNormRelu(x, order, g, b, rm, rv, training, 0.1, 1e-5);
+    const out = op(x, g, b, rm, rv);
     y = keep(out);
-    backward(F.sum(F.mul(out, fromArray(p.dys, k.shape))));
+    dy = dyFor(out.size);
+    backward(F.sum(F.mul(out, fromArray(dy, out.shape))));
   });
-  const r: Run = {
+  const r = {
     y: (await y.toArray()) as Float32Array,
     dx: (await x.grad!.toArray()) as Float32Array,
     dgamma: g ? ((await g.grad!.toArray()) as Float32Array) : null,
     dbeta: b ? ((await b.grad!.toArray()) as Float32Array) : null,
     rm: (await rm.toArray()) as Float32Array,
     rv: (await rv.toArray()) as Float32Array,
+    dy,
   };
-  for (const t of [x, g, b, rm, rv, y]) t?.dispose();
   for (const t of [x, g, b]) t?.grad?.dispose();
+  for (const t of [x, g, b, rm, rv, y]) t?.dispose();
   return r;
+}
+
+function runOp(k: Case, order: ReluOrder, training: boolean): Promise<Run> {
+  return runWith(k, (x, g, b, rm, rv) => batchNormRelu(x, order, g, b, rm, rv, training, 0.1, 1e-5), () => inputs(k).dys);
 }
 
 /** The float64 forward of the op as a function of x, gamma, beta. */
@@ -193,39 +202,12 @@ function maxPool64(y: ArrayLike<number>, [n, c, h, w]: number[], k: number, st: 
 describe('batchNormMaxPool: batch norm (+ ReLU) and max pool in one pass', () => {
   afterEach(() => setKernelOverride(null));
   const poolArb = fc.record({ k: fc.constantFrom(2, 3), s: fc.constantFrom(1, 2), pad: fc.constantFrom(0, 1) }).filter((p) => p.pad < p.k);
-  const run = async (k: Case, order: ReluOrder | null, training: boolean, pl: { k: number; s: number; pad: number }) => {
-    const p = inputs(k);
-    const c = k.shape[1];
-    const leaf = (v: Float32Array, sh: number[]) => {
-      const t = keep(fromArray(v, sh));
-      t.requiresGrad = true;
-      return t;
-    };
-    const x = leaf(p.xs, k.shape);
-    const g = p.gamma ? leaf(p.gamma, [c]) : null;
-    const b = p.beta ? leaf(p.beta, [c]) : null;
-    const rm = keep(fromArray(p.rm, [c]));
-    const rv = keep(fromArray(p.rv, [c]));
-    let y!: Tensor;
-    let dyp!: Float32Array;
-    tidy(() => {
-      const out = batchNormMaxPool(x, order, g, b, rm, rv, training, 0.1, 1e-5, { kernel: pl.k, stride: pl.s, padding: pl.pad });
-      y = keep(out);
-      dyp = seededValues(out.size, k.seed + 7);
-      backward(F.sum(F.mul(out, fromArray(dyp, out.shape))));
-    });
-    const r = {
-      y: (await y.toArray()) as Float32Array,
-      dx: (await x.grad!.toArray()) as Float32Array,
-      dgamma: g ? ((await g.grad!.toArray()) as Float32Array) : null,
-      dbeta: b ? ((await b.grad!.toArray()) as Float32Array) : null,
-      rm: (await rm.toArray()) as Float32Array,
-      dyp,
-    };
-    for (const t of [x, g, b]) t?.grad?.dispose();
-    for (const t of [x, g, b, rm, rv, y]) t?.dispose();
-    return r;
-  };
+  const run = (k: Case, order: ReluOrder | null, training: boolean, pl: { k: number; s: number; pad: number }) =>
+    runWith(
+      k,
+      (x, g, b, rm, rv) => batchNormMaxPool(x, order, g, b, rm, rv, training, 0.1, 1e-5, { kernel: pl.k, stride: pl.s, padding: pl.pad }),
+      (size) => seededValues(size, k.seed + 7),
+    );
   // Row-quad geometry: windows k x k, stride k, no padding, W % 4 == 0 and H % k == 0.
   const quadArb = fc
     .tuple(caseArb(true), fc.constantFrom(2, 4))
@@ -255,12 +237,12 @@ describe('batchNormMaxPool: batch norm (+ ReLU) and max pool in one pass', () =>
             };
             expectNear(a.y, fwd(p.xs, p.gamma, p.beta), 3e-5, `y vs float64 ${what}`);
             const coords = sampleCoords(p.xs.length, 8, k.seed);
-            const fx = finiteDiff((xv) => fwd(xv, p.gamma, p.beta), p.xs, a.dyp, coords, 1e-5);
+            const fx = finiteDiff((xv) => fwd(xv, p.gamma, p.beta), p.xs, a.dy, coords, 1e-5);
             expectNear(coords.map((i) => a.dx[i]), fx, 3e-4, `dx vs finite differences ${what}`);
             if (k.affine) {
               const all = [...Array(k.shape[1]).keys()];
-              expectNear(a.dgamma!, finiteDiff((gv) => fwd(p.xs, gv, p.beta), p.gamma!, a.dyp, all), 2e-4, `dgamma ${what}`);
-              expectNear(a.dbeta!, finiteDiff((bv) => fwd(p.xs, p.gamma, bv), p.beta!, a.dyp, all), 2e-4, `dbeta ${what}`);
+              expectNear(a.dgamma!, finiteDiff((gv) => fwd(p.xs, gv, p.beta), p.gamma!, a.dy, all), 2e-4, `dgamma ${what}`);
+              expectNear(a.dbeta!, finiteDiff((bv) => fwd(p.xs, p.gamma, bv), p.beta!, a.dy, all), 2e-4, `dbeta ${what}`);
             }
           }),
           { numRuns: 5 },

@@ -12,10 +12,10 @@
 // candidates agree within float32 rounding (the ReLU-before-BN fusion bit for bit); the static rule
 // takes the fused kernel on every adapter: it moves fewer bytes in fewer dispatches.
 import { bceMeanKernel, LOSS_UNIFORM } from '../../shaders/fused-loss.js';
-import { BN_POOL_UNIFORM, BN_POOL_WG, bnMaxPoolKernel, bnMaxPoolQuadKernel } from '../../shaders/fused-pool.js';
+import { BN_POOL_UNIFORM, BN_POOL_WG, bnMaxPoolKernel } from '../../shaders/fused-pool.js';
 import { gridFor } from '../../shaders/kernel.js';
 import { checkForward, type NormAct } from './norm.js';
-import { pool2dGeometry, quadPoolSuits, type MaxPoolResult, type Pool2dOptions } from './pool.js';
+import { pool2dGeometry, quadPoolSuits, type MaxPoolResult, type Pool2dGeometry, type Pool2dOptions } from './pool.js';
 import { cachedKernel, log2Class, plan, registerCandidates, registerFamily } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, type Tensor } from '../tensor.js';
@@ -47,15 +47,8 @@ export function fuseBnRelu(g: BnReluGeom): boolean {
   return plan<BnReluGeom>('fused.bn-relu', g).variant === 'fused';
 }
 
-export interface BnPoolGeom {
-  n: number;
-  c: number;
-  h: number;
-  w: number;
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
+/** The pool's input and window (Pool2dGeometry's), whether it pads, and the ReLU and mode of the BN. */
+export interface BnPoolGeom extends Pick<Pool2dGeometry, 'n' | 'c' | 'h' | 'w' | 'kh' | 'kw' | 'sh' | 'sw'> {
   /** Whether any side is padded (the quad walk needs none). */
   pad: number;
   relu: ReluOrder | 'none';
@@ -108,7 +101,7 @@ export function bnMaxPoolForward(
   const quad = walk === 'quad';
   if (quad && !quadPoolSuits(g)) throw new Error(`bn max pool: the row-quad walk does not suit ${g.kh}x${g.kw}/${g.sh}x${g.sw} over ${g.h}x${g.w}`);
   const key = `fused|bn-pool|${walk}${g.kw}|${affine}|${fromVar}|${+act.pre}${+act.post}`;
-  const k = cachedKernel(key, () => (quad ? bnMaxPoolQuadKernel(affine, fromVar, act, g.kw as 2 | 4) : bnMaxPoolKernel(affine, fromVar, act)));
+  const k = cachedKernel(key, () => bnMaxPoolKernel(affine, fromVar, act, quad ? (g.kw as 2 | 4) : null));
   const total = quad ? g.n * g.c * g.oh * (g.w / 4) : y.size;
   const p = BN_POOL_UNIFORM.pack({ total, c: g.c, h: g.h, w: g.w, oh: g.oh, ow: g.ow, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw, pt: g.pt, pl: g.pl, eps });
   const bufs = [x, mean, scale, ...(affine ? [gamma!, beta!] : []), y, idx].map((t) => ({ buffer: t.buf }));
