@@ -7,7 +7,7 @@ import { backward, noGrad } from '../../src/autograd/tape.js';
 import * as F from '../../src/autograd/functional.js';
 import { batchNormMaxPool, batchNormRelu, type ReluOrder } from '../../src/autograd/fused-nn.js';
 import { fromArray, keep, tidy, queue, type Tensor } from '../../src/tensor/index.js';
-import { deviceTraits, plan, plannerRecord, resetPlannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
+import { clearPins, deviceTraits, pinKernels, plan, plannerRecord, resetPlannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
 import { seededValues } from '../ref/arb.js';
 import { bnEvalRef, bnTrainRef, expectNear, finiteDiff, sameBits, sampleCoords } from '../ref/conv-ref.js';
 
@@ -283,8 +283,18 @@ describe('planner: fused and unfused are candidates of one family', () => {
     resetPlannerRecord();
     expect(plan('fused.bn-relu', g).id).toBe('unfused');
     expect(plan('fused.bce', { n: 32 }).id).toBe('unfused');
-    expect(Object.entries(plannerRecord()).filter(([key]) => key.startsWith('fused.')).map(([, id]) => id)).toEqual(['unfused', 'unfused']);
+    const recorded = Object.fromEntries(Object.entries(plannerRecord()).filter(([key]) => key.startsWith('fused.')));
+    expect(Object.values(recorded)).toEqual(['unfused', 'unfused']);
     setKernelOverride(null);
+    // What a level recorded (kernels.json) is pinned on --resume: the unfused choice comes back.
+    pinKernels(recorded);
+    try {
+      expect(plan('fused.bn-relu', g).id).toBe('unfused');
+      expect(plan('fused.bce', { n: 32 }).source).toBe('pinned');
+    } finally {
+      clearPins();
+    }
+    expect(plan('fused.bn-relu', g).id).toBe('fused');
   });
 
   it('fusing relu-bn saves the ReLU passes: fewer dispatches and bytes for the same step', async () => {
