@@ -12,7 +12,7 @@ import * as F from '../autograd/functional.js';
 import type { Detector } from '../nn/models/index.js';
 import { Optimizer } from '../nn/optim/optimizer.js';
 import { device } from '../tensor/device.js';
-import { plannerSeen, resetPlannerRecord, type SeenQuery, type WeightFormatPolicy, setWeightFormatPolicy, weightFormatPolicy } from '../tensor/plan.js';
+import { plannerSeen, resetPlannerRecord, type SeenQuery } from '../tensor/plan.js';
 import { queue, type DispatchCount } from '../tensor/queue.js';
 import { fromArray, keep, tidy, type Tensor } from '../tensor/tensor.js';
 import type { Phase } from '../tensor/trace.js';
@@ -73,8 +73,6 @@ export interface ProfileOptions {
   steps?: number;
   /** Weight density by layer name ('layer1.0.conv1'), e.g. from a pruning level's masks. */
   densities?: ReadonlyMap<string, number>;
-  /** Which weight formats the kernels may use (issue 10 adds sparse kernels; default 'dense'). */
-  kernels?: WeightFormatPolicy;
   /** Count dispatches and bytes only: no timing, works without timestamp queries. */
   countOnly?: boolean;
 }
@@ -160,8 +158,6 @@ function sum(rows: readonly ProfileRow[], f: (r: ProfileRow) => number): number 
  */
 export async function profileTrainStep(model: Detector, o: ProfileOptions): Promise<StepProfile> {
   const steps = o.steps ?? 2;
-  const savedPolicy = weightFormatPolicy();
-  if (o.kernels) setWeightFormatPolicy(o.kernels);
   model.train();
   const s = syntheticStep(model, o.size, o.batch);
   try {
@@ -201,7 +197,6 @@ export async function profileTrainStep(model: Detector, o: ProfileOptions): Prom
     };
   } finally {
     s.dispose();
-    setWeightFormatPolicy(savedPolicy);
   }
 }
 

@@ -26,6 +26,7 @@ import { cachedKernel, log2Class, plan as planKernel, registerCandidates, regist
 import { queue } from '../queue.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
 import { fill, mapExpr } from './map.js';
+import { shapeStr } from './conv-geometry.js';
 
 export { NO_ACT, type NormAct };
 
@@ -43,9 +44,6 @@ export interface ChanGeom {
   chunk: number;
 }
 
-function shapeStr(s: Shape): string {
-  return `[${s.join(', ')}]`;
-}
 
 /** How a per-channel reduction over `shape` is split (depends on the shape only). */
 export function channelGeometry(shape: Shape, what = 'batch norm'): ChanGeom {
