@@ -2,13 +2,16 @@
 // Ours: forward + BCE-with-logits + backward + Adam on the WebGPU device (warm-up, then the mean of
 // N steps between queue syncs). PyTorch: the same models (scripts/make-fixtures.py defines them with
 // our exact layers), fp32, TF32 off, on CUDA when available, else on the CPU; timed in a child process.
-// Usage: npx tsx bench/train-step.ts [--steps N] [--only meso4,cnn5,...] [--in-flight K] [--baseline KERNELS]
+// Usage: npx tsx bench/train-step.ts [--steps N] [--only meso4,cnn5,...] [--in-flight K] [--baseline [KERNELS]]
 //                                   [--rounds R]
 // --in-flight K: steps the host may run ahead (queue.endStep, as training does; default 3; 0 = record
 // every step before waiting once, the old unbounded behaviour).
-//   --baseline KERNELS  also time ours with this kernel override (TICKETLAB_KERNELS syntax, e.g. the
+//   --baseline [KERNELS] also time ours with this kernel override (TICKETLAB_KERNELS syntax, e.g. the
 //                       kernels of an earlier release), interleaved with the planner's choice, and print
-//                       both ratios: a before/after from one run.
+//                       both ratios: a before/after from one run. Without KERNELS (or 'unfused'): the
+//                       unfused kernels (fused:unfused, tensor/ops/fused.ts), with the fused speedup.
+//                       Each configuration's dispatches and MiB moved per training step (the queue's
+//                       counting: bytes of the bindings, device-independent) are printed beside it.
 //   --rounds R          repeat ours R times per workload (interleaved with the baseline), and PyTorch R
 //                       times, and keep each configuration's fastest step time: the least-disturbed one
 //                       on a shared machine.
@@ -39,7 +42,9 @@ const flag = (name: string) => {
 const steps = Number(flag('steps') ?? 5);
 const only = flag('only')?.split(',');
 const inFlight = Number(flag('in-flight') ?? 3);
-const baseline = flag('baseline');
+// A bare --baseline (or 'unfused') compares against the unfused kernels.
+const baselineArg = args.includes('--baseline') ? (flag('baseline') ?? '') : undefined;
+const baseline = baselineArg === undefined ? undefined : !baselineArg || baselineArg.startsWith('--') || baselineArg === 'unfused' ? 'fused:unfused' : baselineArg;
 const rounds = Number(flag('rounds') ?? 1);
 if (baseline) parseKernelOverride(baseline, '--baseline');
 
@@ -68,6 +73,9 @@ interface Timing {
   inferMs: number;
   /** Process CPU time per training step (ours only). */
   cpuMs?: number;
+  /** Dispatches and bytes (read + written) of one training step (ours only; queue.startCount). */
+  dispatches?: number;
+  bytes?: number;
 }
 
 async function ours(w: Workload): Promise<Timing> {
@@ -93,9 +101,16 @@ async function ours(w: Workload): Promise<Timing> {
   for (let i = 0; i < steps; i++) infer();
   await queue.sync();
   const inferMs = (performance.now() - t0) / steps;
+  m.train();
+  queue.startCount();
+  step();
+  const counted = queue.stopCount();
+  await queue.sync();
   dispose();
   m.dispose();
-  return { trainMs, inferMs, cpuMs };
+  const dispatches = counted.reduce((a, r) => a + r.calls, 0);
+  const bytes = counted.reduce((a, r) => a + r.bytesRead + r.bytesWritten, 0);
+  return { trainMs, inferMs, cpuMs, dispatches, bytes };
 }
 
 /** Best of `rounds` interleaved runs of each configuration (null: the planner's own choice). */
@@ -184,13 +199,16 @@ for (const w of work) {
 closeDevice();
 console.log(`ours: ${dev.info.device || dev.info.description}${soft ? ' (software)' : ''}; PyTorch: ${pt ? `${pt.torch} on ${pt.device}` : 'not available'}; ${steps} steps each`);
 if (baseline) console.log(`baseline: ours with kernels ${baseline}`);
-console.log(`workload                   ours train ms  cpu ms  img/s   infer img/s | torch train ms  img/s   infer img/s | train ratio (ours/torch speed)${baseline ? ' | baseline train ms  cpu ms  ratio' : ''}`);
+console.log(`workload                   ours train ms  cpu ms  img/s   infer img/s  disp   MiB | torch train ms  img/s   infer img/s | train ratio (ours/torch speed)${baseline ? ' | baseline train ms  cpu ms  ratio  disp   MiB | speedup' : ''}`);
+const traffic = (t: Timing) => `${String(t.dispatches).padStart(5)} ${(t.bytes! / 2 ** 20).toFixed(1).padStart(5)}`;
 rows.forEach(({ w, t, b, p }) => {
   const ips = (ms: number) => ((w.batch * 1000) / ms).toFixed(0).padStart(7);
   const name = `${w.model} ${w.size}px b${w.batch}`.padEnd(26);
-  const mine = `${t.trainMs.toFixed(1).padStart(13)} ${t.cpuMs!.toFixed(0).padStart(7)} ${ips(t.trainMs)} ${ips(t.inferMs).padStart(13)}`;
+  const mine = `${t.trainMs.toFixed(1).padStart(13)} ${t.cpuMs!.toFixed(0).padStart(7)} ${ips(t.trainMs)} ${ips(t.inferMs).padStart(13)} ${traffic(t)}`;
   const theirs = p ? `${p.trainMs.toFixed(1).padStart(14)} ${ips(p.trainMs)} ${ips(p.inferMs).padStart(13)}` : '             -       -             -';
   const ratio = p ? `${(p.trainMs / t.trainMs).toFixed(3)}x` : '-';
-  const base = b ? ` | ${b.trainMs.toFixed(1).padStart(17)} ${b.cpuMs!.toFixed(0).padStart(7)} ${p ? `${(p.trainMs / b.trainMs).toFixed(3)}x` : '-'}` : '';
+  const base = b
+    ? ` | ${b.trainMs.toFixed(1).padStart(17)} ${b.cpuMs!.toFixed(0).padStart(7)} ${p ? `${(p.trainMs / b.trainMs).toFixed(3)}x` : '-'} ${traffic(b)} | ${(b.trainMs / t.trainMs).toFixed(3)}x (cpu ${(b.cpuMs! / t.cpuMs!).toFixed(3)}x)`
+    : '';
   console.log(`${name} ${mine} | ${theirs} | ${ratio.padStart(6)}${base}`);
 });

@@ -19,7 +19,7 @@ import {
   maxPool2dForward,
   type Pool2dOptions,
 } from '../tensor/ops/pool.js';
-import { batchNormBackward, batchNormEvalBackward, batchNormEvalForward, batchNormTrainForward } from '../tensor/ops/norm.js';
+import { batchNormBackward, batchNormEvalBackward, batchNormEvalForward, batchNormTrainForward, NO_ACT, type BatchNormGrads, type NormAct } from '../tensor/ops/norm.js';
 import { record, needsGrad } from './tape.js';
 import { withPhase } from '../tensor/trace.js';
 import { planPhases, runPhase, type LayerProblem } from '../tensor/sparse-plan.js';
@@ -57,9 +57,22 @@ export function adaptiveAvgPool2d1(x: Tensor): Tensor {
   return record('adaptive_avg_pool2d', adaptiveAvgPool2dTo1(x), [x], (g) => [adaptiveAvgPool2dTo1Backward(g, x.shape)]);
 }
 
+/** A batch norm's backward results as the gradients of its recorded inputs [x, (weight, bias)]. */
+export function bnInputGrads(x: Tensor, weight: Tensor | null, bias: Tensor | null, r: BatchNormGrads): (Tensor | null)[] {
+  const out: (Tensor | null)[] = [x.requiresGrad ? r.dx : (r.dx.dispose(), null)];
+  if (weight && bias) out.push(r.dgamma, r.dbeta);
+  else {
+    r.dgamma?.dispose();
+    r.dbeta?.dispose();
+  }
+  return out;
+}
+
 /**
  * Batch norm over NCHW. Training: batch statistics, running stats updated in place (momentum, unbiased
- * variance), as torch.nn.functional.batch_norm(training=True). Eval: running statistics.
+ * variance), as torch.nn.functional.batch_norm(training=True). Eval: running statistics. `act` fuses a
+ * ReLU on the input (pre) or the output (post) into the BN kernels; autograd/fused-nn.ts's
+ * batchNormRelu is the planned entry.
  */
 export function batchNorm2d(
   x: Tensor,
@@ -70,23 +83,19 @@ export function batchNorm2d(
   training: boolean,
   momentum = 0.1,
   eps = 1e-5,
+  act: NormAct = NO_ACT,
 ): Tensor {
   const inputs = weight && bias ? [x, weight, bias] : [x];
-  const grads = (r: { dx: Tensor; dgamma: Tensor | null; dbeta: Tensor | null }) => {
-    const out: (Tensor | null)[] = [x.requiresGrad ? r.dx : (r.dx.dispose(), null)];
-    if (weight && bias) out.push(r.dgamma, r.dbeta);
-    else {
-      r.dgamma?.dispose();
-      r.dbeta?.dispose();
-    }
-    return out;
-  };
+  const fused = act.pre || act.post;
+  const grads = (r: BatchNormGrads) => bnInputGrads(x, weight, bias, r);
   if (training) {
-    const { y, mean, invstd } = batchNormTrainForward(x, weight, bias, runningMean, runningVar, momentum, eps);
-    return record('batch_norm', y, inputs, (g) => grads(batchNormBackward(g, x, weight, mean, invstd)), [keep(mean), keep(invstd)]);
+    const { y, mean, invstd } = batchNormTrainForward(x, weight, bias, runningMean, runningVar, momentum, eps, act);
+    const name = fused ? 'batch_norm_relu' : 'batch_norm';
+    return record(name, y, inputs, (g) => grads(batchNormBackward(g, x, weight, mean, invstd, act, bias)), [keep(mean), keep(invstd)]);
   }
-  const y = batchNormEvalForward(x, weight, bias, runningMean, runningVar, eps);
-  return record('batch_norm_eval', y, inputs, (g) => grads(batchNormEvalBackward(g, x, weight, runningMean, runningVar, eps)));
+  const y = batchNormEvalForward(x, weight, bias, runningMean, runningVar, eps, act);
+  const name = fused ? 'batch_norm_relu_eval' : 'batch_norm_eval';
+  return record(name, y, inputs, (g) => grads(batchNormEvalBackward(g, x, weight, runningMean, runningVar, eps, act, bias)));
 }
 
 /**

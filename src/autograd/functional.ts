@@ -16,6 +16,7 @@ import { max as rawMax, sum as rawSum, sumToShape } from '../tensor/ops/reduce.j
 import { matmul as rawMatmul } from '../tensor/ops/matmul.js';
 import { withPhase } from '../tensor/trace.js';
 import { dropoutMask } from '../tensor/ops/random.js';
+import { bceWithLogitsMean, fuseBce } from '../tensor/ops/fused.js';
 import { record } from './tape.js';
 
 const sameShape = (a: Shape, b: Shape) => a.length === b.length && a.every((d, i) => d === b[i]);
@@ -232,17 +233,23 @@ export function dropout(x: Tensor, p: number, training: boolean, rng: DropoutOpt
  * Mean binary cross-entropy on logits (torch.nn.functional.binary_cross_entropy_with_logits), in the
  * stable form max(x,0) - x*y + log(1 + exp(-|x|)). Targets are 0/1 floats of the logits' shape.
  */
+function bceWithLogitsUnfused(logits: Tensor, t: Tensor): Tensor {
+  const per = mapExpr('bce_logits', 'max(x0, 0.0) - x0 * x1 + log(1.0 + exp(-abs(x0)))', [logits, t]);
+  const s = rawSum(per, undefined, false);
+  per.dispose();
+  const loss = unary('affine', s, 1 / logits.size, 0);
+  s.dispose();
+  return loss;
+}
+
 export function bceWithLogits(logits: Tensor, target: Tensor): Tensor {
   if (logits.size !== target.size) {
     throw new Error(`bce_with_logits: logits [${logits.shape.join(', ')}] and targets [${target.shape.join(', ')}] differ`);
   }
   const t = target.reshape(logits.shape);
-  const per = mapExpr('bce_logits', 'max(x0, 0.0) - x0 * x1 + log(1.0 + exp(-abs(x0)))', [logits, t]);
-  const s = rawSum(per, undefined, false);
-  per.dispose();
   const n = logits.size;
-  const loss = unary('affine', s, 1 / n, 0);
-  s.dispose();
+  // One kernel for the loss and its mean where the planner says so (tensor/ops/fused.ts).
+  const loss = fuseBce(n) ? bceWithLogitsMean(logits, t) : bceWithLogitsUnfused(logits, t);
   return record(
     'bce_with_logits',
     loss,

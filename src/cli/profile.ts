@@ -19,7 +19,7 @@ import { formatTable, type TableRow } from '../util/table.js';
 import { num, wantsTune } from './flags.js';
 import { parseFlags, type Command } from './args.js';
 
-export const PROFILE_JSON_FIELDS = ['layer', 'phase', 'op', 'variant', 'shape', 'density', 'ms', 'gflops'] as const;
+export const PROFILE_JSON_FIELDS = ['layer', 'phase', 'op', 'variant', 'shape', 'density', 'ms', 'gflops', 'dispatches', 'bytesRead', 'bytesWritten'] as const;
 
 interface RunConfig {
   model?: string;
@@ -28,7 +28,26 @@ interface RunConfig {
 }
 
 export function profileRowJson(r: ProfileRow): Record<(typeof PROFILE_JSON_FIELDS)[number], unknown> {
-  return { layer: r.layer, phase: r.phase, op: r.op, variant: r.variant, shape: r.shape, density: r.density, ms: r.ms, gflops: r.gflops };
+  return {
+    layer: r.layer,
+    phase: r.phase,
+    op: r.op,
+    variant: r.variant,
+    shape: r.shape,
+    density: r.density,
+    ms: r.ms,
+    gflops: r.gflops,
+    dispatches: r.dispatches,
+    bytesRead: r.bytesRead,
+    bytesWritten: r.bytesWritten,
+  };
+}
+
+const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(2);
+
+/** One line with a step's dispatches and bytes moved. */
+export function formatTraffic(p: Pick<StepProfile, 'dispatches' | 'bytesRead' | 'bytesWritten'>): string {
+  return `${p.dispatches.toFixed(0)} dispatches per step; ${mb(p.bytesRead + p.bytesWritten)} MiB moved per step (${mb(p.bytesRead)} read, ${mb(p.bytesWritten)} written: bytes of each dispatch's bindings)`;
 }
 
 /** The terminal table: one block per layer, one row per phase (ops summed), sorted by step order. */
@@ -43,14 +62,17 @@ export function formatProfile(p: StepProfile, detail: boolean): string {
     ...(detail ? { op: r.op, shape: r.shape } : {}),
     variant: r.variant,
     density: r.density === null ? '' : `${(r.density * 100).toFixed(1)}%`,
-    ms: r.ms.toFixed(3),
-    'GFLOP/s': r.gflops > 0 ? r.gflops.toFixed(2) : '',
-    share: `${((r.ms / p.gpuMs) * 100).toFixed(1)}%`,
+    ...(p.countOnly
+      ? {}
+      : { ms: r.ms.toFixed(3), 'GFLOP/s': r.gflops > 0 ? r.gflops.toFixed(2) : '', share: `${((r.ms / p.gpuMs) * 100).toFixed(1)}%` }),
+    calls: r.dispatches.toFixed(0),
+    'MiB read': mb(r.bytesRead),
+    'MiB written': mb(r.bytesWritten),
   }));
-  return (
-    formatTable(table) +
-    `\nGPU time ${p.gpuMs.toFixed(2)} ms per step (sum of kernels, each timed alone); wall clock ${p.wallMs.toFixed(2)} ms per step unprofiled; ${p.adapter}\n`
-  );
+  const time = p.countOnly
+    ? ''
+    : `GPU time ${p.gpuMs.toFixed(2)} ms per step (sum of kernels, each timed alone); wall clock ${p.wallMs.toFixed(2)} ms per step unprofiled\n`;
+  return formatTable(table) + `\n${time}${formatTraffic(p)}; ${p.adapter}\n`;
 }
 
 /** Layer name -> weight density of the model's prunable layers (1 without masks). */
@@ -89,14 +111,18 @@ function runLevels(run: string): number[] {
 export const profileCommand: Command = {
   name: 'profile',
   summary: "per-layer kernel profile of a training step: variant, ms, GFLOP/s, share (optionally for a run's levels)",
-  help: `ticketlab profile --model M --size S --batch B [--steps N] [--detail] [--json] [--tune] [--kernels K]
+  help: `ticketlab profile --model M --size S --batch B [--steps N] [--detail] [--json] [--count] [--tune] [--kernels K]
 ticketlab profile --run DIR [--level K] [...]
 
 Times every kernel of a training step (forward, BCE loss, backward, Adam) on a fixed synthetic batch,
 with GPU timestamp queries (Dawn's timestamp quantisation is off), and prints one row per layer and
 phase: forward, input-grad, weight-grad, optimizer. Each row shows the kernel variant the planner
 chose, GPU ms per step, nominal GFLOP/s (dense FLOPs / time: pruned weights still count, so sparse
-kernels show a higher nominal rate), the layer's weight density and the share of the step.
+kernels show a higher nominal rate), the layer's weight density and the share of the step, and the
+dispatches and the MiB read and written per step. Bytes are those of the storage ranges each dispatch
+binds, counted once per binding and dispatch (the least traffic the kernel can cause): read-only
+bindings as read, read_write bindings as written only (most only store; the few that also read, such
+as accumulations, are under-counted by that read); uniform parameters are not counted.
 Kernels run one per compute pass while profiling, so the sum exceeds an unprofiled step a little;
 the unprofiled wall-clock time is printed under the table.
 
@@ -104,6 +130,7 @@ the unprofiled wall-clock time is printed under the table.
   --size PX        input size (default 64; with --run, the run's)
   --batch N        batch size (default 32; with --run, the run's)
   --steps N        profiled steps, rows are per-step means (default 2)
+  --count          count dispatches and bytes only: no timing, no timestamp queries needed (any adapter)
   --detail         one row per op, variant and shape instead of per layer and phase
   --json           one JSON object per line and row (per op, variant and shape), with exactly the
                    fields ${PROFILE_JSON_FIELDS.join(', ')}
@@ -120,7 +147,7 @@ the unprofiled wall-clock time is printed under the table.
   --run DIR        a train/imp run folder: profile its levels with their weights and masks; writes
                    level_<k>/profile.json and rebuilds DIR/report.html with time per layer vs level
   --level K        only level K of --run (printed like a plain profile; profile.json written too)
-Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
+Timing needs the timestamp-query feature (lavapipe and the big GPU drivers have it); --count does not.
 `,
   async run(args) {
     const { values } = parseFlags(
@@ -132,6 +159,7 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
         steps: { type: 'string', default: '2' },
         detail: { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
+        count: { type: 'boolean', default: false },
         tune: { type: 'boolean', default: false },
         'no-tune': { type: 'boolean', default: false },
         kernels: { type: 'string', default: 'dense' },
@@ -155,7 +183,7 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
     const steps = num(values, 'steps', { int: true, min: 1 });
     const dev = await initDevice();
     try {
-      if (!dev.hasTimestamps) throw new Error('profile: this adapter has no timestamp-query feature');
+      if (!dev.hasTimestamps && !values.count) throw new Error('profile: this adapter has no timestamp-query feature (--count works without it)');
       if (wantsTune(values)) useTuneCache();
       const levels = values.run ? (values.level !== undefined ? [num(values, 'level', { int: true, min: 0 })] : runLevels(values.run)) : [null];
       if (values.run && !levels.length) throw new Error(`profile: ${values.run} has no level_<k> folders yet`);
@@ -176,8 +204,8 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
               await writeJsonAtomic(file, plan);
             }
           }
-          const p = await profileTrainStep(m, { size, batch, steps, densities: densities(m, masks) });
-          if (values.run && level !== null) {
+          const p = await profileTrainStep(m, { size, batch, steps, densities: densities(m, masks), countOnly: values.count });
+          if (values.run && level !== null && !values.count) {
             const file: LevelProfileFile = { model, size, batch, level, adapter: p.adapter, gpuMs: p.gpuMs, wallMs: p.wallMs, rows: p.rows };
             await writeJsonAtomic(runFile(levelDir(values.run, level), 'profile'), file);
           }
@@ -186,7 +214,8 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
           } else if (levels.length === 1) {
             process.stdout.write(`${model} ${size}px batch ${batch}${level !== null ? `, level ${level}` : ''}\n` + formatProfile(p, values.detail));
           } else {
-            process.stdout.write(`level ${level}: GPU ${p.gpuMs.toFixed(2)} ms per step, wall ${p.wallMs.toFixed(2)} ms\n`);
+            const time = p.countOnly ? '' : `GPU ${p.gpuMs.toFixed(2)} ms per step, wall ${p.wallMs.toFixed(2)} ms; `;
+            process.stdout.write(`level ${level}: ${time}${formatTraffic(p)}\n`);
           }
         } finally {
           m.dispose();

@@ -7,6 +7,7 @@ import { randomUniform } from '../tensor/ops/random.js';
 import { writeTensor } from '../tensor/io.js';
 import * as F from '../autograd/functional.js';
 import * as FN from '../autograd/functional-nn.js';
+import { batchNormMaxPool, batchNormRelu, type MaxPoolArgs, type ReluOrder } from '../autograd/fused-nn.js';
 import type { Conv2dOptions, Pair, Padding2d } from '../tensor/ops/conv.js';
 import { mapRaw } from '../tensor/ops/map.js';
 import type { SparseWeight } from '../tensor/ops/sparse.js';
@@ -132,8 +133,16 @@ export class BatchNorm2d extends Module {
     initConstant(this.runningMean, 0);
     initConstant(this.runningVar, 1);
   }
-  forward(x: Tensor): Tensor {
-    return FN.batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps);
+  /**
+   * Batch norm of x; with `relu`, also the ReLU before it ('relu-bn': BN(relu(x))) or after it
+   * ('bn-relu': relu(BN(x))), and with `pool`, the max pool of the result: the planner may fuse the
+   * ReLU into the BN kernels and the pool into the BN apply (autograd/fused-nn.ts).
+   */
+  forward(x: Tensor, relu?: ReluOrder | null, pool?: MaxPool2d): Tensor {
+    const args = [this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps] as const;
+    if (pool) return batchNormMaxPool(x, relu ?? null, ...args, pool.options());
+    if (relu) return batchNormRelu(x, relu, ...args);
+    return FN.batchNorm2d(x, ...args);
   }
 }
 
@@ -150,7 +159,12 @@ export class MaxPool2d extends Module {
     super();
   }
   forward(x: Tensor): Tensor {
-    return FN.maxPool2d(x, this.kernelSize, this.args.stride ?? this.kernelSize, this.args.padding ?? 0);
+    const o = this.options();
+    return FN.maxPool2d(x, o.kernel, o.stride, o.padding);
+  }
+  /** Kernel, stride and padding with the defaults filled in. */
+  options(): Required<MaxPoolArgs> {
+    return { kernel: this.kernelSize, stride: this.args.stride ?? this.kernelSize, padding: this.args.padding ?? 0 };
   }
 }
 

@@ -9,6 +9,13 @@
 //
 // Statistics for the forward pass use per-chunk two-pass moments (chunk mean, then the sum of squared
 // deviations from it) merged with Chan et al.'s pairwise update, which stays accurate when |mean| >> std.
+//
+// Fused ReLU (NormAct): the stage-1, apply and input-gradient kernels can apply a ReLU to x as they
+// load it ('pre': Meso's conv -> ReLU -> BN) and/or to y as they store it ('post': conv -> BN -> ReLU),
+// and mask the gradient accordingly, so the ReLU never reads or writes an activation of its own. The
+// expressions are those of the separate kernels (max(x, 0); select(0, g, v > 0) with v the BN output
+// recomputed as the apply kernel computes it), so fused and unfused results agree bit for bit where
+// the compiler contracts both alike. Without an act, every kernel's source is exactly as before.
 import { uniformStruct } from './uniform.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
@@ -23,6 +30,48 @@ export const NORM_UNIFORM = uniformStruct([
   ['chunk', 'u32'], ['cnt', 'u32'], ['momentum', 'f32'], ['eps', 'f32'],
 ] as const);
 const NORM_STRUCT = NORM_UNIFORM.wgsl;
+
+/** ReLUs fused into the batch-norm kernels: on the input as loaded (pre) and on the output (post). */
+export interface NormAct {
+  readonly pre: boolean;
+  readonly post: boolean;
+}
+
+export const NO_ACT: NormAct = { pre: false, post: false };
+
+function actName(act: NormAct): string {
+  return `${act.pre ? '_prerelu' : ''}${act.post ? '_relu' : ''}`;
+}
+
+const hasAct = (act: NormAct) => act.pre || act.post;
+
+/** x[at] as the normalisation sees it (after a fused pre-ReLU); `zero` is 0 of the element type. */
+function loadX(at: string, act: NormAct, zero: string): string {
+  return act.pre ? `max(x[${at}], ${zero})` : `x[${at}]`;
+}
+
+/** dy with the fused post-ReLU's mask applied: 0 where the BN output v = xh * gamma + beta is <= 0. */
+function maskDy(dy: string, xh: string, gm: string, bt: string, act: NormAct, zero: string): string {
+  if (!act.post) return dy;
+  const v = gm ? `${xh} * ${gm} + ${bt}` : xh;
+  return `select(${zero}, ${dy}, ${v} > ${zero})`;
+}
+
+/**
+ * Stage-1 inputs by mode; with a fused post-ReLU the dyxhat pass also reads gamma and beta (affine)
+ * to recompute the BN output it masks by.
+ */
+function partialInputs(mode: PartialMode, act: NormAct, affine: boolean): string[] {
+  if (mode === 'stats') return ['x'];
+  if (mode === 'sum') return ['dy'];
+  return ['dy', 'x', 'mean', 'invstd', ...(act.post && affine ? ['gamma', 'beta'] : [])];
+}
+
+/** The dyxhat stage-1 terms with a fused ReLU: [prelude, xhat, masked dy] for element `a`. */
+function dyxhatActTerms(act: NormAct, affine: boolean, zero: string): string {
+  const gm = act.post && affine ? 'gamma[ch]' : '';
+  return `let xh = (${loadX('a', act, zero)} - mu) * is; let d = ${maskDy('dy[a]', 'xh', gm, 'beta[ch]', act, zero)};`;
+}
 
 /** Values per (channel, chunk) partial in `mode`. */
 export function partialWidth(mode: PartialMode): number {
@@ -63,22 +112,21 @@ function treeReduce(arr: string): string {
  * Stage 1. Bindings: 'stats' x; 'sum' dy; 'dyxhat' dy, x, mean, invstd; then parts ([C, G, width]),
  * params. Grid: (G, C, 1).
  */
-export function channelPartialsKernel(mode: PartialMode): Kernel {
-  const name = `channel_partials_${mode}`;
-  const ins =
-    mode === 'stats' ? ['x'] : mode === 'sum' ? ['dy'] : ['dy', 'x', 'mean', 'invstd'];
+export function channelPartialsKernel(mode: PartialMode, act: NormAct = NO_ACT, affine = true): Kernel {
+  const name = `channel_partials_${mode}${actName(act)}`;
+  const ins = partialInputs(mode, act, affine);
   const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<f32>;`).join('\n');
   let body: string;
   if (mode === 'stats') {
     body = `  var s = 0.0;
-${walk('s += x[a];')}
+${walk(`s += ${loadX('a', act, '0.0')};`)}
   red0[lid] = s;
   workgroupBarrier();
 ${treeReduce('red0')}
   let mu = red0[0] / f32(end - beg);
   workgroupBarrier();
   var ss = 0.0;
-${walk('let d = x[a] - mu; ss += d * d;')}
+${walk(`let d = ${loadX('a', act, '0.0')} - mu; ss += d * d;`)}
   red0[lid] = ss;
   workgroupBarrier();
 ${treeReduce('red0')}
@@ -95,7 +143,7 @@ ${treeReduce('red0')}
   let is = invstd[ch];
   var s = 0.0;
   var t = 0.0;
-${walk('let d = dy[a]; s += d; t += d * ((x[a] - mu) * is);')}
+${walk(hasAct(act) ? `${dyxhatActTerms(act, affine, '0.0')} s += d; t += d * xh;` : 'let d = dy[a]; s += d; t += d * ((x[a] - mu) * is);')}
   red0[lid] = s;
   red1[lid] = t;
   workgroupBarrier();
@@ -135,9 +183,9 @@ export const THREAD_PARTIALS_WG = 64;
  * hundred; a GPU wants the workgroup variant. Bindings as channelPartialsKernel.
  * Grid: gridFor(C * G, THREAD_PARTIALS_WG).
  */
-export function channelPartialsThreadKernel(mode: PartialMode, vec: 1 | 4 = 1): Kernel {
-  const name = `channel_partials_${mode}_thread${vec === 4 ? '4' : ''}`;
-  const ins = mode === 'stats' ? ['x'] : mode === 'sum' ? ['dy'] : ['dy', 'x', 'mean', 'invstd'];
+export function channelPartialsThreadKernel(mode: PartialMode, vec: 1 | 4 = 1, act: NormAct = NO_ACT, affine = true): Kernel {
+  const name = `channel_partials_${mode}_thread${vec === 4 ? '4' : ''}${actName(act)}`;
+  const ins = partialInputs(mode, act, affine);
   const t = vec === 4 ? 'vec4<f32>' : 'f32';
   const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<${v === 'x' || v === 'dy' ? t : 'f32'}>;`).join('\n');
   // vec = 4 (HW % 4 == 0 and chunk % 4 == 0, so a quad never straddles a plane or a chunk): the walk
@@ -169,17 +217,18 @@ ${terms.map(([a]) => `        ${a} += ${fold(`${a}_b`)};
     }
 ${terms.map(([a]) => `    ${a} += ${fold(`${a}_b`)};`).join('\n')}
   }`;
+  const first = `x[${at('(nb0 * p.c + ch) * p.hw + (beg - nb0 * p.hw)')}]${vec === 4 ? '.x' : ''}`;
   let body: string;
   if (mode === 'stats') {
     // Sums are also taken relative to the chunk's first value: values far from zero (mean 1000,
     // spread 0.01) would otherwise lose the mean's low digits, and the variance with them.
     body = `  let nb0 = beg / p.hw;
-  let sh = x[${at('(nb0 * p.c + ch) * p.hw + (beg - nb0 * p.hw)')}]${vec === 4 ? '.x' : ''};
+  let sh = ${act.pre ? `max(${first}, 0.0)` : first};
   var s = 0.0;
-${walkSum([['s', 'x[a] - sh']])}
+${walkSum([['s', `${loadX('a', act, zero)} - sh`]])}
   let mu = sh + s / f32(end - beg);
   var ss = 0.0;
-${walkSum([['ss', 'd * d']], 'let d = x[a] - mu;')}
+${walkSum([['ss', 'd * d']], `let d = ${loadX('a', act, zero)} - mu;`)}
   parts[o * 2u] = mu;
   parts[o * 2u + 1u] = ss;`;
   } else if (mode === 'sum') {
@@ -191,7 +240,7 @@ ${walkSum([['s', 'dy[a]']])}
   let is = invstd[ch];
   var s = 0.0;
   var t = 0.0;
-${walkSum([['s', 'd'], ['t', 'd * ((x[a] - mu) * is)']], 'let d = dy[a];')}
+${hasAct(act) ? walkSum([['s', 'd'], ['t', 'd * xh']], dyxhatActTerms(act, affine, zero)) : walkSum([['s', 'd'], ['t', 'd * ((x[a] - mu) * is)']], 'let d = dy[a];')}
   parts[o * 2u] = s;
   parts[o * 2u + 1u] = t;`;
   }
@@ -336,12 +385,15 @@ ${body
 
 /**
  * y = (x - mean[c]) * s[c] * gamma[c] + beta[c], with s = scale[c] (invstd) or, `fromVar`,
- * inverseSqrt(scale[c] + eps) (eval mode reads the running variance). Bindings: x, mean, scale,
- * [gamma, beta], y, params. Grid: (ceil(HW / APPLY_WG), C, N or fewer).
+ * inverseSqrt(scale[c] + eps) (eval mode reads the running variance); a fused ReLU applies to x as
+ * loaded (pre) or y as stored (post). Bindings: x, mean, scale, [gamma, beta], y, params.
+ * Grid: (ceil(HW / APPLY_WG), C, N or fewer).
  */
-export function bnApplyKernel(affine: boolean, fromVar: boolean, vec: ApplyVec = 1): Kernel {
-  const name = `bn_apply${affine ? '_affine' : ''}${fromVar ? '_var' : ''}${vec === 4 ? '_vec4' : ''}`;
+export function bnApplyKernel(affine: boolean, fromVar: boolean, vec: ApplyVec = 1, act: NormAct = NO_ACT): Kernel {
+  const name = `bn_apply${affine ? '_affine' : ''}${fromVar ? '_var' : ''}${vec === 4 ? '_vec4' : ''}${actName(act)}`;
   const t = vec === 4 ? 'vec4<f32>' : 'f32';
+  const zero = vec === 4 ? 'vec4<f32>(0.0)' : '0.0';
+  const out = affine ? 'xh * gamma[ch] + beta[ch]' : 'xh';
   const code = `// ${name}
 ${NORM_STRUCT}
 @group(0) @binding(0) var<storage, read> x: array<${t}>;
@@ -355,8 +407,8 @@ ${affine ? `@group(0) @binding(3) var<storage, read> gamma: array<f32>;
 @compute @workgroup_size(${APPLY_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
 ${applyLoop(`  let s = ${fromVar ? 'inverseSqrt(scale[ch] + p.eps)' : 'scale[ch]'};
-  let xh = (x[i] - mean[ch]) * s;
-  y[i] = ${affine ? 'xh * gamma[ch] + beta[ch]' : 'xh'};`, vec)}
+  let xh = (${loadX('i', act, zero)} - mean[ch]) * s;
+  y[i] = ${act.post ? `max(${out}, ${zero})` : out};`, vec)}
 }
 `;
   const bindings: Kernel['bindings'] = affine
@@ -369,20 +421,35 @@ ${applyLoop(`  let s = ${fromVar ? 'inverseSqrt(scale[ch] + p.eps)' : 'scale[ch]
  * dx of batch norm. Training (batch statistics):
  *   dx = gamma * invstd * (dy - sum(dy) / cnt - xhat * sum(dy * xhat) / cnt),  xhat = (x - mean) * invstd;
  * eval (running statistics are constants): dx = gamma * invstd * dy.
- * Bindings: training: dy, x, mean, invstd, sumDy, sumDyXhat; eval: dy, invstd; then [gamma], dx, params
- * (n = numel).
+ * Bindings: training: dy, x, mean, invstd, sumDy, sumDyXhat; eval: dy, invstd (with a fused ReLU: dy,
+ * x, mean, invstd); then [gamma], [beta with a fused post-ReLU], dx, params (n = numel). A fused ReLU
+ * masks dy by the recomputed BN output (post) and dx by x > 0 (pre).
  */
-export function bnBackwardDxKernel(affine: boolean, training: boolean, vec: ApplyVec = 1): Kernel {
-  const name = `bn_backward_dx${affine ? '_affine' : ''}${training ? '_train' : '_eval'}${vec === 4 ? '_vec4' : ''}`;
-  const ins = [...(training ? ['dy', 'x', 'mean', 'invstd', 'sdy', 'sdyxh'] : ['dy', 'invstd']), ...(affine ? ['gamma'] : [])];
+export function bnBackwardDxKernel(affine: boolean, training: boolean, vec: ApplyVec = 1, act: NormAct = NO_ACT): Kernel {
+  const name = `bn_backward_dx${affine ? '_affine' : ''}${training ? '_train' : '_eval'}${vec === 4 ? '_vec4' : ''}${actName(act)}`;
+  // With a fused ReLU, eval mode also reads x and the (running) mean: the masks need x or the BN output.
+  const stats = training ? ['dy', 'x', 'mean', 'invstd', 'sdy', 'sdyxh'] : hasAct(act) ? ['dy', 'x', 'mean', 'invstd'] : ['dy', 'invstd'];
+  const ins = [...stats, ...(affine ? ['gamma'] : []), ...(affine && act.post ? ['beta'] : [])];
   const t = vec === 4 ? 'vec4<f32>' : 'f32';
+  const zero = vec === 4 ? 'vec4<f32>(0.0)' : '0.0';
   const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<${v === 'dy' || v === 'x' ? t : 'f32'}>;`).join('\n');
   const g = affine ? 'gamma[ch] * invstd[ch]' : 'invstd[ch]';
-  const body = training
-    ? `  let xh = (x[i] - mean[ch]) * invstd[ch];
+  let body: string;
+  if (!hasAct(act)) {
+    body = training
+      ? `  let xh = (x[i] - mean[ch]) * invstd[ch];
   let inv = 1.0 / f32(p.cnt);
   dx[i] = ${g} * (dy[i] - sdy[ch] * inv - xh * (sdyxh[ch] * inv));`
-    : `  dx[i] = ${g} * dy[i];`;
+      : `  dx[i] = ${g} * dy[i];`;
+  } else {
+    const d = maskDy('dy[i]', 'xh', affine ? 'gamma[ch]' : '', 'beta[ch]', act, zero);
+    const r = training ? `${g} * (d - sdy[ch] * inv - xh * (sdyxh[ch] * inv))` : `${g} * d`;
+    body = `  let xh = (${loadX('i', act, zero)} - mean[ch]) * invstd[ch];
+  let inv = 1.0 / f32(p.cnt);
+  let d = ${d};
+  let r = ${r};
+  dx[i] = ${act.pre ? `select(${zero}, r, x[i] > ${zero})` : 'r'};`;
+  }
   const code = `// ${name}
 ${NORM_STRUCT}
 ${decl}

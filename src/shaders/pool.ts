@@ -78,8 +78,21 @@ export function maxPoolForwardKernel(): Kernel {
 @group(0) @binding(2) var<storage, read_write> idx: array<i32>;
 @group(0) @binding(3) var<uniform> p: P;`,
   )}
-${OUTPUT_WINDOW}
-  let base = pl_ * p.h * p.w;
+${windowMaxForwardBody()}
+}
+`;
+  return { name: 'max_pool2d_fwd', code, bindings: ['read', 'write', 'write', 'uniform'] };
+}
+
+/**
+ * The one-thread-per-window max pool forward after thread index i (see maxPoolForwardKernel): input
+ * elements are read as `load(a)` (default x[a]; shaders/fused-pool.ts computes batch norm there),
+ * after `setup` (which may use the plane index pl_); writes y and idx. Needs p.oh, p.ow, p.h, p.w,
+ * p.kh, p.kw, p.sh, p.sw, p.pt, p.pl.
+ */
+export function windowMaxForwardBody(load: (a: string) => string = (a) => `x[${a}]`, setup = ''): string {
+  return `${OUTPUT_WINDOW}
+  let base = pl_ * p.h * p.w;${setup}
   var best = -3.4028234663852886e38; // -FLT_MAX: a -inf literal is not a valid WGSL constant
   var bi = -1i;
   for (var ky = 0u; ky < p.kh; ky++) {
@@ -89,7 +102,7 @@ ${OUTPUT_WINDOW}
       let ix = x0 + i32(kx);
       if (ix < 0 || ix >= i32(p.w)) { continue; }
       let at = iy * i32(p.w) + ix;
-      let v = x[base + u32(at)];
+      let v = ${load('base + u32(at)')};
       if (bi < 0 || v > best) {
         best = v;
         bi = at;
@@ -97,10 +110,7 @@ ${OUTPUT_WINDOW}
     }
   }
   y[i] = best;
-  idx[i] = bi;
-}
-`;
-  return { name: 'max_pool2d_fwd', code, bindings: ['read', 'write', 'write', 'uniform'] };
+  idx[i] = bi;`;
 }
 
 /** Window range [lo, hi] of outputs along one axis whose window covers input t (padded coordinate). */
@@ -275,33 +285,8 @@ ${windowOf('cells', 'p.cx')}
  * the same first-maximum argmax. params.total = planes * oh * (W / 4).
  */
 export function maxPoolQuadKernel(dir: 'fwd' | 'bwd', kw: 2 | 4): Kernel {
-  const per = 4 / kw;
-  const js = Array.from({ length: per }, (_, j) => j);
   const name = `max_pool2d_${dir}_quad${kw}`;
-  const comps = ['x', 'y', 'z', 'w'];
-  const index = `  let QW = p.w / 4u;
-  let rows = p.oh * QW;
-  let pl_ = i / rows;
-  let r = i - pl_ * rows;
-  let oy = r / QW;
-  let qx = r - oy * QW;
-  let y0 = oy * p.sh;
-  let base4 = pl_ * p.h * QW + qx;
-  let o = pl_ * p.oh * p.ow + oy * p.ow + qx * ${per}u;`;
   if (dir === 'fwd') {
-    // Window j of the quad covers components j * kw .. j * kw + kw - 1.
-    const first = js
-      .map((j) => {
-        const c0 = j * kw;
-        const rest = Array.from({ length: kw - 1 }, (_, k) => c0 + k + 1)
-          .map((c) => `  if (v0.${comps[c]} > b${j}) { b${j} = v0.${comps[c]}; i${j} = at0 + ${c}; }`)
-          .join('\n');
-        return `  var b${j} = v0.${comps[c0]};\n  var i${j} = at0 + ${c0};\n${rest}`;
-      })
-      .join('\n');
-    const more = js
-      .flatMap((j) => Array.from({ length: kw }, (_, k) => j * kw + k).map((c) => `    if (v.${comps[c]} > b${j}) { b${j} = v.${comps[c]}; i${j} = at + ${c}; }`))
-      .join('\n');
     const code = `${HEAD(
       name,
       `@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
@@ -309,21 +294,14 @@ export function maxPoolQuadKernel(dir: 'fwd' | 'bwd', kw: 2 | 4): Kernel {
 @group(0) @binding(2) var<storage, read_write> idx: array<i32>;
 @group(0) @binding(3) var<uniform> p: P;`,
     )}
-${index}
-  let v0 = x[base4 + y0 * QW];
-  let at0 = i32(y0 * p.w + qx * 4u);
-${first}
-  for (var ky = 1u; ky < p.kh; ky++) {
-    let iy = y0 + ky;
-    let v = x[base4 + iy * QW];
-    let at = i32(iy * p.w + qx * 4u);
-${more}
-  }
-${js.map((j) => `  y[o + ${j}u] = b${j};\n  idx[o + ${j}u] = i${j};`).join('\n')}
+${quadMaxForwardBody(kw)}
 }
 `;
     return { name, code, bindings: ['read', 'write', 'write', 'uniform'] };
   }
+  const per = 4 / kw;
+  const js = Array.from({ length: per }, (_, j) => j);
+  const index = quadIndex(per);
   const lanes = [0, 1, 2, 3].map((c) => {
     const j = Math.floor(c / kw);
     return `select(0.0, g${j}, i${j} == at + ${c})`;
@@ -346,3 +324,52 @@ ${js.map((j) => `  let g${j} = dy[o + ${j}u];\n  let i${j} = idx[o + ${j}u];`).j
 `;
   return { name, code, bindings: ['read', 'read', 'write', 'uniform'] };
 }
+
+/** Thread i's (plane, output row, quad) of the row-quad kernels, its first input quad and first output. */
+function quadIndex(per: number): string {
+  return `  let QW = p.w / 4u;
+  let rows = p.oh * QW;
+  let pl_ = i / rows;
+  let r = i - pl_ * rows;
+  let oy = r / QW;
+  let qx = r - oy * QW;
+  let y0 = oy * p.sh;
+  let base4 = pl_ * p.h * QW + qx;
+  let o = pl_ * p.oh * p.ow + oy * p.ow + qx * ${per}u;`;
+}
+
+/**
+ * The row-quad max pool forward after thread index i (see maxPoolQuadKernel): each input quad is
+ * read as `load(a)` (default x[a]; shaders/fused-pool.ts computes batch norm there), then compared
+ * in row-major window order; writes y and idx. Needs p.w, p.h, p.oh, p.ow, p.sh, p.kh.
+ */
+export function quadMaxForwardBody(kw: 2 | 4, load: (a: string) => string = (a) => `x[${a}]`): string {
+  const per = 4 / kw;
+  const js = Array.from({ length: per }, (_, j) => j);
+  const comps = ['x', 'y', 'z', 'w'];
+  // Window j of the quad covers components j * kw .. j * kw + kw - 1.
+  const first = js
+    .map((j) => {
+      const c0 = j * kw;
+      const rest = Array.from({ length: kw - 1 }, (_, k) => c0 + k + 1)
+        .map((c) => `  if (v0.${comps[c]} > b${j}) { b${j} = v0.${comps[c]}; i${j} = at0 + ${c}; }`)
+        .join('\n');
+      return `  var b${j} = v0.${comps[c0]};\n  var i${j} = at0 + ${c0};\n${rest}`;
+    })
+    .join('\n');
+  const more = js
+    .flatMap((j) => Array.from({ length: kw }, (_, k) => j * kw + k).map((c) => `    if (v.${comps[c]} > b${j}) { b${j} = v.${comps[c]}; i${j} = at + ${c}; }`))
+    .join('\n');
+  return `${quadIndex(per)}
+  let v0 = ${load('base4 + y0 * QW')};
+  let at0 = i32(y0 * p.w + qx * 4u);
+${first}
+  for (var ky = 1u; ky < p.kh; ky++) {
+    let iy = y0 + ky;
+    let v = ${load('base4 + iy * QW')};
+    let at = i32(iy * p.w + qx * 4u);
+${more}
+  }
+${js.map((j) => `  y[o + ${j}u] = b${j};\n  idx[o + ${j}u] = i${j};`).join('\n')}`;
+}
+

@@ -16,6 +16,8 @@ export interface PooledBuffer {
   readonly bytes: number;
   /** Batch id of the last command batch that used this buffer. */
   lastBatch: number;
+  /** Bytes asked for by the current holder (<= bytes): what the queue's byte counts charge for a binding. */
+  used: number;
 }
 
 export interface PoolStats {
@@ -63,6 +65,7 @@ export class BufferPool {
         this.stats_.freeBytes -= cls;
         this.stats_.inUseBytes += cls;
         this.stats_.reuses++;
+        b.used = bytes;
         return b;
       }
     }
@@ -71,7 +74,7 @@ export class BufferPool {
     this.stats_.inUseBytes += cls;
     this.stats_.buffers++;
     this.stats_.creates++;
-    return { buffer, bytes: cls, lastBatch: -1 };
+    return { buffer, bytes: cls, lastBatch: -1, used: bytes };
   }
 
   release(b: PooledBuffer): void {

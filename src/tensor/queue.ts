@@ -9,6 +9,13 @@
 // slot, the bytes are staged on the host and written with one writeBuffer per arena buffer just before
 // submit. writeBuffer is ordered before the submitted commands, so every slot holds its value when its
 // dispatch runs; after submit the arena is reused from the start.
+//
+// Bytes moved: while counting (startCount) or profiling, every dispatch is also charged the bytes of
+// the storage ranges it binds, once per binding: a 'read' binding (read-only storage) as bytes read, a
+// 'write' binding (read_write storage) as bytes written only, whether or not the kernel also reads it
+// (accumulating kernels do; most only store). A whole-buffer binding is charged what its holder asked
+// the pool for, not the size class. Uniform parameters are not counted. This is the compulsory traffic
+// of each kernel (every byte it must touch at least once), independent of the device and of caches.
 import { device, onDeviceClose } from './device.js';
 import type { Grid, Kernel, BindingKind } from '../shaders/kernel.js';
 import type { PooledBuffer } from './pool.js';
@@ -46,8 +53,8 @@ export interface KernelProfile {
   ms: number;
 }
 
-/** GPU time of the dispatches of one (layer, phase, op, variant, shape) while profiling. */
-export interface DispatchProfile {
+/** Dispatches and bytes moved of one (layer, phase, op, variant, shape, kernel) while counting. */
+export interface DispatchCount {
   layer: string;
   phase: Phase;
   op: string;
@@ -56,17 +63,29 @@ export interface DispatchProfile {
   /** Kernel name (WGSL entry's label). */
   kernel: string;
   calls: number;
-  ms: number;
   /** Dense FLOPs of all calls (0 when the launcher did not say). */
   flops: number;
+  /** Bytes of the read-only storage bindings of all calls. */
+  bytesRead: number;
+  /** Bytes of the read_write storage bindings of all calls (see the header). */
+  bytesWritten: number;
+}
+
+/** GPU time of the dispatches of one (layer, phase, op, variant, shape) while profiling. */
+export interface DispatchProfile extends DispatchCount {
+  ms: number;
 }
 
 const PROFILE_SLOTS = 4096;
 
+type RowKey = Omit<DispatchCount, 'calls' | 'flops' | 'bytesRead' | 'bytesWritten'>;
+
 interface Stamp {
   key: string;
-  row: Omit<DispatchProfile, 'calls' | 'ms' | 'flops'>;
+  row: RowKey;
   flops: number;
+  bytesRead: number;
+  bytesWritten: number;
 }
 
 interface Profiler {
@@ -76,7 +95,34 @@ interface Profiler {
   totals: Map<string, DispatchProfile>;
 }
 
-function stampOf(k: Kernel, tag: DispatchTag | undefined): Stamp {
+/** Bytes of each binding of a dispatch, split by access (see the header). */
+function bytesOf(k: Kernel, buffers: readonly LaunchBinding[]): { bytesRead: number; bytesWritten: number } {
+  let bytesRead = 0;
+  let bytesWritten = 0;
+  let bi = 0;
+  for (const kind of k.bindings) {
+    if (kind === 'uniform') continue;
+    const b = buffers[bi++];
+    const off = b.offset ?? 0;
+    const n = b.size ?? Math.max(0, Math.min(b.buffer.used, b.buffer.bytes) - off);
+    if (kind === 'read') bytesRead += n;
+    else bytesWritten += n;
+  }
+  return { bytesRead, bytesWritten };
+}
+
+/** Adds one stamped dispatch to a table of rows. */
+function addCount(totals: Map<string, DispatchCount>, st: Stamp): DispatchCount {
+  let t = totals.get(st.key);
+  if (!t) totals.set(st.key, (t = { ...st.row, calls: 0, flops: 0, bytesRead: 0, bytesWritten: 0 }));
+  t.calls++;
+  t.flops += st.flops;
+  t.bytesRead += st.bytesRead;
+  t.bytesWritten += st.bytesWritten;
+  return t;
+}
+
+function stampOf(k: Kernel, buffers: readonly LaunchBinding[], tag: DispatchTag | undefined): Stamp {
   const row = {
     layer: tag?.layer ?? currentLayer(),
     phase: tag?.phase ?? currentPhase(),
@@ -85,12 +131,13 @@ function stampOf(k: Kernel, tag: DispatchTag | undefined): Stamp {
     shape: tag?.shape ?? '',
     kernel: k.name,
   };
-  return { key: `${row.layer}|${row.phase}|${row.op}|${row.variant}|${row.shape}|${row.kernel}`, row, flops: tag?.flops ?? 0 };
+  return { key: `${row.layer}|${row.phase}|${row.op}|${row.variant}|${row.shape}|${row.kernel}`, row, flops: tag?.flops ?? 0, ...bytesOf(k, buffers) };
 }
 
 export class CommandQueue {
   private encoder: GPUCommandEncoder | null = null;
   private profiler: Profiler | null = null;
+  private counter: Map<string, DispatchCount> | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private arenas: ArenaBuffer[] = [];
   private arenaIdx = 0;
@@ -200,8 +247,10 @@ export class CommandQueue {
     const bindGroup = device().gpu.createBindGroup({ layout, entries });
     const prof = this.profiler;
     if (prof && prof.names.length * 2 + 2 > PROFILE_SLOTS) this.flush();
+    const stamp = prof || this.counter ? stampOf(k, buffers, typeof tag === 'function' ? tag() : tag) : null;
+    if (stamp && this.counter) addCount(this.counter, stamp);
     // While profiling, each dispatch gets its own pass so timestamps bracket exactly one kernel.
-    const pass = prof ? this.profiledPass(prof, stampOf(k, typeof tag === 'function' ? tag() : tag)) : this.ensurePass();
+    const pass = prof && stamp ? this.profiledPass(prof, stamp) : this.ensurePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
@@ -252,6 +301,27 @@ export class CommandQueue {
       names: [],
       totals: new Map(),
     };
+  }
+
+  /**
+   * Starts counting dispatches and the bytes their bindings move (the header says how), per (layer,
+   * phase, op, variant, shape, kernel). Needs no timestamp queries and changes nothing about how work
+   * is recorded, so it runs on every adapter and costs only the host-side bookkeeping.
+   */
+  startCount(): void {
+    this.counter = new Map();
+  }
+
+  get counting(): boolean {
+    return this.counter !== null;
+  }
+
+  /** Stops counting and returns the rows, in first-dispatch order. */
+  stopCount(): DispatchCount[] {
+    const c = this.counter;
+    if (!c) throw new Error('stopCount() without startCount()');
+    this.counter = null;
+    return [...c.values()];
   }
 
   get profiling(): boolean {
@@ -305,9 +375,8 @@ export class CommandQueue {
         staging.destroy();
         names.forEach((st, i) => {
           let t = prof.totals.get(st.key);
-          if (!t) prof.totals.set(st.key, (t = { ...st.row, calls: 0, ms: 0, flops: 0 }));
-          t.calls++;
-          t.flops += st.flops;
+          if (!t) prof.totals.set(st.key, (t = { ...st.row, calls: 0, ms: 0, flops: 0, bytesRead: 0, bytesWritten: 0 }));
+          addCount(prof.totals, st);
           const d = ts[2 * i + 1] - ts[2 * i];
           t.ms += d > 0n ? Number(d) / 1e6 : 0;
         });
@@ -378,6 +447,7 @@ export class CommandQueue {
   reset(): void {
     this.steps = [];
     this.profiler = null;
+    this.counter = null;
     this.pendingProfiles = [];
     this.encoder = null;
     this.pass = null;

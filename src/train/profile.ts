@@ -5,14 +5,15 @@
 // (forward / input-grad / weight-grad / optimizer, src/tensor/trace.ts), op, planner variant and shape;
 // the queue's profiler times each with timestamp queries. Rows are per (layer, phase, op, variant,
 // shape), in ms per step, with nominal GFLOP/s = dense FLOPs / time (pruned weights still count: the
-// dense kernels do that work; sparse kernels show as a higher nominal rate).
+// dense kernels do that work; sparse kernels show as a higher nominal rate), and the dispatches and
+// bytes read / written per step (the queue's counting; no timestamps needed for those).
 import { backward } from '../autograd/tape.js';
 import * as F from '../autograd/functional.js';
 import type { Detector } from '../nn/models/index.js';
 import { Optimizer } from '../nn/optim/optimizer.js';
 import { device } from '../tensor/device.js';
 import { plannerSeen, resetPlannerRecord, type SeenQuery } from '../tensor/plan.js';
-import { queue } from '../tensor/queue.js';
+import { queue, type DispatchCount } from '../tensor/queue.js';
 import { fromArray, keep, tidy, type Tensor } from '../tensor/tensor.js';
 import type { Phase } from '../tensor/trace.js';
 
@@ -29,6 +30,12 @@ export interface ProfileRow {
   ms: number;
   /** Nominal GFLOP/s: dense FLOPs / GPU time (0 where the op's FLOPs are not counted). */
   gflops: number;
+  /** Dispatches per step. */
+  dispatches: number;
+  /** Bytes per step of the read-only storage bindings (tensor/queue.ts says how bytes are counted). */
+  bytesRead: number;
+  /** Bytes per step of the read_write storage bindings. */
+  bytesWritten: number;
 }
 
 /** What `level_<k>/profile.json` holds (ticketlab profile --run; read by the run report). */
@@ -45,12 +52,18 @@ export interface LevelProfileFile {
 
 export interface StepProfile {
   rows: ProfileRow[];
-  /** Sum of the rows' GPU ms per step. */
+  /** Sum of the rows' GPU ms per step (0 when only counted). */
   gpuMs: number;
-  /** Wall-clock ms per step without profiling (a few steps in flight, as training runs). */
+  /** Wall-clock ms per step without profiling (a few steps in flight, as training runs; 0 when only counted). */
   wallMs: number;
+  /** Sums of the rows per step: dispatches and bytes moved. */
+  dispatches: number;
+  bytesRead: number;
+  bytesWritten: number;
   steps: number;
   adapter: string;
+  /** True when the step was only counted (dispatches and bytes; no timing, no timestamp queries). */
+  countOnly: boolean;
 }
 
 export interface ProfileOptions {
@@ -60,6 +73,8 @@ export interface ProfileOptions {
   steps?: number;
   /** Weight density by layer name ('layer1.0.conv1'), e.g. from a pruning level's masks. */
   densities?: ReadonlyMap<string, number>;
+  /** Count dispatches and bytes only: no timing, works without timestamp queries. */
+  countOnly?: boolean;
 }
 
 /** Phases in step order, for sorting rows. */
@@ -113,40 +128,73 @@ export async function discoverShapes(model: Detector, size: number, batch: numbe
   return plannerSeen();
 }
 
-/** Profiles training steps of `model` (weights and masks as they are; they change as it trains). */
+/** Per-step rows from the queue's raw rows of `steps` steps (time is 0 for counted rows). */
+function perStepRows(raw: readonly (DispatchCount & { ms?: number })[], steps: number, densities: ReadonlyMap<string, number> | undefined): ProfileRow[] {
+  const merged = new Map<string, ProfileRow & { flops: number }>();
+  for (const r of raw) {
+    const layer = r.layer || '(model)';
+    const key = `${layer}|${r.phase}|${r.op}|${r.variant}|${r.shape}`;
+    let m = merged.get(key);
+    if (!m) {
+      const density = densities?.get(layer) ?? null;
+      merged.set(key, (m = { layer, phase: r.phase, op: r.op, variant: r.variant, shape: r.shape, density, ms: 0, gflops: 0, dispatches: 0, bytesRead: 0, bytesWritten: 0, flops: 0 }));
+    }
+    m.ms += (r.ms ?? 0) / steps;
+    m.flops += r.flops / steps;
+    m.dispatches += r.calls / steps;
+    m.bytesRead += r.bytesRead / steps;
+    m.bytesWritten += r.bytesWritten / steps;
+  }
+  return [...merged.values()].map(({ flops, ...row }) => ({ ...row, gflops: row.ms > 0 ? flops / (row.ms * 1e6) : 0 }));
+}
+
+function sum(rows: readonly ProfileRow[], f: (r: ProfileRow) => number): number {
+  return rows.reduce((a, r) => a + f(r), 0);
+}
+
+/**
+ * Profiles training steps of `model` (weights and masks as they are; they change as it trains): GPU
+ * time per row from timestamp queries, or with `countOnly` just dispatches and bytes moved.
+ */
 export async function profileTrainStep(model: Detector, o: ProfileOptions): Promise<StepProfile> {
   const steps = o.steps ?? 2;
   model.train();
   const s = syntheticStep(model, o.size, o.batch);
   try {
-    s.step(); // compiles every pipeline
+    s.step(); // compiles every pipeline (and makes the optimizer's state, which later steps only update)
     await queue.sync();
-    const t0 = performance.now();
-    for (let i = 0; i < steps; i++) {
-      s.step();
-      await queue.endStep();
-    }
-    await queue.sync();
-    const wallMs = (performance.now() - t0) / steps;
-    queue.startProfile();
-    for (let i = 0; i < steps; i++) s.step();
-    const raw = await queue.stopProfileRows();
-    const merged = new Map<string, ProfileRow & { flops: number }>();
-    for (const r of raw) {
-      const layer = r.layer || '(model)';
-      const key = `${layer}|${r.phase}|${r.op}|${r.variant}|${r.shape}`;
-      let m = merged.get(key);
-      if (!m) {
-        const density = o.densities?.get(layer) ?? null;
-        merged.set(key, (m = { layer, phase: r.phase, op: r.op, variant: r.variant, shape: r.shape, density, ms: 0, gflops: 0, flops: 0 }));
+    let wallMs = 0;
+    let raw: (DispatchCount & { ms?: number })[];
+    if (o.countOnly) {
+      queue.startCount();
+      for (let i = 0; i < steps; i++) s.step();
+      raw = queue.stopCount();
+      await queue.sync();
+    } else {
+      const t0 = performance.now();
+      for (let i = 0; i < steps; i++) {
+        s.step();
+        await queue.endStep();
       }
-      m.ms += r.ms / steps;
-      m.flops += r.flops / steps;
+      await queue.sync();
+      wallMs = (performance.now() - t0) / steps;
+      queue.startProfile();
+      for (let i = 0; i < steps; i++) s.step();
+      raw = await queue.stopProfileRows();
     }
-    const rows = [...merged.values()].map(({ flops, ...row }) => ({ ...row, gflops: row.ms > 0 ? flops / (row.ms * 1e6) : 0 }));
-    const gpuMs = rows.reduce((a, r) => a + r.ms, 0);
+    const rows = perStepRows(raw, steps, o.densities);
     const info = device().info;
-    return { rows, gpuMs, wallMs, steps, adapter: [info.vendor, info.device, info.description].filter(Boolean).join(' ') };
+    return {
+      rows,
+      gpuMs: sum(rows, (r) => r.ms),
+      wallMs,
+      dispatches: sum(rows, (r) => r.dispatches),
+      bytesRead: sum(rows, (r) => r.bytesRead),
+      bytesWritten: sum(rows, (r) => r.bytesWritten),
+      steps,
+      adapter: [info.vendor, info.device, info.description].filter(Boolean).join(' '),
+      countOnly: !!o.countOnly,
+    };
   } finally {
     s.dispose();
   }
@@ -158,8 +206,11 @@ export function byLayerPhase(rows: readonly ProfileRow[]): ProfileRow[] {
   for (const r of rows) {
     const k = `${r.layer}|${r.phase}`;
     let t = m.get(k);
-    if (!t) m.set(k, (t = { ...r, op: '', variant: '', shape: '', ms: 0, gflops: 0, flops: 0 }));
+    if (!t) m.set(k, (t = { ...r, op: '', variant: '', shape: '', ms: 0, gflops: 0, dispatches: 0, bytesRead: 0, bytesWritten: 0, flops: 0 }));
     t.ms += r.ms;
+    t.dispatches += r.dispatches;
+    t.bytesRead += r.bytesRead;
+    t.bytesWritten += r.bytesWritten;
     t.flops += r.gflops * r.ms * 1e6;
     if (!t.op.split('+').includes(r.op)) t.op = t.op ? `${t.op}+${r.op}` : r.op;
     if (!t.variant.split('+').includes(r.variant)) t.variant = t.variant ? `${t.variant}+${r.variant}` : r.variant;

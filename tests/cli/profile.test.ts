@@ -4,7 +4,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { PROFILE_JSON_FIELDS, profileCommand } from '../../src/cli/profile.js';
 
 describe('ticketlab profile', () => {
-  it('--json prints one object per row with exactly layer, phase, op, variant, shape, density, ms, gflops', async () => {
+  it('--json prints one object per row with exactly the documented fields', async () => {
     const out: string[] = [];
     const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
       out.push(String(chunk));
@@ -21,6 +21,22 @@ describe('ticketlab profile', () => {
     const conv2 = rows.filter((r) => r.layer === 'conv2');
     expect(new Set(conv2.map((r) => r.phase))).toEqual(new Set(['forward', 'input-grad', 'weight-grad', 'optimizer']));
     expect(conv2.every((r) => r.density === 1)).toBe(true);
+  });
+
+  it('--count --json gives the same fields with dispatches and bytes, and no time', async () => {
+    const out: string[] = [];
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      out.push(String(chunk));
+      return true;
+    });
+    try {
+      expect(await profileCommand.run(['--model', 'meso4', '--size', '32', '--batch', '2', '--steps', '1', '--json', '--count'])).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    const rows = out.join('').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    for (const r of rows) expect(Object.keys(r)).toEqual([...PROFILE_JSON_FIELDS]);
+    expect(rows.every((r) => r.ms === 0 && r.dispatches >= 1 && r.bytesRead + r.bytesWritten > 0)).toBe(true);
   });
 
   it('rejects bad flags in one line', async () => {

@@ -7,7 +7,7 @@ import { profileSection, readLevelProfiles } from '../../src/report/profile-repo
 import type { LevelProfileFile, ProfileRow } from '../../src/train/profile.js';
 
 function row(layer: string, phase: ProfileRow['phase'], ms: number, density: number | null): ProfileRow {
-  return { layer, phase, op: 'conv.fwd', variant: 'direct', shape: 's', density, ms, gflops: 1 };
+  return { layer, phase, op: 'conv.fwd', variant: 'direct', shape: 's', density, ms, gflops: 1, dispatches: 1, bytesRead: 64, bytesWritten: 32 };
 }
 
 describe('profileSection', () => {

@@ -65,6 +65,20 @@ describe('profileTrainStep', () => {
     expect(Object.keys(profileRowJson(fwd))).toEqual([...PROFILE_JSON_FIELDS]);
     const text = formatProfile(p, false);
     expect(text).toMatch(/block\.conv1\s+weight-grad/);
+    expect(text).toMatch(/\d+ dispatches per step; [\d.]+ MiB moved per step/);
+    // Bytes: the forward conv reads x (2x4x12x12) and the weight (8x4x3x3) and writes y (2x8x12x12), at least.
+    expect(fwd.dispatches).toBeGreaterThanOrEqual(1);
+    expect(fwd.bytesRead).toBeGreaterThanOrEqual(4 * (2 * 4 * 144 + 8 * 4 * 9));
+    expect(fwd.bytesWritten).toBeGreaterThanOrEqual(4 * 2 * 8 * 144);
+    expect(p.dispatches).toBeCloseTo(p.rows.reduce((a, r) => a + r.dispatches, 0), 9);
+    // Counting alone (no timestamps) sees the same dispatches and bytes per row, with no time.
+    const c = await profileTrainStep(m, { size: 12, batch: 2, steps: 2, densities, countOnly: true });
+    expect(c.countOnly).toBe(true);
+    expect(c.gpuMs).toBe(0);
+    const key = (r: (typeof p.rows)[number]) => `${r.layer}|${r.phase}|${r.op}|${r.variant}|${r.shape}`;
+    const strip = (rows: typeof p.rows) => new Map(rows.map((r) => [key(r), [r.dispatches, r.bytesRead, r.bytesWritten]]));
+    expect(strip(c.rows)).toEqual(strip(p.rows));
+    expect(formatProfile(c, true)).not.toMatch(/GPU time/);
     m.dispose();
   });
 });

@@ -40,7 +40,7 @@ export class BasicBlock extends Module {
         : null;
   }
   forward(x: Tensor): Tensor {
-    const y = F.relu(this.bn1.forward(this.conv1.forward(x)));
+    const y = this.bn1.forward(this.conv1.forward(x), 'bn-relu');
     const z = this.bn2.forward(this.conv2.forward(y));
     const id = this.downsample ? this.downsample.forward(x) : x;
     return F.relu(F.add(z, id));
@@ -71,7 +71,7 @@ export class ResNet18 extends Module {
 
   /** The stem and the four stages; Grad-CAM's layers (TAP_LAYERS) are the stages, layer1..layer4. */
   features(x: Tensor): Tensor {
-    let y = this.maxpool.forward(F.relu(this.bn1.forward(this.conv1.forward(x))));
+    let y = this.bn1.forward(this.conv1.forward(x), 'bn-relu', this.maxpool);
     for (const l of this.layers) y = l.forward(y);
     return y;
   }

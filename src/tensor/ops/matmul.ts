@@ -186,6 +186,8 @@ function dummyBuffer(): PooledBuffer {
     buffer: device().gpu.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE }),
     bytes: 256,
     lastBatch: -1,
+    // Bound only where the kernel ignores it: no bytes moved.
+    used: 0,
   };
   return dummy;
 }

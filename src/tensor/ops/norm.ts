@@ -2,6 +2,8 @@
 // Inputs are [N, C, ...] (NCHW for BatchNorm2d; [N, C] works too): statistics are per channel over N and
 // every trailing dimension. PyTorch semantics: biased variance normalises, the running variance is
 // updated with the unbiased one, running = (1 - momentum) * running + momentum * batch_stat.
+// Every launcher takes an optional NormAct: a ReLU fused before the normalisation (on x) and/or after
+// it (on y), forward and backward (shaders/norm.ts); ops/fused.ts asks the planner when to use it.
 import {
   APPLY_WG,
   type ApplyVec,
@@ -16,6 +18,8 @@ import {
   channelSumFinalizeKernel,
   partialWidth,
   type PartialMode,
+  NO_ACT,
+  type NormAct,
 } from '../../shaders/norm.js';
 import { gridFor, MAX_GROUPS_PER_DIM, type Grid, type Kernel } from '../../shaders/kernel.js';
 import { cachedKernel, log2Class, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
@@ -23,6 +27,8 @@ import { queue } from '../queue.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
 import { fill, mapExpr } from './map.js';
 import { shapeStr } from './conv-geometry.js';
+
+export { NO_ACT, type NormAct };
 
 /** Elements per stage-1 workgroup the split aims for, and the most chunks per channel. */
 const CHUNK_TARGET = 4096;
@@ -133,17 +139,23 @@ function applyVec(cg: ChanGeom): ApplyVec {
   return planKernel('bn.apply', cg).variant === 'vec4' ? 4 : 1;
 }
 
-function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[]): Tensor {
+/** Cache-key suffix of a fused ReLU ('' without one, so unfused keys are unchanged). */
+function actKey(act: NormAct): string {
+  return act.pre || act.post ? `|a${+act.pre}${+act.post}` : '';
+}
+
+function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[], act: NormAct = NO_ACT, affine = true): Tensor {
   const parts = empty([cg.c, cg.g, partialWidth(mode)]);
   const bufs = [...inputs, parts].map((t) => ({ buffer: t.buf }));
   const impl = normPartialsImpl(cg);
   const tag = () => ({ op: `norm.partials.${mode}`, variant: impl, shape: `${cg.n}x${cg.c}x${cg.hw}`, flops: cg.c * cg.cnt });
+  const key = `${actKey(act)}${act.post && !affine ? '|na' : ''}`;
   if (impl !== 'group') {
     const vec = impl === 'thread4' ? 4 : 1;
-    const k = cached(`pt|${mode}|${vec}`, () => channelPartialsThreadKernel(mode, vec));
+    const k = cached(`pt|${mode}|${vec}${key}`, () => channelPartialsThreadKernel(mode, vec, act, affine));
     queue.dispatch(k, bufs, params(cg, 0), gridFor(cg.c * cg.g, THREAD_PARTIALS_WG), tag);
   } else {
-    const k = cached(`p|${mode}`, () => channelPartialsKernel(mode));
+    const k = cached(`p|${mode}${key}`, () => channelPartialsKernel(mode, act, affine));
     queue.dispatch(k, bufs, params(cg, 0), [cg.g, cg.c, 1], tag);
   }
   return parts;
@@ -171,7 +183,7 @@ export interface BatchNormTrainResult {
 }
 
 /** Validates a forward call's operands (one-line errors naming the operand); returns its geometry. */
-function checkForward(x: Tensor, gamma: Tensor | null, beta: Tensor | null, runningMean: Tensor | null, runningVar: Tensor | null): { cg: ChanGeom; affine: boolean } {
+export function checkForward(x: Tensor, gamma: Tensor | null, beta: Tensor | null, runningMean: Tensor | null, runningVar: Tensor | null): { cg: ChanGeom; affine: boolean } {
   if (x.dtype !== 'f32') throw new Error(`batch norm: input must be f32, got ${x.dtype}`);
   const cg = channelGeometry(x.shape);
   const affine = checkAffine(gamma, beta);
@@ -180,6 +192,32 @@ function checkForward(x: Tensor, gamma: Tensor | null, beta: Tensor | null, runn
   checkVec(runningMean, cg.c, 'running mean');
   checkVec(runningVar, cg.c, 'running var');
   return { cg, affine };
+}
+
+/**
+ * The batch statistics of training-mode batch norm (of relu(x) with a fused pre-ReLU): mean and invstd
+ * per channel, and the running statistics updated IN PLACE when given (see batchNormTrainForward).
+ */
+export function batchNormTrainStats(
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  momentum = 0.1,
+  eps = 1e-5,
+  act: NormAct = NO_ACT,
+): { mean: Tensor; invstd: Tensor } {
+  const { cg } = checkForward(x, null, null, runningMean, runningVar);
+  if (!!runningMean !== !!runningVar) throw new Error('batch norm: pass both running mean and running var or neither');
+  if (cg.cnt < 2) throw new Error(`batch norm: training needs more than 1 value per channel, input ${shapeStr(x.shape)}`);
+  const mean = empty([cg.c]);
+  const invstd = empty([cg.c]);
+  const parts = partials('stats', cg, [x], act);
+  const running = !!runningMean;
+  const fk = cached(`fin|${running}`, () => bnStatsFinalizeKernel(running));
+  const fb = [parts, mean, invstd, ...(running ? [runningMean!, runningVar!] : [])];
+  queue.dispatch(fk, fb.map((t) => ({ buffer: t.buf })), params(cg, 0, momentum, eps), gridFor(cg.c, FINALIZE_WG));
+  parts.dispose();
+  return { mean, invstd };
 }
 
 /**
@@ -195,21 +233,13 @@ export function batchNormTrainForward(
   runningVar: Tensor | null,
   momentum = 0.1,
   eps = 1e-5,
+  act: NormAct = NO_ACT,
 ): BatchNormTrainResult {
   const { cg, affine } = checkForward(x, gamma, beta, runningMean, runningVar);
-  if (!!runningMean !== !!runningVar) throw new Error('batch norm: pass both running mean and running var or neither');
-  if (cg.cnt < 2) throw new Error(`batch norm: training needs more than 1 value per channel, input ${shapeStr(x.shape)}`);
-  const mean = empty([cg.c]);
-  const invstd = empty([cg.c]);
+  const { mean, invstd } = batchNormTrainStats(x, runningMean, runningVar, momentum, eps, act);
   const y = empty(x.shape);
-  const parts = partials('stats', cg, [x]);
-  const running = !!runningMean;
-  const fk = cached(`fin|${running}`, () => bnStatsFinalizeKernel(running));
-  const fb = [parts, mean, invstd, ...(running ? [runningMean!, runningVar!] : [])];
-  queue.dispatch(fk, fb.map((t) => ({ buffer: t.buf })), params(cg, 0, momentum, eps), gridFor(cg.c, FINALIZE_WG));
-  parts.dispose();
   const vec = applyVec(cg);
-  const ak = cached(`apply|${affine}|false|${vec}`, () => bnApplyKernel(affine, false, vec));
+  const ak = cached(`apply|${affine}|false|${vec}${actKey(act)}`, () => bnApplyKernel(affine, false, vec, act));
   const ab = [x, mean, invstd, ...(affine ? [gamma!, beta!] : []), y];
   queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), applyGrid(cg, vec));
   return { y, mean, invstd };
@@ -223,11 +253,12 @@ export function batchNormEvalForward(
   runningMean: Tensor,
   runningVar: Tensor,
   eps = 1e-5,
+  act: NormAct = NO_ACT,
 ): Tensor {
   const { cg, affine } = checkForward(x, gamma, beta, runningMean, runningVar);
   const y = empty(x.shape);
   const vec = applyVec(cg);
-  const ak = cached(`apply|${affine}|true|${vec}`, () => bnApplyKernel(affine, true, vec));
+  const ak = cached(`apply|${affine}|true|${vec}${actKey(act)}`, () => bnApplyKernel(affine, true, vec, act));
   const ab = [x, runningMean, runningVar, ...(affine ? [gamma!, beta!] : []), y];
   queue.dispatch(ak, ab.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, eps), applyGrid(cg, vec));
   return y;
@@ -242,14 +273,22 @@ export interface BatchNormGrads {
 }
 
 /** Per-channel sums of dy and dy * xhat: [dbeta, dgamma]. */
-function dySums(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor, cg: ChanGeom): [Tensor, Tensor] {
+function dySums(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor, cg: ChanGeom, act: NormAct = NO_ACT, gamma: Tensor | null = null, beta: Tensor | null = null): [Tensor, Tensor] {
   const sdy = empty([cg.c]);
   const sdyxh = empty([cg.c]);
-  const parts = partials('dyxhat', cg, [dy, x, mean, invstd]);
+  const affine = !!gamma;
+  const parts = partials('dyxhat', cg, [dy, x, mean, invstd, ...(act.post && affine ? [gamma!, beta!] : [])], act, affine);
   const k = cached('sf2', () => channelSumFinalizeKernel(2));
   queue.dispatch(k, [parts, sdy, sdyxh].map((t) => ({ buffer: t.buf })), params(cg, 0), gridFor(cg.c, FINALIZE_WG));
   parts.dispose();
   return [sdy, sdyxh];
+}
+
+/** A fused post-ReLU's backward recomputes the BN output, so an affine norm needs its beta. */
+function checkPostBeta(act: NormAct, gamma: Tensor | null, beta: Tensor | null, c: number): void {
+  if (!act.post || !gamma) return;
+  if (!beta) throw new Error('batch norm backward: a fused ReLU after an affine norm needs beta');
+  checkVec(beta, c, 'beta');
 }
 
 function checkBackward(dy: Tensor, x: Tensor): ChanGeom {
@@ -262,17 +301,26 @@ function checkBackward(dy: Tensor, x: Tensor): ChanGeom {
  * Backward of batchNormTrainForward (batch statistics), given its saved mean and invstd:
  * dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), dgamma = sum(dy * xhat), dbeta = sum(dy).
  */
-export function batchNormBackward(dy: Tensor, x: Tensor, gamma: Tensor | null, mean: Tensor, invstd: Tensor): BatchNormGrads {
+export function batchNormBackward(
+  dy: Tensor,
+  x: Tensor,
+  gamma: Tensor | null,
+  mean: Tensor,
+  invstd: Tensor,
+  act: NormAct = NO_ACT,
+  beta: Tensor | null = null,
+): BatchNormGrads {
   const cg = checkBackward(dy, x);
   checkVec(gamma, cg.c, 'gamma');
   checkVec(mean, cg.c, 'mean');
   checkVec(invstd, cg.c, 'invstd');
   const affine = !!gamma;
-  const [sdy, sdyxh] = dySums(dy, x, mean, invstd, cg);
+  checkPostBeta(act, gamma, beta, cg.c);
+  const [sdy, sdyxh] = dySums(dy, x, mean, invstd, cg, act, gamma, beta);
   const dx = empty(x.shape);
   const vec = applyVec(cg);
-  const k = cached(`dx|${affine}|train|${vec}`, () => bnBackwardDxKernel(affine, true, vec));
-  const b = [dy, x, mean, invstd, sdy, sdyxh, ...(affine ? [gamma!] : []), dx];
+  const k = cached(`dx|${affine}|train|${vec}${actKey(act)}`, () => bnBackwardDxKernel(affine, true, vec, act));
+  const b = [dy, x, mean, invstd, sdy, sdyxh, ...(affine ? [gamma!] : []), ...(affine && act.post ? [beta!] : []), dx];
   queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg, vec));
   if (!affine) {
     sdy.dispose();
@@ -293,23 +341,27 @@ export function batchNormEvalBackward(
   runningMean: Tensor,
   runningVar: Tensor,
   eps = 1e-5,
+  act: NormAct = NO_ACT,
+  beta: Tensor | null = null,
 ): BatchNormGrads {
   const cg = checkBackward(dy, x);
   checkVec(gamma, cg.c, 'gamma');
   checkVec(runningMean, cg.c, 'running mean');
   checkVec(runningVar, cg.c, 'running var');
   const affine = !!gamma;
+  checkPostBeta(act, gamma, beta, cg.c);
   const invstd = mapExpr('bn_invstd', 'inverseSqrt(x0 + p.alpha)', [runningVar], eps);
   const dx = empty(x.shape);
   const vec = applyVec(cg);
-  const k = cached(`dx|${affine}|eval|${vec}`, () => bnBackwardDxKernel(affine, false, vec));
-  const b = [dy, invstd, ...(affine ? [gamma!] : []), dx];
+  const fused = act.pre || act.post;
+  const k = cached(`dx|${affine}|eval|${vec}${actKey(act)}`, () => bnBackwardDxKernel(affine, false, vec, act));
+  const b = [dy, ...(fused ? [x, runningMean] : []), invstd, ...(affine ? [gamma!] : []), ...(affine && act.post ? [beta!] : []), dx];
   queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg, vec));
   if (!affine) {
     invstd.dispose();
     return { dx, dgamma: null, dbeta: null };
   }
-  const [sdy, sdyxh] = dySums(dy, x, runningMean, invstd, cg);
+  const [sdy, sdyxh] = dySums(dy, x, runningMean, invstd, cg, act, gamma, beta);
   invstd.dispose();
   return { dx, dgamma: sdyxh, dbeta: sdy };
 }

@@ -109,7 +109,7 @@ function checkDy(dy: Tensor, g: Pool2dGeometry, what: string): void {
  * The row-quad max pool kernels (maxPoolQuadKernel) suit windows that tile the input in whole vec4
  * rows: kw = sw in {2, 4}, kh = sh, no padding, W % 4 == 0, H % sh == 0 (Meso-4's and CNN-5's pools).
  */
-function quadSuits(g: Pool2dGeometry): boolean {
+export function quadPoolSuits(g: Pool2dGeometry): boolean {
   const noPad = g.pt === 0 && g.pl === 0 && g.pb === 0 && g.pr === 0;
   return noPad && g.kw === g.sw && (g.kw === 2 || g.kw === 4) && g.kh === g.sh && g.w % 4 === 0 && g.h % g.sh === 0;
 }
@@ -126,7 +126,7 @@ for (const family of ['pool.max.fwd', 'pool.max.bwd'] as const) {
     defaultRule: (_g, dev, cands) =>
       (dev.isSoftware ? cands.find((c) => c.variant === 'quad') : undefined) ?? cands.find((c) => c.variant === 'cells') ?? cands.find((c) => c.variant === 'window') ?? cands[0],
   });
-  registerCandidates<Pool2dGeometry>(family, [{ variant: 'window' }, { variant: 'quad', suits: quadSuits }]);
+  registerCandidates<Pool2dGeometry>(family, [{ variant: 'window' }, { variant: 'quad', suits: quadPoolSuits }]);
 }
 // The backward's one-thread kernels: 'gather' (a thread per input element sums the dy of the windows
 // that chose it), 'cells' (a thread per window writes its block, for non-overlapping windows), and

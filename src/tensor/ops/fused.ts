@@ -1,0 +1,152 @@
+// Fused ops and their planner families. Each family has two candidates, 'fused' and 'unfused', so the
+// choice between one kernel and the chain of separate ones is the planner's like every other kernel
+// choice (recorded in kernels.json and pinned on --resume; `TICKETLAB_KERNELS=fused:unfused` or
+// bench/train-step.ts --baseline force the separate kernels everywhere):
+//   fused.bn-relu  batch norm with a ReLU on its input (Meso: conv -> ReLU -> BN) or its output
+//                  (CNN-5, ResNet: conv -> BN -> ReLU), forward and backward (the NormAct of
+//                  shaders/norm.ts; autograd/fused-nn.ts composes or fuses);
+//   fused.bn-pool  batch norm (with its ReLU, if any) and the max pool after it: the BN output of
+//                  each window computed as it is pooled (shaders/fused-pool.ts), never stored;
+//   fused.bce      BCE-with-logits and its mean in one kernel (shaders/fused-loss.ts).
+// Fusing only removes passes over memory, never changes the arithmetic's expressions, so both
+// candidates agree within float32 rounding (the ReLU-before-BN fusion bit for bit); the static rule
+// takes the fused kernel on every adapter: it moves fewer bytes in fewer dispatches.
+import { bceMeanKernel, LOSS_UNIFORM } from '../../shaders/fused-loss.js';
+import { BN_POOL_UNIFORM, BN_POOL_WG, bnMaxPoolKernel } from '../../shaders/fused-pool.js';
+import { gridFor } from '../../shaders/kernel.js';
+import { checkForward, type NormAct } from './norm.js';
+import { pool2dGeometry, quadPoolSuits, type MaxPoolResult, type Pool2dGeometry, type Pool2dOptions } from './pool.js';
+import { cachedKernel, log2Class, plan, registerCandidates, registerFamily } from '../plan.js';
+import { queue } from '../queue.js';
+import { empty, type Tensor } from '../tensor.js';
+
+/** Where the ReLU sits relative to the batch norm. */
+export type ReluOrder = 'relu-bn' | 'bn-relu';
+
+export interface BnReluGeom {
+  n: number;
+  c: number;
+  hw: number;
+  order: ReluOrder;
+  training: boolean;
+}
+
+const fusedFirst = <C extends { variant: string }>(cands: readonly C[]) => cands.find((c) => c.variant === 'fused') ?? cands[0];
+
+registerFamily<BnReluGeom>({
+  family: 'fused.bn-relu',
+  about: 'batch norm with the ReLU before or after it: one set of BN kernels applying the ReLU and its mask, or separate ReLU kernels',
+  shapeClass: (g) => `${g.order} ${g.training ? 'train' : 'eval'}`,
+  defaultRule: (_g, _dev, cands) => fusedFirst(cands),
+  describe: (g) => `${g.order} n${g.n} c${g.c} hw${g.hw}${g.training ? '' : ' eval'}`,
+});
+registerCandidates<BnReluGeom>('fused.bn-relu', [{ variant: 'fused' }, { variant: 'unfused' }]);
+
+/** Whether batch norm and its ReLU run fused for this geometry (the planner's choice). */
+export function fuseBnRelu(g: BnReluGeom): boolean {
+  return plan<BnReluGeom>('fused.bn-relu', g).variant === 'fused';
+}
+
+/** The pool's input and window (Pool2dGeometry's), whether it pads, and the ReLU and mode of the BN. */
+export interface BnPoolGeom extends Pick<Pool2dGeometry, 'n' | 'c' | 'h' | 'w' | 'kh' | 'kw' | 'sh' | 'sw'> {
+  /** Whether any side is padded (the quad walk needs none). */
+  pad: number;
+  relu: ReluOrder | 'none';
+  training: boolean;
+}
+
+registerFamily<BnPoolGeom>({
+  family: 'fused.bn-pool',
+  about: 'batch norm (+ ReLU) then max pool: the BN output computed per window as it is pooled, or a BN apply kernel and a pool kernel',
+  shapeClass: (g) => `${g.kh}x${g.kw}s${g.sh}x${g.sw}${g.pad ? ' pad' : ''}|${g.h}x${g.w} ${g.relu} ${g.training ? 'train' : 'eval'}`,
+  defaultRule: (_g, dev, cands) => (dev.isSoftware ? cands.find((c) => c.tile === 'quad') : undefined) ?? fusedFirst(cands),
+  describe: (g) => `n${g.n} c${g.c} ${g.h}x${g.w} pool ${g.kh}x${g.kw}/${g.sh}x${g.sw} ${g.relu}${g.training ? '' : ' eval'}`,
+});
+// The tile says how the fused kernel walks: a thread per window, or (software adapters) by row quads
+// where the windows tile whole vec4 rows (the plain pool's quad rule).
+registerCandidates<BnPoolGeom>('fused.bn-pool', [
+  { variant: 'fused', tile: 'window' },
+  { variant: 'fused', tile: 'quad', suits: (g) => g.pad === 0 && quadPoolSuits({ ...g, pt: 0, pl: 0, pb: 0, pr: 0, oh: g.h / g.sh, ow: g.w / g.sw }) },
+  { variant: 'unfused' },
+]);
+
+/** How batch norm (+ ReLU) and the max pool after it run: the planner's choice ('unfused', or the fused kernel's walk). */
+export function bnPoolPlan(g: BnPoolGeom): 'unfused' | 'window' | 'quad' {
+  const p = plan<BnPoolGeom>('fused.bn-pool', g);
+  return p.variant === 'unfused' ? 'unfused' : p.tile === 'quad' ? 'quad' : 'window';
+}
+
+/**
+ * Max pool of batch norm's output without storing it: y = maxpool(BN(x)) with the fused ReLU `act`,
+ * given the per-channel mean and invstd (training) or the running mean and variance (`fromVar`, eval).
+ * idx as maxPool2dForward's (positions in x's planes), so maxPool2dBackward routes dy to x's shape.
+ */
+export function bnMaxPoolForward(
+  x: Tensor,
+  gamma: Tensor | null,
+  beta: Tensor | null,
+  mean: Tensor,
+  scale: Tensor,
+  fromVar: boolean,
+  act: NormAct,
+  eps: number,
+  pool: Pool2dOptions,
+  walk: 'window' | 'quad' = 'window',
+): MaxPoolResult {
+  const { affine } = checkForward(x, gamma, beta, mean, scale);
+  const g = pool2dGeometry(x.shape, pool);
+  const shape = [g.n, g.c, g.oh, g.ow];
+  const y = empty(shape);
+  const idx = empty(shape, 'i32');
+  const quad = walk === 'quad';
+  if (quad && !quadPoolSuits(g)) throw new Error(`bn max pool: the row-quad walk does not suit ${g.kh}x${g.kw}/${g.sh}x${g.sw} over ${g.h}x${g.w}`);
+  const key = `fused|bn-pool|${walk}${g.kw}|${affine}|${fromVar}|${+act.pre}${+act.post}`;
+  const k = cachedKernel(key, () => bnMaxPoolKernel(affine, fromVar, act, quad ? (g.kw as 2 | 4) : null));
+  const total = quad ? g.n * g.c * g.oh * (g.w / 4) : y.size;
+  const p = BN_POOL_UNIFORM.pack({ total, c: g.c, h: g.h, w: g.w, oh: g.oh, ow: g.ow, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw, pt: g.pt, pl: g.pl, eps });
+  const bufs = [x, mean, scale, ...(affine ? [gamma!, beta!] : []), y, idx].map((t) => ({ buffer: t.buf }));
+  queue.dispatch(k, bufs, p, gridFor(total, BN_POOL_WG), () => ({
+    op: 'bn.pool',
+    variant: `fused:${walk}`,
+    shape: `n${g.n} c${g.c} ${g.h}x${g.w} k${g.kh}x${g.kw} s${g.sh}x${g.sw}`,
+    flops: x.size * 4,
+  }));
+  return { y, idx };
+}
+
+export interface LossGeom {
+  n: number;
+}
+
+/** Most logits the one-workgroup loss kernel takes (beyond, the unfused reduction spreads the sum). */
+export const FUSED_LOSS_MAX = 1 << 16;
+
+registerFamily<LossGeom>({
+  family: 'fused.bce',
+  about: 'BCE-with-logits: the per-element loss, its sum and the mean in one workgroup, or a map, a reduction and a scale',
+  shapeClass: (g) => `n2^${log2Class(g.n)}`,
+  defaultRule: (_g, _dev, cands) => fusedFirst(cands),
+});
+registerCandidates<LossGeom>('fused.bce', [{ variant: 'fused', suits: (g) => g.n <= FUSED_LOSS_MAX }, { variant: 'unfused' }]);
+
+/** Whether BCE-with-logits of n logits runs as one fused kernel (the planner's choice). */
+export function fuseBce(n: number): boolean {
+  return plan<LossGeom>('fused.bce', { n }).variant === 'fused';
+}
+
+/** Mean BCE-with-logits of logits against 0/1 targets of the same size: a scalar tensor [1]. */
+export function bceWithLogitsMean(logits: Tensor, target: Tensor): Tensor {
+  if (logits.dtype !== 'f32' || target.dtype !== 'f32') throw new Error(`bce_with_logits: logits and targets must be f32, got ${logits.dtype} and ${target.dtype}`);
+  if (logits.size !== target.size) throw new Error(`bce_with_logits: ${logits.size} logits and ${target.size} targets differ`);
+  if (logits.size > FUSED_LOSS_MAX) throw new Error(`bce_with_logits: the fused loss takes at most ${FUSED_LOSS_MAX} logits, got ${logits.size}`);
+  const out = empty([]);
+  const n = logits.size;
+  const k = cachedKernel('fused|bce-mean', bceMeanKernel);
+  queue.dispatch(k, [{ buffer: logits.buf }, { buffer: target.buf }, { buffer: out.buf }], LOSS_UNIFORM.pack({ n, scale: n ? 1 / n : NaN }), [1, 1, 1], () => ({
+    op: 'loss.bce',
+    variant: 'fused',
+    shape: `${n}`,
+    flops: 8 * n,
+  }));
+  return out;
+}
