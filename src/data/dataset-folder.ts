@@ -14,7 +14,7 @@ import {
   listImages,
   splitByGroup,
 } from "./dataset-base.js";
-import { CachedDecoder, openShardCache, RESIZE_METHOD } from "./decoded.js";
+import { CachedDecoder, cacheDefaults, openShardCache, RESIZE_METHOD } from "./decoded.js";
 
 export const SPLIT_DIR_NAMES: Record<SplitName, readonly string[]> = {
   train: ["train", "training"],
@@ -35,7 +35,7 @@ export function frameGroup(file: string): string {
 
 /** The decoded cache of an image folder (none with `decodedCache: false`); crops do not apply to folders. */
 function folderDecoder(root: string, o: ResolvedOptions): CachedDecoder {
-  const cache = o.raw.decodedCache === false ? null
+  const cache = (o.raw.decodedCache ?? cacheDefaults().decoded) === false ? null
     : openShardCache(o.cacheDir ?? path.join(root, ".ticketlab-cache"), { size: o.size, pipeline: `image-folder;${RESIZE_METHOD}` }, o.warn);
   return new CachedDecoder(cache, root, o.size, o.warn);
 }

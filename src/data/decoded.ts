@@ -2,6 +2,7 @@
 // instead of floats; those backed by files read them through the decoded cache (shard-cache.ts) and
 // decode the misses on the pool (decode-pool.ts). This module is the seam between the two.
 import * as path from 'node:path';
+import { availableParallelism } from 'node:os';
 import { ShardCache, statSource, type CacheConfig, type SourceId } from './shard-cache.js';
 import { decodePool } from './decode-pool.js';
 import { UnreadableImageError } from './image.js';
@@ -11,6 +12,8 @@ import type { Dataset } from './dataset-base.js';
 export interface PixelDataset extends Dataset {
   /** Writes sample i's 3*size*size bytes into `out` at `at`. */
   getPixelsInto(i: number, out: Uint8Array, at: number): Promise<void>;
+  /** Decodes sample i into the cache unless it is there already: 'cached' or 'decoded'. */
+  ensureCached(i: number): Promise<'cached' | 'decoded'>;
   /** Writes out what the cache holds in memory (end of an epoch, of `prepare`). */
   flushCache(): Promise<void>;
   readonly cache: ShardCache | null;
@@ -27,6 +30,21 @@ export function decodedCacheRoot(cacheRoot: string): string {
 
 /** The resize method every file layout uses (image.ts toCHWBytes); part of the cache key. */
 export const RESIZE_METHOD = 'antialias-bilinear-f32-round-u8';
+
+/** The process's defaults where OpenOptions say nothing (the CLI's --cache / --no-cache). */
+export interface CacheDefaults {
+  dir?: string;
+  decoded: boolean;
+}
+let defaults: CacheDefaults = { decoded: true };
+
+export function setCacheDefaults(d: CacheDefaults): void {
+  defaults = { ...d };
+}
+
+export function cacheDefaults(): Readonly<CacheDefaults> {
+  return defaults;
+}
 
 const caches = new Map<string, ShardCache>();
 
@@ -66,21 +84,36 @@ export class CachedDecoder {
       out.set(await decodePool().decode(file, this.size), at);
       return;
     }
-    const rel = path.relative(this.root, file);
-    let src: SourceId;
+    const src = this.identify(cache, file);
+    if (cache.readInto(cache.keyOf(src), out, at)) return;
+    out.set(await this.decodeMiss(cache, file, src), at);
+  }
+
+  /** Puts `file` in the cache unless it is there (`ticketlab prepare`): no bytes are read on a hit. */
+  async ensure(file: string): Promise<'cached' | 'decoded'> {
+    const cache = this.cache;
+    if (!cache) throw new Error(`no decoded cache to fill for ${file} (--no-cache)`);
+    const src = this.identify(cache, file);
+    if (cache.has(cache.keyOf(src))) return 'cached';
+    await this.decodeMiss(cache, file, src);
+    return 'decoded';
+  }
+
+  private identify(cache: ShardCache, file: string): SourceId {
     try {
-      src = statSource(file, this.root);
+      return statSource(file, this.root);
     } catch (e) {
       const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-      throw new UnreadableImageError(file, cache.hadPath(rel) ? `deleted after it was cached (${why}); its cache entry is not used` : why);
+      throw new UnreadableImageError(file, cache.hadPath(path.relative(this.root, file)) ? `deleted after it was cached (${why}); its cache entry is not used` : why);
     }
-    if (cache.readInto(cache.keyOf(src), out, at)) return;
-    if (cache.hadPath(rel) && !this.told.has(file)) {
+  }
+
+  private async decodeMiss(cache: ShardCache, file: string, src: SourceId): Promise<Uint8Array> {
+    if (cache.hadPath(src.rel) && !this.told.has(file)) {
       this.told.add(file);
       this.warn(`${file} changed since it was cached (size or modification time); decoded afresh`);
     }
     const pixels = await decodePool().decode(file, this.size);
-    out.set(pixels, at);
     // A file rewritten while it was being decoded must not be cached under the identity read before.
     let after: SourceId | null = null;
     try {
@@ -89,6 +122,7 @@ export class CachedDecoder {
       // gone meanwhile: nothing to cache
     }
     if (after && after.bytes === src.bytes && after.mtimeNs === src.mtimeNs) cache.add(src, pixels);
+    return pixels;
   }
 
   async flush(): Promise<void> {
@@ -97,4 +131,40 @@ export class CachedDecoder {
       this.cache.rescan();
     }
   }
+}
+
+export interface FillResult {
+  images: number;
+  decoded: number;
+  cached: number;
+  skipped: number;
+}
+
+/**
+ * Puts every sample of `ds` in its decoded cache (`ticketlab prepare`): misses decode on the pool, on
+ * every core; what was cached already is only stat'ed. Unreadable images are warned about and counted.
+ */
+export async function fillDecodedCache(ds: PixelDataset, o: { concurrency?: number; onProgress?: (n: number) => void; warn: (m: string) => void }): Promise<FillResult> {
+  const total = ds.length();
+  const res: FillResult = { images: total, decoded: 0, cached: 0, skipped: 0 };
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < total) {
+      const i = next++;
+      try {
+        res[await ds.ensureCached(i)]++;
+      } catch (e) {
+        if (!(e instanceof UnreadableImageError)) throw e;
+        res.skipped++;
+        o.warn(e.message);
+      }
+      o.onProgress?.(1);
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 2 * availableParallelism()) }, worker));
+  } finally {
+    await ds.flushCache();
+  }
+  return res;
 }
