@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { UnreadableImageError } from './image.js';
+import { decodeImage, toCHWBytes, UnreadableImageError } from './image.js';
 import type { DecodeReply, DecodeRequest } from './decode-worker.js';
 
 /** Images one worker has in flight at once: one resizing while the next decodes on libvips' threads. */
@@ -47,6 +47,8 @@ export class DecodePool {
 
   /** CHW bytes of `file` at size x size; UnreadableImageError for a file that cannot be decoded. */
   decode(file: string, size: number): Promise<Uint8Array> {
+    // No threads: on the main thread (the bench's num_workers=0 row).
+    if (this.threads === 0) return decodeImage(file).then((img) => toCHWBytes(img, size));
     return new Promise((resolve, reject) => {
       this.queue.push({ req: { id: this.nextId++, file, size }, resolve, reject });
       this.pump();
@@ -95,8 +97,16 @@ export class DecodePool {
 
 let shared: DecodePool | null = null;
 
-/** The process's pool (created on first use). */
+/** The process's pool (created on first use; one thread per core unless setDecodeThreads said otherwise). */
 export function decodePool(): DecodePool {
   shared ??= new DecodePool();
   return shared;
+}
+
+/** Replaces the process's pool by one with `threads` workers (0: decode on the main thread). */
+export async function setDecodeThreads(threads: number): Promise<void> {
+  if (!Number.isInteger(threads) || threads < 0) throw new Error(`decode threads must be an integer >= 0, got ${threads}`);
+  const old = shared;
+  shared = new DecodePool(threads);
+  await old?.close();
 }

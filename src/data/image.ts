@@ -326,21 +326,34 @@ export function toCHWBytes(img: RgbImage, size: number, out = new Uint8Array(3 *
   }
   const ax = axisWeights(w, size);
   const ay = axisWeights(h, size);
-  const mid = new Float32Array(h * size);
+  // Horizontal pass for the three channels at once (taps and weights are shared; each channel's sum
+  // still runs over k in order, so the floats are resizePlanar's), into three planes of h x size.
+  const mid = new Float32Array(3 * h * size);
+  const midPlane = h * size;
+  for (let y = 0; y < h; y++) {
+    const row = y * w;
+    for (let x = 0; x < size; x++) {
+      const s = 3 * (row + ax.start[x]);
+      const n = ax.count[x];
+      const wo = x * ax.taps;
+      let a0 = 0, a1 = 0, a2 = 0;
+      for (let k = 0; k < n; k++) {
+        const wk = ax.w[wo + k];
+        const o = s + 3 * k;
+        a0 += BYTE_TO_UNIT[d[o]] * wk;
+        a1 += BYTE_TO_UNIT[d[o + 1]] * wk;
+        a2 += BYTE_TO_UNIT[d[o + 2]] * wk;
+      }
+      const m = y * size + x;
+      mid[m] = a0;
+      mid[midPlane + m] = a1;
+      mid[2 * midPlane + m] = a2;
+    }
+  }
   const acc = new Float32Array(size);
   for (let c = 0; c < 3; c++) {
-    for (let y = 0; y < h; y++) {
-      const row = y * w;
-      for (let x = 0; x < size; x++) {
-        const s = row + ax.start[x];
-        const n = ax.count[x];
-        const wo = x * ax.taps;
-        let a = 0;
-        for (let k = 0; k < n; k++) a += BYTE_TO_UNIT[d[3 * (s + k) + c]] * ax.w[wo + k];
-        mid[y * size + x] = a;
-      }
-    }
     const oplane = c * plane;
+    const mbase = c * midPlane;
     for (let y = 0; y < size; y++) {
       const s = ay.start[y];
       const n = ay.count[y];
@@ -348,7 +361,7 @@ export function toCHWBytes(img: RgbImage, size: number, out = new Uint8Array(3 *
       acc.fill(0);
       for (let k = 0; k < n; k++) {
         const wk = ay.w[wo + k];
-        const mrow = (s + k) * size;
+        const mrow = mbase + (s + k) * size;
         for (let x = 0; x < size; x++) acc[x] += mid[mrow + x] * wk;
       }
       const orow = oplane + y * size;

@@ -1,10 +1,26 @@
 // Bytes to the device, floats made there: uploads an image batch as uint8 (a quarter of the float
-// bytes) and converts, normalises and flips it with shaders/convert.ts. One kernel, no variants, so
-// nothing to plan.
-import { convertBytesKernel, CONVERT_UNIFORM, CONVERT_WG } from '../../shaders/convert.js';
+// bytes) and converts, normalises and flips it with shaders/convert.ts.
+import { convertBytesKernel, convertWordsKernel, CONVERT_UNIFORM, CONVERT_WG } from '../../shaders/convert.js';
 import { gridFor } from '../../shaders/kernel.js';
 import { queue } from '../queue.js';
-import { cachedKernel } from '../plan.js';
+import { cachedKernel, log2Class, plan, registerCandidates, registerFamily } from '../plan.js';
+
+/**
+ * Planner family 'convert': 'element' (a float per thread, any side) or 'word' (four bytes of a row per
+ * thread, side % 4 == 0). Static rule: 'word' wherever it fits, on every adapter (fewer threads and
+ * 16-byte stores; both give the same bits, tests/data/convert.test.ts).
+ */
+interface ConvertGeom {
+  n: number;
+  size: number;
+}
+registerFamily<ConvertGeom>({
+  family: 'convert',
+  about: 'byte batches to normalised, flipped floats: a float or four bytes of a row per thread (side % 4 == 0)',
+  shapeClass: (g) => `2^${log2Class(g.n * 3 * g.size * g.size)}${g.size % 4 === 0 ? ' row4' : ''}`,
+  defaultRule: (_g, _dev, cands) => cands.find((c) => c.variant === 'word') ?? cands[0],
+});
+registerCandidates<ConvertGeom>('convert', [{ variant: 'element' }, { variant: 'word', suits: (g) => g.size % 4 === 0 }]);
 import { empty, fromArray, tidy, type Tensor } from '../tensor.js';
 
 /**
@@ -26,15 +42,18 @@ export function imageBytesToFloat(bytes: Uint8Array, flips: ArrayLike<number>, t
     pad.set(bytes.subarray(0, total));
     return new Uint32Array(pad.buffer);
   })();
-  const k = cachedKernel('convert_bytes', convertBytesKernel);
+  const pl = plan<ConvertGeom>('convert', { n, size });
+  const word = pl.variant === 'word';
+  const k = word ? cachedKernel('convert_bytes_word', convertWordsKernel) : cachedKernel('convert_bytes', convertBytesKernel);
   const out = empty([n, 3, size, size]);
   tidy(() => {
     const w = fromArray(src, [words], 'u32');
     const f = fromArray(Uint32Array.from({ length: n }, (_, i) => (flips[i] ? 1 : 0)), [n], 'u32');
     const t = fromArray(table, [768]);
-    const p = CONVERT_UNIFORM.pack({ n: total, size, plane: size * size, per });
-    const tag = () => ({ op: 'convert.bytes', variant: 'thread', shape: `${n}x3x${size}x${size}`, flops: 0 });
-    queue.dispatch(k, [{ buffer: w.buf }, { buffer: f.buf }, { buffer: t.buf }, { buffer: out.buf }], p, gridFor(total, CONVERT_WG), tag);
+    const q = word ? 4 : 1;
+    const p = CONVERT_UNIFORM.pack({ n: total / q, size, plane: (size * size) / q, per: per / q });
+    const tag = () => ({ op: 'convert.bytes', variant: pl.id, shape: `${n}x3x${size}x${size}`, flops: 0 });
+    queue.dispatch(k, [{ buffer: w.buf }, { buffer: f.buf }, { buffer: t.buf }, { buffer: out.buf }], p, gridFor(total / q, CONVERT_WG), tag);
   });
   return out;
 }
