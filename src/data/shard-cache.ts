@@ -171,7 +171,11 @@ export class ShardCache {
   hits = 0;
   written = 0;
 
-  constructor(root: string, readonly cfg: CacheConfig, private readonly warn: (m: string) => void) {
+  private readonly write: (file: string, data: Uint8Array) => Promise<void>;
+
+  /** `write` replaces the atomic writer (tests inject ENOSPC / EROFS failures through it). */
+  constructor(root: string, readonly cfg: CacheConfig, private readonly warn: (m: string) => void, o: { write?: (file: string, data: Uint8Array) => Promise<void> } = {}) {
+    this.write = o.write ?? writeFileAtomic;
     this.cfgKey = configKey(cfg);
     this.side = cfg.size;
     // Created by the first write, not here: opening a dataset leaves its folder as it was.
@@ -299,7 +303,7 @@ export class ShardCache {
     const name = `s-${sha(items.map((i) => i.key)).subarray(0, 12).toString('hex')}${SHARD_EXT}`;
     const file = path.join(this.dir, name);
     try {
-      await writeFileAtomic(file, encodeShard(this.side, this.cfgKey, items));
+      await this.write(file, encodeShard(this.side, this.cfgKey, items));
     } catch (e) {
       this.stopWriting(e, file);
       return;
