@@ -15,7 +15,10 @@ import { readJson, writeJsonAtomic } from '../io/atomic.js';
 import { levelDir, parseLevelName, runFile } from '../io/run-paths.js';
 import { writeRunReport } from '../report/run-report.js';
 import { formatTable, type TableRow } from '../util/table.js';
-import { num, wantsTune } from './flags.js';
+import { CACHE_FLAGS, CACHE_FLAGS_HELP, applyCacheFlags, num, wantsTune } from './flags.js';
+import { openDataset } from '../data/datasets.js';
+import { DataLoader } from '../data/loader.js';
+import { measureDataWait } from '../train/data-wait.js';
 import { parseFlags, type Command } from './args.js';
 
 export const PROFILE_JSON_FIELDS = ['layer', 'phase', 'op', 'variant', 'shape', 'density', 'ms', 'gflops'] as const;
@@ -119,7 +122,11 @@ the unprofiled wall-clock time is printed under the table.
   --run DIR        a train/imp run folder: profile its levels with their weights and masks; writes
                    level_<k>/profile.json and rebuilds DIR/report.html with time per layer vs level
   --level K        only level K of --run (printed like a plain profile; profile.json written too)
-Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
+  --data SPEC      also train --data-steps steps on batches from this dataset's training split (the
+                   loader as training runs it: flips, decoded cache, bytes converted on the device) and
+                   print the share of the step spent waiting for data
+  --data-steps N   steps of that measurement after 2 warm-up steps (default 20)
+${CACHE_FLAGS_HELP}Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
 `,
   async run(args) {
     const { values } = parseFlags(
@@ -136,9 +143,14 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
         kernels: { type: 'string', default: 'dense' },
         run: { type: 'string' },
         level: { type: 'string' },
+        data: { type: 'string' },
+        'data-steps': { type: 'string', default: '20' },
+        ...CACHE_FLAGS,
       },
       'profile',
     );
+    applyCacheFlags(values);
+    if (values.data !== undefined && values.run) throw new Error('profile: --data measures a fresh model; give it without --run');
     const kernels = values.kernels as WeightFormatPolicy;
     if (!WEIGHT_FORMAT_POLICIES.includes(kernels)) throw new Error(`profile: --kernels '${values.kernels}' must be one of ${WEIGHT_FORMAT_POLICIES.join(', ')}`);
     if (values.level !== undefined && !values.run) throw new Error('profile: --level needs --run DIR');
@@ -155,6 +167,7 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
     const size = values.size !== undefined ? num(values, 'size', { int: true, min: 8 }) : (cfg.size ?? 64);
     const batch = values.batch !== undefined ? num(values, 'batch', { int: true, min: 1 }) : (cfg.train?.batch ?? 32);
     const steps = num(values, 'steps', { int: true, min: 1 });
+    const dataSteps = num(values, 'data-steps', { int: true, min: 1 });
     const dev = await initDevice();
     try {
       if (!dev.hasTimestamps) throw new Error('profile: this adapter has no timestamp-query feature');
@@ -191,6 +204,15 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
             process.stdout.write(`${model} ${size}px batch ${batch}${level !== null ? `, level ${level}` : ''}\n` + formatProfile(p, values.detail));
           } else {
             process.stdout.write(`level ${level}: GPU ${p.gpuMs.toFixed(2)} ms per step, wall ${p.wallMs.toFixed(2)} ms\n`);
+          }
+          if (values.data !== undefined) {
+            const d = await openDataset(values.data, { size, seed: 0 }).catch((e: Error) => {
+              throw new Error(`profile: --data ${values.data}: ${e.message.split('\n')[0]}`);
+            });
+            const w = await measureDataWait(m, new DataLoader(d.train, { batchSize: batch, seed: 0, flip: true }), dataSteps);
+            const line = `data: ${(w.share * 100).toFixed(1)}% of the step waiting for data (${w.waitMs.toFixed(2)} of ${w.stepMs.toFixed(2)} ms per step, ${((w.images / w.steps / w.stepMs) * 1000).toFixed(0)} img/s, ${w.steps} steps on ${d.name})`;
+            if (values.json) process.stdout.write(JSON.stringify({ dataWaitShare: w.share, dataWaitMs: w.waitMs, stepMs: w.stepMs, steps: w.steps }) + '\n');
+            else process.stdout.write(line + '\n');
           }
         } finally {
           m.dispose();
