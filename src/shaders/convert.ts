@@ -18,17 +18,22 @@ export const CONVERT_UNIFORM = uniformStruct([
   ['n', 'u32'], ['size', 'u32'], ['plane', 'u32'], ['per', 'u32'],
 ] as const);
 
-/** 'word' variant; the uniform's n counts words, per and plane are in words too. */
-export function convertWordsKernel(): Kernel {
-  const code = `// convert_bytes_word
-${CONVERT_UNIFORM.wgsl}
+/** Both variants' bindings (bytes as u32 words, a flip flag per image, the table, out) and entry point. */
+function header(outType: string): string {
+  return `${CONVERT_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> src: array<u32>;
 @group(0) @binding(1) var<storage, read> flips: array<u32>;
 @group(0) @binding(2) var<storage, read> table: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<${outType}>;
 @group(0) @binding(4) var<uniform> p: P;
 @compute @workgroup_size(${CONVERT_WG})
-fn main(${GRID_BUILTINS_WGSL}) {
+fn main(${GRID_BUILTINS_WGSL}) {`;
+}
+
+/** 'word' variant; the uniform's n counts words, per and plane are in words too. */
+export function convertWordsKernel(): Kernel {
+  const code = `// convert_bytes_word
+${header("vec4<f32>")}
   let q = ${linearIndexWgsl(CONVERT_WG)};
   if (q >= p.n) { return; }
   let img = q / p.per;
@@ -52,14 +57,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
 /** 'element' variant. Bindings: bytes (u32 words), flips (u32 per image), table (3 x 256 f32), out (f32), uniforms. */
 export function convertBytesKernel(): Kernel {
   const code = `// convert_bytes
-${CONVERT_UNIFORM.wgsl}
-@group(0) @binding(0) var<storage, read> src: array<u32>;
-@group(0) @binding(1) var<storage, read> flips: array<u32>;
-@group(0) @binding(2) var<storage, read> table: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<uniform> p: P;
-@compute @workgroup_size(${CONVERT_WG})
-fn main(${GRID_BUILTINS_WGSL}) {
+${header("f32")}
   let i = ${linearIndexWgsl(CONVERT_WG)};
   if (i >= p.n) { return; }
   let img = i / p.per;
