@@ -314,6 +314,9 @@ export class FileDataset extends ListDataset<Entry> implements PixelDataset {
   async getPixelsInto(i: number, out: Uint8Array, at: number): Promise<void> {
     await this.decoder.read(this.entry(i).path, out, at);
   }
+  readCachedInto(i: number, out: Uint8Array, at: number): boolean {
+    return this.decoder.readCached(this.entry(i).path, out, at);
+  }
   ensureCached(i: number): Promise<"cached" | "decoded"> {
     return this.decoder.ensure(this.entry(i).path);
   }

@@ -12,6 +12,8 @@ import type { Dataset } from './dataset-base.js';
 export interface PixelDataset extends Dataset {
   /** Writes sample i's 3*size*size bytes into `out` at `at`. */
   getPixelsInto(i: number, out: Uint8Array, at: number): Promise<void>;
+  /** Copies sample i from the cache without waiting (the warm path); false on a miss. */
+  readCachedInto(i: number, out: Uint8Array, at: number): boolean;
   /** Decodes sample i into the cache unless it is there already: 'cached' or 'decoded'. */
   ensureCached(i: number): Promise<'cached' | 'decoded'>;
   /** Writes out what the cache holds in memory (end of an epoch, of `prepare`). */
@@ -85,8 +87,34 @@ export class CachedDecoder {
       return;
     }
     const src = this.identify(cache, file);
-    if (cache.readInto(cache.keyOf(src), out, at)) return;
+    if (cache.readInto(this.keyOf(cache, src), out, at)) return;
     out.set(await this.decodeMiss(cache, file, src), at);
+  }
+
+  /** The synchronous hit path of `read`: false on a miss, or when the file cannot be stat'ed (read reports it). */
+  readCached(file: string, out: Uint8Array, at: number): boolean {
+    const cache = this.cache;
+    if (!cache) return false;
+    let src: SourceId;
+    try {
+      src = statSource(file, this.root);
+    } catch {
+      return false;
+    }
+    return cache.readInto(this.keyOf(cache, src), out, at);
+  }
+
+  // Entry keys by source identity: a hash per image per epoch is a measurable part of a warm epoch.
+  private readonly keys = new Map<string, string>();
+  private keyOf(cache: ShardCache, src: SourceId): string {
+    const id = `${src.rel}\0${src.bytes}\0${src.mtimeNs}`;
+    let k = this.keys.get(id);
+    if (k === undefined) {
+      k = cache.keyOf(src);
+      if (this.keys.size > 1_000_000) this.keys.clear();
+      this.keys.set(id, k);
+    }
+    return k;
   }
 
   /** Puts `file` in the cache unless it is there (`ticketlab prepare`): no bytes are read on a hit. */
@@ -94,7 +122,7 @@ export class CachedDecoder {
     const cache = this.cache;
     if (!cache) throw new Error(`no decoded cache to fill for ${file} (--no-cache)`);
     const src = this.identify(cache, file);
-    if (cache.has(cache.keyOf(src))) return 'cached';
+    if (cache.has(this.keyOf(cache, src))) return 'cached';
     await this.decodeMiss(cache, file, src);
     return 'decoded';
   }

@@ -310,7 +310,9 @@ export class DataLoader {
     const per = 3 * S * S;
     const bytes = (k: number): number => Math.ceil((k * per) / 4) * 4;
     let data = new Uint8Array(bytes(idx.length));
-    const ok = await Promise.all(Array.from(idx, (i, k) => this.skipUnreadable(i, limit(() => ds.getPixelsInto(i, data, k * per)))));
+    // Cached samples are copied at once; only misses (decode on the pool) take the limiter's slots.
+    const ok = await Promise.all(Array.from(idx, (i, k) =>
+      ds.readCachedInto(i, data, k * per) ? true : this.skipUnreadable(i, limit(() => ds.getPixelsInto(i, data, k * per)))));
     const n = ok.reduce<number>((a, r) => a + (r === null ? 0 : 1), 0);
     if (n === 0) return null;
     if (n < idx.length) {
