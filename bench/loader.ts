@@ -112,37 +112,32 @@ interface Row {
   ratio: number | null;
 }
 
-/** Bandwidths that bound the warm path, each timed on one batch of the size (best of a few). */
+/**
+ * Bandwidths that bound the warm path, on one batch of the size: host memcpy, the upload alone, and
+ * the convert kernel (upload + convert, less the upload). Ten batches between queue syncs, best of three.
+ */
 async function limits(size: number): Promise<{ memcpy: number; upload: number; convert: number }> {
   const bytes = batch * 3 * size * size;
   const src = Buffer.alloc(bytes, 7);
   const dst = Buffer.alloc(bytes);
-  const best = async (f: () => Promise<void> | void, reps: number): Promise<number> => {
+  const best = async (f: () => void, reps: number): Promise<number> => {
     let t = Infinity;
     for (let k = 0; k < 3; k++) {
       const t0 = performance.now();
-      for (let i = 0; i < reps; i++) await f();
+      for (let i = 0; i < reps; i++) f();
+      await queue.sync();
       t = Math.min(t, (performance.now() - t0) / 1000 / reps);
     }
     return t;
   };
-  const memcpy = bytes / (await best(() => void src.copy(dst), 50));
+  const copy = await best(() => void src.copy(dst), 50);
   const words = new Uint32Array(src.buffer, src.byteOffset, bytes / 4);
-  const upload = bytes / (await best(async () => {
-    fromArray(words, [bytes / 4], 'u32').dispose();
-    await queue.sync();
-  }, 10));
+  const up = await best(() => fromArray(words, [bytes / 4], 'u32').dispose(), 10);
   const flips = new Uint8Array(batch).map((_, i) => i & 1);
   const table = conversionTable(undefined);
-  // The kernel's own traffic: bytes in, floats out (the upload is timed above, so it is done first).
-  const dev = fromArray(words, [bytes / 4], 'u32');
-  await queue.sync();
-  dev.dispose();
-  const convert = (bytes * 5) / (await best(async () => {
-    imageBytesToFloat(src, flips, table, batch, size).dispose();
-    await queue.sync();
-  }, 10));
-  return { memcpy, upload, convert };
+  const both = await best(() => imageBytesToFloat(src, flips, table, batch, size).dispose(), 10);
+  // The kernel's own traffic: bytes in, floats out.
+  return { memcpy: bytes / copy, upload: bytes / up, convert: (bytes * 5) / Math.max(both - up, 1e-9) };
 }
 
 const dev = await initDevice();

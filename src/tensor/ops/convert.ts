@@ -44,14 +44,14 @@ export function imageBytesToFloat(bytes: Uint8Array, flips: ArrayLike<number>, t
   })();
   const pl = plan<ConvertGeom>('convert', { n, size });
   const word = pl.variant === 'word';
-  const k = word ? cachedKernel('convert_bytes_word', convertWordsKernel) : cachedKernel('convert_bytes', convertBytesKernel);
+  const k = word ? cachedKernel(`convert_bytes_word|${size}`, () => convertWordsKernel(size)) : cachedKernel(`convert_bytes|${size}`, () => convertBytesKernel(size));
   const out = empty([n, 3, size, size]);
   tidy(() => {
     const w = fromArray(src, [words], 'u32');
     const f = fromArray(Uint32Array.from({ length: n }, (_, i) => (flips[i] ? 1 : 0)), [n], 'u32');
     const t = fromArray(table, [768]);
     const q = word ? 4 : 1;
-    const p = CONVERT_UNIFORM.pack({ n: total / q, size, plane: (size * size) / q, per: per / q });
+    const p = CONVERT_UNIFORM.pack({ n: total / q });
     const tag = () => ({ op: 'convert.bytes', variant: pl.id, shape: `${n}x3x${size}x${size}`, flops: 0 });
     queue.dispatch(k, [{ buffer: w.buf }, { buffer: f.buf }, { buffer: t.buf }, { buffer: out.buf }], p, gridFor(total / q, CONVERT_WG), tag);
   });
