@@ -11,10 +11,11 @@ import { masksCommand } from './masks.js';
 import { tuneCommand } from './tune.js';
 import { profileCommand } from './profile.js';
 import { facesCommand } from './faces.js';
+import { prepareDataCommand } from './cache.js';
 
 export type { Command } from './args.js';
 
-export const commands: Command[] = [infoCommand, trainCommand, evalCommand, impCommand, oneshotCommand, transferCommand, reportCommand, sweepCommand, gradcamCommand, checkCommand, masksCommand, tuneCommand, profileCommand, facesCommand];
+export const commands: Command[] = [infoCommand, trainCommand, evalCommand, impCommand, oneshotCommand, transferCommand, reportCommand, sweepCommand, gradcamCommand, checkCommand, masksCommand, tuneCommand, profileCommand, facesCommand, prepareDataCommand];
 
 export function usage(): string {
   const w = Math.max(...commands.map((c) => c.name.length));

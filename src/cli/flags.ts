@@ -6,6 +6,8 @@ import { MODEL_NAMES, defaultInputSize } from '../nn/models/index.js';
 import { parseSchedule } from '../nn/optim/schedule.js';
 import type { OpenOptions } from '../data/datasets.js';
 import { parseKernelMode, type KernelMode } from '../tensor/sparse-plan.js';
+import { setCacheDefaults } from '../data/decoded.js';
+import * as path from 'node:path';
 
 /** `--kernels`: which kernels pruned layers run (nn/sparse.ts); on every command that runs a model. */
 export const KERNEL_FLAG = { kernels: { type: 'string', default: 'dense' } } as const satisfies NonNullable<ParseArgsConfig['options']>;
@@ -17,6 +19,21 @@ export const KERNEL_FLAG_HELP = `  --kernels K         kernels of pruned conv/li
                       the start of each level; the choice is logged and kept in <level>/kernels.json).
                       Results agree within float32 rounding; a dense model (no masks) always runs dense
 `;
+
+/** `--cache DIR` / `--no-cache`: where the dataset's caches live, and whether decoded shards are used. */
+export const CACHE_FLAGS = { cache: { type: 'string' }, 'no-cache': { type: 'boolean', default: false } } as const satisfies NonNullable<ParseArgsConfig['options']>;
+
+export const CACHE_FLAGS_HELP = `  --cache DIR         the dataset's cache folder (decoded shards at the training size, face crops,
+                      video frames; default <dataset>/.ticketlab-cache). Results do not depend on it
+  --no-cache          decode and resize every image on every read instead of reading decoded shards
+`;
+
+/** Sets the process's data-cache defaults from --cache / --no-cache (data/decoded.ts). */
+export function applyCacheFlags(values: { cache?: string; 'no-cache'?: boolean }): void {
+  if (values.cache !== undefined && values['no-cache']) throw new Error('--cache and --no-cache contradict each other; give one');
+  if (values.cache !== undefined && values.cache.trim() === '') throw new Error('--cache needs a folder');
+  setCacheDefaults({ dir: values.cache === undefined ? undefined : path.resolve(values.cache), decoded: !values['no-cache'] });
+}
 
 /** The kernel mode of --kernels (one-line error naming the flag); commands pass it down to the levels. */
 export function kernelFlag(values: { kernels?: string }): KernelMode {
@@ -43,6 +60,7 @@ export const TRAIN_FLAGS = {
   resume: { type: 'boolean', default: false },
   quiet: { type: 'boolean', default: false },
   ...KERNEL_FLAG,
+  ...CACHE_FLAGS,
   tune: { type: 'boolean', default: false },
   'no-tune': { type: 'boolean', default: false },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
@@ -78,7 +96,8 @@ Output:
                       (a second one, or --resume of a run still going, is refused naming the holder)
   --resume            continue an interrupted run in --out (at the epoch and batch where it stopped)
   --quiet             no progress bars
-Kernels:
+Data cache:
+${CACHE_FLAGS_HELP}Kernels:
   --tune              use this adapter's tuned kernels, timing the shapes the cache lacks first (bounded,
                       see 'ticketlab tune'); env TICKETLAB_TUNE=1. Default: the static rules. Each level
                       records its kernels in level_<k>/kernels.json and --resume uses the same ones

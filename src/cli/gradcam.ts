@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { closeDevice, initDevice, deviceName } from '../tensor/device.js';
 import { parseFlags, type Command } from './args.js';
-import { KERNEL_FLAG, KERNEL_FLAG_HELP, kernelFlag, num } from './flags.js';
+import { KERNEL_FLAG, KERNEL_FLAG_HELP, CACHE_FLAGS, CACHE_FLAGS_HELP, applyCacheFlags, kernelFlag, num } from './flags.js';
 import { CAM_METHODS, CAM_TARGETS, type CamMethod, type CamTarget } from '../explain/gradcam.js';
 import { checkLevels, defaultLevels, explainRun, readRunInfo, summaryText } from '../explain/run.js';
 import { TAP_LAYERS, type ModelName } from '../nn/models/index.js';
@@ -25,6 +25,7 @@ const FLAGS = {
   batch: { type: 'string', default: '16' },
   quiet: { type: 'boolean', default: false },
   ...KERNEL_FLAG,
+        ...CACHE_FLAGS,
 } as const;
 
 /** `0,4,7` -> [0, 4, 7]; one-line errors naming the flag. */
@@ -87,10 +88,11 @@ Flags:
   --method M         gradcam (default) or gradcam++
   --batch N          images per forward/backward pass (default 16)
   --quiet            no progress lines
-${KERNEL_FLAG_HELP}`,
+${KERNEL_FLAG_HELP}${CACHE_FLAGS_HELP}`,
   async run(args) {
     const { values } = parseFlags(args, FLAGS, 'gradcam');
     const kernels = kernelFlag(values);
+    applyCacheFlags(values);
     if (!values.run) throw new Error("gradcam: --run DIR is required; see 'ticketlab gradcam --help'");
     const run = values.run;
     if (!fs.existsSync(run) || !fs.statSync(run).isDirectory()) throw new Error(`--run ${run}: no such folder`);

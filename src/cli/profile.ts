@@ -5,7 +5,6 @@ import * as fs from 'node:fs';
 import { closeDevice, initDevice } from '../tensor/device.js';
 import { levelKernels, readKernelPlanFile } from '../nn/sparse.js';
 import { KERNEL_MODES, type KernelMode } from '../tensor/sparse-plan.js';
-import { kernelFlag } from './flags.js';
 import { useTuneCache } from '../tensor/tune.js';
 import { createModel, MODEL_NAMES, type Detector } from '../nn/models/index.js';
 import { prunableWeights, loadMasks, attachMasks, countKept } from '../prune/masks.js';
@@ -16,7 +15,10 @@ import { readJson, writeJsonAtomic } from '../io/atomic.js';
 import { levelDir, parseLevelName, runFile, RUN_FILES } from '../io/run-paths.js';
 import { writeRunReport } from '../report/run-report.js';
 import { formatTable, type TableRow } from '../util/table.js';
-import { num, wantsTune } from './flags.js';
+import { CACHE_FLAGS, CACHE_FLAGS_HELP, applyCacheFlags, kernelFlag, num, wantsTune } from './flags.js';
+import { openDataset } from '../data/datasets.js';
+import { DataLoader } from '../data/loader.js';
+import { measureDataWait } from '../train/data-wait.js';
 import { parseFlags, type Command } from './args.js';
 
 export const PROFILE_JSON_FIELDS = ['layer', 'phase', 'op', 'variant', 'shape', 'density', 'ms', 'gflops', 'dispatches', 'bytesRead', 'bytesWritten'] as const;
@@ -147,7 +149,11 @@ the unprofiled wall-clock time is printed under the table.
   --run DIR        a train/imp run folder: profile its levels with their weights and masks; writes
                    level_<k>/profile.json and rebuilds DIR/report.html with time per layer vs level
   --level K        only level K of --run (printed like a plain profile; profile.json written too)
-Timing needs the timestamp-query feature (lavapipe and the big GPU drivers have it); --count does not.
+  --data SPEC      also train --data-steps steps on batches from this dataset's training split (the
+                   loader as training runs it: flips, decoded cache, bytes converted on the device) and
+                   print the share of the step spent waiting for data
+  --data-steps N   steps of that measurement after 2 warm-up steps (default 20)
+${CACHE_FLAGS_HELP}Timing needs the timestamp-query feature (lavapipe and the big GPU drivers have it); --count does not.
 `,
   async run(args) {
     const { values } = parseFlags(
@@ -165,9 +171,14 @@ Timing needs the timestamp-query feature (lavapipe and the big GPU drivers have 
         kernels: { type: 'string', default: 'dense' },
         run: { type: 'string' },
         level: { type: 'string' },
+        data: { type: 'string' },
+        'data-steps': { type: 'string', default: '20' },
+        ...CACHE_FLAGS,
       },
       'profile',
     );
+    applyCacheFlags(values);
+    if (values.data !== undefined && values.run) throw new Error('profile: --data measures a fresh model; give it without --run');
     const kernels = kernelFlag(values);
     if (values.level !== undefined && !values.run) throw new Error('profile: --level needs --run DIR');
     let cfg: RunConfig = {};
@@ -181,6 +192,7 @@ Timing needs the timestamp-query feature (lavapipe and the big GPU drivers have 
     const size = values.size !== undefined ? num(values, 'size', { int: true, min: 8 }) : (cfg.size ?? 64);
     const batch = values.batch !== undefined ? num(values, 'batch', { int: true, min: 1 }) : (cfg.train?.batch ?? 32);
     const steps = num(values, 'steps', { int: true, min: 1 });
+    const dataSteps = num(values, 'data-steps', { int: true, min: 1 });
     const dev = await initDevice();
     try {
       if (!dev.hasTimestamps && !values.count) throw new Error('profile: this adapter has no timestamp-query feature (--count works without it)');
@@ -216,6 +228,15 @@ Timing needs the timestamp-query feature (lavapipe and the big GPU drivers have 
           } else {
             const time = p.countOnly ? '' : `GPU ${p.gpuMs.toFixed(2)} ms per step, wall ${p.wallMs.toFixed(2)} ms; `;
             process.stdout.write(`level ${level}: ${time}${formatTraffic(p)}\n`);
+          }
+          if (values.data !== undefined) {
+            const d = await openDataset(values.data, { size, seed: 0 }).catch((e: Error) => {
+              throw new Error(`profile: --data ${values.data}: ${e.message.split('\n')[0]}`);
+            });
+            const w = await measureDataWait(m, new DataLoader(d.train, { batchSize: batch, seed: 0, flip: true }), dataSteps);
+            const line = `data: ${(w.share * 100).toFixed(1)}% of the step waiting for data (${w.waitMs.toFixed(2)} of ${w.stepMs.toFixed(2)} ms per step, ${((w.images / w.steps / w.stepMs) * 1000).toFixed(0)} img/s, ${w.steps} steps on ${d.name})`;
+            if (values.json) process.stdout.write(JSON.stringify({ dataWaitShare: w.share, dataWaitMs: w.waitMs, stepMs: w.stepMs, steps: w.steps }) + '\n');
+            else process.stdout.write(line + '\n');
           }
         } finally {
           m.dispose();

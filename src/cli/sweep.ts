@@ -18,7 +18,7 @@ import { writeRunReport, type RunReport } from '../report/run-report.js';
 import { formatTable } from '../util/table.js';
 import { parseFlags, type Command } from './args.js';
 import { num } from './flags.js';
-import { KERNEL_FLAG, KERNEL_FLAG_HELP, kernelFlag } from './flags.js';
+import { KERNEL_FLAG, KERNEL_FLAG_HELP, CACHE_FLAGS, CACHE_FLAGS_HELP, applyCacheFlags, kernelFlag } from './flags.js';
 import { installStopSignal } from './signals.js';
 import { printReport } from './report.js';
 import { jobName, k8sJob, k8sName, slurmScript, shellWord } from './sweep-emit.js';
@@ -142,7 +142,7 @@ One process (no --worker):
   --resume     continue unfinished runs (at the level, epoch and batch where they stopped)
   --out DIR    override the config's out
   --quiet      no progress bars
-${KERNEL_FLAG_HELP}
+${KERNEL_FLAG_HELP}${CACHE_FLAGS_HELP}
 Workers: the sweep is a list of units, one per level folder (dense, IMP level k, one-shot level k,
 control at level k, or the copy of a shared dense level), each waiting for what it needs (level k for
 level k-1; one-shot for the dense level; a control for its ticket's IMP level). A worker claims the next
@@ -241,10 +241,12 @@ export const sweepCommand: Command = {
         ticketlab: { type: 'string' },
         file: { type: 'string' },
         ...KERNEL_FLAG,
+        ...CACHE_FLAGS,
       },
       'sweep',
     );
     const kernels = kernelFlag(values);
+    applyCacheFlags(values);
     if (positionals.length !== 1) throw new Error(`sweep: give exactly one config file (got ${positionals.length}); see 'ticketlab sweep --help'`);
     const modes = (['dry-run', 'worker', 'status', 'report'] as const).filter((m) => values[m]).map((m) => `--${m}`);
     if (values.emit !== undefined) modes.push('--emit');

@@ -11,7 +11,7 @@ import { runFile } from '../io/run-paths.js';
 import { readJsonSync } from '../io/atomic.js';
 import { checkModel, openTrainingData } from './prepare.js';
 import { parseFlags, type Command } from './args.js';
-import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, kernelFlag, wantsTune, dataOptions, defaultOut, parseRunSpec, num } from './flags.js';
+import { KERNEL_FLAG, KERNEL_FLAG_HELP, CACHE_FLAGS, CACHE_FLAGS_HELP, applyCacheFlags, TRAIN_FLAGS, TRAIN_FLAGS_HELP, kernelFlag, wantsTune, dataOptions, defaultOut, parseRunSpec, num } from './flags.js';
 import { withRun } from './signals.js';
 import { formatMetrics } from './format.js';
 import { attachMasks, loadMasksOf } from '../prune/masks.js';
@@ -24,6 +24,7 @@ const log = (m: string) => process.stderr.write(m + '\n');
 export async function prepareTrain(args: string[]) {
   const { values } = parseFlags(args, TRAIN_FLAGS, 'train');
   kernelFlag(values); // a dense model has no pruned layers; the flag is still checked
+  applyCacheFlags(values);
   wantsTune(values); // --tune with --no-tune fails here, before any folder exists
   const spec = parseRunSpec(values);
   const out = values.out ?? defaultOut(spec);
@@ -101,7 +102,7 @@ folder (its final.safetensors is used; --model/--size default to the run's confi
   --json              print the metrics as JSON
 With --kernels sparse|auto and a mask.safetensors beside the weights (a level folder), the mask is
 attached and the pruned layers run the chosen kernels (printed on stderr).
-${KERNEL_FLAG_HELP}`,
+${KERNEL_FLAG_HELP}${CACHE_FLAGS_HELP}`,
   async run(args) {
     const { values } = parseFlags(
       args,
@@ -116,10 +117,12 @@ ${KERNEL_FLAG_HELP}`,
         json: { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
         ...KERNEL_FLAG,
+        ...CACHE_FLAGS,
       },
       'eval',
     );
     const kernels = kernelFlag(values);
+    applyCacheFlags(values);
     if (!values.weights) throw new Error('eval: --weights FILE is required');
     let weights = values.weights;
     let model = values.model;

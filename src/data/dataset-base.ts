@@ -3,7 +3,8 @@
 // grouped splits.
 import { promises as fs, type Dirent } from "node:fs";
 import * as path from "node:path";
-import { decodeImage, toCHWFloat, type Rect, type RgbImage } from "./image.js";
+import { bytesToUnit, type Rect, type RgbImage } from "./image.js";
+import type { CachedDecoder, PixelDataset } from "./decoded.js";
 import { hashKey, hashString, unitFloat } from "./random.js";
 import { SPLITS, type SplitName, type SyntheticOptions } from "./synthetic.js";
 
@@ -13,6 +14,8 @@ export { SPLITS } from "./synthetic.js";
 export interface Sample {
   /** CHW float32 in [0,1], 3 x size x size */
   image: Float32Array;
+  /** the same image as CHW bytes (image = byte / 255), where the layout reads 8-bit images */
+  pixels?: Uint8Array;
   /** 1 = fake */
   label: 0 | 1;
   /** the file (or video) the sample came from, for warnings and reports */
@@ -56,8 +59,10 @@ export interface OpenOptions {
    * Fraction of train carved out (by group, seeded) for a split a layout lacks (default 0.1).
    */
   holdoutFraction?: number;
-  /** where derived crops/frames are cached; default `<root>/.ticketlab-cache` */
+  /** where derived crops/frames and the decoded shards are cached; default `<root>/.ticketlab-cache` */
   cacheDir?: string;
+  /** false: image folders decode every read instead of using the decoded cache (`--no-cache`); default true */
+  decodedCache?: boolean;
   warn?: (message: string) => void;
   synthetic?: Omit<SyntheticOptions, "size" | "seed">;
   /**
@@ -295,11 +300,34 @@ export abstract class ListDataset<E extends Entry> implements Dataset {
   abstract get(i: number): Promise<Sample>;
 }
 
-export class FileDataset extends ListDataset<Entry> {
+/**
+ * Image files, stretched to size x size by toCHWBytes (antialiased bilinear, rounded to bytes as PIL
+ * does), read through the decoded cache when there is one.
+ */
+export class FileDataset extends ListDataset<Entry> implements PixelDataset {
+  constructor(name: string, size: number, entries: readonly Entry[], private readonly decoder: CachedDecoder) {
+    super(name, size, entries);
+  }
+  get cache(): PixelDataset["cache"] {
+    return this.decoder.cache;
+  }
+  async getPixelsInto(i: number, out: Uint8Array, at: number): Promise<void> {
+    await this.decoder.read(this.entry(i).path, out, at);
+  }
+  readCachedInto(i: number, out: Uint8Array, at: number): boolean {
+    return this.decoder.readCached(this.entry(i).path, out, at);
+  }
+  ensureCached(i: number): Promise<"cached" | "decoded"> {
+    return this.decoder.ensure(this.entry(i).path);
+  }
+  flushCache(): Promise<void> {
+    return this.decoder.flush();
+  }
   async get(i: number): Promise<Sample> {
     const e = this.entry(i);
-    const img = await decodeImage(e.path);
-    return { image: toCHWFloat(img, this.size), label: e.label, path: e.path };
+    const pixels = new Uint8Array(3 * this.size * this.size);
+    await this.getPixelsInto(i, pixels, 0);
+    return { image: bytesToUnit(pixels), pixels, label: e.label, path: e.path };
   }
 }
 

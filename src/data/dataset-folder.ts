@@ -14,6 +14,7 @@ import {
   listImages,
   splitByGroup,
 } from "./dataset-base.js";
+import { CachedDecoder, cacheDefaults, openShardCache, RESIZE_METHOD } from "./decoded.js";
 
 export const SPLIT_DIR_NAMES: Record<SplitName, readonly string[]> = {
   train: ["train", "training"],
@@ -30,6 +31,13 @@ export function frameGroup(file: string): string {
   const stem = path.basename(file).replace(/\.[^.]+$/, "");
   const m = /^(.+)_\d+$/.exec(stem);
   return m ? m[1] : stem;
+}
+
+/** The decoded cache of an image folder (none with `decodedCache: false`); crops do not apply to folders. */
+function folderDecoder(root: string, o: ResolvedOptions): CachedDecoder {
+  const cache = (o.raw.decodedCache ?? cacheDefaults().decoded) === false ? null
+    : openShardCache(o.cacheDir ?? path.join(root, ".ticketlab-cache"), { size: o.size, pipeline: `image-folder;${RESIZE_METHOD}` }, o.warn);
+  return new CachedDecoder(cache, root, o.size, o.warn);
 }
 
 export async function imageFolderBase(root: string): Promise<string | null> {
@@ -95,7 +103,8 @@ export async function openImageFolder(root: string, base: string, o: ResolvedOpt
     }
   }
   const name = `image-folder:${root}`;
-  const mk = (s: SplitName, es: Entry[]): Dataset => new FileDataset(`${name}/${s}`, o.size, es);
+  const decoder = folderDecoder(root, o);
+  const mk = (s: SplitName, es: Entry[]): Dataset => new FileDataset(`${name}/${s}`, o.size, es, decoder);
   return {
     name, layout: "image-folder", root, size: o.size,
     train: mk("train", train), val: mk("val", found.val ?? []), test: mk("test", found.test ?? []),

@@ -20,6 +20,7 @@ import {
   isFile,
 } from "./dataset-base.js";
 import { imageFolderBase, openImageFolder } from "./dataset-folder.js";
+import { cacheDefaults } from "./decoded.js";
 import { OF_SPLITS, ofAnnotationFile, openOpenForensics } from "./dataset-openforensics.js";
 import { openFaceForensics } from "./dataset-ffpp.js";
 
@@ -162,7 +163,7 @@ export async function openDataset(spec: string, opts: OpenOptions = {}): Promise
     size: opts.size ?? 64,
     seed: opts.seed ?? 0,
     holdoutFraction: opts.holdoutFraction ?? 0.1,
-    cacheDir: opts.cacheDir,
+    cacheDir: opts.cacheDir ?? cacheDefaults().dir,
     warn: opts.warn ?? defaultWarn,
     raw: opts,
   };

@@ -2,7 +2,9 @@
 // normalisation, and decode-ahead of the next batches with bounded concurrency (sharp decodes on libuv's
 // thread pool, so several images really are decoded in parallel while the GPU works on the current batch).
 import type { Dataset, Sample } from "./datasets.js";
+import { availableParallelism } from "node:os";
 import { UnreadableImageError } from "./image.js";
+import { isPixelDataset } from "./decoded.js";
 import { hashKey, Rng, unitFloat } from "./random.js";
 
 export interface Normalize {
@@ -31,9 +33,25 @@ export interface LoaderOptions {
   warn?: (message: string) => void;
 }
 
+/**
+ * A batch as bytes (datasets of 8-bit images): the floats are `table[c * 256 + byte]` of each row's
+ * channel c, read mirrored in x where `flips` says so. The trainer uploads these bytes and makes the
+ * floats on the device (tensor/ops/convert.ts); `Batch.x` makes the same floats on the host.
+ */
+export interface PixelBatch {
+  /** n x 3 x S x S bytes, unflipped; the length is padded to a multiple of 4 (whole u32 words) */
+  data: Uint8Array;
+  /** 1 where the row is flipped horizontally */
+  flips: Uint8Array;
+  /** 3 x 256 floats: byte v of channel c becomes table[c * 256 + v] (normalised when asked) */
+  table: Float32Array;
+}
+
 export interface Batch {
-  /** NCHW float32 */
-  x: Float32Array;
+  /** NCHW float32 (for a pixel batch, made from `pixels` on first read) */
+  readonly x: Float32Array;
+  /** the same batch as bytes, when the dataset reads 8-bit images */
+  pixels?: PixelBatch;
   /** labels as float32 (1 = fake), length n */
   y: Float32Array;
   n: number;
@@ -48,6 +66,40 @@ export interface Batch {
 // Salts so the flip stream and the order stream never coincide for the same seed.
 const ORDER_SALT = 0x5eed0001;
 const FLIP_SALT = 0x5eed0002;
+
+/**
+ * Byte -> float per channel, exactly as the float path computes it: the float32 of byte / 255, then
+ * (value - mean) * (1 / std) in double precision rounded to float32 (Float32Array stores).
+ */
+export function conversionTable(norm: Normalize | undefined): Float32Array {
+  const t = new Float32Array(3 * 256);
+  for (let c = 0; c < 3; c++) {
+    for (let v = 0; v < 256; v++) {
+      const u = Math.fround(v / 255);
+      t[c * 256 + v] = norm ? (u - norm.mean[c]) * (1 / norm.std[c]) : u;
+    }
+  }
+  return t;
+}
+
+/** The host twin of the device conversion: NCHW floats of a pixel batch. */
+export function pixelsToFloat(pb: PixelBatch, n: number, size: number): Float32Array {
+  const plane = size * size;
+  const per = 3 * plane;
+  const out = new Float32Array(n * per);
+  const { data, flips, table } = pb;
+  for (let r = 0; r < n; r++) {
+    for (let c = 0; c < 3; c++) {
+      const t = c * 256;
+      for (let y = 0; y < size; y++) {
+        const row = r * per + c * plane + y * size;
+        if (flips[r]) for (let x = 0; x < size; x++) out[row + x] = table[t + data[row + size - 1 - x]];
+        else for (let x = 0; x < size; x++) out[row + x] = table[t + data[row + x]];
+      }
+    }
+  }
+  return out;
+}
 
 type Limiter = <T>(task: () => Promise<T>) => Promise<T>;
 
@@ -93,6 +145,7 @@ export class DataLoader {
   private readonly warn: (m: string) => void;
   private readonly warned = new Set<string>();
   private nextEpoch = 0;
+  private readonly table: Float32Array;
 
   constructor(readonly dataset: Dataset, opts: LoaderOptions) {
     if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${opts.batchSize}`);
@@ -105,7 +158,9 @@ export class DataLoader {
     this.normalize = opts.normalize;
     if (this.normalize && this.normalize.std.some((s) => !(s > 0))) throw new Error("normalize.std must be positive");
     this.prefetch = Math.max(0, opts.prefetch ?? 2);
-    this.concurrency = Math.max(1, opts.concurrency ?? 4);
+    // Pixel datasets decode on a pool of worker threads, one per core with two images each in flight.
+    this.concurrency = Math.max(1, opts.concurrency ?? (isPixelDataset(dataset) ? Math.max(4, 2 * availableParallelism()) : 4));
+    this.table = conversionTable(this.normalize);
     this.warn = opts.warn ?? ((m) => process.stderr.write(`warning: ${m}\n`));
   }
 
@@ -167,32 +222,43 @@ export class DataLoader {
       }
     };
     launch();
-    while (pending.length > 0) {
-      const p = pending.shift() as Promise<Batch | null>;
-      launch();
-      const b = await p;
-      if (b) yield b;
+    try {
+      while (pending.length > 0) {
+        const p = pending.shift() as Promise<Batch | null>;
+        launch();
+        const b = await p;
+        if (b) yield b;
+      }
+    } finally {
+      // What this epoch decoded goes to disk even when the consumer stops early (Ctrl-C, a test).
+      if (isPixelDataset(this.dataset)) {
+        await Promise.allSettled(pending);
+        await this.dataset.flushCache();
+      }
     }
     if (this.skipped > 0) this.warn(`epoch ${epoch}: skipped ${this.skipped} unreadable of ${this.dataset.length()} samples in ${this.dataset.name}`);
+  }
+
+  /** A sample's read with the skip policy: an unreadable image is warned about (once per file) and null. */
+  private skipUnreadable<T>(i: number, read: Promise<T>): Promise<T | null> {
+    return read.then((s) => s, (e: unknown): null => {
+      if (!(e instanceof UnreadableImageError)) throw e;
+      this.skipped++;
+      this.skippedTotal++;
+      if (!this.warned.has(e.path)) {
+        this.warned.add(e.path);
+        this.warn(`skipping unreadable sample ${i} of ${this.dataset.name}: ${e.message}`);
+      }
+      return null;
+    });
   }
 
   private async assemble(epoch: number, order: Int32Array, b: number, limit: Limiter): Promise<Batch | null> {
     const start = b * this.batchSize;
     const idx = order.subarray(start, Math.min(order.length, start + this.batchSize));
     const ds = this.dataset;
-    const results = await Promise.all(Array.from(idx, (i) => limit(() => ds.get(i)).then(
-      (s): Sample | null => s,
-      (e: unknown): null => {
-        if (!(e instanceof UnreadableImageError)) throw e;
-        this.skipped++;
-        this.skippedTotal++;
-        if (!this.warned.has(e.path)) {
-          this.warned.add(e.path);
-          this.warn(`skipping unreadable sample ${i} of ${ds.name}: ${e.message}`);
-        }
-        return null;
-      },
-    )));
+    if (isPixelDataset(ds)) return this.assemblePixels(epoch, idx, b, limit);
+    const results = await Promise.all(Array.from(idx, (i) => this.skipUnreadable(i, limit(() => ds.get(i)))));
     const S = ds.size;
     const plane = S * S;
     const per = 3 * plane;
@@ -234,5 +300,41 @@ export class DataLoader {
       row++;
     }
     return { x, y, n, shape: [n, 3, S, S], indices, epoch, batch: b };
+  }
+
+  /** A batch of bytes: each sample read straight into its row, no float made on the host. */
+  private async assemblePixels(epoch: number, idx: Int32Array, b: number, limit: Limiter): Promise<Batch | null> {
+    const ds = this.dataset;
+    if (!isPixelDataset(ds)) throw new Error("assemblePixels needs a pixel dataset");
+    const S = ds.size;
+    const per = 3 * S * S;
+    const bytes = (k: number): number => Math.ceil((k * per) / 4) * 4;
+    let data = new Uint8Array(bytes(idx.length));
+    // Cached samples are copied at once; only misses (decode on the pool) take the limiter's slots.
+    const ok = await Promise.all(Array.from(idx, (i, k) =>
+      ds.readCachedInto(i, data, k * per) ? true : this.skipUnreadable(i, limit(() => ds.getPixelsInto(i, data, k * per)))));
+    const n = ok.reduce<number>((a, r) => a + (r === null ? 0 : 1), 0);
+    if (n === 0) return null;
+    if (n < idx.length) {
+      // Close the gaps the skipped samples left, keeping row order.
+      const packed = new Uint8Array(bytes(n));
+      let row = 0;
+      ok.forEach((r, k) => {
+        if (r !== null) packed.set(data.subarray(k * per, (k + 1) * per), row++ * per);
+      });
+      data = packed;
+    }
+    const kept = Array.from(idx).filter((_, k) => ok[k] !== null);
+    const y = new Float32Array(kept.map((i) => ds.label(i)));
+    const flips = new Uint8Array(kept.map((i) => (this.flipped(epoch, i) ? 1 : 0)));
+    const pixels: PixelBatch = { data, flips, table: this.table };
+    let x: Float32Array | null = null;
+    return {
+      get x(): Float32Array {
+        x ??= pixelsToFloat(pixels, n, S);
+        return x;
+      },
+      pixels, y, n, shape: [n, 3, S, S], indices: Int32Array.from(kept), epoch, batch: b,
+    };
   }
 }

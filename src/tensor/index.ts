@@ -6,6 +6,7 @@ export { queue } from './queue.js';
 export * from './ops/map.js';
 export * from './ops/layout.js';
 export * from './ops/random.js';
+export * from './ops/convert.js';
 export * from './random-host.js';
 export * from './ops/reduce.js';
 export * from './ops/matmul.js';

@@ -1,6 +1,7 @@
 // The epoch runner: one epoch of training steps from a (possibly resumed) batch, then validation, the
 // best weights, the epoch's log line and its checkpoint. fit() (trainer.ts) sets the run up and calls it
 // once per epoch; an interrupt saves a mid-epoch checkpoint and throws Interrupted.
+import { batchInput } from './batch-input.js';
 import type { Detector } from '../nn/models/index.js';
 import type { Optimizer } from '../nn/optim/optimizer.js';
 import { lrAt, type ScheduleConfig } from '../nn/optim/schedule.js';
@@ -196,7 +197,7 @@ async function checkDiverged(r: EpochRun, st: LoopState, losses: Tensor, fromBat
  */
 function trainStep(model: Detector, opt: Optimizer, b: Batch, logits: Tensor, at: number, losses: Tensor): void {
   tidy(() => {
-    const x = fromArray(b.x, b.shape);
+    const x = batchInput(b);
     const y = fromArray(b.y, [b.n, 1]);
     const out = model.forward(x);
     const loss = F.bceWithLogits(out, y);

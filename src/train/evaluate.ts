@@ -1,7 +1,8 @@
 // Evaluation: a model's metrics on a dataset (eval mode, no grad), with NaN/Inf weights and logits
 // refused rather than turned into plausible-looking numbers.
+import { batchInput } from './batch-input.js';
 import type { Detector } from '../nn/models/index.js';
-import { fromArray, keep, tidy } from '../tensor/tensor.js';
+import { keep, tidy } from '../tensor/tensor.js';
 import { queue } from '../tensor/queue.js';
 import { scatterSlice } from '../tensor/ops/layout.js';
 import { fill } from '../tensor/ops/map.js';
@@ -42,7 +43,7 @@ export async function evaluate(model: Detector, ds: Dataset, batch: number, labe
     for await (const b of loader.epoch(0)) {
       noGrad(() =>
         tidy(() => {
-          const x = fromArray(b.x, b.shape);
+          const x = batchInput(b);
           const y = model.forward(x);
           scatterSlice(logits, y.reshape([b.n]), 0, at);
         }),

@@ -1,0 +1,184 @@
+// Loader throughput: images/s from JPEG files into device tensors, ours next to PyTorch's DataLoader
+// on the same files in the same run. The consumer does no work: ours makes each batch's input tensor
+// (bytes uploaded, converted/normalised/flipped by the WGSL kernel: train/batch-input.ts) and frees it;
+// PyTorch's loop only counts the batches of ImageFolder + PIL (Resize antialias, RandomHorizontalFlip,
+// ToTensor). Cold: our decoded cache is empty (decode + resize + write the shards); warm: it is full.
+// PyTorch has no cache, so both modes compare with the same PyTorch epoch (OS page cache warm).
+// Workers: 0 = everything on the main thread (our decode inline, PyTorch num_workers=0); N = the core
+// count (our decode pool's threads, PyTorch's num_workers).
+// Usage: npx tsx bench/loader.ts [--images N] [--sizes 64,256] [--batch 32] [--epochs E] [--json]
+//   --images N   JPEGs made per class (320x320, quality 90; default 500, so 1000 in all)
+//   --epochs E   warm epochs of ours and epochs of PyTorch; the best is kept (default 2)
+// Also prints where the warm limit is: memcpy, the upload and the convert kernel in GB/s, next to the
+// bytes per second that the warm targets (4,000 img/s at 256 px, 40,000 at 64 px) need.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { torchPython, table } from './util.js';
+import { initDevice, closeDevice, queue, fromArray, imageBytesToFloat } from '../src/tensor/index.js';
+import { openDataset } from '../src/data/datasets.js';
+import { DataLoader, conversionTable } from '../src/data/loader.js';
+import { closeShardCaches } from '../src/data/decoded.js';
+import { setDecodeThreads } from '../src/data/decode-pool.js';
+import { batchInput } from '../src/train/batch-input.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string): string | undefined => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const perClass = Number(flag('images') ?? 500);
+const sizes = (flag('sizes') ?? '64,256').split(',').map(Number);
+const batch = Number(flag('batch') ?? 32);
+const epochs = Number(flag('epochs') ?? 2);
+const json = args.includes('--json');
+const cores = os.availableParallelism();
+const log = (m: string): void => {
+  if (!json) console.log(m);
+};
+
+/** Face-sized JPEGs with smooth structure and noise, so decode costs what a photo's does. */
+async function makeJpegs(root: string): Promise<void> {
+  const W = 320;
+  let k = 0;
+  for (const cls of ['real', 'fake']) {
+    const dir = path.join(root, 'train', cls);
+    fs.mkdirSync(dir, { recursive: true });
+    for (let i = 0; i < perClass; i++, k++) {
+      const px = Buffer.alloc(W * W * 3);
+      let s = (k * 2654435761) >>> 0;
+      for (let y = 0; y < W; y++) {
+        for (let x = 0; x < W; x++) {
+          s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+          const o = 3 * (y * W + x);
+          const r = Math.hypot(x - W / 2, y - W / 2) / W;
+          px[o] = (128 + 100 * Math.cos(r * 9 + k) + (s >>> 28)) & 255;
+          px[o + 1] = (96 + 80 * Math.sin(x / 17 + k) + ((s >>> 24) & 15)) & 255;
+          px[o + 2] = (64 + 60 * Math.cos(y / 23 - k) + ((s >>> 20) & 15)) & 255;
+        }
+      }
+      await sharp(px, { raw: { width: W, height: W, channels: 3 } }).jpeg({ quality: 90 }).toFile(path.join(dir, `face_${k}.jpg`));
+    }
+  }
+}
+
+/** One epoch of ours into device tensors: images/s. */
+async function oursEpoch(root: string, size: number, epoch: number): Promise<number> {
+  const d = await openDataset(root, { size, warn: () => undefined });
+  const loader = new DataLoader(d.train, { batchSize: batch, seed: 1, flip: true });
+  const t0 = performance.now();
+  let n = 0;
+  for await (const b of loader.epoch(epoch)) {
+    batchInput(b).dispose();
+    await queue.endStep();
+    n += b.n;
+  }
+  await queue.sync();
+  return n / ((performance.now() - t0) / 1000);
+}
+
+const TORCH = `
+import sys, time, json, torch
+from torchvision import datasets, transforms
+root, size, workers, batch, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+tf = transforms.Compose([transforms.Resize((size, size), antialias=True), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+dl = torch.utils.data.DataLoader(datasets.ImageFolder(root, tf), batch_size=batch, shuffle=True, num_workers=workers)
+best = 0.0
+for e in range(epochs):
+    t = time.perf_counter(); n = 0
+    for x, y in dl:
+        n += x.shape[0]
+    best = max(best, n / (time.perf_counter() - t))
+print(json.dumps({"imgS": best}))
+`;
+
+function torchEpochs(py: string, root: string, size: number, workers: number): number | null {
+  const r = spawnSync(py, ['-c', TORCH, path.join(root, 'train'), String(size), String(workers), String(batch), String(epochs)], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    log(`PyTorch failed: ${(r.stderr || '').trim().split('\n').pop()}`);
+    return null;
+  }
+  return (JSON.parse(r.stdout.trim().split('\n').pop() as string) as { imgS: number }).imgS;
+}
+
+interface Row {
+  size: number;
+  mode: 'cold' | 'warm';
+  workers: number;
+  oursImgS: number;
+  torchImgS: number | null;
+  ratio: number | null;
+}
+
+/**
+ * Bandwidths that bound the warm path, on one batch of the size: host memcpy, the upload alone, and
+ * the convert kernel (upload + convert, less the upload). Ten batches between queue syncs, best of three.
+ */
+async function limits(size: number): Promise<{ memcpy: number; upload: number; convert: number }> {
+  const bytes = batch * 3 * size * size;
+  const src = Buffer.alloc(bytes, 7);
+  const dst = Buffer.alloc(bytes);
+  const best = async (f: () => void, reps: number): Promise<number> => {
+    let t = Infinity;
+    for (let k = 0; k < 3; k++) {
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) f();
+      await queue.sync();
+      t = Math.min(t, (performance.now() - t0) / 1000 / reps);
+    }
+    return t;
+  };
+  const copy = await best(() => void src.copy(dst), 50);
+  const words = new Uint32Array(src.buffer, src.byteOffset, bytes / 4);
+  const up = await best(() => fromArray(words, [bytes / 4], 'u32').dispose(), 10);
+  const flips = new Uint8Array(batch).map((_, i) => i & 1);
+  const table = conversionTable(undefined);
+  const both = await best(() => imageBytesToFloat(src, flips, table, batch, size).dispose(), 10);
+  // The kernel's own traffic: bytes in, floats out.
+  return { memcpy: bytes / copy, upload: bytes / up, convert: (bytes * 5) / Math.max(both - up, 1e-9) };
+}
+
+const dev = await initDevice();
+const py = torchPython();
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tl-loader-bench-'));
+try {
+  log(`making ${2 * perClass} JPEGs (320x320) in ${root} ...`);
+  await makeJpegs(root);
+  log(`adapter: ${dev.info.description || dev.info.device}; ${cores} cores; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; PyTorch: ${py ?? 'not found (set TICKETLAB_PYTHON)'}`);
+  const rows: Row[] = [];
+  const lim: Record<number, Awaited<ReturnType<typeof limits>>> = {};
+  for (const size of sizes) {
+    for (const workers of [0, cores]) {
+      await setDecodeThreads(workers);
+      fs.rmSync(path.join(root, '.ticketlab-cache'), { recursive: true, force: true });
+      closeShardCaches();
+      const cold = await oursEpoch(root, size, 0);
+      const torch = py ? torchEpochs(py, root, size, workers) : null;
+      let warm = 0;
+      for (let e = 1; e <= epochs; e++) warm = Math.max(warm, await oursEpoch(root, size, e));
+      for (const [mode, ours] of [['cold', cold], ['warm', warm]] as const) {
+        rows.push({ size, mode, workers, oursImgS: Math.round(ours), torchImgS: torch === null ? null : Math.round(torch), ratio: torch ? Math.round((ours / torch) * 100) / 100 : null });
+      }
+    }
+    lim[size] = await limits(size);
+  }
+  if (json) {
+    for (const r of rows) console.log(JSON.stringify(r));
+  } else {
+    console.log(table(['size', 'mode', 'workers', 'ours img/s', 'PyTorch img/s', 'ratio'], rows.map((r) => [r.size, r.mode, r.workers, r.oursImgS, r.torchImgS ?? '-', r.ratio ?? '-'])));
+    console.log('\nwarm limits (one batch of ' + batch + '): GB/s, and the rate each allows next to the warm target');
+    const target: Record<number, number> = { 64: 40000, 256: 4000 };
+    console.log(table(['size', 'memcpy GB/s', 'upload GB/s', 'convert GB/s', 'upload img/s', 'convert img/s', 'target img/s', 'target GB/s (bytes)'],
+      Object.entries(lim).map(([s, l]) => {
+        const per = 3 * Number(s) ** 2;
+        return [s, (l.memcpy / 1e9).toFixed(2), (l.upload / 1e9).toFixed(2), (l.convert / 1e9).toFixed(2), Math.round(l.upload / per), Math.round(l.convert / (5 * per)), target[Number(s)] ?? '-', target[Number(s)] ? ((target[Number(s)] * per) / 1e9).toFixed(2) : '-'];
+      })));
+    console.log(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  }
+} finally {
+  fs.rmSync(root, { recursive: true, force: true });
+  await setDecodeThreads(0);
+  closeDevice();
+}

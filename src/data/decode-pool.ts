@@ -1,0 +1,112 @@
+// Decode + resize on every core: a process-wide pool of worker threads (one per core) running
+// decode-worker.ts. The numerics are toCHWBytes' wherever it runs, so a pooled decode gives the same
+// bytes as one on the main thread. Workers are unref'd: an idle pool never keeps a process alive.
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { decodeImage, toCHWBytes, UnreadableImageError } from './image.js';
+import type { DecodeReply, DecodeRequest } from './decode-worker.js';
+
+/** Images one worker has in flight at once: one resizing while the next decodes on libvips' threads. */
+const PER_WORKER = 2;
+
+// A worker starts without the parent's loader hooks; from the TypeScript sources (tsx, vitest) it
+// registers tsx before importing the worker module, from dist/ it imports the JavaScript directly.
+function bootstrap(): string {
+  const worker = new URL(import.meta.url.replace(/decode-pool\.(ts|js)$/, 'decode-worker.$1'));
+  const ts = worker.pathname.endsWith('.ts');
+  // tsx's ESM entry (its CommonJS twin, which require.resolve finds, cannot load from an eval'd worker)
+  const tsx = ts ? pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href : '';
+  return `${ts ? `const { register } = await import(${JSON.stringify(tsx)}); register();\n` : ''}await import(${JSON.stringify(worker.href)});`;
+}
+
+interface Job {
+  req: DecodeRequest;
+  resolve: (px: Uint8Array) => void;
+  reject: (e: Error) => void;
+}
+
+export class DecodePool {
+  private readonly workers: Array<{ w: Worker; busy: number }> = [];
+  private readonly queue: Job[] = [];
+  private readonly inflight = new Map<number, { job: Job; slot: { w: Worker; busy: number } }>();
+  private nextId = 1;
+
+  constructor(readonly threads = availableParallelism()) {}
+
+  private spawn(): { w: Worker; busy: number } {
+    const w = new Worker(bootstrap(), { eval: true, type: 'module' } as ConstructorParameters<typeof Worker>[1]);
+    w.unref();
+    const slot = { w, busy: 0 };
+    w.on('message', (m: DecodeReply) => this.done(m));
+    w.on('error', (e) => this.fail(slot, e));
+    this.workers.push(slot);
+    return slot;
+  }
+
+  /** CHW bytes of `file` at size x size; UnreadableImageError for a file that cannot be decoded. */
+  decode(file: string, size: number): Promise<Uint8Array> {
+    // No threads: on the main thread (the bench's num_workers=0 row).
+    if (this.threads === 0) return decodeImage(file).then((img) => toCHWBytes(img, size));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ req: { id: this.nextId++, file, size }, resolve, reject });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      let slot = this.workers.find((s) => s.busy < PER_WORKER && s.busy === Math.min(...this.workers.map((x) => x.busy)));
+      if (!slot || slot.busy > 0) slot = this.workers.length < this.threads ? this.spawn() : slot;
+      if (!slot || slot.busy >= PER_WORKER) return;
+      const job = this.queue.shift() as Job;
+      slot.busy++;
+      if (slot.busy === 1) slot.w.ref();
+      this.inflight.set(job.req.id, { job, slot });
+      slot.w.postMessage(job.req);
+    }
+  }
+
+  private done(m: DecodeReply): void {
+    const f = this.inflight.get(m.id);
+    if (!f) return;
+    this.inflight.delete(m.id);
+    if (--f.slot.busy === 0) f.slot.w.unref();
+    if (m.ok) f.job.resolve(m.pixels);
+    else f.job.reject(m.unreadable ? Object.assign(new UnreadableImageError(m.path, ''), { message: m.message }) : new Error(m.message));
+    this.pump();
+  }
+
+  private fail(slot: { w: Worker; busy: number }, e: Error): void {
+    const i = this.workers.indexOf(slot);
+    if (i >= 0) this.workers.splice(i, 1);
+    for (const [id, f] of this.inflight) {
+      if (f.slot !== slot) continue;
+      this.inflight.delete(id);
+      f.job.reject(new Error(`decode worker failed: ${e.message.split('\n')[0]}`));
+    }
+    this.pump();
+  }
+
+  async close(): Promise<void> {
+    const ws = this.workers.splice(0);
+    await Promise.all(ws.map((s) => s.w.terminate()));
+  }
+}
+
+let shared: DecodePool | null = null;
+
+/** The process's pool (created on first use; one thread per core unless setDecodeThreads said otherwise). */
+export function decodePool(): DecodePool {
+  shared ??= new DecodePool();
+  return shared;
+}
+
+/** Replaces the process's pool by one with `threads` workers (0: decode on the main thread). */
+export async function setDecodeThreads(threads: number): Promise<void> {
+  if (!Number.isInteger(threads) || threads < 0) throw new Error(`decode threads must be an integer >= 0, got ${threads}`);
+  const old = shared;
+  shared = new DecodePool(threads);
+  await old?.close();
+}

@@ -1,0 +1,198 @@
+// Datasets whose samples are 8-bit images at the training size can hand the loader bytes (CHW uint8)
+// instead of floats; those backed by files read them through the decoded cache (shard-cache.ts) and
+// decode the misses on the pool (decode-pool.ts). This module is the seam between the two.
+import * as path from 'node:path';
+import { availableParallelism } from 'node:os';
+import { ShardCache, statSource, type CacheConfig, type SourceId } from './shard-cache.js';
+import { decodePool } from './decode-pool.js';
+import { UnreadableImageError } from './image.js';
+import type { Dataset } from './dataset-base.js';
+
+/** A dataset that can give a sample's pixels as CHW bytes at `size` (what `get` divides by 255). */
+export interface PixelDataset extends Dataset {
+  /** Writes sample i's 3*size*size bytes into `out` at `at`. */
+  getPixelsInto(i: number, out: Uint8Array, at: number): Promise<void>;
+  /** Copies sample i from the cache without waiting (the warm path); false on a miss. */
+  readCachedInto(i: number, out: Uint8Array, at: number): boolean;
+  /** Decodes sample i into the cache unless it is there already: 'cached' or 'decoded'. */
+  ensureCached(i: number): Promise<'cached' | 'decoded'>;
+  /** Writes out what the cache holds in memory (end of an epoch, of `prepare`). */
+  flushCache(): Promise<void>;
+  readonly cache: ShardCache | null;
+}
+
+export function isPixelDataset(ds: Dataset): ds is PixelDataset {
+  return typeof (ds as Partial<PixelDataset>).getPixelsInto === 'function';
+}
+
+/** The decoded cache's folder under a dataset's cache root. */
+export function decodedCacheRoot(cacheRoot: string): string {
+  return path.join(cacheRoot, 'decoded');
+}
+
+/** The resize method every file layout uses (image.ts toCHWBytes); part of the cache key. */
+export const RESIZE_METHOD = 'antialias-bilinear-f32-round-u8';
+
+/** The process's defaults where OpenOptions say nothing (the CLI's --cache / --no-cache). */
+export interface CacheDefaults {
+  dir?: string;
+  decoded: boolean;
+}
+let defaults: CacheDefaults = { decoded: true };
+
+export function setCacheDefaults(d: CacheDefaults): void {
+  defaults = { ...d };
+}
+
+export function cacheDefaults(): Readonly<CacheDefaults> {
+  return defaults;
+}
+
+const caches = new Map<string, ShardCache>();
+
+/**
+ * The process's ShardCache for (folder, configuration): one per pair, so the train/val/test splits and
+ * every loader of a run share one index and one writer.
+ */
+export function openShardCache(cacheRoot: string, cfg: CacheConfig, warn: (m: string) => void): ShardCache {
+  const root = decodedCacheRoot(cacheRoot);
+  const key = `${root}\0${cfg.size}\0${cfg.pipeline}`;
+  let c = caches.get(key);
+  if (!c) {
+    c = new ShardCache(root, cfg, warn);
+    caches.set(key, c);
+  }
+  return c;
+}
+
+/** Forgets the process's open caches (tests that damage a cache between "runs" reopen it from disk). */
+export function closeShardCaches(): void {
+  for (const c of caches.values()) c.close();
+  caches.clear();
+}
+
+/**
+ * Reads one source file's bytes through the cache: a hit copies them from a shard; a miss (first pass,
+ * changed file) decodes on the pool and queues them for the next shard. A source deleted or changed
+ * after it was cached is named (once per file): never served stale.
+ */
+export class CachedDecoder {
+  private readonly told = new Set<string>();
+  constructor(readonly cache: ShardCache | null, readonly root: string, readonly size: number, private readonly warn: (m: string) => void) {}
+
+  async read(file: string, out: Uint8Array, at: number): Promise<void> {
+    const cache = this.cache;
+    if (!cache) {
+      out.set(await decodePool().decode(file, this.size), at);
+      return;
+    }
+    const src = this.identify(cache, file);
+    if (cache.readInto(this.keyOf(cache, src), out, at)) return;
+    out.set(await this.decodeMiss(cache, file, src), at);
+  }
+
+  /** The synchronous hit path of `read`: false on a miss, or when the file cannot be stat'ed (read reports it). */
+  readCached(file: string, out: Uint8Array, at: number): boolean {
+    const cache = this.cache;
+    if (!cache) return false;
+    let src: SourceId;
+    try {
+      src = statSource(file, this.root);
+    } catch {
+      return false;
+    }
+    return cache.readInto(this.keyOf(cache, src), out, at);
+  }
+
+  // Entry keys by source identity: a hash per image per epoch is a measurable part of a warm epoch.
+  private readonly keys = new Map<string, string>();
+  private keyOf(cache: ShardCache, src: SourceId): string {
+    const id = `${src.rel}\0${src.bytes}\0${src.mtimeNs}`;
+    let k = this.keys.get(id);
+    if (k === undefined) {
+      k = cache.keyOf(src);
+      if (this.keys.size > 1_000_000) this.keys.clear();
+      this.keys.set(id, k);
+    }
+    return k;
+  }
+
+  /** Puts `file` in the cache unless it is there (`ticketlab prepare`): no bytes are read on a hit. */
+  async ensure(file: string): Promise<'cached' | 'decoded'> {
+    const cache = this.cache;
+    if (!cache) throw new Error(`no decoded cache to fill for ${file} (--no-cache)`);
+    const src = this.identify(cache, file);
+    if (cache.has(this.keyOf(cache, src))) return 'cached';
+    await this.decodeMiss(cache, file, src);
+    return 'decoded';
+  }
+
+  private identify(cache: ShardCache, file: string): SourceId {
+    try {
+      return statSource(file, this.root);
+    } catch (e) {
+      const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw new UnreadableImageError(file, cache.hadPath(path.relative(this.root, file)) ? `deleted after it was cached (${why}); its cache entry is not used` : why);
+    }
+  }
+
+  private async decodeMiss(cache: ShardCache, file: string, src: SourceId): Promise<Uint8Array> {
+    if (cache.hadPath(src.rel) && !this.told.has(file)) {
+      this.told.add(file);
+      this.warn(`${file} changed since it was cached (size or modification time); decoded afresh`);
+    }
+    const pixels = await decodePool().decode(file, this.size);
+    // A file rewritten while it was being decoded must not be cached under the identity read before.
+    let after: SourceId | null = null;
+    try {
+      after = statSource(file, this.root);
+    } catch {
+      // gone meanwhile: nothing to cache
+    }
+    if (after && after.bytes === src.bytes && after.mtimeNs === src.mtimeNs) cache.add(src, pixels);
+    return pixels;
+  }
+
+  async flush(): Promise<void> {
+    if (this.cache) {
+      await this.cache.flush();
+      this.cache.rescan();
+    }
+  }
+}
+
+export interface FillResult {
+  images: number;
+  decoded: number;
+  cached: number;
+  skipped: number;
+}
+
+/**
+ * Puts every sample of `ds` in its decoded cache (`ticketlab prepare`): misses decode on the pool, on
+ * every core; what was cached already is only stat'ed. Unreadable images are warned about and counted.
+ */
+export async function fillDecodedCache(ds: PixelDataset, o: { concurrency?: number; onProgress?: (n: number) => void; warn: (m: string) => void }): Promise<FillResult> {
+  const total = ds.length();
+  const res: FillResult = { images: total, decoded: 0, cached: 0, skipped: 0 };
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < total) {
+      const i = next++;
+      try {
+        res[await ds.ensureCached(i)]++;
+      } catch (e) {
+        if (!(e instanceof UnreadableImageError)) throw e;
+        res.skipped++;
+        o.warn(e.message);
+      }
+      o.onProgress?.(1);
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 2 * availableParallelism()) }, worker));
+  } finally {
+    await ds.flushCache();
+  }
+  return res;
+}

@@ -1,0 +1,342 @@
+// The decoded cache: images as they enter the model (CHW uint8 at the training size, after crop and
+// resize, before augmentation) in immutable shard files, so every later epoch, level, seed, control,
+// transfer and sweep unit reads bytes instead of decoding and resizing JPEGs again.
+//
+// One folder per pixel-changing configuration (`<cache>/decoded/<config key>/`); in it, shards written
+// once each by whichever process decoded their images (temp file, fsync, rename: a reader sees a whole
+// shard or none), named by the hash of their contents so two writers that decode the same images write
+// the same name. Nothing is ever rewritten in place: a process that misses an image decodes it and puts
+// it in a new shard, so concurrent sweep workers never corrupt the cache, at worst duplicate an entry.
+// Format (all integers little-endian u32):
+//   0  "TLSHARD\n"    8  version   12 side   16 count   20 0   24 config key (16 bytes)
+//   40 count x [entry key (16 bytes), path key (8 bytes)]
+//   then count x 3*side*side pixel bytes (CHW), then "TLSHEND\n".
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { writeFileAtomic } from '../io/atomic.js';
+
+/** Bumped whenever the bytes of an entry or the file layout change; part of every key. */
+export const SHARD_FORMAT_VERSION = 1;
+export const SHARD_EXT = '.tls';
+const MAGIC = Buffer.from('TLSHARD\n', 'latin1');
+const TRAILER = Buffer.from('TLSHEND\n', 'latin1');
+const HEADER_BYTES = 40;
+const RECORD_BYTES = 24;
+/** A process's pending images go to disk once they reach this many bytes or MAX_PENDING images. */
+const FLUSH_BYTES = 64 << 20;
+const MAX_PENDING = 1024;
+
+/** Everything besides the source file that changes an entry's pixels. */
+export interface CacheConfig {
+  /** training side in pixels */
+  size: number;
+  /** how a source becomes a size x size image: the resize method and the crop (mode + settings) */
+  pipeline: string;
+}
+
+export interface CacheLocation {
+  shard: string;
+  offset: number;
+}
+
+function sha(parts: readonly string[]): Buffer {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p).update('\0');
+  return h.digest();
+}
+
+/** The folder name of a configuration: its hash with the format version. */
+export function configKey(cfg: CacheConfig): string {
+  return sha([`v${SHARD_FORMAT_VERSION}`, String(cfg.size), cfg.pipeline]).subarray(0, 16).toString('hex');
+}
+
+/** Source identity of one image: where it is (relative to the dataset root), its size and mtime. */
+export interface SourceId {
+  rel: string;
+  bytes: number;
+  mtimeNs: bigint;
+}
+
+export function statSource(file: string, root: string): SourceId {
+  const st = fs.statSync(file, { bigint: true });
+  return { rel: path.relative(root, file), bytes: Number(st.size), mtimeNs: st.mtimeNs };
+}
+
+function entryKey(cfgKey: string, src: SourceId): string {
+  return sha([cfgKey, src.rel, String(src.bytes), String(src.mtimeNs)]).subarray(0, 16).toString('hex');
+}
+
+function pathKey(cfgKey: string, rel: string): string {
+  return sha([cfgKey, rel]).subarray(0, 8).toString('hex');
+}
+
+/** A shard that cannot be used, with the one line that names why. */
+export class ShardError extends Error {}
+
+interface ShardIndex {
+  side: number;
+  entries: Array<{ key: string; path: string; offset: number }>;
+}
+
+/** Reads and checks a shard's header and index (not its pixels); a ShardError names what is wrong. */
+export function readShardIndex(file: string, expectSide: number, expectConfig: string): ShardIndex {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const head = Buffer.alloc(HEADER_BYTES);
+    if (fs.readSync(fd, head, 0, HEADER_BYTES, 0) < HEADER_BYTES || !head.subarray(0, 8).equals(MAGIC)) {
+      throw new ShardError(`cache shard ${file} is not a ticketlab shard or is truncated (${size} bytes)`);
+    }
+    const version = head.readUInt32LE(8);
+    if (version !== SHARD_FORMAT_VERSION) throw new ShardError(`cache shard ${file} has format version ${version}, this build reads ${SHARD_FORMAT_VERSION}`);
+    const side = head.readUInt32LE(12);
+    const count = head.readUInt32LE(16);
+    const cfg = head.subarray(24, 40).toString('hex');
+    if (side !== expectSide || cfg !== expectConfig) throw new ShardError(`cache shard ${file} belongs to another configuration (side ${side})`);
+    const per = 3 * side * side;
+    const want = HEADER_BYTES + count * RECORD_BYTES + count * per + TRAILER.length;
+    if (size !== want) throw new ShardError(`cache shard ${file} is truncated or padded: ${size} bytes where its header says ${want}`);
+    const table = Buffer.alloc(count * RECORD_BYTES);
+    fs.readSync(fd, table, 0, table.length, HEADER_BYTES);
+    const tail = Buffer.alloc(TRAILER.length);
+    fs.readSync(fd, tail, 0, tail.length, want - TRAILER.length);
+    if (!tail.equals(TRAILER)) throw new ShardError(`cache shard ${file} lacks its end marker (a damaged write)`);
+    const base = HEADER_BYTES + count * RECORD_BYTES;
+    const entries = [];
+    for (let i = 0; i < count; i++) {
+      const r = table.subarray(i * RECORD_BYTES, (i + 1) * RECORD_BYTES);
+      entries.push({ key: r.subarray(0, 16).toString('hex'), path: r.subarray(16, 24).toString('hex'), offset: base + i * per });
+    }
+    return { side, entries };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The bytes of a shard holding `items` (used by the writer and by the fault tests). */
+export function encodeShard(side: number, cfgKey: string, items: ReadonlyArray<{ key: string; path: string; pixels: Uint8Array }>): Buffer {
+  const per = 3 * side * side;
+  const out = Buffer.alloc(HEADER_BYTES + items.length * (RECORD_BYTES + per) + TRAILER.length);
+  MAGIC.copy(out, 0);
+  out.writeUInt32LE(SHARD_FORMAT_VERSION, 8);
+  out.writeUInt32LE(side, 12);
+  out.writeUInt32LE(items.length, 16);
+  Buffer.from(cfgKey, 'hex').copy(out, 24);
+  let at = HEADER_BYTES + items.length * RECORD_BYTES;
+  items.forEach((it, i) => {
+    if (it.pixels.length !== per) throw new Error(`cache entry has ${it.pixels.length} bytes, expected ${per}`);
+    Buffer.from(it.key, 'hex').copy(out, HEADER_BYTES + i * RECORD_BYTES);
+    Buffer.from(it.path, 'hex').copy(out, HEADER_BYTES + i * RECORD_BYTES + 16);
+    out.set(it.pixels, at);
+    at += per;
+  });
+  TRAILER.copy(out, at);
+  return out;
+}
+
+const READ_ONLY = new Set(['EROFS', 'EACCES', 'EPERM']);
+const FULL = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+
+/** A temp file left by a writer that was killed (`<name>.tmp-<pid>-<hex>`, pid gone on this host). */
+function orphanedTemp(name: string): boolean {
+  const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name);
+  if (!m) return false;
+  try {
+    process.kill(Number(m[1]), 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/**
+ * One configuration's folder of shards, seen from one process: an index of every entry on disk (key ->
+ * shard, offset), the images this process decoded and has not written yet, and the writer. Failures to
+ * write (read-only folder, full disk) are warned about once and end writing; reading goes on.
+ */
+export class ShardCache {
+  readonly dir: string;
+  readonly cfgKey: string;
+  readonly side: number;
+  private readonly index = new Map<string, CacheLocation>();
+  private readonly paths = new Set<string>();
+  private readonly known = new Set<string>();
+  private readonly fds = new Map<string, number>();
+  private pending: Array<{ key: string; path: string; pixels: Uint8Array }> = [];
+  private pendingKeys = new Set<string>();
+  private writing: Promise<void> = Promise.resolve();
+  private writable = true;
+  /** entries read from shards and written to them by this process (bench, prepare, tests) */
+  hits = 0;
+  written = 0;
+
+  private readonly write: (file: string, data: Uint8Array) => Promise<void>;
+
+  /** `write` replaces the atomic writer (tests inject ENOSPC / EROFS failures through it). */
+  constructor(root: string, readonly cfg: CacheConfig, private readonly warn: (m: string) => void, o: { write?: (file: string, data: Uint8Array) => Promise<void> } = {}) {
+    this.write = o.write ?? writeFileAtomic;
+    this.cfgKey = configKey(cfg);
+    this.side = cfg.size;
+    // Created by the first write, not here: opening a dataset leaves its folder as it was.
+    this.dir = path.join(root, this.cfgKey);
+    this.rescan();
+  }
+
+  get bytesPerImage(): number {
+    return 3 * this.side * this.side;
+  }
+
+  /** Reads the headers of shards not seen yet (other processes add shards while we run). */
+  rescan(): void {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const file = path.join(this.dir, name);
+      if (!name.endsWith(SHARD_EXT)) {
+        if (this.writable && orphanedTemp(name)) fs.rmSync(file, { force: true });
+        continue;
+      }
+      if (this.known.has(name)) continue;
+      this.known.add(name);
+      try {
+        const ix = readShardIndex(file, this.side, this.cfgKey);
+        for (const e of ix.entries) {
+          if (!this.index.has(e.key)) this.index.set(e.key, { shard: file, offset: e.offset });
+          this.paths.add(e.path);
+        }
+      } catch (e) {
+        this.dropShard(file, e);
+      }
+    }
+  }
+
+  private dropShard(file: string, e: unknown): void {
+    const why = e instanceof ShardError ? e.message : `cache shard ${file} cannot be read: ${(e as Error).message.split('\n')[0]}`;
+    this.warn(`${why}; its images are decoded afresh`);
+    for (const [k, loc] of this.index) if (loc.shard === file) this.index.delete(k);
+    const fd = this.fds.get(file);
+    if (fd !== undefined) fs.closeSync(fd);
+    this.fds.delete(file);
+    if (this.writable) {
+      try {
+        fs.rmSync(file, { force: true });
+      } catch {
+        // another process may hold the folder read-only; the bad shard is ignored either way
+      }
+    }
+  }
+
+  keyOf(src: SourceId): string {
+    return entryKey(this.cfgKey, src);
+  }
+
+  /** Whether some version of `rel` was ever cached here (so a miss means it changed since). */
+  hadPath(rel: string): boolean {
+    return this.paths.has(pathKey(this.cfgKey, rel));
+  }
+
+  has(key: string): boolean {
+    return this.index.has(key) || this.pendingKeys.has(key);
+  }
+
+  /**
+   * Copies entry `key` into `out` at `at`; false when it is not cached (or its shard turned out to be
+   * damaged since it was indexed, which is warned about and dropped).
+   */
+  readInto(key: string, out: Uint8Array, at = 0): boolean {
+    const per = this.bytesPerImage;
+    const loc = this.index.get(key);
+    if (!loc) {
+      const p = this.pending.find((e) => e.key === key);
+      if (!p) return false;
+      out.set(p.pixels, at);
+      return true;
+    }
+    try {
+      let fd = this.fds.get(loc.shard);
+      if (fd === undefined) {
+        fd = fs.openSync(loc.shard, 'r');
+        this.fds.set(loc.shard, fd);
+      }
+      const got = fs.readSync(fd, out, at, per, loc.offset);
+      if (got !== per) throw new ShardError(`cache shard ${loc.shard} is truncated: an entry at byte ${loc.offset} ended after ${got} of ${per} bytes`);
+    } catch (e) {
+      this.dropShard(loc.shard, e);
+      return false;
+    }
+    this.hits++;
+    return true;
+  }
+
+  /** Queues a decoded image for the next shard; writes one when enough are pending. */
+  add(src: SourceId, pixels: Uint8Array): void {
+    if (!this.writable) return;
+    const key = this.keyOf(src);
+    if (this.has(key)) return;
+    if (pixels.length !== this.bytesPerImage) throw new Error(`cache entry for ${src.rel} has ${pixels.length} bytes, expected ${this.bytesPerImage}`);
+    this.pending.push({ key, path: pathKey(this.cfgKey, src.rel), pixels });
+    this.pendingKeys.add(key);
+    if (this.pending.length >= MAX_PENDING || this.pending.length * this.bytesPerImage >= FLUSH_BYTES) void this.flush();
+  }
+
+  /** Writes what is pending as one shard (atomically); resolves once every write so far is done. */
+  flush(): Promise<void> {
+    const items = this.pending;
+    this.pending = [];
+    if (items.length > 0 && this.writable) {
+      this.writing = this.writing.then(() => this.writeShard(items)).finally(() => {
+        for (const it of items) this.pendingKeys.delete(it.key);
+      });
+    } else {
+      for (const it of items) this.pendingKeys.delete(it.key);
+    }
+    return this.writing;
+  }
+
+  private async writeShard(items: Array<{ key: string; path: string; pixels: Uint8Array }>): Promise<void> {
+    if (!this.writable) return;
+    const name = `s-${sha(items.map((i) => i.key)).subarray(0, 12).toString('hex')}${SHARD_EXT}`;
+    const file = path.join(this.dir, name);
+    try {
+      await this.write(file, encodeShard(this.side, this.cfgKey, items));
+    } catch (e) {
+      this.stopWriting(e, file);
+      return;
+    }
+    this.written += items.length;
+    this.known.add(name);
+    items.forEach((it, i) => {
+      if (!this.index.has(it.key)) this.index.set(it.key, { shard: file, offset: HEADER_BYTES + items.length * RECORD_BYTES + i * this.bytesPerImage });
+      this.paths.add(it.path);
+    });
+  }
+
+  private stopWriting(e: unknown, where: string): void {
+    if (!this.writable) return;
+    this.writable = false;
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    const msg = (e as Error).message.split('\n')[0];
+    if (READ_ONLY.has(code)) this.warn(`the decoded cache ${this.dir} is not writable (${code}); images are decoded without caching them`);
+    else if (FULL.has(code)) this.warn(`disk full while writing ${where} (${code}); that shard was not kept (its images decode afresh next time) and the cache stops growing in this process`);
+    else this.warn(`cannot write the decoded cache (${msg}); images are decoded without caching them`);
+  }
+
+  get canWrite(): boolean {
+    return this.writable;
+  }
+
+  /** Entries on disk (as indexed by this process). */
+  get entries(): number {
+    return this.index.size;
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
+  }
+}

@@ -1,0 +1,59 @@
+// Bytes to the device, floats made there: uploads an image batch as uint8 (a quarter of the float
+// bytes) and converts, normalises and flips it with shaders/convert.ts.
+import { convertBytesKernel, convertWordsKernel, CONVERT_UNIFORM, CONVERT_WG } from '../../shaders/convert.js';
+import { gridFor } from '../../shaders/kernel.js';
+import { queue } from '../queue.js';
+import { cachedKernel, log2Class, plan, registerCandidates, registerFamily } from '../plan.js';
+
+/**
+ * Planner family 'convert': 'element' (a float per thread, any side) or 'word' (four bytes of a row per
+ * thread, side % 4 == 0). Static rule: 'word' wherever it fits, on every adapter (fewer threads and
+ * 16-byte stores; both give the same bits, tests/data/convert.test.ts).
+ */
+interface ConvertGeom {
+  n: number;
+  size: number;
+}
+registerFamily<ConvertGeom>({
+  family: 'convert',
+  about: 'byte batches to normalised, flipped floats: a float or four bytes of a row per thread (side % 4 == 0)',
+  shapeClass: (g) => `2^${log2Class(g.n * 3 * g.size * g.size)}${g.size % 4 === 0 ? ' row4' : ''}`,
+  defaultRule: (_g, _dev, cands) => cands.find((c) => c.variant === 'word') ?? cands[0],
+});
+registerCandidates<ConvertGeom>('convert', [{ variant: 'element' }, { variant: 'word', suits: (g) => g.size % 4 === 0 }]);
+import { empty, fromArray, tidy, type Tensor } from '../tensor.js';
+
+/**
+ * NCHW floats [n, 3, size, size] from CHW bytes per image: out = table[c * 256 + byte], with image k's
+ * columns mirrored where flips[k] is non-zero. `bytes` holds at least n*3*size*size bytes.
+ */
+export function imageBytesToFloat(bytes: Uint8Array, flips: ArrayLike<number>, table: Float32Array, n: number, size: number): Tensor {
+  const per = 3 * size * size;
+  const total = n * per;
+  if (!Number.isInteger(n) || n < 1 || !Number.isInteger(size) || size < 1) throw new Error(`imageBytesToFloat: bad batch ${n}x3x${size}x${size}`);
+  if (bytes.length < total) throw new Error(`imageBytesToFloat: ${bytes.length} bytes, a ${n}x3x${size}x${size} batch needs ${total}`);
+  if (flips.length < n) throw new Error(`imageBytesToFloat: ${flips.length} flips for ${n} images`);
+  if (table.length !== 768) throw new Error(`imageBytesToFloat: the table has ${table.length} values, expected 3 x 256`);
+  const words = Math.ceil(total / 4);
+  // Whole aligned words are uploaded in place; anything else is copied once into a padded buffer.
+  const aligned = bytes.byteOffset % 4 === 0 && bytes.length >= words * 4;
+  const src = aligned ? new Uint32Array(bytes.buffer, bytes.byteOffset, words) : (() => {
+    const pad = new Uint8Array(words * 4);
+    pad.set(bytes.subarray(0, total));
+    return new Uint32Array(pad.buffer);
+  })();
+  const pl = plan<ConvertGeom>('convert', { n, size });
+  const word = pl.variant === 'word';
+  const k = word ? cachedKernel(`convert_bytes_word|${size}`, () => convertWordsKernel(size)) : cachedKernel(`convert_bytes|${size}`, () => convertBytesKernel(size));
+  const out = empty([n, 3, size, size]);
+  tidy(() => {
+    const w = fromArray(src, [words], 'u32');
+    const f = fromArray(Uint32Array.from({ length: n }, (_, i) => (flips[i] ? 1 : 0)), [n], 'u32');
+    const t = fromArray(table, [768]);
+    const q = word ? 4 : 1;
+    const p = CONVERT_UNIFORM.pack({ n: total / q });
+    const tag = () => ({ op: 'convert.bytes', variant: pl.id, shape: `${n}x3x${size}x${size}`, flops: 0 });
+    queue.dispatch(k, [{ buffer: w.buf }, { buffer: f.buf }, { buffer: t.buf }, { buffer: out.buf }], p, gridFor(total / q, CONVERT_WG), tag);
+  });
+  return out;
+}

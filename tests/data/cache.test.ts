@@ -1,0 +1,110 @@
+// The decoded cache in use: the first epoch fills it, later epochs read it (no decode), the bytes are
+// the decode's, two writers at once leave a complete cache, and a training run gives the same weights
+// with the cache as with --no-cache.
+import { describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { writePng } from '../../src/data/image.js';
+import { openDataset } from '../../src/data/datasets.js';
+import { closeShardCaches, isPixelDataset } from '../../src/data/decoded.js';
+import { DataLoader } from '../../src/data/loader.js';
+
+const BIN = path.resolve(__dirname, '../../bin/ticketlab.mjs');
+
+async function folder(perClass: number, splits = ['train']): Promise<string> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tl-cache-'));
+  let k = 0;
+  for (const split of splits) {
+    for (const cls of ['real', 'fake']) {
+      for (let i = 0; i < perClass; i++, k++) {
+        const w = 24 + (k % 9), h = 20 + (k % 7);
+        const shade = cls === 'fake' ? 60 : 0;
+        await writePng(path.join(root, split, cls, `v${k}_${i}.png`), { width: w, height: h, channels: 3, data: new Uint8Array(w * h * 3).map((_, j) => (j * 13 + k * 29 + shade) % 256) });
+      }
+    }
+  }
+  return root;
+}
+
+async function epochs(root: string, cache: boolean, n: number): Promise<{ batches: Uint8Array[][]; hits: number }> {
+  closeShardCaches();
+  const d = await openDataset(root, { size: 12, decodedCache: cache, warn: () => undefined });
+  const loader = new DataLoader(d.train, { batchSize: 5, seed: 3, flip: true });
+  const batches: Uint8Array[][] = [];
+  for (let e = 0; e < n; e++) {
+    const per: Uint8Array[] = [];
+    for await (const b of loader.epoch(e)) per.push(b.pixels!.data.slice());
+    batches.push(per);
+  }
+  const ds = d.train;
+  return { batches, hits: isPixelDataset(ds) && ds.cache ? ds.cache.hits : 0 };
+}
+
+describe('the decoded cache', () => {
+  it('is filled by the first epoch and read by the later ones, with the bytes a fresh decode gives', async () => {
+    const root = await folder(8);
+    try {
+      const off = await epochs(root, false, 3);
+      expect(fs.existsSync(path.join(root, '.ticketlab-cache'))).toBe(false);
+      const on = await epochs(root, true, 3);
+      expect(on.batches).toEqual(off.batches);
+      const n = on.batches[0].reduce((s, b) => s + b.length / (3 * 12 * 12), 0);
+      // Epoch 0 decoded everything; epochs 1 and 2 read every image from the shards.
+      expect(on.hits).toBe(2 * Math.floor(n));
+      // A later process reads every image from disk.
+      const again = await epochs(root, true, 1);
+      expect(again.hits).toBe(Math.floor(n));
+      expect(again.batches[0]).toEqual(off.batches[0]);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('two writers filling one cache at once leave it complete and correct', async () => {
+    const root = await folder(20);
+    try {
+      const run = () => new Promise<number>((resolve) => {
+        const c = spawn(process.execPath, [BIN, 'prepare', '--data', root, '--size', '12', '--quiet'], { stdio: 'ignore' });
+        c.once('exit', (code) => resolve(code ?? -1));
+      });
+      expect(await Promise.all([run(), run()])).toEqual([0, 0]);
+      const third = spawnSync(process.execPath, [BIN, 'prepare', '--data', root, '--size', '12', '--quiet'], { encoding: 'utf8' });
+      expect(third.status, third.stderr).toBe(0);
+      expect(third.stdout).toMatch(/40 images, 0 decoded now, 40 already cached/);
+      const off = await epochs(root, false, 1);
+      const on = await epochs(root, true, 1);
+      expect(on.hits).toBe(off.batches[0].reduce((s, b) => s + b.length / (3 * 12 * 12), 0));
+      expect(on.batches).toEqual(off.batches);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('a training run gives the same weights and metrics with the cache (cold, then warm) as with --no-cache', async () => {
+    const root = await folder(6, ['train', 'val', 'test']);
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'tl-cache-runs-'));
+    try {
+      const train = (name: string, ...extra: string[]) => {
+        const r = spawnSync(process.execPath, [BIN, 'train', '--model', 'cnn5', '--data', root, '--size', '32', '--epochs', '2', '--batch', '4', '--quiet', '--out', path.join(out, name), ...extra], { encoding: 'utf8' });
+        expect(r.status, r.stderr).toBe(0);
+        return {
+          weights: fs.readFileSync(path.join(out, name, 'level_0', 'final.safetensors')),
+          test: (JSON.parse(fs.readFileSync(path.join(out, name, 'level_0', 'result.json'), 'utf8')) as { test: unknown }).test,
+        };
+      };
+      const plain = train('plain', '--no-cache');
+      expect(fs.existsSync(path.join(root, '.ticketlab-cache'))).toBe(false);
+      const cold = train('cold', '--cache', path.join(out, 'cache'));
+      expect(fs.readdirSync(path.join(out, 'cache', 'decoded')).length).toBe(1);
+      const warm = train('warm', '--cache', path.join(out, 'cache'));
+      expect(cold.weights.equals(plain.weights)).toBe(true);
+      expect(warm.weights.equals(plain.weights)).toBe(true);
+      expect(warm.test).toEqual(plain.test);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  }, 300_000);
+});

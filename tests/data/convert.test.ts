@@ -1,0 +1,127 @@
+// Bytes to the device, floats made there: the convert kernel against a float64 reference and against
+// the float path it replaces (same flips from the same seed, same normalisation, same resize numerics).
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { imageBytesToFloat } from '../../src/tensor/ops/convert.js';
+import { plannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
+import { conversionTable, DataLoader, IMAGENET_NORMALIZE, pixelsToFloat, type Normalize } from '../../src/data/loader.js';
+import { openDataset, type Dataset } from '../../src/data/datasets.js';
+import { chwToRgb, toCHWBytes, toCHWFloat, writePng, type RgbImage } from '../../src/data/image.js';
+import { batchInput } from '../../src/train/batch-input.js';
+
+const normArb: fc.Arbitrary<Normalize | undefined> = fc.option(
+  fc.record({
+    mean: fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true })),
+    std: fc.tuple(fc.double({ min: 0.05, max: 2, noNaN: true }), fc.double({ min: 0.05, max: 2, noNaN: true }), fc.double({ min: 0.05, max: 2, noNaN: true })),
+  }),
+  { nil: undefined },
+);
+
+function bits(a: Float32Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length);
+}
+
+describe('byte batches converted on the device', () => {
+  it.each(['element', null])('match a float64 reference and the host twin bit for bit, on random shapes, flips and normalisations (%s)', async (variant) => {
+    // null: the static rule, which takes the 'word' kernel wherever the side is a multiple of 4.
+    setKernelOverride(variant && `convert:${variant}`);
+    const sizeArb = fc.oneof(fc.integer({ min: 1, max: 21 }), fc.integer({ min: 1, max: 6 }).map((k) => 4 * k));
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 5 }), sizeArb, normArb, fc.nat(), async (n, size, norm, seed) => {
+        const per = 3 * size * size;
+        let s = seed >>> 0;
+        const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
+        const data = new Uint8Array(Math.ceil((n * per) / 4) * 4).map(() => next() >>> 24);
+        const flips = new Uint8Array(n).map(() => next() & 1);
+        const table = conversionTable(norm);
+        const got = (await imageBytesToFloat(data, flips, table, n, size).toArray()) as Float32Array;
+        const host = pixelsToFloat({ data, flips, table }, n, size);
+        expect(bits(got)).toEqual(bits(host));
+        for (let i = 0; i < n * per; i += Math.max(1, Math.floor((n * per) / 97))) {
+          const img = Math.floor(i / per), r = i % per, c = Math.floor(r / (size * size)), x = r % size;
+          const src = flips[img] ? i - x + (size - 1 - x) : i;
+          const v = data[src] / 255;
+          const want = norm ? (v - norm.mean[c]) / norm.std[c] : v;
+          expect(Math.abs(got[i] - want)).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(want)));
+        }
+      }),
+      { numRuns: 25 },
+    ).finally(() => setKernelOverride(null));
+    const used = Object.entries(plannerRecord()).filter(([k]) => k.startsWith('convert')).map(([, v]) => v);
+    expect(used.some((v) => v.startsWith(variant ?? 'word'))).toBe(true);
+  });
+
+  it('accepts a byte view at an unaligned offset (copied) and refuses short inputs in one line', async () => {
+    const buf = new Uint8Array(1 + 3 * 4);
+    buf.forEach((_, i) => (buf[i] = i * 20));
+    const view = buf.subarray(1);
+    const t = conversionTable(undefined);
+    const got = await imageBytesToFloat(view, [0], t, 1, 2).toArray();
+    expect(Array.from(got)).toEqual(Array.from(view, (v) => Math.fround(v / 255)));
+    expect(() => imageBytesToFloat(view, [0], t, 2, 2)).toThrow(/bytes, a 2x3x2x2 batch needs 24/);
+  });
+
+  it('toCHWBytes is the float resize rounded to bytes, on random images and sizes', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 33 }), fc.nat(), (w, h, size, seed) => {
+        let s = seed >>> 0;
+        const data = new Uint8Array(w * h * 3).map(() => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 24);
+        const img: RgbImage = { width: w, height: h, channels: 3, data };
+        const bytes = toCHWBytes(img, size);
+        const ref = chwToRgb(toCHWFloat(img, size), size, size).data;
+        const n = size * size;
+        for (let p = 0; p < n; p++) for (let c = 0; c < 3; c++) expect(bytes[c * n + p]).toBe(ref[3 * p + c]);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('an image folder gives the same input tensor through bytes as through the float path (flips, ImageNet normalisation)', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tl-convert-'));
+    try {
+      let k = 0;
+      for (const split of ['train', 'val', 'test']) {
+        for (const cls of ['real', 'fake']) {
+          for (let i = 0; i < 5; i++, k++) {
+            const w = 20 + k, h = 17 + 2 * k;
+            await writePng(path.join(root, split, cls, `img_${i}.png`), { width: w, height: h, channels: 3, data: new Uint8Array(w * h * 3).map((_, j) => (j * 31 + k * 7) % 256) });
+          }
+        }
+      }
+      const d = await openDataset(root, { size: 13, decodedCache: false });
+      // The float path: a dataset that only offers get() (floats), so the loader takes its float branch.
+      const floats: Dataset = { name: d.train.name, size: d.train.size, length: () => d.train.length(), label: (i) => d.train.label(i), group: (i) => d.train.group(i), get: (i) => d.train.get(i) };
+      for (const norm of [undefined, IMAGENET_NORMALIZE]) {
+        const opts = { batchSize: 4, seed: 11, flip: true, normalize: norm };
+        const a = [...(await collect(new DataLoader(d.train, opts).epoch(2)))];
+        const b = [...(await collect(new DataLoader(floats, opts).epoch(2)))];
+        expect(a.length).toBe(b.length);
+        let flipped = 0;
+        for (let j = 0; j < a.length; j++) {
+          expect(a[j].pixels).toBeDefined();
+          expect(b[j].pixels).toBeUndefined();
+          expect(Array.from(a[j].indices)).toEqual(Array.from(b[j].indices));
+          flipped += a[j].pixels!.flips.reduce((s, f) => s + f, 0);
+          const dev = (await batchInput(a[j]).toArray()) as Float32Array;
+          expect(bits(dev)).toEqual(bits(b[j].x));
+          expect(bits(a[j].x)).toEqual(bits(b[j].x));
+        }
+        expect(flipped).toBeGreaterThan(0);
+      }
+      // And each sample's floats are the resized image rounded to bytes, / 255.
+      const s0 = await d.train.get(0);
+      expect(Array.from(s0.image)).toEqual(Array.from(s0.pixels!, (v) => Math.fround(v / 255)));
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
