@@ -16,6 +16,8 @@ import { runFile } from '../io/run-paths.js';
 import { formatJson, writeFileOnce, writeJsonAtomic } from '../io/atomic.js';
 import { attachMasks, detachMasks, loadMasks, saveMasks, sparsityReport, type HostMasks, type PrunableWeight, type SparsityReport } from './masks.js';
 import { Dropout } from '../nn/layers.js';
+import { filterCompanionTensors } from './filter-companions.js';
+import type { Granularity } from './granularity.js';
 import { applyKernelPlan, describePlan, kernelMode, planKernels, type KernelPlan } from '../nn/sparse.js';
 
 export interface LevelRun {
@@ -34,6 +36,8 @@ export interface LevelRun {
   captures?: readonly RewindPoint[];
   /** Also evaluate on these splits after training, e.g. the target set of a transfer. */
   label: string;
+  /** 'filter' also masks each dead filter's bias and batch-norm channel (filter-companions.ts); default 'weight'. */
+  granularity?: Granularity;
 }
 
 export interface LevelResult extends FitResult {
@@ -85,6 +89,7 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
   // Each level draws the same dropout stream from its start: levels differ only by mask and weights.
   for (const [, m] of l.model.namedModules()) if (m instanceof Dropout) m.drawn = 0;
   const gpuMasks = attachMasks(l.weights, l.masks);
+  const companions = l.granularity === 'filter' ? filterCompanionTensors(l.model, l.weights, l.masks) : new Map<string, never>();
   l.log(`${l.label}: ${(sp.sparsity * 100).toFixed(1)}% pruned, ${sp.kept.toLocaleString('en-US')} of ${sp.total.toLocaleString('en-US')} prunable weights left`);
   try {
     await chooseKernels(l);
@@ -96,7 +101,7 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
       settings: l.settings,
       dir: l.dir,
       resume: l.resume,
-      masks: gpuMasks,
+      masks: new Map([...gpuMasks, ...companions]),
       captures: l.captures,
       progress: l.progress,
       signal: l.signal,
@@ -105,6 +110,7 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
     return { ...res, sparsity: sp };
   } finally {
     detachMasks(l.weights);
+    for (const t of companions.values()) t.dispose();
   }
 }
 

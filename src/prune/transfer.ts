@@ -17,6 +17,7 @@ import { toCsv } from '../util/csv.js';
 import { attachMasks, detachMasks, loadMasks, onesMasks, prunableWeights, sparsityReport } from './masks.js';
 import { loadWeightsFile, runLevel } from './level.js';
 import { parseRewind, rewindFile, type ImpConfig } from './imp.js';
+import { granularityOf } from './granularity.js';
 
 export interface TransferOptions {
   source: string;
@@ -45,7 +46,7 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
   const ws = prunableWeights(model, cfg.pruneLast);
   const rw = parseRewind(cfg.rewind);
   const rows: TransferRow[] = [];
-  const common = { model, weights: ws, data: o.data, settings: cfg.train, resume: o.resume, progress: o.progress, signal: o.signal, log: o.log };
+  const common = { model, weights: ws, data: o.data, settings: cfg.train, resume: o.resume, progress: o.progress, signal: o.signal, log: o.log, granularity: granularityOf(cfg) };
   try {
     const dense = await runLevel({
       ...common,
