@@ -30,6 +30,7 @@ const IMP_FLAGS = {
   controls: { type: 'string' },
   'control-levels': { type: 'string' },
   granularity: { type: 'string', default: 'weight' },
+  'bn-reestimate': { type: 'string', default: '0' },
 } as const;
 
 const IMP_HELP_FLAGS = `Pruning:
@@ -48,6 +49,10 @@ const IMP_HELP_FLAGS = `Pruning:
                       batch-norm channel) | channel (whole input channels by L1 norm). Counts are still
                       weights: whole units go until the count is met within half a unit (the achieved
                       sparsity is in sparsity.json); one-shot and random_prune use the same granularity
+  --bn-reestimate N   before each validation of a pruned level (IMP, one-shot, controls, and transfer's
+                      retrained tickets; 'transfer' also before evaluating a source model on the target),
+                      recompute batch-norm running statistics over N training batches, no gradient, as
+                      torch.optim.swa_utils.update_bn (cumulative average). Default 0: off
   --oneshot LEVELS    after IMP, one-shot baselines at these levels' sparsities (e.g. 4,8 or 'all')
   --controls KINDS    after IMP, controls: reinit (same mask, new random weights) and/or random_prune
                       (random mask with the ticket's per-layer counts), e.g. reinit,random_prune
@@ -95,7 +100,15 @@ export function parseImpConfig(values: Record<string, unknown>): ImpConfig {
     rewind: String(values.rewind),
     pruneLast: !!values['prune-last'],
     ...granularityField(values.granularity),
+    ...bnField(values),
   };
+}
+
+/** `bnReestimate` for a config: absent at 0 (the default), so earlier runs' config.json still match. */
+function bnField(values: Record<string, unknown>): { bnReestimate?: number } {
+  if (values['bn-reestimate'] === undefined) return {};
+  const n = num(values, 'bn-reestimate', { int: true, min: 0, max: 100000 });
+  return n > 0 ? { bnReestimate: n } : {};
 }
 
 /** `granularity` for a config: absent at 'weight', so earlier runs' config.json still match. */
@@ -253,6 +266,7 @@ function configAsFlags(c: ImpConfig): Record<string, unknown> {
     rewind: str(c.rewind),
     'prune-last': c.pruneLast === true,
     granularity: str(c.granularity),
+    'bn-reestimate': str(c.bnReestimate),
   };
 }
 

@@ -62,6 +62,8 @@ export interface ImpConfig {
    * run made before granularities existed still matches and resumes unchanged.
    */
   granularity?: Granularity;
+  /** --bn-reestimate N (train/bn-reestimate.ts); present only when N > 0, like granularity. */
+  bnReestimate?: number;
 }
 
 export interface ExperimentContext {
@@ -114,7 +116,7 @@ export function rewindFile(run: string, rewind: Rewind, prevLevel: number): stri
 
 /** The fields every level of one experiment shares. */
 function shared(c: ImpConfig, ctx: ExperimentContext, model: Detector, ws: PrunableWeight[]) {
-  return { model, weights: ws, data: ctx.data, settings: c.train, resume: ctx.resume, progress: ctx.progress, signal: ctx.signal, log: ctx.log, granularity: granularityOf(c) };
+  return { model, weights: ws, data: ctx.data, settings: c.train, resume: ctx.resume, progress: ctx.progress, signal: ctx.signal, log: ctx.log, granularity: granularityOf(c), bnReestimate: c.bnReestimate };
 }
 
 /** The run's granularity with the prunable weights' shapes: what structured pruning needs. */

@@ -18,6 +18,7 @@ import { attachMasks, detachMasks, loadMasks, saveMasks, sparsityReport, type Ho
 import { Dropout } from '../nn/layers.js';
 import { filterCompanionTensors } from './filter-companions.js';
 import type { Granularity } from './granularity.js';
+import { reestimateBatchNorm, reestimationBatches } from '../train/bn-reestimate.js';
 import { applyKernelPlan, describePlan, kernelMode, planKernels, type KernelPlan } from '../nn/sparse.js';
 
 export interface LevelRun {
@@ -38,6 +39,8 @@ export interface LevelRun {
   label: string;
   /** 'filter' also masks each dead filter's bias and batch-norm channel (filter-companions.ts); default 'weight'. */
   granularity?: Granularity;
+  /** Batch-norm running statistics re-estimated over this many training batches before each validation of a pruned level (0: off). */
+  bnReestimate?: number;
 }
 
 export interface LevelResult extends FitResult {
@@ -106,6 +109,8 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
       progress: l.progress,
       signal: l.signal,
       log: l.log,
+      // Dense levels keep their running statistics: nothing was pruned under them.
+      beforeEval: l.bnReestimate && sp.pruned > 0 ? async () => void (await reestimateBatchNorm(l.model, reestimationBatches(l.data.train, l.settings.batch, l.settings.seed), l.bnReestimate!)) : undefined,
     });
     return { ...res, sparsity: sp };
   } finally {

@@ -55,6 +55,8 @@ export interface SweepImp {
   sparsities: number[] | null;
   rewind: string;
   pruneLast: boolean;
+  /** --bn-reestimate N; absent = off. */
+  bnReestimate?: number;
 }
 
 export interface SweepConfig {
@@ -80,7 +82,7 @@ export interface SweepConfig {
 }
 
 const TOP_KEYS = ['description', 'out', 'models', 'datasets', 'size', 'scopes', 'methods', 'train', 'imp', 'oneshot', 'controls', 'shareDense', 'seeds', 'granularities'] as const;
-const IMP_KEYS = ['levels', 'rate', 'sparsities', 'rewind', 'pruneLast'] as const;
+const IMP_KEYS = ['levels', 'rate', 'sparsities', 'rewind', 'pruneLast', 'bnReestimate'] as const;
 const ONESHOT_KEYS = ['levels', 'sparsities'] as const;
 const CONTROL_KEYS = ['kinds', 'levels', 'sparsities'] as const;
 const DATASET_KEYS = ['name', 'spec', 'size'] as const;
@@ -276,6 +278,7 @@ export function parseSweepConfig(raw: unknown, source = 'sweep config'): SweepCo
     sparsities,
     rewind,
     pruneLast: io.pruneLast === undefined ? false : c.bool(io.pruneLast, 'imp.pruneLast'),
+    ...(io.bnReestimate === undefined ? {} : { bnReestimate: c.num(io.bnReestimate, 'imp.bnReestimate', { int: true, min: 0, max: 100000 }) }),
   };
   if (sparsities && io.levels !== undefined && io.levels !== sparsities.length) c.fail('imp.levels', `is ${show(io.levels)} but imp.sparsities lists ${sparsities.length} levels; give one of them`);
   const nominal = impConfigFor({ imp, train } as SweepConfig, models[0], '', 0, 'global');
@@ -381,6 +384,7 @@ function impConfigFor(cfg: Pick<SweepConfig, 'imp' | 'train'>, model: string, da
     pruneLast: cfg.imp.pruneLast,
     // Absent at 'weight', as `ticketlab imp` writes it: a sweep's runs stay `imp`-compatible folders.
     ...(granularity !== 'weight' ? { granularity } : {}),
+    ...(cfg.imp.bnReestimate ? { bnReestimate: cfg.imp.bnReestimate } : {}),
   };
 }
 
