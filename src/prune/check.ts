@@ -246,6 +246,7 @@ async function checkTicketlabRun(run: string, cache: FileCache): Promise<RunChec
       if (!t) continue;
       let o = firstNonZeroPruned(m, t);
       for (const slot of OPTIMIZER_SLOTS) o ??= firstNonZeroPruned(m, t, (k) => `optimizer.${k}.${slot}`);
+      for (const key of [(k: string) => k, ...OPTIMIZER_SLOTS.map((s) => (k: string) => `optimizer.${k}.${s}`)]) o ??= await structure.companion(l.dir, m, t, key);
       v.zeros.record(cache.rel(f), o);
     }
     // Start weights: the rewind point under the mask.

@@ -6,10 +6,12 @@
 // computes, so the masked network and a physically smaller one are the same function.
 //
 // These companion masks are not written to mask.safetensors: they follow from the weight masks and
-// the model, and the files keep one `<layer>.weight_mask` per prunable weight as before. They go to
-// the optimizer beside the weight masks, which zeroes those entries (and their state) at the start
-// and keeps them +0, so final/best/checkpoint files hold exact zeros there and a PyTorch user loading
-// them with the weight masks gets the same network.
+// the model, and the files keep one `<layer>.weight_mask` per prunable weight as before. The level
+// records them in sparsity.json (`companions`: each conv/linear with dead filters, the parameters that
+// go with them, the channels), so `ticketlab check` verifies them from files. They go to the
+// optimizer beside the weight masks, which zeroes those entries (and their state) at the start and
+// keeps them +0, so final/best/checkpoint files hold exact zeros there and a PyTorch user loading them
+// with the weight masks gets the same network.
 //
 // A filter's BN is the next BatchNorm2d in module order when no other conv/linear/BN comes between
 // and its width equals the conv's output channels (Meso-4, CNN-5, ResNet-18's blocks and downsample
@@ -43,21 +45,37 @@ export function batchNormAfter(model: Module): Map<string, { name: string; bn: B
   return out;
 }
 
-/** Host companion masks (parameter key -> 0/1 per channel) of the dead filters of `masks`. */
-export function filterCompanions(model: Module, ws: readonly PrunableWeight[], masks: HostMasks): Map<string, Float32Array> {
+/** What goes with the dead filters of one weight: its key, the per-channel parameters, the channels. */
+export interface CompanionRecord {
+  of: string;
+  params: string[];
+  channels: number[];
+}
+
+/** The companions of the dead filters of `masks`, one record per weight that has any (sparsity.json's `companions`). */
+export function companionRecords(model: Module, ws: readonly PrunableWeight[], masks: HostMasks): CompanionRecord[] {
   const bns = batchNormAfter(model);
-  const out = new Map<string, Float32Array>();
+  const out: CompanionRecord[] = [];
   for (const w of ws) {
     const m = masks.get(w.key);
     if (!m) throw new Error(`no mask for '${w.key}'`);
-    const dead = deadOutputs(m, w.shape[0]);
-    if (!dead.some(Boolean)) continue;
-    const keepMask = Float32Array.from(dead, (d) => (d ? 0 : 1));
+    const channels = deadOutputs(m, w.shape[0]).flatMap((d, o) => (d ? [o] : []));
     const layer = w.key.slice(0, -'.weight'.length);
-    if (w.layer.bias) out.set(`${layer}.bias`, keepMask);
     const bn = bns.get(w.key);
-    if (bn?.bn.weight) out.set(`${bn.name}.weight`, keepMask);
-    if (bn?.bn.bias) out.set(`${bn.name}.bias`, keepMask);
+    const params = [...(w.layer.bias ? [`${layer}.bias`] : []), ...(bn?.bn.weight ? [`${bn.name}.weight`] : []), ...(bn?.bn.bias ? [`${bn.name}.bias`] : [])];
+    if (channels.length && params.length) out.push({ of: w.key, params, channels });
+  }
+  return out;
+}
+
+/** Host companion masks (parameter key -> 0/1 per channel) of the dead filters of `masks`. */
+export function filterCompanions(model: Module, ws: readonly PrunableWeight[], masks: HostMasks): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const r of companionRecords(model, ws, masks)) {
+    const w = ws.find((x) => x.key === r.of)!;
+    const keepMask = new Float32Array(w.shape[0]).fill(1);
+    for (const c of r.channels) keepMask[c] = 0;
+    for (const p of r.params) out.set(p, keepMask);
   }
   return out;
 }

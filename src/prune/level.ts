@@ -16,7 +16,7 @@ import { runFile } from '../io/run-paths.js';
 import { formatJson, writeFileOnce, writeJsonAtomic } from '../io/atomic.js';
 import { attachMasks, detachMasks, loadMasks, saveMasks, sparsityReport, type HostMasks, type PrunableWeight, type SparsityReport } from './masks.js';
 import { Dropout } from '../nn/layers.js';
-import { filterCompanionTensors } from './filter-companions.js';
+import { companionRecords, filterCompanionTensors } from './filter-companions.js';
 import type { Granularity } from './granularity.js';
 import { reestimateBatchNorm, reestimationBatches } from '../train/bn-reestimate.js';
 import { applyKernelPlan, describePlan, kernelMode, planKernels, type KernelPlan } from '../nn/sparse.js';
@@ -64,6 +64,7 @@ function sameMasks(file: string, have: HostMasks, want: HostMasks): void {
 export async function runLevel(l: LevelRun): Promise<LevelResult> {
   fs.mkdirSync(l.dir, { recursive: true });
   const sp = sparsityReport(l.masks, l.model.parameterCount());
+  if (l.granularity === 'filter') sp.companions = companionRecords(l.model, l.weights, l.masks);
   const maskFile = runFile(l.dir, 'mask');
   const finished = fs.existsSync(runFile(l.dir, 'result'));
   // An unfinished level holds the files it has to what its inputs give: the masks (recomputed by the

@@ -1,7 +1,9 @@
 // Structured masks, checked from files: a mask made at a granularity (granularity.ts) keeps or prunes
 // each unit whole, and its kept count meets the level's target within half a unit (structured.ts's
 // rule). Host only, like the other invariants; `ticketlab check` calls `structureChecker` once per run.
+import * as fs from 'node:fs';
 import { readF32Tensors } from '../nn/checkpoint.js';
+import { runFile } from '../io/run-paths.js';
 import { describeUnit, granularityOf, parseGranularity, unitLayout, type Granularity } from './granularity.js';
 import type { KeptTarget, Offence, TensorsByKey } from './invariants.js';
 
@@ -68,6 +70,50 @@ export async function maskShapes(file: string): Promise<Map<string, number[]>> {
   return new Map([...tensors].filter(([k]) => k.endsWith('_mask')).map(([k, t]) => [k.slice(0, -'_mask'.length), t.shape]));
 }
 
+/** One weight's dead filters and the parameters that go with them (prune/filter-companions.ts). */
+export interface Companions {
+  of: string;
+  params: string[];
+  channels: number[];
+}
+
+/** sparsity.json's `companions` (filter granularity), or [] when it has none or does not parse. */
+export function companionsOf(levelDir: string): Companions[] {
+  try {
+    const o = JSON.parse(fs.readFileSync(runFile(levelDir, 'sparsity'), 'utf8')) as { companions?: unknown };
+    return Array.isArray(o.companions) ? (o.companions as Companions[]) : [];
+  } catch {
+    return []; // sparsity.json's own invariant reports it
+  }
+}
+
+/**
+ * Filter granularity: the channels listed for a weight are exactly its dead filters (output channels
+ * with no kept entry), and every listed companion parameter (bias, batch-norm gamma/beta; `valueKey`
+ * maps it, e.g. to optimizer state) is exactly +0 there in `values`.
+ */
+export function firstLiveCompanion(records: readonly Companions[], masks: TensorsByKey, shapes: Shapes, values: TensorsByKey, valueKey: (key: string) => string = (k) => k): Offence | null {
+  for (const r of records) {
+    const m = masks.get(r.of);
+    const shape = shapes.get(r.of);
+    if (!m || !shape || !Array.isArray(r.channels) || !Array.isArray(r.params)) return { tensor: r.of, index: -1, message: 'has a companions entry in sparsity.json that names no mask, or lacks channels or params' };
+    const per = m.length / shape[0];
+    const dead: number[] = [];
+    for (let o = 0; o < shape[0]; o++) {
+      let kept = false;
+      for (let i = o * per; i < (o + 1) * per && !kept; i++) kept = m[i] !== 0;
+      if (!kept) dead.push(o);
+    }
+    if (dead.join() !== r.channels.join()) return { tensor: `${r.of}_mask`, index: -1, message: `has dead filters [${dead.join(', ')}], sparsity.json's companions list [${r.channels.join(', ')}]` };
+    for (const p of r.params) {
+      const v = values.get(valueKey(p));
+      if (!v) continue;
+      for (const c of r.channels) if (!Object.is(v[c], 0)) return { tensor: valueKey(p), index: c, message: `= ${Object.is(v[c], -0) ? '-0' : v[c]} but goes with dead filter ${c} of ${r.of} (must be exactly +0)` };
+    }
+  }
+  return null;
+}
+
 /** What `ticketlab check` asks of a run's structure: one per run, reading each mask file's shapes once. */
 export interface StructureChecker {
   granularity: Granularity;
@@ -75,6 +121,8 @@ export interface StructureChecker {
   offence(maskFile: string, masks: TensorsByKey): Promise<Offence | null>;
   /** The level's count target, widened to whole units. */
   target(maskFile: string, target: KeptTarget): Promise<KeptTarget>;
+  /** A companion of a dead filter (sparsity.json's `companions`) that is not +0 in `values` (or its state). */
+  companion(levelDir: string, masks: TensorsByKey, values: TensorsByKey, valueKey?: (key: string) => string): Promise<Offence | null>;
 }
 
 export function structureChecker(cfg: Record<string, unknown> | null, configFile: string): StructureChecker {
@@ -89,5 +137,9 @@ export function structureChecker(cfg: Record<string, unknown> | null, configFile
     granularity,
     offence: async (f, m) => (granularity === 'weight' ? null : firstUnstructured(m, await shapesOf(f), granularity)),
     target: async (f, t) => (granularity === 'weight' ? t : withUnitSlack(t, await shapesOf(f), granularity)),
+    companion: async (dir, m, values, valueKey) => {
+      const records = companionsOf(dir);
+      return records.length ? firstLiveCompanion(records, m, await shapesOf(runFile(dir, 'mask')), values, valueKey) : null;
+    },
   };
 }

@@ -13,6 +13,7 @@ import { createModel } from '../../src/nn/models/index.js';
 import { checkRun, formatRunCheck } from '../../src/prune/check.js';
 import { batchNormAfter, deadOutputs, filterCompanions } from '../../src/prune/filter-companions.js';
 import { parseImpConfig, readImpConfig } from '../../src/cli/imp.js';
+import { saveSafetensors, type HostTensor } from '../../src/io/safetensors.js';
 
 const base: ImpConfig = {
   model: 'meso4',
@@ -77,6 +78,19 @@ describe('structured IMP', () => {
     const start = (await readF32Tensors(path.join(run, 'level_2', 'start.safetensors'))).tensors;
     const keptBn = deadOutputs(masks.get('conv4.weight')!, 16).findIndex((x) => !x);
     expect(final.get('bn4.weight')!.data[keptBn]).not.toBe(start.get('bn4.weight')!.data[keptBn]);
+    // The level records them, and check holds the files to the record.
+    const sp = JSON.parse(fs.readFileSync(path.join(run, 'level_2', 'sparsity.json'), 'utf8')) as { companions: { of: string; params: string[]; channels: number[] }[] };
+    const c1 = sp.companions.find((r) => r.of.startsWith('conv'))!;
+    const layer = c1.of.slice(0, -'.weight'.length);
+    expect(c1.params).toEqual([`${layer}.bias`, `${layer.replace('conv', 'bn')}.weight`, `${layer.replace('conv', 'bn')}.bias`]);
+    const shape = ws.find((w) => w.key === c1.of)!.shape;
+    expect(c1.channels).toEqual(deadOutputs(masks.get(c1.of)!, shape[0]).flatMap((d, o) => (d ? [o] : [])));
+    const beta = c1.params[2];
+    const record: Record<string, HostTensor> = {};
+    for (const [k, t] of final) record[k] = { dtype: 'F32', shape: t.shape, data: k === beta ? t.data.map((v, i) => (i === c1.channels[0] ? 0.25 : v)) : t.data };
+    await saveSafetensors(path.join(run, 'level_2', 'final.safetensors'), record);
+    const bad = await checkRun(run);
+    expect(formatRunCheck(bad)).toContain(`level_2/final.safetensors: ${beta}[${c1.channels[0]}] = 0.25 but goes with dead filter ${c1.channels[0]} of ${c1.of} (must be exactly +0)`);
     model.dispose();
   });
 
