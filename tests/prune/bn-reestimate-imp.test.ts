@@ -10,6 +10,7 @@ import { runImp, type ImpConfig } from '../../src/prune/imp.js';
 import { readF32Tensors, loadModel } from '../../src/nn/checkpoint.js';
 import { createModel } from '../../src/nn/models/index.js';
 import { reestimateBatchNorm, reestimationBatches } from '../../src/train/bn-reestimate.js';
+import { runTransfer } from '../../src/prune/transfer.js';
 
 const cfg: ImpConfig = {
   model: 'meso4',
@@ -45,5 +46,12 @@ describe('--bn-reestimate in IMP levels', () => {
       expect(same, `level ${level}`).toBe(reestimated);
     }
     model.dispose();
+    // Transfer: the A-trained tickets are evaluated on B after re-estimation on B's training split.
+    const target = await openDataset('synthetic:train=32,val=16,test=16,difficulty=0.2,seed=9', { size: cfg.size, seed: 0 });
+    const o = (out: string) => ({ source: run, out: path.join(run, out), data: target, levels: [1], oneshot: false, resume: false, progress: false, log: () => undefined });
+    const one = { ...cfg, train: { ...cfg.train, epochs: 1 } };
+    const withBn = await runTransfer(one, o('transfer-bn'));
+    const without = await runTransfer({ ...one, bnReestimate: undefined }, o('transfer-plain'));
+    for (const i of [0, 1]) expect(withBn[i].evaluated!.loss).not.toBe(without[i].evaluated!.loss);
   });
 });
