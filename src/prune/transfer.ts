@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DatasetSplits } from '../data/datasets.js';
 import { createModel } from '../nn/models/index.js';
-import { levelDir, levelName, oneshotDir, runFile } from '../io/run-paths.js';
+import { levelDir, oneshotDir, runFile, transferDir } from '../io/run-paths.js';
 import { evaluate } from '../train/trainer.js';
 import type { BinaryMetrics } from '../train/metrics.js';
 import { metricsFrom, roundMetrics } from '../train/metrics.js';
@@ -19,6 +19,7 @@ import { loadWeightsFile, runLevel } from './level.js';
 import { parseRewind, rewindFile, type ImpConfig } from './imp.js';
 import { granularityOf } from './granularity.js';
 import { reestimateBatchNorm, reestimationBatches } from '../train/bn-reestimate.js';
+import type { KernelMode } from '../tensor/sparse-plan.js';
 
 export interface TransferOptions {
   source: string;
@@ -30,6 +31,8 @@ export interface TransferOptions {
   progress: boolean;
   signal?: { stop: boolean };
   log: (m: string) => void;
+  /** Kernels of the pruned layers (--kernels; default dense). */
+  kernels?: KernelMode;
 }
 
 export interface TransferRow {
@@ -47,16 +50,16 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
   const ws = prunableWeights(model, cfg.pruneLast);
   const rw = parseRewind(cfg.rewind);
   const rows: TransferRow[] = [];
-  const common = { model, weights: ws, data: o.data, settings: cfg.train, resume: o.resume, progress: o.progress, signal: o.signal, log: o.log, granularity: granularityOf(cfg), bnReestimate: cfg.bnReestimate };
+  const common = { model, weights: ws, data: o.data, settings: cfg.train, resume: o.resume, progress: o.progress, signal: o.signal, log: o.log, kernels: o.kernels ?? 'dense', granularity: granularityOf(cfg), bnReestimate: cfg.bnReestimate };
   try {
     const dense = await runLevel({
       ...common,
-      dir: path.join(o.out, 'dense'),
+      dir: transferDir(o.out, 'dense', 0),
       masks: onesMasks(ws),
       startFrom: runFile(levelDir(o.source, 0), 'init'),
       label: 'transfer: dense on target',
     });
-    const denseOnTarget = await evaluateOnTarget(o, levelDir(o.source, 0), path.join(o.out, 'dense'), model, ws, onesMasks(ws), cfg);
+    const denseOnTarget = await evaluateOnTarget(o, levelDir(o.source, 0), transferDir(o.out, 'dense', 0), model, ws, onesMasks(ws), cfg);
     rows.push({ method: 'dense', level: 0, sparsity: 0, evaluated: denseOnTarget, retrained: dense.test });
     const sources: { method: string; level: number; dir: string }[] = [];
     for (const k of o.levels) {
@@ -68,10 +71,10 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
     }
     for (const s of sources) {
       const masks = await loadMasks(runFile(s.dir, 'mask'), ws);
-      const tag = `${s.method}_${levelName(s.level)}`;
-      const evaluated = await evaluateOnTarget(o, s.dir, path.join(o.out, tag), model, ws, masks, cfg);
+      const dir = transferDir(o.out, s.method, s.level);
+      const evaluated = await evaluateOnTarget(o, s.dir, dir, model, ws, masks, cfg);
       const start = rw.kind === 'none' ? runFile(s.dir, 'final') : rewindFile(o.source, rw, 0);
-      const res = await runLevel({ ...common, dir: path.join(o.out, tag), masks, startFrom: start, label: `transfer: ${s.method} level ${s.level} retrained on target` });
+      const res = await runLevel({ ...common, dir, masks, startFrom: start, label: `transfer: ${s.method} level ${s.level} retrained on target` });
       rows.push({ method: s.method, level: s.level, sparsity: sparsityReport(masks, model.parameterCount()).sparsity, evaluated, retrained: res.test });
     }
   } finally {
@@ -80,9 +83,9 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
   // Paths relative to the output folder: file contents must not depend on where the run lives.
   const rel = (p: string) => path.relative(o.out, p).split(path.sep).join('/') || '.';
   const target = o.data.root ? `${o.data.layout}:${rel(o.data.root)}` : o.data.name;
-  await writeJsonAtomic(path.join(o.out, 'transfer.json'), { source: rel(o.source), target, rows });
+  await writeJsonAtomic(runFile(o.out, 'transferJson'), { source: rel(o.source), target, rows });
   await writeFileAtomic(
-    path.join(o.out, 'transfer.csv'),
+    runFile(o.out, 'transferCsv'),
     toCsv(
       rows.map((r) => ({
         method: r.method,
@@ -118,7 +121,7 @@ async function evaluateOnTarget(
   const file = runFile(outDir, 'evaluated');
   if (fs.existsSync(file)) return metricsFrom(await readJson<unknown>(file), file);
   await loadWeightsFile(model, runFile(sourceDir, 'final'));
-  attachMasks(ws, masks);
+  attachMasks(ws, masks, o.kernels ?? 'dense');
   try {
     if (cfg.bnReestimate) await reestimateBatchNorm(model, reestimationBatches(o.data.train, batch, cfg.train.seed), cfg.bnReestimate);
     const res = roundMetrics(await evaluate(model, o.data.test, batch, 'evaluate source ticket', o.progress));
