@@ -14,7 +14,12 @@
 // the initial weights, 20% per level), one model per kernel mode (dense, sparse, auto) stepping in
 // turns; median ms of a training step (forward, BCE, backward, Adam) and of an inference step.
 //
-//   npx tsx bench/sparsity.ts [--quick] [--json] [--reps N] [--steps N] [--levels L] [--no-layers] [--no-steps]
+// --granularity LIST (e.g. weight,block:8,filter; default weight): the masks' granularity
+// (src/prune/granularity.ts): layers get random masks of whole units at each density, steps the
+// levels' magnitude masks pruned in whole units; rows gain `granularity`. --densities LIST overrides
+// the layer densities (e.g. 1,0.2).
+//
+//   npx tsx bench/sparsity.ts [--quick] [--json] [--reps N] [--steps N] [--levels L] [--no-layers] [--no-steps] [--granularity LIST] [--densities LIST]
 // --quick: Meso-4 layers at 100/10/1% and ResNet-18's layer2 shape, steps at levels 0 and 7 (< 3 min on
 // a 2-core lavapipe). --json: one JSON array of rows {model, layer, phase, density, denseMs, sparseMs,
 // sparseKernel, autoMs, autoKernel} (steps: layer '(step)', phase 'train' | 'infer').
@@ -38,6 +43,7 @@ import {
   type LayerProblem,
   type Phase,
 } from '../src/tensor/sparse-plan.js';
+import { parseGranularity, unitLayout, type Granularity } from '../src/prune/granularity.js';
 import { table } from './util.js';
 import { trainStep } from './step.js';
 
@@ -52,6 +58,7 @@ const json = has('json');
 const reps = Number(flag('reps') ?? (quick ? 3 : 5));
 const stepPairs = Number(flag('steps') ?? (quick ? 5 : 9));
 const maxLevel = Number(flag('levels') ?? (quick ? 7 : 8));
+const GRANULARITIES: Granularity[] = (flag('granularity') ?? 'weight').split(',').map((g) => parseGranularity(g.trim()));
 const log = (s: string) => {
   if (!json) console.log(s);
   else console.error(s);
@@ -62,6 +69,7 @@ const soft = dev.info.isSoftware;
 
 export interface Row {
   model: string;
+  granularity: Granularity;
   layer: string;
   phase: Phase | 'train' | 'infer';
   density: number;
@@ -80,7 +88,7 @@ interface LayerWork {
   filter: (name: string, p: LayerProblem) => boolean;
 }
 
-const DENSITIES = quick ? [1, 0.1, 0.01] : [1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01];
+const DENSITIES = flag('densities')?.split(',').map(Number) ?? (quick ? [1, 0.1, 0.01] : [1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01]);
 const LAYER_WORK: LayerWork[] = quick
   ? [
       { model: 'meso4', size: 256, batch: 1, filter: (_n, p) => p.kind === 'conv' },
@@ -106,6 +114,13 @@ function randomMask(n: number, density: number, seed: number): Uint8Array {
   return m;
 }
 
+/** A random mask of whole units of `g`: round(density * units) units kept, seeded. */
+function randomUnitMask(shape: readonly number[], density: number, seed: number, g: Granularity): Uint8Array {
+  const l = unitLayout(shape, g);
+  const units = randomMask(l.units, density, seed);
+  return Uint8Array.from(l.unitOf, (u) => units[u]);
+}
+
 function bestSparse(t: Partial<Record<KernelVariant, number>>): [KernelVariant, number] {
   const c = t.csr ?? Infinity;
   const b = t.blocked ?? Infinity;
@@ -126,45 +141,49 @@ async function layerSection(): Promise<void> {
       if (seen.has(key)) continue;
       seen.add(key);
       const label = `${name} ${p.wShape[1]}->${p.wShape[0]} ${p.wShape[2]}x${p.wShape[3]} @${p.xShape[2]}`;
-      let crossover: number | null = null;
-      for (const density of DENSITIES) {
-        const mask = randomMask(p.wShape.reduce((a, b) => a * b, 1), density, 7 + Math.round(density * 1000));
-        const sw = new SparseWeight(mask, p.wShape);
-        const maskT = keep(fromArray(Float32Array.from(mask), p.wShape));
-        const auto = await planLayer(p, sw, maskT, 3);
-        const o = randomOperands(p, sw, maskT, 5);
-        const t = await timeLayer(p, o, ['dense', 'csr', 'blocked'], reps);
-        disposeOperands(o);
-        sw.dispose();
-        maskT.dispose();
-        let dSum = 0;
-        let sSum = 0;
-        let aSum = 0;
-        for (const phase of PHASES) {
-          const [sk, sms] = bestSparse(t[phase]);
-          const ak = auto.kernels[phase];
-          const row: Row = {
-            model: w.model,
-            layer: name,
-            phase,
-            density,
-            denseMs: t[phase].dense!,
-            sparseMs: sms,
-            sparseKernel: sk,
-            autoMs: t[phase][ak]!,
-            autoKernel: ak,
-          };
-          rows.push(row);
-          dSum += row.denseMs;
-          sSum += row.sparseMs;
-          aSum += row.autoMs;
-          summary.push([label, `${density * 100}%`, phase, row.denseMs.toFixed(2), row.sparseMs.toFixed(2), sk, (row.denseMs / row.sparseMs).toFixed(2), ak, (row.autoMs / Math.min(row.denseMs, row.sparseMs)).toFixed(3)]);
+      for (const g of GRANULARITIES) {
+        const glabel = GRANULARITIES.length > 1 ? `${label} [${g}]` : label;
+        let crossover: number | null = null;
+        for (const density of DENSITIES) {
+          const mask = randomUnitMask(p.wShape, density, 7 + Math.round(density * 1000), g);
+          const sw = new SparseWeight(mask, p.wShape);
+          const maskT = keep(fromArray(Float32Array.from(mask), p.wShape));
+          const auto = await planLayer(p, sw, maskT, 3);
+          const o = randomOperands(p, sw, maskT, 5);
+          const t = await timeLayer(p, o, ['dense', 'csr', 'blocked'], reps);
+          disposeOperands(o);
+          sw.dispose();
+          maskT.dispose();
+          let dSum = 0;
+          let sSum = 0;
+          let aSum = 0;
+          for (const phase of PHASES) {
+            const [sk, sms] = bestSparse(t[phase]);
+            const ak = auto.kernels[phase];
+            const row: Row = {
+              model: w.model,
+              granularity: g,
+              layer: name,
+              phase,
+              density,
+              denseMs: t[phase].dense!,
+              sparseMs: sms,
+              sparseKernel: sk,
+              autoMs: t[phase][ak]!,
+              autoKernel: ak,
+            };
+            rows.push(row);
+            dSum += row.denseMs;
+            sSum += row.sparseMs;
+            aSum += row.autoMs;
+            summary.push([glabel, `${density * 100}%`, phase, row.denseMs.toFixed(2), row.sparseMs.toFixed(2), sk, (row.denseMs / row.sparseMs).toFixed(2), ak, (row.autoMs / Math.min(row.denseMs, row.sparseMs)).toFixed(3)]);
+          }
+          summary.push([glabel, `${density * 100}%`, 'fwd+grads', dSum.toFixed(2), sSum.toFixed(2), '', (dSum / sSum).toFixed(2), '', (aSum / Math.min(dSum, sSum)).toFixed(3)]);
+          if (sSum < dSum && (crossover === null || density > crossover)) crossover = density;
         }
-        summary.push([label, `${density * 100}%`, 'fwd+grads', dSum.toFixed(2), sSum.toFixed(2), '', (dSum / sSum).toFixed(2), '', (aSum / Math.min(dSum, sSum)).toFixed(3)]);
-        if (sSum < dSum && (crossover === null || density > crossover)) crossover = density;
+        summary.push([glabel, 'crossover', crossover === null ? 'sparse never wins' : `sparse wins at <= ${crossover * 100}% density`, '', '', '', '', '', '']);
+        log(`  ${glabel}: ${crossover === null ? 'sparse never wins' : `crossover at ${crossover * 100}% density`}`);
       }
-      summary.push([label, 'crossover', crossover === null ? 'sparse never wins' : `sparse wins at <= ${crossover * 100}% density`, '', '', '', '', '', '']);
-      log(`  ${label}: ${crossover === null ? 'sparse never wins' : `crossover at ${crossover * 100}% density`}`);
     }
     log(`\n${w.model} ${w.size} px batch ${w.batch}: ${defaultMetric() === 'cpu' ? 'CPU' : 'wall-clock'} ms per pass (fastest of ${reps} interleaved samples)`);
     log(table(['layer', 'density', 'phase', 'dense', 'sparse', 'kernel', 'dense/sparse', 'auto', 'auto/best'], summary));
@@ -185,9 +204,10 @@ async function stepSection(): Promise<void> {
   const scores = magnitudeScores(host);
   const levels = quick ? [0, maxLevel] : Array.from({ length: maxLevel + 1 }, (_, k) => k);
   const summary: (string | number)[][] = [];
-  for (const level of levels) {
+  const shapes = new Map(ws0.map((w) => [w.key, w.shape]));
+  for (const [g, level] of GRANULARITIES.flatMap((g) => levels.filter((l) => g === GRANULARITIES[0] || l > 0).map((l) => [g, l] as const))) {
     const sparsity = sparsityAfter(level, 0.2);
-    const masks: HostMasks = pruneToSparsity(onesMasks(ws0), scores, sparsity, 'global');
+    const masks: HostMasks = pruneToSparsity(onesMasks(ws0), scores, sparsity, 'global', { granularity: g, shapes });
     const steps = new Map<KernelMode, { train: () => void; infer: () => void; dispose: () => void }>();
     const plans: string[] = [];
     for (const mode of modes) {
@@ -203,7 +223,7 @@ async function stepSection(): Promise<void> {
             plans.push(`${r.layer}:${r.kernels.forward[0]}${r.kernels['input-grad'][0]}${r.kernels['weight-grad'][0]}`);
             for (const phase of PHASES) {
               const [sk, sms] = bestSparse(r.ms![phase]);
-              rows.push({ model, layer: r.layer, phase, density: r.density, denseMs: r.ms![phase].dense!, sparseMs: sms, sparseKernel: sk, autoMs: r.ms![phase][r.kernels[phase]]!, autoKernel: r.kernels[phase] });
+              rows.push({ model, granularity: g, layer: r.layer, phase, density: r.density, denseMs: r.ms![phase].dense!, sparseMs: sms, sparseKernel: sk, autoMs: r.ms![phase][r.kernels[phase]]!, autoKernel: r.kernels[phase] });
             }
           }
         }
@@ -237,14 +257,14 @@ async function stepSection(): Promise<void> {
       }
     }
     for (const s of steps.values()) s.dispose();
-    const density = 1 - sparsity;
+    const density = masks.size ? [...masks.values()].reduce((s, m) => s + m.reduce((a, b) => a + b, 0), 0) / [...masks.values()].reduce((s, m) => s + m.length, 0) : 1;
     for (const kind of ['train', 'infer'] as const) {
       const [d, s, a] = modes.map((mode) => median(times.get(`${kind}|${mode}`)!));
       const [dc, sc, ac] = modes.map((mode) => median(cpu.get(`${kind}|${mode}`)!));
-      rows.push({ model, layer: '(step)', phase: kind, density, denseMs: d, sparseMs: s, sparseKernel: 'sparse', autoMs: a, autoKernel: 'auto' });
+      rows.push({ model, granularity: g, layer: '(step)', phase: kind, density, denseMs: d, sparseMs: s, sparseKernel: 'sparse', autoMs: a, autoKernel: 'auto' });
       summary.push([
-        level,
-        `${(sparsity * 100).toFixed(1)}%`,
+        GRANULARITIES.length > 1 ? `${level} ${g}` : level,
+        `${((1 - density) * 100).toFixed(1)}%`,
         kind,
         d.toFixed(1),
         s.toFixed(1),

@@ -14,6 +14,7 @@ import { runFile } from '../io/run-paths.js';
 import { checkModel, openTrainingData } from './prepare.js';
 import { formatMetrics, pct } from './format.js';
 import type { Scope } from '../prune/magnitude.js';
+import { granularityOf, granularityTag, parseGranularity, type Granularity } from '../prune/granularity.js';
 
 const log = (m: string) => process.stderr.write(m + '\n');
 
@@ -28,6 +29,8 @@ const IMP_FLAGS = {
   oneshot: { type: 'string' },
   controls: { type: 'string' },
   'control-levels': { type: 'string' },
+  granularity: { type: 'string', default: 'weight' },
+  'bn-reestimate': { type: 'string', default: '0' },
 } as const;
 
 const IMP_HELP_FLAGS = `Pruning:
@@ -40,6 +43,16 @@ const IMP_HELP_FLAGS = `Pruning:
                       weights and fine-tune: the study's algorithm as written). Optimizer state is reset
                       at every level. (default init)
   --prune-last        also prune the last linear layer (the classifier); off by default
+  --granularity G     what is pruned together (default weight): weight | block:B (B = 4, 8, 16: the B
+                      consecutive output channels at one input-channel tap, scored by L2 norm) |
+                      filter (whole conv filters / linear output neurons by L1 norm, with their bias and
+                      batch-norm channel) | channel (whole input channels by L1 norm). Counts are still
+                      weights: whole units go until the count is met within half a unit (the achieved
+                      sparsity is in sparsity.json); one-shot and random_prune use the same granularity
+  --bn-reestimate N   before each validation of a pruned level (IMP, one-shot, controls, and transfer's
+                      retrained tickets; 'transfer' also before evaluating a source model on the target),
+                      recompute batch-norm running statistics over N training batches, no gradient, as
+                      torch.optim.swa_utils.update_bn (cumulative average). Default 0: off
   --oneshot LEVELS    after IMP, one-shot baselines at these levels' sparsities (e.g. 4,8 or 'all')
   --controls KINDS    after IMP, controls: reinit (same mask, new random weights) and/or random_prune
                       (random mask with the ticket's per-layer counts), e.g. reinit,random_prune
@@ -86,7 +99,32 @@ export function parseImpConfig(values: Record<string, unknown>): ImpConfig {
     scope: scope as Scope,
     rewind: String(values.rewind),
     pruneLast: !!values['prune-last'],
+    ...granularityField(values.granularity),
+    ...bnField(values),
   };
+}
+
+/** `bnReestimate` for a config: absent at 0 (the default), so earlier runs' config.json still match. */
+function bnField(values: Record<string, unknown>): { bnReestimate?: number } {
+  if (values['bn-reestimate'] === undefined) return {};
+  const n = num(values, 'bn-reestimate', { int: true, min: 0, max: 100000 });
+  return n > 0 ? { bnReestimate: n } : {};
+}
+
+/** `granularity` for a config: absent at 'weight', so earlier runs' config.json still match. */
+function granularityField(v: unknown): { granularity?: Granularity } {
+  const g = parseGranularity(String(v ?? 'weight'));
+  return g === 'weight' ? {} : { granularity: g };
+}
+
+/**
+ * `--granularity` on commands that read a run (oneshot, transfer): the run's masks already have one, so
+ * the flag may only restate it (a sweep's granularity axis compares granularities, one run each).
+ */
+function checkRunGranularity(v: unknown, cfg: ImpConfig, run: string): void {
+  if (v === undefined) return;
+  const g = parseGranularity(String(v));
+  if (g !== granularityOf(cfg)) throw new Error(`--granularity ${g}: ${run} prunes at ${granularityOf(cfg)}; a run has one granularity (compare granularities with separate runs or a sweep's "granularities")`);
 }
 
 /**
@@ -104,7 +142,7 @@ export async function prepareImp(args: string[]) {
   const kinds = values.controls ? (values.controls.split(',').filter(Boolean) as ControlKind[]) : [];
   for (const k of kinds) if (k !== 'reinit' && k !== 'random_prune') throw new Error(`--controls '${k}' is not one of reinit, random_prune`);
   const controlLevels = parseLevels(values['control-levels'], 'control-levels', nLevels) ?? oneshot ?? Array.from({ length: nLevels }, (_, i) => i + 1);
-  const out = values.out ?? defaultOut(cfg, `imp-${cfg.scope}`);
+  const out = values.out ?? defaultOut(cfg, `imp-${cfg.scope}${cfg.granularity ? `-${granularityTag(cfg.granularity)}` : ''}`);
   checkRunDir(out);
   const data = await openTrainingData(cfg);
   checkRewind(cfg, data.train.length());
@@ -163,17 +201,19 @@ the run's IMP, and retrains with the run's settings. Results: DIR/oneshot_<scope
   --sparsities L   explicit sparsities instead (each must be one of the run's level sparsities or
                    the run must have been made with --sparsities)
   --scope S        global | layer (default the run's scope)
+  --granularity G  the run's granularity (config.json; the default): one-shot prunes whole units like it
 ${KERNEL_FLAG_HELP}${CACHE_FLAGS_HELP}`,
   async run(args) {
     const { values } = parseFlags(
       args,
-      { run: { type: 'string' }, levels: { type: 'string' }, scope: { type: 'string' }, resume: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false }, ...KERNEL_FLAG, ...CACHE_FLAGS },
+      { run: { type: 'string' }, levels: { type: 'string' }, scope: { type: 'string' }, granularity: { type: 'string' }, resume: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false }, ...KERNEL_FLAG, ...CACHE_FLAGS },
       'oneshot',
     );
     const kernels = kernelFlag(values);
     applyCacheFlags(values);
     if (!values.run) throw new Error('oneshot: --run DIR is required');
     const cfg = await readImpConfig(values.run);
+    checkRunGranularity(values.granularity, cfg, values.run);
     const levels = parseLevels(values.levels, 'levels', levelCount(cfg)) ?? Array.from({ length: levelCount(cfg) }, (_, i) => i + 1);
     const scope = (values.scope ?? cfg.scope) as Scope;
     if (scope !== 'global' && scope !== 'layer') throw new Error(`--scope '${scope}' is not one of global, layer`);
@@ -227,6 +267,8 @@ function configAsFlags(c: ImpConfig): Record<string, unknown> {
     scope: str(c.scope),
     rewind: str(c.rewind),
     'prune-last': c.pruneLast === true,
+    granularity: str(c.granularity),
+    'bn-reestimate': str(c.bnReestimate),
   };
 }
 
@@ -243,6 +285,8 @@ Training settings are the source run's. Results: --out (default DIR/transfer-<B>
 dense/, transfer.json and transfer.csv.
   --levels L       source levels to transfer (default all)
   --oneshot        also transfer the run's one-shot tickets at those levels (oneshot_<scope>/level_<k>)
+  --granularity G  the run's granularity (config.json; the default): a filter ticket keeps its dead
+                   filters' bias and batch-norm channel at 0 on the target too
 ${KERNEL_FLAG_HELP}${CACHE_FLAGS_HELP}`,
   async run(args) {
     const { values } = parseFlags(
@@ -253,6 +297,7 @@ ${KERNEL_FLAG_HELP}${CACHE_FLAGS_HELP}`,
         levels: { type: 'string' },
         out: { type: 'string' },
         oneshot: { type: 'boolean', default: false },
+        granularity: { type: 'string' },
         resume: { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
         ...KERNEL_FLAG,
@@ -265,6 +310,7 @@ ${KERNEL_FLAG_HELP}${CACHE_FLAGS_HELP}`,
     if (!values.run) throw new Error('transfer: --run DIR is required');
     if (!values.data) throw new Error('transfer: --data SPEC (the target dataset) is required');
     const cfg = await readImpConfig(values.run);
+    checkRunGranularity(values.granularity, cfg, values.run);
     const levels = parseLevels(values.levels, 'levels', levelCount(cfg)) ?? Array.from({ length: levelCount(cfg) }, (_, i) => i + 1);
     for (const k of levels) if (!fs.existsSync(runFile(levelDir(values.run, k), 'result'))) throw new Error(`${values.run}: level ${k} is not finished`);
     const tag = values.data.startsWith('synthetic') ? values.data.replace(/[^a-z0-9=.]+/gi, '_') : path.basename(path.resolve(values.data));

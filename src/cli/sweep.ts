@@ -35,7 +35,7 @@ export function formatPlan(plan: SweepPlan): string {
   const lines = [
     `sweep: ${plan.runs.length} run${plan.runs.length === 1 ? '' : 's'} into ${c.out}/`,
     ...(c.description ? [`  ${c.description}`] : []),
-    `  models ${c.models.join(', ')}; datasets ${c.datasets.map((d) => (d.name === d.spec ? d.name : `${d.name} (${d.spec})`)).join(', ')}; scopes ${c.scopes.join(', ')}`,
+    `  models ${c.models.join(', ')}; datasets ${c.datasets.map((d) => (d.name === d.spec ? d.name : `${d.name} (${d.spec})`)).join(', ')}; scopes ${c.scopes.join(', ')}${c.granularities ? `; granularities ${c.granularities.join(', ')}` : ''}`,
     `  IMP: ${c.imp.levels} levels, ${c.imp.sparsities ? 'sparsities' : `rate ${c.imp.rate}:`} ${plan.sparsities.map(pctS).join(' -> ')}; rewind ${c.imp.rewind}${c.imp.pruneLast ? '; classifier pruned too' : ''}`,
     `  one-shot: ${c.methods.includes('oneshot') ? `levels ${levelsText(c.oneshotLevels)}` : 'off'}`,
     `  controls: ${c.methods.includes('controls') && c.controlKinds.length ? `${c.controlKinds.join(', ')} at levels ${levelsText(c.controlLevels)}` : 'off'}`,
@@ -50,13 +50,14 @@ export function formatPlan(plan: SweepPlan): string {
       data: r.dataset.name,
       size: r.size,
       scope: r.scope,
+      ...(c.granularities ? { granularity: r.granularity } : {}),
       ...(c.seeds ? { seed: r.seed } : {}),
       dense: r.denseFrom ? `copy of ${path.basename(r.denseFrom)}` : 'trained',
       trainings: own.length,
       finished: own.filter((x) => x.finished).length,
     };
   });
-  lines.push(formatTable(rows, ['run', 'model', 'data', { key: 'size', align: 'right' }, 'scope', ...(c.seeds ? [{ key: 'seed', align: 'right' as const }] : []), 'dense', { key: 'trainings', align: 'right' }, { key: 'finished', align: 'right' }]));
+  lines.push(formatTable(rows, ['run', 'model', 'data', { key: 'size', align: 'right' }, 'scope', ...(c.granularities ? ['granularity'] : []), ...(c.seeds ? [{ key: 'seed', align: 'right' as const }] : []), 'dense', { key: 'trainings', align: 'right' }, { key: 'finished', align: 'right' }]));
   const left = plan.trainings - plan.finished;
   lines.push(
     '',
@@ -135,6 +136,10 @@ Config keys (only out, models and datasets are required):
                summary.csv (per-folder rows in summary_runs.csv), +-1 sd bands in the plots, and
                verdicts that count the spread: a winning ticket's mean is within max(1 point, dense sd)
                of the dense mean, and its mean - sd is above mean + sd of every control at that level.
+  granularities  e.g. ["weight", "block:8", "filter"]: every cell once per pruning granularity (see
+               'ticketlab imp --help'), runs named <model>-<data>-<scope>-<weight|block8|filter>[-s<seed>];
+               with shareDense they share one dense level 0. The report compares them (accuracy vs
+               density and vs measured ms per training step)
   description  free text, printed with the plan
 
 One process (no --worker):

@@ -29,11 +29,13 @@ import {
   type Offence,
   type TensorsByKey,
 } from './invariants.js';
+import { structureChecker } from './structure.js';
 
-export type InvariantId = 'binary' | 'monotone' | 'sparsity-json' | 'target' | 'zeros' | 'rewind' | 'random-prune' | 'reinit' | 'transfer';
+export type InvariantId = 'binary' | 'structure' | 'monotone' | 'sparsity-json' | 'target' | 'zeros' | 'rewind' | 'random-prune' | 'reinit' | 'transfer';
 
 export const INVARIANTS: readonly { id: InvariantId; title: string }[] = [
   { id: 'binary', title: 'masks are 0/1' },
+  { id: 'structure', title: "masks have the run's granularity (whole blocks, filters, channels)" },
   { id: 'monotone', title: "each level's mask within the previous one (pruned stays pruned)" },
   { id: 'sparsity-json', title: 'kept counts equal sparsity.json' },
   { id: 'target', title: "kept counts equal the level's target" },
@@ -188,6 +190,7 @@ function transferLevels(run: string): TransferLevel[] {
 async function checkTicketlabRun(run: string, cache: FileCache): Promise<RunCheck> {
   const cfg = readConfig(run);
   const st = settingsOf(cfg, run);
+  const structure = structureChecker(cfg, runFile(run, 'config'));
   const levels: CheckedLevel[] = [...listLevelFolders(run), ...transferLevels(run)];
   const v = Object.fromEntries(INVARIANTS.map((i) => [i.id, new Verdict(i.id)])) as Record<InvariantId, Verdict>;
   const masks = new Map<string, Tensors>();
@@ -223,7 +226,8 @@ async function checkTicketlabRun(run: string, cache: FileCache): Promise<RunChec
     if (fs.existsSync(spFile)) v['sparsity-json'].record(cache.rel(spFile), sparsityJsonOffence(spFile, m));
     // The level's target count.
     const target = levelTarget(l, st, m, impMask);
-    if (target) v.target.record(maskRel, firstCountOffTarget(m, target));
+    if (target) v.target.record(maskRel, firstCountOffTarget(m, await structure.target(runFile(l.dir, 'mask'), target)));
+    v.structure.record(maskRel, await structure.offence(runFile(l.dir, 'mask'), m));
     // A transferred ticket keeps its source's mask.
     if (l.family === 'transfer' && l.source) {
       const source = masks.get(l.source);
@@ -242,6 +246,7 @@ async function checkTicketlabRun(run: string, cache: FileCache): Promise<RunChec
       if (!t) continue;
       let o = firstNonZeroPruned(m, t);
       for (const slot of OPTIMIZER_SLOTS) o ??= firstNonZeroPruned(m, t, (k) => `optimizer.${k}.${slot}`);
+      for (const key of [(k: string) => k, ...OPTIMIZER_SLOTS.map((s) => (k: string) => `optimizer.${k}.${s}`)]) o ??= await structure.companion(l.dir, m, t, key);
       v.zeros.record(cache.rel(f), o);
     }
     // Start weights: the rewind point under the mask.
@@ -254,9 +259,11 @@ async function checkTicketlabRun(run: string, cache: FileCache): Promise<RunChec
     }
   }
   if (!imp.length && !levels.length) throw new Error(`${run}: no level_<k> folders and no .safetensors files: not a run folder`);
+  v.structure.notes.push(`granularity ${structure.granularity}${structure.granularity === 'weight' ? ': any 0/1 mask' : ''}`);
   v.zeros.notes.push(`${ZERO_FILES.map((f) => RUN_FILES[f]).join(', ')}; start.safetensors is the unmasked rewind point by design`);
   const skip: Record<InvariantId, string> = {
     binary: 'no mask.safetensors found',
+    structure: 'no mask.safetensors found',
     monotone: 'fewer than two IMP levels with masks',
     'sparsity-json': 'no sparsity.json found',
     target: cfg ? 'config.json names no rate, sparsities or scope' : 'no config.json (its rate and scope define the targets)',
@@ -358,6 +365,7 @@ async function checkPytorchFolder(run: string, cache: FileCache, o: CheckOptions
   v.zeros.notes.push('plain <layer>.weight tensors');
   const skip: Record<InvariantId, string> = {
     binary: '',
+    structure: 'no granularity in a PyTorch folder',
     monotone: 'a single file',
     'sparsity-json': 'not written by PyTorch',
     target: o.rate === undefined ? 'give --rate (and --scope) to check counts' : 'a single dense file',

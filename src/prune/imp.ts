@@ -16,6 +16,8 @@ import { loadMasks, onesMasks, prunableWeights, type HostMasks, type PrunableWei
 import { magnitudeScores, pruneByRate, pruneToSparsity, randomMasksLike, sparsityAfter, type Scope } from './magnitude.js';
 import { runLevel, type LevelResult } from './level.js';
 import { readF32Tensors } from '../nn/checkpoint.js';
+import { granularityOf, type Granularity } from './granularity.js';
+import type { Structure } from './structured.js';
 
 export type Rewind = { kind: 'init' } | { kind: 'none' } | { kind: 'epoch' | 'step'; at: number };
 
@@ -56,6 +58,13 @@ export interface ImpConfig {
   scope: Scope;
   rewind: string;
   pruneLast: boolean;
+  /**
+   * What is pruned together (granularity.ts). Present only when not 'weight', so the config.json of a
+   * run made before granularities existed still matches and resumes unchanged.
+   */
+  granularity?: Granularity;
+  /** --bn-reestimate N (train/bn-reestimate.ts); present only when N > 0, like granularity. */
+  bnReestimate?: number;
 }
 
 export interface ExperimentContext {
@@ -110,7 +119,17 @@ export function rewindFile(run: string, rewind: Rewind, prevLevel: number): stri
 
 /** The fields every level of one experiment shares. */
 function shared(c: ImpConfig, ctx: ExperimentContext, model: Detector, ws: PrunableWeight[]) {
-  return { model, weights: ws, data: ctx.data, settings: c.train, resume: ctx.resume, progress: ctx.progress, signal: ctx.signal, log: ctx.log, kernels: ctx.kernels ?? 'dense' };
+  return { model, weights: ws, data: ctx.data, settings: c.train, resume: ctx.resume, progress: ctx.progress, signal: ctx.signal, log: ctx.log, kernels: ctx.kernels ?? 'dense', granularity: granularityOf(c), bnReestimate: c.bnReestimate };
+}
+
+/** The run's granularity with the prunable weights' shapes: what structured pruning needs. */
+export function structureOf(c: Pick<ImpConfig, 'granularity'>, ws: readonly Pick<PrunableWeight, 'key' | 'shape'>[]): Structure {
+  return { granularity: granularityOf(c), shapes: new Map(ws.map((w) => [w.key, w.shape])) };
+}
+
+/** ' at block:8' for labels; '' at the default granularity. */
+function atGranularity(c: ImpConfig): string {
+  return c.granularity && c.granularity !== 'weight' ? ` at ${c.granularity}` : '';
 }
 
 function makeModel(c: ImpConfig, seed = c.train.seed): Detector {
@@ -159,14 +178,15 @@ export async function runImpLevel(c: ImpConfig, ctx: ExperimentContext, k: numbe
       const prevMasks = k === 1 ? onesMasks(ws) : await loadMasks(runFile(prev, 'mask'), ws);
       // Magnitudes of the previous level's trained weights.
       const scores = magnitudeScores(await weightsFromFile(runFile(prev, 'final'), ws));
-      masks = c.sparsities ? pruneToSparsity(prevMasks, scores, levelSparsity(c, k), c.scope) : pruneByRate(prevMasks, scores, c.rate, c.scope);
+      const st = structureOf(c, ws);
+      masks = c.sparsities ? pruneToSparsity(prevMasks, scores, levelSparsity(c, k), c.scope, st) : pruneByRate(prevMasks, scores, c.rate, c.scope, st);
     }
     return runLevel({
       ...shared(c, ctx, model, ws),
       dir,
       masks,
       startFrom: rewindFile(ctx.run, parseRewind(c.rewind), k - 1),
-      label: `level ${k} (IMP-${c.scope})`,
+      label: `level ${k} (IMP-${c.scope}${atGranularity(c)})`,
     });
   });
 }
@@ -194,13 +214,13 @@ export async function runOneShotLevel(c: ImpConfig, ctx: ExperimentContext, k: n
   return withModel(c, async (model, ws) => {
     const s = levelSparsity(c, k);
     const dir = oneshotDir(ctx.run, scope, k);
-    const masks = pruneToSparsity(onesMasks(ws), magnitudeScores(await weightsFromFile(dense, ws)), s, scope);
+    const masks = pruneToSparsity(onesMasks(ws), magnitudeScores(await weightsFromFile(dense, ws)), s, scope, structureOf(c, ws));
     return runLevel({
       ...shared(c, ctx, model, ws),
       dir,
       masks,
       startFrom: rewindFile(ctx.run, parseRewind(c.rewind), 0),
-      label: `one-shot ${scope} to ${(s * 100).toFixed(1)}%`,
+      label: `one-shot ${scope}${atGranularity(c)} to ${(s * 100).toFixed(1)}%`,
     });
   });
 }
@@ -232,11 +252,11 @@ export async function runControlLevel(c: ImpConfig, ctx: ExperimentContext, kind
         fresh.dispose();
       }
     } else {
-      masks = randomMasksLike(ticket, c.train.seed + 7919 * k);
+      masks = randomMasksLike(ticket, c.train.seed + 7919 * k, structureOf(c, ws));
       const rw = parseRewind(c.rewind);
       startFrom = rewindFile(ctx.run, rw.kind === 'none' ? { kind: 'init' } : rw, 0);
     }
-    return runLevel({ ...shared(c, ctx, model, ws), dir, masks, startFrom, label: `control ${kind} at level ${k}` });
+    return runLevel({ ...shared(c, ctx, model, ws), dir, masks, startFrom, label: `control ${kind} at level ${k}${atGranularity(c)}` });
   });
 }
 

@@ -10,3 +10,7 @@ export * from './transfer.js';
 export * from './invariants.js';
 export * from './check.js';
 export * from './anatomy.js';
+export * from './granularity.js';
+export * from './structured.js';
+export * from './structure.js';
+export * from './filter-companions.js';

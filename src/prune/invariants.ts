@@ -78,20 +78,25 @@ export function keptCounts(masks: TensorsByKey): Map<string, { total: number; ke
   return new Map([...masks].map(([k, m]) => [k, { total: m.length, kept: keptOf(m) }]));
 }
 
-/** The kept counts a pruning step must leave: a global total, or one count per layer. */
-export type KeptTarget = { scope: 'global'; kept: number; why: string } | { scope: 'layer'; kept: ReadonlyMap<string, number>; why: string };
+/**
+ * The kept counts a pruning step must leave: a global total, or one count per layer. `slack` allows
+ * that far off (structured pruning meets a count in weights with whole units: structure.ts).
+ */
+export type KeptTarget =
+  | { scope: 'global'; kept: number; why: string; slack?: number }
+  | { scope: 'layer'; kept: ReadonlyMap<string, number>; why: string; slack?: ReadonlyMap<string, number> };
 
 /** A mask whose kept count differs from the target (globally: the total, reported on the whole set). */
 export function firstCountOffTarget(masks: TensorsByKey, target: KeptTarget): Offence | null {
   const counts = keptCounts(masks);
   if (target.scope === 'global') {
     const kept = [...counts.values()].reduce((s, c) => s + c.kept, 0);
-    return kept === target.kept ? null : { tensor: '(all layers)', index: -1, message: `keep ${kept} weights, ${target.why} says ${target.kept}` };
+    return Math.abs(kept - target.kept) <= (target.slack ?? 0) ? null : { tensor: '(all layers)', index: -1, message: `keep ${kept} weights, ${target.why} says ${target.kept}` };
   }
   for (const [key, c] of counts) {
     const want = target.kept.get(key);
     if (want === undefined) return { tensor: key, index: -1, message: `has no target count (${target.why})` };
-    if (c.kept !== want) return { tensor: key, index: -1, message: `keeps ${c.kept} weights, ${target.why} says ${want}` };
+    if (Math.abs(c.kept - want) > (target.slack?.get(key) ?? 0)) return { tensor: key, index: -1, message: `keeps ${c.kept} weights, ${target.why} says ${want}` };
   }
   return null;
 }

@@ -16,6 +16,9 @@ import { runFile } from '../io/run-paths.js';
 import { formatJson, writeFileOnce, writeJsonAtomic } from '../io/atomic.js';
 import { attachMasks, detachMasks, loadMasks, saveMasks, sparsityReport, type HostMasks, type PrunableWeight, type SparsityReport } from './masks.js';
 import { Dropout } from '../nn/layers.js';
+import { companionRecords, filterCompanionTensors } from './filter-companions.js';
+import type { Granularity } from './granularity.js';
+import { reestimateBatchNorm, reestimationBatches } from '../train/bn-reestimate.js';
 import { levelKernels } from '../nn/sparse.js';
 import type { KernelMode } from '../tensor/sparse-plan.js';
 
@@ -37,6 +40,10 @@ export interface LevelRun {
   label: string;
   /** Kernels of the pruned layers (--kernels; default dense). */
   kernels?: KernelMode;
+  /** 'filter' also masks each dead filter's bias and batch-norm channel (filter-companions.ts); default 'weight'. */
+  granularity?: Granularity;
+  /** Batch-norm running statistics re-estimated over this many training batches before each validation of a pruned level (0: off). */
+  bnReestimate?: number;
 }
 
 export interface LevelResult extends FitResult {
@@ -60,6 +67,7 @@ function sameMasks(file: string, have: HostMasks, want: HostMasks): void {
 export async function runLevel(l: LevelRun): Promise<LevelResult> {
   fs.mkdirSync(l.dir, { recursive: true });
   const sp = sparsityReport(l.masks, l.model.parameterCount());
+  if (l.granularity === 'filter') sp.companions = companionRecords(l.model, l.weights, l.masks);
   const maskFile = runFile(l.dir, 'mask');
   const finished = fs.existsSync(runFile(l.dir, 'result'));
   // An unfinished level holds the files it has to what its inputs give: the masks (recomputed by the
@@ -89,6 +97,7 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
   for (const [, m] of l.model.namedModules()) if (m instanceof Dropout) m.drawn = 0;
   const kernels = l.kernels ?? 'dense';
   const gpuMasks = attachMasks(l.weights, l.masks, kernels);
+  const companions = l.granularity === 'filter' ? filterCompanionTensors(l.model, l.weights, l.masks) : new Map<string, never>();
   l.log(`${l.label}: ${(sp.sparsity * 100).toFixed(1)}% pruned, ${sp.kept.toLocaleString('en-US')} of ${sp.total.toLocaleString('en-US')} prunable weights left`);
   try {
     await levelKernels(l.model, { mode: kernels, input: [l.settings.batch, 3, l.data.train.size, l.data.train.size], dir: l.dir, label: l.label, log: l.log });
@@ -100,14 +109,17 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
       settings: l.settings,
       dir: l.dir,
       resume: l.resume,
-      masks: gpuMasks,
+      masks: new Map([...gpuMasks, ...companions]),
       captures: l.captures,
       progress: l.progress,
       signal: l.signal,
       log: l.log,
+      // Dense levels keep their running statistics: nothing was pruned under them.
+      beforeEval: l.bnReestimate && sp.pruned > 0 ? async () => void (await reestimateBatchNorm(l.model, reestimationBatches(l.data.train, l.settings.batch, l.settings.seed), l.bnReestimate!)) : undefined,
     });
     return { ...res, sparsity: sp };
   } finally {
     detachMasks(l.weights);
+    for (const t of companions.values()) t.dispose();
   }
 }

@@ -3,8 +3,13 @@
 //
 // Ties in |w| are broken deterministically by (layer order, element index): the earlier one is pruned
 // first. Scores are a function so that other criteria (e.g. movement) can plug in later.
+//
+// With a `Structure` whose granularity is not 'weight', whole units go instead (structured.ts: unit
+// scores, and how a count in weights is met by units that hold many); without one, or at 'weight',
+// the element rule below runs unchanged.
 import { HostRandom } from '../tensor/random-host.js';
 import { countKept, type HostMasks } from './masks.js';
+import { pruneLowestUnits, randomUnitsLike, unitSlackOf, type Structure } from './structured.js';
 
 export type Scope = 'global' | 'layer';
 
@@ -54,15 +59,21 @@ function cloneMasks(m: HostMasks): HostMasks {
   return new Map([...m].map(([k, v]) => [k, Uint8Array.from(v)]));
 }
 
+/** The element rule, or whole units when `structure` asks for a coarser granularity. */
+function pruneSome(masks: HostMasks, scores: Scores, keys: readonly string[], count: number, structure?: Structure): void {
+  if (structure && structure.granularity !== 'weight') pruneLowestUnits(masks, scores, keys, count, structure);
+  else pruneLowest(masks, scores, keys, count);
+}
+
 /** One IMP round: prune `rate` of the remaining weights (globally, or of each layer's remaining). */
-export function pruneByRate(masks: HostMasks, scores: Scores, rate: number, scope: Scope): HostMasks {
+export function pruneByRate(masks: HostMasks, scores: Scores, rate: number, scope: Scope, structure?: Structure): HostMasks {
   const out = cloneMasks(masks);
   const keys = [...out.keys()];
   if (scope === 'global') {
     const remaining = keys.reduce((n, k) => n + countKept(out.get(k)!), 0);
-    pruneLowest(out, scores, keys, pruneCount(remaining, rate));
+    pruneSome(out, scores, keys, pruneCount(remaining, rate), structure);
   } else {
-    for (const k of keys) pruneLowest(out, scores, [k], pruneCount(countKept(out.get(k)!), rate));
+    for (const k of keys) pruneSome(out, scores, [k], pruneCount(countKept(out.get(k)!), rate), structure);
   }
   return out;
 }
@@ -71,26 +82,30 @@ export function pruneByRate(masks: HostMasks, scores: Scores, rate: number, scop
  * Prunes to a target sparsity of the prunable weights (overall for global scope, of each layer for
  * layer scope), starting from `masks` (which must not already be sparser).
  */
-export function pruneToSparsity(masks: HostMasks, scores: Scores, sparsity: number, scope: Scope): HostMasks {
+export function pruneToSparsity(masks: HostMasks, scores: Scores, sparsity: number, scope: Scope, structure?: Structure): HostMasks {
   const out = cloneMasks(masks);
   const keys = [...out.keys()];
   const need = (ks: string[]) => {
     const total = ks.reduce((n, k) => n + out.get(k)!.length, 0);
     const kept = ks.reduce((n, k) => n + countKept(out.get(k)!), 0);
     const target = keepCountFor(total, sparsity);
+    // Whole units may overshoot a level's target by up to half a unit, past the next level's.
+    if (target > kept && target - kept <= unitSlackOf(structure, ks)) return 0;
     if (target > kept) throw new Error(`sparsity ${sparsity} is below the current ${(1 - kept / total).toFixed(4)}: pruned weights never return`);
     return kept - target;
   };
-  if (scope === 'global') pruneLowest(out, scores, keys, need(keys));
-  else for (const k of keys) pruneLowest(out, scores, [k], need([k]));
+  if (scope === 'global') pruneSome(out, scores, keys, need(keys), structure);
+  else for (const k of keys) pruneSome(out, scores, [k], need([k]), structure);
   return out;
 }
 
 /**
  * Random-pruning control: a random mask with exactly the per-layer kept counts of `like`, seeded.
- * (Frankle & Carbin's "random pruning" baseline.)
+ * (Frankle & Carbin's "random pruning" baseline.) At a coarser granularity, random whole units with
+ * the same per-layer counts (structured.ts randomUnitsLike).
  */
-export function randomMasksLike(like: HostMasks, seed: number): HostMasks {
+export function randomMasksLike(like: HostMasks, seed: number, structure?: Structure): HostMasks {
+  if (structure && structure.granularity !== 'weight') return randomUnitsLike(like, structure, seed);
   const out: HostMasks = new Map();
   let stream = 0;
   for (const [k, m] of like) {

@@ -66,6 +66,8 @@ export interface SparsityReport {
   /** Parameters left in the whole model (prunable kept + everything not prunable). */
   parametersLeft: number;
   parameters: number;
+  /** `filter` granularity: the bias and batch-norm channels masked with dead filters (filter-companions.ts). */
+  companions?: { of: string; params: string[]; channels: number[] }[];
 }
 
 export function countKept(m: Uint8Array): number {

@@ -15,12 +15,15 @@
 //     "controls": { "kinds": ["reinit", "random_prune"], "levels": "oneshot" },  or "all", [k,...], "sparsities"
 //     "shareDense": true,
 //     "seeds": [0, 1, 2]                               optional: every cell once per seed, runs named ...-s<seed>
+//     "granularities": ["weight", "block:8", "filter"] optional: every cell once per granularity
+//                                                      (granularity.ts), runs named ...-<scope>-<block8|filter|...>
 //   }
 //
 // One-shot and controls are defined at IMP levels (they prune to, or copy the mask of, IMP level k), so
 // target sparsities map to the IMP level nearest to them (60% -> level 4 = 59.0% at rate 0.2).
-// shareDense: the dense level 0 does not depend on the scope, so the second scope's run starts from a
-// copy of the first one's finished level_0 instead of training the same model again.
+// shareDense: the dense level 0 depends on neither the scope nor the granularity, so every other
+// (scope, granularity) run of a cell starts from a copy of the first one's finished level_0 instead of
+// training the same model again.
 //
 // Relative paths (out, dataset roots) are relative to the working directory, like command-line flags.
 // The pure parts (parseSweepConfig, planSweep) need no GPU; runSweep needs an open device.
@@ -33,6 +36,7 @@ import { parseSchedule } from '../nn/optim/schedule.js';
 import { controlDir, levelDir, oneshotDir, runFile } from '../io/run-paths.js';
 import { levelSparsity, parseRewind, type ControlKind, type ImpConfig } from './imp.js';
 import type { Scope } from './magnitude.js';
+import { GRANULARITIES, granularityTag, type Granularity } from './granularity.js';
 
 export type SweepMethod = 'imp' | 'oneshot' | 'controls';
 
@@ -51,6 +55,8 @@ export interface SweepImp {
   sparsities: number[] | null;
   rewind: string;
   pruneLast: boolean;
+  /** --bn-reestimate N; absent = off. */
+  bnReestimate?: number;
 }
 
 export interface SweepConfig {
@@ -71,10 +77,12 @@ export interface SweepConfig {
   shareDense: boolean;
   /** Training seeds, one run per cell each (`<model>-<data>-<scope>-s<seed>`); null: one run with train.seed, unsuffixed. */
   seeds: number[] | null;
+  /** Granularities, one run per cell each (`...-<scope>-<tag>`); null: 'weight' only, unsuffixed. */
+  granularities: Granularity[] | null;
 }
 
-const TOP_KEYS = ['description', 'out', 'models', 'datasets', 'size', 'scopes', 'methods', 'train', 'imp', 'oneshot', 'controls', 'shareDense', 'seeds'] as const;
-const IMP_KEYS = ['levels', 'rate', 'sparsities', 'rewind', 'pruneLast'] as const;
+const TOP_KEYS = ['description', 'out', 'models', 'datasets', 'size', 'scopes', 'methods', 'train', 'imp', 'oneshot', 'controls', 'shareDense', 'seeds', 'granularities'] as const;
+const IMP_KEYS = ['levels', 'rate', 'sparsities', 'rewind', 'pruneLast', 'bnReestimate'] as const;
 const ONESHOT_KEYS = ['levels', 'sparsities'] as const;
 const CONTROL_KEYS = ['kinds', 'levels', 'sparsities'] as const;
 const DATASET_KEYS = ['name', 'spec', 'size'] as const;
@@ -270,6 +278,7 @@ export function parseSweepConfig(raw: unknown, source = 'sweep config'): SweepCo
     sparsities,
     rewind,
     pruneLast: io.pruneLast === undefined ? false : c.bool(io.pruneLast, 'imp.pruneLast'),
+    ...(io.bnReestimate === undefined ? {} : { bnReestimate: c.num(io.bnReestimate, 'imp.bnReestimate', { int: true, min: 0, max: 100000 }) }),
   };
   if (sparsities && io.levels !== undefined && io.levels !== sparsities.length) c.fail('imp.levels', `is ${show(io.levels)} but imp.sparsities lists ${sparsities.length} levels; give one of them`);
   const nominal = impConfigFor({ imp, train } as SweepConfig, models[0], '', 0, 'global');
@@ -313,6 +322,12 @@ export function parseSweepConfig(raw: unknown, source = 'sweep config'): SweepCo
     if (o.train !== null && typeof o.train === 'object' && (o.train as Obj).seed !== undefined) c.fail('train.seed', 'is set but so is seeds; give one of them');
   }
 
+  let granularities: Granularity[] | null = null;
+  if (o.granularities !== undefined) {
+    granularities = c.list(o.granularities, 'granularities').map((g, i) => c.oneOf(g, `granularities[${i}]`, GRANULARITIES));
+    c.unique(granularities, 'granularities');
+  }
+
   return {
     description,
     out,
@@ -328,6 +343,7 @@ export function parseSweepConfig(raw: unknown, source = 'sweep config'): SweepCo
     controlLevels,
     shareDense: o.shareDense === undefined ? true : c.bool(o.shareDense, 'shareDense'),
     seeds,
+    granularities,
   };
 }
 
@@ -354,7 +370,7 @@ export function sizeFor(cfg: Pick<SweepConfig, 'size'>, model: string, d: SweepD
   return cfg.size?.[model] ?? defaultInputSize(model, d.spec);
 }
 
-function impConfigFor(cfg: Pick<SweepConfig, 'imp' | 'train'>, model: string, data: string, size: number, scope: Scope, seed = cfg.train.seed): ImpConfig {
+function impConfigFor(cfg: Pick<SweepConfig, 'imp' | 'train'>, model: string, data: string, size: number, scope: Scope, seed = cfg.train.seed, granularity: Granularity = 'weight'): ImpConfig {
   return {
     model,
     data,
@@ -366,6 +382,9 @@ function impConfigFor(cfg: Pick<SweepConfig, 'imp' | 'train'>, model: string, da
     scope,
     rewind: cfg.imp.rewind,
     pruneLast: cfg.imp.pruneLast,
+    // Absent at 'weight', as `ticketlab imp` writes it: a sweep's runs stay `imp`-compatible folders.
+    ...(granularity !== 'weight' ? { granularity } : {}),
+    ...(cfg.imp.bnReestimate ? { bnReestimate: cfg.imp.bnReestimate } : {}),
   };
 }
 
@@ -405,6 +424,7 @@ export interface PlannedRun {
   scope: Scope;
   /** The training seed (config.train.seed). */
   seed: number;
+  granularity: Granularity;
   size: number;
   config: ImpConfig;
   oneshotLevels: number[];
@@ -428,9 +448,12 @@ export interface SweepPlan {
   sparsities: number[];
 }
 
-/** A run folder's name: `<model>-<data>-<scope>`, with `-s<seed>` when the config lists seeds. */
-export function runName(cfg: Pick<SweepConfig, 'seeds'>, model: string, data: string, scope: Scope, seed: number): string {
-  return `${model}-${data}-${scope}${cfg.seeds ? `-s${seed}` : ''}`;
+/**
+ * A run folder's name: `<model>-<data>-<scope>`, then `-<granularity tag>` when the config lists
+ * granularities, then `-s<seed>` when it lists seeds (seeds last: report/seeds.ts strips `-s<seed>`).
+ */
+export function runName(cfg: Pick<SweepConfig, 'seeds'> & Partial<Pick<SweepConfig, 'granularities'>>, model: string, data: string, scope: Scope, seed: number, granularity: Granularity = 'weight'): string {
+  return `${model}-${data}-${scope}${cfg.granularities ? `-${granularityTag(granularity)}` : ''}${cfg.seeds ? `-s${seed}` : ''}`;
 }
 
 /** The runs and level folders a sweep makes, in the order one process makes them; reads only result.json presence. */
@@ -443,8 +466,9 @@ export function planSweep(cfg: SweepConfig): SweepPlan {
     for (const model of cfg.models) {
       for (const seed of cfg.seeds ?? [cfg.train.seed]) {
         let first: string | null = null;
-        for (const scope of cfg.scopes) {
-          const name = runName(cfg, model, d.name, scope, seed);
+        for (const [scope, granularity] of cfg.scopes.flatMap((sc) => (cfg.granularities ?? (['weight'] as Granularity[])).map((g) => [sc, g] as const))) {
+          const name = runName(cfg, model, d.name, scope, seed, granularity);
+          const at = granularity === 'weight' ? '' : ` at ${granularity}`;
           const dir = path.join(cfg.out, name);
           const size = sizeFor(cfg, model, d);
           const denseFrom = cfg.shareDense && first ? first : null;
@@ -457,10 +481,10 @@ export function planSweep(cfg: SweepConfig): SweepPlan {
           const impId = (k: number) => unitId(levelDir(dir, k));
           if (denseFrom) add({ dir: l0, label: 'dense (copy)', kind: 'dense-copy', level: 0, copiedFrom: levelDir(denseFrom, 0), deps: [unitId(levelDir(denseFrom, 0))] });
           else add({ dir: l0, label: 'dense', kind: 'dense', level: 0, deps: [] });
-          for (let k = 1; k <= cfg.imp.levels; k++) add({ dir: levelDir(dir, k), label: `IMP-${scope} level ${k}`, kind: 'imp', level: k, deps: [impId(k - 1)] });
-          for (const k of cfg.oneshotLevels) add({ dir: oneshotDir(dir, scope, k), label: `one-shot ${scope} level ${k}`, kind: 'oneshot', level: k, deps: [impId(0)] });
+          for (let k = 1; k <= cfg.imp.levels; k++) add({ dir: levelDir(dir, k), label: `IMP-${scope}${at} level ${k}`, kind: 'imp', level: k, deps: [impId(k - 1)] });
+          for (const k of cfg.oneshotLevels) add({ dir: oneshotDir(dir, scope, k), label: `one-shot ${scope}${at} level ${k}`, kind: 'oneshot', level: k, deps: [impId(0)] });
           for (const k of cfg.controlLevels) {
-            for (const kind of cfg.controlKinds) add({ dir: controlDir(dir, kind, k), label: `${kind} level ${k}`, kind: 'control', control: kind, level: k, deps: [impId(k)] });
+            for (const kind of cfg.controlKinds) add({ dir: controlDir(dir, kind, k), label: `${kind}${at} level ${k}`, kind: 'control', control: kind, level: k, deps: [impId(k)] });
           }
           units.push(...trainings);
           runs.push({
@@ -470,8 +494,9 @@ export function planSweep(cfg: SweepConfig): SweepPlan {
             dataset: d,
             scope,
             seed,
+            granularity,
             size,
-            config: impConfigFor(cfg, model, d.spec, size, scope, seed),
+            config: impConfigFor(cfg, model, d.spec, size, scope, seed, granularity),
             oneshotLevels: [...cfg.oneshotLevels],
             controlKinds: [...cfg.controlKinds],
             controlLevels: [...cfg.controlLevels],

@@ -17,6 +17,8 @@ import { toCsv } from '../util/csv.js';
 import { attachMasks, detachMasks, loadMasks, onesMasks, prunableWeights, sparsityReport } from './masks.js';
 import { loadWeightsFile, runLevel } from './level.js';
 import { parseRewind, rewindFile, type ImpConfig } from './imp.js';
+import { granularityOf } from './granularity.js';
+import { reestimateBatchNorm, reestimationBatches } from '../train/bn-reestimate.js';
 import type { KernelMode } from '../tensor/sparse-plan.js';
 
 export interface TransferOptions {
@@ -48,7 +50,7 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
   const ws = prunableWeights(model, cfg.pruneLast);
   const rw = parseRewind(cfg.rewind);
   const rows: TransferRow[] = [];
-  const common = { model, weights: ws, data: o.data, settings: cfg.train, resume: o.resume, progress: o.progress, signal: o.signal, log: o.log, kernels: o.kernels ?? 'dense' };
+  const common = { model, weights: ws, data: o.data, settings: cfg.train, resume: o.resume, progress: o.progress, signal: o.signal, log: o.log, kernels: o.kernels ?? 'dense', granularity: granularityOf(cfg), bnReestimate: cfg.bnReestimate };
   try {
     const dense = await runLevel({
       ...common,
@@ -57,7 +59,7 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
       startFrom: runFile(levelDir(o.source, 0), 'init'),
       label: 'transfer: dense on target',
     });
-    const denseOnTarget = await evaluateOnTarget(o, levelDir(o.source, 0), transferDir(o.out, 'dense', 0), model, ws, onesMasks(ws), cfg.train.batch);
+    const denseOnTarget = await evaluateOnTarget(o, levelDir(o.source, 0), transferDir(o.out, 'dense', 0), model, ws, onesMasks(ws), cfg);
     rows.push({ method: 'dense', level: 0, sparsity: 0, evaluated: denseOnTarget, retrained: dense.test });
     const sources: { method: string; level: number; dir: string }[] = [];
     for (const k of o.levels) {
@@ -70,7 +72,7 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
     for (const s of sources) {
       const masks = await loadMasks(runFile(s.dir, 'mask'), ws);
       const dir = transferDir(o.out, s.method, s.level);
-      const evaluated = await evaluateOnTarget(o, s.dir, dir, model, ws, masks, cfg.train.batch);
+      const evaluated = await evaluateOnTarget(o, s.dir, dir, model, ws, masks, cfg);
       const start = rw.kind === 'none' ? runFile(s.dir, 'final') : rewindFile(o.source, rw, 0);
       const res = await runLevel({ ...common, dir, masks, startFrom: start, label: `transfer: ${s.method} level ${s.level} retrained on target` });
       rows.push({ method: s.method, level: s.level, sparsity: sparsityReport(masks, model.parameterCount()).sparsity, evaluated, retrained: res.test });
@@ -102,7 +104,10 @@ function round(v: number): number {
   return Math.round(v * 1e6) / 1e6;
 }
 
-/** The A-trained model of `sourceDir`, under its masks, evaluated on B's test split (cached in outDir). */
+/**
+ * The A-trained model of `sourceDir`, under its masks, evaluated on B's test split (cached in outDir);
+ * with --bn-reestimate, after its batch-norm statistics are re-estimated on B's training split.
+ */
 async function evaluateOnTarget(
   o: TransferOptions,
   sourceDir: string,
@@ -110,13 +115,15 @@ async function evaluateOnTarget(
   model: ReturnType<typeof createModel>,
   ws: ReturnType<typeof prunableWeights>,
   masks: Awaited<ReturnType<typeof loadMasks>>,
-  batch: number,
+  cfg: ImpConfig,
 ): Promise<BinaryMetrics> {
+  const batch = cfg.train.batch;
   const file = runFile(outDir, 'evaluated');
   if (fs.existsSync(file)) return metricsFrom(await readJson<unknown>(file), file);
   await loadWeightsFile(model, runFile(sourceDir, 'final'));
   attachMasks(ws, masks, o.kernels ?? 'dense');
   try {
+    if (cfg.bnReestimate) await reestimateBatchNorm(model, reestimationBatches(o.data.train, batch, cfg.train.seed), cfg.bnReestimate);
     const res = roundMetrics(await evaluate(model, o.data.test, batch, 'evaluate source ticket', o.progress));
     await writeJsonAtomic(file, res);
     return res;

@@ -24,6 +24,7 @@ import { figure, figureRow, htmlReport, imageTag, relativeUrl, scrollable, type 
 import { escapeHtml } from '../util/escape.js';
 import { collectRuns, denseRow, isControl, isPruned, type CollectedRun, type LevelRow } from './collect.js';
 import { maskAnatomySection, writeMaskAnatomy } from './mask-report.js';
+import { frontierSection } from './frontier.js';
 import { formatStat, hasSeeds, SEED_SUMMARY_COLUMNS, seedGroups, seedRows, seedSummaryRows, seedVerdicts, type SeedVerdict } from './seeds.js';
 import { listLevelFolders, runFile, RUN_FILES, slugged } from '../io/run-paths.js';
 import { profileSection } from './profile-report.js';
@@ -480,6 +481,8 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
   });
   sections.push({ heading: 'Accuracy vs sparsity', html: plotFigures.acc.join('\n') });
   sections.push({ heading: 'AUC vs sparsity', html: plotFigures.auc.join('\n') });
+  const frontier = await frontierSection(runs, write, (f, t) => link(outDir, f, t));
+  if (frontier) sections.push(frontier);
   if (layerHtml.length) {
     sections.push({
       heading: 'Per-layer sparsity',

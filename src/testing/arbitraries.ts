@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { HostRandom } from '../tensor/random-host.js';
 import type { HostMasks } from '../prune/masks.js';
 import type { Scope } from '../prune/magnitude.js';
+import { GRANULARITIES, unitLayout, type Granularity } from '../prune/granularity.js';
 
 /** A prunable weight as pruning sees it: its state-dict key and shape (size = product of the shape). */
 export interface WeightSpec {
@@ -138,4 +139,27 @@ export function impScheduleArb(o: { maxRounds?: number } = {}): fc.Arbitrary<Imp
       return { scope: s, rounds: sparsities.length, sparsities };
     });
   return fc.oneof(byRate, bySparsity);
+}
+
+/** Any pruning granularity (granularity.ts), 'weight' included. */
+export function granularityArb(): fc.Arbitrary<Granularity> {
+  return fc.constantFrom(...GRANULARITIES);
+}
+
+/**
+ * A mask of a conv [out, in, kh, kw] or linear [out, in] weight that keeps or prunes whole units of
+ * `g` (blocks, filters, channels; elements for 'weight'), with a kept fraction of units in the range.
+ */
+export function structuredMaskArb(shape: readonly number[], g: Granularity, density: DensityRange = {}): fc.Arbitrary<Uint8Array> {
+  const layout = unitLayout(shape, g);
+  return maskArb(layout.units, density).map((units) => {
+    const m = new Uint8Array(layout.unitOf.length);
+    for (let i = 0; i < m.length; i++) m[i] = units[layout.unitOf[i]];
+    return m;
+  });
+}
+
+/** Structured masks for every weight of `weights` (see structuredMaskArb). */
+export function structuredMasksArb(weights: readonly WeightSpec[], g: Granularity, density: DensityRange = {}): fc.Arbitrary<HostMasks> {
+  return fc.tuple(...weights.map((w) => structuredMaskArb(w.shape, g, density))).map((ms) => new Map(weights.map((w, i) => [w.key, ms[i]])));
 }

@@ -9,3 +9,5 @@ export * from './properties.js';
 export type { HostMasks } from '../prune/masks.js';
 export type { Scope, Scores } from '../prune/magnitude.js';
 export type { Offence, TensorsByKey } from '../prune/invariants.js';
+export type { Granularity } from '../prune/granularity.js';
+export type { Shapes } from '../prune/structure.js';

@@ -15,6 +15,8 @@ import {
   type Offence,
   type TensorsByKey,
 } from '../prune/invariants.js';
+import { firstUnstructured, withUnitSlack, type Shapes } from '../prune/structure.js';
+import type { Granularity } from '../prune/granularity.js';
 
 export class InvariantViolation extends Error {
   constructor(
@@ -98,3 +100,24 @@ export function prunedScoreLowest(masks: TensorsByKey, scores: Scores | Readonly
   return true;
 }
 
+
+/** Every unit of `g` (block, filter, channel) is kept whole or pruned whole; `shapes` by weight key. */
+export function masksStructured(masks: TensorsByKey, shapes: Shapes, g: Granularity): true {
+  return hold('masksStructured', firstUnstructured(masks, shapes, g));
+}
+
+/**
+ * Structured pruning to sparsity `s`: whole units, and kept counts within half a unit of
+ * total - round(total * s) (overall or per layer), the rule of prune/structured.ts.
+ */
+export function structuredSparsity(masks: TensorsByKey, sparsity: number, scope: Scope, shapes: Shapes, g: Granularity): true {
+  masksStructured(masks, shapes, g);
+  return hold('structuredSparsity', firstCountOffTarget(masks, withUnitSlack(targetForSparsity(masks, sparsity, scope), shapes, g)));
+}
+
+/** `next` is one structured IMP round at `rate` from `prev`: monotone, whole units, count within half a unit. */
+export function structuredRound(prev: TensorsByKey, next: TensorsByKey, rate: number, scope: Scope, shapes: Shapes, g: Granularity): true {
+  masksMonotone(prev, next);
+  masksStructured(next, shapes, g);
+  return hold('structuredRound', firstCountOffTarget(next, withUnitSlack(targetAfterRound(prev, rate, scope), shapes, g)));
+}

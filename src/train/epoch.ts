@@ -39,6 +39,7 @@ export interface EpochRun {
   /** The epoch log so far; each finished epoch appends its record. */
   history: EpochRecord[];
   capture: (kind: 'step' | 'epoch', at: number) => Promise<void>;
+  beforeEval?: () => Promise<void>;
   /** Writes the kernels the level trains with beside the checkpoint (checkpointing.ts saveKernels). */
   saveKernels: () => Promise<void>;
   progress?: boolean;
@@ -56,7 +57,7 @@ export async function runEpoch(r: EpochRun, st: LoopState, partial: PartialEpoch
   const s = r.settings;
   const nTrain = r.train.length();
   r.model.train();
-  const epochStart = performance.now();
+  let epochStart = performance.now();
   const logits = keep(fill([nTrain], 0));
   const losses = keep(fill([Math.max(1, r.loader.numBatches())], 0));
   const firstBatch = st.batch;
@@ -106,6 +107,10 @@ export async function runEpoch(r: EpochRun, st: LoopState, partial: PartialEpoch
     // them leaves the first rows of a resumed epoch out.
     const keepIdx = [...rows.keys()].filter((i) => rows[i]);
     if (keepIdx.length === 0 && firstBatch === 0) throw new Error(`${r.train.name}: no readable image in the training split (all ${nTrain} skipped)`);
+    // Before the readback, so best and checkpoint hold what validation sees; not counted as training time.
+    const hookStart = performance.now();
+    await r.beforeEval?.();
+    epochStart += performance.now() - hookStart;
     // One readback of weights and optimizer state per epoch serves the divergence check, best.safetensors
     // and the checkpoint (nothing changes them in between).
     const tensors = await checkpointTensors(r.model, r.opt);

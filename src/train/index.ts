@@ -2,3 +2,4 @@
 export * from './trainer.js';
 export * from './metrics.js';
 export * from './run.js';
+export * from './bn-reestimate.js';

@@ -128,6 +128,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     progress: o.progress,
     signal: o.signal,
     log,
+    beforeEval: o.beforeEval,
     hasCheckpoint: () => fs.existsSync(ckptFile),
   };
   try {

@@ -86,6 +86,8 @@ export interface FitOptions {
   /** Set .stop = true (e.g. on SIGINT) to finish the current step, save and return. */
   signal?: { stop: boolean };
   log?: (msg: string) => void;
+  /** Runs before each validation, ahead of the epoch's weight readback (--bn-reestimate: bn-reestimate.ts). */
+  beforeEval?: () => Promise<void>;
 }
 
 export class Interrupted extends Error {
