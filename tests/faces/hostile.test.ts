@@ -14,6 +14,7 @@ import { FaceDetector } from '../../src/faces/detector.js';
 import { FACES_FILES, cropName, extractFaces, type FaceIndexRecord, type FacesSettings } from '../../src/faces/extract.js';
 import { listFaceSources } from '../../src/faces/sources.js';
 import { defaultModelDir } from '../../src/faces/ssd-mobilenet.js';
+import { budget } from '../budget.js';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SAMPLE = path.join(path.dirname(defaultModelDir()), 'demo', 'sample1.jpg');
@@ -205,7 +206,7 @@ describe('ffmpeg', () => {
   });
 });
 
-describe('name collisions end to end', { timeout: 600_000 }, () => {
+describe('name collisions end to end', { timeout: budget(600_000) }, () => {
   it('x.jpg, x.png, "p q.jpg" and p_q.jpg give four crops in four files', async () => {
     const src = mkdir('collide', 'src');
     // One split folder, so all four land in one crop folder (seeded splits could separate them).
