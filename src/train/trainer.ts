@@ -33,6 +33,7 @@ import { binaryMetrics, metricsFrom, roundMetrics, type BinaryMetrics } from './
 import { Dropout } from '../nn/layers.js';
 import { writeTensor } from '../tensor/io.js';
 import { clearPins, pinKernels, plannerRecord, resetPlannerRecord } from '../tensor/plan.js';
+import { resultFieldProblem } from './result-fields.js';
 
 export interface TrainSettings {
   epochs: number;
@@ -352,6 +353,8 @@ function readFitResult(v: unknown, file: string): FitResult {
   for (const k of ['epochs', 'steps', 'bestEpoch', 'seconds', 'imagesPerSecond'] as const) {
     if (typeof o[k] !== 'number') throw new Error(`${hint}: '${k}' is ${JSON.stringify(o[k]) ?? 'missing'}`);
   }
+  const problem = resultFieldProblem(o);
+  if (problem) throw new Error(`${hint}: ${problem}`);
   const m = (k: 'bestVal' | 'test') => (o[k] === null || o[k] === undefined ? null : metricsFrom(o[k], `${file}: '${k}'`));
   return {
     epochs: o.epochs as number,
