@@ -6,7 +6,7 @@ import { closeDevice, initDevice, deviceName } from '../tensor/device.js';
 import { FACE_PICKS, type FacePick } from '../faces/crop.js';
 import { DEFAULT_MIN_CONFIDENCE, FaceDetector } from '../faces/detector.js';
 import { ALIGN_EYE_DISTANCE, ALIGN_EYE_Y } from '../faces/align.js';
-import { FACES_FILES, extractFaces } from '../faces/extract.js';
+import { FACES_FILES, READ_TIMEOUT_S, extractFaces } from '../faces/extract.js';
 import { FaceLandmark68Net } from '../faces/landmarks.js';
 import { parseFlags, type Command } from './args.js';
 import { num } from './flags.js';
@@ -24,6 +24,7 @@ const FLAGS = {
   'min-score': { type: 'string', default: String(DEFAULT_MIN_CONFIDENCE) },
   seed: { type: 'string', default: '0' },
   align: { type: 'boolean', default: false },
+  'read-timeout': { type: 'string', default: String(READ_TIMEOUT_S) },
   quiet: { type: 'boolean', default: false },
 } as const;
 
@@ -31,12 +32,13 @@ export const facesCommand: Command = {
   name: 'faces',
   summary: 'detect and crop faces from videos / photos / FF++ / Celeb-DF into a --data folder',
   help: `ticketlab faces SRC --out DIR [--every 10] [--per-video N] [--faces largest|all] [--margin 1.3]
-                [--size 256] [--min-score 0.5] [--align] [--seed 0] [--quiet]
+                [--size 256] [--min-score 0.5] [--align] [--seed 0] [--read-timeout ${READ_TIMEOUT_S}] [--quiet]
 
 Finds faces with an SSD-MobileNet-v1 face detector running on ticketlab's own WebGPU kernels (weights
 from the @vladmandic/face-api package, MIT licence; see docs/faces.md) and writes square face crops in
 the image-folder layout that '--data DIR' reads:
-  DIR/{train,val,test}/{real,fake}/<source>_f<frame>_<k>.png
+  DIR/{train,val,test}/{real,fake}/<source>-<hash>_f<frame>_<k>.png   (<hash>: 8 hex digits of the
+                       source's exact path, so sources whose safe names agree never share a crop)
   DIR/${FACES_FILES.index}        one line per crop: source, frame, face, box [x, y, w, h] in source pixels,
                        score, file (relative to DIR), split, label; with --align also landmarks
                        (68 [x, y] in source pixels), eyes (two [x, y]) and angle (degrees)
@@ -71,11 +73,20 @@ Flags:
                      apart (eye centres = means of points 36-41 and 42-47); bilinear sampling from the
                      whole frame, black outside it. --margin does not apply to aligned crops
   --seed N           seeds the splits ticketlab makes itself (default 0)
+  --read-timeout S   deadline of one read: ffmpeg staging one video's frames, or one image file; a source
+                     that takes longer is reported, skipped and retried by the next run (default ${READ_TIMEOUT_S})
   --quiet            no progress bar
+
+SRC's own trailing real/, fake/, train/, val/, test/ folders count too: 'faces data/train/real' labels
+its files as 'faces data' labels data/train/real/*. Sources that are not regular files (FIFOs, devices,
+sockets) are refused before anything is read. --out may not be SRC or lie inside it (the next run would
+read its own crops); it must be a folder on a real, writable file system.
 
 Frames are staged as PNGs in DIR/.frames-<pid>/ while a video is processed. Frames without a face give
 no crop. A video ffmpeg cannot read, or an image that does not decode, is
-reported in one line and skipped; the count is printed at the end and the next run retries it.
+reported in one line and skipped; the count is printed at the end and the next run retries it. A full
+disk stops the run with a message saying so; rerun to continue. Ctrl-C (or SIGTERM) stops ffmpeg at once
+and ends the run after the current frame; rerun to continue.
 `,
   async run(args) {
     const { values, positionals } = parseFlags(args, FLAGS, 'faces');
@@ -93,15 +104,16 @@ reported in one line and skipped; the count is printed at the end and the next r
       seed: num(values, 'seed', { int: true, min: 0 }),
       align: values.align,
     };
+    const readTimeoutS = num(values, 'read-timeout', { min: 1, max: 86_400 });
     const src = positionals[0];
     if (!fs.existsSync(src) || !fs.statSync(src).isDirectory()) throw new Error(`${src}: no such folder`);
     const dev = await initDevice();
     if (!values.quiet) log(`device: ${deviceName(dev.info)}`);
-    const signal = installStopSignal(log);
+    const signal = installStopSignal(log, 'interrupt: stopping after the current frame (Ctrl-C again to exit now)');
     const detector = new FaceDetector();
     const landmarks = settings.align ? new FaceLandmark68Net() : undefined;
     try {
-      const r = await extractFaces({ src, out: values.out, settings, detector, landmarks, log, quiet: values.quiet, stop: signal });
+      const r = await extractFaces({ src, out: values.out, settings, detector, landmarks, log, quiet: values.quiet, stop: signal, readTimeoutS });
       const fps = r.detectSeconds > 0 ? (r.frames / r.detectSeconds).toFixed(2) : '-';
       const lps = settings.align && r.landmarkSeconds > 0 ? `, landmarks ${(r.crops / r.landmarkSeconds).toFixed(2)} faces/s` : '';
       process.stdout.write(

@@ -11,7 +11,7 @@ import { checkRewind, levelCount, levelSparsity, parseRewind, runControls, runIm
 import { runTransfer } from '../prune/transfer.js';
 import { readJson } from '../io/atomic.js';
 import { runFile } from '../io/run-paths.js';
-import { checkModel, openTrainingData } from './prepare.js';
+import { checkModelFits, openTrainingData } from './prepare.js';
 import { formatMetrics, pct } from './format.js';
 import type { Scope } from '../prune/magnitude.js';
 import { granularityOf, granularityTag, parseGranularity, type Granularity } from '../prune/granularity.js';
@@ -168,7 +168,7 @@ ${TRAIN_FLAGS_HELP}`,
     const { values, cfg, nLevels, oneshot, kinds, controlLevels, out, data, kernels } = await prepareImp(args);
     const dev = await initDevice();
     log(`device: ${deviceName(dev.info)}`);
-    checkModel(cfg);
+    await checkModelFits(cfg);
     await startRun(out, { command: 'imp', ...cfg }, { resume: !!values.resume, purpose: 'ticketlab imp' });
     await prepareKernels(cfg.model, cfg.size, cfg.train.batch, wantsTune(values), log);
     return withRun(async (signal) => {

@@ -3,6 +3,7 @@
 import { commands, usage } from './commands.js';
 import { provideFaceCropper } from '../data/datasets.js';
 import { sharedDetectorCropper } from '../faces/crop.js';
+import { checkKernelFamilies } from '../tensor/kernel-checks.js';
 
 // FF++ frames and OpenForensics faces are cropped around faces by the detector (data/ cannot build it: it knows no GPU).
 provideFaceCropper(sharedDetectorCropper);
@@ -30,6 +31,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(cmd.help);
     return 0;
   }
+  // Every kernel module is loaded by now (the command table imports them all): an unknown family in
+  // TICKETLAB_KERNELS is refused before the command starts, as an unknown variant is.
+  checkKernelFamilies();
   return cmd.run(rest);
 }
 

@@ -2,6 +2,7 @@
 // start must leave nothing behind, or the corrected command is refused as "made with other settings").
 import { CropModeError, checkReadableSplits, checkTrainingSplits, openDataset, type DatasetSplits } from '../data/datasets.js';
 import { initDevice } from '../tensor/device.js';
+import { checkStepFits } from '../train/limits.js';
 import { createModel } from '../nn/models/index.js';
 import { dataOptions, type RunSpec } from './flags.js';
 
@@ -38,3 +39,11 @@ export function checkModel(spec: Pick<RunSpec, 'model' | 'size'>): void {
   }
 }
 
+/**
+ * checkModel, then the GPU limits of one training step at --size and --batch (train/limits.ts), so a
+ * step that cannot run on this device is refused in one line naming those flags, before any file exists.
+ */
+export async function checkModelFits(spec: Pick<RunSpec, 'model' | 'size' | 'train'>): Promise<void> {
+  checkModel(spec);
+  await checkStepFits(spec.model, spec.size, spec.train.batch);
+}

@@ -2,9 +2,18 @@
 import { closeDevice } from '../tensor/device.js';
 import { Interrupted } from '../train/trainer.js';
 
-export function installStopSignal(log: (m: string) => void): { stop: boolean; dispose(): void } {
+/**
+ * `signal` aborts with the first interrupt, for work that can be cut short at once (a child process such
+ * as ffmpeg, which would otherwise run on until it finishes or for ever on a blocked read).
+ */
+export function installStopSignal(
+  log: (m: string) => void,
+  message = 'interrupt: finishing the current step and saving (Ctrl-C again to exit now)',
+): { stop: boolean; signal: AbortSignal; dispose(): void } {
+  const abort = new AbortController();
   const signal = {
     stop: false,
+    signal: abort.signal,
     dispose() {
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onInt);
@@ -16,7 +25,8 @@ export function installStopSignal(log: (m: string) => void): { stop: boolean; di
       process.exit(130);
     }
     signal.stop = true;
-    log('interrupt: finishing the current step and saving (Ctrl-C again to exit now)');
+    abort.abort();
+    log(message);
   };
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onInt);

@@ -9,7 +9,7 @@ import { evaluate, fit } from '../train/trainer.js';
 import { checkRunDir, levelDir, markDone, startRun } from '../train/run.js';
 import { runFile } from '../io/run-paths.js';
 import { readJsonSync } from '../io/atomic.js';
-import { checkModel, openTrainingData } from './prepare.js';
+import { checkModelFits, openTrainingData } from './prepare.js';
 import { parseFlags, type Command } from './args.js';
 import { KERNEL_FLAG, KERNEL_FLAG_HELP, CACHE_FLAGS, CACHE_FLAGS_HELP, applyCacheFlags, TRAIN_FLAGS, TRAIN_FLAGS_HELP, kernelFlag, wantsTune, dataOptions, defaultOut, parseRunSpec, num } from './flags.js';
 import { withRun } from './signals.js';
@@ -53,7 +53,7 @@ ${TRAIN_FLAGS_HELP}`,
     const { values, spec, out, data } = await prepareTrain(args);
     const dev = await initDevice();
     log(`device: ${deviceName(dev.info)}`);
-    checkModel(spec);
+    await checkModelFits(spec);
     await startRun(out, { command: 'train', ...spec }, { resume: !!values.resume, purpose: 'ticketlab train' });
     log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${spec.size}x${spec.size}`);
     await prepareKernels(spec.model, spec.size, spec.train.batch, wantsTune(values), log);

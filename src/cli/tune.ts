@@ -1,6 +1,7 @@
 // `ticketlab tune`: fill this adapter's kernel tuning cache for a model's shapes ahead of a sweep.
 import { closeDevice, initDevice } from '../tensor/device.js';
 import { planFamilies } from '../tensor/plan.js';
+import { describeStaleTuneKeys } from '../tensor/kernel-checks.js';
 import { describeCandidates, tuneCachePath, tuneSeen } from '../tensor/tune.js';
 import { createModel, MODEL_NAMES } from '../nn/models/index.js';
 import { discoverShapes } from '../train/profile.js';
@@ -22,6 +23,8 @@ export async function prepareKernels(model: string, size: number, batch: number,
     m.dispose();
   }
   const r = await tuneSeen(seen, {});
+  const stale = describeStaleTuneKeys(r.file, Object.keys(r.stale), r.stale, 'timed again');
+  if (stale) log(stale);
   log(`kernels: tuned (${Object.keys(r.tuned).length} shapes timed now in ${r.seconds.toFixed(1)} s, ${r.cached} from ${tuneCachePath()})`);
 }
 

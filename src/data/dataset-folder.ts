@@ -1,5 +1,6 @@
 // The image-folder layout: <root>/[Dataset/]<split>/<class>/**/*.{jpg,jpeg,png}, the Kaggle sets
 // included (case-insensitive split and class names). Part of data/datasets.ts, which opens it.
+import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { SPLITS, type SplitName } from "./synthetic.js";
 import {
@@ -93,6 +94,7 @@ export async function openImageFolder(root: string, base: string, o: ResolvedOpt
     found[split] = entries;
   }
   if (!found.train || found.train.length === 0) throw new Error(`no training images in ${base} (expected ${base}/Train/{Real,Fake}/*.jpg)`);
+  await refuseCrossClassLinks(SPLITS.flatMap((sp) => found[sp] ?? []), classDirs);
   let train = found.train;
   for (const split of ["val", "test"] as const) {
     if (!found[split] || found[split].length === 0) {
@@ -109,4 +111,21 @@ export async function openImageFolder(root: string, base: string, o: ResolvedOpt
     name, layout: "image-folder", root, size: o.size,
     train: mk("train", train), val: mk("val", found.val ?? []), test: mk("test", found.test ?? []),
   };
+}
+
+/**
+ * Refuses a file symlink whose target lies under a class folder of the other label (fake/x.jpg -> real/x.jpg):
+ * one image would be trained on with both labels. Links within a class are fine.
+ */
+async function refuseCrossClassLinks(entries: readonly Entry[], classDirs: readonly { label: 0 | 1; dir: string }[]): Promise<void> {
+  const homes = await Promise.all(classDirs.map(async (c) => ({ label: c.label, real: await fsp.realpath(c.dir).catch(() => path.resolve(c.dir)) })));
+  for (const e of entries) {
+    if (!(await fsp.lstat(e.path).catch(() => null))?.isSymbolicLink()) continue;
+    const target = await fsp.realpath(e.path).catch(() => null);
+    const home = target ? homes.filter((h) => target.startsWith(h.real + path.sep)).sort((a, b) => b.real.length - a.real.length)[0] : undefined;
+    if (home && home.label !== e.label) {
+      const cls = (l: 0 | 1) => (l ? "fake" : "real");
+      throw new Error(`${e.path} is a link to ${target}, an image under a ${cls(home.label)} folder: one image would be both ${cls(e.label)} and ${cls(home.label)}; remove the link`);
+    }
+  }
 }

@@ -6,12 +6,14 @@
 // (faces.jsonl is rewritten atomically to the finished sources' lines) and it is done again, overwriting
 // its crops. Settings live in faces-config.json: resuming with other settings is an error.
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { cropImage, decodeImage, resizeRgb, writePng, type RgbImage } from '../data/image.js';
+import { cropImage, decodeImageBuffer, resizeRgb, writePng, type RgbImage } from '../data/image.js';
 import { writeFileAtomicSync, writeJsonAtomicSync } from '../io/atomic.js';
 import { appendJsonlSync, readJsonlSync } from '../io/jsonl.js';
+import { isSameOrInside, makeRunDir } from '../io/out-dir.js';
 import { Progress } from '../util/progress.js';
 import { alignedCrop, eyeAlignment } from './align.js';
 import type { FaceDetector } from './detector.js';
@@ -86,27 +88,56 @@ export interface FacesRun {
   landmarks?: FaceLandmark68Net;
   log?: (m: string) => void;
   quiet?: boolean;
-  /** Checked between frames: a requested stop ends the run after the current frame (the source is redone on resume). */
-  stop?: { stop: boolean };
+  /**
+   * Checked between frames: a requested stop ends the run after the current frame (the source is redone
+   * on resume). `signal`, when given, also kills a running ffmpeg at once.
+   */
+  stop?: { stop: boolean; signal?: AbortSignal };
+  /** Deadline of one external read (ffmpeg on a video, one image file), in seconds. Default READ_TIMEOUT_S. */
+  readTimeoutS?: number;
 }
+
+/** Default deadline of one external read: ffmpeg staging a video's frames, or reading one image file. */
+export const READ_TIMEOUT_S = 600;
 
 /** A source that cannot be read: reported in one line, counted, and retried on the next run. */
 class UnreadableSource extends Error {}
+
+/** A stop request (SIGINT/SIGTERM) that ended a read mid-way. */
+class Stopped extends Error {}
+
+/** Whether an error (ours, Node's, or ffmpeg's words) says the disk is full. */
+export function isDiskFull(e: unknown): boolean {
+  const err = e as { code?: unknown; message?: unknown; stderr?: unknown };
+  return err?.code === 'ENOSPC' || /no space left on device|ENOSPC/i.test(`${String(err?.message ?? '')} ${String(err?.stderr ?? '')}`);
+}
+
+function diskFull(out: string, doing: string): Error {
+  return new Error(`faces: the disk holding ${out} is full (no space left on device) while ${doing}; free some space and rerun the same command to continue`);
+}
 
 /**
  * Frames of a video, every k-th from frame 0, as PNGs in a temporary folder (removed by the caller);
  * at most `limit` of them (0 = all).
  */
-async function videoFrames(file: string, every: number, limit: number, tmp: string): Promise<{ frame: number; file: string }[]> {
+async function videoFrames(file: string, every: number, limit: number, tmp: string, o: ReadOptions): Promise<{ frame: number; file: string }[]> {
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
   const cap = limit > 0 ? ['-frames:v', String(limit)] : [];
   try {
     await execFileP('ffmpeg', ['-v', 'error', '-nostdin', '-i', file, '-vf', `select='not(mod(n\\,${every}))'`, '-vsync', '0', ...cap, path.join(tmp, '%08d.png')], {
       maxBuffer: 1 << 20,
+      // The deadline and a stop request both kill ffmpeg itself (SIGKILL: a child blocked in a read
+      // may ignore SIGTERM's default handling only while stopped, but never SIGKILL).
+      timeout: o.timeoutS * 1000,
+      killSignal: 'SIGKILL',
+      signal: o.signal,
     });
   } catch (e) {
-    const err = e as { stderr?: string; message?: string };
+    const err = e as { stderr?: string; message?: string; killed?: boolean; signal?: string; name?: string };
+    if (o.signal?.aborted || err.name === 'AbortError') throw new Stopped('stopped');
+    if (isDiskFull(err)) throw Object.assign(new Error('disk full'), { code: 'ENOSPC' });
+    if (err.killed || err.signal === 'SIGKILL') throw new UnreadableSource(`ffmpeg did not finish reading it within ${o.timeoutS} s (--read-timeout)`);
     const first = (err.stderr || err.message || String(e)).trim().split('\n').pop() ?? '';
     throw new UnreadableSource(`ffmpeg cannot read it: ${first}`);
   }
@@ -116,22 +147,51 @@ async function videoFrames(file: string, every: number, limit: number, tmp: stri
   return names.map((n) => ({ frame: (parseInt(n, 10) - 1) * every, file: path.join(tmp, n) }));
 }
 
+interface ReadOptions {
+  timeoutS: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Reads and decodes one image with a deadline: a file on a hung network mount must not stall the run
+ * for ever (FIFOs and devices are refused before the run, by listFaceSources).
+ */
+async function readImage(file: string, o: ReadOptions): Promise<RgbImage> {
+  const signals = [AbortSignal.timeout(o.timeoutS * 1000), ...(o.signal ? [o.signal] : [])];
+  let buf: Buffer;
+  try {
+    buf = await fs.promises.readFile(file, { signal: AbortSignal.any(signals) });
+  } catch (e) {
+    if (o.signal?.aborted) throw new Stopped('stopped');
+    const err = e as NodeJS.ErrnoException;
+    if (err.name === 'AbortError' || err.name === 'TimeoutError') throw new UnreadableSource(`reading it took more than ${o.timeoutS} s (--read-timeout)`);
+    throw new UnreadableSource(`cannot read it (${err.code ?? err.message.split('\n')[0]})`);
+  }
+  return decodeImageBuffer(buf, file);
+}
+
 /**
  * With --per-video N, a video is read up to 4N sampled frames: enough when most frames show a face,
  * and it bounds the PNGs staged on disk for long videos.
  */
 export const FRAMES_PER_CROP_CAP = 4;
 
-function framesOf(s: FaceSource, st: FacesSettings, tmp: string): Promise<{ frame: number; file: string }[]> {
+function framesOf(s: FaceSource, st: FacesSettings, tmp: string, o: ReadOptions): Promise<{ frame: number; file: string }[]> {
   const every = st.every;
-  if (s.kind === 'video') return videoFrames(s.file, every, st.perVideo * FRAMES_PER_CROP_CAP, tmp);
+  if (s.kind === 'video') return videoFrames(s.file, every, st.perVideo * FRAMES_PER_CROP_CAP, tmp, o);
   if (s.kind === 'frames') return Promise.resolve(s.frames!.map((file, frame) => ({ frame, file })).filter((f) => f.frame % every === 0));
   return Promise.resolve([{ frame: 0, file: s.file }]);
 }
 
-function cropName(s: FaceSource, frame: number, face: number): string {
-  const stem = s.key.replace(/\.[^./]+$/, '').replace(/[^\w.-]+/g, '_');
-  return `${stem}_f${String(frame).padStart(6, '0')}_${face}.png`;
+/**
+ * A crop's file name: the source's path made file-name safe, plus a hash of the exact path, since making
+ * it safe is lossy (`x.jpg` and `x.png`, `p q.jpg` and `p_q.jpg` read alike) and two sources must never
+ * share a crop name.
+ */
+export function cropName(key: string, frame: number, face: number): string {
+  const stem = key.replace(/[^\w-]+/g, '_');
+  const tag = createHash('sha256').update(key).digest('hex').slice(0, 8);
+  return `${stem}-${tag}_f${String(frame).padStart(6, '0')}_${face}.png`;
 }
 
 function checkSettings(out: string, settings: FacesSettings, src: string): void {
@@ -152,16 +212,28 @@ function checkSettings(out: string, settings: FacesSettings, src: string): void 
 }
 
 /** Finished sources; drops index lines of unfinished ones (a killed run) so the index matches the crops. */
-function resumeState(out: string): Set<string> {
+function resumeState(out: string): { done: Set<string>; owners: Map<string, string> } {
   const doneFile = path.join(out, FACES_FILES.done);
   const indexFile = path.join(out, FACES_FILES.index);
   const done = new Set(fs.existsSync(doneFile) ? readJsonlSync<DoneRecord>(doneFile).records.map((r) => r.source) : []);
+  const owners = new Map<string, string>();
   if (fs.existsSync(indexFile)) {
     const recs = readJsonlSync<FaceIndexRecord>(indexFile).records;
     const kept = recs.filter((r) => done.has(r.source));
     if (kept.length !== recs.length) writeFileAtomicSync(indexFile, kept.map((r) => JSON.stringify(r) + '\n').join(''));
+    for (const r of kept) owners.set(r.file, r.source);
   }
-  return done;
+  return { done, owners };
+}
+
+/**
+ * Refuses --out inside (or equal to) SRC: the crops would be listed as sources by the next run, and
+ * the run would read its own output.
+ */
+function refuseOutInsideSrc(out: string, src: string): void {
+  if (isSameOrInside(out, src)) {
+    throw new Error(`--out ${out} is ${path.resolve(out) === path.resolve(src) ? 'the source folder' : `inside the source folder ${src}`}: the next run would read its own crops as sources; choose a folder outside ${src}`);
+  }
 }
 
 export async function extractFaces(run: FacesRun): Promise<FacesResult> {
@@ -175,9 +247,11 @@ export async function extractFaces(run: FacesRun): Promise<FacesResult> {
       throw new Error("ffmpeg is not on PATH (needed for videos); run 'bash scripts/setup.sh' or 'apt-get install ffmpeg'");
     });
   }
-  fs.mkdirSync(out, { recursive: true });
+  refuseOutInsideSrc(out, run.src);
+  makeRunDir(out);
   checkSettings(out, st, run.src);
-  const done = resumeState(out);
+  const { done, owners } = resumeState(out);
+  const ctx: SourceContext = { owners, read: { timeoutS: run.readTimeoutS ?? READ_TIMEOUT_S, signal: run.stop?.signal } };
   const todo = sources.filter((s) => !done.has(s.key));
   const res: FacesResult = { layout, sources: sources.length, skipped: sources.length - todo.length, crops: 0, frames: 0, failed: [], seconds: 0, detectSeconds: 0, landmarkSeconds: 0 };
   const bar = run.quiet ? null : new Progress({ total: todo.length, label: 'faces', unit: 'src' });
@@ -188,10 +262,12 @@ export async function extractFaces(run: FacesRun): Promise<FacesResult> {
     for (const s of todo) {
       if (run.stop?.stop) break;
       try {
-        const r = await oneSource(s, run, tmp, res);
+        const r = await oneSource(s, run, tmp, res, ctx);
         if (r === null) break;
         appendJsonlSync(path.join(out, FACES_FILES.done), r);
       } catch (e) {
+        if (e instanceof Stopped) break;
+        if (isDiskFull(e)) throw diskFull(out, `cropping ${s.file}`);
         if (!(e instanceof UnreadableSource)) throw e;
         res.failed.push(s.key);
         log(`faces: ${s.file}: ${(e as Error).message.split('\n')[0]}; skipped`);
@@ -206,10 +282,16 @@ export async function extractFaces(run: FacesRun): Promise<FacesResult> {
   return res;
 }
 
+interface SourceContext {
+  /** Crop file (relative to OUT) -> the source that wrote it, for the finished sources and this run's. */
+  owners: Map<string, string>;
+  read: ReadOptions;
+}
+
 /** Crops one source; returns its done record, or null when a stop was requested mid-source. */
-async function oneSource(s: FaceSource, run: FacesRun, tmp: string, res: FacesResult): Promise<DoneRecord | null> {
+async function oneSource(s: FaceSource, run: FacesRun, tmp: string, res: FacesResult, ctx: SourceContext): Promise<DoneRecord | null> {
   const st = run.settings;
-  const frames = await framesOf(s, st, tmp);
+  const frames = await framesOf(s, st, tmp, ctx.read);
   const records: FaceIndexRecord[] = [];
   const label = s.label ? 'fake' : 'real';
   const dir = path.join(run.out, s.split, label);
@@ -219,8 +301,9 @@ async function oneSource(s: FaceSource, run: FacesRun, tmp: string, res: FacesRe
     if (run.stop?.stop) return null;
     let img: RgbImage;
     try {
-      img = await decodeImage(f.file);
+      img = await readImage(f.file, ctx.read);
     } catch (e) {
+      if (e instanceof Stopped || e instanceof UnreadableSource) throw e;
       throw new UnreadableSource(`frame ${f.frame} cannot be decoded (${(e as Error).message.split('\n')[0]})`);
     }
     const t = performance.now();
@@ -246,7 +329,11 @@ async function oneSource(s: FaceSource, run: FacesRun, tmp: string, res: FacesRe
       } else {
         crop = resizeRgb(cropImage(img, faceRect(face, img, st.margin)), st.size, st.size);
       }
-      const name = cropName(s, f.frame, j);
+      const name = cropName(s.key, f.frame, j);
+      const rel = [s.split, label, name].join('/');
+      const owner = ctx.owners.get(rel);
+      if (owner !== undefined && owner !== s.key) throw new Error(`faces: crop ${rel} of ${s.key} would overwrite the crop of ${owner}; nothing was overwritten`);
+      ctx.owners.set(rel, s.key);
       await writePng(path.join(dir, name), crop);
       records.push({
         source: s.key,
@@ -254,7 +341,7 @@ async function oneSource(s: FaceSource, run: FacesRun, tmp: string, res: FacesRe
         face: j,
         box: [r1(face.x), r1(face.y), r1(face.width), r1(face.height)],
         score: Math.round(face.score * 1e4) / 1e4,
-        file: [s.split, label, name].join('/'),
+        file: rel,
         split: s.split,
         label,
         ...aligned,

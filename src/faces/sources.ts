@@ -3,7 +3,7 @@
 // manipulated_sequences/, official split files), a Celeb-DF (v1/v2) release (Celeb-real/, YouTube-real/,
 // Celeb-synthesis/, List_of_testing_videos.txt), or any folder of videos and images labelled by a
 // real/ or fake/ folder on their path (split by a train/val/test folder on the path when there is one).
-import { promises as fs, type Dirent } from 'node:fs';
+import { promises as fs, type Dirent, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { listFaceForensics, type SplitName } from '../data/datasets.js';
 import { hashKey, hashString, unitFloat } from '../data/random.js';
@@ -102,16 +102,37 @@ async function celebDfSources(root: string, seed: number): Promise<FaceSource[]>
   return out;
 }
 
-/** Labels and split from the folders on a path: real/fake (also original/manipulated), train/val/test. */
-function pathTags(key: string): { label: 0 | 1 | null; split: SplitName | null } {
+/** What a folder's name says: a label (real/fake, also original/manipulated) or a split (train/val/test). */
+function folderTag(name: string): { label?: 0 | 1; split?: SplitName } | null {
+  const part = name.toLowerCase();
+  if (part === 'real' || part === 'original' || part === 'original_sequences') return { label: 0 };
+  if (part === 'fake' || part === 'manipulated' || part === 'manipulated_sequences') return { label: 1 };
+  if (part === 'train') return { split: 'train' };
+  if (part === 'val' || part === 'validation') return { split: 'val' };
+  if (part === 'test') return { split: 'test' };
+  return null;
+}
+
+/**
+ * The tag folders SRC itself ends with: `faces data/train/real` labels its files real and train, as
+ * `faces data` labels data/train/real/a.jpg. Only the unbroken run of tag names at the end counts, so an
+ * unrelated folder further up (/mnt/test/mydata) never labels or splits anything.
+ */
+function rootTagFolders(root: string): string[] {
+  const parts = path.resolve(root).split(path.sep).filter(Boolean);
+  let i = parts.length;
+  while (i > 0 && folderTag(parts[i - 1])) i--;
+  return parts.slice(i);
+}
+
+/** Labels and split from the folders on a path (innermost wins): real/fake, train/val/test. */
+function pathTags(folders: string[]): { label: 0 | 1 | null; split: SplitName | null } {
   let label: 0 | 1 | null = null;
   let split: SplitName | null = null;
-  for (const part of key.split('/').slice(0, -1).map((p) => p.toLowerCase())) {
-    if (part === 'real' || part === 'original' || part === 'original_sequences') label = 0;
-    else if (part === 'fake' || part === 'manipulated' || part === 'manipulated_sequences') label = 1;
-    else if (part === 'train') split = 'train';
-    else if (part === 'val' || part === 'validation') split = 'val';
-    else if (part === 'test') split = 'test';
+  for (const part of folders) {
+    const t = folderTag(part);
+    if (t?.label !== undefined) label = t.label;
+    if (t?.split !== undefined) split = t.split;
   }
   return { label, split };
 }
@@ -119,6 +140,7 @@ function pathTags(key: string): { label: 0 | 1 | null; split: SplitName | null }
 async function folderSources(root: string, seed: number): Promise<FaceSource[]> {
   const out: FaceSource[] = [];
   const unlabelled: string[] = [];
+  const above = rootTagFolders(root);
   const walk = async (dir: string): Promise<void> => {
     for (const e of (await readDir(dir)).sort((a, b) => byteOrder(a.name, b.name))) {
       if (e.name.startsWith('.')) continue;
@@ -130,7 +152,7 @@ async function folderSources(root: string, seed: number): Promise<FaceSource[]> 
       const kind: SourceKind | null = VIDEO_EXT.test(e.name) ? 'video' : IMAGE_EXT.test(e.name) ? 'image' : null;
       if (!kind) continue;
       const key = keyOf(root, p);
-      const tags = pathTags(key);
+      const tags = pathTags([...above, ...key.split('/').slice(0, -1)]);
       if (tags.label === null) {
         unlabelled.push(key);
         continue;
@@ -142,8 +164,34 @@ async function folderSources(root: string, seed: number): Promise<FaceSource[]> 
   await walk(root);
   if (unlabelled.length) {
     throw new Error(`${path.join(root, unlabelled[0])}: no real/ or fake/ folder on its path (${unlabelled.length} such files); put sources under real/ and fake/`);
+
   }
   return out;
+}
+
+const NOT_REGULAR: [keyof Stats & `is${string}`, string][] = [
+  ['isFIFO', 'a FIFO (named pipe)'],
+  ['isCharacterDevice', 'a character device'],
+  ['isBlockDevice', 'a block device'],
+  ['isSocket', 'a socket'],
+  ['isDirectory', 'a folder'],
+];
+
+/**
+ * Refuses, before anything is read, a source that is not a regular file: reading a FIFO or a device
+ * (/dev/zero behind a .jpg name, a pipe named .mp4) blocks or never ends, in ffmpeg and in our own reads.
+ */
+async function refuseNonRegular(sources: FaceSource[]): Promise<void> {
+  for (const s of sources) {
+    for (const file of s.frames ?? [s.file]) {
+      const st = await fs.stat(file).catch((e: NodeJS.ErrnoException) => {
+        throw new Error(`${file}: cannot read it (${e.code ?? e.message.split('\n')[0]})`);
+      });
+      if (st.isFile()) continue;
+      const what = NOT_REGULAR.find(([is]) => (st[is] as () => boolean).call(st))?.[1] ?? 'not a regular file';
+      throw new Error(`${file} is ${what}, not a regular file; ticketlab faces reads only regular files: move it out of the source folder`);
+    }
+  }
 }
 
 /** Lists SRC's sources; an empty or unrecognisable SRC is a one-line error naming it. */
@@ -153,5 +201,6 @@ export async function listFaceSources(root: string, seed = 0, warn: (m: string) 
   const layout = await detectSourceLayout(root);
   const sources = layout === 'faceforensics' ? await faceForensicsSources(root, seed, warn) : layout === 'celebdf' ? await celebDfSources(root, seed) : await folderSources(root, seed);
   if (sources.length === 0) throw new Error(`${root}: no videos (mp4/avi/mov/mkv/webm) or images found`);
+  await refuseNonRegular(sources);
   return { layout, sources };
 }

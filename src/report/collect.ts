@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { parseJsonl } from '../io/jsonl.js';
 import { RUN_FILES, listLevelFolders, runFile, GRADCAM_DIR } from '../io/run-paths.js';
 import type { Scope } from '../prune/magnitude.js';
+import { resultFieldProblem } from '../train/result-fields.js';
 
 export type { Scope };
 
@@ -270,6 +271,8 @@ interface ResultFields {
 function readResult(dir: string): ResultFields {
   const f = new Fields(dir, RUN_FILES.result);
   const o = f.obj(readJsonIn(dir, RUN_FILES.result), 'the file');
+  const problem = resultFieldProblem(o);
+  if (problem) f.fail(problem);
   const metrics = (key: 'bestVal' | 'test'): Obj | null => {
     const v = o[key];
     if (v === null || v === undefined) return null;

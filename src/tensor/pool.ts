@@ -46,6 +46,13 @@ const USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBuffer
 export class BufferPool {
   private free = new Map<number, PooledBuffer[]>();
   private stats_: PoolStats = { allocatedBytes: 0, inUseBytes: 0, freeBytes: 0, buffers: 0, creates: 0, reuses: 0 };
+  private observers = new Set<(bytes: number) => void>();
+
+  /** Calls `fn` with the bytes of every request until the returned function is called (train/limits.ts). */
+  observe(fn: (bytes: number) => void): () => void {
+    this.observers.add(fn);
+    return () => this.observers.delete(fn);
+  }
 
   /**
    * A buffer of at least `bytes`. `submittedBatch` is the id of the last submitted batch: with
@@ -53,6 +60,7 @@ export class BufferPool {
    */
   acquire(bytes: number, forUpload: boolean, submittedBatch: number): PooledBuffer {
     const cls = sizeClass(bytes);
+    for (const fn of this.observers) fn(bytes);
     const list = this.free.get(cls);
     if (list && list.length) {
       let idx = list.length - 1;

@@ -31,6 +31,7 @@ import {
 } from './plan.js';
 import { queue } from './queue.js';
 import type { Tensor } from './tensor.js';
+import { describeStaleTuneKeys, staleTuneKeys } from './kernel-checks.js';
 
 export const TUNE_CACHE_VERSION = 1;
 
@@ -85,8 +86,10 @@ export function writeTuneCache(cache: TuneCacheFile, file = tuneCachePath()): vo
 }
 
 /** Installs this adapter's cached choices in the planner; returns how many. */
-export function useTuneCache(file = tuneCachePath()): number {
+export function useTuneCache(file = tuneCachePath(), warn: (m: string) => void = (m) => process.stderr.write(m + '\n')): number {
   const c = readTuneCache(file);
+  const line = describeStaleTuneKeys(file, staleTuneKeys(c.entries), c.entries, "those shapes use the static rules; run 'ticketlab tune' to time them again");
+  if (line) warn(line);
   setTunedChoices(Object.fromEntries(Object.entries(c.entries).map(([k, e]) => [k, e.choice])));
   return Object.keys(c.entries).length;
 }
@@ -142,6 +145,8 @@ export interface TuneReport {
   tuned: Record<PlanKey, TuneEntry>;
   /** Keys the cache already had. */
   cached: number;
+  /** Cached keys whose kernel no longer exists (timed again): key -> the cached choice. */
+  stale: Record<PlanKey, { choice: string }>;
   /** Keys left to the static rule (budget spent, no bench hook, one candidate). */
   skipped: PlanKey[];
   seconds: number;
@@ -177,7 +182,8 @@ export async function tuneSeen(seen: SeenQuery[] = plannerSeen(), o: TuneOptions
   const reps = o.reps ?? (soft ? 3 : 5);
   const slow = o.slowFactor ?? 3;
   const budgetMs = (o.budgetS ?? 50) * 1000;
-  const report: TuneReport = { tuned: {}, cached: 0, skipped: [], seconds: 0, file };
+  const report: TuneReport = { tuned: {}, cached: 0, stale: {}, skipped: [], seconds: 0, file };
+  const stale = new Set(staleTuneKeys(cache.entries));
   // The costliest families first, so a spent budget leaves the cheap ones to the static rules.
   const rank = (f: string) => {
     const i = FAMILY_ORDER.findIndex((p) => f === p || f.startsWith(`${p}.`));
@@ -187,7 +193,8 @@ export async function tuneSeen(seen: SeenQuery[] = plannerSeen(), o: TuneOptions
   const keyOf = (q: SeenQuery) => `${q.family}|${q.query.dtype ?? 'f32'}|${q.query.format ?? 'dense'}|${q.shapeClass}`;
   for (const q of seen) {
     const key = keyOf(q);
-    if (cache.entries[key] && !o.force) {
+    if (stale.has(key)) report.stale[key] = { choice: cache.entries[key].choice };
+    else if (cache.entries[key] && !o.force) {
       report.cached++;
       continue;
     }

@@ -15,6 +15,7 @@ import { firstNonFinite, readF32Tensors, toHostTensors } from '../nn/checkpoint.
 import { parseExact, stringifyExact } from '../util/exact-json.js';
 import { metricsFrom, type BinaryMetrics } from './metrics.js';
 import type { EpochRecord, FitResult } from './types.js';
+import { resultFieldProblem } from './result-fields.js';
 
 /** Where the loop stands: saved in every checkpoint, restored on resume. */
 export interface LoopState {
@@ -178,6 +179,8 @@ export function readFitResult(v: unknown, file: string): FitResult {
   for (const k of ['epochs', 'steps', 'bestEpoch', 'seconds', 'imagesPerSecond'] as const) {
     if (typeof o[k] !== 'number') throw new Error(`${hint}: '${k}' is ${JSON.stringify(o[k]) ?? 'missing'}`);
   }
+  const problem = resultFieldProblem(o);
+  if (problem) throw new Error(`${hint}: ${problem}`);
   const m = (k: 'bestVal' | 'test') => (o[k] === null || o[k] === undefined ? null : metricsFrom(o[k], `${file}: '${k}'`));
   return {
     epochs: o.epochs as number,

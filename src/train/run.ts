@@ -6,6 +6,9 @@ import * as path from 'node:path';
 import { readJson, writeJsonAtomic } from '../io/atomic.js';
 import { listLevelFolders, RUN_FILES, runFile } from '../io/run-paths.js';
 import { acquireLock, lockIsStale, LockHeldError, readLock, type HeldLock } from '../io/lock.js';
+import { checkRunDir, makeRunDir } from '../io/out-dir.js';
+
+export { checkRunDir, makeRunDir } from '../io/out-dir.js';
 
 export { levelDir } from '../io/run-paths.js';
 
@@ -21,12 +24,22 @@ function diffKeys(a: unknown, b: unknown, prefix = ''): string[] {
  * Creates the run folder with its config, or checks that an existing one was made with the same
  * config. `resume` allows a folder that holds unfinished work.
  */
-export async function openRun(dir: string, config: object, o: { resume: boolean }): Promise<void> {
+export async function openRun(dir: string, config: object, o: { resume: boolean; log?: (m: string) => void }): Promise<void> {
   const file = runFile(dir, 'config');
   if (fs.existsSync(file)) {
     checkRunDir(dir);
     const old = await readJson<object>(file);
     const diff = diffKeys(old, config);
+    if (diff.length && neverTrained(dir)) {
+      // A run that stopped at its first step (a NaN, a device limit) saved nothing worth keeping: the
+      // corrected command starts it afresh instead of being told the folder is taken.
+      clearUntrainedRun(dir);
+      (o.log ?? ((m: string) => process.stderr.write(m + '\n')))(
+        `${dir}: the run there stopped before its first epoch was saved (${diff.slice(0, 5).join(', ')} differ); starting it afresh with these settings`,
+      );
+      await writeJsonAtomic(file, config);
+      return;
+    }
     if (diff.length) {
       throw new Error(`${dir} was made with other settings (${diff.slice(0, 5).join(', ')} differ); use another --out`);
     }
@@ -39,69 +52,42 @@ export async function openRun(dir: string, config: object, o: { resume: boolean 
   await writeJsonAtomic(file, config);
 }
 
-// statfs(2) magic numbers of kernel pseudo file systems, which cannot hold files (mkdir there fails with
-// ENOENT, on which Node's recursive mkdir loops for ever).
-const PSEUDO_FS: Record<number, string> = { 0x9fa0: 'procfs', 0x62656572: 'sysfs', 0x1cd1: 'devpts', 0x27e0eb: 'cgroup', 0x63677270: 'cgroup2', 0x64626720: 'debugfs', 0x73636673: 'securityfs', 0x6e736673: 'nsfs' };
-
-/** The deepest folder of `dir`'s path that exists (dir itself when it exists). */
-function existingAncestor(dir: string): string {
-  let at = path.resolve(dir);
-  for (;;) {
-    if (fs.existsSync(at)) return at;
-    const up = path.dirname(at);
-    if (up === at) return at;
-    at = up;
-  }
-}
+/** What a level folder holds once training saved anything (an epoch, metrics, a result). */
+const TRAINED_FILES = [RUN_FILES.checkpoint, RUN_FILES.metrics, RUN_FILES.result, RUN_FILES.final, RUN_FILES.best, RUN_FILES.mask, RUN_FILES.done] as const;
+/** What a run writes before its first step: all of it follows from config.json, so it may be remade. */
+const BEFORE_FIRST_STEP = new Set<string>([RUN_FILES.init, RUN_FILES.rewind, RUN_FILES.start, RUN_FILES.kernels, RUN_FILES.sparseKernels, RUN_FILES.reinit]);
 
 /**
- * Checks, without writing anything, that `dir` can hold a run: its nearest existing ancestor is a folder
- * we may write in, on a real file system. One-line errors naming --out; called before a run starts.
+ * Whether a run folder holds nothing but what its start wrote (config.json, the lock, level folders with
+ * initial weights and kernel choices): no level trained an epoch, none was pruned, none finished.
  */
-export function checkRunDir(dir: string, flag = '--out'): void {
-  const at = existingAncestor(dir);
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(at);
-  } catch (e) {
-    throw new Error(`${flag} ${dir}: cannot read ${at} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+export function neverTrained(dir: string): boolean {
+  if (fs.existsSync(runFile(dir, 'done'))) return false;
+  const levels = listLevelFolders(dir);
+  for (const entry of fs.readdirSync(dir)) {
+    if (entry === RUN_FILES.config || entry === RUN_FILES.lock || entry.startsWith(`${RUN_FILES.config}.tmp-`)) continue;
+    if (!levels.some((l) => path.relative(dir, l.dir).split(path.sep)[0] === entry)) return false;
   }
-  if (!st.isDirectory()) throw new Error(`${flag} ${dir}: ${at} is ${at === path.resolve(dir) ? 'a file' : 'a file, not a folder'}; a run needs a folder`);
-  try {
-    const fsType = PSEUDO_FS[Number(fs.statfsSync(at).type)];
-    if (fsType) throw new Error(`${flag} ${dir}: ${at} is on ${fsType}, a kernel pseudo file system that cannot hold a run`);
-  } catch (e) {
-    if ((e as Error).message.startsWith(flag)) throw e;
-    // statfs is unavailable on some platforms; the writability check below still applies
-  }
-  try {
-    fs.accessSync(at, fs.constants.W_OK | fs.constants.X_OK);
-  } catch {
-    throw new Error(`${flag} ${dir}: ${at} is not writable`);
-  }
+  return levels.every((l) => fs.readdirSync(l.dir).every((f) => BEFORE_FIRST_STEP.has(f) && !TRAINED_FILES.includes(f as never)));
 }
 
-/**
- * Creates `dir` one component at a time (not with a recursive mkdir, which never returns on /proc),
- * after checkRunDir. Returns the folders it created, outermost first, so a failed start can remove them.
- */
-export function makeRunDir(dir: string, flag = '--out'): string[] {
-  checkRunDir(dir, flag);
-  const target = path.resolve(dir);
-  const missing: string[] = [];
-  for (let at = target; !fs.existsSync(at); at = path.dirname(at)) missing.unshift(at);
-  const made: string[] = [];
-  for (const d of missing) {
-    try {
-      fs.mkdirSync(d);
-      made.push(d);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST' && fs.statSync(d).isDirectory()) continue;
-      throw new Error(`${flag} ${dir}: cannot create ${d} (${code ?? (e as Error).message.split('\n')[0]})`);
+/** Removes what a never-trained run wrote (neverTrained(dir) holds), keeping config.json and the lock. */
+function clearUntrainedRun(dir: string): void {
+  const levels = listLevelFolders(dir);
+  for (const l of levels) {
+    for (const f of fs.readdirSync(l.dir)) fs.rmSync(path.join(l.dir, f), { force: true });
+    fs.rmdirSync(l.dir);
+  }
+  // oneshot_*/ and controls/<kind>/ parents left empty by the loop above.
+  for (const l of levels) {
+    for (let at = path.dirname(l.dir); at !== path.resolve(dir) && at !== dir; at = path.dirname(at)) {
+      try {
+        fs.rmdirSync(at);
+      } catch {
+        break;
+      }
     }
   }
-  return made;
 }
 
 /**
@@ -111,12 +97,14 @@ export function makeRunDir(dir: string, flag = '--out'): string[] {
  * validated, so that a failed start leaves nothing behind: on any error here, the folders this call
  * created are removed again. Returns the lock; it is released at exit (or by the caller).
  */
-export async function startRun(dir: string, config: object, o: { resume: boolean; purpose: string }): Promise<HeldLock> {
+export async function startRun(dir: string, config: object, o: { resume: boolean; purpose: string; log?: (m: string) => void }): Promise<HeldLock> {
   const made = makeRunDir(dir);
   let lock: HeldLock | null = null;
   try {
-    if (!made.length) refuseForeignFolder(dir);
+    // The lock first: a writer that started at the same instant is then refused as "in use", instead of
+    // its half-written config.json.tmp-* making this folder look like someone else's files.
     lock = lockRun(dir, o.purpose);
+    if (!made.length) refuseForeignFolder(dir);
     await openRun(dir, config, o);
     return lock;
   } catch (e) {
@@ -139,7 +127,8 @@ export async function startRun(dir: string, config: object, o: { resume: boolean
  */
 function refuseForeignFolder(dir: string): void {
   if (fs.existsSync(runFile(dir, 'config'))) return;
-  const other = fs.readdirSync(dir).filter((n) => n !== RUN_FILES.lock).sort();
+  // A config.json.tmp-* is a run killed while writing its config (we hold the lock: no live writer).
+  const other = fs.readdirSync(dir).filter((n) => n !== RUN_FILES.lock && !n.startsWith(`${RUN_FILES.config}.tmp-`)).sort();
   if (other.length) {
     const shown = other.slice(0, 3).map((n) => `'${n}'`).join(', ') + (other.length > 3 ? `, ... (${other.length} entries)` : '');
     throw new Error(`--out ${dir} is not empty and holds no ticketlab run (no ${RUN_FILES.config}; it has ${shown}); choose a new or empty folder`);

@@ -14,6 +14,7 @@ import { openTrainingData } from "../../src/cli/prepare.js";
 import { detectorCropper } from "../../src/faces/crop.js";
 import { FaceDetector } from "../../src/faces/detector.js";
 import { defaultModelDir } from "../../src/faces/ssd-mobilenet.js";
+import { budget } from '../budget.js';
 
 let tmp: string;
 beforeAll(async () => {
@@ -245,7 +246,7 @@ describe("OpenForensics (COCO)", () => {
   });
 });
 
-describe("OpenForensics with the face detector (--crop face)", { timeout: 600_000 }, () => {
+describe("OpenForensics with the face detector (--crop face)", { timeout: budget(600_000) }, () => {
   it("matches boxes greedily by IoU, one detection per annotation", () => {
     expect(boxIoU([0, 0, 10, 10], [5, 0, 10, 10])).toBeCloseTo(1 / 3);
     // Detection 0 overlaps both annotations; the better pair wins, annotation 1 takes detection 1.

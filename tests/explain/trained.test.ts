@@ -26,6 +26,7 @@ import { backward } from '../../src/autograd/tape.js';
 import * as F from '../../src/autograd/functional.js';
 import { gradCam, type CamMethod } from '../../src/explain/gradcam.js';
 import { mapOf, massRatio } from '../../src/explain/compare.js';
+import { budget } from '../budget.js';
 
 const SIZE = 72;
 const N_TRAIN = 512;
@@ -128,7 +129,7 @@ describe('Grad-CAM of a briefly trained Meso-4 on synthetic fakes', () => {
     model = createModel('meso4', { size: SIZE, seed: SEED });
     for (const m of ['gradcam', 'gradcam++'] as const) before[m] = await cams(model, test, undefined, m);
     loss = await train(model, trainSet);
-  }, 180_000);
+  }, budget(180_000));
 
   it('puts more Grad-CAM++ mass per pixel inside the blend mask than outside (last block)', async () => {
     const after = { gradcam: await cams(model, test, undefined, 'gradcam'), 'gradcam++': await cams(model, test, undefined, 'gradcam++') };

@@ -13,6 +13,7 @@ import { FaceDetector } from '../../src/faces/detector.js';
 import { FACES_FILES, extractFaces, type FaceIndexRecord } from '../../src/faces/extract.js';
 import { FaceLandmark68Net, type Point } from '../../src/faces/landmarks.js';
 import { defaultModelDir } from '../../src/faces/ssd-mobilenet.js';
+import { budget } from '../budget.js';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SAMPLE = path.join(path.dirname(defaultModelDir()), 'demo', 'sample1.jpg');
@@ -73,7 +74,7 @@ describe('alignedCrop geometry', () => {
   });
 });
 
-describe('ticketlab faces --align', { timeout: 300_000 }, () => {
+describe('ticketlab faces --align', { timeout: budget(300_000) }, () => {
   it(`levels a face rotated by ${ROTATION} degrees and records its landmarks`, async () => {
     const [x, y, w, h] = FACE;
     const side = Math.round(Math.max(w, h) * 2.2);

@@ -10,6 +10,7 @@ import { cropImage, decodeImage, type Rect } from '../../src/data/image.js';
 import { iou, iouCorners, nonMaxSuppression, type FaceBox } from '../../src/faces/boxes.js';
 import { FaceDetector } from '../../src/faces/detector.js';
 import { defaultModelDir } from '../../src/faces/ssd-mobilenet.js';
+import { budget } from '../budget.js';
 
 interface FixtureCase {
   image: string;
@@ -25,7 +26,7 @@ const fixture = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures'
 const demoDir = path.join(path.dirname(defaultModelDir()), 'demo');
 
 // Seven 512x512 detections: seconds each on lavapipe, much longer on a loaded machine.
-describe('face detector vs @vladmandic/face-api', { timeout: 600_000 }, () => {
+describe('face detector vs @vladmandic/face-api', { timeout: budget(600_000) }, () => {
   it('finds the same faces on the sample photos (IoU >= 0.95 each) and none on a face-free crop', async () => {
     const det = new FaceDetector();
     const images = await Promise.all(

@@ -16,6 +16,7 @@ import { faceRect } from '../../src/faces/crop.js';
 import { FaceDetector } from '../../src/faces/detector.js';
 import { FACES_FILES, extractFaces, type FaceIndexRecord } from '../../src/faces/extract.js';
 import { defaultModelDir } from '../../src/faces/ssd-mobilenet.js';
+import { budget } from '../budget.js';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SAMPLE = path.join(path.dirname(defaultModelDir()), 'demo', 'sample1.jpg');
@@ -42,7 +43,7 @@ function panVideo(file: string, frames: number, shift = 0): void {
 /** Runs the CLI without blocking the worker (a blocked worker misses vitest's RPC deadlines). */
 function cli(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(ROOT, 'bin', 'ticketlab.mjs'), ...args], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [path.join(ROOT, 'bin', 'ticketlab.mjs'), ...args], { cwd: ROOT, encoding: 'utf8', timeout: budget(300_000) }, (err, stdout, stderr) => {
       resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
     });
   });
@@ -62,7 +63,7 @@ afterAll(() => {
 });
 
 // Detections take seconds each on lavapipe and much longer on a loaded machine.
-describe('ticketlab faces', { timeout: 600_000 }, () => {
+describe('ticketlab faces', { timeout: budget(600_000) }, () => {
   it('crops the panned face from every sampled frame of a video', async () => {
     const src = path.join(tmp, 'pan');
     panVideo(path.join(src, 'real', 'pan.mp4'), 6);
@@ -183,7 +184,7 @@ describe('ticketlab faces', { timeout: 600_000 }, () => {
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     // Killed as soon as the first video is finished, somewhere inside the second one.
     const t0 = Date.now();
-    while (!(fs.existsSync(doneFile) && fs.readFileSync(doneFile, 'utf8').includes('\n')) && Date.now() - t0 < 300_000) {
+    while (!(fs.existsSync(doneFile) && fs.readFileSync(doneFile, 'utf8').includes('\n')) && Date.now() - t0 < budget(300_000)) {
       await new Promise((r) => setTimeout(r, 50));
     }
     child.kill('SIGKILL');

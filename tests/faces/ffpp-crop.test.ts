@@ -11,6 +11,7 @@ import { cropImage, decodeImage, resizeRgb, toCHWFloat, writePng, type Rect, typ
 import { detectorCropper } from '../../src/faces/crop.js';
 import { FaceDetector } from '../../src/faces/detector.js';
 import { defaultModelDir } from '../../src/faces/ssd-mobilenet.js';
+import { budget } from '../budget.js';
 
 let tmp: string;
 beforeAll(() => {
@@ -36,7 +37,7 @@ async function ffTree(): Promise<string> {
   return root;
 }
 
-describe('FF++ loader with a face cropper', { timeout: 300_000 }, () => {
+describe('FF++ loader with a face cropper', { timeout: budget(300_000) }, () => {
   it('crops where the cropper says, caches apart from centre crops, and reuses the cache', async () => {
     const root = await ffTree();
     const rect: Rect = { left: 3, top: 5, width: 12, height: 12 };

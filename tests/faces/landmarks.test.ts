@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { cropImage, decodeImage, type Rect } from '../../src/data/image.js';
 import { FaceLandmark68Net } from '../../src/faces/landmarks.js';
 import { defaultModelDir } from '../../src/faces/ssd-mobilenet.js';
+import { budget } from '../budget.js';
 
 interface FixtureFace {
   image: string;
@@ -20,7 +21,7 @@ const demoDir = path.join(path.dirname(defaultModelDir()), 'demo');
 // Small forwards (112 x 112): a fraction of a second each on lavapipe; one crop per forward.
 // Tolerances: measured 1e-7 of the crop side (float32 on both sides); the bounds leave three orders of
 // magnitude, yet a one-pixel slip breaks them (padding the off-square crops on the wrong side gave a 0.49% mean error).
-describe('68-point landmark net vs @vladmandic/face-api', { timeout: 300_000 }, () => {
+describe('68-point landmark net vs @vladmandic/face-api', { timeout: budget(300_000) }, () => {
   it('gives the same points on every sample face (mean error < 0.01% of the crop side)', async () => {
     const net = new FaceLandmark68Net();
     const photos = new Map<string, Awaited<ReturnType<typeof decodeImage>>>();

@@ -12,6 +12,7 @@ import { prepareImp } from '../../src/cli/imp.js';
 import { prepareTrain } from '../../src/cli/train.js';
 import { checkModel } from '../../src/cli/prepare.js';
 import { expectOneLineError, fuzzRuns, fuzzSeed, withinMs, fuzzTimeout } from './fuzz-util.js';
+import { budget } from '../budget.js';
 
 const FLAGS = [
   'model', 'data', 'size', 'batch', 'epochs', 'lr', 'optimizer', 'momentum', 'weight-decay', 'schedule', 'warmup', 'patience', 'seed',
@@ -74,7 +75,7 @@ describe('fuzz: flag strings', () => {
       // Asynchronous: a synchronous child blocks the worker's event loop, and vitest's RPC calls time
       // out ("Timeout calling onTaskUpdate") when the children of one test take over a minute together.
       const r = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
-        execFile(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', timeout: 60_000, env: { ...process.env, TICKETLAB_DEBUG: '' } }, (err, _stdout, stderr) =>
+        execFile(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', timeout: budget(60_000), env: { ...process.env, TICKETLAB_DEBUG: '' } }, (err, _stdout, stderr) =>
           resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stderr }),
         );
       });

@@ -6,6 +6,7 @@ import { expect } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
+import { budget } from '../budget.js';
 
 const LONG = Number(process.env.TICKETLAB_FUZZ_RUNS);
 
@@ -14,8 +15,8 @@ export function fuzzRuns(short: number, costly = 1): number {
   return Number.isInteger(LONG) && LONG > 0 ? Math.max(short, Math.floor(LONG / costly)) : short;
 }
 
-/** Test timeout: vitest's default in CI, an hour in long mode (thousands of cases). */
-export const fuzzTimeout: number | undefined = Number.isInteger(LONG) && LONG > 0 ? 3_600_000 : undefined;
+/** Test timeout: vitest's default (a scaled budget), an hour (scaled too) in long mode (thousands of cases). */
+export const fuzzTimeout: number | undefined = Number.isInteger(LONG) && LONG > 0 ? budget(3_600_000) : undefined;
 
 /** Seed for fast-check, so a failure printed by CI can be replayed (TICKETLAB_FUZZ_SEED). */
 export const fuzzSeed = process.env.TICKETLAB_FUZZ_SEED ? Number(process.env.TICKETLAB_FUZZ_SEED) : undefined;
@@ -38,8 +39,12 @@ export function expectOneLineError(e: unknown, context = ''): void {
   expect((e as Error).name, `${context}: ${msg}`).not.toMatch(/^(TypeError|ReferenceError|SyntaxError)$/);
 }
 
-/** Runs `p` or fails after `ms`: a property must never hang. */
-export async function withinMs<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+/**
+ * Runs `p` or fails after `ms` (a budget for a loaded 2-core machine, scaled by tests/budget.ts): a
+ * property must never hang, and a busy machine is not a hang.
+ */
+export async function withinMs<T>(base: number, what: string, p: Promise<T>): Promise<T> {
+  const ms = budget(base);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`hang: ${what} took more than ${ms} ms`)), ms);

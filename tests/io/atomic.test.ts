@@ -12,6 +12,7 @@ import {
   writeJsonAtomic,
   writeJsonAtomicSync,
 } from '../../src/io/atomic.js';
+import { budget } from '../budget.js';
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'ticketlab-atomic-'));
@@ -88,7 +89,7 @@ describe('writeFileAtomic', () => {
       expect(final.every((b) => b === final[0])).toBe(true);
     }
     // Four tsx start-ups: seconds each on a loaded 2-core machine (30 s was exceeded there).
-  }, 120_000);
+  }, budget(120_000));
 });
 
 describe('JSON helpers', () => {

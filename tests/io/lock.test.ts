@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { acquireLock, LockHeldError, lockIsStale, readLock, tryAcquireLock, type LockHolder } from '../../src/io/lock.js';
+import { budget } from '../budget.js';
 
 function tmpLock(): string {
   return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tl-lock-')), 'run', '.lock');
@@ -141,5 +142,5 @@ describe('run-folder lock', () => {
     await Promise.all(runs);
     expect(outs.filter((r) => r === 'won')).toHaveLength(1);
     expect(outs.filter((r) => r === 'lost')).toHaveLength(5);
-  }, 60_000);
+  }, budget(60_000));
 });

@@ -13,6 +13,7 @@ import { planSweep, readSweepConfig } from '../../src/prune/sweep.js';
 import { readEvents } from '../../src/prune/units.js';
 import { RUN_FILES } from '../../src/io/run-paths.js';
 import { compareSweeps } from '../../src/prune/sweep-compare.js';
+import { budget } from '../budget.js';
 
 const BIN = path.resolve('bin/ticketlab.mjs');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sweep-chaos-'));
@@ -98,7 +99,7 @@ describe('sweep workers under SIGKILL', () => {
     }
     const codes = await Promise.all(procs.map(exited));
     expect(codes, logs.join('').slice(-3000)).toEqual([0, 0, 0]);
-  }, 300_000);
+  }, budget(300_000));
 
   it('killed workers lost only their units, which others took over', () => {
     expect(kills).toBeGreaterThanOrEqual(3);

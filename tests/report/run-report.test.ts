@@ -165,6 +165,9 @@ describe('collect', () => {
   const malformed: [string, (run: string) => void, RegExp][] = [
     ['result.json that is not JSON', (r) => fs.writeFileSync(path.join(r, 'level_1', 'result.json'), '{"epochs": 3,'), /level_1: malformed result\.json \(invalid JSON/],
     ['result.json without bestEpoch', (r) => writeJson(path.join(r, 'level_2', 'result.json'), { epochs: 3, test: null }), /level_2: malformed result\.json \(bestEpoch is not a number\)/],
+    ['bestEpoch -5 (issue 20: report wrote epochs_to_best -5)', (r) => writeJson(path.join(r, 'level_2', 'result.json'), { epochs: 3, bestEpoch: -5, test: null }), /level_2: malformed result\.json \('bestEpoch' is -5, not a whole number >= 0\)/],
+    ['bestEpoch after the last epoch', (r) => writeJson(path.join(r, 'level_2', 'result.json'), { epochs: 3, bestEpoch: 7, test: null }), /level_2: malformed result\.json \('bestEpoch' 7 is after the last epoch \(3\)\)/],
+    ['epochs 2.5', (r) => writeJson(path.join(r, 'level_2', 'result.json'), { epochs: 2.5, bestEpoch: 1, test: null }), /'epochs' is 2\.5, not a whole number >= 0/],
     ['test accuracy that is a string', (r) => writeJson(path.join(r, 'oneshot_global', 'level_2', 'result.json'), { epochs: 3, bestEpoch: 1, test: { accuracy: '0.9' } }), /oneshot_global[\\/]level_2: malformed result\.json \(test\.accuracy is not a number\)/],
     ['sparsity.json without layers', (r) => writeJson(path.join(r, 'controls', 'reinit', 'level_2', 'sparsity.json'), { sparsity: 0.3 }), /reinit[\\/]level_2: malformed sparsity\.json \(layers is not an array\)/],
     ['a bad line inside metrics.jsonl', (r) => fs.writeFileSync(path.join(r, 'level_0', 'metrics.jsonl'), '{"epoch":0,"val":{"accuracy":0.5}}\n{oops\n{"epoch":1,"val":{"accuracy":0.5}}\n'), /level_0: malformed metrics\.jsonl \(line 2: invalid JSON line/],
