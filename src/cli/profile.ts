@@ -6,7 +6,7 @@ import { closeDevice, initDevice } from '../tensor/device.js';
 import { hasFormat, WEIGHT_FORMAT_POLICIES, type WeightFormatPolicy } from '../tensor/plan.js';
 import { planKernels, setKernelMode, type KernelPlan } from '../nn/sparse.js';
 import { useTuneCache } from '../tensor/tune.js';
-import { createModel, MODEL_NAMES, type Detector } from '../nn/models/index.js';
+import { createModel, isModelName, MODEL_NAMES, type Detector } from '../nn/models/index.js';
 import { prunableWeights, loadMasks, attachMasks, countKept } from '../prune/masks.js';
 import { loadWeightsFile } from '../prune/level.js';
 import { readF32Tensors } from '../nn/checkpoint.js';
@@ -150,7 +150,7 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
       cfg = await readJson<RunConfig>(runFile(values.run, 'config'));
     }
     const model = values.model ?? cfg.model ?? 'meso4';
-    if (!(MODEL_NAMES as readonly string[]).includes(model)) throw new Error(`profile: --model '${model}' is not one of ${MODEL_NAMES.join(', ')}`);
+    if (!isModelName(model)) throw new Error(`profile: --model '${model}' is not one of ${MODEL_NAMES.join(', ')}`);
     if (values.run && cfg.model && values.model && values.model !== cfg.model) throw new Error(`profile: --model ${values.model} differs from the run's ${cfg.model}`);
     const size = values.size !== undefined ? num(values, 'size', { int: true, min: 8 }) : (cfg.size ?? 64);
     const batch = values.batch !== undefined ? num(values, 'batch', { int: true, min: 1 }) : (cfg.train?.batch ?? 32);

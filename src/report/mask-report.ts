@@ -27,6 +27,7 @@ import { naturalOrder } from '../prune/invariants.js';
 import { barChart } from './svg-plot.js';
 import { heatmapSvg, shade } from './svg-grid.js';
 import { figure, figureRow, imageTag, scrollable, type ReportSection } from './html.js';
+import { ArgumentError } from '../util/errors.js';
 
 /** One mask file and how to call it in tables and file names. */
 export interface MaskSource {
@@ -88,7 +89,7 @@ export function maskSources(run: string, levels?: readonly number[]): MaskSource
   if (isRun(run)) {
     const imp = listLevelFolders(run).filter((l) => l.family === 'imp' && hasMask(l.dir));
     const have = imp.map((l) => l.level);
-    for (const k of levels ?? []) if (!have.includes(k)) throw new Error(`--levels: ${run} has no level_${k}/mask.safetensors (levels with masks: ${have.join(', ') || 'none'})`);
+    for (const k of levels ?? []) if (!have.includes(k)) throw new ArgumentError('writeMaskAnatomy', 'options.levels', `${k}: ${run} has no level_${k}/mask.safetensors (levels with masks: ${have.join(', ') || 'none'})`);
     const chosen = levels ? imp.filter((l) => levels.includes(l.level)) : imp.filter((l) => l.level > 0);
     return chosen.map((l) => ({ label: levelName(l.level), file: runFile(l.dir, 'mask'), level: l.level }));
   }
@@ -116,7 +117,7 @@ export function maskComparisons(run: string, sources: readonly MaskSource[], com
     }
   }
   if (compare) {
-    if (!fs.existsSync(compare)) throw new Error(`--compare ${compare}: no such run folder or mask file`);
+    if (!fs.existsSync(compare)) throw new ArgumentError('writeMaskAnatomy', 'options.compare', `${compare}: no such run folder or mask file`);
     const name = path.basename(path.resolve(compare));
     if (fs.statSync(compare).isDirectory() && isRun(compare)) {
       for (const s of sources) {
@@ -124,10 +125,10 @@ export function maskComparisons(run: string, sources: readonly MaskSource[], com
         const d = levelDir(compare, s.level);
         if (hasMask(d)) out.push({ a: s, b: { label: `${name}/level_${s.level}`, file: runFile(d, 'mask'), level: s.level }, kind: 'compare' });
       }
-      if (!out.some((c) => c.kind === 'compare')) throw new Error(`--compare ${compare}: none of the levels ${sources.map((s) => s.level).join(', ')} has a mask there`);
+      if (!out.some((c) => c.kind === 'compare')) throw new ArgumentError('writeMaskAnatomy', 'options.compare', `${compare}: none of the levels ${sources.map((s) => s.level).join(', ')} has a mask there`);
     } else {
       const file = fs.statSync(compare).isDirectory() ? runFile(compare, 'mask') : compare;
-      if (!fs.existsSync(file)) throw new Error(`--compare ${compare}: not a run folder, a level folder with mask.safetensors, or a mask file`);
+      if (!fs.existsSync(file)) throw new ArgumentError('writeMaskAnatomy', 'options.compare', `${compare}: not a run folder, a level folder with mask.safetensors, or a mask file`);
       for (const s of sources) out.push({ a: s, b: { label: name, file, level: null }, kind: 'compare' });
     }
   }

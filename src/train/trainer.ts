@@ -30,6 +30,7 @@ import { loadCheckpoint, readFitResult, resumeHistory, saveKernels, validMetrics
 import { evaluate } from './evaluate.js';
 import { runEpoch } from './epoch.js';
 import { optimizerConfig, type FitOptions, type FitResult } from './types.js';
+import { ArgumentError } from '../util/errors.js';
 
 // The loop's public names, from where importers have always found them.
 export * from './types.js';
@@ -66,8 +67,8 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   }
   if (o.train.length() === 0) throw new Error(`${o.train.name}: the training split is empty`);
   if (o.val.length() === 0) throw new Error(`${o.val.name}: the validation split is empty (early stopping and best weights need it)`);
-  if (!Number.isInteger(s.epochs) || s.epochs < 1) throw new Error(`--epochs ${s.epochs} must be a positive integer`);
-  if (!Number.isInteger(s.batch) || s.batch < 1) throw new Error(`--batch ${s.batch} must be a positive integer`);
+  if (!Number.isInteger(s.epochs) || s.epochs < 1) throw new ArgumentError('fit', 'settings.epochs', `${s.epochs} must be a positive integer`);
+  if (!Number.isInteger(s.batch) || s.batch < 1) throw new ArgumentError('fit', 'settings.batch', `${s.batch} must be a positive integer`);
 
   const named = [...o.model.namedParameters()];
   const opt = new Optimizer(

@@ -2,20 +2,21 @@
 // fit(), and the two ways a run ends early (an interrupt, a divergence). Shared by the loop's modules
 // (trainer.ts, epoch.ts, checkpointing.ts) and by every caller of fit().
 import type { Detector } from '../nn/models/index.js';
-import type { OptimizerConfig } from '../nn/optim/optimizer.js';
+import type { OptimizerConfig, OptimizerName } from '../nn/optim/optimizer.js';
+import type { ScheduleSpec } from '../nn/optim/schedule.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Dataset } from '../data/datasets.js';
 import type { BinaryMetrics } from './metrics.js';
+import { ArgumentError } from '../util/errors.js';
 
 export interface TrainSettings {
   epochs: number;
   batch: number;
   lr: number;
-  optimizer: 'adam' | 'adamw' | 'sgd';
+  optimizer: OptimizerName;
   momentum: number;
   weightDecay: number;
-  /** constant | cosine | step:<steps>:<gamma> */
-  schedule: string;
+  schedule: ScheduleSpec;
   warmupSteps: number;
   /** Early stopping: epochs without a better validation loss before stopping (0 = never stop early). */
   patience: number;
@@ -111,7 +112,7 @@ export class DivergedError extends Error {
 }
 
 export function optimizerConfig(s: TrainSettings): OptimizerConfig {
-  if (!(s.lr > 0)) throw new Error(`--lr ${s.lr} must be positive`);
+  if (!(s.lr > 0)) throw new ArgumentError('fit', 'settings.lr', `${s.lr} must be positive`);
   if (s.optimizer === 'sgd') return { kind: 'sgd', lr: s.lr, momentum: s.momentum, weightDecay: s.weightDecay };
   return { kind: s.optimizer, lr: s.lr, weightDecay: s.weightDecay };
 }

@@ -106,8 +106,8 @@ describe('ticketlab masks', () => {
     const torch = await writeMaskAnatomy({ run: FIXTURE, outDir: fs.mkdtempSync(path.join(os.tmpdir(), 'masks-torch-')) });
     expect(torch.sources.map((s) => s.source.label)).toEqual(['level_1', 'level_2', 'level_3']);
     expect(torch.sources[0].layers.map((l) => l.key)).toEqual(['conv1.weight', 'conv2.weight', 'fc1.weight']);
-    await expect(writeMaskAnatomy({ run: a.run, levels: [7], outDir: path.join(a.run, 'x') })).rejects.toThrow(/--levels: .* has no level_7\/mask.safetensors \(levels with masks: 0, 1, 2, 3\)/);
-    await expect(writeMaskAnatomy({ run: a.run, compare: path.join(a.run, 'nope'), outDir: path.join(a.run, 'x') })).rejects.toThrow(/--compare .*nope: no such run folder or mask file/);
+    await expect(writeMaskAnatomy({ run: a.run, levels: [7], outDir: path.join(a.run, 'x') })).rejects.toThrow(/^writeMaskAnatomy: options.levels 7: .* has no level_7\/mask.safetensors \(levels with masks: 0, 1, 2, 3\)/);
+    await expect(writeMaskAnatomy({ run: a.run, compare: path.join(a.run, 'nope'), outDir: path.join(a.run, 'x') })).rejects.toThrow(/^writeMaskAnatomy: options.compare .*nope: no such run folder or mask file/);
   });
 
   it('the command prints the tables; report.html gets a Mask anatomy section', async () => {
