@@ -16,6 +16,7 @@ const FLAG_OF: Record<string, string> = {
   'writeMaskAnatomy.options.levels': '--levels',
   'writeMaskAnatomy.options.compare': '--compare',
   'pickImages.spec': '--images',
+  'checkRun.options.masks': '--masks',
   'explainRun.images': '--images',
 };
 
