@@ -100,7 +100,7 @@ describe('the npm package', () => {
     const stdout = await run('npm', ['pack', '--json', '--pack-destination', tmp], { cwd: ROOT });
     const packed = JSON.parse(stdout.slice(stdout.search(/^\[/m))) as { filename: string; files: { path: string }[] }[];
     const files = packed[0].files.map((f) => f.path);
-    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/prune/index.d.ts', 'dist/prune/types.d.ts', 'dist/testing/index.js', 'bin/ticketlab.mjs', 'src/cli/main.ts']) expect(files, f).toContain(f);
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/prune/index.d.ts', 'dist/prune/types.d.ts', 'dist/testing/index.js', 'bin/ticketlab.mjs', 'src/cli/main.ts', 'python/ticketlab_torch.py']) expect(files, f).toContain(f);
     expect(files.some((f) => f.startsWith('tests/'))).toBe(false);
 
     const project = path.join(tmp, 'project');
