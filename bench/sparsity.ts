@@ -26,10 +26,9 @@ import { layerProblems, planKernels } from '../src/nn/sparse.js';
 import { noGrad } from '../src/autograd/tape.js';
 import { SparseWeight } from '../src/tensor/ops/sparse.js';
 import { conv2dGeometry } from '../src/tensor/ops/conv.js';
+import { defaultMetric, median } from '../src/tensor/tune.js';
 import {
-  defaultMetric,
   disposeOperands,
-  median,
   planLayer,
   randomOperands,
   timeLayer,

@@ -25,6 +25,7 @@ import { withPhase } from '../tensor/trace.js';
 import { planPhases, runPhase, type LayerProblem } from '../tensor/sparse-plan.js';
 import type { SparseWeight } from '../tensor/ops/sparse.js';
 import { sum as rawSum } from '../tensor/ops/reduce.js';
+import { binary as binaryRaw } from '../tensor/ops/map.js';
 
 export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}): Tensor {
   const y = conv2dForward(x, weight, bias, opts);
@@ -100,17 +101,28 @@ export function prunedLayer(
   x: Tensor,
   weight: Tensor,
   mask: Tensor,
-  sw: SparseWeight,
+  sw: SparseWeight | null,
   bias: Tensor | null,
   opts: Conv2dOptions = {},
 ): Tensor {
   const p: LayerProblem = { kind, xShape: x.shape, wShape: weight.shape, opts };
-  const kernels = planPhases(p, sw.density);
-  const y = runPhase(p, 'forward', kernels.forward, { x, w: weight, mask, sw, bias });
+  const kernels = planPhases(p, sw ? sw.density : null);
+  const grads = needsGrad(x, weight, ...(bias ? [bias] : []));
+  // The dense forward and input gradient share one masked weight, kept for the backward.
+  const keepWm = grads && x.requiresGrad && kernels['input-grad'] === 'dense';
+  const wm = kernels.forward === 'dense' || keepWm ? binaryRaw('mul', weight, mask) : undefined;
+  const y = runPhase(p, 'forward', kernels.forward, { x, w: weight, mask, sw, bias, wm });
+  if (wm && !keepWm) wm.dispose();
   const inputs = bias ? [x, weight, bias] : [x, weight];
-  return record(kind === 'conv' ? 'conv2d' : 'linear', y, inputs, (g) => [
-    x.requiresGrad ? runPhase(p, 'input-grad', kernels['input-grad'], { dy: g, w: weight, mask, sw }) : null,
-    weight.requiresGrad ? runPhase(p, 'weight-grad', kernels['weight-grad'], { dy: g, x, w: weight, mask, sw }) : null,
-    ...(bias ? [bias.requiresGrad ? (kind === 'conv' ? conv2dBackwardBias(g) : rawSum(g, [0], false)) : null] : []),
-  ]);
+  return record(
+    kind === 'conv' ? 'conv2d' : 'linear',
+    y,
+    inputs,
+    (g) => [
+      x.requiresGrad ? runPhase(p, 'input-grad', kernels['input-grad'], { dy: g, w: weight, mask, sw, wm: keepWm ? wm : undefined }) : null,
+      weight.requiresGrad ? runPhase(p, 'weight-grad', kernels['weight-grad'], { dy: g, x, w: weight, mask, sw }) : null,
+      ...(bias ? [bias.requiresGrad ? withPhase('weight-grad', () => (kind === 'conv' ? conv2dBackwardBias(g) : rawSum(g, [0], false))) : null] : []),
+    ],
+    keepWm && wm ? [keep(wm)] : [],
+  );
 }

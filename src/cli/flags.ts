@@ -5,7 +5,7 @@ import { DEFAULT_TRAIN, type TrainSettings } from '../train/trainer.js';
 import { MODEL_NAMES, defaultInputSize, isModelName, type ModelName } from '../nn/models/index.js';
 import { parseSchedule, type ScheduleSpec } from '../nn/optim/schedule.js';
 import type { OpenOptions } from '../data/datasets.js';
-import { parseKernelMode, setKernelMode } from '../nn/sparse.js';
+import { parseKernelMode, type KernelMode } from '../tensor/sparse-plan.js';
 
 /** `--kernels`: which kernels pruned layers run (nn/sparse.ts); on every command that runs a model. */
 export const KERNEL_FLAG = { kernels: { type: 'string', default: 'dense' } } as const satisfies NonNullable<ParseArgsConfig['options']>;
@@ -14,13 +14,13 @@ export const KERNEL_FLAG_HELP = `  --kernels K         kernels of pruned conv/li
                       kernel; default) | sparse (kernels that skip pruned weights: compressed rows
                       below 30% density, blocked above) | auto (per layer and phase the fastest of
                       dense / compressed rows / blocked, timed on the layer's shapes and density at
-                      the start of each level; the choice is logged and kept in <level>/sparse-kernels.json).
+                      the start of each level; the choice is logged and kept in <level>/kernels.json).
                       Results agree within float32 rounding; a dense model (no masks) always runs dense
 `;
 
-/** Sets the process's kernel mode from --kernels (one-line error naming the flag). */
-export function applyKernelFlag(values: { kernels?: string }): void {
-  setKernelMode(parseKernelMode(String(values.kernels ?? 'dense')));
+/** The kernel mode of --kernels (one-line error naming the flag); commands pass it down to the levels. */
+export function kernelFlag(values: { kernels?: string }): KernelMode {
+  return parseKernelMode(String(values.kernels ?? 'dense'));
 }
 
 export const TRAIN_FLAGS = {

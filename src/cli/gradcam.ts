@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { closeDevice, initDevice } from '../tensor/device.js';
 import { parseFlags, type Command } from './args.js';
-import { KERNEL_FLAG, KERNEL_FLAG_HELP, applyKernelFlag, num } from './flags.js';
+import { KERNEL_FLAG, KERNEL_FLAG_HELP, kernelFlag, num } from './flags.js';
 import { CAM_METHODS, CAM_TARGETS, type CamMethod, type CamTarget } from '../explain/gradcam.js';
 import { checkLevels, defaultLevels, explainRun, readRunInfo, summaryText } from '../explain/run.js';
 import { TAP_LAYERS, type ModelName } from '../nn/models/index.js';
@@ -89,7 +89,7 @@ Flags:
 ${KERNEL_FLAG_HELP}`,
   async run(args) {
     const { values } = parseFlags(args, FLAGS, 'gradcam');
-    applyKernelFlag(values);
+    const kernels = kernelFlag(values);
     if (!values.run) throw new Error("gradcam: --run DIR is required; see 'ticketlab gradcam --help'");
     const run = values.run;
     if (!fs.existsSync(run) || !fs.statSync(run).isDirectory()) throw new Error(`--run ${run}: no such folder`);
@@ -116,7 +116,7 @@ ${KERNEL_FLAG_HELP}`,
     lockRun(out, 'ticketlab gradcam');
     if (!values.quiet) log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
     try {
-      const r = await explainRun({ run, levels, images, n, out, layer: values.layer, target, method, batch, log: values.quiet ? undefined : log });
+      const r = await explainRun({ run, levels, images, n, out, layer: values.layer, target, method, batch, kernels, log: values.quiet ? undefined : log });
       process.stdout.write(`${summaryText(r)}\nresults in ${out}/ (${r.files.html}, ${r.files.grid}, ${r.files.summary})\n`);
       return 0;
     } finally {

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initDevice } from '../tensor/device.js';
 import { parseFlags, type Command } from './args.js';
-import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, applyKernelFlag, wantsTune, dataOptions, defaultOut, num, parseRunSpec } from './flags.js';
+import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, kernelFlag, wantsTune, dataOptions, defaultOut, num, parseRunSpec } from './flags.js';
 import { withRun } from './signals.js';
 import { prepareKernels } from './tune.js';
 import { checkRunDir, lockRun, makeRunDir, markDone, startRun, levelDir } from '../train/run.js';
@@ -95,7 +95,7 @@ export function parseImpConfig(values: Record<string, unknown>): ImpConfig {
  */
 export async function prepareImp(args: string[]) {
   const { values } = parseFlags(args, IMP_FLAGS, 'imp');
-  applyKernelFlag(values);
+  const kernels = kernelFlag(values);
   wantsTune(values); // --tune with --no-tune fails here, before any folder exists
   const cfg = parseImpConfig(values);
   const nLevels = levelCount(cfg);
@@ -107,7 +107,7 @@ export async function prepareImp(args: string[]) {
   checkRunDir(out);
   const data = await openTrainingData(cfg);
   checkRewind(cfg, data.train.length());
-  return { values, cfg, nLevels, oneshot, kinds, controlLevels, out, data };
+  return { values, cfg, nLevels, oneshot, kinds, controlLevels, out, data, kernels };
 }
 
 export const impCommand: Command = {
@@ -126,7 +126,7 @@ Then: 'ticketlab report <run>' for summary.csv, plots and report.html.
 ${IMP_HELP_FLAGS}
 ${TRAIN_FLAGS_HELP}`,
   async run(args) {
-    const { values, cfg, nLevels, oneshot, kinds, controlLevels, out, data } = await prepareImp(args);
+    const { values, cfg, nLevels, oneshot, kinds, controlLevels, out, data, kernels } = await prepareImp(args);
     const dev = await initDevice();
     log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
     checkModel(cfg);
@@ -135,7 +135,7 @@ ${TRAIN_FLAGS_HELP}`,
     return withRun(async (signal) => {
       log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${cfg.size}x${cfg.size}`);
       log(`plan: ${nLevels} levels, sparsities ${[0, ...Array.from({ length: nLevels }, (_, i) => levelSparsity(cfg, i + 1))].map((s) => pct(s)).join(' -> ')}`);
-      const ctx = { run: out, data, resume: !!values.resume, progress: !values.quiet, signal, log };
+      const ctx = { run: out, data, resume: !!values.resume, progress: !values.quiet, signal, log, kernels };
       const imp = await runImp(cfg, ctx);
       const os = oneshot ? await runOneShot(cfg, ctx, oneshot) : [];
       const cs = kinds.length ? await runControls(cfg, ctx, kinds, controlLevels) : [];
@@ -169,7 +169,7 @@ ${KERNEL_FLAG_HELP}`,
       { run: { type: 'string' }, levels: { type: 'string' }, scope: { type: 'string' }, resume: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false }, ...KERNEL_FLAG },
       'oneshot',
     );
-    applyKernelFlag(values);
+    const kernels = kernelFlag(values);
     if (!values.run) throw new Error('oneshot: --run DIR is required');
     const cfg = await readImpConfig(values.run);
     const levels = parseLevels(values.levels, 'levels', levelCount(cfg)) ?? Array.from({ length: levelCount(cfg) }, (_, i) => i + 1);
@@ -180,7 +180,7 @@ ${KERNEL_FLAG_HELP}`,
     await initDevice();
     lockRun(values.run, 'ticketlab oneshot');
     return withRun(async (signal) => {
-      const res = await runOneShot(cfg, { run: values.run!, data, resume: !!values.resume, progress: !values.quiet, signal, log }, levels, scope);
+      const res = await runOneShot(cfg, { run: values.run!, data, resume: !!values.resume, progress: !values.quiet, signal, log, kernels }, levels, scope);
       process.stdout.write(res.map(({ level, result }) => `one-shot ${scope} level ${level} (${pct(result.sparsity.sparsity)}): ${result.test ? formatMetrics(result.test) : '-'}`).join('\n') + '\n');
       return 0;
     });
@@ -257,7 +257,7 @@ ${KERNEL_FLAG_HELP}`,
       },
       'transfer',
     );
-    applyKernelFlag(values);
+    const kernels = kernelFlag(values);
     if (!values.run) throw new Error('transfer: --run DIR is required');
     if (!values.data) throw new Error('transfer: --data SPEC (the target dataset) is required');
     const cfg = await readImpConfig(values.run);
@@ -281,6 +281,7 @@ ${KERNEL_FLAG_HELP}`,
         progress: !values.quiet,
         signal,
         log,
+        kernels,
       });
       for (const r of rows) {
         process.stdout.write(

@@ -3,8 +3,9 @@
 // pruning run (their weights and masks) are profiled and the report gains time per layer vs level.
 import * as fs from 'node:fs';
 import { closeDevice, initDevice } from '../tensor/device.js';
-import { hasFormat, WEIGHT_FORMAT_POLICIES, type WeightFormatPolicy } from '../tensor/plan.js';
-import { planKernels, setKernelMode, type KernelPlan } from '../nn/sparse.js';
+import { levelKernels, readKernelPlanFile } from '../nn/sparse.js';
+import { KERNEL_MODES, type KernelMode } from '../tensor/sparse-plan.js';
+import { kernelFlag } from './flags.js';
 import { useTuneCache } from '../tensor/tune.js';
 import { createModel, isModelName, MODEL_NAMES, type Detector } from '../nn/models/index.js';
 import { prunableWeights, loadMasks, attachMasks, countKept } from '../prune/masks.js';
@@ -63,7 +64,7 @@ function densities(model: Detector, masks: Map<string, Uint8Array> | null): Map<
 }
 
 /** Loads a level's weights (final, else start) and its masks into the model; returns the masks. */
-async function loadLevel(model: Detector, dir: string): Promise<Map<string, Uint8Array> | null> {
+async function loadLevel(model: Detector, dir: string, kernels: KernelMode): Promise<Map<string, Uint8Array> | null> {
   const weights = ['final', 'start'].map((f) => runFile(dir, f as 'final' | 'start')).find((f) => fs.existsSync(f));
   if (!weights) throw new Error(`${dir}: no final.safetensors or start.safetensors to profile`);
   await loadWeightsFile(model, weights);
@@ -73,7 +74,7 @@ async function loadLevel(model: Detector, dir: string): Promise<Map<string, Uint
   const { tensors } = await readF32Tensors(maskFile);
   const ws = prunableWeights(model, true).filter((w) => tensors.has(`${w.key}_mask`));
   const masks = await loadMasks(maskFile, ws);
-  attachMasks(ws, masks);
+  attachMasks(ws, masks, kernels);
   return masks;
 }
 
@@ -111,7 +112,7 @@ the unprofiled wall-clock time is printed under the table.
   --tune           use the tuned kernels of this adapter (ticketlab tune; env TICKETLAB_TUNE=1);
                    default: the static rules
   --no-tune        the static rules even when TICKETLAB_TUNE=1 is set
-  --kernels K      ${WEIGHT_FORMAT_POLICIES.join(' | ')}: kernels of pruned layers (default dense): with --run,
+  --kernels K      ${KERNEL_MODES.join(' | ')}: kernels of pruned layers (default dense): with --run,
                    sparse runs each level's pruned layers on sparse kernels (compressed rows below 30%
                    density, blocked above), auto times dense / compressed rows / blocked per layer and
                    phase first and keeps the fastest; rows show the variant (sparse:csr, sparse:blocked)
@@ -139,11 +140,8 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
       },
       'profile',
     );
-    const kernels = values.kernels as WeightFormatPolicy;
-    if (!WEIGHT_FORMAT_POLICIES.includes(kernels)) throw new Error(`profile: --kernels '${values.kernels}' must be one of ${WEIGHT_FORMAT_POLICIES.join(', ')}`);
+    const kernels = kernelFlag(values);
     if (values.level !== undefined && !values.run) throw new Error('profile: --level needs --run DIR');
-    // Masks attached from here on get the layouts the kernel mode needs.
-    setKernelMode(kernels);
     let cfg: RunConfig = {};
     if (values.run) {
       if (!fs.existsSync(runFile(values.run, 'config'))) throw new Error(`profile: --run ${values.run} is not a run folder (no config.json)`);
@@ -158,7 +156,6 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
     const dev = await initDevice();
     try {
       if (!dev.hasTimestamps) throw new Error('profile: this adapter has no timestamp-query feature');
-      if (kernels === 'sparse' && !hasFormat('sparse')) throw new Error("profile: --kernels sparse: no sparse kernels are registered yet; use dense or auto");
       if (wantsTune(values)) useTuneCache();
       const levels = values.run ? (values.level !== undefined ? [num(values, 'level', { int: true, min: 0 })] : runLevels(values.run)) : [null];
       if (values.run && !levels.length) throw new Error(`profile: ${values.run} has no level_<k> folders yet`);
@@ -169,18 +166,17 @@ Needs the timestamp-query feature (lavapipe and the big GPU drivers have it).
           if (values.run && level !== null) {
             const dir = levelDir(values.run, level);
             if (!fs.existsSync(dir)) throw new Error(`profile: ${dir} does not exist`);
-            masks = await loadLevel(m, dir);
-            if (masks && kernels !== 'dense') {
-              const plan = await planKernels(m, [batch, 3, size, size], kernels);
-              // auto's timings feed the report's dense-vs-sparse section; a level's own record stays
-              // unless it has no timings.
-              const file = runFile(dir, 'sparseKernels');
-              if (plan.mode === 'auto' && (!fs.existsSync(file) || !(JSON.parse(fs.readFileSync(file, 'utf8')) as KernelPlan).layers.some((l) => l.ms))) {
-                await writeJsonAtomic(file, plan);
-              }
+            masks = await loadLevel(m, dir, kernels);
+            const plan = masks ? await levelKernels(m, { mode: kernels, input: [batch, 3, size, size], label: `level ${level}`, log: (l) => process.stderr.write(l + '\n') }) : null;
+            // auto's timings feed the report's dense-vs-sparse section; a level's own record stays
+            // unless it has no timings. The file then holds this plan's kernels too (the level's
+            // kernels.json holds the training's, if any; the report prefers the file's own).
+            const file = runFile(dir, 'sparseKernels');
+            if (plan?.mode === 'auto' && (!fs.existsSync(file) || !readKernelPlanFile(file).layers.some((l) => l.ms))) {
+              await writeJsonAtomic(file, plan);
             }
           }
-          const p = await profileTrainStep(m, { size, batch, steps, densities: densities(m, masks), kernels });
+          const p = await profileTrainStep(m, { size, batch, steps, densities: densities(m, masks) });
           if (values.run && level !== null) {
             const file: LevelProfileFile = { model, size, batch, level, adapter: p.adapter, gpuMs: p.gpuMs, wallMs: p.wallMs, rows: p.rows };
             await writeJsonAtomic(runFile(levelDir(values.run, level), 'profile'), file);

@@ -18,7 +18,7 @@ import { writeRunReport, type RunReport } from '../report/run-report.js';
 import { formatTable } from '../util/table.js';
 import { parseFlags, type Command } from './args.js';
 import { num } from './flags.js';
-import { KERNEL_FLAG, KERNEL_FLAG_HELP, applyKernelFlag } from './flags.js';
+import { KERNEL_FLAG, KERNEL_FLAG_HELP, kernelFlag } from './flags.js';
 import { installStopSignal } from './signals.js';
 import { printReport } from './report.js';
 import { jobName, k8sJob, k8sName, slurmScript, shellWord } from './sweep-emit.js';
@@ -244,7 +244,7 @@ export const sweepCommand: Command = {
       },
       'sweep',
     );
-    applyKernelFlag(values);
+    const kernels = kernelFlag(values);
     if (positionals.length !== 1) throw new Error(`sweep: give exactly one config file (got ${positionals.length}); see 'ticketlab sweep --help'`);
     const modes = (['dry-run', 'worker', 'status', 'report'] as const).filter((m) => values[m]).map((m) => `--${m}`);
     if (values.emit !== undefined) modes.push('--emit');
@@ -290,7 +290,7 @@ export const sweepCommand: Command = {
     const signal = installStopSignal(log);
     let result;
     try {
-      result = await runWorker(plan, { name, staleMs, pollMs, progress: !values.quiet && !values.worker, signal, log });
+      result = await runWorker(plan, { name, staleMs, pollMs, progress: !values.quiet && !values.worker, signal, log, kernels });
     } catch (e) {
       if (e instanceof Interrupted) {
         log(`interrupted; the unit's state is saved. Continue with: ticketlab sweep ${configFile} ${values.worker ? '--worker' : '--resume'}${values.out ? ` --out ${values.out}` : ''}`);

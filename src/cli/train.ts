@@ -11,11 +11,11 @@ import { runFile } from '../io/run-paths.js';
 import { readJsonSync } from '../io/atomic.js';
 import { checkModel, openTrainingData } from './prepare.js';
 import { parseFlags, type Command } from './args.js';
-import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, applyKernelFlag, wantsTune, dataOptions, defaultOut, parseRunSpec, num } from './flags.js';
+import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, kernelFlag, wantsTune, dataOptions, defaultOut, parseRunSpec, num } from './flags.js';
 import { withRun } from './signals.js';
 import { formatMetrics } from './format.js';
 import { attachMasks, loadMasksOf } from '../prune/masks.js';
-import { describePlan, kernelMode, planKernels } from '../nn/sparse.js';
+import { levelKernels } from '../nn/sparse.js';
 import { prepareKernels } from './tune.js';
 
 const log = (m: string) => process.stderr.write(m + '\n');
@@ -23,7 +23,7 @@ const log = (m: string) => process.stderr.write(m + '\n');
 /** Everything `train` checks before it touches the run folder (flags, --out, dataset); writes nothing. */
 export async function prepareTrain(args: string[]) {
   const { values } = parseFlags(args, TRAIN_FLAGS, 'train');
-  applyKernelFlag(values);
+  kernelFlag(values); // a dense model has no pruned layers; the flag is still checked
   wantsTune(values); // --tune with --no-tune fails here, before any folder exists
   const spec = parseRunSpec(values);
   const out = values.out ?? defaultOut(spec);
@@ -119,7 +119,7 @@ ${KERNEL_FLAG_HELP}`,
       },
       'eval',
     );
-    applyKernelFlag(values);
+    const kernels = kernelFlag(values);
     if (!values.weights) throw new Error('eval: --weights FILE is required');
     let weights = values.weights;
     let model = values.model;
@@ -151,12 +151,10 @@ ${KERNEL_FLAG_HELP}`,
       const m = createModel(parseModelName(model), { size });
       await loadModel(weights, m);
       const maskFile = runFile(path.dirname(weights), 'mask');
-      if (kernelMode() !== 'dense' && fs.existsSync(maskFile)) {
+      if (kernels !== 'dense' && fs.existsSync(maskFile)) {
         const { ws, masks } = await loadMasksOf(maskFile, m);
-        attachMasks(ws, masks);
-        const plan = await planKernels(m, [num(values, 'batch', { int: true, min: 1 }), 3, size, size]);
-        log(`kernels ${plan.mode}:`);
-        for (const line of describePlan(plan)) log(`  ${line}`);
+        attachMasks(ws, masks, kernels);
+        await levelKernels(m, { mode: kernels, input: [batch, 3, size, size], label: 'eval', log });
       }
       const res = await evaluate(m, data[split], batch, `${weights} on ${split}`, !values.quiet);
       process.stdout.write(values.json ? JSON.stringify(res, null, 2) + '\n' : `${split}: ${formatMetrics(res)}\n`);

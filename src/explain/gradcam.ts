@@ -1,4 +1,5 @@
-// Grad-CAM and Grad-CAM++ for the detectors (any Module whose forward takes a tap), batched, on the GPU.
+// Grad-CAM and Grad-CAM++ for the detectors (any Module; the layer is a named module whose output a
+// forward hook takes), batched, on the GPU.
 //
 // Conventions follow pytorch-grad-cam, for a single-logit binary detector:
 //   target 'fake': score = +logit; target 'real': score = -logit.
@@ -27,6 +28,7 @@
 // align_corners=False) (half-pixel centres, edge clamping); cv2.resize(INTER_LINEAR), which
 // pytorch-grad-cam uses, is the same formula in 11-bit fixed point.
 import type { Detector } from '../nn/models/index.js';
+import type { Module } from '../nn/module.js';
 import { TAP_LAYERS, MODEL_NAMES, type ModelName } from '../nn/models/index.js';
 import { tidy, type Tensor } from '../tensor/tensor.js';
 import { binary, fill, mapExpr, unary } from '../tensor/ops/map.js';
@@ -114,22 +116,29 @@ export async function gradCam(model: Detector, x: Tensor, o: CamOptions = {}): P
   let shapeA: readonly number[] = [];
   try {
     const taps = tapNames(model, x);
-    if (!taps.length) throw new Error('the model reports no tap layers: its forward(x, tap) does not call tap');
-    layer = o.layer ?? taps[taps.length - 1];
+    if (!taps.length) throw new Error('the model has no tap layers: no named module gives a [N, K, h, w] output once per forward');
+    layer = o.layer ?? defaultTap(taps);
     if (!taps.includes(layer)) throw new Error(`layer '${layer}' is not a tap of this model (taps: ${taps.join(', ')})`);
+    const tapped = moduleNamed(model, layer);
     out = tidy(() => {
       let leaf: Tensor | null = null;
-      // The tapped activation becomes a leaf view (same storage, no history): the tape records from
-      // there on, and backward leaves d(score)/dA in its .grad. Only one tap may become a leaf: nodes
-      // recorded after an earlier leaf but cut off by a later one would never run their backward, and
-      // the tensors they saved for it would leak.
-      const logits = model.forward(x, (name, a) => {
-        if (name !== layer || leaf) return a;
+      // A forward hook on the layer makes its output a leaf view (same storage, no history): the tape
+      // records from there on, and backward leaves d(score)/dA in its .grad. Only one output may become
+      // a leaf: nodes recorded after an earlier leaf but cut off by a later one would never run their
+      // backward, and the tensors they saved for it would leak.
+      const hook = tapped.registerForwardHook((_m, _x, a) => {
+        if (leaf) return a;
         const l = a.reshape(a.shape);
         l.requiresGrad = true;
         leaf = l;
         return l;
       });
+      let logits: Tensor;
+      try {
+        logits = model.forward(x);
+      } finally {
+        hook.remove();
+      }
       if (!leaf) throw new Error(`tap '${layer}' was not called`);
       if (logits.rank !== 2 || logits.shape[0] !== n || logits.shape[1] !== 1) {
         throw new Error(`Grad-CAM needs a single-logit model: output is [${logits.shape.join(', ')}], expected [${n}, 1]`);
@@ -187,24 +196,50 @@ export async function gradCam(model: Detector, x: Tensor, o: CamOptions = {}): P
 const tapCache = new WeakMap<object, { key: string; names: string[] }>();
 
 /**
- * The tap names a model's forward calls, in order, for input x's shape (a gradient-free eval forward,
- * cached per model and input shape). The model must already be in the mode the caller wants.
+ * The layers Grad-CAM can take for input x's shape: the named modules whose forward runs exactly once
+ * and gives a [N, K, h, w] output, in call order (forward hooks on every module during a gradient-free
+ * eval forward, cached per model and input shape). A module run several times per forward (a shared
+ * pooling layer) has no single activation to explain. The model must already be in the mode the
+ * caller wants.
  */
 export function tapNames(model: Detector, x: Tensor): string[] {
   const key = x.shape.join('x');
   const hit = tapCache.get(model);
   if (hit && hit.key === key) return hit.names;
-  const names: string[] = [];
-  noGrad(() =>
-    tidy(() => {
-      model.forward(x, (name, a) => {
-        names.push(name);
-        return a;
-      });
-    }),
-  );
+  const calls = new Map<string, number>();
+  const order: string[] = [];
+  const hooks = [...model.namedModules()]
+    .filter(([name]) => name !== '')
+    .map(([name, m]) =>
+      m.registerForwardHook((_m, _x, y) => {
+        calls.set(name, (calls.get(name) ?? 0) + 1);
+        if (y.rank === 4 && !order.includes(name)) order.push(name);
+      }),
+    );
+  try {
+    noGrad(() => tidy(() => void model.forward(x)));
+  } finally {
+    for (const h of hooks) h.remove();
+  }
+  const names = order.filter((n) => calls.get(n) === 1);
   tapCache.set(model, { key, names });
   return names;
+}
+
+/**
+ * The default layer: for a zoo detector the last of its TAP_LAYERS (the longest list whose layers it
+ * all has: cnn5's five blocks contain Meso-4's four), else the last tap.
+ */
+function defaultTap(taps: readonly string[]): string {
+  const zoo = Object.values(TAP_LAYERS)
+    .filter((names) => names.every((n) => taps.includes(n)))
+    .sort((a, b) => b.length - a.length)[0];
+  return zoo ? zoo[zoo.length - 1] : taps[taps.length - 1];
+}
+
+function moduleNamed(model: Module, name: string): Module {
+  for (const [n, m] of model.namedModules()) if (n === name) return m;
+  throw new Error(`the model has no module '${name}'`);
 }
 
 /** Grad-CAM++ channel weights [N, K, 1, 1] from A and g = d(score)/dA (see the file comment). */

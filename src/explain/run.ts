@@ -15,7 +15,8 @@ import { createModel, isModelName, MODEL_NAMES, type Detector, type ModelName } 
 import { loadModel } from '../nn/checkpoint.js';
 import { attachMasks, detachMasks, loadMasks, prunableWeights, sparsityReport } from '../prune/masks.js';
 import { levelDir, levelName, parseLevelName, runFile } from '../io/run-paths.js';
-import { describePlan, kernelMode, planKernels } from '../nn/sparse.js';
+import { levelKernels } from '../nn/sparse.js';
+import type { KernelMode } from '../tensor/sparse-plan.js';
 import { fromArray } from '../tensor/tensor.js';
 import { toCsv } from '../util/csv.js';
 import { htmlTable, formatTable, type TableRow } from '../util/table.js';
@@ -146,6 +147,8 @@ export interface ExplainOptions {
   method?: CamMethod;
   /** Images per forward/backward (default 16). */
   batch?: number;
+  /** Kernels of the pruned layers (--kernels; default dense). */
+  kernels?: KernelMode;
   log?: (m: string) => void;
 }
 
@@ -205,11 +208,8 @@ export async function explainRun(o: ExplainOptions): Promise<ExplainResult> {
       await loadModel(runFile(dir, 'final'), model);
       const maskFile = runFile(dir, 'mask');
       if (fs.existsSync(maskFile)) {
-        attachMasks(ws, await loadMasks(maskFile, ws));
-        if (kernelMode() !== 'dense') {
-          const plan = await planKernels(model, [Math.min(batch, images.length), 3, size, size]);
-          log(`level ${k}: kernels ${plan.mode}: ${describePlan(plan).join('; ')}`);
-        }
+        attachMasks(ws, await loadMasks(maskFile, ws), o.kernels ?? 'dense');
+        await levelKernels(model, { mode: o.kernels ?? 'dense', input: [Math.min(batch, images.length), 3, size, size], label: `level ${k}`, log });
       } else detachMasks(ws);
       const sparsity = await levelSparsityOf(o.run, k, model, info.pruneLast);
       const n = images.length;

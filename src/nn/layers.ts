@@ -40,13 +40,11 @@ export interface Conv2dArgs extends Conv2dOptions {
 export interface Prunable {
   readonly weight: Tensor;
   mask: Tensor | null;
-  /** Compressed form of the mask (nn/sparse.ts); null = the dense masked path. */
+  /** Compressed form of the mask (nn/sparse.ts); null = none built, so only dense kernels can run. */
   sparse: SparseState | null;
-  /** Input shape of the last forward (kernel planning reads it). */
-  lastInput: readonly number[] | null;
 }
 
-/** A pruned layer on the planner's kernels: each phase asks it (tensor/sparse-plan.ts planPhase). */
+/** A pruned layer's compressed layout, which lets the planner pick sparse kernels (tensor/sparse-plan.ts). */
 export interface SparseState {
   sw: SparseWeight;
 }
@@ -55,16 +53,11 @@ export function isPrunable(m: Module): m is Module & Prunable {
   return m instanceof Conv2d || m instanceof Linear;
 }
 
-function maskedWeight(l: Prunable): Tensor {
-  return l.mask ? F.mul(l.weight, l.mask) : l.weight;
-}
-
 export class Conv2d extends Module implements Prunable {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
   mask: Tensor | null = null;
   sparse: SparseState | null = null;
-  lastInput: readonly number[] | null = null;
   readonly opts: Conv2dOptions;
   constructor(
     readonly inChannels: number,
@@ -85,9 +78,9 @@ export class Conv2d extends Module implements Prunable {
     if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
   }
   forward(x: Tensor): Tensor {
-    this.lastInput = x.shape;
-    if (this.mask && this.sparse) return FN.prunedLayer('conv', x, this.weight, this.mask, this.sparse.sw, this.bias, this.opts);
-    return FN.conv2d(x, maskedWeight(this), this.bias, this.opts);
+    // A masked layer's kernels, dense or sparse, are the planner's choice (one path, prunedLayer).
+    if (this.mask) return FN.prunedLayer('conv', x, this.weight, this.mask, this.sparse?.sw ?? null, this.bias, this.opts);
+    return FN.conv2d(x, this.weight, this.bias, this.opts);
   }
 }
 
@@ -96,7 +89,6 @@ export class Linear extends Module implements Prunable {
   readonly bias: Tensor | null;
   mask: Tensor | null = null;
   sparse: SparseState | null = null;
-  lastInput: readonly number[] | null = null;
   constructor(
     readonly inFeatures: number,
     readonly outFeatures: number,
@@ -112,9 +104,8 @@ export class Linear extends Module implements Prunable {
     if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
   }
   forward(x: Tensor): Tensor {
-    this.lastInput = x.shape;
-    if (this.mask && this.sparse) return FN.prunedLayer('linear', x, this.weight, this.mask, this.sparse.sw, this.bias);
-    return F.linear(x, maskedWeight(this), this.bias);
+    if (this.mask) return FN.prunedLayer('linear', x, this.weight, this.mask, this.sparse?.sw ?? null, this.bias);
+    return F.linear(x, this.weight, this.bias);
   }
 }
 

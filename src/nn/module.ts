@@ -38,6 +38,18 @@ export function streamOf(key: string): number {
 /** Modules whose forward already runs in a name scope. */
 const scoped = new WeakSet<object>();
 
+/**
+ * Called after a module's forward with its input and output (torch.nn's register_forward_hook): it
+ * may observe (a kernel planner reading a layer's input shape) or return a tensor that replaces the
+ * output (Grad-CAM turning an activation into a leaf it takes gradients at).
+ */
+export type ForwardHook = (module: Module, input: Tensor, output: Tensor) => Tensor | void;
+
+/** What registerForwardHook returns: remove() takes the hook off again. */
+export interface HookHandle {
+  remove(): void;
+}
+
 export abstract class Module {
   training = true;
   private readonly params_ = new Map<string, Tensor>();
@@ -67,6 +79,32 @@ export abstract class Module {
   }
 
   abstract forward(x: Tensor): Tensor;
+
+  private hooks_: ForwardHook[] | null = null;
+
+  /**
+   * Runs `hook` after every forward of this module, in registration order, until the handle's
+   * remove(). A module without hooks pays nothing: its forward is wrapped on the first registration.
+   */
+  registerForwardHook(hook: ForwardHook): HookHandle {
+    if (!this.hooks_) {
+      const hooks: ForwardHook[] = (this.hooks_ = []);
+      const inner = this.forward;
+      this.forward = function (this: Module, x: Tensor, ...rest: unknown[]) {
+        let y = (inner as (...a: unknown[]) => Tensor).call(this, x, ...rest);
+        for (const h of [...hooks]) y = h(this, x, y) ?? y;
+        return y;
+      } as this['forward'];
+    }
+    const hooks = this.hooks_;
+    hooks.push(hook);
+    return {
+      remove: () => {
+        const i = hooks.indexOf(hook);
+        if (i >= 0) hooks.splice(i, 1);
+      },
+    };
+  }
 
   /** Fills this module's own parameters and buffers (not its children's). */
   protected resetParameters(_seed: number, _prefix: string): void {}

@@ -1,47 +1,45 @@
-// Pruned layers on sparse kernels: which kernels a model's masked conv/linear layers run (`--kernels
-// dense|sparse|auto`, the planner's weight-format policy), the compressed layouts built from the host
-// masks, and the per-level plan.
+// Pruned layers on sparse kernels: which kernels a model's masked conv/linear layers may run (`--kernels
+// dense|sparse|auto`, tensor/sparse-plan.ts KernelMode), the compressed layouts built from the host
+// masks, and the kernels of a level.
 //
-//   dense   the masked dense path (weight * mask, then the dense kernel): no layout is built
-//   sparse  pruned layers ask the planner (tensor/sparse-plan.ts) per phase; its static rule takes
-//           sparse kernels: compressed rows below 30% density, blocked above
-//   auto    at the start of a level each pruned layer's three candidates (dense, compressed rows,
-//           blocked) are timed on its shapes and mask and the fastest per phase becomes the planner's
-//           tuned choice; choices are logged and recorded per level (sparse-kernels.json)
+//   dense   no layout is built: the planner's only candidate for a masked layer is the dense kernel on
+//           weight * mask
+//   sparse  layouts are built; pruned layers ask the planner (tensor/sparse-plan.ts) per phase, and its
+//           static rule takes sparse kernels: compressed rows below 30% density, blocked above
+//   auto    as sparse, and at the start of a level each pruned layer's three candidates (dense,
+//           compressed rows, blocked) are timed on its shapes and mask; the fastest per phase becomes
+//           the planner's tuned choice
+//
+// The mode is an argument, passed from the command down to the level, not process state. A level's
+// choices have one record: the planner record in its kernels.json (the keys of the pruned.* families),
+// which fit() pins on --resume. Beside it sparse-kernels.json keeps what the report shows: the mode,
+// the layers' problems and densities, and auto's timings. Older runs also wrote the choices there; a
+// level resumed from such a folder without them in kernels.json installs them from that file.
+import * as fs from 'node:fs';
 import type { Module } from './module.js';
 import { Conv2d, Linear, type Prunable } from './layers.js';
 import { SparseWeight } from '../tensor/ops/sparse.js';
 import { fill } from '../tensor/ops/map.js';
 import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../tensor/tensor.js';
-import { setWeightFormatPolicy, weightFormatPolicy } from '../tensor/plan.js';
+import { readJson, writeJsonAtomic } from '../io/atomic.js';
+import { runFile } from '../io/run-paths.js';
 import {
   installChoices,
-  KERNEL_MODES,
+  phaseKeys,
   planLayer,
   planPhases,
+  recordedKernels,
+  variantId,
+  PHASES,
   type KernelMode,
   type LayerKernels,
   type LayerProblem,
   type PhaseTimes,
 } from '../tensor/sparse-plan.js';
 
-/** Sets the process's kernel mode (the CLI's --kernels): the planner's weight-format policy. */
-export function setKernelMode(m: KernelMode): void {
-  setWeightFormatPolicy(m);
-}
-
-export function kernelMode(): KernelMode {
-  return weightFormatPolicy();
-}
-
-export function parseKernelMode(raw: string, flag = '--kernels'): KernelMode {
-  if (!(KERNEL_MODES as readonly string[]).includes(raw)) throw new Error(`${flag} '${raw}' is not one of ${KERNEL_MODES.join(', ')}`);
-  return raw as KernelMode;
-}
-
 /** Builds the compressed layout of a layer's mask (once per level) unless the mode is dense. */
-export function attachSparse(layer: Prunable, hostMask: ArrayLike<number>, m: KernelMode = kernelMode()): void {
+export function attachSparse(layer: Prunable, hostMask: ArrayLike<number>, m: KernelMode): void {
   detachSparse(layer);
   if (m === 'dense') return;
   layer.sparse = { sw: new SparseWeight(hostMask, layer.weight.shape) };
@@ -52,7 +50,7 @@ export function detachSparse(layer: Prunable): void {
   layer.sparse = null;
 }
 
-/** One layer's recorded choice (sparse-kernels.json of a level). */
+/** One layer's kernels (sparse-kernels.json of a level holds all but `kernels`, which kernels.json records). */
 export interface LayerKernelRecord {
   layer: string;
   kind: LayerProblem['kind'];
@@ -70,6 +68,7 @@ export interface KernelPlan {
   layers: LayerKernelRecord[];
 }
 
+/** Masked conv/linear layers with a compressed layout, by name. */
 function sparseLayers(model: Module): [string, Prunable & Module, LayerProblem['kind']][] {
   const out: [string, Prunable & Module, LayerProblem['kind']][] = [];
   for (const [name, m] of model.namedModules()) {
@@ -79,19 +78,24 @@ function sparseLayers(model: Module): [string, Prunable & Module, LayerProblem['
   return out;
 }
 
-/** Each pruned layer's problem at model input `input`: one forward without gradients, in eval mode. */
+/**
+ * Each pruned layer's problem at model input `input`: one forward without gradients, in eval mode,
+ * with a forward hook on each layer reading the shape of its input.
+ */
 export function layerProblems(model: Module, input: readonly number[]): Map<string, LayerProblem> {
+  const out = new Map<string, LayerProblem>();
+  const handles = sparseLayers(model).map(([name, l, kind]) =>
+    l.registerForwardHook((_m, x) => {
+      out.set(name, { kind, xShape: [...x.shape], wShape: [...l.weight.shape], opts: l instanceof Conv2d ? l.opts : {} });
+    }),
+  );
   const wasTraining = model.training;
   model.eval();
   try {
     noGrad(() => tidy(() => model.forward(fill(input, 0))));
   } finally {
     model.train(wasTraining);
-  }
-  const out = new Map<string, LayerProblem>();
-  for (const [name, l, kind] of sparseLayers(model)) {
-    if (!l.lastInput) continue;
-    out.set(name, { kind, xShape: [...l.lastInput], wShape: [...l.weight.shape], opts: l instanceof Conv2d ? l.opts : {} });
+    for (const h of handles) h.remove();
   }
   return out;
 }
@@ -101,7 +105,7 @@ export function layerProblems(model: Module, input: readonly number[]): Map<stri
  * once per shape class and density in a process) and makes the fastest the planner's choice; `sparse`
  * takes the planner's rule. Returns what the planner resolves, for the level's record and log.
  */
-export async function planKernels(model: Module, input: readonly number[], m: KernelMode = kernelMode()): Promise<KernelPlan> {
+export async function planKernels(model: Module, input: readonly number[], m: KernelMode): Promise<KernelPlan> {
   const layers: LayerKernelRecord[] = [];
   const problems = layerProblems(model, input);
   for (const [name, l, kind] of sparseLayers(model)) {
@@ -132,4 +136,110 @@ export function describePlan(plan: KernelPlan): string[] {
   return plan.layers.map(
     (r) => `${r.layer} (${(r.density * 100).toFixed(1)}% kept): forward ${r.kernels.forward}, input-grad ${r.kernels['input-grad']}, weight-grad ${r.kernels['weight-grad']}`,
   );
+}
+
+/** A level's sparse-kernels.json as read back: a plan whose layers may lack `kernels` (they are in kernels.json). */
+export interface KernelPlanFile {
+  mode: KernelMode;
+  input: number[];
+  layers: (Omit<LayerKernelRecord, 'kernels'> & { kernels?: LayerKernels })[];
+}
+
+/** Reads a sparse-kernels.json (one-line error naming the file). */
+export function readKernelPlanFile(file: string): KernelPlanFile {
+  let plan: KernelPlanFile;
+  try {
+    plan = JSON.parse(fs.readFileSync(file, 'utf8')) as KernelPlanFile;
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (!plan || typeof plan !== 'object' || !Array.isArray(plan.layers)) throw new Error(`${file}: not a kernel plan (no 'layers' list)`);
+  return plan;
+}
+
+/**
+ * The plan of a level folder: each layer's kernels from the file itself where it holds them (runs
+ * before the planner record held them, and `ticketlab profile`'s auto plans), else from the level's
+ * planner record (kernels.json); null when a layer has neither.
+ */
+export function levelPlan(dir: string): KernelPlan | null {
+  const file = runFile(dir, 'sparseKernels');
+  return fs.existsSync(file) ? planWithKernels(readKernelPlanFile(file), dir) : null;
+}
+
+/** A level's sparse-kernels.json, read, with each layer's kernels (see levelPlan). */
+export function planWithKernels(plan: KernelPlanFile, dir: string): KernelPlan | null {
+  if (!plan || typeof plan !== 'object' || !Array.isArray(plan.layers)) return null;
+  const rec = fs.existsSync(runFile(dir, 'kernels')) ? (JSON.parse(fs.readFileSync(runFile(dir, 'kernels'), 'utf8')) as Record<string, string>) : {};
+  const layers: LayerKernelRecord[] = [];
+  for (const l of plan.layers) {
+    const kernels = l.kernels ?? recordedKernels(rec, l.problem, l.density);
+    if (!kernels) return null;
+    layers.push({ ...l, kernels });
+  }
+  return { mode: plan.mode, input: plan.input, layers };
+}
+
+export interface LevelKernelsOptions {
+  mode: KernelMode;
+  /** The model input the layers' shapes follow from ([batch, 3, size, size]). */
+  input: readonly number[];
+  /**
+   * The level's folder: the choices go into its kernels.json (which fit() pins), the layers and timings
+   * into sparse-kernels.json, and a level that has them already (--resume) reuses them untimed.
+   */
+  dir?: string;
+  /** Prefix of the log line, e.g. the level's label. */
+  label: string;
+  log: (line: string) => void;
+}
+
+/**
+ * The kernels of a model's pruned layers for one level, in one place for every command: nothing to do
+ * for `dense`; otherwise the choices a level folder already records, or planned now (auto: timed),
+ * logged, and recorded in the folder. Returns the plan (null for dense).
+ */
+export async function levelKernels(model: Module, o: LevelKernelsOptions): Promise<KernelPlan | null> {
+  if (o.mode === 'dense') return null;
+  if (o.dir) {
+    const have = await recordedPlan(model, o.dir, o.mode);
+    if (have) return have;
+  }
+  const t0 = performance.now();
+  const plan = await planKernels(model, o.input, o.mode);
+  const took = o.mode === 'auto' ? ` (timed in ${((performance.now() - t0) / 1000).toFixed(1)} s)` : '';
+  o.log(`${o.label}: kernels ${o.mode}${took}`);
+  for (const line of describePlan(plan)) o.log(`  ${line}`);
+  if (o.dir) await recordPlan(o.dir, plan);
+  return plan;
+}
+
+/**
+ * A resumed level's plan in this mode: its planner record (kernels.json) already holds every pruned
+ * layer's choices (fit() pins them), or an older run's sparse-kernels.json holds them (installed here as
+ * the planner's choices; the level's first checkpoint then records them in kernels.json).
+ */
+async function recordedPlan(model: Module, dir: string, mode: KernelMode): Promise<KernelPlan | null> {
+  const file = runFile(dir, 'sparseKernels');
+  if (!fs.existsSync(file)) return null;
+  const plan = readKernelPlanFile(file);
+  if (plan.mode !== mode) return null;
+  const full = levelPlan(dir);
+  if (!full) return null;
+  const names = new Set(sparseLayers(model).map(([n]) => n));
+  if (full.layers.length !== names.size || full.layers.some((l) => !names.has(l.layer))) return null;
+  applyKernelPlan(model, full, file);
+  return full;
+}
+
+/** Writes a level's choices into its planner record and its layers (and timings) into sparse-kernels.json. */
+async function recordPlan(dir: string, plan: KernelPlan): Promise<void> {
+  const recFile = runFile(dir, 'kernels');
+  const rec = fs.existsSync(recFile) ? await readJson<Record<string, string>>(recFile) : {};
+  for (const l of plan.layers) {
+    const keys = phaseKeys(l.problem, l.density);
+    for (const ph of PHASES) rec[keys[ph]] = variantId(l.kernels[ph]);
+  }
+  await writeJsonAtomic(recFile, Object.fromEntries(Object.entries(rec).sort(([a], [b]) => (a < b ? -1 : 1))));
+  await writeJsonAtomic(runFile(dir, 'sparseKernels'), { ...plan, layers: plan.layers.map(({ kernels: _k, ...l }) => l) });
 }

@@ -10,6 +10,7 @@ import type { DatasetSplits } from '../data/datasets.js';
 import { createModel, type Detector, type ModelName } from '../nn/models/index.js';
 import { saveModelOnce } from '../nn/checkpoint.js';
 import type { RewindPoint, TrainSettings } from '../train/trainer.js';
+import type { KernelMode } from '../tensor/sparse-plan.js';
 import { controlDir, levelDir, oneshotDir, runFile } from '../io/run-paths.js';
 import { loadMasks, onesMasks, prunableWeights, type HostMasks, type PrunableWeight } from './masks.js';
 import { magnitudeScores, pruneByRate, pruneToSparsity, randomMasksLike, sparsityAfter, type Scope } from './magnitude.js';
@@ -65,6 +66,8 @@ export interface ExperimentContext {
   progress: boolean;
   signal?: { stop: boolean };
   log: (m: string) => void;
+  /** Kernels of the pruned layers (--kernels; default dense). */
+  kernels?: KernelMode;
 }
 
 /** Target sparsity of IMP level k (k >= 1). */
@@ -108,7 +111,7 @@ export function rewindFile(run: string, rewind: Rewind, prevLevel: number): stri
 
 /** The fields every level of one experiment shares. */
 function shared(c: ImpConfig, ctx: ExperimentContext, model: Detector, ws: PrunableWeight[]) {
-  return { model, weights: ws, data: ctx.data, settings: c.train, resume: ctx.resume, progress: ctx.progress, signal: ctx.signal, log: ctx.log };
+  return { model, weights: ws, data: ctx.data, settings: c.train, resume: ctx.resume, progress: ctx.progress, signal: ctx.signal, log: ctx.log, kernels: ctx.kernels ?? 'dense' };
 }
 
 function makeModel(c: ImpConfig, seed = c.train.seed): Detector {

@@ -16,7 +16,8 @@ import { runFile } from '../io/run-paths.js';
 import { formatJson, writeFileOnce, writeJsonAtomic } from '../io/atomic.js';
 import { attachMasks, detachMasks, loadMasks, saveMasks, sparsityReport, type HostMasks, type PrunableWeight, type SparsityReport } from './masks.js';
 import { Dropout } from '../nn/layers.js';
-import { applyKernelPlan, describePlan, kernelMode, planKernels, type KernelPlan } from '../nn/sparse.js';
+import { levelKernels } from '../nn/sparse.js';
+import type { KernelMode } from '../tensor/sparse-plan.js';
 
 export interface LevelRun {
   dir: string;
@@ -32,8 +33,10 @@ export interface LevelRun {
   signal?: { stop: boolean };
   log: (m: string) => void;
   captures?: readonly RewindPoint[];
-  /** Also evaluate on these splits after training, e.g. the target set of a transfer. */
+  /** Names the level in log lines. */
   label: string;
+  /** Kernels of the pruned layers (--kernels). */
+  kernels: KernelMode;
 }
 
 export interface LevelResult extends FitResult {
@@ -84,10 +87,10 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
   }
   // Each level draws the same dropout stream from its start: levels differ only by mask and weights.
   for (const [, m] of l.model.namedModules()) if (m instanceof Dropout) m.drawn = 0;
-  const gpuMasks = attachMasks(l.weights, l.masks);
+  const gpuMasks = attachMasks(l.weights, l.masks, l.kernels);
   l.log(`${l.label}: ${(sp.sparsity * 100).toFixed(1)}% pruned, ${sp.kept.toLocaleString('en-US')} of ${sp.total.toLocaleString('en-US')} prunable weights left`);
   try {
-    await chooseKernels(l);
+    await levelKernels(l.model, { mode: l.kernels, input: [l.settings.batch, 3, l.data.train.size, l.data.train.size], dir: l.dir, label: l.label, log: l.log });
     const res = await fit({
       model: l.model,
       train: l.data.train,
@@ -106,34 +109,4 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
   } finally {
     detachMasks(l.weights);
   }
-}
-
-/**
- * Kernels of the level's pruned layers (--kernels sparse|auto): a level that already recorded its
- * choice (sparse-kernels.json, e.g. on --resume) runs the same kernels again, so it stays bit-identical;
- * otherwise they are planned now, logged and recorded.
- */
-async function chooseKernels(l: LevelRun): Promise<void> {
-  const mode = kernelMode();
-  if (mode === 'dense') return;
-  const file = runFile(l.dir, 'sparseKernels');
-  if (fs.existsSync(file)) {
-    let plan: KernelPlan;
-    try {
-      plan = JSON.parse(fs.readFileSync(file, 'utf8')) as KernelPlan;
-    } catch (e) {
-      throw new Error(`${file}: ${(e as Error).message}`);
-    }
-    if (plan.mode === mode) {
-      applyKernelPlan(l.model, plan, file);
-      return;
-    }
-  }
-  const size = l.data.train.size;
-  const t0 = performance.now();
-  const plan = await planKernels(l.model, [l.settings.batch, 3, size, size]);
-  const took = mode === 'auto' ? ` (timed in ${((performance.now() - t0) / 1000).toFixed(1)} s)` : '';
-  l.log(`${l.label}: kernels ${mode}${took}`);
-  for (const line of describePlan(plan)) l.log(`  ${line}`);
-  await writeJsonAtomic(file, plan);
 }

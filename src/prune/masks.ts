@@ -9,7 +9,7 @@ import { Conv2d, Linear } from '../nn/layers.js';
 import { fromArray, keep, type Tensor } from '../tensor/tensor.js';
 import { saveSafetensors, type HostTensor } from '../io/safetensors.js';
 import { readF32Tensors } from '../nn/checkpoint.js';
-import { attachSparse, detachSparse, kernelMode } from '../nn/sparse.js';
+import { attachSparse, detachSparse } from '../nn/sparse.js';
 import type { KernelMode } from '../tensor/sparse-plan.js';
 
 /** A prunable weight: its state-dict key (e.g. `conv1.weight`), shape and layer. */
@@ -97,9 +97,9 @@ export function sparsityReport(masks: HostMasks, totalParameters: number): Spars
 
 /**
  * Uploads host masks and attaches them to their layers (forward masking), with the compressed layouts
- * the kernel mode needs (nn/sparse.ts). Returns the GPU masks.
+ * the kernel mode needs (nn/sparse.ts; none for 'dense'). Returns the GPU masks.
  */
-export function attachMasks(ws: readonly PrunableWeight[], masks: HostMasks, kernels: KernelMode = kernelMode()): Map<string, Tensor> {
+export function attachMasks(ws: readonly PrunableWeight[], masks: HostMasks, kernels: KernelMode = 'dense'): Map<string, Tensor> {
   const gpu = new Map<string, Tensor>();
   for (const w of ws) {
     const m = masks.get(w.key);

@@ -17,6 +17,7 @@ import { toCsv } from '../util/csv.js';
 import { attachMasks, detachMasks, loadMasks, onesMasks, prunableWeights, sparsityReport } from './masks.js';
 import { loadWeightsFile, runLevel } from './level.js';
 import { parseRewind, rewindFile, type ImpConfig } from './imp.js';
+import type { KernelMode } from '../tensor/sparse-plan.js';
 
 export interface TransferOptions {
   source: string;
@@ -28,6 +29,8 @@ export interface TransferOptions {
   progress: boolean;
   signal?: { stop: boolean };
   log: (m: string) => void;
+  /** Kernels of the pruned layers (--kernels; default dense). */
+  kernels?: KernelMode;
 }
 
 export interface TransferRow {
@@ -45,7 +48,7 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
   const ws = prunableWeights(model, cfg.pruneLast);
   const rw = parseRewind(cfg.rewind);
   const rows: TransferRow[] = [];
-  const common = { model, weights: ws, data: o.data, settings: cfg.train, resume: o.resume, progress: o.progress, signal: o.signal, log: o.log };
+  const common = { model, weights: ws, data: o.data, settings: cfg.train, resume: o.resume, progress: o.progress, signal: o.signal, log: o.log, kernels: o.kernels ?? 'dense' };
   try {
     const dense = await runLevel({
       ...common,
@@ -112,7 +115,7 @@ async function evaluateOnTarget(
   const file = runFile(outDir, 'evaluated');
   if (fs.existsSync(file)) return metricsFrom(await readJson<unknown>(file), file);
   await loadWeightsFile(model, runFile(sourceDir, 'final'));
-  attachMasks(ws, masks);
+  attachMasks(ws, masks, o.kernels ?? 'dense');
   try {
     const res = roundMetrics(await evaluate(model, o.data.test, batch, 'evaluate source ticket', o.progress));
     await writeJsonAtomic(file, res);

@@ -17,6 +17,7 @@ import { Interrupted } from '../train/trainer.js';
 import { runControlLevel, runDenseLevel, runImpLevel, runOneShotLevel, type ExperimentContext } from './imp.js';
 import type { PlannedRun, PlannedTraining, SweepPlan } from './sweep.js';
 import { claimNext, logEvent, unitStatuses, type UnitFailure } from './units.js';
+import type { KernelMode } from '../tensor/sparse-plan.js';
 
 export interface WorkerOptions {
   /** Names this worker in locks, logs and failure records. */
@@ -28,6 +29,8 @@ export interface WorkerOptions {
   progress: boolean;
   signal?: { stop: boolean };
   log: (m: string) => void;
+  /** Kernels of the pruned layers (--kernels; default dense). */
+  kernels?: KernelMode;
 }
 
 export interface WorkerResult {
@@ -78,7 +81,7 @@ class RunCache {
       this.datasets.set(key, data);
     }
     // Units always resume: a unit's folder may hold the checkpoint of a worker that was killed.
-    return { run: r.dir, data, resume: true, progress: o.progress, signal: o.signal, log: o.log };
+    return { run: r.dir, data, resume: true, progress: o.progress, signal: o.signal, log: o.log, kernels: o.kernels };
   }
 }
 

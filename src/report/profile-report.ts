@@ -1,8 +1,7 @@
 // The report's kernel-profile section: GPU time per layer across the levels of a pruning run, from the
 // level_<k>/profile.json files that `ticketlab profile --run` writes. With dense kernels the time stays
 // flat as weights are pruned; sparse kernels (issue 10) should make it fall with density.
-import * as fs from 'node:fs';
-import { levelDir, parseLevelName, runFile } from '../io/run-paths.js';
+import { readLevelJson } from './level-json.js';
 import type { LevelProfileFile } from '../train/profile.js';
 import { htmlTable, type TableRow } from '../util/table.js';
 import { escapeHtml } from '../util/escape.js';
@@ -14,20 +13,7 @@ const PLOTTED_LAYERS = 8;
 
 /** The IMP levels of a run that have a profile.json, in level order. */
 export function readLevelProfiles(run: string): LevelProfileFile[] {
-  if (!fs.existsSync(run)) return [];
-  const out: LevelProfileFile[] = [];
-  for (const name of fs.readdirSync(run)) {
-    const k = parseLevelName(name);
-    if (k === null) continue;
-    const file = runFile(levelDir(run, k), 'profile');
-    if (!fs.existsSync(file)) continue;
-    try {
-      out.push({ ...(JSON.parse(fs.readFileSync(file, 'utf8')) as LevelProfileFile), level: k });
-    } catch {
-      throw new Error(`${file}: not valid JSON; re-run 'ticketlab profile --run ${run}'`);
-    }
-  }
-  return out.sort((a, b) => a.level - b.level);
+  return readLevelJson(run, 'profile', `re-run 'ticketlab profile --run ${run}'`, (v) => v as LevelProfileFile);
 }
 
 /** ms per step of each layer (all phases) at each level: layer -> level -> ms. */

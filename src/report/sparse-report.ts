@@ -3,9 +3,10 @@
 // run, and the kernel chosen per phase. Read from level_<k>/sparse-kernels.json, which a level trained
 // with `--kernels auto` writes (and `ticketlab profile --run DIR --kernels auto` fills in): auto times
 // the three candidates on the layer's shapes under its mask, so every level adds one density point.
-import * as fs from 'node:fs';
-import { levelDir, parseLevelName, runFile } from '../io/run-paths.js';
-import type { KernelPlan } from '../nn/sparse.js';
+// The chosen kernels come from the level's planner record (kernels.json) unless the file holds them
+// (nn/sparse.ts planWithKernels).
+import { planWithKernels, type KernelPlan, type KernelPlanFile } from '../nn/sparse.js';
+import { readLevelJson } from './level-json.js';
 import { KERNEL_VARIANTS, PHASES, type KernelVariant } from '../tensor/sparse-plan.js';
 import { htmlTable, type TableRow } from '../util/table.js';
 import { figure, figureRow, scrollable, type ReportSection } from './html.js';
@@ -22,20 +23,9 @@ export interface LevelSparsePlan extends KernelPlan {
 
 /** The levels of a run with a sparse-kernels.json, in level order. Errors name the file. */
 export function readSparsePlans(run: string): LevelSparsePlan[] {
-  if (!fs.existsSync(run)) return [];
-  const out: LevelSparsePlan[] = [];
-  for (const name of fs.readdirSync(run)) {
-    const k = parseLevelName(name);
-    if (k === null) continue;
-    const file = runFile(levelDir(run, k), 'sparseKernels');
-    if (!fs.existsSync(file)) continue;
-    try {
-      out.push({ ...(JSON.parse(fs.readFileSync(file, 'utf8')) as KernelPlan), level: k });
-    } catch {
-      throw new Error(`${file}: not valid JSON; delete it and re-run the level or 'ticketlab profile --run ${run} --kernels auto'`);
-    }
-  }
-  return out.sort((a, b) => a.level - b.level);
+  return readLevelJson(run, 'sparseKernels', `delete it and re-run the level or 'ticketlab profile --run ${run} --kernels auto'`, (v, dir) =>
+    planWithKernels(v as KernelPlanFile, dir),
+  );
 }
 
 /** ms of forward + both gradients of one candidate, or null when it was not timed. */

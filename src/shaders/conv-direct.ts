@@ -14,7 +14,22 @@
 // 0.2 GFLOP/s, direct 4x8 4 GFLOP/s, 8x8 5 GFLOP/s, 16x8 5.3 GFLOP/s; 16 channels per block spill
 // registers (1.9 GFLOP/s at 8x16).
 import { type Kernel, GRID_BUILTINS_WGSL } from './kernel.js';
-import { CONV_STRUCT, FAR, PHASE_WGSL } from './conv.js';
+import { CONV_STRUCT } from './conv.js';
+import {
+  denseTapWgsl,
+  FAR,
+  forwardStoreWgsl,
+  forwardTapWgsl,
+  indentWgsl,
+  INPUT_GRAD_STORE_WGSL,
+  inputGradTapWgsl,
+  laneConstsWgsl,
+  outputRowsWgsl,
+  PHASE_PROLOGUE_WGSL,
+  phaseRowsWgsl,
+  rowWalkWgsl,
+  tapShiftWgsl,
+} from './conv-fragments.js';
 
 /**
  * A direct kernel's register block: `wg` threads per workgroup, `tm` rows (pixels, or taps for the
@@ -40,12 +55,6 @@ export function directKey(t: DirectTile): string {
   return `${t.wg}x${t.tm}x${t.bn}`;
 }
 
-function directConsts(t: DirectTile): string {
-  return `const WG = ${t.wg}u;
-const TM = ${t.tm}u;
-const BN = ${t.bn}u;`;
-}
-
 /** Direct conv2d forward. Bindings as conv2dForwardKernel. Grid: (rows / (WG*TM) over x/y, Cout / BN on z). */
 export function conv2dDirectForwardKernel(bias: boolean, t: DirectTile = DIRECT_TILE): Kernel {
   const name = `conv2d_direct_fwd${bias ? '_bias' : ''}_${directKey(t)}`;
@@ -56,31 +65,13 @@ ${CONV_STRUCT}
 ${bias ? '@group(0) @binding(2) var<storage, read> bias: array<f32>;' : ''}
 @group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
 @group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
-${directConsts(t)}
+${laneConstsWgsl(t)}
 
 @compute @workgroup_size(${t.wg})
 fn main(${GRID_BUILTINS_WGSL}) {
-  let P_ = p.oh * p.ow;
-  let HW = p.h * p.w;
-  let mb = (wid.x + wid.y * nwg.x) * WG * TM + lid;
+${outputRowsWgsl(t.tm)}
   let c0 = wid.z * BN;
   let clast = p.cout - 1u;
-  var ih0: array<i32, ${t.tm}>;
-  var iw0: array<i32, ${t.tm}>;
-  var xb: array<u32, ${t.tm}>;
-  for (var i = 0u; i < TM; i++) {
-    let m = mb + i * WG;
-    ih0[i] = ${FAR};
-    if (m < p.rows) {
-      let nb = m / P_;
-      let pp = m - nb * P_;
-      let oh = pp / p.ow;
-      let ow = pp - oh * p.ow;
-      ih0[i] = i32(oh * p.sh) - p.pt;
-      iw0[i] = i32(ow * p.sw) - p.pl;
-      xb[i] = nb * p.cin * HW;
-    }
-  }
   var acc: array<f32, ${t.tm * t.bn}>;
   var k = 0u;
   for (var ci = 0u; ci < p.cin; ci++) {
@@ -90,58 +81,17 @@ fn main(${GRID_BUILTINS_WGSL}) {
         let dx = i32(kx * p.dw);
         var wv: array<f32, ${t.bn}>;
         for (var j = 0u; j < BN; j++) { wv[j] = wt[min(c0 + j, clast) * p.red + k]; }
-        for (var i = 0u; i < TM; i++) {
-          let ih = ih0[i] + dy;
-          let iw = iw0[i] + dx;
-          var v = 0.0;
-          if (u32(ih) < p.h && u32(iw) < p.w) { v = x[xb[i] + ci * HW + u32(ih) * p.w + u32(iw)]; }
-          for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, wv[j], acc[i * BN + j]); }
-        }
+${indentWgsl(forwardTapWgsl('ci * HW'), 8)}
         k++;
       }
     }
   }
-  for (var i = 0u; i < TM; i++) {
-    let m = mb + i * WG;
-    if (m >= p.rows) { continue; }
-    let nb = m / P_;
-    let pp = m - nb * P_;
-    for (var j = 0u; j < BN; j++) {
-      let co = c0 + j;
-      if (co < p.cout) { y[(nb * p.cout + co) * P_ + pp] = acc[i * BN + j]${bias ? ' + bias[co]' : ''}; }
-    }
-  }
+${forwardStoreWgsl(bias)}
 }
 `;
   return { name, code, bindings: bias ? ['read', 'read', 'read', 'write', 'uniform'] : ['read', 'read', 'write', 'uniform'] };
 }
 
-
-/**
- * The rows (input pixels of one stride phase, PHASE_WGSL) a thread owns in the input-gradient kernels,
- * dense and sparse alike: TM rows strided by WG from `mb`; per row its phase coordinates (ra, rb; FAR
- * past the end), the batch offset into dy (db) and the pixel's offset into x (xo). Needs P_ and HW.
- */
-export function phaseRowsWgsl(tm: number): string {
-  return `  var ra: array<i32, ${tm}>;
-  var rb: array<i32, ${tm}>;
-  var db: array<u32, ${tm}>;
-  var xo: array<u32, ${tm}>;
-  for (var i = 0u; i < TM; i++) {
-    let m = mb + i * WG;
-    ra[i] = ${FAR};
-    if (m < rowsPh) {
-      let nb = m / (ha * wa);
-      let r = m - nb * ha * wa;
-      let a = r / wa;
-      let b = r - a * wa;
-      ra[i] = i32(a);
-      rb[i] = i32(b);
-      db[i] = nb * p.cout * P_;
-      xo[i] = nb * p.cin * HW + (ry + a * p.sh) * p.w + rx + b * p.sw;
-    }
-  }`;
-}
 
 /**
  * Direct conv2d backward-input, by stride phase (see PHASE_WGSL). Bindings as
@@ -156,15 +106,11 @@ ${CONV_STRUCT}
 @group(0) @binding(1) var<storage, read> wt: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
-${directConsts(t)}
+${laneConstsWgsl(t)}
 
 @compute @workgroup_size(${t.wg})
 fn main(${GRID_BUILTINS_WGSL}) {
-${PHASE_WGSL}
-  let mb = (wid.x + wid.y * nwg.x) * WG * TM + lid;
-  if ((wid.x + wid.y * nwg.x) * WG * TM >= rowsPh) { return; }
-  let P_ = p.oh * p.ow;
-  let HW = p.h * p.w;
+${PHASE_PROLOGUE_WGSL}
   let khw = p.kh * p.kw;
   let c0 = cb * BN;
   let clast = p.cin - 1u;
@@ -184,23 +130,11 @@ ${phaseRowsWgsl(t.tm)}
         var wv: array<f32, ${t.bn}>;
         let wo = co * p.cin * khw + ky * p.kw + kx;
         for (var j = 0u; j < BN; j++) { wv[j] = wt[wo + min(c0 + j, clast) * khw]; }
-        for (var i = 0u; i < TM; i++) {
-          let oh = ra[i] + cy;
-          let ow = rb[i] + cx;
-          var v = 0.0;
-          if (u32(oh) < p.oh && u32(ow) < p.ow) { v = dy[db[i] + co * P_ + u32(oh) * p.ow + u32(ow)]; }
-          for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, wv[j], acc[i * BN + j]); }
-        }
+${indentWgsl(inputGradTapWgsl('co * P_'), 8)}
       }
     }
   }
-  for (var i = 0u; i < TM; i++) {
-    if (mb + i * WG >= rowsPh) { continue; }
-    for (var j = 0u; j < BN; j++) {
-      let ci = c0 + j;
-      if (ci < p.cin) { dx[xo[i] + ci * HW] = acc[i * BN + j]; }
-    }
-  }
+${INPUT_GRAD_STORE_WGSL}
 }
 `;
   return { name, code, bindings: ['read', 'read', 'write', 'uniform'] };
@@ -220,7 +154,7 @@ ${CONV_STRUCT}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
-${directConsts(t)}
+${laneConstsWgsl(t)}
 
 @compute @workgroup_size(${t.wg})
 fn main(${GRID_BUILTINS_WGSL}) {
@@ -238,43 +172,14 @@ fn main(${GRID_BUILTINS_WGSL}) {
     let k = kb + i * WG;
     tdy[i] = ${FAR};
     if (k < p.rows) {
-      let ci = k / khw;
-      let r = k - ci * khw;
-      let ky = r / p.kw;
-      let kx = r - ky * p.kw;
-      tdy[i] = i32(ky * p.dh);
-      tdx[i] = i32(kx * p.dw);
-      toff[i] = i32(ci * HW) + tdy[i] * i32(p.w) + tdx[i];
+${indentWgsl(denseTapWgsl('k'), 6)}
+${indentWgsl(tapShiftWgsl('ci'), 6)}
     }
   }
   var acc: array<f32, ${t.tm * t.bn}>;
   let lBeg = min(split * p.cps * p.la, p.red);
   let lEnd = min(lBeg + p.cps * p.la, p.red);
-  var nb = lBeg / P_;
-  let pp0 = lBeg - nb * P_;
-  var oh = pp0 / p.ow;
-  var ow = pp0 - oh * p.ow;
-  for (var l = lBeg; l < lEnd; l++) {
-    let ihb = i32(oh * p.sh) - p.pt;
-    let iwb = i32(ow * p.sw) - p.pl;
-    let xb = i32(nb * p.cin * HW) + ihb * i32(p.w) + iwb;
-    let dyb = nb * p.cout * P_ + oh * p.ow + ow;
-    var dv: array<f32, ${t.bn}>;
-    for (var j = 0u; j < BN; j++) { dv[j] = dy[dyb + min(c0 + j, clast) * P_]; }
-    for (var i = 0u; i < TM; i++) {
-      let ih = ihb + tdy[i];
-      let iw = iwb + tdx[i];
-      var v = 0.0;
-      if (u32(ih) < p.h && u32(iw) < p.w) { v = x[u32(xb + toff[i])]; }
-      for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, dv[j], acc[i * BN + j]); }
-    }
-    ow++;
-    if (ow == p.ow) {
-      ow = 0u;
-      oh++;
-      if (oh == p.oh) { oh = 0u; nb++; }
-    }
-  }
+${rowWalkWgsl('TM', t.bn)}
   let ob = split * p.cout * p.rows;
   for (var i = 0u; i < TM; i++) {
     let k = kb + i * WG;

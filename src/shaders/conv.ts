@@ -29,6 +29,10 @@
 // DIRECT (for software adapters such as lavapipe): register-blocked kernels without workgroup memory or
 // barriers whose weight (or dy) reads are uniform across the workgroup: shaders/conv-direct.ts.
 import { uniformStruct } from './uniform.js';
+import { FAR, indentWgsl, PHASE_WGSL, tapTableEntryWgsl } from './conv-fragments.js';
+
+// Fragments shared with the direct and sparse kernels, from where importers have always found them.
+export { FAR, PHASE_WGSL } from './conv-fragments.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 export interface GemmTile {
@@ -67,8 +71,6 @@ export function gatherLoads(t: GemmTile): [number, number] {
   return [(t.bk * t.bm) / T, (t.bk * t.bn) / T];
 }
 
-/** Sentinel row offset that makes every tap of an out-of-range row or column fail the bounds test. */
-export const FAR = '-536870912i';
 
 function checkTile(t: GemmTile, name: string): void {
   const T = tileThreads(t);
@@ -142,19 +144,7 @@ ${TAP_TABLES}
 
 /** Table slot s <- tap k: input offset ci*H*W + ky*dh*W + kx*dw and the row/column shifts. */
 fn fillTaps(k: u32, s: u32) {
-  var off = 0i;
-  var dy = ${FAR};
-  var dx = 0i;
-  if (k < p.red) {
-    let khw = p.kh * p.kw;
-    let ci = k / khw;
-    let r = k - ci * khw;
-    let ky = r / p.kw;
-    let kx = r - ky * p.kw;
-    dy = i32(ky * p.dh);
-    dx = i32(kx * p.dw);
-    off = i32(ci * p.h * p.w) + dy * i32(p.w) + dx;
-  }
+${tapTableEntryWgsl('p.red', 'dy', 'dx')}
   tOff[s] = off;
   tDy[s] = dy;
   tDx[s] = dx;
@@ -231,23 +221,6 @@ ${mac(t)}
   return { name, code, bindings: bias ? ['read', 'read', 'read', 'write', 'uniform'] : ['read', 'read', 'write', 'uniform'] };
 }
 
-/**
- * Stride phases for backward-input. Input row ih receives from tap ky exactly when
- * (ih + pt - ky*dh) is a multiple of sh, which depends only on ih mod sh. Rows (and columns) are
- * therefore processed by phase: a workgroup covers pixels ih = ry + sh*a, iw = rx + sw*b of one
- * phase (ry, rx), so which taps contribute is uniform, the others are skipped outright (no wasted
- * multiply-adds at stride > 1), and the source output row is a + (ry + pt - ky*dh) / sh: an exact
- * division of uniform values. PHASE_WGSL defines, from wid.z = column block * sh*sw + phase:
- * cb (column block), ry, rx, ha, wa (phase rows/columns) and rowsPh = n*ha*wa.
- */
-export const PHASE_WGSL = `  let nph = p.sh * p.sw;
-  let ph = wid.z % nph;
-  let cb = wid.z / nph;
-  let ry = ph / p.sw;
-  let rx = ph - ry * p.sw;
-  let ha = select(0u, (p.h - ry + p.sh - 1u) / p.sh, ry < p.h);
-  let wa = select(0u, (p.w - rx + p.sw - 1u) / p.sw, rx < p.w);
-  let rowsPh = p.n * ha * wa;`;
 
 /**
  * conv2d backward with respect to the input, by stride phase (see PHASE_WGSL): a workgroup's rows are
@@ -418,19 +391,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
   let HW = p.h * p.w;
   if (lid < BM) {
     let k = r0 + lid;
-    var off = 0i;
-    var dy_ = ${FAR};
-    var dx_ = 0i;
-    if (k < p.rows) {
-      let khw = p.kh * p.kw;
-      let ci = k / khw;
-      let r = k - ci * khw;
-      let ky = r / p.kw;
-      let kx = r - ky * p.kw;
-      dy_ = i32(ky * p.dh);
-      dx_ = i32(kx * p.dw);
-      off = i32(ci * HW) + dy_ * i32(p.w) + dx_;
-    }
+${indentWgsl(tapTableEntryWgsl('p.rows', 'dy_', 'dx_'), 4)}
     tOff[lid] = off;
     tDy[lid] = dy_;
     tDx[lid] = dx_;

@@ -18,6 +18,35 @@ import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 export const POOL_WG = 256;
 
+/**
+ * Thread i's plane pl_ and position (oy, ox) in a plane of `size` cells, `width` wide (q: the index in
+ * the plane), and the top-left (y0, x0) of the window at that output position, in input coordinates.
+ */
+function windowOf(size: string, width: string): string {
+  return `  let pl_ = i / ${size};
+  let q = i - pl_ * ${size};
+  let oy = q / ${width};
+  let ox = q - oy * ${width};
+  let y0 = i32(oy * p.sh) - p.pt;
+  let x0 = i32(ox * p.sw) - p.pl;`;
+}
+
+/** A thread per output: its plane, (oy, ox), window corner (y0, x0); P_ = OH*OW. */
+const OUTPUT_WINDOW = `  let P_ = p.oh * p.ow;
+${windowOf('P_', 'p.ow')}`;
+
+/**
+ * A thread per input element: its plane pl_, (iy, ix), and the ranges ry, rx of outputs whose windows
+ * cover it (RANGE_FN's outRange); HW = H*W.
+ */
+const INPUT_WINDOWS = `  let HW = p.h * p.w;
+  let pl_ = i / HW;
+  let q = i - pl_ * HW;
+  let iy = q / p.w;
+  let ix = q - iy * p.w;
+  let ry = outRange(i32(iy) + p.pt, p.kh, p.sh, p.oh);
+  let rx = outRange(i32(ix) + p.pl, p.kw, p.sw, p.ow);`;
+
 /** The pooling kernels' uniforms (cy, cx: stride cells tiling the padded input). */
 export const POOL_UNIFORM = uniformStruct([
   ['total', 'u32'], ['planes', 'u32'], ['h', 'u32'], ['w', 'u32'],
@@ -49,13 +78,7 @@ export function maxPoolForwardKernel(): Kernel {
 @group(0) @binding(2) var<storage, read_write> idx: array<i32>;
 @group(0) @binding(3) var<uniform> p: P;`,
   )}
-  let P_ = p.oh * p.ow;
-  let pl_ = i / P_;
-  let q = i - pl_ * P_;
-  let oy = q / p.ow;
-  let ox = q - oy * p.ow;
-  let y0 = i32(oy * p.sh) - p.pt;
-  let x0 = i32(ox * p.sw) - p.pl;
+${OUTPUT_WINDOW}
   let base = pl_ * p.h * p.w;
   var best = -3.4028234663852886e38; // -FLT_MAX: a -inf literal is not a valid WGSL constant
   var bi = -1i;
@@ -102,13 +125,7 @@ ${HEAD(
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;`,
   )}
-  let HW = p.h * p.w;
-  let pl_ = i / HW;
-  let q = i - pl_ * HW;
-  let iy = q / p.w;
-  let ix = q - iy * p.w;
-  let ry = outRange(i32(iy) + p.pt, p.kh, p.sh, p.oh);
-  let rx = outRange(i32(ix) + p.pl, p.kw, p.sw, p.ow);
+${INPUT_WINDOWS}
   let ob = pl_ * p.oh * p.ow;
   let me = i32(q);
   var s = 0.0;
@@ -140,13 +157,7 @@ export function avgPoolForwardKernel(includePad: boolean): Kernel {
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;`,
   )}
-  let P_ = p.oh * p.ow;
-  let pl_ = i / P_;
-  let q = i - pl_ * P_;
-  let oy = q / p.ow;
-  let ox = q - oy * p.ow;
-  let y0 = i32(oy * p.sh) - p.pt;
-  let x0 = i32(ox * p.sw) - p.pl;
+${OUTPUT_WINDOW}
   let base = pl_ * p.h * p.w;
   let ys = max(y0, 0);
   let ye = min(y0 + i32(p.kh), i32(p.h));
@@ -174,13 +185,7 @@ ${HEAD(
 @group(0) @binding(1) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;`,
   )}
-  let HW = p.h * p.w;
-  let pl_ = i / HW;
-  let q = i - pl_ * HW;
-  let iy = q / p.w;
-  let ix = q - iy * p.w;
-  let ry = outRange(i32(iy) + p.pt, p.kh, p.sh, p.oh);
-  let rx = outRange(i32(ix) + p.pl, p.kw, p.sw, p.ow);
+${INPUT_WINDOWS}
   let ob = pl_ * p.oh * p.ow;
   var s = 0.0;
   for (var oy = ry.x; oy <= ry.y; oy++) {
@@ -236,12 +241,7 @@ export function poolBackwardCellsKernel(kind: 'max' | 'avg', includePad = true):
       : 'g';
   const code = `${HEAD(name, decl)}
   let cells = p.cy * p.cx;
-  let pl_ = i / cells;
-  let q = i - pl_ * cells;
-  let oy = q / p.cx;
-  let ox = q - oy * p.cx;
-  let y0 = i32(oy * p.sh) - p.pt;
-  let x0 = i32(ox * p.sw) - p.pl;
+${windowOf('cells', 'p.cx')}
   let real = oy < p.oh && ox < p.ow;
   let o = pl_ * p.oh * p.ow + min(oy, p.oh - 1u) * p.ow + min(ox, p.ow - 1u);
   var g = 0.0;

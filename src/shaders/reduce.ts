@@ -172,6 +172,13 @@ ${advance.join('\n')}
     ? `${s.valOut ? '    outVal[u] = acc;\n' : ''}    outIdx[u] = accI;`
     : `    out[u] = ${finalVal};`;
 
+  // Both layouts, once a thread knows its output o and chunk ch: the unit's bases, its range of the
+  // reduction, and the walk over it.
+  const unitWalk = `${base.join('\n')}
+  let rStart = ch * p.chunkLen;
+  let rEnd = min(rStart + p.chunkLen, p.rTotal);
+${accInit}
+${loop}`;
   // A workgroup per unit ('group', 'subgroup'): its threads walk the unit's range with stride WG.
   // The early exit is uniform per workgroup, so barriers and subgroup ops after it stay in uniform
   // control flow.
@@ -179,11 +186,7 @@ ${advance.join('\n')}
   if (u >= p.units) { return; }
   let o = u / p.chunks;
   let ch = u % p.chunks;
-${base.join('\n')}
-  let rStart = ch * p.chunkLen;
-  let rEnd = min(rStart + p.chunkLen, p.rTotal);
-${accInit}
-${loop}`;
+${unitWalk}`;
   let body: string;
   if (sub) {
     const sgOp = s.op === 'sum' ? 'subgroupAdd' : s.op === 'max' ? 'subgroupMax' : 'subgroupMin';
@@ -253,11 +256,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
   // Chunk-major units: adjacent threads take adjacent outputs (coalesced when the inner dim is kept).
   let ch = u / p.nOut;
   let o = u % p.nOut;
-${base.join('\n')}
-  let rStart = ch * p.chunkLen;
-  let rEnd = min(rStart + p.chunkLen, p.rTotal);
-${accInit}
-${loop}
+${unitWalk}
   {
 ${write}
   }

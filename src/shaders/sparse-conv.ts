@@ -22,8 +22,22 @@
 // stays coherent across the SIMD lanes; lanes run over output pixels (forward, input-gradient) or over
 // the block's taps (weight-gradient). No workgroup memory, no barriers. On a GPU the same structure
 // gives coalesced pixel loads and broadcast weights; tiles for large GPUs are future work.
-import { CONV_STRUCT, FAR, PHASE_WGSL, SPLIT_SUM_UNIFORM } from './conv.js';
-import { phaseRowsWgsl } from './conv-direct.js';
+import { CONV_STRUCT, SPLIT_SUM_UNIFORM } from './conv.js';
+import {
+  FAR,
+  forwardStoreWgsl,
+  forwardTapWgsl,
+  indentWgsl,
+  INPUT_GRAD_STORE_WGSL,
+  inputGradTapWgsl,
+  laneConstsWgsl,
+  outputRowsWgsl,
+  PACKED_TAP_WGSL,
+  PHASE_PROLOGUE_WGSL,
+  phaseRowsWgsl,
+  rowWalkWgsl,
+  tapShiftWgsl,
+} from './conv-fragments.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 /** Marks a padded slot of a block (a channel that pruned the tap, or a channel past the last). */
@@ -39,17 +53,6 @@ export interface SparseTile {
 function key(t: SparseTile): string {
   return `wg${t.wg}_tm${t.tm}_bn${t.bn}`;
 }
-
-function consts(t: SparseTile): string {
-  return `const WG = ${t.wg}u;
-const TM = ${t.tm}u;
-const BN = ${t.bn}u;`;
-}
-
-const DECODE = `    let t = taps[e];
-    let tc = t >> 16u;
-    let ky = (t >> 8u) & 255u;
-    let kx = t & 255u;`;
 
 /**
  * Sparse conv2d forward: a workgroup = WG*TM output pixels x a run of `cps` blocks of BN output channels
@@ -72,29 +75,11 @@ ${CONV_STRUCT}
 ${bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
 @group(0) @binding(${bias ? 5 : 4}) var<storage, read_write> y: array<f32>;
 @group(0) @binding(${bias ? 6 : 5}) var<uniform> p: P;
-${consts(t)}
+${laneConstsWgsl(t)}
 
 @compute @workgroup_size(${t.wg})
 fn main(${GRID_BUILTINS_WGSL}) {
-  let P_ = p.oh * p.ow;
-  let HW = p.h * p.w;
-  let mb = (wid.x + wid.y * nwg.x) * WG * TM + lid;
-  var ih0: array<i32, ${t.tm}>;
-  var iw0: array<i32, ${t.tm}>;
-  var xb: array<u32, ${t.tm}>;
-  for (var i = 0u; i < TM; i++) {
-    let m = mb + i * WG;
-    ih0[i] = ${FAR};
-    if (m < p.rows) {
-      let nb = m / P_;
-      let pp = m - nb * P_;
-      let oh = pp / p.ow;
-      let ow = pp - oh * p.ow;
-      ih0[i] = i32(oh * p.sh) - p.pt;
-      iw0[i] = i32(ow * p.sw) - p.pl;
-      xb[i] = nb * p.cin * HW;
-    }
-  }
+${outputRowsWgsl(t.tm)}
   let bEnd = min(wid.z * p.cps + p.cps, p.nchunks);
   for (var blk = wid.z * p.cps; blk < bEnd; blk++) {
   let c0 = blk * BN;
@@ -102,30 +87,15 @@ fn main(${GRID_BUILTINS_WGSL}) {
   var acc = array<f32, ${t.tm * t.bn}>();
   let eEnd = ptr[blk + 1u];
   for (var e = ptr[blk]; e < eEnd; e++) {
-${DECODE}
+${indentWgsl(PACKED_TAP_WGSL, 4)}
     let dy = i32(ky * p.dh);
     let dx = i32(kx * p.dw);
     let xo = tc * HW;
     var wv: array<f32, ${t.bn}>;
     for (var j = 0u; j < BN; j++) { wv[j] = vals[e * BN + j]; }
-    for (var i = 0u; i < TM; i++) {
-      let ih = ih0[i] + dy;
-      let iw = iw0[i] + dx;
-      var v = 0.0;
-      if (u32(ih) < p.h && u32(iw) < p.w) { v = x[xb[i] + xo + u32(ih) * p.w + u32(iw)]; }
-      for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, wv[j], acc[i * BN + j]); }
-    }
+${indentWgsl(forwardTapWgsl('xo'), 4)}
   }
-  for (var i = 0u; i < TM; i++) {
-    let m = mb + i * WG;
-    if (m >= p.rows) { continue; }
-    let nb = m / P_;
-    let pp = m - nb * P_;
-    for (var j = 0u; j < BN; j++) {
-      let co = c0 + j;
-      if (co < p.cout) { y[(nb * p.cout + co) * P_ + pp] = acc[i * BN + j]${bias ? ' + bias[co]' : ''}; }
-    }
-  }
+${forwardStoreWgsl(bias)}
   }
 }
 `;
@@ -151,15 +121,11 @@ ${CONV_STRUCT}
 @group(0) @binding(3) var<storage, read> vals: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(5) var<uniform> p: P;
-${consts(t)}
+${laneConstsWgsl(t)}
 
 @compute @workgroup_size(${t.wg})
 fn main(${GRID_BUILTINS_WGSL}) {
-${PHASE_WGSL}
-  let mb = (wid.x + wid.y * nwg.x) * WG * TM + lid;
-  if ((wid.x + wid.y * nwg.x) * WG * TM >= rowsPh) { return; }
-  let P_ = p.oh * p.ow;
-  let HW = p.h * p.w;
+${PHASE_PROLOGUE_WGSL}
   let sh = i32(p.sh);
   let sw = i32(p.sw);
 ${phaseRowsWgsl(t.tm)}
@@ -170,7 +136,7 @@ ${phaseRowsWgsl(t.tm)}
   var acc = array<f32, ${t.tm * t.bn}>();
   let eEnd = ptr[blk + 1u];
   for (var e = ptr[blk]; e < eEnd; e++) {
-${DECODE}
+${indentWgsl(PACKED_TAP_WGSL, 4)}
     let ty = i32(ry) + p.pt - i32(ky * p.dh);
     if (ty % sh != 0) { continue; }
     let tx = i32(rx) + p.pl - i32(kx * p.dw);
@@ -180,59 +146,13 @@ ${DECODE}
     let dyo = tc * P_;
     var wv: array<f32, ${t.bn}>;
     for (var j = 0u; j < BN; j++) { wv[j] = vals[e * BN + j]; }
-    for (var i = 0u; i < TM; i++) {
-      let oh = ra[i] + cy;
-      let ow = rb[i] + cx;
-      var v = 0.0;
-      if (u32(oh) < p.oh && u32(ow) < p.ow) { v = dy[db[i] + dyo + u32(oh) * p.ow + u32(ow)]; }
-      for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, wv[j], acc[i * BN + j]); }
-    }
+${indentWgsl(inputGradTapWgsl('dyo'), 4)}
   }
-  for (var i = 0u; i < TM; i++) {
-    if (mb + i * WG >= rowsPh) { continue; }
-    for (var j = 0u; j < BN; j++) {
-      let ci = c0 + j;
-      if (ci < p.cin) { dx[xo[i] + ci * HW] = acc[i * BN + j]; }
-    }
-  }
+${INPUT_GRAD_STORE_WGSL}
   }
 }
 `;
   return { name, code, bindings: ['read', 'read', 'read', 'read', 'write', 'uniform'] };
-}
-
-/**
- * The weight gradient's reduction over rows l in [lBeg, lEnd) of N*OH*OW, walked with counters (no
- * division per row): per row BN dy loads (channels c0..) and, for each of the `taps` taps in
- * toff/tdy/tdx, one x load and BN FMAs into acc[tap * BN + j].
- */
-function rowWalk(taps: string, bn: number, indent: string): string {
-  const body = `var nb = lBeg / P_;
-let pp0 = lBeg - nb * P_;
-var oh = pp0 / p.ow;
-var ow = pp0 - oh * p.ow;
-for (var l = lBeg; l < lEnd; l++) {
-  let ihb = i32(oh * p.sh) - p.pt;
-  let iwb = i32(ow * p.sw) - p.pl;
-  let xb = i32(nb * p.cin * HW) + ihb * i32(p.w) + iwb;
-  let dyb = nb * p.cout * P_ + oh * p.ow + ow;
-  var dv: array<f32, ${bn}>;
-  for (var j = 0u; j < BN; j++) { dv[j] = dy[dyb + min(c0 + j, clast) * P_]; }
-  for (var i = 0u; i < ${taps}; i++) {
-    let ih = ihb + tdy[i];
-    let iw = iwb + tdx[i];
-    var v = 0.0;
-    if (u32(ih) < p.h && u32(iw) < p.w) { v = x[u32(xb + toff[i])]; }
-    for (var j = 0u; j < BN; j++) { acc[i * BN + j] = fma(v, dv[j], acc[i * BN + j]); }
-  }
-  ow++;
-  if (ow == p.ow) {
-    ow = 0u;
-    oh++;
-    if (oh == p.oh) { oh = 0u; nb++; }
-  }
-}`;
-  return body.replace(/^/gm, indent);
 }
 
 /**
@@ -257,7 +177,7 @@ ${CONV_STRUCT}
 @group(0) @binding(3) var<storage, read> taps: array<u32>;
 @group(0) @binding(4) var<storage, read_write> parts: array<f32>;
 @group(0) @binding(5) var<uniform> p: P;
-${consts(t)}
+${laneConstsWgsl(t)}
 
 @compute @workgroup_size(${t.wg})
 fn main(${GRID_BUILTINS_WGSL}) {
@@ -277,16 +197,14 @@ fn main(${GRID_BUILTINS_WGSL}) {
     let e = eBeg + lid + i * WG;
     tdy[i] = ${FAR};
     if (e < eEnd) {
-${DECODE.replace(/^ {4}/gm, '      ')}
-      tdy[i] = i32(ky * p.dh);
-      tdx[i] = i32(kx * p.dw);
-      toff[i] = i32(tc * HW) + tdy[i] * i32(p.w) + tdx[i];
+${indentWgsl(PACKED_TAP_WGSL, 6)}
+${indentWgsl(tapShiftWgsl('tc'), 6)}
     }
   }
   var acc: array<f32, ${t.tm * t.bn}>;
   let lBeg = min(split * p.cps * p.la, p.red);
   let lEnd = min(lBeg + p.cps * p.la, p.red);
-${rowWalk('TM', t.bn, '  ')}
+${rowWalkWgsl('TM', t.bn)}
   let ob = split * p.rows * BN;
   for (var i = 0u; i < TM; i++) {
     let e = eBeg + lid + i * WG;
@@ -322,7 +240,7 @@ ${CONV_STRUCT}
 @group(0) @binding(3) var<storage, read> taps: array<u32>;
 @group(0) @binding(4) var<storage, read_write> parts: array<f32>;
 @group(0) @binding(5) var<uniform> p: P;
-${consts(t)}
+${laneConstsWgsl(t)}
 const TT = ${TT}u;
 
 @compute @workgroup_size(${t.wg})
@@ -349,14 +267,12 @@ fn main(${GRID_BUILTINS_WGSL}) {
       tdx[i] = 0i;
       toff[i] = 0i;
       if (e < eEnd) {
-${DECODE.replace(/^ {4}/gm, '        ')}
-        tdy[i] = i32(ky * p.dh);
-        tdx[i] = i32(kx * p.dw);
-        toff[i] = i32(tc * HW) + tdy[i] * i32(p.w) + tdx[i];
+${indentWgsl(PACKED_TAP_WGSL, 8)}
+${indentWgsl(tapShiftWgsl('tc'), 8)}
       }
     }
     var acc = array<f32, ${TT * t.bn}>();
-${rowWalk('TT', t.bn, '    ')}
+${indentWgsl(rowWalkWgsl('TT', t.bn), 4)}
     for (var i = 0u; i < TT; i++) {
       let e = e0 + i;
       if (e >= eEnd) { continue; }

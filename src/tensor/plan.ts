@@ -469,27 +469,3 @@ export function defaultPlan<G>(family: string, g: G, variant?: string, q: PlanQu
   const c = spec.defaultRule(g, deviceTraits(), cands) as RegisteredCandidate<unknown>;
   return toPlan(family, c, 'default', planKey(family, spec.shapeClass(g), q));
 }
-
-// ---------------------------------------------------------------------------------------------
-// Weight-format policy: the seam for sparse kernels (issue 10). 'dense' plans dense kernels only;
-// 'sparse' asks prunable layers' launchers for sparse formats; 'auto' lets them pick by density.
-// Launchers read it when building their PlanQuery (format); `ticketlab profile --kernels` sets it.
-
-export type WeightFormatPolicy = 'dense' | 'sparse' | 'auto';
-export const WEIGHT_FORMAT_POLICIES: readonly WeightFormatPolicy[] = ['dense', 'sparse', 'auto'];
-let formatPolicy: WeightFormatPolicy = 'dense';
-
-export function weightFormatPolicy(): WeightFormatPolicy {
-  return formatPolicy;
-}
-
-export function setWeightFormatPolicy(p: WeightFormatPolicy): void {
-  if (!WEIGHT_FORMAT_POLICIES.includes(p)) throw new Error(`kernels '${p}': want one of ${WEIGHT_FORMAT_POLICIES.join(', ')}`);
-  formatPolicy = p;
-  resolved.clear();
-}
-
-/** Whether any family has candidates for a weight format (e.g. 'sparse'). */
-export function hasFormat(format: string): boolean {
-  return [...families.values()].some((f) => f.candidates.some((c) => (c.formats ?? ['dense']).includes(format)));
-}

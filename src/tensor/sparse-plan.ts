@@ -1,19 +1,22 @@
 // Kernel choice for pruned layers: per layer and phase (forward, input-gradient, weight-gradient),
 // the dense kernel on the masked weight or one of the sparse candidates of src/shaders/sparse-conv.ts.
-// The choice is the planner's (plan.ts): three families, 'pruned.fwd', 'pruned.dgrad', 'pruned.wgrad',
-// whose geometry is the layer problem AND its weight density (density is part of the shape class), and
-// whose candidates serve the 'sparse' weight format:
+// Every masked conv/linear layer runs through here (autograd/functional-nn.ts prunedLayer); the choice
+// is the planner's (plan.ts): three families, 'pruned.fwd', 'pruned.dgrad', 'pruned.wgrad', whose
+// geometry is the layer problem and, when the layer has a compressed layout, its weight density (then
+// part of the shape class). Candidates:
 //   dense           conv2d / matmul of ops/conv.ts, ops/matmul.ts on w * mask (the planner picks their
-//                   own variant in turn): every tap, whatever the density
+//                   own variant in turn): every tap, whatever the density; serves both weight formats
 //   sparse:csr      BN = 1 compressed rows: one channel's kept taps, no padding; wins at low density
 //   sparse:blocked  BN = 8: the union of 8 channels' taps, the dense direct kernel's arithmetic
 //                   intensity; wins when neighbouring channels keep the same taps (moderate density)
-// The static rule (`--kernels sparse`) takes csr below 30% density, blocked above. `auto` times the
-// three on the layer's shapes under its mask (planLayer) and installs the fastest as the tuned choice;
-// TICKETLAB_KERNELS=pruned.fwd:dense (or pruned:sparse:csr, ...) overrides, as for every family.
-import { queue } from './queue.js';
-import { device } from './device.js';
-import { plan, planKey, registerCandidates, registerFamily, setTunedChoices, type BenchCase, type Plan } from './plan.js';
+// The sparse candidates serve the 'sparse' weight format only: a layer whose mask has no compressed
+// layout (KernelMode 'dense': nn/sparse.ts builds none) asks with format 'dense' and gets dense. With
+// a layout the static rule takes csr below 30% density, blocked above (`--kernels sparse`); `auto`
+// times the three on the layer's shapes under its mask (planLayer, with tune.ts's interleaved timer)
+// and installs the fastest as the tuned choice; TICKETLAB_KERNELS=pruned.fwd:dense (or
+// pruned:sparse:csr, ...) overrides, as for every family.
+import { plan, planKey, registerCandidates, registerFamily, setTunedChoices, type BenchCase, type Plan, type PlanQuery } from './plan.js';
+import { timeInterleaved, type TimeMetric } from './tune.js';
 import { withPhase } from './trace.js';
 import { empty, fromArray, tidy, type Shape, type Tensor } from './tensor.js';
 import { binary } from './ops/map.js';
@@ -32,8 +35,18 @@ import {
   type SparseBlock,
 } from './ops/sparse.js';
 
+/**
+ * Which kernels a model's pruned layers may run (the CLI's --kernels): 'dense' builds no compressed
+ * layouts, so the planner can only pick the dense candidate; 'sparse' builds them and takes the
+ * planner's rule; 'auto' also times the candidates per layer at the start of a level (planLayer).
+ */
 export type KernelMode = 'dense' | 'sparse' | 'auto';
 export const KERNEL_MODES: readonly KernelMode[] = ['dense', 'sparse', 'auto'];
+
+export function parseKernelMode(raw: string, flag = '--kernels'): KernelMode {
+  if (!(KERNEL_MODES as readonly string[]).includes(raw)) throw new Error(`${flag} '${raw}' is not one of ${KERNEL_MODES.join(', ')}`);
+  return raw as KernelMode;
+}
 export type KernelVariant = 'dense' | 'csr' | 'blocked';
 export const KERNEL_VARIANTS: readonly KernelVariant[] = ['dense', 'csr', 'blocked'];
 export type Phase = 'forward' | 'input-grad' | 'weight-grad';
@@ -45,6 +58,11 @@ export type LayerKernels = Record<Phase, KernelVariant>;
 /** The planner family of each phase. */
 export const PHASE_FAMILY: Readonly<Record<Phase, string>> = { forward: 'pruned.fwd', 'input-grad': 'pruned.dgrad', 'weight-grad': 'pruned.wgrad' };
 const VARIANT_ID: Readonly<Record<KernelVariant, string>> = { dense: 'dense', csr: 'sparse:csr', blocked: 'sparse:blocked' };
+
+/** The planner candidate id of a variant ('dense', 'sparse:csr', 'sparse:blocked'). */
+export function variantId(v: KernelVariant): string {
+  return VARIANT_ID[v];
+}
 
 export function variantOfPlan(p: Plan): KernelVariant {
   return p.id === 'dense' ? 'dense' : p.tile === 'csr' ? 'csr' : 'blocked';
@@ -63,10 +81,10 @@ export function sparseDefault(density: number): LayerKernels {
   return { forward: v, 'input-grad': v, 'weight-grad': v };
 }
 
-/** A pruned layer as the planner sees it: its problem and its weight density. */
+/** A pruned layer as the planner sees it: its problem and, when it has a compressed layout, its weight density. */
 export interface PrunedGeometry {
   p: LayerProblem;
-  density: number;
+  density: number | null;
 }
 
 /** One pruned layer's problem: a conv on input xShape, or a linear ([N, in] input). */
@@ -89,14 +107,21 @@ export interface PhaseOperands {
   dy?: Tensor;
   w: Tensor;
   mask: Tensor;
-  sw: SparseWeight;
+  /** The compressed layout (null: none built; only the dense candidate can run). */
+  sw: SparseWeight | null;
+  /** w * mask when the caller already has it (the dense forward and input gradient share it). */
+  wm?: Tensor;
   /** Added by the forward phase. */
   bias?: Tensor | null;
 }
 
-function need(t: Tensor | undefined, what: string, phase: Phase): Tensor {
+function need<T>(t: T | undefined | null, what: string, phase: Phase): T {
   if (!t) throw new Error(`${phase}: no ${what} given`);
   return t;
+}
+
+function masked(o: PhaseOperands): Tensor {
+  return o.wm ?? binary('mul', o.w, o.mask);
 }
 
 /**
@@ -110,22 +135,24 @@ export function runPhase(p: LayerProblem, phase: Phase, v: KernelVariant, o: Pha
     if (phase === 'forward') {
       const x = need(o.x, 'input', phase);
       if (v === 'dense') {
-        const wm = binary('mul', o.w, o.mask);
+        const wm = masked(o);
         return lin ? matmul(x, wm, { transB: true, bias: bias ?? undefined }) : conv2dForward(x, wm, bias, p.opts);
       }
       const bn = blockOf(v);
-      const vals = sparseGather(o.w, o.sw.side(bn, true));
-      return lin ? sparseLinearForward(x, o.sw, vals, bn, bias) : sparseConv2dForward(x, o.sw, vals, bn, bias, p.opts);
+      const sw = need(o.sw, 'compressed layout', phase);
+      const vals = sparseGather(o.w, sw.side(bn, true));
+      return lin ? sparseLinearForward(x, sw, vals, bn, bias) : sparseConv2dForward(x, sw, vals, bn, bias, p.opts);
     }
     const dy = need(o.dy, 'output gradient', phase);
     if (phase === 'input-grad') {
       if (v === 'dense') {
-        const wm = binary('mul', o.w, o.mask);
+        const wm = masked(o);
         return lin ? matmul(dy, wm) : conv2dBackwardInput(dy, wm, p.xShape, p.opts);
       }
       const bn = blockOf(v);
-      const vals = sparseGather(o.w, o.sw.side(bn, false));
-      return lin ? sparseLinearBackwardInput(dy, o.sw, vals, bn, p.xShape) : sparseConv2dBackwardInput(dy, o.sw, vals, bn, p.xShape, p.opts);
+      const sw = need(o.sw, 'compressed layout', phase);
+      const vals = sparseGather(o.w, sw.side(bn, false));
+      return lin ? sparseLinearBackwardInput(dy, sw, vals, bn, p.xShape) : sparseConv2dBackwardInput(dy, sw, vals, bn, p.xShape, p.opts);
     }
     const x = need(o.x, 'input', phase);
     return withPhase('weight-grad', () => {
@@ -134,7 +161,8 @@ export function runPhase(p: LayerProblem, phase: Phase, v: KernelVariant, o: Pha
         return binary('mul', full, o.mask);
       }
       const bn = blockOf(v);
-      return lin ? sparseLinearBackwardWeight(dy, x, o.sw, bn) : sparseConv2dBackwardWeight(dy, x, o.sw, bn, p.opts);
+      const sw = need(o.sw, 'compressed layout', phase);
+      return lin ? sparseLinearBackwardWeight(dy, x, sw, bn) : sparseConv2dBackwardWeight(dy, x, sw, bn, p.opts);
     });
   });
 }
@@ -156,72 +184,16 @@ export function disposeOperands(o: PhaseOperands): void {
   o.w.dispose();
 }
 
-/**
- * What a timing measures. 'wall': elapsed ms. 'cpu': this process's CPU ms (user + system, all
- * threads). A software adapter (lavapipe) runs the kernels on this process's threads, so its CPU time
- * is the work done and stays meaningful when other processes compete for the cores, where wall-clock
- * samples of a few ms swing by several times; on a GPU only wall-clock means anything.
- */
-export type TimeMetric = 'wall' | 'cpu';
-
-export function defaultMetric(): TimeMetric {
-  return device().info.isSoftware ? 'cpu' : 'wall';
-}
-
-/** ms per run of `fn`, run `n` times back to back (work submitted and finished), in `metric`. */
-export async function timeRuns(fn: () => Tensor, n = 1, metric: TimeMetric = defaultMetric()): Promise<number> {
-  await queue.sync();
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) fn().dispose();
-  await queue.sync();
-  const wall = performance.now() - t0;
-  const c = process.cpuUsage(c0);
-  return (metric === 'cpu' ? (c.user + c.system) / 1000 : wall) / n;
-}
-
-/** A timed sample lasts at least this long (short kernels are repeated), so timer and submit noise stay small. */
-const SAMPLE_MS = 15;
-
 export type PhaseTimes = Record<Phase, Partial<Record<KernelVariant, number>>>;
 
-/**
- * Times every (phase, variant) of a layer: one untimed run each (pipeline compile, and the repeat
- * count for a sample of >= SAMPLE_MS), then `reps` rounds in which the variants run interleaved. Each
- * variant keeps its fastest sample: on a shared machine other work only ever adds time, so the
- * minimum is the estimate least disturbed by it, and interleaving keeps the ratios fair.
- */
-export async function timeLayer(
-  p: LayerProblem,
-  o: PhaseOperands,
-  variants: readonly KernelVariant[] = KERNEL_VARIANTS,
-  reps = 3,
-  metric: TimeMetric = defaultMetric(),
-): Promise<PhaseTimes> {
+/** Times every (phase, variant) of a layer, the variants of a phase interleaved (tune.ts timeInterleaved). */
+export async function timeLayer(p: LayerProblem, o: PhaseOperands, variants: readonly KernelVariant[] = KERNEL_VARIANTS, reps = 3, metric?: TimeMetric): Promise<PhaseTimes> {
   const out = { forward: {}, 'input-grad': {}, 'weight-grad': {} } as PhaseTimes;
   for (const phase of PHASES) {
-    const runs = new Map<KernelVariant, number>();
-    const best = new Map<KernelVariant, number>();
-    for (const v of variants) {
-      const fn = () => runPhase(p, phase, v, o);
-      await timeRuns(fn, 1, metric);
-      const ms = await timeRuns(fn, 1, metric);
-      runs.set(v, Math.max(1, Math.min(32, Math.ceil(SAMPLE_MS / Math.max(ms, 0.01)))));
-      best.set(v, ms);
-    }
-    for (let r = 0; r < reps; r++) {
-      const order = r % 2 ? [...variants].reverse() : variants;
-      for (const v of order) best.set(v, Math.min(best.get(v)!, await timeRuns(() => runPhase(p, phase, v, o), runs.get(v)!, metric)));
-    }
+    const best = await timeInterleaved(new Map(variants.map((v) => [v, () => runPhase(p, phase, v, o)])), reps, metric);
     for (const v of variants) out[phase][v] = best.get(v)!;
   }
   return out;
-}
-
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 /**
@@ -243,14 +215,21 @@ export function fastest(t: PhaseTimes): LayerKernels {
   return { forward: pick('forward'), 'input-grad': pick('input-grad'), 'weight-grad': pick('weight-grad') };
 }
 
-export function shapeClass(p: LayerProblem, density: number): string {
+/** The tuning key of a pruned layer; with a compressed layout (density not null) its density is part of it. */
+export function shapeClass(p: LayerProblem, density: number | null): string {
   const o = p.opts;
-  return `${p.kind} x${p.xShape.join('x')} w${p.wShape.join('x')} s${JSON.stringify(o.stride ?? 1)} p${JSON.stringify(o.padding ?? 0)} d${JSON.stringify(o.dilation ?? 1)} density${Math.round(density * 1000) / 10}%`;
+  const base = `${p.kind} x${p.xShape.join('x')} w${p.wShape.join('x')} s${JSON.stringify(o.stride ?? 1)} p${JSON.stringify(o.padding ?? 0)} d${JSON.stringify(o.dilation ?? 1)}`;
+  return density === null ? base : `${base} density${Math.round(density * 1000) / 10}%`;
+}
+
+/** The planner query of a pruned layer: the sparse weight format when it has a compressed layout. */
+function prunedQuery(density: number | null): PlanQuery {
+  return density === null ? {} : { format: 'sparse', density };
 }
 
 function benchCase(phase: Phase, g: PrunedGeometry, pl: Plan): BenchCase {
   const n = g.p.wShape.reduce((a, b) => a * b, 1);
-  const keep = Math.round(g.density * n);
+  const keep = Math.round((g.density ?? 1) * n);
   // Kept positions spread evenly: the tuner needs the density, not a particular mask.
   const mask = Uint8Array.from({ length: n }, (_, i) => (Math.floor(((i + 1) * keep) / n) > Math.floor((i * keep) / n) ? 1 : 0));
   const sw = new SparseWeight(mask, g.p.wShape);
@@ -273,30 +252,52 @@ for (const phase of PHASES) {
     family,
     about: `pruned conv/linear ${phase}: dense kernel on weight * mask, or a sparse kernel skipping pruned weights`,
     shapeClass: (g) => shapeClass(g.p, g.density),
-    defaultRule: (g, _dev, cands) => cands.find((c) => c.id === VARIANT_ID[sparseDefault(g.density)[phase]]) ?? cands[0],
+    // Without a layout only 'dense' suits; with one, the density decides (sparseDefault).
+    defaultRule: (g, _dev, cands) => (g.density === null ? undefined : cands.find((c) => c.id === VARIANT_ID[sparseDefault(g.density!)[phase]])) ?? cands[0],
     bench: (g, pl) => benchCase(phase, g, pl),
   });
   registerCandidates<PrunedGeometry>(family, [
-    { variant: 'dense', formats: ['sparse'] },
+    { variant: 'dense', formats: ['dense', 'sparse'] },
     { variant: 'sparse', tile: 'csr', params: { bn: 1 }, formats: ['sparse'] },
     { variant: 'sparse', tile: 'blocked', params: { bn: 8 }, formats: ['sparse'] },
   ]);
 }
 
-/** The planner's kernel for one phase of a pruned layer (override, pins, tuned, then the density rule). */
-export function planPhase(p: LayerProblem, density: number, phase: Phase): KernelVariant {
-  return variantOfPlan(plan<PrunedGeometry>(PHASE_FAMILY[phase], { p, density }, { format: 'sparse', density }));
+/**
+ * The planner's kernel for one phase of a pruned layer (override, pins, tuned, then the rule); density
+ * null: the layer has no compressed layout.
+ */
+export function planPhase(p: LayerProblem, density: number | null, phase: Phase): KernelVariant {
+  return variantOfPlan(plan<PrunedGeometry>(PHASE_FAMILY[phase], { p, density }, prunedQuery(density)));
 }
 
-export function planPhases(p: LayerProblem, density: number): LayerKernels {
+export function planPhases(p: LayerProblem, density: number | null): LayerKernels {
   return { forward: planPhase(p, density, 'forward'), 'input-grad': planPhase(p, density, 'input-grad'), 'weight-grad': planPhase(p, density, 'weight-grad') };
+}
+
+/** The planner keys of a pruned layer's three phases (what kernels.json records them under). */
+export function phaseKeys(p: LayerProblem, density: number | null): Record<Phase, string> {
+  const key = (ph: Phase) => planKey(PHASE_FAMILY[ph], shapeClass(p, density), prunedQuery(density));
+  return { forward: key('forward'), 'input-grad': key('input-grad'), 'weight-grad': key('weight-grad') };
+}
+
+/** The kernels recorded for a layer in a planner record (kernels.json), or null when one phase is missing. */
+export function recordedKernels(record: Readonly<Record<string, string>>, p: LayerProblem, density: number | null): LayerKernels | null {
+  const keys = phaseKeys(p, density);
+  const out = {} as LayerKernels;
+  for (const ph of PHASES) {
+    const id = record[keys[ph]];
+    const v = (Object.keys(VARIANT_ID) as KernelVariant[]).find((k) => VARIANT_ID[k] === id);
+    if (!v) return null;
+    out[ph] = v;
+  }
+  return out;
 }
 
 /** Installs per-phase choices for a layer problem as the planner's tuned choices. */
 export function installChoices(p: LayerProblem, density: number, k: LayerKernels): void {
-  const choices: Record<string, string> = {};
-  for (const ph of PHASES) choices[planKey(PHASE_FAMILY[ph], shapeClass(p, density), { format: 'sparse', density })] = VARIANT_ID[k[ph]];
-  setTunedChoices(choices);
+  const keys = phaseKeys(p, density);
+  setTunedChoices(Object.fromEntries(PHASES.map((ph) => [keys[ph], VARIANT_ID[k[ph]]])));
 }
 
 /** Timings already taken in this process, by planner key (a level meets the same shapes again). */

@@ -30,6 +30,7 @@ import {
   type SeenQuery,
 } from './plan.js';
 import { queue } from './queue.js';
+import type { Tensor } from './tensor.js';
 
 export const TUNE_CACHE_VERSION = 1;
 
@@ -232,4 +233,64 @@ export function describeCandidates(family: string): string {
   return candidatesOf(family)
     .map((c) => c.id + ((c.tags ?? []).includes('big-gpu') ? '*' : ''))
     .join(', ');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interleaved timing of whole operations (the pruned layers' candidates under their real masks,
+// sparse-plan.ts planLayer; bench/sparsity.ts)
+
+/**
+ * What a timing measures. 'wall': elapsed ms. 'cpu': this process's CPU ms (user + system, all
+ * threads). A software adapter (lavapipe) runs the kernels on this process's threads, so its CPU time
+ * is the work done and stays meaningful when other processes compete for the cores, where wall-clock
+ * samples of a few ms swing by several times; on a GPU only wall-clock means anything.
+ */
+export type TimeMetric = 'wall' | 'cpu';
+
+/** CPU time on software adapters, wall-clock on GPUs (see TimeMetric). */
+export function defaultMetric(): TimeMetric {
+  return deviceTraits().isSoftware ? 'cpu' : 'wall';
+}
+
+/** ms per run of `fn`, run `n` times back to back (work submitted and finished), in `metric`. */
+export async function timeRuns(fn: () => Tensor, n = 1, metric: TimeMetric = defaultMetric()): Promise<number> {
+  await queue.sync();
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) fn().dispose();
+  await queue.sync();
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return (metric === 'cpu' ? (c.user + c.system) / 1000 : wall) / n;
+}
+
+/** A timed sample lasts at least this long (short kernels are repeated), so timer and submit noise stay small. */
+const SAMPLE_MS = 15;
+
+/**
+ * ms per run of each entry of `runs`: one untimed run each (pipeline compile, and the repeat count for
+ * a sample of >= SAMPLE_MS), then `reps` rounds in which the entries run interleaved (alternating
+ * order). Each keeps its fastest sample: on a shared machine other work only ever adds time, so the
+ * minimum is the estimate least disturbed by it, and interleaving keeps the ratios fair.
+ */
+export async function timeInterleaved<K extends string>(runs: ReadonlyMap<K, () => Tensor>, reps = 3, metric: TimeMetric = defaultMetric()): Promise<Map<K, number>> {
+  const repeat = new Map<K, number>();
+  const best = new Map<K, number>();
+  for (const [k, fn] of runs) {
+    await timeRuns(fn, 1, metric);
+    const ms = await timeRuns(fn, 1, metric);
+    repeat.set(k, Math.max(1, Math.min(32, Math.ceil(SAMPLE_MS / Math.max(ms, 0.01)))));
+    best.set(k, ms);
+  }
+  const keys = [...runs.keys()];
+  for (let r = 0; r < reps; r++) {
+    for (const k of r % 2 ? [...keys].reverse() : keys) best.set(k, Math.min(best.get(k)!, await timeRuns(runs.get(k)!, repeat.get(k)!, metric)));
+  }
+  return best;
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }

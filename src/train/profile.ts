@@ -11,7 +11,7 @@ import * as F from '../autograd/functional.js';
 import type { Detector } from '../nn/models/index.js';
 import { Optimizer } from '../nn/optim/optimizer.js';
 import { device } from '../tensor/device.js';
-import { plannerSeen, resetPlannerRecord, type SeenQuery, type WeightFormatPolicy, setWeightFormatPolicy, weightFormatPolicy } from '../tensor/plan.js';
+import { plannerSeen, resetPlannerRecord, type SeenQuery } from '../tensor/plan.js';
 import { queue } from '../tensor/queue.js';
 import { fromArray, keep, tidy, type Tensor } from '../tensor/tensor.js';
 import type { Phase } from '../tensor/trace.js';
@@ -60,8 +60,6 @@ export interface ProfileOptions {
   steps?: number;
   /** Weight density by layer name ('layer1.0.conv1'), e.g. from a pruning level's masks. */
   densities?: ReadonlyMap<string, number>;
-  /** Which weight formats the kernels may use (issue 10 adds sparse kernels; default 'dense'). */
-  kernels?: WeightFormatPolicy;
 }
 
 /** Phases in step order, for sorting rows. */
@@ -118,8 +116,6 @@ export async function discoverShapes(model: Detector, size: number, batch: numbe
 /** Profiles training steps of `model` (weights and masks as they are; they change as it trains). */
 export async function profileTrainStep(model: Detector, o: ProfileOptions): Promise<StepProfile> {
   const steps = o.steps ?? 2;
-  const savedPolicy = weightFormatPolicy();
-  if (o.kernels) setWeightFormatPolicy(o.kernels);
   model.train();
   const s = syntheticStep(model, o.size, o.batch);
   try {
@@ -153,7 +149,6 @@ export async function profileTrainStep(model: Detector, o: ProfileOptions): Prom
     return { rows, gpuMs, wallMs, steps, adapter: [info.vendor, info.device, info.description].filter(Boolean).join(' ') };
   } finally {
     s.dispose();
-    setWeightFormatPolicy(savedPolicy);
   }
 }
 

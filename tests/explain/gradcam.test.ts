@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Module, type HostTensorF32 } from '../../src/nn/module.js';
-import { AdaptiveAvgPool2d, Conv2d, Linear } from '../../src/nn/layers.js';
+import { AdaptiveAvgPool2d, Conv2d, Linear, ReLU } from '../../src/nn/layers.js';
 import * as F from '../../src/autograd/functional.js';
 import { fromArray, type Tensor } from '../../src/tensor/tensor.js';
 import { pool } from '../../src/tensor/pool.js';
@@ -27,7 +27,7 @@ import { SyntheticDeepfakes } from '../../src/data/synthetic.js';
 import type { Detector } from '../../src/nn/models/index.js';
 
 // ------------------------------------------------------------------------------------------------
-// The hand-built model: conv(3 -> K, 3x3, stride 2, pad 1) -> [tap 'conv'] -> ReLU -> [tap 'relu'] ->
+// The hand-built model: conv(3 -> K, 3x3, stride 2, pad 1) [module 'conv'] -> ReLU [module 'relu'] ->
 // global average pool -> linear(K -> 1). With C = conv(x), logit = b + sum_k v_k mean_ij relu(C_kij), so
 //   at 'relu' (A = relu(C)): d logit / dA_kij = v_k / (h w)
 //   at 'conv' (A = C):       d logit / dA_kij = v_k / (h w) * [C_kij > 0]
@@ -39,13 +39,11 @@ const W = 5;
 
 class HandNet extends Module {
   readonly conv = this.addModule('conv', new Conv2d(CIN, K, 3, { stride: 2, padding: 1 }));
+  readonly relu = this.addModule('relu', new ReLU());
   readonly gap = new AdaptiveAvgPool2d(1);
   readonly fc = this.addModule('fc', new Linear(K, 1));
-  forward(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
-    const t = tap ?? ((_: string, v: Tensor) => v);
-    const c = t('conv', this.conv.forward(x));
-    const r = t('relu', F.relu(c));
-    return this.fc.forward(F.flatten(this.gap.forward(r), 1));
+  forward(x: Tensor): Tensor {
+    return this.fc.forward(F.flatten(this.gap.forward(this.relu.forward(this.conv.forward(x))), 1));
   }
 }
 

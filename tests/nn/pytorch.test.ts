@@ -164,13 +164,16 @@ describe('detectors vs PyTorch (formula weights, eval mode)', () => {
     const camLayer = meta.gradcam_layer;
     let A: Tensor | null = null;
     // Grad-CAM: the tap replaces the activation by a leaf copy, whose .grad is d logit / d A.
-    const logits = model.forward(x, (n, v) => {
-      if (n !== camLayer) return v;
+    const tapped = [...model.namedModules()].find(([n]) => n === camLayer)?.[1];
+    expect(tapped, `module '${camLayer}'`).toBeDefined();
+    const hook = tapped!.registerForwardHook((_m, _x, v) => {
       const leaf = noGrad(() => F.scale(v, 1));
       leaf.requiresGrad = true;
       A = leaf;
       return leaf;
     });
+    const logits = model.forward(x);
+    hook.remove();
     expect(A, `tap '${camLayer}' was called`).not.toBeNull();
     const a = A as unknown as Tensor;
     const wantLogits = get(t, 'out/logits');

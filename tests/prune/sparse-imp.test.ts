@@ -1,7 +1,7 @@
 // --kernels sparse / auto end to end: pruned layers through autograd match the dense masked path, the
 // auto planner picks what it timed fastest (dense unless a sparse kernel wins by a margin), and a whole IMP run trained on sparse kernels ends with the
 // same masks and (within float32 noise) the same weights and accuracy as on dense kernels.
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,16 +11,14 @@ import { readF32Tensors } from '../../src/nn/checkpoint.js';
 import { attachMasks, detachMasks, loadMasks, onesMasks, prunableWeights } from '../../src/prune/masks.js';
 import { createModel } from '../../src/nn/models/index.js';
 import { Conv2d, Linear } from '../../src/nn/layers.js';
-import { planKernels, setKernelMode, type KernelPlan } from '../../src/nn/sparse.js';
+import { levelPlan, planKernels, readKernelPlanFile } from '../../src/nn/sparse.js';
 import { backward } from '../../src/autograd/tape.js';
 import * as F from '../../src/autograd/functional.js';
 import { fromArray, tidy } from '../../src/tensor/index.js';
-import { KERNEL_VARIANTS, PHASES, SPARSE_MARGIN } from '../../src/tensor/sparse-plan.js';
+import { KERNEL_VARIANTS, PHASES, SPARSE_MARGIN, phaseKeys } from '../../src/tensor/sparse-plan.js';
 import { runFile } from '../../src/io/run-paths.js';
 import { seededValues } from '../ref/arb.js';
 import { expectNear } from '../ref/conv-ref.js';
-
-afterEach(() => setKernelMode('dense'));
 
 function maskOf(n: number, density: number, seed: number): Uint8Array {
   return Uint8Array.from(seededValues(n, seed, 0, 1), (v) => (v < density ? 1 : 0));
@@ -109,11 +107,9 @@ describe('IMP on sparse kernels', () => {
   beforeAll(async () => {
     data = await openDataset(cfg.data, { size: cfg.size, seed: 0 });
     for (const mode of ['dense', 'sparse'] as const) {
-      setKernelMode(mode);
       runs[mode] = fs.mkdtempSync(path.join(os.tmpdir(), `imp-kernels-${mode}-`));
-      await runImp(cfg, { run: runs[mode], data, resume: false, progress: false, log: () => undefined });
+      await runImp(cfg, { run: runs[mode], data, resume: false, progress: false, log: () => undefined, kernels: mode });
     }
-    setKernelMode('dense');
   });
 
   it('ends every level with the same masks, weights within float32 noise and the same accuracy', async () => {
@@ -130,13 +126,29 @@ describe('IMP on sparse kernels', () => {
     }
   });
 
-  it('records the kernels of each level (sparse only; dense runs write no sparse-kernels.json)', () => {
+  it('records the kernels of each level once, in its kernels.json (dense runs write no sparse-kernels.json)', () => {
     for (let k = 0; k <= cfg.levels; k++) {
-      expect(fs.existsSync(runFile(path.join(runs.dense, `level_${k}`), 'sparseKernels'))).toBe(false);
-      const plan = JSON.parse(fs.readFileSync(runFile(path.join(runs.sparse, `level_${k}`), 'sparseKernels'), 'utf8')) as KernelPlan;
-      expect(plan.mode).toBe('sparse');
+      const dense = path.join(runs.dense, `level_${k}`);
+      expect(fs.existsSync(runFile(dense, 'sparseKernels'))).toBe(false);
+      // Dense runs' masked layers go through the same planner families, with the dense candidate.
+      const denseRec = JSON.parse(fs.readFileSync(runFile(dense, 'kernels'), 'utf8')) as Record<string, string>;
+      const prunedDense = Object.entries(denseRec).filter(([key]) => key.startsWith('pruned.'));
+      expect(prunedDense.length).toBeGreaterThan(0);
+      for (const [, id] of prunedDense) expect(id).toBe('dense');
+      const dir = path.join(runs.sparse, `level_${k}`);
+      const file = readKernelPlanFile(runFile(dir, 'sparseKernels'));
+      expect(file.mode).toBe('sparse');
+      for (const l of file.layers) expect(l.kernels).toBeUndefined();
+      const plan = levelPlan(dir)!;
       expect(plan.layers.map((l) => l.layer)).toEqual(['conv1', 'conv2', 'conv3', 'conv4', 'fc1', 'fc2']);
-      for (const l of plan.layers) for (const ph of PHASES) expect(['csr', 'blocked']).toContain(l.kernels[ph]);
+      const rec = JSON.parse(fs.readFileSync(runFile(dir, 'kernels'), 'utf8')) as Record<string, string>;
+      for (const l of plan.layers) {
+        const keys = phaseKeys(l.problem, l.density);
+        for (const ph of PHASES) {
+          expect(['csr', 'blocked']).toContain(l.kernels[ph]);
+          expect(rec[keys[ph]]).toBe(`sparse:${l.kernels[ph]}`);
+        }
+      }
     }
   });
 });

@@ -2,7 +2,7 @@
 // The study gives only "a 5-layer CNN with batch norm" and 0.300 M parameters; widths 16-32-64-128-176
 // give 301,377 trainable parameters with one logit, the closest simple progression to that figure.
 import { Module } from '../module.js';
-import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d } from '../layers.js';
+import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Identity, Linear, MaxPool2d } from '../layers.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import * as F from '../../autograd/functional.js';
 import type { DetectorOptions } from './meso.js';
@@ -28,16 +28,16 @@ export class CNN5 extends Module {
     this.fc = this.addModule('fc', new Linear(c, o.outputs ?? 1));
   }
 
-  features(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
+  /** Grad-CAM's layers (TAP_LAYERS): named points after each block that forward hooks attach to. */
+  private readonly blocks = CNN5_WIDTHS.map((_, i) => this.addModule(`block${i + 1}`, new Identity()));
+
+  features(x: Tensor): Tensor {
     let y = x;
-    for (let i = 0; i < this.convs.length; i++) {
-      y = this.pool.forward(F.relu(this.bns[i].forward(this.convs[i].forward(y))));
-      if (tap) y = tap(`block${i + 1}`, y);
-    }
+    for (let i = 0; i < this.convs.length; i++) y = this.blocks[i].forward(this.pool.forward(F.relu(this.bns[i].forward(this.convs[i].forward(y)))));
     return y;
   }
 
-  forward(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
-    return this.fc.forward(F.flatten(this.gap.forward(this.features(x, tap)), 1));
+  forward(x: Tensor): Tensor {
+    return this.fc.forward(F.flatten(this.gap.forward(this.features(x)), 1));
   }
 }

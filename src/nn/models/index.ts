@@ -19,12 +19,15 @@ export function parseModelName(s: string, fn = 'createModel', arg = 'name'): Mod
   return s;
 }
 
-/** A detector: a Module whose forward can report intermediate activations (Grad-CAM taps). */
+/** A detector: a Module from images [N, 3, H, W] to one logit per image [N, 1]. */
 export interface Detector extends Module {
-  forward(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor;
+  forward(x: Tensor): Tensor;
 }
 
-/** Layer names a tap sees, last one = the default Grad-CAM layer. */
+/**
+ * The Grad-CAM layers of each detector: named modules (a block's end, or a ResNet stage) whose output a
+ * forward hook can take (explain/gradcam.ts); the last one is the default Grad-CAM layer.
+ */
 export const TAP_LAYERS: Record<ModelName, readonly string[]> = {
   meso4: ['block1', 'block2', 'block3', 'block4'],
   mesoinception4: ['block1', 'block2', 'block3', 'block4'],

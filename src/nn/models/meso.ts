@@ -4,7 +4,7 @@
 // Parameter counts (trainable, PyTorch convention): Meso-4 27,977 at 256x256, 15,689 at 128x128,
 // 12,617 at 64x64; MesoInception-4 28,615 at 256x256.
 import { Module } from '../module.js';
-import { BatchNorm2d, Conv2d, Dropout, LeakyReLU, Linear, MaxPool2d } from '../layers.js';
+import { BatchNorm2d, Conv2d, Dropout, Identity, LeakyReLU, Linear, MaxPool2d } from '../layers.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import * as F from '../../autograd/functional.js';
 
@@ -82,21 +82,20 @@ export class Meso4 extends Module {
     this.fc2 = this.head.fc2;
   }
 
+  /** Grad-CAM's layers (TAP_LAYERS): named points after each block that forward hooks attach to. */
+  private readonly blocks = [1, 2, 3, 4].map((i) => this.addModule(`block${i}`, new Identity()));
+
   /** The four conv blocks; Grad-CAM's default layer is the output of the last one. */
-  features(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
-    const t = tap ?? ((_: string, v: Tensor) => v);
-    let y = this.pool2.forward(this.bn1.forward(F.relu(this.conv1.forward(x))));
-    y = t('block1', y);
-    y = this.pool2.forward(this.bn2.forward(F.relu(this.conv2.forward(y))));
-    y = t('block2', y);
-    y = this.pool2.forward(this.bn3.forward(F.relu(this.conv3.forward(y))));
-    y = t('block3', y);
-    y = this.pool4.forward(this.bn4.forward(F.relu(this.conv4.forward(y))));
-    return t('block4', y);
+  features(x: Tensor): Tensor {
+    const [b1, b2, b3, b4] = this.blocks;
+    let y = b1.forward(this.pool2.forward(this.bn1.forward(F.relu(this.conv1.forward(x)))));
+    y = b2.forward(this.pool2.forward(this.bn2.forward(F.relu(this.conv2.forward(y)))));
+    y = b3.forward(this.pool2.forward(this.bn3.forward(F.relu(this.conv3.forward(y)))));
+    return b4.forward(this.pool4.forward(this.bn4.forward(F.relu(this.conv4.forward(y)))));
   }
 
-  forward(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
-    return this.head.forward(this.features(x, tap));
+  forward(x: Tensor): Tensor {
+    return this.head.forward(this.features(x));
   }
 }
 
@@ -157,15 +156,18 @@ export class MesoInception4 extends Module {
     this.fc2 = this.head.fc2;
   }
 
-  features(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
-    const t = tap ?? ((_: string, v: Tensor) => v);
-    let y = t('block1', this.pool2.forward(this.bn1.forward(this.inc1.forward(x))));
-    y = t('block2', this.pool2.forward(this.bn2.forward(this.inc2.forward(y))));
-    y = t('block3', this.pool2.forward(this.bn3.forward(F.relu(this.conv3.forward(y)))));
-    return t('block4', this.pool4.forward(this.bn4.forward(F.relu(this.conv4.forward(y)))));
+  /** Grad-CAM's layers (TAP_LAYERS): named points after each block that forward hooks attach to. */
+  private readonly blocks = [1, 2, 3, 4].map((i) => this.addModule(`block${i}`, new Identity()));
+
+  features(x: Tensor): Tensor {
+    const [b1, b2, b3, b4] = this.blocks;
+    let y = b1.forward(this.pool2.forward(this.bn1.forward(this.inc1.forward(x))));
+    y = b2.forward(this.pool2.forward(this.bn2.forward(this.inc2.forward(y))));
+    y = b3.forward(this.pool2.forward(this.bn3.forward(F.relu(this.conv3.forward(y)))));
+    return b4.forward(this.pool4.forward(this.bn4.forward(F.relu(this.conv4.forward(y)))));
   }
 
-  forward(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
-    return this.head.forward(this.features(x, tap));
+  forward(x: Tensor): Tensor {
+    return this.head.forward(this.features(x));
   }
 }

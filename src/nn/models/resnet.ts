@@ -69,16 +69,14 @@ export class ResNet18 extends Module {
     this.fc = this.addModule('fc', new Linear(512, o.outputs ?? 1));
   }
 
-  features(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
+  /** The stem and the four stages; Grad-CAM's layers (TAP_LAYERS) are the stages, layer1..layer4. */
+  features(x: Tensor): Tensor {
     let y = this.maxpool.forward(F.relu(this.bn1.forward(this.conv1.forward(x))));
-    this.layers.forEach((l, i) => {
-      y = l.forward(y);
-      if (tap) y = tap(`layer${i + 1}`, y);
-    });
+    for (const l of this.layers) y = l.forward(y);
     return y;
   }
 
-  forward(x: Tensor, tap?: (name: string, t: Tensor) => Tensor): Tensor {
-    return this.fc.forward(F.flatten(this.avgpool.forward(this.features(x, tap)), 1));
+  forward(x: Tensor): Tensor {
+    return this.fc.forward(F.flatten(this.avgpool.forward(this.features(x)), 1));
   }
 }

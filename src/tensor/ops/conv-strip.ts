@@ -20,7 +20,8 @@ import type { DispatchTag } from '../trace.js';
 /** Profile tag of a launch, built only while profiling. */
 type Tag = () => DispatchTag;
 import { empty, type Tensor } from '../tensor.js';
-import { dispatchSplitSum, type Conv2dGeometry } from './conv.js';
+import type { Conv2dGeometry } from './conv-geometry.js';
+import { dispatchSplitSum, splitK, WGRAD_SOFT_TARGET_GROUPS } from './split-sum.js';
 
 /**
  * Register blocks: wg threads x px pixels x bn channels. Measured on a 2-core lavapipe
@@ -178,8 +179,6 @@ export function stripBackwardInput(dy: Tensor, w: Tensor, dx: Tensor, g: Conv2dG
   wp.dispose();
 }
 
-/** Workgroups the strip weight gradient aims for: enough to keep a CPU's threads busy, few partials. */
-const STRIP_WGRAD_TARGET_GROUPS = 64;
 /** A split reduces at least this many quads (4-pixel row pieces). */
 const STRIP_WGRAD_MIN_QUADS = 64;
 
@@ -187,10 +186,7 @@ const STRIP_WGRAD_MIN_QUADS = 64;
 export function stripWgradSplits(g: Conv2dGeometry, t: StripTile): { splits: number; perSplit: number; quads: number } {
   const quads = (g.n * g.oh * g.ow) / t.px;
   const tiles = Math.ceil((g.cin * g.kh) / t.wg) * Math.ceil(g.cout / t.bn);
-  let splits = Math.max(1, Math.min(Math.ceil(STRIP_WGRAD_TARGET_GROUPS / tiles), Math.floor(quads / STRIP_WGRAD_MIN_QUADS), 65535));
-  const perSplit = Math.ceil(quads / splits);
-  splits = Math.ceil(quads / perSplit);
-  return { splits, perSplit, quads };
+  return { ...splitK(tiles, quads, WGRAD_SOFT_TARGET_GROUPS, STRIP_WGRAD_MIN_QUADS), quads };
 }
 
 /** conv2d weight gradient by row strips (the planner checked stripSuitsBackwardWeight). */

@@ -1,22 +1,8 @@
-// Launchers for the convolution family (src/shaders/conv.ts): geometry (PyTorch arguments plus
-// Keras/TF 'same' padding for any stride), tile choice, split-K sizing. Raw ops, no autograd: the
-// forward and each backward are separate functions with plain tensor arguments.
-//
-// Padding is either symmetric (a number or [ph, pw]), explicit and asymmetric as
-// [top, left, bottom, right] (note: not PyTorch F.pad's (left, right, top, bottom) order), 'valid'
-// (no padding) or 'same' (TensorFlow/Keras: out = ceil(in / stride), extra padding at the bottom/right).
-import {
-  CONV_UNIFORM,
-  SPLIT_SUM_UNIFORM,
-  SPLIT_SUM_WG,
-  conv2dBackwardInputKernel,
-  conv2dBackwardWeightKernel,
-  conv2dForwardKernel,
-  gatherLoads,
-  splitSumKernel,
-  tileThreads,
-  type GemmTile,
-} from '../../shaders/conv.js';
+// Launchers for the convolution family (src/shaders/conv.ts, conv-direct.ts; row strips in
+// conv-strip.ts): the planner's candidates and default rule per pass, tile choice, split-K sizing. Raw
+// ops, no autograd: the forward and each backward are separate functions with plain tensor arguments.
+// Geometry and padding live in conv-geometry.ts (re-exported here), the split-K sum in split-sum.ts.
+import { CONV_UNIFORM, conv2dBackwardInputKernel, conv2dBackwardWeightKernel, conv2dForwardKernel, gatherLoads, type GemmTile } from '../../shaders/conv.js';
 import {
   conv2dDirectBackwardInputKernel,
   conv2dDirectBackwardWeightKernel,
@@ -26,7 +12,7 @@ import {
   directKey,
   type DirectTile,
 } from '../../shaders/conv-direct.js';
-import { grid1d, gridFor, type Grid, type Kernel } from '../../shaders/kernel.js';
+import { grid1d, type Grid, type Kernel } from '../../shaders/kernel.js';
 import { cachedKernel, deviceTraits, plan, plan as planKernel, registerCandidates, registerFamily, type BenchCase, type Plan, type RegisteredCandidate } from '../plan.js';
 import { queue } from '../queue.js';
 import type { DispatchTag } from '../trace.js';
@@ -34,120 +20,12 @@ import { empty, type Shape, type Tensor } from '../tensor.js';
 import { fill } from './map.js';
 import { channelSum } from './norm.js';
 import { stripBackwardInput, stripBackwardWeight, stripDefault, stripForward } from './conv-strip.js';
+import { conv2dGeometry, convFlops, convShapeClass, shapeStr, type Conv2dGeometry, type Conv2dOptions } from './conv-geometry.js';
+import { dispatchSplitSum, splitK, WGRAD_CHUNK, WGRAD_MIN_CHUNKS_PER_SPLIT, WGRAD_TARGET_GROUPS } from './split-sum.js';
 
-export type Pair = number | readonly [number, number];
-/** number | [ph, pw] (symmetric) | [top, left, bottom, right] | 'same' (Keras/TF) | 'valid'. */
-export type Padding2d = number | readonly [number, number] | readonly [number, number, number, number] | 'same' | 'valid';
-
-export interface Conv2dOptions {
-  stride?: Pair;
-  padding?: Padding2d;
-  dilation?: Pair;
-  /** Only 1 is supported. */
-  groups?: number;
-}
-
-/** Everything a conv kernel needs, resolved. Padding is [top, left, bottom, right]. */
-export interface Conv2dGeometry {
-  n: number;
-  cin: number;
-  h: number;
-  w: number;
-  cout: number;
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
-  dh: number;
-  dw: number;
-  pt: number;
-  pl: number;
-  pb: number;
-  pr: number;
-  oh: number;
-  ow: number;
-}
-
-export function pair(v: Pair | undefined, dflt: number, what: string): [number, number] {
-  const p: [number, number] = v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
-  if (!p.every((x) => Number.isInteger(x))) throw new Error(`${what} (${p.join(', ')}) must be integers`);
-  return p;
-}
-
-/**
- * Keras/TensorFlow 'same' padding along one axis: out = ceil(in / stride),
- * total = max((out - 1) * stride + (k - 1) * dilation + 1 - in, 0), before = floor(total / 2), after = the rest.
- */
-export function samePadding1d(inSize: number, k: number, stride: number, dilation = 1): { out: number; before: number; after: number } {
-  const out = Math.ceil(inSize / stride);
-  const ek = (k - 1) * dilation + 1;
-  const total = Math.max((out - 1) * stride + ek - inSize, 0);
-  const before = Math.floor(total / 2);
-  return { out, before, after: total - before };
-}
-
-/** Keras/TF 'same' padding for a 2-D window, as [top, left, bottom, right]. */
-export function samePadding2d(
-  inHW: readonly [number, number],
-  kernel: Pair,
-  stride: Pair,
-  dilation: Pair = 1,
-): [number, number, number, number] {
-  const [kh, kw] = pair(kernel, 1, 'kernel');
-  const [sh, sw] = pair(stride, 1, 'stride');
-  const [dh, dw] = pair(dilation, 1, 'dilation');
-  const a = samePadding1d(inHW[0], kh, sh, dh);
-  const b = samePadding1d(inHW[1], kw, sw, dw);
-  return [a.before, b.before, a.after, b.after];
-}
-
-/** Resolves a Padding2d to [top, left, bottom, right] for a window over an input of inHW. */
-export function resolvePadding(
-  padding: Padding2d | undefined,
-  inHW: readonly [number, number],
-  kernel: readonly [number, number],
-  stride: readonly [number, number],
-  dilation: readonly [number, number],
-): [number, number, number, number] {
-  let p: [number, number, number, number];
-  if (padding === undefined || padding === 'valid') p = [0, 0, 0, 0];
-  else if (padding === 'same') p = samePadding2d(inHW, kernel, stride, dilation);
-  else if (typeof padding === 'number') p = [padding, padding, padding, padding];
-  else if (padding.length === 2) p = [padding[0], padding[1], padding[0], padding[1]];
-  else if (padding.length === 4) p = [padding[0], padding[1], padding[2], padding[3]];
-  else throw new Error(`padding ${JSON.stringify(padding)}: want a number, [ph, pw], [top, left, bottom, right], 'same' or 'valid'`);
-  if (!p.every((x) => Number.isInteger(x) && x >= 0)) throw new Error(`padding [${p.join(', ')}] must be non-negative integers`);
-  return p;
-}
-
-function shapeStr(s: Shape): string {
-  return `[${s.join(', ')}]`;
-}
-
-export function conv2dGeometry(xShape: Shape, wShape: Shape, opts: Conv2dOptions = {}): Conv2dGeometry {
-  if (xShape.length !== 4) throw new Error(`conv2d: input must be NCHW, got ${shapeStr(xShape)}`);
-  if (wShape.length !== 4) throw new Error(`conv2d: weight must be [Cout, Cin, KH, KW], got ${shapeStr(wShape)}`);
-  if ((opts.groups ?? 1) !== 1) throw new Error(`conv2d: groups=${opts.groups} is not supported (only 1)`);
-  const [n, cin, h, w] = xShape;
-  const [cout, wcin, kh, kw] = wShape;
-  if (wcin !== cin) throw new Error(`conv2d: input ${shapeStr(xShape)} has ${cin} channels, weight ${shapeStr(wShape)} expects ${wcin}`);
-  if (kh < 1 || kw < 1 || cout < 1) throw new Error(`conv2d: weight ${shapeStr(wShape)} is empty`);
-  const [sh, sw] = pair(opts.stride, 1, 'stride');
-  const [dh, dw] = pair(opts.dilation, 1, 'dilation');
-  if (sh < 1 || sw < 1 || dh < 1 || dw < 1) throw new Error(`conv2d: stride (${sh}, ${sw}) and dilation (${dh}, ${dw}) must be >= 1`);
-  const [pt, pl, pb, pr] = resolvePadding(opts.padding, [h, w], [kh, kw], [sh, sw], [dh, dw]);
-  const oh = Math.floor((h + pt + pb - dh * (kh - 1) - 1) / sh) + 1;
-  const ow = Math.floor((w + pl + pr - dw * (kw - 1) - 1) / sw) + 1;
-  if (oh < 1 || ow < 1) {
-    throw new Error(`conv2d: input ${shapeStr(xShape)} is smaller than the (dilated) kernel ${kh}x${kw} with padding [${pt}, ${pl}, ${pb}, ${pr}]`);
-  }
-  return { n, cin, h, w, cout, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, oh, ow };
-}
-
-export function conv2dOutputShape(xShape: Shape, wShape: Shape, opts: Conv2dOptions = {}): number[] {
-  const g = conv2dGeometry(xShape, wShape, opts);
-  return [g.n, g.cout, g.oh, g.ow];
-}
+// Geometry, and the split-K sum, from where importers have always found them.
+export * from './conv-geometry.js';
+export { dispatchSplitSum } from './split-sum.js';
 
 // ---------------------------------------------------------------------------------------------
 // Candidates: the planner (../plan.ts) picks one per pass and geometry
@@ -210,15 +88,6 @@ export function pickTile(cols: number): GemmTile {
 /** Output columns of a pass's GEMM (the static tile covers them). */
 function gemmCols(family: ConvFamily, g: Conv2dGeometry): number {
   return family === 'conv.dgrad' ? g.cin : g.cout;
-}
-
-export function convShapeClass(g: Conv2dGeometry): string {
-  return `n${g.n} c${g.cin}>${g.cout} ${g.h}x${g.w} k${g.kh}x${g.kw} s${g.sh}x${g.sw} d${g.dh}x${g.dw} p${g.pt},${g.pl},${g.pb},${g.pr}`;
-}
-
-/** Dense FLOPs of one pass (each is the same GEMM size: 2 * N*OH*OW * Cout * Cin*KH*KW). */
-export function convFlops(g: Conv2dGeometry): number {
-  return 2 * g.n * g.oh * g.ow * g.cout * g.cin * g.kh * g.kw;
 }
 
 /**
@@ -419,13 +288,6 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: Shape, opts: 
   return dx;
 }
 
-/** Workgroups the split-K weight gradient aims for (enough to fill a large GPU). */
-const WGRAD_TARGET_GROUPS = 512;
-/** A split reduces at least this many chunks, so partials stay small against the work. */
-const WGRAD_MIN_CHUNKS_PER_SPLIT = 4;
-/** Reduction chunk (rows of N*OH*OW) of the weight gradient. */
-const WGRAD_CHUNK = 32;
-
 export interface WgradPlan {
   impl: ConvImpl;
   /** The planner's choice this split plan follows. */
@@ -460,10 +322,7 @@ export function wgradPlan(g: Conv2dGeometry, p: Plan = plan('conv.wgrad', g)): W
     grid = [Math.ceil(K / (t.wg * t.tm)), Math.ceil(g.cout / t.bn)];
   }
   const nchunks = Math.ceil(L / chunk);
-  const tiles = grid[0] * grid[1];
-  let splits = Math.max(1, Math.min(Math.ceil(WGRAD_TARGET_GROUPS / tiles), Math.floor(nchunks / WGRAD_MIN_CHUNKS_PER_SPLIT), 65535));
-  const chunksPerSplit = Math.ceil(nchunks / splits);
-  splits = Math.ceil(nchunks / chunksPerSplit);
+  const { splits, perSplit: chunksPerSplit } = splitK(grid[0] * grid[1], nchunks, WGRAD_TARGET_GROUPS, WGRAD_MIN_CHUNKS_PER_SPLIT);
   return { impl, plan: p, tile, grid, splits, chunk, chunksPerSplit, nchunks };
 }
 
@@ -511,13 +370,6 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: Shape, opts:
   // dispatches of the same queue (ordered after these), never to a host upload.
   parts.dispose();
   return dw;
-}
-
-export function dispatchSplitSum(parts: Tensor, out: Tensor, splits: number): void {
-  const k = cachedKernel('conv.splitsum', splitSumKernel);
-  const p = SPLIT_SUM_UNIFORM.pack({ n: out.size, splits });
-  const tag = (): DispatchTag => ({ op: 'conv.splitsum', variant: 'splitsum', shape: `${splits}x${out.size}`, flops: splits * out.size, phase: 'weight-grad' });
-  queue.dispatch(k, [{ buffer: parts.buf }, { buffer: out.buf }], p, gridFor(out.size, SPLIT_SUM_WG), tag);
 }
 
 /** db of conv2d: the per-channel sum of dy [N, Cout, OH, OW], shape [Cout]. */

@@ -7,7 +7,7 @@ import { device } from '../device.js';
 import { cachedKernel } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
-import { conv2dGeometry, type Conv2dGeometry, type Conv2dOptions } from './conv.js';
+import { conv2dGeometry, type Conv2dGeometry, type Conv2dOptions, shapeStr } from './conv-geometry.js';
 
 export interface GroupedConv2dOptions extends Conv2dOptions {
   /** Channel groups: Cin and Cout must be multiples; Cin for depthwise. */
@@ -22,9 +22,6 @@ export interface GroupedConv2dGeometry extends Conv2dGeometry {
   cpg: number;
 }
 
-function shapeStr(s: Shape): string {
-  return `[${s.join(', ')}]`;
-}
 
 export function groupedConv2dGeometry(xShape: Shape, wShape: Shape, opts: GroupedConv2dOptions): GroupedConv2dGeometry {
   const groups = opts.groups;

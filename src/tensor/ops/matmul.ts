@@ -33,6 +33,7 @@ import type { PooledBuffer } from '../pool.js';
 import { queue, type LaunchBinding } from '../queue.js';
 import type { DispatchTagArg } from '../trace.js';
 import { empty, type Shape, Tensor } from '../tensor.js';
+import { shapeStr } from './conv-geometry.js';
 
 export type { MatmulVariant } from '../../shaders/matmul.js';
 
@@ -67,9 +68,6 @@ export interface MatmulDims {
   outShape: number[];
 }
 
-function shapeStr(s: Shape): string {
-  return `[${s.join(', ')}]`;
-}
 
 /** Shapes of op(a) @ op(b) with batch broadcasting; throws naming both shapes on mismatch. */
 export function matmulDims(aShape: Shape, bShape: Shape, transA = false, transB = false): MatmulDims {

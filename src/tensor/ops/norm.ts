@@ -22,6 +22,7 @@ import { cachedKernel, log2Class, plan as planKernel, registerCandidates, regist
 import { queue } from '../queue.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
 import { fill, mapExpr } from './map.js';
+import { shapeStr } from './conv-geometry.js';
 
 /** Elements per stage-1 workgroup the split aims for, and the most chunks per channel. */
 const CHUNK_TARGET = 4096;
@@ -37,9 +38,6 @@ export interface ChanGeom {
   chunk: number;
 }
 
-function shapeStr(s: Shape): string {
-  return `[${s.join(', ')}]`;
-}
 
 /** How a per-channel reduction over `shape` is split (depends on the shape only). */
 export function channelGeometry(shape: Shape, what = 'batch norm'): ChanGeom {

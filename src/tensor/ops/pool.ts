@@ -17,7 +17,7 @@ import { gridFor, type Kernel } from '../../shaders/kernel.js';
 import { queue } from '../queue.js';
 import { cachedKernel, plan, registerCandidates, registerFamily } from '../plan.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
-import { pair, resolvePadding, type Pair, type Padding2d } from './conv.js';
+import { pair, resolvePadding, type Pair, type Padding2d, shapeStr } from './conv-geometry.js';
 import { mapRaw } from './map.js';
 
 export interface Pool2dOptions {
@@ -49,9 +49,6 @@ export interface Pool2dGeometry {
   ow: number;
 }
 
-function shapeStr(s: Shape): string {
-  return `[${s.join(', ')}]`;
-}
 
 export function pool2dGeometry(xShape: Shape, opts: Pool2dOptions): Pool2dGeometry {
   if (xShape.length !== 4) throw new Error(`pool2d: input must be NCHW, got ${shapeStr(xShape)}`);

@@ -24,7 +24,9 @@ import { cachedKernel } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, fromArray, keep, type Shape, type Tensor } from '../tensor.js';
 import { fill } from './map.js';
-import { conv2dGeometry, convFlops, convParams, convShapeClass, type Conv2dGeometry, type Conv2dOptions } from './conv.js';
+import { convParams } from './conv.js';
+import { conv2dGeometry, convFlops, convShapeClass, type Conv2dGeometry, type Conv2dOptions } from './conv-geometry.js';
+import { splitK, WGRAD_CHUNK, WGRAD_MIN_CHUNKS_PER_SPLIT, WGRAD_SOFT_TARGET_GROUPS, WGRAD_TARGET_GROUPS } from './split-sum.js';
 import type { DispatchTag } from '../trace.js';
 
 /** Profile tag (built only while profiling: launchers pass a closure): the dense op it replaces, the sparse variant, and nominal (dense) FLOPs. */
@@ -161,9 +163,9 @@ function params(g: Conv2dGeometry, rows: number, red: number, la = 0, cps = 0, n
 
 /**
  * Workgroups a dispatch aims for on a software adapter: enough for every core, few enough that the
- * per-workgroup set-up (pixel decomposition, launch) stays small against the taps.
+ * per-workgroup set-up (pixel decomposition, launch) stays small against the taps (split-sum.ts).
  */
-const SOFT_TARGET_GROUPS = 64;
+const SOFT_TARGET_GROUPS = WGRAD_SOFT_TARGET_GROUPS;
 
 /**
  * Blocks each workgroup walks. GPUs: one (the most parallelism). Software adapters: as many as keep
@@ -231,11 +233,6 @@ export function sparseConv2dBackwardInput(dy: Tensor, sw: SparseWeight, vals: Te
   return dx;
 }
 
-/** Workgroups the split reduction aims for, and the least rows a split reduces (as the dense wgrad). */
-const WGRAD_TARGET_GROUPS = 512;
-const WGRAD_CHUNK = 32;
-const WGRAD_MIN_CHUNKS_PER_SPLIT = 4;
-
 /**
  * dw of conv2d(x, w * mask) at the kept positions, exact +0 at pruned ones: dy [N, Cout, OH, OW],
  * x [N, Cin, H, W]. The split of the batch reduction depends only on shapes and layout (reproducible).
@@ -267,9 +264,7 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   for (const c of side.counts) tiles += Math.ceil(c / (t.wg * t.tm));
   const target = device().info.isSoftware ? SOFT_TARGET_GROUPS : WGRAD_TARGET_GROUPS;
   const nchunks = Math.ceil(L / WGRAD_CHUNK);
-  let splits = Math.max(1, Math.min(Math.ceil(target / Math.max(tiles, 1)), Math.floor(nchunks / WGRAD_MIN_CHUNKS_PER_SPLIT), 65535));
-  const cps = Math.ceil(nchunks / splits);
-  splits = Math.ceil(nchunks / cps);
+  const { splits, perSplit: cps } = splitK(tiles, nchunks, target, WGRAD_MIN_CHUNKS_PER_SPLIT);
   const parts = empty([splits, n]);
   const k = cached(`bw|${t.wg}|${t.tm}|${bn}`, () => sparseConvBackwardWeightKernel(t));
   const grid: Grid = [Math.ceil(side.maxEntries / (t.wg * t.tm)), side.blocks, splits];
