@@ -13,6 +13,7 @@ const FLAG_OF: Record<string, string> = {
   'fit.settings.epochs': '--epochs',
   'fit.settings.batch': '--batch',
   'fit.settings.lr': '--lr',
+  'fit.dir': '--out',
   'writeMaskAnatomy.options.levels': '--levels',
   'writeMaskAnatomy.options.compare': '--compare',
   'pickImages.spec': '--images',

@@ -9,3 +9,4 @@ export * from './invariants.js';
 export * from './check.js';
 export * from './anatomy.js';
 export * from './types.js';
+export * from './api.js';

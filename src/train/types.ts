@@ -75,10 +75,17 @@ export interface FitOptions {
   val: Dataset;
   test?: Dataset;
   settings: TrainSettings;
-  dir: string;
+  /**
+   * The run folder (see trainer.ts). Omitted: a quick in-memory experiment; the loop then keeps its
+   * files in a private temporary folder that is removed when fit returns or throws (nothing can resume).
+   */
+  dir?: string;
   /** Resume from dir/checkpoint.safetensors if present (otherwise a present checkpoint is an error). */
   resume?: boolean;
-  /** 0/1 masks by parameter key: the optimizer keeps masked weights and their state at exactly zero. */
+  /**
+   * 0/1 masks by parameter key: the optimizer keeps masked weights and their state at exactly zero.
+   * Masks the model's layers carry (prune() or attachMasks) are used without being passed here.
+   */
   masks?: ReadonlyMap<string, Tensor>;
   /** Weight snapshots to take during training; each runs when its step/epoch is reached. */
   captures?: readonly RewindPoint[];
