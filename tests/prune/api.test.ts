@@ -10,6 +10,8 @@ import { openDataset, type DatasetSplits } from '../../src/data/datasets.js';
 import { createModel } from '../../src/nn/models/index.js';
 import { fit, DEFAULT_TRAIN, type TrainSettings } from '../../src/train/trainer.js';
 import { prune } from '../../src/prune/api.js';
+import { attachMasks, detachMasks, onesMasks, prunableWeights } from '../../src/prune/masks.js';
+import { randomMasksLike } from '../../src/prune/magnitude.js';
 import { ArgumentError } from '../../src/util/errors.js';
 import { cliMessage } from '../../src/cli/errors.js';
 
@@ -54,6 +56,20 @@ describe('prune(model, { amount, scope, granularity })', () => {
     p2.removeMasks();
     expect(p2.weights.every((w) => w.layer.mask === null)).toBe(true);
     expect(revived(p2.masks, await weightsOf(model, keys))).toBe(0);
+    model.dispose();
+  }, 240_000);
+
+  it('fit zeroes the weights under masks attached by hand (attachMasks, weights left nonzero) without a masks argument', async () => {
+    const model = createModel('meso4', { size: 32, seed: 4 });
+    const ws = prunableWeights(model);
+    const masks = randomMasksLike(onesMasks(ws), 7);
+    for (const m of masks.values()) for (let i = 0; i < m.length; i += 2) m[i] = 0;
+    attachMasks(ws, masks);
+    const keys = ws.map((w) => w.key);
+    expect(revived(masks, await weightsOf(model, keys))).toBeGreaterThan(1000);
+    await fit({ model, train: data.train, val: data.val, settings: SETTINGS, log: () => {} });
+    expect(revived(masks, await weightsOf(model, keys))).toBe(0);
+    detachMasks(ws);
     model.dispose();
   }, 240_000);
 
