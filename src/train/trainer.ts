@@ -51,7 +51,7 @@ function layerMasks(model: Detector): Map<string, Tensor> {
   return out;
 }
 
-/** The settings a run was trained with, as final.safetensors records them (key order fixed). */
+/** The settings a run was trained with, as result.json records them (key order fixed). */
 function settingsKey(s: FitOptions['settings']): string {
   return JSON.stringify(Object.fromEntries(Object.entries(s).sort(([a], [b]) => (a < b ? -1 : 1))));
 }
@@ -100,12 +100,14 @@ async function fitIn(dir: string, o: FitOptions): Promise<FitResult> {
     // Finished before: the same settings return its result (a resumed sweep or IMP level); others
     // would silently hand back a model trained differently. Runs from before settings were recorded
     // cannot be compared and are returned as they are.
-    const there = (await readSafetensorsHeader(finalFile)).metadata.settings;
+    const raw = await readJson<unknown>(resultFile);
+    const recorded = raw !== null && typeof raw === 'object' && 'settings' in raw ? (raw as { settings: Record<string, unknown> }).settings : undefined;
+    const there = recorded === undefined ? undefined : settingsKey(recorded as unknown as FitOptions['settings']);
     if (there !== undefined && there !== settingsKey(s)) {
       throw new ArgumentError('fit', 'dir', `${dir} holds a finished run with other settings (${settingsDiff(there, settingsKey(s))}); choose another folder or remove it`);
     }
     // Load its final weights so callers continue from the same model.
-    const res = readFitResult(await readJson<unknown>(resultFile), resultFile);
+    const res = readFitResult(raw, resultFile);
     await loadModel(finalFile, o.model);
     return res;
   }
@@ -190,7 +192,6 @@ async function fitIn(dir: string, o: FitOptions): Promise<FitResult> {
   await saveSafetensors(finalFile, await toHostTensors(o.model.stateDict()), {
     ticketlab: 'weights',
     epoch: String(st.bestEpoch + 1),
-    settings: settingsKey(s),
   });
   const test = o.test ? await evaluate(o.model, o.test, s.batch, 'test', o.progress) : null;
   const bestRec = history.find((r) => r.epoch === st.bestEpoch);
@@ -205,7 +206,8 @@ async function fitIn(dir: string, o: FitOptions): Promise<FitResult> {
     imagesPerSecond: st.seconds > 0 ? Math.round((st.images / st.seconds) * 10) / 10 : 0,
   };
   if (test) await appendJsonl(metricsFile, { final: true, bestEpoch: result.bestEpoch, test: result.test });
-  await writeJsonAtomic(resultFile, result);
+  // The settings ride along (readFitResult ignores them) so that a later fit on this folder can tell.
+  await writeJsonAtomic(resultFile, { ...result, settings: JSON.parse(settingsKey(s)) as unknown });
   fs.rmSync(ckptFile, { force: true });
   return result;
 }
