@@ -2,7 +2,7 @@
 // src/faces/extract.ts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { closeDevice, initDevice } from '../tensor/device.js';
+import { closeDevice, initDevice, deviceName } from '../tensor/device.js';
 import { FACE_PICKS, type FacePick } from '../faces/crop.js';
 import { DEFAULT_MIN_CONFIDENCE, FaceDetector } from '../faces/detector.js';
 import { ALIGN_EYE_DISTANCE, ALIGN_EYE_Y } from '../faces/align.js';
@@ -96,7 +96,7 @@ reported in one line and skipped; the count is printed at the end and the next r
     const src = positionals[0];
     if (!fs.existsSync(src) || !fs.statSync(src).isDirectory()) throw new Error(`${src}: no such folder`);
     const dev = await initDevice();
-    if (!values.quiet) log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
+    if (!values.quiet) log(`device: ${deviceName(dev.info)}`);
     const signal = installStopSignal(log);
     const detector = new FaceDetector();
     const landmarks = settings.align ? new FaceLandmark68Net() : undefined;

@@ -2,13 +2,14 @@
 // is src/explain/run.ts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { closeDevice, initDevice } from '../tensor/device.js';
+import { closeDevice, initDevice, deviceName } from '../tensor/device.js';
 import { parseFlags, type Command } from './args.js';
 import { KERNEL_FLAG, KERNEL_FLAG_HELP, kernelFlag, num } from './flags.js';
 import { CAM_METHODS, CAM_TARGETS, type CamMethod, type CamTarget } from '../explain/gradcam.js';
 import { checkLevels, defaultLevels, explainRun, readRunInfo, summaryText } from '../explain/run.js';
 import { TAP_LAYERS, type ModelName } from '../nn/models/index.js';
 import { checkRunDir, lockRun, makeRunDir } from '../train/run.js';
+import { GRADCAM_DIR } from '../io/run-paths.js';
 
 const log = (m: string) => process.stderr.write(m + '\n');
 
@@ -108,13 +109,13 @@ ${KERNEL_FLAG_HELP}`,
     const batch = num(values, 'batch', { int: true, min: 1 });
     const images = values.images;
     if (images !== 'synthetic' && !fs.existsSync(images)) throw new Error(`--images ${images}: no such folder (or pass 'synthetic')`);
-    const out = values.out ?? path.join(run, 'gradcam');
+    const out = values.out ?? path.join(run, GRADCAM_DIR);
     checkRunDir(out);
     const dev = await initDevice();
     makeRunDir(out);
     // One writer per output folder, as for run folders.
     lockRun(out, 'ticketlab gradcam');
-    if (!values.quiet) log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
+    if (!values.quiet) log(`device: ${deviceName(dev.info)}`);
     try {
       const r = await explainRun({ run, levels, images, n, out, layer: values.layer, target, method, batch, kernels, log: values.quiet ? undefined : log });
       process.stdout.write(`${summaryText(r)}\nresults in ${out}/ (${r.files.html}, ${r.files.grid}, ${r.files.summary})\n`);

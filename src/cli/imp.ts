@@ -1,7 +1,7 @@
 // `ticketlab imp`, `ticketlab oneshot`, `ticketlab transfer`: the lottery-ticket commands.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { initDevice } from '../tensor/device.js';
+import { initDevice, deviceName } from '../tensor/device.js';
 import { parseFlags, type Command } from './args.js';
 import { KERNEL_FLAG, KERNEL_FLAG_HELP, TRAIN_FLAGS, TRAIN_FLAGS_HELP, kernelFlag, wantsTune, dataOptions, defaultOut, num, parseRunSpec } from './flags.js';
 import { withRun } from './signals.js';
@@ -128,7 +128,7 @@ ${TRAIN_FLAGS_HELP}`,
   async run(args) {
     const { values, cfg, nLevels, oneshot, kinds, controlLevels, out, data, kernels } = await prepareImp(args);
     const dev = await initDevice();
-    log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
+    log(`device: ${deviceName(dev.info)}`);
     checkModel(cfg);
     await startRun(out, { command: 'imp', ...cfg }, { resume: !!values.resume, purpose: 'ticketlab imp' });
     await prepareKernels(cfg.model, cfg.size, cfg.train.batch, wantsTune(values), log);

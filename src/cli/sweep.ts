@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { closeDevice, initDevice } from '../tensor/device.js';
+import { closeDevice, initDevice, deviceName } from '../tensor/device.js';
 import { Interrupted } from '../train/trainer.js';
 import { openRun } from '../train/run.js';
 import { DEFAULT_STALE_MS, describeHolder, tryAcquireLock } from '../io/lock.js';
@@ -286,7 +286,7 @@ export const sweepCommand: Command = {
     if (!values.worker) log(formatPlan(plan).trimEnd());
     const name = values.name ?? defaultWorkerName();
     const dev = await initDevice(adapter ? { adapterIndex: adapter.index, adapterIndexWraps: adapter.wraps } : {});
-    log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}${adapter ? ` (adapter from ${adapter.from}=${adapter.index})` : ''}`);
+    log(`device: ${deviceName(dev.info)}${adapter ? ` (adapter from ${adapter.from}=${adapter.index})` : ''}`);
     const signal = installStopSignal(log);
     let result;
     try {

@@ -1,7 +1,7 @@
 // `ticketlab train` and `ticketlab eval`.
 import * as path from 'node:path';
 import * as fs from 'node:fs';
-import { closeDevice, initDevice } from '../tensor/device.js';
+import { closeDevice, initDevice, deviceName } from '../tensor/device.js';
 import { createModel, parseModelName } from '../nn/models/index.js';
 import { loadModel, saveModelOnce } from '../nn/checkpoint.js';
 import { openDataset } from '../data/datasets.js';
@@ -51,7 +51,7 @@ ${TRAIN_FLAGS_HELP}`,
     // Everything is checked before the run folder is created or locked: a failed start leaves nothing.
     const { values, spec, out, data } = await prepareTrain(args);
     const dev = await initDevice();
-    log(`device: ${dev.info.device || dev.info.description}${dev.info.isSoftware ? ' (software)' : ''}`);
+    log(`device: ${deviceName(dev.info)}`);
     checkModel(spec);
     await startRun(out, { command: 'train', ...spec }, { resume: !!values.resume, purpose: 'ticketlab train' });
     log(`data: ${data.name}: train ${data.train.length()}, val ${data.val.length()}, test ${data.test.length()} at ${spec.size}x${spec.size}`);

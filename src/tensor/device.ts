@@ -264,6 +264,11 @@ export function device(): Device {
   return current;
 }
 
+/** The adapter as the commands' `device:` line names it: `llvmpipe (LLVM 15.0.7, 256 bits) (software)`. */
+export function deviceName(info: DeviceInfo): string {
+  return `${info.device || info.description}${info.isSoftware ? ' (software)' : ''}`;
+}
+
 export function deviceIsOpen(): boolean {
   return current !== null;
 }

@@ -24,7 +24,7 @@ describe('ticketlab profile', () => {
   });
 
   it('rejects bad flags in one line', async () => {
-    await expect(profileCommand.run(['--kernels', 'fast'])).rejects.toThrow(/--kernels 'fast' must be one of dense, sparse, auto/);
+    await expect(profileCommand.run(['--kernels', 'fast'])).rejects.toThrow(/--kernels 'fast' is not one of dense, sparse, auto/);
     await expect(profileCommand.run(['--level', '2'])).rejects.toThrow(/--level needs --run/);
     await expect(profileCommand.run(['--run', '/nonexistent/run'])).rejects.toThrow(/not a run folder/);
   });

@@ -27,7 +27,7 @@ function randomData(n: number, r: () => number): Float32Array {
 }
 
 type Config = { variant: 'register' | 'shared'; tile?: string; epilogue?: 'loop' | 'unrolled' };
-const CONFIGS: Config[] = [{ variant: 'register' }, { variant: 'shared', tile: 'small' }, { variant: 'shared', tile: 'large' }];
+const CONFIGS: Config[] = [{ variant: 'register' }, { variant: 'shared', tile: '64x64' }, { variant: 'shared', tile: '128x128' }];
 
 interface Case {
   M: number;
@@ -163,7 +163,7 @@ describe('matmul vs float64 reference', () => {
   });
 
   it('shared variant with the straight-line epilogue validates (every flavour, both tiles)', async () => {
-    for (const tile of ['small', 'large'] as const)
+    for (const tile of ['64x64', '128x128'] as const)
       for (const f of FLAVOURS) {
         const dim = (a: Align) => (a === 'odd' ? 5 : 8);
         const [M, N, K] = [dim(f.M), dim(f.N), dim(f.K)];

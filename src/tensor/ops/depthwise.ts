@@ -3,8 +3,7 @@
 // `groups`; the optional epilogue clamps y = conv + bias into [lo, hi] (ReLU6: [0, 6]).
 import { GROUPED_UNIFORM, GROUPED_WG, groupedConvForwardKernel } from '../../shaders/depthwise.js';
 import { gridFor } from '../../shaders/kernel.js';
-import { device } from '../device.js';
-import { cachedKernel } from '../plan.js';
+import { cachedKernel, log2Class, plan, registerCandidates, registerFamily } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
 import { conv2dGeometry, type Conv2dGeometry, type Conv2dOptions, shapeStr } from './conv-geometry.js';
@@ -40,11 +39,21 @@ export function groupedConv2dGeometry(xShape: Shape, wShape: Shape, opts: Groupe
 }
 
 /**
- * Threads launched: one per output on GPUs; on software adapters at most 64 workgroups, which loop
- * over the rest (as the elementwise maps do).
+ * Threads launched (the 'grouped' family): one per output ('full', for GPUs), or at most 64
+ * workgroups that loop over the rest ('capped:64', as the elementwise maps on software adapters). The
+ * results do not depend on it.
  */
+registerFamily<{ n: number }>({
+  family: 'grouped',
+  about: 'grouped/depthwise conv2d forward: threads per output',
+  shapeClass: (g) => `2^${log2Class(g.n)}`,
+  defaultRule: (_g, dev, cands) => cands.find((c) => c.id === (dev.isSoftware ? 'capped:64' : 'full')) ?? cands[0],
+});
+registerCandidates<{ n: number }>('grouped', [{ variant: 'full' }, { variant: 'capped', tile: '64', params: { groups: 64 } }]);
+
 function threadsFor(total: number): number {
-  return device().info.isSoftware ? Math.min(total, 64 * GROUPED_WG) : total;
+  const p = plan<{ n: number }>('grouped', { n: total });
+  return p.variant === 'capped' ? Math.min(total, (p.params.groups as number) * GROUPED_WG) : total;
 }
 
 

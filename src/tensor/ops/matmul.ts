@@ -52,9 +52,9 @@ export interface MatmulOptions {
   out?: Tensor;
   /** Kernel variant (default: the planner's choice). For tests and benchmarks. */
   variant?: MatmulVariant;
-  /** Tile of the 'shared' variant ('large' = 128x128, 'small' = 64x64, or a candidate tile label). */
-  tile?: 'large' | 'small' | string;
-  /** Epilogue code shape (default: 'loop' on software devices, 'unrolled' on GPUs). For tests. */
+  /** Tile of the 'shared' variant: a candidate tile label ('64x64', '128x128', ...; `ticketlab tune --list`). */
+  tile?: string;
+  /** Epilogue code shape (default: the planner's 'epilogue' family). For tests. */
   epilogue?: EpilogueForm;
 }
 
@@ -152,6 +152,19 @@ registerCandidates<MatmulGeom>('matmul', [
   }),
 ]);
 
+/**
+ * How a matmul kernel writes its TM x TN results (the 'epilogue' family; shaders/matmul.ts): a loop,
+ * which software adapters compile many times faster, or straight-line code, which GPUs run faster. The
+ * results do not depend on it.
+ */
+registerFamily<Record<string, never>>({
+  family: 'epilogue',
+  about: "matmul's store of its register block: a loop (fast to compile on software adapters) or straight-line code",
+  shapeClass: () => 'all',
+  defaultRule: (_g, dev, cands) => cands.find((c) => c.variant === (dev.isSoftware ? 'loop' : 'unrolled')) ?? cands[0],
+});
+registerCandidates<Record<string, never>>('epilogue', [{ variant: 'loop' }, { variant: 'unrolled' }]);
+
 function matmulBenchCase(g: MatmulGeom): BenchCase {
   const a = fill(g.batch > 1 ? [g.batch, ...(g.transA ? [g.K, g.M] : [g.M, g.K])] : g.transA ? [g.K, g.M] : [g.M, g.K], 0.5);
   const b = fill(g.batch > 1 ? [g.batch, ...(g.transB ? [g.N, g.K] : [g.K, g.N])] : g.transB ? [g.N, g.K] : [g.K, g.N], 0.25);
@@ -197,8 +210,7 @@ function explicitPlan(o: MatmulOptions, g: MatmulGeom): Plan | null {
   if (!o.variant && !o.tile) return null;
   const variant = o.variant ?? 'shared';
   if (variant === 'register') return candidatePlan('matmul', 'register');
-  const label = o.tile === 'large' ? '128x128' : o.tile === 'small' ? '64x64' : o.tile;
-  if (label) return candidatePlan('matmul', `shared:${label}`);
+  if (o.tile) return candidatePlan('matmul', `shared:${o.tile}`);
   // A variant without a tile: the static rule's tile for that variant.
   return defaultPlan('matmul', g, variant);
 }
@@ -252,7 +264,7 @@ export function planMatmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): MatmulP
     vecA: (transA ? M : K) % 4 === 0 && (variant === 'register' || transA),
     vecB: (transB ? K : N) % 4 === 0 && (variant === 'register' || !transB),
     vecC: N % 4 === 0,
-    epilogue: o.epilogue ?? (deviceTraits().isSoftware ? 'loop' : 'unrolled'),
+    epilogue: o.epilogue ?? (planKernel('epilogue', {}).variant as EpilogueForm),
   };
   plan.kernel = cachedKernel(`matmul|${JSON.stringify(spec)}`, () => matmulKernel(spec));
   plan.tag = () => ({ op: 'matmul', variant: p.id, shape: matmulShapeClass(geom), flops });

@@ -121,11 +121,27 @@ for (const family of ['pool.max.fwd', 'pool.max.bwd'] as const) {
     about: family === 'pool.max.fwd' ? 'max pool forward (values and argmax)' : 'max pool backward (dy to the argmax)',
     shapeClass: poolShapeClass,
     // Software adapters: row quads where they suit (vec4 loads or stores, no index divisions per
-    // element; measured in docs/lavapipe-speed.md). GPUs keep the one-thread-per-element kernels.
-    defaultRule: (_g, dev, cands) => (dev.isSoftware ? cands.find((c) => c.variant === 'quad') : undefined) ?? cands.find((c) => c.variant === 'window') ?? cands[0],
+    // element; measured in docs/lavapipe-speed.md). GPUs keep the one-thread-per-element kernels; the
+    // backward writes whole cells where windows do not overlap (no per-element window search).
+    defaultRule: (_g, dev, cands) =>
+      (dev.isSoftware ? cands.find((c) => c.variant === 'quad') : undefined) ?? cands.find((c) => c.variant === 'cells') ?? cands.find((c) => c.variant === 'window') ?? cands[0],
   });
   registerCandidates<Pool2dGeometry>(family, [{ variant: 'window' }, { variant: 'quad', suits: quadSuits }]);
 }
+// The backward's one-thread kernels: 'gather' (a thread per input element sums the dy of the windows
+// that chose it), 'cells' (a thread per window writes its block, for non-overlapping windows), and
+// 'window', the one that suits the shape (cells, else gather): what runs recorded before the two were
+// candidates of their own, kept so those runs resume on the same kernel.
+registerCandidates<Pool2dGeometry>('pool.max.bwd', [{ variant: 'gather' }, { variant: 'cells', suits: nonOverlapping }]);
+
+/** Average pool backward: 'gather' per input element, or 'cells' per window where windows do not overlap. */
+registerFamily<Pool2dGeometry>({
+  family: 'pool.avg.bwd',
+  about: 'average pool backward (dy / divisor spread over the window)',
+  shapeClass: poolShapeClass,
+  defaultRule: (_g, _dev, cands) => cands.find((c) => c.variant === 'cells') ?? cands[0],
+});
+registerCandidates<Pool2dGeometry>('pool.avg.bwd', [{ variant: 'gather' }, { variant: 'cells', suits: nonOverlapping }]);
 
 function quadGrid(g: Pool2dGeometry): number {
   return g.n * g.c * g.oh * (g.w / 4);
@@ -164,11 +180,12 @@ export function maxPool2dBackward(dy: Tensor, idx: Tensor, xShape: Shape, opts: 
   }
   const dx = empty(xShape);
   const bufs = [{ buffer: dy.buf }, { buffer: idx.buf }, { buffer: dx.buf }];
-  if (plan<Pool2dGeometry>('pool.max.bwd', g).variant === 'quad') {
+  const variant = plan<Pool2dGeometry>('pool.max.bwd', g).variant;
+  if (variant === 'quad') {
     const kw = g.kw as 2 | 4;
     const k = cached(`maxbq${kw}`, () => maxPoolQuadKernel('bwd', kw));
     queue.dispatch(k, bufs, params(g, quadGrid(g)), gridFor(quadGrid(g), POOL_WG));
-  } else if (nonOverlapping(g)) {
+  } else if (variant === 'cells' || (variant === 'window' && nonOverlapping(g))) {
     const k = cached('maxbc', () => poolBackwardCellsKernel('max'));
     queue.dispatch(k, bufs, params(g, cellsTotal(g)), gridFor(cellsTotal(g), POOL_WG));
   } else {
@@ -194,7 +211,7 @@ export function avgPool2dBackward(dy: Tensor, xShape: Shape, opts: Pool2dOptions
   const inc = opts.countIncludePad ?? true;
   const dx = empty(xShape);
   const bufs = [{ buffer: dy.buf }, { buffer: dx.buf }];
-  if (nonOverlapping(g)) {
+  if (plan<Pool2dGeometry>('pool.avg.bwd', g).variant === 'cells') {
     const k = cached(`avgbc|${inc}`, () => poolBackwardCellsKernel('avg', inc));
     queue.dispatch(k, bufs, params(g, cellsTotal(g)), gridFor(cellsTotal(g), POOL_WG));
   } else {

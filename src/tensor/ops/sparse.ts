@@ -19,8 +19,7 @@ import {
 } from '../../shaders/sparse-conv.js';
 import { gridFor, grid1d, type Grid, type Kernel } from '../../shaders/kernel.js';
 import { SPLIT_SUM_UNIFORM } from '../../shaders/conv.js';
-import { device } from '../device.js';
-import { cachedKernel } from '../plan.js';
+import { cachedKernel, plan, registerCandidates, registerFamily } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, fromArray, keep, type Shape, type Tensor } from '../tensor.js';
 import { fill } from './map.js';
@@ -162,18 +161,38 @@ function params(g: Conv2dGeometry, rows: number, red: number, la = 0, cps = 0, n
 }
 
 /**
- * Workgroups a dispatch aims for on a software adapter: enough for every core, few enough that the
- * per-workgroup set-up (pixel decomposition, launch) stays small against the taps (split-sum.ts).
+ * How many workgroups a sparse dispatch aims for (the 'sparse.grid' family): 'few:64' walks several
+ * blocks per workgroup so that about 64 stay busy (software adapters: enough for every core, few enough
+ * that the per-workgroup set-up, pixel decomposition and launch, stays small against the taps), and
+ * splits the weight gradient's reduction for 64 workgroups; 'many:512' gives each block its own
+ * workgroups and aims the splits at 512 (GPUs: the most parallelism). Both compute the same sums per
+ * output; the split count changes the weight gradient's summation order, so runs pin it.
  */
-const SOFT_TARGET_GROUPS = WGRAD_SOFT_TARGET_GROUPS;
+interface SparseGrid {
+  groups: number;
+  walk: boolean;
+}
+registerFamily<Record<string, never>>({
+  family: 'sparse.grid',
+  about: 'sparse conv/linear kernels: workgroups aimed for, blocks walked per workgroup, weight-gradient splits',
+  shapeClass: () => 'all',
+  defaultRule: (_g, dev, cands) => cands.find((c) => c.variant === (dev.isSoftware ? 'few' : 'many')) ?? cands[0],
+});
+registerCandidates<Record<string, never>>('sparse.grid', [
+  { variant: 'few', tile: `${WGRAD_SOFT_TARGET_GROUPS}`, params: { groups: WGRAD_SOFT_TARGET_GROUPS, walk: true } },
+  { variant: 'many', tile: `${WGRAD_TARGET_GROUPS}`, params: { groups: WGRAD_TARGET_GROUPS, walk: false } },
+]);
 
-/**
- * Blocks each workgroup walks. GPUs: one (the most parallelism). Software adapters: as many as keep
- * SOFT_TARGET_GROUPS workgroups busy, so the pixel set-up is shared by the blocks.
- */
+function sparseGrid(): SparseGrid {
+  const p = plan<Record<string, never>>('sparse.grid', {}).params;
+  return { groups: p.groups as number, walk: p.walk as boolean };
+}
+
+/** Blocks each workgroup walks: one, or (walk) as many as keep the grid's workgroups busy, so the pixel set-up is shared by the blocks. */
 function blocksPerGroup(rowGroups: number, blocks: number): number {
-  if (!device().info.isSoftware) return 1;
-  const zGroups = Math.min(blocks, Math.max(1, Math.ceil(SOFT_TARGET_GROUPS / Math.max(rowGroups, 1))));
+  const grid = sparseGrid();
+  if (!grid.walk) return 1;
+  const zGroups = Math.min(blocks, Math.max(1, Math.ceil(grid.groups / Math.max(rowGroups, 1))));
   return Math.ceil(blocks / zGroups);
 }
 
@@ -247,7 +266,7 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   const L = g.n * g.oh * g.ow;
   const n = side.entries * bn;
   if (L === 0 || n === 0) return dw;
-  const rowsPlan = wgradRowsPlan(side, L, n);
+  const rowsPlan = plan<WgradLanes>('sparse.wgrad', lanesOf(side, n)).variant === 'rows' ? wgradRowsPlan(side, L, n) : null;
   if (rowsPlan) {
     const { t, splits, cps, la } = rowsPlan;
     const parts = empty([splits * t.wg, n]);
@@ -262,9 +281,8 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   // far fewer workgroups than a GPU, and each split costs a pass over its rows' dy.
   let tiles = 0;
   for (const c of side.counts) tiles += Math.ceil(c / (t.wg * t.tm));
-  const target = device().info.isSoftware ? SOFT_TARGET_GROUPS : WGRAD_TARGET_GROUPS;
   const nchunks = Math.ceil(L / WGRAD_CHUNK);
-  const { splits, perSplit: cps } = splitK(tiles, nchunks, target, WGRAD_MIN_CHUNKS_PER_SPLIT);
+  const { splits, perSplit: cps } = splitK(tiles, nchunks, sparseGrid().groups, WGRAD_MIN_CHUNKS_PER_SPLIT);
   const parts = empty([splits, n]);
   const k = cached(`bw|${t.wg}|${t.tm}|${bn}`, () => sparseConvBackwardWeightKernel(t));
   const grid: Grid = [Math.ceil(side.maxEntries / (t.wg * t.tm)), side.blocks, splits];
@@ -290,19 +308,49 @@ function scatterSum(parts: Tensor, side: SparseBlocks, dw: Tensor, n: number, sl
 /** Partial sums the row-lane weight gradient may write (floats): beyond this the tap-lane kernel runs. */
 const WGRAD_ROWS_MAX_PARTS = 1 << 22;
 
+/** The row-lane kernel's lanes per workgroup. */
+const ROW_LANES = 8;
+
+/** What the weight gradient's lane choice looks at: the layout's kept taps, blocks with taps, slots. */
+interface WgradLanes {
+  bn: SparseBlock;
+  entries: number;
+  busy: number;
+  slots: number;
+}
+
+function lanesOf(side: SparseBlocks, n: number): WgradLanes {
+  return { bn: side.bn, entries: side.entries, busy: side.counts.filter((c) => c > 0).length, slots: n };
+}
+
 /**
- * The row-lane weight gradient (lanes over rows of N*OH*OW) when blocks hold too few taps to fill the
- * tap-lane kernel's lanes (fewer on average than its lanes x taps per lane), and its per-lane partials
- * stay small. Splits: enough workgroups (blocks with taps x splits) for the device, each lane at least
- * 32 rows. Depends only on shapes and layout (reproducible).
+ * Lanes of the sparse weight gradient (the 'sparse.wgrad' family): 'taps' (sparseConvBackwardWeightKernel,
+ * lanes over a block's kept taps) or 'rows' (the row-lane kernel, lanes over rows of N*OH*OW), which
+ * suits while one split's per-lane partials stay under WGRAD_ROWS_MAX_PARTS. The rule takes rows when
+ * blocks hold too few taps to fill the tap-lane kernel's lanes (fewer on average than its lanes x taps
+ * per lane).
+ */
+registerFamily<WgradLanes>({
+  family: 'sparse.wgrad',
+  about: 'sparse conv/linear weight gradient: lanes over kept taps, or over the batch rows for blocks with few taps',
+  shapeClass: (g) => `bn${g.bn} e${g.entries} b${g.busy} n${g.slots}`,
+  defaultRule: (g, _dev, cands) => {
+    const tap = sparseWgradTile(g.bn);
+    const rows = g.entries / g.busy < tap.wg * tap.tm;
+    return cands.find((c) => c.variant === (rows ? 'rows' : 'taps')) ?? cands[0];
+  },
+});
+registerCandidates<WgradLanes>('sparse.wgrad', [{ variant: 'taps' }, { variant: 'rows', suits: (g) => g.busy > 0 && ROW_LANES * g.slots <= WGRAD_ROWS_MAX_PARTS }]);
+
+/**
+ * The row-lane weight gradient's splits: enough workgroups (blocks with taps x splits) for the grid's
+ * aim, each lane at least 32 rows, per-lane partials under WGRAD_ROWS_MAX_PARTS. Depends only on shapes,
+ * layout and the planner's choices (reproducible).
  */
 function wgradRowsPlan(side: SparseBlocks, L: number, n: number): { t: SparseTile; splits: number; cps: number; la: number } | null {
-  const tap = sparseWgradTile(side.bn);
   const busy = side.counts.filter((c) => c > 0).length;
-  if (!busy || side.entries / busy >= tap.wg * tap.tm) return null;
-  const t: SparseTile = { wg: 8, tm: 1, bn: side.bn };
-  const target = device().info.isSoftware ? SOFT_TARGET_GROUPS : WGRAD_TARGET_GROUPS;
-  let splits = Math.max(1, Math.min(Math.ceil(target / busy), Math.floor(L / (t.wg * 32)), 65535));
+  const t: SparseTile = { wg: ROW_LANES, tm: 1, bn: side.bn };
+  let splits = Math.max(1, Math.min(Math.ceil(sparseGrid().groups / busy), Math.floor(L / (t.wg * 32)), 65535));
   while (splits > 1 && splits * t.wg * n > WGRAD_ROWS_MAX_PARTS) splits = Math.floor(splits / 2);
   if (splits * t.wg * n > WGRAD_ROWS_MAX_PARTS) return null;
   const cps = Math.ceil(L / splits);
