@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["Meso4", "MesoInception4", "CNN5", "ResNet18", "MODELS", "create_model", "load_file", "save_file", "load_run", "save_pruned"]
+__all__ = ["Meso4", "MesoInception4", "CNN5", "ResNet18", "MODELS", "create_model", "load_file", "save_file", "load_run", "save_pruned", "SameConv2d", "same_pads", "same_max_pool", "meso_feature_size", "Inception"]
 
 # ------------------------------------------------------------------------------------------------
 # safetensors: u64 LE header length | JSON header (space-padded) | raw little-endian data
@@ -127,7 +127,7 @@ def save_file(tensors, path, metadata=None):
 # Keras 'same' padding (TensorFlow's rule: out = ceil(in / s), the extra pad at the bottom/right)
 
 
-def _same_pads(size, k, s, d=1):
+def same_pads(size, k, s, d=1):
     out = -(-size // s)
     total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
     return total // 2, total - total // 2
@@ -138,21 +138,21 @@ class SameConv2d(nn.Conv2d):
 
     def forward(self, x):
         kh, kw = self.kernel_size
-        t, b = _same_pads(x.shape[2], kh, self.stride[0], self.dilation[0])
-        l, r = _same_pads(x.shape[3], kw, self.stride[1], self.dilation[1])
+        t, b = same_pads(x.shape[2], kh, self.stride[0], self.dilation[0])
+        l, r = same_pads(x.shape[3], kw, self.stride[1], self.dilation[1])
         return F.conv2d(F.pad(x, (l, r, t, b)), self.weight, self.bias, self.stride, 0, self.dilation)
 
 
-def _same_max_pool(x, k):
+def same_max_pool(x, k):
     """Keras MaxPooling2D(pool_size=k, strides=k, padding='same'): -inf padding where needed."""
-    t, b = _same_pads(x.shape[2], k, k)
-    l, r = _same_pads(x.shape[3], k, k)
+    t, b = same_pads(x.shape[2], k, k)
+    l, r = same_pads(x.shape[3], k, k)
     if t or b or l or r:
         x = F.pad(x, (l, r, t, b), value=float("-inf"))
     return F.max_pool2d(x, k, k)
 
 
-def _meso_feature_size(size):
+def meso_feature_size(size):
     s = size
     for k in (2, 2, 2, 4):
         s = -(-s // k)
@@ -189,18 +189,18 @@ class Meso4(nn.Module, _MesoHead):
         self.bn3 = nn.BatchNorm2d(16)
         self.conv4 = SameConv2d(16, 16, 5)
         self.bn4 = nn.BatchNorm2d(16)
-        f = _meso_feature_size(size)
+        f = meso_feature_size(size)
         self._add_head(16 * f * f, outputs)
 
     def forward(self, x):
-        y = _same_max_pool(self.bn1(F.relu(self.conv1(x))), 2)
-        y = _same_max_pool(self.bn2(F.relu(self.conv2(y))), 2)
-        y = _same_max_pool(self.bn3(F.relu(self.conv3(y))), 2)
-        y = _same_max_pool(self.bn4(F.relu(self.conv4(y))), 4)
+        y = same_max_pool(self.bn1(F.relu(self.conv1(x))), 2)
+        y = same_max_pool(self.bn2(F.relu(self.conv2(y))), 2)
+        y = same_max_pool(self.bn3(F.relu(self.conv3(y))), 2)
+        y = same_max_pool(self.bn4(F.relu(self.conv4(y))), 4)
         return self._head(y)
 
 
-class _Inception(nn.Module):
+class Inception(nn.Module):
     def __init__(self, cin, a, b, c, d):
         super().__init__()
         self.b1 = nn.Conv2d(cin, a, 1)
@@ -221,22 +221,22 @@ class MesoInception4(nn.Module, _MesoHead):
 
     def __init__(self, size=256, outputs=1):
         super().__init__()
-        self.inc1 = _Inception(3, 1, 4, 4, 2)
+        self.inc1 = Inception(3, 1, 4, 4, 2)
         self.bn1 = nn.BatchNorm2d(11)
-        self.inc2 = _Inception(11, 2, 4, 4, 2)
+        self.inc2 = Inception(11, 2, 4, 4, 2)
         self.bn2 = nn.BatchNorm2d(12)
         self.conv3 = SameConv2d(12, 16, 5)
         self.bn3 = nn.BatchNorm2d(16)
         self.conv4 = SameConv2d(16, 16, 5)
         self.bn4 = nn.BatchNorm2d(16)
-        f = _meso_feature_size(size)
+        f = meso_feature_size(size)
         self._add_head(16 * f * f, outputs)
 
     def forward(self, x):
-        y = _same_max_pool(self.bn1(self.inc1(x)), 2)
-        y = _same_max_pool(self.bn2(self.inc2(y)), 2)
-        y = _same_max_pool(self.bn3(F.relu(self.conv3(y))), 2)
-        y = _same_max_pool(self.bn4(F.relu(self.conv4(y))), 4)
+        y = same_max_pool(self.bn1(self.inc1(x)), 2)
+        y = same_max_pool(self.bn2(self.inc2(y)), 2)
+        y = same_max_pool(self.bn3(F.relu(self.conv3(y))), 2)
+        y = same_max_pool(self.bn4(F.relu(self.conv4(y))), 4)
         return self._head(y)
 
 
@@ -257,7 +257,7 @@ class CNN5(nn.Module):
     def forward(self, x):
         y = x
         for i in range(len(self.widths)):
-            y = _same_max_pool(F.relu(getattr(self, f"bn{i + 1}")(getattr(self, f"conv{i + 1}")(y))), 2)
+            y = same_max_pool(F.relu(getattr(self, f"bn{i + 1}")(getattr(self, f"conv{i + 1}")(y))), 2)
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
 
 
