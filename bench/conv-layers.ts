@@ -5,7 +5,7 @@
 //   npx tsx bench/conv-layers.ts [model=meso4] [size=64] [batch=32] [--family=conv.fwd] [--only=direct]
 //                                [--min-seconds=0.3]
 import { closeDevice, initDevice, queue } from '../src/tensor/index.js';
-import { createModel } from '../src/nn/models/index.js';
+import { createModel, parseModelName } from '../src/nn/models/index.js';
 import { defaultPlan, familySpec, plannerSeen, resetPlannerRecord, setKernelOverride, suitableCandidates } from '../src/tensor/plan.js';
 import { convFlops, type Conv2dGeometry } from '../src/tensor/ops/conv.js';
 import { trainStep } from './step.js';
@@ -19,7 +19,7 @@ const onlyFamily = opt('family');
 const onlyVariant = opt('only');
 
 const dev = await initDevice();
-const m = createModel(model, { size: Number(sizeS), seed: 0 });
+const m = createModel(parseModelName(model), { size: Number(sizeS), seed: 0 });
 const ts = trainStep(m, Number(sizeS), Number(batchS));
 resetPlannerRecord();
 ts.step();

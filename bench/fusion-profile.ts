@@ -4,7 +4,7 @@
 // machine). Bytes and dispatches are counts, the same every round. Usage:
 //   npx tsx bench/fusion-profile.ts [model=meso4] [size=64] [batch=32] [rounds=3] [baseline=fused:unfused]
 import { initDevice, closeDevice } from '../src/tensor/index.js';
-import { createModel } from '../src/nn/models/index.js';
+import { createModel, parseModelName } from '../src/nn/models/index.js';
 import { setKernelOverride } from '../src/tensor/plan.js';
 import { profileTrainStep, type ProfileRow } from '../src/train/profile.js';
 
@@ -39,7 +39,7 @@ const configs = [
 ];
 const best = configs.map(() => new Map<string, Agg>());
 const totals = configs.map(() => ({ gpuMs: Infinity, wallMs: Infinity, dispatches: 0, mib: 0 }));
-const m = createModel(model, { size, seed: 0 });
+const m = createModel(parseModelName(model), { size, seed: 0 });
 for (let r = 0; r < rounds; r++) {
   for (let c = 0; c < configs.length; c++) {
     setKernelOverride(configs[c].spec);

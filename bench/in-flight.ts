@@ -2,7 +2,7 @@
 // step before one wait (the old behaviour), interleaved in one process so machine load hits both alike.
 // Usage: npx tsx bench/in-flight.ts [--model meso4] [--size 64] [--batch 32] [--steps 10] [--rounds 4] [--bound 3]
 import { initDevice, closeDevice, queue } from '../src/tensor/index.js';
-import { createModel } from '../src/nn/models/index.js';
+import { createModel, parseModelName } from '../src/nn/models/index.js';
 import { trainStep } from './step.js';
 
 const args = process.argv.slice(2);
@@ -18,7 +18,7 @@ const rounds = Number(flag('rounds', '4'));
 const bound = Number(flag('bound', '3'));
 
 await initDevice();
-const m = createModel(model, { size, seed: 0 });
+const m = createModel(parseModelName(model), { size, seed: 0 });
 const { step, dispose } = trainStep(m, size, batch);
 step();
 await queue.sync();

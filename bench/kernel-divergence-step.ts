@@ -12,7 +12,7 @@
 //   tsx bench/kernel-divergence-step.ts RUN [LEVEL] [STEPS]
 import * as fs from 'node:fs';
 import { openDataset } from '../src/data/datasets.js';
-import { createModel } from '../src/nn/models/index.js';
+import { createModel, parseModelName } from '../src/nn/models/index.js';
 import { loadModel } from '../src/nn/checkpoint.js';
 import { attachMasks, detachMasks, loadMasks, prunableWeights } from '../src/prune/masks.js';
 import { backward } from '../src/autograd/tape.js';
@@ -49,7 +49,7 @@ const { xs, ys } = batches[0];
 
 const inp: StepInput = {
   model: async () => {
-    const m = createModel(cfg.model, { size: cfg.size, seed: 0 });
+    const m = createModel(parseModelName(cfg.model), { size: cfg.size, seed: 0 });
     await loadModel(runFile(levelDir(run, level), 'start'), m);
     return m;
   },
@@ -73,7 +73,7 @@ for (const [k, g] of dense) {
 /** Weights after each of STEPS masked Adam steps (kept at 1, 2, 4, ... and the last). */
 async function trajectory(mode: KernelMode, override: string | null): Promise<Map<number, Map<string, Float32Array>>> {
   setKernelOverride(override);
-  const model = createModel(cfg.model, { size: cfg.size, seed: 0 });
+  const model = createModel(parseModelName(cfg.model), { size: cfg.size, seed: 0 });
   await loadModel(runFile(levelDir(run, level), 'start'), model);
   const ws = prunableWeights(model, cfg.pruneLast);
   const masks = await loadMasks(runFile(levelDir(run, level), 'mask'), ws);

@@ -4,7 +4,7 @@
 // compared. Also prints per-step GPU kernel time of both from timestamp queries (less noisy on a shared
 // machine). Usage: npx tsx bench/mask-cost.ts [model=meso4] [size=64] [batch=32] [pairs=20] [sparsity=0.8]
 import { initDevice, closeDevice, queue } from '../src/tensor/index.js';
-import { createModel, type Detector } from '../src/nn/models/index.js';
+import { createModel, type Detector, parseModelName } from '../src/nn/models/index.js';
 import { trainStep } from './step.js';
 import { attachMasks, onesMasks, prunableWeights } from '../src/prune/masks.js';
 import { magnitudeScores, pruneToSparsity } from '../src/prune/magnitude.js';
@@ -14,7 +14,7 @@ const [size, batch, pairs, sparsity] = [sizeS, batchS, pairsS, spS].map(Number);
 const dev = await initDevice();
 
 async function setup(masked: boolean): Promise<() => void> {
-  const m: Detector = createModel(model, { size, seed: 0 });
+  const m: Detector = createModel(parseModelName(model), { size, seed: 0 });
   const named = [...m.namedParameters()];
   const { step, opt } = trainStep(m, size, batch);
   if (masked) {

@@ -4,7 +4,7 @@
 // that bench/peak.ts measures on the same adapter). Usage:
 //   npx tsx bench/profile-step.ts [model=meso4] [size=64] [batch=32] [steps=3]
 import { initDevice, closeDevice, queue } from '../src/tensor/index.js';
-import { createModel } from '../src/nn/models/index.js';
+import { createModel, parseModelName } from '../src/nn/models/index.js';
 import { trainStep } from './step.js';
 
 const [model = 'meso4', sizeS = '64', batchS = '32', stepsS = '3'] = process.argv.slice(2);
@@ -12,7 +12,7 @@ const size = Number(sizeS);
 const batch = Number(batchS);
 const steps = Number(stepsS);
 const dev = await initDevice();
-const m = createModel(model, { size, seed: 0 });
+const m = createModel(parseModelName(model), { size, seed: 0 });
 const { step } = trainStep(m, size, batch);
 step();
 await queue.sync();

@@ -24,7 +24,7 @@
 // a 2-core lavapipe). --json: one JSON array of rows {model, layer, phase, density, denseMs, sparseMs,
 // sparseKernel, autoMs, autoKernel} (steps: layer '(step)', phase 'train' | 'infer').
 import { closeDevice, initDevice, queue, tidy, fromArray, keep } from '../src/tensor/index.js';
-import { createModel, type Detector } from '../src/nn/models/index.js';
+import { createModel, type Detector, parseModelName } from '../src/nn/models/index.js';
 import { attachMasks, onesMasks, prunableWeights, type HostMasks } from '../src/prune/masks.js';
 import { magnitudeScores, pruneToSparsity, sparsityAfter } from '../src/prune/magnitude.js';
 import { layerProblems, planKernels } from '../src/nn/sparse.js';
@@ -129,7 +129,7 @@ function bestSparse(t: Partial<Record<KernelVariant, number>>): [KernelVariant, 
 
 async function layerSection(): Promise<void> {
   for (const w of LAYER_WORK) {
-    const model = createModel(w.model, { size: w.size, seed: 0 });
+    const model = createModel(parseModelName(w.model), { size: w.size, seed: 0 });
     const ws = prunableWeights(model, true);
     attachMasks(ws, onesMasks(ws), 'sparse');
     const problems = layerProblems(model, [w.batch, 3, w.size, w.size]);

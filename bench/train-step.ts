@@ -22,7 +22,7 @@ import { torchPython } from './util.js';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { initDevice, closeDevice, tidy, queue } from '../src/tensor/index.js';
-import { createModel } from '../src/nn/models/index.js';
+import { createModel, parseModelName } from '../src/nn/models/index.js';
 import { noGrad } from '../src/autograd/tape.js';
 import { trainStep } from './step.js';
 import { parseKernelOverride, setKernelOverride } from '../src/tensor/plan.js';
@@ -79,7 +79,7 @@ interface Timing {
 }
 
 async function ours(w: Workload): Promise<Timing> {
-  const m = createModel(w.model, { size: w.size, seed: 0 });
+  const m = createModel(parseModelName(w.model), { size: w.size, seed: 0 });
   const { step, x: xt, dispose } = trainStep(m, w.size, w.batch);
   step();
   await queue.sync();

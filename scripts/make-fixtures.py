@@ -224,39 +224,12 @@ def center_head(model, fill, x):
 
 
 # ------------------------------------------------------------------------------------------------
-# Keras 'same' padding (TensorFlow rule: out = ceil(in / s), extra padding at the bottom/right)
+# Keras 'same' padding and the inception block: the bridge's (python/ticketlab_torch.py), so the
+# fixtures and the modules users load our weights into cannot drift apart.
 
-
-def same_pads(size, k, s, d=1):
-    out = -(-size // s)
-    total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-class SameConv2d(nn.Conv2d):
-    """nn.Conv2d with Keras 'same' zero padding (same keys as nn.Conv2d)."""
-
-    def forward(self, x):
-        kh, kw = self.kernel_size
-        t, b = same_pads(x.shape[2], kh, self.stride[0], self.dilation[0])
-        l, r = same_pads(x.shape[3], kw, self.stride[1], self.dilation[1])
-        return F.conv2d(F.pad(x, (l, r, t, b)), self.weight, self.bias, self.stride, 0, self.dilation)
-
-
-def same_max_pool(x, k):
-    """Keras MaxPooling2D(pool_size=k, strides=k, padding='same'): -inf padding where needed."""
-    t, b = same_pads(x.shape[2], k, k)
-    l, r = same_pads(x.shape[3], k, k)
-    if t or b or l or r:
-        x = F.pad(x, (l, r, t, b), value=float("-inf"))
-    return F.max_pool2d(x, k, k)
-
-
-def meso_feature_size(size):
-    s = size
-    for k in (2, 2, 2, 4):
-        s = -(-s // k)
-    return s
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from ticketlab_torch import Inception as InceptionLayer  # noqa: E402
+from ticketlab_torch import SameConv2d, meso_feature_size, same_max_pool, same_pads  # noqa: E402,F401
 
 
 # ------------------------------------------------------------------------------------------------
@@ -301,24 +274,6 @@ class Meso4(nn.Module, MesoHeadMixin):
 
     def forward(self, x, tap=lambda n, t: t):
         return self.head(self.features(x, tap))
-
-
-class InceptionLayer(nn.Module):
-    def __init__(self, cin, a, b, c, d):
-        super().__init__()
-        self.b1 = nn.Conv2d(cin, a, 1)
-        self.b2a = nn.Conv2d(cin, b, 1)
-        self.b2b = nn.Conv2d(b, b, 3, padding=1)
-        self.b3a = nn.Conv2d(cin, c, 1)
-        self.b3b = nn.Conv2d(c, c, 3, padding=2, dilation=2)
-        self.b4a = nn.Conv2d(cin, d, 1)
-        self.b4b = nn.Conv2d(d, d, 3, padding=3, dilation=3)
-
-    def forward(self, x):
-        r = F.relu
-        return torch.cat(
-            [r(self.b1(x)), r(self.b2b(r(self.b2a(x)))), r(self.b3b(r(self.b3a(x)))), r(self.b4b(r(self.b4a(x))))], 1
-        )
 
 
 class MesoInception4(nn.Module, MesoHeadMixin):

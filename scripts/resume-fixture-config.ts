@@ -7,10 +7,10 @@ import * as fs from 'node:fs';
 
 /** A small IMP run: meso4 at 32 px, the dense level and one pruned level of 2 epochs of 2 steps. */
 export const FIXTURE_CONFIG = {
-  model: 'meso4',
+  model: 'meso4' as const,
   data: 'synthetic:train=32,val=16,test=16',
   size: 32,
-  train: { epochs: 2, batch: 16, lr: 1e-3, optimizer: 'adam' as const, momentum: 0.9, weightDecay: 0, schedule: 'constant', warmupSteps: 0, patience: 0, seed: 5, flip: true },
+  train: { epochs: 2, batch: 16, lr: 1e-3, optimizer: 'adam' as const, momentum: 0.9, weightDecay: 0, schedule: 'constant' as const, warmupSteps: 0, patience: 0, seed: 5, flip: true },
   levels: 1,
   rate: 0.8,
   sparsities: null,

@@ -5,8 +5,6 @@
 //
 // Differentiable ops live under the `F` namespace because their names (add, matmul, sum, ...) are the
 // raw, non-differentiable tensor ops' names too.
-// The engine's declarations name WebGPU types (GPUBuffer, GPUDevice): this keeps them resolvable for users.
-/// <reference types="@webgpu/types" preserve="true" />
 export * from './tensor/index.js';
 export * as F from './autograd/index.js';
 export { backward, noGrad, isGradEnabled, type BackwardOptions } from './autograd/tape.js';

@@ -4,11 +4,12 @@ import { parseFlags, type Command } from './args.js';
 import { num } from './flags.js';
 import { checkRun, formatRunCheck } from '../prune/check.js';
 
-export const CHECK_HELP = `ticketlab check RUN [RUN ...] [--rate X --scope global|layer] [--json]
+export const CHECK_HELP = `ticketlab check RUN [RUN ...] [--rate X --scope global|layer] [--masks FILE] [--json]
 
 Verifies the mask invariants of each run folder from its files alone (no GPU, no model) and prints one
 line per invariant: PASS, FAIL with the first offending file, tensor and flat element index, or skip
-with the reason. Exit status 1 when any invariant fails in any run, 0 otherwise.
+with the reason. Exit status 1 when any invariant fails in any run, or when nothing in a folder could
+be checked; 0 otherwise.
 
 Invariants (a ticketlab run folder: level_<k>/, oneshot_<scope>/level_<k>/, controls/<kind>/level_<k>/,
 transfer-<data>/):
@@ -35,26 +36,31 @@ transfer-<data>/):
                   'ticketlab transfer') has exactly its source level's mask; its dense/ keeps
                   everything; both also get binary, sparsity-json, zeros and rewind
 
-PyTorch folders: a folder of .safetensors files (no config.json, no level_<k>/) saved from models
-pruned with torch.nn.utils.prune, whose state dicts hold <layer>.weight_orig and <layer>.weight_mask.
-The files are the levels in natural order of their names (level_2 before level_10); checked: binary,
-monotone, zeros (in a plain <layer>.weight, e.g. after prune.remove, where either sign of zero is
-accepted: weight_orig * 0 is -0 for a negative weight_orig; weight_orig keeps dense values by design),
-and target when --rate is given: each file prunes round(remaining * rate) of the previous file's
-remaining weights, rounded as PyTorch does (Python's round: halves to even), the first file from the
-dense model unless it keeps everything. To save such a folder (see docs/check.md):
+PyTorch folders: a folder (no config.json, no level_<k>/) of state dicts saved as .safetensors, one
+per pruning level, in natural order of their names (level_2 before level_10). Every entry is either
+checked or listed as ignored with the reason (.pt/.pth pickles are named, with the one line of Python
+that converts them). Files of torch.nn.utils.prune hold <layer>.weight_orig and <layer>.weight_mask:
+checked are binary, monotone, zeros (torch's weight is weight_orig * weight_mask; a plain
+<layer>.weight beside the mask is checked instead; either sign of zero is accepted, as weight_orig * 0
+is -0 for a negative weight_orig) and target when --rate is given: each file prunes
+round(remaining * rate) of the previous file's remaining weights, rounded as PyTorch does (Python's
+round: halves to even), the first file from the dense model unless it keeps everything. A file
+without masks (saved after prune.remove) gets zeros against --masks FILE, else against the masks of
+the file before it. To save such a folder without the safetensors package, use the bridge shipped in
+python/ (docs/check.md):
 
-  import torch.nn.utils.prune as prune
-  from safetensors.torch import save_file
+  import ticketlab_torch as tt
   for level in range(3):
       prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=0.2)
       # ... rewind and retrain ...
-      save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"out/level_{level + 1}.safetensors")
+      tt.save_pruned(model, f"out/level_{level + 1}.safetensors")
 
 Flags:
   --rate X        PyTorch folders: the fraction of the previous file's remaining weights each file pruned
                   (the first file: of the dense model's)
   --scope S       with --rate: global (one count over all layers, default) or layer (each layer's own)
+  --masks FILE    PyTorch folders: the masks (<layer>.weight_mask) that files without masks, saved after
+                  prune.remove, are checked against (default: those of the file before them)
   --json          print the results as JSON (one object per run) instead of the table
 `;
 
@@ -63,7 +69,7 @@ export const checkCommand: Command = {
   summary: 'verify mask invariants of run folders (ours or torch.nn.utils.prune files); exit 1 on a violation',
   help: CHECK_HELP,
   async run(args) {
-    const { values, positionals } = parseFlags(args, { rate: { type: 'string' }, scope: { type: 'string' }, json: { type: 'boolean', default: false } }, 'check');
+    const { values, positionals } = parseFlags(args, { rate: { type: 'string' }, scope: { type: 'string' }, masks: { type: 'string' }, json: { type: 'boolean', default: false } }, 'check');
     if (!positionals.length) throw new Error("check: give at least one run folder; see 'ticketlab check --help'");
     const rate = values.rate === undefined ? undefined : num(values, 'rate', { min: 0, max: 1 });
     if (values.scope !== undefined && values.scope !== 'global' && values.scope !== 'layer') throw new Error(`--scope '${values.scope}' is not global or layer`);
@@ -71,7 +77,7 @@ export const checkCommand: Command = {
     let ok = true;
     const all = [];
     for (const run of positionals) {
-      const r = await checkRun(run, { rate, scope });
+      const r = await checkRun(run, { rate, scope, masks: values.masks });
       ok &&= r.ok;
       if (values.json) all.push(r);
       else process.stdout.write(formatRunCheck(r) + '\n');

@@ -2,8 +2,8 @@
 // the help text, in one place so `train`, `imp`, `oneshot` and `transfer` agree.
 import type { ParseArgsConfig } from 'node:util';
 import { DEFAULT_TRAIN, type TrainSettings } from '../train/trainer.js';
-import { MODEL_NAMES, defaultInputSize } from '../nn/models/index.js';
-import { parseSchedule } from '../nn/optim/schedule.js';
+import { MODEL_NAMES, defaultInputSize, isModelName, type ModelName } from '../nn/models/index.js';
+import { parseSchedule, type ScheduleSpec } from '../nn/optim/schedule.js';
 import type { OpenOptions } from '../data/datasets.js';
 import { parseKernelMode, type KernelMode } from '../tensor/sparse-plan.js';
 import { setCacheDefaults } from '../data/decoded.js';
@@ -128,7 +128,7 @@ export function num(values: Record<string, unknown>, flag: string, opts: { int?:
 }
 
 export interface RunSpec {
-  model: string;
+  model: ModelName;
   data: string;
   size: number;
   /** Present only when not the default (face), so configs of earlier runs still match. */
@@ -144,7 +144,7 @@ export function dataOptions(spec: Pick<RunSpec, 'size' | 'crop'> & { train: { se
 
 export function parseRunSpec(values: Values): RunSpec {
   const model = String(values.model);
-  if (!(MODEL_NAMES as readonly string[]).includes(model)) throw new Error(`--model '${model}' is not one of ${MODEL_NAMES.join(', ')}`);
+  if (!isModelName(model)) throw new Error(`--model '${model}' is not one of ${MODEL_NAMES.join(', ')}`);
   const optimizer = String(values.optimizer);
   if (!['adam', 'adamw', 'sgd'].includes(optimizer)) throw new Error(`--optimizer '${optimizer}' is not one of adam, adamw, sgd`);
   const data = String(values.data);
@@ -165,7 +165,8 @@ export function parseRunSpec(values: Values): RunSpec {
       optimizer: optimizer as TrainSettings['optimizer'],
       momentum: num(v, 'momentum', { min: 0, max: 1 }),
       weightDecay: num(v, 'weight-decay', { min: 0 }),
-      schedule: String(values.schedule),
+      // parseSchedule above refused anything that is not a ScheduleSpec.
+      schedule: String(values.schedule) as ScheduleSpec,
       warmupSteps: num(v, 'warmup', { int: true, min: 0 }),
       patience: num(v, 'patience', { int: true, min: 0 }),
       seed: num(v, 'seed', { int: true, min: 0 }),

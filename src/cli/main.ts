@@ -4,6 +4,7 @@ import { commands, usage } from './commands.js';
 import { provideFaceCropper } from '../data/datasets.js';
 import { sharedDetectorCropper } from '../faces/crop.js';
 import { checkKernelFamilies } from '../tensor/kernel-checks.js';
+import { cliMessage } from './errors.js';
 
 // FF++ frames and OpenForensics faces are cropped around faces by the detector (data/ cannot build it: it knows no GPU).
 provideFaceCropper(sharedDetectorCropper);
@@ -44,8 +45,7 @@ main(process.argv.slice(2)).then(
     process.exit(code);
   },
   (e: unknown) => {
-    const msg = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`ticketlab: ${msg.split('\n')[0]}\n`);
+    process.stderr.write(`ticketlab: ${cliMessage(e)}\n`);
     if (process.env.TICKETLAB_DEBUG) console.error(e);
     process.exit(1);
   },

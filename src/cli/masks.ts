@@ -11,30 +11,37 @@ export const MASKS_HELP = `ticketlab masks RUN [--levels 1,3,5] [--compare RUN2|
 Mask anatomy, at the granularity of a convolution. A weight [out, in, kh, kw] (linear: [out, in]) is
 seen as an out x in grid of kernel slices. For each mask and layer:
   dead filters     output filters with no kept weight (their output is the bias alone)
-  dead channels    input channels no filter reads any more
-  filter density   histogram of the kept fraction of each filter (0, 0-10%, ..., 90-100%)
+  dead inputs      input channels no filter reads any more (linear layers: inputs no unit reads,
+                   counted apart from channels)
+  filter density   histogram of the kept fraction of each filter, a text chart under its bin edges
+                   (dead = nothing kept, then (0, 10%], ..., (90, 100%])
   taps kept        for each of the kh x kw kernel positions, the % of slices that keep it
   compaction       weights a structured compaction removes by dropping the dead filters and channels
                    (rows and columns of the grid), per layer and in total, and as a share of the
                    pruned weights: the part of the sparsity a dense kernel can use without sparse math
 Overlap of two masks: the Jaccard index |A and B| / |A or B| of the kept weights, per layer and over
-all layers, next to what two independent random masks of the same densities give ("chance"). Pairs:
+all layers, next to the Jaccard index nested masks of these sizes have ("if nested": kept(smaller) /
+kept(larger); consecutive IMP levels must reach it, "of nested" 100%) and what two independent random
+masks of the same densities give ("chance"). Every fraction prints as a percentage. Pairs:
 each shown level with the next one, IMP level k with oneshot_<scope>/level_k and
 controls/random_prune/level_k when the run has them, and every shown level with --compare.
 
 RUN is a run folder (level_<k>/mask.safetensors), a folder of .safetensors files from PyTorch's
-torch.nn.utils.prune (<layer>.weight_mask), or a single mask file.
+torch.nn.utils.prune (<layer>.weight_mask), or a single mask file. A mask entry that is not exactly 0
+or 1 (a soft mask, 0.5) is refused, naming the file and tensor ('ticketlab check' lists them all).
 
 Writes into --out (default RUN/masks):
-  anatomy.csv          source, layer, shape, total, kept, density, filters, dead_filters, channels,
-                       dead_channels, compactable
+  anatomy.csv          source, layer, shape, total, kept, density, kind (conv/linear), filters,
+                       dead_filters, channels, dead_channels (conv), inputs, dead_inputs (linear),
+                       compactable
   compaction.csv       per mask: prunable, pruned, sparsity, dead filters and channels, compactable,
                        compactable_of_pruned
-  filter_density.csv   source, layer, bin, filters
+  filter_density.csv   source, layer, bin, low, high (the bin's edges), filters
   taps.csv             source, layer, row, col, kept_fraction
-  overlap.csv          a, b, kind, layer, kept_a, kept_b, both, either, jaccard, chance
-  grid-<mask>-<layer>.png        the filter-by-channel grid (rows = filters, columns = input
-                                 channels; white = slice fully pruned, dark blue = fully kept)
+  overlap.csv          a, b, kind, layer, kept_a, kept_b, both, either, jaccard, nested, chance
+  grid-<mask>-<layer>.svg|png    the filter-by-channel grid as a titled figure (rows = filters or
+                                 output units, columns = input channels or inputs, each axis named
+                                 with its size; legend: white = slice fully pruned, dark blue = kept)
   filter_density-<mask>.svg      the filter-density histogram, one bar series per layer
   taps-<mask>-<layer>.svg        the kh x kw kernel positions, % of slices keeping each
 'ticketlab report' includes the same tables and pictures in report.html.

@@ -6,7 +6,7 @@ import { closeDevice, initDevice } from '../tensor/device.js';
 import { levelKernels, readKernelPlanFile } from '../nn/sparse.js';
 import { KERNEL_MODES, type KernelMode } from '../tensor/sparse-plan.js';
 import { useTuneCache } from '../tensor/tune.js';
-import { createModel, MODEL_NAMES, type Detector } from '../nn/models/index.js';
+import { createModel, isModelName, MODEL_NAMES, type Detector } from '../nn/models/index.js';
 import { prunableWeights, loadMasks, attachMasks, countKept } from '../prune/masks.js';
 import { loadWeightsFile } from '../prune/level.js';
 import { readF32Tensors } from '../nn/checkpoint.js';
@@ -187,7 +187,7 @@ ${CACHE_FLAGS_HELP}Timing needs the timestamp-query feature (lavapipe and the bi
       cfg = await readJson<RunConfig>(runFile(values.run, 'config'));
     }
     const model = values.model ?? cfg.model ?? 'meso4';
-    if (!(MODEL_NAMES as readonly string[]).includes(model)) throw new Error(`profile: --model '${model}' is not one of ${MODEL_NAMES.join(', ')}`);
+    if (!isModelName(model)) throw new Error(`profile: --model '${model}' is not one of ${MODEL_NAMES.join(', ')}`);
     if (values.run && cfg.model && values.model && values.model !== cfg.model) throw new Error(`profile: --model ${values.model} differs from the run's ${cfg.model}`);
     const size = values.size !== undefined ? num(values, 'size', { int: true, min: 8 }) : (cfg.size ?? 64);
     const batch = values.batch !== undefined ? num(values, 'batch', { int: true, min: 1 }) : (cfg.train?.batch ?? 32);

@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { closeDevice, initDevice, deviceName } from '../tensor/device.js';
-import { createModel } from '../nn/models/index.js';
+import { createModel, parseModelName } from '../nn/models/index.js';
 import { loadModel, saveModelOnce } from '../nn/checkpoint.js';
 import { openDataset } from '../data/datasets.js';
 import { evaluate, fit } from '../train/trainer.js';
@@ -151,7 +151,7 @@ ${KERNEL_FLAG_HELP}${CACHE_FLAGS_HELP}`,
         throw new Error(`--data ${values.data}: ${e.message.split('\n')[0]}`);
       });
       if (data[split].length() === 0) throw new Error(`--data ${values.data}: the ${split} split has no images`);
-      const m = createModel(model, { size });
+      const m = createModel(parseModelName(model), { size });
       await loadModel(weights, m);
       const maskFile = runFile(path.dirname(weights), 'mask');
       if (kernels !== 'dense' && fs.existsSync(maskFile)) {

@@ -3,7 +3,7 @@ import { closeDevice, initDevice } from '../tensor/device.js';
 import { planFamilies } from '../tensor/plan.js';
 import { describeStaleTuneKeys } from '../tensor/kernel-checks.js';
 import { describeCandidates, tuneCachePath, tuneSeen } from '../tensor/tune.js';
-import { createModel, MODEL_NAMES } from '../nn/models/index.js';
+import { createModel, MODEL_NAMES, parseModelName, type ModelName } from '../nn/models/index.js';
 import { discoverShapes } from '../train/profile.js';
 import { num } from './flags.js';
 import { parseFlags, type Command } from './args.js';
@@ -13,7 +13,7 @@ import { parseFlags, type Command } from './args.js';
  * this model, size and batch that the cache lacks, before a run starts. Without it: nothing (the
  * static rules hold).
  */
-export async function prepareKernels(model: string, size: number, batch: number, tune: boolean, log: (m: string) => void): Promise<void> {
+export async function prepareKernels(model: ModelName, size: number, batch: number, tune: boolean, log: (m: string) => void): Promise<void> {
   if (!tune) return;
   const m = createModel(model, { size, seed: 0 });
   let seen;
@@ -87,7 +87,7 @@ Prints each shape's winner with the candidates' times, then the time spent and t
         return 0;
       }
       const t0 = performance.now();
-      const model = createModel(values.model!, { size, seed: 0 });
+      const model = createModel(parseModelName(values.model!), { size, seed: 0 });
       let seen;
       try {
         seen = await discoverShapes(model, size, batch);

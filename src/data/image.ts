@@ -124,6 +124,11 @@ export async function encodePng(img: RgbImage): Promise<Buffer> {
     .toBuffer();
 }
 
+/** Rasterise an SVG document (text included: sharp's librsvg) to PNG bytes, at its own size. */
+export async function svgToPng(svg: string): Promise<Buffer> {
+  return sharp(Buffer.from(svg, 'utf8')).png({ compressionLevel: 6 }).toBuffer();
+}
+
 // One atomic-write implementation serves the whole project (temp file + fsync + rename).
 export { writeFileAtomic };
 

@@ -1,7 +1,5 @@
 // `ticketlab/data`: datasets (synthetic deepfakes, image folders, OpenForensics, FaceForensics++),
 // image codecs and the seeded loader. Host only: nothing here touches the GPU.
-// The engine's declarations name WebGPU types (GPUBuffer, GPUDevice): this keeps them resolvable for users.
-/// <reference types="@webgpu/types" preserve="true" />
 export * from './datasets.js';
 export * from './image.js';
 export * from './loader.js';

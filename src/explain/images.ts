@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { SyntheticDeepfakes } from '../data/synthetic.js';
 import { detectLayout, openDataset, parseSyntheticSpec, type Dataset } from '../data/datasets.js';
 import { decodeImage, toCHWFloat } from '../data/image.js';
+import { ArgumentError } from '../util/errors.js';
 
 export interface CamImage {
   /** CHW float32 in [0, 1], 3 x size x size */
@@ -60,8 +61,8 @@ export async function pickImages(spec: string, o: PickOptions): Promise<CamImage
   if (spec === 'synthetic') return syntheticImages(o);
   const root = path.resolve(spec);
   const st = await fs.stat(root).catch(() => null);
-  if (!st) throw new Error(`--images ${spec}: no such folder (or pass 'synthetic')`);
-  if (!st.isDirectory()) throw new Error(`--images ${spec}: not a folder`);
+  if (!st) throw new ArgumentError('pickImages', 'spec', `${spec}: no such folder (or pass 'synthetic')`);
+  if (!st.isDirectory()) throw new ArgumentError('pickImages', 'spec', `${spec}: not a folder`);
   if (await detectLayout(root)) {
     const data = await openDataset(root, { size: o.size, seed: o.seed });
     return datasetImages(data.test, o.n, root);
@@ -105,7 +106,7 @@ async function folderImages(root: string, o: PickOptions): Promise<CamImage[]> {
   };
   await walk(root);
   files.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  if (!files.length) throw new Error(`--images ${root}: no .jpg/.jpeg/.png images in it`);
+  if (!files.length) throw new ArgumentError('pickImages', 'spec', `${root}: no .jpg/.jpeg/.png images in it`);
   const labels = files.map((f) => labelOf(path.relative(root, f)));
   const out: CamImage[] = [];
   for (const i of balancedPick(labels, o.n)) {

@@ -11,7 +11,7 @@
 // when it is among them).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createModel, MODEL_NAMES, type Detector } from '../nn/models/index.js';
+import { createModel, isModelName, MODEL_NAMES, type Detector, type ModelName } from '../nn/models/index.js';
 import { loadModel } from '../nn/checkpoint.js';
 import { attachMasks, detachMasks, loadMasks, prunableWeights, sparsityReport } from '../prune/masks.js';
 import { levelDir, levelName, parseLevelName, runFile, RUN_FILES } from '../io/run-paths.js';
@@ -27,12 +27,13 @@ import { gradCam, type CamMethod, type CamTarget } from './gradcam.js';
 import { compareLevel, confidenceChange, mapOf, summarizeLevel, type ConfidenceChange, type ImageComparison, type LevelSummary } from './compare.js';
 import { imageGrid, inputImage, overlayCam, savePng, scaleImage } from './overlay.js';
 import { pickImages, type CamImage } from './images.js';
+import { ArgumentError } from '../util/errors.js';
 
 export interface RunInfo {
   dir: string;
   /** The command that made the run (train, imp, ...). */
   command: string;
-  model: string;
+  model: ModelName;
   data: string;
   size: number;
   seed: number;
@@ -50,7 +51,7 @@ export function readRunInfo(run: string): RunInfo {
     throw new Error(`${file}: ${(e as Error).message.split('\n')[0]}`);
   }
   if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw new Error(`${file}: not a run config (expected a JSON object)`);
-  if (typeof cfg.model !== 'string' || !(MODEL_NAMES as readonly string[]).includes(cfg.model)) {
+  if (typeof cfg.model !== 'string' || !isModelName(cfg.model)) {
     throw new Error(`${file}: model '${String(cfg.model)}' is not one of ${MODEL_NAMES.join(', ')}`);
   }
   if (typeof cfg.size !== 'number' || !Number.isInteger(cfg.size)) throw new Error(`${file}: no integer 'size'`);
@@ -192,7 +193,7 @@ export async function explainRun(o: ExplainOptions): Promise<ExplainResult> {
   const batch = o.batch ?? 16;
   const size = info.size;
   const images = await pickImages(o.images, { runData: info.data, size, seed: info.seed, n: o.n });
-  if (!images.length) throw new Error(`--images ${o.images}: no images picked`);
+  if (!images.length) throw new ArgumentError('explainRun', 'images', `${o.images}: no images picked`);
   const nReal = images.filter((im) => im.label === 0).length;
   const nFake = images.filter((im) => im.label === 1).length;
   log(`images: ${images.length} (${nReal} real, ${nFake} fake${images.length - nReal - nFake ? `, ${images.length - nReal - nFake} unlabelled` : ''}) at ${size}x${size}`);

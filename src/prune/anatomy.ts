@@ -2,7 +2,7 @@
 // input channels, kernel taps), and how much two masks overlap. Host only and exact (integer counts).
 //
 // A weight of shape [out, in, kh, kw] (conv) or [out, in] (linear, kh = kw = 1) is viewed as an
-// out x in grid of kh x kw kernel slices:
+// out x in grid of kh x kw kernel slices (a linear layer's columns are its inputs, not channels):
 //   dead filter    an output filter (row) whose every weight is pruned: its output is the bias alone
 //   dead channel   an input channel (column) no filter reads any more
 //   taps           for each of the kh x kw kernel positions, the fraction of slices that keep it
@@ -10,7 +10,7 @@
 // grid; `compactable` counts the weights that removes (all of them already pruned: it is the part of the
 // sparsity a dense kernel can cash in without sparse arithmetic).
 import { readF32Tensors } from '../nn/checkpoint.js';
-import { masksIn, type TensorsByKey } from './invariants.js';
+import { firstNonBinary, masksIn, type TensorsByKey } from './invariants.js';
 
 /** Bins of the per-filter density histogram: [0] dead, then (0, 0.1], (0.1, 0.2], ..., (0.9, 1]. */
 export const DENSITY_BINS = 11;
@@ -19,13 +19,21 @@ export function densityBin(d: number): number {
   return d <= 0 ? 0 : Math.min(10, Math.ceil(d * 10 - 1e-9));
 }
 
+/** A bin with its edges: `dead` (exactly 0), then `(0, 10%]`, ..., `(90, 100%]`. */
 export function densityBinLabel(b: number): string {
-  return b === 0 ? '0' : `${(b - 1) * 10}-${b * 10}%`;
+  return b === 0 ? 'dead' : `(${(b - 1) * 10}, ${b * 10}%]`;
+}
+
+/** A bin's edges as fractions [low, high]; the dead bin is [0, 0]. */
+export function densityBinEdges(b: number): [number, number] {
+  return b === 0 ? [0, 0] : [(b - 1) / 10, b / 10];
 }
 
 export interface LayerAnatomy {
   key: string;
   shape: number[];
+  /** 'linear' for a rank-2 weight: its columns are inputs (features), not channels. */
+  kind: 'conv' | 'linear';
   filters: number;
   channels: number;
   kh: number;
@@ -77,6 +85,7 @@ export function layerAnatomy(key: string, shape: readonly number[], mask: ArrayL
   return {
     key,
     shape: [...shape],
+    kind: shape.length === 2 ? 'linear' : 'conv',
     filters: O,
     channels: I,
     kh,
@@ -104,6 +113,9 @@ export async function readMaskSet(file: string): Promise<MaskSet> {
   const masks = new Map([...found].map(([k, t]) => [k, t.data]));
   const shapes = new Map([...found].map(([k, t]) => [k, t.shape]));
   if (!masks.size) throw new Error(`${file}: no <layer>.weight_mask tensors`);
+  // Anatomy counts any non-zero as kept: a 0.5 (a soft or corrupted mask) would be counted silently.
+  const bad = firstNonBinary(masks);
+  if (bad) throw new Error(`${file}: ${bad.tensor}_mask[${bad.index}] ${bad.message}; not a pruning mask (ticketlab check names every offence)`);
   return { masks, shapes };
 }
 
@@ -119,8 +131,12 @@ export interface CompactionSummary {
   compactable: number;
   deadFilters: number;
   filters: number;
+  /** Dead input channels of convolutions. */
   deadChannels: number;
   channels: number;
+  /** Dead inputs of linear layers (read by no output unit). */
+  deadInputs: number;
+  inputs: number;
 }
 
 export function compactionSummary(layers: readonly LayerAnatomy[]): CompactionSummary {
@@ -134,8 +150,10 @@ export function compactionSummary(layers: readonly LayerAnatomy[]): CompactionSu
     compactable: sum((l) => l.compactable),
     deadFilters: sum((l) => l.deadFilters),
     filters: sum((l) => l.filters),
-    deadChannels: sum((l) => l.deadChannels),
-    channels: sum((l) => l.channels),
+    deadChannels: sum((l) => (l.kind === 'conv' ? l.deadChannels : 0)),
+    channels: sum((l) => (l.kind === 'conv' ? l.channels : 0)),
+    deadInputs: sum((l) => (l.kind === 'linear' ? l.deadChannels : 0)),
+    inputs: sum((l) => (l.kind === 'linear' ? l.channels : 0)),
   };
 }
 
@@ -149,6 +167,12 @@ export interface Overlap {
   jaccard: number;
   /** The Jaccard index two independent random masks of these densities have on average. */
   chance: number;
+  /**
+   * The largest Jaccard index masks of these kept counts can have, min/max of the counts: reached when
+   * one kept set holds the other. For consecutive IMP levels (nested masks) it is kept2/kept1, which is
+   * what their Jaccard index must equal, so the Jaccard index is read against it, not against 1.
+   */
+  nested: number;
 }
 
 function overlapOf(key: string, n: number, keptA: number, keptB: number, both: number): Overlap {
@@ -156,7 +180,8 @@ function overlapOf(key: string, n: number, keptA: number, keptB: number, both: n
   const da = n ? keptA / n : 0;
   const db = n ? keptB / n : 0;
   const denom = da + db - da * db;
-  return { key, keptA, keptB, both, either, jaccard: either ? both / either : 1, chance: denom > 0 ? (da * db) / denom : 1 };
+  const hi = Math.max(keptA, keptB);
+  return { key, keptA, keptB, both, either, jaccard: either ? both / either : 1, chance: denom > 0 ? (da * db) / denom : 1, nested: hi ? Math.min(keptA, keptB) / hi : 1 };
 }
 
 /**

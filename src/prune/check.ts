@@ -8,7 +8,8 @@
 //     `<layer>.weight_mask`), one file per pruning level, in natural order of the file names.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readF32Tensors } from '../nn/checkpoint.js';
+import { FileCache, asMask, verdicts, type CheckOptions, type InvariantId, type RunCheck, type Tensors, type Violation, INVARIANTS } from './check-core.js';
+import { checkPytorchFolder } from './check-torch.js';
 import { RUN_FILES, levelDir, listLevelFolders, oneshotDir, runFile, type LevelFolder } from '../io/run-paths.js';
 import { parseRewind, rewindFile, type Rewind } from './imp.js';
 import { sparsityAfter, type Scope } from './magnitude.js';
@@ -31,93 +32,7 @@ import {
 } from './invariants.js';
 import { structureChecker } from './structure.js';
 
-export type InvariantId = 'binary' | 'structure' | 'monotone' | 'sparsity-json' | 'target' | 'zeros' | 'rewind' | 'random-prune' | 'reinit' | 'transfer';
-
-export const INVARIANTS: readonly { id: InvariantId; title: string }[] = [
-  { id: 'binary', title: 'masks are 0/1' },
-  { id: 'structure', title: "masks have the run's granularity (whole blocks, filters, channels)" },
-  { id: 'monotone', title: "each level's mask within the previous one (pruned stays pruned)" },
-  { id: 'sparsity-json', title: 'kept counts equal sparsity.json' },
-  { id: 'target', title: "kept counts equal the level's target" },
-  { id: 'zeros', title: 'pruned weights and optimizer state exactly +0 in saved files' },
-  { id: 'rewind', title: 'start weights equal the rewind point under the mask' },
-  { id: 'random-prune', title: "random-prune controls keep the ticket's per-layer counts" },
-  { id: 'reinit', title: "reinit controls share the ticket's mask" },
-  { id: 'transfer', title: "tickets retrained on another dataset keep their source mask" },
-];
-
-/** The first offence of an invariant, located: a file (relative to the run folder) and an element. */
-export interface Violation extends Offence {
-  file: string;
-}
-
-export interface InvariantResult {
-  id: InvariantId;
-  title: string;
-  status: 'pass' | 'fail' | 'skip';
-  /** How many files (or file pairs) were checked. */
-  checked: number;
-  violation: Violation | null;
-  /** Why an invariant was skipped, or what it was checked on. */
-  note: string;
-}
-
-export interface RunCheck {
-  run: string;
-  kind: 'ticketlab' | 'pytorch';
-  /** Level folders (ticketlab) or files (PyTorch) found, relative to the run folder. */
-  levels: string[];
-  results: InvariantResult[];
-  ok: boolean;
-}
-
-export interface CheckOptions {
-  /** For a PyTorch folder: the rate each file pruned of the previous file's remaining weights. */
-  rate?: number;
-  /** For a PyTorch folder with `rate`: global or per-layer counts (default global). */
-  scope?: Scope;
-}
-
-type Tensors = Map<string, Float32Array>;
-
-/** Reads each file once per check; missing files are null. */
-class FileCache {
-  private files = new Map<string, Promise<Tensors | null>>();
-  constructor(readonly run: string) {}
-  tensors(file: string): Promise<Tensors | null> {
-    let p = this.files.get(file);
-    if (!p) {
-      p = fs.existsSync(file)
-        ? readF32Tensors(file).then(({ tensors }) => new Map([...tensors].map(([k, t]) => [k, t.data])))
-        : Promise.resolve(null);
-      this.files.set(file, p);
-    }
-    return p;
-  }
-  rel(file: string): string {
-    return path.relative(this.run, file) || path.basename(file);
-  }
-}
-
-/** Accumulates one invariant's verdict: the first violation wins, every check counts. */
-class Verdict {
-  checked = 0;
-  violation: Violation | null = null;
-  notes: string[] = [];
-  constructor(readonly id: InvariantId) {}
-  record(file: string, o: Offence | null): void {
-    this.checked++;
-    if (o && !this.violation) this.violation = { file, ...o };
-  }
-  result(skipNote: string): InvariantResult {
-    const title = INVARIANTS.find((i) => i.id === this.id)!.title;
-    const status = this.violation ? 'fail' : this.checked ? 'pass' : 'skip';
-    return { id: this.id, title, status, checked: this.checked, violation: this.violation, note: this.checked ? this.notes.join('; ') : skipNote };
-  }
-}
-
-/** A mask offence names the file's tensor (`conv1.weight_mask`), not the weight. */
-const asMask = (o: Offence | null): Offence | null => (o && o.index >= 0 && !o.tensor.endsWith('_mask') ? { ...o, tensor: `${o.tensor}_mask` } : o);
+export { INVARIANTS, type CheckOptions, type IgnoredFile, type InvariantId, type InvariantResult, type RunCheck, type Violation } from './check-core.js';
 
 function readConfig(run: string): Record<string, unknown> | null {
   const f = runFile(run, 'config');
@@ -192,7 +107,7 @@ async function checkTicketlabRun(run: string, cache: FileCache): Promise<RunChec
   const st = settingsOf(cfg, run);
   const structure = structureChecker(cfg, runFile(run, 'config'));
   const levels: CheckedLevel[] = [...listLevelFolders(run), ...transferLevels(run)];
-  const v = Object.fromEntries(INVARIANTS.map((i) => [i.id, new Verdict(i.id)])) as Record<InvariantId, Verdict>;
+  const v = verdicts();
   const masks = new Map<string, Tensors>();
   for (const l of levels) {
     const f = runFile(l.dir, 'mask');
@@ -274,7 +189,7 @@ async function checkTicketlabRun(run: string, cache: FileCache): Promise<RunChec
     transfer: 'no transfer-<data>/<method>_level_<k> folders with a matching source level',
   };
   const results = INVARIANTS.map((i) => v[i.id].result(skip[i.id]));
-  return { run, kind: 'ticketlab', levels: levels.map((l) => cache.rel(l.dir)), results, ok: results.every((r) => r.status !== 'fail') };
+  return { run, kind: 'ticketlab', levels: levels.map((l) => cache.rel(l.dir)), ignored: [], results, ok: results.every((r) => r.status !== 'fail') };
 }
 
 function levelTarget(l: CheckedLevel, st: Settings, m: TensorsByKey, impMask: (k: number) => TensorsByKey | undefined): KeptTarget | null {
@@ -332,53 +247,6 @@ function sparsityJsonOffence(file: string, m: TensorsByKey): Offence | null {
   return null;
 }
 
-/** An all-kept mask of each layer's size: the dense model the first pruning round started from. */
-function onesLike(m: TensorsByKey): Map<string, Float32Array> {
-  return new Map([...m].map(([k, x]) => [k, new Float32Array(x.length).fill(1)]));
-}
-
-async function checkPytorchFolder(run: string, cache: FileCache, o: CheckOptions): Promise<RunCheck> {
-  const files = fs.readdirSync(run).filter((f) => f.endsWith('.safetensors')).sort(naturalOrder).map((f) => path.join(run, f));
-  const v = Object.fromEntries(INVARIANTS.map((i) => [i.id, new Verdict(i.id)])) as Record<InvariantId, Verdict>;
-  let prev: Tensors | null = null;
-  const used: string[] = [];
-  for (const f of files) {
-    const t = (await cache.tensors(f))!;
-    const m = masksIn(t);
-    if (!m.size) continue;
-    used.push(cache.rel(f));
-    v.binary.record(cache.rel(f), asMask(firstNonBinary(m)));
-    if (prev) v.monotone.record(cache.rel(f), asMask(firstGrown(prev, m)));
-    // The first file is one round from the dense model (the documented loop saves after each prune
-    // call) unless it keeps everything (a dense level 0 saved before pruning). torch rounds
-    // remaining * amount with Python's round(): halves to even.
-    const counts = [...keptCounts(m).values()];
-    const from = prev ?? (counts.length && counts.every((c) => c.kept === c.total) ? null : onesLike(m));
-    if (o.rate !== undefined && from) v.target.record(cache.rel(f), firstCountOffTarget(m, targetAfterRound(from, o.rate, o.scope ?? 'global', 'half-even')));
-    // torch keeps the trained values in weight_orig (weight = weight_orig * mask is recomputed); a plain
-    // `.weight` (after prune.remove, or saved by hand) must hold zeros, of either sign: weight_orig * 0
-    // is -0 where weight_orig < 0.
-    if ([...m.keys()].some((k) => t.has(k))) v.zeros.record(cache.rel(f), firstNonZeroPruned(m, t, undefined, { negativeZero: true }));
-    prev = m;
-  }
-  if (!used.length) throw new Error(`${run}: no level_<k> folders and no .safetensors file with <layer>.weight_mask tensors: nothing to check`);
-  v.zeros.notes.push('plain <layer>.weight tensors');
-  const skip: Record<InvariantId, string> = {
-    binary: '',
-    structure: 'no granularity in a PyTorch folder',
-    monotone: 'a single file',
-    'sparsity-json': 'not written by PyTorch',
-    target: o.rate === undefined ? 'give --rate (and --scope) to check counts' : 'a single dense file',
-    zeros: 'no plain <layer>.weight beside a mask (weight_orig keeps the dense values by design)',
-    rewind: 'no rewind point in a PyTorch folder',
-    'random-prune': 'no controls in a PyTorch folder',
-    reinit: 'no controls in a PyTorch folder',
-    transfer: 'no transfers in a PyTorch folder',
-  };
-  const results = INVARIANTS.map((i) => v[i.id].result(skip[i.id]));
-  return { run, kind: 'pytorch', levels: used, results, ok: results.every((r) => r.status !== 'fail') };
-}
-
 /** Checks a run folder (ticketlab's or PyTorch's); never throws for a violated invariant, only for unreadable input. */
 export async function checkRun(run: string, o: CheckOptions = {}): Promise<RunCheck> {
   if (!fs.existsSync(run)) throw new Error(`${run}: no such folder`);
@@ -393,14 +261,18 @@ export function formatViolation(v: Violation): string {
   return `${v.file}: ${v.tensor}${v.index >= 0 ? `[${v.index}]` : ''} ${v.message}`;
 }
 
-/** One line per invariant: PASS / FAIL / skip, the title, then the first offence or what was checked. */
+/** One line per invariant: PASS / FAIL / skip, the title, then the first offence or what was checked; then the ignored files. */
 export function formatRunCheck(r: RunCheck): string {
   const w = Math.max(...r.results.map((x) => x.title.length));
-  const head = `${r.run} (${r.kind === 'pytorch' ? 'PyTorch torch.nn.utils.prune files' : 'ticketlab run'}: ${r.levels.length} ${r.kind === 'pytorch' ? 'files' : 'level folders'})`;
+  const what = r.kind === 'pytorch' ? `${r.levels.length} file(s) checked${r.ignored.length ? `, ${r.ignored.length} ignored` : ''}` : `${r.levels.length} level folders`;
+  const head = `${r.run} (${r.kind === 'pytorch' ? 'PyTorch torch.nn.utils.prune files' : 'ticketlab run'}: ${what})`;
   const lines = r.results.map((x) => {
     const tag = x.status === 'pass' ? 'PASS' : x.status === 'fail' ? 'FAIL' : 'skip';
     const tail = x.violation ? formatViolation(x.violation) : x.status === 'pass' ? `${x.checked} checked${x.note ? ` (${x.note})` : ''}` : x.note;
     return `  ${tag}  ${x.title.padEnd(w)}  ${tail}`;
   });
-  return [head, ...lines, `  ${r.ok ? 'all invariants hold' : `${r.results.filter((x) => x.status === 'fail').length} invariant(s) violated`}`].join('\n');
+  const ignored = r.ignored.map((i) => `  ignored  ${i.file}: ${i.reason}`);
+  const failed = r.results.filter((x) => x.status === 'fail').length;
+  const verdict = failed ? `${failed} invariant(s) violated` : r.levels.length ? 'all invariants hold' : 'nothing could be checked';
+  return [head, ...lines, ...ignored, `  ${verdict}`].join('\n');
 }

@@ -11,14 +11,19 @@
 //   channel   all weights reading input channel i (a linear layer's input feature). Id: i.
 // Grouped convolutions' `in` is the per-group input; ticketlab's detectors have none.
 
+import { ArgumentError, choices } from '../util/errors.js';
+
 export const GRANULARITIES = ['weight', 'block:4', 'block:8', 'block:16', 'channel', 'filter'] as const;
 
 export type Granularity = (typeof GRANULARITIES)[number];
 
-/** Parses `weight|block:B|channel|filter` (B in 4, 8, 16); one-line error naming `what`. */
-export function parseGranularity(s: string, what = '--granularity'): Granularity {
+/**
+ * Parses `weight|block:B|channel|filter` (B in 4, 8, 16). A library error names `fn` and `arg`
+ * (util/errors.ts); the CLI words it as the --granularity flag (cli/errors.ts).
+ */
+export function parseGranularity(s: string, fn = 'parseGranularity', arg = 'spec'): Granularity {
   if ((GRANULARITIES as readonly string[]).includes(s)) return s as Granularity;
-  throw new Error(`${what} '${s}' is not one of ${GRANULARITIES.join(', ')}`);
+  throw new ArgumentError(fn, arg, `'${s}' is not one of ${choices(GRANULARITIES)}`);
 }
 
 /** The granularity a config records: absent means 'weight' (runs made before granularities existed). */

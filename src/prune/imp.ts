@@ -7,7 +7,7 @@
 // Every folder is a level (level.ts): finished ones are skipped, unfinished ones resume.
 import * as fs from 'node:fs';
 import type { DatasetSplits } from '../data/datasets.js';
-import { createModel, type Detector } from '../nn/models/index.js';
+import { createModel, type Detector, type ModelName } from '../nn/models/index.js';
 import { saveModelOnce } from '../nn/checkpoint.js';
 import type { RewindPoint, TrainSettings } from '../train/trainer.js';
 import type { KernelMode } from '../tensor/sparse-plan.js';
@@ -18,6 +18,7 @@ import { runLevel, type LevelResult } from './level.js';
 import { readF32Tensors } from '../nn/checkpoint.js';
 import { granularityOf, type Granularity } from './granularity.js';
 import type { Structure } from './structured.js';
+import { ArgumentError } from '../util/errors.js';
 
 export type Rewind = { kind: 'init' } | { kind: 'none' } | { kind: 'epoch' | 'step'; at: number };
 
@@ -25,7 +26,7 @@ export function parseRewind(s: string): Rewind {
   if (s === 'init' || s === 'none') return { kind: s };
   const m = /^(epoch|step):(\d+)$/.exec(s);
   if (m) return { kind: m[1] as 'epoch' | 'step', at: Number(m[2]) };
-  throw new Error(`--rewind '${s}' is not one of init, none, epoch:<k>, step:<k>`);
+  throw new ArgumentError('parseRewind', 'spec', `'${s}' is not one of init, none, epoch:<k>, step:<k>`);
 }
 
 /**
@@ -36,18 +37,18 @@ export function parseRewind(s: string): Rewind {
 export function checkRewind(c: Pick<ImpConfig, 'rewind' | 'train'>, trainImages?: number): void {
   const rw = parseRewind(c.rewind);
   if (rw.kind === 'epoch' && rw.at > c.train.epochs) {
-    throw new Error(`--rewind ${c.rewind}: the dense level trains only ${c.train.epochs} epoch(s) (--epochs); rewind to epoch:0..${c.train.epochs}`);
+    throw new ArgumentError('runImp', 'config.rewind', `${c.rewind}: the dense level trains only ${c.train.epochs} epoch(s); rewind to epoch:0..${c.train.epochs}`);
   }
   if (rw.kind === 'step' && trainImages !== undefined) {
     const steps = Math.ceil(trainImages / c.train.batch) * c.train.epochs;
-    if (rw.at > steps) throw new Error(`--rewind ${c.rewind}: the dense level takes only ${steps} step(s) (${c.train.epochs} epoch(s) of ${Math.ceil(trainImages / c.train.batch)} batch(es)); rewind to step:0..${steps}`);
+    if (rw.at > steps) throw new ArgumentError('runImp', 'config.rewind', `${c.rewind}: the dense level takes only ${steps} step(s) (${c.train.epochs} epoch(s) of ${Math.ceil(trainImages / c.train.batch)} batch(es)); rewind to step:0..${steps}`);
   }
 }
 
 export type ControlKind = 'reinit' | 'random_prune';
 
 export interface ImpConfig {
-  model: string;
+  model: ModelName;
   data: string;
   size: number;
   train: TrainSettings;

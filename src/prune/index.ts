@@ -1,7 +1,5 @@
 // `ticketlab/prune`: masks, magnitude pruning, levels, IMP / one-shot / controls, ticket transfer,
 // the mask invariants and `checkRun` (what `ticketlab check` prints), and mask anatomy.
-// The engine's declarations name WebGPU types (GPUBuffer, GPUDevice): this keeps them resolvable for users.
-/// <reference types="@webgpu/types" preserve="true" />
 export * from './masks.js';
 export * from './magnitude.js';
 export * from './level.js';
@@ -14,3 +12,5 @@ export * from './granularity.js';
 export * from './structured.js';
 export * from './structure.js';
 export * from './filter-companions.js';
+export * from './types.js';
+export * from './api.js';

@@ -58,7 +58,7 @@ export function configGranularity(cfg: Record<string, unknown> | null, file: str
   if (g === undefined) return granularityOf({});
   if (typeof g !== 'string') throw new Error(`${file}: granularity must be a string, got ${JSON.stringify(g)}`);
   try {
-    return parseGranularity(g, 'granularity');
+    return parseGranularity(g, 'configGranularity', 'granularity');
   } catch (e) {
     throw new Error(`${file}: ${(e as Error).message}`);
   }

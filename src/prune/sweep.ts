@@ -30,9 +30,9 @@
 import { defaultInputSize } from '../nn/models/index.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { MODEL_NAMES } from '../nn/models/index.js';
+import { MODEL_NAMES, type ModelName } from '../nn/models/index.js';
 import { DEFAULT_TRAIN, type TrainSettings } from '../train/trainer.js';
-import { parseSchedule } from '../nn/optim/schedule.js';
+import { parseSchedule, type ScheduleSpec } from '../nn/optim/schedule.js';
 import { controlDir, levelDir, oneshotDir, runFile } from '../io/run-paths.js';
 import { levelSparsity, parseRewind, type ControlKind, type ImpConfig } from './imp.js';
 import type { Scope } from './magnitude.js';
@@ -62,7 +62,7 @@ export interface SweepImp {
 export interface SweepConfig {
   description: string | null;
   out: string;
-  models: string[];
+  models: ModelName[];
   datasets: SweepDataset[];
   size: number | Record<string, number> | null;
   scopes: Scope[];
@@ -185,7 +185,8 @@ function parseTrain(c: Check, raw: unknown): TrainSettings {
   if (has('momentum')) t.momentum = c.num(o.momentum, 'train.momentum', { min: 0, max: 1 });
   if (has('weightDecay')) t.weightDecay = c.num(o.weightDecay, 'train.weightDecay', { min: 0 });
   if (has('schedule')) {
-    t.schedule = c.str(o.schedule, 'train.schedule');
+    // Checked by parseSchedule just below before anything reads it.
+    t.schedule = c.str(o.schedule, 'train.schedule') as ScheduleSpec;
     try {
       parseSchedule(t.schedule, 1);
     } catch (e) {
@@ -370,7 +371,7 @@ export function sizeFor(cfg: Pick<SweepConfig, 'size'>, model: string, d: SweepD
   return cfg.size?.[model] ?? defaultInputSize(model, d.spec);
 }
 
-function impConfigFor(cfg: Pick<SweepConfig, 'imp' | 'train'>, model: string, data: string, size: number, scope: Scope, seed = cfg.train.seed, granularity: Granularity = 'weight'): ImpConfig {
+function impConfigFor(cfg: Pick<SweepConfig, 'imp' | 'train'>, model: ModelName, data: string, size: number, scope: Scope, seed = cfg.train.seed, granularity: Granularity = 'weight'): ImpConfig {
   return {
     model,
     data,

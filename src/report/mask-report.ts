@@ -7,13 +7,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { controlDir, levelDir, levelName, listLevelFolders, oneshotDir, runFile } from '../io/run-paths.js';
-import { writePng, type RgbImage } from '../data/image.js';
+import { encodePng, svgToPng, type RgbImage } from '../data/image.js';
 import { toCsv, type CsvRow } from '../util/csv.js';
 import { formatTable, htmlTable, type ColumnSpec, type TableRow } from '../util/table.js';
 import { escapeHtml } from '../util/escape.js';
 import {
   compactionSummary,
   DENSITY_BINS,
+  densityBinEdges,
   densityBinLabel,
   maskAnatomy,
   maskOverlap,
@@ -25,8 +26,9 @@ import {
 } from '../prune/anatomy.js';
 import { naturalOrder } from '../prune/invariants.js';
 import { barChart } from './svg-plot.js';
-import { heatmapSvg, shade } from './svg-grid.js';
+import { heatmapSvg, pictureGridSvg, shade } from './svg-grid.js';
 import { figure, figureRow, imageTag, scrollable, type ReportSection } from './html.js';
+import { ArgumentError } from '../util/errors.js';
 
 /** One mask file and how to call it in tables and file names. */
 export interface MaskSource {
@@ -57,8 +59,8 @@ export interface SourceAnatomy {
   source: MaskSource;
   layers: LayerAnatomy[];
   compaction: CompactionSummary;
-  /** Picture files, relative to outDir. */
-  grids: { layer: string; file: string }[];
+  /** Picture files (a PNG and the same figure as SVG), relative to outDir. */
+  grids: { layer: string; file: string; svg: string }[];
   histogramSvg: string;
   taps: { layer: string; svg: string }[];
 }
@@ -88,7 +90,7 @@ export function maskSources(run: string, levels?: readonly number[]): MaskSource
   if (isRun(run)) {
     const imp = listLevelFolders(run).filter((l) => l.family === 'imp' && hasMask(l.dir));
     const have = imp.map((l) => l.level);
-    for (const k of levels ?? []) if (!have.includes(k)) throw new Error(`--levels: ${run} has no level_${k}/mask.safetensors (levels with masks: ${have.join(', ') || 'none'})`);
+    for (const k of levels ?? []) if (!have.includes(k)) throw new ArgumentError('writeMaskAnatomy', 'options.levels', `${k}: ${run} has no level_${k}/mask.safetensors (levels with masks: ${have.join(', ') || 'none'})`);
     const chosen = levels ? imp.filter((l) => levels.includes(l.level)) : imp.filter((l) => l.level > 0);
     return chosen.map((l) => ({ label: levelName(l.level), file: runFile(l.dir, 'mask'), level: l.level }));
   }
@@ -116,7 +118,7 @@ export function maskComparisons(run: string, sources: readonly MaskSource[], com
     }
   }
   if (compare) {
-    if (!fs.existsSync(compare)) throw new Error(`--compare ${compare}: no such run folder or mask file`);
+    if (!fs.existsSync(compare)) throw new ArgumentError('writeMaskAnatomy', 'options.compare', `${compare}: no such run folder or mask file`);
     const name = path.basename(path.resolve(compare));
     if (fs.statSync(compare).isDirectory() && isRun(compare)) {
       for (const s of sources) {
@@ -124,10 +126,10 @@ export function maskComparisons(run: string, sources: readonly MaskSource[], com
         const d = levelDir(compare, s.level);
         if (hasMask(d)) out.push({ a: s, b: { label: `${name}/level_${s.level}`, file: runFile(d, 'mask'), level: s.level }, kind: 'compare' });
       }
-      if (!out.some((c) => c.kind === 'compare')) throw new Error(`--compare ${compare}: none of the levels ${sources.map((s) => s.level).join(', ')} has a mask there`);
+      if (!out.some((c) => c.kind === 'compare')) throw new ArgumentError('writeMaskAnatomy', 'options.compare', `${compare}: none of the levels ${sources.map((s) => s.level).join(', ')} has a mask there`);
     } else {
       const file = fs.statSync(compare).isDirectory() ? runFile(compare, 'mask') : compare;
-      if (!fs.existsSync(file)) throw new Error(`--compare ${compare}: not a run folder, a level folder with mask.safetensors, or a mask file`);
+      if (!fs.existsSync(file)) throw new ArgumentError('writeMaskAnatomy', 'options.compare', `${compare}: not a run folder, a level folder with mask.safetensors, or a mask file`);
       for (const s of sources) out.push({ a: s, b: { label: name, file, level: null }, kind: 'compare' });
     }
   }
@@ -156,17 +158,44 @@ export function gridImage(l: LayerAnatomy): RgbImage {
   return { width, height, channels: 3, data };
 }
 
+/** What a layer's grid rows and columns are: a linear layer's columns are inputs, not channels. */
+function axes(l: LayerAnatomy): { rows: string; cols: string } {
+  return l.kind === 'linear' ? { rows: 'output units', cols: 'inputs' } : { rows: 'filters (output channels)', cols: 'input channels' };
+}
+
+function gridFigure(label: string, l: LayerAnatomy, png: Uint8Array): string {
+  const img = gridImage(l);
+  const a = axes(l);
+  return pictureGridSvg({
+    title: `${label}, ${l.key} [${l.shape.join('x')}]: kept weights per ${l.kind === 'linear' ? 'weight' : 'kernel slice'}`,
+    rowsLabel: a.rows,
+    colsLabel: a.cols,
+    rows: l.filters,
+    cols: l.channels,
+    png,
+    width: img.width,
+    height: img.height,
+    legend: l.kind === 'linear' ? 'white: pruned, blue: kept' : `kept share of the ${l.kh}x${l.kw} slice`,
+  });
+}
+
 function histogramSvg(label: string, layers: readonly LayerAnatomy[]): string {
   return barChart({
-    title: `${label}: filters by density`,
-    xLabel: 'kept fraction of the filter (0 = dead filter)',
+    title: `${label}: filters by kept fraction`,
+    xLabel: 'kept fraction of the filter (bin edges; dead = nothing kept)',
     yLabel: 'filters',
     categories: Array.from({ length: DENSITY_BINS }, (_, b) => densityBinLabel(b)),
     series: layers.map((l) => ({ name: l.key, values: l.filterHistogram })),
   });
 }
 
+// One number format in tables: every fraction (density, sparsity, Jaccard, chance) as a percentage
+// with one decimal; counts as integers. The CSV files keep fractions to 4 decimals for analysis.
 const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
+
+/** Bar glyphs by eighths, for the text histogram. */
+const BARS = ' ▁▂▃▄▅▆▇█';
+
 
 /** Reads every source and comparison, writes CSVs and pictures into outDir. */
 export async function writeMaskAnatomy(o: MaskAnatomyOptions): Promise<MaskAnatomyResult> {
@@ -180,10 +209,9 @@ export async function writeMaskAnatomy(o: MaskAnatomyOptions): Promise<MaskAnato
     return p;
   };
   const files: string[] = [];
-  const write = async (name: string, content: string | RgbImage) => {
+  const write = async (name: string, content: string | Uint8Array) => {
     const file = path.join(o.outDir, name);
-    if (typeof content === 'string') await writeFileAtomic(file, content);
-    else await writePng(file, content);
+    await writeFileAtomic(file, content);
     files.push(file);
   };
   fs.mkdirSync(o.outDir, { recursive: true });
@@ -193,9 +221,11 @@ export async function writeMaskAnatomy(o: MaskAnatomyOptions): Promise<MaskAnato
     const layers = maskAnatomy(await read(s.file));
     const grids: SourceAnatomy['grids'] = [];
     for (const l of layers) {
-      const name = `grid-${slug(s.label)}-${slug(l.key)}.png`;
-      await write(name, gridImage(l));
-      grids.push({ layer: l.key, file: name });
+      const base = `grid-${slug(s.label)}-${slug(l.key)}`;
+      const svg = gridFigure(s.label, l, await encodePng(gridImage(l)));
+      await write(`${base}.svg`, svg);
+      await write(`${base}.png`, await svgToPng(svg));
+      grids.push({ layer: l.key, file: `${base}.png`, svg: `${base}.svg` });
     }
     const histogram = histogramSvg(s.label, layers);
     await write(`filter_density-${slug(s.label)}.svg`, histogram);
@@ -219,7 +249,7 @@ export async function writeMaskAnatomy(o: MaskAnatomyOptions): Promise<MaskAnato
   await write('compaction.csv', toCsv(compactionRows(out) as CsvRow[]));
   await write(
     'filter_density.csv',
-    toCsv(out.flatMap((s) => s.layers.flatMap((l) => l.filterHistogram.map((n, b) => ({ source: s.source.label, layer: l.key, bin: densityBinLabel(b), filters: n }))))),
+    toCsv(out.flatMap((s) => s.layers.flatMap((l) => l.filterHistogram.map((n, b) => ({ source: s.source.label, layer: l.key, bin: densityBinLabel(b), low: densityBinEdges(b)[0], high: densityBinEdges(b)[1], filters: n }))))),
   );
   await write(
     'taps.csv',
@@ -230,7 +260,7 @@ export async function writeMaskAnatomy(o: MaskAnatomyOptions): Promise<MaskAnato
       'overlap.csv',
       toCsv(
         overlaps.flatMap((c) =>
-          c.rows.map((r) => ({ a: c.a.label, b: c.b.label, kind: c.kind, layer: r.key, kept_a: r.keptA, kept_b: r.keptB, both: r.both, either: r.either, jaccard: round4(r.jaccard), chance: round4(r.chance) })),
+          c.rows.map((r) => ({ a: c.a.label, b: c.b.label, kind: c.kind, layer: r.key, kept_a: r.keptA, kept_b: r.keptB, both: r.both, either: r.either, jaccard: round4(r.jaccard), nested: round4(r.nested), chance: round4(r.chance) })),
         ),
       ),
     );
@@ -249,10 +279,14 @@ function anatomyRows(sources: readonly SourceAnatomy[]): TableRow[] {
       total: l.total,
       kept: l.kept,
       density: round4(l.kept / l.total),
+      kind: l.kind,
       filters: l.filters,
       dead_filters: l.deadFilters,
-      channels: l.channels,
-      dead_channels: l.deadChannels,
+      // A linear layer's columns are inputs: counted apart from convolution channels.
+      channels: l.kind === 'conv' ? l.channels : '',
+      dead_channels: l.kind === 'conv' ? l.deadChannels : '',
+      inputs: l.kind === 'linear' ? l.channels : '',
+      dead_inputs: l.kind === 'linear' ? l.deadChannels : '',
       compactable: l.compactable,
     })),
   );
@@ -268,6 +302,7 @@ function compactionRows(sources: readonly SourceAnatomy[]): TableRow[] {
       sparsity: round4(c.pruned / c.total),
       dead_filters: `${c.deadFilters}/${c.filters}`,
       dead_channels: `${c.deadChannels}/${c.channels}`,
+      dead_inputs: c.inputs ? `${c.deadInputs}/${c.inputs}` : '',
       compactable: c.compactable,
       compactable_of_pruned: c.pruned ? round4(c.compactable / c.pruned) : 0,
     };
@@ -280,7 +315,8 @@ const COMPACTION_COLUMNS: ColumnSpec[] = [
   'pruned',
   { key: 'sparsity', format: (v) => pct(Number(v)) },
   { key: 'dead_filters', header: 'dead filters', align: 'right' },
-  { key: 'dead_channels', header: 'dead channels', align: 'right' },
+  { key: 'dead_channels', header: 'dead conv channels', align: 'right' },
+  { key: 'dead_inputs', header: 'dead linear inputs', align: 'right' },
   { key: 'compactable', header: 'removed by compaction' },
   { key: 'compactable_of_pruned', header: 'of the pruned', format: (v) => pct(Number(v)) },
 ];
@@ -290,19 +326,35 @@ function layerRows(s: SourceAnatomy): TableRow[] {
     layer: l.key,
     shape: l.shape.join('x'),
     kept: pct(l.kept / l.total),
-    'dead filters': `${l.deadFilters}/${l.filters}`,
-    'dead channels': `${l.deadChannels}/${l.channels}`,
+    'dead filters / units': `${l.deadFilters}/${l.filters}`,
+    'dead inputs': `${l.deadChannels}/${l.channels} ${l.kind === 'linear' ? 'inputs' : 'channels'}`,
     'removed by compaction': l.compactable,
-    // The per-filter density histogram as counts, so the terminal shows it too (the SVG draws it).
-    'filters by density (0, 0-10%, ..., 90-100%)': l.filterHistogram.join(' '),
     'taps kept (rows)': l.kh * l.kw > 1 ? tapRows(l) : '',
   }));
 }
 
 function tapRows(l: LayerAnatomy): string {
   const rows: string[] = [];
-  for (let r = 0; r < l.kh; r++) rows.push(l.taps.slice(r * l.kw, (r + 1) * l.kw).map((v) => Math.round(v * 100)).join(' '));
+  for (let r = 0; r < l.kh; r++) rows.push(l.taps.slice(r * l.kw, (r + 1) * l.kw).map((v) => pct(v)).join(' '));
   return rows.join(' / ');
+}
+
+/**
+ * The per-filter histogram of every layer as a small text chart: a column per bin, headed by the bin's
+ * upper edge (dead = nothing kept, then (0, 10%], ..., (90, 100%]); each cell a bar scaled to the
+ * layer's largest bin, then the count.
+ */
+function histogramChart(s: SourceAnatomy): string {
+  const w = Math.max(...s.layers.map((l) => l.key.length), 5);
+  const cellW = 6;
+  const heads = Array.from({ length: DENSITY_BINS }, (_, b) => (b === 0 ? 'dead' : `<=${b * 10}`));
+  const head = `${'layer'.padEnd(w)} ${heads.map((h) => h.padStart(cellW)).join('')}  (% kept of the filter)`;
+  const lines = s.layers.map((l) => {
+    const max = Math.max(...l.filterHistogram);
+    const cells = l.filterHistogram.map((c) => `${c === 0 ? ' ' : BARS[Math.max(1, Math.round((c / max) * 8))]}${String(c).padStart(cellW - 2)}`.padStart(cellW));
+    return `${l.key.padEnd(w)} ${cells.join('')}  ${l.filters} ${l.kind === 'linear' ? 'units' : 'filters'}`;
+  });
+  return [head, ...lines].join('\n');
 }
 
 function overlapRows(r: MaskAnatomyResult): TableRow[] {
@@ -310,9 +362,23 @@ function overlapRows(r: MaskAnatomyResult): TableRow[] {
     const all = c.rows[c.rows.length - 1];
     const layers = c.rows.slice(0, -1);
     const low = layers.reduce((m, x) => (x.jaccard < m.jaccard ? x : m), layers[0]);
-    return { a: c.a.label, b: c.b.label, kind: c.kind, jaccard: round4(all.jaccard), chance: round4(all.chance), 'lowest layer': `${low.key} ${round4(low.jaccard)}` };
+    return {
+      a: c.a.label,
+      b: c.b.label,
+      kind: c.kind,
+      jaccard: pct(all.jaccard),
+      // The Jaccard index nested masks of these sizes have: kept(smaller)/kept(larger).
+      'if nested': pct(all.nested),
+      'of nested': pct(all.nested ? all.jaccard / all.nested : 1),
+      chance: pct(all.chance),
+      'lowest layer (of nested)': `${low.key} ${pct(low.nested ? low.jaccard / low.nested : 1)}`,
+    };
   });
 }
+
+const OVERLAP_NOTE =
+  'Overlap of kept weights: Jaccard |A and B| / |A or B|; "if nested" = kept(smaller) / kept(larger), the Jaccard index when one mask holds the other ' +
+  '(consecutive IMP levels must reach it: "of nested" 100%); chance = two independent random masks of these densities.';
 
 /** Plain-text tables for the terminal. */
 export function formatMaskAnatomy(r: MaskAnatomyResult): string {
@@ -320,8 +386,11 @@ export function formatMaskAnatomy(r: MaskAnatomyResult): string {
     'Structured compaction (dropping filters and input channels with no kept weight) per mask:',
     formatTable(compactionRows(r.sources), COMPACTION_COLUMNS),
   ];
-  for (const s of r.sources) parts.push('', `${s.source.label} (${s.source.file}): per layer; taps = % of kernel slices keeping each kernel position`, formatTable(layerRows(s)));
-  if (r.overlaps.length) parts.push('', 'Overlap of kept weights (Jaccard |A and B| / |A or B|; chance = two random masks of these densities):', formatTable(overlapRows(r)));
+  for (const s of r.sources) {
+    parts.push('', `${s.source.label} (${s.source.file}): per layer; taps = share of kernel slices keeping each kernel position`, formatTable(layerRows(s)));
+    parts.push('', `${s.source.label}: filters by kept fraction`, histogramChart(s));
+  }
+  if (r.overlaps.length) parts.push('', OVERLAP_NOTE, formatTable(overlapRows(r)));
   return parts.join('\n');
 }
 
@@ -334,11 +403,11 @@ export function maskAnatomySection(r: MaskAnatomyResult, htmlDir: string, headin
       `CSV files: ${['anatomy.csv', 'compaction.csv', 'filter_density.csv', 'taps.csv', ...(r.overlaps.length ? ['overlap.csv'] : [])].map((f) => `<a href="${escapeHtml(rel(f))}">${f}</a>`).join(', ')}.</p>`,
     scrollable(htmlTable(compactionRows(r.sources), COMPACTION_COLUMNS, { caption: 'Weights removed by structured compaction' })),
   ];
-  if (r.overlaps.length) parts.push(scrollable(htmlTable(overlapRows(r), undefined, { caption: 'Overlap of kept weights (Jaccard); chance: two independent random masks of the same densities' })));
+  if (r.overlaps.length) parts.push(scrollable(htmlTable(overlapRows(r), undefined, { caption: OVERLAP_NOTE })));
   for (const s of r.sources) {
     parts.push(`<h3>${escapeHtml(s.source.label)}</h3>`);
     parts.push(scrollable(htmlTable(layerRows(s), undefined, { caption: 'Per layer; taps kept: % of kernel slices keeping each kernel position, row by row' })));
-    parts.push(figureRow(s.grids.map((g) => figure(imageTag(rel(g.file), `${s.source.label} ${g.layer}: filter-by-channel grid`), `${g.layer}: filters (rows) by input channels (columns), darker = more kept`))));
+    parts.push(figureRow(s.grids.map((g) => figure(imageTag(rel(g.file), `${s.source.label} ${g.layer}: kept weights grid`), `${g.layer} (<a href="${escapeHtml(rel(g.svg))}">SVG</a>)`))));
     parts.push(figureRow([figure(s.histogramSvg), ...s.taps.map((t) => figure(t.svg))]));
   }
   return { heading, html: parts.join('\n') };

@@ -21,7 +21,8 @@ export interface DeviceOptions {
   adapterIndexWraps?: boolean;
   /** Where that warning goes (default stderr). */
   warn?: (message: string) => void;
-  powerPreference?: GPUPowerPreference;
+  /** WebGPU's GPUPowerPreference, spelled out so the published types need no WebGPU declarations. */
+  powerPreference?: 'low-power' | 'high-performance';
 }
 
 export interface DeviceInfo {
@@ -81,10 +82,18 @@ export class Device {
     return e;
   }
 
-  constructor(
-    readonly gpu: GPUDevice,
-    readonly info: DeviceInfo,
-  ) {
+  /**
+   * The Dawn device. @internal: kept out of the published declarations (stripInternal), so that they
+   * name no WebGPU type and a user's project needs neither `@webgpu/types` nor a `lib.dom` with WebGPU
+   * in it (TypeScript >= 6 has one, and the two clash).
+   */
+  readonly gpu: GPUDevice;
+  readonly info: DeviceInfo;
+
+  /** @internal: devices come from initDevice(). */
+  constructor(gpu: GPUDevice, info: DeviceInfo) {
+    this.gpu = gpu;
+    this.info = info;
     this.features = new Set(info.features);
     this.limits = info.limits;
   }

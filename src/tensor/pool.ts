@@ -11,6 +11,7 @@
 import { device, onDeviceClose } from './device.js';
 
 export interface PooledBuffer {
+  /** @internal: the published declarations name no WebGPU type (see Device.gpu). */
   readonly buffer: GPUBuffer;
   /** Bytes of the size class, >= what was asked for. */
   readonly bytes: number;

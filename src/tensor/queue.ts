@@ -262,7 +262,7 @@ export class CommandQueue {
     if (++this.pending >= MAX_DISPATCHES_PER_BATCH) this.flush();
   }
 
-  /** Records a buffer-to-buffer copy (ends the open compute pass). */
+  /** @internal Records a buffer-to-buffer copy (ends the open compute pass). */
   copy(src: PooledBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     if (this.pass) {
       this.pass.end();

@@ -2,8 +2,6 @@
 // IMP schedules, and property helpers for the mask invariants (the ones `ticketlab check` verifies on
 // files). fast-check is an optional peer dependency: install it beside ticketlab to use this entry;
 // the other entries never load it. See docs/testing.md for a worked example.
-// The engine's declarations name WebGPU types (GPUBuffer, GPUDevice): this keeps them resolvable for users.
-/// <reference types="@webgpu/types" preserve="true" />
 export * from './arbitraries.js';
 export * from './properties.js';
 export type { HostMasks } from '../prune/masks.js';

@@ -10,7 +10,7 @@
 // a batch-1 step needs no more than a batch-2 one, which bounds it.)
 import { backward } from '../autograd/tape.js';
 import * as F from '../autograd/functional.js';
-import { createModel } from '../nn/models/index.js';
+import { createModel, type ModelName } from '../nn/models/index.js';
 import { device } from '../tensor/device.js';
 import { pool, sizeClass } from '../tensor/pool.js';
 import { queue } from '../tensor/queue.js';
@@ -23,13 +23,13 @@ export interface StepBuffers {
 }
 
 /** Records the buffer requests of one training step (forward, BCE loss, backward) of a fresh model. */
-export async function probeStepBuffers(model: string, size: number, seed = 0): Promise<StepBuffers> {
+export async function probeStepBuffers(model: ModelName, size: number, seed = 0): Promise<StepBuffers> {
   const [batch2, batch3] = await stepRequests(model, size, [2, 3], seed);
   return { batch2, batch3 };
 }
 
 /** The buffer requests (bytes, in order) of one training step at each of `batches`. */
-export async function stepRequests(model: string, size: number, batches: number[], seed = 0): Promise<number[][]> {
+export async function stepRequests(model: ModelName, size: number, batches: number[], seed = 0): Promise<number[][]> {
   const m = createModel(model, { size, seed });
   const run = async (batch: number): Promise<number[]> => {
     const asked: number[] = [];
@@ -79,7 +79,7 @@ const MiB = (n: number) => `${Math.round((n / 2 ** 20) * 10) / 10} MiB`;
  * Throws a one-line error naming --size, --batch and the limit when one training step would need a
  * storage buffer larger than this device allows. Writes nothing; call it before the run folder exists.
  */
-export async function checkStepFits(model: string, size: number, batch: number, flags = { size: '--size', batch: '--batch' }): Promise<void> {
+export async function checkStepFits(model: ModelName, size: number, batch: number, flags = { size: '--size', batch: '--batch' }): Promise<void> {
   const lim = device().limits;
   const binding = lim.maxStorageBufferBindingSize;
   const buffer = lim.maxBufferSize;

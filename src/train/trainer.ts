@@ -14,7 +14,10 @@
 // errors), epoch.ts (one epoch: steps, validation, checkpoint), checkpointing.ts (save/load/validate
 // the loop state, result.json, the epoch log on resume), evaluate.ts (metrics of a model on a dataset).
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type { Detector } from '../nn/models/index.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { Optimizer } from '../nn/optim/optimizer.js';
 import { parseSchedule } from '../nn/optim/schedule.js';
 import { DataLoader } from '../data/loader.js';
@@ -24,12 +27,13 @@ import { appendJsonl } from '../io/jsonl.js';
 import { loadModel, toHostTensors } from '../nn/checkpoint.js';
 import { runFile } from '../io/run-paths.js';
 import { roundMetrics } from './metrics.js';
-import { Dropout } from '../nn/layers.js';
+import { Conv2d, Dropout, Linear } from '../nn/layers.js';
 import { clearPins, pinKernels, resetPlannerRecord } from '../tensor/plan.js';
 import { loadCheckpoint, readFitResult, resumeHistory, saveKernels, validMetricsOrNull, type LoopState, type PartialEpoch } from './checkpointing.js';
 import { evaluate } from './evaluate.js';
 import { runEpoch } from './epoch.js';
 import { optimizerConfig, type FitOptions, type FitResult } from './types.js';
+import { ArgumentError } from '../util/errors.js';
 
 // The loop's public names, from where importers have always found them.
 export * from './types.js';
@@ -40,11 +44,45 @@ function dropouts(model: Detector): Dropout[] {
   return [...model.namedModules()].map(([, m]) => m).filter((m): m is Dropout => m instanceof Dropout);
 }
 
-/** Trains `model` in place; see the file comment for what lands in `dir`. */
+/** The masks the model's layers carry, by weight key: fit keeps those weights at 0 without being told. */
+function layerMasks(model: Detector): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (const [name, m] of model.namedModules()) if ((m instanceof Conv2d || m instanceof Linear) && m.mask) out.set(name ? `${name}.weight` : 'weight', m.mask);
+  return out;
+}
+
+/** The settings a run was trained with, as result.json records them (key order fixed). */
+function settingsKey(s: FitOptions['settings']): string {
+  return JSON.stringify(Object.fromEntries(Object.entries(s).sort(([a], [b]) => (a < b ? -1 : 1))));
+}
+
+/** What differs between two settings records, for the refusal: `epochs 1 there, 3 here`. */
+function settingsDiff(there: string, here: string): string {
+  const a = JSON.parse(there) as Record<string, unknown>;
+  const b = JSON.parse(here) as Record<string, unknown>;
+  return [...new Set([...Object.keys(a), ...Object.keys(b)])]
+    .filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]))
+    .map((k) => `${k} ${JSON.stringify(a[k])} there, ${JSON.stringify(b[k])} here`)
+    .join('; ');
+}
+
+/**
+ * Trains `model` in place; see the file comment for what lands in `dir`. Without `dir`, trains in a
+ * temporary folder that is removed afterwards (FitOptions.dir).
+ */
 export async function fit(o: FitOptions): Promise<FitResult> {
+  if (o.dir !== undefined) return fitIn(o.dir, o);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ticketlab-fit-'));
+  try {
+    return await fitIn(dir, o);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function fitIn(dir: string, o: FitOptions): Promise<FitResult> {
   const s = o.settings;
   const log = o.log ?? ((m: string) => process.stderr.write(m + '\n'));
-  const dir = o.dir;
   const resultFile = runFile(dir, 'result');
   const ckptFile = runFile(dir, 'checkpoint');
   const bestFile = runFile(dir, 'best');
@@ -59,15 +97,24 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     if (fs.existsSync(f) && !fs.statSync(f).isFile()) throw new Error(`${f} is not a regular file (a folder?); the run folder is damaged`);
   }
   if (fs.existsSync(resultFile)) {
-    // Finished before: load its final weights so callers continue from the same model.
-    const res = readFitResult(await readJson<unknown>(resultFile), resultFile);
+    // Finished before: the same settings return its result (a resumed sweep or IMP level); others
+    // would silently hand back a model trained differently. Runs from before settings were recorded
+    // cannot be compared and are returned as they are.
+    const raw = await readJson<unknown>(resultFile);
+    const recorded = raw !== null && typeof raw === 'object' && 'settings' in raw ? (raw as { settings: Record<string, unknown> }).settings : undefined;
+    const there = recorded === undefined ? undefined : settingsKey(recorded as unknown as FitOptions['settings']);
+    if (there !== undefined && there !== settingsKey(s)) {
+      throw new ArgumentError('fit', 'dir', `${dir} holds a finished run with other settings (${settingsDiff(there, settingsKey(s))}); choose another folder or remove it`);
+    }
+    // Load its final weights so callers continue from the same model.
+    const res = readFitResult(raw, resultFile);
     await loadModel(finalFile, o.model);
     return res;
   }
   if (o.train.length() === 0) throw new Error(`${o.train.name}: the training split is empty`);
   if (o.val.length() === 0) throw new Error(`${o.val.name}: the validation split is empty (early stopping and best weights need it)`);
-  if (!Number.isInteger(s.epochs) || s.epochs < 1) throw new Error(`--epochs ${s.epochs} must be a positive integer`);
-  if (!Number.isInteger(s.batch) || s.batch < 1) throw new Error(`--batch ${s.batch} must be a positive integer`);
+  if (!Number.isInteger(s.epochs) || s.epochs < 1) throw new ArgumentError('fit', 'settings.epochs', `${s.epochs} must be a positive integer`);
+  if (!Number.isInteger(s.batch) || s.batch < 1) throw new ArgumentError('fit', 'settings.batch', `${s.batch} must be a positive integer`);
 
   const named = [...o.model.namedParameters()];
   const opt = new Optimizer(
@@ -75,8 +122,9 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     optimizerConfig(s),
     named.map(([k]) => k),
   );
+  const carried = layerMasks(o.model);
   for (const [k, t] of named) {
-    const m = o.masks?.get(k);
+    const m = o.masks?.get(k) ?? carried.get(k);
     if (m) opt.setMask(t, m);
   }
   const loader = new DataLoader(o.train, { batchSize: s.batch, shuffle: true, seed: s.seed, flip: s.flip });
@@ -159,7 +207,8 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     imagesPerSecond: st.seconds > 0 ? Math.round((st.images / st.seconds) * 10) / 10 : 0,
   };
   if (test) await appendJsonl(metricsFile, { final: true, bestEpoch: result.bestEpoch, test: result.test });
-  await writeJsonAtomic(resultFile, result);
+  // The settings ride along (readFitResult ignores them) so that a later fit on this folder can tell.
+  await writeJsonAtomic(resultFile, { ...result, settings: JSON.parse(settingsKey(s)) as unknown });
   fs.rmSync(ckptFile, { force: true });
   return result;
 }

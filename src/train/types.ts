@@ -2,20 +2,21 @@
 // fit(), and the two ways a run ends early (an interrupt, a divergence). Shared by the loop's modules
 // (trainer.ts, epoch.ts, checkpointing.ts) and by every caller of fit().
 import type { Detector } from '../nn/models/index.js';
-import type { OptimizerConfig } from '../nn/optim/optimizer.js';
+import type { OptimizerConfig, OptimizerName } from '../nn/optim/optimizer.js';
+import type { ScheduleSpec } from '../nn/optim/schedule.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Dataset } from '../data/datasets.js';
 import type { BinaryMetrics } from './metrics.js';
+import { ArgumentError } from '../util/errors.js';
 
 export interface TrainSettings {
   epochs: number;
   batch: number;
   lr: number;
-  optimizer: 'adam' | 'adamw' | 'sgd';
+  optimizer: OptimizerName;
   momentum: number;
   weightDecay: number;
-  /** constant | cosine | step:<steps>:<gamma> */
-  schedule: string;
+  schedule: ScheduleSpec;
   warmupSteps: number;
   /** Early stopping: epochs without a better validation loss before stopping (0 = never stop early). */
   patience: number;
@@ -74,10 +75,17 @@ export interface FitOptions {
   val: Dataset;
   test?: Dataset;
   settings: TrainSettings;
-  dir: string;
+  /**
+   * The run folder (see trainer.ts). Omitted: a quick in-memory experiment; the loop then keeps its
+   * files in a private temporary folder that is removed when fit returns or throws (nothing can resume).
+   */
+  dir?: string;
   /** Resume from dir/checkpoint.safetensors if present (otherwise a present checkpoint is an error). */
   resume?: boolean;
-  /** 0/1 masks by parameter key: the optimizer keeps masked weights and their state at exactly zero. */
+  /**
+   * 0/1 masks by parameter key: the optimizer keeps masked weights and their state at exactly zero.
+   * Masks the model's layers carry (prune() or attachMasks) are used without being passed here.
+   */
   masks?: ReadonlyMap<string, Tensor>;
   /** Weight snapshots to take during training; each runs when its step/epoch is reached. */
   captures?: readonly RewindPoint[];
@@ -113,7 +121,7 @@ export class DivergedError extends Error {
 }
 
 export function optimizerConfig(s: TrainSettings): OptimizerConfig {
-  if (!(s.lr > 0)) throw new Error(`--lr ${s.lr} must be positive`);
+  if (!(s.lr > 0)) throw new ArgumentError('fit', 'settings.lr', `${s.lr} must be positive`);
   if (s.optimizer === 'sgd') return { kind: 'sgd', lr: s.lr, momentum: s.momentum, weightDecay: s.weightDecay };
   return { kind: s.optimizer, lr: s.lr, weightDecay: s.weightDecay };
 }

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromArray } from '../../src/tensor/tensor.js';
 import type { HostTensorF32 } from '../../src/nn/module.js';
-import { createModel } from '../../src/nn/models/index.js';
+import { createModel, parseModelName } from '../../src/nn/models/index.js';
 import { readF32Tensors } from '../../src/nn/checkpoint.js';
 import { camToInputSize, defaultCamLayer, gradCam } from '../../src/explain/gradcam.js';
 
@@ -53,7 +53,7 @@ describe('gradCam() vs PyTorch fixtures (formula weights, eval mode, +logit, las
       report.push(`${file}: no Grad-CAM tensors, skipped`);
       return;
     }
-    const model = createModel(meta.model, { size: Number(meta.size) });
+    const model = createModel(parseModelName(meta.model), { size: Number(meta.size) });
     const fill = JSON.parse(meta.fill) as FillEntry[];
     const state = new Map<string, HostTensorF32>();
     fill.forEach(([key, shape, a, b], k) => state.set(key, { shape, data: formula(shape, a, b, k) }));

@@ -16,7 +16,7 @@ import { backward, noGrad } from '../../src/autograd/tape.js';
 import * as F from '../../src/autograd/functional.js';
 import { Module, type HostTensorF32 } from '../../src/nn/module.js';
 import { BatchNorm2d, Conv2d, Linear, MaxPool2d } from '../../src/nn/layers.js';
-import { createModel } from '../../src/nn/models/index.js';
+import { createModel, parseModelName } from '../../src/nn/models/index.js';
 import { readF32Tensors } from '../../src/nn/checkpoint.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
@@ -132,7 +132,7 @@ describe('detectors vs PyTorch (formula weights, eval mode)', () => {
     const ptParams = JSON.parse(meta.parameter_keys) as string[];
     const ptBuffers = (JSON.parse(meta.buffer_keys) as string[]).filter((k) => !k.endsWith('num_batches_tracked'));
 
-    const model = createModel(name, { size });
+    const model = createModel(parseModelName(name), { size });
     const sd = model.stateDict();
     // Same names, shapes and order as PyTorch: state_dict() interleaves per module (bn1.weight,
     // bn1.bias, bn1.running_mean, ..., conv2.weight); named_parameters()/named_buffers() too.

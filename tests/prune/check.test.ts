@@ -265,8 +265,63 @@ describe('ticketlab check on PyTorch torch.nn.utils.prune files', () => {
     expect(r.levels).toEqual(['level_1.safetensors', 'level_2.safetensors', 'level_3.safetensors']);
     expect(r.ok, formatRunCheck(r)).toBe(true);
     for (const id of ['binary', 'monotone', 'target'] as const) expect(status(r, id).status, id).toBe('pass');
-    // torch's state dict has weight_orig (dense values by design), no plain weight: nothing to check.
-    expect(status(r, 'zeros').status).toBe('skip');
+    // torch's state dict has weight_orig (dense values by design): its weight is weight_orig * weight_mask.
+    expect(status(r, 'zeros')).toMatchObject({ status: 'pass', checked: 3 });
+    expect(r.ignored).toEqual([]);
+  });
+
+  it('every file is checked or ignored with the reason; prune.remove files are checked against the masks before them or --masks', async () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'check-torch-'));
+    fs.cpSync(fixture, d, { recursive: true });
+    // level_4: the state dict after prune.remove: plain weights (weight_orig * mask), no masks.
+    const l3 = (await loadSafetensors(path.join(d, 'level_3.safetensors'))).tensors;
+    const removed: Record<string, HostTensor> = {};
+    for (const [k, t] of Object.entries(l3)) {
+      if (k.endsWith('_mask')) continue;
+      if (k.endsWith('_orig')) {
+        const key = k.slice(0, -'_orig'.length);
+        const m = f32(l3[`${key}_mask`]);
+        removed[key] = { dtype: 'F32', shape: t.shape, data: f32(t).map((v, i) => v * m[i]) };
+      } else removed[k] = t;
+    }
+    await saveSafetensors(path.join(d, 'level_4.safetensors'), removed);
+    fs.writeFileSync(path.join(d, 'level_5.pt'), 'not read');
+    fs.writeFileSync(path.join(d, 'notes.txt'), 'x');
+    let r = await checkRun(d, { rate: 0.2 });
+    expect(r.levels).toEqual(['level_1.safetensors', 'level_2.safetensors', 'level_3.safetensors', 'level_4.safetensors']);
+    expect(status(r, 'zeros'), formatRunCheck(r)).toMatchObject({ status: 'pass', checked: 4 });
+    expect(r.ignored.map((i) => i.file)).toEqual(['level_5.pt', 'notes.txt']);
+    expect(r.ignored[0].reason).toMatch(/pickled PyTorch file, which check cannot read \(only \.safetensors\); convert it: PYTHONPATH=\S+python python3 -c "import torch, ticketlab_torch as t; t\.save_file\(torch\.load\('level_5\.pt', map_location='cpu'\), 'level_5\.safetensors'\)"/);
+    expect(formatRunCheck(r)).toMatch(/4 file\(s\) checked, 2 ignored/);
+    expect(formatRunCheck(r)).toMatch(/^ {2}ignored {2}notes\.txt: not a \.safetensors file$/m);
+    // A pruned weight revived in the removed file fails, naming it.
+    const m3 = f32(l3['fc1.weight_mask']);
+    const at = firstIndex(m3, 0);
+    await edit(path.join(d, 'level_4.safetensors'), (t) => (f32(t['fc1.weight'])[at] = 0.25));
+    r = await checkRun(d, { rate: 0.2 });
+    expect(r.ok).toBe(false);
+    expect(status(r, 'zeros').violation).toMatchObject({ file: 'level_4.safetensors', tensor: 'fc1.weight', index: at });
+
+    // Alone in its folder, the removed file is ignored (nothing checked: not ok) unless --masks names its masks.
+    const lone = fs.mkdtempSync(path.join(os.tmpdir(), 'check-torch-'));
+    fs.copyFileSync(path.join(d, 'level_4.safetensors'), path.join(lone, 'final.safetensors'));
+    r = await checkRun(lone);
+    expect(r.ok).toBe(false);
+    expect(r.ignored[0]).toMatchObject({ file: 'final.safetensors', reason: expect.stringMatching(/give its masks with --masks FILE/) });
+    expect(formatRunCheck(r)).toMatch(/nothing could be checked$/);
+    r = await checkRun(lone, { masks: path.join(d, 'level_3.safetensors') });
+    expect(status(r, 'zeros').violation).toMatchObject({ file: 'final.safetensors', tensor: 'fc1.weight', index: at });
+    await expect(checkRun(lone, { masks: path.join(lone, 'final.safetensors') })).rejects.toThrow(/^checkRun: options\.masks .*final\.safetensors: holds no <layer>\.weight_mask tensors$/);
+  });
+
+  it('zeros on a genuine torch state dict: weight_orig * weight_mask must be 0 where pruned (a NaN in weight_orig is not)', async () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'check-torch-'));
+    fs.cpSync(fixture, d, { recursive: true });
+    const m = f32((await loadSafetensors(path.join(d, 'level_2.safetensors'))).tensors['conv2.weight_mask']);
+    const at = firstIndex(m, 0);
+    await edit(path.join(d, 'level_2.safetensors'), (t) => (f32(t['conv2.weight_orig'])[at] = Number.NaN));
+    const r = await checkRun(d);
+    expect(status(r, 'zeros').violation).toMatchObject({ file: 'level_2.safetensors', tensor: 'conv2.weight', index: at, message: expect.stringMatching(/= NaN but is pruned/) });
   });
 
   it('a grown torch mask and a wrong rate are caught', async () => {
@@ -302,7 +357,7 @@ describe('ticketlab check on PyTorch torch.nn.utils.prune files', () => {
     });
     expect(negZeros).toBeGreaterThan(0);
     const r = await checkRun(d, { rate: 0.2 });
-    expect(status(r, 'zeros'), formatRunCheck(r)).toMatchObject({ status: 'pass', checked: 1 });
+    expect(status(r, 'zeros'), formatRunCheck(r)).toMatchObject({ status: 'pass', checked: 3 });
   });
 
   it('torch rounds the pruning count like Python (halves to even), the first file from dense', async () => {

@@ -121,7 +121,7 @@ describe('structured IMP', () => {
     expect(parseImpConfig(flags('weight'))).not.toHaveProperty('granularity');
     expect(parseImpConfig(flags()).granularity).toBeUndefined();
     expect(parseImpConfig(flags('block:16')).granularity).toBe('block:16');
-    expect(() => parseImpConfig(flags('blocks'))).toThrow(/^--granularity 'blocks' is not one of/);
+    expect(() => parseImpConfig(flags('blocks'))).toThrow(/^parseGranularity: spec 'blocks' is not one of/); // the CLI words it as --granularity (cli/errors.ts)
     const run = tmp('cfg');
     fs.writeFileSync(path.join(run, 'config.json'), JSON.stringify({ command: 'imp', ...parseImpConfig(flags('channel')) }));
     expect((await readImpConfig(run)).granularity).toBe('channel');

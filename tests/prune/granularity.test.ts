@@ -60,7 +60,7 @@ describe('unit layouts', () => {
 
   it('parses the documented names and refuses others in one line', () => {
     expect(parseGranularity('block:8')).toBe('block:8');
-    expect(() => parseGranularity('block:3')).toThrow(/^--granularity 'block:3' is not one of weight, block:4, block:8, block:16, channel, filter$/);
+    expect(() => parseGranularity('block:3')).toThrow(/^parseGranularity: spec 'block:3' is not one of 'weight', 'block:4', 'block:8', 'block:16', 'channel' or 'filter'$/);
   });
 
   it('unit scores: RMS for blocks, mean |w| for filters and channels (the plain L2 / L1 order within a layer)', () => {

@@ -14,6 +14,7 @@ import { masksCommand } from '../../src/cli/masks.js';
 import { controlDir, levelDir, oneshotDir, runFile } from '../../src/io/run-paths.js';
 import { parseCsv } from '../../src/util/csv.js';
 import { decodeImage } from '../../src/data/image.js';
+import { saveSafetensors, type HostTensor } from '../../src/io/safetensors.js';
 import { seededValues } from '../ref/arb.js';
 
 const FIXTURE = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'torch-prune');
@@ -78,20 +79,39 @@ describe('ticketlab masks', () => {
     for (const f of ['anatomy.csv', 'compaction.csv', 'filter_density.csv', 'taps.csv', 'overlap.csv', 'grid-level_1-conv2.weight.png', 'filter_density-level_2.svg', 'taps-level_3-conv1.weight.svg']) {
       expect(fs.existsSync(path.join(out, f)), f).toBe(true);
     }
+    // The grid is a titled figure with named axes (their sizes) and a legend, as SVG and rasterised to PNG.
+    const svg = fs.readFileSync(path.join(out, 'grid-level_1-conv2.weight.svg'), 'utf8');
+    expect(svg).toMatch(/<title>level_1, conv2\.weight \[16x8x3x3\]: kept weights per kernel slice<\/title>/);
+    expect(svg).toMatch(/>input channels \(8\)</);
+    expect(svg).toMatch(/>filters \(output channels\) \(16\)</);
+    expect(svg).toMatch(/>kept share of the 3x3 slice</);
+    expect(fs.readFileSync(path.join(out, 'grid-level_1-fc1.weight.svg'), 'utf8')).toMatch(/>inputs \(\d+\)<[\s\S]*>output units \(\d+\)</);
     const img = await decodeImage(path.join(out, 'grid-level_1-conv2.weight.png'));
-    expect([img.width / 8, img.height / 16]).toEqual([img.width / 8, img.height / 16].map(Math.round)); // whole cells
-    expect(img.width / 8).toBe(img.height / 16);
+    const cells = Number(/width="(\d+)" height="(\d+)" image-rendering/.exec(svg)![1]);
+    expect(cells / 8).toBe(Math.round(cells / 8)); // whole cells
+    expect(img.width).toBeGreaterThan(cells); // the frame: labels and legend around the cells
+    // The text was drawn: the title row of the PNG holds dark pixels.
+    let dark = 0;
+    for (let x = 0; x < img.width; x++) for (let y = 5; y < 22; y++) if (img.data[(y * img.width + x) * 3] < 100) dark++;
+    expect(dark).toBeGreaterThan(50);
     const rows = csv(path.join(out, 'anatomy.csv'));
     expect(rows.find((x) => x.source === 'level_1' && x.layer === 'conv1.weight')).toMatchObject({ shape: '8x3x3x3', total: '216' });
     expect(csv(path.join(out, 'taps.csv')).filter((x) => x.source === 'level_1' && x.layer === 'conv1.weight')).toHaveLength(9);
     const text = formatMaskAnatomy(r);
     expect(text).toMatch(/removed by compaction/);
-    // The per-filter density histogram is in the terminal table too, not only in the SVG and CSV.
+    // The per-filter density histogram is a text chart under its bin edges, not only in the SVG and CSV.
     const conv1 = l1.find((l) => l.key === 'conv1.weight')!;
     expect(conv1.filterHistogram.reduce((a, b) => a + b, 0)).toBe(8);
-    expect(text).toMatch(/filters by density \(0, 0-10%, \.\.\., 90-100%\)/);
-    expect(text.split('\n').find((x) => x.startsWith('conv1.weight'))).toContain(` ${conv1.filterHistogram.join(' ')} `);
+    expect(text).toMatch(/^layer +dead +<=10 +<=20 .* <=100 {2}\(% kept of the filter\)$/m);
+    const chart = text.split('\n').find((x) => x.startsWith('conv1.weight') && x.endsWith('8 filters'))!;
+    expect(chart.replace(/[▁▂▃▄▅▆▇█]/g, ' ').trim().split(/ +/).slice(1, 12).map(Number)).toEqual(conv1.filterHistogram);
     expect(text).toMatch(/level_2 +oneshot_global\/level_2 +IMP vs one-shot/);
+    // One number format: fractions as percentages with one decimal, nothing like 0.8592 in the tables.
+    expect(text).not.toMatch(/\b0\.\d{2,}\b/);
+    // Consecutive IMP levels are read against nestedness: 100.0% of the nested Jaccard.
+    expect(text).toMatch(/level_1 +level_2 +levels +\d+\.\d% +\d+\.\d% +100\.0% +\d+\.\d%/);
+    // A linear layer's columns are inputs.
+    expect(text).toMatch(/^ *fc1\.weight .* \d+\/\d+ inputs /m);
     const section = maskAnatomySection(r, run);
     expect(section.html).toContain('src="masks/grid-level_3-fc1.weight.png"');
   });
@@ -106,8 +126,21 @@ describe('ticketlab masks', () => {
     const torch = await writeMaskAnatomy({ run: FIXTURE, outDir: fs.mkdtempSync(path.join(os.tmpdir(), 'masks-torch-')) });
     expect(torch.sources.map((s) => s.source.label)).toEqual(['level_1', 'level_2', 'level_3']);
     expect(torch.sources[0].layers.map((l) => l.key)).toEqual(['conv1.weight', 'conv2.weight', 'fc1.weight']);
-    await expect(writeMaskAnatomy({ run: a.run, levels: [7], outDir: path.join(a.run, 'x') })).rejects.toThrow(/--levels: .* has no level_7\/mask.safetensors \(levels with masks: 0, 1, 2, 3\)/);
-    await expect(writeMaskAnatomy({ run: a.run, compare: path.join(a.run, 'nope'), outDir: path.join(a.run, 'x') })).rejects.toThrow(/--compare .*nope: no such run folder or mask file/);
+    await expect(writeMaskAnatomy({ run: a.run, levels: [7], outDir: path.join(a.run, 'x') })).rejects.toThrow(/^writeMaskAnatomy: options.levels 7: .* has no level_7\/mask.safetensors \(levels with masks: 0, 1, 2, 3\)/);
+    await expect(writeMaskAnatomy({ run: a.run, compare: path.join(a.run, 'nope'), outDir: path.join(a.run, 'x') })).rejects.toThrow(/^writeMaskAnatomy: options.compare .*nope: no such run folder or mask file/);
+  });
+
+  it('refuses a mask that is not 0/1 in one line naming the file and tensor', async () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'masks-soft-'));
+    // Written directly as float32 (HostMasks are bytes and could not hold 0.5), like a PyTorch soft mask.
+    const file = path.join(d, 'soft.safetensors');
+    const t: Record<string, HostTensor> = {};
+    for (const w of WS) t[`${w.key}_mask`] = { dtype: 'F32', shape: w.shape, data: new Float32Array(w.size).fill(1) };
+    (t['conv2.weight_mask'].data as Float32Array)[5] = 0.5;
+    await saveSafetensors(file, t);
+    const err = await writeMaskAnatomy({ run: file, outDir: path.join(d, 'out') }).then(() => null, (e: Error) => e);
+    expect(err?.message).toBe(`${file}: conv2.weight_mask[5] holds 0.5; masks are 0/1; not a pruning mask (ticketlab check names every offence)`);
+    await expect(masksCommand.run([file, '--out', path.join(d, 'out2'), '--quiet'])).rejects.toThrow(/soft\.safetensors: conv2\.weight_mask\[5\] holds 0\.5/);
   });
 
   it('the command prints the tables; report.html gets a Mask anatomy section', async () => {

@@ -31,7 +31,7 @@ function cli(...args: string[]): Promise<{ status: number | null; stdout: string
 
 describe('one step\'s buffers', () => {
   it('grow linearly with the batch: batches 2 and 3 predict the largest binding at batches 4, 7 and 16', async () => {
-    for (const model of ['meso4', 'cnn5']) {
+    for (const model of ['meso4', 'cnn5'] as const) {
       const p = await probeStepBuffers(model, 32);
       const measured = await stepRequests(model, 32, [4, 7, 16]);
       for (const [i, b] of [4, 7, 16].entries()) {

@@ -1,12 +1,23 @@
-// The detector zoo, by CLI name.
+// The detector zoo, by name.
 import type { Module } from '../module.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { Meso4, MesoInception4, type DetectorOptions } from './meso.js';
 import { CNN5 } from './cnn5.js';
 import { ResNet18 } from './resnet.js';
+import { ArgumentError, choices } from '../../util/errors.js';
 
 export const MODEL_NAMES = ['meso4', 'mesoinception4', 'cnn5', 'resnet18'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
+
+export function isModelName(s: string): s is ModelName {
+  return (MODEL_NAMES as readonly string[]).includes(s);
+}
+
+/** `s` as a ModelName, or an error naming `fn` and `arg` (for names read from files and flags). */
+export function parseModelName(s: string, fn = 'createModel', arg = 'name'): ModelName {
+  if (!isModelName(s)) throw new ArgumentError(fn, arg, `'${s}' is not one of ${choices(MODEL_NAMES)}`);
+  return s;
+}
 
 /** A detector: a Module from images [N, 3, H, W] to one logit per image [N, 1]. */
 export interface Detector extends Module {
@@ -24,9 +35,10 @@ export const TAP_LAYERS: Record<ModelName, readonly string[]> = {
   resnet18: ['layer1', 'layer2', 'layer3', 'layer4'],
 };
 
-export function createModel(name: string, o: DetectorOptions & { seed?: number }): Detector {
+export function createModel(name: ModelName, o: DetectorOptions & { seed?: number }): Detector {
   let m: Detector;
-  switch (name) {
+  // Checked at run time too: JavaScript callers and names read from files bypass the type.
+  switch (parseModelName(name)) {
     case 'meso4':
       m = new Meso4(o);
       break;
@@ -39,8 +51,6 @@ export function createModel(name: string, o: DetectorOptions & { seed?: number }
     case 'resnet18':
       m = new ResNet18(o);
       break;
-    default:
-      throw new Error(`--model '${name}' is not one of ${MODEL_NAMES.join(', ')}`);
   }
   if (o.seed !== undefined) m.initialize(o.seed);
   return m;

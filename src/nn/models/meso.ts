@@ -56,7 +56,10 @@ export class Meso4 extends Module {
   readonly bn3: BatchNorm2d;
   readonly conv4: Conv2d;
   readonly bn4: BatchNorm2d;
-  readonly head: MesoHead;
+  /** The head's layers, at the top level as the saved keys are (`fc1.*`, `fc2.*`). */
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+  private readonly head: MesoHead;
   private readonly pool2 = new MaxPool2d(2, { stride: 2, padding: 'same' });
   private readonly pool4 = new MaxPool2d(4, { stride: 4, padding: 'same' });
 
@@ -75,6 +78,8 @@ export class Meso4 extends Module {
     // The head's layers sit at the top level (fc1, fc2) so the keys read like the usual PyTorch ports.
     this.head = new MesoHead(16 * f * f, o.outputs ?? 1);
     for (const [n, m] of this.head.children()) this.addModule(n, m);
+    this.fc1 = this.head.fc1;
+    this.fc2 = this.head.fc2;
   }
 
   /** Grad-CAM's layers (TAP_LAYERS): named points after each block that forward hooks attach to. */
@@ -134,7 +139,10 @@ export class MesoInception4 extends Module {
   readonly bn3 = this.addModule('bn3', new BatchNorm2d(16));
   readonly conv4 = this.addModule('conv4', new Conv2d(16, 16, 5, { padding: 'same' }));
   readonly bn4 = this.addModule('bn4', new BatchNorm2d(16));
-  readonly head: MesoHead;
+  /** The head's layers, at the top level as the saved keys are (`fc1.*`, `fc2.*`). */
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+  private readonly head: MesoHead;
   private readonly pool2 = new MaxPool2d(2, { stride: 2, padding: 'same' });
   private readonly pool4 = new MaxPool2d(4, { stride: 4, padding: 'same' });
 
@@ -144,6 +152,8 @@ export class MesoInception4 extends Module {
     const f = mesoFeatureSize(o.size);
     this.head = new MesoHead(16 * f * f, o.outputs ?? 1);
     for (const [n, m] of this.head.children()) this.addModule(n, m);
+    this.fc1 = this.head.fc1;
+    this.fc2 = this.head.fc2;
   }
 
   /** Grad-CAM's layers (TAP_LAYERS): named points after each block that forward hooks attach to. */

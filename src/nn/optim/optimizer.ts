@@ -1,6 +1,9 @@
 // Optimizers over a model's parameters, with fused WGSL updates (src/shaders/optim.ts) and optional
 // 0/1 masks per parameter: the pruning contract is that masked weights and their state stay exactly 0.
 import type { OptimKind } from '../../shaders/optim.js';
+
+/** The optimizers by name: 'sgd', 'adam' or 'adamw'. */
+export type OptimizerName = OptimKind;
 import { applyMaskInPlace, optimStep } from '../../tensor/ops/optim.js';
 import { keep, type Tensor } from '../../tensor/tensor.js';
 import { fill } from '../../tensor/ops/map.js';

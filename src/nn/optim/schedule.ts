@@ -1,4 +1,8 @@
 // Learning-rate schedules as pure functions of the step: resuming a run recomputes the rate exactly.
+import { ArgumentError } from '../../util/errors.js';
+
+/** How a schedule is written in settings: `constant`, `cosine` or `step:<steps>:<gamma>`. */
+export type ScheduleSpec = 'constant' | 'cosine' | `step:${number}:${number}`;
 export type Schedule =
   | { kind: 'constant' }
   | { kind: 'step'; stepSize: number; gamma: number }
@@ -26,15 +30,15 @@ export function lrAt(lr: number, step: number, c: ScheduleConfig): number {
 }
 
 /** Parses `constant`, `step:<size>:<gamma>`, `cosine` (total steps filled in by the caller). */
-export function parseSchedule(spec: string, totalSteps: number): Schedule {
+export function parseSchedule(spec: ScheduleSpec | 'none' | (string & {}), totalSteps: number): Schedule {
   const [kind, a, b] = spec.split(':');
   if (kind === 'constant' || kind === 'none') return { kind: 'constant' };
   if (kind === 'cosine') return { kind: 'cosine', totalSteps };
   if (kind === 'step') {
     const stepSize = Number(a ?? NaN);
     const gamma = Number(b ?? 0.1);
-    if (!(stepSize > 0) || !(gamma > 0)) throw new Error(`--schedule '${spec}': use step:<steps>:<gamma>, e.g. step:1000:0.1`);
+    if (!(stepSize > 0) || !(gamma > 0)) throw new ArgumentError('parseSchedule', 'spec', `'${spec}': use step:<steps>:<gamma>, e.g. step:1000:0.1`);
     return { kind: 'step', stepSize, gamma };
   }
-  throw new Error(`--schedule '${spec}' is not one of constant, cosine, step:<steps>:<gamma>`);
+  throw new ArgumentError('parseSchedule', 'spec', `'${spec}' is not one of constant, cosine, step:<steps>:<gamma>`);
 }
