@@ -344,6 +344,9 @@ async function emit(values: Values, configFile: string, plan: SweepPlan, staleMs
     ...(values['lock-timeout'] !== undefined ? ['--lock-timeout', String(staleMs / 1000)] : []),
     ...(values.poll !== undefined ? ['--poll', String(values.poll)] : []),
     ...(values['retry-failed'] ? ['--retry-failed'] : []),
+    // The workers read the data through the same cache folder (or none) as asked here.
+    ...(values.cache !== undefined ? ['--cache', path.resolve(String(values.cache))] : []),
+    ...(values['no-cache'] ? ['--no-cache'] : []),
   ];
   const out = plan.config.out;
   const name = jobName(out);

@@ -5,7 +5,8 @@ import { execFile } from "node:child_process";
 import { constants as fsConstants, promises as fs } from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { cropImage, decodeImage, resizeRgb, toCHWFloat, UnreadableImageError, writePng, type Rect, type RgbImage } from "./image.js";
+import { bytesToUnit, cropImage, decodeImage, resizeRgb, toCHWBytes, UnreadableImageError, writePng, type Rect, type RgbImage } from "./image.js";
+import { CachedDecoder, cacheDefaults, openShardCache, RESIZE_METHOD, type PixelDataset } from "./decoded.js";
 import { hashKey, hashString, unitFloat } from "./random.js";
 import { SPLITS, type SplitName } from "./synthetic.js";
 import {
@@ -82,12 +83,12 @@ export async function isExecutable(p: string): Promise<boolean> {
 
 export const execFileP = promisify(execFile);
 
-export class FaceForensicsDataset extends ListDataset<FfEntry> {
+export class FaceForensicsDataset extends ListDataset<FfEntry> implements PixelDataset {
   // One ffmpeg run extracts all N frames of a video; requests for its frames share it.
   private extracting = new Map<string, Promise<void>>();
 
   constructor(name: string, size: number, entries: readonly FfEntry[], private readonly ffmpeg: string | null,
-              private readonly crop: FaceCropper | null) {
+              private readonly crop: FaceCropper | null, private readonly decoder: CachedDecoder) {
     super(name, size, entries);
   }
 
@@ -96,7 +97,49 @@ export class FaceForensicsDataset extends ListDataset<FfEntry> {
     return resizeRgb(cropImage(img, r), this.size, this.size);
   }
 
+  get cache(): PixelDataset["cache"] {
+    return this.decoder.cache;
+  }
+
+  /** The file sample i comes from (a frame image, the video, or its extracted frame) and which of its samples it is. */
+  private source(i: number): { file: string; detail: string; path: string } {
+    const e = this.entry(i);
+    const v = e.video;
+    const detail = `${e.k}/${e.n}`;
+    if (v.frames) {
+      const file = v.frames[evenlySpaced(v.frames.length, e.n)[e.k] ?? v.frames.length - 1];
+      return { file, detail, path: file };
+    }
+    return { file: v.video ?? e.cache, detail, path: v.video ?? v.rel };
+  }
+
+  async getPixelsInto(i: number, out: Uint8Array, at: number): Promise<void> {
+    const s = this.source(i);
+    await this.decoder.read(s.file, out, at, { detail: s.detail, produce: async () => toCHWBytes(await this.cropAtSize(i), this.size) });
+  }
+
+  readCachedInto(i: number, out: Uint8Array, at: number): boolean {
+    const s = this.source(i);
+    return this.decoder.readCached(s.file, out, at, s.detail);
+  }
+
+  ensureCached(i: number): Promise<"cached" | "decoded"> {
+    const s = this.source(i);
+    return this.decoder.ensure(s.file, { detail: s.detail, produce: async () => toCHWBytes(await this.cropAtSize(i), this.size) });
+  }
+
+  flushCache(): Promise<void> {
+    return this.decoder.flush();
+  }
+
   async get(i: number): Promise<Sample> {
+    const pixels = new Uint8Array(3 * this.size * this.size);
+    await this.getPixelsInto(i, pixels, 0);
+    return { image: bytesToUnit(pixels), pixels, label: this.entry(i).label, path: this.source(i).path };
+  }
+
+  /** Sample i's crop at the training size (decoding, extracting and detecting as needed). */
+  private async cropAtSize(i: number): Promise<RgbImage> {
     const e = this.entry(i);
     const v = e.video;
     if (v.frames) {
@@ -105,23 +148,23 @@ export class FaceForensicsDataset extends ListDataset<FfEntry> {
       if (this.crop) {
         // Detection is slow: face crops of extracted frames are cached like video frames.
         const cached = await decodeImage(e.cache).catch(() => null);
-        if (cached && cached.width === this.size && cached.height === this.size) return { image: toCHWFloat(cached, this.size), label: e.label, path: file };
+        if (cached && cached.width === this.size && cached.height === this.size) return cached;
         const sq = await this.square(await decodeImage(file));
         await writePng(e.cache, sq);
-        return { image: toCHWFloat(sq, this.size), label: e.label, path: file };
+        return sq;
       }
       const sq = await this.square(await decodeImage(file));
-      return { image: toCHWFloat(sq, this.size), label: e.label, path: file };
+      return sq;
     }
     try {
       const cached = await decodeImage(e.cache);
-      return { image: toCHWFloat(cached, this.size), label: e.label, path: v.video ?? v.rel };
+      return cached;
     } catch {
       // not extracted yet
     }
     await this.extract(e);
     const cached = await decodeImage(e.cache);
-    return { image: toCHWFloat(cached, this.size), label: e.label, path: v.video ?? v.rel };
+    return cached;
   }
 
   private extract(e: FfEntry): Promise<void> {
@@ -382,6 +425,11 @@ export async function openFaceForensics(root: string, o: ResolvedOptions): Promi
     }
   }
   const name = `faceforensics:${root}`;
-  const mk = (s: SplitName): Dataset => new FaceForensicsDataset(`${name}/${s}`, o.size, lists[s], ffmpeg, crop);
+  // Decoded shards are keyed by the frame's source (video or frame image) and the crop mode; the face
+  // detector is the one ticketlab ships (its weights are part of the package version).
+  const shards = (o.raw.decodedCache ?? cacheDefaults().decoded) === false ? null
+    : openShardCache(cacheRoot, { size: o.size, pipeline: `faceforensics;crop=${crop ? "face" : "centre"};${RESIZE_METHOD}` }, o.warn);
+  const decoder = new CachedDecoder(shards, root, o.size, o.warn);
+  const mk = (s: SplitName): Dataset => new FaceForensicsDataset(`${name}/${s}`, o.size, lists[s], ffmpeg, crop, decoder);
   return { name, layout: "faceforensics", root, size: o.size, train: mk("train"), val: mk("val"), test: mk("test") };
 }

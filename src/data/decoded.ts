@@ -71,6 +71,16 @@ export function closeShardCaches(): void {
   caches.clear();
 }
 
+/** Which sample of a source file, and how its bytes are made on a miss (see CachedDecoder.read). */
+export interface SampleSource {
+  detail?: string;
+  produce?: () => Promise<Uint8Array>;
+}
+
+function withDetail(src: SourceId, detail: string | undefined): SourceId {
+  return detail === undefined ? src : { ...src, rel: `${src.rel}#${detail}` };
+}
+
 /**
  * Reads one source file's bytes through the cache: a hit copies them from a shard; a miss (first pass,
  * changed file) decodes on the pool and queues them for the next shard. A source deleted or changed
@@ -80,28 +90,37 @@ export class CachedDecoder {
   private readonly told = new Set<string>();
   constructor(readonly cache: ShardCache | null, readonly root: string, readonly size: number, private readonly warn: (m: string) => void) {}
 
-  async read(file: string, out: Uint8Array, at: number): Promise<void> {
+  /**
+   * Sample bytes of `file` into `out` at `at`. `o.detail` tells apart several samples of one source
+   * (frame k of n of a video); `o.produce` makes the bytes on a miss (default: decode and resize the
+   * file on the pool).
+   */
+  async read(file: string, out: Uint8Array, at: number, o: SampleSource = {}): Promise<void> {
     const cache = this.cache;
     if (!cache) {
-      out.set(await decodePool().decode(file, this.size), at);
+      out.set(await this.produce(file, o), at);
       return;
     }
-    const src = this.identify(cache, file);
+    const src = this.identify(cache, file, o.detail);
     if (cache.readInto(this.keyOf(cache, src), out, at)) return;
-    out.set(await this.decodeMiss(cache, file, src), at);
+    out.set(await this.decodeMiss(cache, file, src, o), at);
   }
 
   /** The synchronous hit path of `read`: false on a miss, or when the file cannot be stat'ed (read reports it). */
-  readCached(file: string, out: Uint8Array, at: number): boolean {
+  readCached(file: string, out: Uint8Array, at: number, detail?: string): boolean {
     const cache = this.cache;
     if (!cache) return false;
     let src: SourceId;
     try {
-      src = statSource(file, this.root);
+      src = withDetail(statSource(file, this.root), detail);
     } catch {
       return false;
     }
     return cache.readInto(this.keyOf(cache, src), out, at);
+  }
+
+  private produce(file: string, o: SampleSource): Promise<Uint8Array> {
+    return o.produce ? o.produce() : decodePool().decode(file, this.size);
   }
 
   // Entry keys by source identity: a hash per image per epoch is a measurable part of a warm epoch.
@@ -118,34 +137,35 @@ export class CachedDecoder {
   }
 
   /** Puts `file` in the cache unless it is there (`ticketlab prepare`): no bytes are read on a hit. */
-  async ensure(file: string): Promise<'cached' | 'decoded'> {
+  async ensure(file: string, o: SampleSource = {}): Promise<'cached' | 'decoded'> {
     const cache = this.cache;
     if (!cache) throw new Error(`no decoded cache to fill for ${file} (--no-cache)`);
-    const src = this.identify(cache, file);
+    const src = this.identify(cache, file, o.detail);
     if (cache.has(this.keyOf(cache, src))) return 'cached';
-    await this.decodeMiss(cache, file, src);
+    await this.decodeMiss(cache, file, src, o);
     return 'decoded';
   }
 
-  private identify(cache: ShardCache, file: string): SourceId {
+  private identify(cache: ShardCache, file: string, detail?: string): SourceId {
     try {
-      return statSource(file, this.root);
+      return withDetail(statSource(file, this.root), detail);
     } catch (e) {
       const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-      throw new UnreadableImageError(file, cache.hadPath(path.relative(this.root, file)) ? `deleted after it was cached (${why}); its cache entry is not used` : why);
+      const rel = path.relative(this.root, file) + (detail === undefined ? '' : `#${detail}`);
+      throw new UnreadableImageError(file, cache.hadPath(rel) ? `deleted after it was cached (${why}); its cache entry is not used` : why);
     }
   }
 
-  private async decodeMiss(cache: ShardCache, file: string, src: SourceId): Promise<Uint8Array> {
+  private async decodeMiss(cache: ShardCache, file: string, src: SourceId, o: SampleSource): Promise<Uint8Array> {
     if (cache.hadPath(src.rel) && !this.told.has(file)) {
       this.told.add(file);
       this.warn(`${file} changed since it was cached (size or modification time); decoded afresh`);
     }
-    const pixels = await decodePool().decode(file, this.size);
+    const pixels = await this.produce(file, o);
     // A file rewritten while it was being decoded must not be cached under the identity read before.
     let after: SourceId | null = null;
     try {
-      after = statSource(file, this.root);
+      after = withDetail(statSource(file, this.root), o.detail);
     } catch {
       // gone meanwhile: nothing to cache
     }

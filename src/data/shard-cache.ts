@@ -138,11 +138,19 @@ export function encodeShard(side: number, cfgKey: string, items: ReadonlyArray<{
 const READ_ONLY = new Set(['EROFS', 'EACCES', 'EPERM']);
 const FULL = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 
-/** A temp file left by a writer that was killed (`<name>.tmp-<pid>-<hex>`, pid gone on this host). */
-function orphanedTemp(name: string): boolean {
+/** Age after which a temp file whose pid is gone here counts as abandoned (a writer needs seconds). */
+const ORPHAN_AGE_MS = 10 * 60_000;
+
+/**
+ * A temp file left by a writer that was killed (`<name>.tmp-<pid>-<hex>`): its pid is gone on this
+ * host and it is older than ORPHAN_AGE_MS. The age matters on a folder shared by several hosts, where
+ * a pid dead here may be a live writer elsewhere.
+ */
+function orphanedTemp(file: string, name: string, now: number): boolean {
   const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name);
   if (!m) return false;
   try {
+    if (now - fs.statSync(file).mtimeMs < ORPHAN_AGE_MS) return false;
     process.kill(Number(m[1]), 0);
     return false;
   } catch (e) {
@@ -198,7 +206,13 @@ export class ShardCache {
     for (const name of names) {
       const file = path.join(this.dir, name);
       if (!name.endsWith(SHARD_EXT)) {
-        if (this.writable && orphanedTemp(name)) fs.rmSync(file, { force: true });
+        if (this.writable && orphanedTemp(file, name, Date.now())) {
+          try {
+            fs.rmSync(file, { force: true });
+          } catch {
+            // a read-only folder: the temp is ignored like any other non-shard name
+          }
+        }
         continue;
       }
       if (this.known.has(name)) continue;

@@ -62,6 +62,42 @@ describe('the decoded cache', () => {
     }
   });
 
+  it('FaceForensics++ frames are cached per (source, frame) and crop mode, and served as a fresh read gives them', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tl-cache-ffpp-'));
+    try {
+      let k = 0;
+      for (const dir of ['original_sequences/youtube/c23/images/000', 'original_sequences/youtube/c23/images/001', 'manipulated_sequences/Deepfakes/c23/images/000_001', 'manipulated_sequences/Deepfakes/c23/images/001_000']) {
+        for (let f = 0; f < 3; f++, k++) {
+          await writePng(path.join(root, dir, `${String(f).padStart(4, '0')}.png`), { width: 30, height: 20, channels: 3, data: new Uint8Array(1800).map((_, j) => (j * 7 + k * 41) % 256) });
+        }
+      }
+      const open = (decodedCache: boolean) => {
+        closeShardCaches();
+        return openDataset(root, { size: 8, crop: 'centre', decodedCache, faceforensics: { framesPerVideo: 2 }, warn: () => undefined });
+      };
+      const off = await open(false);
+      const want = [];
+      for (let i = 0; i < off.train.length(); i++) want.push(Array.from((await off.train.get(i)).pixels!));
+      const on = await open(true);
+      const read = async () => {
+        const got = [];
+        for (let i = 0; i < on.train.length(); i++) got.push(Array.from((await on.train.get(i)).pixels!));
+        if (isPixelDataset(on.train)) await on.train.flushCache();
+        return got;
+      };
+      expect(await read()).toEqual(want);
+      const ds = on.train;
+      expect(isPixelDataset(ds) && ds.cache).toBeTruthy();
+      const hitsBefore = isPixelDataset(ds) ? ds.cache!.hits : 0;
+      expect(await read()).toEqual(want);
+      expect((isPixelDataset(ds) ? ds.cache!.hits : 0) - hitsBefore).toBe(ds.length());
+      // Each frame of a video is its own entry: the frames differ, so their bytes do.
+      expect(new Set(want.map((w) => w.join(','))).size).toBe(want.length);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   it('two writers filling one cache at once leave it complete and correct', async () => {
     const root = await folder(20);
     try {

@@ -221,11 +221,17 @@ describe('decoded cache faults', () => {
       const dead = spawnSync(process.execPath, ['-e', '0']).pid as number;
       const tmp = `${shard.replace(/s-[0-9a-f]+\.tls$/, 's-abc.tls')}.tmp-${dead}-0123456789ab`;
       fs.writeFileSync(tmp, fs.readFileSync(shard).subarray(0, 100));
+      // A fresh one may belong to a live writer on another host sharing the folder: left alone.
+      const fresh = `${tmp.replace(/0123456789ab$/, 'ba9876543210')}`;
+      fs.writeFileSync(fresh, 'x');
+      const old = new Date(Date.now() - 3_600_000);
+      fs.utimesSync(tmp, old, old);
       fs.rmSync(shard);
       const ws: string[] = [];
       expect(await readAll(decoder(root, ws), files)).toBe(0);
       expect(ws).toEqual([]);
       expect(fs.existsSync(tmp)).toBe(false);
+      expect(fs.existsSync(fresh)).toBe(true);
       expect(await readAll(decoder(root, []), files)).toBe(3);
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
