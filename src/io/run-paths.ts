@@ -10,6 +10,7 @@
 //     transfer-<data>/              dense/, <method>_level_<k>/ (transferDir), transfer.json, transfer.csv
 //     gradcam/                      gradcam.html, grid.png, summary.csv, per_image.csv, images
 //     summary.csv  report.html  accuracy_vs_sparsity.svg  auc_vs_sparsity.svg  layer_sparsity.csv
+//     granularity_frontier.csv, accuracy_vs_{density,ms}_by_granularity.svg (runs of several granularities)
 //                                   (and per group or run: <name>-<slug>.svg, see slugged())
 //   <sweep out>/                    sweep root: the runs above, plus sweep-events.jsonl, summary_runs.csv,
 //                                   sweep.sbatch, sweep-job.yaml; a level folder of a sweep may hold .lock
@@ -67,6 +68,10 @@ export const RUN_FILES = {
   layerSparsity: 'layer_sparsity.csv',
   /** Per run (slugged): each layer's density across the levels. */
   layerDensityPlot: 'layer_density.svg',
+  /** Report over runs of several granularities (report/frontier.ts): the points, accuracy vs density and vs ms per step. */
+  granularityFrontier: 'granularity_frontier.csv',
+  granularityDensityPlot: 'accuracy_vs_density_by_granularity.svg',
+  granularityTimePlot: 'accuracy_vs_ms_by_granularity.svg',
   /** Transfer folder: every method's row, as JSON and CSV. */
   transferJson: 'transfer.json',
   transferCsv: 'transfer.csv',

@@ -11,7 +11,7 @@
 // whether pruned weights cost time at all; with dense kernels every level costs the same.
 import * as fs from 'node:fs';
 import { readJsonlSync } from '../io/jsonl.js';
-import { runFile } from '../io/run-paths.js';
+import { RUN_FILES, runFile } from '../io/run-paths.js';
 import { toCsv, type CsvRow } from '../util/csv.js';
 import { htmlTable, type ColumnSpec, type TableRow } from '../util/table.js';
 import type { CollectedRun, LevelRow } from './collect.js';
@@ -165,17 +165,16 @@ export async function frontierSection(runs: readonly CollectedRun[], write: (nam
   if (!hasGranularities(runs)) return null;
   const rows = frontierRows(runs);
   if (!rows.length) return null;
-  const csv = await write('granularity_frontier.csv', frontierCsv(rows));
+  const csv = await write(RUN_FILES.granularityFrontier, frontierCsv(rows));
   const figs: string[] = [];
-  for (const [name, key] of [['density', 'density'], ['ms', 'ms']] as const) {
-    const byDensity = key === 'density';
+  for (const file of [RUN_FILES.granularityDensityPlot, RUN_FILES.granularityTimePlot]) {
+    const byDensity = file === RUN_FILES.granularityDensityPlot;
     const svg = linePlot({
       title: byDensity ? 'Test accuracy vs density, per granularity (mean +-1 sd over seeds)' : 'Test accuracy vs measured ms per training step (the frontier)',
       xLabel: byDensity ? 'density (% of prunable weights kept)' : 'ms per training step (median over epochs, wall clock)',
       yLabel: 'test accuracy (%)',
       series: frontierSeries(rows, byDensity ? (r) => r.density.mean * 100 : (r) => r.msPerStep?.mean ?? null),
     });
-    const file = `accuracy_vs_${name}_by_granularity.svg`;
     await write(file, svg);
     figs.push(figure(svg, file));
   }
@@ -190,6 +189,6 @@ export async function frontierSection(runs: readonly CollectedRun[], write: (nam
       figureRow(figs) +
       '\n' +
       scrollable(htmlTable(tableRows(rows), COLUMNS)) +
-      `\n<p>All points: ${link(csv, 'granularity_frontier.csv')}.</p>`,
+      `\n<p>All points: ${link(csv, RUN_FILES.granularityFrontier)}.</p>`,
   };
 }
