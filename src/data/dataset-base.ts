@@ -3,8 +3,7 @@
 // grouped splits.
 import { promises as fs, type Dirent } from "node:fs";
 import * as path from "node:path";
-import { bytesToUnit, type Rect, type RgbImage } from "./image.js";
-import type { CachedDecoder, PixelDataset } from "./decoded.js";
+import { type Rect, type RgbImage } from "./image.js";
 import { hashKey, hashString, unitFloat } from "./random.js";
 import { SPLITS, type SplitName, type SyntheticOptions } from "./synthetic.js";
 
@@ -298,37 +297,6 @@ export abstract class ListDataset<E extends Entry> implements Dataset {
     return e;
   }
   abstract get(i: number): Promise<Sample>;
-}
-
-/**
- * Image files, stretched to size x size by toCHWBytes (antialiased bilinear, rounded to bytes as PIL
- * does), read through the decoded cache when there is one.
- */
-export class FileDataset extends ListDataset<Entry> implements PixelDataset {
-  constructor(name: string, size: number, entries: readonly Entry[], private readonly decoder: CachedDecoder) {
-    super(name, size, entries);
-  }
-  get cache(): PixelDataset["cache"] {
-    return this.decoder.cache;
-  }
-  async getPixelsInto(i: number, out: Uint8Array, at: number): Promise<void> {
-    await this.decoder.read(this.entry(i).path, out, at);
-  }
-  readCachedInto(i: number, out: Uint8Array, at: number): boolean {
-    return this.decoder.readCached(this.entry(i).path, out, at);
-  }
-  ensureCached(i: number): Promise<"cached" | "decoded"> {
-    return this.decoder.ensure(this.entry(i).path);
-  }
-  flushCache(): Promise<void> {
-    return this.decoder.flush();
-  }
-  async get(i: number): Promise<Sample> {
-    const e = this.entry(i);
-    const pixels = new Uint8Array(3 * this.size * this.size);
-    await this.getPixelsInto(i, pixels, 0);
-    return { image: bytesToUnit(pixels), pixels, label: e.label, path: e.path };
-  }
 }
 
 /**

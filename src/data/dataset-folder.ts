@@ -7,7 +7,8 @@ import {
   type Dataset,
   type DatasetSplits,
   type Entry,
-  FileDataset,
+  ListDataset,
+  type Sample,
   type ResolvedOptions,
   VisitedDirs,
   byteOrder,
@@ -15,7 +16,8 @@ import {
   listImages,
   splitByGroup,
 } from "./dataset-base.js";
-import { CachedDecoder, cacheDefaults, openShardCache, RESIZE_METHOD } from "./decoded.js";
+import { CachedDecoder, cacheDefaults, openShardCache, RESIZE_METHOD, type PixelDataset } from "./decoded.js";
+import { bytesToUnit } from "./image.js";
 
 export const SPLIT_DIR_NAMES: Record<SplitName, readonly string[]> = {
   train: ["train", "training"],
@@ -32,6 +34,37 @@ export function frameGroup(file: string): string {
   const stem = path.basename(file).replace(/\.[^.]+$/, "");
   const m = /^(.+)_\d+$/.exec(stem);
   return m ? m[1] : stem;
+}
+
+/**
+ * Image files, stretched to size x size by toCHWBytes (antialiased bilinear, rounded to bytes as PIL
+ * does), read through the decoded cache when there is one.
+ */
+export class FileDataset extends ListDataset<Entry> implements PixelDataset {
+  constructor(name: string, size: number, entries: readonly Entry[], private readonly decoder: CachedDecoder) {
+    super(name, size, entries);
+  }
+  get cache(): PixelDataset["cache"] {
+    return this.decoder.cache;
+  }
+  async getPixelsInto(i: number, out: Uint8Array, at: number): Promise<void> {
+    await this.decoder.read(this.entry(i).path, out, at);
+  }
+  readCachedInto(i: number, out: Uint8Array, at: number): boolean {
+    return this.decoder.readCached(this.entry(i).path, out, at);
+  }
+  ensureCached(i: number): Promise<"cached" | "decoded"> {
+    return this.decoder.ensure(this.entry(i).path);
+  }
+  flushCache(): Promise<void> {
+    return this.decoder.flush();
+  }
+  async get(i: number): Promise<Sample> {
+    const e = this.entry(i);
+    const pixels = new Uint8Array(3 * this.size * this.size);
+    await this.getPixelsInto(i, pixels, 0);
+    return { image: bytesToUnit(pixels), pixels, label: e.label, path: e.path };
+  }
 }
 
 /** The decoded cache of an image folder (none with `decodedCache: false`); crops do not apply to folders. */
