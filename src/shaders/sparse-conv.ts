@@ -37,6 +37,7 @@ import {
   phaseRowsWgsl,
   rowWalkWgsl,
   tapShiftWgsl,
+  tapTableWgsl,
 } from './conv-fragments.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
@@ -193,17 +194,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
   let c0 = blk * BN;
   let clast = p.cout - 1u;
   let split = wid.z;
-  var toff: array<i32, ${t.tm}>;
-  var tdy: array<i32, ${t.tm}>;
-  var tdx: array<i32, ${t.tm}>;
-  for (var i = 0u; i < TM; i++) {
-    let e = eBeg + lid + i * WG;
-    tdy[i] = ${FAR};
-    if (e < eEnd) {
-${indentWgsl(PACKED_TAP_WGSL, 6)}
-${indentWgsl(tapShiftWgsl('tc'), 6)}
-    }
-  }
+${tapTableWgsl({ n: t.tm, count: 'TM', slot: 'e', at: 'eBeg + lid + i * WG', limit: 'eEnd', decode: PACKED_TAP_WGSL, plane: 'tc' })}
   var acc: array<f32, ${t.tm * t.bn}>;
   let lBeg = min(split * p.cps * p.la, p.red);
   let lEnd = min(lBeg + p.cps * p.la, p.red);
@@ -261,19 +252,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
   let lEnd = min(min(lBeg + p.la, split * p.cps + p.cps), p.red);
   let ob = (split * WG + lid) * p.rows * BN;
   for (var e0 = eBeg; e0 < eEnd; e0 += TT) {
-    var toff: array<i32, ${TT}>;
-    var tdy: array<i32, ${TT}>;
-    var tdx: array<i32, ${TT}>;
-    for (var i = 0u; i < TT; i++) {
-      let e = e0 + i;
-      tdy[i] = ${FAR};
-      tdx[i] = 0i;
-      toff[i] = 0i;
-      if (e < eEnd) {
-${indentWgsl(PACKED_TAP_WGSL, 8)}
-${indentWgsl(tapShiftWgsl('tc'), 8)}
-      }
-    }
+${indentWgsl(tapTableWgsl({ n: TT, count: 'TT', slot: 'e', at: 'e0 + i', limit: 'eEnd', decode: PACKED_TAP_WGSL, plane: 'tc', zero: true }), 4)}
     var acc = array<f32, ${TT * t.bn}>();
 ${indentWgsl(rowWalkWgsl('TT', t.bn), 4)}
     for (var i = 0u; i < TT; i++) {
