@@ -1,7 +1,7 @@
 // npx tsx scripts/compare-sweeps.ts CONFIG OUT REF_OUT: exits 0 when the sweep in OUT equals the one in
-// REF_OUT (see tests/prune/sweep-compare.ts), else prints the differences and exits 1.
+// REF_OUT (see src/prune/sweep-compare.ts), else prints the differences and exits 1.
 import { planSweep, readSweepConfig } from '../src/prune/sweep.js';
-import { compareSweeps } from '../tests/prune/sweep-compare.js';
+import { compareSweeps } from '../src/prune/sweep-compare.js';
 
 const [config, out, ref] = process.argv.slice(2);
 if (!ref) {

@@ -11,9 +11,8 @@ import * as path from 'node:path';
 export const LAYERS: readonly (readonly string[])[] = [
   ['cli'],
   ['index'],
-  ['report'],
   ['explain'],
-  ['testing'],
+  ['report', 'testing'],
   ['prune'],
   ['train'],
   ['nn', 'faces'],

@@ -9,6 +9,7 @@ import { CAM_METHODS, CAM_TARGETS, type CamMethod, type CamTarget } from '../exp
 import { checkLevels, defaultLevels, explainRun, readRunInfo, summaryText } from '../explain/run.js';
 import { TAP_LAYERS, type ModelName } from '../nn/models/index.js';
 import { checkRunDir, lockRun, makeRunDir } from '../train/run.js';
+import { GRADCAM_DIR } from '../io/run-paths.js';
 
 const log = (m: string) => process.stderr.write(m + '\n');
 
@@ -108,7 +109,7 @@ ${KERNEL_FLAG_HELP}`,
     const batch = num(values, 'batch', { int: true, min: 1 });
     const images = values.images;
     if (images !== 'synthetic' && !fs.existsSync(images)) throw new Error(`--images ${images}: no such folder (or pass 'synthetic')`);
-    const out = values.out ?? path.join(run, 'gradcam');
+    const out = values.out ?? path.join(run, GRADCAM_DIR);
     checkRunDir(out);
     const dev = await initDevice();
     makeRunDir(out);

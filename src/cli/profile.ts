@@ -13,7 +13,7 @@ import { loadWeightsFile } from '../prune/level.js';
 import { readF32Tensors } from '../nn/checkpoint.js';
 import { byLayerPhase, PHASES, profileTrainStep, type LevelProfileFile, type ProfileRow, type StepProfile } from '../train/profile.js';
 import { readJson, writeJsonAtomic } from '../io/atomic.js';
-import { levelDir, parseLevelName, runFile } from '../io/run-paths.js';
+import { levelDir, parseLevelName, runFile, RUN_FILES } from '../io/run-paths.js';
 import { writeRunReport } from '../report/run-report.js';
 import { formatTable, type TableRow } from '../util/table.js';
 import { num, wantsTune } from './flags.js';
@@ -223,7 +223,7 @@ Timing needs the timestamp-query feature (lavapipe and the big GPU drivers have 
       }
       if (values.run && values.level === undefined) {
         const rep = await writeRunReport([values.run], values.run);
-        if (!values.json) process.stdout.write(`report: ${rep.files.find((f) => f.endsWith('report.html')) ?? values.run}\n`);
+        if (!values.json) process.stdout.write(`report: ${rep.files.find((f) => f.endsWith(RUN_FILES.report)) ?? values.run}\n`);
       }
     } finally {
       closeDevice();

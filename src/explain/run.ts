@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { createModel, MODEL_NAMES, type Detector } from '../nn/models/index.js';
 import { loadModel } from '../nn/checkpoint.js';
 import { attachMasks, detachMasks, loadMasks, prunableWeights, sparsityReport } from '../prune/masks.js';
-import { levelDir, levelName, parseLevelName, runFile } from '../io/run-paths.js';
+import { levelDir, levelName, parseLevelName, runFile, RUN_FILES } from '../io/run-paths.js';
 import { levelKernels } from '../nn/sparse.js';
 import type { KernelMode } from '../tensor/sparse-plan.js';
 import { fromArray } from '../tensor/tensor.js';
@@ -347,8 +347,8 @@ async function writeOutputs(out: string, info: RunInfo, images: CamImage[], maps
   // A wider gap after the last real face and after the input column: the groups read at a glance.
   const lastReal = images.reduce((a, im, i) => (im.label === 0 ? i : a), -1);
   const breaks = lastReal >= 0 && lastReal < n - 1 ? [lastReal] : [];
-  await savePng(path.join(out, 'grid.png'), imageGrid(grid, { gap: 4, firstColumnGap: 8, rowBreaks: breaks }));
-  return { grid: 'grid.png', summary: 'summary.csv', perImage: 'per_image.csv', html: 'gradcam.html', inputs, overlays };
+  await savePng(runFile(out, 'gradcamGrid'), imageGrid(grid, { gap: 4, firstColumnGap: 8, rowBreaks: breaks }));
+  return { grid: RUN_FILES.gradcamGrid, summary: RUN_FILES.summary, perImage: RUN_FILES.perImage, html: RUN_FILES.gradcamHtml, inputs, overlays };
 }
 
 // ---------------------------------------------------------------------------------------------

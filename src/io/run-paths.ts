@@ -7,9 +7,10 @@
 //     level_<k>/                    init/rewind/start/final/best/checkpoint .safetensors, mask, sparsity, metrics
 //     oneshot_<scope>/level_<k>/
 //     controls/<kind>/level_<k>/
-//     transfer-<data>/              dense/, <method>_level_<k>/, transfer.csv
-//     gradcam/
-//     summary.csv  report.html
+//     transfer-<data>/              dense/, <method>_level_<k>/ (transferDir), transfer.json, transfer.csv
+//     gradcam/                      gradcam.html, grid.png, summary.csv, per_image.csv, images
+//     summary.csv  report.html  accuracy_vs_sparsity.svg  auc_vs_sparsity.svg  layer_sparsity.csv
+//                                   (and per group or run: <name>-<slug>.svg, see slugged())
 //   <sweep out>/                    sweep root: the runs above, plus sweep-events.jsonl, summary_runs.csv,
 //                                   sweep.sbatch, sweep-job.yaml; a level folder of a sweep may hold .lock
 //                                   (a worker's claim) and failed.json
@@ -60,6 +61,19 @@ export const RUN_FILES = {
   profile: 'profile.json',
   /** The kernels (planner choices) a level trained with, pinned again on --resume. */
   kernels: 'kernels.json',
+  /** Report (next to summary.csv and report.html): accuracy and AUC against sparsity, per-layer counts. */
+  accuracyPlot: 'accuracy_vs_sparsity.svg',
+  aucPlot: 'auc_vs_sparsity.svg',
+  layerSparsity: 'layer_sparsity.csv',
+  /** Per run (slugged): each layer's density across the levels. */
+  layerDensityPlot: 'layer_density.svg',
+  /** Transfer folder: every method's row, as JSON and CSV. */
+  transferJson: 'transfer.json',
+  transferCsv: 'transfer.csv',
+  /** Grad-CAM folder (explain/run.ts; summary.csv as above): the page, the image grid, per-image scores. */
+  gradcamHtml: 'gradcam.html',
+  gradcamGrid: 'grid.png',
+  perImage: 'per_image.csv',
 } as const;
 
 export type RunFile = keyof typeof RUN_FILES;
@@ -84,6 +98,21 @@ export function oneshotDir(run: string, scope: string, level: number): string {
 
 /** The folder holding a run's controls, one subfolder per kind. */
 export const CONTROLS_DIR = 'controls';
+
+/** A run's Grad-CAM comparison (ticketlab gradcam's default --out). */
+export const GRADCAM_DIR = 'gradcam';
+
+/** A per-group or per-run variant of a report file: `accuracy_vs_sparsity-<slug>.svg`. */
+export function slugged(file: RunFile, slug: string): string {
+  const name = RUN_FILES[file];
+  const dot = name.lastIndexOf('.');
+  return `${name.slice(0, dot)}-${slug}${name.slice(dot)}`;
+}
+
+/** A transfer run's folders: the dense model retrained on the target, and each method's ticket. */
+export function transferDir(out: string, method: string, level: number): string {
+  return path.join(out, method === 'dense' ? 'dense' : `${method}_${levelName(level)}`);
+}
 
 /** runs/<name>/controls/<kind>/level_<k>. */
 export function controlDir(run: string, kind: string, level: number): string {

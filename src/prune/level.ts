@@ -35,8 +35,8 @@ export interface LevelRun {
   captures?: readonly RewindPoint[];
   /** Names the level in log lines. */
   label: string;
-  /** Kernels of the pruned layers (--kernels). */
-  kernels: KernelMode;
+  /** Kernels of the pruned layers (--kernels; default dense). */
+  kernels?: KernelMode;
 }
 
 export interface LevelResult extends FitResult {
@@ -87,10 +87,11 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
   }
   // Each level draws the same dropout stream from its start: levels differ only by mask and weights.
   for (const [, m] of l.model.namedModules()) if (m instanceof Dropout) m.drawn = 0;
-  const gpuMasks = attachMasks(l.weights, l.masks, l.kernels);
+  const kernels = l.kernels ?? 'dense';
+  const gpuMasks = attachMasks(l.weights, l.masks, kernels);
   l.log(`${l.label}: ${(sp.sparsity * 100).toFixed(1)}% pruned, ${sp.kept.toLocaleString('en-US')} of ${sp.total.toLocaleString('en-US')} prunable weights left`);
   try {
-    await levelKernels(l.model, { mode: l.kernels, input: [l.settings.batch, 3, l.data.train.size, l.data.train.size], dir: l.dir, label: l.label, log: l.log });
+    await levelKernels(l.model, { mode: kernels, input: [l.settings.batch, 3, l.data.train.size, l.data.train.size], dir: l.dir, label: l.label, log: l.log });
     const res = await fit({
       model: l.model,
       train: l.data.train,

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DatasetSplits } from '../data/datasets.js';
 import { createModel } from '../nn/models/index.js';
-import { levelDir, levelName, oneshotDir, runFile } from '../io/run-paths.js';
+import { levelDir, oneshotDir, runFile, transferDir } from '../io/run-paths.js';
 import { evaluate } from '../train/trainer.js';
 import type { BinaryMetrics } from '../train/metrics.js';
 import { metricsFrom, roundMetrics } from '../train/metrics.js';
@@ -52,12 +52,12 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
   try {
     const dense = await runLevel({
       ...common,
-      dir: path.join(o.out, 'dense'),
+      dir: transferDir(o.out, 'dense', 0),
       masks: onesMasks(ws),
       startFrom: runFile(levelDir(o.source, 0), 'init'),
       label: 'transfer: dense on target',
     });
-    const denseOnTarget = await evaluateOnTarget(o, levelDir(o.source, 0), path.join(o.out, 'dense'), model, ws, onesMasks(ws), cfg.train.batch);
+    const denseOnTarget = await evaluateOnTarget(o, levelDir(o.source, 0), transferDir(o.out, 'dense', 0), model, ws, onesMasks(ws), cfg.train.batch);
     rows.push({ method: 'dense', level: 0, sparsity: 0, evaluated: denseOnTarget, retrained: dense.test });
     const sources: { method: string; level: number; dir: string }[] = [];
     for (const k of o.levels) {
@@ -69,10 +69,10 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
     }
     for (const s of sources) {
       const masks = await loadMasks(runFile(s.dir, 'mask'), ws);
-      const tag = `${s.method}_${levelName(s.level)}`;
-      const evaluated = await evaluateOnTarget(o, s.dir, path.join(o.out, tag), model, ws, masks, cfg.train.batch);
+      const dir = transferDir(o.out, s.method, s.level);
+      const evaluated = await evaluateOnTarget(o, s.dir, dir, model, ws, masks, cfg.train.batch);
       const start = rw.kind === 'none' ? runFile(s.dir, 'final') : rewindFile(o.source, rw, 0);
-      const res = await runLevel({ ...common, dir: path.join(o.out, tag), masks, startFrom: start, label: `transfer: ${s.method} level ${s.level} retrained on target` });
+      const res = await runLevel({ ...common, dir, masks, startFrom: start, label: `transfer: ${s.method} level ${s.level} retrained on target` });
       rows.push({ method: s.method, level: s.level, sparsity: sparsityReport(masks, model.parameterCount()).sparsity, evaluated, retrained: res.test });
     }
   } finally {
@@ -81,9 +81,9 @@ export async function runTransfer(cfg: ImpConfig, o: TransferOptions): Promise<T
   // Paths relative to the output folder: file contents must not depend on where the run lives.
   const rel = (p: string) => path.relative(o.out, p).split(path.sep).join('/') || '.';
   const target = o.data.root ? `${o.data.layout}:${rel(o.data.root)}` : o.data.name;
-  await writeJsonAtomic(path.join(o.out, 'transfer.json'), { source: rel(o.source), target, rows });
+  await writeJsonAtomic(runFile(o.out, 'transferJson'), { source: rel(o.source), target, rows });
   await writeFileAtomic(
-    path.join(o.out, 'transfer.csv'),
+    runFile(o.out, 'transferCsv'),
     toCsv(
       rows.map((r) => ({
         method: r.method,

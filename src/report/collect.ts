@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseJsonl } from '../io/jsonl.js';
-import { RUN_FILES, listLevelFolders, runFile } from '../io/run-paths.js';
+import { RUN_FILES, listLevelFolders, runFile, GRADCAM_DIR } from '../io/run-paths.js';
 import type { Scope } from '../prune/magnitude.js';
 
 export type { Scope };
@@ -290,10 +290,10 @@ function readResult(dir: string): ResultFields {
 }
 
 function findGradcam(run: string): GradcamInfo | null {
-  const dir = path.join(run, 'gradcam');
+  const dir = path.join(run, GRADCAM_DIR);
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) return null;
   const top = fs.readdirSync(dir, { withFileTypes: true });
-  const html = top.find((e) => e.isFile() && e.name === 'gradcam.html') ?? top.find((e) => e.isFile() && /\.html?$/i.test(e.name));
+  const html = top.find((e) => e.isFile() && e.name === RUN_FILES.gradcamHtml) ?? top.find((e) => e.isFile() && /\.html?$/i.test(e.name));
   // PNGs at the top and one folder down (e.g. gradcam/level_3/grid.png); grids first.
   const pngs: string[] = [];
   for (const e of top) {
@@ -306,7 +306,7 @@ function findGradcam(run: string): GradcamInfo | null {
   }
   pngs.sort();
   const grids = pngs.filter((p) => /grid/i.test(path.basename(p)));
-  const csv = path.join(dir, 'summary.csv');
+  const csv = runFile(dir, 'summary');
   return { dir, html: html ? path.join(dir, html.name) : null, images: grids.length ? grids : pngs.slice(0, 4), summaryCsv: fs.existsSync(csv) ? csv : null };
 }
 

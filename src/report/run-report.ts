@@ -25,7 +25,7 @@ import { escapeHtml } from '../util/escape.js';
 import { collectRuns, denseRow, isControl, isPruned, type CollectedRun, type LevelRow } from './collect.js';
 import { maskAnatomySection, writeMaskAnatomy } from './mask-report.js';
 import { formatStat, hasSeeds, SEED_SUMMARY_COLUMNS, seedGroups, seedRows, seedSummaryRows, seedVerdicts, type SeedVerdict } from './seeds.js';
-import { listLevelFolders, runFile, RUN_FILES } from '../io/run-paths.js';
+import { listLevelFolders, runFile, RUN_FILES, slugged } from '../io/run-paths.js';
 import { profileSection } from './profile-report.js';
 import { sparseKernelSection } from './sparse-report.js';
 import { type Group, groupsOf, type Metric, groupPlot, seedGroupPlot, overviewPlot, curvePlots } from './run-plots.js';
@@ -409,16 +409,16 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
       : overviewPlot(groups, metric);
   const accMain = groups.length === 1 ? perGroup(groups[0], 'testAccuracy') : overview('testAccuracy');
   const aucMain = groups.length === 1 ? perGroup(groups[0], 'testAuc') : overview('testAuc');
-  await write('accuracy_vs_sparsity.svg', accMain);
-  await write('auc_vs_sparsity.svg', aucMain);
-  plotFigures.acc.push(figure(accMain, groups.length === 1 ? 'accuracy_vs_sparsity.svg' : 'accuracy_vs_sparsity.svg: IMP of every model and dataset'));
-  plotFigures.auc.push(figure(aucMain, 'auc_vs_sparsity.svg'));
+  await write(RUN_FILES.accuracyPlot, accMain);
+  await write(RUN_FILES.aucPlot, aucMain);
+  plotFigures.acc.push(figure(accMain, groups.length === 1 ? RUN_FILES.accuracyPlot : `${RUN_FILES.accuracyPlot}: IMP of every model and dataset`));
+  plotFigures.auc.push(figure(aucMain, RUN_FILES.aucPlot));
   if (groups.length > 1) {
     for (let i = 0; i < groups.length; i++) {
       const acc = perGroup(groups[i], 'testAccuracy');
       const auc = perGroup(groups[i], 'testAuc');
-      const accName = `accuracy_vs_sparsity-${groupSlugs[i]}.svg`;
-      const aucName = `auc_vs_sparsity-${groupSlugs[i]}.svg`;
+      const accName = slugged('accuracyPlot', groupSlugs[i]);
+      const aucName = slugged('aucPlot', groupSlugs[i]);
       await write(accName, acc);
       await write(aucName, auc);
       plotFigures.acc.push(figure(acc, accName));
@@ -432,7 +432,7 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
       r.layers.map((l) => ({ run: run.dir, model: run.model, data: run.data, method: r.method, level: r.level, layer: l.key, total: l.total, kept: l.kept, sparsity: round6(l.sparsity) })),
     ),
   );
-  if (layerCsv.length) await write('layer_sparsity.csv', toCsv(layerCsv, ['run', 'model', 'data', 'method', 'level', 'layer', 'total', 'kept', 'sparsity']));
+  if (layerCsv.length) await write(RUN_FILES.layerSparsity, toCsv(layerCsv, ['run', 'model', 'data', 'method', 'level', 'layer', 'total', 'kept', 'sparsity']));
   const runSlugs = uniqueSlugs(runs.map((r) => r.name));
   const layerHtml: string[] = [];
   for (let i = 0; i < runs.length; i++) {
@@ -441,7 +441,7 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
     const chart = layerDensityChart(runs[i]);
     const parts = [`<h3>${escapeHtml(runs[i].name)}</h3>`, scrollable(htmlTable(t.rows, t.columns, { caption: '% of each layer\'s weights pruned, by IMP level' }))];
     if (chart) {
-      const name = `layer_density-${runSlugs[i]}.svg`;
+      const name = slugged('layerDensityPlot', runSlugs[i]);
       await write(name, chart);
       parts.push(figure(chart, name));
     }
@@ -455,7 +455,7 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
     heading: 'Summary',
     html:
       scrollable(htmlTable(displayRows(rows, runs), summaryColumns(multiRun))) +
-      `\n<p>All values: ${link(outDir, csvFile, 'summary.csv')} (fractions, not percentages).` +
+      `\n<p>All values: ${link(outDir, csvFile, RUN_FILES.summary)} (fractions, not percentages).` +
       (unfinished.length ? ` ${unfinished.length} level${unfinished.length > 1 ? 's are' : ' is'} unfinished (no result.json yet).` : '') +
       (runsCsvFile ? ` summary.csv holds mean, sd and n over seeds per cell; every level folder's own row: ${link(outDir, runsCsvFile, RUN_FILES.summaryRuns)}.` : '') +
       '</p>',
@@ -483,7 +483,7 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
   if (layerHtml.length) {
     sections.push({
       heading: 'Per-layer sparsity',
-      html: (layerCsv.length ? `<p>Every level's per-layer counts: ${link(outDir, path.join(outDir, 'layer_sparsity.csv'), 'layer_sparsity.csv')}.</p>\n` : '') + layerHtml.join('\n'),
+      html: (layerCsv.length ? `<p>Every level's per-layer counts: ${link(outDir, runFile(outDir, 'layerSparsity'), RUN_FILES.layerSparsity)}.</p>\n` : '') + layerHtml.join('\n'),
     });
   }
   for (const run of runs) {
@@ -535,7 +535,7 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
       )
       .join('\n'),
   });
-  const reportFile = path.join(outDir, 'report.html');
+  const reportFile = runFile(outDir, 'report');
   sections.push({
     heading: 'Files',
     html: `<ul>\n${[...files, reportFile].map((f) => `<li>${link(outDir, f)}</li>`).join('\n')}\n</ul>`,
@@ -550,7 +550,7 @@ export async function writeRunReport(runDirs: readonly string[], outDir: string)
     meta,
     sections,
   });
-  await write('report.html', html);
+  await write(RUN_FILES.report, html);
 
   return {
     outDir,

@@ -40,6 +40,23 @@ import {
 } from './conv-fragments.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
+/**
+ * The start of a forward or input-gradient kernel's walk over its run of `cps` blocks (z: its index
+ * among the runs): per block, the block's first channel c0, fresh accumulators, and the loop over the
+ * block's taps with each tap decoded (tc, ky, kx). The kernel closes both loops after its tap body and
+ * store.
+ */
+function blockWalkWgsl(z: string, accs: number): string {
+  return `  let bEnd = min(${z} * p.cps + p.cps, p.nchunks);
+  for (var blk = ${z} * p.cps; blk < bEnd; blk++) {
+  let c0 = blk * BN;
+  // Explicitly zeroed: a declaration's implicit zero may be hoisted out of the loop by the compiler.
+  var acc = array<f32, ${accs}>();
+  let eEnd = ptr[blk + 1u];
+  for (var e = ptr[blk]; e < eEnd; e++) {
+${indentWgsl(PACKED_TAP_WGSL, 4)}`;
+}
+
 /** Marks a padded slot of a block (a channel that pruned the tap, or a channel past the last). */
 export const SPARSE_NONE = 0xffffffff;
 
@@ -80,14 +97,7 @@ ${laneConstsWgsl(t)}
 @compute @workgroup_size(${t.wg})
 fn main(${GRID_BUILTINS_WGSL}) {
 ${outputRowsWgsl(t.tm)}
-  let bEnd = min(wid.z * p.cps + p.cps, p.nchunks);
-  for (var blk = wid.z * p.cps; blk < bEnd; blk++) {
-  let c0 = blk * BN;
-  // Explicitly zeroed: a declaration's implicit zero may be hoisted out of the loop by the compiler.
-  var acc = array<f32, ${t.tm * t.bn}>();
-  let eEnd = ptr[blk + 1u];
-  for (var e = ptr[blk]; e < eEnd; e++) {
-${indentWgsl(PACKED_TAP_WGSL, 4)}
+${blockWalkWgsl('wid.z', t.tm * t.bn)}
     let dy = i32(ky * p.dh);
     let dx = i32(kx * p.dw);
     let xo = tc * HW;
@@ -129,14 +139,7 @@ ${PHASE_PROLOGUE_WGSL}
   let sh = i32(p.sh);
   let sw = i32(p.sw);
 ${phaseRowsWgsl(t.tm)}
-  let bEnd = min(cb * p.cps + p.cps, p.nchunks);
-  for (var blk = cb * p.cps; blk < bEnd; blk++) {
-  let c0 = blk * BN;
-  // Explicitly zeroed: a declaration's implicit zero may be hoisted out of the loop by the compiler.
-  var acc = array<f32, ${t.tm * t.bn}>();
-  let eEnd = ptr[blk + 1u];
-  for (var e = ptr[blk]; e < eEnd; e++) {
-${indentWgsl(PACKED_TAP_WGSL, 4)}
+${blockWalkWgsl('cb', t.tm * t.bn)}
     let ty = i32(ry) + p.pt - i32(ky * p.dh);
     if (ty % sh != 0) { continue; }
     let tx = i32(rx) + p.pl - i32(kx * p.dw);

@@ -5,9 +5,12 @@
 // (the grid follows from the tile parameters and the geometry, so it is computed next to the WGSL).
 //
 // A FAMILY is an op with interchangeable kernels ('conv.fwd', 'conv.dgrad', 'conv.wgrad', 'matmul',
-// 'reduce', 'norm', 'map'; issue 10 adds sparse candidates to 'conv.fwd'). Candidates are declared
-// next to their launcher (src/tensor/ops/*.ts), with the shapes, dtypes, weight formats and device
-// features they suit. How a plan is resolved, first match wins:
+// 'reduce', 'norm', 'map', ...; the pruned layers' 'pruned.fwd' / 'pruned.dgrad' / 'pruned.wgrad',
+// whose candidates are the dense kernel and the sparse ones, live in sparse-plan.ts). Candidates are
+// declared next to their launcher (src/tensor/ops/*.ts), with the shapes, dtypes, weight formats and
+// device features they suit. A launcher decides nothing about the device itself: every choice between
+// kernels, tiles, thread caps or split targets is a family's, so the override, pins and the tuner
+// reach it. How a plan is resolved, first match wins:
 //   1. the override (setKernelOverride(), else env TICKETLAB_KERNELS), e.g.
 //        TICKETLAB_KERNELS=conv:direct,matmul:shared:128x128,reduce:thread,map:capped:64
 //      `conv` selects every family whose name starts with `conv.`; `conv.wgrad:tiled` just one. An entry
@@ -16,7 +19,7 @@
 //   2. pins: the kernels a run recorded (pinKernels), so `--resume` is bit-identical;
 //   3. the tuned choice for this adapter (setTunedChoices, filled from the tuning cache when tuning
 //      is on: src/tensor/tune.ts);
-//   4. the family's static default rule (today: direct conv on software adapters, tiled on GPUs;
+//   4. the family's static default rule (e.g. direct conv on software adapters, tiled on GPUs;
 //      register matmul / shared; thread reduce / group; thread norm / group; map group cap).
 // Every resolution is remembered (plannerRecord()) with one example geometry per shape class
 // (plannerSeen()), which is what runs record and what the tuner times.
@@ -109,7 +112,7 @@ export interface FamilySpec<G> {
 export interface PlanQuery {
   /** Element type (default 'f32'). */
   dtype?: string;
-  /** Weight format (default 'dense'; issue 10: 'sparse'). */
+  /** Weight format (default 'dense'; 'sparse' for a pruned layer with a compressed layout). */
   format?: string;
   /** Weight density in [0, 1] when known (sparse kernels may suit only low densities). */
   density?: number;

@@ -5,8 +5,8 @@
 // (forward / input-grad / weight-grad / optimizer, src/tensor/trace.ts), op, planner variant and shape;
 // the queue's profiler times each with timestamp queries. Rows are per (layer, phase, op, variant,
 // shape), in ms per step, with nominal GFLOP/s = dense FLOPs / time (pruned weights still count: the
-// dense kernels do that work; sparse kernels, issue 10, will show as a higher nominal rate), and the
-// dispatches and bytes read / written per step (the queue's counting; no timestamps needed for those).
+// dense kernels do that work; sparse kernels show as a higher nominal rate), and the dispatches and
+// bytes read / written per step (the queue's counting; no timestamps needed for those).
 import { backward } from '../autograd/tape.js';
 import * as F from '../autograd/functional.js';
 import type { Detector } from '../nn/models/index.js';

@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { planSweep, readSweepConfig } from '../../src/prune/sweep.js';
 import { readEvents } from '../../src/prune/units.js';
 import { RUN_FILES } from '../../src/io/run-paths.js';
-import { compareSweeps } from './sweep-compare.js';
+import { compareSweeps } from '../../src/prune/sweep-compare.js';
 
 const BIN = path.resolve('bin/ticketlab.mjs');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sweep-chaos-'));

@@ -1,4 +1,4 @@
-// The comparison the chaos test and scripts/slurm-test.sh rely on (sweep-compare.ts), on hand-made
+// The comparison the chaos test and scripts/slurm-test.sh rely on (src/prune/sweep-compare.ts), on hand-made
 // folders: it must see a flipped weight bit, a unit finished twice, and training metrics that differ,
 // the last forgiven only for a unit that was stopped gracefully (a mid-epoch checkpoint).
 import { describe, expect, it } from 'vitest';
@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { parseSweepConfig, planSweep } from '../../src/prune/sweep.js';
 import { encodeSafetensors } from '../../src/io/safetensors.js';
 import { RUN_FILES } from '../../src/io/run-paths.js';
-import { compareSweeps } from './sweep-compare.js';
+import { compareSweeps } from '../../src/prune/sweep-compare.js';
 
 const cfg = (out: string, scopes: string[]) => parseSweepConfig({ out, models: ['meso4'], datasets: ['synthetic'], scopes, methods: ['imp'], imp: { levels: 1, rate: 0.5 } });
 

@@ -1,13 +1,14 @@
 // Compares two finished copies of one sweep (e.g. several workers vs one process): every unit's masks,
 // start and final weights tensor for tensor, bit for bit (metadata aside: it may name the folder), its
 // result.json and metrics.jsonl without timings (and, for a unit that was stopped gracefully, without its
-// training metrics), and that each unit finished exactly once according to the event log. Used by the chaos test and scripts/slurm-test.sh (through scripts/compare-sweeps.ts).
+// training metrics), and that each unit finished exactly once according to the event log. Used by the
+// chaos test and scripts/slurm-test.sh (through scripts/compare-sweeps.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { loadSafetensorsSync } from '../../src/io/safetensors.js';
-import { RUN_FILES } from '../../src/io/run-paths.js';
-import type { SweepPlan } from '../../src/prune/sweep.js';
-import { readEvents } from '../../src/prune/units.js';
+import { loadSafetensorsSync } from '../io/safetensors.js';
+import { RUN_FILES } from '../io/run-paths.js';
+import type { SweepPlan } from './sweep.js';
+import { readEvents } from './units.js';
 
 function tensorBytes(file: string): Map<string, Buffer> {
   const c = loadSafetensorsSync(file);
