@@ -7,19 +7,24 @@ import * as path from 'node:path';
 import { PROFILE_JSON_FIELDS, profileCommand } from '../../src/cli/profile.js';
 import { writePng } from '../../src/data/image.js';
 
+/** The JSON rows `ticketlab profile ARGS --json` prints (meso4, 32 px, batch 2, one step). */
+async function jsonRows(extra: string[]): Promise<Record<string, unknown>[]> {
+  const out: string[] = [];
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    out.push(String(chunk));
+    return true;
+  });
+  try {
+    expect(await profileCommand.run(['--model', 'meso4', '--size', '32', '--batch', '2', '--steps', '1', '--json', ...extra])).toBe(0);
+  } finally {
+    spy.mockRestore();
+  }
+  return out.join('').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
 describe('ticketlab profile', () => {
   it('--json prints one object per row with exactly the documented fields', async () => {
-    const out: string[] = [];
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      out.push(String(chunk));
-      return true;
-    });
-    try {
-      expect(await profileCommand.run(['--model', 'meso4', '--size', '32', '--batch', '2', '--steps', '1', '--json'])).toBe(0);
-    } finally {
-      spy.mockRestore();
-    }
-    const rows = out.join('').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const rows = await jsonRows([]);
     expect(rows.length).toBeGreaterThan(10);
     for (const r of rows) expect(Object.keys(r)).toEqual([...PROFILE_JSON_FIELDS]);
     const conv2 = rows.filter((r) => r.layer === 'conv2');
@@ -28,17 +33,7 @@ describe('ticketlab profile', () => {
   });
 
   it('--count --json gives the same fields with dispatches and bytes, and no time', async () => {
-    const out: string[] = [];
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      out.push(String(chunk));
-      return true;
-    });
-    try {
-      expect(await profileCommand.run(['--model', 'meso4', '--size', '32', '--batch', '2', '--steps', '1', '--json', '--count'])).toBe(0);
-    } finally {
-      spy.mockRestore();
-    }
-    const rows = out.join('').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    const rows = (await jsonRows(['--count'])) as Record<string, number>[];
     for (const r of rows) expect(Object.keys(r)).toEqual([...PROFILE_JSON_FIELDS]);
     expect(rows.every((r) => r.ms === 0 && r.dispatches >= 1 && r.bytesRead + r.bytesWritten > 0)).toBe(true);
   });
