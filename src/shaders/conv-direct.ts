@@ -29,6 +29,7 @@ import {
   phaseRowsWgsl,
   rowWalkWgsl,
   tapShiftWgsl,
+  tapTableWgsl,
 } from './conv-fragments.js';
 
 /**
@@ -165,17 +166,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
   let c0 = wid.y * BN;
   let split = wid.z;
   let clast = p.cout - 1u;
-  var toff: array<i32, ${t.tm}>;
-  var tdy: array<i32, ${t.tm}>;
-  var tdx: array<i32, ${t.tm}>;
-  for (var i = 0u; i < TM; i++) {
-    let k = kb + i * WG;
-    tdy[i] = ${FAR};
-    if (k < p.rows) {
-${indentWgsl(denseTapWgsl('k'), 6)}
-${indentWgsl(tapShiftWgsl('ci'), 6)}
-    }
-  }
+${tapTableWgsl({ n: t.tm, count: 'TM', slot: 'k', at: 'kb + i * WG', limit: 'p.rows', decode: denseTapWgsl('k'), plane: 'ci' })}
   var acc: array<f32, ${t.tm * t.bn}>;
   let lBeg = min(split * p.cps * p.la, p.red);
   let lEnd = min(lBeg + p.cps * p.la, p.red);

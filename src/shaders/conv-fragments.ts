@@ -192,6 +192,26 @@ export function tapShiftWgsl(plane: string): string {
 }
 
 /**
+ * A weight-gradient kernel's tap table: for its `n` taps (slots i < `count`, a WGSL constant), slot i
+ * holds tap `slot` = `at` (an expression of i) when that is below `limit`, decoded by `decode` (a
+ * fragment defining ky, kx and the plane `plane`), as the shifts tdy, tdx and the x offset toff
+ * (tapShiftWgsl); FAR rows past the end. `zero` also clears tdx and toff of such slots.
+ */
+export function tapTableWgsl(o: { n: number; count: string; slot: string; at: string; limit: string; decode: string; plane: string; zero?: boolean }): string {
+  return `  var toff: array<i32, ${o.n}>;
+  var tdy: array<i32, ${o.n}>;
+  var tdx: array<i32, ${o.n}>;
+  for (var i = 0u; i < ${o.count}; i++) {
+    let ${o.slot} = ${o.at};
+    tdy[i] = ${FAR};${o.zero ? '\n    tdx[i] = 0i;\n    toff[i] = 0i;' : ''}
+    if (${o.slot} < ${o.limit}) {
+${indentWgsl(o.decode, 6)}
+${indentWgsl(tapShiftWgsl(o.plane), 6)}
+    }
+  }`;
+}
+
+/**
  * The weight gradient's reduction over rows l in [lBeg, lEnd) of N*OH*OW, walked with counters (no
  * division per row): per row BN dy loads (channels c0..) and, for each of the `taps` taps in
  * toff/tdy/tdx, one x load and BN FMAs into acc[tap * BN + j]. Dense direct and sparse kernels alike.

@@ -37,8 +37,26 @@ import {
   phaseRowsWgsl,
   rowWalkWgsl,
   tapShiftWgsl,
+  tapTableWgsl,
 } from './conv-fragments.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
+
+/**
+ * The start of a forward or input-gradient kernel's walk over its run of `cps` blocks (z: its index
+ * among the runs): per block, the block's first channel c0, fresh accumulators, and the loop over the
+ * block's taps with each tap decoded (tc, ky, kx). The kernel closes both loops after its tap body and
+ * store.
+ */
+function blockWalkWgsl(z: string, accs: number): string {
+  return `  let bEnd = min(${z} * p.cps + p.cps, p.nchunks);
+  for (var blk = ${z} * p.cps; blk < bEnd; blk++) {
+  let c0 = blk * BN;
+  // Explicitly zeroed: a declaration's implicit zero may be hoisted out of the loop by the compiler.
+  var acc = array<f32, ${accs}>();
+  let eEnd = ptr[blk + 1u];
+  for (var e = ptr[blk]; e < eEnd; e++) {
+${indentWgsl(PACKED_TAP_WGSL, 4)}`;
+}
 
 /** Marks a padded slot of a block (a channel that pruned the tap, or a channel past the last). */
 export const SPARSE_NONE = 0xffffffff;
@@ -80,14 +98,7 @@ ${laneConstsWgsl(t)}
 @compute @workgroup_size(${t.wg})
 fn main(${GRID_BUILTINS_WGSL}) {
 ${outputRowsWgsl(t.tm)}
-  let bEnd = min(wid.z * p.cps + p.cps, p.nchunks);
-  for (var blk = wid.z * p.cps; blk < bEnd; blk++) {
-  let c0 = blk * BN;
-  // Explicitly zeroed: a declaration's implicit zero may be hoisted out of the loop by the compiler.
-  var acc = array<f32, ${t.tm * t.bn}>();
-  let eEnd = ptr[blk + 1u];
-  for (var e = ptr[blk]; e < eEnd; e++) {
-${indentWgsl(PACKED_TAP_WGSL, 4)}
+${blockWalkWgsl('wid.z', t.tm * t.bn)}
     let dy = i32(ky * p.dh);
     let dx = i32(kx * p.dw);
     let xo = tc * HW;
@@ -129,14 +140,7 @@ ${PHASE_PROLOGUE_WGSL}
   let sh = i32(p.sh);
   let sw = i32(p.sw);
 ${phaseRowsWgsl(t.tm)}
-  let bEnd = min(cb * p.cps + p.cps, p.nchunks);
-  for (var blk = cb * p.cps; blk < bEnd; blk++) {
-  let c0 = blk * BN;
-  // Explicitly zeroed: a declaration's implicit zero may be hoisted out of the loop by the compiler.
-  var acc = array<f32, ${t.tm * t.bn}>();
-  let eEnd = ptr[blk + 1u];
-  for (var e = ptr[blk]; e < eEnd; e++) {
-${indentWgsl(PACKED_TAP_WGSL, 4)}
+${blockWalkWgsl('cb', t.tm * t.bn)}
     let ty = i32(ry) + p.pt - i32(ky * p.dh);
     if (ty % sh != 0) { continue; }
     let tx = i32(rx) + p.pl - i32(kx * p.dw);
@@ -190,17 +194,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
   let c0 = blk * BN;
   let clast = p.cout - 1u;
   let split = wid.z;
-  var toff: array<i32, ${t.tm}>;
-  var tdy: array<i32, ${t.tm}>;
-  var tdx: array<i32, ${t.tm}>;
-  for (var i = 0u; i < TM; i++) {
-    let e = eBeg + lid + i * WG;
-    tdy[i] = ${FAR};
-    if (e < eEnd) {
-${indentWgsl(PACKED_TAP_WGSL, 6)}
-${indentWgsl(tapShiftWgsl('tc'), 6)}
-    }
-  }
+${tapTableWgsl({ n: t.tm, count: 'TM', slot: 'e', at: 'eBeg + lid + i * WG', limit: 'eEnd', decode: PACKED_TAP_WGSL, plane: 'tc' })}
   var acc: array<f32, ${t.tm * t.bn}>;
   let lBeg = min(split * p.cps * p.la, p.red);
   let lEnd = min(lBeg + p.cps * p.la, p.red);
@@ -258,19 +252,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
   let lEnd = min(min(lBeg + p.la, split * p.cps + p.cps), p.red);
   let ob = (split * WG + lid) * p.rows * BN;
   for (var e0 = eBeg; e0 < eEnd; e0 += TT) {
-    var toff: array<i32, ${TT}>;
-    var tdy: array<i32, ${TT}>;
-    var tdx: array<i32, ${TT}>;
-    for (var i = 0u; i < TT; i++) {
-      let e = e0 + i;
-      tdy[i] = ${FAR};
-      tdx[i] = 0i;
-      toff[i] = 0i;
-      if (e < eEnd) {
-${indentWgsl(PACKED_TAP_WGSL, 8)}
-${indentWgsl(tapShiftWgsl('tc'), 8)}
-      }
-    }
+${indentWgsl(tapTableWgsl({ n: TT, count: 'TT', slot: 'e', at: 'e0 + i', limit: 'eEnd', decode: PACKED_TAP_WGSL, plane: 'tc', zero: true }), 4)}
     var acc = array<f32, ${TT * t.bn}>();
 ${indentWgsl(rowWalkWgsl('TT', t.bn), 4)}
     for (var i = 0u; i < TT; i++) {
