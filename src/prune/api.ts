@@ -62,7 +62,7 @@ function checkOptions(o: PruneOptions): void {
   if (o.scope !== undefined && o.scope !== 'global' && o.scope !== 'layer') throw new ArgumentError('prune', 'options.scope', `'${String(o.scope)}' is not one of 'global' or 'layer'`);
   const g = o.granularity ?? 'weight';
   if (!(GRANULARITIES as readonly string[]).includes(g)) throw new ArgumentError('prune', 'options.granularity', `'${String(g)}' is not one of ${choices(GRANULARITIES)}`);
-  if (g !== 'weight') throw new ArgumentError('prune', 'options.granularity', `'${g}' is not performed by prune() yet (only 'weight'); the structured granularities come with the CLI's --granularity`);
+  if (g !== 'weight') throw new ArgumentError('prune', 'options.granularity', `'${g}' is not performed by prune() yet (only 'weight' so far)`);
 }
 
 /**

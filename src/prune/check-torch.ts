@@ -100,8 +100,9 @@ export async function checkPytorchFolder(run: string, cache: FileCache, o: Check
       const counts = [...keptCounts(own).values()];
       const from = prev ?? (counts.length && counts.every((c) => c.kept === c.total) ? null : onesLike(own));
       if (o.rate !== undefined && from) v.target.record(rel, firstCountOffTarget(own, targetAfterRound(from, o.rate, o.scope ?? 'global', 'half-even')));
-      // Either sign of zero: weight_orig * 0 is -0 where weight_orig < 0.
-      v.zeros.record(rel, firstNonZeroPruned(own, effectiveWeights(t, own), undefined, { negativeZero: true }));
+      // Either sign of zero: weight_orig * 0 is -0 where weight_orig < 0. A masks-only file has no weights.
+      const weights = effectiveWeights(t, own);
+      if (weights.size) v.zeros.record(rel, firstNonZeroPruned(own, weights, undefined, { negativeZero: true }));
       prev = own;
       prevName = rel;
       continue;

@@ -202,7 +202,7 @@ export async function runImp(c: ImpConfig, ctx: ExperimentContext): Promise<ImpR
   const rw = parseRewind(c.rewind);
   if (levelCount(c) > 0 && (rw.kind === 'epoch' || rw.kind === 'step') && rw.at > 0 && !fs.existsSync(runFile(levelDir(ctx.run, 0), 'rewind'))) {
     const r = out.levels[0].result;
-    throw new Error(`${levelDir(ctx.run, 0)}: the dense level stopped (early stop after ${r.epochs} epochs, ${r.steps} steps) before the rewind point ${c.rewind}; use a smaller k or a larger --patience`);
+    throw new ArgumentError('runImp', 'config.rewind', `${c.rewind}: the dense level (${levelDir(ctx.run, 0)}) stopped early after ${r.epochs} epochs, ${r.steps} steps, before it; use a smaller k or a larger config.train.patience`);
   }
   for (let k = 1; k <= levelCount(c); k++) out.levels.push({ level: k, result: await runImpLevel(c, ctx, k) });
   return out;

@@ -214,6 +214,9 @@ export async function writeMaskAnatomy(o: MaskAnatomyOptions): Promise<MaskAnato
     await writeFileAtomic(file, content);
     files.push(file);
   };
+  // Every mask is read (and refused if it is not 0/1) before the output folder is made: bad input
+  // leaves nothing behind.
+  for (const f of new Set([...sources.map((s) => s.file), ...comparisons.flatMap((c) => [c.a.file, c.b.file])])) await read(f);
   fs.mkdirSync(o.outDir, { recursive: true });
 
   const out: SourceAnatomy[] = [];

@@ -141,7 +141,7 @@ async function fitIn(dir: string, o: FitOptions): Promise<FitResult> {
   let st: LoopState = { epoch: 0, batch: 0, step: 0, bestValLoss: Infinity, bestEpoch: -1, badEpochs: 0, dropoutDrawn: [], seconds: 0, images: 0 };
   let partial: PartialEpoch | null = null;
   if (fs.existsSync(ckptFile)) {
-    if (!o.resume) throw new Error(`${dir} holds an unfinished run; pass --resume to continue it or choose another --out`);
+    if (!o.resume) throw new ArgumentError('fit', 'dir', `${dir} holds an unfinished run; pass resume: true to continue it, or choose another dir`);
     ({ partial, ...st } = await loadCheckpoint(ckptFile, o.model, opt, { epochs: s.epochs, stepsPerEpoch, dropouts: drops.length, nTrain: o.train.length() }));
     // The best weights so far are read only when the level ends: check them now, before anything is
     // written, so a damaged file fails the resume at once instead of after the remaining epochs.

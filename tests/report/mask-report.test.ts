@@ -141,6 +141,9 @@ describe('ticketlab masks', () => {
     const err = await writeMaskAnatomy({ run: file, outDir: path.join(d, 'out') }).then(() => null, (e: Error) => e);
     expect(err?.message).toBe(`${file}: conv2.weight_mask[5] holds 0.5; masks are 0/1; not a pruning mask (ticketlab check names every offence)`);
     await expect(masksCommand.run([file, '--out', path.join(d, 'out2'), '--quiet'])).rejects.toThrow(/soft\.safetensors: conv2\.weight_mask\[5\] holds 0\.5/);
+    // Nothing is created for bad input.
+    expect(fs.existsSync(path.join(d, 'out'))).toBe(false);
+    expect(fs.existsSync(path.join(d, 'out2'))).toBe(false);
   });
 
   it('the command prints the tables; report.html gets a Mask anatomy section', async () => {
