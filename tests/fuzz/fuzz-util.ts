@@ -68,7 +68,8 @@ export function snapshot(dir: string, skip: (rel: string) => boolean = () => fal
       else if (e.isDirectory()) {
         out.set(rel + '/', 'dir');
         walk(p);
-      } else out.set(rel, createHash('sha256').update(fs.readFileSync(p)).digest('hex').slice(0, 16));
+      } else if (!e.isFile()) out.set(rel, 'special'); // a FIFO or device: reading it would block or never end
+      else out.set(rel, createHash('sha256').update(fs.readFileSync(p)).digest('hex').slice(0, 16));
     }
   };
   if (fs.existsSync(dir)) walk(dir);
