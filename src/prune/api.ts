@@ -23,8 +23,10 @@ export interface PruneOptions {
   /** One threshold over all prunable layers ('global', default) or the same fraction of each ('layer'). */
   scope?: Scope;
   /**
-   * What one decision removes. 'weight' (default) is the only one prune() performs so far; the structured
-   * granularities are typed here so that code written against them compiles, and are refused at run time.
+   * What one decision removes (prune/granularity.ts): 'weight' (default), 'block:4|8|16', 'channel' or
+   * 'filter'; whole units are scored and counted as IMP does (prune/structured.ts). Under 'filter' only
+   * the weights are masked: a pruned filter's bias and batch-norm channel stay as they are (IMP levels
+   * also hold those at 0, prune/filter-companions.ts).
    */
   granularity?: Granularity;
   /** Prune the last linear layer (the classifier) too (default false, as IMP). */
@@ -62,7 +64,6 @@ function checkOptions(o: PruneOptions): void {
   if (o.scope !== undefined && o.scope !== 'global' && o.scope !== 'layer') throw new ArgumentError('prune', 'options.scope', `'${String(o.scope)}' is not one of 'global' or 'layer'`);
   const g = o.granularity ?? 'weight';
   if (!(GRANULARITIES as readonly string[]).includes(g)) throw new ArgumentError('prune', 'options.granularity', `'${String(g)}' is not one of ${choices(GRANULARITIES)}`);
-  if (g !== 'weight') throw new ArgumentError('prune', 'options.granularity', `'${g}' is not performed by prune() yet (only 'weight' so far)`);
 }
 
 /**
@@ -77,7 +78,9 @@ export async function prune(model: Module, o: PruneOptions): Promise<PruneHandle
   const sd = model.stateDict();
   const weights = new Map<string, Float32Array>();
   for (const w of ws) weights.set(w.key, (await sd.get(w.key)!.toArray()) as Float32Array);
-  const masks = pruneByRate(before, magnitudeScores(weights), o.amount, o.scope ?? 'global');
+  const g = o.granularity ?? 'weight';
+  const structure = g === 'weight' ? undefined : { granularity: g, shapes: new Map(ws.map((w) => [w.key, w.shape])) };
+  const masks = pruneByRate(before, magnitudeScores(weights), o.amount, o.scope ?? 'global', structure);
   const gpu = attachMasks(ws, masks, o.kernels ?? 'dense');
   // The stored weights become exactly 0 where pruned, so removing the masks later changes nothing.
   noGrad(() => {

@@ -77,10 +77,40 @@ describe('prune(model, { amount, scope, granularity })', () => {
     const model = createModel('meso4', { size: 32, seed: 1 });
     await expect(prune(model, { amount: 1.5 })).rejects.toThrow(/^prune: options\.amount 1\.5 must be a number in \[0, 1\)$/);
     await expect(prune(model, { amount: 0.2, scope: 'local' as 'layer' })).rejects.toThrow(ArgumentError);
-    await expect(prune(model, { amount: 0.2, granularity: 'filter' })).rejects.toThrow(/^prune: options\.granularity 'filter' is not performed by prune\(\) yet/);
+    await expect(prune(model, { amount: 0.2, granularity: 'block:3' as 'block:4' })).rejects.toThrow(/^prune: options\.granularity 'block:3' is not one of/);
     expect(model.namedModules()).toBeTruthy();
     model.dispose();
   });
+});
+
+describe('prune() at a structured granularity', () => {
+  it("'filter' prunes whole filters (each output row all kept or all pruned), zeroes them and counts in weights", async () => {
+    const model = createModel('meso4', { size: 32, seed: 5 });
+    const p = await prune(model, { amount: 0.5, granularity: 'filter', scope: 'layer' });
+    let prunedFilters = 0;
+    for (const w of p.weights) {
+      const m = p.masks.get(w.key)!;
+      const row = m.length / w.shape[0];
+      const data = (await model.stateDict().get(w.key)!.toArray()) as Float32Array;
+      for (let o = 0; o < w.shape[0]; o++) {
+        const unit = m.subarray(o * row, (o + 1) * row);
+        expect(unit.every((v) => v === unit[0]), `${w.key} filter ${o}`).toBe(true);
+        if (unit[0] === 0) {
+          prunedFilters++;
+          expect(data.subarray(o * row, (o + 1) * row).every((v) => v === 0)).toBe(true);
+        }
+      }
+    }
+    expect(prunedFilters).toBeGreaterThan(0);
+    // Per layer, half of the weights within half a filter.
+    for (const w of p.weights) {
+      const m = p.masks.get(w.key)!;
+      const kept = m.reduce((a, v) => a + v, 0);
+      expect(Math.abs(kept - m.length / 2)).toBeLessThanOrEqual(m.length / w.shape[0] / 2);
+    }
+    p.removeMasks();
+    model.dispose();
+  }, 120_000);
 });
 
 describe('fit on a folder that holds a finished run', () => {
