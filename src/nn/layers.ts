@@ -49,6 +49,15 @@ export interface SparseState {
   sw: SparseWeight;
 }
 
+/**
+ * A physically smaller stand-in for a layer's forward (nn/compact.ts): it computes the layer on the
+ * kept channels of its input and output only, or returns null when the planner's 'compaction' choice is
+ * the masked network. The layer's parameters stay full-size: the view gathers from them.
+ */
+export interface CompactView {
+  forward(x: Tensor): Tensor | null;
+}
+
 export function isPrunable(m: Module): m is Module & Prunable {
   return m instanceof Conv2d || m instanceof Linear;
 }
@@ -58,6 +67,7 @@ export class Conv2d extends Module implements Prunable {
   readonly bias: Tensor | null;
   mask: Tensor | null = null;
   sparse: SparseState | null = null;
+  compact: CompactView | null = null;
   readonly opts: Conv2dOptions;
   constructor(
     readonly inChannels: number,
@@ -78,6 +88,8 @@ export class Conv2d extends Module implements Prunable {
     if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
   }
   forward(x: Tensor): Tensor {
+    const c = this.compact?.forward(x);
+    if (c) return c;
     // A masked layer's kernels, dense or sparse, are the planner's choice (one path, prunedLayer).
     if (this.mask) return FN.prunedLayer('conv', x, this.weight, this.mask, this.sparse?.sw ?? null, this.bias, this.opts);
     return FN.conv2d(x, this.weight, this.bias, this.opts);
@@ -89,6 +101,7 @@ export class Linear extends Module implements Prunable {
   readonly bias: Tensor | null;
   mask: Tensor | null = null;
   sparse: SparseState | null = null;
+  compact: CompactView | null = null;
   constructor(
     readonly inFeatures: number,
     readonly outFeatures: number,
@@ -104,6 +117,8 @@ export class Linear extends Module implements Prunable {
     if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
   }
   forward(x: Tensor): Tensor {
+    const c = this.compact?.forward(x);
+    if (c) return c;
     if (this.mask) return FN.prunedLayer('linear', x, this.weight, this.mask, this.sparse?.sw ?? null, this.bias);
     return F.linear(x, this.weight, this.bias);
   }
@@ -114,6 +129,7 @@ export class BatchNorm2d extends Module {
   readonly bias: Tensor | null;
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
+  compact: CompactView | null = null;
   constructor(
     readonly numFeatures: number,
     readonly eps = 1e-5,
@@ -133,6 +149,8 @@ export class BatchNorm2d extends Module {
     initConstant(this.runningVar, 1);
   }
   forward(x: Tensor): Tensor {
+    const c = this.compact?.forward(x);
+    if (c) return c;
     return FN.batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps);
   }
 }
@@ -222,6 +240,7 @@ export class Dropout extends Module {
   private stream = 0;
   /** Elements drawn so far: the offset of the next mask. Saved with checkpoints. */
   drawn = 0;
+  compact: CompactView | null = null;
   constructor(readonly p = 0.5) {
     super();
   }
@@ -232,8 +251,14 @@ export class Dropout extends Module {
   }
   forward(x: Tensor): Tensor {
     if (!this.training || this.p === 0) return x;
-    const y = F.dropout(x, this.p, true, { seed: this.seed, stream: this.stream, offset: this.drawn >>> 0 });
-    this.drawn += x.size;
-    return y;
+    const c = this.compact?.forward(x);
+    if (c) return c;
+    return F.dropout(x, this.p, true, this.draw(x.size));
+  }
+  /** The stream position of the next mask, advancing it by `n` elements (a compacted dropout draws its full-size mask). */
+  draw(n: number): F.DropoutOpts {
+    const o = { seed: this.seed, stream: this.stream, offset: this.drawn >>> 0 };
+    this.drawn += n;
+    return o;
   }
 }
