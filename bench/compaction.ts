@@ -9,7 +9,7 @@
 // Prints the channels each site keeps and, per step kind, median wall-clock ms and process CPU ms of
 // N interleaved steps (order alternating), with dense / compacted and masked / compacted; --profile adds
 // the GPU ms per layer and phase of a masked and a compacted training step.
-import { closeDevice, initDevice, queue, tidy } from '../src/tensor/index.js';
+import { closeDevice, initDevice, tidy } from '../src/tensor/index.js';
 import { createModel } from '../src/nn/models/index.js';
 import { attachMasks, onesMasks, prunableWeights } from '../src/prune/masks.js';
 import { magnitudeScores, pruneToSparsity, sparsityAfter } from '../src/prune/magnitude.js';
@@ -18,7 +18,7 @@ import { compactLevel } from '../src/prune/compaction.js';
 import { parseGranularity } from '../src/prune/granularity.js';
 import { noGrad } from '../src/autograd/tape.js';
 import { median } from '../src/tensor/tune.js';
-import { table } from './util.js';
+import { interleavedSteps, table } from './util.js';
 import { byLayerPhase, profileTrainStep } from '../src/train/profile.js';
 import type { Detector } from '../src/nn/models/index.js';
 import { trainStep } from './step.js';
@@ -83,22 +83,10 @@ for (const v of variants) {
 const wall = new Map<string, number[]>();
 const cpu = new Map<string, number[]>();
 for (const kind of ['train', 'infer'] as const) {
+  const r = await interleavedSteps(variants, (v) => runs.get(v)![kind](), stepsN);
   for (const v of variants) {
-    runs.get(v)![kind]();
-    await queue.sync();
-    wall.set(`${kind}|${v}`, []);
-    cpu.set(`${kind}|${v}`, []);
-  }
-  for (let i = 0; i < stepsN; i++) {
-    for (const v of i % 2 ? [...variants].reverse() : variants) {
-      const c0 = process.cpuUsage();
-      const t0 = performance.now();
-      runs.get(v)![kind]();
-      await queue.sync();
-      wall.get(`${kind}|${v}`)!.push(performance.now() - t0);
-      const c = process.cpuUsage(c0);
-      cpu.get(`${kind}|${v}`)!.push((c.user + c.system) / 1000);
-    }
+    wall.set(`${kind}|${v}`, r.wall.get(v)!);
+    cpu.set(`${kind}|${v}`, r.cpu.get(v)!);
   }
 }
 if (args.includes('--profile')) {
