@@ -4,7 +4,7 @@
 // (nn/compact.ts: the same function on the kept channels only). Masks: global whole-filter magnitude
 // pruning of the initial weights, 20% per level (as bench/sparsity.ts's steps).
 //
-//   npx tsx bench/compaction.ts [--level L] [--steps N] [--granularity G] [--json] [--profile]
+//   npx tsx bench/compaction.ts [--level L] [--steps N] [--granularity G] [--scope global|layer] [--json] [--profile]
 //
 // Prints the channels each site keeps and, per step kind, median wall-clock ms and process CPU ms of
 // N interleaved steps (order alternating), with dense / compacted and masked / compacted; --profile adds
@@ -32,6 +32,8 @@ const json = args.includes('--json');
 const level = Number(flag('level') ?? 7);
 const stepsN = Number(flag('steps') ?? 11);
 const granularity = parseGranularity(flag('granularity') ?? 'filter');
+const scope = flag('scope') ?? 'global';
+if (scope !== 'global' && scope !== 'layer') throw new Error(`--scope '${scope}' is not one of global, layer`);
 const log = (s: string) => (json ? console.error(s) : console.log(s));
 
 const dev = await initDevice();
@@ -44,7 +46,7 @@ const ws0 = prunableWeights(ref);
 const host = new Map<string, Float32Array>();
 for (const w of ws0) host.set(w.key, (await ref.stateDict().get(w.key)!.toArray()) as Float32Array);
 const sparsity = sparsityAfter(level, 0.2);
-const masks = pruneToSparsity(onesMasks(ws0), magnitudeScores(host), sparsity, 'global', { granularity, shapes: new Map(ws0.map((w) => [w.key, w.shape])) });
+const masks = pruneToSparsity(onesMasks(ws0), magnitudeScores(host), sparsity, scope, { granularity, shapes: new Map(ws0.map((w) => [w.key, w.shape])) });
 
 type Variant = 'dense' | 'masked' | 'compacted';
 const variants: Variant[] = ['dense', 'masked', 'compacted'];
@@ -99,13 +101,13 @@ if (args.includes('--profile')) {
 }
 for (const r of runs.values()) r.dispose();
 
-log(`${dev.info.device || dev.info.description}; ${model} ${size} px batch ${batch}, level ${level} (${(sparsity * 100).toFixed(1)}% pruned, ${granularity}); sites kept: ${sites}`);
+log(`${dev.info.device || dev.info.description}; ${model} ${size} px batch ${batch}, level ${level} (${(sparsity * 100).toFixed(1)}% pruned, ${granularity}, ${scope}); sites kept: ${sites}`);
 const rows: Record<string, number | string>[] = [];
 const out: (string | number)[][] = [];
 for (const kind of ['train', 'infer'] as const) {
   const [d, m, c] = variants.map((v) => median(wall.get(`${kind}|${v}`)!));
   const [dc, mc, cc] = variants.map((v) => median(cpu.get(`${kind}|${v}`)!));
-  rows.push({ kind, level, granularity, sparsity, denseMs: d, maskedMs: m, compactedMs: c, denseCpuMs: dc, maskedCpuMs: mc, compactedCpuMs: cc, sites });
+  rows.push({ kind, level, granularity, scope, sparsity, denseMs: d, maskedMs: m, compactedMs: c, denseCpuMs: dc, maskedCpuMs: mc, compactedCpuMs: cc, sites });
   out.push([kind, d.toFixed(1), m.toFixed(1), c.toFixed(1), (d / c).toFixed(2), (m / c).toFixed(2), `${dc.toFixed(0)}/${mc.toFixed(0)}/${cc.toFixed(0)}`, (dc / cc).toFixed(2)]);
 }
 log(`median of ${stepsN} interleaved steps: wall ms (CPU ms)`);
