@@ -1,7 +1,7 @@
 // Compaction (nn/compact.ts, prune/compaction.ts) against the masked network it stands for: over random
 // masks (dead filters with and without companions, unread input channels, scattered pruned weights),
 // the loss, every gradient the optimizer uses, the parameters and optimizer state after Adam steps
-// (weight decay on), the running statistics and the eval outputs agree within float32 rounding, and the
+// (weight decay on), the running statistics (also after batch-norm re-estimation) and the eval outputs agree within float32 rounding, and the
 // state dict and optimizer state keep full shapes under PyTorch names.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -15,6 +15,7 @@ import { fromArray, tidy, type Tensor } from '../../src/tensor/tensor.js';
 import { backward } from '../../src/autograd/tape.js';
 import * as F from '../../src/autograd/functional.js';
 import { Rng } from '../../src/data/random.js';
+import { reestimateBatchNorm } from '../../src/train/bn-reestimate.js';
 import { plannerRecord, resetPlannerRecord, withKernels } from '../../src/tensor/plan.js';
 
 interface Case {
@@ -141,6 +142,11 @@ async function compare(c: Case): Promise<void> {
       expect(Math.abs(a.loss - z.loss), `step ${s} loss`).toBeLessThan(1e-4 * Math.max(1, Math.abs(a.loss)));
       for (const [k, ga] of a.grads) close(z.grads.get(k)!, ga, `step ${s} grad ${k}`);
     }
+    // Batch-norm re-estimation (update_bn semantics) runs through the compacted batch norms too.
+    async function* batches() {
+      for (const k of [200, 201]) yield batch(c, k);
+    }
+    if (c.seed % 2) for (const g of [masked, compacted]) expect(await reestimateBatchNorm(g.model, batches(), 2)).toBe(2);
     const sa = masked.model.stateDict();
     const sz = compacted.model.stateDict();
     expect([...sz.keys()]).toEqual([...sa.keys()]);
