@@ -19,6 +19,7 @@ import { attachMasks, detachMasks, loadMasks, saveMasks, sparsityReport, type Ho
 import { Dropout } from '../nn/layers.js';
 import { companionRecords, filterCompanions, filterCompanionTensors } from './filter-companions.js';
 import { compactLevel } from './compaction.js';
+import type { Compaction } from '../nn/compact.js';
 import type { Granularity } from './granularity.js';
 import { reestimateBatchNorm, reestimationBatches } from '../train/bn-reestimate.js';
 import { levelKernels } from '../nn/sparse.js';
@@ -107,7 +108,7 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
   const kernels = l.kernels ?? 'dense';
   const gpuMasks = attachMasks(l.weights, l.masks, kernels);
   const companions = l.granularity === 'filter' ? filterCompanionTensors(l.model, l.weights, l.masks) : new Map<string, never>();
-  let compaction: ReturnType<typeof compactLevel>['compaction'] = null;
+  let compaction: Compaction | null = null;
   l.log(`${l.label}: ${(sp.sparsity * 100).toFixed(1)}% pruned, ${sp.kept.toLocaleString('en-US')} of ${sp.total.toLocaleString('en-US')} prunable weights left`);
   try {
     await levelKernels(l.model, { mode: kernels, input: [l.settings.batch, 3, l.data.train.size, l.data.train.size], dir: l.dir, label: l.label, log: l.log });
