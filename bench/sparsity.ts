@@ -44,7 +44,7 @@ import {
   type Phase,
 } from '../src/tensor/sparse-plan.js';
 import { parseGranularity, unitLayout, type Granularity } from '../src/prune/granularity.js';
-import { table } from './util.js';
+import { interleavedSteps, table } from './util.js';
 import { trainStep } from './step.js';
 
 const args = process.argv.slice(2);
@@ -238,22 +238,10 @@ async function stepSection(): Promise<void> {
     const times = new Map<string, number[]>();
     const cpu = new Map<string, number[]>();
     for (const kind of ['train', 'infer'] as const) {
+      const r = await interleavedSteps(modes, (mode) => steps.get(mode)![kind](), stepPairs);
       for (const mode of modes) {
-        steps.get(mode)![kind]();
-        await queue.sync();
-        times.set(`${kind}|${mode}`, []);
-        cpu.set(`${kind}|${mode}`, []);
-      }
-      for (let i = 0; i < stepPairs; i++) {
-        for (const mode of i % 2 ? [...modes].reverse() : modes) {
-          const c0 = process.cpuUsage();
-          const t0 = performance.now();
-          steps.get(mode)![kind]();
-          await queue.sync();
-          times.get(`${kind}|${mode}`)!.push(performance.now() - t0);
-          const c = process.cpuUsage(c0);
-          cpu.get(`${kind}|${mode}`)!.push((c.user + c.system) / 1000);
-        }
+        times.set(`${kind}|${mode}`, r.wall.get(mode)!);
+        cpu.set(`${kind}|${mode}`, r.cpu.get(mode)!);
       }
     }
     for (const s of steps.values()) s.dispose();

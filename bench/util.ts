@@ -182,3 +182,29 @@ export function torchPython(): string | null {
   }
   return null;
 }
+
+/**
+ * Whole steps of several variants in turns (order alternating each round, after one warm-up each):
+ * wall-clock and process CPU ms per step, by variant. CPU time stays meaningful on a loaded software
+ * adapter, whose kernels run on this process's threads.
+ */
+export async function interleavedSteps<V extends string>(variants: readonly V[], run: (v: V) => void, rounds: number): Promise<{ wall: Map<V, number[]>; cpu: Map<V, number[]> }> {
+  const wall = new Map<V, number[]>(variants.map((v) => [v, []]));
+  const cpu = new Map<V, number[]>(variants.map((v) => [v, []]));
+  for (const v of variants) {
+    run(v);
+    await queue.sync();
+  }
+  for (let i = 0; i < rounds; i++) {
+    for (const v of i % 2 ? [...variants].reverse() : variants) {
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      run(v);
+      await queue.sync();
+      wall.get(v)!.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpu.get(v)!.push((c.user + c.system) / 1000);
+    }
+  }
+  return { wall, cpu };
+}

@@ -26,6 +26,7 @@ import { planPhases, runPhase, type LayerProblem } from '../tensor/sparse-plan.j
 import type { SparseWeight } from '../tensor/ops/sparse.js';
 import { sum as rawSum } from '../tensor/ops/reduce.js';
 import { binary as binaryRaw } from '../tensor/ops/map.js';
+import { gatherAt as gatherAtRaw, scatterAt } from '../tensor/ops/compact.js';
 
 export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}): Tensor {
   const y = conv2dForward(x, weight, bias, opts);
@@ -134,4 +135,13 @@ export function prunedLayer(
     ],
     keepWm && wm ? [keep(wm)] : [],
   );
+}
+
+/**
+ * out[i] = x.flat[idx[i]], shaped `shape` (compaction's kept rows, columns or channels of a parameter
+ * or activation); the gradient scatters back into a zeroed tensor of x's shape, so entries that were
+ * not gathered get exact +0.
+ */
+export function gatherAt(x: Tensor, idx: Tensor, shape: readonly number[]): Tensor {
+  return record('gather_at', gatherAtRaw(x, idx, shape), [x], (g) => [scatterAt(g, idx, x.shape)]);
 }

@@ -224,7 +224,11 @@ export interface DropoutOpts {
 /** Inverted dropout; the identity when p = 0 or when not training. */
 export function dropout(x: Tensor, p: number, training: boolean, rng: DropoutOpts): Tensor {
   if (!training || p === 0) return x;
-  const mask = dropoutMask(x.shape, p, rng);
+  return dropoutWith(x, dropoutMask(x.shape, p, rng));
+}
+
+/** x * mask with mask's gradient rule (a compacted dropout gathers its mask from a full-size draw); takes ownership of mask. */
+export function dropoutWith(x: Tensor, mask: Tensor): Tensor {
   const y = binary('mul', x, mask);
   return record('dropout', y, [x], (g) => [binary('mul', g, mask)], [keep(mask)]);
 }

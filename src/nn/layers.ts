@@ -50,6 +50,16 @@ export interface SparseState {
   sw: SparseWeight;
 }
 
+/**
+ * A physically smaller stand-in for a layer's forward (nn/compact.ts): it computes the layer on the
+ * kept channels of its input and output only, or returns null when the planner's 'compaction' choice is
+ * the masked network. The layer's parameters stay full-size: the view gathers from them.
+ */
+export interface CompactView {
+  /** `before` (batch norm's ReLU when it comes first) applies to x only when the view runs. */
+  forward(x: Tensor, before?: (x: Tensor) => Tensor): Tensor | null;
+}
+
 export function isPrunable(m: Module): m is Module & Prunable {
   return m instanceof Conv2d || m instanceof Linear;
 }
@@ -59,6 +69,7 @@ export class Conv2d extends Module implements Prunable {
   readonly bias: Tensor | null;
   mask: Tensor | null = null;
   sparse: SparseState | null = null;
+  compact: CompactView | null = null;
   readonly opts: Conv2dOptions;
   constructor(
     readonly inChannels: number,
@@ -79,6 +90,8 @@ export class Conv2d extends Module implements Prunable {
     if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
   }
   forward(x: Tensor): Tensor {
+    const c = this.compact?.forward(x);
+    if (c) return c;
     // A masked layer's kernels, dense or sparse, are the planner's choice (one path, prunedLayer).
     if (this.mask) return FN.prunedLayer('conv', x, this.weight, this.mask, this.sparse?.sw ?? null, this.bias, this.opts);
     return FN.conv2d(x, this.weight, this.bias, this.opts);
@@ -90,6 +103,7 @@ export class Linear extends Module implements Prunable {
   readonly bias: Tensor | null;
   mask: Tensor | null = null;
   sparse: SparseState | null = null;
+  compact: CompactView | null = null;
   constructor(
     readonly inFeatures: number,
     readonly outFeatures: number,
@@ -105,6 +119,8 @@ export class Linear extends Module implements Prunable {
     if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
   }
   forward(x: Tensor): Tensor {
+    const c = this.compact?.forward(x);
+    if (c) return c;
     if (this.mask) return FN.prunedLayer('linear', x, this.weight, this.mask, this.sparse?.sw ?? null, this.bias);
     return F.linear(x, this.weight, this.bias);
   }
@@ -115,6 +131,7 @@ export class BatchNorm2d extends Module {
   readonly bias: Tensor | null;
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
+  compact: CompactView | null = null;
   constructor(
     readonly numFeatures: number,
     readonly eps = 1e-5,
@@ -139,6 +156,13 @@ export class BatchNorm2d extends Module {
    * ReLU into the BN kernels and the pool into the BN apply (autograd/fused-nn.ts).
    */
   forward(x: Tensor, relu?: ReluOrder | null, pool?: MaxPool2d): Tensor {
+    // The compacted stand-in (nn/compact.ts) runs plain batch norm on the kept channels, with the ReLU
+    // and the pool unfused around it in the same order: the function the fused kernels compute.
+    const c = this.compact?.forward(x, relu === 'relu-bn' ? F.relu : undefined);
+    if (c) {
+      const y = relu === 'bn-relu' ? F.relu(c) : c;
+      return pool ? pool.forward(y) : y;
+    }
     const args = [this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps] as const;
     if (pool) return batchNormMaxPool(x, relu ?? null, ...args, pool.options());
     if (relu) return batchNormRelu(x, relu, ...args);
@@ -236,6 +260,7 @@ export class Dropout extends Module {
   private stream = 0;
   /** Elements drawn so far: the offset of the next mask. Saved with checkpoints. */
   drawn = 0;
+  compact: CompactView | null = null;
   constructor(readonly p = 0.5) {
     super();
   }
@@ -246,8 +271,14 @@ export class Dropout extends Module {
   }
   forward(x: Tensor): Tensor {
     if (!this.training || this.p === 0) return x;
-    const y = F.dropout(x, this.p, true, { seed: this.seed, stream: this.stream, offset: this.drawn >>> 0 });
-    this.drawn += x.size;
-    return y;
+    const c = this.compact?.forward(x);
+    if (c) return c;
+    return F.dropout(x, this.p, true, this.draw(x.size));
+  }
+  /** The stream position of the next mask, advancing it by `n` elements (a compacted dropout draws its full-size mask). */
+  draw(n: number): F.DropoutOpts {
+    const o = { seed: this.seed, stream: this.stream, offset: this.drawn >>> 0 };
+    this.drawn += n;
+    return o;
   }
 }

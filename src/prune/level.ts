@@ -13,10 +13,13 @@ import type { DatasetSplits } from '../data/datasets.js';
 import { fit, type FitResult, type RewindPoint, type TrainSettings } from '../train/trainer.js';
 import { loadModel, saveModelOnce } from '../nn/checkpoint.js';
 import { runFile } from '../io/run-paths.js';
-import { formatJson, writeFileOnce, writeJsonAtomic } from '../io/atomic.js';
+import { formatJson, readJson, writeFileOnce, writeJsonAtomic } from '../io/atomic.js';
+import { familyOfKey } from '../tensor/plan.js';
 import { attachMasks, detachMasks, loadMasks, saveMasks, sparsityReport, type HostMasks, type PrunableWeight, type SparsityReport } from './masks.js';
 import { Dropout } from '../nn/layers.js';
-import { companionRecords, filterCompanionTensors } from './filter-companions.js';
+import { companionRecords, filterCompanions, filterCompanionTensors } from './filter-companions.js';
+import { compactLevel } from './compaction.js';
+import type { Compaction } from '../nn/compact.js';
 import type { Granularity } from './granularity.js';
 import { reestimateBatchNorm, reestimationBatches } from '../train/bn-reestimate.js';
 import { levelKernels } from '../nn/sparse.js';
@@ -64,6 +67,13 @@ function sameMasks(file: string, have: HostMasks, want: HostMasks): void {
   }
 }
 
+/** A checkpointed level whose planner record has no 'compaction' choice (made by code before compaction). */
+async function startedWithoutCompaction(dir: string): Promise<boolean> {
+  const rec = runFile(dir, 'kernels');
+  if (!fs.existsSync(runFile(dir, 'checkpoint')) || !fs.existsSync(rec)) return false;
+  return !Object.keys(await readJson<Record<string, string>>(rec)).some((k) => familyOfKey(k) === 'compaction');
+}
+
 export async function runLevel(l: LevelRun): Promise<LevelResult> {
   fs.mkdirSync(l.dir, { recursive: true });
   const sp = sparsityReport(l.masks, l.model.parameterCount());
@@ -98,9 +108,21 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
   const kernels = l.kernels ?? 'dense';
   const gpuMasks = attachMasks(l.weights, l.masks, kernels);
   const companions = l.granularity === 'filter' ? filterCompanionTensors(l.model, l.weights, l.masks) : new Map<string, never>();
+  let compaction: Compaction | null = null;
   l.log(`${l.label}: ${(sp.sparsity * 100).toFixed(1)}% pruned, ${sp.kept.toLocaleString('en-US')} of ${sp.total.toLocaleString('en-US')} prunable weights left`);
   try {
     await levelKernels(l.model, { mode: kernels, input: [l.settings.batch, 3, l.data.train.size, l.data.train.size], dir: l.dir, label: l.label, log: l.log });
+    // After the kernel plan, which reads the full layers' problems: removable channels leave the
+    // network (nn/compact.ts) unless the planner's 'compaction' choice, recorded in kernels.json, is 'masked'.
+    const c = compactLevel(l.model, l.weights, l.masks, l.granularity === 'filter' ? filterCompanions(l.model, l.weights, l.masks) : new Map());
+    compaction = c.compaction;
+    // A level checkpointed before compaction existed resumes as it started: masked.
+    if (compaction && (await startedWithoutCompaction(l.dir))) {
+      compaction.dispose();
+      compaction = null;
+    }
+    if (compaction) l.log(`${l.label}: compaction removes ${c.cuts.removed} of ${c.cuts.channels} channels (${compaction.sites})`);
+    if (c.cuts.declined) l.log(`${l.label}: ${c.cuts.declined} dead filters stay: without their bias / batch-norm companions their channel is a constant the next layer reads`);
     const res = await fit({
       model: l.model,
       train: l.data.train,
@@ -119,6 +141,7 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
     });
     return { ...res, sparsity: sp };
   } finally {
+    compaction?.dispose();
     detachMasks(l.weights);
     for (const t of companions.values()) t.dispose();
   }

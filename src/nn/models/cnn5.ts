@@ -2,6 +2,7 @@
 // The study gives only "a 5-layer CNN with batch norm" and 0.300 M parameters; widths 16-32-64-128-176
 // give 301,377 trainable parameters with one logit, the closest simple progression to that figure.
 import { Module } from '../module.js';
+import type { CompactionSite } from '../compact.js';
 import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Identity, Linear, MaxPool2d } from '../layers.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import * as F from '../../autograd/functional.js';
@@ -39,5 +40,10 @@ export class CNN5 extends Module {
 
   forward(x: Tensor): Tensor {
     return this.fc.forward(F.flatten(this.gap.forward(this.features(x)), 1));
+  }
+
+  /** conv -> BN -> ReLU -> pool between the convs, global average pool -> flatten -> fc after the last (nn/compact.ts). */
+  compactionSites(): CompactionSite[] {
+    return this.convs.map((c, i) => ({ producer: c, norm: this.bns[i], dropouts: [], consumer: this.convs[i + 1] ?? this.fc }));
   }
 }

@@ -4,6 +4,7 @@
 // Parameter counts (trainable, PyTorch convention): Meso-4 27,977 at 256x256, 15,689 at 128x128,
 // 12,617 at 64x64; MesoInception-4 28,615 at 256x256.
 import { Module } from '../module.js';
+import type { CompactionSite } from '../compact.js';
 import { BatchNorm2d, Conv2d, Dropout, Identity, LeakyReLU, Linear, MaxPool2d } from '../layers.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import * as F from '../../autograd/functional.js';
@@ -96,6 +97,18 @@ export class Meso4 extends Module {
 
   forward(x: Tensor): Tensor {
     return this.head.forward(this.features(x));
+  }
+
+  /** conv -> ReLU -> BN -> pool between the convs, then flatten -> dropout -> fc1 -> LeakyReLU -> dropout -> fc2 (nn/compact.ts). */
+  compactionSites(): CompactionSite[] {
+    const { conv1, bn1, conv2, bn2, conv3, bn3, conv4, bn4, head } = this;
+    return [
+      { producer: conv1, norm: bn1, dropouts: [], consumer: conv2 },
+      { producer: conv2, norm: bn2, dropouts: [], consumer: conv3 },
+      { producer: conv3, norm: bn3, dropouts: [], consumer: conv4 },
+      { producer: conv4, norm: bn4, dropouts: [head.dropout1], consumer: head.fc1 },
+      { producer: head.fc1, norm: null, dropouts: [head.dropout2], consumer: head.fc2 },
+    ];
   }
 }
 

@@ -1,0 +1,226 @@
+// Compaction (nn/compact.ts, prune/compaction.ts) against the masked network it stands for: over random
+// masks (dead filters with and without companions, unread input channels, scattered pruned weights),
+// the loss, every gradient the optimizer uses, the parameters and optimizer state after Adam steps
+// (weight decay on), the running statistics (also after batch-norm re-estimation) and the eval outputs agree within float32 rounding, and the
+// state dict and optimizer state keep full shapes under PyTorch names.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { createModel, type Detector } from '../../src/nn/models/index.js';
+import type { Module } from '../../src/nn/module.js';
+import { prunableWeights, attachMasks, detachMasks, type HostMasks, type PrunableWeight } from '../../src/prune/masks.js';
+import { filterCompanionTensors, filterCompanions } from '../../src/prune/filter-companions.js';
+import { compactionCuts, compactLevel } from '../../src/prune/compaction.js';
+import { Optimizer } from '../../src/nn/optim/optimizer.js';
+import { fromArray, tidy, type Tensor } from '../../src/tensor/tensor.js';
+import { backward } from '../../src/autograd/tape.js';
+import * as F from '../../src/autograd/functional.js';
+import { Rng } from '../../src/data/random.js';
+import { reestimateBatchNorm } from '../../src/train/bn-reestimate.js';
+import { plannerRecord, resetPlannerRecord, withKernels } from '../../src/tensor/plan.js';
+
+interface Case {
+  model: 'meso4' | 'cnn5';
+  seed: number;
+  /** Filter granularity semantics: dead filters take their companions. */
+  companions: boolean;
+}
+
+/** Random masks: per layer some dead filters, some dead input channels, and scattered pruned weights. */
+function randomMasks(ws: readonly PrunableWeight[], seed: number): HostMasks {
+  const rng = new Rng(seed);
+  const r = () => rng.float();
+  const out: HostMasks = new Map();
+  for (const w of ws) {
+    const [O, I] = w.shape;
+    const taps = w.size / (O * I);
+    const deadOut = Array.from({ length: O }, () => r() < 0.35);
+    const deadIn = Array.from({ length: I }, () => r() < 0.2);
+    const m = new Uint8Array(w.size);
+    for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) for (let t = 0; t < taps; t++) m[(o * I + i) * taps + t] = deadOut[o] || deadIn[i] || r() < 0.2 ? 0 : 1;
+    out.set(w.key, m);
+  }
+  return out;
+}
+
+interface Rig {
+  model: Detector;
+  ws: PrunableWeight[];
+  opt: Optimizer;
+  dispose(): void;
+}
+
+function rig(c: Case, masks: HostMasks, compact: boolean): Rig {
+  const size = c.model === 'meso4' ? 16 : 32;
+  const model = createModel(c.model, { size, seed: c.seed });
+  const ws = prunableWeights(model);
+  const gpu = attachMasks(ws, masks);
+  const comp = c.companions ? filterCompanionTensors(model, ws, masks) : new Map<string, Tensor>();
+  const named = [...model.namedParameters()];
+  const opt = new Optimizer(
+    named.map(([, t]) => t),
+    { kind: 'adam', lr: 1e-2, weightDecay: 1e-2 },
+    named.map(([k]) => k),
+  );
+  const all = new Map([...gpu, ...comp]);
+  for (const [k, t] of named) if (all.has(k)) opt.setMask(t, all.get(k)!);
+  const compaction = compact ? compactLevel(model, ws, masks, c.companions ? filterCompanions(model, ws, masks) : new Map()).compaction : null;
+  return {
+    model,
+    ws,
+    opt,
+    dispose() {
+      compaction?.dispose();
+      detachMasks(ws);
+      for (const t of comp.values()) t.dispose();
+      model.dispose();
+    },
+  };
+}
+
+function batch(c: Case, seed: number): { x: Float32Array; y: Float32Array; shape: number[] } {
+  const rng = new Rng(seed);
+  const r = () => rng.float();
+  const size = c.model === 'meso4' ? 16 : 32;
+  const n = 6;
+  return { x: Float32Array.from({ length: n * 3 * size * size }, () => r() * 2 - 1), y: Float32Array.from({ length: n }, (_, i) => i % 2), shape: [n, 3, size, size] };
+}
+
+/** One training step; returns the loss and the host gradients the optimizer uses (masked entries zeroed). */
+async function step(g: Rig, b: ReturnType<typeof batch>, keepMasks: Map<string, Float32Array>): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+  const loss = tidy(() => {
+    const l = F.bceWithLogits(g.model.forward(fromArray(b.x, b.shape)), fromArray(b.y, [b.shape[0], 1]));
+    backward(l);
+    return l;
+  });
+  const value = (await loss.toArray())[0];
+  loss.dispose();
+  const grads = new Map<string, Float32Array>();
+  for (const [k, t] of g.model.namedParameters()) {
+    const v = await host(t.grad!);
+    const m = keepMasks.get(k);
+    if (m) for (let i = 0; i < v.length; i++) if (m[i] === 0) v[i] = 0;
+    grads.set(k, v);
+  }
+  tidy(() => {
+    g.opt.step();
+    g.opt.zeroGrad();
+  });
+  return { loss: value, grads };
+}
+
+function close(a: ArrayLike<number>, b: ArrayLike<number>, what: string, tol = 2e-4): void {
+  expect(a.length, what).toBe(b.length);
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) scale = Math.max(scale, Math.abs(b[i]));
+  for (let i = 0; i < a.length; i++) {
+    if (Math.abs(a[i] - b[i]) > tol * Math.max(1, scale)) expect.fail(`${what}[${i}]: compacted ${a[i]} vs masked ${b[i]} (scale ${scale})`);
+  }
+}
+
+async function host(t: Tensor): Promise<Float32Array> {
+  return Float32Array.from((await t.toArray()) as Float32Array);
+}
+
+async function compare(c: Case): Promise<void> {
+  const masks = randomMasks(prunableWeights(createModel(c.model, { size: c.model === 'meso4' ? 16 : 32 })), c.seed * 7 + 1);
+  const masked = rig(c, masks, false);
+  const compacted = rig(c, masks, true);
+  try {
+    const cuts = compactionCuts(compacted.model, compacted.ws, masks, c.companions ? filterCompanions(compacted.model, compacted.ws, masks) : new Map());
+    expect(cuts.removed).toBeGreaterThan(0);
+    // What the optimizer keeps: weight masks and companions, by parameter key.
+    const keepMasks = new Map<string, Float32Array>([...masks].map(([k, m]) => [k, Float32Array.from(m)]));
+    if (c.companions) for (const [k, m] of filterCompanions(masked.model, masked.ws, masks)) keepMasks.set(k, m);
+    // Unread channels keep stale running statistics in the compacted network (nothing reads them).
+    const unread = new Map<string, number[]>();
+    const names = new Map([...compacted.model.namedModules()].map(([n, m]) => [m, n]));
+    for (const cut of cuts.cuts) if (cut.site.norm) unread.set(names.get(cut.site.norm)!, [...cut.removed].filter(([, why]) => why === 'unread').map(([ch]) => ch));
+    for (let s = 0; s < 3; s++) {
+      const b = batch(c, 100 + s);
+      const a = await step(masked, b, keepMasks);
+      const z = await step(compacted, b, keepMasks);
+      expect(Math.abs(a.loss - z.loss), `step ${s} loss`).toBeLessThan(1e-4 * Math.max(1, Math.abs(a.loss)));
+      for (const [k, ga] of a.grads) close(z.grads.get(k)!, ga, `step ${s} grad ${k}`);
+    }
+    // Batch-norm re-estimation (update_bn semantics) runs through the compacted batch norms too.
+    async function* batches() {
+      for (const k of [200, 201]) yield batch(c, k);
+    }
+    if (c.seed % 2) for (const g of [masked, compacted]) expect(await reestimateBatchNorm(g.model, batches(), 2)).toBe(2);
+    const sa = masked.model.stateDict();
+    const sz = compacted.model.stateDict();
+    expect([...sz.keys()]).toEqual([...sa.keys()]);
+    for (const [k, t] of sa) {
+      const tz = sz.get(k)!;
+      expect(tz.shape, k).toEqual(t.shape);
+      let va = await host(t);
+      let vz = await host(tz);
+      const bn = k.endsWith('.running_mean') || k.endsWith('.running_var') ? unread.get(k.slice(0, k.lastIndexOf('.'))) : undefined;
+      if (bn?.length) {
+        va = va.filter((_, i) => !bn.includes(i));
+        vz = vz.filter((_, i) => !bn.includes(i));
+      }
+      close(vz, va, `state ${k}`);
+    }
+    const oa = masked.opt.namedState();
+    const oz = compacted.opt.namedState();
+    expect(oz.map(([k, t]) => [k, t.shape])).toEqual(oa.map(([k, t]) => [k, t.shape]));
+    for (let i = 0; i < oa.length; i++) close(await host(oz[i][1]), await host(oa[i][1]), `optimizer ${oa[i][0]}`, 1e-3);
+    // Eval: running statistics, no dropout.
+    const b = batch(c, 999);
+    const evalOut = async (g: Rig) => {
+      g.model.eval();
+      const y = tidy(() => g.model.forward(fromArray(b.x, b.shape)));
+      const v = await host(y);
+      y.dispose();
+      return v;
+    };
+    close(await evalOut(compacted), await evalOut(masked), 'eval logits');
+  } finally {
+    masked.dispose();
+    compacted.dispose();
+  }
+}
+
+describe('compaction', () => {
+  it('Meso-4: compacted and masked training steps, Adam state, running statistics and eval agree; full shapes and names', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 1 << 20 }), fc.boolean(), async (seed, companions) => compare({ model: 'meso4', seed, companions })),
+      { numRuns: 4 },
+    );
+  }, 240_000);
+
+  it('CNN-5 (conv -> BN -> ReLU, global pool into the classifier) with companions', async () => {
+    await compare({ model: 'cnn5', seed: 11, companions: true });
+  }, 240_000);
+
+  it("the choice is the planner's: recorded as 'compaction', and 'compaction:masked' runs the masked network", async () => {
+    const c: Case = { model: 'meso4', seed: 5, companions: true };
+    const masks = randomMasks(prunableWeights(createModel('meso4', { size: 16 })), 3);
+    const g = rig(c, masks, true);
+    try {
+      resetPlannerRecord();
+      const b = batch(c, 1);
+      g.model.eval();
+      const run = () => tidy(() => g.model.forward(fromArray(b.x, b.shape)));
+      // The smaller network is what runs: conv2 sees only conv1's kept channels.
+      const cuts = compactionCuts(g.model, g.ws, masks, filterCompanions(g.model, g.ws, masks));
+      const conv1Kept = 8 - cuts.cuts[0].removed.size;
+      expect(conv1Kept).toBeLessThan(8);
+      const seen: number[] = [];
+      const h = (g.model as unknown as { conv2: Module }).conv2.registerForwardHook((_m, x) => void seen.push(x.shape[1]));
+      const y1 = run();
+      h.remove();
+      expect(seen).toEqual([conv1Kept]);
+      const rec = plannerRecord();
+      const key = Object.keys(rec).find((k) => k.startsWith('compaction|'));
+      expect(key && rec[key]).toBe('compacted');
+      const y2 = withKernels('compaction:masked', run);
+      close(await host(y1), await host(y2), 'masked vs compacted on one model');
+      y1.dispose();
+      y2.dispose();
+    } finally {
+      g.dispose();
+    }
+  }, 120_000);
+});
