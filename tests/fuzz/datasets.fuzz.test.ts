@@ -115,7 +115,7 @@ describe('fuzz: dataset trees', () => {
         expect(snapshot(root, (r) => r.startsWith('.ticketlab-cache'))).toEqual(before);
       }),
       {
-        numRuns: fuzzRuns(60),
+        numRuns: fuzzRuns(60, 4), // each case writes and opens an image folder: 1,000 cases in long mode
         seed: fuzzSeed,
         // The case from issue 14 (`train/real/loop -> ..`), always among the cases.
         examples: [['', true, [{ kind: 'link', split: 'train', cls: 'real', sub: '', name: 'loop', target: '..' }]]],
