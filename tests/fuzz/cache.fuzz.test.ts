@@ -127,7 +127,7 @@ describe('decoded cache faults', () => {
           removeRoot(root);
         }
       }),
-      { numRuns: fuzzRuns(6, 4), seed: fuzzSeed },
+      { numRuns: fuzzRuns(6, 40), seed: fuzzSeed },
     );
   }, fuzzTimeout ?? 60_000);
 
@@ -162,7 +162,7 @@ describe('decoded cache faults', () => {
           removeRoot(root);
         }
       }),
-      { numRuns: fuzzRuns(6, 4), seed: fuzzSeed },
+      { numRuns: fuzzRuns(6, 40), seed: fuzzSeed },
     );
   }, fuzzTimeout ?? 60_000);
 
@@ -220,7 +220,7 @@ describe('decoded cache faults', () => {
           removeRoot(root);
         }
       }),
-      { numRuns: fuzzRuns(5, 4), seed: fuzzSeed },
+      { numRuns: fuzzRuns(5, 40), seed: fuzzSeed },
     );
   }, fuzzTimeout ?? 60_000);
 
@@ -277,7 +277,7 @@ describe('decoded cache faults', () => {
           expect(fs.readdirSync(path.dirname(cache.dir)).length).toBe(1);
           expect(fs.readdirSync(cache.dir).every((n) => n.endsWith(SHARD_EXT))).toBe(true);
         }),
-        { numRuns: fuzzRuns(3, 200), seed: fuzzSeed },
+        { numRuns: fuzzRuns(3, 1000), seed: fuzzSeed },
       );
     } finally {
       removeRoot(root);
