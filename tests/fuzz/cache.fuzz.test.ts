@@ -258,9 +258,12 @@ describe('decoded cache faults', () => {
           fs.rmSync(path.join(root, '.ticketlab-cache'), { recursive: true, force: true });
           closeShardCaches();
           const child = spawn(process.execPath, [BIN, 'prepare', '--data', root, '--size', String(S), '--quiet'], { stdio: 'ignore' });
+          // Listen for the exit from the start: a prepare that finishes before the kill has already
+          // emitted it, and a listener added after the kill would wait forever.
+          const exited = new Promise((r) => child.once('exit', r));
           await new Promise((r) => setTimeout(r, delay));
           child.kill('SIGKILL');
-          await new Promise((r) => child.once('exit', r));
+          await exited;
           const again = spawnSync(process.execPath, [BIN, 'prepare', '--data', root, '--size', String(S), '--quiet'], { encoding: 'utf8' });
           expect(again.status, again.stderr).toBe(0);
           expect(again.stdout).toMatch(/24 images, \d+ decoded now, \d+ already cached, 0 unreadable/);
