@@ -12,10 +12,10 @@ import type { Module } from '../nn/module.js';
 import { applyMaskInPlace } from '../tensor/ops/optim.js';
 import type { KernelMode } from '../tensor/sparse-plan.js';
 import { noGrad } from '../autograd/tape.js';
-import { ArgumentError, choices } from '../util/errors.js';
+import { ArgumentError } from '../util/errors.js';
 import { attachMasks, detachMasks, onesMasks, prunableWeights, sparsityReport, type HostMasks, type PrunableWeight, type SparsityReport } from './masks.js';
 import { magnitudeScores, pruneByRate, type Scope } from './magnitude.js';
-import { GRANULARITIES, type Granularity } from './types.js';
+import { parseGranularity, type Granularity } from './types.js';
 
 export interface PruneOptions {
   /** Fraction of the still-kept prunable weights to prune, in [0, 1). */
@@ -62,8 +62,7 @@ function checkOptions(o: PruneOptions): void {
   if (typeof o !== 'object' || o === null) throw new ArgumentError('prune', 'options', 'must be an object such as { amount: 0.2 }');
   if (!(typeof o.amount === 'number' && o.amount >= 0 && o.amount < 1)) throw new ArgumentError('prune', 'options.amount', `${String(o.amount)} must be a number in [0, 1)`);
   if (o.scope !== undefined && o.scope !== 'global' && o.scope !== 'layer') throw new ArgumentError('prune', 'options.scope', `'${String(o.scope)}' is not one of 'global' or 'layer'`);
-  const g = o.granularity ?? 'weight';
-  if (!(GRANULARITIES as readonly string[]).includes(g)) throw new ArgumentError('prune', 'options.granularity', `'${String(g)}' is not one of ${choices(GRANULARITIES)}`);
+  parseGranularity(String(o.granularity ?? 'weight'), 'prune', 'options.granularity');
 }
 
 /**

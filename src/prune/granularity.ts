@@ -17,12 +17,16 @@ export const GRANULARITIES = ['weight', 'block:4', 'block:8', 'block:16', 'chann
 
 export type Granularity = (typeof GRANULARITIES)[number];
 
+export function isGranularity(s: string): s is Granularity {
+  return (GRANULARITIES as readonly string[]).includes(s);
+}
+
 /**
  * Parses `weight|block:B|channel|filter` (B in 4, 8, 16). A library error names `fn` and `arg`
  * (util/errors.ts); the CLI words it as the --granularity flag (cli/errors.ts).
  */
 export function parseGranularity(s: string, fn = 'parseGranularity', arg = 'spec'): Granularity {
-  if ((GRANULARITIES as readonly string[]).includes(s)) return s as Granularity;
+  if (isGranularity(s)) return s;
   throw new ArgumentError(fn, arg, `'${s}' is not one of ${choices(GRANULARITIES)}`);
 }
 

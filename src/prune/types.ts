@@ -5,9 +5,4 @@
 export type { Scope } from './magnitude.js';
 
 // The granularity union and its parser live with the unit layouts they name (granularity.ts).
-export { GRANULARITIES, parseGranularity, type Granularity } from './granularity.js';
-import { GRANULARITIES, type Granularity } from './granularity.js';
-
-export function isGranularity(s: string): s is Granularity {
-  return (GRANULARITIES as readonly string[]).includes(s);
-}
+export { GRANULARITIES, isGranularity, parseGranularity, type Granularity } from './granularity.js';
