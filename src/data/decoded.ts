@@ -77,6 +77,10 @@ export interface SampleSource {
   produce?: () => Promise<Uint8Array>;
 }
 
+function sourceName(file: string, detail: string | undefined): string {
+  return detail === undefined ? file : `${file}#${detail}`;
+}
+
 function withDetail(src: SourceId, detail: string | undefined): SourceId {
   return detail === undefined ? src : { ...src, rel: `${src.rel}#${detail}` };
 }
@@ -102,7 +106,7 @@ export class CachedDecoder {
       return;
     }
     const src = this.identify(cache, file, o.detail);
-    if (cache.readInto(this.keyOf(cache, src), out, at)) return;
+    if (cache.readInto(this.keyOf(cache, src), out, at, sourceName(file, o.detail))) return;
     out.set(await this.decodeMiss(cache, file, src, o), at);
   }
 
@@ -116,7 +120,7 @@ export class CachedDecoder {
     } catch {
       return false;
     }
-    return cache.readInto(this.keyOf(cache, src), out, at);
+    return cache.readInto(this.keyOf(cache, src), out, at, sourceName(file, detail));
   }
 
   private produce(file: string, o: SampleSource): Promise<Uint8Array> {

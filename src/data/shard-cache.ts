@@ -8,21 +8,29 @@
 // the same name. Nothing is ever rewritten in place: a process that misses an image decodes it and puts
 // it in a new shard, so concurrent sweep workers never corrupt the cache, at worst duplicate an entry.
 // Format (all integers little-endian u32):
-//   0  "TLSHARD\n"    8  version   12 side   16 count   20 0   24 config key (16 bytes)
-//   40 count x [entry key (16 bytes), path key (8 bytes)]
+//   0  "TLSHARD\n"    8  version   12 side   16 count   20 CRC-32 of the index   24 config key (16 bytes)
+//   40 count x [entry key (16 bytes), path key (8 bytes), CRC-32 of the entry's pixels, 0]
 //   then count x 3*side*side pixel bytes (CHW), then "TLSHEND\n".
+// Checksums: the index's is checked whenever a shard's header is read; an entry's the first time this
+// process reads that entry (a damaged image is then named and its shard dropped). Later reads of an
+// entry are not checked again: a warm epoch at 4,000 images/s would spend a core on it, and the bytes
+// are those that passed, read again from the page cache.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { writeFileAtomic } from '../io/atomic.js';
+import { crc32 } from './crc32.js';
 
-/** Bumped whenever the bytes of an entry or the file layout change; part of every key. */
-export const SHARD_FORMAT_VERSION = 1;
+/**
+ * Bumped whenever the bytes of an entry or the file layout change; part of every key. Version 2 added
+ * the checksums (version 1 shards are removed with a note and rebuilt: see ShardCache's constructor).
+ */
+export const SHARD_FORMAT_VERSION = 2;
 export const SHARD_EXT = '.tls';
 const MAGIC = Buffer.from('TLSHARD\n', 'latin1');
 const TRAILER = Buffer.from('TLSHEND\n', 'latin1');
 const HEADER_BYTES = 40;
-const RECORD_BYTES = 24;
+const RECORD_BYTES = 32;
 /** A process's pending images go to disk once they reach this many bytes or MAX_PENDING images. */
 const FLUSH_BYTES = 64 << 20;
 const MAX_PENDING = 1024;
@@ -38,6 +46,14 @@ export interface CacheConfig {
 export interface CacheLocation {
   shard: string;
   offset: number;
+  /** the entry's path key (which file, without size and mtime) */
+  path: string;
+  /** which entry of how many in its shard (for messages) */
+  entry: number;
+  count: number;
+  crc: number;
+  /** whether this process has checked the entry's checksum already */
+  checked: boolean;
 }
 
 function sha(parts: readonly string[]): Buffer {
@@ -46,9 +62,9 @@ function sha(parts: readonly string[]): Buffer {
   return h.digest();
 }
 
-/** The folder name of a configuration: its hash with the format version. */
-export function configKey(cfg: CacheConfig): string {
-  return sha([`v${SHARD_FORMAT_VERSION}`, String(cfg.size), cfg.pipeline]).subarray(0, 16).toString('hex');
+/** The folder name of a configuration: its hash with the format version (`version`: an older one's). */
+export function configKey(cfg: CacheConfig, version = SHARD_FORMAT_VERSION): string {
+  return sha([`v${version}`, String(cfg.size), cfg.pipeline]).subarray(0, 16).toString('hex');
 }
 
 /** Source identity of one image: where it is (relative to the dataset root), its size and mtime. */
@@ -76,7 +92,7 @@ export class ShardError extends Error {}
 
 interface ShardIndex {
   side: number;
-  entries: Array<{ key: string; path: string; offset: number }>;
+  entries: Array<{ key: string; path: string; offset: number; crc: number }>;
 }
 
 /** Reads and checks a shard's header and index (not its pixels); a ShardError names what is wrong. */
@@ -99,6 +115,7 @@ export function readShardIndex(file: string, expectSide: number, expectConfig: s
     if (size !== want) throw new ShardError(`cache shard ${file} is truncated or padded: ${size} bytes where its header says ${want}`);
     const table = Buffer.alloc(count * RECORD_BYTES);
     fs.readSync(fd, table, 0, table.length, HEADER_BYTES);
+    if (crc32(table) !== head.readUInt32LE(20)) throw new ShardError(`cache shard ${file} has a damaged index (checksum mismatch)`);
     const tail = Buffer.alloc(TRAILER.length);
     fs.readSync(fd, tail, 0, tail.length, want - TRAILER.length);
     if (!tail.equals(TRAILER)) throw new ShardError(`cache shard ${file} lacks its end marker (a damaged write)`);
@@ -106,7 +123,7 @@ export function readShardIndex(file: string, expectSide: number, expectConfig: s
     const entries = [];
     for (let i = 0; i < count; i++) {
       const r = table.subarray(i * RECORD_BYTES, (i + 1) * RECORD_BYTES);
-      entries.push({ key: r.subarray(0, 16).toString('hex'), path: r.subarray(16, 24).toString('hex'), offset: base + i * per });
+      entries.push({ key: r.subarray(0, 16).toString('hex'), path: r.subarray(16, 24).toString('hex'), offset: base + i * per, crc: r.readUInt32LE(24) });
     }
     return { side, entries };
   } finally {
@@ -126,11 +143,14 @@ export function encodeShard(side: number, cfgKey: string, items: ReadonlyArray<{
   let at = HEADER_BYTES + items.length * RECORD_BYTES;
   items.forEach((it, i) => {
     if (it.pixels.length !== per) throw new Error(`cache entry has ${it.pixels.length} bytes, expected ${per}`);
-    Buffer.from(it.key, 'hex').copy(out, HEADER_BYTES + i * RECORD_BYTES);
-    Buffer.from(it.path, 'hex').copy(out, HEADER_BYTES + i * RECORD_BYTES + 16);
+    const rec = HEADER_BYTES + i * RECORD_BYTES;
+    Buffer.from(it.key, 'hex').copy(out, rec);
+    Buffer.from(it.path, 'hex').copy(out, rec + 16);
+    out.writeUInt32LE(crc32(it.pixels), rec + 24);
     out.set(it.pixels, at);
     at += per;
   });
+  out.writeUInt32LE(crc32(out.subarray(HEADER_BYTES, HEADER_BYTES + items.length * RECORD_BYTES)), 20);
   TRAILER.copy(out, at);
   return out;
 }
@@ -188,7 +208,26 @@ export class ShardCache {
     this.side = cfg.size;
     // Created by the first write, not here: opening a dataset leaves its folder as it was.
     this.dir = path.join(root, this.cfgKey);
+    this.dropOlderVersions(root);
     this.rescan();
+  }
+
+  /**
+   * The same configuration cached by an older format (its folder name hashes the older version): one
+   * note, then the folder is removed (when it can be) and its images are decoded afresh into this one.
+   */
+  private dropOlderVersions(root: string): void {
+    for (let v = 1; v < SHARD_FORMAT_VERSION; v++) {
+      const old = path.join(root, configKey(this.cfg, v));
+      if (!fs.existsSync(old)) continue;
+      let removed = true;
+      try {
+        fs.rmSync(old, { recursive: true, force: true });
+      } catch {
+        removed = false;
+      }
+      this.warn(`the decoded cache ${old} has shard format version ${v}, this build writes ${SHARD_FORMAT_VERSION}; ${removed ? 'removed' : 'left in place (it cannot be removed)'}, its images are decoded afresh into ${this.dir}`);
+    }
   }
 
   get bytesPerImage(): number {
@@ -219,10 +258,10 @@ export class ShardCache {
       this.known.add(name);
       try {
         const ix = readShardIndex(file, this.side, this.cfgKey);
-        for (const e of ix.entries) {
-          if (!this.index.has(e.key)) this.index.set(e.key, { shard: file, offset: e.offset });
+        ix.entries.forEach((e, i) => {
+          if (!this.index.has(e.key)) this.index.set(e.key, { shard: file, offset: e.offset, path: e.path, entry: i, count: ix.entries.length, crc: e.crc, checked: false });
           this.paths.add(e.path);
-        }
+        });
       } catch (e) {
         this.dropShard(file, e);
       }
@@ -232,7 +271,13 @@ export class ShardCache {
   private dropShard(file: string, e: unknown): void {
     const why = e instanceof ShardError ? e.message : `cache shard ${file} cannot be read: ${(e as Error).message.split('\n')[0]}`;
     this.warn(`${why}; its images are decoded afresh`);
-    for (const [k, loc] of this.index) if (loc.shard === file) this.index.delete(k);
+    // Its paths are forgotten too: their fresh decodes are not "changed since cached" (the one warning
+    // above says why they are decoded).
+    for (const [k, loc] of this.index) {
+      if (loc.shard !== file) continue;
+      this.index.delete(k);
+      this.paths.delete(loc.path);
+    }
     const fd = this.fds.get(file);
     if (fd !== undefined) fs.closeSync(fd);
     this.fds.delete(file);
@@ -259,10 +304,12 @@ export class ShardCache {
   }
 
   /**
-   * Copies entry `key` into `out` at `at`; false when it is not cached (or its shard turned out to be
-   * damaged since it was indexed, which is warned about and dropped).
+   * Copies entry `key` into `out` at `at`; false when it is not cached, or when its shard turned out to
+   * be damaged since it was indexed (truncated, or this entry fails its checksum on its first read
+   * here): that is warned about in one line naming the shard and the image (`source`, if given), and
+   * the shard is dropped, so its images are decoded afresh.
    */
-  readInto(key: string, out: Uint8Array, at = 0): boolean {
+  readInto(key: string, out: Uint8Array, at = 0, source?: string): boolean {
     const per = this.bytesPerImage;
     const loc = this.index.get(key);
     if (!loc) {
@@ -279,6 +326,14 @@ export class ShardCache {
       }
       const got = fs.readSync(fd, out, at, per, loc.offset);
       if (got !== per) throw new ShardError(`cache shard ${loc.shard} is truncated: an entry at byte ${loc.offset} ended after ${got} of ${per} bytes`);
+      if (!loc.checked) {
+        const sum = crc32(out.subarray(at, at + per));
+        if (sum !== loc.crc) {
+          const hex = (v: number): string => v.toString(16).padStart(8, '0');
+          throw new ShardError(`cache shard ${loc.shard}: image ${loc.entry + 1} of ${loc.count}${source === undefined ? '' : ` (${source})`} fails its checksum (stored ${hex(loc.crc)}, read ${hex(sum)})`);
+        }
+        loc.checked = true;
+      }
     } catch (e) {
       this.dropShard(loc.shard, e);
       return false;
@@ -324,8 +379,11 @@ export class ShardCache {
     }
     this.written += items.length;
     this.known.add(name);
+    // Read back later like any other shard's entries: checked on their first read from the file.
     items.forEach((it, i) => {
-      if (!this.index.has(it.key)) this.index.set(it.key, { shard: file, offset: HEADER_BYTES + items.length * RECORD_BYTES + i * this.bytesPerImage });
+      if (!this.index.has(it.key)) {
+        this.index.set(it.key, { shard: file, offset: HEADER_BYTES + items.length * RECORD_BYTES + i * this.bytesPerImage, path: it.path, entry: i, count: items.length, crc: crc32(it.pixels), checked: false });
+      }
       this.paths.add(it.path);
     });
   }

@@ -25,10 +25,18 @@ function bits(a: Float32Array): Uint32Array {
 }
 
 describe('byte batches converted on the device', () => {
-  it.each(['element', null])('match a float64 reference and the host twin bit for bit, on random shapes, flips and normalisations (%s)', async (variant) => {
-    // null: the static rule, which takes the 'word' kernel wherever the side is a multiple of 4.
+  // Each variant on sides it suits; null: the static rule ('words:4' where the side is a multiple of 16,
+  // else 'word' where it is a multiple of 4, else 'element') on any side.
+  const anySide = fc.integer({ min: 1, max: 21 });
+  const multiple = (m: number, most: number) => fc.integer({ min: 1, max: most }).map((k) => m * k);
+  it.each([
+    ['element', anySide],
+    ['word', multiple(4, 6)],
+    ['words:4', multiple(16, 2)],
+    ['words:8', fc.constant(32)],
+    [null, fc.oneof(anySide, multiple(4, 6), multiple(16, 2))],
+  ] as const)('match a float64 reference and the host twin bit for bit, on random shapes, flips and normalisations (%s)', async (variant, sizeArb) => {
     setKernelOverride(variant && `convert:${variant}`);
-    const sizeArb = fc.oneof(fc.integer({ min: 1, max: 21 }), fc.integer({ min: 1, max: 6 }).map((k) => 4 * k));
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 5 }), sizeArb, normArb, fc.nat(), async (n, size, norm, seed) => {
         const per = 3 * size * size;
@@ -51,7 +59,7 @@ describe('byte batches converted on the device', () => {
       { numRuns: 25 },
     ).finally(() => setKernelOverride(null));
     const used = Object.entries(plannerRecord()).filter(([k]) => k.startsWith('convert')).map(([, v]) => v);
-    expect(used.some((v) => v.startsWith(variant ?? 'word'))).toBe(true);
+    expect(used.some((v) => v.startsWith(variant ?? 'words:4'))).toBe(true);
   });
 
   it('accepts a byte view at an unaligned offset (copied) and refuses short inputs in one line', async () => {

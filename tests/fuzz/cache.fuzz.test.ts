@@ -2,6 +2,7 @@
 // decoded afresh or rebuilt; what is served always equals a fresh decode of the file as it is now
 // (nothing stale), and shards written before a fault are still read afterwards (nothing finished lost):
 //   - a truncated shard, and a shard of another format version;
+//   - a bit flipped in a shard's pixels (the entry's checksum) or in its index (the index's);
 //   - a source image changed, or deleted, after caching;
 //   - a cache folder that cannot be written (EROFS), falling back to decoding with a warning;
 //   - a full disk while writing a shard (ENOSPC);
@@ -14,7 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { decodeImage, toCHWBytes, writePng, UnreadableImageError } from '../../src/data/image.js';
-import { ShardCache, SHARD_EXT } from '../../src/data/shard-cache.js';
+import { configKey, ShardCache, SHARD_EXT, SHARD_FORMAT_VERSION } from '../../src/data/shard-cache.js';
 import { CachedDecoder, closeShardCaches, RESIZE_METHOD } from '../../src/data/decoded.js';
 import { openDataset } from '../../src/data/datasets.js';
 import { expectOneLineError, fuzzRuns, fuzzSeed, fuzzTimeout, withinMs } from './fuzz-util.js';
@@ -96,7 +97,7 @@ describe('decoded cache faults', () => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 2, max: 6 }), fc.oneof(
         fc.record({ kind: fc.constant('truncate' as const), frac: fc.double({ min: 0, max: 0.999, noNaN: true }) }),
-        fc.record({ kind: fc.constant('version' as const), version: fc.integer({ min: 0, max: 2 ** 32 - 1 }).filter((v) => v !== 1) }),
+        fc.record({ kind: fc.constant('version' as const), version: fc.integer({ min: 0, max: 2 ** 32 - 1 }).filter((v) => v !== SHARD_FORMAT_VERSION) }),
       ), async (n, damage) => {
         const { root, files } = await folder(n);
         try {
@@ -130,6 +131,69 @@ describe('decoded cache faults', () => {
       { numRuns: fuzzRuns(6, 40), seed: fuzzSeed },
     );
   }, fuzzTimeout ?? 60_000);
+
+  it("a bit flipped in a shard's pixels or index is named (shard and image), never served, and decoded afresh", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 2, max: 6 }), fc.nat(), fc.nat(), fc.constantFrom('pixels' as const, 'index' as const), async (n, pick, bit, where) => {
+        const { root, files } = await folder(n);
+        try {
+          await readAll(decoder(root, []), files);
+          const [shard] = shards(root).filter((f) => f.endsWith(SHARD_EXT));
+          // Entries are in the order the first pass read them: entry v is files[v].
+          const v = pick % n;
+          const recordBytes = (fs.statSync(shard).size - 48 - n * PER) / n;
+          const at = where === 'pixels' ? 40 + n * recordBytes + v * PER + (bit % PER) : 40 + (bit % (n * recordBytes));
+          const b = fs.readFileSync(shard);
+          b[at] ^= 1 << (bit % 8);
+          fs.writeFileSync(shard, b);
+          const ws: string[] = [];
+          // readAll checks every byte served against a fresh decode: the damaged image is never served.
+          const hits = await withinMs(20_000, 'reading a damaged shard', readAll(decoder(root, ws), files));
+          expect(ws.length).toBe(1);
+          oneLineWarnings(ws);
+          expect(ws[0]).toContain(shard);
+          if (where === 'pixels') {
+            // The images before it were read (and checked) from the shard; the damaged one drops the shard.
+            expect(hits).toBe(v);
+            expect(ws[0]).toContain(`image ${v + 1} of ${n} (${files[v]}) fails its checksum`);
+          } else {
+            expect(hits).toBe(0);
+            expect(ws[0]).toMatch(/damaged index/);
+          }
+          // Rebuilt (a new shard of the same images takes the same name): two more passes (the first re-caches what the dropped shard held) and no warnings.
+          const w2: string[] = [];
+          await readAll(decoder(root, w2), files);
+          expect(await readAll(decoder(root, w2), files)).toBe(n);
+          expect(w2).toEqual([]);
+        } finally {
+          removeRoot(root);
+        }
+      }),
+      { numRuns: fuzzRuns(8, 40), seed: fuzzSeed },
+    );
+  }, fuzzTimeout ?? 60_000);
+
+  it('a cache of an older shard format is noted in one line, removed and rebuilt', async () => {
+    const { root, files } = await folder(3);
+    try {
+      const cfg = { size: S, pipeline: `test;${RESIZE_METHOD}` };
+      const old = path.join(root, '.ticketlab-cache', 'decoded', configKey(cfg, SHARD_FORMAT_VERSION - 1));
+      fs.mkdirSync(old, { recursive: true });
+      fs.writeFileSync(path.join(old, `s-0123${SHARD_EXT}`), 'an older format');
+      const ws: string[] = [];
+      expect(await readAll(decoder(root, ws), files)).toBe(0);
+      expect(ws.length).toBe(1);
+      oneLineWarnings(ws);
+      expect(ws[0]).toContain(old);
+      expect(ws[0]).toMatch(new RegExp(`format version ${SHARD_FORMAT_VERSION - 1}, this build writes ${SHARD_FORMAT_VERSION}; removed`));
+      expect(fs.existsSync(old)).toBe(false);
+      const w2: string[] = [];
+      expect(await readAll(decoder(root, w2), files)).toBe(3);
+      expect(w2).toEqual([]);
+    } finally {
+      removeRoot(root);
+    }
+  });
 
   it('a source changed after caching is named and decoded afresh (only its entry); a deleted one is a one-line skip', async () => {
     await fc.assert(

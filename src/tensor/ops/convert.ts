@@ -1,14 +1,15 @@
 // Bytes to the device, floats made there: uploads an image batch as uint8 (a quarter of the float
 // bytes) and converts, normalises and flips it with shaders/convert.ts.
-import { convertBytesKernel, convertWordsKernel, CONVERT_UNIFORM, CONVERT_WG } from '../../shaders/convert.js';
+import { convertBytesKernel, convertWordRunsKernel, convertWordsKernel, CONVERT_UNIFORM, CONVERT_WG } from '../../shaders/convert.js';
 import { gridFor } from '../../shaders/kernel.js';
 import { queue } from '../queue.js';
 import { cachedKernel, log2Class, plan, registerCandidates, registerFamily } from '../plan.js';
 
 /**
- * Planner family 'convert': 'element' (a float per thread, any side) or 'word' (four bytes of a row per
- * thread, side % 4 == 0). Static rule: 'word' wherever it fits, on every adapter (fewer threads and
- * 16-byte stores; both give the same bits, tests/data/convert.test.ts).
+ * Planner family 'convert': 'element' (a float per thread, any side), 'word' (four bytes of a row per
+ * thread, side % 4 == 0) or 'words:k' (k words of a row per thread, side % 4k == 0). Static rule: the
+ * widest of 'words:4', 'word', 'element' that fits, on every adapter (fewer, fatter threads and 16-byte
+ * stores; all give the same bits, tests/data/convert.test.ts).
  */
 interface ConvertGeom {
   n: number;
@@ -18,9 +19,13 @@ registerFamily<ConvertGeom>({
   family: 'convert',
   about: 'byte batches to normalised, flipped floats: a float or four bytes of a row per thread (side % 4 == 0)',
   shapeClass: (g) => `2^${log2Class(g.n * 3 * g.size * g.size)}${g.size % 4 === 0 ? ' row4' : ''}`,
-  defaultRule: (_g, _dev, cands) => cands.find((c) => c.variant === 'word') ?? cands[0],
+  defaultRule: (_g, _dev, cands) => cands.find((c) => c.id === 'words:4') ?? cands.find((c) => c.variant === 'word') ?? cands[0],
 });
-registerCandidates<ConvertGeom>('convert', [{ variant: 'element' }, { variant: 'word', suits: (g) => g.size % 4 === 0 }]);
+registerCandidates<ConvertGeom>('convert', [
+  { variant: 'element' },
+  { variant: 'word', suits: (g) => g.size % 4 === 0 },
+  ...[4, 8].map((k) => ({ variant: 'words', tile: String(k), params: { k }, suits: (g: ConvertGeom) => g.size % (4 * k) === 0 })),
+]);
 import { empty, fromArray, tidy, type Tensor } from '../tensor.js';
 
 /**
@@ -43,17 +48,20 @@ export function imageBytesToFloat(bytes: Uint8Array, flips: ArrayLike<number>, t
     return new Uint32Array(pad.buffer);
   })();
   const pl = plan<ConvertGeom>('convert', { n, size });
-  const word = pl.variant === 'word';
-  const k = word ? cachedKernel(`convert_bytes_word|${size}`, () => convertWordsKernel(size)) : cachedKernel(`convert_bytes|${size}`, () => convertBytesKernel(size));
+  // Words per thread (0: a float per thread).
+  const run = pl.variant === 'words' ? Number(pl.params.k) : pl.variant === 'word' ? 1 : 0;
+  const k = run > 1 ? cachedKernel(`convert_bytes_words|${size}|${run}`, () => convertWordRunsKernel(size, run))
+    : run === 1 ? cachedKernel(`convert_bytes_word|${size}`, () => convertWordsKernel(size))
+      : cachedKernel(`convert_bytes|${size}`, () => convertBytesKernel(size));
   const out = empty([n, 3, size, size]);
   tidy(() => {
     const w = fromArray(src, [words], 'u32');
     const f = fromArray(Uint32Array.from({ length: n }, (_, i) => (flips[i] ? 1 : 0)), [n], 'u32');
     const t = fromArray(table, [768]);
-    const q = word ? 4 : 1;
-    const p = CONVERT_UNIFORM.pack({ n: total / q });
+    const items = run ? total / 4 : total;
+    const p = CONVERT_UNIFORM.pack({ n: items });
     const tag = () => ({ op: 'convert.bytes', variant: pl.id, shape: `${n}x3x${size}x${size}`, flops: 0 });
-    queue.dispatch(k, [{ buffer: w.buf }, { buffer: f.buf }, { buffer: t.buf }, { buffer: out.buf }], p, gridFor(total / q, CONVERT_WG), tag);
+    queue.dispatch(k, [{ buffer: w.buf }, { buffer: f.buf }, { buffer: t.buf }, { buffer: out.buf }], p, gridFor(items / Math.max(1, run), CONVERT_WG), tag);
   });
   return out;
 }
