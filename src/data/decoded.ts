@@ -1,6 +1,7 @@
 // Datasets whose samples are 8-bit images at the training size can hand the loader bytes (CHW uint8)
 // instead of floats; those backed by files read them through the decoded cache (shard-cache.ts) and
 // decode the misses on the pool (decode-pool.ts). This module is the seam between the two.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { availableParallelism } from 'node:os';
 import { ShardCache, statSource, type CacheConfig, type SourceId } from './shard-cache.js';
@@ -77,6 +78,11 @@ export interface SampleSource {
   produce?: () => Promise<Uint8Array>;
 }
 
+interface Identity {
+  src: SourceId;
+  key: string;
+}
+
 function sourceName(file: string, detail: string | undefined): string {
   return detail === undefined ? file : `${file}#${detail}`;
 }
@@ -105,54 +111,53 @@ export class CachedDecoder {
       out.set(await this.produce(file, o), at);
       return;
     }
-    const src = this.identify(cache, file, o.detail);
-    if (cache.readInto(this.keyOf(cache, src), out, at, sourceName(file, o.detail))) return;
-    out.set(await this.decodeMiss(cache, file, src, o), at);
+    const id = this.identify(cache, file, o.detail);
+    if (cache.readInto(id.key, out, at, sourceName(file, o.detail))) return;
+    out.set(await this.decodeMiss(cache, file, id.src, o), at);
   }
 
   /** The synchronous hit path of `read`: false on a miss, or when the file cannot be stat'ed (read reports it). */
   readCached(file: string, out: Uint8Array, at: number, detail?: string): boolean {
     const cache = this.cache;
     if (!cache) return false;
-    let src: SourceId;
-    try {
-      src = withDetail(statSource(file, this.root), detail);
-    } catch {
-      return false;
-    }
-    return cache.readInto(this.keyOf(cache, src), out, at, sourceName(file, detail));
+    // The warm path, once per image per epoch: a plain stat, no exception on a missing file, and the
+    // key from the last identity this sample had (no path or hash work while the file is unchanged).
+    const st = fs.statSync(file, { throwIfNoEntry: false });
+    if (!st) return false;
+    return cache.readInto(this.identityOf(cache, file, detail, st).key, out, at, sourceName(file, detail));
   }
 
   private produce(file: string, o: SampleSource): Promise<Uint8Array> {
     return o.produce ? o.produce() : decodePool().decode(file, this.size);
   }
 
-  // Entry keys by source identity: a hash per image per epoch is a measurable part of a warm epoch.
-  private readonly keys = new Map<string, string>();
-  private keyOf(cache: ShardCache, src: SourceId): string {
-    const id = `${src.rel}\0${src.bytes}\0${src.mtimeNs}`;
-    let k = this.keys.get(id);
-    if (k === undefined) {
-      k = cache.keyOf(src);
-      if (this.keys.size > 1_000_000) this.keys.clear();
-      this.keys.set(id, k);
-    }
-    return k;
+  // Each sample's last identity and entry key: a hash (and path.relative) per image per epoch was a
+  // measurable part of a warm epoch.
+  private readonly seen = new Map<string, Identity>();
+  private identityOf(cache: ShardCache, file: string, detail: string | undefined, st: { size: number; mtimeMs: number }): Identity {
+    const name = sourceName(file, detail);
+    const m = this.seen.get(name);
+    if (m && m.src.bytes === st.size && m.src.mtimeMs === st.mtimeMs) return m;
+    const src = withDetail({ rel: path.relative(this.root, file), bytes: st.size, mtimeMs: st.mtimeMs }, detail);
+    const id = { src, key: cache.keyOf(src) };
+    if (this.seen.size > 1_000_000) this.seen.clear();
+    this.seen.set(name, id);
+    return id;
   }
 
   /** Puts `file` in the cache unless it is there (`ticketlab prepare`): no bytes are read on a hit. */
   async ensure(file: string, o: SampleSource = {}): Promise<'cached' | 'decoded'> {
     const cache = this.cache;
     if (!cache) throw new Error(`no decoded cache to fill for ${file} (--no-cache)`);
-    const src = this.identify(cache, file, o.detail);
-    if (cache.has(this.keyOf(cache, src))) return 'cached';
-    await this.decodeMiss(cache, file, src, o);
+    const id = this.identify(cache, file, o.detail);
+    if (cache.has(id.key)) return 'cached';
+    await this.decodeMiss(cache, file, id.src, o);
     return 'decoded';
   }
 
-  private identify(cache: ShardCache, file: string, detail?: string): SourceId {
+  private identify(cache: ShardCache, file: string, detail?: string): Identity {
     try {
-      return withDetail(statSource(file, this.root), detail);
+      return this.identityOf(cache, file, detail, fs.statSync(file));
     } catch (e) {
       const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
       const rel = path.relative(this.root, file) + (detail === undefined ? '' : `#${detail}`);
@@ -173,7 +178,7 @@ export class CachedDecoder {
     } catch {
       // gone meanwhile: nothing to cache
     }
-    if (after && after.bytes === src.bytes && after.mtimeNs === src.mtimeNs) cache.add(src, pixels);
+    if (after && after.bytes === src.bytes && after.mtimeMs === src.mtimeMs) cache.add(src, pixels);
     return pixels;
   }
 

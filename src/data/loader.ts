@@ -45,6 +45,12 @@ export interface PixelBatch {
   flips: Uint8Array;
   /** 3 x 256 floats: byte v of channel c becomes table[c * 256 + v] (normalised when asked) */
   table: Float32Array;
+  /**
+   * Hands `data` back to the loader once its bytes are on the device (train/batch-input.ts calls it),
+   * so a later batch fills the same memory: a fresh 6 MiB array per batch (256 px, 32 images) cost
+   * more than reading its images from the page cache. `Batch.x` must be read before, or it throws.
+   */
+  recycle?: () => void;
 }
 
 export interface Batch {
@@ -146,6 +152,8 @@ export class DataLoader {
   private readonly warned = new Set<string>();
   private nextEpoch = 0;
   private readonly table: Float32Array;
+  /** byte arrays of recycled batches, reused by the next ones (PixelBatch.recycle) */
+  private readonly spare: Uint8Array[] = [];
 
   constructor(readonly dataset: Dataset, opts: LoaderOptions) {
     if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${opts.batchSize}`);
@@ -302,6 +310,12 @@ export class DataLoader {
     return { x, y, n, shape: [n, 3, S, S], indices, epoch, batch: b };
   }
 
+  /** A recycled byte array of `length` bytes, or a new one. */
+  private takeBytes(length: number): Uint8Array {
+    const i = this.spare.findIndex((a) => a.length === length);
+    return i < 0 ? new Uint8Array(length) : this.spare.splice(i, 1)[0];
+  }
+
   /** A batch of bytes: each sample read straight into its row, no float made on the host. */
   private async assemblePixels(epoch: number, idx: Int32Array, b: number, limit: Limiter): Promise<Batch | null> {
     const ds = this.dataset;
@@ -309,7 +323,7 @@ export class DataLoader {
     const S = ds.size;
     const per = 3 * S * S;
     const bytes = (k: number): number => Math.ceil((k * per) / 4) * 4;
-    let data = new Uint8Array(bytes(idx.length));
+    let data = this.takeBytes(bytes(idx.length));
     // Cached samples are copied at once; only misses (decode on the pool) take the limiter's slots.
     const ok = await Promise.all(Array.from(idx, (i, k) =>
       ds.readCachedInto(i, data, k * per) ? true : this.skipUnreadable(i, limit(() => ds.getPixelsInto(i, data, k * per)))));
@@ -327,10 +341,20 @@ export class DataLoader {
     const kept = Array.from(idx).filter((_, k) => ok[k] !== null);
     const y = new Float32Array(kept.map((i) => ds.label(i)));
     const flips = new Uint8Array(kept.map((i) => (this.flipped(epoch, i) ? 1 : 0)));
-    const pixels: PixelBatch = { data, flips, table: this.table };
     let x: Float32Array | null = null;
+    let recycled = false;
+    const pixels: PixelBatch = {
+      data, flips, table: this.table,
+      recycle: () => {
+        if (recycled) return;
+        recycled = true;
+        if (this.spare.length > this.prefetch + 1) this.spare.shift();
+        this.spare.push(data);
+      },
+    };
     return {
       get x(): Float32Array {
+        if (x === null && recycled) throw new Error(`batch ${b} of epoch ${epoch}: its bytes went back to the loader after their upload (batchInput); read Batch.x before batchInput`);
         x ??= pixelsToFloat(pixels, n, S);
         return x;
       },

@@ -113,12 +113,30 @@ describe('byte batches converted on the device', () => {
           expect(b[j].pixels).toBeUndefined();
           expect(Array.from(a[j].indices)).toEqual(Array.from(b[j].indices));
           flipped += a[j].pixels!.flips.reduce((s, f) => s + f, 0);
+          // The host twin first: batchInput hands the batch's bytes back to the loader.
+          expect(bits(a[j].x)).toEqual(bits(b[j].x));
           const dev = (await batchInput(a[j]).toArray()) as Float32Array;
           expect(bits(dev)).toEqual(bits(b[j].x));
-          expect(bits(a[j].x)).toEqual(bits(b[j].x));
         }
         expect(flipped).toBeGreaterThan(0);
       }
+      // Recycled byte arrays: a later batch of the epoch fills the array an earlier one handed back, and
+      // every batch's tensor still equals its float-path twin; a recycled batch's x is refused in one line.
+      const opts = { batchSize: 3, seed: 5, flip: true, normalize: IMAGENET_NORMALIZE, prefetch: 0 };
+      const twins = await collect(new DataLoader(floats, opts).epoch(1));
+      const seen = new Set<Uint8Array>();
+      let reused = 0;
+      let j = 0;
+      for await (const bt of new DataLoader(d.train, opts).epoch(1)) {
+        const data = bt.pixels!.data;
+        if (seen.has(data)) reused++;
+        seen.add(data);
+        const dev = (await batchInput(bt).toArray()) as Float32Array;
+        expect(bits(dev)).toEqual(bits(twins[j++].x));
+        expect(() => bt.x).toThrow(/its bytes went back to the loader after their upload \(batchInput\); read Batch.x before batchInput/);
+      }
+      expect(j).toBe(twins.length);
+      expect(reused).toBeGreaterThan(0);
       // And each sample's floats are the resized image rounded to bytes, / 255.
       const s0 = await d.train.get(0);
       expect(Array.from(s0.image)).toEqual(Array.from(s0.pixels!, (v) => Math.fround(v / 255)));

@@ -336,8 +336,8 @@ describe('decoded cache faults', () => {
           const out = new Uint8Array(PER);
           const cache = (d.train as unknown as { cache: ShardCache }).cache;
           for (const f of files) {
-            const st = fs.statSync(f, { bigint: true });
-            const key = cache.keyOf({ rel: path.relative(root, f), bytes: Number(st.size), mtimeNs: st.mtimeNs });
+            const st = fs.statSync(f);
+            const key = cache.keyOf({ rel: path.relative(root, f), bytes: st.size, mtimeMs: st.mtimeMs });
             expect(cache.readInto(key, out, 0), f).toBe(true);
             expect(Buffer.from(out).equals(await fresh(f))).toBe(true);
           }

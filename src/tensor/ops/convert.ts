@@ -18,7 +18,8 @@ interface ConvertGeom {
 registerFamily<ConvertGeom>({
   family: 'convert',
   about: 'byte batches to normalised, flipped floats: a float or four bytes of a row per thread (side % 4 == 0)',
-  shapeClass: (g) => `2^${log2Class(g.n * 3 * g.size * g.size)}${g.size % 4 === 0 ? ' row4' : ''}`,
+  // The class says which variants suit (the side's multiple of 4, 16, 32), so no plan is reused for a side it does not fit.
+  shapeClass: (g) => `2^${log2Class(g.n * 3 * g.size * g.size)}${[32, 16, 4].map((m) => (g.size % m === 0 ? ` row${m}` : '')).find(Boolean) ?? ''}`,
   defaultRule: (_g, _dev, cands) => cands.find((c) => c.id === 'words:4') ?? cands.find((c) => c.variant === 'word') ?? cands[0],
 });
 registerCandidates<ConvertGeom>('convert', [
