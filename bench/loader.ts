@@ -6,11 +6,16 @@
 // PyTorch has no cache, so both modes compare with the same PyTorch epoch (OS page cache warm).
 // Workers: 0 = everything on the main thread (our decode inline, PyTorch num_workers=0); N = the core
 // count (our decode pool's threads, PyTorch's num_workers).
-// Usage: npx tsx bench/loader.ts [--images N] [--sizes 64,256] [--batch 32] [--epochs E] [--json]
+// Usage: npx tsx bench/loader.ts [--images N] [--sizes 64,256] [--batch 32] [--epochs E] [--workers 0,C]
+//                                 [--no-torch] [--json]
 //   --images N   JPEGs made per class (320x320, quality 90; default 500, so 1000 in all)
 //   --epochs E   warm epochs of ours and epochs of PyTorch; the best is kept (default 2)
-// Also prints where the warm limit is: memcpy, the upload and the convert kernel in GB/s, next to the
-// bytes per second that the warm targets (4,000 img/s at 256 px, 40,000 at 64 px) need.
+//   --workers    the worker counts to run (default 0 and the core count C)
+//   --no-torch   skip PyTorch (its columns print '-')
+// Also prints where the warm limit is, per size: each stage of a warm batch alone (memcpy for scale,
+// the host's shard reads, the upload, the convert kernel) in GB/s of image bytes and the images/s it
+// allows, next to the warm targets (4,000 img/s at 256 px, 40,000 at 64 px) and the GB/s they need,
+// the stages in series, and which stage binds.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -34,6 +39,7 @@ const sizes = (flag('sizes') ?? '64,256').split(',').map(Number);
 const batch = Number(flag('batch') ?? 32);
 const epochs = Number(flag('epochs') ?? 2);
 const json = args.includes('--json');
+const noTorch = args.includes('--no-torch');
 const cores = os.availableParallelism();
 const log = (m: string): void => {
   if (!json) console.log(m);
@@ -64,15 +70,21 @@ async function makeJpegs(root: string): Promise<void> {
   }
 }
 
-/** One epoch of ours into device tensors: images/s. */
-async function oursEpoch(root: string, size: number, epoch: number): Promise<number> {
+/**
+ * One epoch of ours into device tensors: images/s. With `host` only, the batches are assembled (shard
+ * reads into the batch's bytes) and handed back, never uploaded: the host's share of a warm epoch.
+ */
+async function oursEpoch(root: string, size: number, epoch: number, host = false): Promise<number> {
   const d = await openDataset(root, { size, warn: () => undefined });
   const loader = new DataLoader(d.train, { batchSize: batch, seed: 1, flip: true });
   const t0 = performance.now();
   let n = 0;
   for await (const b of loader.epoch(epoch)) {
-    batchInput(b).dispose();
-    await queue.endStep();
+    if (host) b.pixels?.recycle?.();
+    else {
+      batchInput(b).dispose();
+      await queue.endStep();
+    }
     n += b.n;
   }
   await queue.sync();
@@ -113,8 +125,9 @@ interface Row {
 }
 
 /**
- * Bandwidths that bound the warm path, on one batch of the size: host memcpy, the upload alone, and
- * the convert kernel (upload + convert, less the upload). Ten batches between queue syncs, best of three.
+ * Bandwidths that bound the warm path, on one batch of the size, in bytes of uint8 images per second:
+ * host memcpy, the upload alone, and the convert kernel (upload + convert, less the upload; it reads
+ * those bytes and writes four times as many). Ten batches between queue syncs, best of three.
  */
 async function limits(size: number): Promise<{ memcpy: number; upload: number; convert: number }> {
   const bytes = batch * 3 * size * size;
@@ -136,8 +149,27 @@ async function limits(size: number): Promise<{ memcpy: number; upload: number; c
   const flips = new Uint8Array(batch).map((_, i) => i & 1);
   const table = conversionTable(undefined);
   const both = await best(() => imageBytesToFloat(src, flips, table, batch, size).dispose(), 10);
-  // The kernel's own traffic: bytes in, floats out.
-  return { memcpy: bytes / copy, upload: bytes / up, convert: (bytes * 5) / Math.max(both - up, 1e-9) };
+  return { memcpy: bytes / copy, upload: bytes / up, convert: bytes / Math.max(both - up, 1e-9) };
+}
+
+const TARGET: Record<number, number> = { 64: 40000, 256: 4000 };
+
+/** The limit rows of one size: each stage's GB/s and images/s beside the target; the slowest binds. */
+function limitRows(size: number, l: Awaited<ReturnType<typeof limits>>, hostImgS: number, warmImgS: number): Array<Array<string | number>> {
+  const per = 3 * size * size;
+  const target = TARGET[size];
+  const gb = (imgS: number): string => ((imgS * per) / 1e9).toFixed(2);
+  const stages: Array<[string, number]> = [['shard reads (host)', hostImgS], ['upload', l.upload / per], ['convert kernel', l.convert / per]];
+  const serial = 1 / stages.reduce((a, [, r]) => a + 1 / r, 0);
+  const slowest = stages.reduce((a, b) => (b[1] < a[1] ? b : a));
+  const row = (name: string, imgS: number, note = ''): Array<string | number> =>
+    [size, name, gb(imgS), Math.round(imgS), target ?? '-', target ? gb(target) : '-', target ? (imgS >= target ? 'yes' : `no (${(imgS / target).toFixed(2)}x)`) : '-', note];
+  return [
+    row('memcpy (scale)', l.memcpy / per),
+    ...stages.map(([name, r]) => row(name, r, name === slowest[0] ? 'binds' : '')),
+    row('stages in series', serial, 'one after another on the same cores'),
+    row('measured warm epoch', warmImgS),
+  ];
 }
 
 const dev = await initDevice();
@@ -148,33 +180,35 @@ try {
   await makeJpegs(root);
   log(`adapter: ${dev.info.description || dev.info.device}; ${cores} cores; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; PyTorch: ${py ?? 'not found (set TICKETLAB_PYTHON)'}`);
   const rows: Row[] = [];
-  const lim: Record<number, Awaited<ReturnType<typeof limits>>> = {};
+  const limitTable: Array<Array<string | number>> = [];
+  const workerCounts = (flag('workers') ?? `0,${cores}`).split(',').map(Number);
   for (const size of sizes) {
-    for (const workers of [0, cores]) {
+    let bestWarm = 0;
+    let bestHost = 0;
+    for (const workers of workerCounts) {
       await setDecodeThreads(workers);
       fs.rmSync(path.join(root, '.ticketlab-cache'), { recursive: true, force: true });
       closeShardCaches();
       const cold = await oursEpoch(root, size, 0);
-      const torch = py ? torchEpochs(py, root, size, workers) : null;
+      const torch = py && !noTorch ? torchEpochs(py, root, size, workers) : null;
       let warm = 0;
-      for (let e = 1; e <= epochs; e++) warm = Math.max(warm, await oursEpoch(root, size, e));
+      for (let e = 1; e <= epochs; e++) {
+        warm = Math.max(warm, await oursEpoch(root, size, e));
+        bestHost = Math.max(bestHost, await oursEpoch(root, size, 100 + e, true));
+      }
+      bestWarm = Math.max(bestWarm, warm);
       for (const [mode, ours] of [['cold', cold], ['warm', warm]] as const) {
         rows.push({ size, mode, workers, oursImgS: Math.round(ours), torchImgS: torch === null ? null : Math.round(torch), ratio: torch ? Math.round((ours / torch) * 100) / 100 : null });
       }
     }
-    lim[size] = await limits(size);
+    limitTable.push(...limitRows(size, await limits(size), bestHost, bestWarm));
   }
   if (json) {
     for (const r of rows) console.log(JSON.stringify(r));
   } else {
     console.log(table(['size', 'mode', 'workers', 'ours img/s', 'PyTorch img/s', 'ratio'], rows.map((r) => [r.size, r.mode, r.workers, r.oursImgS, r.torchImgS ?? '-', r.ratio ?? '-'])));
-    console.log('\nwarm limits (one batch of ' + batch + '): GB/s, and the rate each allows next to the warm target');
-    const target: Record<number, number> = { 64: 40000, 256: 4000 };
-    console.log(table(['size', 'memcpy GB/s', 'upload GB/s', 'convert GB/s', 'upload img/s', 'convert img/s', 'target img/s', 'target GB/s (bytes)'],
-      Object.entries(lim).map(([s, l]) => {
-        const per = 3 * Number(s) ** 2;
-        return [s, (l.memcpy / 1e9).toFixed(2), (l.upload / 1e9).toFixed(2), (l.convert / 1e9).toFixed(2), Math.round(l.upload / per), Math.round(l.convert / (5 * per)), target[Number(s)] ?? '-', target[Number(s)] ? ((target[Number(s)] * per) / 1e9).toFixed(2) : '-'];
-      })));
+    console.log(`\nwarm limits (batches of ${batch}): each stage alone, in GB/s of uint8 image bytes and the images/s it allows (the convert kernel writes 4 bytes of float per byte it reads)`);
+    console.log(table(['size', 'stage', 'GB/s', 'img/s', 'target img/s', 'target GB/s', 'meets', ''], limitTable));
     console.log(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   }
 } finally {

@@ -324,9 +324,16 @@ export class DataLoader {
     const per = 3 * S * S;
     const bytes = (k: number): number => Math.ceil((k * per) / 4) * 4;
     let data = this.takeBytes(bytes(idx.length));
-    // Cached samples are copied at once; only misses (decode on the pool) take the limiter's slots.
-    const ok = await Promise.all(Array.from(idx, (i, k) =>
-      ds.readCachedInto(i, data, k * per) ? true : this.skipUnreadable(i, limit(() => ds.getPixelsInto(i, data, k * per)))));
+    // Cached samples are copied at once, in one synchronous pass (a warm batch makes no promise per
+    // image); only misses (decode on the pool) take the limiter's slots.
+    const ok: Array<true | null> = new Array<true | null>(idx.length).fill(true);
+    const misses: Array<Promise<void>> = [];
+    for (let k = 0; k < idx.length; k++) {
+      const i = idx[k];
+      if (ds.readCachedInto(i, data, k * per)) continue;
+      misses.push(this.skipUnreadable(i, limit(() => ds.getPixelsInto(i, data, k * per))).then((r) => void (ok[k] = r === null ? null : true)));
+    }
+    if (misses.length > 0) await Promise.all(misses);
     const n = ok.reduce<number>((a, r) => a + (r === null ? 0 : 1), 0);
     if (n === 0) return null;
     if (n < idx.length) {
