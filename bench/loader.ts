@@ -22,7 +22,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { torchPython, table } from './util.js';
-import { initDevice, closeDevice, queue, fromArray, imageBytesToFloat } from '../src/tensor/index.js';
+import { initDevice, closeDevice, queue, fromArray, convertOnDevice } from '../src/tensor/index.js';
 import { openDataset } from '../src/data/datasets.js';
 import { DataLoader, conversionTable } from '../src/data/loader.js';
 import { closeShardCaches } from '../src/data/decoded.js';
@@ -126,30 +126,45 @@ interface Row {
 
 /**
  * Bandwidths that bound the warm path, on one batch of the size, in bytes of uint8 images per second:
- * host memcpy, the upload alone, and the convert kernel (upload + convert, less the upload; it reads
- * those bytes and writes four times as many). Ten batches between queue syncs, best of three.
+ * host memcpy; the upload (with a 4-byte copy out of the buffer, so a command is submitted and Dawn's
+ * staging copy runs); and the convert kernel alone (on bytes uploaded before; it reads them and writes
+ * four times as many). Device work runs as the loop runs it (endStep after each batch), ten batches
+ * per sync, best of three rounds, the stages interleaved in each round.
  */
 async function limits(size: number): Promise<{ memcpy: number; upload: number; convert: number }> {
   const bytes = batch * 3 * size * size;
   const src = Buffer.alloc(bytes, 7);
   const dst = Buffer.alloc(bytes);
-  const best = async (f: () => void, reps: number): Promise<number> => {
-    let t = Infinity;
-    for (let k = 0; k < 3; k++) {
-      const t0 = performance.now();
-      for (let i = 0; i < reps; i++) f();
-      await queue.sync();
-      t = Math.min(t, (performance.now() - t0) / 1000 / reps);
-    }
-    return t;
-  };
-  const copy = await best(() => void src.copy(dst), 50);
   const words = new Uint32Array(src.buffer, src.byteOffset, bytes / 4);
-  const up = await best(() => fromArray(words, [bytes / 4], 'u32').dispose(), 10);
-  const flips = new Uint8Array(batch).map((_, i) => i & 1);
-  const table = conversionTable(undefined);
-  const both = await best(() => imageBytesToFloat(src, flips, table, batch, size).dispose(), 10);
-  return { memcpy: bytes / copy, upload: bytes / up, convert: bytes / Math.max(both - up, 1e-9) };
+  const w = fromArray(words, [bytes / 4], 'u32');
+  const f = fromArray(Uint32Array.from({ length: batch }, (_, i) => i & 1), [batch], 'u32');
+  const t = fromArray(conversionTable(undefined), [768]);
+  const sink = fromArray(new Uint32Array(1), [1], 'u32');
+  const stages: Array<[string, () => void, boolean]> = [
+    ['memcpy', () => void src.copy(dst), false],
+    ['upload', () => {
+      const u = fromArray(words, [bytes / 4], 'u32');
+      queue.copy(u.buf, 0, sink.buf.buffer, 0, 4);
+      u.dispose();
+    }, true],
+    ['convert', () => convertOnDevice(w, f, t, batch, size).dispose(), true],
+  ];
+  const best: Record<string, number> = {};
+  for (let round = 0; round < 3; round++) {
+    for (const [name, run, device] of stages) {
+      const reps = device ? 10 : 50;
+      await queue.sync();
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) {
+        run();
+        if (device) await queue.endStep();
+      }
+      await queue.sync();
+      best[name] = Math.min(best[name] ?? Infinity, (performance.now() - t0) / 1000 / reps);
+    }
+  }
+  [w, f, t, sink].forEach((x) => x.dispose());
+  return { memcpy: bytes / best.memcpy, upload: bytes / best.upload, convert: bytes / best.convert };
 }
 
 const TARGET: Record<number, number> = { 64: 40000, 256: 4000 };

@@ -48,6 +48,20 @@ export function imageBytesToFloat(bytes: Uint8Array, flips: ArrayLike<number>, t
     pad.set(bytes.subarray(0, total));
     return new Uint32Array(pad.buffer);
   })();
+  return tidy(() => {
+    const w = fromArray(src, [words], 'u32');
+    const f = fromArray(Uint32Array.from({ length: n }, (_, i) => (flips[i] ? 1 : 0)), [n], 'u32');
+    return convertOnDevice(w, f, fromArray(table, [768]), n, size);
+  });
+}
+
+/**
+ * The device half of imageBytesToFloat: `words` (u32) already holds the CHW bytes, `flips` (u32) a
+ * flag per image, `table` the 768 floats. bench/loader.ts times it apart from the upload.
+ */
+export function convertOnDevice(words: Tensor, flips: Tensor, table: Tensor, n: number, size: number): Tensor {
+  const total = n * 3 * size * size;
+  if (words.size * 4 < total || flips.size < n || table.size !== 768) throw new Error(`convertOnDevice: inputs too small for a ${n}x3x${size}x${size} batch`);
   const pl = plan<ConvertGeom>('convert', { n, size });
   // Words per thread (0: a float per thread).
   const run = pl.variant === 'words' ? Number(pl.params.k) : pl.variant === 'word' ? 1 : 0;
@@ -55,14 +69,9 @@ export function imageBytesToFloat(bytes: Uint8Array, flips: ArrayLike<number>, t
     : run === 1 ? cachedKernel(`convert_bytes_word|${size}`, () => convertWordsKernel(size))
       : cachedKernel(`convert_bytes|${size}`, () => convertBytesKernel(size));
   const out = empty([n, 3, size, size]);
-  tidy(() => {
-    const w = fromArray(src, [words], 'u32');
-    const f = fromArray(Uint32Array.from({ length: n }, (_, i) => (flips[i] ? 1 : 0)), [n], 'u32');
-    const t = fromArray(table, [768]);
-    const items = run ? total / 4 : total;
-    const p = CONVERT_UNIFORM.pack({ n: items });
-    const tag = () => ({ op: 'convert.bytes', variant: pl.id, shape: `${n}x3x${size}x${size}`, flops: 0 });
-    queue.dispatch(k, [{ buffer: w.buf }, { buffer: f.buf }, { buffer: t.buf }, { buffer: out.buf }], p, gridFor(items / Math.max(1, run), CONVERT_WG), tag);
-  });
+  const items = run ? total / 4 : total;
+  const p = CONVERT_UNIFORM.pack({ n: items });
+  const tag = () => ({ op: 'convert.bytes', variant: pl.id, shape: `${n}x3x${size}x${size}`, flops: 0 });
+  queue.dispatch(k, [{ buffer: words.buf }, { buffer: flips.buf }, { buffer: table.buf }, { buffer: out.buf }], p, gridFor(items / Math.max(1, run), CONVERT_WG), tag);
   return out;
 }
