@@ -7,11 +7,12 @@
 // Workers: 0 = everything on the main thread (our decode inline, PyTorch num_workers=0); N = the core
 // count (our decode pool's threads, PyTorch's num_workers).
 // Usage: npx tsx bench/loader.ts [--images N] [--sizes 64,256] [--batch 32] [--epochs E] [--workers 0,C]
-//                                 [--no-torch] [--json]
+//                                 [--no-torch] [--dir D] [--json]
 //   --images N   JPEGs made per class (320x320, quality 90; default 500, so 1000 in all)
 //   --epochs E   warm epochs of ours and epochs of PyTorch; the best is kept (default 2)
 //   --workers    the worker counts to run (default 0 and the core count C)
 //   --no-torch   skip PyTorch (its columns print '-')
+//   --dir D      make the JPEGs in D and keep them (reused by a later run with the same --dir)
 // Also prints where the warm limit is, per size: each stage of a warm batch alone (memcpy for scale,
 // the host's shard reads, the upload, the convert kernel) in GB/s of image bytes and the images/s it
 // allows, next to the warm targets (4,000 img/s at 256 px, 40,000 at 64 px) and the GB/s they need,
@@ -189,10 +190,12 @@ function limitRows(size: number, l: Awaited<ReturnType<typeof limits>>, hostImgS
 
 const dev = await initDevice();
 const py = torchPython();
-const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tl-loader-bench-'));
+// --dir D: the JPEGs go to D and stay there (made once; a later run reuses them), e.g. for ticketlab profile --data D.
+const keepDir = flag('dir');
+const root = keepDir ? path.resolve(keepDir) : fs.mkdtempSync(path.join(os.tmpdir(), 'tl-loader-bench-'));
 try {
   log(`making ${2 * perClass} JPEGs (320x320) in ${root} ...`);
-  await makeJpegs(root);
+  if (!keepDir || !fs.existsSync(path.join(root, 'train'))) await makeJpegs(root);
   log(`adapter: ${dev.info.description || dev.info.device}; ${cores} cores; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; PyTorch: ${py ?? 'not found (set TICKETLAB_PYTHON)'}`);
   const rows: Row[] = [];
   const limitTable: Array<Array<string | number>> = [];
@@ -227,7 +230,7 @@ try {
     console.log(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   }
 } finally {
-  fs.rmSync(root, { recursive: true, force: true });
+  if (!keepDir) fs.rmSync(root, { recursive: true, force: true });
   await setDecodeThreads(0);
   closeDevice();
 }
