@@ -33,8 +33,8 @@ bilinear, rounded to bytes) and writes it to the dataset's decoded cache, on eve
 progress bar. Training, evaluation, IMP levels, controls, transfer and sweep units read these shards
 instead of decoding the JPEGs again; without prepare the first epoch fills the cache instead.
 Already cached images are skipped (a second prepare only checks sizes and modification times).
-FaceForensics++ frames are cached too (after extraction and cropping); OpenForensics releases get
-their face-crop cache filled instead.
+FaceForensics++ frames and OpenForensics faces are cached too (after extraction and cropping; an
+OpenForensics photo is decoded once for all its faces).
 
   --data DIR          the dataset root (image folder, FaceForensics++ or OpenForensics release)
   --size PX           training side (default: meso4's default for the data, 256 for real datasets)

@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { decodeImage, toCHWBytes, UnreadableImageError } from './image.js';
+import { decodeToBytes, UnreadableImageError, type BoxCrop } from './image.js';
 import type { DecodeReply, DecodeRequest } from './decode-worker.js';
 
 /** Images one worker has in flight at once: one resizing while the next decodes on libvips' threads. */
@@ -45,12 +45,15 @@ export class DecodePool {
     return slot;
   }
 
-  /** CHW bytes of `file` at size x size; UnreadableImageError for a file that cannot be decoded. */
-  decode(file: string, size: number): Promise<Uint8Array> {
+  /**
+   * CHW bytes of `file` at size x size (with `boxes`: of each box's crop, one after another; see
+   * decodeToBytes); UnreadableImageError for a file that cannot be decoded.
+   */
+  decode(file: string, size: number, boxes?: BoxCrop[]): Promise<Uint8Array> {
     // No threads: on the main thread (the bench's num_workers=0 row).
-    if (this.threads === 0) return decodeImage(file).then((img) => toCHWBytes(img, size));
+    if (this.threads === 0) return decodeToBytes(file, size, boxes);
     return new Promise((resolve, reject) => {
-      this.queue.push({ req: { id: this.nextId++, file, size }, resolve, reject });
+      this.queue.push({ req: { id: this.nextId++, file, size, ...(boxes ? { boxes } : {}) }, resolve, reject });
       this.pump();
     });
   }
