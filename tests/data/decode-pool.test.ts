@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DecodePool } from '../../src/data/decode-pool.js';
+import { DecodePool, workerBootstrap } from '../../src/data/decode-pool.js';
 import { decodeToBytes, UnreadableImageError, writePng, type BoxCrop } from '../../src/data/image.js';
 import { budget } from '../budget.js';
 
@@ -24,6 +24,13 @@ beforeAll(async () => {
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('the decode pool', () => {
+  it('runs its workers from one bundled module, without a TypeScript loader per worker', () => {
+    const src = workerBootstrap();
+    expect(src).not.toMatch(/register\(\)/);
+    expect(src).toMatch(/parentPort/);
+    expect(src).toMatch(/from "file:\/\/[^"]*sharp[^"]*"/);
+  });
+
   for (const threads of [0, 2]) {
     it(`with ${threads} worker threads gives the main thread's bytes, for whole images and box crops`, async () => {
       const pool = new DecodePool(threads);
