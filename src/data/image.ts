@@ -415,8 +415,18 @@ function horizontalPass(d: Uint8Array, base: number, stride: number, y0: number,
       let o = row + 3 * xs[x];
       const n = xn[x];
       let wi = x * xt;
-      let a0 = 0, a1 = 0, a2 = 0;
-      for (let k = 0; k < n; k++, o += 3, wi++) {
+      // The first two taps outside the loop (0 + p0 + p1 is p0 + p1): most windows have two or three.
+      const w0 = xw[wi];
+      let a0 = U[d[o]] * w0, a1 = U[d[o + 1]] * w0, a2 = U[d[o + 2]] * w0;
+      if (n > 1) {
+        const w1 = xw[wi + 1];
+        a0 += U[d[o + 3]] * w1;
+        a1 += U[d[o + 4]] * w1;
+        a2 += U[d[o + 5]] * w1;
+      }
+      o += 6;
+      wi += 2;
+      for (let k = 2; k < n; k++, o += 3, wi++) {
         const wk = xw[wi];
         a0 += U[d[o]] * wk;
         a1 += U[d[o + 1]] * wk;
