@@ -193,14 +193,17 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> implements PixelD
    * that changes while it is read is an unreadable sample this time (nothing of it is cached).
    */
   private photoPass(file: string): Promise<Map<number, FaceBytes>> {
-    return recentPromise(this.passes, file, async () => {
-      const idx = this.byPhoto.get(file) ?? [];
-      const before = this.identify(file, idx);
+    const idx = this.byPhoto.get(file) ?? [];
+    const before = this.identify(file, idx);
+    // Passes, photos and detections are remembered by the photo's identity, so a photo rewritten
+    // since an earlier pass of this process is read again, never served from that pass.
+    const id = `${file}\0${before.bytes}\0${before.mtimeNs}`;
+    return recentPromise(this.passes, id, async () => {
       const per = 3 * this.size * this.size;
       const got = new Map<number, FaceBytes>();
       if (this.faces) {
-        const photo = await this.photo(file);
-        const matched = await this.match(file, photo);
+        const photo = await this.photo(file, id);
+        const matched = await this.match(file, photo, id);
         for (const j of idx) {
           const m = matched.get(j) ?? null;
           const rect = m ?? cropRect(this.entry(j).bbox, photo.width, photo.height, this.scale);
@@ -278,9 +281,9 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> implements PixelD
     }
   }
 
-  private match(file: string, photo: RgbImage): Promise<Map<number, Rect | null>> {
+  private match(file: string, photo: RgbImage, key = file): Promise<Map<number, Rect | null>> {
     const faces = this.faces!;
-    return recentPromise(this.matches, file, () =>
+    return recentPromise(this.matches, key, () =>
       faces(photo).then((dets: DetectedFace[]) => {
         const idx = this.byPhoto.get(file) ?? [];
         const m = matchDetections(idx.map((k) => this.entry(k).bbox), dets.map((d) => [d.box.x, d.box.y, d.box.width, d.box.height] as const));
@@ -289,8 +292,8 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> implements PixelD
     );
   }
 
-  private photo(file: string): Promise<RgbImage> {
-    return recentPromise(this.recent, file, () => decodeImage(file));
+  private photo(file: string, key = file): Promise<RgbImage> {
+    return recentPromise(this.recent, key, () => decodeImage(file));
   }
 }
 
