@@ -324,6 +324,12 @@ describe("OpenForensics with the face detector (--crop face)", { timeout: budget
     expect(b0.label).toBe(1);
     expect(calls).toBe(1);
     expect((await fs.readdir(cache)).sort()).toEqual(["openforensics", "openforensics-faces"]);
+    // With the decoded cache (the default), the same faces come from one pass per photo into shards.
+    const shardWarnings: string[] = [];
+    const viaShards = await openDataset(root, { size: S, crop: "face", openforensics: { faceCrop: counted }, warn: (m) => shardWarnings.push(m) });
+    for (let i = 0; i < 4; i++) expect(Array.from((await viaShards.train.get(i)).image)).toEqual(Array.from(samples[i].image));
+    expect(calls).toBe(2);
+    expect(shardWarnings.filter((w) => w.includes("1 of 4 annotated faces"))).toHaveLength(1);
     det.dispose();
   });
 
