@@ -14,16 +14,16 @@ const PER_WORKER = 2;
 // A worker starts without the parent's loader hooks. From dist/ it imports the JavaScript directly.
 // From the TypeScript sources (tsx, vitest) the worker module and what it imports are bundled once per
 // process into one JavaScript module (esbuild, tsx's compiler) that each worker evaluates: registering
-// tsx in every worker instead costs each one a loader thread and a few hundred milliseconds of module
-// loading before its first image, a large part of a first epoch at 64 px. Without esbuild, each
-// worker registers tsx's ESM loader (its CommonJS twin cannot load from an eval'd worker).
+// tsx in every worker instead costs each one a loader thread and module loading through it before its
+// first image (150-400 ms of CPU more for two workers, on the loaded 2-core machine). Without esbuild,
+// each worker registers tsx's ESM loader (its CommonJS twin cannot load from an eval'd worker).
 let bundled: string | null | undefined;
 
 /** The source each worker evaluates (exported for the tests). */
 export function workerBootstrap(): string {
   const worker = new URL(import.meta.url.replace(/decode-pool\.(ts|js)$/, 'decode-worker.$1'));
   if (!worker.pathname.endsWith('.ts')) return `await import(${JSON.stringify(worker.href)});`;
-  bundled ??= bundle(worker);
+  if (bundled === undefined) bundled = bundle(worker); // null (no esbuild) is remembered too
   if (bundled) return bundled;
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
   return `const { register } = await import(${JSON.stringify(tsx)}); register();\nawait import(${JSON.stringify(worker.href)});`;
