@@ -20,7 +20,7 @@ const BOXES = path.join(ROOT, 'tests', 'fixtures', 'faces', 'ssd_mobilenetv1.jso
 const OUT = path.join(ROOT, 'tests', 'fixtures', 'faces', 'face_landmark_68.json');
 const MARGIN = 1.3;
 
-// src/data/dataset-openforensics.ts cropRect, restated: this CommonJS script cannot import the TypeScript sources. The
+// src/data/image.ts cropRect, restated: this CommonJS script cannot import the TypeScript sources. The
 // test crops the stored rectangles, so the comparison does not depend on the two staying identical.
 function cropRect([x, y, w, h], imgW, imgH, scale) {
   const side = Math.max(w, h) * scale;

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { availableParallelism } from 'node:os';
 import { openDataset, warmCache, type Dataset } from '../data/datasets.js';
 import { fillDecodedCache, isPixelDataset, type FillResult } from '../data/decoded.js';
+import { RECORD_BYTES } from '../data/shard-cache.js';
 import { defaultInputSize } from '../nn/models/index.js';
 import { Progress } from '../util/progress.js';
 import { CACHE_FLAGS, CACHE_FLAGS_HELP, applyCacheFlags, num } from './flags.js';
@@ -33,8 +34,8 @@ bilinear, rounded to bytes) and writes it to the dataset's decoded cache, on eve
 progress bar. Training, evaluation, IMP levels, controls, transfer and sweep units read these shards
 instead of decoding the JPEGs again; without prepare the first epoch fills the cache instead.
 Already cached images are skipped (a second prepare only checks sizes and modification times).
-FaceForensics++ frames are cached too (after extraction and cropping); OpenForensics releases get
-their face-crop cache filled instead.
+FaceForensics++ frames and OpenForensics faces are cached too (after extraction and cropping; an
+OpenForensics photo is decoded once for all its faces).
 
   --data DIR          the dataset root (image folder, FaceForensics++ or OpenForensics release)
   --size PX           training side (default: meso4's default for the data, 256 for real datasets)
@@ -85,7 +86,7 @@ The cache folder, its format and how to move or clear it: docs/data.md.`,
     }
     const secs = (performance.now() - t0) / 1000;
     const lines = [`${d.name} at ${size}x${size}: ${totals.images} images, ${totals.decoded} decoded now, ${totals.cached} already cached, ${totals.skipped} unreadable (skipped) in ${secs.toFixed(1)} s (${(images / Math.max(secs, 1e-9)).toFixed(0)} img/s on ${availableParallelism()} cores)`];
-    if (cacheDir) lines.push(`cache: ${cacheDir} (${mib(folderBytes(cacheDir))}, ${3 * size * size} bytes per image)`);
+    if (cacheDir) lines.push(`cache: ${cacheDir} (${mib(folderBytes(cacheDir))}, ${3 * size * size + RECORD_BYTES} bytes per image: pixels and an index record)`);
     console.log(lines.join('\n'));
     return 0;
   },

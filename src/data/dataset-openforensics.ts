@@ -1,9 +1,15 @@
 // OpenForensics (COCO json + Images/<Split>/*.jpg): one sample per annotated face box, cropped around
 // the face the detector finds there ('face', the square FF++ face crops use) or around the annotated box
-// at 1.3x ('box'), and cached per mode on first use. Part of data/datasets.ts, which opens it.
+// at 1.3x ('box'). With the decoded cache (the default) a face's bytes are kept in shards keyed by its
+// photo, its annotation and box, the crop mode and scale; a photo is decoded once for all its faces (on
+// the decode pool in box mode). With --no-cache, crops are cached as PNGs per mode as before. Part of
+// data/datasets.ts, which opens it.
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { cropImage, decodeImage, resizeRgb, toCHWFloat, writePng, type Rect, type RgbImage } from "./image.js";
+import { bytesToUnit, cropImage, cropRect, decodeImage, resizeRgb, toCHWBytes, UnreadableImageError, writePng, type Rect, type RgbImage } from "./image.js";
+import { CachedDecoder, cacheDefaults, openShardCache, RESIZE_METHOD, type PixelDataset } from "./decoded.js";
+import { decodePool } from "./decode-pool.js";
+import { statSource, type SourceId } from "./shard-cache.js";
 import { SPLITS, type SplitName } from "./synthetic.js";
 import {
   type Dataset,
@@ -21,25 +27,10 @@ import {
   splitByGroup,
 } from "./dataset-base.js";
 
+export { cropRect } from "./image.js";
+
 export const OF_SPLITS = ["Train", "Val", "Test-Dev", "Test-Challenge"] as const;
 export type OfSplit = (typeof OF_SPLITS)[number];
-
-/**
- * Square crop of side max(w,h)*scale centred on the box, clipped to the image (so crops at the border are
- * not square; they are stretched to the model size later, as the reference preprocessing does).
- */
-export function cropRect(bbox: readonly [number, number, number, number], imgW: number, imgH: number, scale = 1.3): Rect {
-  const [x, y, w, h] = bbox;
-  const side = Math.max(w, h) * scale;
-  const cx = x + w / 2, cy = y + h / 2;
-  let left = Math.round(cx - side / 2), top = Math.round(cy - side / 2);
-  let right = Math.round(cx + side / 2), bottom = Math.round(cy + side / 2);
-  left = Math.min(Math.max(left, 0), imgW - 1);
-  top = Math.min(Math.max(top, 0), imgH - 1);
-  right = Math.min(Math.max(right, left + 1), imgW);
-  bottom = Math.min(Math.max(bottom, top + 1), imgH);
-  return { left, top, width: right - left, height: bottom - top };
-}
 
 /** IoU of two [x, y, w, h] boxes. */
 export function boxIoU(a: readonly [number, number, number, number], b: readonly [number, number, number, number]): number {
@@ -74,6 +65,9 @@ export function matchDetections(annotations: ReadonlyArray<readonly [number, num
 
 export interface OfEntry extends Entry {
   bbox: [number, number, number, number];
+  /** the annotation's id (its index in the json when it has none) */
+  ann: string;
+  /** its PNG crop (the crop cache used with --no-cache) */
   cache: string;
 }
 
@@ -83,23 +77,35 @@ export interface CocoJson {
   categories?: Array<{ id: number | string; name?: string }>;
 }
 
-export class OpenForensicsDataset extends ListDataset<OfEntry> {
+/** The bytes of one face of a photo, and whether face mode fell back to its annotation box. */
+interface FaceBytes {
+  pixels: Uint8Array;
+  fallback: boolean;
+}
+
+export class OpenForensicsDataset extends ListDataset<OfEntry> implements PixelDataset {
   // Several faces share a photo: keep a few decoded photos (and in-flight decodes) so a photo with k faces
   // is not decoded k times when its faces are requested together (e.g. during cache warm-up).
   private recent = new Map<string, Promise<RgbImage>>();
   // Face mode: the detector runs once per photo; its match of every annotation of that photo is kept
   // for the photo's other faces (same LRU bound as the photos).
   private matches = new Map<string, Promise<Map<number, Rect | null>>>();
+  // With the decoded cache: one pass per photo makes the bytes of all its faces and caches them.
+  private passes = new Map<string, Promise<Map<number, FaceBytes>>>();
   private readonly byPhoto = new Map<string, number[]>();
   private readonly seen = new Set<number>();
   private readonly fallbacks = new Set<number>();
+  // Faces this process's photo passes put in the cache (`prepare` counts them as decoded now).
+  private readonly madeHere = new Set<number>();
   private reported = false;
   private cacheBroken = false;
+  private scratch: Uint8Array | null = null;
 
   /** `faces`: the detector's face list in face mode, null in box mode. */
   constructor(name: string, size: number, entries: readonly OfEntry[], private readonly scale: number,
               private readonly warn: (m: string) => void,
-              private readonly faces: FaceCropper["faces"] | null = null) {
+              private readonly faces: FaceCropper["faces"] | null,
+              private readonly decoder: CachedDecoder) {
     super(name, size, entries);
     entries.forEach((e, i) => {
       const l = this.byPhoto.get(e.path);
@@ -108,22 +114,137 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> {
     });
   }
 
+  get cache(): PixelDataset["cache"] {
+    return this.decoder.cache;
+  }
+
   /** Annotations (of those loaded so far) that no detection matched and were cropped to their box. */
   fallbackCount(): number {
     return this.fallbacks.size;
   }
 
-  async get(i: number): Promise<Sample> {
+  /**
+   * Which of its photo's cache entries face i is: its annotation and box, and in face mode whether it
+   * holds the detector's crop or the box fallback (so a hit still counts the fallbacks). The crop mode and
+   * scale are in the cache's configuration.
+   */
+  private detail(i: number, fallback: boolean): string {
     const e = this.entry(i);
+    return `ann=${e.ann};bbox=${e.bbox.join(",")};${this.faces ? (fallback ? "face-fallback-box" : "face") : "box"}`;
+  }
+
+  readCachedInto(i: number, out: Uint8Array, at: number): boolean {
+    const file = this.entry(i).path;
+    const first = this.fallbacks.has(i);
+    for (const fallback of this.faces ? [first, !first] : [false]) {
+      if (this.decoder.readCached(file, out, at, this.detail(i, fallback))) {
+        this.counted(i, fallback);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  async getPixelsInto(i: number, out: Uint8Array, at: number): Promise<void> {
+    if (this.readCachedInto(i, out, at)) return;
     try {
-      return await this.load(i, e);
+      if (this.decoder.cache) {
+        const f = (await this.photoPass(this.entry(i).path)).get(i);
+        if (!f) throw new Error(`${this.name}: face ${i} missing from its photo's pass`);
+        out.set(f.pixels, at);
+      } else {
+        toCHWBytes(await this.load(i, this.entry(i)), this.size, out.subarray(at, at + 3 * this.size * this.size));
+      }
     } finally {
       this.seen.add(i);
       this.report();
     }
   }
 
-  private async load(i: number, e: OfEntry): Promise<Sample> {
+  async ensureCached(i: number): Promise<"cached" | "decoded"> {
+    if (!this.decoder.cache) throw new Error(`no decoded cache to fill for ${this.entry(i).path} (--no-cache)`);
+    this.scratch ??= new Uint8Array(3 * this.size * this.size);
+    if (this.readCachedInto(i, this.scratch, 0)) return this.madeHere.has(i) ? "decoded" : "cached";
+    await this.getPixelsInto(i, this.scratch, 0);
+    return "decoded";
+  }
+
+  flushCache(): Promise<void> {
+    return this.decoder.flush();
+  }
+
+  async get(i: number): Promise<Sample> {
+    const e = this.entry(i);
+    const pixels = new Uint8Array(3 * this.size * this.size);
+    await this.getPixelsInto(i, pixels, 0);
+    return { image: bytesToUnit(pixels), pixels, label: e.label, path: e.path };
+  }
+
+  private counted(i: number, fallback: boolean): void {
+    if (fallback) this.fallbacks.add(i);
+    else this.fallbacks.delete(i);
+    this.seen.add(i);
+    this.report();
+  }
+
+  /**
+   * Decodes a photo once for all its faces, crops and resizes each (box mode: on the decode pool;
+   * face mode: on this thread, after the detector), and puts every face in the decoded cache. A photo
+   * that changes while it is read is an unreadable sample this time (nothing of it is cached).
+   */
+  private photoPass(file: string): Promise<Map<number, FaceBytes>> {
+    const idx = this.byPhoto.get(file) ?? [];
+    const before = this.identify(file, idx);
+    // Passes, photos and detections are remembered by the photo's identity, so a photo rewritten
+    // since an earlier pass of this process is read again, never served from that pass.
+    const id = `${file}\0${before.bytes}\0${before.mtimeMs}`;
+    return recentPromise(this.passes, id, async () => {
+      const per = 3 * this.size * this.size;
+      const got = new Map<number, FaceBytes>();
+      if (this.faces) {
+        const photo = await this.photo(file, id);
+        const matched = await this.match(file, photo, id);
+        for (const j of idx) {
+          const m = matched.get(j) ?? null;
+          const rect = m ?? cropRect(this.entry(j).bbox, photo.width, photo.height, this.scale);
+          got.set(j, { pixels: toCHWBytes(photo, this.size, undefined, rect), fallback: !m });
+        }
+      } else {
+        const all = await decodePool().decode(file, this.size, idx.map((j) => ({ box: this.entry(j).bbox, scale: this.scale })));
+        idx.forEach((j, k) => got.set(j, { pixels: all.subarray(k * per, (k + 1) * per), fallback: false }));
+      }
+      const unchanged = (): void => {
+        let now: SourceId | null = null;
+        try {
+          now = statSource(file, this.decoder.root);
+        } catch {
+          // deleted meanwhile
+        }
+        if (!now || now.bytes !== before.bytes || now.mtimeMs !== before.mtimeMs) throw new UnreadableImageError(file, "changed while it was being read; it is read again next time");
+      };
+      for (const [j, f] of got) {
+        if (this.faces) this.counted(j, f.fallback);
+        await this.decoder.ensure(file, { detail: this.detail(j, f.fallback), produce: async () => (unchanged(), f.pixels) });
+        this.madeHere.add(j);
+      }
+      return got;
+    });
+  }
+
+  /** The photo's identity before it is read; a photo gone since it was cached says so. */
+  private identify(file: string, idx: readonly number[]): SourceId {
+    try {
+      return statSource(file, this.decoder.root);
+    } catch (e) {
+      const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      const rel = path.relative(this.decoder.root, file);
+      const cached = idx.some((j) => [false, true].some((fb) => this.decoder.cache?.hadPath(`${rel}#${this.detail(j, fb)}`)));
+      throw new UnreadableImageError(file, cached ? `deleted after it was cached (${why}); its cache entries are not used` : why);
+    }
+  }
+
+  /** Without the decoded cache: face i's crop at the training size, through the PNG crop cache. */
+  private async load(i: number, e: OfEntry): Promise<RgbImage> {
     // Face mode caches an annotation that fell back to its box as <id>.box.png, so later runs count it too.
     const fallbackCache = e.cache.replace(/\.png$/, ".box.png");
     for (const file of this.faces ? [e.cache, fallbackCache] : [e.cache]) {
@@ -131,7 +252,7 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> {
         const cached = await decodeImage(file);
         if (cached.width === this.size && cached.height === this.size) {
           if (file === fallbackCache) this.fallbacks.add(i);
-          return { image: toCHWFloat(cached, this.size), label: e.label, path: e.path };
+          return cached;
         }
       } catch {
         // not cached yet (or a torn/foreign file): rebuild it below
@@ -148,8 +269,7 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> {
         this.warn(`cannot write crop cache ${e.cache} (${err instanceof Error ? err.message : String(err)}); continuing without a cache`);
       });
     }
-    // Quantised to 8 bits exactly as the cached PNG, so the first epoch sees the same bits as later ones.
-    return { image: toCHWFloat(crop, this.size), label: e.label, path: e.path };
+    return crop;
   }
 
   /** Once every sample has been requested: one warning with the number of box fallbacks. */
@@ -161,9 +281,9 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> {
     }
   }
 
-  private match(file: string, photo: RgbImage): Promise<Map<number, Rect | null>> {
+  private match(file: string, photo: RgbImage, key = file): Promise<Map<number, Rect | null>> {
     const faces = this.faces!;
-    return recentPromise(this.matches, file, () =>
+    return recentPromise(this.matches, key, () =>
       faces(photo).then((dets: DetectedFace[]) => {
         const idx = this.byPhoto.get(file) ?? [];
         const m = matchDetections(idx.map((k) => this.entry(k).bbox), dets.map((d) => [d.box.x, d.box.y, d.box.width, d.box.height] as const));
@@ -172,8 +292,8 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> {
     );
   }
 
-  private photo(file: string): Promise<RgbImage> {
-    return recentPromise(this.recent, file, () => decodeImage(file));
+  private photo(file: string, key = file): Promise<RgbImage> {
+    return recentPromise(this.recent, key, () => decodeImage(file));
   }
 }
 
@@ -255,6 +375,7 @@ export async function loadOfSplit(root: string, split: OfSplit, cacheRoot: strin
       group: `${split}/${String(a.image_id)}`,
       path: file,
       bbox: [b[0], b[1], b[2], b[3]],
+      ann: annId,
       cache: path.join(cacheRoot, String(o.size), cacheDir, split, `${annId.replace(/[^\w.-]/g, "_")}.png`),
     });
   });
@@ -292,6 +413,12 @@ export async function openOpenForensics(root: string, o: ResolvedOptions): Promi
     }
   }
   const name = `openforensics:${root}`;
-  const mk = (s: SplitName, es: OfEntry[]): Dataset => new OpenForensicsDataset(`${name}/${s}`, o.size, es, scale, o.warn, faces);
+  // Decoded shards: an entry is keyed by its photo (path, size, mtime) and its annotation and box (the
+  // sample detail); the crop mode and scale are in the configuration. The face detector is the one
+  // ticketlab ships (its weights are part of the package version), as for FaceForensics++.
+  const shards = (o.raw.decodedCache ?? cacheDefaults().decoded) === false ? null
+    : openShardCache(cacheRoot, { size: o.size, pipeline: `openforensics;crop=${faces ? "face" : "box"};scale=${scale};${RESIZE_METHOD}` }, o.warn);
+  const decoder = new CachedDecoder(shards, root, o.size, o.warn);
+  const mk = (s: SplitName, es: OfEntry[]): Dataset => new OpenForensicsDataset(`${name}/${s}`, o.size, es, scale, o.warn, faces, decoder);
   return { name, layout: "openforensics", root, size: o.size, train: mk("train", train), val: mk("val", lists.val ?? []), test: mk("test", lists.test ?? []) };
 }

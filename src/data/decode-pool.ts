@@ -4,21 +4,46 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
-import { decodeImage, toCHWBytes, UnreadableImageError } from './image.js';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { decodeToBytes, UnreadableImageError, type BoxCrop } from './image.js';
 import type { DecodeReply, DecodeRequest } from './decode-worker.js';
 
 /** Images one worker has in flight at once: one resizing while the next decodes on libvips' threads. */
 const PER_WORKER = 2;
 
-// A worker starts without the parent's loader hooks; from the TypeScript sources (tsx, vitest) it
-// registers tsx before importing the worker module, from dist/ it imports the JavaScript directly.
-function bootstrap(): string {
+// A worker starts without the parent's loader hooks. From dist/ it imports the JavaScript directly.
+// From the TypeScript sources (tsx, vitest) the worker module and what it imports are bundled once per
+// process into one JavaScript module (esbuild, tsx's compiler) that each worker evaluates: registering
+// tsx in every worker instead costs each one a loader thread and module loading through it before its
+// first image (150-400 ms of CPU more for two workers, on the loaded 2-core machine). Without esbuild,
+// each worker registers tsx's ESM loader (its CommonJS twin cannot load from an eval'd worker).
+let bundled: string | null | undefined;
+
+/** The source each worker evaluates (exported for the tests). */
+export function workerBootstrap(): string {
   const worker = new URL(import.meta.url.replace(/decode-pool\.(ts|js)$/, 'decode-worker.$1'));
-  const ts = worker.pathname.endsWith('.ts');
-  // tsx's ESM entry (its CommonJS twin, which require.resolve finds, cannot load from an eval'd worker)
-  const tsx = ts ? pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href : '';
-  return `${ts ? `const { register } = await import(${JSON.stringify(tsx)}); register();\n` : ''}await import(${JSON.stringify(worker.href)});`;
+  if (!worker.pathname.endsWith('.ts')) return `await import(${JSON.stringify(worker.href)});`;
+  if (bundled === undefined) bundled = bundle(worker); // null (no esbuild) is remembered too
+  if (bundled) return bundled;
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+  return `const { register } = await import(${JSON.stringify(tsx)}); register();\nawait import(${JSON.stringify(worker.href)});`;
+}
+
+/** decode-worker.ts and its imports as one ES module, sharp imported by absolute URL; null when esbuild cannot. */
+function bundle(worker: URL): string | null {
+  try {
+    const require = createRequire(import.meta.url);
+    const esbuild = require('esbuild') as typeof import('esbuild');
+    const out = esbuild.buildSync({
+      entryPoints: [fileURLToPath(worker)], bundle: true, write: false, format: 'esm', platform: 'node',
+      target: 'node20', external: ['sharp'], logLevel: 'silent',
+    }).outputFiles[0].text;
+    const sharp = JSON.stringify(pathToFileURL(require.resolve('sharp')).href);
+    const code = out.replace(/from\s*"sharp"/g, `from ${sharp}`);
+    return code.includes(sharp) ? code : null;
+  } catch {
+    return null;
+  }
 }
 
 interface Job {
@@ -36,7 +61,7 @@ export class DecodePool {
   constructor(readonly threads = availableParallelism()) {}
 
   private spawn(): { w: Worker; busy: number } {
-    const w = new Worker(bootstrap(), { eval: true, type: 'module' } as ConstructorParameters<typeof Worker>[1]);
+    const w = new Worker(workerBootstrap(), { eval: true, type: 'module' } as ConstructorParameters<typeof Worker>[1]);
     w.unref();
     const slot = { w, busy: 0 };
     w.on('message', (m: DecodeReply) => this.done(m));
@@ -45,12 +70,15 @@ export class DecodePool {
     return slot;
   }
 
-  /** CHW bytes of `file` at size x size; UnreadableImageError for a file that cannot be decoded. */
-  decode(file: string, size: number): Promise<Uint8Array> {
+  /**
+   * CHW bytes of `file` at size x size (with `boxes`: of each box's crop, one after another; see
+   * decodeToBytes); UnreadableImageError for a file that cannot be decoded.
+   */
+  decode(file: string, size: number, boxes?: BoxCrop[]): Promise<Uint8Array> {
     // No threads: on the main thread (the bench's num_workers=0 row).
-    if (this.threads === 0) return decodeImage(file).then((img) => toCHWBytes(img, size));
+    if (this.threads === 0) return decodeToBytes(file, size, boxes);
     return new Promise((resolve, reject) => {
-      this.queue.push({ req: { id: this.nextId++, file, size }, resolve, reject });
+      this.queue.push({ req: { id: this.nextId++, file, size, ...(boxes ? { boxes } : {}) }, resolve, reject });
       this.pump();
     });
   }

@@ -1,13 +1,15 @@
-// Worker thread of the decode pool (decode-pool.ts): decodes an image file and resizes it to the
-// training size as CHW bytes. sharp decodes on libvips' threads; the resize is our JavaScript, which
-// is why it runs here and not on the main thread.
+// Worker thread of the decode pool (decode-pool.ts): decodes an image file and resizes it (or crops of
+// it) to the training size as CHW bytes. sharp decodes on libvips' threads; the resize is our
+// JavaScript, which is why it runs here and not on the main thread. The bytes are transferred, not copied.
 import { parentPort } from 'node:worker_threads';
-import { decodeImage, toCHWBytes, UnreadableImageError } from './image.js';
+import { decodeToBytes, UnreadableImageError, type BoxCrop } from './image.js';
 
 export interface DecodeRequest {
   id: number;
   file: string;
   size: number;
+  /** crops to resize (OpenForensics faces), one image each, in order; absent: the whole image */
+  boxes?: BoxCrop[];
 }
 
 export type DecodeReply =
@@ -15,9 +17,8 @@ export type DecodeReply =
   | { id: number; ok: false; unreadable: boolean; message: string; path: string };
 
 parentPort?.on('message', (req: DecodeRequest) => {
-  decodeImage(req.file).then(
-    (img) => {
-      const pixels = toCHWBytes(img, req.size);
+  decodeToBytes(req.file, req.size, req.boxes).then(
+    (pixels) => {
       parentPort?.postMessage({ id: req.id, ok: true, pixels } satisfies DecodeReply, [pixels.buffer as ArrayBuffer]);
     },
     (e: unknown) => {

@@ -146,13 +146,17 @@ function checkImage(img: RgbImage): void {
   }
 }
 
-/** Copy a rectangle out of an image. The rectangle must lie inside the image. */
-export function cropImage(img: RgbImage, r: Rect): RgbImage {
+function checkRect(img: RgbImage, r: Rect): void {
   if (r.left < 0 || r.top < 0 || r.width < 1 || r.height < 1 ||
       r.left + r.width > img.width || r.top + r.height > img.height ||
       !Number.isInteger(r.left) || !Number.isInteger(r.top) || !Number.isInteger(r.width) || !Number.isInteger(r.height)) {
     throw new Error(`crop ${r.left},${r.top} ${r.width}x${r.height} outside image ${img.width}x${img.height}`);
   }
+}
+
+/** Copy a rectangle out of an image. The rectangle must lie inside the image. */
+export function cropImage(img: RgbImage, r: Rect): RgbImage {
+  checkRect(img, r);
   const out = new Uint8Array(r.width * r.height * 3);
   const rowBytes = r.width * 3;
   for (let y = 0; y < r.height; y++) {
@@ -306,76 +310,200 @@ export function toCHWFloat(img: RgbImage, size: number): Float32Array {
 // Float32 value of every byte as rgbToCHW stores it (d / 255 rounded to float32), so the fused resize
 // below reads exactly the numbers the planar one reads.
 const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255);
+// The same values as doubles: the fused resize's inner loops then load doubles instead of converting.
+const BYTE_TO_UNIT_F64 = Float64Array.from(BYTE_TO_UNIT);
+
+/** One axis of toCHWBytes: per output index its first tap and tap count, weights as doubles (stride `taps`). */
+interface TrimmedAxis {
+  start: Int32Array;
+  count: Int32Array;
+  taps: number;
+  w: Float64Array;
+}
+
+const trimmedCache = new Map<string, TrimmedAxis>();
+
+/**
+ * axisWeights without the zero weights at either end of a window (a triangle is zero only at its
+ * ends). Dropping them keeps every sum bit for bit: a finite value times +0 is +0, and x + 0 is x in
+ * float64, and x rounded to float32 is x again when x already is one; and they are 1/4 to 1/3 of the taps
+ * when shrinking by a non-integer factor.
+ */
+function trimmedAxis(inSize: number, outSize: number): TrimmedAxis {
+  const key = `${inSize}>${outSize}`;
+  const hit = trimmedCache.get(key);
+  if (hit) return hit;
+  const a = axisWeights(inSize, outSize);
+  const start = new Int32Array(outSize);
+  const count = new Int32Array(outSize);
+  const w = new Float64Array(outSize * a.taps);
+  for (let i = 0; i < outSize; i++) {
+    let lo = 0, hi = a.count[i];
+    while (hi - lo > 1 && a.w[i * a.taps + lo] === 0) lo++;
+    while (hi - lo > 1 && a.w[i * a.taps + hi - 1] === 0) hi--;
+    start[i] = a.start[i] + lo;
+    count[i] = hi - lo;
+    for (let k = lo; k < hi; k++) w[i * a.taps + k - lo] = a.w[i * a.taps + k];
+  }
+  const res = { start, count, taps: a.taps, w };
+  if (trimmedCache.size > 256) trimmedCache.clear();
+  trimmedCache.set(key, res);
+  return res;
+}
+
+// The horizontal pass's rows, kept between calls (a decode worker resizes one image at a time): a
+// 320 px image's intermediate is about a megabyte, which would otherwise be allocated and zeroed per image.
+let midScratch = new Float32Array(0);
 
 /**
  * The model's input as bytes: CHW uint8 at size x size, the same pixels as
- * `chwToRgb(toCHWFloat(img, size))` (antialiased bilinear in float32, rounded to the nearest byte as
- * PIL's Resize on an 8-bit image does before torchvision's ToTensor divides by 255). Fused: reads HWC
- * bytes directly and keeps one channel's intermediate rows, with the same operations in the same order
- * as resizePlanar + chwToRgb, so the bytes are identical (tested) at about a third of the memory traffic.
+ * `chwToRgb(toCHWFloat(crop, size))` (antialiased bilinear in float32, rounded to the nearest byte as
+ * PIL's Resize on an 8-bit image does before torchvision's ToTensor divides by 255). `region` resizes
+ * that rectangle of the image (a face crop) without copying it out first.
+ *
+ * Fused and bit-identical to the planar path (tested): the horizontal pass sums each output pixel's
+ * taps in order in float64 and rounds the sum to float32, as resizePlanar's does; the vertical pass
+ * rounds its running sum to float32 after every tap, as resizePlanar's float32 accumulator row does.
+ * Reads HWC bytes directly, keeps the intermediate rows interleaved (three independent sums per tap)
+ * and sums a pixel's vertical taps in registers instead of sweeping an accumulator row per tap.
  */
-export function toCHWBytes(img: RgbImage, size: number, out = new Uint8Array(3 * size * size)): Uint8Array {
+export function toCHWBytes(img: RgbImage, size: number, out: Uint8Array = new Uint8Array(3 * size * size), region?: Rect): Uint8Array {
   checkImage(img);
   if (!Number.isInteger(size) || size < 1) throw new Error(`toCHWBytes: bad output size ${size}`);
   if (out.length < 3 * size * size) throw new Error(`toCHWBytes: output holds ${out.length} bytes, needs ${3 * size * size}`);
-  const { width: w, height: h, data: d } = img;
+  const r = region ?? { left: 0, top: 0, width: img.width, height: img.height };
+  if (region) checkRect(img, region);
+  const d = img.data;
+  const stride = 3 * img.width;
+  const base = r.top * stride + 3 * r.left;
+  const w = r.width, h = r.height;
   const plane = size * size;
   if (w === size && h === size) {
     // resizePlanar returns its input at the same size, and byte -> /255 -> *255 rounds back to the byte.
-    for (let p = 0; p < plane; p++) {
-      out[p] = d[3 * p];
-      out[plane + p] = d[3 * p + 1];
-      out[2 * plane + p] = d[3 * p + 2];
+    for (let y = 0; y < size; y++) {
+      const row = base + y * stride;
+      const o = y * size;
+      for (let x = 0; x < size; x++) {
+        out[o + x] = d[row + 3 * x];
+        out[plane + o + x] = d[row + 3 * x + 1];
+        out[2 * plane + o + x] = d[row + 3 * x + 2];
+      }
     }
     return out;
   }
-  const ax = axisWeights(w, size);
-  const ay = axisWeights(h, size);
-  // Horizontal pass for the three channels at once (taps and weights are shared; each channel's sum
-  // still runs over k in order, so the floats are resizePlanar's), into three planes of h x size.
-  const mid = new Float32Array(3 * h * size);
-  const midPlane = h * size;
-  for (let y = 0; y < h; y++) {
-    const row = y * w;
+  const ax = trimmedAxis(w, size);
+  const ay = trimmedAxis(h, size);
+  // Only the rows some output row reads (all of them when shrinking).
+  const y0 = ay.start[0];
+  const y1 = ay.start[size - 1] + ay.count[size - 1];
+  const midRow = 3 * size;
+  if (midScratch.length < (y1 - y0) * midRow) midScratch = new Float32Array((y1 - y0) * midRow);
+  const mid = midScratch;
+  horizontalPass(d, base, stride, y0, y1, ax, size, mid);
+  verticalPass(mid, ay, y0, size, out);
+  return out;
+}
+
+/** toCHWBytes' first pass: rows y0..y1 of the region, each resized to `size` columns (float32, HWC). */
+function horizontalPass(d: Uint8Array, base: number, stride: number, y0: number, y1: number, ax: TrimmedAxis, size: number, mid: Float32Array): void {
+  const U = BYTE_TO_UNIT_F64;
+  const xs = ax.start, xn = ax.count, xw = ax.w, xt = ax.taps;
+  for (let y = y0; y < y1; y++) {
+    const row = base + y * stride;
+    let m = (y - y0) * 3 * size;
     for (let x = 0; x < size; x++) {
-      const s = 3 * (row + ax.start[x]);
-      const n = ax.count[x];
-      const wo = x * ax.taps;
-      let a0 = 0, a1 = 0, a2 = 0;
-      for (let k = 0; k < n; k++) {
-        const wk = ax.w[wo + k];
-        const o = s + 3 * k;
-        a0 += BYTE_TO_UNIT[d[o]] * wk;
-        a1 += BYTE_TO_UNIT[d[o + 1]] * wk;
-        a2 += BYTE_TO_UNIT[d[o + 2]] * wk;
+      let o = row + 3 * xs[x];
+      const n = xn[x];
+      let wi = x * xt;
+      // The first two taps outside the loop (0 + p0 + p1 is p0 + p1): most windows have two or three.
+      const w0 = xw[wi];
+      let a0 = U[d[o]] * w0, a1 = U[d[o + 1]] * w0, a2 = U[d[o + 2]] * w0;
+      if (n > 1) {
+        const w1 = xw[wi + 1];
+        a0 += U[d[o + 3]] * w1;
+        a1 += U[d[o + 4]] * w1;
+        a2 += U[d[o + 5]] * w1;
       }
-      const m = y * size + x;
+      o += 6;
+      wi += 2;
+      for (let k = 2; k < n; k++, o += 3, wi++) {
+        const wk = xw[wi];
+        a0 += U[d[o]] * wk;
+        a1 += U[d[o + 1]] * wk;
+        a2 += U[d[o + 2]] * wk;
+      }
       mid[m] = a0;
-      mid[midPlane + m] = a1;
-      mid[2 * midPlane + m] = a2;
+      mid[m + 1] = a1;
+      mid[m + 2] = a2;
+      m += 3;
     }
   }
-  const acc = new Float32Array(size);
-  for (let c = 0; c < 3; c++) {
-    const oplane = c * plane;
-    const mbase = c * midPlane;
-    for (let y = 0; y < size; y++) {
-      const s = ay.start[y];
-      const n = ay.count[y];
-      const wo = y * ay.taps;
-      acc.fill(0);
-      for (let k = 0; k < n; k++) {
-        const wk = ay.w[wo + k];
-        const mrow = mbase + (s + k) * size;
-        for (let x = 0; x < size; x++) acc[x] += mid[mrow + x] * wk;
+}
+
+/** toCHWBytes' second pass: the intermediate rows resized to `size` rows, rounded to CHW bytes. */
+function verticalPass(mid: Float32Array, ay: TrimmedAxis, y0: number, size: number, out: Uint8Array): void {
+  const fr = Math.fround;
+  const midRow = 3 * size;
+  const plane = size * size;
+  const ys = ay.start, yn = ay.count, yw = ay.w, yt = ay.taps;
+  for (let y = 0; y < size; y++) {
+    const first = (ys[y] - y0) * midRow;
+    const n = yn[y];
+    const wo = y * yt;
+    const w0 = yw[wo];
+    const o0 = y * size, o1 = plane + o0, o2 = 2 * plane + o0;
+    for (let x = 0; x < size; x++) {
+      let m = first + 3 * x;
+      let a0 = fr(mid[m] * w0), a1 = fr(mid[m + 1] * w0), a2 = fr(mid[m + 2] * w0);
+      for (let k = 1; k < n; k++) {
+        m += midRow;
+        const wk = yw[wo + k];
+        a0 = fr(a0 + mid[m] * wk);
+        a1 = fr(a1 + mid[m + 1] * wk);
+        a2 = fr(a2 + mid[m + 2] * wk);
       }
-      const orow = oplane + y * size;
-      for (let x = 0; x < size; x++) {
-        const v = acc[x] * 255 + 0.5;
-        out[orow + x] = v <= 0 ? 0 : v >= 255 ? 255 : v;
-      }
+      const v0 = a0 * 255 + 0.5, v1 = a1 * 255 + 0.5, v2 = a2 * 255 + 0.5;
+      out[o0 + x] = v0 <= 0 ? 0 : v0 >= 255 ? 255 : v0; // Uint8Array truncates: +0.5 makes it round
+      out[o1 + x] = v1 <= 0 ? 0 : v1 >= 255 ? 255 : v1;
+      out[o2 + x] = v2 <= 0 ? 0 : v2 >= 255 ? 255 : v2;
     }
   }
+}
+
+/**
+ * Square crop of side max(w,h)*scale centred on an [x, y, w, h] box, clipped to the image (so crops at
+ * the border are not square; they are stretched to the model size later, as the reference
+ * preprocessing of OpenForensics does).
+ */
+export function cropRect(bbox: readonly [number, number, number, number], imgW: number, imgH: number, scale = 1.3): Rect {
+  const [x, y, w, h] = bbox;
+  const side = Math.max(w, h) * scale;
+  const cx = x + w / 2, cy = y + h / 2;
+  let left = Math.round(cx - side / 2), top = Math.round(cy - side / 2);
+  let right = Math.round(cx + side / 2), bottom = Math.round(cy + side / 2);
+  left = Math.min(Math.max(left, 0), imgW - 1);
+  top = Math.min(Math.max(top, 0), imgH - 1);
+  right = Math.min(Math.max(right, left + 1), imgW);
+  bottom = Math.min(Math.max(bottom, top + 1), imgH);
+  return { left, top, width: right - left, height: bottom - top };
+}
+
+/** A box of an image to crop around (cropRect) before resizing: an annotated face. */
+export interface BoxCrop {
+  box: [number, number, number, number];
+  scale: number;
+}
+
+/**
+ * A file as model inputs: decoded, then each box's crop (or, without boxes, the whole image) resized
+ * to size x size CHW bytes, one after another in one buffer (one transfer from a decode worker).
+ */
+export async function decodeToBytes(file: string, size: number, boxes?: readonly BoxCrop[]): Promise<Uint8Array> {
+  const img = await decodeImage(file);
+  if (!boxes) return toCHWBytes(img, size);
+  const per = 3 * size * size;
+  const out = new Uint8Array(per * boxes.length);
+  boxes.forEach((b, k) => toCHWBytes(img, size, out.subarray(k * per, (k + 1) * per), cropRect(b.box, img.width, img.height, b.scale)));
   return out;
 }
 

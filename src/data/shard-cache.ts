@@ -30,7 +30,8 @@ export const SHARD_EXT = '.tls';
 const MAGIC = Buffer.from('TLSHARD\n', 'latin1');
 const TRAILER = Buffer.from('TLSHEND\n', 'latin1');
 const HEADER_BYTES = 40;
-const RECORD_BYTES = 32;
+/** Bytes of one index record (exported for the size per image that `prepare` reports). */
+export const RECORD_BYTES = 32;
 /** A process's pending images go to disk once they reach this many bytes or MAX_PENDING images. */
 const FLUSH_BYTES = 64 << 20;
 const MAX_PENDING = 1024;

@@ -222,7 +222,7 @@ describe("OpenForensics (COCO)", () => {
     await fs.writeFile(path.join(root, "Test-Dev_poly.json"), JSON.stringify({ ...coco, annotations: [] }));
     expect((await detectLayout(root))?.layout).toBe("openforensics");
     const warnings: string[] = [];
-    const ds: DatasetSplits = await openDataset(root, { size: 26, seed: 0, holdoutFraction: 0.5, warn: (m) => warnings.push(m) });
+    const ds: DatasetSplits = await openDataset(root, { size: 26, seed: 0, holdoutFraction: 0.5, decodedCache: false, warn: (m) => warnings.push(m) });
     expect(ds.layout).toBe("openforensics");
     expect(warnings.some((w) => w.includes("1 annotations"))).toBe(true);
     expect(ds.test.length()).toBe(0);
@@ -282,7 +282,7 @@ describe("OpenForensics with the face detector (--crop face)", { timeout: budget
     const faces = cropper.faces!;
     const counted: FaceCropper = Object.assign(async (img: RgbImage) => cropper(img), { faces: (img: RgbImage) => (calls++, faces(img)) });
     const warnings: string[] = [];
-    const ds = await openDataset(root, { size: S, crop: "face", openforensics: { faceCrop: counted }, warn: (m) => warnings.push(m) });
+    const ds = await openDataset(root, { size: S, crop: "face", decodedCache: false, openforensics: { faceCrop: counted }, warn: (m) => warnings.push(m) });
     expect(ds.train.length()).toBe(4);
     const samples: Array<Awaited<ReturnType<Dataset["get"]>>> = [];
     for (let i = 0; i < 4; i++) samples.push(await ds.train.get(i));
@@ -314,16 +314,22 @@ describe("OpenForensics with the face detector (--crop face)", { timeout: budget
     expect((await fs.readdir(path.join(cache, "openforensics-faces", "Train"))).sort()).toEqual(["1.png", "2.png", "3.png", "4.box.png"]);
     // ... reused without the detector, fallback still counted; box mode never reads them.
     const w2: string[] = [];
-    const again = await openDataset(root, { size: S, openforensics: { faceCrop: Object.assign(async () => ({ left: 0, top: 0, width: 1, height: 1 }), { faces: async () => { throw new Error("detector called despite the cache"); } }) }, warn: (m) => w2.push(m) });
+    const again = await openDataset(root, { size: S, decodedCache: false, openforensics: { faceCrop: Object.assign(async () => ({ left: 0, top: 0, width: 1, height: 1 }), { faces: async () => { throw new Error("detector called despite the cache"); } }) }, warn: (m) => w2.push(m) });
     for (let i = 0; i < 4; i++) expect(Array.from((await again.train.get(i)).image)).toEqual(Array.from(samples[i].image));
     expect(w2.some((w) => w.includes("1 of 4 annotated faces"))).toBe(true);
-    const box = await openDataset(root, { size: S, crop: "box", openforensics: { faceCrop: counted }, ...quiet });
+    const box = await openDataset(root, { size: S, crop: "box", decodedCache: false, openforensics: { faceCrop: counted }, ...quiet });
     const b0 = await box.train.get(0);
     expect(Array.from(b0.image)).toEqual(Array.from(toCHWFloat(resizeRgb(cropImage(photo, cropRect(annBoxes[0], photo.width, photo.height)), S, S), S)));
     expect(Array.from(b0.image)).not.toEqual(Array.from(samples[0].image));
     expect(b0.label).toBe(1);
     expect(calls).toBe(1);
     expect((await fs.readdir(cache)).sort()).toEqual(["openforensics", "openforensics-faces"]);
+    // With the decoded cache (the default), the same faces come from one pass per photo into shards.
+    const shardWarnings: string[] = [];
+    const viaShards = await openDataset(root, { size: S, crop: "face", openforensics: { faceCrop: counted }, warn: (m) => shardWarnings.push(m) });
+    for (let i = 0; i < 4; i++) expect(Array.from((await viaShards.train.get(i)).image)).toEqual(Array.from(samples[i].image));
+    expect(calls).toBe(2);
+    expect(shardWarnings.filter((w) => w.includes("1 of 4 annotated faces"))).toHaveLength(1);
     det.dispose();
   });
 

@@ -5,8 +5,8 @@ import fc from "fast-check";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  chwToRgb, cropImage, decodeImage, decodeImageBuffer, encodePng, resizePlanar, resizeRgb, rgbToCHW,
-  toCHWFloat, UnreadableImageError, writeFileAtomic, writePng, type RgbImage,
+  chwToRgb, cropImage, cropRect, decodeImage, decodeImageBuffer, decodeToBytes, encodePng, resizePlanar, resizeRgb, rgbToCHW,
+  toCHWBytes, toCHWFloat, UnreadableImageError, writeFileAtomic, writePng, type RgbImage,
 } from "../../src/data/image.js";
 
 let dir: string;
@@ -134,5 +134,104 @@ describe("resampling", () => {
     expect(c.width).toBe(3);
     expect(Array.from(c.data.subarray(0, 3))).toEqual([(2 * 5 + 1) * 3, (2 * 5 + 1) * 3 + 1, (2 * 5 + 1) * 3 + 2]);
     expect(() => cropImage(img, { left: 3, top: 0, width: 3, height: 1 })).toThrow(/outside/);
+  });
+});
+
+/** Deterministic noise image (an LCG), so a failing case can be rebuilt from its seed. */
+function noise(width: number, height: number, seed: number): RgbImage {
+  let st = seed >>> 0;
+  const data = new Uint8Array(width * height * 3).map(() => (st = (Math.imul(st, 1664525) + 1013904223) >>> 0) >>> 24);
+  return { width, height, channels: 3, data };
+}
+
+/**
+ * Float64 reference of the antialiased triangle filter (PIL's BILINEAR, torchvision's antialias=True),
+ * written from its definition: a tap at source pixel j for output i has weight max(0, 1 - |j + 0.5 -
+ * c| / s) with c = (i + 0.5) * in/out and s = max(in/out, 1), over the window PIL takes, normalised.
+ */
+function referenceResize(img: RgbImage, size: number): Float64Array {
+  const weights = (inSize: number, i: number): Array<[number, number]> => {
+    const scale = inSize / size, s = Math.max(scale, 1), c = (i + 0.5) * scale;
+    const lo = Math.max(0, Math.floor(c - s + 0.5)), hi = Math.min(inSize, Math.floor(c + s + 0.5));
+    const taps: Array<[number, number]> = [];
+    for (let j = lo; j < hi; j++) taps.push([j, Math.max(0, 1 - Math.abs(j + 0.5 - c) / s)]);
+    const total = taps.reduce((a, [, w]) => a + w, 0);
+    return taps.map(([j, w]) => [j, total > 0 ? w / total : 1 / taps.length]);
+  };
+  const out = new Float64Array(3 * size * size);
+  for (let y = 0; y < size; y++) {
+    const wy = weights(img.height, y);
+    for (let x = 0; x < size; x++) {
+      const wx = weights(img.width, x);
+      for (let c = 0; c < 3; c++) {
+        let acc = 0;
+        for (const [sy, a] of wy) for (const [sx, b] of wx) acc += a * b * img.data[(sy * img.width + sx) * 3 + c];
+        out[c * size * size + y * size + x] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+describe("toCHWBytes (the model's input as bytes)", () => {
+  it("is the planar float resize rounded to bytes, bit for bit, at large shrink factors too", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 160 }), fc.integer({ min: 1, max: 160 }), fc.integer({ min: 1, max: 48 }), fc.nat(),
+        (w, h, size, seed) => {
+          const img = noise(w, h, seed);
+          const got = toCHWBytes(img, size);
+          const ref = chwToRgb(toCHWFloat(img, size), size, size).data;
+          const n = size * size;
+          for (let p = 0; p < n; p++) for (let c = 0; c < 3; c++) expect(got[c * n + p]).toBe(ref[3 * p + c]);
+        }),
+      { numRuns: 40 },
+    );
+  });
+
+  it("is within one grey level of a float64 evaluation of the filter, shrinking and enlarging", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 70 }), fc.integer({ min: 1, max: 70 }), fc.integer({ min: 1, max: 40 }), fc.nat(),
+        (w, h, size, seed) => {
+          const img = noise(w, h, seed);
+          const got = toCHWBytes(img, size);
+          const ref = referenceResize(img, size);
+          for (let k = 0; k < got.length; k++) expect(Math.abs(got[k] - ref[k])).toBeLessThanOrEqual(1);
+        }),
+      { numRuns: 30 },
+    );
+  });
+
+  it("resizes a region as it resizes that region copied out, and writes into a given buffer", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 60 }), fc.integer({ min: 1, max: 60 }), fc.integer({ min: 1, max: 24 }), fc.nat(),
+        fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }),
+        (w, h, size, seed, fl, ft, fw, fh) => {
+          const img = noise(w, h, seed);
+          const left = Math.floor(fl * (w - 1)), top = Math.floor(ft * (h - 1));
+          const r = { left, top, width: 1 + Math.floor(fw * (w - left - 1)), height: 1 + Math.floor(fh * (h - top - 1)) };
+          const out = new Uint8Array(3 * size * size + 5).fill(9);
+          toCHWBytes(img, size, out.subarray(2), r);
+          expect(Array.from(out.subarray(2, 2 + 3 * size * size))).toEqual(Array.from(toCHWBytes(cropImage(img, r), size)));
+          expect([out[0], out[1], out[out.length - 1]]).toEqual([9, 9, 9]);
+        }),
+      { numRuns: 60 },
+    );
+    expect(() => toCHWBytes(noise(4, 4, 1), 2, undefined, { left: 3, top: 0, width: 2, height: 1 })).toThrow(/outside/);
+    expect(() => toCHWBytes(noise(4, 4, 1), 2, new Uint8Array(11))).toThrow(/needs 12/);
+  });
+
+  it("decodeToBytes gives each box's crop one after another, or the whole image", async () => {
+    const img = noise(50, 40, 7);
+    const file = path.join(dir, "boxes.png");
+    await writePng(file, img);
+    const boxes = [{ box: [5, 6, 10, 12] as [number, number, number, number], scale: 1.3 }, { box: [40, 30, 9, 9] as [number, number, number, number], scale: 1.6 }];
+    const got = await decodeToBytes(file, 8, boxes);
+    const per = 3 * 8 * 8;
+    expect(got.length).toBe(2 * per);
+    boxes.forEach((b, k) => {
+      const r = cropRect(b.box, img.width, img.height, b.scale);
+      expect(Array.from(got.subarray(k * per, (k + 1) * per))).toEqual(Array.from(toCHWBytes(cropImage(img, r), 8)));
+    });
+    expect(Array.from(await decodeToBytes(file, 8))).toEqual(Array.from(toCHWBytes(img, 8)));
   });
 });
