@@ -1,5 +1,7 @@
 // Compaction (nn/compact.ts, prune/compaction.ts) against the masked network it stands for: over random
-// masks (dead filters with and without companions, unread input channels, scattered pruned weights),
+// masks (dead filters with companions, removed as zero, and without, carried as constants into the
+// next layer through zero padding and dropout; unread input channels; scattered pruned weights), on
+// Meso-4, CNN-5, MesoInception-4 (concatenated inception branches) and ResNet-18 (block-inner sites),
 // the loss, every gradient the optimizer uses, the parameters and optimizer state after Adam steps
 // (weight decay on), the running statistics (also after batch-norm re-estimation) and the eval outputs agree within float32 rounding, and the
 // state dict and optimizer state keep full shapes under PyTorch names.
@@ -19,7 +21,7 @@ import { reestimateBatchNorm } from '../../src/train/bn-reestimate.js';
 import { plannerRecord, resetPlannerRecord, withKernels } from '../../src/tensor/plan.js';
 
 interface Case {
-  model: 'meso4' | 'cnn5';
+  model: 'meso4' | 'cnn5' | 'mesoinception4' | 'resnet18';
   seed: number;
   /** Filter granularity semantics: dead filters take their companions. */
   companions: boolean;
@@ -49,8 +51,10 @@ interface Rig {
   dispose(): void;
 }
 
+const sizeOf = (c: Case) => (c.model === 'meso4' || c.model === 'mesoinception4' ? 16 : 32);
+
 function rig(c: Case, masks: HostMasks, compact: boolean): Rig {
-  const size = c.model === 'meso4' ? 16 : 32;
+  const size = sizeOf(c);
   const model = createModel(c.model, { size, seed: c.seed });
   const ws = prunableWeights(model);
   const gpu = attachMasks(ws, masks);
@@ -80,7 +84,7 @@ function rig(c: Case, masks: HostMasks, compact: boolean): Rig {
 function batch(c: Case, seed: number): { x: Float32Array; y: Float32Array; shape: number[] } {
   const rng = new Rng(seed);
   const r = () => rng.float();
-  const size = c.model === 'meso4' ? 16 : 32;
+  const size = sizeOf(c);
   const n = 6;
   return { x: Float32Array.from({ length: n * 3 * size * size }, () => r() * 2 - 1), y: Float32Array.from({ length: n }, (_, i) => i % 2), shape: [n, 3, size, size] };
 }
@@ -122,12 +126,15 @@ async function host(t: Tensor): Promise<Float32Array> {
 }
 
 async function compare(c: Case): Promise<void> {
-  const masks = randomMasks(prunableWeights(createModel(c.model, { size: c.model === 'meso4' ? 16 : 32 })), c.seed * 7 + 1);
+  const masks = randomMasks(prunableWeights(createModel(c.model, { size: sizeOf(c) })), c.seed * 7 + 1);
   const masked = rig(c, masks, false);
   const compacted = rig(c, masks, true);
   try {
     const cuts = compactionCuts(compacted.model, compacted.ws, masks, c.companions ? filterCompanions(compacted.model, compacted.ws, masks) : new Map());
     expect(cuts.removed).toBeGreaterThan(0);
+    // Without companions the dead filters' channels are constants the consumers read: carried, none declined.
+    expect(cuts.declined).toBe(0);
+    if (!c.companions) expect(cuts.carried).toBeGreaterThan(0);
     // What the optimizer keeps: weight masks and companions, by parameter key.
     const keepMasks = new Map<string, Float32Array>([...masks].map(([k, m]) => [k, Float32Array.from(m)]));
     if (c.companions) for (const [k, m] of filterCompanions(masked.model, masked.ws, masks)) keepMasks.set(k, m);
@@ -193,6 +200,15 @@ describe('compaction', () => {
   it('CNN-5 (conv -> BN -> ReLU, global pool into the classifier) with companions', async () => {
     await compare({ model: 'cnn5', seed: 11, companions: true });
   }, 240_000);
+
+  it('MesoInception-4 (concatenated branches into batch norm and every branch of the next layer), without and with companions', async () => {
+    await compare({ model: 'mesoinception4', seed: 21, companions: false });
+    await compare({ model: 'mesoinception4', seed: 22, companions: true });
+  }, 300_000);
+
+  it('ResNet-18 (block-inner conv -> BN -> ReLU -> conv sites; residual streams masked), dead filters carried', async () => {
+    await compare({ model: 'resnet18', seed: 31, companions: false });
+  }, 300_000);
 
   it("the choice is the planner's: recorded as 'compaction', and 'compaction:masked' runs the masked network", async () => {
     const c: Case = { model: 'meso4', seed: 5, companions: true };
