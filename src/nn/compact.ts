@@ -43,7 +43,8 @@ import * as FN from '../autograd/functional-nn.js';
 import { fromArray, keep, type Tensor } from '../tensor/tensor.js';
 import { dropoutMask } from '../tensor/ops/random.js';
 import { fill } from '../tensor/ops/map.js';
-import { COMPACT_CONST, COMPACT_DECAY, COMPACT_KEEP, compactionChoice, gatherAt as gatherRaw, writeBackRunning } from '../tensor/ops/compact.js';
+import { COMPACT_CONST, COMPACT_DECAY, COMPACT_KEEP, compactionChoice, gatherAt as gatherRaw, inversePositions, writeBackRunning } from '../tensor/ops/compact.js';
+import { record } from '../autograd/tape.js';
 
 /** An element-wise map on the way from producer to consumer (ReLU, LeakyReLU). */
 export type ChannelMap = (x: Tensor) => Tensor;
@@ -141,7 +142,23 @@ export interface Compaction {
   dispose(): void;
 }
 
-type U32 = (a: readonly number[]) => Tensor;
+type U32 = (a: ArrayLike<number>) => Tensor;
+
+/** Kept positions of a parameter and their inverse (a one-dispatch gradient; tensor/ops/compact.ts inversePositions). */
+interface Positions {
+  idx: Tensor;
+  inv: Tensor;
+  shape: number[];
+}
+
+function positions(flat: readonly number[], size: number, shape: number[], u32: U32): Positions {
+  return { idx: u32(flat), inv: u32(inversePositions(flat, size)), shape };
+}
+
+/** x's entries at p, on the tape: the gradient gathers back through the inverse (+0 where nothing was taken). */
+function gatherParam(x: Tensor, p: Positions): Tensor {
+  return record('gather_at', gatherRaw(x, p.idx, p.shape), [x], (g) => [gatherRaw(g, p.inv, x.shape)]);
+}
 
 /** What a consumer adds for a site's constant channels: their values and the columns that read them. */
 interface Carry {
@@ -163,7 +180,7 @@ export function installCompaction(model: Module, cuts: readonly SiteCut[], hostM
   const on = () => compactionChoice(sites) === 'compacted';
   const owned: Tensor[] = [];
   const own = (t: Tensor) => (owned.push(keep(t)), t);
-  const u32 = (a: readonly number[]) => own(fromArray(Uint32Array.from(a), [a.length], 'u32'));
+  const u32 = (a: ArrayLike<number>) => own(fromArray(Uint32Array.from(a), [a.length], 'u32'));
   const outKeep = new Map<Conv2d | Linear, number[]>();
   const inKeep = new Map<Conv2d | Linear, number[]>();
   const carries = new Map<Conv2d | Linear, Carry>();
@@ -201,7 +218,13 @@ export function installCompaction(model: Module, cuts: readonly SiteCut[], hostM
       touched.push(site.norm);
     }
   }
-  const layers = [...new Set([...outKeep.keys(), ...inKeep.keys()])];
+  // A site's producer or consumer that keeps every weight (under `filter`, a layer global pruning left
+  // whole) runs plain dense too, without the masked path's weight * mask.
+  const whole = cuts.flatMap(({ site }) => [...site.producers, ...site.consumers]).filter((l) => {
+    const m = hostMask(l);
+    return m !== null && Array.prototype.every.call(m, (v: number) => v !== 0);
+  });
+  const layers = [...new Set([...outKeep.keys(), ...inKeep.keys(), ...whole])];
   for (const l of layers) {
     l.compact = layerView(l, outKeep.get(l) ?? null, inKeep.get(l) ?? null, carries.get(l) ?? null, hostMask(l), on, u32, own);
     touched.push(l);
@@ -226,12 +249,12 @@ function constantSource(site: CompactionSite, consts: number[], u32: U32): { val
   const parts = producerSlices(site)
     .map(({ layer, offset, n }) => ({ layer, local: consts.filter((c) => c >= offset && c < offset + n).map((c) => c - offset) }))
     .filter((p) => p.local.length);
-  const idx = parts.map((p) => (p.layer.bias ? u32(p.local) : null));
-  const normIdx = site.norm ? u32(consts) : null;
+  const idx = parts.map((p) => (p.layer.bias ? positions(p.local, p.layer.bias.size, [p.local.length], u32) : null));
+  const normIdx = site.norm ? positions(consts, site.norm.numFeatures, [consts.length], u32) : null;
   const n = consts.length;
   const { before, after } = site.carry ?? {};
   const inputs = (raw: boolean) => {
-    const pieces = parts.map((p, i) => (p.layer.bias ? (raw ? gatherRaw : FN.gatherAt)(p.layer.bias, idx[i]!, [p.local.length]) : fill([p.local.length], 0)));
+    const pieces = parts.map((p, i) => (p.layer.bias ? (raw ? gatherRaw(p.layer.bias, idx[i]!.idx, idx[i]!.shape) : gatherParam(p.layer.bias, idx[i]!)) : fill([p.local.length], 0)));
     const v = pieces.length === 1 ? pieces[0] : F.concat(pieces, 0);
     return before ? before(v) : v;
   };
@@ -240,13 +263,13 @@ function constantSource(site: CompactionSite, consts: number[], u32: U32): { val
     let k: Tensor;
     if (!bn) k = inputs(false);
     else {
-      const beta = bn.bias ? FN.gatherAt(bn.bias, normIdx!, [n]) : fill([n], 0);
+      const beta = bn.bias ? gatherParam(bn.bias, normIdx!) : fill([n], 0);
       if (bn.training) k = beta;
       else {
-        const mean = gatherRaw(bn.runningMean, normIdx!, [n]);
-        const std = F.sqrt(F.affine(gatherRaw(bn.runningVar, normIdx!, [n]), 1, bn.eps));
+        const mean = gatherRaw(bn.runningMean, normIdx!.idx, [n]);
+        const std = F.sqrt(F.affine(gatherRaw(bn.runningVar, normIdx!.idx, [n]), 1, bn.eps));
         let z = F.div(F.sub(inputs(false), mean), std);
-        if (bn.weight) z = F.mul(z, FN.gatherAt(bn.weight, normIdx!, [n]));
+        if (bn.weight) z = F.mul(z, gatherParam(bn.weight, normIdx!));
         k = F.add(z, beta);
       }
     }
@@ -264,11 +287,13 @@ function weightPositions(os: readonly number[], is: readonly number[], I: number
 
 /** A weight's entries at `flat`, gathered on each forward, times the layer's mask there when it prunes any. */
 function gatheredWeight(l: Conv2d | Linear, flat: number[], shape: number[], mask: ArrayLike<number> | null, u32: U32, own: (t: Tensor) => Tensor): (() => Tensor) & { mask: Tensor | null } {
-  const idx = u32(flat);
   // Under filter granularity a kept filter keeps every weight: the compact layer is plain dense.
   const m = mask ? Float32Array.from(flat, (k) => mask[k]) : null;
   const maskC = m && m.some((v) => v === 0) ? own(fromArray(m, shape)) : null;
-  return Object.assign(() => FN.gatherAt(l.weight, idx, shape), { mask: maskC });
+  // A layer that keeps every row and column (a site's all-kept producer) reads its weight as it is.
+  if (flat.length === l.weight.size && flat.every((k, i) => k === i)) return Object.assign(() => l.weight, { mask: maskC });
+  const p = positions(flat, l.weight.size, shape, u32);
+  return Object.assign(() => gatherParam(l.weight, p), { mask: maskC });
 }
 
 /** A conv / linear on its kept output rows and input columns (all of a side when null), plus a site's carried constants. */
@@ -280,12 +305,12 @@ function layerView(l: Conv2d | Linear, outs: number[] | null, ins: number[] | nu
   const spatial = l instanceof Conv2d ? l.weight.shape.slice(2) : [];
   const w = gatheredWeight(l, weightPositions(os, is, I, taps), [os.length, is.length, ...spatial], mask, u32, own);
   const wc = carry ? gatheredWeight(l, weightPositions(os, carry.cols, I, taps), [os.length, carry.cols.length, ...spatial], mask, u32, own) : null;
-  const bidx = l.bias && outs ? u32(outs) : null;
+  const bidx = l.bias && outs ? positions(outs, O, [os.length], u32) : null;
   const kind = l instanceof Conv2d ? 'conv' : 'linear';
   return {
     forward(x) {
       if (!on()) return null;
-      const b = l.bias ? (bidx ? FN.gatherAt(l.bias, bidx, [os.length]) : l.bias) : null;
+      const b = l.bias ? (bidx ? gatherParam(l.bias, bidx) : l.bias) : null;
       const opts = l instanceof Conv2d ? l.opts : {};
       const y = w.mask ? FN.prunedLayer(kind, x, w(), w.mask, null, b, opts) : l instanceof Conv2d ? FN.conv2d(x, w(), b, opts) : F.linear(x, w(), b);
       return carry && wc ? F.add(y, carried(l, x, carry, wc.mask ? F.mul(wc(), wc.mask) : wc())) : y;
@@ -316,15 +341,16 @@ function carried(l: Conv2d | Linear, x: Tensor, c: Carry, w: Tensor): Tensor {
 
 /** A batch norm on the kept channels; pos: each full channel's compact index, or COMPACT_DECAY / COMPACT_KEEP / COMPACT_CONST + j. */
 function normView(bn: BatchNorm2d, kept: number[], pos: number[], consts: { inputs(raw: boolean): Tensor } | null, on: () => boolean, u32: U32): CompactView {
-  const idx = u32(kept);
+  const at = positions(kept, bn.numFeatures, [kept.length], u32);
+  const idx = at.idx;
   const posT = u32(pos);
   const shape = [kept.length];
   return {
     forward(input, before) {
       if (!on()) return null;
       const x = before ? before(input) : input;
-      const gamma = bn.weight ? FN.gatherAt(bn.weight, idx, shape) : null;
-      const beta = bn.bias ? FN.gatherAt(bn.bias, idx, shape) : null;
+      const gamma = bn.weight ? gatherParam(bn.weight, at) : null;
+      const beta = bn.bias ? gatherParam(bn.bias, at) : null;
       const mean = gatherRaw(bn.runningMean, idx, shape);
       const variance = gatherRaw(bn.runningVar, idx, shape);
       const y = FN.batchNorm2d(x, gamma, beta, mean, variance, bn.training, bn.momentum, bn.eps);

@@ -2,7 +2,7 @@
 // one's gradient back into a zeroed full-size tensor, and writing a compacted batch norm's running
 // statistics back (shaders/compact.ts). Index lists are u32 tensors of flat positions built on the host
 // once per level. No autograd here (autograd/functional-nn.ts gatherAt).
-import { gatherKernel, scatterSumKernel, SPARSE_MAP_WG } from '../../shaders/sparse-conv.js';
+import { gatherKernel, scatterSumKernel, SPARSE_MAP_WG, SPARSE_NONE } from '../../shaders/sparse-conv.js';
 import { COMPACT_WG, RUNNING_UNIFORM, runningWritebackKernel } from '../../shaders/compact.js';
 export { COMPACT_CONST, COMPACT_DECAY, COMPACT_KEEP } from '../../shaders/compact.js';
 import { SPLIT_SUM_UNIFORM } from '../../shaders/conv.js';
@@ -21,6 +21,20 @@ export function gatherAt(x: Tensor, idx: Tensor, shape: Shape): Tensor {
   const k = cachedKernel('compact|gather', gatherKernel);
   queue.dispatch(k, [x, idx, out].map((t) => ({ buffer: t.buf })), SPLIT_SUM_UNIFORM.pack({ n, splits: 0 }), gridFor(n, SPARSE_MAP_WG), () => ({ op: 'compact.gather', shape: `${n}`, flops: 0 }));
   return out;
+}
+
+/**
+ * The inverse of distinct flat positions `flat` in a tensor of `size` elements: inv[j] = i where
+ * flat[i] = j, else SPARSE_NONE. gatherAt(g, inv, full shape) is then gatherAt's gradient in one
+ * dispatch (the gather kernel writes +0 where inv is SPARSE_NONE), instead of a fill and a scatter.
+ */
+export function inversePositions(flat: readonly number[], size: number): Uint32Array {
+  const inv = new Uint32Array(size).fill(SPARSE_NONE);
+  flat.forEach((j, i) => {
+    if (inv[j] !== SPARSE_NONE) throw new Error(`inversePositions: position ${j} listed twice`);
+    inv[j] = i;
+  });
+  return inv;
 }
 
 /** A zeroed tensor of `shape` with out[idx[i]] = g[i] (positions distinct): gatherAt's gradient. */
