@@ -142,12 +142,50 @@ async function compare(c: Case): Promise<void> {
     const unread = new Map<string, number[]>();
     const names = new Map([...compacted.model.namedModules()].map(([n, m]) => [m, n]));
     for (const cut of cuts.cuts) if (cut.site.norm) unread.set(names.get(cut.site.norm)!, [...cut.removed].filter(([, why]) => why === 'unread').map(([ch]) => ch));
+    // A dead filter's bias in front of a batch norm has gradient 0 in exact arithmetic (the norm removes
+    // any constant). The masked network computes rounding noise there, amplified by the norm's
+    // 1/sqrt(eps) on a zero-variance channel (seen: 0.34 beside beta gradients of 400-960), which Adam,
+    // being scale-free, turns into steps of about lr; the compacted network gives exact 0. So there the
+    // compacted gradient must be exactly 0 and the masked one small beside the norm's beta gradients;
+    // those entries, their Adam state and the running mean that follows them are left out of the state
+    // comparison; the eval outputs are still compared.
+    const noise = new Map<string, Set<number>>();
+    const betaOf = new Map<string, string>();
+    for (const { site, removed } of cuts.cuts) {
+      if (!site.norm) continue;
+      const consts = [...removed].filter(([, why]) => why === 'constant').map(([ch]) => ch);
+      if (consts.length && site.producers.some((p) => p.bias)) noise.set(`${names.get(site.norm)}.running_mean`, new Set(consts));
+      let offset = 0;
+      for (const p of site.producers) {
+        const n = p.weight.shape[0];
+        const idx = [...removed].filter(([ch, why]) => why === 'constant' && ch >= offset && ch < offset + n).map(([ch]) => ch - offset);
+        if (p.bias && idx.length) {
+          noise.set(`${names.get(p)}.bias`, new Set(idx));
+          betaOf.set(`${names.get(p)}.bias`, `${names.get(site.norm)}.bias`);
+        }
+        offset += n;
+      }
+    }
+    const withoutNoise = (key: string, v: Float32Array) => {
+      const skip = noise.get(key);
+      return skip ? v.filter((_, i) => !skip.has(i)) : v;
+    };
     for (let s = 0; s < 3; s++) {
       const b = batch(c, 100 + s);
       const a = await step(masked, b, keepMasks);
       const z = await step(compacted, b, keepMasks);
       expect(Math.abs(a.loss - z.loss), `step ${s} loss`).toBeLessThan(1e-4 * Math.max(1, Math.abs(a.loss)));
-      for (const [k, ga] of a.grads) close(z.grads.get(k)!, ga, `step ${s} grad ${k}`);
+      for (const [k, ga] of a.grads) {
+        const gz = z.grads.get(k)!;
+        close(withoutNoise(k, gz), withoutNoise(k, ga), `step ${s} grad ${k}`);
+        const beta = betaOf.get(k);
+        if (!beta) continue;
+        const betaScale = Math.max(1, ...Array.from(a.grads.get(beta)!, Math.abs));
+        for (const i of noise.get(k)!) {
+          expect(gz[i], `step ${s} grad ${k}[${i}] (compacted)`).toBe(0);
+          expect(Math.abs(ga[i]), `step ${s} grad ${k}[${i}] (masked: rounding noise)`).toBeLessThan(2e-3 * betaScale);
+        }
+      }
     }
     // Batch-norm re-estimation (update_bn semantics) runs through the compacted batch norms too.
     async function* batches() {
@@ -160,19 +198,18 @@ async function compare(c: Case): Promise<void> {
     for (const [k, t] of sa) {
       const tz = sz.get(k)!;
       expect(tz.shape, k).toEqual(t.shape);
-      let va = await host(t);
-      let vz = await host(tz);
-      const bn = k.endsWith('.running_mean') || k.endsWith('.running_var') ? unread.get(k.slice(0, k.lastIndexOf('.'))) : undefined;
-      if (bn?.length) {
-        va = va.filter((_, i) => !bn.includes(i));
-        vz = vz.filter((_, i) => !bn.includes(i));
-      }
-      close(vz, va, `state ${k}`);
+      const bn = k.endsWith('.running_mean') || k.endsWith('.running_var') ? (unread.get(k.slice(0, k.lastIndexOf('.'))) ?? []) : [];
+      const skip = new Set([...bn, ...(noise.get(k) ?? [])]);
+      const keep = (v: Float32Array) => v.filter((_, i) => !skip.has(i));
+      close(keep(await host(tz)), keep(await host(t)), `state ${k}`);
     }
     const oa = masked.opt.namedState();
     const oz = compacted.opt.namedState();
     expect(oz.map(([k, t]) => [k, t.shape])).toEqual(oa.map(([k, t]) => [k, t.shape]));
-    for (let i = 0; i < oa.length; i++) close(await host(oz[i][1]), await host(oa[i][1]), `optimizer ${oa[i][0]}`, 1e-3);
+    for (let i = 0; i < oa.length; i++) {
+      const param = oa[i][0].replace(/\.exp_avg(_sq)?$/, '');
+      close(withoutNoise(param, await host(oz[i][1])), withoutNoise(param, await host(oa[i][1])), `optimizer ${oa[i][0]}`, 1e-3);
+    }
     // Eval: running statistics, no dropout.
     const b = batch(c, 999);
     const evalOut = async (g: Rig) => {
@@ -197,8 +234,9 @@ describe('compaction', () => {
     );
   }, 240_000);
 
-  it('CNN-5 (conv -> BN -> ReLU, global pool into the classifier) with companions', async () => {
+  it('CNN-5 (conv -> BN -> ReLU, global pool into the classifier) with and without companions', async () => {
     await compare({ model: 'cnn5', seed: 11, companions: true });
+    await compare({ model: 'cnn5', seed: 12, companions: false });
   }, 240_000);
 
   it('MesoInception-4 (concatenated branches into batch norm and every branch of the next layer), without and with companions', async () => {
