@@ -4,11 +4,12 @@
 // (nn/compact.ts: the same function on the kept channels only). Masks: global whole-filter magnitude
 // pruning of the initial weights, 20% per level (as bench/sparsity.ts's steps).
 //
-//   npx tsx bench/compaction.ts [--level L] [--steps N] [--granularity G] [--scope global|layer] [--json] [--profile]
+//   npx tsx bench/compaction.ts [--level L] [--steps N] [--granularity G] [--scope global|layer] [--json] [--profile [--ops]]
 //
 // Prints the channels each site keeps and, per step kind, median wall-clock ms and process CPU ms of
 // N interleaved steps (order alternating), with dense / compacted and masked / compacted; --profile adds
-// the GPU ms per layer and phase of a masked and a compacted training step.
+// the GPU ms per layer and phase of a dense, a masked and a compacted training step (--ops: per kernel,
+// with the planner's variant and the shape).
 import { closeDevice, initDevice, tidy } from '../src/tensor/index.js';
 import { createModel } from '../src/nn/models/index.js';
 import { attachMasks, onesMasks, prunableWeights } from '../src/prune/masks.js';
@@ -92,11 +93,16 @@ for (const kind of ['train', 'infer'] as const) {
   }
 }
 if (args.includes('--profile')) {
-  for (const v of ['masked', 'compacted'] as const) {
+  for (const v of variants) {
     const p = await profileTrainStep(models.get(v)!, { size, batch, steps: 3 });
     const rows = byLayerPhase(p.rows).sort((a, b) => b.ms - a.ms);
-    log(`\n${v}: GPU ms per training step ${p.gpuMs.toFixed(1)}, by layer and phase (largest first)`);
-    log(table(['layer', 'phase', 'ms', 'ops'], rows.slice(0, 14).map((r) => [r.layer, r.phase, r.ms.toFixed(2), r.op]))); 
+    log(`\n${v}: GPU ms per training step ${p.gpuMs.toFixed(1)}, ${p.dispatches} dispatches, by layer and phase (largest first)`);
+    log(table(['layer', 'phase', 'ms', 'ops'], rows.slice(0, 14).map((r) => [r.layer, r.phase, r.ms.toFixed(2), r.op])));
+    if (args.includes('--ops')) {
+      // Per kernel: which variant / tile the planner gave each shape (compacted layers' small problems).
+      const ops = [...p.rows].sort((a, b) => b.ms - a.ms).slice(0, 30);
+      log(table(['layer', 'phase', 'op', 'variant', 'shape', 'ms', 'n'], ops.map((r) => [r.layer, r.phase, r.op, r.variant, r.shape, r.ms.toFixed(2), r.dispatches])));
+    }
   }
 }
 for (const r of runs.values()) r.dispose();

@@ -16,7 +16,7 @@
 // A filter's BN is the next BatchNorm2d in module order when no other conv/linear/BN comes between
 // and its width equals the conv's output channels (Meso-4, CNN-5, ResNet-18's blocks and downsample
 // paths). MesoInception-4's inception branches are concatenated before their BN; their filters keep
-// the BN channel (a constant beta), which compaction will have to carry.
+// the BN channel (a constant beta), which compaction carries into the next layer (nn/compact.ts).
 import type { Module } from '../nn/module.js';
 import { BatchNorm2d, Conv2d, Linear } from '../nn/layers.js';
 import { fromArray, keep, type Tensor } from '../tensor/tensor.js';

@@ -14,7 +14,8 @@ import { fit, type FitResult, type RewindPoint, type TrainSettings } from '../tr
 import { loadModel, saveModelOnce } from '../nn/checkpoint.js';
 import { runFile } from '../io/run-paths.js';
 import { formatJson, readJson, writeFileOnce, writeJsonAtomic } from '../io/atomic.js';
-import { familyOfKey } from '../tensor/plan.js';
+import { familyOfKey, pinKernels } from '../tensor/plan.js';
+import { compactionChoice } from '../tensor/ops/compact.js';
 import { attachMasks, detachMasks, loadMasks, saveMasks, sparsityReport, type HostMasks, type PrunableWeight, type SparsityReport } from './masks.js';
 import { Dropout } from '../nn/layers.js';
 import { companionRecords, filterCompanions, filterCompanionTensors } from './filter-companions.js';
@@ -22,7 +23,7 @@ import { compactLevel } from './compaction.js';
 import type { Compaction } from '../nn/compact.js';
 import type { Granularity } from './granularity.js';
 import { reestimateBatchNorm, reestimationBatches } from '../train/bn-reestimate.js';
-import { levelKernels } from '../nn/sparse.js';
+import { detachSparse, levelKernels } from '../nn/sparse.js';
 import type { KernelMode } from '../tensor/sparse-plan.js';
 
 export interface LevelRun {
@@ -111,9 +112,10 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
   let compaction: Compaction | null = null;
   l.log(`${l.label}: ${(sp.sparsity * 100).toFixed(1)}% pruned, ${sp.kept.toLocaleString('en-US')} of ${sp.total.toLocaleString('en-US')} prunable weights left`);
   try {
-    await levelKernels(l.model, { mode: kernels, input: [l.settings.batch, 3, l.data.train.size, l.data.train.size], dir: l.dir, label: l.label, log: l.log });
-    // After the kernel plan, which reads the full layers' problems: removable channels leave the
-    // network (nn/compact.ts) unless the planner's 'compaction' choice, recorded in kernels.json, is 'masked'.
+    // Removable channels leave the network (nn/compact.ts) unless the planner's 'compaction' choice,
+    // recorded in kernels.json (pinned here as fit() will pin it), is 'masked'. Decided before the
+    // kernel plan: a layer that runs compacted runs the dense kernels on its smaller problem, so it
+    // drops its sparse layout and neither sparse-kernels.json nor kernels.json lists sparse kernels for it.
     const c = compactLevel(l.model, l.weights, l.masks, l.granularity === 'filter' ? filterCompanions(l.model, l.weights, l.masks) : new Map());
     compaction = c.compaction;
     // A level checkpointed before compaction existed resumes as it started: masked.
@@ -121,8 +123,14 @@ export async function runLevel(l: LevelRun): Promise<LevelResult> {
       compaction.dispose();
       compaction = null;
     }
-    if (compaction) l.log(`${l.label}: compaction removes ${c.cuts.removed} of ${c.cuts.channels} channels (${compaction.sites})`);
-    if (c.cuts.declined) l.log(`${l.label}: ${c.cuts.declined} dead filters stay: without their bias / batch-norm companions their channel is a constant the next layer reads`);
+    if (compaction) {
+      const rec = runFile(l.dir, 'kernels');
+      if (fs.existsSync(rec)) pinKernels(await readJson<Record<string, string>>(rec));
+      if (compactionChoice(compaction.sites) === 'compacted') for (const layer of compaction.layers) detachSparse(layer);
+      l.log(`${l.label}: compaction removes ${c.cuts.removed} of ${c.cuts.channels} channels (${compaction.sites})${c.cuts.carried ? `, ${c.cuts.carried} dead filters' constant outputs carried into the next layer` : ''}`);
+    }
+    if (c.cuts.declined) l.log(`${l.label}: ${c.cuts.declined} dead filters stay: their channel is a constant the next layer reads, at a site without a carry`);
+    await levelKernels(l.model, { mode: kernels, input: [l.settings.batch, 3, l.data.train.size, l.data.train.size], dir: l.dir, label: l.label, log: l.log });
     const res = await fit({
       model: l.model,
       train: l.data.train,

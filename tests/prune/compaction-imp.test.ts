@@ -13,6 +13,9 @@ import { readF32Tensors } from '../../src/nn/checkpoint.js';
 import { createModel } from '../../src/nn/models/index.js';
 import { checkRun, formatRunCheck } from '../../src/prune/check.js';
 import { setKernelOverride } from '../../src/tensor/plan.js';
+import { runLevel } from '../../src/prune/level.js';
+import { prunableWeights, type HostMasks } from '../../src/prune/masks.js';
+import { Rng } from '../../src/data/random.js';
 
 const cfg: ImpConfig = {
   model: 'meso4',
@@ -100,5 +103,37 @@ describe('compaction in IMP levels', () => {
       const scale = Math.max(1e-3, ...Array.from(t.data, Math.abs));
       for (let i = 0; i < t.data.length; i++) expect(Math.abs(u[i] - t.data[i]), `${key}[${i}]`).toBeLessThan(1e-3 * scale);
     }
+  }, 240_000);
+
+  it('a weight-granularity level whose masks kill filters compacts them (constants carried), and its compacted layers get no sparse kernels', async () => {
+    const dir = tmp('d');
+    const model = createModel('meso4', { size: cfg.size, seed: 3 });
+    const ws = prunableWeights(model);
+    const rng = new Rng(9);
+    const masks: HostMasks = new Map();
+    for (const w of ws) {
+      const per = w.size / w.shape[0];
+      // conv2's filters 0-3 die (their bias and batch-norm channel still learn); elsewhere half the weights go.
+      masks.set(w.key, Uint8Array.from({ length: w.size }, (_, i) => (w.key === 'conv2.weight' && Math.floor(i / per) < 4 ? 0 : rng.float() < 0.5 ? 1 : 0)));
+    }
+    const lines: string[] = [];
+    await runLevel({ dir, model, weights: ws, masks, startFrom: null, data, settings: cfg.train, resume: false, progress: false, log: (m) => void lines.push(m), label: 'weight level', kernels: 'sparse', granularity: 'weight' });
+    expect(lines.find((l) => l.includes('compaction removes')), lines.join('\n')).toMatch(/conv2 4\/8.*4 dead filters' constant outputs carried/);
+    const plan = JSON.parse(fs.readFileSync(path.join(dir, 'sparse-kernels.json'), 'utf8')) as { layers: { layer: string }[] };
+    // conv2 (its kept filters) and conv3 (its kept input channels) run dense on the smaller problem.
+    const planned = plan.layers.map((l) => l.layer);
+    expect(planned).toEqual(expect.arrayContaining(['conv1', 'conv4']));
+    expect(planned.filter((l) => l === 'conv2' || l === 'conv3')).toEqual([]);
+    const rec = JSON.parse(fs.readFileSync(path.join(dir, 'kernels.json'), 'utf8')) as Record<string, string>;
+    expect(Object.entries(rec).find(([k]) => k.startsWith('compaction|'))?.[1]).toBe('compacted');
+    // Full shapes under PyTorch names; pruned weights exactly +0; the dead filters' batch-norm channels trained on.
+    const fin = await tensorsOf(path.join(dir, 'final.safetensors'));
+    for (const w of ws) {
+      const t = fin.get(w.key)!;
+      expect(t.shape, w.key).toEqual(w.shape);
+      const m = masks.get(w.key)!;
+      for (let i = 0; i < m.length; i++) if (!m[i]) expect(Object.is(t.data[i], 0), `${w.key}[${i}]`).toBe(true);
+    }
+    expect(Array.from(fin.get('bn2.bias')!.data.slice(0, 4)).some((v) => v !== 0)).toBe(true);
   }, 240_000);
 });

@@ -17,6 +17,7 @@ import * as F from '../../src/autograd/functional.js';
 import { fromArray, tidy } from '../../src/tensor/index.js';
 import { KERNEL_VARIANTS, PHASES, SPARSE_MARGIN, phaseKeys } from '../../src/tensor/sparse-plan.js';
 import { runFile } from '../../src/io/run-paths.js';
+import { compactLevel } from '../../src/prune/compaction.js';
 import { seededValues } from '../ref/arb.js';
 import { expectNear } from '../ref/conv-ref.js';
 
@@ -126,7 +127,7 @@ describe('IMP on sparse kernels', () => {
     }
   });
 
-  it('records the kernels of each level once, in its kernels.json (dense runs write no sparse-kernels.json)', () => {
+  it('records the kernels of each level once, in its kernels.json (dense runs write no sparse-kernels.json)', async () => {
     for (let k = 0; k <= cfg.levels; k++) {
       const dense = path.join(runs.dense, `level_${k}`);
       expect(fs.existsSync(runFile(dense, 'sparseKernels'))).toBe(false);
@@ -140,8 +141,17 @@ describe('IMP on sparse kernels', () => {
       expect(file.mode).toBe('sparse');
       for (const l of file.layers) expect(l.kernels).toBeUndefined();
       const plan = levelPlan(dir)!;
-      expect(plan.layers.map((l) => l.layer)).toEqual(['conv1', 'conv2', 'conv3', 'conv4', 'fc1', 'fc2']);
       const rec = JSON.parse(fs.readFileSync(runFile(dir, 'kernels'), 'utf8')) as Record<string, string>;
+      // Layers the level ran compacted (prune/compaction.ts: dead or unread channels, all-kept layers of a
+      // site) run dense kernels on their smaller problem and keep no sparse layout: the plan lists the rest.
+      const model = createModel('meso4', { size: 32 });
+      const ws = prunableWeights(model, true);
+      const c = compactLevel(model, ws, await loadMasks(runFile(dir, 'mask'), ws), new Map()).compaction;
+      const names = new Map([...model.namedModules()].map(([n, m]) => [m as unknown, n]));
+      const compacted = new Set((c?.layers ?? []).map((l) => names.get(l)));
+      c?.dispose();
+      expect(Object.entries(rec).find(([key]) => key.startsWith('compaction|'))?.[1]).toBe(c ? 'compacted' : undefined);
+      expect(plan.layers.map((l) => l.layer)).toEqual(['conv1', 'conv2', 'conv3', 'conv4', 'fc1', 'fc2'].filter((l) => !compacted.has(l)));
       for (const l of plan.layers) {
         const keys = phaseKeys(l.problem, l.density);
         for (const ph of PHASES) {

@@ -44,6 +44,6 @@ export class CNN5 extends Module {
 
   /** conv -> BN -> ReLU -> pool between the convs, global average pool -> flatten -> fc after the last (nn/compact.ts). */
   compactionSites(): CompactionSite[] {
-    return this.convs.map((c, i) => ({ producer: c, norm: this.bns[i], dropouts: [], consumer: this.convs[i + 1] ?? this.fc }));
+    return this.convs.map((c, i) => ({ producers: [c], norm: this.bns[i], dropouts: [], consumers: [this.convs[i + 1] ?? this.fc], carry: { after: F.relu } }));
   }
 }

@@ -32,6 +32,13 @@ class MesoHead extends Module {
     this.fc1 = this.addModule('fc1', new Linear(inFeatures, 16));
     this.fc2 = this.addModule('fc2', new Linear(16, outputs));
   }
+  /** last conv -> ReLU -> BN -> pool -> flatten -> dropout -> fc1 -> LeakyReLU -> dropout -> fc2. */
+  compactionSites(last: Conv2d, norm: BatchNorm2d): CompactionSite[] {
+    return [
+      { producers: [last], norm, dropouts: [this.dropout1], consumers: [this.fc1], carry: { before: F.relu } },
+      { producers: [this.fc1], norm: null, dropouts: [this.dropout2], consumers: [this.fc2], carry: { before: (x) => this.act.forward(x) } },
+    ];
+  }
   forward(x: Tensor): Tensor {
     let y = F.flatten(x, 1);
     y = this.dropout1.forward(y);
@@ -102,12 +109,12 @@ export class Meso4 extends Module {
   /** conv -> ReLU -> BN -> pool between the convs, then flatten -> dropout -> fc1 -> LeakyReLU -> dropout -> fc2 (nn/compact.ts). */
   compactionSites(): CompactionSite[] {
     const { conv1, bn1, conv2, bn2, conv3, bn3, conv4, bn4, head } = this;
+    const carry = { before: F.relu };
     return [
-      { producer: conv1, norm: bn1, dropouts: [], consumer: conv2 },
-      { producer: conv2, norm: bn2, dropouts: [], consumer: conv3 },
-      { producer: conv3, norm: bn3, dropouts: [], consumer: conv4 },
-      { producer: conv4, norm: bn4, dropouts: [head.dropout1], consumer: head.fc1 },
-      { producer: head.fc1, norm: null, dropouts: [head.dropout2], consumer: head.fc2 },
+      { producers: [conv1], norm: bn1, dropouts: [], consumers: [conv2], carry },
+      { producers: [conv2], norm: bn2, dropouts: [], consumers: [conv3], carry },
+      { producers: [conv3], norm: bn3, dropouts: [], consumers: [conv4], carry },
+      ...head.compactionSites(conv4, bn4),
     ];
   }
 }
@@ -133,6 +140,23 @@ export class InceptionLayer extends Module {
     this.b3b = this.addModule('b3b', new Conv2d(c, c, 3, { padding: 2, dilation: 2 }));
     this.b4a = this.addModule('b4a', new Conv2d(inC, d, 1));
     this.b4b = this.addModule('b4b', new Conv2d(d, d, 3, { padding: 3, dilation: 3 }));
+  }
+  /** The branches' 1x1 -> ReLU -> 3x3 boundaries (nn/compact.ts). */
+  compactionSites(): CompactionSite[] {
+    const carry = { before: F.relu };
+    return [
+      { producers: [this.b2a], norm: null, dropouts: [], consumers: [this.b2b], carry },
+      { producers: [this.b3a], norm: null, dropouts: [], consumers: [this.b3b], carry },
+      { producers: [this.b4a], norm: null, dropouts: [], consumers: [this.b4b], carry },
+    ];
+  }
+  /** The convs whose outputs, each through a ReLU, are concatenated. */
+  outputs(): Conv2d[] {
+    return [this.b1, this.b2b, this.b3b, this.b4b];
+  }
+  /** The convs that read the layer's input. */
+  inputs(): Conv2d[] {
+    return [this.b1, this.b2a, this.b3a, this.b4a];
   }
   forward(x: Tensor): Tensor {
     const r = (m: Conv2d, v: Tensor) => F.relu(m.forward(v));
@@ -182,5 +206,22 @@ export class MesoInception4 extends Module {
 
   forward(x: Tensor): Tensor {
     return this.head.forward(this.features(x));
+  }
+
+  /**
+   * Inside each inception layer the 1x1 -> 3x3 boundaries; between them the concatenated branch outputs
+   * (each through a ReLU) -> BN -> pool -> every branch of the next layer, or conv3; then as Meso-4.
+   */
+  compactionSites(): CompactionSite[] {
+    const { inc1, bn1, inc2, bn2, conv3, bn3, conv4, bn4, head } = this;
+    const carry = { before: F.relu };
+    return [
+      ...inc1.compactionSites(),
+      { producers: inc1.outputs(), norm: bn1, dropouts: [], consumers: inc2.inputs(), carry },
+      ...inc2.compactionSites(),
+      { producers: inc2.outputs(), norm: bn2, dropouts: [], consumers: [conv3], carry },
+      { producers: [conv3], norm: bn3, dropouts: [], consumers: [conv4], carry },
+      ...head.compactionSites(conv4, bn4),
+    ];
   }
 }

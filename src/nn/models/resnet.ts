@@ -4,6 +4,7 @@
 // Initialisation follows torchvision: kaiming-normal (fan_out, relu) for convs, BN 1/0, PyTorch's
 // default for fc.
 import { Module, streamOf } from '../module.js';
+import type { CompactionSite } from '../compact.js';
 import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, copyInto } from '../layers.js';
 import { Sequential } from '../module.js';
 import type { Tensor } from '../../tensor/tensor.js';
@@ -38,6 +39,13 @@ export class BasicBlock extends Module {
       stride !== 1 || inC !== outC
         ? this.addModule('downsample', new Sequential(new KaimingConv(inC, outC, 1, { stride, bias: false }), new BatchNorm2d(outC)))
         : null;
+  }
+  /**
+   * conv1 -> BN -> ReLU -> conv2 inside the block (nn/compact.ts). The block's output channels are a
+   * residual sum shared with the other blocks of the stage and the downsample path: no site.
+   */
+  compactionSites(): CompactionSite[] {
+    return [{ producers: [this.conv1], norm: this.bn1, dropouts: [], consumers: [this.conv2], carry: { after: F.relu } }];
   }
   forward(x: Tensor): Tensor {
     const y = this.bn1.forward(this.conv1.forward(x), 'bn-relu');
@@ -78,5 +86,10 @@ export class ResNet18 extends Module {
 
   forward(x: Tensor): Tensor {
     return this.fc.forward(F.flatten(this.avgpool.forward(this.features(x)), 1));
+  }
+
+  /** Each block's inner boundary; the stem and the residual streams run masked (nn/compact.ts). */
+  compactionSites(): CompactionSite[] {
+    return this.layers.flatMap((l) => [...l.children()].flatMap(([, b]) => (b as BasicBlock).compactionSites()));
   }
 }

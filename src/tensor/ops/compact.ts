@@ -2,9 +2,9 @@
 // one's gradient back into a zeroed full-size tensor, and writing a compacted batch norm's running
 // statistics back (shaders/compact.ts). Index lists are u32 tensors of flat positions built on the host
 // once per level. No autograd here (autograd/functional-nn.ts gatherAt).
-import { gatherKernel, scatterSumKernel, SPARSE_MAP_WG } from '../../shaders/sparse-conv.js';
+import { gatherKernel, scatterSumKernel, SPARSE_MAP_WG, SPARSE_NONE } from '../../shaders/sparse-conv.js';
 import { COMPACT_WG, RUNNING_UNIFORM, runningWritebackKernel } from '../../shaders/compact.js';
-export { COMPACT_DECAY, COMPACT_KEEP } from '../../shaders/compact.js';
+export { COMPACT_CONST, COMPACT_DECAY, COMPACT_KEEP } from '../../shaders/compact.js';
 import { SPLIT_SUM_UNIFORM } from '../../shaders/conv.js';
 import { gridFor } from '../../shaders/kernel.js';
 import { cachedKernel, registerCandidates, registerFamily, plan } from '../plan.js';
@@ -23,6 +23,20 @@ export function gatherAt(x: Tensor, idx: Tensor, shape: Shape): Tensor {
   return out;
 }
 
+/**
+ * The inverse of distinct flat positions `flat` in a tensor of `size` elements: inv[j] = i where
+ * flat[i] = j, else SPARSE_NONE. gatherAt(g, inv, full shape) is then gatherAt's gradient in one
+ * dispatch (the gather kernel writes +0 where inv is SPARSE_NONE), instead of a fill and a scatter.
+ */
+export function inversePositions(flat: readonly number[], size: number): Uint32Array {
+  const inv = new Uint32Array(size).fill(SPARSE_NONE);
+  flat.forEach((j, i) => {
+    if (inv[j] !== SPARSE_NONE) throw new Error(`inversePositions: position ${j} listed twice`);
+    inv[j] = i;
+  });
+  return inv;
+}
+
 /** A zeroed tensor of `shape` with out[idx[i]] = g[i] (positions distinct): gatherAt's gradient. */
 export function scatterAt(g: Tensor, idx: Tensor, shape: Shape): Tensor {
   const out = fill(shape, 0);
@@ -37,16 +51,18 @@ export function scatterAt(g: Tensor, idx: Tensor, shape: Shape): Tensor {
 /**
  * Writes a compacted batch norm's running statistics (mean_c, var_c, updated by its forward) back
  * into the full buffers: pos[c] is channel c's compact index, or COMPACT_DECAY (a zero channel's
- * update at `momentum`) or COMPACT_KEEP (left as is). See shaders/compact.ts.
+ * update at `momentum`), COMPACT_KEEP (left as is) or COMPACT_CONST + j (a constant channel's update
+ * toward cval[j]). See shaders/compact.ts.
  */
-export function writeBackRunning(pos: Tensor, meanC: Tensor, varC: Tensor, mean: Tensor, variance: Tensor, momentum: number): void {
+export function writeBackRunning(pos: Tensor, meanC: Tensor, varC: Tensor, cval: Tensor | null, mean: Tensor, variance: Tensor, momentum: number): void {
   const n = mean.size;
   if (pos.size !== n || variance.size !== n) throw new Error(`writeBackRunning: ${pos.size} positions for ${n} channels`);
   const k = cachedKernel('compact|running', runningWritebackKernel);
   // Empty compact buffers still need a binding: bind the full ones, which the kernel then never reads.
   const mc = meanC.size ? meanC : mean;
   const vc = varC.size ? varC : variance;
-  queue.dispatch(k, [pos, mc, vc, mean, variance].map((t) => ({ buffer: t.buf })), RUNNING_UNIFORM.pack({ n, momentum }), gridFor(n, COMPACT_WG), () => ({ op: 'compact.running', shape: `${n}`, flops: 0 }));
+  const cv = cval?.size ? cval : mc;
+  queue.dispatch(k, [pos, mc, vc, cv, mean, variance].map((t) => ({ buffer: t.buf })), RUNNING_UNIFORM.pack({ n, momentum }), gridFor(n, COMPACT_WG), () => ({ op: 'compact.running', shape: `${n}`, flops: 0 }));
 }
 
 /**
