@@ -18,7 +18,9 @@ import {
   type SparseTile,
 } from '../../shaders/sparse-conv.js';
 import { gridFor, grid1d, type Grid, type Kernel } from '../../shaders/kernel.js';
-import { SPLIT_SUM_UNIFORM } from '../../shaders/conv.js';
+import { sparseStripKernel, sparseStripWgradKernel, SPARSE_STRIP_UNIFORM, type SparseStripTile } from '../../shaders/sparse-strip.js';
+import { stripSuitsBackwardInput, stripSuitsBackwardWeight, stripSuitsForward } from './conv-strip.js';
+import { CONV_STRUCT, SPLIT_SUM_UNIFORM } from '../../shaders/conv.js';
 import { cachedKernel, plan, registerCandidates, registerFamily } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, fromArray, keep, type Shape, type Tensor } from '../tensor.js';
@@ -225,6 +227,10 @@ export function sparseConv2dForward(x: Tensor, sw: SparseWeight, vals: Tensor, b
   const y = empty([g.n, g.cout, g.oh, g.ow]);
   if (y.size === 0) return y;
   const side = sw.side(bn, true);
+  if (bn === 8 && side.entries > 0 && blockedForm('fwd', g) === 'strip') {
+    stripLaunch(x, side, vals, bias, y, g, false);
+    return y;
+  }
   const rows = g.n * g.oh * g.ow;
   const t = sparseTile(rows, bn);
   const k = cached(`f|${!!bias}|${t.wg}|${t.tm}|${bn}`, () => sparseConvForwardKernel(!!bias, t));
@@ -232,6 +238,61 @@ export function sparseConv2dForward(x: Tensor, sw: SparseWeight, vals: Tensor, b
   const bpg = blocksPerGroup(Math.ceil(rows / (t.wg * t.tm)), side.blocks);
   queue.dispatch(k, bufs, params(g, rows, 0, 0, bpg, side.blocks), rowGrid(rows, t, Math.ceil(side.blocks / bpg)), () => tag('conv.fwd', g, bn));
   return y;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocked layout by row strips (src/shaders/sparse-strip.ts): stride-1 forward and input gradient.
+
+/** What the 'sparse.blocked' family looks at: the pass and the conv geometry. */
+interface BlockedForm {
+  pass: 'fwd' | 'dgrad';
+  g: Conv2dGeometry;
+}
+
+/**
+ * The kernel form of the blocked (BN = 8) layout in the forward and input gradient (the
+ * 'sparse.blocked' family): 'direct' (sparse-conv.ts: lanes over pixels, one load per pixel and tap)
+ * or 'strip' (sparse-strip.ts: a row segment per (c, ky) serves every kept kx of it, 8 channels per
+ * thread), which needs stride 1 and rows of whole vec4s. Software adapters take the strip where it
+ * suits (loads bind there); GPUs keep the direct form.
+ */
+registerFamily<BlockedForm>({
+  family: 'sparse.blocked',
+  about: 'blocked sparse conv forward / input gradient: direct pixel lanes, or row strips (stride 1)',
+  shapeClass: (f) => `${f.pass} ${convShapeClass(f.g)}`,
+  defaultRule: (_f, dev, cands) => (dev.isSoftware ? cands.find((c) => c.variant === 'strip') : undefined) ?? cands[0],
+});
+registerCandidates<BlockedForm>('sparse.blocked', [
+  { variant: 'direct' },
+  { variant: 'strip', suits: (f) => (f.pass === 'fwd' ? stripSuitsForward(f.g) : stripSuitsBackwardInput(f.g)) },
+]);
+
+function blockedForm(pass: 'fwd' | 'dgrad', g: Conv2dGeometry): string {
+  return plan<BlockedForm>('sparse.blocked', { pass, g }).variant;
+}
+
+/** Pixels per thread: 8 unless the output rows are 4 wide; the widest workgroup the rows fill 4 times. */
+function stripTile(rowsOut: number, ow: number): SparseStripTile {
+  const px = ow % 8 === 0 || ow >= 16 ? 8 : 4;
+  const threads = rowsOut * Math.ceil(ow / px);
+  return { wg: threads >= 4 * 64 ? 64 : threads >= 4 * 16 ? 16 : 8, px };
+}
+
+/** Forward (flip false: src = x, out = y) or input gradient (flip: src = dy, out = dx) on the strip kernel. */
+function stripLaunch(src: Tensor, side: SparseBlocks, vals: Tensor, bias: Tensor | null, out: Tensor, g: Conv2dGeometry, flip: boolean): void {
+  const [cx, h, w, cy, oh, ow] = flip ? [g.cout, g.oh, g.ow, g.cin, g.h, g.w] : [g.cin, g.h, g.w, g.cout, g.oh, g.ow];
+  const pt = flip ? g.kh - 1 - g.pt : g.pt;
+  const pl = flip ? g.kw - 1 - g.pl : g.pl;
+  const t = stripTile(g.n * oh, ow);
+  const qpr = Math.ceil(ow / t.px);
+  const rows = g.n * oh * qpr;
+  const k = cached(`strip|${g.kw}|${pl}|${flip}|${!!bias}|${t.wg}x${t.px}`, () => sparseStripKernel(t, g.kw, pl, flip, !!bias));
+  const groups = Math.ceil(rows / t.wg);
+  const bpg = blocksPerGroup(groups, side.blocks);
+  const p = SPARSE_STRIP_UNIFORM.pack({ n: g.n, cx, h, w, cy, oh, ow, kh: g.kh, pt, qpr, rows, cps: bpg, nblocks: side.blocks });
+  const bufs = [src, side.ptr, side.taps, vals, ...(bias ? [bias] : []), out].map((b) => ({ buffer: b.buf }));
+  const g1 = grid1d(groups);
+  queue.dispatch(k, bufs, p, [g1[0], g1[1], Math.ceil(side.blocks / bpg)], () => ({ ...tag(flip ? 'conv.dgrad' : 'conv.fwd', g, 8), variant: 'sparse:blocked-strip' }));
 }
 
 /** dx of conv2d(x, w * mask); vals = sparseGather(w, sw.side(bn, false)). */
@@ -243,6 +304,10 @@ export function sparseConv2dBackwardInput(dy: Tensor, sw: SparseWeight, vals: Te
   const dx = empty(xShape);
   if (dx.size === 0) return dx;
   const side = sw.side(bn, false);
+  if (bn === 8 && side.entries > 0 && blockedForm('dgrad', g) === 'strip') {
+    stripLaunch(dy, side, vals, null, dx, g, true);
+    return dx;
+  }
   const phaseRows = g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
   const t = sparseTile(phaseRows, bn);
   const k = cached(`bi|${t.wg}|${t.tm}|${bn}`, () => sparseConvBackwardInputKernel(t));
@@ -266,7 +331,12 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   const L = g.n * g.oh * g.ow;
   const n = side.entries * bn;
   if (L === 0 || n === 0) return dw;
-  const rowsPlan = plan<WgradLanes>('sparse.wgrad', lanesOf(side, n)).variant === 'rows' ? wgradRowsPlan(side, L, n) : null;
+  const lanes = plan<WgradLanes>('sparse.wgrad', lanesOf(side, n, g));
+  if (lanes.variant === 'strip') {
+    stripWgrad(dy, x, side, dw, g, n, lanes.params.wg as number, lanes.params.tt as number);
+    return dw;
+  }
+  const rowsPlan = lanes.variant === 'rows' ? wgradRowsPlan(side, L, n) : null;
   if (rowsPlan) {
     const { t, splits, cps, la } = rowsPlan;
     const parts = empty([splits * t.wg, n]);
@@ -290,6 +360,25 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   scatterSum(parts, side, dw, n, splits, bn);
   parts.dispose();
   return dw;
+}
+
+/** Quads (4 pixels of a dy row) per reduction chunk of the strip weight gradient (32 pixels, as WGRAD_CHUNK). */
+const STRIP_WGRAD_CHUNK = WGRAD_CHUNK / 4;
+
+/** The blocked weight gradient by quads (sparseStripWgradKernel): lanes over kept taps, split over N*OH*OW/4. */
+function stripWgrad(dy: Tensor, x: Tensor, side: SparseBlocks, dw: Tensor, g: Conv2dGeometry, n: number, wg: number, tt: number): void {
+  const quads = (g.n * g.oh * g.ow) / 4;
+  let tiles = 0;
+  for (const c of side.counts) tiles += Math.ceil(c / (wg * tt));
+  const { splits, perSplit } = splitK(tiles, Math.ceil(quads / STRIP_WGRAD_CHUNK), sparseGrid().groups, WGRAD_MIN_CHUNKS_PER_SPLIT);
+  const cps = perSplit * STRIP_WGRAD_CHUNK;
+  const nsplits = Math.ceil(quads / cps);
+  const parts = empty([nsplits, n]);
+  const k = cached(`bws|${wg}|${tt}`, () => sparseStripWgradKernel(wg, tt, CONV_STRUCT));
+  const grid: Grid = [Math.ceil(side.maxEntries / (wg * tt)), side.blocks, nsplits];
+  queue.dispatch(k, [dy, x, side.ptr, side.taps, parts].map((b) => ({ buffer: b.buf })), params(g, side.entries, quads, 0, cps), grid, () => ({ ...tag('conv.wgrad', g, 8), variant: 'sparse:blocked-strip' }));
+  scatterSum(parts, side, dw, n, nsplits, 8);
+  parts.dispose();
 }
 
 /** dw[idx[i]] = the fixed-order sum of the `slices` partial slices of slot i (padded slots skipped). */
@@ -317,10 +406,12 @@ interface WgradLanes {
   entries: number;
   busy: number;
   slots: number;
+  /** The conv suits the quad kernel (blocked layout, stride 1, no dilation, W and OW multiples of 4). */
+  quads: boolean;
 }
 
-function lanesOf(side: SparseBlocks, n: number): WgradLanes {
-  return { bn: side.bn, entries: side.entries, busy: side.counts.filter((c) => c > 0).length, slots: n };
+function lanesOf(side: SparseBlocks, n: number, g: Conv2dGeometry): WgradLanes {
+  return { bn: side.bn, entries: side.entries, busy: side.counts.filter((c) => c > 0).length, slots: n, quads: side.bn === 8 && stripSuitsBackwardWeight(g) };
 }
 
 /**
@@ -333,14 +424,20 @@ function lanesOf(side: SparseBlocks, n: number): WgradLanes {
 registerFamily<WgradLanes>({
   family: 'sparse.wgrad',
   about: 'sparse conv/linear weight gradient: lanes over kept taps, or over the batch rows for blocks with few taps',
-  shapeClass: (g) => `bn${g.bn} e${g.entries} b${g.busy} n${g.slots}`,
-  defaultRule: (g, _dev, cands) => {
+  shapeClass: (g) => `bn${g.bn} e${g.entries} b${g.busy} n${g.slots}${g.quads ? ' q' : ''}`,
+  defaultRule: (g, dev, cands) => {
+    if (g.quads && dev.isSoftware) return cands.find((c) => c.variant === 'strip') ?? cands[0];
     const tap = sparseWgradTile(g.bn);
     const rows = g.entries / g.busy < tap.wg * tap.tm;
     return cands.find((c) => c.variant === (rows ? 'rows' : 'taps')) ?? cands[0];
   },
 });
-registerCandidates<WgradLanes>('sparse.wgrad', [{ variant: 'taps' }, { variant: 'rows', suits: (g) => g.busy > 0 && ROW_LANES * g.slots <= WGRAD_ROWS_MAX_PARTS }]);
+registerCandidates<WgradLanes>('sparse.wgrad', [
+  { variant: 'taps' },
+  { variant: 'rows', suits: (g) => g.busy > 0 && ROW_LANES * g.slots <= WGRAD_ROWS_MAX_PARTS },
+  { variant: 'strip', tile: '8x2', params: { wg: 8, tt: 2 }, suits: (g) => g.quads },
+  { variant: 'strip', tile: '8x4', params: { wg: 8, tt: 4 }, suits: (g) => g.quads },
+]);
 
 /**
  * The row-lane weight gradient's splits: enough workgroups (blocks with taps x splits) for the grid's
