@@ -49,8 +49,8 @@ const floorDiv = (a: number, b: number) => Math.floor(a / b);
  * when flipped; zero outside the input. A workgroup = wg threads x PX pixels each, over rows of
  * N*OH*ceil(OW/PX), and a run of `cps` blocks (z). Per (c, ky) row of a block: ceil((PX+KW-1)/4)
  * per-lane vec4 loads; per kept tap: 2 uniform vec4 loads, 2*PX vec4 FMAs.
- * Bindings: in (vec4s), ptr, taps, vals (vec4s), [bias], out, params.
- * Fast for: stride-1 convs with rows of whole vec4s (W % 4 == 0) whose blocks keep few taps (block
+ * Bindings: in (vec4s), ptr, taps, vals (vec4s), [bias], out (vec4s), params.
+ * Fast for: stride-1 convs with input and output rows of whole vec4s (W, OW % 4 == 0) whose blocks keep few taps (block
  * masks at low density); at full density it does the dense strip kernel's work with 8 channels.
  */
 export function sparseStripKernel(t: SparseStripTile, kw: number, pl: number, flip: boolean, bias: boolean): Kernel {
@@ -86,15 +86,15 @@ export function sparseStripKernel(t: SparseStripTile, kw: number, pl: number, fl
   }
   const zero: string[] = [];
   for (let g = 0; g < G; g++) for (let c = 0; c < BN; c++) zero.push(`    var a${g}_${c} = vec4<f32>(0.0);`);
+  // OW is a multiple of 4 (the launcher's condition), so each accumulator is one aligned vec4 store:
+  // per thread 8*PX/4 stores, which at low density cost more than the kept taps' loads as scalars.
   const store: string[] = [];
   for (let c = 0; c < BN; c++) {
     store.push(`    if (c0 + ${c}u < p.cy) {`);
-    store.push(`      let yb = ((nb * p.cy + c0 + ${c}u) * p.oh + oh) * p.ow + ow0;`);
-    for (let g = 0; g < G; g++)
-      for (let j = 0; j < 4; j++) {
-        const col = g * 4 + j;
-        store.push(`      if (ow0 + ${col}u < p.ow) { out[yb + ${col}u] = a${g}_${c}[${j}]${bias ? ` + bias[c0 + ${c}u]` : ''}; }`);
-      }
+    store.push(`      let yb = (((nb * p.cy + c0 + ${c}u) * p.oh + oh) * p.ow + ow0) >> 2u;`);
+    for (let g = 0; g < G; g++) {
+      store.push(`      if (ow0 + ${g * 4}u < p.ow) { out[yb + ${g}u] = a${g}_${c}${bias ? ` + vec4<f32>(bias[c0 + ${c}u])` : ''}; }`);
+    }
     store.push('    }');
   }
   const bind = (i: number) => `@group(0) @binding(${i})`;
@@ -105,7 +105,7 @@ ${bind(1)} var<storage, read> ptr: array<u32>;
 ${bind(2)} var<storage, read> taps: array<u32>;
 ${bind(3)} var<storage, read> vals: array<vec4<f32>>;
 ${bias ? `${bind(4)} var<storage, read> bias: array<f32>;` : ''}
-${bind(bias ? 5 : 4)} var<storage, read_write> out: array<f32>;
+${bind(bias ? 5 : 4)} var<storage, read_write> out: array<vec4<f32>>;
 ${bind(bias ? 6 : 5)} var<uniform> p: P;
 const Z4 = vec4<f32>(0.0);
 

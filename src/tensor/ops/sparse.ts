@@ -264,7 +264,8 @@ registerFamily<BlockedForm>({
 });
 registerCandidates<BlockedForm>('sparse.blocked', [
   { variant: 'direct' },
-  { variant: 'strip', suits: (f) => (f.pass === 'fwd' ? stripSuitsForward(f.g) : stripSuitsBackwardInput(f.g)) },
+  // Input and output rows of whole vec4s: the strip loads and stores aligned quads.
+  { variant: 'strip', suits: (f) => (f.pass === 'fwd' ? stripSuitsForward(f.g) : stripSuitsBackwardInput(f.g)) && f.g.w % 4 === 0 && f.g.ow % 4 === 0 },
 ]);
 
 function blockedForm(pass: 'fwd' | 'dgrad', g: Conv2dGeometry): string {
