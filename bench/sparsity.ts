@@ -19,7 +19,10 @@
 // levels' magnitude masks pruned in whole units; rows gain `granularity`. --densities LIST overrides
 // the layer densities (e.g. 1,0.2).
 //
-//   npx tsx bench/sparsity.ts [--quick] [--json] [--reps N] [--steps N] [--levels L] [--no-layers] [--no-steps] [--granularity LIST] [--densities LIST]
+// --forms 'SPEC;SPEC' replaces the layer section: the blocked candidate under each kernel override
+// (e.g. the direct forms against the row-strip forms of the blocked layout) against dense, per phase.
+//
+//   npx tsx bench/sparsity.ts [--quick] [--json] [--reps N] [--steps N] [--levels L] [--no-layers] [--no-steps] [--granularity LIST] [--densities LIST] [--forms 'SPEC;SPEC']
 // --quick: Meso-4 layers at 100/10/1% and ResNet-18's layer2 shape, steps at levels 0 and 7 (< 3 min on
 // a 2-core lavapipe). --json: one JSON array of rows {model, layer, phase, density, denseMs, sparseMs,
 // sparseKernel, autoMs, autoKernel} (steps: layer '(step)', phase 'train' | 'infer').
@@ -31,11 +34,14 @@ import { layerProblems, planKernels } from '../src/nn/sparse.js';
 import { noGrad } from '../src/autograd/tape.js';
 import { SparseWeight } from '../src/tensor/ops/sparse.js';
 import { conv2dGeometry } from '../src/tensor/ops/conv.js';
-import { defaultMetric, median } from '../src/tensor/tune.js';
+import { defaultMetric, median, timeInterleaved } from '../src/tensor/tune.js';
+import { withKernels } from '../src/tensor/plan.js';
+import type { Tensor } from '../src/tensor/tensor.js';
 import {
   disposeOperands,
   planLayer,
   randomOperands,
+  runPhase,
   timeLayer,
   PHASES,
   type KernelMode,
@@ -190,6 +196,54 @@ async function layerSection(): Promise<void> {
   }
 }
 
+/**
+ * --forms 'SPEC;SPEC': the blocked candidate under each kernel override (TICKETLAB_KERNELS syntax,
+ * e.g. 'sparse.blocked:direct,sparse.wgrad:taps;sparse.blocked:strip,sparse.wgrad:strip:8x2'),
+ * interleaved with dense per phase on the same operands: which form of the blocked kernels pays.
+ */
+async function formsSection(specs: string[]): Promise<void> {
+  for (const w of LAYER_WORK) {
+    const model = createModel(parseModelName(w.model), { size: w.size, seed: 0 });
+    const ws = prunableWeights(model, true);
+    attachMasks(ws, onesMasks(ws), 'sparse');
+    const problems = layerProblems(model, [w.batch, 3, w.size, w.size]);
+    const summary: (string | number)[][] = [];
+    const seen = new Set<string>();
+    for (const [name, p] of problems) {
+      if (!w.filter(name, p)) continue;
+      const key = JSON.stringify(conv2dGeometry(p.xShape, p.wShape, p.opts));
+      if (seen.has(key)) continue;
+      seen.add(key);
+      for (const g of GRANULARITIES) {
+        for (const density of DENSITIES) {
+          const mask = randomUnitMask(p.wShape, density, 7 + Math.round(density * 1000), g);
+          const sw = new SparseWeight(mask, p.wShape);
+          const maskT = keep(fromArray(Float32Array.from(mask), p.wShape));
+          const o = randomOperands(p, sw, maskT, 5);
+          const sums = new Map<string, number>();
+          for (const phase of PHASES) {
+            const runs = new Map<string, () => Tensor>([['dense', () => runPhase(p, phase, 'dense', o)]]);
+            for (const spec of specs) runs.set(spec, () => withKernels(spec, () => runPhase(p, phase, 'blocked', o)));
+            const t = await timeInterleaved(runs, reps);
+            const d = t.get('dense')!;
+            sums.set('dense', (sums.get('dense') ?? 0) + d);
+            for (const spec of specs) {
+              sums.set(spec, (sums.get(spec) ?? 0) + t.get(spec)!);
+              summary.push([`${name} [${g}]`, `${density * 100}%`, phase, spec, d.toFixed(2), t.get(spec)!.toFixed(2), (d / t.get(spec)!).toFixed(2)]);
+            }
+          }
+          for (const spec of specs) summary.push([`${name} [${g}]`, `${density * 100}%`, 'fwd+grads', spec, sums.get('dense')!.toFixed(2), sums.get(spec)!.toFixed(2), (sums.get('dense')! / sums.get(spec)!).toFixed(2)]);
+          disposeOperands(o);
+          sw.dispose();
+          maskT.dispose();
+        }
+      }
+    }
+    log(`\n${w.model} ${w.size} px batch ${w.batch}: blocked forms, ${defaultMetric() === 'cpu' ? 'CPU' : 'wall-clock'} ms per pass (fastest of ${reps} interleaved samples)`);
+    log(table(['layer', 'density', 'phase', 'blocked under', 'dense', 'blocked', 'dense/blocked'], summary));
+  }
+}
+
 async function stepSection(): Promise<void> {
   const model = 'meso4';
   const size = 64;
@@ -271,7 +325,9 @@ async function stepSection(): Promise<void> {
 
 log(`${dev.info.device || dev.info.description}${soft ? ' (software)' : ''}; ${quick ? 'quick' : 'full'} run`);
 const t0 = performance.now();
-if (!has('no-layers')) await layerSection();
+const forms = flag('forms');
+if (forms) await formsSection(forms.split(';').map((x) => x.trim()).filter(Boolean));
+else if (!has('no-layers')) await layerSection();
 if (!has('no-steps')) await stepSection();
 log(`\ntook ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 if (json) console.log(JSON.stringify(rows, null, 1));
