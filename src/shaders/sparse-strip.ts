@@ -20,7 +20,7 @@ import { uniformStruct } from './uniform.js';
 import { FAR } from './conv-fragments.js';
 import { GRID_BUILTINS_WGSL, linearIndexWgsl, type Kernel } from './kernel.js';
 
-/** Threads per workgroup and output pixels per thread along a row (4 or 8); 8 channels per block. */
+/** Threads per workgroup and output pixels per thread along a row (4, 8 or 16); 8 channels per block. */
 export interface SparseStripTile {
   wg: number;
   px: number;
@@ -54,7 +54,7 @@ const floorDiv = (a: number, b: number) => Math.floor(a / b);
  * masks at low density); at full density it does the dense strip kernel's work with 8 channels.
  */
 export function sparseStripKernel(t: SparseStripTile, kw: number, pl: number, flip: boolean, bias: boolean): Kernel {
-  if ((t.px !== 4 && t.px !== 8) || t.wg < 1) throw new Error(`sparse strip: bad tile ${JSON.stringify(t)}`);
+  if (![4, 8, 16].includes(t.px) || t.wg < 1) throw new Error(`sparse strip: bad tile ${JSON.stringify(t)}`);
   if (flip && bias) throw new Error('sparse strip: the input gradient has no bias');
   const name = `sparse_strip_k${kw}p${pl}${flip ? '_flip' : ''}${bias ? '_bias' : ''}_${t.wg}x${t.px}`;
   const G = t.px / 4;

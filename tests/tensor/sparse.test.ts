@@ -179,12 +179,13 @@ describe('sparse conv2d', () => {
  * Stride-1 cases the row-strip forms of the blocked layout serve (sparse-strip.ts): rows of whole
  * vec4s (W and OW multiples of 4), padding below the kernel on every side.
  */
-const stripCaseArb: fc.Arbitrary<Case> = fc
+const stripCaseArb = (widths: number[], padding = convCaseFields.padding): fc.Arbitrary<Case> => fc
   .record({
     ...convCaseFields,
     cin: fc.integer({ min: 1, max: 11 }),
     h: fc.integer({ min: 1, max: 9 }),
-    w: fc.constantFrom(4, 8, 12, 16),
+    w: fc.constantFrom(...widths),
+    padding,
     sh: fc.constant(1),
     sw: fc.constant(1),
     dh: fc.constant(1),
@@ -199,19 +200,27 @@ const stripCaseArb: fc.Arbitrary<Case> = fc
     return convOut(g)[1] % 4 === 0 && pt < c.kh && pb < c.kh && pl < c.kw && pr < c.kw;
   });
 
-/** Each row-strip form forced (forward / input grad, and the quad weight gradient at 2 and 4 taps a lane). */
-const STRIP_FORMS = ['sparse.blocked:strip,sparse.wgrad:strip:8x2', 'sparse.blocked:strip,sparse.wgrad:strip:8x4'];
+/**
+ * Each row-strip form forced (forward / input grad at 8 and 16 pixels a thread, the quad weight gradient
+ * at 2 and 4 taps a lane), with cases it suits (16 pixels: rows of 16 or more).
+ */
+const STRIP_FORMS: [string, fc.Arbitrary<Case>, number][] = [
+  ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x2', stripCaseArb([4, 8, 12, 16]), 20],
+  ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x4', stripCaseArb([4, 8, 12, 16]), 20],
+  // Fewer runs: each (kw, padding) compiles a 16-pixel kernel, slow on lavapipe.
+  ['sparse.blocked:strip:px16,sparse.wgrad:strip:8x4', stripCaseArb([16, 20], fc.constant('same' as const)), 8],
+];
 
 describe('sparse conv2d, blocked layout by row strips', () => {
   afterAll(() => setKernelOverride(null));
-  for (const form of STRIP_FORMS) {
+  for (const [form, arb, runs] of STRIP_FORMS) {
     it(`${form}: matches the float64 reference and the dense masked path under random and block:8 masks`, async () => {
       setKernelOverride(form);
       try {
-        await fc.assert(fc.asyncProperty(stripCaseArb, fc.boolean(), checkConv), { numRuns: 25 });
+        await fc.assert(fc.asyncProperty(arb, fc.boolean(), checkConv), { numRuns: runs });
         // Empty, full, and more blocks than a software grid's workgroups (walked several per workgroup).
-        for (const density of [0, 1]) await checkConv({ n: 2, cin: 3, cout: 9, h: 5, w: 8, kh: 3, kw: 5, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, density, bn: 8, seed: 3 });
-        await checkConv({ n: 1, cin: 70, cout: 90, h: 3, w: 4, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, density: 0.2, bn: 8, seed: 5 }, true);
+        for (const density of [0, 1]) await checkConv({ n: 2, cin: 3, cout: 9, h: 5, w: 16, kh: 3, kw: 5, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, density, bn: 8, seed: 3 });
+        await checkConv({ n: 1, cin: 70, cout: 90, h: 3, w: 16, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, density: 0.2, bn: 8, seed: 5 }, true);
       } finally {
         setKernelOverride(null);
       }

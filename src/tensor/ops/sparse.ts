@@ -227,8 +227,9 @@ export function sparseConv2dForward(x: Tensor, sw: SparseWeight, vals: Tensor, b
   const y = empty([g.n, g.cout, g.oh, g.ow]);
   if (y.size === 0) return y;
   const side = sw.side(bn, true);
-  if (bn === 8 && side.entries > 0 && blockedForm('fwd', g) === 'strip') {
-    stripLaunch(x, side, vals, bias, y, g, false);
+  const form = bn === 8 && side.entries > 0 ? blockedForm('fwd', g) : null;
+  if (form?.variant === 'strip') {
+    stripLaunch(x, side, vals, bias, y, g, false, form.px);
     return y;
   }
   const rows = g.n * g.oh * g.ow;
@@ -260,31 +261,45 @@ registerFamily<BlockedForm>({
   family: 'sparse.blocked',
   about: 'blocked sparse conv forward / input gradient: direct pixel lanes, or row strips (stride 1)',
   shapeClass: (f) => `${f.pass} ${convShapeClass(f.g)}`,
-  defaultRule: (_f, dev, cands) => (dev.isSoftware ? cands.find((c) => c.variant === 'strip') : undefined) ?? cands[0],
+  // Forward: 8 pixels a thread. Input gradient: 16 where rows allow (its list is the union of 8 input
+  // channels' taps, so nearly every row segment is loaded; more pixels per segment pay there): 1.0-1.5x
+  // faster than 8 on Meso-4's block:8 layers at 20%, while 16 made the forward 1.2-2x slower
+  // (bench/sparsity.ts --forms).
+  defaultRule: (f, dev, cands) => {
+    if (!dev.isSoftware) return cands[0];
+    const strips = cands.filter((c) => c.variant === 'strip');
+    return (f.pass === 'dgrad' ? strips.find((c) => c.tile === 'px16') : undefined) ?? strips.find((c) => c.tile === 'px8') ?? cands[0];
+  },
 });
+// Input and output rows of whole vec4s: the strip loads and stores aligned quads.
+const stripSuits = (f: BlockedForm) => (f.pass === 'fwd' ? stripSuitsForward(f.g) : stripSuitsBackwardInput(f.g)) && f.g.w % 4 === 0 && f.g.ow % 4 === 0;
+/** The pass's output row width (the forward's OW, the input gradient's W). */
+const outWidth = (f: BlockedForm) => (f.pass === 'fwd' ? f.g.ow : f.g.w);
 registerCandidates<BlockedForm>('sparse.blocked', [
   { variant: 'direct' },
-  // Input and output rows of whole vec4s: the strip loads and stores aligned quads.
-  { variant: 'strip', suits: (f) => (f.pass === 'fwd' ? stripSuitsForward(f.g) : stripSuitsBackwardInput(f.g)) && f.g.w % 4 === 0 && f.g.ow % 4 === 0 },
+  // 8 pixels a thread (4 on rows 4 wide); 16 share each row segment between more pixels, for rows of 16 or more.
+  { variant: 'strip', tile: 'px8', params: { px: 8 }, suits: stripSuits },
+  { variant: 'strip', tile: 'px16', params: { px: 16 }, suits: (f) => stripSuits(f) && outWidth(f) >= 16 },
 ]);
 
-function blockedForm(pass: 'fwd' | 'dgrad', g: Conv2dGeometry): string {
-  return plan<BlockedForm>('sparse.blocked', { pass, g }).variant;
+function blockedForm(pass: 'fwd' | 'dgrad', g: Conv2dGeometry): { variant: string; px: number } {
+  const p = plan<BlockedForm>('sparse.blocked', { pass, g });
+  return { variant: p.variant, px: (p.params.px as number | undefined) ?? 8 };
 }
 
-/** Pixels per thread: 8 unless the output rows are 4 wide; the widest workgroup the rows fill 4 times. */
-function stripTile(rowsOut: number, ow: number): SparseStripTile {
-  const px = ow % 8 === 0 || ow >= 16 ? 8 : 4;
+/** Pixels per thread: `want` unless the output rows are 4 wide; the widest workgroup the rows fill 4 times. */
+function stripTile(rowsOut: number, ow: number, want: number): SparseStripTile {
+  const px = ow % 8 === 0 || ow >= 16 ? want : 4;
   const threads = rowsOut * Math.ceil(ow / px);
   return { wg: threads >= 4 * 64 ? 64 : threads >= 4 * 16 ? 16 : 8, px };
 }
 
 /** Forward (flip false: src = x, out = y) or input gradient (flip: src = dy, out = dx) on the strip kernel. */
-function stripLaunch(src: Tensor, side: SparseBlocks, vals: Tensor, bias: Tensor | null, out: Tensor, g: Conv2dGeometry, flip: boolean): void {
+function stripLaunch(src: Tensor, side: SparseBlocks, vals: Tensor, bias: Tensor | null, out: Tensor, g: Conv2dGeometry, flip: boolean, px: number): void {
   const [cx, h, w, cy, oh, ow] = flip ? [g.cout, g.oh, g.ow, g.cin, g.h, g.w] : [g.cin, g.h, g.w, g.cout, g.oh, g.ow];
   const pt = flip ? g.kh - 1 - g.pt : g.pt;
   const pl = flip ? g.kw - 1 - g.pl : g.pl;
-  const t = stripTile(g.n * oh, ow);
+  const t = stripTile(g.n * oh, ow, px);
   const qpr = Math.ceil(ow / t.px);
   const rows = g.n * oh * qpr;
   const k = cached(`strip|${g.kw}|${pl}|${flip}|${!!bias}|${t.wg}x${t.px}`, () => sparseStripKernel(t, g.kw, pl, flip, !!bias));
@@ -305,8 +320,9 @@ export function sparseConv2dBackwardInput(dy: Tensor, sw: SparseWeight, vals: Te
   const dx = empty(xShape);
   if (dx.size === 0) return dx;
   const side = sw.side(bn, false);
-  if (bn === 8 && side.entries > 0 && blockedForm('dgrad', g) === 'strip') {
-    stripLaunch(dy, side, vals, null, dx, g, true);
+  const form = bn === 8 && side.entries > 0 ? blockedForm('dgrad', g) : null;
+  if (form?.variant === 'strip') {
+    stripLaunch(dy, side, vals, null, dx, g, true, form.px);
     return dx;
   }
   const phaseRows = g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
