@@ -19,17 +19,18 @@
 // levels' magnitude masks pruned in whole units; rows gain `granularity`. --densities LIST overrides
 // the layer densities (e.g. 1,0.2).
 //
+// --scope layer: the steps' masks prune every layer to the level's sparsity (default global).
 // --forms 'SPEC;SPEC' replaces the layer section: the blocked candidate under each kernel override
 // (e.g. the direct forms against the row-strip forms of the blocked layout) against dense, per phase.
 //
-//   npx tsx bench/sparsity.ts [--quick] [--json] [--reps N] [--steps N] [--levels L] [--no-layers] [--no-steps] [--granularity LIST] [--densities LIST] [--forms 'SPEC;SPEC']
+//   npx tsx bench/sparsity.ts [--quick] [--json] [--reps N] [--steps N] [--levels L] [--no-layers] [--no-steps] [--granularity LIST] [--densities LIST] [--scope global|layer] [--forms 'SPEC;SPEC']
 // --quick: Meso-4 layers at 100/10/1% and ResNet-18's layer2 shape, steps at levels 0 and 7 (< 3 min on
 // a 2-core lavapipe). --json: one JSON array of rows {model, layer, phase, density, denseMs, sparseMs,
 // sparseKernel, autoMs, autoKernel} (steps: layer '(step)', phase 'train' | 'infer').
 import { closeDevice, initDevice, queue, tidy, fromArray, keep } from '../src/tensor/index.js';
 import { createModel, type Detector, parseModelName } from '../src/nn/models/index.js';
 import { attachMasks, onesMasks, prunableWeights, type HostMasks } from '../src/prune/masks.js';
-import { magnitudeScores, pruneToSparsity, sparsityAfter } from '../src/prune/magnitude.js';
+import { magnitudeScores, pruneToSparsity, sparsityAfter, type Scope } from '../src/prune/magnitude.js';
 import { layerProblems, planKernels } from '../src/nn/sparse.js';
 import { noGrad } from '../src/autograd/tape.js';
 import { SparseWeight } from '../src/tensor/ops/sparse.js';
@@ -64,6 +65,7 @@ const json = has('json');
 const reps = Number(flag('reps') ?? (quick ? 3 : 5));
 const stepPairs = Number(flag('steps') ?? (quick ? 5 : 9));
 const maxLevel = Number(flag('levels') ?? (quick ? 7 : 8));
+const SCOPE: Scope = flag('scope') === 'layer' ? 'layer' : 'global';
 const GRANULARITIES: Granularity[] = (flag('granularity') ?? 'weight').split(',').map((g) => parseGranularity(g.trim()));
 const log = (s: string) => {
   if (!json) console.log(s);
@@ -261,7 +263,7 @@ async function stepSection(): Promise<void> {
   const shapes = new Map(ws0.map((w) => [w.key, w.shape]));
   for (const [g, level] of GRANULARITIES.flatMap((g) => levels.filter((l) => g === GRANULARITIES[0] || l > 0).map((l) => [g, l] as const))) {
     const sparsity = sparsityAfter(level, 0.2);
-    const masks: HostMasks = pruneToSparsity(onesMasks(ws0), scores, sparsity, 'global', { granularity: g, shapes });
+    const masks: HostMasks = pruneToSparsity(onesMasks(ws0), scores, sparsity, SCOPE, { granularity: g, shapes });
     const steps = new Map<KernelMode, { train: () => void; infer: () => void; dispose: () => void }>();
     const plans: string[] = [];
     for (const mode of modes) {
@@ -319,7 +321,7 @@ async function stepSection(): Promise<void> {
       ]);
     }
   }
-  log(`\n${model} ${size} px batch ${batch}: whole steps per IMP level (global, 20%/level), median wall-clock ms of ${stepPairs} (and process CPU ms), modes interleaved`);
+  log(`\n${model} ${size} px batch ${batch}: whole steps per IMP level (${SCOPE}, 20%/level), median wall-clock ms of ${stepPairs} (and process CPU ms), modes interleaved`);
   log(table(['level', 'pruned', 'step', 'dense', 'sparse', 'auto', 'dense/sparse', 'dense/auto', 'CPU d/s/a', 'CPU dense/auto', 'auto kernels (fwd,in,wt: d/c/b)'], summary));
 }
 
