@@ -18,7 +18,8 @@
 // tap (ky, kx) is read as (KH-1-ky, KW-1-kx) of a correlation over dy with padding KH-1-pt, KW-1-pl.
 import { uniformStruct } from './uniform.js';
 import { FAR } from './conv-fragments.js';
-import { GRID_BUILTINS_WGSL, linearIndexWgsl, type Kernel } from './kernel.js';
+import { GRID_BUILTINS_WGSL, type Kernel } from './kernel.js';
+import { stripPieceWgsl, stripQuads } from './conv-strip.js';
 
 /** Threads per workgroup and output pixels per thread along a row (4, 8 or 16); 8 channels per block. */
 export interface SparseStripTile {
@@ -41,7 +42,6 @@ export const SPARSE_STRIP_UNIFORM = uniformStruct([
   ['nblocks', 'u32'],
 ] as const);
 
-const floorDiv = (a: number, b: number) => Math.floor(a / b);
 
 /**
  * out[n, blk*8 + j, oh, ow] = sum over the block's taps (c, ky, kx) of vals[tap, j] *
@@ -59,15 +59,8 @@ export function sparseStripKernel(t: SparseStripTile, kw: number, pl: number, fl
   const name = `sparse_strip_k${kw}p${pl}${flip ? '_flip' : ''}${bias ? '_bias' : ''}_${t.wg}x${t.px}`;
   const G = t.px / 4;
   const BN = SPARSE_STRIP_BN;
-  const q0 = floorDiv(-pl, 4);
-  const q1 = floorDiv(t.px + kw - 2 - pl, 4);
-  const nq = q1 - q0 + 1;
+  const { q0, nq, lines: L } = stripQuads(t.px, kw, pl);
   const v = (i: number) => `q${Math.floor(i / 4)}[${i % 4}]`;
-  const L: string[] = [];
-  for (let i = 0; i < nq; i++) {
-    L.push(`  let cq${i} = i32(ow0) + ${4 * (q0 + i)};`);
-    L.push(`  let cok${i} = cq${i} >= 0 && cq${i} < i32(p.w);`);
-  }
   const load: string[] = [];
   for (let i = 0; i < nq; i++) {
     load.push(`        q${i} = select(Z4, src[select(0u, rb + u32(i32(ow0 >> 2u) + ${q0 + i}), ok && cok${i})], ok && cok${i});`);
@@ -111,13 +104,7 @@ const Z4 = vec4<f32>(0.0);
 
 @compute @workgroup_size(${t.wg})
 fn main(${GRID_BUILTINS_WGSL}) {
-  let m = min(${linearIndexWgsl(t.wg)}, p.rows - 1u);
-  let live = ${linearIndexWgsl(t.wg)} < p.rows;
-  let qi = m % p.qpr;
-  let r = m / p.qpr;
-  let oh = r % p.oh;
-  let nb = r / p.oh;
-  let ow0 = qi * ${t.px}u;
+${stripPieceWgsl(t.wg, t.px)}
   let w4 = p.w >> 2u;
 ${L.join('\n')}
   let bEnd = min(wid.z * p.cps + p.cps, p.nblocks);
