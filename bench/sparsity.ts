@@ -19,11 +19,12 @@
 // levels' magnitude masks pruned in whole units; rows gain `granularity`. --densities LIST overrides
 // the layer densities (e.g. 1,0.2).
 //
+// --profile: also prints each mode's GPU time per training step by kernel.
 // --scope layer: the steps' masks prune every layer to the level's sparsity (default global).
 // --forms 'SPEC;SPEC' replaces the layer section: the blocked candidate under each kernel override
 // (e.g. the direct forms against the row-strip forms of the blocked layout) against dense, per phase.
 //
-//   npx tsx bench/sparsity.ts [--quick] [--json] [--reps N] [--steps N] [--levels L] [--no-layers] [--no-steps] [--granularity LIST] [--densities LIST] [--scope global|layer] [--forms 'SPEC;SPEC']
+//   npx tsx bench/sparsity.ts [--quick] [--json] [--reps N] [--steps N] [--levels L] [--no-layers] [--no-steps] [--granularity LIST] [--densities LIST] [--scope global|layer] [--profile] [--forms 'SPEC;SPEC']
 // --quick: Meso-4 layers at 100/10/1% and ResNet-18's layer2 shape, steps at levels 0 and 7 (< 3 min on
 // a 2-core lavapipe). --json: one JSON array of rows {model, layer, phase, density, denseMs, sparseMs,
 // sparseKernel, autoMs, autoKernel} (steps: layer '(step)', phase 'train' | 'infer').
@@ -246,6 +247,19 @@ async function formsSection(specs: string[]): Promise<void> {
   }
 }
 
+/** --profile: GPU ms per training step by kernel (timestamp queries over 3 steps), the 12 largest. */
+async function profileSteps(what: string, step: () => void): Promise<void> {
+  step();
+  queue.startProfile();
+  for (let i = 0; i < 3; i++) step();
+  const by = new Map<string, number>();
+  for (const r of await queue.stopProfileRows()) by.set(r.kernel, (by.get(r.kernel) ?? 0) + r.ms / 3);
+  const total = [...by.values()].reduce((a, b) => a + b, 0);
+  const top = [...by.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12);
+  log(`\n${what}: ${total.toFixed(1)} GPU ms per step`);
+  log(table(['kernel', 'ms', '%'], top.map(([k, ms]) => [k, ms.toFixed(2), ((ms / total) * 100).toFixed(1)])));
+}
+
 async function stepSection(): Promise<void> {
   const model = 'meso4';
   const size = 64;
@@ -291,6 +305,7 @@ async function stepSection(): Promise<void> {
       };
       steps.set(mode, { train: ts.step, infer, dispose: ts.dispose });
     }
+    if (has('profile')) for (const mode of modes) await profileSteps(`level ${level} ${g} ${mode}`, steps.get(mode)!.train);
     const times = new Map<string, number[]>();
     const cpu = new Map<string, number[]>();
     for (const kind of ['train', 'infer'] as const) {
