@@ -205,6 +205,7 @@ const stripCaseArb = (widths: number[], padding = convCaseFields.padding): fc.Ar
  * at 2 and 4 taps a lane), with cases it suits (16 pixels: rows of 16 or more).
  */
 const STRIP_FORMS: [string, fc.Arbitrary<Case>, number][] = [
+  ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x1', stripCaseArb([4, 8, 12, 16]), 10],
   ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x2', stripCaseArb([4, 8, 12, 16]), 20],
   ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x4', stripCaseArb([4, 8, 12, 16]), 20],
   // Fewer runs: each (kw, padding) compiles a 16-pixel kernel, slow on lavapipe.

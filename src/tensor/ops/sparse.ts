@@ -436,17 +436,23 @@ function lanesOf(side: SparseBlocks, n: number, g: Conv2dGeometry): WgradLanes {
  * lanes over a block's kept taps) or 'rows' (the row-lane kernel, lanes over rows of N*OH*OW), which
  * suits while one split's per-lane partials stay under WGRAD_ROWS_MAX_PARTS, or 'strip' (blocked layout,
  * stride 1, rows of whole vec4s: sparseStripWgradKernel, lanes over kept taps walking 4-pixel quads,
- * 2 or 4 taps a lane). Software adapters take strip:8x4 where it suits; otherwise the rule takes rows
- * when blocks hold too few taps to fill the tap-lane kernel's lanes (fewer on average than its lanes x
- * taps per lane).
+ * 1, 2 or 4 taps a lane). Software adapters take a strip tile where it suits (by kept taps per block);
+ * otherwise the rule takes rows when blocks hold too few taps to fill the tap-lane kernel's lanes (fewer
+ * on average than its lanes x taps per lane).
  */
 registerFamily<WgradLanes>({
   family: 'sparse.wgrad',
   about: 'sparse conv/linear weight gradient: lanes over kept taps (scalar rows or 4-pixel quads), or over the batch rows for blocks with few taps',
   shapeClass: (g) => `bn${g.bn} e${g.entries} b${g.busy} n${g.slots}${g.quads ? ' q' : ''}`,
   defaultRule: (g, dev, cands) => {
-    // 4 taps a lane measured 1.1-1.7x faster than 2 on three of four block:8 layers at 20% (bench/sparsity.ts --forms).
-    if (g.quads && dev.isSoftware) return cands.find((c) => c.variant === 'strip' && c.tile === '8x4') ?? cands[0];
+    // 4 taps a lane measured 1.1-1.7x faster than 2 on three of four block:8 layers at 20% (bench/sparsity.ts
+    // --forms); blocks with fewer kept taps than 8 lanes x 4 (conv1's 27 taps pruned to a handful) take
+    // fewer per lane, so that the lanes, which all run the dy loads, have taps to serve.
+    if (g.quads && dev.isSoftware) {
+      const perBlock = g.entries / Math.max(g.busy, 1);
+      const tile = perBlock >= 32 ? '8x4' : perBlock >= 16 ? '8x2' : '8x1';
+      return cands.find((c) => c.variant === 'strip' && c.tile === tile) ?? cands[0];
+    }
     const tap = sparseWgradTile(g.bn);
     const rows = g.entries / g.busy < tap.wg * tap.tm;
     return cands.find((c) => c.variant === (rows ? 'rows' : 'taps')) ?? cands[0];
@@ -455,6 +461,7 @@ registerFamily<WgradLanes>({
 registerCandidates<WgradLanes>('sparse.wgrad', [
   { variant: 'taps' },
   { variant: 'rows', suits: (g) => g.busy > 0 && ROW_LANES * g.slots <= WGRAD_ROWS_MAX_PARTS },
+  { variant: 'strip', tile: '8x1', params: { wg: 8, tt: 1 }, suits: (g) => g.quads },
   { variant: 'strip', tile: '8x2', params: { wg: 8, tt: 2 }, suits: (g) => g.quads },
   { variant: 'strip', tile: '8x4', params: { wg: 8, tt: 4 }, suits: (g) => g.quads },
 ]);
