@@ -21,7 +21,7 @@ import { gridFor, grid1d, type Grid, type Kernel } from '../../shaders/kernel.js
 import { sparseStripKernel, sparseStripWgradKernel, SPARSE_STRIP_UNIFORM, type SparseStripTile } from '../../shaders/sparse-strip.js';
 import { stripSuitsBackwardInput, stripSuitsBackwardWeight, stripSuitsForward } from './conv-strip.js';
 import { CONV_STRUCT, SPLIT_SUM_UNIFORM } from '../../shaders/conv.js';
-import { cachedKernel, plan, registerCandidates, registerFamily } from '../plan.js';
+import { cachedKernel, plan, planKey, registerCandidates, registerFamily, type PlanKey } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, fromArray, keep, type Shape, type Tensor } from '../tensor.js';
 import { fill } from './map.js';
@@ -427,6 +427,10 @@ interface WgradLanes {
   quads: boolean;
 }
 
+function lanesClass(g: WgradLanes): string {
+  return `bn${g.bn} e${g.entries} b${g.busy} n${g.slots}${g.quads ? ' q' : ''}`;
+}
+
 function lanesOf(side: SparseBlocks, n: number, g: Conv2dGeometry): WgradLanes {
   return { bn: side.bn, entries: side.entries, busy: side.counts.filter((c) => c > 0).length, slots: n, quads: side.bn === 8 && stripSuitsBackwardWeight(g) };
 }
@@ -443,7 +447,7 @@ function lanesOf(side: SparseBlocks, n: number, g: Conv2dGeometry): WgradLanes {
 registerFamily<WgradLanes>({
   family: 'sparse.wgrad',
   about: 'sparse conv/linear weight gradient: lanes over kept taps (scalar rows or 4-pixel quads), or over the batch rows for blocks with few taps',
-  shapeClass: (g) => `bn${g.bn} e${g.entries} b${g.busy} n${g.slots}${g.quads ? ' q' : ''}`,
+  shapeClass: lanesClass,
   defaultRule: (g, dev, cands) => {
     // 4 taps a lane measured 1.1-1.7x faster than 2 on three of four block:8 layers at 20% (bench/sparsity.ts
     // --forms); blocks with fewer kept taps than 8 lanes x 4 (conv1's 27 taps pruned to a handful) take
@@ -519,5 +523,28 @@ export function sparseLinearBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   xi.dispose();
   const out = dw.reshape([sw.wShape[0], sw.wShape[1]]);
   dw.dispose();
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Levels recorded before the row-strip forms
+
+/**
+ * The forms of the blocked layout that a conv layer ran before the row-strip forms existed (the
+ * 'direct' forward and input gradient, the weight gradient's earlier rule: rows when blocks hold fewer
+ * taps than the tap-lane kernel's lanes, else taps), as planner choices. A level recorded then has no
+ * 'sparse.blocked' entries in its kernels.json; resuming it with these choices keeps its bits.
+ */
+export function legacyBlockedChoices(sw: SparseWeight, xShape: Shape, opts: Conv2dOptions): Record<PlanKey, string> {
+  const g = conv2dGeometry(xShape, sw.wShape, opts);
+  const out: Record<PlanKey, string> = {};
+  for (const pass of ['fwd', 'dgrad'] as const) out[planKey('sparse.blocked', `${pass} ${convShapeClass(g)}`)] = 'direct';
+  const side = sw.side(8, true);
+  const lanes = lanesOf(side, side.entries * 8, g);
+  if (lanes.quads && lanes.busy > 0) {
+    const tap = sparseWgradTile(8);
+    const rows = lanes.entries / lanes.busy < tap.wg * tap.tm && ROW_LANES * lanes.slots <= WGRAD_ROWS_MAX_PARTS;
+    out[planKey('sparse.wgrad', lanesClass(lanes))] = rows ? 'rows' : 'taps';
+  }
   return out;
 }
