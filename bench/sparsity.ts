@@ -19,23 +19,31 @@
 // levels' magnitude masks pruned in whole units; rows gain `granularity`. --densities LIST overrides
 // the layer densities (e.g. 1,0.2).
 //
-//   npx tsx bench/sparsity.ts [--quick] [--json] [--reps N] [--steps N] [--levels L] [--no-layers] [--no-steps] [--granularity LIST] [--densities LIST]
+// --profile: also prints each mode's GPU time per training step by kernel.
+// --scope layer: the steps' masks prune every layer to the level's sparsity (default global).
+// --forms 'SPEC;SPEC' replaces the layer section: the blocked candidate under each kernel override
+// (e.g. the direct forms against the row-strip forms of the blocked layout) against dense, per phase.
+//
+//   npx tsx bench/sparsity.ts [--quick] [--json] [--reps N] [--steps N] [--levels L] [--no-layers] [--no-steps] [--granularity LIST] [--densities LIST] [--scope global|layer] [--profile] [--forms 'SPEC;SPEC']
 // --quick: Meso-4 layers at 100/10/1% and ResNet-18's layer2 shape, steps at levels 0 and 7 (< 3 min on
 // a 2-core lavapipe). --json: one JSON array of rows {model, layer, phase, density, denseMs, sparseMs,
 // sparseKernel, autoMs, autoKernel} (steps: layer '(step)', phase 'train' | 'infer').
 import { closeDevice, initDevice, queue, tidy, fromArray, keep } from '../src/tensor/index.js';
 import { createModel, type Detector, parseModelName } from '../src/nn/models/index.js';
 import { attachMasks, onesMasks, prunableWeights, type HostMasks } from '../src/prune/masks.js';
-import { magnitudeScores, pruneToSparsity, sparsityAfter } from '../src/prune/magnitude.js';
+import { magnitudeScores, pruneToSparsity, sparsityAfter, type Scope } from '../src/prune/magnitude.js';
 import { layerProblems, planKernels } from '../src/nn/sparse.js';
 import { noGrad } from '../src/autograd/tape.js';
 import { SparseWeight } from '../src/tensor/ops/sparse.js';
 import { conv2dGeometry } from '../src/tensor/ops/conv.js';
-import { defaultMetric, median } from '../src/tensor/tune.js';
+import { defaultMetric, median, timeInterleaved } from '../src/tensor/tune.js';
+import { withKernels } from '../src/tensor/plan.js';
+import type { Tensor } from '../src/tensor/tensor.js';
 import {
   disposeOperands,
   planLayer,
   randomOperands,
+  runPhase,
   timeLayer,
   PHASES,
   type KernelMode,
@@ -58,6 +66,7 @@ const json = has('json');
 const reps = Number(flag('reps') ?? (quick ? 3 : 5));
 const stepPairs = Number(flag('steps') ?? (quick ? 5 : 9));
 const maxLevel = Number(flag('levels') ?? (quick ? 7 : 8));
+const SCOPE: Scope = flag('scope') === 'layer' ? 'layer' : 'global';
 const GRANULARITIES: Granularity[] = (flag('granularity') ?? 'weight').split(',').map((g) => parseGranularity(g.trim()));
 const log = (s: string) => {
   if (!json) console.log(s);
@@ -190,6 +199,80 @@ async function layerSection(): Promise<void> {
   }
 }
 
+/**
+ * --forms 'SPEC;SPEC': the blocked candidate under each kernel override (TICKETLAB_KERNELS syntax,
+ * e.g. 'sparse.blocked:direct,sparse.wgrad:taps;sparse.blocked:strip,sparse.wgrad:strip:8x2'),
+ * interleaved with dense per phase on the same operands: which form of the blocked kernels pays.
+ */
+async function formsSection(specs: string[]): Promise<void> {
+  for (const w of LAYER_WORK) {
+    const model = createModel(parseModelName(w.model), { size: w.size, seed: 0 });
+    const ws = prunableWeights(model, true);
+    attachMasks(ws, onesMasks(ws), 'sparse');
+    const problems = layerProblems(model, [w.batch, 3, w.size, w.size]);
+    const summary: (string | number)[][] = [];
+    const seen = new Set<string>();
+    for (const [name, p] of problems) {
+      if (!w.filter(name, p)) continue;
+      const key = JSON.stringify(conv2dGeometry(p.xShape, p.wShape, p.opts));
+      if (seen.has(key)) continue;
+      seen.add(key);
+      for (const g of GRANULARITIES) {
+        for (const density of DENSITIES) {
+          const mask = randomUnitMask(p.wShape, density, 7 + Math.round(density * 1000), g);
+          const sw = new SparseWeight(mask, p.wShape);
+          const maskT = keep(fromArray(Float32Array.from(mask), p.wShape));
+          const o = randomOperands(p, sw, maskT, 5);
+          const sums = new Map<string, number>();
+          const phasesRun = new Map<string, number>();
+          for (const phase of PHASES) {
+            const runs = new Map<string, () => Tensor>([['dense', () => runPhase(p, phase, 'dense', o)]]);
+            // A form that does not suit the layer (e.g. 16 pixels a thread on 8-pixel rows) is left out.
+            const suited = specs.filter((spec) => {
+              try {
+                withKernels(spec, () => runPhase(p, phase, 'blocked', o)).dispose();
+                return true;
+              } catch (e) {
+                log(`  ${name} ${phase}: '${spec}' left out: ${(e as Error).message.split('\n')[0]}`);
+                return false;
+              }
+            });
+            for (const spec of suited) runs.set(spec, () => withKernels(spec, () => runPhase(p, phase, 'blocked', o)));
+            const t = await timeInterleaved(runs, reps);
+            const d = t.get('dense')!;
+            sums.set('dense', (sums.get('dense') ?? 0) + d);
+            for (const spec of suited) {
+              sums.set(spec, (sums.get(spec) ?? 0) + t.get(spec)!);
+              phasesRun.set(spec, (phasesRun.get(spec) ?? 0) + 1);
+              summary.push([`${name} [${g}]`, `${density * 100}%`, phase, spec, d.toFixed(2), t.get(spec)!.toFixed(2), (d / t.get(spec)!).toFixed(2)]);
+            }
+          }
+          // fwd+grads only for the forms that ran in every phase.
+          for (const spec of specs.filter((x) => phasesRun.get(x) === PHASES.length)) summary.push([`${name} [${g}]`, `${density * 100}%`, 'fwd+grads', spec, sums.get('dense')!.toFixed(2), sums.get(spec)!.toFixed(2), (sums.get('dense')! / sums.get(spec)!).toFixed(2)]);
+          disposeOperands(o);
+          sw.dispose();
+          maskT.dispose();
+        }
+      }
+    }
+    log(`\n${w.model} ${w.size} px batch ${w.batch}: blocked forms, ${defaultMetric() === 'cpu' ? 'CPU' : 'wall-clock'} ms per pass (fastest of ${reps} interleaved samples)`);
+    log(table(['layer', 'density', 'phase', 'blocked under', 'dense', 'blocked', 'dense/blocked'], summary));
+  }
+}
+
+/** --profile: GPU ms per training step by kernel (timestamp queries over 3 steps), the 12 largest. */
+async function profileSteps(what: string, step: () => void): Promise<void> {
+  step();
+  queue.startProfile();
+  for (let i = 0; i < 3; i++) step();
+  const by = new Map<string, number>();
+  for (const r of await queue.stopProfileRows()) by.set(r.kernel, (by.get(r.kernel) ?? 0) + r.ms / 3);
+  const total = [...by.values()].reduce((a, b) => a + b, 0);
+  const top = [...by.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12);
+  log(`\n${what}: ${total.toFixed(1)} GPU ms per step`);
+  log(table(['kernel', 'ms', '%'], top.map(([k, ms]) => [k, ms.toFixed(2), ((ms / total) * 100).toFixed(1)])));
+}
+
 async function stepSection(): Promise<void> {
   const model = 'meso4';
   const size = 64;
@@ -207,7 +290,7 @@ async function stepSection(): Promise<void> {
   const shapes = new Map(ws0.map((w) => [w.key, w.shape]));
   for (const [g, level] of GRANULARITIES.flatMap((g) => levels.filter((l) => g === GRANULARITIES[0] || l > 0).map((l) => [g, l] as const))) {
     const sparsity = sparsityAfter(level, 0.2);
-    const masks: HostMasks = pruneToSparsity(onesMasks(ws0), scores, sparsity, 'global', { granularity: g, shapes });
+    const masks: HostMasks = pruneToSparsity(onesMasks(ws0), scores, sparsity, SCOPE, { granularity: g, shapes });
     const steps = new Map<KernelMode, { train: () => void; infer: () => void; dispose: () => void }>();
     const plans: string[] = [];
     for (const mode of modes) {
@@ -235,6 +318,7 @@ async function stepSection(): Promise<void> {
       };
       steps.set(mode, { train: ts.step, infer, dispose: ts.dispose });
     }
+    if (has('profile')) for (const mode of modes) await profileSteps(`level ${level} ${g} ${mode}`, steps.get(mode)!.train);
     const times = new Map<string, number[]>();
     const cpu = new Map<string, number[]>();
     for (const kind of ['train', 'infer'] as const) {
@@ -265,13 +349,15 @@ async function stepSection(): Promise<void> {
       ]);
     }
   }
-  log(`\n${model} ${size} px batch ${batch}: whole steps per IMP level (global, 20%/level), median wall-clock ms of ${stepPairs} (and process CPU ms), modes interleaved`);
+  log(`\n${model} ${size} px batch ${batch}: whole steps per IMP level (${SCOPE}, 20%/level), median wall-clock ms of ${stepPairs} (and process CPU ms), modes interleaved`);
   log(table(['level', 'pruned', 'step', 'dense', 'sparse', 'auto', 'dense/sparse', 'dense/auto', 'CPU d/s/a', 'CPU dense/auto', 'auto kernels (fwd,in,wt: d/c/b)'], summary));
 }
 
 log(`${dev.info.device || dev.info.description}${soft ? ' (software)' : ''}; ${quick ? 'quick' : 'full'} run`);
 const t0 = performance.now();
-if (!has('no-layers')) await layerSection();
+const forms = flag('forms');
+if (forms) await formsSection(forms.split(';').map((x) => x.trim()).filter(Boolean));
+else if (!has('no-layers')) await layerSection();
 if (!has('no-steps')) await stepSection();
 log(`\ntook ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 if (json) console.log(JSON.stringify(rows, null, 1));

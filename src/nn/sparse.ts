@@ -18,7 +18,8 @@
 import * as fs from 'node:fs';
 import type { Module } from './module.js';
 import { Conv2d, Linear, type Prunable } from './layers.js';
-import { SparseWeight } from '../tensor/ops/sparse.js';
+import { legacyBlockedChoices, SparseWeight } from '../tensor/ops/sparse.js';
+import { familyOfKey, setTunedChoices } from '../tensor/plan.js';
 import { fill } from '../tensor/ops/map.js';
 import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../tensor/tensor.js';
@@ -229,7 +230,23 @@ async function recordedPlan(model: Module, dir: string, mode: KernelMode): Promi
   const names = new Set(sparseLayers(model).map(([n]) => n));
   if (full.layers.length !== names.size || full.layers.some((l) => !names.has(l.layer))) return null;
   applyKernelPlan(model, full, file);
+  const recFile = runFile(dir, 'kernels');
+  const rec = fs.existsSync(recFile) ? await readJson<Record<string, string>>(recFile) : {};
+  if (!Object.keys(rec).some((k) => familyOfKey(k) === 'sparse.blocked')) installLegacyForms(model, full);
   return full;
+}
+
+/**
+ * A level recorded before the row-strip forms of the blocked layout existed resumes on the forms it
+ * ran (legacyBlockedChoices), as tuned choices: its record pins nothing for those families.
+ */
+function installLegacyForms(model: Module, plan: KernelPlan): void {
+  const layers = new Map(sparseLayers(model).map(([n, l]) => [n, l]));
+  for (const r of plan.layers) {
+    if (r.kind !== 'conv') continue;
+    const sw = layers.get(r.layer)?.sparse?.sw;
+    if (sw) setTunedChoices(legacyBlockedChoices(sw, r.problem.xShape, r.problem.opts));
+  }
 }
 
 /** Writes a level's choices into its planner record and its layers (and timings) into sparse-kernels.json. */

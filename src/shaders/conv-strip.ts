@@ -42,6 +42,33 @@ const STRIP_STRUCT = STRIP_UNIFORM.wgsl;
 const floorDiv = (a: number, b: number) => Math.floor(a / b);
 
 /**
+ * The input quads a PX-pixel row piece reads for a KW-wide kernel with left padding PL: the first quad
+ * q0 (relative to the piece's first column / 4), their count nq, and WGSL lines defining per quad i its
+ * first column cq{i} and whether it lies in the row (cok{i}). Shared with the sparse strip kernels.
+ */
+export function stripQuads(px: number, kw: number, pl: number): { q0: number; nq: number; lines: string[] } {
+  const q0 = floorDiv(-pl, 4);
+  const nq = floorDiv(px + kw - 2 - pl, 4) - q0 + 1;
+  const lines: string[] = [];
+  for (let i = 0; i < nq; i++) {
+    lines.push(`  let cq${i} = i32(ow0) + ${4 * (q0 + i)};`);
+    lines.push(`  let cok${i} = cq${i} >= 0 && cq${i} < i32(p.w);`);
+  }
+  return { q0, nq, lines };
+}
+
+/** A strip thread's row piece: live, then (nb, oh, ow0) of output piece m over N x OH x qpr pieces of PX pixels. */
+export function stripPieceWgsl(wg: number, px: number): string {
+  return `  let m = min(${linearIndexWgsl(wg)}, p.rows - 1u);
+  let live = ${linearIndexWgsl(wg)} < p.rows;
+  let qi = m % p.qpr;
+  let r = m / p.qpr;
+  let oh = r % p.oh;
+  let nb = r / p.oh;
+  let ow0 = qi * ${px}u;`;
+}
+
+/**
  * y[n, co, oh, ow] = sum over ci, ky, kx of x[n, ci, oh + ky - pt, ow + kx - PL] * wp[ci, ky, kx, co]
  * (+ bias[co]), zero outside the input. Bindings: x (as vec4s), wp (as vec4s), [bias], y, params.
  * Grid: (ceil(N*OH*ceil(OW/PX) / wg) over x/y, coutPad / BN on z).
@@ -52,16 +79,9 @@ export function convStripKernel(t: StripTile, kw: number, pl: number, bias: bool
   const G = t.px / 4;
   const B4 = t.bn / 4;
   // Quads (4 input columns) a thread reads per row, relative to its first output column / 4.
-  const q0 = floorDiv(-pl, 4);
-  const q1 = floorDiv(t.px + kw - 2 - pl, 4);
-  const nq = q1 - q0 + 1;
+  const { q0, nq, lines: L } = stripQuads(t.px, kw, pl);
   // Input column of value v[i] (i over the loaded quads' components) relative to ow0: 4*q0 + i.
   const comp = (j: number, kx: number) => j + kx - pl - 4 * q0; // output pixel j, tap kx -> index in v
-  const L: string[] = [];
-  for (let i = 0; i < nq; i++) {
-    L.push(`  let cq${i} = i32(ow0) + ${4 * (q0 + i)};`);
-    L.push(`  let cok${i} = cq${i} >= 0 && cq${i} < i32(p.w);`);
-  }
   for (let g = 0; g < G; g++) for (let c = 0; c < t.bn; c++) L.push(`  var a${g}_${c} = vec4<f32>(0.0);`);
   const body: string[] = [];
   for (let i = 0; i < nq; i++) {
@@ -98,13 +118,7 @@ const Z4 = vec4<f32>(0.0);
 
 @compute @workgroup_size(${t.wg})
 fn main(${GRID_BUILTINS_WGSL}) {
-  let m = min(${linearIndexWgsl(t.wg)}, p.rows - 1u);
-  let live = ${linearIndexWgsl(t.wg)} < p.rows;
-  let qi = m % p.qpr;
-  let r = m / p.qpr;
-  let oh = r % p.oh;
-  let nb = r / p.oh;
-  let ow0 = qi * ${t.px}u;
+${stripPieceWgsl(t.wg, t.px)}
   let c0 = wid.z * ${t.bn}u;
   let w4 = p.w >> 2u;
   let cpq = p.coutPad >> 2u;

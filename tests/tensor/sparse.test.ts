@@ -19,6 +19,8 @@ import {
   type SparseBlock,
 } from '../../src/tensor/ops/sparse.js';
 import { SPARSE_NONE } from '../../src/shaders/sparse-conv.js';
+import { setKernelOverride } from '../../src/tensor/plan.js';
+import { parseGranularity, unitLayout } from '../../src/prune/granularity.js';
 import { seededValues } from '../ref/arb.js';
 import { convCaseFields, hasOutput, refGeom, type ConvCase } from '../ref/conv-case.js';
 import { conv2dBackwardInputRef, conv2dBackwardWeightRef, conv2dRef, convOut, expectNear } from '../ref/conv-ref.js';
@@ -49,7 +51,14 @@ const caseArb: fc.Arbitrary<Case> = fc
 
 const TOL = 2e-5;
 
-async function checkConv(c: Case): Promise<void> {
+/** A mask of whole 8-output-channel blocks at a tap (`--granularity block:8`), round(density * blocks) kept. */
+function blockMask(shape: number[], density: number, seed: number): Uint8Array {
+  const l = unitLayout(shape, parseGranularity('block:8'));
+  const units = randomMask(l.units, density, seed);
+  return Uint8Array.from(l.unitOf, (u) => units[u]);
+}
+
+async function checkConv(c: Case, structured = false): Promise<void> {
   const g = refGeom(c);
   const [oh, ow] = convOut(g);
   const xShape = [c.n, c.cin, c.h, c.w];
@@ -60,7 +69,7 @@ async function checkConv(c: Case): Promise<void> {
   const ws = seededValues(prod(wShape), c.seed + 1, -1, 1);
   const bs = seededValues(c.cout, c.seed + 2);
   const dys = seededValues(prod(yShape), c.seed + 3);
-  const mask = randomMask(ws.length, c.density, c.seed + 4);
+  const mask = structured ? blockMask(wShape, c.density, c.seed + 4) : randomMask(ws.length, c.density, c.seed + 4);
   const wm = ws.map((v, i) => (mask[i] ? v : 0));
   const o = { stride: [c.sh, c.sw] as [number, number], dilation: [c.dh, c.dw] as [number, number], padding: c.padding };
   const x = fromArray(xs, xShape);
@@ -149,7 +158,7 @@ describe('sparse layout', () => {
 
 describe('sparse conv2d', () => {
   it('forward, input grad and masked weight grad match the float64 reference and the dense masked path', async () => {
-    await fc.assert(fc.asyncProperty(caseArb, checkConv), { numRuns: 40 });
+    await fc.assert(fc.asyncProperty(caseArb, (c) => checkConv(c)), { numRuns: 40 });
   });
   it('handles a layer pruned entirely and one not pruned at all, with stride, dilation and Keras same', async () => {
     for (const bn of SPARSE_BLOCKS) {
@@ -164,6 +173,60 @@ describe('sparse conv2d', () => {
       await checkConv({ n: 1, cin: 70, cout: 70, h: 3, w: 4, kh: 3, kw: 3, sh: 1, sw: 2, dh: 1, dw: 1, padding: 'same', bias: true, density: 0.3, bn, seed: 5 });
     }
   });
+});
+
+/**
+ * Stride-1 cases the row-strip forms of the blocked layout serve (sparse-strip.ts): rows of whole
+ * vec4s (W and OW multiples of 4), padding below the kernel on every side.
+ */
+const stripCaseArb = (widths: number[], padding = convCaseFields.padding): fc.Arbitrary<Case> => fc
+  .record({
+    ...convCaseFields,
+    cin: fc.integer({ min: 1, max: 11 }),
+    h: fc.integer({ min: 1, max: 9 }),
+    w: fc.constantFrom(...widths),
+    padding,
+    sh: fc.constant(1),
+    sw: fc.constant(1),
+    dh: fc.constant(1),
+    dw: fc.constant(1),
+    density: densityArb,
+    bn: fc.constant(8 as SparseBlock),
+  })
+  .filter((c) => {
+    if (!hasOutput(c)) return false;
+    const g = refGeom(c);
+    const [pt, pl, pb, pr] = g.pad;
+    return convOut(g)[1] % 4 === 0 && pt < c.kh && pb < c.kh && pl < c.kw && pr < c.kw;
+  });
+
+/**
+ * Each row-strip form forced (forward / input grad at 8 and 16 pixels a thread, the quad weight gradient
+ * at 2 and 4 taps a lane), with cases it suits (16 pixels: rows of 16 or more).
+ */
+const STRIP_FORMS: [string, fc.Arbitrary<Case>, number][] = [
+  ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x1', stripCaseArb([4, 8, 12, 16]), 10],
+  ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x2', stripCaseArb([4, 8, 12, 16]), 20],
+  ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x4', stripCaseArb([4, 8, 12, 16]), 20],
+  // Fewer runs: each (kw, padding) compiles a 16-pixel kernel, slow on lavapipe.
+  ['sparse.blocked:strip:px16,sparse.wgrad:strip:8x4', stripCaseArb([16, 20], fc.constant('same' as const)), 8],
+];
+
+describe('sparse conv2d, blocked layout by row strips', () => {
+  afterAll(() => setKernelOverride(null));
+  for (const [form, arb, runs] of STRIP_FORMS) {
+    it(`${form}: matches the float64 reference and the dense masked path under random and block:8 masks`, async () => {
+      setKernelOverride(form);
+      try {
+        await fc.assert(fc.asyncProperty(arb, fc.boolean(), checkConv), { numRuns: runs });
+        // Empty, full, and more blocks than a software grid's workgroups (walked several per workgroup).
+        for (const density of [0, 1]) await checkConv({ n: 2, cin: 3, cout: 9, h: 5, w: 16, kh: 3, kw: 5, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, density, bn: 8, seed: 3 });
+        await checkConv({ n: 1, cin: 70, cout: 90, h: 3, w: 16, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, density: 0.2, bn: 8, seed: 5 }, true);
+      } finally {
+        setKernelOverride(null);
+      }
+    });
+  }
 });
 
 describe('sparse linear', () => {

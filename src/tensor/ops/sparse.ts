@@ -18,8 +18,10 @@ import {
   type SparseTile,
 } from '../../shaders/sparse-conv.js';
 import { gridFor, grid1d, type Grid, type Kernel } from '../../shaders/kernel.js';
-import { SPLIT_SUM_UNIFORM } from '../../shaders/conv.js';
-import { cachedKernel, plan, registerCandidates, registerFamily } from '../plan.js';
+import { sparseStripKernel, sparseStripWgradKernel, SPARSE_STRIP_UNIFORM, type SparseStripTile } from '../../shaders/sparse-strip.js';
+import { stripSuitsBackwardInput, stripSuitsBackwardWeight, stripSuitsForward } from './conv-strip.js';
+import { CONV_STRUCT, SPLIT_SUM_UNIFORM } from '../../shaders/conv.js';
+import { cachedKernel, plan, planKey, registerCandidates, registerFamily, type PlanKey } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, fromArray, keep, type Shape, type Tensor } from '../tensor.js';
 import { fill } from './map.js';
@@ -225,6 +227,11 @@ export function sparseConv2dForward(x: Tensor, sw: SparseWeight, vals: Tensor, b
   const y = empty([g.n, g.cout, g.oh, g.ow]);
   if (y.size === 0) return y;
   const side = sw.side(bn, true);
+  const form = bn === 8 && side.entries > 0 ? blockedForm('fwd', g) : null;
+  if (form?.variant === 'strip') {
+    stripLaunch(x, side, vals, bias, y, g, false, form.px);
+    return y;
+  }
   const rows = g.n * g.oh * g.ow;
   const t = sparseTile(rows, bn);
   const k = cached(`f|${!!bias}|${t.wg}|${t.tm}|${bn}`, () => sparseConvForwardKernel(!!bias, t));
@@ -232,6 +239,76 @@ export function sparseConv2dForward(x: Tensor, sw: SparseWeight, vals: Tensor, b
   const bpg = blocksPerGroup(Math.ceil(rows / (t.wg * t.tm)), side.blocks);
   queue.dispatch(k, bufs, params(g, rows, 0, 0, bpg, side.blocks), rowGrid(rows, t, Math.ceil(side.blocks / bpg)), () => tag('conv.fwd', g, bn));
   return y;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocked layout by row strips (src/shaders/sparse-strip.ts): stride-1 forward and input gradient.
+
+/** What the 'sparse.blocked' family looks at: the pass and the conv geometry. */
+interface BlockedForm {
+  pass: 'fwd' | 'dgrad';
+  g: Conv2dGeometry;
+}
+
+/**
+ * The kernel form of the blocked (BN = 8) layout in the forward and input gradient (the
+ * 'sparse.blocked' family): 'direct' (sparse-conv.ts: lanes over pixels, one load per pixel and tap)
+ * or 'strip' (sparse-strip.ts: a row segment per (c, ky) serves every kept kx of it, 8 channels per
+ * thread), which needs stride 1 and rows of whole vec4s. Software adapters take the strip where it
+ * suits (loads bind there); GPUs keep the direct form.
+ */
+registerFamily<BlockedForm>({
+  family: 'sparse.blocked',
+  about: 'blocked sparse conv forward / input gradient: direct pixel lanes, or row strips (stride 1)',
+  shapeClass: (f) => `${f.pass} ${convShapeClass(f.g)}`,
+  // Forward: 8 pixels a thread. Input gradient: 16 where rows allow (its list is the union of 8 input
+  // channels' taps, so nearly every row segment is loaded; more pixels per segment pay there): 1.0-1.5x
+  // faster than 8 on Meso-4's block:8 layers at 20%, while 16 made the forward 1.2-2x slower
+  // (bench/sparsity.ts --forms).
+  defaultRule: (f, dev, cands) => {
+    if (!dev.isSoftware) return cands[0];
+    const strips = cands.filter((c) => c.variant === 'strip');
+    return (f.pass === 'dgrad' ? strips.find((c) => c.tile === 'px16') : undefined) ?? strips.find((c) => c.tile === 'px8') ?? cands[0];
+  },
+});
+// Input and output rows of whole vec4s: the strip loads and stores aligned quads.
+const stripSuits = (f: BlockedForm) => (f.pass === 'fwd' ? stripSuitsForward(f.g) : stripSuitsBackwardInput(f.g)) && f.g.w % 4 === 0 && f.g.ow % 4 === 0;
+/** The pass's output row width (the forward's OW, the input gradient's W). */
+const outWidth = (f: BlockedForm) => (f.pass === 'fwd' ? f.g.ow : f.g.w);
+registerCandidates<BlockedForm>('sparse.blocked', [
+  { variant: 'direct' },
+  // 8 pixels a thread (4 on rows 4 wide); 16 share each row segment between more pixels, for rows of 16 or more.
+  { variant: 'strip', tile: 'px8', params: { px: 8 }, suits: stripSuits },
+  { variant: 'strip', tile: 'px16', params: { px: 16 }, suits: (f) => stripSuits(f) && outWidth(f) >= 16 },
+]);
+
+function blockedForm(pass: 'fwd' | 'dgrad', g: Conv2dGeometry): { variant: string; px: number } {
+  const p = plan<BlockedForm>('sparse.blocked', { pass, g });
+  return { variant: p.variant, px: (p.params.px as number | undefined) ?? 8 };
+}
+
+/** Pixels per thread: `want` unless the output rows are 4 wide; the widest workgroup the rows fill 4 times. */
+function stripTile(rowsOut: number, ow: number, want: number): SparseStripTile {
+  const px = ow % 8 === 0 || ow >= 16 ? want : 4;
+  const threads = rowsOut * Math.ceil(ow / px);
+  return { wg: threads >= 4 * 64 ? 64 : threads >= 4 * 16 ? 16 : 8, px };
+}
+
+/** Forward (flip false: src = x, out = y) or input gradient (flip: src = dy, out = dx) on the strip kernel. */
+function stripLaunch(src: Tensor, side: SparseBlocks, vals: Tensor, bias: Tensor | null, out: Tensor, g: Conv2dGeometry, flip: boolean, px: number): void {
+  const [cx, h, w, cy, oh, ow] = flip ? [g.cout, g.oh, g.ow, g.cin, g.h, g.w] : [g.cin, g.h, g.w, g.cout, g.oh, g.ow];
+  const pt = flip ? g.kh - 1 - g.pt : g.pt;
+  const pl = flip ? g.kw - 1 - g.pl : g.pl;
+  const t = stripTile(g.n * oh, ow, px);
+  const qpr = Math.ceil(ow / t.px);
+  const rows = g.n * oh * qpr;
+  const k = cached(`strip|${g.kw}|${pl}|${flip}|${!!bias}|${t.wg}x${t.px}`, () => sparseStripKernel(t, g.kw, pl, flip, !!bias));
+  const groups = Math.ceil(rows / t.wg);
+  const bpg = blocksPerGroup(groups, side.blocks);
+  const p = SPARSE_STRIP_UNIFORM.pack({ n: g.n, cx, h, w, cy, oh, ow, kh: g.kh, pt, qpr, rows, cps: bpg, nblocks: side.blocks });
+  const bufs = [src, side.ptr, side.taps, vals, ...(bias ? [bias] : []), out].map((b) => ({ buffer: b.buf }));
+  const g1 = grid1d(groups);
+  queue.dispatch(k, bufs, p, [g1[0], g1[1], Math.ceil(side.blocks / bpg)], () => ({ ...tag(flip ? 'conv.dgrad' : 'conv.fwd', g, 8), variant: 'sparse:blocked-strip' }));
 }
 
 /** dx of conv2d(x, w * mask); vals = sparseGather(w, sw.side(bn, false)). */
@@ -243,6 +320,11 @@ export function sparseConv2dBackwardInput(dy: Tensor, sw: SparseWeight, vals: Te
   const dx = empty(xShape);
   if (dx.size === 0) return dx;
   const side = sw.side(bn, false);
+  const form = bn === 8 && side.entries > 0 ? blockedForm('dgrad', g) : null;
+  if (form?.variant === 'strip') {
+    stripLaunch(dy, side, vals, null, dx, g, true, form.px);
+    return dx;
+  }
   const phaseRows = g.n * Math.ceil(g.h / g.sh) * Math.ceil(g.w / g.sw);
   const t = sparseTile(phaseRows, bn);
   const k = cached(`bi|${t.wg}|${t.tm}|${bn}`, () => sparseConvBackwardInputKernel(t));
@@ -266,7 +348,12 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   const L = g.n * g.oh * g.ow;
   const n = side.entries * bn;
   if (L === 0 || n === 0) return dw;
-  const rowsPlan = plan<WgradLanes>('sparse.wgrad', lanesOf(side, n)).variant === 'rows' ? wgradRowsPlan(side, L, n) : null;
+  const lanes = plan<WgradLanes>('sparse.wgrad', lanesOf(side, n, g));
+  if (lanes.variant === 'strip') {
+    stripWgrad(dy, x, side, dw, g, n, lanes.params.wg as number, lanes.params.tt as number);
+    return dw;
+  }
+  const rowsPlan = lanes.variant === 'rows' ? wgradRowsPlan(side, L, n) : null;
   if (rowsPlan) {
     const { t, splits, cps, la } = rowsPlan;
     const parts = empty([splits * t.wg, n]);
@@ -290,6 +377,25 @@ export function sparseConv2dBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   scatterSum(parts, side, dw, n, splits, bn);
   parts.dispose();
   return dw;
+}
+
+/** Quads (4 pixels of a dy row) per reduction chunk of the strip weight gradient (32 pixels, as WGRAD_CHUNK). */
+const STRIP_WGRAD_CHUNK = WGRAD_CHUNK / 4;
+
+/** The blocked weight gradient by quads (sparseStripWgradKernel): lanes over kept taps, split over N*OH*OW/4. */
+function stripWgrad(dy: Tensor, x: Tensor, side: SparseBlocks, dw: Tensor, g: Conv2dGeometry, n: number, wg: number, tt: number): void {
+  const quads = (g.n * g.oh * g.ow) / 4;
+  let tiles = 0;
+  for (const c of side.counts) tiles += Math.ceil(c / (wg * tt));
+  const { splits, perSplit } = splitK(tiles, Math.ceil(quads / STRIP_WGRAD_CHUNK), sparseGrid().groups, WGRAD_MIN_CHUNKS_PER_SPLIT);
+  const cps = perSplit * STRIP_WGRAD_CHUNK;
+  const nsplits = Math.ceil(quads / cps);
+  const parts = empty([nsplits, n]);
+  const k = cached(`bws|${wg}|${tt}`, () => sparseStripWgradKernel(wg, tt, CONV_STRUCT));
+  const grid: Grid = [Math.ceil(side.maxEntries / (wg * tt)), side.blocks, nsplits];
+  queue.dispatch(k, [dy, x, side.ptr, side.taps, parts].map((b) => ({ buffer: b.buf })), params(g, side.entries, quads, 0, cps), grid, () => ({ ...tag('conv.wgrad', g, 8), variant: 'sparse:blocked-strip' }));
+  scatterSum(parts, side, dw, n, nsplits, 8);
+  parts.dispose();
 }
 
 /** dw[idx[i]] = the fixed-order sum of the `slices` partial slices of slot i (padded slots skipped). */
@@ -317,30 +423,52 @@ interface WgradLanes {
   entries: number;
   busy: number;
   slots: number;
+  /** The conv suits the quad kernel (blocked layout, stride 1, no dilation, W and OW multiples of 4). */
+  quads: boolean;
 }
 
-function lanesOf(side: SparseBlocks, n: number): WgradLanes {
-  return { bn: side.bn, entries: side.entries, busy: side.counts.filter((c) => c > 0).length, slots: n };
+function lanesClass(g: WgradLanes): string {
+  return `bn${g.bn} e${g.entries} b${g.busy} n${g.slots}${g.quads ? ' q' : ''}`;
+}
+
+function lanesOf(side: SparseBlocks, n: number, g: Conv2dGeometry): WgradLanes {
+  return { bn: side.bn, entries: side.entries, busy: side.counts.filter((c) => c > 0).length, slots: n, quads: side.bn === 8 && stripSuitsBackwardWeight(g) };
 }
 
 /**
  * Lanes of the sparse weight gradient (the 'sparse.wgrad' family): 'taps' (sparseConvBackwardWeightKernel,
  * lanes over a block's kept taps) or 'rows' (the row-lane kernel, lanes over rows of N*OH*OW), which
- * suits while one split's per-lane partials stay under WGRAD_ROWS_MAX_PARTS. The rule takes rows when
- * blocks hold too few taps to fill the tap-lane kernel's lanes (fewer on average than its lanes x taps
- * per lane).
+ * suits while one split's per-lane partials stay under WGRAD_ROWS_MAX_PARTS, or 'strip' (blocked layout,
+ * stride 1, rows of whole vec4s: sparseStripWgradKernel, lanes over kept taps walking 4-pixel quads,
+ * 1, 2 or 4 taps a lane). Software adapters take a strip tile where it suits (by kept taps per block);
+ * otherwise the rule takes rows when blocks hold too few taps to fill the tap-lane kernel's lanes (fewer
+ * on average than its lanes x taps per lane).
  */
 registerFamily<WgradLanes>({
   family: 'sparse.wgrad',
-  about: 'sparse conv/linear weight gradient: lanes over kept taps, or over the batch rows for blocks with few taps',
-  shapeClass: (g) => `bn${g.bn} e${g.entries} b${g.busy} n${g.slots}`,
-  defaultRule: (g, _dev, cands) => {
+  about: 'sparse conv/linear weight gradient: lanes over kept taps (scalar rows or 4-pixel quads), or over the batch rows for blocks with few taps',
+  shapeClass: lanesClass,
+  defaultRule: (g, dev, cands) => {
+    // 4 taps a lane measured 1.1-1.7x faster than 2 on three of four block:8 layers at 20% (bench/sparsity.ts
+    // --forms); blocks with fewer kept taps than 8 lanes x 4 (conv1's 27 taps pruned to a handful) take
+    // fewer per lane, so that the lanes, which all run the dy loads, have taps to serve.
+    if (g.quads && dev.isSoftware) {
+      const perBlock = g.entries / Math.max(g.busy, 1);
+      const tile = perBlock >= 32 ? '8x4' : perBlock >= 16 ? '8x2' : '8x1';
+      return cands.find((c) => c.variant === 'strip' && c.tile === tile) ?? cands[0];
+    }
     const tap = sparseWgradTile(g.bn);
     const rows = g.entries / g.busy < tap.wg * tap.tm;
     return cands.find((c) => c.variant === (rows ? 'rows' : 'taps')) ?? cands[0];
   },
 });
-registerCandidates<WgradLanes>('sparse.wgrad', [{ variant: 'taps' }, { variant: 'rows', suits: (g) => g.busy > 0 && ROW_LANES * g.slots <= WGRAD_ROWS_MAX_PARTS }]);
+registerCandidates<WgradLanes>('sparse.wgrad', [
+  { variant: 'taps' },
+  { variant: 'rows', suits: (g) => g.busy > 0 && ROW_LANES * g.slots <= WGRAD_ROWS_MAX_PARTS },
+  { variant: 'strip', tile: '8x1', params: { wg: 8, tt: 1 }, suits: (g) => g.quads },
+  { variant: 'strip', tile: '8x2', params: { wg: 8, tt: 2 }, suits: (g) => g.quads },
+  { variant: 'strip', tile: '8x4', params: { wg: 8, tt: 4 }, suits: (g) => g.quads },
+]);
 
 /**
  * The row-lane weight gradient's splits: enough workgroups (blocks with taps x splits) for the grid's
@@ -395,5 +523,28 @@ export function sparseLinearBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeig
   xi.dispose();
   const out = dw.reshape([sw.wShape[0], sw.wShape[1]]);
   dw.dispose();
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Levels recorded before the row-strip forms
+
+/**
+ * The forms of the blocked layout that a conv layer ran before the row-strip forms existed (the
+ * 'direct' forward and input gradient, the weight gradient's earlier rule: rows when blocks hold fewer
+ * taps than the tap-lane kernel's lanes, else taps), as planner choices. A level recorded then has no
+ * 'sparse.blocked' entries in its kernels.json; resuming it with these choices keeps its bits.
+ */
+export function legacyBlockedChoices(sw: SparseWeight, xShape: Shape, opts: Conv2dOptions): Record<PlanKey, string> {
+  const g = conv2dGeometry(xShape, sw.wShape, opts);
+  const out: Record<PlanKey, string> = {};
+  for (const pass of ['fwd', 'dgrad'] as const) out[planKey('sparse.blocked', `${pass} ${convShapeClass(g)}`)] = 'direct';
+  const side = sw.side(8, true);
+  const lanes = lanesOf(side, side.entries * 8, g);
+  if (lanes.quads && lanes.busy > 0) {
+    const tap = sparseWgradTile(8);
+    const rows = lanes.entries / lanes.busy < tap.wg * tap.tm && ROW_LANES * lanes.slots <= WGRAD_ROWS_MAX_PARTS;
+    out[planKey('sparse.wgrad', lanesClass(lanes))] = rows ? 'rows' : 'taps';
+  }
   return out;
 }
