@@ -2,12 +2,13 @@
 // falling back to that chain when the planner chooses 'unfused' (tensor/ops/fused.ts), so the two
 // paths are interchangeable per run and comparable in one process.
 import { keep, type Tensor } from '../tensor/tensor.js';
-import { batchNormBackward, batchNormEvalBackward, batchNormTrainStats, channelGeometry, type BatchNormGrads, type NormAct } from '../tensor/ops/norm.js';
-import { bnMaxPoolForward, bnPoolPlan, fuseBnRelu, type ReluOrder } from '../tensor/ops/fused.js';
+import { batchNormBackward, batchNormEvalBackward, batchNormTrainStats, channelGeometry, type BatchNormGrads, type NormAct, type NormDy } from '../tensor/ops/norm.js';
+import { bnMaxPoolForward, bnPoolPlan, foldBatchNormIntoConv, foldConvBn, foldPoolBackward, fuseBnRelu, type ReluOrder } from '../tensor/ops/fused.js';
+import type { Conv2dOptions } from '../tensor/ops/conv.js';
 import { maxPool2dBackward, pool2dGeometry, type Pool2dOptions } from '../tensor/ops/pool.js';
-import { batchNorm2d, bnInputGrads, maxPool2d } from './functional-nn.js';
+import { batchNorm2d, bnInputGrads, conv2d, maxPool2d } from './functional-nn.js';
 import { relu } from './functional.js';
-import { record } from './tape.js';
+import { isGradEnabled, record } from './tape.js';
 
 export type { ReluOrder };
 
@@ -65,8 +66,11 @@ export function batchNormMaxPool(
   const act: NormAct = { pre: order === 'relu-bn', post: order === 'bn-relu' };
   const inputs = weight && bias ? [x, weight, bias] : [x];
   const opts: Pool2dOptions = { kernel: pool.kernel, stride: pool.stride ?? pool.kernel, padding: pool.padding ?? 0 };
-  // dy of the pooled output -> dy of the BN output (max-pool backward) -> the BN backward's gradients.
-  const through = (gy: Tensor, idx: Tensor, bn: (dy: Tensor) => BatchNormGrads) => {
+  // dy of the pooled output -> the BN backward's gradients: read pooled (the pool's backward folded
+  // in, planner family fused.bn-pool-bwd), or through a full-size dy from the max-pool backward.
+  const fold = foldPoolBackward(g);
+  const through = (gy: Tensor, idx: Tensor, bn: (dy: NormDy) => BatchNormGrads) => {
+    if (fold) return bnInputGrads(x, weight, bias, bn({ gy, idx, pool: pg }));
     const dy = maxPool2dBackward(gy, idx, x.shape, opts);
     const out = bnInputGrads(x, weight, bias, bn(dy));
     dy.dispose();
@@ -81,4 +85,48 @@ export function batchNormMaxPool(
   const { y, idx } = bnMaxPoolForward(x, weight, bias, runningMean, runningVar, true, act, eps, opts, walk);
   const rule = (gy: Tensor) => through(gy, idx, (dy) => batchNormEvalBackward(dy, x, weight, runningMean, runningVar, eps, act, bias));
   return record('batch_norm_max_pool_eval', y, inputs, rule, [keep(idx)]);
+}
+
+/** A conv's parameters and options, as convBatchNormFolded takes them. */
+export interface ConvArgs {
+  weight: Tensor;
+  bias: Tensor | null;
+  opts: Conv2dOptions;
+}
+
+/** An eval-mode batch norm's parameters and statistics. */
+export interface BnArgs {
+  weight: Tensor | null;
+  bias: Tensor | null;
+  runningMean: Tensor;
+  runningVar: Tensor;
+  eps: number;
+}
+
+/**
+ * conv2d then eval-mode batch norm (then a ReLU after it, then a max pool) with the BN folded into the
+ * conv's weights and bias: one small pass over the weights instead of one over the activation. Only
+ * where no gradient is recorded (evaluate, infer: the folded weights are not the parameters, so
+ * gradients through them would not reach gamma and beta as the chain's do) and the planner folds
+ * (fused.conv-bn); null otherwise, and the caller runs the chain. Same function as the chain within
+ * float32 rounding (the BN's scale multiplies the weights instead of the sums).
+ */
+export function convBatchNormFolded(x: Tensor, conv: ConvArgs, bn: BnArgs, withRelu: boolean, pool: MaxPoolArgs | null): Tensor | null {
+  if (isGradEnabled()) return null;
+  const cout = conv.weight.shape[0];
+  if (!foldConvBn({ cout, k: conv.weight.size / cout, relu: withRelu, pool: !!pool })) return null;
+  const f = foldBatchNormIntoConv(conv.weight, conv.bias, bn.weight, bn.bias, bn.runningMean, bn.runningVar, bn.eps);
+  const steps: ((t: Tensor) => Tensor)[] = [];
+  // max(relu(v)) = relu(max(v)): the ReLU runs on the pooled tensor, a fraction of the activation.
+  if (pool) steps.push((t) => maxPool2d(t, pool.kernel, pool.stride ?? pool.kernel, pool.padding ?? 0));
+  if (withRelu) steps.push(relu);
+  let y = conv2d(x, f.w, f.b, conv.opts);
+  f.w.dispose();
+  f.b.dispose();
+  for (const step of steps) {
+    const next = step(y);
+    y.dispose();
+    y = next;
+  }
+  return y;
 }

@@ -7,7 +7,7 @@ import { randomUniform } from '../tensor/ops/random.js';
 import { writeTensor } from '../tensor/io.js';
 import * as F from '../autograd/functional.js';
 import * as FN from '../autograd/functional-nn.js';
-import { batchNormMaxPool, batchNormRelu, type MaxPoolArgs, type ReluOrder } from '../autograd/fused-nn.js';
+import { batchNormMaxPool, batchNormRelu, convBatchNormFolded, type MaxPoolArgs, type ReluOrder } from '../autograd/fused-nn.js';
 import type { Conv2dOptions, Pair, Padding2d } from '../tensor/ops/conv.js';
 import { mapRaw } from '../tensor/ops/map.js';
 import type { SparseWeight } from '../tensor/ops/sparse.js';
@@ -167,6 +167,21 @@ export class BatchNorm2d extends Module {
     if (pool) return batchNormMaxPool(x, relu ?? null, ...args, pool.options());
     if (relu) return batchNormRelu(x, relu, ...args);
     return FN.batchNorm2d(x, ...args);
+  }
+
+  /**
+   * This batch norm of conv's output (`forward(conv.forward(x), relu, pool)`). In eval mode without
+   * gradients the planner may fold it into the conv's weights (fused.conv-bn): not with a ReLU between
+   * them, a pruned or compacted conv or norm, or a forward hook on either (Grad-CAM's taps see both).
+   */
+  afterConv(conv: Conv2d, x: Tensor, relu?: ReluOrder | null, pool?: MaxPool2d): Tensor {
+    const plain = !conv.mask && !conv.compact && !this.compact && !conv.hasForwardHooks() && !this.hasForwardHooks();
+    if (!this.training && relu !== 'relu-bn' && plain) {
+      const bn = { weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar, eps: this.eps };
+      const y = convBatchNormFolded(x, conv, bn, relu === 'bn-relu', pool?.options() ?? null);
+      if (y) return y;
+    }
+    return this.forward(conv.forward(x), relu, pool);
   }
 }
 

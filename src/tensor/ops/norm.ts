@@ -9,6 +9,7 @@ import {
   type ApplyVec,
   FINALIZE_WG,
   NORM_UNIFORM,
+  NORM_POOLED_UNIFORM,
   bnApplyKernel,
   bnBackwardDxKernel,
   bnStatsFinalizeKernel,
@@ -22,6 +23,8 @@ import {
   type NormAct,
 } from '../../shaders/norm.js';
 import { gridFor, MAX_GROUPS_PER_DIM, type Grid, type Kernel } from '../../shaders/kernel.js';
+import { poolFoldSuits, pooledDyParams } from '../../shaders/fused-pool-grad.js';
+import type { Pool2dGeometry } from './pool.js';
 import { cachedKernel, log2Class, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
@@ -71,8 +74,33 @@ function applyGrid(cg: ChanGeom, vec: ApplyVec): Grid {
   return g;
 }
 
-function params(cg: ChanGeom, n: number, momentum = 0, eps = 0): Uint32Array {
-  return NORM_UNIFORM.pack({ n, c: cg.c, hw: cg.hw, g: cg.g, chunk: cg.chunk, cnt: cg.cnt, momentum, eps });
+function params(cg: ChanGeom, n: number, momentum = 0, eps = 0, pool: Pool2dGeometry | null = null): Uint32Array {
+  const v = { n, c: cg.c, hw: cg.hw, g: cg.g, chunk: cg.chunk, cnt: cg.cnt, momentum, eps };
+  return pool ? NORM_POOLED_UNIFORM.pack({ ...v, ...pooledDyParams(pool) }) : NORM_UNIFORM.pack(v);
+}
+
+/**
+ * The gradient of a batch norm's output given pooled: the gradient of the max pool after it and the
+ * pool's argmax (maxPool2dForward's idx). The backward kernels rebuild dy from them as they load it
+ * (the pool's backward folded in, shaders/fused-pool-grad.ts): windows must not overlap.
+ */
+export interface PooledDy {
+  gy: Tensor;
+  idx: Tensor;
+  pool: Pool2dGeometry;
+}
+
+/** dy of a batch norm's output: full-size, or pooled. */
+export type NormDy = Tensor | PooledDy;
+
+function pooledOf(dy: NormDy): PooledDy | null {
+  return 'gy' in dy ? dy : null;
+}
+
+/** The buffers that stand for dy in a backward kernel's bindings. */
+function dyBuffers(dy: NormDy): Tensor[] {
+  const pd = pooledOf(dy);
+  return pd ? [pd.gy, pd.idx] : [dy as Tensor];
 }
 
 function cached(key: string, make: () => Kernel): Kernel {
@@ -144,19 +172,21 @@ function actKey(act: NormAct): string {
   return act.pre || act.post ? `|a${+act.pre}${+act.post}` : '';
 }
 
-function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[], act: NormAct = NO_ACT, affine = true): Tensor {
+/** Stage 1 over `inputs` (dy's buffers first where the mode reads dy); `pool`: dy comes pooled. */
+function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[], act: NormAct = NO_ACT, affine = true, pool: Pool2dGeometry | null = null): Tensor {
   const parts = empty([cg.c, cg.g, partialWidth(mode)]);
   const bufs = [...inputs, parts].map((t) => ({ buffer: t.buf }));
   const impl = normPartialsImpl(cg);
-  const tag = () => ({ op: `norm.partials.${mode}`, variant: impl, shape: `${cg.n}x${cg.c}x${cg.hw}`, flops: cg.c * cg.cnt });
-  const key = `${actKey(act)}${act.post && !affine ? '|na' : ''}`;
+  const tag = () => ({ op: `norm.partials.${mode}`, variant: `${impl}${pool ? '+pooled' : ''}`, shape: `${cg.n}x${cg.c}x${cg.hw}`, flops: cg.c * cg.cnt });
+  const pooled = !!pool;
+  const key = `${actKey(act)}${act.post && !affine ? '|na' : ''}${pooled ? '|pooled' : ''}`;
   if (impl !== 'group') {
     const vec = impl === 'thread4' ? 4 : 1;
-    const k = cached(`pt|${mode}|${vec}${key}`, () => channelPartialsThreadKernel(mode, vec, act, affine));
-    queue.dispatch(k, bufs, params(cg, 0), gridFor(cg.c * cg.g, THREAD_PARTIALS_WG), tag);
+    const k = cached(`pt|${mode}|${vec}${key}`, () => channelPartialsThreadKernel(mode, vec, act, affine, pooled));
+    queue.dispatch(k, bufs, params(cg, 0, 0, 0, pool), gridFor(cg.c * cg.g, THREAD_PARTIALS_WG), tag);
   } else {
-    const k = cached(`p|${mode}${key}`, () => channelPartialsKernel(mode, act, affine));
-    queue.dispatch(k, bufs, params(cg, 0), [cg.g, cg.c, 1], tag);
+    const k = cached(`p|${mode}${key}`, () => channelPartialsKernel(mode, act, affine, pooled));
+    queue.dispatch(k, bufs, params(cg, 0, 0, 0, pool), [cg.g, cg.c, 1], tag);
   }
   return parts;
 }
@@ -273,11 +303,12 @@ export interface BatchNormGrads {
 }
 
 /** Per-channel sums of dy and dy * xhat: [dbeta, dgamma]. */
-function dySums(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor, cg: ChanGeom, act: NormAct = NO_ACT, gamma: Tensor | null = null, beta: Tensor | null = null): [Tensor, Tensor] {
+function dySums(dy: NormDy, x: Tensor, mean: Tensor, invstd: Tensor, cg: ChanGeom, act: NormAct = NO_ACT, gamma: Tensor | null = null, beta: Tensor | null = null): [Tensor, Tensor] {
   const sdy = empty([cg.c]);
   const sdyxh = empty([cg.c]);
   const affine = !!gamma;
-  const parts = partials('dyxhat', cg, [dy, x, mean, invstd, ...(act.post && affine ? [gamma!, beta!] : [])], act, affine);
+  const ins = [...dyBuffers(dy), x, mean, invstd, ...(act.post && affine ? [gamma!, beta!] : [])];
+  const parts = partials('dyxhat', cg, ins, act, affine, pooledOf(dy)?.pool ?? null);
   const k = cached('sf2', () => channelSumFinalizeKernel(2));
   queue.dispatch(k, [parts, sdy, sdyxh].map((t) => ({ buffer: t.buf })), params(cg, 0), gridFor(cg.c, FINALIZE_WG));
   parts.dispose();
@@ -291,9 +322,21 @@ function checkPostBeta(act: NormAct, gamma: Tensor | null, beta: Tensor | null, 
   checkVec(beta, c, 'beta');
 }
 
-function checkBackward(dy: Tensor, x: Tensor): ChanGeom {
-  if (dy.dtype !== 'f32' || x.dtype !== 'f32') throw new Error('batch norm backward: dy and x must be f32');
-  if (dy.shape.join() !== x.shape.join()) throw new Error(`batch norm backward: dy ${shapeStr(dy.shape)} and x ${shapeStr(x.shape)} differ`);
+function checkBackward(dy: NormDy, x: Tensor): ChanGeom {
+  const pd = pooledOf(dy);
+  if (pd) {
+    const { gy, idx, pool: g } = pd;
+    if (gy.dtype !== 'f32' || x.dtype !== 'f32') throw new Error('batch norm backward: the pooled dy and x must be f32');
+    if ([g.n, g.c, g.h, g.w].join() !== x.shape.join()) throw new Error(`batch norm backward: the pool's input [${g.n}, ${g.c}, ${g.h}, ${g.w}] is not x ${shapeStr(x.shape)}`);
+    const want = [g.n, g.c, g.oh, g.ow].join();
+    if (gy.shape.join() !== want) throw new Error(`batch norm backward: pooled dy ${shapeStr(gy.shape)} must be [${want}]`);
+    if (idx.dtype !== 'i32' || idx.shape.join() !== want) throw new Error(`batch norm backward: the pool's argmax must be i32 [${want}], got ${idx.dtype} ${shapeStr(idx.shape)}`);
+    if (!poolFoldSuits(g)) throw new Error(`batch norm backward: a pooled dy needs non-overlapping windows, got ${g.kh}x${g.kw} stride ${g.sh}x${g.sw}`);
+    return channelGeometry(x.shape);
+  }
+  const d = dy as Tensor;
+  if (d.dtype !== 'f32' || x.dtype !== 'f32') throw new Error('batch norm backward: dy and x must be f32');
+  if (d.shape.join() !== x.shape.join()) throw new Error(`batch norm backward: dy ${shapeStr(d.shape)} and x ${shapeStr(x.shape)} differ`);
   return channelGeometry(x.shape);
 }
 
@@ -302,7 +345,7 @@ function checkBackward(dy: Tensor, x: Tensor): ChanGeom {
  * dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), dgamma = sum(dy * xhat), dbeta = sum(dy).
  */
 export function batchNormBackward(
-  dy: Tensor,
+  dy: NormDy,
   x: Tensor,
   gamma: Tensor | null,
   mean: Tensor,
@@ -319,9 +362,10 @@ export function batchNormBackward(
   const [sdy, sdyxh] = dySums(dy, x, mean, invstd, cg, act, gamma, beta);
   const dx = empty(x.shape);
   const vec = applyVec(cg);
-  const k = cached(`dx|${affine}|train|${vec}${actKey(act)}`, () => bnBackwardDxKernel(affine, true, vec, act));
-  const b = [dy, x, mean, invstd, sdy, sdyxh, ...(affine ? [gamma!] : []), ...(affine && act.post ? [beta!] : []), dx];
-  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg, vec));
+  const pool = pooledOf(dy)?.pool ?? null;
+  const k = cached(`dx|${affine}|train|${vec}${actKey(act)}${pool ? '|pooled' : ''}`, () => bnBackwardDxKernel(affine, true, vec, act, !!pool));
+  const b = [...dyBuffers(dy), x, mean, invstd, sdy, sdyxh, ...(affine ? [gamma!] : []), ...(affine && act.post ? [beta!] : []), dx];
+  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, 0, pool), applyGrid(cg, vec));
   if (!affine) {
     sdy.dispose();
     sdyxh.dispose();
@@ -335,7 +379,7 @@ export function batchNormBackward(
  * fine-tuning): dx = gamma * invstd * dy, dgamma = sum(dy * xhat), dbeta = sum(dy).
  */
 export function batchNormEvalBackward(
-  dy: Tensor,
+  dy: NormDy,
   x: Tensor,
   gamma: Tensor | null,
   runningMean: Tensor,
@@ -354,9 +398,10 @@ export function batchNormEvalBackward(
   const dx = empty(x.shape);
   const vec = applyVec(cg);
   const fused = act.pre || act.post;
-  const k = cached(`dx|${affine}|eval|${vec}${actKey(act)}`, () => bnBackwardDxKernel(affine, false, vec, act));
-  const b = [dy, ...(fused ? [x, runningMean] : []), invstd, ...(affine ? [gamma!] : []), ...(affine && act.post ? [beta!] : []), dx];
-  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg, vec));
+  const pool = pooledOf(dy)?.pool ?? null;
+  const k = cached(`dx|${affine}|eval|${vec}${actKey(act)}${pool ? '|pooled' : ''}`, () => bnBackwardDxKernel(affine, false, vec, act, !!pool));
+  const b = [...dyBuffers(dy), ...(fused ? [x, runningMean] : []), invstd, ...(affine ? [gamma!] : []), ...(affine && act.post ? [beta!] : []), dx];
+  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, 0, pool), applyGrid(cg, vec));
   if (!affine) {
     invstd.dispose();
     return { dx, dgamma: null, dbeta: null };

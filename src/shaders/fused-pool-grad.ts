@@ -1,0 +1,80 @@
+// The max pool's backward folded into the batch-norm backward that consumes it. Unfused, the pool's
+// backward writes a full-size dy (its pooled gradient scattered to each window's argmax, zeros
+// elsewhere) that the BN backward's two passes (the dy/xhat sums and dx) read back; folded, those
+// passes read the pooled gradient and the pool's argmax instead and rebuild dy of each element as they
+// load it, so the full-size dy is never written nor read (Meso-4's and CNN-5's block ends).
+//
+// Only for non-overlapping windows (stride >= kernel on both axes; Meso-4's and CNN-5's pools): then an
+// input element lies in at most one window, so its dy is that window's gradient where the window's
+// argmax is the element, else 0: the value the pool's backward writes (the cells kernel of
+// shaders/pool.ts), so the folded and the unfused BN backward see the same dy, bit for bit.
+//
+// Tiling: none of its own; these are WGSL helpers the BN kernels (shaders/norm.ts) call where they
+// load dy: a scalar per element, or a vec4 of four consecutive plane elements (one division pair per
+// quad: the lanes step along the row, wrapping to the next where a quad straddles two rows).
+import type { UniformScalar } from './uniform.js';
+
+/** The pool's geometry as the BN kernels' uniforms add it (x's width, pooled size, window, stride, padding). */
+export const POOLED_DY_FIELDS = [
+  ['pw', 'u32'], ['poh', 'u32'], ['pow', 'u32'], ['pkh', 'u32'],
+  ['pkw', 'u32'], ['psh', 'u32'], ['psw', 'u32'], ['ppt', 'u32'],
+  ['ppl', 'u32'],
+] as const satisfies readonly (readonly [string, UniformScalar])[];
+
+/** The pool geometry a launcher packs into POOLED_DY_FIELDS. */
+export interface PooledDyGeometry {
+  w: number;
+  oh: number;
+  ow: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  pt: number;
+  pl: number;
+}
+
+/** The uniform values of POOLED_DY_FIELDS for a pool geometry. */
+export function pooledDyParams(g: PooledDyGeometry): Record<(typeof POOLED_DY_FIELDS)[number][0], number> {
+  return { pw: g.w, poh: g.oh, pow: g.ow, pkh: g.kh, pkw: g.kw, psh: g.sh, psw: g.sw, ppt: g.pt, ppl: g.pl };
+}
+
+/** Whether the fold applies: every input element lies in at most one window. */
+export function poolFoldSuits(g: Pick<PooledDyGeometry, 'kh' | 'kw' | 'sh' | 'sw'>): boolean {
+  return g.sh >= g.kh && g.sw >= g.kw;
+}
+
+/** The two bindings that stand in for dy: the pooled gradient (f32) and the pool's argmax (i32). */
+export function pooledDyDecl(first: number): string {
+  return `@group(0) @binding(${first}) var<storage, read> gy: array<f32>;
+@group(0) @binding(${first + 1}) var<storage, read> gidx: array<i32>;`;
+}
+
+/**
+ * WGSL functions over the uniforms `p` (with POOLED_DY_FIELDS) and the bindings of pooledDyDecl:
+ * pdy(plane, e) is dy of element e of a plane (e = iy * W + ix), pdy4(plane, e) that of e .. e + 3.
+ */
+export const POOLED_DY_WGSL = `
+/** dy at (iy, ix) of plane pl: its window's pooled gradient where the window's argmax is it, else 0. */
+fn pdyAt(pl: u32, iy: u32, ix: u32) -> f32 {
+  let ty = iy + p.ppt;
+  let tx = ix + p.ppl;
+  let oy = ty / p.psh;
+  let ox = tx / p.psw;
+  if (oy >= p.poh || ox >= p.pow || ty - oy * p.psh >= p.pkh || tx - ox * p.psw >= p.pkw) { return 0.0; }
+  let o = (pl * p.poh + oy) * p.pow + ox;
+  return select(0.0, gy[o], gidx[o] == i32(iy * p.pw + ix));
+}
+
+fn pdy(pl: u32, e: u32) -> f32 {
+  let iy = e / p.pw;
+  return pdyAt(pl, iy, e - iy * p.pw);
+}
+
+fn pdy4(pl: u32, e: u32) -> vec4<f32> {
+  var iy = e / p.pw;
+  var ix = e - iy * p.pw;
+${[0, 1, 2, 3].map((l) => `  let d${l} = pdyAt(pl, iy, ix);${l < 3 ? '\n  ix += 1u;\n  if (ix == p.pw) { ix = 0u; iy += 1u; }' : ''}`).join('\n')}
+  return vec4<f32>(d0, d1, d2, d3);
+}
+`;

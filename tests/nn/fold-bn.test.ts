@@ -1,0 +1,156 @@
+// Eval-mode batch norm folded into the preceding conv (planner family fused.conv-bn): against a float64
+// conv -> BN -> (ReLU) -> (max pool) and the unfolded chain, over random geometries; it folds only
+// where no gradient is recorded and nothing hooks the conv or the norm (Grad-CAM's taps).
+import { afterEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { noGrad } from '../../src/autograd/tape.js';
+import { BatchNorm2d, Conv2d, MaxPool2d } from '../../src/nn/layers.js';
+import { fromArray, queue, tidy, type Tensor } from '../../src/tensor/index.js';
+import { writeTensor } from '../../src/tensor/io.js';
+import { plannerRecord, resetPlannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
+import { seededValues } from '../ref/arb.js';
+import { bnEvalRef, conv2dRef, expectNear, maxPoolRef } from '../ref/conv-ref.js';
+
+interface Case {
+  n: number;
+  cin: number;
+  cout: number;
+  h: number;
+  w: number;
+  k: number;
+  stride: number;
+  bias: boolean;
+  affine: boolean;
+  relu: boolean;
+  pool: boolean;
+  seed: number;
+}
+
+const caseArb: fc.Arbitrary<Case> = fc
+  .record({
+    n: fc.integer({ min: 1, max: 3 }),
+    cin: fc.integer({ min: 1, max: 5 }),
+    cout: fc.integer({ min: 1, max: 6 }),
+    h: fc.integer({ min: 3, max: 10 }),
+    w: fc.integer({ min: 3, max: 10 }),
+    k: fc.constantFrom(1, 3),
+    stride: fc.constantFrom(1, 2),
+    bias: fc.boolean(),
+    affine: fc.boolean(),
+    relu: fc.boolean(),
+    pool: fc.boolean(),
+    seed: fc.integer({ min: 1, max: 1 << 30 }),
+  });
+
+function build(c: Case) {
+  const conv = new Conv2d(c.cin, c.cout, c.k, { padding: (c.k - 1) / 2, stride: c.stride, bias: c.bias });
+  const bn = new BatchNorm2d(c.cout, 1e-5, 0.1, c.affine);
+  conv.initialize(c.seed);
+  bn.initialize(c.seed);
+  const host = {
+    w: seededValues(conv.weight.size, c.seed + 1),
+    b: c.bias ? seededValues(c.cout, c.seed + 2) : null,
+    gamma: c.affine ? seededValues(c.cout, c.seed + 3, 0.5, 1.5) : null,
+    beta: c.affine ? seededValues(c.cout, c.seed + 4, -0.5, 0.5) : null,
+    rm: seededValues(c.cout, c.seed + 5, -1, 1),
+    rv: seededValues(c.cout, c.seed + 6, 0.5, 2),
+    x: seededValues(c.n * c.cin * c.h * c.w, c.seed + 7),
+  };
+  writeTensor(conv.weight, host.w);
+  if (host.b) writeTensor(conv.bias!, host.b);
+  if (host.gamma) writeTensor(bn.weight!, host.gamma);
+  if (host.beta) writeTensor(bn.bias!, host.beta);
+  writeTensor(bn.runningMean, host.rm);
+  writeTensor(bn.runningVar, host.rv);
+  conv.eval();
+  bn.eval();
+  return { conv, bn, host, pool: c.pool ? new MaxPool2d(2, { stride: 2 }) : undefined };
+}
+
+/** conv -> BN(eval) -> ReLU -> 2x2 pool in float64. */
+function ref(c: Case, host: ReturnType<typeof build>['host']): Float64Array {
+  const pad = (c.k - 1) / 2;
+  const g = { n: c.n, cin: c.cin, h: c.h, w: c.w, cout: c.cout, kh: c.k, kw: c.k, sh: c.stride, sw: c.stride, dh: 1, dw: 1, pad: [pad, pad, pad, pad] as [number, number, number, number] };
+  const oh = Math.floor((c.h + 2 * pad - c.k) / c.stride) + 1;
+  const ow = Math.floor((c.w + 2 * pad - c.k) / c.stride) + 1;
+  let y = bnEvalRef(conv2dRef(host.x, host.w, host.b, g), c.n, c.cout, oh * ow, host.gamma, host.beta, host.rm, host.rv, 1e-5);
+  if (c.relu) y = y.map((v) => Math.max(v, 0));
+  if (c.pool) y = maxPoolRef(y, { n: c.n, c: c.cout, h: oh, w: ow, kh: 2, kw: 2, sh: 2, sw: 2, pad: [0, 0, 0, 0] }).y;
+  return y;
+}
+
+async function run(c: Case, spec: string, grad = false): Promise<Float32Array> {
+  const m = build(c);
+  setKernelOverride(spec);
+  let out!: Tensor;
+  const fwd = () => tidy(() => m.bn.afterConv(m.conv, fromArray(m.host.x, [c.n, c.cin, c.h, c.w]), c.relu ? 'bn-relu' : null, m.pool));
+  out = grad ? fwd() : noGrad(fwd);
+  const y = (await out.toArray()) as Float32Array;
+  out.dispose();
+  m.conv.dispose();
+  m.bn.dispose();
+  return y;
+}
+
+describe('eval-mode batch norm folded into the conv (fused.conv-bn)', () => {
+  afterEach(() => setKernelOverride(null));
+
+  it('matches float64 conv -> BN -> ReLU -> pool and the unfolded chain within float32 rounding', async () => {
+    await fc.assert(
+      fc.asyncProperty(caseArb, async (c) => {
+        if (c.pool && (Math.floor((c.h + c.k - 1 - c.k) / c.stride) + 1 < 2 || Math.floor((c.w + c.k - 1 - c.k) / c.stride) + 1 < 2)) return;
+        const folded = await run(c, 'fused.conv-bn:fused');
+        const chain = await run(c, 'fused.conv-bn:unfused');
+        const m = build(c);
+        const want = ref(c, m.host);
+        m.conv.dispose();
+        m.bn.dispose();
+        expectNear(folded, want, 2e-5, `folded vs float64 ${JSON.stringify(c)}`);
+        expectNear(folded, chain, 2e-5, `folded vs unfolded ${JSON.stringify(c)}`);
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it('folds only without gradients and without hooks; the static rule folds a BN with neither ReLU nor pool after it', async () => {
+    const c: Case = { n: 2, cin: 3, cout: 4, h: 8, w: 8, k: 3, stride: 1, bias: true, affine: true, relu: false, pool: false, seed: 11 };
+    const folds = async (f: () => Promise<unknown>) => {
+      resetPlannerRecord();
+      await f();
+      return Object.entries(plannerRecord()).filter(([k]) => k.startsWith('fused.conv-bn')).map(([, v]) => v);
+    };
+    expect(await folds(() => run(c, ''))).toEqual(['fused']);
+    expect(await folds(() => run({ ...c, relu: true }, ''))).toEqual(['unfused']);
+    expect(await folds(() => run({ ...c, pool: true }, ''))).toEqual(['unfused']);
+    // With gradients recorded the chain runs (the planner is not even asked).
+    expect(await folds(() => run(c, 'fused.conv-bn:fused', true))).toEqual([]);
+    // A hook on the conv (Grad-CAM's taps) keeps the chain, so the hook sees the conv's output.
+    const m = build(c);
+    let seen = 0;
+    m.conv.registerForwardHook(() => void seen++);
+    setKernelOverride('fused.conv-bn:fused');
+    resetPlannerRecord();
+    noGrad(() => tidy(() => void m.bn.afterConv(m.conv, fromArray(m.host.x, [2, 3, 8, 8]))));
+    expect(seen).toBe(1);
+    expect(Object.keys(plannerRecord()).some((k) => k.startsWith('fused.conv-bn'))).toBe(false);
+    m.conv.dispose();
+    m.bn.dispose();
+  });
+
+  it('folded, the BN pass over the activation is gone: a pass over the weights instead', async () => {
+    const c: Case = { n: 4, cin: 8, cout: 8, h: 16, w: 16, k: 3, stride: 1, bias: false, affine: true, relu: false, pool: false, seed: 5 };
+    const count = async (spec: string) => {
+      queue.startCount();
+      await run(c, spec);
+      const rows = queue.stopCount();
+      return rows.reduce((s, r) => s + r.bytesRead + r.bytesWritten, 0);
+    };
+    const folded = await count('fused.conv-bn:fused');
+    const chain = await count('fused.conv-bn:unfused');
+    const act = 4 * 4 * 8 * 16 * 16;
+    // Unfolded: the BN apply reads the conv's output and writes its own (plus 4 vectors of 8). Folded:
+    // reads the weights and 4 vectors, writes the folded weights and bias; the conv reads the bias.
+    const w = 4 * 8 * 8 * 9;
+    expect(chain - folded).toBe(2 * act + 4 * 4 * 8 - (2 * w + 4 * 4 * 8 + 4 * 8 + 4 * 8));
+  });
+});
