@@ -3,7 +3,7 @@
 // paths are interchangeable per run and comparable in one process.
 import { keep, type Tensor } from '../tensor/tensor.js';
 import { batchNormBackward, batchNormEvalBackward, batchNormTrainStats, channelGeometry, type BatchNormGrads, type NormAct, type NormDy } from '../tensor/ops/norm.js';
-import { bnMaxPoolForward, bnPoolPlan, foldBatchNormIntoConv, foldConvBn, foldPoolBackward, fuseBnRelu, type ReluOrder } from '../tensor/ops/fused.js';
+import { bnMaxPoolForward, bnPoolPlan, foldBatchNormIntoConv, foldBiasGrad, foldConvBn, foldPoolBackward, fuseBnRelu, type BnPoolGeom, type ReluOrder } from '../tensor/ops/fused.js';
 import type { Conv2dOptions } from '../tensor/ops/conv.js';
 import { maxPool2dBackward, pool2dGeometry, type Pool2dOptions } from '../tensor/ops/pool.js';
 import { batchNorm2d, bnInputGrads, conv2d, maxPool2d } from './functional-nn.js';
@@ -38,10 +38,29 @@ export function batchNormRelu(
 /** How batchNormMaxPool pools: kernel, stride (default the kernel) and padding, as maxPool2d's. */
 export type MaxPoolArgs = Required<Pick<Pool2dOptions, 'kernel'>> & Pick<Pool2dOptions, 'stride' | 'padding'>;
 
+function bnPoolGeom(shape: readonly number[], order: ReluOrder | null, training: boolean, pool: MaxPoolArgs): BnPoolGeom {
+  const pg = pool2dGeometry(shape, pool);
+  const pad = pg.pt + pg.pl + pg.pb + pg.pr;
+  return { n: pg.n, c: pg.c, h: pg.h, w: pg.w, kh: pg.kh, kw: pg.kw, sh: pg.sh, sw: pg.sw, pad, relu: order ?? 'none', training };
+}
+
+/**
+ * Whether batchNormMaxPool of an input of `shape` can deliver the gradient of the bias of the conv
+ * before it (its `inBias`): where it runs fused and the planner takes the bias's gradient from the BN
+ * backward's stage 1 (fused.bn-bias-grad). Ask before running the conv, which then leaves its bias out
+ * of its recorded op (conv2d's biasGrad false).
+ */
+export function bnPoolTakesBiasGrad(shape: readonly number[], order: ReluOrder | null, training: boolean, pool: MaxPoolArgs): boolean {
+  const g = bnPoolGeom(shape, order, training, pool);
+  return bnPoolPlan(g) !== 'unfused' && foldBiasGrad({ c: g.c, relu: g.relu, training });
+}
+
 /**
  * maxPool2d(batch norm (with its ReLU, if `order`)): Meso-4's and CNN-5's block ends. Fused, the BN
  * output is computed per pooling window and never stored; the backward routes dy through the max-pool
  * backward into the BN backward (with the ReLU's mask). Same values as the chain, bit for bit forward.
+ * `inBias`: the bias of the conv that produced x, whose gradient the BN backward then delivers (only
+ * where bnPoolTakesBiasGrad said so, and the conv left it out of its own op).
  */
 export function batchNormMaxPool(
   x: Tensor,
@@ -54,36 +73,38 @@ export function batchNormMaxPool(
   momentum: number,
   eps: number,
   pool: MaxPoolArgs,
+  inBias: Tensor | null = null,
 ): Tensor {
   const pg = pool2dGeometry(x.shape, pool);
-  const pad = pg.pt + pg.pl + pg.pb + pg.pr;
-  const g = { n: pg.n, c: pg.c, h: pg.h, w: pg.w, kh: pg.kh, kw: pg.kw, sh: pg.sh, sw: pg.sw, pad, relu: order ?? ('none' as const), training };
+  const g = bnPoolGeom(x.shape, order, training, pool);
   const walk = bnPoolPlan(g);
+  if (inBias && !bnPoolTakesBiasGrad(x.shape, order, training, pool)) throw new Error('batch norm max pool: inBias given where the planner does not fold the conv bias gradient (ask bnPoolTakesBiasGrad first)');
   if (walk === 'unfused') {
     const y = order ? batchNormRelu(x, order, weight, bias, runningMean, runningVar, training, momentum, eps) : batchNorm2d(x, weight, bias, runningMean, runningVar, training, momentum, eps);
     return maxPool2d(y, pool.kernel, pool.stride ?? pool.kernel, pool.padding ?? 0);
   }
   const act: NormAct = { pre: order === 'relu-bn', post: order === 'bn-relu' };
-  const inputs = weight && bias ? [x, weight, bias] : [x];
+  const inputs = [x, ...(weight && bias ? [weight, bias] : []), ...(inBias ? [inBias] : [])];
   const opts: Pool2dOptions = { kernel: pool.kernel, stride: pool.stride ?? pool.kernel, padding: pool.padding ?? 0 };
   // dy of the pooled output -> the BN backward's gradients: read pooled (the pool's backward folded
   // in, planner family fused.bn-pool-bwd), or through a full-size dy from the max-pool backward.
   const fold = foldPoolBackward(g);
   const through = (gy: Tensor, idx: Tensor, bn: (dy: NormDy) => BatchNormGrads) => {
-    if (fold) return bnInputGrads(x, weight, bias, bn({ gy, idx, pool: pg }));
+    const grads = (r: BatchNormGrads) => [...bnInputGrads(x, weight, bias, r), ...(inBias ? [r.dbiasIn] : [])];
+    if (fold) return grads(bn({ gy, idx, pool: pg }));
     const dy = maxPool2dBackward(gy, idx, x.shape, opts);
-    const out = bnInputGrads(x, weight, bias, bn(dy));
+    const out = grads(bn(dy));
     dy.dispose();
     return out;
   };
   if (training) {
     const { mean, invstd } = batchNormTrainStats(x, runningMean, runningVar, momentum, eps, act);
     const { y, idx } = bnMaxPoolForward(x, weight, bias, mean, invstd, false, act, eps, opts, walk);
-    const rule = (gy: Tensor) => through(gy, idx, (dy) => batchNormBackward(dy, x, weight, mean, invstd, act, bias));
+    const rule = (gy: Tensor) => through(gy, idx, (dy) => batchNormBackward(dy, x, weight, mean, invstd, act, bias, !!inBias));
     return record('batch_norm_max_pool', y, inputs, rule, [keep(mean), keep(invstd), keep(idx)]);
   }
   const { y, idx } = bnMaxPoolForward(x, weight, bias, runningMean, runningVar, true, act, eps, opts, walk);
-  const rule = (gy: Tensor) => through(gy, idx, (dy) => batchNormEvalBackward(dy, x, weight, runningMean, runningVar, eps, act, bias));
+  const rule = (gy: Tensor) => through(gy, idx, (dy) => batchNormEvalBackward(dy, x, weight, runningMean, runningVar, eps, act, bias, !!inBias));
   return record('batch_norm_max_pool_eval', y, inputs, rule, [keep(idx)]);
 }
 

@@ -22,8 +22,21 @@ import { POOLED_DY_FIELDS, POOLED_DY_WGSL, pooledDyDecl } from './fused-pool-gra
 
 export const NORM_WG = 256;
 
-/** What stage 1 reduces. 'stats': chunk mean and M2 of x. 'sum': sum of dy. 'dyxhat': sums of dy and dy * xhat. */
-export type PartialMode = 'stats' | 'sum' | 'dyxhat';
+/**
+ * What stage 1 reduces. 'stats': chunk mean and M2 of x. 'sum': sum of dy. 'dyxhat': sums of dy and
+ * dy * xhat. 'dyxhat-bias': those and the three sums the gradient of a bias added to x before the
+ * norm needs (the preceding conv's, folded into this pass): sums of m * dy, m and m * xhat, with m
+ * the fused pre-ReLU's mask (x > 0; 1 without one), dy masked as in 'dyxhat'.
+ */
+export type PartialMode = 'stats' | 'sum' | 'dyxhat' | 'dyxhat-bias';
+
+/** The 'dyxhat-bias' extra accumulators and their terms (after dyxhatActTerms' prelude and the mask m). */
+const BIAS_TERMS: [string, string][] = [['u', 'm * d'], ['v', 'm'], ['w', 'm * xh']];
+
+/** The pre-ReLU's mask m of element `a` (1 without a pre-ReLU). */
+function maskM(act: NormAct, zero: string, one: string): string {
+  return act.pre ? `let m = select(${zero}, ${one}, x[a] > ${zero});` : `let m = ${one};`;
+}
 
 /** The batch-norm kernels' uniforms (g: chunks per channel; cnt: values per channel). */
 const NORM_FIELDS = [
@@ -97,6 +110,7 @@ function maskDy(dy: string, xh: string, gm: string, bt: string, act: NormAct, ze
 function partialInputs(mode: PartialMode, act: NormAct, affine: boolean): string[] {
   if (mode === 'stats') return ['x'];
   if (mode === 'sum') return ['dy'];
+  // 'dyxhat' and 'dyxhat-bias'
   return ['dy', 'x', 'mean', 'invstd', ...(act.post && affine ? ['gamma', 'beta'] : [])];
 }
 
@@ -108,7 +122,7 @@ function dyxhatActTerms(act: NormAct, affine: boolean, zero: string, dy = 'dy[a]
 
 /** Values per (channel, chunk) partial in `mode`. */
 export function partialWidth(mode: PartialMode): number {
-  return mode === 'sum' ? 1 : 2;
+  return mode === 'sum' ? 1 : mode === 'dyxhat-bias' ? 5 : 2;
 }
 
 /**
@@ -172,6 +186,18 @@ ${walk('s += dy[a];')}
   workgroupBarrier();
 ${treeReduce('red0')}
   if (lid == 0u) { parts[o] = red0[0]; }`;
+  } else if (mode === 'dyxhat-bias') {
+    const accs = ['s', 't', ...BIAS_TERMS.map(([a]) => a)];
+    body = `  let mu = mean[ch];
+  let is = invstd[ch];
+${accs.map((a) => `  var ${a} = 0.0;`).join('\n')}
+${walk(`${dyxhatActTerms(act, affine, '0.0', dy)} ${maskM(act, '0.0', '1.0')} s += d; t += d * xh; ${BIAS_TERMS.map(([a, e]) => `${a} += ${e};`).join(' ')}`)}
+${accs.map((a, i) => `  red${i}[lid] = ${a};`).join('\n')}
+  workgroupBarrier();
+${treeReduce('red0').replace(/red0\[lid\] \+= red0\[lid \+ (\d+)u\];/g, (_m, k: string) => accs.map((_a, i) => `red${i}[lid] += red${i}[lid + ${k}u];`).join(' '))}
+  if (lid == 0u) {
+${accs.map((_a, i) => `    parts[o * 5u + ${i}u] = red${i}[0];`).join('\n')}
+  }`;
   } else {
     body = `  let mu = mean[ch];
   let is = invstd[ch];
@@ -190,7 +216,7 @@ ${decl}
 @group(0) @binding(${next}) var<storage, read_write> parts: array<f32>;
 @group(0) @binding(${next + 1}) var<uniform> p: P;
 var<workgroup> red0: array<f32, ${NORM_WG}>;
-${mode === 'dyxhat' ? `var<workgroup> red1: array<f32, ${NORM_WG}>;` : ''}
+${Array.from({ length: partialWidth(mode) - 1 }, (_, i) => `var<workgroup> red${i + 1}: array<f32, ${NORM_WG}>;`).join('\n')}
 
 @compute @workgroup_size(${NORM_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
@@ -278,6 +304,15 @@ ${walkSum([['s', 'dy[a]']])}
 ${hasAct(act) ? walkSum([['s', 'd'], ['t', 'd * xh']], dyxhatActTerms(act, affine, zero, dy)) : walkSum([['s', 'd'], ['t', 'd * ((x[a] - mu) * is)']], `let d = ${dy};`)}
   parts[o * 2u] = s;
   parts[o * 2u + 1u] = t;`;
+  }
+  if (mode === 'dyxhat-bias') {
+    const one = vec === 4 ? 'vec4<f32>(1.0)' : '1.0';
+    const accs = ['s', 't', ...BIAS_TERMS.map(([a]) => a)];
+    body = `  let mu = mean[ch];
+  let is = invstd[ch];
+${accs.map((a) => `  var ${a} = 0.0;`).join('\n')}
+${walkSum([['s', 'd'], ['t', 'd * xh'], ...BIAS_TERMS], `${dyxhatActTerms(act, affine, zero, dy)} ${maskM(act, zero, one)}`)}
+${accs.map((a, i) => `  parts[o * 5u + ${i}u] = ${a};`).join('\n')}`;
   }
   const code = `// ${name}
 ${struct}
@@ -382,6 +417,44 @@ ${width === 2 ? '  out1[ch] = s1;' : ''}
 `;
   const bindings: Kernel['bindings'] = width === 2 ? ['read', 'write', 'write', 'uniform'] : ['read', 'write', 'uniform'];
   return { name, code, bindings };
+}
+
+/**
+ * Stage 2 of 'dyxhat-bias', one thread per channel: sums the five partials in chunk order into
+ * sdy = sum(dy) and sdyxh = sum(dy * xhat) (as channelSumFinalizeKernel(2)) and the gradient of a bias
+ * added to x before the norm, which is the sum over the channel of the input gradient dx
+ * (bnBackwardDxKernel's expression, summed term by term): training G * (sum(m dy) - sum(m) * sdy / cnt
+ * - sum(m xhat) * sdyxh / cnt), eval G * sum(m dy), G = gamma * invstd. Bindings: parts, invstd,
+ * [gamma], sdy, sdyxh, dbias, params. Grid: gridFor(C, FINALIZE_WG).
+ */
+export function bnBiasGradFinalizeKernel(training: boolean, affine: boolean): Kernel {
+  const name = `bn_bias_grad_finalize${training ? '_train' : '_eval'}${affine ? '_affine' : ''}`;
+  const ins = ['parts', 'invstd', ...(affine ? ['gamma'] : [])];
+  const code = `// ${name}
+${NORM_STRUCT}
+${ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<f32>;`).join('\n')}
+@group(0) @binding(${ins.length}) var<storage, read_write> sdy: array<f32>;
+@group(0) @binding(${ins.length + 1}) var<storage, read_write> sdyxh: array<f32>;
+@group(0) @binding(${ins.length + 2}) var<storage, read_write> dbias: array<f32>;
+@group(0) @binding(${ins.length + 3}) var<uniform> p: P;
+
+@compute @workgroup_size(${FINALIZE_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let ch = ${linearIndexWgsl(FINALIZE_WG)};
+  if (ch >= p.c) { return; }
+  var r = array<f32, 5>(0.0, 0.0, 0.0, 0.0, 0.0);
+  for (var gi = 0u; gi < p.g; gi++) {
+    let o = (ch * p.g + gi) * 5u;
+    for (var q = 0u; q < 5u; q++) { r[q] += parts[o + q]; }
+  }
+  sdy[ch] = r[0];
+  sdyxh[ch] = r[1];
+  let g = ${affine ? 'gamma[ch] * invstd[ch]' : 'invstd[ch]'};
+  let inv = 1.0 / f32(p.cnt);
+  dbias[ch] = ${training ? 'g * (r[2] - r[3] * (r[0] * inv) - r[4] * (r[1] * inv))' : 'g * r[2]'};
+}
+`;
+  return { name, code, bindings: [...ins.map(() => 'read' as const), 'write', 'write', 'write', 'uniform'] };
 }
 
 export const APPLY_WG = 64;

@@ -3,13 +3,14 @@
 // where no gradient is recorded and nothing hooks the conv or the norm (Grad-CAM's taps).
 import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { noGrad } from '../../src/autograd/tape.js';
+import { backward, noGrad } from '../../src/autograd/tape.js';
+import * as F from '../../src/autograd/functional.js';
 import { BatchNorm2d, Conv2d, MaxPool2d } from '../../src/nn/layers.js';
 import { fromArray, queue, tidy, type Tensor } from '../../src/tensor/index.js';
 import { writeTensor } from '../../src/tensor/io.js';
 import { plannerRecord, resetPlannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
 import { seededValues } from '../ref/arb.js';
-import { bnEvalRef, conv2dRef, expectNear, maxPoolRef } from '../ref/conv-ref.js';
+import { bnEvalRef, bnTrainRef, conv2dRef, expectNear, finiteDiff, maxPoolRef, sameBits } from '../ref/conv-ref.js';
 
 interface Case {
   n: number;
@@ -152,5 +153,111 @@ describe('eval-mode batch norm folded into the conv (fused.conv-bn)', () => {
     // reads the weights and 4 vectors, writes the folded weights and bias; the conv reads the bias.
     const w = 4 * 8 * 8 * 9;
     expect(chain - folded).toBe(2 * act + 4 * 4 * 8 - (2 * w + 4 * 4 * 8 + 4 * 8 + 4 * 8));
+  });
+});
+
+// The conv bias's gradient delivered by the BN backward (fused.bn-bias-grad): conv -> (ReLU) -> BN ->
+// max pool through BatchNorm2d.afterConv with gradients, training and eval mode, against the conv's own
+// per-channel sum over dx and float64 finite differences of the whole chain.
+describe("the conv bias's gradient from the BN backward (fused.bn-bias-grad)", () => {
+  afterEach(() => setKernelOverride(null));
+  const biasArb = fc.record({
+    n: fc.integer({ min: 1, max: 3 }),
+    cin: fc.integer({ min: 1, max: 3 }),
+    cout: fc.integer({ min: 1, max: 5 }),
+    h: fc.integer({ min: 2, max: 9 }),
+    w: fc.integer({ min: 2, max: 9 }),
+    order: fc.constantFrom<'relu-bn' | 'bn-relu' | null>('relu-bn', 'bn-relu', null),
+    training: fc.boolean(),
+    affine: fc.boolean(),
+    masked: fc.boolean(),
+    seed: fc.integer({ min: 1, max: 1 << 30 }),
+  });
+  type BiasCase = typeof biasArb extends fc.Arbitrary<infer T> ? T : never;
+
+  /** Host values: x, conv weight and bias, BN gamma/beta/running stats, the pooled output's dy, a 0/1 mask. */
+  const hostOf = (c: BiasCase) => ({
+    x: seededValues(c.n * c.cin * c.h * c.w, c.seed, -2, 2),
+    w: seededValues(c.cout * c.cin * 9, c.seed + 1),
+    b: seededValues(c.cout, c.seed + 2),
+    gamma: seededValues(c.cout, c.seed + 3, 0.5, 1.5),
+    beta: seededValues(c.cout, c.seed + 4, -0.5, 0.5),
+    rm: seededValues(c.cout, c.seed + 5, -0.5, 0.5),
+    rv: seededValues(c.cout, c.seed + 6, 0.5, 2),
+    dy: seededValues(c.n * c.cout * Math.floor(c.h / 2) * Math.floor(c.w / 2), c.seed + 7),
+    mask: Float32Array.from(seededValues(c.cout * c.cin * 9, c.seed + 8, 0, 1), (v) => (v < 0.3 ? 0 : 1)),
+  });
+
+  async function grads(c: BiasCase, spec: string) {
+    const h = hostOf(c);
+    const conv = new Conv2d(c.cin, c.cout, 3, { padding: 1 });
+    const bn = new BatchNorm2d(c.cout, 1e-5, 0.1, c.affine);
+    conv.initialize(1);
+    bn.initialize(1);
+    writeTensor(conv.weight, h.w);
+    writeTensor(conv.bias!, h.b);
+    if (c.affine) {
+      writeTensor(bn.weight!, h.gamma);
+      writeTensor(bn.bias!, h.beta);
+    }
+    writeTensor(bn.runningMean, h.rm);
+    writeTensor(bn.runningVar, h.rv);
+    if (c.masked) conv.mask = fromArray(h.mask, conv.weight.shape);
+    if (!c.training) bn.eval();
+    for (const p of [...conv.parameters(), ...bn.parameters()]) p.requiresGrad = true;
+    setKernelOverride(spec);
+    resetPlannerRecord();
+    tidy(() => {
+      const y = bn.afterConv(conv, fromArray(h.x, [c.n, c.cin, c.h, c.w]), c.order, new MaxPool2d(2, { stride: 2 }));
+      backward(F.sum(F.mul(y, fromArray(h.dy, y.shape))));
+    });
+    const folded = plannerRecord();
+    const out = {
+      db: (await conv.bias!.grad!.toArray()) as Float32Array,
+      dw: (await conv.weight.grad!.toArray()) as Float32Array,
+      dgamma: c.affine ? ((await bn.weight!.grad!.toArray()) as Float32Array) : null,
+      folded: Object.entries(folded).filter(([k]) => k.startsWith('fused.bn-bias-grad')).map(([, v]) => v),
+    };
+    conv.mask?.dispose();
+    conv.dispose();
+    bn.dispose();
+    return { ...out, h };
+  }
+
+  /** The chain in float64 as a function of the conv bias. */
+  function chain64(c: BiasCase, h: ReturnType<typeof hostOf>, b: ArrayLike<number>): Float64Array {
+    const g = { n: c.n, cin: c.cin, h: c.h, w: c.w, cout: c.cout, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pad: [1, 1, 1, 1] as [number, number, number, number] };
+    const wm = c.masked ? h.w.map((v, i) => v * h.mask[i]) : h.w;
+    let y = conv2dRef(h.x, wm, b, g);
+    const relu = (v: Float64Array) => v.map((t) => Math.max(t, 0));
+    if (c.order === 'relu-bn') y = relu(y);
+    const hw = c.h * c.w;
+    const gm = c.affine ? h.gamma : null;
+    const bt = c.affine ? h.beta : null;
+    y = c.training ? bnTrainRef(y, c.n, c.cout, hw, gm, bt, h.rm, h.rv, 0.1, 1e-5).y : bnEvalRef(y, c.n, c.cout, hw, gm, bt, h.rm, h.rv, 1e-5);
+    if (c.order === 'bn-relu') y = relu(y);
+    return maxPoolRef(y, { n: c.n, c: c.cout, h: c.h, w: c.w, kh: 2, kw: 2, sh: 2, sw: 2, pad: [0, 0, 0, 0] }).y;
+  }
+
+  // The software default (a thread per chunk) and the GPUs' workgroup tree for stage 1.
+  for (const norm of ['', 'norm:group,bn.apply:scalar,'])
+  it(`matches the unfused sum over dx within float32 rounding and float64 finite differences; the other gradients bit for bit (${norm || 'software default'})`, async () => {
+    await fc.assert(
+      fc.asyncProperty(biasArb, async (c) => {
+        const what = JSON.stringify(c);
+        const a = await grads(c, `${norm}fused.bn-bias-grad:fused`);
+        const u = await grads(c, `${norm}fused.bn-bias-grad:unfused`);
+        expect(a.folded, what).toEqual(['fused']);
+        expect(u.folded, what).toEqual(['unfused']);
+        expect(sameBits(a.dw, u.dw), `dw ${what}`).toBe(true);
+        if (a.dgamma) expect(sameBits(a.dgamma, u.dgamma!), `dgamma ${what}`).toBe(true);
+        expectNear(a.db, u.db, 1e-5, `db folded vs unfolded ${what}`);
+        const all = [...Array(c.cout).keys()];
+        // Training BN with the ReLU after it (or none) makes the bias's gradient ~0 up to the ReLU's
+        // mask; the relative check's floor of 1 makes that an absolute one.
+        expectNear(a.db, finiteDiff((bv) => chain64(c, a.h, bv), a.h.b, a.h.dy, all, 1e-6), 3e-3, `db vs finite differences ${what}`);
+      }),
+      { numRuns: norm ? 4 : 12 },
+    );
   });
 });

@@ -10,6 +10,8 @@
 //   fused.bn-pool-bwd  the backward of fused.bn-pool: the BN backward reads the pooled gradient and
 //                  the pool's argmax and rebuilds dy as it loads it (shaders/fused-pool-grad.ts), so
 //                  the pool's backward never writes a full-size dy (non-overlapping windows only);
+//   fused.bn-bias-grad  the preceding conv's bias gradient (the sum of the BN's dx per channel) taken
+//                  from the BN backward's stage-1 pass instead of a pass of its own over dx;
 //   fused.conv-bn  eval mode, no gradients: batch norm folded into the preceding conv's weights and
 //                  bias (shaders/fused-conv-bn.ts), so the BN pass over the activation is gone;
 //   fused.bce      BCE-with-logits and its mean in one kernel (shaders/fused-loss.ts).
@@ -138,6 +140,27 @@ registerCandidates<BnPoolGeom>('fused.bn-pool-bwd', [{ variant: 'fused' }, { var
  */
 export function foldPoolBackward(g: BnPoolGeom): boolean {
   return poolFoldSuits(g) && plan<BnPoolGeom>('fused.bn-pool-bwd', g).variant === 'fused';
+}
+
+/** A batch norm after a conv with a bias: its channels, ReLU and mode. */
+export interface BnBiasGeom {
+  c: number;
+  relu: ReluOrder | 'none';
+  training: boolean;
+}
+
+registerFamily<BnBiasGeom>({
+  family: 'fused.bn-bias-grad',
+  about: "the preceding conv bias's gradient from the batch-norm backward's stage-1 sums, or a per-channel sum over the BN's input gradient",
+  shapeClass: (g) => `${g.relu} ${g.training ? 'train' : 'eval'}`,
+  defaultRule: (_g, _dev, cands) => fusedFirst(cands),
+  describe: (g) => `c${g.c} ${g.relu}${g.training ? '' : ' eval'}`,
+});
+registerCandidates<BnBiasGeom>('fused.bn-bias-grad', [{ variant: 'fused' }, { variant: 'unfused' }]);
+
+/** Whether the BN backward delivers the preceding conv bias's gradient (the planner's choice). */
+export function foldBiasGrad(g: BnBiasGeom): boolean {
+  return plan<BnBiasGeom>('fused.bn-bias-grad', g).variant === 'fused';
 }
 
 /** A conv and the eval-mode batch norm after it: its weight's shape, and what follows the BN. */

@@ -12,6 +12,7 @@ import {
   NORM_POOLED_UNIFORM,
   bnApplyKernel,
   bnBackwardDxKernel,
+  bnBiasGradFinalizeKernel,
   bnStatsFinalizeKernel,
   channelPartialsKernel,
   channelPartialsThreadKernel,
@@ -300,19 +301,45 @@ export interface BatchNormGrads {
   dgamma: Tensor | null;
   /** Sum of dy per channel; null when gamma is null (affine = false). */
   dbeta: Tensor | null;
+  /**
+   * With `biasIn`: the gradient of a bias added to x before the norm (the preceding conv's), the sum
+   * of dx per channel, taken from the same stage-1 pass; else null.
+   */
+  dbiasIn: Tensor | null;
 }
 
-/** Per-channel sums of dy and dy * xhat: [dbeta, dgamma]. */
-function dySums(dy: NormDy, x: Tensor, mean: Tensor, invstd: Tensor, cg: ChanGeom, act: NormAct = NO_ACT, gamma: Tensor | null = null, beta: Tensor | null = null): [Tensor, Tensor] {
+/**
+ * Per-channel sums of dy and dy * xhat: [dbeta, dgamma], and with `biasIn` (training or eval) the
+ * gradient of a bias added to x, from the same pass ('dyxhat-bias'); its finalize reads invstd, gamma.
+ */
+function dySums(
+  dy: NormDy,
+  x: Tensor,
+  mean: Tensor,
+  invstd: Tensor,
+  cg: ChanGeom,
+  act: NormAct = NO_ACT,
+  gamma: Tensor | null = null,
+  beta: Tensor | null = null,
+  biasIn: 'train' | 'eval' | null = null,
+): [Tensor, Tensor, Tensor | null] {
   const sdy = empty([cg.c]);
   const sdyxh = empty([cg.c]);
   const affine = !!gamma;
   const ins = [...dyBuffers(dy), x, mean, invstd, ...(act.post && affine ? [gamma!, beta!] : [])];
-  const parts = partials('dyxhat', cg, ins, act, affine, pooledOf(dy)?.pool ?? null);
-  const k = cached('sf2', () => channelSumFinalizeKernel(2));
-  queue.dispatch(k, [parts, sdy, sdyxh].map((t) => ({ buffer: t.buf })), params(cg, 0), gridFor(cg.c, FINALIZE_WG));
+  const parts = partials(biasIn ? 'dyxhat-bias' : 'dyxhat', cg, ins, act, affine, pooledOf(dy)?.pool ?? null);
+  let dbias: Tensor | null = null;
+  if (biasIn) {
+    dbias = empty([cg.c]);
+    const k = cached(`bgf|${biasIn}|${affine}`, () => bnBiasGradFinalizeKernel(biasIn === 'train', affine));
+    const b = [parts, invstd, ...(affine ? [gamma!] : []), sdy, sdyxh, dbias];
+    queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, 0), gridFor(cg.c, FINALIZE_WG));
+  } else {
+    const k = cached('sf2', () => channelSumFinalizeKernel(2));
+    queue.dispatch(k, [parts, sdy, sdyxh].map((t) => ({ buffer: t.buf })), params(cg, 0), gridFor(cg.c, FINALIZE_WG));
+  }
   parts.dispose();
-  return [sdy, sdyxh];
+  return [sdy, sdyxh, dbias];
 }
 
 /** A fused post-ReLU's backward recomputes the BN output, so an affine norm needs its beta. */
@@ -352,6 +379,7 @@ export function batchNormBackward(
   invstd: Tensor,
   act: NormAct = NO_ACT,
   beta: Tensor | null = null,
+  biasIn = false,
 ): BatchNormGrads {
   const cg = checkBackward(dy, x);
   checkVec(gamma, cg.c, 'gamma');
@@ -359,7 +387,7 @@ export function batchNormBackward(
   checkVec(invstd, cg.c, 'invstd');
   const affine = !!gamma;
   checkPostBeta(act, gamma, beta, cg.c);
-  const [sdy, sdyxh] = dySums(dy, x, mean, invstd, cg, act, gamma, beta);
+  const [sdy, sdyxh, dbiasIn] = dySums(dy, x, mean, invstd, cg, act, gamma, beta, biasIn ? 'train' : null);
   const dx = empty(x.shape);
   const vec = applyVec(cg);
   const pool = pooledOf(dy)?.pool ?? null;
@@ -369,9 +397,9 @@ export function batchNormBackward(
   if (!affine) {
     sdy.dispose();
     sdyxh.dispose();
-    return { dx, dgamma: null, dbeta: null };
+    return { dx, dgamma: null, dbeta: null, dbiasIn };
   }
-  return { dx, dgamma: sdyxh, dbeta: sdy };
+  return { dx, dgamma: sdyxh, dbeta: sdy, dbiasIn };
 }
 
 /**
@@ -387,6 +415,7 @@ export function batchNormEvalBackward(
   eps = 1e-5,
   act: NormAct = NO_ACT,
   beta: Tensor | null = null,
+  biasIn = false,
 ): BatchNormGrads {
   const cg = checkBackward(dy, x);
   checkVec(gamma, cg.c, 'gamma');
@@ -402,11 +431,16 @@ export function batchNormEvalBackward(
   const k = cached(`dx|${affine}|eval|${vec}${actKey(act)}${pool ? '|pooled' : ''}`, () => bnBackwardDxKernel(affine, false, vec, act, !!pool));
   const b = [...dyBuffers(dy), ...(fused ? [x, runningMean] : []), invstd, ...(affine ? [gamma!] : []), ...(affine && act.post ? [beta!] : []), dx];
   queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, 0, pool), applyGrid(cg, vec));
-  if (!affine) {
+  if (!affine && !biasIn) {
     invstd.dispose();
-    return { dx, dgamma: null, dbeta: null };
+    return { dx, dgamma: null, dbeta: null, dbiasIn: null };
   }
-  const [sdy, sdyxh] = dySums(dy, x, runningMean, invstd, cg, act, gamma, beta);
+  const [sdy, sdyxh, dbiasIn] = dySums(dy, x, runningMean, invstd, cg, act, gamma, beta, biasIn ? 'eval' : null);
   invstd.dispose();
-  return { dx, dgamma: sdyxh, dbeta: sdy };
+  if (!affine) {
+    sdy.dispose();
+    sdyxh.dispose();
+    return { dx, dgamma: null, dbeta: null, dbiasIn };
+  }
+  return { dx, dgamma: sdyxh, dbeta: sdy, dbiasIn };
 }
