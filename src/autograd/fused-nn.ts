@@ -8,7 +8,9 @@ import type { Conv2dOptions } from '../tensor/ops/conv.js';
 import { maxPool2dBackward, pool2dGeometry, type Pool2dOptions } from '../tensor/ops/pool.js';
 import { batchNorm2d, bnInputGrads, conv2d, maxPool2d } from './functional-nn.js';
 import { relu } from './functional.js';
-import { isGradEnabled, record } from './tape.js';
+import { needsGrad, record } from './tape.js';
+import { binary, mapExpr } from '../tensor/ops/map.js';
+import { sumToShape } from '../tensor/ops/reduce.js';
 
 export type { ReluOrder };
 
@@ -124,29 +126,85 @@ export interface BnArgs {
   eps: number;
 }
 
+/** The BN's per-channel scale s = gamma / sqrt(var + eps) (1 / sqrt(var + eps) without gamma), and 1 / sqrt(var + eps). */
+function bnScale(bn: BnArgs): { s: Tensor; inv: Tensor } {
+  const inv = mapExpr('bn_invstd', 'inverseSqrt(x0 + p.alpha)', [bn.runningVar], bn.eps);
+  return { s: bn.weight ? binary('mul', bn.weight, inv) : inv, inv };
+}
+
+/**
+ * The conv's weight and bias with the eval-mode BN folded in. The values come from the one fold
+ * kernel whether or not gradients are recorded (so eval outputs do not depend on grad recording);
+ * where they are, two ops give the parameters their gradients, with s = gamma * inv, inv =
+ * 1 / sqrt(var + eps): W' = W s gives dW = gW' s and dgamma = inv sum_k gW' W; b' = (b - mean) s +
+ * beta gives db = gb' s, dgamma += inv gb' (b - mean), dbeta = gb'.
+ */
+function foldedParams(conv: ConvArgs, bn: BnArgs): { w: Tensor; b: Tensor } {
+  const f = foldBatchNormIntoConv(conv.weight, conv.bias, bn.weight, bn.bias, bn.runningMean, bn.runningVar, bn.eps);
+  const { weight: w, bias: b } = conv;
+  const { weight: gamma, bias: beta } = bn;
+  const cout = w.shape[0];
+  const col = [cout, ...w.shape.slice(1).map(() => 1)];
+  // dL/dgamma of `term` (gW' * W or gb' * (b - mean)): inv * its per-channel sum.
+  const gammaGrad = (term: Tensor) => {
+    const { s, inv } = bnScale(bn);
+    if (s !== inv) s.dispose();
+    const r = term.rank > 1 ? sumToShape(term, col) : term;
+    const flat = r.reshape([cout]);
+    const out = binary('mul', flat, inv);
+    for (const t of new Set([term, r, flat, inv])) t.dispose();
+    return out;
+  };
+  const scaled = (g: Tensor) => {
+    const { s, inv } = bnScale(bn);
+    const sv = g.rank > 1 ? s.reshape(col) : s;
+    const out = binary('mul', g, sv);
+    for (const t of new Set([sv, s, inv])) t.dispose();
+    return out;
+  };
+  // Recorded, each folded tensor is owned by its own op: the conv's backward (which runs first) still
+  // reads it, and it is freed once its own backward has run.
+  const own = (t: Tensor, inputs: Tensor[]) => (needsGrad(...inputs) ? [keep(t)] : []);
+  const wIns = [w, ...(gamma ? [gamma] : [])];
+  const bIns = [...(b ? [b] : []), ...(gamma && beta ? [gamma, beta] : [])];
+  const wOut = record('fold_bn_weight', f.w, wIns, (g) => [
+    w.requiresGrad ? scaled(g) : null,
+    ...(gamma ? [gamma.requiresGrad ? gammaGrad(binary('mul', g, w)) : null] : []),
+  ], own(f.w, wIns));
+  const bOut = record('fold_bn_bias', f.b, bIns, (g) => [
+    ...(b ? [b.requiresGrad ? scaled(g) : null] : []),
+    ...(gamma && beta
+      ? [
+          gamma.requiresGrad ? gammaGrad(b ? mapExpr('fold_bn_db', '(x1 - x2) * x0', [g, b, bn.runningMean]) : mapExpr('fold_bn_db', '-x1 * x0', [g, bn.runningMean])) : null,
+          beta.requiresGrad ? g.reshape([cout]) : null,
+        ]
+      : []),
+  ], own(f.b, bIns));
+  return { w: wOut, b: bOut };
+}
+
 /**
  * conv2d then eval-mode batch norm (then a ReLU after it, then a max pool) with the BN folded into the
- * conv's weights and bias: one small pass over the weights instead of one over the activation. Only
- * where no gradient is recorded (evaluate, infer: the folded weights are not the parameters, so
- * gradients through them would not reach gamma and beta as the chain's do) and the planner folds
- * (fused.conv-bn); null otherwise, and the caller runs the chain. Same function as the chain within
- * float32 rounding (the BN's scale multiplies the weights instead of the sums).
+ * conv's weights and bias: one small pass over the weights instead of one over the activation, where
+ * the planner folds (fused.conv-bn); null otherwise, and the caller runs the chain. Differentiable
+ * (foldedParams). Same function as the chain within float32 rounding (the BN's scale multiplies the
+ * weights instead of the sums).
  */
 export function convBatchNormFolded(x: Tensor, conv: ConvArgs, bn: BnArgs, withRelu: boolean, pool: MaxPoolArgs | null): Tensor | null {
-  if (isGradEnabled()) return null;
   const cout = conv.weight.shape[0];
   if (!foldConvBn({ cout, k: conv.weight.size / cout, relu: withRelu, pool: !!pool })) return null;
-  const f = foldBatchNormIntoConv(conv.weight, conv.bias, bn.weight, bn.bias, bn.runningMean, bn.runningVar, bn.eps);
+  const f = foldedParams(conv, bn);
   const steps: ((t: Tensor) => Tensor)[] = [];
   // max(relu(v)) = relu(max(v)): the ReLU runs on the pooled tensor, a fraction of the activation.
   if (pool) steps.push((t) => maxPool2d(t, pool.kernel, pool.stride ?? pool.kernel, pool.padding ?? 0));
   if (withRelu) steps.push(relu);
   let y = conv2d(x, f.w, f.b, conv.opts);
-  f.w.dispose();
-  f.b.dispose();
+  // Not recorded, the folded tensors are temporaries; recorded, their ops own them (foldedParams).
+  for (const t of [f.w, f.b]) if (!t.requiresGrad) t.dispose();
   for (const step of steps) {
     const next = step(y);
-    y.dispose();
+    // Recorded, an intermediate lives until its backward (the enclosing tidy frees it), as the chain's do.
+    if (!y.requiresGrad) y.dispose();
     y = next;
   }
   return y;

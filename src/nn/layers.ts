@@ -174,27 +174,27 @@ export class BatchNorm2d extends Module {
   }
 
   /**
-   * This batch norm of conv's output (`forward(conv.forward(x), relu, pool)`). In eval mode without
-   * gradients the planner may fold it into the conv's weights (fused.conv-bn): not with a ReLU between
-   * them, a pruned or compacted conv or norm, or a forward hook on either (Grad-CAM's taps see both).
+   * This batch norm of conv's output (`forward(conv.forward(x), relu, pool)`). In eval mode the planner
+   * may fold it into the conv's weights (fused.conv-bn; differentiable): not with a ReLU between them,
+   * a pruned or compacted conv or norm, or a forward hook on either (Grad-CAM's taps see both).
    * With gradients and a pool after it, the BN backward may deliver the conv bias's gradient
    * (fused.bn-bias-grad; pruned convs too, not compacted or hooked ones: a hooked output has other
    * consumers whose gradients the bias's would miss).
    */
   afterConv(conv: Conv2d, x: Tensor, relu?: ReluOrder | null, pool?: MaxPool2d): Tensor {
     const unhooked = !conv.compact && !this.compact && !conv.hasForwardHooks() && !this.hasForwardHooks();
+    // The eval fold first, whether or not gradients are recorded: eval outputs must not depend on that.
+    if (!this.training && relu !== 'relu-bn' && unhooked && !conv.mask) {
+      const bn = { weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar, eps: this.eps };
+      const y = convBatchNormFolded(x, conv, bn, relu === 'bn-relu', pool?.options() ?? null);
+      if (y) return y;
+    }
     if (pool && conv.bias?.requiresGrad && unhooked && isGradEnabled()) {
       const opts = pool.options();
       if (bnPoolTakesBiasGrad(conv2dOutputShape(x.shape, conv.weight.shape, conv.opts), relu ?? null, this.training, opts)) {
         // Through forward, so the BN's kernels keep its layer name in profiles.
         return this.forward(conv.forward(x, false), relu, pool, conv.bias);
       }
-    }
-    const plain = unhooked && !conv.mask;
-    if (!this.training && relu !== 'relu-bn' && plain) {
-      const bn = { weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar, eps: this.eps };
-      const y = convBatchNormFolded(x, conv, bn, relu === 'bn-relu', pool?.options() ?? null);
-      if (y) return y;
     }
     return this.forward(conv.forward(x), relu, pool);
   }

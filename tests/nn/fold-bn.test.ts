@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { backward, noGrad } from '../../src/autograd/tape.js';
 import * as F from '../../src/autograd/functional.js';
 import { BatchNorm2d, Conv2d, MaxPool2d } from '../../src/nn/layers.js';
-import { fromArray, queue, tidy, type Tensor } from '../../src/tensor/index.js';
+import { fromArray, keep, queue, tidy, type Tensor } from '../../src/tensor/index.js';
 import { writeTensor } from '../../src/tensor/io.js';
 import { plannerRecord, resetPlannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
 import { seededValues } from '../ref/arb.js';
@@ -113,7 +113,7 @@ describe('eval-mode batch norm folded into the conv (fused.conv-bn)', () => {
     );
   });
 
-  it('folds only without gradients and without hooks; the static rule folds a BN with neither ReLU nor pool after it', async () => {
+  it('the static rule folds a BN with neither ReLU nor pool after it; a hook on the conv keeps the chain', async () => {
     const c: Case = { n: 2, cin: 3, cout: 4, h: 8, w: 8, k: 3, stride: 1, bias: true, affine: true, relu: false, pool: false, seed: 11 };
     const folds = async (f: () => Promise<unknown>) => {
       resetPlannerRecord();
@@ -123,8 +123,7 @@ describe('eval-mode batch norm folded into the conv (fused.conv-bn)', () => {
     expect(await folds(() => run(c, ''))).toEqual(['fused']);
     expect(await folds(() => run({ ...c, relu: true }, ''))).toEqual(['unfused']);
     expect(await folds(() => run({ ...c, pool: true }, ''))).toEqual(['unfused']);
-    // With gradients recorded the chain runs (the planner is not even asked).
-    expect(await folds(() => run(c, 'fused.conv-bn:fused', true))).toEqual([]);
+    expect(await folds(() => run(c, '', true))).toEqual(['fused']);
     // A hook on the conv (Grad-CAM's taps) keeps the chain, so the hook sees the conv's output.
     const m = build(c);
     let seen = 0;
@@ -136,6 +135,42 @@ describe('eval-mode batch norm folded into the conv (fused.conv-bn)', () => {
     expect(Object.keys(plannerRecord()).some((k) => k.startsWith('fused.conv-bn'))).toBe(false);
     m.conv.dispose();
     m.bn.dispose();
+  });
+
+  it('folded with gradients recorded: the same output bits as without, and the chain\'s gradients of x, W, b, gamma, beta', async () => {
+    await fc.assert(
+      fc.asyncProperty(caseArb, async (c) => {
+        if (c.pool && (Math.floor((c.h - 1) / c.stride) + 1 < 2 || Math.floor((c.w - 1) / c.stride) + 1 < 2)) return;
+        const what = JSON.stringify(c);
+        const gradsOf = async (spec: string) => {
+          const m = build(c);
+          setKernelOverride(spec);
+          const x = fromArray(m.host.x, [c.n, c.cin, c.h, c.w]);
+          x.requiresGrad = true;
+          const params = [x, m.conv.weight, m.conv.bias, m.bn.weight, m.bn.bias].filter((t): t is Tensor => !!t);
+          for (const p of params) p.requiresGrad = true;
+          // Forward and backward in one scope: the chain's intermediate must live until its backward.
+          const out = tidy(() => {
+            const o = keep(m.bn.afterConv(m.conv, x, c.relu ? 'bn-relu' : null, m.pool));
+            backward(F.sum(F.mul(o, fromArray(seededValues(o.size, c.seed + 9), o.shape))));
+            return o;
+          });
+          const y = (await out.toArray()) as Float32Array;
+          const g = await Promise.all(params.map(async (p, i) => { if (!p.grad) throw new Error(`no grad for param ${i} under ${spec}`); return (await p.grad.toArray()) as Float32Array; }));
+          for (const p of params) p.grad?.dispose();
+          out.dispose();
+          x.dispose();
+          m.conv.dispose();
+          m.bn.dispose();
+          return { y, g };
+        };
+        const folded = await gradsOf('fused.conv-bn:fused');
+        const chain = await gradsOf('fused.conv-bn:unfused');
+        expect(sameBits(folded.y, await run(c, 'fused.conv-bn:fused')), `folded output with and without gradients ${what}`).toBe(true);
+        folded.g.forEach((g, i) => expectNear(g, chain.g[i], 5e-5, `gradient ${i} (x, W, b, gamma, beta) ${what}`));
+      }),
+      { numRuns: 15 },
+    );
   });
 
   it('folded, the BN pass over the activation is gone: a pass over the weights instead', async () => {
