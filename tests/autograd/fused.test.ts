@@ -370,6 +370,24 @@ describe('planner: fused and unfused are candidates of one family', () => {
     expect(plan('fused.bn-relu', g).id).toBe('fused');
   });
 
+  it('a run recorded before a family whose candidates round differently resumes on its legacy variant', () => {
+    const g = { c: 8, relu: 'relu-bn' as const, training: true };
+    expect(plan('fused.bn-bias-grad', g).id).toBe('fused');
+    // Kernels recorded by older code: other families only.
+    pinKernels({ 'norm|f32|dense|n16 c8 hw2^8 q4': 'thread4' });
+    try {
+      expect(plan('fused.bn-bias-grad', g).id).toBe('unfused');
+      expect(plan('fused.conv-bn', { cout: 8, k: 9, relu: false, pool: false }).id).toBe('unfused');
+      // Bit-identical families have no legacy variant: they keep their static rule.
+      expect(plan('fused.bn-pool-bwd', { n: 2, c: 8, h: 8, w: 8, kh: 2, kw: 2, sh: 2, sw: 2, pad: 0, relu: 'none' as const, training: true }).id).toBe('fused');
+      // A run that recorded the family (any of its classes) keeps what it recorded or the static rule.
+      pinKernels({ 'fused.bn-bias-grad|f32|dense|relu-bn eval': 'fused' });
+      expect(plan('fused.bn-bias-grad', g).id).toBe('fused');
+    } finally {
+      clearPins();
+    }
+  });
+
   it('fusing relu-bn saves the ReLU passes: fewer dispatches and bytes for the same step', async () => {
     const count = async (spec: string) => {
       setKernelOverride(spec);

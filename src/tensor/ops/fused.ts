@@ -155,6 +155,8 @@ registerFamily<BnBiasGeom>({
   shapeClass: (g) => `${g.relu} ${g.training ? 'train' : 'eval'}`,
   defaultRule: (_g, _dev, cands) => fusedFirst(cands),
   describe: (g) => `c${g.c} ${g.relu}${g.training ? '' : ' eval'}`,
+  // The bias's gradient is summed in another order: runs recorded before this family keep the old sum.
+  legacy: 'unfused',
 });
 registerCandidates<BnBiasGeom>('fused.bn-bias-grad', [{ variant: 'fused' }, { variant: 'unfused' }]);
 
@@ -181,6 +183,7 @@ registerFamily<ConvBnGeom>({
   // of the same bytes, one dispatch more. So the static rule folds a BN with neither after it.
   defaultRule: (g, _dev, cands) => cands.find((c) => c.variant === (g.relu || g.pool ? 'unfused' : 'fused')) ?? cands[0],
   describe: (g) => `cout ${g.cout} k ${g.k}${g.relu ? ' relu' : ''}${g.pool ? ' pool' : ''}`,
+  legacy: 'unfused',
 });
 registerCandidates<ConvBnGeom>('fused.conv-bn', [{ variant: 'fused' }, { variant: 'unfused' }]);
 
