@@ -5,6 +5,7 @@ import { keep, type Tensor } from '../tensor/tensor.js';
 import { batchNormBackward, batchNormEvalBackward, batchNormTrainStats, channelGeometry, type BatchNormGrads, type NormAct, type NormDy } from '../tensor/ops/norm.js';
 import { bnMaxPoolForward, bnPoolPlan, foldBatchNormIntoConv, foldBiasGrad, foldConvBn, foldPoolBackward, fuseBnRelu, type BnPoolGeom, type ReluOrder } from '../tensor/ops/fused.js';
 import type { Conv2dOptions } from '../tensor/ops/conv.js';
+import { conv2dOutputShape } from '../tensor/ops/conv-geometry.js';
 import { maxPool2dBackward, pool2dGeometry, type Pool2dOptions } from '../tensor/ops/pool.js';
 import { batchNorm2d, bnInputGrads, conv2d, maxPool2d } from './functional-nn.js';
 import { relu } from './functional.js';
@@ -192,7 +193,8 @@ function foldedParams(conv: ConvArgs, bn: BnArgs): { w: Tensor; b: Tensor } {
  */
 export function convBatchNormFolded(x: Tensor, conv: ConvArgs, bn: BnArgs, withRelu: boolean, pool: MaxPoolArgs | null): Tensor | null {
   const cout = conv.weight.shape[0];
-  if (!foldConvBn({ cout, k: conv.weight.size / cout, relu: withRelu, pool: !!pool })) return null;
+  const [n, , oh, ow] = conv2dOutputShape(x.shape, conv.weight.shape, conv.opts);
+  if (!foldConvBn({ cout, k: conv.weight.size / cout, rows: n * oh * ow, relu: withRelu, pool: !!pool })) return null;
   const f = foldedParams(conv, bn);
   const steps: ((t: Tensor) => Tensor)[] = [];
   // max(relu(v)) = relu(max(v)): the ReLU runs on the pooled tensor, a fraction of the activation.

@@ -21,18 +21,8 @@ export const POOLED_DY_FIELDS = [
   ['ppl', 'u32'],
 ] as const satisfies readonly (readonly [string, UniformScalar])[];
 
-/** The pool geometry a launcher packs into POOLED_DY_FIELDS. */
-export interface PooledDyGeometry {
-  w: number;
-  oh: number;
-  ow: number;
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
-  pt: number;
-  pl: number;
-}
+/** The pool geometry a launcher packs into POOLED_DY_FIELDS (Pool2dGeometry's fields of those names). */
+export type PooledDyGeometry = Readonly<Record<'w' | 'oh' | 'ow' | 'kh' | 'kw' | 'sh' | 'sw' | 'pt' | 'pl', number>>;
 
 /** The uniform values of POOLED_DY_FIELDS for a pool geometry. */
 export function pooledDyParams(g: PooledDyGeometry): Record<(typeof POOLED_DY_FIELDS)[number][0], number> {

@@ -296,17 +296,18 @@ describe('batchNormMaxPool: batch norm (+ ReLU) and max pool in one pass', () =>
     }
   }
 
+  /** Dispatches and bytes of a relu-bn + 2x2 pool forward and backward on [4, 8, 16, 16] under `spec`. */
+  const countStep = async (spec: string, seed: number) => {
+    setKernelOverride(spec);
+    queue.startCount();
+    await run({ shape: [4, 8, 16, 16], affine: true, seed }, 'relu-bn', true, { k: 2, s: 2, pad: 0 });
+    const rows = queue.stopCount();
+    return { dispatches: rows.reduce((s, r) => s + r.calls, 0), bytes: rows.reduce((s, r) => s + r.bytesRead + r.bytesWritten, 0) };
+  };
+
   it('folded, the pool backward writes no full-size dy: one dispatch and three activations fewer, two pooled reads more', async () => {
-    const k: Case = { shape: [4, 8, 16, 16], affine: true, seed: 9 };
-    const count = async (spec: string) => {
-      setKernelOverride(spec);
-      queue.startCount();
-      await run(k, 'relu-bn', true, { k: 2, s: 2, pad: 0 });
-      const rows = queue.stopCount();
-      return { dispatches: rows.reduce((s, r) => s + r.calls, 0), bytes: rows.reduce((s, r) => s + r.bytesRead + r.bytesWritten, 0) };
-    };
-    const folded = await count('fused:fused');
-    const unfolded = await count('fused:fused,fused.bn-pool-bwd:unfused');
+    const folded = await countStep('fused:fused', 9);
+    const unfolded = await countStep('fused:fused,fused.bn-pool-bwd:unfused', 9);
     expect(unfolded.dispatches - folded.dispatches).toBe(1);
     // Unfolded: the pool backward reads gy and idx and writes dy; stage 1 and dx each read dy. Folded:
     // stage 1 and dx each read gy and idx. Activation 4 x 8 x 16 x 16 floats, pooled a quarter of it.
@@ -330,17 +331,9 @@ describe('batchNormMaxPool: batch norm (+ ReLU) and max pool in one pass', () =>
   });
 
   it('fused, the BN output is neither written nor read: one dispatch and two activations fewer', async () => {
-    const k: Case = { shape: [4, 8, 16, 16], affine: true, seed: 5 };
-    const count = async (spec: string) => {
-      setKernelOverride(spec);
-      queue.startCount();
-      await run(k, 'relu-bn', true, { k: 2, s: 2, pad: 0 });
-      const rows = queue.stopCount();
-      return { dispatches: rows.reduce((s, r) => s + r.calls, 0), bytes: rows.reduce((s, r) => s + r.bytesRead + r.bytesWritten, 0) };
-    };
-    // The pool's backward stays unfolded here (fused.bn-pool-bwd: its own test below).
-    const fused = await count('fused:fused,fused.bn-pool-bwd:unfused');
-    const bnOnly = await count('fused.bn-relu:fused,fused.bn-pool:unfused');
+    // The pool's backward stays unfolded here (fused.bn-pool-bwd: its own test above).
+    const fused = await countStep('fused:fused,fused.bn-pool-bwd:unfused', 5);
+    const bnOnly = await countStep('fused.bn-relu:fused,fused.bn-pool:unfused', 5);
     expect(bnOnly.dispatches - fused.dispatches).toBe(1);
     // The BN output (4 x 8 x 16 x 16 floats) written by the apply kernel and read by the pool.
     expect(bnOnly.bytes - fused.bytes).toBe(2 * 4 * 4 * 8 * 256);
@@ -377,7 +370,7 @@ describe('planner: fused and unfused are candidates of one family', () => {
     pinKernels({ 'norm|f32|dense|n16 c8 hw2^8 q4': 'thread4' });
     try {
       expect(plan('fused.bn-bias-grad', g).id).toBe('unfused');
-      expect(plan('fused.conv-bn', { cout: 8, k: 9, relu: false, pool: false }).id).toBe('unfused');
+      expect(plan('fused.conv-bn', { cout: 8, k: 9, rows: 64, relu: false, pool: false }).id).toBe('unfused');
       // Bit-identical families have no legacy variant: they keep their static rule.
       expect(plan('fused.bn-pool-bwd', { n: 2, c: 8, h: 8, w: 8, kh: 2, kw: 2, sh: 2, sw: 2, pad: 0, relu: 'none' as const, training: true }).id).toBe('fused');
       // A run that recorded the family (any of its classes) keeps what it recorded or the static rule.

@@ -124,6 +124,8 @@ describe('eval-mode batch norm folded into the conv (fused.conv-bn)', () => {
     expect(await folds(() => run({ ...c, relu: true }, ''))).toEqual(['unfused']);
     expect(await folds(() => run({ ...c, pool: true }, ''))).toEqual(['unfused']);
     expect(await folds(() => run(c, '', true))).toEqual(['fused']);
+    // More weights per channel (5 x 3 x 3) than outputs (3 x 3): the fold would move more than it saves.
+    expect(await folds(() => run({ ...c, n: 1, cin: 5, h: 3, w: 3 }, ''))).toEqual(['unfused']);
     // A hook on the conv (Grad-CAM's taps) keeps the chain, so the hook sees the conv's output.
     const m = build(c);
     let seen = 0;
