@@ -41,10 +41,51 @@ export function pooledDyDecl(first: number): string {
 }
 
 /**
- * WGSL functions over the uniforms `p` (with POOLED_DY_FIELDS) and the bindings of pooledDyDecl:
- * pdy(plane, e) is dy of element e of a plane (e = iy * W + ix), pdy4(plane, e) that of e .. e + 3.
+ * How the vec4 kernels rebuild dy: 'any' for every non-overlapping pool (per lane, two divisions each);
+ * 2 or 4 where the windows are w x w with stride w (w = 2 or 4), unpadded, and W % 4 == 0, so a quad
+ * lies in one row of windows and covers 4 / w of them: one division pair per quad and one gy / argmax
+ * load per window (Meso-4's and CNN-5's pools; software adapters scalarise integer division).
  */
-export const POOLED_DY_WGSL = `
+export type PooledWalk = 'any' | 2 | 4;
+
+/** The quad walk that suits a pool geometry (see PooledWalk). */
+export function pooledWalk(g: PooledDyGeometry): PooledWalk {
+  const q = g.kw;
+  return (q === 2 || q === 4) && g.sw === q && g.kh === g.sh && g.pt === 0 && g.pl === 0 && g.w % 4 === 0 ? q : 'any';
+}
+
+/**
+ * WGSL functions over the uniforms `p` (with POOLED_DY_FIELDS) and the bindings of pooledDyDecl:
+ * pdy(plane, e) is dy of element e of a plane (e = iy * W + ix), pdy4(plane, e) that of e .. e + 3
+ * (e a multiple of 4 for `walk` 2 or 4).
+ */
+export function pooledDyWgsl(walk: PooledWalk): string {
+  const quad =
+    walk === 'any'
+      ? `fn pdy4(pl: u32, e: u32) -> vec4<f32> {
+  var iy = e / p.pw;
+  var ix = e - iy * p.pw;
+${[0, 1, 2, 3].map((l) => `  let d${l} = pdyAt(pl, iy, ix);${l < 3 ? '\n  ix += 1u;\n  if (ix == p.pw) { ix = 0u; iy += 1u; }' : ''}`).join('\n')}
+  return vec4<f32>(d0, d1, d2, d3);
+}`
+      : `fn pdy4(pl: u32, e: u32) -> vec4<f32> {
+  let iy = e / p.pw;
+  let ix = e - iy * p.pw;
+  let oy = iy / p.psh;
+  if (oy >= p.poh) { return vec4<f32>(0.0); }
+  let o = (pl * p.poh + oy) * p.pow + ix / ${walk}u;
+  let b = i32(e);
+  let g0 = gy[o];
+  let i0 = gidx[o];
+${
+  walk === 2
+    ? `  let g1 = gy[o + 1u];
+  let i1 = gidx[o + 1u];
+  return vec4<f32>(select(0.0, g0, i0 == b), select(0.0, g0, i0 == b + 1), select(0.0, g1, i1 == b + 2), select(0.0, g1, i1 == b + 3));`
+    : `  return vec4<f32>(select(0.0, g0, i0 == b), select(0.0, g0, i0 == b + 1), select(0.0, g0, i0 == b + 2), select(0.0, g0, i0 == b + 3));`
+}
+}`;
+  return `
 /** dy at (iy, ix) of plane pl: its window's pooled gradient where the window's argmax is it, else 0. */
 fn pdyAt(pl: u32, iy: u32, ix: u32) -> f32 {
   let ty = iy + p.ppt;
@@ -61,10 +102,6 @@ fn pdy(pl: u32, e: u32) -> f32 {
   return pdyAt(pl, iy, e - iy * p.pw);
 }
 
-fn pdy4(pl: u32, e: u32) -> vec4<f32> {
-  var iy = e / p.pw;
-  var ix = e - iy * p.pw;
-${[0, 1, 2, 3].map((l) => `  let d${l} = pdyAt(pl, iy, ix);${l < 3 ? '\n  ix += 1u;\n  if (ix == p.pw) { ix = 0u; iy += 1u; }' : ''}`).join('\n')}
-  return vec4<f32>(d0, d1, d2, d3);
-}
+${quad}
 `;
+}

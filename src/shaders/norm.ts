@@ -18,7 +18,7 @@
 // the compiler contracts both alike. Without an act, every kernel's source is exactly as before.
 import { uniformStruct } from './uniform.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
-import { POOLED_DY_FIELDS, POOLED_DY_WGSL, pooledDyDecl } from './fused-pool-grad.js';
+import { POOLED_DY_FIELDS, pooledDyDecl, pooledDyWgsl, type PooledWalk } from './fused-pool-grad.js';
 
 export const NORM_WG = 256;
 
@@ -52,17 +52,22 @@ const NORM_STRUCT = NORM_UNIFORM.wgsl;
  */
 export const NORM_POOLED_UNIFORM = uniformStruct([...NORM_FIELDS, ...POOLED_DY_FIELDS]);
 
+/** Kernel-name suffix of a pooled dy. */
+function pooledName(pooled: PooledWalk | null): string {
+  return pooled ? `_pooled${pooled === 'any' ? '' : pooled}` : '';
+}
+
 /**
  * The struct, dy's declaration (binding `at`) and the bindings dy takes: one array, or with `pooled`
  * the pooled gradient and the argmax plus the functions that rebuild dy from them.
  */
-function dySource(pooled: boolean, at: number, t: string): { struct: string; decl: string; slots: number } {
+function dySource(pooled: PooledWalk | null, at: number, t: string): { struct: string; decl: string; slots: number } {
   if (!pooled) return { struct: NORM_STRUCT, decl: `@group(0) @binding(${at}) var<storage, read> dy: array<${t}>;`, slots: 1 };
-  return { struct: NORM_POOLED_UNIFORM.wgsl, decl: `${pooledDyDecl(at)}\n${POOLED_DY_WGSL}`, slots: 2 };
+  return { struct: NORM_POOLED_UNIFORM.wgsl, decl: `${pooledDyDecl(at)}\n${pooledDyWgsl(pooled)}`, slots: 2 };
 }
 
 /** Declarations of a kernel's read inputs from binding 0 (dy as dySource gives it); the next free binding. */
-function declareInputs(ins: readonly string[], typeOf: (v: string) => string, pooled: boolean, t = 'f32'): { struct: string; decl: string; next: number } {
+function declareInputs(ins: readonly string[], typeOf: (v: string) => string, pooled: PooledWalk | null, t = 'f32'): { struct: string; decl: string; next: number } {
   let at = 0;
   let struct = NORM_STRUCT;
   const lines = ins.map((v) => {
@@ -159,8 +164,8 @@ function treeReduce(arr: string): string {
  * Stage 1. Bindings: 'stats' x; 'sum' dy; 'dyxhat' dy, x, mean, invstd; then parts ([C, G, width]),
  * params. Grid: (G, C, 1).
  */
-export function channelPartialsKernel(mode: PartialMode, act: NormAct = NO_ACT, affine = true, pooled = false): Kernel {
-  const name = `channel_partials_${mode}${actName(act)}${pooled ? '_pooled' : ''}`;
+export function channelPartialsKernel(mode: PartialMode, act: NormAct = NO_ACT, affine = true, pooled: PooledWalk | null = null): Kernel {
+  const name = `channel_partials_${mode}${actName(act)}${pooledName(pooled)}`;
   const ins = partialInputs(mode, act, affine);
   const { struct, decl, next } = declareInputs(ins, () => 'f32', pooled);
   const dy = pooled ? 'pdy(nb * p.c + ch, q)' : 'dy[a]';
@@ -243,8 +248,8 @@ export const THREAD_PARTIALS_WG = 64;
  * hundred; a GPU wants the workgroup variant. Bindings as channelPartialsKernel.
  * Grid: gridFor(C * G, THREAD_PARTIALS_WG).
  */
-export function channelPartialsThreadKernel(mode: PartialMode, vec: 1 | 4 = 1, act: NormAct = NO_ACT, affine = true, pooled = false): Kernel {
-  const name = `channel_partials_${mode}_thread${vec === 4 ? '4' : ''}${actName(act)}${pooled ? '_pooled' : ''}`;
+export function channelPartialsThreadKernel(mode: PartialMode, vec: 1 | 4 = 1, act: NormAct = NO_ACT, affine = true, pooled: PooledWalk | null = null): Kernel {
+  const name = `channel_partials_${mode}_thread${vec === 4 ? '4' : ''}${actName(act)}${pooledName(pooled)}`;
   const ins = partialInputs(mode, act, affine);
   const t = vec === 4 ? 'vec4<f32>' : 'f32';
   const { struct, decl, next } = declareInputs(ins, (v) => (v === 'x' ? t : 'f32'), pooled, t);
@@ -533,8 +538,8 @@ ${applyLoop(`  let s = ${fromVar ? 'inverseSqrt(scale[ch] + p.eps)' : 'scale[ch]
  * x, mean, invstd); then [gamma], [beta with a fused post-ReLU], dx, params (n = numel). A fused ReLU
  * masks dy by the recomputed BN output (post) and dx by x > 0 (pre).
  */
-export function bnBackwardDxKernel(affine: boolean, training: boolean, vec: ApplyVec = 1, act: NormAct = NO_ACT, pooled = false): Kernel {
-  const name = `bn_backward_dx${affine ? '_affine' : ''}${training ? '_train' : '_eval'}${vec === 4 ? '_vec4' : ''}${actName(act)}${pooled ? '_pooled' : ''}`;
+export function bnBackwardDxKernel(affine: boolean, training: boolean, vec: ApplyVec = 1, act: NormAct = NO_ACT, pooled: PooledWalk | null = null): Kernel {
+  const name = `bn_backward_dx${affine ? '_affine' : ''}${training ? '_train' : '_eval'}${vec === 4 ? '_vec4' : ''}${actName(act)}${pooledName(pooled)}`;
   // With a fused ReLU, eval mode also reads x and the (running) mean: the masks need x or the BN output.
   const stats = training ? ['dy', 'x', 'mean', 'invstd', 'sdy', 'sdyxh'] : hasAct(act) ? ['dy', 'x', 'mean', 'invstd'] : ['dy', 'invstd'];
   const ins = [...stats, ...(affine ? ['gamma'] : []), ...(affine && act.post ? ['beta'] : [])];

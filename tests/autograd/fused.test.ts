@@ -259,7 +259,7 @@ describe('batchNormMaxPool: batch norm (+ ReLU) and max pool in one pass', () =>
     fc
       .tuple(
         quads ? fc.oneof(caseArb(true), caseArb(false), fc.constant<Case>({ shape: [2, 3, 2, 6], affine: true, seed: 17 })) : caseArb(false),
-        fc.record({ k: fc.constantFrom(2, 3), extra: fc.constantFrom(0, 0, 1), pad: fc.constantFrom(0, 1) }),
+        fc.record({ k: fc.constantFrom(2, 3, 4, 2, 4), extra: fc.constantFrom(0, 0, 1), pad: fc.constantFrom(0, 0, 1) }),
       )
       .map(([k, { k: w, extra, pad }]) => ({ k, pl: { k: w, s: w + extra, pad } }));
   for (const { norm, quads } of VARIANTS)
@@ -313,6 +313,20 @@ describe('batchNormMaxPool: batch norm (+ ReLU) and max pool in one pass', () =>
     // stage 1 and dx each read gy and idx. Activation 4 x 8 x 16 x 16 floats, pooled a quarter of it.
     const full = 4 * 4 * 8 * 256;
     expect(unfolded.bytes - folded.bytes).toBe(3 * full - 2 * (full / 4));
+  });
+
+  it('the quad walks (2x2 and 4x4 windows over whole vec4 rows) give the unfolded backward bit for bit', async () => {
+    for (const q of [2, 4]) {
+      for (const training of [true, false]) {
+        const k: Case = { shape: [2, 3, 8, 12], affine: true, seed: 31 + q };
+        const pl = { k: q, s: q, pad: 0 };
+        setKernelOverride('fused:fused');
+        const a = await run(k, 'relu-bn', training, pl);
+        setKernelOverride('fused:fused,fused.bn-pool-bwd:unfused');
+        const u = await run(k, 'relu-bn', training, pl);
+        for (const f of ['dx', 'dgamma', 'dbeta'] as const) expect(sameBits(a[f]!, u[f]!), `${f} ${q}x${q} ${training}`).toBe(true);
+      }
+    }
   });
 
   it('overlapping windows keep the unfolded backward, whatever the override', () => {

@@ -24,7 +24,7 @@ import {
   type NormAct,
 } from '../../shaders/norm.js';
 import { gridFor, MAX_GROUPS_PER_DIM, type Grid, type Kernel } from '../../shaders/kernel.js';
-import { poolFoldSuits, pooledDyParams } from '../../shaders/fused-pool-grad.js';
+import { poolFoldSuits, pooledDyParams, pooledWalk } from '../../shaders/fused-pool-grad.js';
 import type { Pool2dGeometry } from './pool.js';
 import { cachedKernel, log2Class, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
 import { queue } from '../queue.js';
@@ -179,8 +179,8 @@ function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[], act: NormAc
   const bufs = [...inputs, parts].map((t) => ({ buffer: t.buf }));
   const impl = normPartialsImpl(cg);
   const tag = () => ({ op: `norm.partials.${mode}`, variant: `${impl}${pool ? '+pooled' : ''}`, shape: `${cg.n}x${cg.c}x${cg.hw}`, flops: cg.c * cg.cnt });
-  const pooled = !!pool;
-  const key = `${actKey(act)}${act.post && !affine ? '|na' : ''}${pooled ? '|pooled' : ''}`;
+  const pooled = pool ? pooledWalk(pool) : null;
+  const key = `${actKey(act)}${act.post && !affine ? '|na' : ''}${pooled ? `|pooled${pooled}` : ''}`;
   if (impl !== 'group') {
     const vec = impl === 'thread4' ? 4 : 1;
     const k = cached(`pt|${mode}|${vec}${key}`, () => channelPartialsThreadKernel(mode, vec, act, affine, pooled));
@@ -391,7 +391,8 @@ export function batchNormBackward(
   const dx = empty(x.shape);
   const vec = applyVec(cg);
   const pool = pooledOf(dy)?.pool ?? null;
-  const k = cached(`dx|${affine}|train|${vec}${actKey(act)}${pool ? '|pooled' : ''}`, () => bnBackwardDxKernel(affine, true, vec, act, !!pool));
+  const pw = pool ? pooledWalk(pool) : null;
+  const k = cached(`dx|${affine}|train|${vec}${actKey(act)}${pw ? `|pooled${pw}` : ''}`, () => bnBackwardDxKernel(affine, true, vec, act, pw));
   const b = [...dyBuffers(dy), x, mean, invstd, sdy, sdyxh, ...(affine ? [gamma!] : []), ...(affine && act.post ? [beta!] : []), dx];
   queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, 0, pool), applyGrid(cg, vec));
   if (!affine) {
@@ -428,7 +429,8 @@ export function batchNormEvalBackward(
   const vec = applyVec(cg);
   const fused = act.pre || act.post;
   const pool = pooledOf(dy)?.pool ?? null;
-  const k = cached(`dx|${affine}|eval|${vec}${actKey(act)}${pool ? '|pooled' : ''}`, () => bnBackwardDxKernel(affine, false, vec, act, !!pool));
+  const pw = pool ? pooledWalk(pool) : null;
+  const k = cached(`dx|${affine}|eval|${vec}${actKey(act)}${pw ? `|pooled${pw}` : ''}`, () => bnBackwardDxKernel(affine, false, vec, act, pw));
   const b = [...dyBuffers(dy), ...(fused ? [x, runningMean] : []), invstd, ...(affine ? [gamma!] : []), ...(affine && act.post ? [beta!] : []), dx];
   queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, 0, pool), applyGrid(cg, vec));
   if (!affine && !biasIn) {
