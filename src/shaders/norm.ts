@@ -16,6 +16,11 @@
 // expressions are those of the separate kernels (max(x, 0); select(0, g, v > 0) with v the BN output
 // recomputed as the apply kernel computes it), so fused and unfused results agree bit for bit where
 // the compiler contracts both alike. Without an act, every kernel's source is exactly as before.
+//
+// Pooled dy (PooledWalk): the backward kernels (the dy sums of stage 1 and dx) can read the gradient of
+// a max pool after the norm and its argmax instead of a full-size dy, rebuilding dy as they load it
+// (shaders/fused-pool-grad.ts), and stage 1 can also sum what the gradient of a bias added before the
+// norm needs ('dyxhat-bias', finalized by bnBiasGradFinalizeKernel).
 import { uniformStruct } from './uniform.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 import { POOLED_DY_FIELDS, pooledDyDecl, pooledDyWgsl, type PooledWalk } from './fused-pool-grad.js';
@@ -161,8 +166,8 @@ function treeReduce(arr: string): string {
 }
 
 /**
- * Stage 1. Bindings: 'stats' x; 'sum' dy; 'dyxhat' dy, x, mean, invstd; then parts ([C, G, width]),
- * params. Grid: (G, C, 1).
+ * Stage 1. Bindings: 'stats' x; 'sum' dy; 'dyxhat' and 'dyxhat-bias' dy (with `pooled`: the pooled
+ * gradient and argmax), x, mean, invstd; then parts ([C, G, width]), params. Grid: (G, C, 1).
  */
 export function channelPartialsKernel(mode: PartialMode, act: NormAct = NO_ACT, affine = true, pooled: PooledWalk | null = null): Kernel {
   const name = `channel_partials_${mode}${actName(act)}${pooledName(pooled)}`;
@@ -301,6 +306,14 @@ ${walkSum([['ss', 'd * d']], `let d = ${loadX('a', act, zero)} - mu;`)}
     body = `  var s = 0.0;
 ${walkSum([['s', 'dy[a]']])}
   parts[o] = s;`;
+  } else if (mode === 'dyxhat-bias') {
+    const one = vec === 4 ? 'vec4<f32>(1.0)' : '1.0';
+    const accs = ['s', 't', ...BIAS_TERMS.map(([a]) => a)];
+    body = `  let mu = mean[ch];
+  let is = invstd[ch];
+${accs.map((a) => `  var ${a} = 0.0;`).join('\n')}
+${walkSum([['s', 'd'], ['t', 'd * xh'], ...BIAS_TERMS], `${dyxhatActTerms(act, affine, zero, dy)} ${maskM(act, zero, one)}`)}
+${accs.map((a, i) => `  parts[o * 5u + ${i}u] = ${a};`).join('\n')}`;
   } else {
     body = `  let mu = mean[ch];
   let is = invstd[ch];
@@ -309,15 +322,6 @@ ${walkSum([['s', 'dy[a]']])}
 ${hasAct(act) ? walkSum([['s', 'd'], ['t', 'd * xh']], dyxhatActTerms(act, affine, zero, dy)) : walkSum([['s', 'd'], ['t', 'd * ((x[a] - mu) * is)']], `let d = ${dy};`)}
   parts[o * 2u] = s;
   parts[o * 2u + 1u] = t;`;
-  }
-  if (mode === 'dyxhat-bias') {
-    const one = vec === 4 ? 'vec4<f32>(1.0)' : '1.0';
-    const accs = ['s', 't', ...BIAS_TERMS.map(([a]) => a)];
-    body = `  let mu = mean[ch];
-  let is = invstd[ch];
-${accs.map((a) => `  var ${a} = 0.0;`).join('\n')}
-${walkSum([['s', 'd'], ['t', 'd * xh'], ...BIAS_TERMS], `${dyxhatActTerms(act, affine, zero, dy)} ${maskM(act, zero, one)}`)}
-${accs.map((a, i) => `  parts[o * 5u + ${i}u] = ${a};`).join('\n')}`;
   }
   const code = `// ${name}
 ${struct}
