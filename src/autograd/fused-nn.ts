@@ -127,10 +127,9 @@ export interface BnArgs {
   eps: number;
 }
 
-/** The BN's per-channel scale s = gamma / sqrt(var + eps) (1 / sqrt(var + eps) without gamma), and 1 / sqrt(var + eps). */
-function bnScale(bn: BnArgs): { s: Tensor; inv: Tensor } {
-  const inv = mapExpr('bn_invstd', 'inverseSqrt(x0 + p.alpha)', [bn.runningVar], bn.eps);
-  return { s: bn.weight ? binary('mul', bn.weight, inv) : inv, inv };
+/** 1 / sqrt(var + eps) per channel of an eval-mode BN. */
+function bnInv(bn: BnArgs): Tensor {
+  return mapExpr('bn_invstd', 'inverseSqrt(x0 + p.alpha)', [bn.runningVar], bn.eps);
 }
 
 /**
@@ -148,16 +147,17 @@ function foldedParams(conv: ConvArgs, bn: BnArgs): { w: Tensor; b: Tensor } {
   const col = [cout, ...w.shape.slice(1).map(() => 1)];
   // dL/dgamma of `term` (gW' * W or gb' * (b - mean)): inv * its per-channel sum.
   const gammaGrad = (term: Tensor) => {
-    const { s, inv } = bnScale(bn);
-    if (s !== inv) s.dispose();
+    const inv = bnInv(bn);
     const r = term.rank > 1 ? sumToShape(term, col) : term;
     const flat = r.reshape([cout]);
     const out = binary('mul', flat, inv);
     for (const t of new Set([term, r, flat, inv])) t.dispose();
     return out;
   };
+  // g * s per output channel, s = gamma * inv (inv without gamma).
   const scaled = (g: Tensor) => {
-    const { s, inv } = bnScale(bn);
+    const inv = bnInv(bn);
+    const s = gamma ? binary('mul', gamma, inv) : inv;
     const sv = g.rank > 1 ? s.reshape(col) : s;
     const out = binary('mul', g, sv);
     for (const t of new Set([sv, s, inv])) t.dispose();
