@@ -1,9 +1,13 @@
 // What the fused kernels change, per kernel: GPU time (timestamp queries), MiB moved and dispatches of
 // one training step with the planner's kernels (fused) and with `fused:unfused`, profiled alternately
 // in one process, R rounds each, keeping each row's least time (the least-disturbed sample on a shared
-// machine). Bytes and dispatches are counts, the same every round. Usage:
+// machine). Bytes and dispatches are counts, the same every round; last, the same counts for one
+// eval-mode forward without gradients (evaluate, infer: where fused.conv-bn folds BN into the conv).
+// Usage:
 //   npx tsx bench/fusion-profile.ts [model=meso4] [size=64] [batch=32] [rounds=3] [baseline=fused:unfused]
-import { initDevice, closeDevice } from '../src/tensor/index.js';
+import { initDevice, closeDevice, queue, tidy } from '../src/tensor/index.js';
+import { noGrad } from '../src/autograd/tape.js';
+import { randomUniform } from '../src/tensor/ops/random.js';
 import { createModel, parseModelName } from '../src/nn/models/index.js';
 import { setKernelOverride } from '../src/tensor/plan.js';
 import { profileTrainStep, type ProfileRow } from '../src/train/profile.js';
@@ -55,6 +59,18 @@ for (let r = 0; r < rounds; r++) {
     t.mib = (p.bytesRead + p.bytesWritten) / 2 ** 20;
   }
 }
+// One eval forward per configuration (counts only: they need no timing).
+m.eval();
+const evalCounts = configs.map((c) => {
+  setKernelOverride(c.spec);
+  const x = randomUniform([batch, 3, size, size], { seed: 1, stream: 0 });
+  noGrad(() => tidy(() => void m.forward(x))); // compiles and plans first
+  queue.startCount();
+  noGrad(() => tidy(() => void m.forward(x)));
+  const rows = queue.stopCount();
+  x.dispose();
+  return { dispatches: rows.reduce((s, r) => s + r.calls, 0), mib: rows.reduce((s, r) => s + r.bytesRead + r.bytesWritten, 0) / 2 ** 20 };
+});
 setKernelOverride(null);
 m.dispose();
 closeDevice();
@@ -66,4 +82,8 @@ for (const k of keys) console.log(`${k.padEnd(52)} ${cell(best[0].get(k))} | ${c
 for (let c = 0; c < configs.length; c++) {
   const t = totals[c];
   console.log(`${configs[c].name}: GPU ${t.gpuMs.toFixed(1)} ms (sum of kernels), wall ${t.wallMs.toFixed(1)} ms unprofiled, ${t.dispatches} dispatches, ${t.mib.toFixed(1)} MiB per step`);
+}
+for (let c = 0; c < configs.length; c++) {
+  const e = evalCounts[c];
+  console.log(`${configs[c].name}: eval forward (no gradients) ${e.dispatches} dispatches, ${e.mib.toFixed(1)} MiB`);
 }

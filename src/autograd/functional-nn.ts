@@ -28,13 +28,18 @@ import { sum as rawSum } from '../tensor/ops/reduce.js';
 import { binary as binaryRaw } from '../tensor/ops/map.js';
 import { gatherAt as gatherAtRaw, scatterAt } from '../tensor/ops/compact.js';
 
-export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+/**
+ * y = conv2d(x, weight) + bias. `biasGrad` false: the bias is not an input of the recorded op, because
+ * the op consuming y delivers its gradient (a batch norm's backward, fused.bn-bias-grad).
+ */
+export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}, biasGrad = true): Tensor {
   const y = conv2dForward(x, weight, bias, opts);
-  const inputs = bias ? [x, weight, bias] : [x, weight];
+  const b = biasGrad ? bias : null;
+  const inputs = b ? [x, weight, b] : [x, weight];
   return record('conv2d', y, inputs, (g) => [
     x.requiresGrad ? conv2dBackwardInput(g, weight, x.shape, opts) : null,
     weight.requiresGrad ? conv2dBackwardWeight(g, x, weight.shape, opts) : null,
-    ...(bias ? [bias.requiresGrad ? withPhase('weight-grad', () => conv2dBackwardBias(g)) : null] : []),
+    ...(b ? [b.requiresGrad ? withPhase('weight-grad', () => conv2dBackwardBias(g)) : null] : []),
   ]);
 }
 
@@ -114,6 +119,7 @@ export function prunedLayer(
   sw: SparseWeight | null,
   bias: Tensor | null,
   opts: Conv2dOptions = {},
+  biasGrad = true,
 ): Tensor {
   const p: LayerProblem = { kind, xShape: x.shape, wShape: weight.shape, opts };
   const kernels = planPhases(p, sw ? sw.density : null);
@@ -123,7 +129,9 @@ export function prunedLayer(
   const wm = kernels.forward === 'dense' || keepWm ? binaryRaw('mul', weight, mask) : undefined;
   const y = runPhase(p, 'forward', kernels.forward, { x, w: weight, mask, sw, bias, wm });
   if (wm && !keepWm) wm.dispose();
-  const inputs = bias ? [x, weight, bias] : [x, weight];
+  // biasGrad false: as conv2d's, the consumer of y delivers the bias's gradient.
+  const b = biasGrad ? bias : null;
+  const inputs = b ? [x, weight, b] : [x, weight];
   return record(
     kind === 'conv' ? 'conv2d' : 'linear',
     y,
@@ -131,7 +139,7 @@ export function prunedLayer(
     (g) => [
       x.requiresGrad ? runPhase(p, 'input-grad', kernels['input-grad'], { dy: g, w: weight, mask, sw, wm: keepWm ? wm : undefined }) : null,
       weight.requiresGrad ? runPhase(p, 'weight-grad', kernels['weight-grad'], { dy: g, x, w: weight, mask, sw }) : null,
-      ...(bias ? [bias.requiresGrad ? withPhase('weight-grad', () => (kind === 'conv' ? conv2dBackwardBias(g) : rawSum(g, [0], false))) : null] : []),
+      ...(b ? [b.requiresGrad ? withPhase('weight-grad', () => (kind === 'conv' ? conv2dBackwardBias(g) : rawSum(g, [0], false))) : null] : []),
     ],
     keepWm && wm ? [keep(wm)] : [],
   );

@@ -7,7 +7,9 @@ import { randomUniform } from '../tensor/ops/random.js';
 import { writeTensor } from '../tensor/io.js';
 import * as F from '../autograd/functional.js';
 import * as FN from '../autograd/functional-nn.js';
-import { batchNormMaxPool, batchNormRelu, type MaxPoolArgs, type ReluOrder } from '../autograd/fused-nn.js';
+import { batchNormMaxPool, batchNormRelu, bnPoolTakesBiasGrad, convBatchNormFolded, type MaxPoolArgs, type ReluOrder } from '../autograd/fused-nn.js';
+import { isGradEnabled } from '../autograd/tape.js';
+import { conv2dOutputShape } from '../tensor/ops/conv-geometry.js';
 import type { Conv2dOptions, Pair, Padding2d } from '../tensor/ops/conv.js';
 import { mapRaw } from '../tensor/ops/map.js';
 import type { SparseWeight } from '../tensor/ops/sparse.js';
@@ -89,12 +91,13 @@ export class Conv2d extends Module implements Prunable {
     initUniform(this.weight, bound, seed, `${prefix}.weight`);
     if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
   }
-  forward(x: Tensor): Tensor {
+  /** `biasGrad` false: the op consuming the output delivers the bias's gradient (BatchNorm2d.afterConv). */
+  forward(x: Tensor, biasGrad = true): Tensor {
     const c = this.compact?.forward(x);
     if (c) return c;
     // A masked layer's kernels, dense or sparse, are the planner's choice (one path, prunedLayer).
-    if (this.mask) return FN.prunedLayer('conv', x, this.weight, this.mask, this.sparse?.sw ?? null, this.bias, this.opts);
-    return FN.conv2d(x, this.weight, this.bias, this.opts);
+    if (this.mask) return FN.prunedLayer('conv', x, this.weight, this.mask, this.sparse?.sw ?? null, this.bias, this.opts, biasGrad);
+    return FN.conv2d(x, this.weight, this.bias, this.opts, biasGrad);
   }
 }
 
@@ -155,7 +158,8 @@ export class BatchNorm2d extends Module {
    * ('bn-relu': relu(BN(x))), and with `pool`, the max pool of the result: the planner may fuse the
    * ReLU into the BN kernels and the pool into the BN apply (autograd/fused-nn.ts).
    */
-  forward(x: Tensor, relu?: ReluOrder | null, pool?: MaxPool2d): Tensor {
+  forward(x: Tensor, relu?: ReluOrder | null, pool?: MaxPool2d, inBias: Tensor | null = null): Tensor {
+    if (inBias && !pool) throw new Error('BatchNorm2d.forward: inBias (the conv bias whose gradient the BN backward delivers) needs the pool after it');
     // The compacted stand-in (nn/compact.ts) runs plain batch norm on the kept channels, with the ReLU
     // and the pool unfused around it in the same order: the function the fused kernels compute.
     const c = this.compact?.forward(x, relu === 'relu-bn' ? F.relu : undefined);
@@ -164,9 +168,35 @@ export class BatchNorm2d extends Module {
       return pool ? pool.forward(y) : y;
     }
     const args = [this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps] as const;
-    if (pool) return batchNormMaxPool(x, relu ?? null, ...args, pool.options());
+    if (pool) return batchNormMaxPool(x, relu ?? null, ...args, pool.options(), inBias);
     if (relu) return batchNormRelu(x, relu, ...args);
     return FN.batchNorm2d(x, ...args);
+  }
+
+  /**
+   * This batch norm of conv's output (`forward(conv.forward(x), relu, pool)`). In eval mode the planner
+   * may fold it into the conv's weights (fused.conv-bn; differentiable): not with a ReLU between them,
+   * a pruned or compacted conv or norm, or a forward hook on either (Grad-CAM's taps see both).
+   * With gradients and a pool after it, the BN backward may deliver the conv bias's gradient
+   * (fused.bn-bias-grad; pruned convs too, not compacted or hooked ones: a hooked output has other
+   * consumers whose gradients the bias's would miss).
+   */
+  afterConv(conv: Conv2d, x: Tensor, relu?: ReluOrder | null, pool?: MaxPool2d): Tensor {
+    const unhooked = !conv.compact && !this.compact && !conv.hasForwardHooks() && !this.hasForwardHooks();
+    // The eval fold first, whether or not gradients are recorded: eval outputs must not depend on that.
+    if (!this.training && relu !== 'relu-bn' && unhooked && !conv.mask) {
+      const bn = { weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar, eps: this.eps };
+      const y = convBatchNormFolded(x, conv, bn, relu === 'bn-relu', pool?.options() ?? null);
+      if (y) return y;
+    }
+    if (pool && conv.bias?.requiresGrad && unhooked && isGradEnabled()) {
+      const opts = pool.options();
+      if (bnPoolTakesBiasGrad(conv2dOutputShape(x.shape, conv.weight.shape, conv.opts), relu ?? null, this.training, opts)) {
+        // Through forward, so the BN's kernels keep its layer name in profiles.
+        return this.forward(conv.forward(x, false), relu, pool, conv.bias);
+      }
+    }
+    return this.forward(conv.forward(x), relu, pool);
   }
 }
 

@@ -106,6 +106,11 @@ export abstract class Module {
     };
   }
 
+  /** Whether a forward hook is registered (a fused path that skips this module's forward must not run). */
+  hasForwardHooks(): boolean {
+    return !!this.hooks_?.length;
+  }
+
   /** Fills this module's own parameters and buffers (not its children's). */
   protected resetParameters(_seed: number, _prefix: string): void {}
 

@@ -16,20 +16,76 @@
 // expressions are those of the separate kernels (max(x, 0); select(0, g, v > 0) with v the BN output
 // recomputed as the apply kernel computes it), so fused and unfused results agree bit for bit where
 // the compiler contracts both alike. Without an act, every kernel's source is exactly as before.
+//
+// Pooled dy (PooledWalk): the backward kernels (the dy sums of stage 1 and dx) can read the gradient of
+// a max pool after the norm and its argmax instead of a full-size dy, rebuilding dy as they load it
+// (shaders/fused-pool-grad.ts), and stage 1 can also sum what the gradient of a bias added before the
+// norm needs ('dyxhat-bias', finalized by bnBiasGradFinalizeKernel).
 import { uniformStruct } from './uniform.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
+import { POOLED_DY_FIELDS, pooledDyDecl, pooledDyWgsl, type PooledWalk } from './fused-pool-grad.js';
 
 export const NORM_WG = 256;
 
-/** What stage 1 reduces. 'stats': chunk mean and M2 of x. 'sum': sum of dy. 'dyxhat': sums of dy and dy * xhat. */
-export type PartialMode = 'stats' | 'sum' | 'dyxhat';
+/**
+ * What stage 1 reduces. 'stats': chunk mean and M2 of x. 'sum': sum of dy. 'dyxhat': sums of dy and
+ * dy * xhat. 'dyxhat-bias': those and the three sums the gradient of a bias added to x before the
+ * norm needs (the preceding conv's, folded into this pass): sums of m * dy, m and m * xhat, with m
+ * the fused pre-ReLU's mask (x > 0; 1 without one), dy masked as in 'dyxhat'.
+ */
+export type PartialMode = 'stats' | 'sum' | 'dyxhat' | 'dyxhat-bias';
+
+/** The 'dyxhat-bias' extra accumulators and their terms (after dyxhatActTerms' prelude and the mask m). */
+const BIAS_TERMS: [string, string][] = [['u', 'm * d'], ['v', 'm'], ['w', 'm * xh']];
+
+/** The pre-ReLU's mask m of element `a` (1 without a pre-ReLU). */
+function maskM(act: NormAct, zero: string, one: string): string {
+  return act.pre ? `let m = select(${zero}, ${one}, x[a] > ${zero});` : `let m = ${one};`;
+}
 
 /** The batch-norm kernels' uniforms (g: chunks per channel; cnt: values per channel). */
-export const NORM_UNIFORM = uniformStruct([
+const NORM_FIELDS = [
   ['n', 'u32'], ['c', 'u32'], ['hw', 'u32'], ['g', 'u32'],
   ['chunk', 'u32'], ['cnt', 'u32'], ['momentum', 'f32'], ['eps', 'f32'],
-] as const);
+] as const;
+export const NORM_UNIFORM = uniformStruct(NORM_FIELDS);
 const NORM_STRUCT = NORM_UNIFORM.wgsl;
+
+/**
+ * The backward kernels' uniforms when dy comes pooled (the max pool's backward folded in,
+ * shaders/fused-pool-grad.ts): the norm's fields, then the pool's geometry.
+ */
+export const NORM_POOLED_UNIFORM = uniformStruct([...NORM_FIELDS, ...POOLED_DY_FIELDS]);
+
+/** Kernel-name suffix of a pooled dy. */
+function pooledName(pooled: PooledWalk | null): string {
+  return pooled ? `_pooled${pooled === 'any' ? '' : pooled}` : '';
+}
+
+/**
+ * The struct, dy's declaration (binding `at`) and the bindings dy takes: one array, or with `pooled`
+ * the pooled gradient and the argmax plus the functions that rebuild dy from them.
+ */
+function dySource(pooled: PooledWalk | null, at: number, t: string): { struct: string; decl: string; slots: number } {
+  if (!pooled) return { struct: NORM_STRUCT, decl: `@group(0) @binding(${at}) var<storage, read> dy: array<${t}>;`, slots: 1 };
+  return { struct: NORM_POOLED_UNIFORM.wgsl, decl: `${pooledDyDecl(at)}\n${pooledDyWgsl(pooled)}`, slots: 2 };
+}
+
+/** Declarations of a kernel's read inputs from binding 0 (dy as dySource gives it); the next free binding. */
+function declareInputs(ins: readonly string[], typeOf: (v: string) => string, pooled: PooledWalk | null, t = 'f32'): { struct: string; decl: string; next: number } {
+  let at = 0;
+  let struct = NORM_STRUCT;
+  const lines = ins.map((v) => {
+    if (v === 'dy') {
+      const d = dySource(pooled, at, t);
+      at += d.slots;
+      struct = d.struct;
+      return d.decl;
+    }
+    return `@group(0) @binding(${at++}) var<storage, read> ${v}: array<${typeOf(v)}>;`;
+  });
+  return { struct, decl: lines.join('\n'), next: at };
+}
 
 /** ReLUs fused into the batch-norm kernels: on the input as loaded (pre) and on the output (post). */
 export interface NormAct {
@@ -64,18 +120,19 @@ function maskDy(dy: string, xh: string, gm: string, bt: string, act: NormAct, ze
 function partialInputs(mode: PartialMode, act: NormAct, affine: boolean): string[] {
   if (mode === 'stats') return ['x'];
   if (mode === 'sum') return ['dy'];
+  // 'dyxhat' and 'dyxhat-bias'
   return ['dy', 'x', 'mean', 'invstd', ...(act.post && affine ? ['gamma', 'beta'] : [])];
 }
 
 /** The dyxhat stage-1 terms with a fused ReLU: [prelude, xhat, masked dy] for element `a`. */
-function dyxhatActTerms(act: NormAct, affine: boolean, zero: string): string {
+function dyxhatActTerms(act: NormAct, affine: boolean, zero: string, dy = 'dy[a]'): string {
   const gm = act.post && affine ? 'gamma[ch]' : '';
-  return `let xh = (${loadX('a', act, zero)} - mu) * is; let d = ${maskDy('dy[a]', 'xh', gm, 'beta[ch]', act, zero)};`;
+  return `let xh = (${loadX('a', act, zero)} - mu) * is; let d = ${maskDy(dy, 'xh', gm, 'beta[ch]', act, zero)};`;
 }
 
 /** Values per (channel, chunk) partial in `mode`. */
 export function partialWidth(mode: PartialMode): number {
-  return mode === 'sum' ? 1 : 2;
+  return mode === 'sum' ? 1 : mode === 'dyxhat-bias' ? 5 : 2;
 }
 
 /**
@@ -109,13 +166,14 @@ function treeReduce(arr: string): string {
 }
 
 /**
- * Stage 1. Bindings: 'stats' x; 'sum' dy; 'dyxhat' dy, x, mean, invstd; then parts ([C, G, width]),
- * params. Grid: (G, C, 1).
+ * Stage 1. Bindings: 'stats' x; 'sum' dy; 'dyxhat' and 'dyxhat-bias' dy (with `pooled`: the pooled
+ * gradient and argmax), x, mean, invstd; then parts ([C, G, width]), params. Grid: (G, C, 1).
  */
-export function channelPartialsKernel(mode: PartialMode, act: NormAct = NO_ACT, affine = true): Kernel {
-  const name = `channel_partials_${mode}${actName(act)}`;
+export function channelPartialsKernel(mode: PartialMode, act: NormAct = NO_ACT, affine = true, pooled: PooledWalk | null = null): Kernel {
+  const name = `channel_partials_${mode}${actName(act)}${pooledName(pooled)}`;
   const ins = partialInputs(mode, act, affine);
-  const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<f32>;`).join('\n');
+  const { struct, decl, next } = declareInputs(ins, () => 'f32', pooled);
+  const dy = pooled ? 'pdy(nb * p.c + ch, q)' : 'dy[a]';
   let body: string;
   if (mode === 'stats') {
     body = `  var s = 0.0;
@@ -138,12 +196,24 @@ ${walk('s += dy[a];')}
   workgroupBarrier();
 ${treeReduce('red0')}
   if (lid == 0u) { parts[o] = red0[0]; }`;
+  } else if (mode === 'dyxhat-bias') {
+    const accs = ['s', 't', ...BIAS_TERMS.map(([a]) => a)];
+    body = `  let mu = mean[ch];
+  let is = invstd[ch];
+${accs.map((a) => `  var ${a} = 0.0;`).join('\n')}
+${walk(`${dyxhatActTerms(act, affine, '0.0', dy)} ${maskM(act, '0.0', '1.0')} s += d; t += d * xh; ${BIAS_TERMS.map(([a, e]) => `${a} += ${e};`).join(' ')}`)}
+${accs.map((a, i) => `  red${i}[lid] = ${a};`).join('\n')}
+  workgroupBarrier();
+${treeReduce('red0').replace(/red0\[lid\] \+= red0\[lid \+ (\d+)u\];/g, (_m, k: string) => accs.map((_a, i) => `red${i}[lid] += red${i}[lid + ${k}u];`).join(' '))}
+  if (lid == 0u) {
+${accs.map((_a, i) => `    parts[o * 5u + ${i}u] = red${i}[0];`).join('\n')}
+  }`;
   } else {
     body = `  let mu = mean[ch];
   let is = invstd[ch];
   var s = 0.0;
   var t = 0.0;
-${walk(hasAct(act) ? `${dyxhatActTerms(act, affine, '0.0')} s += d; t += d * xh;` : 'let d = dy[a]; s += d; t += d * ((x[a] - mu) * is);')}
+${walk(hasAct(act) ? `${dyxhatActTerms(act, affine, '0.0', dy)} s += d; t += d * xh;` : `let d = ${dy}; s += d; t += d * ((x[a] - mu) * is);`)}
   red0[lid] = s;
   red1[lid] = t;
   workgroupBarrier();
@@ -151,12 +221,12 @@ ${treeReduce('red0').replace(/red0\[lid\] \+= red0\[lid \+ (\d+)u\];/g, 'red0[li
   if (lid == 0u) { parts[o * 2u] = red0[0]; parts[o * 2u + 1u] = red1[0]; }`;
   }
   const code = `// ${name}
-${NORM_STRUCT}
+${struct}
 ${decl}
-@group(0) @binding(${ins.length}) var<storage, read_write> parts: array<f32>;
-@group(0) @binding(${ins.length + 1}) var<uniform> p: P;
+@group(0) @binding(${next}) var<storage, read_write> parts: array<f32>;
+@group(0) @binding(${next + 1}) var<uniform> p: P;
 var<workgroup> red0: array<f32, ${NORM_WG}>;
-${mode === 'dyxhat' ? `var<workgroup> red1: array<f32, ${NORM_WG}>;` : ''}
+${Array.from({ length: partialWidth(mode) - 1 }, (_, i) => `var<workgroup> red${i + 1}: array<f32, ${NORM_WG}>;`).join('\n')}
 
 @compute @workgroup_size(${NORM_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
@@ -168,7 +238,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
 ${body}
 }
 `;
-  const bindings: Kernel['bindings'] = [...ins.map(() => 'read' as const), 'write', 'uniform'];
+  const bindings: Kernel['bindings'] = [...Array.from({ length: next }, () => 'read' as const), 'write', 'uniform'];
   return { name, code, bindings };
 }
 
@@ -183,11 +253,12 @@ export const THREAD_PARTIALS_WG = 64;
  * hundred; a GPU wants the workgroup variant. Bindings as channelPartialsKernel.
  * Grid: gridFor(C * G, THREAD_PARTIALS_WG).
  */
-export function channelPartialsThreadKernel(mode: PartialMode, vec: 1 | 4 = 1, act: NormAct = NO_ACT, affine = true): Kernel {
-  const name = `channel_partials_${mode}_thread${vec === 4 ? '4' : ''}${actName(act)}`;
+export function channelPartialsThreadKernel(mode: PartialMode, vec: 1 | 4 = 1, act: NormAct = NO_ACT, affine = true, pooled: PooledWalk | null = null): Kernel {
+  const name = `channel_partials_${mode}_thread${vec === 4 ? '4' : ''}${actName(act)}${pooledName(pooled)}`;
   const ins = partialInputs(mode, act, affine);
   const t = vec === 4 ? 'vec4<f32>' : 'f32';
-  const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<${v === 'x' || v === 'dy' ? t : 'f32'}>;`).join('\n');
+  const { struct, decl, next } = declareInputs(ins, (v) => (v === 'x' ? t : 'f32'), pooled, t);
+  const dy = pooled ? `pdy${vec === 4 ? '4' : ''}(nb * p.c + ch, q)` : 'dy[a]';
   // vec = 4 (HW % 4 == 0 and chunk % 4 == 0, so a quad never straddles a plane or a chunk): the walk
   // goes by vec4s, four lane sums per block of 8 quads, folded pairwise into the totals; the same
   // expressions serve both, the per-channel values broadcasting over the lanes.
@@ -235,20 +306,28 @@ ${walkSum([['ss', 'd * d']], `let d = ${loadX('a', act, zero)} - mu;`)}
     body = `  var s = 0.0;
 ${walkSum([['s', 'dy[a]']])}
   parts[o] = s;`;
+  } else if (mode === 'dyxhat-bias') {
+    const one = vec === 4 ? 'vec4<f32>(1.0)' : '1.0';
+    const accs = ['s', 't', ...BIAS_TERMS.map(([a]) => a)];
+    body = `  let mu = mean[ch];
+  let is = invstd[ch];
+${accs.map((a) => `  var ${a} = 0.0;`).join('\n')}
+${walkSum([['s', 'd'], ['t', 'd * xh'], ...BIAS_TERMS], `${dyxhatActTerms(act, affine, zero, dy)} ${maskM(act, zero, one)}`)}
+${accs.map((a, i) => `  parts[o * 5u + ${i}u] = ${a};`).join('\n')}`;
   } else {
     body = `  let mu = mean[ch];
   let is = invstd[ch];
   var s = 0.0;
   var t = 0.0;
-${hasAct(act) ? walkSum([['s', 'd'], ['t', 'd * xh']], dyxhatActTerms(act, affine, zero)) : walkSum([['s', 'd'], ['t', 'd * ((x[a] - mu) * is)']], 'let d = dy[a];')}
+${hasAct(act) ? walkSum([['s', 'd'], ['t', 'd * xh']], dyxhatActTerms(act, affine, zero, dy)) : walkSum([['s', 'd'], ['t', 'd * ((x[a] - mu) * is)']], `let d = ${dy};`)}
   parts[o * 2u] = s;
   parts[o * 2u + 1u] = t;`;
   }
   const code = `// ${name}
-${NORM_STRUCT}
+${struct}
 ${decl}
-@group(0) @binding(${ins.length}) var<storage, read_write> parts: array<f32>;
-@group(0) @binding(${ins.length + 1}) var<uniform> p: P;
+@group(0) @binding(${next}) var<storage, read_write> parts: array<f32>;
+@group(0) @binding(${next + 1}) var<uniform> p: P;
 
 @compute @workgroup_size(${THREAD_PARTIALS_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
@@ -261,7 +340,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
 ${body}
 }
 `;
-  const bindings: Kernel['bindings'] = [...ins.map(() => 'read' as const), 'write', 'uniform'];
+  const bindings: Kernel['bindings'] = [...Array.from({ length: next }, () => 'read' as const), 'write', 'uniform'];
   return { name, code, bindings };
 }
 
@@ -349,6 +428,44 @@ ${width === 2 ? '  out1[ch] = s1;' : ''}
   return { name, code, bindings };
 }
 
+/**
+ * Stage 2 of 'dyxhat-bias', one thread per channel: sums the five partials in chunk order into
+ * sdy = sum(dy) and sdyxh = sum(dy * xhat) (as channelSumFinalizeKernel(2)) and the gradient of a bias
+ * added to x before the norm, which is the sum over the channel of the input gradient dx
+ * (bnBackwardDxKernel's expression, summed term by term): training G * (sum(m dy) - sum(m) * sdy / cnt
+ * - sum(m xhat) * sdyxh / cnt), eval G * sum(m dy), G = gamma * invstd. Bindings: parts, invstd,
+ * [gamma], sdy, sdyxh, dbias, params. Grid: gridFor(C, FINALIZE_WG).
+ */
+export function bnBiasGradFinalizeKernel(training: boolean, affine: boolean): Kernel {
+  const name = `bn_bias_grad_finalize${training ? '_train' : '_eval'}${affine ? '_affine' : ''}`;
+  const ins = ['parts', 'invstd', ...(affine ? ['gamma'] : [])];
+  const code = `// ${name}
+${NORM_STRUCT}
+${ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<f32>;`).join('\n')}
+@group(0) @binding(${ins.length}) var<storage, read_write> sdy: array<f32>;
+@group(0) @binding(${ins.length + 1}) var<storage, read_write> sdyxh: array<f32>;
+@group(0) @binding(${ins.length + 2}) var<storage, read_write> dbias: array<f32>;
+@group(0) @binding(${ins.length + 3}) var<uniform> p: P;
+
+@compute @workgroup_size(${FINALIZE_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let ch = ${linearIndexWgsl(FINALIZE_WG)};
+  if (ch >= p.c) { return; }
+  var r = array<f32, 5>(0.0, 0.0, 0.0, 0.0, 0.0);
+  for (var gi = 0u; gi < p.g; gi++) {
+    let o = (ch * p.g + gi) * 5u;
+    for (var q = 0u; q < 5u; q++) { r[q] += parts[o + q]; }
+  }
+  sdy[ch] = r[0];
+  sdyxh[ch] = r[1];
+  let g = ${affine ? 'gamma[ch] * invstd[ch]' : 'invstd[ch]'};
+  let inv = 1.0 / f32(p.cnt);
+  dbias[ch] = ${training ? 'g * (r[2] - r[3] * (r[0] * inv) - r[4] * (r[1] * inv))' : 'g * r[2]'};
+}
+`;
+  return { name, code, bindings: [...ins.map(() => 'read' as const), 'write', 'write', 'write', 'uniform'] };
+}
+
 export const APPLY_WG = 64;
 
 /**
@@ -425,42 +542,45 @@ ${applyLoop(`  let s = ${fromVar ? 'inverseSqrt(scale[ch] + p.eps)' : 'scale[ch]
  * x, mean, invstd); then [gamma], [beta with a fused post-ReLU], dx, params (n = numel). A fused ReLU
  * masks dy by the recomputed BN output (post) and dx by x > 0 (pre).
  */
-export function bnBackwardDxKernel(affine: boolean, training: boolean, vec: ApplyVec = 1, act: NormAct = NO_ACT): Kernel {
-  const name = `bn_backward_dx${affine ? '_affine' : ''}${training ? '_train' : '_eval'}${vec === 4 ? '_vec4' : ''}${actName(act)}`;
+export function bnBackwardDxKernel(affine: boolean, training: boolean, vec: ApplyVec = 1, act: NormAct = NO_ACT, pooled: PooledWalk | null = null): Kernel {
+  const name = `bn_backward_dx${affine ? '_affine' : ''}${training ? '_train' : '_eval'}${vec === 4 ? '_vec4' : ''}${actName(act)}${pooledName(pooled)}`;
   // With a fused ReLU, eval mode also reads x and the (running) mean: the masks need x or the BN output.
   const stats = training ? ['dy', 'x', 'mean', 'invstd', 'sdy', 'sdyxh'] : hasAct(act) ? ['dy', 'x', 'mean', 'invstd'] : ['dy', 'invstd'];
   const ins = [...stats, ...(affine ? ['gamma'] : []), ...(affine && act.post ? ['beta'] : [])];
   const t = vec === 4 ? 'vec4<f32>' : 'f32';
   const zero = vec === 4 ? 'vec4<f32>(0.0)' : '0.0';
-  const decl = ins.map((v, i) => `@group(0) @binding(${i}) var<storage, read> ${v}: array<${v === 'dy' || v === 'x' ? t : 'f32'}>;`).join('\n');
+  const { struct, decl, next } = declareInputs(ins, (v) => (v === 'x' ? t : 'f32'), pooled, t);
+  // Folded pool backward: dy of this thread's element(s), rebuilt from the pooled gradient.
+  const dy = pooled ? 'dyp' : 'dy[i]';
+  const pre = pooled ? `  let dyp = pdy${vec === 4 ? '4' : ''}(nz * p.c + ch, q${vec === 4 ? ' * 4u' : ''});\n` : '';
   const g = affine ? 'gamma[ch] * invstd[ch]' : 'invstd[ch]';
   let body: string;
   if (!hasAct(act)) {
-    body = training
+    body = pre + (training
       ? `  let xh = (x[i] - mean[ch]) * invstd[ch];
   let inv = 1.0 / f32(p.cnt);
-  dx[i] = ${g} * (dy[i] - sdy[ch] * inv - xh * (sdyxh[ch] * inv));`
-      : `  dx[i] = ${g} * dy[i];`;
+  dx[i] = ${g} * (${dy} - sdy[ch] * inv - xh * (sdyxh[ch] * inv));`
+      : `  dx[i] = ${g} * ${dy};`);
   } else {
-    const d = maskDy('dy[i]', 'xh', affine ? 'gamma[ch]' : '', 'beta[ch]', act, zero);
+    const d = maskDy(dy, 'xh', affine ? 'gamma[ch]' : '', 'beta[ch]', act, zero);
     const r = training ? `${g} * (d - sdy[ch] * inv - xh * (sdyxh[ch] * inv))` : `${g} * d`;
-    body = `  let xh = (${loadX('i', act, zero)} - mean[ch]) * invstd[ch];
+    body = `${pre}  let xh = (${loadX('i', act, zero)} - mean[ch]) * invstd[ch];
   let inv = 1.0 / f32(p.cnt);
   let d = ${d};
   let r = ${r};
   dx[i] = ${act.pre ? `select(${zero}, r, x[i] > ${zero})` : 'r'};`;
   }
   const code = `// ${name}
-${NORM_STRUCT}
+${struct}
 ${decl}
-@group(0) @binding(${ins.length}) var<storage, read_write> dx: array<${t}>;
-@group(0) @binding(${ins.length + 1}) var<uniform> p: P;
+@group(0) @binding(${next}) var<storage, read_write> dx: array<${t}>;
+@group(0) @binding(${next + 1}) var<uniform> p: P;
 
 @compute @workgroup_size(${APPLY_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
 ${applyLoop(body, vec)}
 }
 `;
-  const bindings: Kernel['bindings'] = [...ins.map(() => 'read' as const), 'write', 'uniform'];
+  const bindings: Kernel['bindings'] = [...Array.from({ length: next }, () => 'read' as const), 'write', 'uniform'];
   return { name, code, bindings };
 }

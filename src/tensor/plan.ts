@@ -107,6 +107,13 @@ export interface FamilySpec<G> {
   bench?: (g: G, p: Plan) => BenchCase;
   /** Human-readable shape for profiles (default: the shape class). */
   describe?: (g: G) => string;
+  /**
+   * Optional: the variant that reproduces what the code computed before this family existed, for a
+   * family whose candidates differ in rounding. A resumed run whose recorded kernels name other
+   * families but none of this one was made by that code, so it gets this variant (as a pin) and
+   * stays bit-identical.
+   */
+  legacy?: string;
 }
 
 export interface PlanQuery {
@@ -396,6 +403,10 @@ export function plan<G>(family: string, g: G, q: PlanQuery = {}): Plan {
         break;
       }
     }
+  }
+  if (!out && spec.legacy !== undefined && pins.size && ![...pins.keys()].some((k) => familyOfKey(k) === family)) {
+    const c = cands.find((x) => x.variant === spec.legacy);
+    if (c) out = toPlan(family, c as RegisteredCandidate<unknown>, 'pinned', key);
   }
   out ??= toPlan(family, spec.defaultRule(g, dev, cands) as RegisteredCandidate<unknown>, 'default', key);
   resolved.set(memo, out);

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { backward, noGrad } from '../../src/autograd/tape.js';
 import * as F from '../../src/autograd/functional.js';
 import { batchNormMaxPool, batchNormRelu, type ReluOrder } from '../../src/autograd/fused-nn.js';
+import { foldPoolBackward } from '../../src/tensor/ops/fused.js';
 import { fromArray, keep, tidy, queue, type Tensor } from '../../src/tensor/index.js';
 import { clearPins, deviceTraits, pinKernels, plan, plannerRecord, resetPlannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
 import { seededValues } from '../ref/arb.js';
@@ -251,6 +252,92 @@ describe('batchNormMaxPool: batch norm (+ ReLU) and max pool in one pass', () =>
     }
   }
 
+  // The pool's backward folded into the BN backward (fused.bn-pool-bwd): windows that do not overlap
+  // (stride >= kernel, padded or not), every stage-1 / elementwise variant.
+  // With quads (the vec4 kernels), also planes whose rows are not whole quads (a quad straddles rows).
+  const foldArb = (quads: boolean) =>
+    fc
+      .tuple(
+        quads ? fc.oneof(caseArb(true), caseArb(false), fc.constant<Case>({ shape: [2, 3, 2, 6], affine: true, seed: 17 })) : caseArb(false),
+        fc.record({ k: fc.constantFrom(2, 3, 4, 2, 4), extra: fc.constantFrom(0, 0, 1), pad: fc.constantFrom(0, 0, 1) }),
+      )
+      .map(([k, { k: w, extra, pad }]) => ({ k, pl: { k: w, s: w + extra, pad } }));
+  for (const { norm, quads } of VARIANTS)
+  for (const training of [true, false]) {
+    for (const order of [null, 'relu-bn', 'bn-relu'] as const) {
+      it(`pool backward folded into the BN backward, ${order ?? 'no ReLU'}, ${training ? 'training' : 'eval'}, ${norm || 'software default'}: bit for bit the unfolded backward, finite differences`, async () => {
+        await fc.assert(
+          fc.asyncProperty(foldArb(quads), async ({ k, pl }) => {
+            if (k.shape[2] + 2 * pl.pad < pl.k || k.shape[3] + 2 * pl.pad < pl.k) return;
+            const what = `${JSON.stringify(k)} ${JSON.stringify(pl)}`;
+            setKernelOverride([norm, 'fused:fused'].filter(Boolean).join(','));
+            const a = await run(k, order, training, pl);
+            setKernelOverride([norm, 'fused:fused,fused.bn-pool-bwd:unfused'].filter(Boolean).join(','));
+            const u = await run(k, order, training, pl);
+            // The same dy values reach the same BN expressions: the gradients are the unfolded ones bit for bit.
+            for (const f of ['y', 'dx', 'dgamma', 'dbeta'] as const) if (a[f]) expect(sameBits(a[f]!, u[f]!), `${f} ${what}`).toBe(true);
+            const p = inputs(k);
+            const fwd = (xv: ArrayLike<number>, gv: ArrayLike<number> | null, bv: ArrayLike<number> | null) => {
+              const [n, c, h, w] = k.shape;
+              const bn = order ? ref(k, order, training, xv, gv, bv).y : training ? bnTrainRef(xv, n, c, h * w, gv, bv, p.rm, p.rv, 0.1, 1e-5).y : bnEvalRef(xv, n, c, h * w, gv, bv, p.rm, p.rv, 1e-5);
+              return maxPool64(bn, k.shape, pl.k, pl.s, pl.pad);
+            };
+            const coords = sampleCoords(p.xs.length, 8, k.seed);
+            expectNear(coords.map((i) => a.dx[i]), finiteDiff((xv) => fwd(xv, p.gamma, p.beta), p.xs, a.dy, coords, 1e-5), 3e-4, `dx vs finite differences ${what}`);
+            if (k.affine) {
+              const all = [...Array(k.shape[1]).keys()];
+              expectNear(a.dgamma!, finiteDiff((gv) => fwd(p.xs, gv, p.beta), p.gamma!, a.dy, all), 2e-4, `dgamma ${what}`);
+              expectNear(a.dbeta!, finiteDiff((bv) => fwd(p.xs, p.gamma, bv), p.beta!, a.dy, all), 2e-4, `dbeta ${what}`);
+            }
+          }),
+          { numRuns: 4 },
+        );
+      });
+    }
+  }
+
+  /** Dispatches and bytes of a relu-bn + 2x2 pool forward and backward on [4, 8, 16, 16] under `spec`. */
+  const countStep = async (spec: string, seed: number) => {
+    setKernelOverride(spec);
+    queue.startCount();
+    await run({ shape: [4, 8, 16, 16], affine: true, seed }, 'relu-bn', true, { k: 2, s: 2, pad: 0 });
+    const rows = queue.stopCount();
+    return { dispatches: rows.reduce((s, r) => s + r.calls, 0), bytes: rows.reduce((s, r) => s + r.bytesRead + r.bytesWritten, 0) };
+  };
+
+  it('folded, the pool backward writes no full-size dy: one dispatch and three activations fewer, two pooled reads more', async () => {
+    const folded = await countStep('fused:fused', 9);
+    const unfolded = await countStep('fused:fused,fused.bn-pool-bwd:unfused', 9);
+    expect(unfolded.dispatches - folded.dispatches).toBe(1);
+    // Unfolded: the pool backward reads gy and idx and writes dy; stage 1 and dx each read dy. Folded:
+    // stage 1 and dx each read gy and idx. Activation 4 x 8 x 16 x 16 floats, pooled a quarter of it.
+    const full = 4 * 4 * 8 * 256;
+    expect(unfolded.bytes - folded.bytes).toBe(3 * full - 2 * (full / 4));
+  });
+
+  it('the quad walks (2x2 and 4x4 windows over whole vec4 rows) give the unfolded backward bit for bit', async () => {
+    for (const q of [2, 4]) {
+      for (const training of [true, false]) {
+        const k: Case = { shape: [2, 3, 8, 12], affine: true, seed: 31 + q };
+        const pl = { k: q, s: q, pad: 0 };
+        setKernelOverride('fused:fused');
+        const a = await run(k, 'relu-bn', training, pl);
+        setKernelOverride('fused:fused,fused.bn-pool-bwd:unfused');
+        const u = await run(k, 'relu-bn', training, pl);
+        for (const f of ['dx', 'dgamma', 'dbeta'] as const) expect(sameBits(a[f]!, u[f]!), `${f} ${q}x${q} ${training}`).toBe(true);
+      }
+    }
+  });
+
+  it('overlapping windows keep the unfolded backward, whatever the override', () => {
+    const g = { n: 2, c: 8, h: 9, w: 9, kh: 3, kw: 3, sh: 2, sw: 2, pad: 0, relu: 'none' as const, training: true };
+    setKernelOverride('fused:fused');
+    expect(foldPoolBackward(g)).toBe(false);
+    expect(foldPoolBackward({ ...g, sh: 3, sw: 3 })).toBe(true);
+    setKernelOverride('fused:unfused');
+    expect(foldPoolBackward({ ...g, sh: 3, sw: 3 })).toBe(false);
+  });
+
   it('software adapters walk row quads where the windows tile vec4 rows', () => {
     const g = { n: 2, c: 8, h: 32, w: 32, kh: 2, kw: 2, sh: 2, sw: 2, pad: 0, relu: 'relu-bn' as const, training: true };
     expect(plan('fused.bn-pool', g).id).toBe(deviceTraits().isSoftware ? 'fused:quad' : 'fused:window');
@@ -258,16 +345,9 @@ describe('batchNormMaxPool: batch norm (+ ReLU) and max pool in one pass', () =>
   });
 
   it('fused, the BN output is neither written nor read: one dispatch and two activations fewer', async () => {
-    const k: Case = { shape: [4, 8, 16, 16], affine: true, seed: 5 };
-    const count = async (spec: string) => {
-      setKernelOverride(spec);
-      queue.startCount();
-      await run(k, 'relu-bn', true, { k: 2, s: 2, pad: 0 });
-      const rows = queue.stopCount();
-      return { dispatches: rows.reduce((s, r) => s + r.calls, 0), bytes: rows.reduce((s, r) => s + r.bytesRead + r.bytesWritten, 0) };
-    };
-    const fused = await count('fused:fused');
-    const bnOnly = await count('fused.bn-relu:fused,fused.bn-pool:unfused');
+    // The pool's backward stays unfolded here (fused.bn-pool-bwd: its own test above).
+    const fused = await countStep('fused:fused,fused.bn-pool-bwd:unfused', 5);
+    const bnOnly = await countStep('fused.bn-relu:fused,fused.bn-pool:unfused', 5);
     expect(bnOnly.dispatches - fused.dispatches).toBe(1);
     // The BN output (4 x 8 x 16 x 16 floats) written by the apply kernel and read by the pool.
     expect(bnOnly.bytes - fused.bytes).toBe(2 * 4 * 4 * 8 * 256);
@@ -295,6 +375,24 @@ describe('planner: fused and unfused are candidates of one family', () => {
       clearPins();
     }
     expect(plan('fused.bn-relu', g).id).toBe('fused');
+  });
+
+  it('a run recorded before a family whose candidates round differently resumes on its legacy variant', () => {
+    const g = { c: 8, relu: 'relu-bn' as const, training: true };
+    expect(plan('fused.bn-bias-grad', g).id).toBe('fused');
+    // Kernels recorded by older code: other families only.
+    pinKernels({ 'norm|f32|dense|n16 c8 hw2^8 q4': 'thread4' });
+    try {
+      expect(plan('fused.bn-bias-grad', g).id).toBe('unfused');
+      expect(plan('fused.conv-bn', { cout: 8, k: 9, rows: 64, relu: false, pool: false }).id).toBe('unfused');
+      // Bit-identical families have no legacy variant: they keep their static rule.
+      expect(plan('fused.bn-pool-bwd', { n: 2, c: 8, h: 8, w: 8, kh: 2, kw: 2, sh: 2, sw: 2, pad: 0, relu: 'none' as const, training: true }).id).toBe('fused');
+      // A run that recorded the family (any of its classes) keeps what it recorded or the static rule.
+      pinKernels({ 'fused.bn-bias-grad|f32|dense|relu-bn eval': 'fused' });
+      expect(plan('fused.bn-bias-grad', g).id).toBe('fused');
+    } finally {
+      clearPins();
+    }
   });
 
   it('fusing relu-bn saves the ReLU passes: fewer dispatches and bytes for the same step', async () => {

@@ -34,7 +34,7 @@ export class CNN5 extends Module {
 
   features(x: Tensor): Tensor {
     let y = x;
-    for (let i = 0; i < this.convs.length; i++) y = this.blocks[i].forward(this.bns[i].forward(this.convs[i].forward(y), 'bn-relu', this.pool));
+    for (let i = 0; i < this.convs.length; i++) y = this.blocks[i].forward(this.bns[i].afterConv(this.convs[i], y, 'bn-relu', this.pool));
     return y;
   }
 

@@ -96,10 +96,10 @@ export class Meso4 extends Module {
   /** The four conv blocks; Grad-CAM's default layer is the output of the last one. */
   features(x: Tensor): Tensor {
     const [b1, b2, b3, b4] = this.blocks;
-    let y = b1.forward(this.bn1.forward(this.conv1.forward(x), 'relu-bn', this.pool2));
-    y = b2.forward(this.bn2.forward(this.conv2.forward(y), 'relu-bn', this.pool2));
-    y = b3.forward(this.bn3.forward(this.conv3.forward(y), 'relu-bn', this.pool2));
-    return b4.forward(this.bn4.forward(this.conv4.forward(y), 'relu-bn', this.pool4));
+    let y = b1.forward(this.bn1.afterConv(this.conv1, x, 'relu-bn', this.pool2));
+    y = b2.forward(this.bn2.afterConv(this.conv2, y, 'relu-bn', this.pool2));
+    y = b3.forward(this.bn3.afterConv(this.conv3, y, 'relu-bn', this.pool2));
+    return b4.forward(this.bn4.afterConv(this.conv4, y, 'relu-bn', this.pool4));
   }
 
   forward(x: Tensor): Tensor {
@@ -200,8 +200,8 @@ export class MesoInception4 extends Module {
     const [b1, b2, b3, b4] = this.blocks;
     let y = b1.forward(this.bn1.forward(this.inc1.forward(x), null, this.pool2));
     y = b2.forward(this.bn2.forward(this.inc2.forward(y), null, this.pool2));
-    y = b3.forward(this.bn3.forward(this.conv3.forward(y), 'relu-bn', this.pool2));
-    return b4.forward(this.bn4.forward(this.conv4.forward(y), 'relu-bn', this.pool4));
+    y = b3.forward(this.bn3.afterConv(this.conv3, y, 'relu-bn', this.pool2));
+    return b4.forward(this.bn4.afterConv(this.conv4, y, 'relu-bn', this.pool4));
   }
 
   forward(x: Tensor): Tensor {

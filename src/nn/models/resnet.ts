@@ -23,6 +23,19 @@ class KaimingConv extends Conv2d {
   }
 }
 
+/** conv -> BN as a Sequential (keys `0.*`, `1.*`, as torchvision's downsample) whose BN may fold in eval mode. */
+class ConvBn extends Sequential {
+  constructor(
+    readonly conv: Conv2d,
+    readonly bn: BatchNorm2d,
+  ) {
+    super(conv, bn);
+  }
+  override forward(x: Tensor): Tensor {
+    return this.bn.afterConv(this.conv, x);
+  }
+}
+
 export class BasicBlock extends Module {
   readonly conv1: Conv2d;
   readonly bn1: BatchNorm2d;
@@ -37,7 +50,7 @@ export class BasicBlock extends Module {
     this.bn2 = this.addModule('bn2', new BatchNorm2d(outC));
     this.downsample =
       stride !== 1 || inC !== outC
-        ? this.addModule('downsample', new Sequential(new KaimingConv(inC, outC, 1, { stride, bias: false }), new BatchNorm2d(outC)))
+        ? this.addModule('downsample', new ConvBn(new KaimingConv(inC, outC, 1, { stride, bias: false }), new BatchNorm2d(outC)))
         : null;
   }
   /**
@@ -48,8 +61,8 @@ export class BasicBlock extends Module {
     return [{ producers: [this.conv1], norm: this.bn1, dropouts: [], consumers: [this.conv2], carry: { after: F.relu } }];
   }
   forward(x: Tensor): Tensor {
-    const y = this.bn1.forward(this.conv1.forward(x), 'bn-relu');
-    const z = this.bn2.forward(this.conv2.forward(y));
+    const y = this.bn1.afterConv(this.conv1, x, 'bn-relu');
+    const z = this.bn2.afterConv(this.conv2, y);
     const id = this.downsample ? this.downsample.forward(x) : x;
     return F.relu(F.add(z, id));
   }
@@ -79,7 +92,7 @@ export class ResNet18 extends Module {
 
   /** The stem and the four stages; Grad-CAM's layers (TAP_LAYERS) are the stages, layer1..layer4. */
   features(x: Tensor): Tensor {
-    let y = this.bn1.forward(this.conv1.forward(x), 'bn-relu', this.maxpool);
+    let y = this.bn1.afterConv(this.conv1, x, 'bn-relu', this.maxpool);
     for (const l of this.layers) y = l.forward(y);
     return y;
   }

@@ -7,12 +7,21 @@
 //                  shaders/norm.ts; autograd/fused-nn.ts composes or fuses);
 //   fused.bn-pool  batch norm (with its ReLU, if any) and the max pool after it: the BN output of
 //                  each window computed as it is pooled (shaders/fused-pool.ts), never stored;
+//   fused.bn-pool-bwd  the backward of fused.bn-pool: the BN backward reads the pooled gradient and
+//                  the pool's argmax and rebuilds dy as it loads it (shaders/fused-pool-grad.ts), so
+//                  the pool's backward never writes a full-size dy (non-overlapping windows only);
+//   fused.bn-bias-grad  the preceding conv's bias gradient (the sum of the BN's dx per channel) taken
+//                  from the BN backward's stage-1 pass instead of a pass of its own over dx;
+//   fused.conv-bn  eval mode, no gradients: batch norm folded into the preceding conv's weights and
+//                  bias (shaders/fused-conv-bn.ts), so the BN pass over the activation is gone;
 //   fused.bce      BCE-with-logits and its mean in one kernel (shaders/fused-loss.ts).
 // Fusing only removes passes over memory, never changes the arithmetic's expressions, so both
 // candidates agree within float32 rounding (the ReLU-before-BN fusion bit for bit); the static rule
 // takes the fused kernel on every adapter: it moves fewer bytes in fewer dispatches.
 import { bceMeanKernel, LOSS_UNIFORM } from '../../shaders/fused-loss.js';
 import { BN_POOL_UNIFORM, BN_POOL_WG, bnMaxPoolKernel } from '../../shaders/fused-pool.js';
+import { poolFoldSuits } from '../../shaders/fused-pool-grad.js';
+import { FOLD_UNIFORM, FOLD_WG, foldBnKernel } from '../../shaders/fused-conv-bn.js';
 import { gridFor } from '../../shaders/kernel.js';
 import { checkForward, type NormAct } from './norm.js';
 import { pool2dGeometry, quadPoolSuits, type MaxPoolResult, type Pool2dGeometry, type Pool2dOptions } from './pool.js';
@@ -112,6 +121,111 @@ export function bnMaxPoolForward(
     flops: x.size * 4,
   }));
   return { y, idx };
+}
+
+registerFamily<BnPoolGeom>({
+  family: 'fused.bn-pool-bwd',
+  about: "the backward of batch norm + max pool: the BN backward reading the pooled gradient and argmax, or the pool's backward writing a full-size dy first",
+  shapeClass: (g) => `${g.kh}x${g.kw}s${g.sh}x${g.sw}${g.pad ? ' pad' : ''}|${g.h}x${g.w} ${g.relu} ${g.training ? 'train' : 'eval'}`,
+  defaultRule: (_g, _dev, cands) => fusedFirst(cands),
+  describe: (g) => `n${g.n} c${g.c} ${g.h}x${g.w} pool ${g.kh}x${g.kw}/${g.sh}x${g.sw} ${g.relu}${g.training ? '' : ' eval'} backward`,
+});
+// No `suits` test: callers ask only for non-overlapping windows (poolFoldSuits), so an override such as
+// `fused:fused` never meets a geometry it cannot serve.
+registerCandidates<BnPoolGeom>('fused.bn-pool-bwd', [{ variant: 'fused' }, { variant: 'unfused' }]);
+
+/**
+ * Whether the backward of batch norm + max pool reads the pooled gradient directly: false where windows
+ * overlap (an element in two windows), else the planner's choice.
+ */
+export function foldPoolBackward(g: BnPoolGeom): boolean {
+  return poolFoldSuits(g) && plan<BnPoolGeom>('fused.bn-pool-bwd', g).variant === 'fused';
+}
+
+/** A batch norm after a conv with a bias: its channels, ReLU and mode. */
+export interface BnBiasGeom {
+  c: number;
+  relu: ReluOrder | 'none';
+  training: boolean;
+}
+
+registerFamily<BnBiasGeom>({
+  family: 'fused.bn-bias-grad',
+  about: "the preceding conv bias's gradient from the batch-norm backward's stage-1 sums, or a per-channel sum over the BN's input gradient",
+  shapeClass: (g) => `${g.relu} ${g.training ? 'train' : 'eval'}`,
+  defaultRule: (_g, _dev, cands) => fusedFirst(cands),
+  describe: (g) => `c${g.c} ${g.relu}${g.training ? '' : ' eval'}`,
+  // The bias's gradient is summed in another order: runs recorded before this family keep the old sum.
+  legacy: 'unfused',
+});
+registerCandidates<BnBiasGeom>('fused.bn-bias-grad', [{ variant: 'fused' }, { variant: 'unfused' }]);
+
+/** Whether the BN backward delivers the preceding conv bias's gradient (the planner's choice). */
+export function foldBiasGrad(g: BnBiasGeom): boolean {
+  return plan<BnBiasGeom>('fused.bn-bias-grad', g).variant === 'fused';
+}
+
+/** A conv and the eval-mode batch norm after it: its weight's shape, its output, and what follows the BN. */
+export interface ConvBnGeom {
+  cout: number;
+  /** Weights per output channel (cin / groups * kh * kw). */
+  k: number;
+  /** Output values per channel (N * OH * OW). */
+  rows: number;
+  relu: boolean;
+  pool: boolean;
+}
+
+registerFamily<ConvBnGeom>({
+  family: 'fused.conv-bn',
+  about: "eval-mode batch norm folded into the preceding conv's weights and bias (one small pass over the weights), or a BN pass over the conv's output",
+  shapeClass: (g) => `${g.relu ? 'relu' : 'plain'}${g.pool ? ' pool' : ''} ${g.rows > g.k ? 'act' : 'weights'}`,
+  // Folding trades a read and a write of the activation (the BN pass) for a read and a write of the
+  // weights (the fold), and saves that only where the BN has a pass of its own: a BN followed by a max
+  // pool already rides in the pool kernel (fused.bn-pool), and a BN + ReLU pass becomes a ReLU pass of
+  // the same bytes. So the static rule folds a BN with neither after it, where the activation per
+  // channel outweighs the weights per channel (not ResNet-18's late stages at small inputs: 512 x 4
+  // outputs per channel against 4,608 weights).
+  defaultRule: (g, _dev, cands) => cands.find((c) => c.variant === (g.relu || g.pool || g.rows <= g.k ? 'unfused' : 'fused')) ?? cands[0],
+  describe: (g) => `cout ${g.cout} k ${g.k} rows ${g.rows}${g.relu ? ' relu' : ''}${g.pool ? ' pool' : ''}`,
+  legacy: 'unfused',
+});
+registerCandidates<ConvBnGeom>('fused.conv-bn', [{ variant: 'fused' }, { variant: 'unfused' }]);
+
+/** Whether an eval-mode BN after a conv is folded into the conv's weights (the planner's choice). */
+export function foldConvBn(g: ConvBnGeom): boolean {
+  return plan<ConvBnGeom>('fused.conv-bn', g).variant === 'fused';
+}
+
+/**
+ * The conv weight and bias with an eval-mode batch norm folded in: w * s and (b - mean) * s + beta per
+ * output channel, s = gamma / sqrt(var + eps). w [Cout, ...], b/gamma/beta/mean/var [Cout] (b, and
+ * gamma with beta, may be null). Raw op: no gradients (callers fold only where none are recorded).
+ */
+export function foldBatchNormIntoConv(
+  w: Tensor,
+  b: Tensor | null,
+  gamma: Tensor | null,
+  beta: Tensor | null,
+  runningMean: Tensor,
+  runningVar: Tensor,
+  eps: number,
+): { w: Tensor; b: Tensor } {
+  const cout = w.shape[0];
+  if (w.dtype !== 'f32' || w.rank < 2) throw new Error(`fold batch norm: the conv weight must be f32 [Cout, ...], got ${w.dtype} [${w.shape.join(', ')}]`);
+  if (!!gamma !== !!beta) throw new Error('fold batch norm: pass both gamma and beta (affine) or neither');
+  const affine = !!gamma;
+  for (const [t, what] of [[b, 'conv bias'], [gamma, 'gamma'], [beta, 'beta'], [runningMean, 'running mean'], [runningVar, 'running var']] as const) {
+    if (t && (t.dtype !== 'f32' || t.size !== cout)) throw new Error(`fold batch norm: ${what} must be f32 with ${cout} elements, got ${t.dtype} [${t.shape.join(', ')}]`);
+  }
+  const k = w.size / cout;
+  const w2 = empty(w.shape);
+  const b2 = empty([cout]);
+  const kern = cachedKernel(`fused|fold-bn|${!!b}|${affine}`, () => foldBnKernel(!!b, affine));
+  const bufs = [w, ...(b ? [b] : []), runningMean, runningVar, ...(affine ? [gamma!, beta!] : []), w2, b2].map((t) => ({ buffer: t.buf }));
+  const total = cout * (k + 1);
+  queue.dispatch(kern, bufs, FOLD_UNIFORM.pack({ k, cout, eps }), gridFor(total, FOLD_WG), () => ({ op: 'conv.fold-bn', variant: 'fused', shape: `cout${cout} k${k}`, flops: 2 * total }));
+  return { w: w2, b: b2 };
 }
 
 export interface LossGeom {

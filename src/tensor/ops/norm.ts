@@ -9,8 +9,10 @@ import {
   type ApplyVec,
   FINALIZE_WG,
   NORM_UNIFORM,
+  NORM_POOLED_UNIFORM,
   bnApplyKernel,
   bnBackwardDxKernel,
+  bnBiasGradFinalizeKernel,
   bnStatsFinalizeKernel,
   channelPartialsKernel,
   channelPartialsThreadKernel,
@@ -22,6 +24,8 @@ import {
   type NormAct,
 } from '../../shaders/norm.js';
 import { gridFor, MAX_GROUPS_PER_DIM, type Grid, type Kernel } from '../../shaders/kernel.js';
+import { poolFoldSuits, pooledDyParams, pooledWalk } from '../../shaders/fused-pool-grad.js';
+import type { Pool2dGeometry } from './pool.js';
 import { cachedKernel, log2Class, plan as planKernel, registerCandidates, registerFamily } from '../plan.js';
 import { queue } from '../queue.js';
 import { empty, type Shape, type Tensor } from '../tensor.js';
@@ -71,8 +75,33 @@ function applyGrid(cg: ChanGeom, vec: ApplyVec): Grid {
   return g;
 }
 
-function params(cg: ChanGeom, n: number, momentum = 0, eps = 0): Uint32Array {
-  return NORM_UNIFORM.pack({ n, c: cg.c, hw: cg.hw, g: cg.g, chunk: cg.chunk, cnt: cg.cnt, momentum, eps });
+function params(cg: ChanGeom, n: number, momentum = 0, eps = 0, pool: Pool2dGeometry | null = null): Uint32Array {
+  const v = { n, c: cg.c, hw: cg.hw, g: cg.g, chunk: cg.chunk, cnt: cg.cnt, momentum, eps };
+  return pool ? NORM_POOLED_UNIFORM.pack({ ...v, ...pooledDyParams(pool) }) : NORM_UNIFORM.pack(v);
+}
+
+/**
+ * The gradient of a batch norm's output given pooled: the gradient of the max pool after it and the
+ * pool's argmax (maxPool2dForward's idx). The backward kernels rebuild dy from them as they load it
+ * (the pool's backward folded in, shaders/fused-pool-grad.ts): windows must not overlap.
+ */
+export interface PooledDy {
+  gy: Tensor;
+  idx: Tensor;
+  pool: Pool2dGeometry;
+}
+
+/** dy of a batch norm's output: full-size, or pooled. */
+export type NormDy = Tensor | PooledDy;
+
+function pooledOf(dy: NormDy): PooledDy | null {
+  return 'gy' in dy ? dy : null;
+}
+
+/** The buffers that stand for dy in a backward kernel's bindings. */
+function dyBuffers(dy: NormDy): Tensor[] {
+  const pd = pooledOf(dy);
+  return pd ? [pd.gy, pd.idx] : [dy as Tensor];
 }
 
 function cached(key: string, make: () => Kernel): Kernel {
@@ -144,19 +173,21 @@ function actKey(act: NormAct): string {
   return act.pre || act.post ? `|a${+act.pre}${+act.post}` : '';
 }
 
-function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[], act: NormAct = NO_ACT, affine = true): Tensor {
+/** Stage 1 over `inputs` (dy's buffers first where the mode reads dy); `pool`: dy comes pooled. */
+function partials(mode: PartialMode, cg: ChanGeom, inputs: Tensor[], act: NormAct = NO_ACT, affine = true, pool: Pool2dGeometry | null = null): Tensor {
   const parts = empty([cg.c, cg.g, partialWidth(mode)]);
   const bufs = [...inputs, parts].map((t) => ({ buffer: t.buf }));
   const impl = normPartialsImpl(cg);
-  const tag = () => ({ op: `norm.partials.${mode}`, variant: impl, shape: `${cg.n}x${cg.c}x${cg.hw}`, flops: cg.c * cg.cnt });
-  const key = `${actKey(act)}${act.post && !affine ? '|na' : ''}`;
+  const tag = () => ({ op: `norm.partials.${mode}`, variant: `${impl}${pool ? '+pooled' : ''}`, shape: `${cg.n}x${cg.c}x${cg.hw}`, flops: cg.c * cg.cnt });
+  const pooled = pool ? pooledWalk(pool) : null;
+  const key = `${actKey(act)}${act.post && !affine ? '|na' : ''}${pooled ? `|pooled${pooled}` : ''}`;
   if (impl !== 'group') {
     const vec = impl === 'thread4' ? 4 : 1;
-    const k = cached(`pt|${mode}|${vec}${key}`, () => channelPartialsThreadKernel(mode, vec, act, affine));
-    queue.dispatch(k, bufs, params(cg, 0), gridFor(cg.c * cg.g, THREAD_PARTIALS_WG), tag);
+    const k = cached(`pt|${mode}|${vec}${key}`, () => channelPartialsThreadKernel(mode, vec, act, affine, pooled));
+    queue.dispatch(k, bufs, params(cg, 0, 0, 0, pool), gridFor(cg.c * cg.g, THREAD_PARTIALS_WG), tag);
   } else {
-    const k = cached(`p|${mode}${key}`, () => channelPartialsKernel(mode, act, affine));
-    queue.dispatch(k, bufs, params(cg, 0), [cg.g, cg.c, 1], tag);
+    const k = cached(`p|${mode}${key}`, () => channelPartialsKernel(mode, act, affine, pooled));
+    queue.dispatch(k, bufs, params(cg, 0, 0, 0, pool), [cg.g, cg.c, 1], tag);
   }
   return parts;
 }
@@ -270,18 +301,45 @@ export interface BatchNormGrads {
   dgamma: Tensor | null;
   /** Sum of dy per channel; null when gamma is null (affine = false). */
   dbeta: Tensor | null;
+  /**
+   * With `biasIn`: the gradient of a bias added to x before the norm (the preceding conv's), the sum
+   * of dx per channel, taken from the same stage-1 pass; else null.
+   */
+  dbiasIn: Tensor | null;
 }
 
-/** Per-channel sums of dy and dy * xhat: [dbeta, dgamma]. */
-function dySums(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor, cg: ChanGeom, act: NormAct = NO_ACT, gamma: Tensor | null = null, beta: Tensor | null = null): [Tensor, Tensor] {
+/**
+ * Per-channel sums of dy and dy * xhat: [dbeta, dgamma], and with `biasIn` (training or eval) the
+ * gradient of a bias added to x, from the same pass ('dyxhat-bias'); its finalize reads invstd, gamma.
+ */
+function dySums(
+  dy: NormDy,
+  x: Tensor,
+  mean: Tensor,
+  invstd: Tensor,
+  cg: ChanGeom,
+  act: NormAct = NO_ACT,
+  gamma: Tensor | null = null,
+  beta: Tensor | null = null,
+  biasIn: 'train' | 'eval' | null = null,
+): [Tensor, Tensor, Tensor | null] {
   const sdy = empty([cg.c]);
   const sdyxh = empty([cg.c]);
   const affine = !!gamma;
-  const parts = partials('dyxhat', cg, [dy, x, mean, invstd, ...(act.post && affine ? [gamma!, beta!] : [])], act, affine);
-  const k = cached('sf2', () => channelSumFinalizeKernel(2));
-  queue.dispatch(k, [parts, sdy, sdyxh].map((t) => ({ buffer: t.buf })), params(cg, 0), gridFor(cg.c, FINALIZE_WG));
+  const ins = [...dyBuffers(dy), x, mean, invstd, ...(act.post && affine ? [gamma!, beta!] : [])];
+  const parts = partials(biasIn ? 'dyxhat-bias' : 'dyxhat', cg, ins, act, affine, pooledOf(dy)?.pool ?? null);
+  let dbias: Tensor | null = null;
+  if (biasIn) {
+    dbias = empty([cg.c]);
+    const k = cached(`bgf|${biasIn}|${affine}`, () => bnBiasGradFinalizeKernel(biasIn === 'train', affine));
+    const b = [parts, invstd, ...(affine ? [gamma!] : []), sdy, sdyxh, dbias];
+    queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, 0), gridFor(cg.c, FINALIZE_WG));
+  } else {
+    const k = cached('sf2', () => channelSumFinalizeKernel(2));
+    queue.dispatch(k, [parts, sdy, sdyxh].map((t) => ({ buffer: t.buf })), params(cg, 0), gridFor(cg.c, FINALIZE_WG));
+  }
   parts.dispose();
-  return [sdy, sdyxh];
+  return [sdy, sdyxh, dbias];
 }
 
 /** A fused post-ReLU's backward recomputes the BN output, so an affine norm needs its beta. */
@@ -291,9 +349,21 @@ function checkPostBeta(act: NormAct, gamma: Tensor | null, beta: Tensor | null, 
   checkVec(beta, c, 'beta');
 }
 
-function checkBackward(dy: Tensor, x: Tensor): ChanGeom {
-  if (dy.dtype !== 'f32' || x.dtype !== 'f32') throw new Error('batch norm backward: dy and x must be f32');
-  if (dy.shape.join() !== x.shape.join()) throw new Error(`batch norm backward: dy ${shapeStr(dy.shape)} and x ${shapeStr(x.shape)} differ`);
+function checkBackward(dy: NormDy, x: Tensor): ChanGeom {
+  const pd = pooledOf(dy);
+  if (pd) {
+    const { gy, idx, pool: g } = pd;
+    if (gy.dtype !== 'f32' || x.dtype !== 'f32') throw new Error('batch norm backward: the pooled dy and x must be f32');
+    if ([g.n, g.c, g.h, g.w].join() !== x.shape.join()) throw new Error(`batch norm backward: the pool's input [${g.n}, ${g.c}, ${g.h}, ${g.w}] is not x ${shapeStr(x.shape)}`);
+    const want = [g.n, g.c, g.oh, g.ow].join();
+    if (gy.shape.join() !== want) throw new Error(`batch norm backward: pooled dy ${shapeStr(gy.shape)} must be [${want}]`);
+    if (idx.dtype !== 'i32' || idx.shape.join() !== want) throw new Error(`batch norm backward: the pool's argmax must be i32 [${want}], got ${idx.dtype} ${shapeStr(idx.shape)}`);
+    if (!poolFoldSuits(g)) throw new Error(`batch norm backward: a pooled dy needs non-overlapping windows, got ${g.kh}x${g.kw} stride ${g.sh}x${g.sw}`);
+    return channelGeometry(x.shape);
+  }
+  const d = dy as Tensor;
+  if (d.dtype !== 'f32' || x.dtype !== 'f32') throw new Error('batch norm backward: dy and x must be f32');
+  if (d.shape.join() !== x.shape.join()) throw new Error(`batch norm backward: dy ${shapeStr(d.shape)} and x ${shapeStr(x.shape)} differ`);
   return channelGeometry(x.shape);
 }
 
@@ -302,13 +372,14 @@ function checkBackward(dy: Tensor, x: Tensor): ChanGeom {
  * dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), dgamma = sum(dy * xhat), dbeta = sum(dy).
  */
 export function batchNormBackward(
-  dy: Tensor,
+  dy: NormDy,
   x: Tensor,
   gamma: Tensor | null,
   mean: Tensor,
   invstd: Tensor,
   act: NormAct = NO_ACT,
   beta: Tensor | null = null,
+  biasIn = false,
 ): BatchNormGrads {
   const cg = checkBackward(dy, x);
   checkVec(gamma, cg.c, 'gamma');
@@ -316,18 +387,20 @@ export function batchNormBackward(
   checkVec(invstd, cg.c, 'invstd');
   const affine = !!gamma;
   checkPostBeta(act, gamma, beta, cg.c);
-  const [sdy, sdyxh] = dySums(dy, x, mean, invstd, cg, act, gamma, beta);
+  const [sdy, sdyxh, dbiasIn] = dySums(dy, x, mean, invstd, cg, act, gamma, beta, biasIn ? 'train' : null);
   const dx = empty(x.shape);
   const vec = applyVec(cg);
-  const k = cached(`dx|${affine}|train|${vec}${actKey(act)}`, () => bnBackwardDxKernel(affine, true, vec, act));
-  const b = [dy, x, mean, invstd, sdy, sdyxh, ...(affine ? [gamma!] : []), ...(affine && act.post ? [beta!] : []), dx];
-  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg, vec));
+  const pool = pooledOf(dy)?.pool ?? null;
+  const pw = pool ? pooledWalk(pool) : null;
+  const k = cached(`dx|${affine}|train|${vec}${actKey(act)}${pw ? `|pooled${pw}` : ''}`, () => bnBackwardDxKernel(affine, true, vec, act, pw));
+  const b = [...dyBuffers(dy), x, mean, invstd, sdy, sdyxh, ...(affine ? [gamma!] : []), ...(affine && act.post ? [beta!] : []), dx];
+  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, 0, pool), applyGrid(cg, vec));
   if (!affine) {
     sdy.dispose();
     sdyxh.dispose();
-    return { dx, dgamma: null, dbeta: null };
+    return { dx, dgamma: null, dbeta: null, dbiasIn };
   }
-  return { dx, dgamma: sdyxh, dbeta: sdy };
+  return { dx, dgamma: sdyxh, dbeta: sdy, dbiasIn };
 }
 
 /**
@@ -335,7 +408,7 @@ export function batchNormBackward(
  * fine-tuning): dx = gamma * invstd * dy, dgamma = sum(dy * xhat), dbeta = sum(dy).
  */
 export function batchNormEvalBackward(
-  dy: Tensor,
+  dy: NormDy,
   x: Tensor,
   gamma: Tensor | null,
   runningMean: Tensor,
@@ -343,6 +416,7 @@ export function batchNormEvalBackward(
   eps = 1e-5,
   act: NormAct = NO_ACT,
   beta: Tensor | null = null,
+  biasIn = false,
 ): BatchNormGrads {
   const cg = checkBackward(dy, x);
   checkVec(gamma, cg.c, 'gamma');
@@ -354,14 +428,21 @@ export function batchNormEvalBackward(
   const dx = empty(x.shape);
   const vec = applyVec(cg);
   const fused = act.pre || act.post;
-  const k = cached(`dx|${affine}|eval|${vec}${actKey(act)}`, () => bnBackwardDxKernel(affine, false, vec, act));
-  const b = [dy, ...(fused ? [x, runningMean] : []), invstd, ...(affine ? [gamma!] : []), ...(affine && act.post ? [beta!] : []), dx];
-  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size), applyGrid(cg, vec));
-  if (!affine) {
+  const pool = pooledOf(dy)?.pool ?? null;
+  const pw = pool ? pooledWalk(pool) : null;
+  const k = cached(`dx|${affine}|eval|${vec}${actKey(act)}${pw ? `|pooled${pw}` : ''}`, () => bnBackwardDxKernel(affine, false, vec, act, pw));
+  const b = [...dyBuffers(dy), ...(fused ? [x, runningMean] : []), invstd, ...(affine ? [gamma!] : []), ...(affine && act.post ? [beta!] : []), dx];
+  queue.dispatch(k, b.map((t) => ({ buffer: t.buf })), params(cg, x.size, 0, 0, pool), applyGrid(cg, vec));
+  if (!affine && !biasIn) {
     invstd.dispose();
-    return { dx, dgamma: null, dbeta: null };
+    return { dx, dgamma: null, dbeta: null, dbiasIn: null };
   }
-  const [sdy, sdyxh] = dySums(dy, x, runningMean, invstd, cg, act, gamma, beta);
+  const [sdy, sdyxh, dbiasIn] = dySums(dy, x, runningMean, invstd, cg, act, gamma, beta, biasIn ? 'eval' : null);
   invstd.dispose();
-  return { dx, dgamma: sdyxh, dbeta: sdy };
+  if (!affine) {
+    sdy.dispose();
+    sdyxh.dispose();
+    return { dx, dgamma: null, dbeta: null, dbiasIn };
+  }
+  return { dx, dgamma: sdyxh, dbeta: sdy, dbiasIn };
 }
