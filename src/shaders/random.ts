@@ -61,3 +61,30 @@ fn main(${GRID_BUILTINS_WGSL}) {
 `;
   return { name: `random_${dist}`, code, bindings: ['write', 'uniform'] };
 }
+
+/**
+ * Inverted dropout in one pass: the bernoulli mask of randomKernel('bernoulli') (the same draw, the
+ * same value b with probability a, else 0), stored for the backward, and y = x * mask, the product the
+ * separate multiply would compute. Saves the multiply's dispatch and its re-read of the mask.
+ * Tiling: randomKernel's, one thread per element.
+ */
+export function dropoutKernel(): Kernel {
+  const code = `// random_dropout
+${RANDOM_UNIFORM.wgsl}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> mask: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+${THREEFRY_WGSL}
+@compute @workgroup_size(${RANDOM_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let i = ${linearIndexWgsl(RANDOM_WG)};
+  if (i >= p.n) { return; }
+  let r = threefry(p.k0, p.k1, i + p.offset, p.stream);
+  let m = select(0.0, p.b, f32(r.x >> 8u) * 5.9604644775390625e-8 < p.a);
+  mask[i] = m;
+  y[i] = x[i] * m;
+}
+`;
+  return { name: 'random_dropout', code, bindings: ['read', 'write', 'write', 'uniform'] };
+}
