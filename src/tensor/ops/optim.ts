@@ -118,7 +118,7 @@ const MULTI_MAX_TENSORS = 64;
  * Updates every parameter of a step: with the planner's 'multi', one dispatch per
  * maxStorageBuffersPerShaderStage - 3 parameters (usually all of them in one to a few); otherwise a
  * dispatch per parameter ('vec4' where its size allows, else 'scalar'). `tag` names the multi
- * dispatches in profiles (its layer: the optimizer, since it spans layers).
+ * dispatches in profiles, booked to no layer (the model's row), since one spans many.
  */
 export function optimStepList(h: OptimShared, segs: readonly OptimSegment[], arenas: OptimArenas, tag: { op: string }): void {
   if (!segs.length) return;
@@ -186,6 +186,5 @@ function multiDispatch(h: OptimShared, chunk: readonly OptimSegment[], masked: b
     variant: `${masked ? 'masked' : 'dense'}+${id}`,
     shape: `${k}x${total}`,
     phase: 'optimizer',
-    layer: 'optimizer',
   }));
 }
