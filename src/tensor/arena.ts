@@ -22,6 +22,11 @@ export function arenaAlign(): number {
   return Math.max(1, (device().limits.minStorageBufferOffsetAlignment ?? 256) / 4);
 }
 
+/** The most f32 elements one binding may cover (maxStorageBufferBindingSize). */
+export function maxBindingElements(): number {
+  return Math.floor((device().limits.maxStorageBufferBindingSize ?? 134217728) / 4);
+}
+
 /** Element offsets of consecutive views of the given sizes, each aligned; `total` elements in all. */
 export function arenaLayout(sizes: readonly number[], align = arenaAlign()): { offsets: number[]; total: number } {
   const offsets: number[] = [];
@@ -55,9 +60,18 @@ export class Arena {
   /** An arena of `elements` f32 values, zero-filled (padding between views stays 0). */
   constructor(readonly elements: number) {
     this.buf = pool.acquire(elements * 4, false, queue.submittedBatch);
-    const whole = new Tensor(this.storage(0, elements), [elements]);
-    mapRaw('fill_f32', 'p.alpha', [], whole.shape, 'f32', 0, 0, whole);
-    whole.dispose();
+    this.zero();
+  }
+
+  /** Fills the whole arena with +0, in slices a binding can take (maxStorageBufferBindingSize). */
+  zero(): void {
+    const align = arenaAlign();
+    const slice = Math.max(align, Math.floor(maxBindingElements() / align) * align);
+    for (let at = 0; at < this.elements; at += slice) {
+      const v = new Tensor(this.storage(at, Math.min(slice, this.elements - at)), [Math.min(slice, this.elements - at)]);
+      mapRaw('fill_f32', 'p.alpha', [], v.shape, 'f32', 0, 0, v);
+      v.dispose();
+    }
   }
 
   /** A storage over elements [offset, offset + size) (offset aligned as arenaLayout gives it). */

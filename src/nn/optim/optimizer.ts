@@ -163,10 +163,8 @@ export class Optimizer {
 
   /** Clears all state (moments, momentum, step count): each IMP level starts a fresh optimizer state. */
   reset(): void {
-    // One fill of the whole state arena (padding included, which stays 0 anyway).
-    const all = this.states.view(0, [this.states.elements]);
-    mapRaw('fill_f32', 'p.alpha', [], all.shape, 'f32', 0, 0, all);
-    all.dispose();
+    // One fill of the whole state arena (a few where it outgrows a binding).
+    this.states.zero();
     for (const s of this.slots) if (s.mask) applyMaskInPlace(s.param, s.mask);
     this.stepCount = 0;
   }

@@ -5,7 +5,7 @@ import { optimKernel, optimMultiKernel, APPLY_MASK_KERNEL, MASK_UNIFORM, MULTI_H
 import { grid1d } from '../../shaders/kernel.js';
 import { device } from '../device.js';
 import { Params } from '../params.js';
-import type { Arena } from '../arena.js';
+import { maxBindingElements, type Arena } from '../arena.js';
 import { gridFor, type Kernel } from '../../shaders/kernel.js';
 import { queue } from '../queue.js';
 import type { DispatchTag, DispatchTagArg } from '../trace.js';
@@ -132,11 +132,18 @@ export function optimStepList(h: OptimShared, segs: readonly OptimSegment[], are
     return;
   }
   const limit = device().limits.maxStorageBuffersPerShaderStage ?? 8;
+  const maxBind = maxBindingElements();
+  // A chunk ends where one more parameter would need more bindings than the adapter has, or would
+  // stretch an arena range past what one binding may cover (two moments per parameter in one range).
   let chunk: OptimSegment[] = [];
   let masked = false;
   for (const s of segs) {
     const m = masked || !!s.mask;
-    if (chunk.length && chunk.length + 1 > Math.min(MULTI_MAX_TENSORS, limit - (m ? 3 : 2))) {
+    const widest = () => {
+      const r = rangeOf(arenas.s, [...chunk, s].flatMap((c) => [c.s1, c.s2]));
+      return r.end - r.start;
+    };
+    if (chunk.length && (chunk.length + 1 > Math.min(MULTI_MAX_TENSORS, limit - (m ? 3 : 2)) || widest() > maxBind)) {
       multiDispatch(h, chunk, masked, arenas, tag.op, pl.id);
       chunk = [];
     }
