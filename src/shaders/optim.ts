@@ -147,20 +147,36 @@ export const MULTI_SEG_WORDS = 12;
  * first workgroup, size, offsets in the arenas (in vec4s: arena views start on 256-byte boundaries),
  * whether it is masked, and its own lr and weight decay.
  *
- * Tiling: a thread updates 4 consecutive elements as a vec4, 256 threads per workgroup, and a
- * workgroup belongs to one segment (segments start on workgroup boundaries), so the segment search (a
- * walk over the table), the switch that picks its gradient binding and every branch are uniform per
- * workgroup. Memory-bound like the per-tensor kernels; it saves their launches (one per parameter),
- * which dominate for thin models (Meso-4: 20 parameters of 8 to 16 channels). The body is the vec4
- * masked kernel's text: the same expressions per element, so the same bits as the scalar and vec4
- * kernels. Lanes past a segment's end (sizes that are not a multiple of 4) are stored as +0 into the
- * arenas' padding and never read back as values.
+ * Tiling: a thread updates `rows` vec4s of one segment (256 apart, so a workgroup's loads stay
+ * contiguous), 256 threads per workgroup, and a workgroup belongs to one segment (segments start on
+ * workgroup boundaries), so the segment search (a walk over the table), the switch that picks its
+ * gradient binding and every branch are uniform per workgroup. A software adapter runs a switch on
+ * a value it cannot prove uniform as every case under a lane mask, so each case only loads its
+ * gradient rows (a loop, which does stop when no lane is active); rows = 8 pays that walk once per 8
+ * vec4s (lavapipe), rows = 1 gives GPUs a thread per vec4. The update itself is the vec4 masked
+ * kernel's text: the same expressions per element, so the same bits as the scalar and vec4 kernels.
+ * Lanes past a segment's end (sizes that are not a multiple of 4) are stored as +0 into the arenas'
+ * padding and never read back as values. Memory-bound like the per-tensor kernels; it saves their
+ * launches (one per parameter), which dominate for thin models (Meso-4: 20 parameters of 8 to 9,000
+ * floats).
  */
-export function optimMultiKernel(kind: OptimKind, tensors: number, masked: boolean): Kernel {
-  const name = `optim_multi_${kind}${masked ? '_masked' : ''}_${tensors}`;
+export function optimMultiKernel(kind: OptimKind, tensors: number, masked: boolean, rows = 1): Kernel {
+  const name = `optim_multi_${kind}${masked ? '_masked' : ''}_${tensors}_r${rows}`;
   const grads = Array.from({ length: tensors }, (_, k) => `@group(0) @binding(${k + (masked ? 3 : 2)}) var<storage, read> g${k}: array<vec4<f32>>;`).join('\n');
-  const pick = Array.from({ length: tensors }, (_, k) => `    case ${k}u: { gv = g${k}[q]; }`).join('\n');
-  const body = updateBody(kind, { w: 'W[wv]', grad: 'gv', s1: 'S[s1v]', s2: 'S[s2v]', lr: 'lr', wd: 'wd' }, true);
+  const pick = Array.from(
+    { length: tensors },
+    (_, k) => `    case ${k}u: {
+      for (var r = 0u; r < ${rows}u; r++) {
+        let q = q0 + r * ${OPTIM_WG}u;
+        if (q * 4u >= sg.a.y) { break; }
+        gs[r] = g${k}[q];
+      }
+    }`,
+  ).join('\n');
+  const body = updateBody(kind, { w: 'W[wv]', grad: 'gs[r]', s1: 'S[s1v]', s2: 'S[s2v]', lr: 'lr', wd: 'wd' }, true)
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n');
   const code = `// ${name}
 struct Seg {
   a: vec4<u32>,
@@ -187,22 +203,26 @@ fn main(${GRID_BUILTINS_WGSL}) {
     if (wg >= p.segs[j].a.x) { k = j; }
   }
   let sg = p.segs[k];
-  let q = (wg - sg.a.x) * ${OPTIM_WG}u + lid;
-  let e = q * 4u;
-  if (e >= sg.a.y) { return; }
-  var gv = Z;
+  let q0 = (wg - sg.a.x) * ${OPTIM_WG * rows}u + lid;
+  if (q0 * 4u >= sg.a.y) { return; }
+  var gs: array<vec4<f32>, ${rows}>;
   switch k {
 ${pick}
     default: {}
   }
-  var keep = vec4<u32>(e) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(sg.a.y);
-  ${masked ? 'if (sg.a.w != 0u) { keep = keep & (M[sg.b.z + q] != Z); }' : ''}
   let lr = sg.h.x;
   let wd = sg.h.y;
-  let wv = sg.a.z + q;
-  let s1v = sg.b.x + q;
-  let s2v = sg.b.y + q;
+  for (var r = 0u; r < ${rows}u; r++) {
+    let q = q0 + r * ${OPTIM_WG}u;
+    let e = q * 4u;
+    if (e >= sg.a.y) { break; }
+    var keep = vec4<u32>(e) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(sg.a.y);
+    ${masked ? 'if (sg.a.w != 0u) { keep = keep & (M[sg.b.z + q] != Z); }' : ''}
+    let wv = sg.a.z + q;
+    let s1v = sg.b.x + q;
+    let s2v = sg.b.y + q;
 ${body}
+  }
 }
 `;
   const bindings: Kernel['bindings'] = ['write', 'write', ...(masked ? (['read'] as const) : []), ...Array.from({ length: tensors }, () => 'read' as const), 'uniform'];

@@ -32,12 +32,16 @@ registerFamily<OptimGeom>({
   family: 'optim',
   about: 'fused optimizer updates: one element or a vec4 per thread (n % 4 == 0); a step\'s parameter list: multi (one dispatch) or a dispatch per tensor',
   shapeClass: (g) => (g.tensors !== undefined ? `list 2^${log2Class(g.n)}` : `2^${log2Class(g.n)}${g.n % 4 === 0 ? ' flat4' : ''}`),
-  defaultRule: (g, dev, cands) => cands.find((c) => c.variant === (g.tensors !== undefined ? 'multi' : dev.isSoftware ? 'vec4' : 'scalar')) ?? cands[0],
+  defaultRule: (g, dev, cands) =>
+    cands.find((c) => (g.tensors !== undefined ? c.variant === 'multi' && c.tile === (dev.isSoftware ? 'r8' : 'r1') : c.variant === (dev.isSoftware ? 'vec4' : 'scalar'))) ??
+    cands.find((c) => c.variant === 'multi') ??
+    cands[0],
 });
 registerCandidates<OptimGeom>('optim', [
   { variant: 'scalar' },
   { variant: 'vec4', suits: (g) => g.tensors !== undefined || g.n % 4 === 0 },
-  { variant: 'multi', suits: (g) => g.tensors !== undefined },
+  { variant: 'multi', tile: 'r1', params: { rows: 1 }, suits: (g) => g.tensors !== undefined },
+  { variant: 'multi', tile: 'r8', params: { rows: 8 }, suits: (g) => g.tensors !== undefined },
 ]);
 
 function kernelFor(kind: OptimKind, masked: boolean, vec4: boolean): Kernel {
@@ -144,13 +148,13 @@ export function optimStepList(h: OptimShared, segs: readonly OptimSegment[], are
       return r.end - r.start;
     };
     if (chunk.length && (chunk.length + 1 > Math.min(MULTI_MAX_TENSORS, limit - (m ? 3 : 2)) || widest() > maxBind)) {
-      multiDispatch(h, chunk, masked, arenas, tag.op, pl.id);
+      multiDispatch(h, chunk, masked, arenas, tag.op, pl);
       chunk = [];
     }
     masked = chunk.length ? masked || !!s.mask : !!s.mask;
     chunk.push(s);
   }
-  multiDispatch(h, chunk, masked, arenas, tag.op, pl.id);
+  multiDispatch(h, chunk, masked, arenas, tag.op, pl);
 }
 
 /** The element range [start, end) of an arena that a chunk's tensors occupy (starts are aligned). */
@@ -165,9 +169,10 @@ function rangeOf(a: Arena, ts: readonly Tensor[]): { start: number; end: number 
   return { start, end };
 }
 
-function multiDispatch(h: OptimShared, chunk: readonly OptimSegment[], masked: boolean, arenas: OptimArenas, op: string, id: string): void {
+function multiDispatch(h: OptimShared, chunk: readonly OptimSegment[], masked: boolean, arenas: OptimArenas, op: string, pl: Plan): void {
   const k = chunk.length;
-  const kernel = cachedKernel(`optim|multi|${h.kind}|${k}|${masked}`, () => optimMultiKernel(h.kind, k, masked));
+  const rows = Number(pl.params.rows ?? 1);
+  const kernel = cachedKernel(`optim|multi|${h.kind}|${k}|${masked}|${rows}`, () => optimMultiKernel(h.kind, k, masked, rows));
   const w = rangeOf(arenas.w, chunk.map((s) => s.param));
   const st = rangeOf(arenas.s, chunk.flatMap((s) => [s.s1, s.s2]));
   const marena = arenas.m;
@@ -183,14 +188,14 @@ function multiDispatch(h: OptimShared, chunk: readonly OptimSegment[], masked: b
     p.u(groups).u(n).u(vec(arenas.w, s.param, w.start)).u(s.mask ? 1 : 0);
     p.u(vec(arenas.s, s.s1, st.start)).u(vec(arenas.s, s.s2, st.start)).u(s.mask && marena && mr ? vec(marena, s.mask, mr.start) : 0).u(0);
     p.f(s.lr).f(s.weightDecay).f(0).f(0);
-    groups += Math.ceil(Math.ceil(n / 4) / OPTIM_WG);
+    groups += Math.ceil(Math.ceil(n / 4) / (OPTIM_WG * rows));
   }
   const bind = (a: Arena, r: { start: number; end: number }) => ({ buffer: a.buf, offset: r.start * 4, size: (r.end - r.start) * 4 });
   const bufs = [bind(arenas.w, w), bind(arenas.s, st), ...(mr && marena ? [bind(marena, mr)] : []), ...chunk.map((s) => ({ buffer: s.grad.buf }))];
   const total = chunk.reduce((a, s) => a + s.param.size, 0);
   queue.dispatch(kernel, bufs, p.view, grid1d(groups), () => ({
     op,
-    variant: `${masked ? 'masked' : 'dense'}+${id}`,
+    variant: `${masked ? 'masked' : 'dense'}+${pl.id}`,
     shape: `${k}x${total}`,
     phase: 'optimizer',
   }));
