@@ -81,14 +81,19 @@ export class Optimizer {
       throw new Error('Nesterov momentum needs momentum > 0 and dampening 0');
     }
     this.lr = cfg.lr;
-    const w = arenaLayout(params.map((p) => p.size));
-    const st = arenaLayout(params.flatMap((p) => [p.size, p.size]));
+    // Arena order: smallest first, so the tensors a multi-tensor dispatch shares (on software adapters
+    // only the small ones) sit together and its bound ranges cover little else.
+    const order = params.map((_, i) => i).sort((a, b) => params[a].size - params[b].size || a - b);
+    const w = arenaLayout(order.map((i) => params[i].size));
+    const st = arenaLayout(order.flatMap((i) => [params[i].size, params[i].size]));
+    const rank = new Map(order.map((i, r) => [i, r]));
     this.weights = new Arena(w.total);
     this.states = new Arena(st.total);
     this.slots = params.map((param, i) => {
       if (params.indexOf(param) !== i) throw new Error(`Optimizer: ${param} is listed twice`);
-      this.weights.adopt(param, w.offsets[i]);
-      return { param, at: w.offsets[i], s1: this.states.view(st.offsets[2 * i], param.shape), s2: this.states.view(st.offsets[2 * i + 1], param.shape), mask: null, opts: {} };
+      const r = rank.get(i)!;
+      this.weights.adopt(param, w.offsets[r]);
+      return { param, at: w.offsets[r], s1: this.states.view(st.offsets[2 * r], param.shape), s2: this.states.view(st.offsets[2 * r + 1], param.shape), mask: null, opts: {} };
     });
   }
 

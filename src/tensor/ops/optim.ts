@@ -28,6 +28,14 @@ interface OptimGeom {
   /** Parameters in the list; absent for one tensor. */
   tensors?: number;
 }
+/**
+ * On a software adapter the multi kernel's gradient switch costs about 3x the per-tensor kernel per
+ * element (lavapipe, Adam: CNN-5's 301k floats took 7.1 ms against 1.9, Meso-4's 28k 0.24 ms against
+ * 0.66 for 20 dispatches), so there a tensor larger than one workgroup's share (256 threads x 8 vec4s)
+ * keeps its own vec4 dispatch and only the small ones (biases, batch norm, thin layers) share one.
+ */
+const MULTI_R8_SOLO = 256 * 8 * 4;
+
 registerFamily<OptimGeom>({
   family: 'optim',
   about: 'fused optimizer updates: one element or a vec4 per thread (n % 4 == 0); a step\'s parameter list: multi (one dispatch) or a dispatch per tensor',
@@ -40,8 +48,9 @@ registerFamily<OptimGeom>({
 registerCandidates<OptimGeom>('optim', [
   { variant: 'scalar' },
   { variant: 'vec4', suits: (g) => g.tensors !== undefined || g.n % 4 === 0 },
-  { variant: 'multi', tile: 'r1', params: { rows: 1 }, suits: (g) => g.tensors !== undefined },
-  { variant: 'multi', tile: 'r8', params: { rows: 8 }, suits: (g) => g.tensors !== undefined },
+  // solo: tensors above this many elements get a per-tensor dispatch of their own (0: none do).
+  { variant: 'multi', tile: 'r1', params: { rows: 1, solo: 0 }, suits: (g) => g.tensors !== undefined },
+  { variant: 'multi', tile: 'r8', params: { rows: 8, solo: MULTI_R8_SOLO }, suits: (g) => g.tensors !== undefined },
 ]);
 
 function kernelFor(kind: OptimKind, masked: boolean, vec4: boolean): Kernel {
@@ -120,28 +129,33 @@ const MULTI_MAX_TENSORS = 64;
 
 /**
  * Updates every parameter of a step: with the planner's 'multi', one dispatch per
- * maxStorageBuffersPerShaderStage - 3 parameters (usually all of them in one to a few); otherwise a
- * dispatch per parameter ('vec4' where its size allows, else 'scalar'). `tag` names the multi
+ * maxStorageBuffersPerShaderStage - 3 parameters (usually all of them in one to a few; on software
+ * adapters tensors above the tile's `solo` size keep a dispatch of their own); otherwise a dispatch
+ * per parameter ('vec4' where its size allows, else 'scalar'). `tag` names the multi
  * dispatches in profiles, booked to no layer (the model's row), since one spans many.
  */
 export function optimStepList(h: OptimShared, segs: readonly OptimSegment[], arenas: OptimArenas, tag: { op: string }): void {
   if (!segs.length) return;
   const total = segs.reduce((a, s) => a + s.param.size, 0);
   const pl = plan<OptimGeom>('optim', { n: total, tensors: segs.length });
-  if (pl.variant !== 'multi') {
-    for (const s of segs) {
-      const own: Plan = pl.variant === 'vec4' && s.param.size % 4 !== 0 ? { ...pl, id: 'scalar', variant: 'scalar' } : pl;
-      tensorStep({ ...h, lr: s.lr, weightDecay: s.weightDecay }, own, s.param, s.grad, s.s1, s.s2, s.mask, s.tag);
-    }
-    return;
+  const solo = pl.variant === 'multi' ? Number(pl.params.solo ?? 0) : 0;
+  const alone = pl.variant !== 'multi' ? segs : solo > 0 ? segs.filter((s) => s.param.size > solo) : [];
+  for (const s of alone) {
+    // The per-tensor kernels: vec4 where the size allows it (and the list asked for vec4 or multi).
+    const v = pl.variant !== 'scalar' && s.param.size % 4 === 0 ? 'vec4' : 'scalar';
+    tensorStep({ ...h, lr: s.lr, weightDecay: s.weightDecay }, { ...pl, id: v, variant: v }, s.param, s.grad, s.s1, s.s2, s.mask, s.tag);
   }
+  if (pl.variant !== 'multi') return;
+  // In arena order, so each chunk binds a contiguous run of the arenas.
+  const shared = (solo > 0 ? segs.filter((s) => s.param.size <= solo) : [...segs]).sort((a, b) => arenas.w.offsetOf(a.param) - arenas.w.offsetOf(b.param));
+  if (!shared.length) return;
   const limit = device().limits.maxStorageBuffersPerShaderStage ?? 8;
   const maxBind = maxBindingElements();
   // A chunk ends where one more parameter would need more bindings than the adapter has, or would
   // stretch an arena range past what one binding may cover (two moments per parameter in one range).
   let chunk: OptimSegment[] = [];
   let masked = false;
-  for (const s of segs) {
+  for (const s of shared) {
     const m = masked || !!s.mask;
     const widest = () => {
       const r = rangeOf(arenas.s, [...chunk, s].flatMap((c) => [c.s1, c.s2]));
