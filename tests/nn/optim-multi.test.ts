@@ -108,6 +108,34 @@ describe('multi-tensor optimizer kernel', () => {
     );
   });
 
+  it('a parameter\'s own weight decay and lr factor act as an optimizer of those settings would', async () => {
+    const w0 = seededValues(37, 5);
+    const g = seededValues(37, 6);
+    const run = async (cfg: OptimizerConfig, opts?: { weightDecay: number; lrScale: number }) => {
+      const p = keep(fromArray(w0));
+      const other = keep(fromArray([1, 2, 3]));
+      for (const t of [p, other]) t.requiresGrad = true;
+      const opt = new Optimizer([other, p], cfg);
+      if (opts) opt.setParamOptions(p, opts);
+      for (let t = 0; t < 3; t++) {
+        for (const x of [p, other]) {
+          x.grad?.dispose();
+          x.grad = keep(fromArray(x === p ? g : [1, 1, 1]));
+        }
+        opt.step();
+      }
+      const out = bits((await p.toArray()) as Float32Array);
+      opt.dispose();
+      p.dispose();
+      other.dispose();
+      return out;
+    };
+    for (const kind of ['sgd', 'adam', 'adamw'] as const) {
+      // lr 0.02 = 0.01 * 2 exactly, so the scaled rate is the same float.
+      expect(await run({ kind, lr: 0.01, weightDecay: 0.5, momentum: 0.9 }, { weightDecay: 0.25, lrScale: 2 })).toEqual(await run({ kind, lr: 0.02, weightDecay: 0.25, momentum: 0.9 }));
+    }
+  });
+
   it('a step takes ceil(parameters / (binding limit - 3)) dispatches', () => {
     const limit = device().limits.maxStorageBuffersPerShaderStage ?? 8;
     const n = 2 * limit;
