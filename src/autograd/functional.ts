@@ -15,7 +15,7 @@ import {
 import { max as rawMax, sum as rawSum, sumToShape } from '../tensor/ops/reduce.js';
 import { matmul as rawMatmul } from '../tensor/ops/matmul.js';
 import { withPhase } from '../tensor/trace.js';
-import { dropoutMask } from '../tensor/ops/random.js';
+import { dropoutApply, dropoutMask, fuseDropout } from '../tensor/ops/random.js';
 import { bceWithLogitsMean, fuseBce } from '../tensor/ops/fused.js';
 import { record } from './tape.js';
 
@@ -224,12 +224,17 @@ export interface DropoutOpts {
 /** Inverted dropout; the identity when p = 0 or when not training. */
 export function dropout(x: Tensor, p: number, training: boolean, rng: DropoutOpts): Tensor {
   if (!training || p === 0) return x;
-  return dropoutWith(x, dropoutMask(x.shape, p, rng));
+  if (!fuseDropout(x.size)) return dropoutWith(x, dropoutMask(x.shape, p, rng));
+  const { y, mask } = dropoutApply(x, p, rng);
+  return recordDropout(y, x, mask);
 }
 
 /** x * mask with mask's gradient rule (a compacted dropout gathers its mask from a full-size draw); takes ownership of mask. */
 export function dropoutWith(x: Tensor, mask: Tensor): Tensor {
-  const y = binary('mul', x, mask);
+  return recordDropout(binary('mul', x, mask), x, mask);
+}
+
+function recordDropout(y: Tensor, x: Tensor, mask: Tensor): Tensor {
   return record('dropout', y, [x], (g) => [binary('mul', g, mask)], [keep(mask)]);
 }
 

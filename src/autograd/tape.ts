@@ -8,6 +8,7 @@
 import { keep, Tensor, type GradNode } from '../tensor/tensor.js';
 import { binary, fill } from '../tensor/ops/map.js';
 import { atLayer, currentLayer, withPhase } from '../tensor/trace.js';
+import { onDeviceClose } from '../tensor/device.js';
 
 export type BackwardRule = (grad: Tensor) => readonly (Tensor | null | undefined)[];
 
@@ -155,6 +156,16 @@ function backwardPass(root: Tensor, grad: Tensor | undefined, o: BackwardOptions
   for (const g of grads.values()) g.dispose();
 }
 
+// The seed gradient of a scalar loss, made once per device: a fill kernel per backward was one
+// dispatch of every training step. Backward rules never write into the gradient they are given, so
+// each backward takes a view of the same 1.
+let one: Tensor | null = null;
+onDeviceClose(() => {
+  one = null;
+});
+
 function onesLike(t: Tensor): Tensor {
-  return keep(fill(t.shape, 1));
+  if (t.size !== 1) return keep(fill(t.shape, 1));
+  one ??= keep(fill([1], 1));
+  return keep(one.reshape(t.shape));
 }

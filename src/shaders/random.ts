@@ -36,20 +36,15 @@ export const RANDOM_UNIFORM = uniformStruct([
   ['n', 'u32'], ['k0', 'u32'], ['k1', 'u32'], ['stream', 'u32'], ['offset', 'u32'], ['a', 'f32'], ['b', 'f32'],
 ] as const);
 
-export function randomKernel(dist: RandomDist): Kernel {
-  const body =
-    dist === 'uniform'
-      ? 'out[i] = p.a + (p.b - p.a) * f32(r.x >> 8u) * 5.9604644775390625e-8;'
-      : dist === 'normal'
-        ? `let u1 = f32((r.x >> 8u) + 1u) * 5.9604644775390625e-8;
-  let u2 = f32(r.y >> 8u) * 5.9604644775390625e-8;
-  out[i] = p.a + p.b * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);`
-        : // Bernoulli keep-mask scaled like inverted dropout: value b with probability a, else 0.
-          'out[i] = select(0.0, p.b, f32(r.x >> 8u) * 5.9604644775390625e-8 < p.a);';
-  const code = `// random_${dist}
+/** Bernoulli keep-mask scaled like inverted dropout: value b with probability a, else 0. */
+const BERNOULLI = 'select(0.0, p.b, f32(r.x >> 8u) * 5.9604644775390625e-8 < p.a)';
+
+/** A thread-per-element kernel with the Threefry draw `r` of element i (after `storage`, the uniform). */
+function threefryKernel(name: string, storage: readonly string[], body: string): string {
+  return `// ${name}
 ${RANDOM_UNIFORM.wgsl}
-@group(0) @binding(0) var<storage, read_write> out: array<f32>;
-@group(0) @binding(1) var<uniform> p: P;
+${storage.map((decl, b) => `@group(0) @binding(${b}) var<storage, ${decl};`).join('\n')}
+@group(0) @binding(${storage.length}) var<uniform> p: P;
 ${THREEFRY_WGSL}
 @compute @workgroup_size(${RANDOM_WG})
 fn main(${GRID_BUILTINS_WGSL}) {
@@ -59,5 +54,30 @@ fn main(${GRID_BUILTINS_WGSL}) {
   ${body}
 }
 `;
-  return { name: `random_${dist}`, code, bindings: ['write', 'uniform'] };
+}
+
+export function randomKernel(dist: RandomDist): Kernel {
+  const body =
+    dist === 'uniform'
+      ? 'out[i] = p.a + (p.b - p.a) * f32(r.x >> 8u) * 5.9604644775390625e-8;'
+      : dist === 'normal'
+        ? `let u1 = f32((r.x >> 8u) + 1u) * 5.9604644775390625e-8;
+  let u2 = f32(r.y >> 8u) * 5.9604644775390625e-8;
+  out[i] = p.a + p.b * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);`
+        : `out[i] = ${BERNOULLI};`;
+  return { name: `random_${dist}`, code: threefryKernel(`random_${dist}`, ['read_write> out: array<f32>'], body), bindings: ['write', 'uniform'] };
+}
+
+/**
+ * Inverted dropout in one pass: the bernoulli mask of randomKernel('bernoulli') (the same draw, the
+ * same value b with probability a, else 0), stored for the backward, and y = x * mask, the product the
+ * separate multiply would compute. Saves the multiply's dispatch and its re-read of the mask.
+ * Tiling: randomKernel's, one thread per element.
+ */
+export function dropoutKernel(): Kernel {
+  const body = `let m = ${BERNOULLI};
+  mask[i] = m;
+  y[i] = x[i] * m;`;
+  const storage = ['read> x: array<f32>', 'read_write> y: array<f32>', 'read_write> mask: array<f32>'];
+  return { name: 'random_dropout', code: threefryKernel('random_dropout', storage, body), bindings: ['read', 'write', 'write', 'uniform'] };
 }

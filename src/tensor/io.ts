@@ -10,5 +10,5 @@ export function writeTensor(t: Tensor, data: ArrayLike<number> & ArrayBufferView
   if (t.buf.lastBatch >= queue.batch) queue.flush();
   const typed =
     t.dtype === 'f32' ? (data instanceof Float32Array ? data : Float32Array.from(data)) : t.dtype === 'i32' ? Int32Array.from(data) : Uint32Array.from(data);
-  if (t.size > 0) device().gpu.queue.writeBuffer(t.buf.buffer, 0, typed.buffer, typed.byteOffset, t.size * 4);
+  if (t.size > 0) device().gpu.queue.writeBuffer(t.buf.buffer, t.buf.offset ?? 0, typed.buffer, typed.byteOffset, t.size * 4);
 }

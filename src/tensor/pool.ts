@@ -19,6 +19,11 @@ export interface PooledBuffer {
   lastBatch: number;
   /** Bytes asked for by the current holder (<= bytes): what the queue's byte counts charge for a binding. */
   used: number;
+  /**
+   * Byte offset of this range in `buffer`: set on views into an arena (tensor/arena.ts), whose
+   * bindings, copies and uploads start there; absent (0) for a buffer of its own.
+   */
+  readonly offset?: number;
 }
 
 export interface PoolStats {
@@ -87,6 +92,7 @@ export class BufferPool {
   }
 
   release(b: PooledBuffer): void {
+    if (b.offset !== undefined) throw new Error('pool: a view into an arena was released to the pool (its arena owns the buffer)');
     let list = this.free.get(b.bytes);
     if (!list) this.free.set(b.bytes, (list = []));
     list.push(b);

@@ -239,7 +239,7 @@ export class CommandQueue {
         b.buffer.lastBatch = this.batch;
         entries.push({
           binding: i,
-          resource: { buffer: b.buffer.buffer, offset: b.offset ?? 0, size: b.size ?? b.buffer.bytes - (b.offset ?? 0) },
+          resource: { buffer: b.buffer.buffer, offset: (b.buffer.offset ?? 0) + (b.offset ?? 0), size: b.size ?? b.buffer.bytes - (b.offset ?? 0) },
         });
       }
     }
@@ -270,7 +270,7 @@ export class CommandQueue {
     }
     this.encoder ??= device().gpu.createCommandEncoder();
     src.lastBatch = this.batch;
-    this.encoder.copyBufferToBuffer(src.buffer, srcOffset, dst, dstOffset, bytes);
+    this.encoder.copyBufferToBuffer(src.buffer, (src.offset ?? 0) + srcOffset, dst, dstOffset, bytes);
     this.pending++;
   }
 

@@ -105,6 +105,19 @@ export class Tensor {
     this.gradNode = null;
   }
 
+  /**
+   * @internal Moves this tensor onto `storage`, which the caller has filled with its values, keeping
+   * the tensor's identity (modules hold their parameters by reference); takes over the caller's
+   * reference and releases the old storage. The optimizer gathers parameters into one arena this way
+   * (tensor/arena.ts). A reshape() view made before still shows the old storage.
+   */
+  adoptStorage(storage: Storage): void {
+    if (storage.size < this.size) throw new Error(`adoptStorage: ${this} needs ${this.size} elements, storage has ${storage.size}`);
+    const old = this.storage;
+    this.storage_ = storage;
+    old.release();
+  }
+
   /** A view of the same storage with another shape (no copy). -1 infers one dimension. */
   reshape(shape: Shape): Tensor {
     const s = inferShape(shape, this.size);

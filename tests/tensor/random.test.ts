@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { dropoutMask, randomNormal, randomUniform, uniformAt, threefry2x32, HostRandom } from '../../src/tensor/index.js';
+import { dropoutMask, randomNormal, randomUniform, uniformAt, threefry2x32, HostRandom, fromArray, keep, queue } from '../../src/tensor/index.js';
+import * as F from '../../src/autograd/functional.js';
+import { backward } from '../../src/autograd/tape.js';
+import { withKernels } from '../../src/tensor/plan.js';
+import { seededValues } from '../ref/arb.js';
 
 describe('counter-based random numbers', () => {
   it('Threefry-2x32-20 matches the Random123 known-answer vectors', () => {
@@ -51,6 +55,37 @@ describe('counter-based random numbers', () => {
     expect(kept.length / m.length).toBeCloseTo(0.7, 2);
     expect(kept.every((v) => Math.abs(v - 1 / 0.7) < 1e-6)).toBe(true);
     expect(() => dropoutMask([3], 1, { seed: 1 })).toThrow(/dropout probability 1/);
+  });
+
+  it('fused dropout (draw and multiply in one kernel) gives the unfused chain\'s output and gradient bits', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 3000 }), fc.constantFrom(0.1, 0.5, 0.9), fc.nat(2 ** 31), fc.nat(1000), async (n, p, seed, offset) => {
+        const xs = seededValues(n, seed, -3, 3);
+        const run = async (spec: string) => {
+          const x = keep(fromArray(xs));
+          x.requiresGrad = true;
+          let dispatches = 0;
+          const y = withKernels(spec, () => {
+            queue.startCount();
+            const out = F.dropout(x, p, true, { seed, stream: 7, offset });
+            dispatches = queue.stopCount().reduce((a, r) => a + r.calls, 0);
+            return out;
+          });
+          const yv = Array.from(new Uint32Array((await y.toArray()).buffer));
+          backward(F.sum(y));
+          const gv = Array.from(new Uint32Array((await x.grad!.toArray()).buffer));
+          y.dispose();
+          x.dispose();
+          return { yv, gv, dispatches };
+        };
+        const fused = await run('fused.dropout:fused');
+        const unfused = await run('fused.dropout:unfused');
+        expect(fused.yv).toEqual(unfused.yv);
+        expect(fused.gv).toEqual(unfused.gv);
+        expect([fused.dispatches, unfused.dispatches]).toEqual([1, 2]);
+      }),
+      { numRuns: 15 },
+    );
   });
 
   it('host shuffle is a seeded permutation', () => {

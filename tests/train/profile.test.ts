@@ -47,7 +47,9 @@ describe('profileTrainStep', () => {
     expect(layers).toContain('head.2');
     for (const l of layers) expect(names.has(l) || l === '(model)').toBe(true);
     const conv = p.rows.filter((r) => r.layer === 'block.conv1');
-    expect(new Set(conv.map((r) => r.phase))).toEqual(new Set(['forward', 'input-grad', 'weight-grad', 'optimizer']));
+    // The multi-tensor optimizer updates every parameter in one dispatch, booked to the model.
+    expect(new Set(conv.map((r) => r.phase))).toEqual(new Set(['forward', 'input-grad', 'weight-grad']));
+    expect(p.rows.filter((r) => r.phase === 'optimizer').map((r) => [r.layer, r.variant, r.dispatches])).toEqual([['(model)', `dense+${plan('optim', { n: m.parameterCount(), tensors: m.parameters().length }).id}`, 1]]);
     const fwd = conv.find((r) => r.op === 'conv.fwd')!;
     // The variant is what the planner chose for that geometry.
     const g = conv2dGeometry([2, 4, 12, 12], [8, 4, 3, 3], { padding: 1 });
