@@ -5,8 +5,8 @@ import { execFile } from "node:child_process";
 import { constants as fsConstants, promises as fs } from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { bytesToUnit, cropImage, decodeImage, resizeRgb, toCHWBytes, UnreadableImageError, writePng, type Rect, type RgbImage } from "./image.js";
-import { CachedDecoder, cacheDefaults, openShardCache, RESIZE_METHOD, type PixelDataset } from "./decoded.js";
+import { cropImage, decodeImage, resizeRgb, toCHWBytes, UnreadableImageError, writePng, type Rect, type RgbImage } from "./image.js";
+import { CachedDecoder, cacheDefaults, openShardCache, pixelSample, RESIZE_METHOD, type PixelDataset } from "./decoded.js";
 import { hashKey, hashString, unitFloat } from "./random.js";
 import { SPLITS, type SplitName } from "./synthetic.js";
 import {
@@ -132,10 +132,8 @@ export class FaceForensicsDataset extends ListDataset<FfEntry> implements PixelD
     return this.decoder.flush();
   }
 
-  async get(i: number): Promise<Sample> {
-    const pixels = new Uint8Array(3 * this.size * this.size);
-    await this.getPixelsInto(i, pixels, 0);
-    return { image: bytesToUnit(pixels), pixels, label: this.entry(i).label, path: this.source(i).path };
+  get(i: number): Promise<Sample> {
+    return pixelSample(this, i, this.entry(i).label, this.source(i).path);
   }
 
   /** Sample i's crop at the training size (decoding, extracting and detecting as needed). */

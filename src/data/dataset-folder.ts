@@ -16,8 +16,7 @@ import {
   listImages,
   splitByGroup,
 } from "./dataset-base.js";
-import { CachedDecoder, cacheDefaults, openShardCache, RESIZE_METHOD, type PixelDataset } from "./decoded.js";
-import { bytesToUnit } from "./image.js";
+import { CachedDecoder, cacheDefaults, openShardCache, pixelSample, RESIZE_METHOD, type PixelDataset } from "./decoded.js";
 
 export const SPLIT_DIR_NAMES: Record<SplitName, readonly string[]> = {
   train: ["train", "training"],
@@ -59,11 +58,9 @@ export class FileDataset extends ListDataset<Entry> implements PixelDataset {
   flushCache(): Promise<void> {
     return this.decoder.flush();
   }
-  async get(i: number): Promise<Sample> {
+  get(i: number): Promise<Sample> {
     const e = this.entry(i);
-    const pixels = new Uint8Array(3 * this.size * this.size);
-    await this.getPixelsInto(i, pixels, 0);
-    return { image: bytesToUnit(pixels), pixels, label: e.label, path: e.path };
+    return pixelSample(this, i, e.label, e.path);
   }
 }
 

@@ -6,8 +6,8 @@
 // data/datasets.ts, which opens it.
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { bytesToUnit, cropImage, cropRect, decodeImage, resizeRgb, toCHWBytes, UnreadableImageError, writePng, type Rect, type RgbImage } from "./image.js";
-import { CachedDecoder, cacheDefaults, openShardCache, RESIZE_METHOD, type PixelDataset } from "./decoded.js";
+import { cropImage, cropRect, decodeImage, resizeRgb, toCHWBytes, UnreadableImageError, writePng, type Rect, type RgbImage } from "./image.js";
+import { CachedDecoder, cacheDefaults, openShardCache, pixelSample, RESIZE_METHOD, type PixelDataset } from "./decoded.js";
 import { decodePool } from "./decode-pool.js";
 import { statSource, type SourceId } from "./shard-cache.js";
 import { SPLITS, type SplitName } from "./synthetic.js";
@@ -173,11 +173,9 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> implements PixelD
     return this.decoder.flush();
   }
 
-  async get(i: number): Promise<Sample> {
+  get(i: number): Promise<Sample> {
     const e = this.entry(i);
-    const pixels = new Uint8Array(3 * this.size * this.size);
-    await this.getPixelsInto(i, pixels, 0);
-    return { image: bytesToUnit(pixels), pixels, label: e.label, path: e.path };
+    return pixelSample(this, i, e.label, e.path);
   }
 
   private counted(i: number, fallback: boolean): void {

@@ -6,8 +6,8 @@ import * as path from 'node:path';
 import { availableParallelism } from 'node:os';
 import { ShardCache, statSource, type CacheConfig, type SourceId } from './shard-cache.js';
 import { decodePool } from './decode-pool.js';
-import { UnreadableImageError } from './image.js';
-import type { Dataset } from './dataset-base.js';
+import { bytesToUnit, UnreadableImageError } from './image.js';
+import type { Dataset, Sample } from './dataset-base.js';
 
 /** A dataset that can give a sample's pixels as CHW bytes at `size` (what `get` divides by 255). */
 export interface PixelDataset extends Dataset {
@@ -24,6 +24,13 @@ export interface PixelDataset extends Dataset {
 
 export function isPixelDataset(ds: Dataset): ds is PixelDataset {
   return typeof (ds as Partial<PixelDataset>).getPixelsInto === 'function';
+}
+
+/** Sample i of a pixel dataset as `get` returns it: its bytes, and the same image as floats (byte / 255). */
+export async function pixelSample(ds: PixelDataset, i: number, label: 0 | 1, file: string): Promise<Sample> {
+  const pixels = new Uint8Array(3 * ds.size * ds.size);
+  await ds.getPixelsInto(i, pixels, 0);
+  return { image: bytesToUnit(pixels), pixels, label, path: file };
 }
 
 /** The decoded cache's folder under a dataset's cache root. */
