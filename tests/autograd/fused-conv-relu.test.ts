@@ -8,6 +8,7 @@ import * as F from '../../src/autograd/functional.js';
 import * as FN from '../../src/autograd/functional-nn.js';
 import { conv2dRelu } from '../../src/autograd/fused-nn.js';
 import { Conv2d } from '../../src/nn/layers.js';
+import { createModel } from '../../src/nn/models/index.js';
 import { fromArray, keep, tidy, queue, type Tensor } from '../../src/tensor/index.js';
 import { conv2dGeometry, type Conv2dOptions } from '../../src/tensor/ops/conv.js';
 import { fuseConvRelu } from '../../src/tensor/ops/fused.js';
@@ -221,5 +222,35 @@ describe('conv2dRelu: the ReLU in the conv kernel store', () => {
     expect(sameBits(a, (await hookedY.toArray()) as Float32Array)).toBe(true);
     expect(seen.some((v) => v < 0)).toBe(true);
     for (const t of [x, plainY, hookedY, ...seenT]) t.dispose();
+  });
+});
+
+describe('MesoInception-4 with fused branch ReLUs', () => {
+  it('a training step gives the unfused model bit for bit: logits and every gradient (so --resume needs no legacy pin)', async () => {
+    const step = async (spec: string) => {
+      setKernelOverride(spec);
+      const m = createModel('mesoinception4', { size: 32, seed: 3 });
+      m.train();
+      const x = keep(fromArray(seededValues(2 * 3 * 32 * 32, 17), [2, 3, 32, 32]));
+      let logits!: Tensor;
+      tidy(() => {
+        const y = m.forward(x);
+        logits = keep(y);
+        backward(F.sum(F.mul(y, fromArray(seededValues(y.size, 19), y.shape))));
+      });
+      const out: Float32Array[] = [(await logits.toArray()) as Float32Array];
+      for (const [, p] of m.namedParameters()) out.push((await p.grad!.toArray()) as Float32Array);
+      for (const t of [x, logits]) t.dispose();
+      m.dispose();
+      return out;
+    };
+    resetPlannerRecord();
+    const a = await step('fused.conv-relu:fused');
+    const chosen = Object.entries(plannerRecord()).filter(([k]) => k.startsWith('fused.conv-relu'));
+    expect(chosen.length).toBeGreaterThan(0);
+    expect(chosen.every(([, v]) => v === 'fused')).toBe(true);
+    const u = await step('fused.conv-relu:unfused');
+    expect(a.length).toBe(u.length);
+    for (let i = 0; i < a.length; i++) expect(sameBits(a[i], u[i]), `tensor ${i}`).toBe(true);
   });
 });
