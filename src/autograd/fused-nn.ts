@@ -200,8 +200,9 @@ export function convBatchNormFolded(x: Tensor, conv: ConvArgs, bn: BnArgs, withR
   const steps: ((t: Tensor) => Tensor)[] = [];
   // max(relu(v)) = relu(max(v)): the ReLU runs on the pooled tensor, a fraction of the activation.
   if (pool) steps.push((t) => maxPool2d(t, pool.kernel, pool.stride ?? pool.kernel, pool.padding ?? 0));
-  if (withRelu) steps.push(relu);
-  let y = conv2d(x, f.w, f.b, conv.opts);
+  // Without a pool the ReLU follows the conv directly: in its store where the planner fuses that.
+  if (withRelu && pool) steps.push(relu);
+  let y = withRelu && !pool ? conv2dRelu(x, f.w, f.b, conv.opts) : conv2d(x, f.w, f.b, conv.opts);
   // Not recorded, the folded tensors are temporaries; recorded, their ops own them (foldedParams).
   for (const t of [f.w, f.b]) if (!t.requiresGrad) t.dispose();
   for (const step of steps) {

@@ -12,7 +12,7 @@ import { createModel } from '../../src/nn/models/index.js';
 import { fromArray, keep, tidy, queue, type Tensor } from '../../src/tensor/index.js';
 import { conv2dGeometry, type Conv2dOptions } from '../../src/tensor/ops/conv.js';
 import { fuseConvRelu } from '../../src/tensor/ops/fused.js';
-import { deviceTraits, plan, plannerRecord, resetPlannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
+import { clearPins, deviceTraits, pinKernels, plan, plannerRecord, resetPlannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
 import { convStripKernel } from '../../src/shaders/conv-strip.js';
 import { conv2dDirectForwardKernel } from '../../src/shaders/conv-direct.js';
 import { conv2dForwardKernel } from '../../src/shaders/conv.js';
@@ -203,6 +203,16 @@ describe('conv2dRelu: the ReLU in the conv kernel store', () => {
     expect(fuseConvRelu(g, false)).toBe(false);
     const recorded = Object.entries(plannerRecord()).filter(([k]) => k.startsWith('fused.conv-relu'));
     expect(recorded.map(([, v]) => v)).toEqual(['unfused']);
+  });
+
+  it('same bits, so no legacy variant: a run recorded before the family resumes on the fused path', () => {
+    const g = conv2dGeometry([1, 2, 6, 6], [3, 2, 3, 3], {});
+    pinKernels({ 'norm|f32|dense|n16 c8 hw2^8 q4': 'thread4' });
+    try {
+      expect(fuseConvRelu(g, true)).toBe(true);
+    } finally {
+      clearPins();
+    }
   });
 
   it('Conv2d.forwardRelu: a hooked layer runs the chain, and its hook sees the conv output before the ReLU', async () => {
