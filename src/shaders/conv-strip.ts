@@ -14,7 +14,8 @@
 // At PX = 4, BN = 8, KW = 3: 3 per-thread + 6 uniform vec4 loads per 96 FMAs (0.09 per FMA).
 //
 // KW and the left padding PL are compile-time constants (the component picks depend on them), so
-// there is one pipeline per (KW, PL, tile); kernel height, top padding and all sizes are uniforms.
+// there is one pipeline per (KW, PL, tile, bias, ReLU); kernel height, top padding and all sizes are
+// uniforms.
 import { uniformStruct } from './uniform.js';
 import { GRID_BUILTINS_WGSL, linearIndexWgsl, type Kernel } from './kernel.js';
 import { epilogueSuffix, forwardEpilogueWgsl } from './conv-fragments.js';
@@ -71,7 +72,8 @@ export function stripPieceWgsl(wg: number, px: number): string {
 
 /**
  * y[n, co, oh, ow] = sum over ci, ky, kx of x[n, ci, oh + ky - pt, ow + kx - PL] * wp[ci, ky, kx, co]
- * (+ bias[co], then max(., 0) with `relu`), zero outside the input. Bindings: x (as vec4s), wp (as vec4s), [bias], y, params.
+ * (+ bias[co], then max(., 0) with `relu`), zero outside the input. Bindings: x (as vec4s), wp (as
+ * vec4s), [bias], y, params.
  * Grid: (ceil(N*OH*ceil(OW/PX) / wg) over x/y, coutPad / BN on z).
  */
 export function convStripKernel(t: StripTile, kw: number, pl: number, bias: boolean, relu = false): Kernel {
