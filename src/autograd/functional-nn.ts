@@ -35,12 +35,16 @@ import { gatherAt as gatherAtRaw, scatterAt } from '../tensor/ops/compact.js';
 export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}, biasGrad = true): Tensor {
   const y = conv2dForward(x, weight, bias, opts);
   const b = biasGrad ? bias : null;
-  const inputs = b ? [x, weight, b] : [x, weight];
-  return record('conv2d', y, inputs, (g) => [
+  return record('conv2d', y, b ? [x, weight, b] : [x, weight], (g) => conv2dGrads(g, x, weight, b, opts));
+}
+
+/** The gradients of conv2d's recorded inputs [x, weight, (bias)] from the output's gradient g. */
+export function conv2dGrads(g: Tensor, x: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv2dOptions): (Tensor | null)[] {
+  return [
     x.requiresGrad ? conv2dBackwardInput(g, weight, x.shape, opts) : null,
     weight.requiresGrad ? conv2dBackwardWeight(g, x, weight.shape, opts) : null,
-    ...(b ? [b.requiresGrad ? withPhase('weight-grad', () => conv2dBackwardBias(g)) : null] : []),
-  ]);
+    ...(bias ? [bias.requiresGrad ? withPhase('weight-grad', () => conv2dBackwardBias(g)) : null] : []),
+  ];
 }
 
 export function maxPool2d(x: Tensor, kernel: Pair, stride: Pair = kernel, padding: Padding2d = 0): Tensor {

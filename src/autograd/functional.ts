@@ -90,7 +90,12 @@ export function square(x: Tensor): Tensor {
 }
 
 export function relu(x: Tensor): Tensor {
-  return record('relu', unary('relu', x), [x], (g) => [mapExpr('relu_grad', 'select(0.0, x0, x1 > 0.0)', [g, x])]);
+  return record('relu', unary('relu', x), [x], (g) => [reluGrad(g, x)]);
+}
+
+/** ReLU's backward: g where `v` > 0, else 0; `v` is the ReLU's input or its output (both > 0 at the same places). */
+export function reluGrad(g: Tensor, v: Tensor): Tensor {
+  return mapExpr('relu_grad', 'select(0.0, x0, x1 > 0.0)', [g, v]);
 }
 
 export function leakyRelu(x: Tensor, slope = 0.01): Tensor {

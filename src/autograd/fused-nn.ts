@@ -3,12 +3,13 @@
 // paths are interchangeable per run and comparable in one process.
 import { keep, type Tensor } from '../tensor/tensor.js';
 import { batchNormBackward, batchNormEvalBackward, batchNormTrainStats, channelGeometry, type BatchNormGrads, type NormAct, type NormDy } from '../tensor/ops/norm.js';
-import { bnMaxPoolForward, bnPoolPlan, foldBatchNormIntoConv, foldBiasGrad, foldConvBn, foldPoolBackward, fuseBnRelu, type BnPoolGeom, type ReluOrder } from '../tensor/ops/fused.js';
+import { bnMaxPoolForward, bnPoolPlan, foldBatchNormIntoConv, foldBiasGrad, foldConvBn, foldPoolBackward, fuseBnRelu, fuseConvRelu, type BnPoolGeom, type ReluOrder } from '../tensor/ops/fused.js';
 import type { Conv2dOptions } from '../tensor/ops/conv.js';
-import { conv2dOutputShape } from '../tensor/ops/conv-geometry.js';
+import { conv2dForward } from '../tensor/ops/conv.js';
+import { conv2dGeometry, conv2dOutputShape } from '../tensor/ops/conv-geometry.js';
 import { maxPool2dBackward, pool2dGeometry, type Pool2dOptions } from '../tensor/ops/pool.js';
-import { batchNorm2d, bnInputGrads, conv2d, maxPool2d } from './functional-nn.js';
-import { relu } from './functional.js';
+import { batchNorm2d, bnInputGrads, conv2d, conv2dGrads, maxPool2d } from './functional-nn.js';
+import { relu, reluGrad } from './functional.js';
 import { needsGrad, record } from './tape.js';
 import { binary, mapExpr } from '../tensor/ops/map.js';
 import { sumToShape } from '../tensor/ops/reduce.js';
@@ -199,8 +200,9 @@ export function convBatchNormFolded(x: Tensor, conv: ConvArgs, bn: BnArgs, withR
   const steps: ((t: Tensor) => Tensor)[] = [];
   // max(relu(v)) = relu(max(v)): the ReLU runs on the pooled tensor, a fraction of the activation.
   if (pool) steps.push((t) => maxPool2d(t, pool.kernel, pool.stride ?? pool.kernel, pool.padding ?? 0));
-  if (withRelu) steps.push(relu);
-  let y = conv2d(x, f.w, f.b, conv.opts);
+  // Without a pool the ReLU follows the conv directly: in its store where the planner fuses that.
+  if (withRelu && pool) steps.push(relu);
+  let y = withRelu && !pool ? conv2dRelu(x, f.w, f.b, conv.opts) : conv2d(x, f.w, f.b, conv.opts);
   // Not recorded, the folded tensors are temporaries; recorded, their ops own them (foldedParams).
   for (const t of [f.w, f.b]) if (!t.requiresGrad) t.dispose();
   for (const step of steps) {
@@ -210,4 +212,21 @@ export function convBatchNormFolded(x: Tensor, conv: ConvArgs, bn: BnArgs, withR
     y = next;
   }
   return y;
+}
+
+/**
+ * relu(conv2d(x, weight, bias)): Inception branches and any conv followed directly by a ReLU. Fused
+ * (fused.conv-relu), the conv kernel stores max(conv + bias, 0), so the ReLU's pass over the
+ * activation is gone, and the backward masks the incoming gradient by y > 0 (y > 0 exactly where the
+ * conv's output is) before the conv's usual backward. Bit for bit the chain, forward and backward.
+ */
+export function conv2dRelu(x: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  if (!fuseConvRelu(conv2dGeometry(x.shape, weight.shape, opts), !!bias)) return relu(conv2d(x, weight, bias, opts));
+  const y = conv2dForward(x, weight, bias, opts, true);
+  return record('conv2d_relu', y, bias ? [x, weight, bias] : [x, weight], (gy) => {
+    const masked = reluGrad(gy, y);
+    const out = conv2dGrads(masked, x, weight, bias, opts);
+    masked.dispose();
+    return out;
+  });
 }

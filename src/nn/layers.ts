@@ -7,7 +7,7 @@ import { randomUniform } from '../tensor/ops/random.js';
 import { writeTensor } from '../tensor/io.js';
 import * as F from '../autograd/functional.js';
 import * as FN from '../autograd/functional-nn.js';
-import { batchNormMaxPool, batchNormRelu, bnPoolTakesBiasGrad, convBatchNormFolded, type MaxPoolArgs, type ReluOrder } from '../autograd/fused-nn.js';
+import { batchNormMaxPool, batchNormRelu, bnPoolTakesBiasGrad, conv2dRelu, convBatchNormFolded, type MaxPoolArgs, type ReluOrder } from '../autograd/fused-nn.js';
 import { isGradEnabled } from '../autograd/tape.js';
 import { conv2dOutputShape } from '../tensor/ops/conv-geometry.js';
 import type { Conv2dOptions, Pair, Padding2d } from '../tensor/ops/conv.js';
@@ -91,13 +91,30 @@ export class Conv2d extends Module implements Prunable {
     initUniform(this.weight, bound, seed, `${prefix}.weight`);
     if (this.bias) initUniform(this.bias, bound, seed, `${prefix}.bias`);
   }
-  /** `biasGrad` false: the op consuming the output delivers the bias's gradient (BatchNorm2d.afterConv). */
-  forward(x: Tensor, biasGrad = true): Tensor {
+  /**
+   * `biasGrad` false: the op consuming the output delivers the bias's gradient (BatchNorm2d.afterConv).
+   * `relu`: relu of the output, use forwardRelu (which keeps hooks seeing the conv's own output).
+   */
+  forward(x: Tensor, biasGrad = true, relu = false): Tensor {
+    if (relu && !biasGrad) throw new Error('Conv2d: a fused ReLU takes the bias gradient itself (biasGrad must stay true)');
     const c = this.compact?.forward(x);
-    if (c) return c;
+    if (c) return relu ? F.relu(c) : c;
     // A masked layer's kernels, dense or sparse, are the planner's choice (one path, prunedLayer).
-    if (this.mask) return FN.prunedLayer('conv', x, this.weight, this.mask, this.sparse?.sw ?? null, this.bias, this.opts, biasGrad);
+    if (this.mask) {
+      const y = FN.prunedLayer('conv', x, this.weight, this.mask, this.sparse?.sw ?? null, this.bias, this.opts, biasGrad);
+      return relu ? F.relu(y) : y;
+    }
+    if (relu) return conv2dRelu(x, this.weight, this.bias, this.opts);
     return FN.conv2d(x, this.weight, this.bias, this.opts, biasGrad);
+  }
+
+  /**
+   * relu(forward(x)), the ReLU in the conv kernel's store where the planner fuses it (fused.conv-relu).
+   * Through forward, so the layer keeps its name in profiles; a hooked layer runs the chain, since its
+   * hooks (Grad-CAM's taps) must see the conv's own output.
+   */
+  forwardRelu(x: Tensor): Tensor {
+    return this.hasForwardHooks() ? F.relu(this.forward(x)) : this.forward(x, true, true);
   }
 }
 

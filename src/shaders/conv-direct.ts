@@ -18,6 +18,7 @@ import { CONV_STRUCT } from './conv.js';
 import {
   denseTapWgsl,
   FAR,
+  epilogueSuffix,
   forwardStoreWgsl,
   forwardTapWgsl,
   indentWgsl,
@@ -57,8 +58,8 @@ export function directKey(t: DirectTile): string {
 }
 
 /** Direct conv2d forward. Bindings as conv2dForwardKernel. Grid: (rows / (WG*TM) over x/y, Cout / BN on z). */
-export function conv2dDirectForwardKernel(bias: boolean, t: DirectTile = DIRECT_TILE): Kernel {
-  const name = `conv2d_direct_fwd${bias ? '_bias' : ''}_${directKey(t)}`;
+export function conv2dDirectForwardKernel(bias: boolean, t: DirectTile = DIRECT_TILE, relu = false): Kernel {
+  const name = `conv2d_direct_fwd${epilogueSuffix(bias, relu)}_${directKey(t)}`;
   const code = `// ${name}
 ${CONV_STRUCT}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -87,7 +88,7 @@ ${indentWgsl(forwardTapWgsl('ci * HW'), 8)}
       }
     }
   }
-${forwardStoreWgsl(bias)}
+${forwardStoreWgsl(bias, relu)}
 }
 `;
   return { name, code, bindings: bias ? ['read', 'read', 'read', 'write', 'uniform'] : ['read', 'read', 'write', 'uniform'] };

@@ -80,8 +80,23 @@ export function forwardTapWgsl(plane: string): string {
   }`;
 }
 
-/** A forward kernel's store: acc[i * BN + j] (+ bias) to y for the thread's rows and channels c0... */
-export function forwardStoreWgsl(bias: boolean): string {
+/**
+ * A forward kernel's output value from its accumulator expression `acc`: + bias[`co`] where there is a
+ * bias, then max(., 0) where a ReLU rides in the store (fused.conv-relu). The sum is rounded to f32
+ * before the max, as the unfused conv's store and the ReLU kernel's load do, so both give the same bits.
+ */
+export function forwardEpilogueWgsl(acc: string, bias: boolean, relu: boolean, co = 'co'): string {
+  const v = bias ? `${acc} + bias[${co}]` : acc;
+  return relu ? `max(${v}, 0.0)` : v;
+}
+
+/** Kernel name suffix of the forward epilogue: different kernels must not share a pipeline cache key. */
+export function epilogueSuffix(bias: boolean, relu: boolean): string {
+  return `${bias ? '_bias' : ''}${relu ? '_relu' : ''}`;
+}
+
+/** A forward kernel's store: acc[i * BN + j] (+ bias, then ReLU) to y for the thread's rows and channels c0... */
+export function forwardStoreWgsl(bias: boolean, relu = false): string {
   return `  for (var i = 0u; i < TM; i++) {
     let m = mb + i * WG;
     if (m >= p.rows) { continue; }
@@ -89,7 +104,7 @@ export function forwardStoreWgsl(bias: boolean): string {
     let pp = m - nb * P_;
     for (var j = 0u; j < BN; j++) {
       let co = c0 + j;
-      if (co < p.cout) { y[(nb * p.cout + co) * P_ + pp] = acc[i * BN + j]${bias ? ' + bias[co]' : ''}; }
+      if (co < p.cout) { y[(nb * p.cout + co) * P_ + pp] = ${forwardEpilogueWgsl('acc[i * BN + j]', bias, relu)}; }
     }
   }`;
 }

@@ -14,9 +14,11 @@
 // At PX = 4, BN = 8, KW = 3: 3 per-thread + 6 uniform vec4 loads per 96 FMAs (0.09 per FMA).
 //
 // KW and the left padding PL are compile-time constants (the component picks depend on them), so
-// there is one pipeline per (KW, PL, tile); kernel height, top padding and all sizes are uniforms.
+// there is one pipeline per (KW, PL, tile, bias, ReLU); kernel height, top padding and all sizes are
+// uniforms.
 import { uniformStruct } from './uniform.js';
 import { GRID_BUILTINS_WGSL, linearIndexWgsl, type Kernel } from './kernel.js';
+import { epilogueSuffix, forwardEpilogueWgsl } from './conv-fragments.js';
 
 export interface StripTile {
   /** Threads per workgroup. */
@@ -70,12 +72,13 @@ export function stripPieceWgsl(wg: number, px: number): string {
 
 /**
  * y[n, co, oh, ow] = sum over ci, ky, kx of x[n, ci, oh + ky - pt, ow + kx - PL] * wp[ci, ky, kx, co]
- * (+ bias[co]), zero outside the input. Bindings: x (as vec4s), wp (as vec4s), [bias], y, params.
+ * (+ bias[co], then max(., 0) with `relu`), zero outside the input. Bindings: x (as vec4s), wp (as
+ * vec4s), [bias], y, params.
  * Grid: (ceil(N*OH*ceil(OW/PX) / wg) over x/y, coutPad / BN on z).
  */
-export function convStripKernel(t: StripTile, kw: number, pl: number, bias: boolean): Kernel {
+export function convStripKernel(t: StripTile, kw: number, pl: number, bias: boolean, relu = false): Kernel {
   if (t.px % 4 || t.bn % 4 || t.px < 4 || t.bn < 4) throw new Error(`conv strip: bad tile ${JSON.stringify(t)}`);
-  const name = `conv2d_strip_k${kw}p${pl}${bias ? '_bias' : ''}_${stripKey(t)}`;
+  const name = `conv2d_strip_k${kw}p${pl}${epilogueSuffix(bias, relu)}_${stripKey(t)}`;
   const G = t.px / 4;
   const B4 = t.bn / 4;
   // Quads (4 input columns) a thread reads per row, relative to its first output column / 4.
@@ -103,7 +106,7 @@ export function convStripKernel(t: StripTile, kw: number, pl: number, bias: bool
     for (let g = 0; g < G; g++)
       for (let j = 0; j < 4; j++) {
         const col = g * 4 + j;
-        store.push(`    if (ow0 + ${col}u < p.ow) { y[yb + ${col}u] = a${g}_${c}[${j}]${bias ? ` + bias[c0 + ${c}u]` : ''}; }`);
+        store.push(`    if (ow0 + ${col}u < p.ow) { y[yb + ${col}u] = ${forwardEpilogueWgsl(`a${g}_${c}[${j}]`, bias, relu, `c0 + ${c}u`)}; }`);
       }
     store.push('  }');
   }

@@ -29,7 +29,7 @@
 // DIRECT (for software adapters such as lavapipe): register-blocked kernels without workgroup memory or
 // barriers whose weight (or dy) reads are uniform across the workgroup: shaders/conv-direct.ts.
 import { uniformStruct } from './uniform.js';
-import { FAR, indentWgsl, PHASE_WGSL, tapTableEntryWgsl } from './conv-fragments.js';
+import { epilogueSuffix, FAR, forwardEpilogueWgsl, indentWgsl, PHASE_WGSL, tapTableEntryWgsl } from './conv-fragments.js';
 
 // Fragments shared with the direct and sparse kernels, from where importers have always found them.
 export { FAR, PHASE_WGSL } from './conv-fragments.js';
@@ -129,8 +129,8 @@ var<workgroup> tDx: array<i32, 2u * BK>;`;
  * conv2d forward. Bindings: x, w, [bias], y, params. Grid: (row tiles folded over x/y by grid1d,
  * column tiles on z).
  */
-export function conv2dForwardKernel(bias: boolean, t: GemmTile): Kernel {
-  const name = `conv2d_fwd${bias ? '_bias' : ''}_${tileKey(t)}`;
+export function conv2dForwardKernel(bias: boolean, t: GemmTile, relu = false): Kernel {
+  const name = `conv2d_fwd${epilogueSuffix(bias, relu)}_${tileKey(t)}`;
   checkTile(t, name);
   const code = `// ${name}
 ${CONV_STRUCT}
@@ -212,7 +212,7 @@ ${mac(t)}
     for (var j = 0u; j < TN; j++) {
       let co = c0 + tx + j * SN;
       if (co < p.cout) {
-        y[(nb * p.cout + co) * P_ + pp] = acc[i * TN + j]${bias ? ' + bias[co]' : ''};
+        y[(nb * p.cout + co) * P_ + pp] = ${forwardEpilogueWgsl('acc[i * TN + j]', bias, relu)};
       }
     }
   }

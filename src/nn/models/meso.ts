@@ -159,7 +159,7 @@ export class InceptionLayer extends Module {
     return [this.b1, this.b2a, this.b3a, this.b4a];
   }
   forward(x: Tensor): Tensor {
-    const r = (m: Conv2d, v: Tensor) => F.relu(m.forward(v));
+    const r = (m: Conv2d, v: Tensor) => m.forwardRelu(v);
     return F.concat(
       [r(this.b1, x), r(this.b2b, r(this.b2a, x)), r(this.b3b, r(this.b3a, x)), r(this.b4b, r(this.b4a, x))],
       1,

@@ -148,22 +148,22 @@ interface StripGeom {
   pl: number;
 }
 
-function dispatchStrip(x: Tensor, wp: Tensor, bias: Tensor | null, y: Tensor, s: StripGeom, t: StripTile, tag: Tag): void {
+function dispatchStrip(x: Tensor, wp: Tensor, bias: Tensor | null, y: Tensor, s: StripGeom, t: StripTile, tag: Tag, relu = false): void {
   const qpr = Math.ceil(s.ow / t.px);
   const rows = s.n * s.oh * qpr;
   const coutPad = pad4(s.cout, t.bn);
-  const k = cachedKernel(`conv.strip|${s.kw}|${s.pl}|${!!bias}|${stripKey(t)}`, () => convStripKernel(t, s.kw, s.pl, !!bias));
+  const k = cachedKernel(`conv.strip|${s.kw}|${s.pl}|${!!bias}|${relu ? 'relu|' : ''}${stripKey(t)}`, () => convStripKernel(t, s.kw, s.pl, !!bias, relu));
   const p = STRIP_UNIFORM.pack({ n: s.n, cin: s.cin, h: s.h, w: s.w, cout: s.cout, oh: s.oh, ow: s.ow, kh: s.kh, pt: s.pt, qpr, rows, coutPad });
   const g = grid1d(Math.ceil(rows / t.wg));
   const bufs = (bias ? [x, wp, bias, y] : [x, wp, y]).map((b) => ({ buffer: b.buf }));
   queue.dispatch(k, bufs, p, [g[0], g[1], coutPad / t.bn], tag);
 }
 
-/** conv2d forward by row strips (the planner checked stripSuitsForward). */
-export function stripForward(x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor, g: Conv2dGeometry, p: Plan, tag: Tag): void {
+/** conv2d forward by row strips (the planner checked stripSuitsForward); `relu`: max(., 0) in the store. */
+export function stripForward(x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor, g: Conv2dGeometry, p: Plan, tag: Tag, relu = false): void {
   const t = tileOf(p);
   const wp = packWeights(w, g, false, t.bn, tag);
-  dispatchStrip(x, wp, bias, y, { n: g.n, cin: g.cin, h: g.h, w: g.w, cout: g.cout, oh: g.oh, ow: g.ow, kh: g.kh, kw: g.kw, pt: g.pt, pl: g.pl }, t, tag);
+  dispatchStrip(x, wp, bias, y, { n: g.n, cin: g.cin, h: g.h, w: g.w, cout: g.cout, oh: g.oh, ow: g.ow, kh: g.kh, kw: g.kw, pt: g.pt, pl: g.pl }, t, tag, relu);
   wp.dispose();
 }
 

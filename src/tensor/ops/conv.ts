@@ -216,8 +216,15 @@ function directTileOf(p: Plan): DirectTile {
 // ---------------------------------------------------------------------------------------------
 // Public ops
 
-/** y = conv2d(x, w) + bias. x [N, Cin, H, W], w [Cout, Cin, KH, KW], bias [Cout] or null. */
-export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+/** The conv.fwd variants whose kernels can apply a ReLU in their store (fused.conv-relu). */
+export const RELU_EPILOGUE_VARIANTS: readonly string[] = ['strip', 'direct', 'tiled'];
+
+/**
+ * y = conv2d(x, w) + bias, and with `relu` max(that, 0) applied in the kernel's store (only where the
+ * planned conv.fwd variant is one of RELU_EPILOGUE_VARIANTS). x [N, Cin, H, W], w [Cout, Cin, KH, KW],
+ * bias [Cout] or null.
+ */
+export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}, relu = false): Tensor {
   checkF32(x, 'conv2d input');
   checkF32(w, 'conv2d weight');
   const g = conv2dGeometry(x.shape, w.shape, opts);
@@ -233,18 +240,20 @@ export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, opts: C
   const bufs = (bias ? [x, w, bias, y] : [x, w, y]).map((b) => ({ buffer: b.buf }));
   const p = plan('conv.fwd', g);
   const tag = () => convTag('conv.fwd', g, p);
+  if (relu && !RELU_EPILOGUE_VARIANTS.includes(p.variant)) throw new Error(`conv2d: the ${p.id} forward kernel has no ReLU epilogue`);
+  const ep = `${!!bias}|${relu ? 'relu|' : ''}`;
   if (p.variant === 'strip') {
-    stripForward(x, w, bias, y, g, p, tag);
+    stripForward(x, w, bias, y, g, p, tag, relu);
     return y;
   }
   if (p.variant === 'direct') {
     const t = directTileOf(p);
-    const k = cachedKernel(`conv.fwd|direct|${!!bias}|${directKey(t)}`, () => conv2dDirectForwardKernel(!!bias, t));
+    const k = cachedKernel(`conv.fwd|direct|${ep}${directKey(t)}`, () => conv2dDirectForwardKernel(!!bias, t, relu));
     queue.dispatch(k, bufs, convParams(g, 0, 0, rows, red), gemmGrid(rows, g.cout, t.wg * t.tm, t.bn), tag);
     return y;
   }
   const t = tileOf(p);
-  const k = cachedKernel(`conv.fwd|tiled|${!!bias}|${JSON.stringify(t)}`, () => conv2dForwardKernel(!!bias, t));
+  const k = cachedKernel(`conv.fwd|tiled|${ep}${JSON.stringify(t)}`, () => conv2dForwardKernel(!!bias, t, relu));
   queue.dispatch(k, bufs, tiledParams(g, t, rows, red), gemmGrid(rows, g.cout, t.bm, t.bn), tag);
   return y;
 }

@@ -14,6 +14,8 @@
 //                  from the BN backward's stage-1 pass instead of a pass of its own over dx;
 //   fused.conv-bn  eval mode, no gradients: batch norm folded into the preceding conv's weights and
 //                  bias (shaders/fused-conv-bn.ts), so the BN pass over the activation is gone;
+//   fused.conv-relu  a conv's ReLU applied in the conv kernel's store (shaders/conv*.ts epilogue) and
+//                  its gradient masked by y > 0, so the ReLU pass over the activation is gone;
 //   fused.bce      BCE-with-logits and its mean in one kernel (shaders/fused-loss.ts).
 // Fusing only removes passes over memory, never changes the arithmetic's expressions, so both
 // candidates agree within float32 rounding (the ReLU-before-BN fusion bit for bit); the static rule
@@ -23,6 +25,7 @@ import { BN_POOL_UNIFORM, BN_POOL_WG, bnMaxPoolKernel } from '../../shaders/fuse
 import { poolFoldSuits } from '../../shaders/fused-pool-grad.js';
 import { FOLD_UNIFORM, FOLD_WG, foldBnKernel } from '../../shaders/fused-conv-bn.js';
 import { gridFor } from '../../shaders/kernel.js';
+import { RELU_EPILOGUE_VARIANTS, type Conv2dGeometry } from './conv.js';
 import { checkForward, type NormAct } from './norm.js';
 import { pool2dGeometry, quadPoolSuits, type MaxPoolResult, type Pool2dGeometry, type Pool2dOptions } from './pool.js';
 import { cachedKernel, log2Class, plan, registerCandidates, registerFamily } from '../plan.js';
@@ -226,6 +229,33 @@ export function foldBatchNormIntoConv(
   const total = cout * (k + 1);
   queue.dispatch(kern, bufs, FOLD_UNIFORM.pack({ k, cout, eps }), gridFor(total, FOLD_WG), () => ({ op: 'conv.fold-bn', variant: 'fused', shape: `cout${cout} k${k}`, flops: 2 * total }));
   return { w: w2, b: b2 };
+}
+
+/** A conv with a ReLU right after it: the planned conv.fwd variant, its output and whether it has a bias. */
+export interface ConvReluGeom {
+  /** The conv.fwd candidate's variant the planner picked for this conv. */
+  conv: string;
+  cout: number;
+  /** Output values per channel (N * OH * OW). */
+  rows: number;
+  bias: boolean;
+}
+
+registerFamily<ConvReluGeom>({
+  family: 'fused.conv-relu',
+  about: "conv (+ bias) then ReLU: max(., 0) in the conv kernel's store and the gradient masked by y > 0, or a ReLU pass over the conv's output",
+  shapeClass: (g) => `${g.conv}${g.bias ? ' bias' : ''}`,
+  // The ReLU pass reads and writes the whole activation; the epilogue costs a max per stored value.
+  defaultRule: (_g, _dev, cands) => fusedFirst(cands),
+  describe: (g) => `${g.conv} cout ${g.cout} rows ${g.rows}${g.bias ? ' bias' : ''}`,
+  // No legacy variant: max(conv + bias, 0) and the y > 0 mask give the unfused chain's bits.
+});
+registerCandidates<ConvReluGeom>('fused.conv-relu', [{ variant: 'fused', suits: (g) => RELU_EPILOGUE_VARIANTS.includes(g.conv) }, { variant: 'unfused' }]);
+
+/** Whether the ReLU after a conv of geometry `g` rides in the conv kernel's store (the planner's choice). */
+export function fuseConvRelu(g: Conv2dGeometry, bias: boolean): boolean {
+  const conv = plan<Conv2dGeometry>('conv.fwd', g).variant;
+  return plan<ConvReluGeom>('fused.conv-relu', { conv, cout: g.cout, rows: g.n * g.oh * g.ow, bias }).variant === 'fused';
 }
 
 export interface LossGeom {
