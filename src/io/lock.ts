@@ -152,21 +152,43 @@ function newHolder(purpose: string): LockHolder {
   return { host: os.hostname(), pid: process.pid, started: now, heartbeat: now, purpose, token: randomBytes(8).toString('hex') };
 }
 
+/**
+ * Creates `file` holding `text` unless it exists, atomically: the text is written to a private file
+ * first and linked into place (link fails on an existing name, like O_EXCL). A reader therefore never
+ * sees a lock file that exists but is still empty, which it would have to report as unreadable (three
+ * runs started at one instant hit exactly that with open('wx') then write). Filesystems without hard
+ * links fall back to open('wx').
+ */
 function createExclusive(file: string, text: string): boolean {
-  let fd: number;
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  writeSynced(tmp, 'w', text);
   try {
-    fd = fs.openSync(file, 'wx', 0o644);
+    fs.linkSync(tmp, file);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EOPNOTSUPP') throw err;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+  try {
+    writeSynced(file, 'wx', text);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw err;
   }
+  return true;
+}
+
+function writeSynced(file: string, flags: 'w' | 'wx', text: string): void {
+  const fd = fs.openSync(file, flags, 0o644);
   try {
     fs.writeFileSync(fd, text);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
-  return true;
 }
 
 /** Removes `file` if it still records the stale holder we saw; serialised by `<file>.break`. */

@@ -25,6 +25,20 @@ function deadPid(): number {
 }
 
 describe('run-folder lock', () => {
+  it('appears with its whole record (written aside, then linked), and leaves no private file behind', () => {
+    const file = tmpLock();
+    const dir = path.dirname(file);
+    const a = acquireLock(file, { purpose: 'imp', heartbeatMs: 0 });
+    // A racer that loses (the name exists) cleans up its private copy too.
+    expect(tryAcquireLock(file, { purpose: 'train', heartbeatMs: 0 })).toBeNull();
+    expect(fs.readdirSync(dir)).toEqual(['.lock']);
+    // The file's first and only content is the holder: its inode was never an empty lock.
+    expect(JSON.parse(fs.readFileSync(file, 'utf8')).token).toBe(a.holder.token);
+    expect(fs.statSync(file).nlink).toBe(1);
+    a.release();
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
   it('is exclusive, names its holder, and can be taken again after release', () => {
     const file = tmpLock();
     const a = acquireLock(file, { purpose: 'imp', heartbeatMs: 0 });
