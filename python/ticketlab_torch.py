@@ -163,20 +163,30 @@ def meso_feature_size(size):
 # The detectors (src/nn/models/*.ts): module names, and so state_dict keys, are ticketlab's.
 
 
-class _MesoHead:
-    def _add_head(self, in_features, outputs):
+class _MesoTail:
+    """What Meso-4 and MesoInception-4 share after their first two blocks: blocks 3 and 4
+    (conv -> ReLU -> BN -> max-pool) and the dense head."""
+
+    def _add_tail(self, cin, size, outputs):
+        self.conv3 = SameConv2d(cin, 16, 5)
+        self.bn3 = nn.BatchNorm2d(16)
+        self.conv4 = SameConv2d(16, 16, 5)
+        self.bn4 = nn.BatchNorm2d(16)
+        f = meso_feature_size(size)
         self.dropout1 = nn.Dropout(0.5)
-        self.fc1 = nn.Linear(in_features, 16)
+        self.fc1 = nn.Linear(16 * f * f, 16)
         self.dropout2 = nn.Dropout(0.5)
         self.fc2 = nn.Linear(16, outputs)
 
-    def _head(self, x):
-        y = self.dropout1(torch.flatten(x, 1))
+    def _tail(self, y):
+        y = same_max_pool(self.bn3(F.relu(self.conv3(y))), 2)
+        y = same_max_pool(self.bn4(F.relu(self.conv4(y))), 4)
+        y = self.dropout1(torch.flatten(y, 1))
         y = F.leaky_relu(self.fc1(y), 0.1)
         return self.fc2(self.dropout2(y))
 
 
-class Meso4(nn.Module, _MesoHead):
+class Meso4(nn.Module, _MesoTail):
     """Meso-4 (Afchar et al. 2018): 4 conv blocks (conv -> ReLU -> BN -> max-pool), Keras 'same' padding."""
 
     def __init__(self, size=256, outputs=1):
@@ -185,19 +195,12 @@ class Meso4(nn.Module, _MesoHead):
         self.bn1 = nn.BatchNorm2d(8)
         self.conv2 = SameConv2d(8, 8, 5)
         self.bn2 = nn.BatchNorm2d(8)
-        self.conv3 = SameConv2d(8, 16, 5)
-        self.bn3 = nn.BatchNorm2d(16)
-        self.conv4 = SameConv2d(16, 16, 5)
-        self.bn4 = nn.BatchNorm2d(16)
-        f = meso_feature_size(size)
-        self._add_head(16 * f * f, outputs)
+        self._add_tail(8, size, outputs)
 
     def forward(self, x):
         y = same_max_pool(self.bn1(F.relu(self.conv1(x))), 2)
         y = same_max_pool(self.bn2(F.relu(self.conv2(y))), 2)
-        y = same_max_pool(self.bn3(F.relu(self.conv3(y))), 2)
-        y = same_max_pool(self.bn4(F.relu(self.conv4(y))), 4)
-        return self._head(y)
+        return self._tail(y)
 
 
 class Inception(nn.Module):
@@ -216,7 +219,7 @@ class Inception(nn.Module):
         return torch.cat([r(self.b1(x)), r(self.b2b(r(self.b2a(x)))), r(self.b3b(r(self.b3a(x)))), r(self.b4b(r(self.b4a(x))))], 1)
 
 
-class MesoInception4(nn.Module, _MesoHead):
+class MesoInception4(nn.Module, _MesoTail):
     """MesoInception-4: two inception blocks (1x1 and dilated 3x3 branches), then Meso-4's last two blocks."""
 
     def __init__(self, size=256, outputs=1):
@@ -225,19 +228,12 @@ class MesoInception4(nn.Module, _MesoHead):
         self.bn1 = nn.BatchNorm2d(11)
         self.inc2 = Inception(11, 2, 4, 4, 2)
         self.bn2 = nn.BatchNorm2d(12)
-        self.conv3 = SameConv2d(12, 16, 5)
-        self.bn3 = nn.BatchNorm2d(16)
-        self.conv4 = SameConv2d(16, 16, 5)
-        self.bn4 = nn.BatchNorm2d(16)
-        f = meso_feature_size(size)
-        self._add_head(16 * f * f, outputs)
+        self._add_tail(12, size, outputs)
 
     def forward(self, x):
         y = same_max_pool(self.bn1(self.inc1(x)), 2)
         y = same_max_pool(self.bn2(self.inc2(y)), 2)
-        y = same_max_pool(self.bn3(F.relu(self.conv3(y))), 2)
-        y = same_max_pool(self.bn4(F.relu(self.conv4(y))), 4)
-        return self._head(y)
+        return self._tail(y)
 
 
 class CNN5(nn.Module):
