@@ -17,7 +17,8 @@ import { noGrad } from '../../src/autograd/tape.js';
 import { saveSafetensors } from '../../src/io/safetensors.js';
 import { checkRun, formatRunCheck } from '../../src/prune/check.js';
 import { openDataset } from '../../src/data/datasets.js';
-import { runImp, type ImpConfig } from '../../src/prune/imp.js';
+import { runImp } from '../../src/prune/imp.js';
+import { tinyImpConfig } from '../prune/tiny-imp.js';
 import { openRun } from '../../src/train/run.js';
 import { seededValues } from '../ref/arb.js';
 
@@ -85,18 +86,7 @@ print(json.dumps(y.flatten().tolist()))`);
 
   it('a ticketlab run (IMP level 1 of a trained Meso-4) loads with load_run, masks included, and gives our logits', async () => {
     const run = path.join(tmp, 'run');
-    const config: ImpConfig = {
-      model: 'meso4',
-      data: 'synthetic:train=32,val=16,test=16',
-      size: 32,
-      train: { epochs: 1, batch: 16, lr: 1e-3, optimizer: 'adam', momentum: 0.9, weightDecay: 0, schedule: 'constant', warmupSteps: 0, patience: 0, seed: 0, flip: true },
-      levels: 1,
-      rate: 0.2,
-      sparsities: null,
-      scope: 'global',
-      rewind: 'init',
-      pruneLast: false,
-    };
+    const config = tinyImpConfig({  });
     const data = await openDataset(config.data, { size: 32 });
     await openRun(run, { command: 'imp', ...config }, { resume: false });
     await runImp(config, { run, data, resume: false, progress: false, log: () => {} });

@@ -6,25 +6,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { openDataset } from '../../src/data/datasets.js';
-import { runImp, type ImpConfig } from '../../src/prune/imp.js';
+import { runImp } from '../../src/prune/imp.js';
+import { tinyImpConfig } from './tiny-imp.js';
 import { readF32Tensors, loadModel } from '../../src/nn/checkpoint.js';
 import { createModel } from '../../src/nn/models/index.js';
 import { reestimateBatchNorm, reestimationBatches } from '../../src/train/bn-reestimate.js';
 import { runTransfer } from '../../src/prune/transfer.js';
 
-const cfg: ImpConfig = {
-  model: 'meso4',
-  data: 'synthetic:train=48,val=16,test=16',
-  size: 32,
-  train: { epochs: 2, batch: 16, lr: 1e-3, optimizer: 'adam', momentum: 0.9, weightDecay: 0, schedule: 'constant', warmupSteps: 0, patience: 0, seed: 2, flip: true },
-  levels: 1,
-  rate: 0.5,
-  sparsities: null,
-  scope: 'global',
-  rewind: 'init',
-  pruneLast: false,
-  bnReestimate: 2,
-};
+const cfg = tinyImpConfig({ data: 'synthetic:train=48,val=16,test=16', train: { epochs: 2, seed: 2 }, rate: 0.5, bnReestimate: 2 });
 
 describe('--bn-reestimate in IMP levels', () => {
   it("a pruned level saves re-estimated statistics; the dense level's are its training ones", async () => {

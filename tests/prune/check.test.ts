@@ -7,7 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openDataset, type DatasetSplits } from '../../src/data/datasets.js';
-import { runControls, runImp, runOneShot, type ImpConfig } from '../../src/prune/imp.js';
+import { runControls, runImp, runOneShot } from '../../src/prune/imp.js';
+import { tinyImpConfig } from './tiny-imp.js';
 import { Interrupted } from '../../src/train/trainer.js';
 import { runTransfer } from '../../src/prune/transfer.js';
 import { openRun } from '../../src/train/run.js';
@@ -16,18 +17,7 @@ import { loadSafetensors, saveSafetensors, type HostTensor } from '../../src/io/
 import { levelDir, runFile } from '../../src/io/run-paths.js';
 import { checkCommand } from '../../src/cli/check.js';
 
-const cfg: ImpConfig = {
-  model: 'meso4',
-  data: 'synthetic:train=32,val=16,test=16',
-  size: 32,
-  train: { epochs: 2, batch: 16, lr: 1e-3, optimizer: 'adam', momentum: 0.9, weightDecay: 0, schedule: 'constant', warmupSteps: 0, patience: 0, seed: 5, flip: false },
-  levels: 2,
-  rate: 0.3,
-  sparsities: null,
-  scope: 'global',
-  rewind: 'init',
-  pruneLast: false,
-};
+const cfg = tinyImpConfig({ train: { epochs: 2, seed: 5, flip: false }, levels: 2, rate: 0.3 });
 const quiet = () => undefined;
 let data: DatasetSplits;
 let run: string;

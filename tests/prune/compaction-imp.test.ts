@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { openDataset, type DatasetSplits } from '../../src/data/datasets.js';
-import { runImp, type ImpConfig } from '../../src/prune/imp.js';
+import { runImp } from '../../src/prune/imp.js';
+import { tinyImpConfig } from './tiny-imp.js';
 import { Interrupted } from '../../src/train/trainer.js';
 import { readF32Tensors } from '../../src/nn/checkpoint.js';
 import { createModel } from '../../src/nn/models/index.js';
@@ -17,19 +18,7 @@ import { runLevel } from '../../src/prune/level.js';
 import { prunableWeights, type HostMasks } from '../../src/prune/masks.js';
 import { Rng } from '../../src/data/random.js';
 
-const cfg: ImpConfig = {
-  model: 'meso4',
-  data: 'synthetic:train=48,val=16,test=16',
-  size: 32,
-  train: { epochs: 2, batch: 16, lr: 1e-3, optimizer: 'adam', momentum: 0.9, weightDecay: 0, schedule: 'constant', warmupSteps: 0, patience: 0, seed: 5, flip: true },
-  levels: 2,
-  rate: 0.4,
-  sparsities: null,
-  scope: 'global',
-  rewind: 'init',
-  pruneLast: false,
-  granularity: 'filter',
-};
+const cfg = tinyImpConfig({ data: 'synthetic:train=48,val=16,test=16', train: { epochs: 2, seed: 5 }, levels: 2, rate: 0.4, granularity: 'filter' });
 
 let data: DatasetSplits;
 const tmp = (name: string) => fs.mkdtempSync(path.join(os.tmpdir(), `compact-${name}-`));

@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { openDataset, type DatasetSplits } from '../../src/data/datasets.js';
 import { runControls, runImp, runOneShot, type ImpConfig } from '../../src/prune/imp.js';
+import { tinyImpConfig } from './tiny-imp.js';
 import { readF32Tensors } from '../../src/nn/checkpoint.js';
 import { loadMasks, prunableWeights, saveMasks } from '../../src/prune/masks.js';
 import { createModel } from '../../src/nn/models/index.js';
@@ -15,18 +16,7 @@ import { batchNormAfter, deadOutputs, filterCompanions } from '../../src/prune/f
 import { parseImpConfig, readImpConfig } from '../../src/cli/imp.js';
 import { saveSafetensors, type HostTensor } from '../../src/io/safetensors.js';
 
-const base: ImpConfig = {
-  model: 'meso4',
-  data: 'synthetic:train=32,val=16,test=16',
-  size: 32,
-  train: { epochs: 1, batch: 16, lr: 1e-3, optimizer: 'adam', momentum: 0.9, weightDecay: 0, schedule: 'constant', warmupSteps: 0, patience: 0, seed: 4, flip: true },
-  levels: 2,
-  rate: 0.3,
-  sparsities: null,
-  scope: 'global',
-  rewind: 'init',
-  pruneLast: false,
-};
+const base = tinyImpConfig({ train: { seed: 4 }, levels: 2, rate: 0.3 });
 
 let data: DatasetSplits;
 const quiet = () => undefined;

@@ -5,7 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { openDataset, type DatasetSplits } from '../../src/data/datasets.js';
-import { runControls, runImp, runOneShot, type ImpConfig } from '../../src/prune/imp.js';
+import { runControls, runImp, runOneShot } from '../../src/prune/imp.js';
+import { tinyImpConfig } from './tiny-imp.js';
 import { Interrupted } from '../../src/train/trainer.js';
 import { runTransfer } from '../../src/prune/transfer.js';
 import { readF32Tensors } from '../../src/nn/checkpoint.js';
@@ -13,18 +14,7 @@ import { countKept, loadMasks, prunableWeights } from '../../src/prune/masks.js'
 import { createModel } from '../../src/nn/models/index.js';
 import { checkRun, formatRunCheck } from '../../src/prune/check.js';
 
-const cfg: ImpConfig = {
-  model: 'meso4',
-  data: 'synthetic:train=48,val=16,test=16',
-  size: 32,
-  train: { epochs: 2, batch: 16, lr: 1e-3, optimizer: 'adam', momentum: 0.9, weightDecay: 0, schedule: 'constant', warmupSteps: 0, patience: 0, seed: 3, flip: true },
-  levels: 2,
-  rate: 0.2,
-  sparsities: null,
-  scope: 'global',
-  rewind: 'init',
-  pruneLast: false,
-};
+const cfg = tinyImpConfig({ data: 'synthetic:train=48,val=16,test=16', train: { epochs: 2, seed: 3 }, levels: 2 });
 
 let data: DatasetSplits;
 const quiet = () => undefined;

@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { openDataset, type DatasetSplits } from '../../src/data/datasets.js';
-import { runImp, type ImpConfig } from '../../src/prune/imp.js';
+import { runImp } from '../../src/prune/imp.js';
+import { tinyImpConfig } from './tiny-imp.js';
 import { readF32Tensors } from '../../src/nn/checkpoint.js';
 import { attachMasks, detachMasks, loadMasks, onesMasks, prunableWeights } from '../../src/prune/masks.js';
 import { createModel } from '../../src/nn/models/index.js';
@@ -91,18 +92,7 @@ describe('auto', () => {
 });
 
 describe('IMP on sparse kernels', () => {
-  const cfg: ImpConfig = {
-    model: 'meso4',
-    data: 'synthetic:train=32,val=16,test=16',
-    size: 32,
-    train: { epochs: 1, batch: 16, lr: 1e-3, optimizer: 'adam', momentum: 0.9, weightDecay: 0, schedule: 'constant', warmupSteps: 0, patience: 0, seed: 5, flip: true },
-    levels: 2,
-    rate: 0.5,
-    sparsities: null,
-    scope: 'global',
-    rewind: 'init',
-    pruneLast: true,
-  };
+  const cfg = tinyImpConfig({ train: { seed: 5 }, levels: 2, rate: 0.5, pruneLast: true });
   let data: DatasetSplits;
   const runs: Record<'dense' | 'sparse', string> = { dense: '', sparse: '' };
   beforeAll(async () => {
