@@ -145,7 +145,7 @@ export class CachedDecoder {
     const name = sourceName(file, detail);
     const m = this.seen.get(name);
     if (m && m.src.bytes === st.size && m.src.mtimeMs === st.mtimeMs) return m;
-    const src = withDetail({ rel: path.relative(this.root, file), bytes: st.size, mtimeMs: st.mtimeMs }, detail);
+    const src = withDetail(statSource(file, this.root, st), detail);
     const id = { src, key: cache.keyOf(src) };
     if (this.seen.size > 1_000_000) this.seen.clear();
     this.seen.set(name, id);

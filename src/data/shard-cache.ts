@@ -79,8 +79,8 @@ export interface SourceId {
   mtimeMs: number;
 }
 
-export function statSource(file: string, root: string): SourceId {
-  const st = fs.statSync(file);
+/** A source file's identity in the cache: its path under `root`, size and mtime (from `st` when the caller has stat'ed it already). */
+export function statSource(file: string, root: string, st: { size: number; mtimeMs: number } = fs.statSync(file)): SourceId {
   return { rel: path.relative(root, file), bytes: st.size, mtimeMs: st.mtimeMs };
 }
 
