@@ -4,10 +4,23 @@
 // Meso-4, CNN-5, MesoInception-4 (concatenated inception branches) and ResNet-18 (block-inner sites),
 // the loss, every gradient the optimizer uses, the parameters and optimizer state after Adam steps
 // (weight decay on), the running statistics (also after batch-norm re-estimation) and the eval outputs
-// agree within float32 rounding (the first step within 2e-4, later steps, which start from parameters
-// each network's rounding moved, within 2e-3), and the state dict and optimizer state keep full shapes
-// under PyTorch names. Batch norms start from random gamma and beta, so a carried constant matters from
-// the first step; a conv bias in front of a batch norm is held at 0 (heldBiases says why).
+// agree within float32 rounding, and the state dict and optimizer state keep full shapes under PyTorch
+// names. Batch norms start from random gamma and beta, so a carried constant matters from the first
+// step; a conv bias in front of a batch norm is held at 0 (heldBiases says why).
+//
+// The two networks are compared in lockstep: before every step the masked one is given the compacted
+// one's parameters (after checking that its own update from the same start agrees), so each step
+// compares one function at one point. Letting both trajectories run free compared chaos instead:
+// at 16 px with batch 6 a channel can be nearly killed by the ReLU before its batch norm (Meso-4,
+// seed 5 without companions: 5 of 384 values positive, sd 0.024, each a small sum of cancelling
+// terms), and such a channel turns a 1-ulp relative jitter of the parameters into a 2.6e-5 relative
+// change of conv2's gradient (~200x). Two Adam steps left the free networks' parameters at most
+// 1.6e-6 apart (a few ulps), and step 2's gradients then differed by 2.1e-3 relative, past the 2e-3
+// that was allowed there (fast-check seed 1557641273 failed every time; a fresh seed usually misses
+// that mask: 1 of 120 seeds). The same networks at the same parameters agree within 6.5e-5. How much
+// rounding a gradient amplifies is measured per step (conditioning(): the masked network at
+// parameters jittered by 1 ulp) and 8x that response is allowed on top of the 2e-4 tolerance, so an
+// ill-conditioned mask gets the slack its own numbers call for and a well-conditioned one none.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createModel, type Detector } from '../../src/nn/models/index.js';
@@ -169,10 +182,40 @@ async function host(t: Tensor): Promise<Float32Array> {
   return Float32Array.from((await t.toArray()) as Float32Array);
 }
 
+async function params(g: Rig): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>();
+  for (const [k, t] of g.model.namedParameters()) out.set(k, await host(t));
+  return out;
+}
+
+/** Writes `values` into g's parameters; with `jitter`, each scaled by 1 + u * 2^-23, u uniform in [-1, 1) (zeros stay 0). */
+function setParams(g: Rig, values: ReadonlyMap<string, Float32Array>, jitter?: Rng): void {
+  for (const [k, t] of g.model.namedParameters()) {
+    const v = Float32Array.from(values.get(k)!);
+    if (jitter) for (let i = 0; i < v.length; i++) v[i] *= 1 + (jitter.float() * 2 - 1) * 2 ** -23;
+    writeTensor(t, v);
+  }
+}
+
+/** Per parameter, the largest change of its gradient between the exact and the jittered parameters. */
+function conditioning(exact: ReadonlyMap<string, Float32Array>, jittered: ReadonlyMap<string, Float32Array>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [k, g] of exact) {
+    const h = jittered.get(k)!;
+    let d = 0;
+    for (let i = 0; i < g.length; i++) d = Math.max(d, Math.abs(g[i] - h[i]));
+    out.set(k, d);
+  }
+  return out;
+}
+
 async function compare(c: Case): Promise<void> {
   const masks = randomMasks(prunableWeights(createModel(c.model, { size: sizeOf(c) })), c.seed * 7 + 1);
   const masked = rig(c, masks, false);
   const compacted = rig(c, masks, true);
+  // The masked network once more, run at 1-ulp-jittered parameters: how much this step's gradients move
+  // under rounding-sized changes.
+  const probe = rig(c, masks, false);
   try {
     const cuts = compactionCuts(compacted.model, compacted.ws, masks, c.companions ? filterCompanions(compacted.model, compacted.ws, masks) : new Map());
     expect(cuts.removed).toBeGreaterThan(0);
@@ -187,20 +230,27 @@ async function compare(c: Case): Promise<void> {
     const unread = new Map<string, number[]>();
     const names = new Map([...compacted.model.namedModules()].map(([n, m]) => [m, n]));
     for (const cut of cuts.cuts) if (cut.site.norm) unread.set(names.get(cut.site.norm)!, [...cut.removed].filter(([, why]) => why === 'unread').map(([ch]) => ch));
+    const jitter = new Rng(c.seed + 29);
     for (let s = 0; s < (c.steps ?? 3); s++) {
       const b = batch(c, 100 + s);
+      const start = await params(compacted);
+      if (s > 0) {
+        // The masked network's own update from the same parameters as the compacted one's (lockstep).
+        const own = await params(masked);
+        for (const [k, v] of start) close(v, own.get(k)!, `step ${s} parameter ${k}`, 2e-4);
+      }
+      setParams(masked, start);
+      setParams(probe, start, jitter);
       const a = await step(masked, b, keepMasks);
       const z = await step(compacted, b, keepMasks);
-      // Step 0 starts both networks from the same parameters: float32 rounding only. Later steps start from
-      // parameters two Adam steps have moved, each from its own rounding (the carry sums a constant's map
-      // outside the conv; batch norm divides by small deviations), so 10x the tolerance there.
-      const tol = s === 0 ? 2e-4 : 2e-3;
+      const noise = conditioning(a.grads, (await step(probe, b, keepMasks)).grads);
+      const tol = 2e-4;
       expect(Math.abs(a.loss - z.loss), `step ${s} loss`).toBeLessThan((tol / 2) * Math.max(1, Math.abs(a.loss)));
       // Float32 rounding of the step's largest gradient is allowed on top of the relative tolerance (masks
       // that kill most channels can drive beta's gradients into the hundreds; the layers before a norm get
-      // differences of such terms).
+      // differences of such terms), and 8x the gradient's measured response to rounding (see the top).
       const floor = 2e-6 * Math.max(...[...a.grads.values()].map((g) => g.reduce((m, v) => Math.max(m, Math.abs(v)), 0)));
-      for (const [k, ga] of a.grads) close(z.grads.get(k)!, ga, `step ${s} grad ${k}`, tol, floor);
+      for (const [k, ga] of a.grads) close(z.grads.get(k)!, ga, `step ${s} grad ${k}`, tol, floor + 8 * noise.get(k)!);
     }
     // Batch-norm re-estimation (update_bn semantics) runs through the compacted batch norms too.
     async function* batches() {
@@ -234,6 +284,7 @@ async function compare(c: Case): Promise<void> {
   } finally {
     masked.dispose();
     compacted.dispose();
+    probe.dispose();
   }
 }
 
@@ -257,7 +308,8 @@ describe('compaction', () => {
 
   it('ResNet-18 (block-inner conv -> BN -> ReLU -> conv sites; residual streams masked), dead filters carried', async () => {
     // One step: at 32 px layer4 is 1x1, so its batch norms see 6 values per channel and divide rounding by
-    // their tiny deviations; after an Adam step the two trajectories part by more than the tolerance.
+    // their tiny deviations (free-running trajectories parted after an Adam step, before the lockstep
+    // comparison above; one step also keeps the slowest model's time down).
     await compare({ model: 'resnet18', seed: 31, companions: false, steps: 1 });
   }, 300_000);
 
