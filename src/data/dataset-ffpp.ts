@@ -2,12 +2,14 @@
 // split by video with the official split files; face crops through an injected cropper. Part of
 // data/datasets.ts, which opens it.
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { constants as fsConstants, promises as fs } from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { cropImage, decodeImage, resizeRgb, toCHWBytes, UnreadableImageError, writePng, type Rect, type RgbImage } from "./image.js";
 import { CachedDecoder, cacheDefaults, openShardCache, pixelSample, RESIZE_METHOD, type PixelDataset } from "./decoded.js";
 import { hashKey, hashString, unitFloat } from "./random.js";
+import { statSource, type SourceId } from "./shard-cache.js";
 import { SPLITS, type SplitName } from "./synthetic.js";
 import {
   type Dataset,
@@ -46,7 +48,42 @@ export interface FfEntry extends Entry {
   /** which of the N evenly spaced frames */
   k: number;
   n: number;
-  cache: string;
+  /** the video's PNG crop cache folder (crop mode and size in its path; see cropCacheName) */
+  cropDir: string;
+}
+
+/**
+ * A crop cache name for a source as it is now: a hash of its identity (path, size, modification time)
+ * and of what else picks its pixels (`extra`: which frames of a video), so a video or frame image
+ * changed after it was cropped gets new crops instead of the earlier ones. The crop mode and size are
+ * in the folder above (openFaceForensics' frameCache); the face detector is the package's own.
+ */
+export function cropCacheName(src: SourceId, extra = ""): string {
+  return createHash("sha256").update([src.rel, String(src.bytes), String(src.mtimeMs), extra].join("\0")).digest("hex").slice(0, 16);
+}
+
+/** A source's identity, or an unreadable sample naming it. */
+function identity(file: string, root: string): SourceId {
+  try {
+    return statSource(file, root);
+  } catch (e) {
+    throw new UnreadableImageError(file, (e as NodeJS.ErrnoException).code ?? (e as Error).message);
+  }
+}
+
+/** Whether `file` still has the identity `before` (it was not rewritten while it was read). */
+function unchanged(file: string, root: string, before: SourceId): boolean {
+  try {
+    const now = statSource(file, root);
+    return now.bytes === before.bytes && now.mtimeMs === before.mtimeMs;
+  } catch {
+    return false;
+  }
+}
+
+/** Where a video's extracted (and cropped) frames are cached while it has the identity `src`. */
+function videoCropDir(cropDir: string, src: SourceId, n: number): string {
+  return path.join(cropDir, cropCacheName(src, `n=${n}`));
 }
 
 /** Indices of n evenly spaced items out of total (centres of n equal bins). */
@@ -110,7 +147,8 @@ export class FaceForensicsDataset extends ListDataset<FfEntry> implements PixelD
       const file = v.frames[evenlySpaced(v.frames.length, e.n)[e.k] ?? v.frames.length - 1];
       return { file, detail, path: file };
     }
-    return { file: v.video ?? e.cache, detail, path: v.video ?? v.rel };
+    const video = v.video ?? path.join(this.decoder.root, v.rel);
+    return { file: video, detail, path: video };
   }
 
   async getPixelsInto(i: number, out: Uint8Array, at: number): Promise<void> {
@@ -136,44 +174,43 @@ export class FaceForensicsDataset extends ListDataset<FfEntry> implements PixelD
     return pixelSample(this, i, this.entry(i).label, this.source(i).path);
   }
 
-  /** Sample i's crop at the training size (decoding, extracting and detecting as needed). */
+  /**
+   * Sample i's crop at the training size (decoding, extracting and detecting as needed). Crops are
+   * cached as PNGs named by their source's identity (cropCacheName), so a changed source is cropped
+   * afresh; a crop made from a source that changed while it was read is not cached.
+   */
   private async cropAtSize(i: number): Promise<RgbImage> {
     const e = this.entry(i);
     const v = e.video;
+    const root = this.decoder.root;
     if (v.frames) {
       const frames = v.frames;
       const file = frames[evenlySpaced(frames.length, e.n)[e.k] ?? frames.length - 1];
-      if (this.crop) {
-        // Detection is slow: face crops of extracted frames are cached like video frames.
-        const cached = await decodeImage(e.cache).catch(() => null);
-        if (cached && cached.width === this.size && cached.height === this.size) return cached;
-        const sq = await this.square(await decodeImage(file));
-        await writePng(e.cache, sq);
-        return sq;
-      }
+      if (!this.crop) return this.square(await decodeImage(file));
+      // Detection is slow: face crops of extracted frames are cached like video frames.
+      const before = identity(file, root);
+      const png = path.join(e.cropDir, `${path.parse(file).name}-${cropCacheName(before)}.png`);
+      const cached = await decodeImage(png).catch(() => null);
+      if (cached && cached.width === this.size && cached.height === this.size) return cached;
       const sq = await this.square(await decodeImage(file));
+      if (unchanged(file, root, before)) await writePng(png, sq);
       return sq;
     }
-    try {
-      const cached = await decodeImage(e.cache);
-      return cached;
-    } catch {
-      // not extracted yet
-    }
-    await this.extract(e);
-    const cached = await decodeImage(e.cache);
-    return cached;
+    const video = v.video ?? path.join(root, v.rel);
+    const dir = videoCropDir(e.cropDir, identity(video, root), e.n);
+    const png = path.join(dir, `${String(e.k).padStart(4, "0")}.png`);
+    const cached = await decodeImage(png).catch(() => null);
+    if (cached) return cached;
+    await this.extract(e, dir);
+    return decodeImage(png);
   }
 
-  private extract(e: FfEntry): Promise<void> {
-    const v = e.video;
-    const key = e.cache;
-    const dir = path.dirname(key);
+  private extract(e: FfEntry, dir: string): Promise<void> {
     let p = this.extracting.get(dir);
     if (!p) {
       // Kept once done, so a request that missed the cache just before the last frame landed does not
       // start a second ffmpeg run; dropped on failure so a later epoch may retry.
-      p = this.runFfmpeg(v, e.n, dir).catch((err: unknown) => {
+      p = this.runFfmpeg(e.video, e.n, dir).catch((err: unknown) => {
         this.extracting.delete(dir);
         throw err;
       });
@@ -182,9 +219,15 @@ export class FaceForensicsDataset extends ListDataset<FfEntry> implements PixelD
     return p;
   }
 
+  /**
+   * Extracts a video's n frames and crops them into `outDir` (named by the video's identity): the crops
+   * are written aside and the folder renamed into place whole, and only when the video did not change
+   * meanwhile, so the folder never holds a partial set or another version's frames.
+   */
   private async runFfmpeg(v: FfVideo, n: number, outDir: string): Promise<void> {
     const video = v.video ?? v.rel;
     if (!this.ffmpeg || !v.video) throw new UnreadableImageError(video, "no extracted frames and no ffmpeg on PATH");
+    const before = identity(v.video, this.decoder.root);
     const ffprobe = path.join(path.dirname(this.ffmpeg), "ffprobe");
     let total = 0;
     try {
@@ -197,8 +240,9 @@ export class FaceForensicsDataset extends ListDataset<FfEntry> implements PixelD
     if (!(total > 0)) throw new UnreadableImageError(v.video, "video has no frames");
     const idx = evenlySpaced(total, n);
     const tmp = `${outDir}.tmp-${process.pid}`;
+    const crops = path.join(tmp, "crops");
     await fs.rm(tmp, { recursive: true, force: true });
-    await fs.mkdir(tmp, { recursive: true });
+    await fs.mkdir(crops, { recursive: true });
     try {
       const select = idx.map((f) => `eq(n\\,${f})`).join("+");
       await execFileP(this.ffmpeg, ["-v", "error", "-nostdin", "-i", v.video, "-vf", `select='${select}'`,
@@ -209,8 +253,13 @@ export class FaceForensicsDataset extends ListDataset<FfEntry> implements PixelD
         // Fewer frames than asked (short video): reuse the nearest extracted one.
         const src = files[Math.min(files.length - 1, Math.floor((k * files.length) / n))];
         const img = await decodeImage(path.join(tmp, src));
-        await writePng(path.join(outDir, `${String(k).padStart(4, "0")}.png`), await this.square(img));
+        await writePng(path.join(crops, `${String(k).padStart(4, "0")}.png`), await this.square(img));
       }
+      if (!unchanged(v.video, this.decoder.root, before)) throw new UnreadableImageError(v.video, "changed while it was being read; it is read again next time");
+      await fs.rename(crops, outDir).catch((err: NodeJS.ErrnoException) => {
+        // Another process published this identity's frames first: the same frames.
+        if (err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
+      });
     } catch (err) {
       if (err instanceof UnreadableImageError) throw err;
       throw new UnreadableImageError(v.video, `ffmpeg failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -218,6 +267,17 @@ export class FaceForensicsDataset extends ListDataset<FfEntry> implements PixelD
       await fs.rm(tmp, { recursive: true, force: true });
     }
   }
+}
+
+/** How many of a video's n frames an earlier run extracted from it as it is now (0 if it cannot be stat'ed). */
+async function extractedFrames(cropDir: string, video: string, root: string, n: number): Promise<number> {
+  let src: SourceId;
+  try {
+    src = statSource(video, root);
+  } catch {
+    return 0;
+  }
+  return (await readDirSafe(videoCropDir(cropDir, src, n))).filter((d) => d.name.endsWith(".png")).length;
 }
 
 export async function listVideosIn(dir: string, label: 0 | 1, relBase: string, idsOf: (name: string) => string[]): Promise<FfVideo[]> {
@@ -400,9 +460,9 @@ export async function openFaceForensics(root: string, o: ResolvedOptions): Promi
   const frameCache = (v: FfVideo): string => path.join(cacheRoot, String(o.size), crop ? "ffpp-faces" : "ffpp", v.rel);
   const usable: FaceForensicsVideo[] = [];
   for (const v of videos) {
-    // Frames decoded on an earlier run stay usable on a machine without ffmpeg.
+    // Frames extracted on an earlier run from the video as it is now stay usable without ffmpeg.
     if (v.frames || (v.video && ffmpeg)) usable.push(v);
-    else if ((await readDirSafe(frameCache(v))).filter((d) => d.name.endsWith(".png")).length >= n) usable.push(v);
+    else if (v.video && (await extractedFrames(frameCache(v), v.video, root, n)) >= n) usable.push(v);
   }
   if (usable.length < videos.length) {
     o.warn(`${root}: ${videos.length - usable.length} videos have no extracted frames and ffmpeg is not on PATH; skipped`);
@@ -418,7 +478,7 @@ export async function openFaceForensics(root: string, o: ResolvedOptions): Promi
         video: v,
         k,
         n: count,
-        cache: path.join(frameCache(v), `${String(k).padStart(4, "0")}.png`),
+        cropDir: frameCache(v),
       });
     }
   }

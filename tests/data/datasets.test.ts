@@ -470,7 +470,11 @@ describe("FaceForensics++", () => {
     const samples = await Promise.all(Array.from({ length: all.length() }, (_, i) => all.get(i)));
     for (const s of samples) expect(s.image.every((v) => Math.abs(v - 200 / 255) < 1e-6)).toBe(true);
     expect((await fs.readFile(log, "utf8")).trim().split("\n").length).toBe(4); // one ffmpeg run per video
-    const cached = await fs.readdir(path.join(root, ".ticketlab-cache/4/ffpp/manipulated_sequences/Deepfakes/c23/000_001"));
+    // One folder per video, named by the video's identity (dataset-ffpp.ts cropCacheName).
+    const videoDir = path.join(root, ".ticketlab-cache/4/ffpp/manipulated_sequences/Deepfakes/c23/000_001");
+    const named = await fs.readdir(videoDir);
+    expect(named.length).toBe(1);
+    const cached = await fs.readdir(path.join(videoDir, named[0]));
     expect(cached.sort()).toEqual(["0000.png", "0001.png", "0002.png"]);
     // Without ffmpeg, cached frames still count.
     const again = await openDataset(root, { ...opts, faceforensics: { framesPerVideo: 3, ffmpeg: path.join(bin, "missing") } });
