@@ -2,12 +2,11 @@
 // split by video with the official split files; face crops through an injected cropper. Part of
 // data/datasets.ts, which opens it.
 import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
 import { constants as fsConstants, promises as fs } from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { cropImage, decodeImage, resizeRgb, toCHWBytes, UnreadableImageError, writePng, type Rect, type RgbImage } from "./image.js";
-import { CachedDecoder, cacheDefaults, openShardCache, pixelSample, RESIZE_METHOD, type PixelDataset } from "./decoded.js";
+import { CachedDecoder, cacheDefaults, cropCacheName, openShardCache, pixelSample, RESIZE_METHOD, unchangedSince, type PixelDataset } from "./decoded.js";
 import { hashKey, hashString, unitFloat } from "./random.js";
 import { statSource, type SourceId } from "./shard-cache.js";
 import { SPLITS, type SplitName } from "./synthetic.js";
@@ -50,35 +49,6 @@ export interface FfEntry extends Entry {
   n: number;
   /** the video's PNG crop cache folder (crop mode and size in its path; see cropCacheName) */
   cropDir: string;
-}
-
-/**
- * A crop cache name for a source as it is now: a hash of its identity (path, size, modification time)
- * and of what else picks its pixels (`extra`: which frames of a video), so a video or frame image
- * changed after it was cropped gets new crops instead of the earlier ones. The crop mode and size are
- * in the folder above (openFaceForensics' frameCache); the face detector is the package's own.
- */
-export function cropCacheName(src: SourceId, extra = ""): string {
-  return createHash("sha256").update([src.rel, String(src.bytes), String(src.mtimeMs), extra].join("\0")).digest("hex").slice(0, 16);
-}
-
-/** A source's identity, or an unreadable sample naming it. */
-function identity(file: string, root: string): SourceId {
-  try {
-    return statSource(file, root);
-  } catch (e) {
-    throw new UnreadableImageError(file, (e as NodeJS.ErrnoException).code ?? (e as Error).message);
-  }
-}
-
-/** Whether `file` still has the identity `before` (it was not rewritten while it was read). */
-function unchanged(file: string, root: string, before: SourceId): boolean {
-  try {
-    const now = statSource(file, root);
-    return now.bytes === before.bytes && now.mtimeMs === before.mtimeMs;
-  } catch {
-    return false;
-  }
 }
 
 /** Where a video's extracted (and cropped) frames are cached while it has the identity `src`. */
@@ -147,8 +117,13 @@ export class FaceForensicsDataset extends ListDataset<FfEntry> implements PixelD
       const file = v.frames[evenlySpaced(v.frames.length, e.n)[e.k] ?? v.frames.length - 1];
       return { file, detail, path: file };
     }
-    const video = v.video ?? path.join(this.decoder.root, v.rel);
+    const video = this.videoFile(v);
     return { file: video, detail, path: video };
+  }
+
+  /** A video entry's file (listVideosIn gives every entry without frames a video). */
+  private videoFile(v: FfVideo): string {
+    return v.video ?? path.join(this.decoder.root, v.rel);
   }
 
   async getPixelsInto(i: number, out: Uint8Array, at: number): Promise<void> {
@@ -182,22 +157,20 @@ export class FaceForensicsDataset extends ListDataset<FfEntry> implements PixelD
   private async cropAtSize(i: number): Promise<RgbImage> {
     const e = this.entry(i);
     const v = e.video;
-    const root = this.decoder.root;
     if (v.frames) {
       const frames = v.frames;
       const file = frames[evenlySpaced(frames.length, e.n)[e.k] ?? frames.length - 1];
       if (!this.crop) return this.square(await decodeImage(file));
       // Detection is slow: face crops of extracted frames are cached like video frames.
-      const before = identity(file, root);
+      const before = this.decoder.sourceOf(file, []);
       const png = path.join(e.cropDir, `${path.parse(file).name}-${cropCacheName(before)}.png`);
       const cached = await decodeImage(png).catch(() => null);
       if (cached && cached.width === this.size && cached.height === this.size) return cached;
       const sq = await this.square(await decodeImage(file));
-      if (unchanged(file, root, before)) await writePng(png, sq);
+      if (unchangedSince(file, before)) await writePng(png, sq);
       return sq;
     }
-    const video = v.video ?? path.join(root, v.rel);
-    const dir = videoCropDir(e.cropDir, identity(video, root), e.n);
+    const dir = videoCropDir(e.cropDir, this.decoder.sourceOf(this.videoFile(v), []), e.n);
     const png = path.join(dir, `${String(e.k).padStart(4, "0")}.png`);
     const cached = await decodeImage(png).catch(() => null);
     if (cached) return cached;
@@ -227,7 +200,7 @@ export class FaceForensicsDataset extends ListDataset<FfEntry> implements PixelD
   private async runFfmpeg(v: FfVideo, n: number, outDir: string): Promise<void> {
     const video = v.video ?? v.rel;
     if (!this.ffmpeg || !v.video) throw new UnreadableImageError(video, "no extracted frames and no ffmpeg on PATH");
-    const before = identity(v.video, this.decoder.root);
+    const before = this.decoder.sourceOf(v.video, []);
     const ffprobe = path.join(path.dirname(this.ffmpeg), "ffprobe");
     let total = 0;
     try {
@@ -255,7 +228,7 @@ export class FaceForensicsDataset extends ListDataset<FfEntry> implements PixelD
         const img = await decodeImage(path.join(tmp, src));
         await writePng(path.join(crops, `${String(k).padStart(4, "0")}.png`), await this.square(img));
       }
-      if (!unchanged(v.video, this.decoder.root, before)) throw new UnreadableImageError(v.video, "changed while it was being read; it is read again next time");
+      if (!unchangedSince(v.video, before)) throw new UnreadableImageError(v.video, "changed while it was being read; it is read again next time");
       await fs.rename(crops, outDir).catch((err: NodeJS.ErrnoException) => {
         // Another process published this identity's frames first: the same frames.
         if (err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;

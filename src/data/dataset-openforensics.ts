@@ -6,10 +6,9 @@
 // data/datasets.ts, which opens it.
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { cropImage, cropRect, decodeImage, resizeRgb, toCHWBytes, UnreadableImageError, writePng, type Rect, type RgbImage } from "./image.js";
-import { CachedDecoder, cacheDefaults, openShardCache, pixelSample, RESIZE_METHOD, type PixelDataset } from "./decoded.js";
+import { cropImage, cropRect, decodeImage, imageSize, resizeRgb, toCHWBytes, UnreadableImageError, writePng, type Rect, type RgbImage } from "./image.js";
+import { CachedDecoder, cacheDefaults, cropCacheName, openShardCache, pixelSample, RESIZE_METHOD, unchangedSince, type PixelDataset } from "./decoded.js";
 import { decodePool } from "./decode-pool.js";
-import { statSource, type SourceId } from "./shard-cache.js";
 import { SPLITS, type SplitName } from "./synthetic.js";
 import {
   type Dataset,
@@ -151,6 +150,7 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> implements PixelD
       if (this.decoder.cache) {
         const f = (await this.photoPass(this.entry(i).path)).get(i);
         if (!f) throw new Error(`${this.name}: face ${i} missing from its photo's pass`);
+        if (f instanceof UnreadableImageError) throw f;
         out.set(f.pixels, at);
       } else {
         toCHWBytes(await this.load(i, this.entry(i)), this.size, out.subarray(at, at + 3 * this.size * this.size));
@@ -188,64 +188,58 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> implements PixelD
   /**
    * Decodes a photo once for all its faces, crops and resizes each (box mode: on the decode pool;
    * face mode: on this thread, after the detector), and puts every face in the decoded cache. A photo
-   * that changes while it is read is an unreadable sample this time (nothing of it is cached).
+   * that changes while it is read is an unreadable sample this time (nothing of it is cached); a face
+   * whose box lies outside its photo is an unreadable sample of its own (offImage).
    */
-  private photoPass(file: string): Promise<Map<number, FaceBytes>> {
+  private photoPass(file: string): Promise<Map<number, FaceBytes | UnreadableImageError>> {
     const idx = this.byPhoto.get(file) ?? [];
-    const before = this.identify(file, idx);
+    const before = this.decoder.sourceOf(file, idx.flatMap((j) => [this.detail(j, false), this.detail(j, true)]));
     // Passes, photos and detections are remembered by the photo's identity, so a photo rewritten
     // since an earlier pass of this process is read again, never served from that pass.
     const id = `${file}\0${before.bytes}\0${before.mtimeMs}`;
     return recentPromise(this.passes, id, async () => {
       const per = 3 * this.size * this.size;
-      const got = new Map<number, FaceBytes>();
+      const got = new Map<number, FaceBytes | UnreadableImageError>();
+      const { width, height } = this.faces ? await this.photo(file, id) : await imageSize(file);
+      const inside = idx.filter((j) => {
+        const bad = offImage(this.entry(j), width, height);
+        if (bad) got.set(j, bad);
+        return !bad;
+      });
       if (this.faces) {
         const photo = await this.photo(file, id);
         const matched = await this.match(file, photo, id);
-        for (const j of idx) {
+        for (const j of inside) {
           const m = matched.get(j) ?? null;
           const rect = m ?? cropRect(this.entry(j).bbox, photo.width, photo.height, this.scale);
           got.set(j, { pixels: toCHWBytes(photo, this.size, undefined, rect), fallback: !m });
         }
-      } else {
-        const all = await decodePool().decode(file, this.size, idx.map((j) => ({ box: this.entry(j).bbox, scale: this.scale })));
-        idx.forEach((j, k) => got.set(j, { pixels: all.subarray(k * per, (k + 1) * per), fallback: false }));
+      } else if (inside.length) {
+        const all = await decodePool().decode(file, this.size, inside.map((j) => ({ box: this.entry(j).bbox, scale: this.scale })));
+        inside.forEach((j, k) => got.set(j, { pixels: all.subarray(k * per, (k + 1) * per), fallback: false }));
       }
-      const unchanged = (): void => {
-        let now: SourceId | null = null;
-        try {
-          now = statSource(file, this.decoder.root);
-        } catch {
-          // deleted meanwhile
-        }
-        if (!now || now.bytes !== before.bytes || now.mtimeMs !== before.mtimeMs) throw new UnreadableImageError(file, "changed while it was being read; it is read again next time");
-      };
-      for (const [j, f] of got) {
+      const made = inside.map((j) => [j, got.get(j) as FaceBytes] as const);
+      this.decoder.addMany(file, before, made.map(([j, f]) => ({ detail: this.detail(j, f.fallback), pixels: f.pixels })));
+      for (const [j, f] of made) {
         if (this.faces) this.counted(j, f.fallback);
-        await this.decoder.ensure(file, { detail: this.detail(j, f.fallback), produce: async () => (unchanged(), f.pixels) });
         this.madeHere.add(j);
       }
       return got;
     });
   }
 
-  /** The photo's identity before it is read; a photo gone since it was cached says so. */
-  private identify(file: string, idx: readonly number[]): SourceId {
-    try {
-      return statSource(file, this.decoder.root);
-    } catch (e) {
-      const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-      const rel = path.relative(this.decoder.root, file);
-      const cached = idx.some((j) => [false, true].some((fb) => this.decoder.cache?.hadPath(`${rel}#${this.detail(j, fb)}`)));
-      throw new UnreadableImageError(file, cached ? `deleted after it was cached (${why}); its cache entries are not used` : why);
-    }
-  }
-
-  /** Without the decoded cache: face i's crop at the training size, through the PNG crop cache. */
+  /**
+   * Without the decoded cache: face i's crop at the training size, through the PNG crop cache. A crop's
+   * name holds a hash of its photo's identity and its annotation and box (cropCacheName), so a photo or
+   * box changed since it was cropped is cropped afresh; a photo that changes while it is read is not cached.
+   */
   private async load(i: number, e: OfEntry): Promise<RgbImage> {
-    // Face mode caches an annotation that fell back to its box as <id>.box.png, so later runs count it too.
-    const fallbackCache = e.cache.replace(/\.png$/, ".box.png");
-    for (const file of this.faces ? [e.cache, fallbackCache] : [e.cache]) {
+    const before = this.decoder.sourceOf(e.path, []);
+    const id = `${e.path}\0${before.bytes}\0${before.mtimeMs}`;
+    const own = e.cache.replace(/\.png$/, `-${cropCacheName(before, `ann=${e.ann};bbox=${e.bbox.join(",")}`)}.png`);
+    // Face mode caches an annotation that fell back to its box as <name>.box.png, so later runs count it too.
+    const fallbackCache = own.replace(/\.png$/, ".box.png");
+    for (const file of this.faces ? [own, fallbackCache] : [own]) {
       try {
         const cached = await decodeImage(file);
         if (cached.width === this.size && cached.height === this.size) {
@@ -256,15 +250,17 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> implements PixelD
         // not cached yet (or a torn/foreign file): rebuild it below
       }
     }
-    const photo = await this.photo(e.path);
-    const matched = this.faces ? (await this.match(e.path, photo)).get(i) ?? null : null;
+    const photo = await this.photo(e.path, id);
+    const bad = offImage(e, photo.width, photo.height);
+    if (bad) throw bad;
+    const matched = this.faces ? (await this.match(e.path, photo, id)).get(i) ?? null : null;
     if (this.faces && !matched) this.fallbacks.add(i);
     const rect = matched ?? cropRect(e.bbox, photo.width, photo.height, this.scale);
     const crop = resizeRgb(cropImage(photo, rect), this.size, this.size);
-    if (!this.cacheBroken) {
-      await writePng(this.faces && !matched ? fallbackCache : e.cache, crop).catch((err: unknown) => {
+    if (!this.cacheBroken && unchangedSince(e.path, before)) {
+      await writePng(this.faces && !matched ? fallbackCache : own, crop).catch((err: unknown) => {
         this.cacheBroken = true;
-        this.warn(`cannot write crop cache ${e.cache} (${err instanceof Error ? err.message : String(err)}); continuing without a cache`);
+        this.warn(`cannot write crop cache ${own} (${err instanceof Error ? err.message : String(err)}); continuing without a cache`);
       });
     }
     return crop;
@@ -295,6 +291,13 @@ export class OpenForensicsDataset extends ListDataset<OfEntry> implements PixelD
   }
 }
 
+/** A face whose annotated box does not overlap its photo (cropRect would clamp it to an edge's pixels), named. */
+function offImage(e: OfEntry, width: number, height: number): UnreadableImageError | null {
+  const [x, y, w, h] = e.bbox;
+  if (x < width && y < height && x + w > 0 && y + h > 0) return null;
+  return new UnreadableImageError(e.path, `annotation ${e.ann}: box [${e.bbox.join(", ")}] lies outside the ${width}x${height} image`);
+}
+
 /** One promise per key, the `bound` most recently used kept; a rejected one is forgotten (retried). */
 function recentPromise<T>(cache: Map<string, Promise<T>>, key: string, make: () => Promise<T>, bound = 8): Promise<T> {
   const p = cache.get(key);
@@ -322,7 +325,7 @@ export async function ofAnnotationFile(root: string, split: OfSplit): Promise<st
   return null;
 }
 
-export function cocoLabel(catId: number | string, cats: Map<string, string>): 0 | 1 | null {
+export function cocoLabel(catId: number | string, cats: ReadonlyMap<string, string>): 0 | 1 | null {
   const name = cats.get(String(catId));
   if (name !== undefined) {
     if (/fake/i.test(name)) return 1;
@@ -334,50 +337,104 @@ export function cocoLabel(catId: number | string, cats: Map<string, string>): 0 
   return null;
 }
 
+type Box = [number, number, number, number];
+type CocoImage = NonNullable<CocoJson["images"]>[number];
+
+const isId = (v: unknown): v is number | string => (typeof v === "number" && Number.isFinite(v)) || (typeof v === "string" && v !== "");
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const what = (v: unknown): string => (v === null ? "null" : Array.isArray(v) ? "a list" : typeof v);
+
+/** A COCO list field: absent is empty; anything but a list makes the whole file unusable (one line naming it). */
+function listField(coco: Record<string, unknown>, key: string, jsonPath: string): unknown[] {
+  const v = coco[key];
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new Error(`annotations ${jsonPath}: "${key}" is ${what(v)}, not a list`);
+  return v;
+}
+
+/** Why images[k] cannot be used, or null. */
+function imageProblem(im: unknown): string | null {
+  if (!isRecord(im)) return `is ${what(im)}, not an object`;
+  if (!isId(im.id)) return `has no usable id (${JSON.stringify(im.id) ?? "missing"})`;
+  if (typeof im.file_name !== "string" || im.file_name === "") return `has no file_name string`;
+  return null;
+}
+
+/** Why annotations[k] cannot be used (its box: four finite numbers, positive width and height), or null. */
+function annotationProblem(a: unknown, images: ReadonlyMap<string, CocoImage>, cats: ReadonlyMap<string, string>): string | null {
+  if (!isRecord(a)) return `is ${what(a)}, not an object`;
+  if (!isId(a.image_id)) return `has no usable image_id`;
+  if (!images.has(String(a.image_id))) return `names image ${String(a.image_id)}, which is not in "images"`;
+  if (!isId(a.category_id) || cocoLabel(a.category_id, cats) === null) return `has no Real/Fake category_id`;
+  const b = a.bbox;
+  if (!Array.isArray(b) || b.length < 4 || !b.slice(0, 4).every((v) => typeof v === "number" && Number.isFinite(v))) return `has no bbox of four numbers`;
+  if (!(b[2] > 0 && b[3] > 0)) return `has a box of width or height <= 0`;
+  return null;
+}
+
+/**
+ * Reads one split's COCO annotations. A file that is not JSON, or whose top level, "images" or
+ * "annotations" has the wrong shape, is a one-line error naming it; single images and annotations that
+ * cannot be used are left out with one warning line each kind, naming the first (boxes outside their
+ * photo are found when the photo is read: see offImage).
+ */
 export async function loadOfSplit(root: string, split: OfSplit, cacheRoot: string, o: ResolvedOptions,
                                   cacheDir = "openforensics"): Promise<OfEntry[] | null> {
   const jsonPath = await ofAnnotationFile(root, split);
   if (!jsonPath) return null;
-  let coco: CocoJson;
+  let parsed: unknown;
   try {
-    coco = JSON.parse(await fs.readFile(jsonPath, "utf8")) as CocoJson;
+    parsed = JSON.parse(await fs.readFile(jsonPath, "utf8"));
   } catch (e) {
     throw new Error(`cannot read annotations ${jsonPath}: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`);
   }
-  const cats = new Map((coco.categories ?? []).map((c) => [String(c.id), c.name ?? ""] as const));
-  const images = new Map((coco.images ?? []).map((im) => [String(im.id), im] as const));
+  if (!isRecord(parsed)) throw new Error(`annotations ${jsonPath}: the top level is ${what(parsed)}, not a COCO object`);
+  const cats = new Map<string, string>();
+  for (const c of listField(parsed, "categories", jsonPath)) {
+    if (isRecord(c) && isId(c.id)) cats.set(String(c.id), typeof c.name === "string" ? c.name : "");
+  }
+  const images = new Map<string, CocoImage>();
+  const badImages: string[] = [];
+  listField(parsed, "images", jsonPath).forEach((im, k) => {
+    const why = imageProblem(im);
+    if (why) badImages.push(`images[${k}] ${why}`);
+    else images.set(String((im as CocoImage).id), im as CocoImage);
+  });
+  if (badImages.length > 0) o.warn(`${jsonPath}: ${badImages.length} images were ignored (first: ${badImages[0]})`);
   const imgDirs = await findChildDirs(root, ["images"]);
   const splitDir = imgDirs.length ? (await findChildDirs(imgDirs[0], [split.toLowerCase()]))[0] : undefined;
   // file_name may be a bare name (Images/<Split>/<name>) or a path relative to the root; decide once, from
   // the first image, rather than stat'ing every file at open time.
-  const first = coco.images?.[0];
+  const first = images.values().next().value;
   let inSplitDir = splitDir !== undefined;
   if (first && splitDir && !(await isFile(path.join(splitDir, path.basename(first.file_name))))) {
     inSplitDir = !(await isFile(path.join(root, first.file_name)));
   }
   const out: OfEntry[] = [];
-  let dropped = 0;
-  (coco.annotations ?? []).forEach((a, k) => {
-    const im = images.get(String(a.image_id));
-    const label = cocoLabel(a.category_id, cats);
-    const b = a.bbox;
-    if (!im || label === null || !b || b.length < 4 || !(b[2] > 0) || !(b[3] > 0)) {
-      dropped++;
+  const dropped: string[] = [];
+  listField(parsed, "annotations", jsonPath).forEach((a, k) => {
+    const why = annotationProblem(a, images, cats);
+    const ref = isRecord(a) && isId(a.id) ? `annotation ${String(a.id)}` : `annotations[${k}]`;
+    if (why) {
+      dropped.push(`${ref} ${why}`);
       return;
     }
+    const ann = a as { id?: number | string; image_id: number | string; category_id: number | string; bbox: number[] };
+    const im = images.get(String(ann.image_id)) as CocoImage;
+    const b = ann.bbox;
     const file = inSplitDir && splitDir ? path.join(splitDir, path.basename(im.file_name)) : path.join(root, im.file_name);
-    const annId = a.id !== undefined ? String(a.id) : `k${k}`;
+    const annId = isId(ann.id) ? String(ann.id) : `k${k}`;
     out.push({
-      label,
+      label: cocoLabel(ann.category_id, cats) as 0 | 1,
       // Faces in one photo are one group: a photo never straddles splits we carve ourselves.
-      group: `${split}/${String(a.image_id)}`,
+      group: `${split}/${String(ann.image_id)}`,
       path: file,
-      bbox: [b[0], b[1], b[2], b[3]],
+      bbox: [b[0], b[1], b[2], b[3]] as Box,
       ann: annId,
       cache: path.join(cacheRoot, String(o.size), cacheDir, split, `${annId.replace(/[^\w.-]/g, "_")}.png`),
     });
   });
-  if (dropped > 0) o.warn(`${jsonPath}: ${dropped} annotations without an image, a box or a Real/Fake category were ignored`);
+  if (dropped.length > 0) o.warn(`${jsonPath}: ${dropped.length} annotations without an image, a box or a Real/Fake category were ignored (first: ${dropped[0]})`);
   return out;
 }
 

@@ -3,6 +3,7 @@
 // decode the misses on the pool (decode-pool.ts). This module is the seam between the two.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { ShardCache, statSource, type CacheConfig, type SourceId } from './shard-cache.js';
 import { decodePool } from './decode-pool.js';
@@ -99,6 +100,27 @@ function withDetail(src: SourceId, detail: string | undefined): SourceId {
 }
 
 /**
+ * A name for a crop cached as a PNG (FaceForensics++ frames, OpenForensics faces without the decoded
+ * cache): a hash of its source's identity as it is now (path, size, modification time) and of what else
+ * picks its pixels (`extra`: which frames of a video, which annotation and box), so a source changed
+ * after it was cropped gets new crops instead of the earlier ones. The crop mode and size are in the
+ * folder the name goes in; the face detector is the package's own.
+ */
+export function cropCacheName(src: SourceId, extra = ''): string {
+  return createHash('sha256').update([src.rel, String(src.bytes), String(src.mtimeMs), extra].join('\0')).digest('hex').slice(0, 16);
+}
+
+/** Whether `file` still has the size and modification time of `before` (false once it is gone). */
+export function unchangedSince(file: string, before: Pick<SourceId, 'bytes' | 'mtimeMs'>): boolean {
+  try {
+    const st = fs.statSync(file);
+    return st.size === before.bytes && st.mtimeMs === before.mtimeMs;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Reads one source file's bytes through the cache: a hit copies them from a shard; a miss (first pass,
  * changed file) decodes on the pool and queues them for the next shard. A source deleted or changed
  * after it was cached is named (once per file): never served stale.
@@ -163,30 +185,61 @@ export class CachedDecoder {
   }
 
   private identify(cache: ShardCache, file: string, detail?: string): Identity {
+    return this.identityOf(cache, file, detail, this.statNamed(file, [detail]));
+  }
+
+  /**
+   * stat(2) of a source; one that cannot be stat'ed is an UnreadableImageError, which says it was
+   * deleted after it was cached when any of `details` (the samples of it being asked for) was.
+   */
+  private statNamed(file: string, details: readonly (string | undefined)[]): fs.Stats {
     try {
-      return this.identityOf(cache, file, detail, fs.statSync(file));
+      return fs.statSync(file);
     } catch (e) {
       const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-      const rel = path.relative(this.root, file) + (detail === undefined ? '' : `#${detail}`);
-      throw new UnreadableImageError(file, cache.hadPath(rel) ? `deleted after it was cached (${why}); its cache entry is not used` : why);
+      const rel = path.relative(this.root, file);
+      const cached = details.some((d) => this.cache?.hadPath(d === undefined ? rel : `${rel}#${d}`));
+      throw new UnreadableImageError(file, cached ? `deleted after it was cached (${why}); its cache ${details.length > 1 ? 'entries are' : 'entry is'} not used` : why);
     }
   }
 
-  private async decodeMiss(cache: ShardCache, file: string, src: SourceId, o: SampleSource): Promise<Uint8Array> {
+  /** Names a source whose sample `src` misses because the source changed since it was cached (once per file). */
+  private noteChanged(cache: ShardCache, file: string, src: SourceId): void {
     if (cache.hadPath(src.rel) && !this.told.has(file)) {
       this.told.add(file);
       this.warn(`${file} changed since it was cached (size or modification time); decoded afresh`);
     }
+  }
+
+  private async decodeMiss(cache: ShardCache, file: string, src: SourceId, o: SampleSource): Promise<Uint8Array> {
+    this.noteChanged(cache, file, src);
     const pixels = await this.produce(file, o);
     // A file rewritten while it was being decoded must not be cached under the identity read before.
-    let after: SourceId | null = null;
-    try {
-      after = withDetail(statSource(file, this.root), o.detail);
-    } catch {
-      // gone meanwhile: nothing to cache
-    }
-    if (after && after.bytes === src.bytes && after.mtimeMs === src.mtimeMs) cache.add(src, pixels);
+    if (unchangedSince(file, src)) cache.add(src, pixels);
     return pixels;
+  }
+
+  /**
+   * Several samples made by one read of a source (OpenForensics: every face of a photo), in two halves
+   * around that read. `sourceOf` gives the identity before it (a missing source is named as `read`
+   * names it, "deleted after it was cached" if any of `details` was); `addMany` then caches each
+   * sample under that identity, or, if the source changed meanwhile, caches nothing and throws an
+   * UnreadableImageError saying it is read again next time.
+   */
+  sourceOf(file: string, details: readonly string[]): SourceId {
+    return statSource(file, this.root, this.statNamed(file, details));
+  }
+
+  addMany(file: string, before: SourceId, made: Iterable<{ detail: string; pixels: Uint8Array }>): void {
+    const cache = this.cache;
+    if (!cache) return;
+    if (!unchangedSince(file, before)) throw new UnreadableImageError(file, 'changed while it was being read; it is read again next time');
+    for (const { detail, pixels } of made) {
+      const src = withDetail(before, detail);
+      if (cache.has(cache.keyOf(src))) continue;
+      this.noteChanged(cache, file, src);
+      cache.add(src, pixels);
+    }
   }
 
   async flush(): Promise<void> {

@@ -235,8 +235,9 @@ describe("OpenForensics (COCO)", () => {
     // Crop {27,12,26x26} at size 26: no resampling, so pixel (0,0) is photo pixel (27,12).
     expect(Math.round(first.image[0] * 255)).toBe(54);
     expect(Math.round(first.image[26 * 26] * 255)).toBe(36);
-    const cacheFile = path.join(root, ".ticketlab-cache", "26", "openforensics", "Train", "11.png");
-    expect((await fs.stat(cacheFile)).isFile()).toBe(true);
+    // Named by the annotation and a hash of the photo's identity and box (data/decoded.ts cropCacheName).
+    const cacheDir = path.join(root, ".ticketlab-cache", "26", "openforensics", "Train");
+    expect((await fs.readdir(cacheDir)).filter((n) => /^11-[0-9a-f]{16}\.png$/.test(n))).toHaveLength(1);
     const again = await all.get(0);
     expect(Buffer.from(again.image.buffer).equals(Buffer.from(first.image.buffer))).toBe(true);
     // Border box: clipped 11x11 crop stretched to 26x26 starts at photo pixel (89,69).
@@ -311,7 +312,8 @@ describe("OpenForensics with the face detector (--crop face)", { timeout: budget
     // Per-mode caches: detector crops under openforensics-faces/ (the fallback marked .box.png) ...
     const cache = path.join(root, ".ticketlab-cache", String(S));
     expect(await fs.readdir(cache)).toEqual(["openforensics-faces"]);
-    expect((await fs.readdir(path.join(cache, "openforensics-faces", "Train"))).sort()).toEqual(["1.png", "2.png", "3.png", "4.box.png"]);
+    const unhashed = (names: string[]) => names.map((n) => n.replace(/-[0-9a-f]{16}\./, ".")).sort();
+    expect(unhashed(await fs.readdir(path.join(cache, "openforensics-faces", "Train")))).toEqual(["1.png", "2.png", "3.png", "4.box.png"]);
     // ... reused without the detector, fallback still counted; box mode never reads them.
     const w2: string[] = [];
     const again = await openDataset(root, { size: S, decodedCache: false, openforensics: { faceCrop: Object.assign(async () => ({ left: 0, top: 0, width: 1, height: 1 }), { faces: async () => { throw new Error("detector called despite the cache"); } }) }, warn: (m) => w2.push(m) });
@@ -470,7 +472,7 @@ describe("FaceForensics++", () => {
     const samples = await Promise.all(Array.from({ length: all.length() }, (_, i) => all.get(i)));
     for (const s of samples) expect(s.image.every((v) => Math.abs(v - 200 / 255) < 1e-6)).toBe(true);
     expect((await fs.readFile(log, "utf8")).trim().split("\n").length).toBe(4); // one ffmpeg run per video
-    // One folder per video, named by the video's identity (dataset-ffpp.ts cropCacheName).
+    // One folder per video, named by the video's identity (data/decoded.ts cropCacheName).
     const videoDir = path.join(root, ".ticketlab-cache/4/ffpp/manipulated_sequences/Deepfakes/c23/000_001");
     const named = await fs.readdir(videoDir);
     expect(named.length).toBe(1);

@@ -1,4 +1,4 @@
-// FaceForensics++'s PNG crop cache is tied to each source's identity (dataset-ffpp.ts cropCacheName): a
+// FaceForensics++'s PNG crop cache is tied to each source's identity (data/decoded.ts cropCacheName): a
 // frame image or video changed after it was cropped is cropped afresh, with the decoded cache's one-line
 // note naming it, and never served from the crop an earlier version left, with or without the decoded
 // cache; unchanged sources keep being read from their crops (the cropper is not asked again).
