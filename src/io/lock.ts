@@ -7,7 +7,9 @@
 //   - from another host, when the heartbeat is older than `staleMs` (a node that died, a pod evicted).
 // Breaking a stale lock is itself serialised by a second create-exclusive file (`<lock>.break`), so two
 // processes that both see the same stale lock cannot both delete it and then delete each other's fresh
-// one. Everything is synchronous: locks are taken at start-up and released in exit handlers.
+// one. A lock file is written aside (`<lock>.<host>.<pid>.<hex>.tmp`) and linked into place; one that a
+// process killed in between left behind is swept the next time the lock is taken (sweepPrivateFiles).
+// Everything is synchronous: locks are taken at start-up and released in exit handlers.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -49,6 +51,11 @@ export interface HeldLock {
 export const DEFAULT_STALE_MS = 60_000;
 /** A `.break` file older than this belongs to a breaker that died mid-way. */
 const BREAK_STALE_MS = 10_000;
+/**
+ * A private file (createExclusive's) from another host older than this was abandoned: a live writer
+ * links it within milliseconds, and ten minutes spare one that was stopped (Ctrl-Z) in between.
+ */
+const PRIVATE_STALE_MS = 600_000;
 
 export class LockHeldError extends Error {
   constructor(
@@ -160,7 +167,7 @@ function newHolder(purpose: string): LockHolder {
  * links fall back to open('wx').
  */
 function createExclusive(file: string, text: string): boolean {
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const tmp = `${file}.${HOST}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   writeSynced(tmp, 'w', text);
   try {
     fs.linkSync(tmp, file);
@@ -188,6 +195,38 @@ function writeSynced(file: string, flags: 'w' | 'wx', text: string): void {
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** This host in private files' names (sweepPrivateFiles tells its own from other hosts' by it). */
+const HOST = os.hostname().replace(/[^\w.-]/g, '_');
+
+/**
+ * Removes the private files of createExclusive (for `file` and its `.break`) that a process killed
+ * between writing and linking one left behind: `<file>[.break].<host>.<pid>.<hex>.tmp`. On this host
+ * those whose pid is dead; from another host, or named without a host (as earlier versions wrote
+ * them), those older than PRIVATE_STALE_MS, since a pid means nothing across hosts sharing a folder.
+ */
+export function sweepPrivateFiles(file: string, now: number = Date.now()): void {
+  const dir = path.dirname(file);
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  const base = path.basename(file).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const own = new RegExp(`^${base}(?:\\.break)?\\.(?:(.+)\\.)?(\\d+)\\.[0-9a-f]{8}\\.tmp$`);
+  for (const name of names) {
+    const m = own.exec(name);
+    if (!m) continue;
+    const p = path.join(dir, name);
+    try {
+      const abandoned = m[1] === HOST ? !pidAlive(Number(m[2])) : now - fs.statSync(p).mtimeMs > PRIVATE_STALE_MS;
+      if (abandoned) fs.rmSync(p, { force: true });
+    } catch {
+      // gone meanwhile (its writer linked and removed it, or another sweep did)
+    }
   }
 }
 
@@ -224,6 +263,7 @@ function installExitHook(): void {
 export function tryAcquireLock(file: string, o: LockOptions): HeldLock | null {
   const staleMs = o.staleMs ?? DEFAULT_STALE_MS;
   fs.mkdirSync(path.dirname(file), { recursive: true });
+  sweepPrivateFiles(file);
   const holder = newHolder(o.purpose);
   for (let attempt = 0; attempt < 5; attempt++) {
     if (createExclusive(file, formatJson(holder))) return startHolding(file, holder, o.heartbeatMs ?? staleMs / 4);

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
-import { acquireLock, LockHeldError, lockIsStale, readLock, tryAcquireLock, type LockHolder } from '../../src/io/lock.js';
+import { acquireLock, LockHeldError, lockIsStale, readLock, sweepPrivateFiles, tryAcquireLock, type LockHolder } from '../../src/io/lock.js';
 import { budget } from '../budget.js';
 
 function tmpLock(): string {
@@ -157,4 +157,52 @@ describe('run-folder lock', () => {
     expect(outs.filter((r) => r === 'won')).toHaveLength(1);
     expect(outs.filter((r) => r === 'lost')).toHaveLength(5);
   }, budget(60_000));
+
+  it("a private file left by a process killed between writing and linking it is swept when the lock is next taken", async () => {
+    const file = tmpLock();
+    const dir = path.dirname(file);
+    // A real kill at that instant: the child's link(2) SIGKILLs it, after its private file is written.
+    const lockModule = path.resolve('src/io/lock.ts');
+    const script = `const fs = require('node:fs');
+      fs.linkSync = () => process.kill(process.pid, 'SIGKILL');
+      require('node:module').syncBuiltinESMExports();
+      void import(${JSON.stringify(lockModule)}).then((m) => m.tryAcquireLock(${JSON.stringify(file)}, { purpose: 'killed', heartbeatMs: 0 }));`;
+    const tsx = path.resolve('node_modules/.bin/tsx');
+    const child = spawnSync(tsx, ['--eval', script], { encoding: 'utf8' });
+    // tsx runs the script in a child node and exits 128 + 9 when that one is killed.
+    expect(child.signal === 'SIGKILL' || child.status === 137, child.stderr).toBe(true);
+    const left = fs.readdirSync(dir);
+    expect(left).toHaveLength(1);
+    expect(left[0]).toMatch(/^\.lock\..+\.\d+\.[0-9a-f]{8}\.tmp$/);
+    const l = acquireLock(file, { purpose: 'next', heartbeatMs: 0 });
+    expect(fs.readdirSync(dir)).toEqual(['.lock']);
+    l.release();
+  }, budget(60_000));
+
+  it('sweeps by pid on this host and by age elsewhere, and leaves everything else alone', () => {
+    const file = tmpLock();
+    const dir = path.dirname(file);
+    fs.mkdirSync(dir, { recursive: true });
+    const host = os.hostname().replace(/[^\w.-]/g, '_');
+    const dead = deadPid();
+    const old = new Date(Date.now() - 3_600_000);
+    const cases: Array<[name: string, swept: boolean, aged?: boolean]> = [
+      [`.lock.${host}.${dead}.0123abcd.tmp`, true],
+      [`.lock.break.${host}.${dead}.0123abcd.tmp`, true],
+      [`.lock.${host}.${process.pid}.0123abcd.tmp`, false], // a live writer's (this process)
+      [`.lock.other-host.example.${dead}.0123abcd.tmp`, false], // a pid of another host says nothing
+      [`.lock.other-host.example.${dead}.4567abcd.tmp`, true, true],
+      [`.lock.${dead}.0123abcd.tmp`, false], // an earlier version's name: no host, so by age
+      [`.lock.${dead}.4567abcd.tmp`, true, true],
+      ['.lock.tmp', false, true],
+      [`.lockfile.${host}.${dead}.0123abcd.tmp`, false, true],
+      [`notes.${host}.${dead}.0123abcd.tmp`, false, true],
+    ];
+    for (const [name, , aged] of cases) {
+      fs.writeFileSync(path.join(dir, name), 'x');
+      if (aged) fs.utimesSync(path.join(dir, name), old, old);
+    }
+    sweepPrivateFiles(file);
+    expect(fs.readdirSync(dir).sort()).toEqual(cases.filter(([, swept]) => !swept).map(([n]) => n).sort());
+  });
 });
