@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { decodeToBytes, UnreadableImageError, type BoxCrop } from './image.js';
+import { turboJpeg } from './jpeg-turbo.js';
 import type { DecodeReply, DecodeRequest } from './decode-worker.js';
 
 /** Images one worker has in flight at once: one resizing while the next decodes on libvips' threads. */
@@ -29,17 +30,31 @@ export function workerBootstrap(): string {
   return `const { register } = await import(${JSON.stringify(tsx)}); register();\nawait import(${JSON.stringify(worker.href)});`;
 }
 
-/** decode-worker.ts and its imports as one ES module, sharp imported by absolute URL; null when esbuild cannot. */
+/**
+ * decode-worker.ts and its imports as one ES module, its packages (sharp, koffi) imported by absolute URL
+ * (an eval'd worker has no folder to resolve a bare name from); null when esbuild cannot. koffi may be
+ * absent: its import is then left bare, fails in the worker, and JPEGs decode through sharp.
+ */
 function bundle(worker: URL): string | null {
   try {
     const require = createRequire(import.meta.url);
     const esbuild = require('esbuild') as typeof import('esbuild');
-    const out = esbuild.buildSync({
+    let code = esbuild.buildSync({
       entryPoints: [fileURLToPath(worker)], bundle: true, write: false, format: 'esm', platform: 'node',
-      target: 'node20', external: ['sharp'], logLevel: 'silent',
+      target: 'node20', external: ['sharp', 'koffi'], logLevel: 'silent',
     }).outputFiles[0].text;
-    const sharp = JSON.stringify(pathToFileURL(require.resolve('sharp')).href);
-    const code = out.replace(/from\s*"sharp"/g, `from ${sharp}`);
+    const url = (name: string): string | null => {
+      try {
+        return JSON.stringify(pathToFileURL(require.resolve(name)).href);
+      } catch {
+        return null;
+      }
+    };
+    const sharp = url('sharp');
+    const koffi = url('koffi');
+    if (!sharp) return null;
+    code = code.replace(/(from\s*|import\(\s*)"sharp"/g, `$1${sharp}`);
+    if (koffi) code = code.replace(/(from\s*|import\(\s*)"koffi"/g, `$1${koffi}`);
     return code.includes(sharp) ? code : null;
   } catch {
     return null;
@@ -61,6 +76,8 @@ export class DecodePool {
   constructor(readonly threads = availableParallelism()) {}
 
   private spawn(): { w: Worker; busy: number } {
+    // Workers stay quiet when libjpeg-turbo is missing; the main thread says it once, for all of them.
+    if (this.workers.length === 0) void turboJpeg();
     const w = new Worker(workerBootstrap(), { eval: true, type: 'module' } as ConstructorParameters<typeof Worker>[1]);
     w.unref();
     const slot = { w, busy: 0 };
