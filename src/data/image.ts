@@ -2,10 +2,11 @@
 // through libjpeg-turbo directly where it can give sharp's pixels (jpeg-turbo.ts); resampling is our own so that every layout produces the same bits for the same pixels, whatever
 // libvips version or shrink-on-load shortcut is present.
 import { writeFileAtomic } from '../io/atomic.js';
-import { promises as fs } from "node:fs";
+import { promises as fs, readFileSync } from "node:fs";
 import * as path from "node:path";
 import sharp from "sharp";
 import { turboJpeg, type TurboJpeg } from "./jpeg-turbo.js";
+import { resizeWasm } from "./resize-wasm.js";
 
 /** 8-bit RGB image, rows top to bottom, pixels interleaved (HWC). */
 export interface RgbImage {
@@ -119,6 +120,18 @@ export async function decodeWithSharp(buf: Uint8Array, label = "<buffer>"): Prom
 async function readImageFile(file: string): Promise<Buffer> {
   try {
     return await fs.readFile(file);
+  } catch (e) {
+    throw new UnreadableImageError(file, errorText(e));
+  }
+}
+
+/**
+ * readImageFile without the thread pool: a decode worker reads its file and decodes it in one go, and
+ * fs.promises' open/stat/read/close hops through libuv cost it more than the JPEG decode itself.
+ */
+export function readImageFileSync(file: string): Buffer {
+  try {
+    return readFileSync(file);
   } catch (e) {
     throw new UnreadableImageError(file, errorText(e));
   }
@@ -379,6 +392,15 @@ function trimmedAxis(inSize: number, outSize: number): TrimmedAxis {
   return res;
 }
 
+/**
+ * Which implementation of toCHWBytes' two passes runs: the WebAssembly one (resize-wasm.ts, about twice as
+ * fast) or the JavaScript one below, its reference. Both give the same bytes (tested).
+ */
+let engine: "wasm" | "js" = "wasm";
+export function setResizeEngine(e: "wasm" | "js"): void {
+  engine = e;
+}
+
 // The horizontal pass's rows, kept between calls (a decode worker resizes one image at a time): a
 // 320 px image's intermediate is about a megabyte, which would otherwise be allocated and zeroed per image.
 let midScratch = new Float32Array(0);
@@ -421,6 +443,10 @@ export function toCHWBytes(img: RgbImage, size: number, out: Uint8Array = new Ui
   }
   const ax = trimmedAxis(w, size);
   const ay = trimmedAxis(h, size);
+  if (engine === "wasm") {
+    resizeWasm(d, base, stride, w, ax, ay, size, BYTE_TO_UNIT_F64, out);
+    return out;
+  }
   // Only the rows some output row reads (all of them when shrinking).
   const y0 = ay.start[0];
   const y1 = ay.start[size - 1] + ay.count[size - 1];
@@ -527,7 +553,11 @@ export interface BoxCrop {
  * to size x size CHW bytes, one after another in one buffer (one transfer from a decode worker).
  */
 export async function decodeToBytes(file: string, size: number, boxes?: readonly BoxCrop[]): Promise<Uint8Array> {
-  const buf = await readImageFile(file);
+  return decodeBufferToBytes(await readImageFile(file), file, size, boxes);
+}
+
+/** decodeToBytes of a file's bytes read already (`file` names it in errors). */
+export async function decodeBufferToBytes(buf: Uint8Array, file: string, size: number, boxes?: readonly BoxCrop[]): Promise<Uint8Array> {
   const turbo = await turboJpeg();
   // From here to the resize nothing awaits, so the decode buffer reused between images (decodeScratch)
   // is read by this image's resize before another image's decode can overwrite it.

@@ -1,0 +1,330 @@
+// toCHWBytes' two passes as WebAssembly, assembled here from a few dozen instructions (no toolchain,
+// no binary in the repository). Why: the resize is most of a decode worker's time (the horizontal pass
+// alone 60% of it at 64 px), and WebAssembly runs the same loops without the bounds checks and
+// tagged-number handling of the JavaScript ones, about twice as fast.
+//
+// The arithmetic is the JavaScript passes' own, operation for operation (image.ts, horizontalPass and
+// verticalPass; tests/data/image.test.ts holds both to the float path, bit for bit): the horizontal pass
+// sums each output's taps in order in float64 (byte -> float32(byte / 255) by table, times a float64
+// weight) and rounds the sum to float32; the vertical pass rounds its running sum to float32 after every
+// tap; the result is clamped to [0, 255] and truncated after adding 0.5. IEEE-754 float64 operations give
+// the same bits in either engine; the one difference, a sum that starts at 0 instead of at the first
+// product, adds +0 to a non-negative number, which changes nothing.
+
+// ---------------------------------------------------------------------------------------------
+// A minimal assembler: just what the two functions use.
+
+const I32 = 0x7f, F64 = 0x7c;
+const op = {
+  block: 0x02, loop: 0x03, end: 0x0b, br: 0x0c, brIf: 0x0d,
+  get: 0x20, set: 0x21, tee: 0x22,
+  i32Load: 0x28, f32Load: 0x2a, f64Load: 0x2b, i32Load8u: 0x2d, f32Store: 0x38, i32Store8: 0x3a,
+  i32Const: 0x41, f64Const: 0x44,
+  i32GeS: 0x4e, i32Add: 0x6a, i32Sub: 0x6b, i32Mul: 0x6c, i32Shl: 0x74,
+  f64Add: 0xa0, f64Mul: 0xa2, f64Min: 0xa4, f64Max: 0xa5,
+  i32TruncF64U: 0xab, f32DemoteF64: 0xb6, f64PromoteF32: 0xbb,
+} as const;
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+/** One function body under construction: named locals, structured loops. */
+class Body {
+  readonly code: number[] = [];
+  private readonly names = new Map<string, number>();
+  private readonly extra: number[] = [];
+  constructor(params: readonly string[]) {
+    params.forEach((p, i) => this.names.set(p, i));
+  }
+  /** Declares locals (after the parameters). */
+  locals(type: number, ...names: string[]): this {
+    for (const n of names) {
+      this.names.set(n, this.names.size);
+      this.extra.push(type);
+    }
+    return this;
+  }
+  private idx(name: string): number {
+    const i = this.names.get(name);
+    if (i === undefined) throw new Error(`resize-wasm: no local ${name}`);
+    return i;
+  }
+  get(n: string): this {
+    this.code.push(op.get, ...uleb(this.idx(n)));
+    return this;
+  }
+  set(n: string): this {
+    this.code.push(op.set, ...uleb(this.idx(n)));
+    return this;
+  }
+  i32(v: number): this {
+    this.code.push(op.i32Const, ...sleb(v));
+    return this;
+  }
+  f64(v: number): this {
+    const b = new Uint8Array(new Float64Array([v]).buffer);
+    this.code.push(op.f64Const, ...b);
+    return this;
+  }
+  /** A memory access: natural alignment `align` (log2 bytes) and a constant byte offset. */
+  mem(opcode: number, align: number, offset = 0): this {
+    this.code.push(opcode, align, ...uleb(offset));
+    return this;
+  }
+  ops(...codes: number[]): this {
+    this.code.push(...codes);
+    return this;
+  }
+  /** `for (i = <from>; i < limit; i++) body`: `from` pushes the start value. */
+  forRange(i: string, from: (b: this) => void, limit: string, body: (b: this) => void): this {
+    from(this);
+    this.set(i);
+    this.code.push(op.block, 0x40, op.loop, 0x40);
+    this.get(i).get(limit).ops(op.i32GeS, op.brIf, 1);
+    body(this);
+    this.get(i).i32(1).ops(op.i32Add).set(i);
+    this.code.push(op.br, 0, op.end, op.end);
+    return this;
+  }
+  /** local += value of `push` (i32). */
+  addTo(n: string, push: (b: this) => void): this {
+    this.get(n);
+    push(this);
+    return this.ops(op.i32Add).set(n);
+  }
+  encode(): number[] {
+    const groups: number[] = [];
+    let count = 0;
+    for (let i = 0; i < this.extra.length; i++) {
+      count++;
+      if (i + 1 === this.extra.length || this.extra[i + 1] !== this.extra[i]) {
+        groups.push(...uleb(count), this.extra[i]);
+        count = 0;
+      }
+    }
+    const runs = this.extra.reduce((a, t, i) => a + (i + 1 === this.extra.length || this.extra[i + 1] !== t ? 1 : 0), 0);
+    const body = [...uleb(runs), ...groups, ...this.code, op.end];
+    return [...uleb(body.length), ...body];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The two passes.
+
+const H_PARAMS = ['img', 'stride', 'y0', 'y1', 'xs', 'xn', 'xw', 'xtBytes', 'size', 'mid', 'U'] as const;
+
+/**
+ * hpass: rows y0..y1 of the image at `img` (bytes, `stride` per row) to `size` columns of float32 at
+ * `mid` (interleaved RGB, 12 bytes a pixel). Output x reads xn[x] taps from byte xs[x] of the row, with
+ * float64 weights at xw + x * xtBytes; U holds float32(v / 255) for v = 0..255 as float64.
+ */
+function hpass(): Body {
+  const b = new Body(H_PARAMS).locals(I32, 'y', 'row', 'm', 'x', 'o', 'n', 'wi', 'k').locals(F64, 'w', 'a0', 'a1', 'a2');
+  const tap = (a: string, at: number): void => {
+    // a += U[byte at o + at] * w
+    b.get(a).get('U').get('o').mem(op.i32Load8u, 0, at).i32(3).ops(op.i32Shl, op.i32Add).mem(op.f64Load, 3).get('w').ops(op.f64Mul, op.f64Add).set(a);
+  };
+  b.get('mid').set('m');
+  b.forRange('y', (s) => s.get('y0'), 'y1', () => {
+    b.get('img').get('y').get('stride').ops(op.i32Mul, op.i32Add).set('row');
+    b.forRange('x', (s) => s.i32(0), 'size', () => {
+      b.get('row').get('xs').get('x').i32(2).ops(op.i32Shl, op.i32Add).mem(op.i32Load, 2).ops(op.i32Add).set('o');
+      b.get('xn').get('x').i32(2).ops(op.i32Shl, op.i32Add).mem(op.i32Load, 2).set('n');
+      b.get('xw').get('x').get('xtBytes').ops(op.i32Mul, op.i32Add).set('wi');
+      b.f64(0).set('a0').f64(0).set('a1').f64(0).set('a2');
+      b.forRange('k', (s) => s.i32(0), 'n', () => {
+        b.get('wi').mem(op.f64Load, 3).set('w');
+        tap('a0', 0);
+        tap('a1', 1);
+        tap('a2', 2);
+        b.addTo('o', (s) => s.i32(3)).addTo('wi', (s) => s.i32(8));
+      });
+      for (const [a, at] of [['a0', 0], ['a1', 4], ['a2', 8]] as const) b.get('m').get(a).ops(op.f32DemoteF64).mem(op.f32Store, 2, at);
+      b.addTo('m', (s) => s.i32(12));
+    });
+  });
+  return b;
+}
+
+const V_PARAMS = ['mid', 'midRow', 'ys', 'yn', 'yw', 'ytBytes', 'size', 'out'] as const;
+
+/**
+ * vpass: the float32 rows at `mid` (`midRow` bytes each) to `size` rows, as CHW bytes at `out`.
+ * Output y reads yn[y] rows from byte ys[y] of mid, with float64 weights at yw + y * ytBytes.
+ */
+function vpass(): Body {
+  const b = new Body(V_PARAMS).locals(I32, 'y', 'first', 'n', 'wo', 'o0', 'plane', 'x', 'm', 'k', 'wk').locals(F64, 'w0', 'w', 'a0', 'a1', 'a2', 'v');
+  const f32 = (s: Body): Body => s.ops(op.f32DemoteF64, op.f64PromoteF32);
+  const mid = (at: number): void => {
+    b.get('m').mem(op.f32Load, 2, at).ops(op.f64PromoteF32);
+  };
+  const store = (a: string, plane: number): void => {
+    // out[o0 + plane*size*size + x] = trunc(min(max(a * 255 + 0.5, 0), 255))
+    b.get('o0').get('x').ops(op.i32Add);
+    if (plane > 0) b.get('plane').i32(plane).ops(op.i32Mul, op.i32Add);
+    b.get(a).f64(255).ops(op.f64Mul).f64(0.5).ops(op.f64Add).f64(0).ops(op.f64Max).f64(255).ops(op.f64Min, op.i32TruncF64U);
+    b.mem(op.i32Store8, 0);
+  };
+  b.get('size').get('size').ops(op.i32Mul).set('plane');
+  b.forRange('y', (s) => s.i32(0), 'size', () => {
+    b.get('mid').get('ys').get('y').i32(2).ops(op.i32Shl, op.i32Add).mem(op.i32Load, 2).ops(op.i32Add).set('first');
+    b.get('yn').get('y').i32(2).ops(op.i32Shl, op.i32Add).mem(op.i32Load, 2).set('n');
+    b.get('yw').get('y').get('ytBytes').ops(op.i32Mul, op.i32Add).set('wo');
+    b.get('wo').mem(op.f64Load, 3).set('w0');
+    b.get('out').get('y').get('size').ops(op.i32Mul, op.i32Add).set('o0');
+    b.forRange('x', (s) => s.i32(0), 'size', () => {
+      b.get('first').get('x').i32(12).ops(op.i32Mul, op.i32Add).set('m');
+      for (const [a, at] of [['a0', 0], ['a1', 4], ['a2', 8]] as const) {
+        mid(at);
+        f32(b.get('w0').ops(op.f64Mul)).set(a);
+      }
+      b.get('wo').i32(8).ops(op.i32Add).set('wk');
+      b.forRange('k', (s) => s.i32(1), 'n', () => {
+        b.addTo('m', (s) => s.get('midRow'));
+        b.get('wk').mem(op.f64Load, 3).set('w');
+        for (const [a, at] of [['a0', 0], ['a1', 4], ['a2', 8]] as const) {
+          b.get(a);
+          mid(at);
+          f32(b.get('w').ops(op.f64Mul, op.f64Add)).set(a);
+        }
+        b.addTo('wk', (s) => s.i32(8));
+      });
+      store('a0', 0);
+      store('a1', 1);
+      store('a2', 2);
+    });
+  });
+  return b;
+}
+
+function section(id: number, payload: number[]): number[] {
+  return [id, ...uleb(payload.length), ...payload];
+}
+
+function vec(items: number[][]): number[] {
+  return [...uleb(items.length), ...items.flat()];
+}
+
+function name(s: string): number[] {
+  const b = [...Buffer.from(s, 'utf8')];
+  return [...uleb(b.length), ...b];
+}
+
+/** The module's bytes: memory "mem" (exported, grown by the caller), functions "hpass" and "vpass". */
+export function resizeModuleBytes(): Uint8Array {
+  const funcType = (params: number): number[] => [0x60, ...uleb(params), ...Array<number>(params).fill(I32), 0];
+  const bytes = [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, vec([funcType(H_PARAMS.length), funcType(V_PARAMS.length)])),
+    ...section(3, vec([[0], [1]])),
+    ...section(5, vec([[0x00, 1]])), // one memory, at least one page
+    ...section(7, vec([[...name('mem'), 0x02, 0], [...name('hpass'), 0x00, 0], [...name('vpass'), 0x00, 1]])),
+    ...section(10, vec([hpass().encode(), vpass().encode()])),
+  ];
+  return new Uint8Array(bytes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver: lays the image, weights and buffers out in the module's memory and runs the passes.
+
+/** One axis of the resize as image.ts trims it: first tap, tap count, float64 weights (stride `taps`). */
+export interface WasmAxis {
+  start: Int32Array;
+  count: Int32Array;
+  taps: number;
+  w: Float64Array;
+}
+
+// The few WebAssembly types used here (the project's TypeScript lib has no WebAssembly declarations).
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object) => { exports: unknown };
+}
+const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+interface Instance {
+  mem: WasmMemory;
+  hpass: (...a: number[]) => void;
+  vpass: (...a: number[]) => void;
+}
+
+let inst: Instance | null = null;
+const U_BYTES = 256 * 8;
+
+function instance(unit: Float64Array): Instance {
+  if (inst) return inst;
+  const m = new wasm.Instance(new wasm.Module(resizeModuleBytes())).exports as Instance;
+  new Float64Array(m.mem.buffer, 0, 256).set(unit);
+  inst = m;
+  return m;
+}
+
+function align8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+/**
+ * toCHWBytes' passes over rows of `d` (HWC bytes, `stride` per row, the region starting at byte `base`,
+ * `w` pixels wide), into `out` as CHW bytes: the same bytes as the JavaScript passes.
+ */
+export function resizeWasm(d: Uint8Array, base: number, stride: number, w: number, ax: WasmAxis, ay: WasmAxis, size: number, unit: Float64Array, out: Uint8Array): void {
+  const m = instance(unit);
+  const y0 = ay.start[0];
+  const y1 = ay.start[size - 1] + ay.count[size - 1];
+  const rows = y1 - y0;
+  const rowBytes = 3 * w;
+  const midRow = 12 * size;
+  // Layout: U | xs xn xw | ys yn yw | image rows y0..y1 | mid | out
+  const xs = U_BYTES;
+  const xn = xs + 4 * size;
+  const xw = align8(xn + 4 * size);
+  const ys = xw + 8 * size * ax.taps;
+  const yn = ys + 4 * size;
+  const yw = align8(yn + 4 * size);
+  const img = yw + 8 * size * ay.taps;
+  const mid = align8(img + rows * rowBytes);
+  const outAt = mid + rows * midRow;
+  const need = outAt + 3 * size * size;
+  if (m.mem.buffer.byteLength < need) m.mem.grow(Math.ceil((need - m.mem.buffer.byteLength) / 65536));
+  const buf = m.mem.buffer;
+  const i32 = new Int32Array(buf);
+  for (let x = 0; x < size; x++) {
+    i32[(xs >> 2) + x] = 3 * ax.start[x];
+    i32[(xn >> 2) + x] = ax.count[x];
+    i32[(ys >> 2) + x] = (ay.start[x] - y0) * midRow;
+    i32[(yn >> 2) + x] = ay.count[x];
+  }
+  new Float64Array(buf, xw, size * ax.taps).set(ax.w.subarray(0, size * ax.taps));
+  new Float64Array(buf, yw, size * ay.taps).set(ay.w.subarray(0, size * ay.taps));
+  const u8 = new Uint8Array(buf);
+  if (stride === rowBytes) u8.set(d.subarray(base + y0 * stride, base + y1 * stride), img);
+  else for (let y = y0; y < y1; y++) u8.set(d.subarray(base + y * stride, base + y * stride + rowBytes), img + (y - y0) * rowBytes);
+  m.hpass(img, rowBytes, 0, rows, xs, xn, xw, 8 * ax.taps, size, mid, 0);
+  m.vpass(mid, midRow, ys, yn, yw, 8 * ay.taps, size, outAt);
+  out.set(u8.subarray(outAt, outAt + 3 * size * size));
+}
