@@ -14,15 +14,21 @@
 // ---------------------------------------------------------------------------------------------
 // A minimal assembler: just what the two functions use.
 
-const I32 = 0x7f, F64 = 0x7c;
+const I32 = 0x7f, F64 = 0x7c, V128 = 0x7b;
 const op = {
   block: 0x02, loop: 0x03, end: 0x0b, br: 0x0c, brIf: 0x0d,
   get: 0x20, set: 0x21, tee: 0x22,
   i32Load: 0x28, f32Load: 0x2a, f64Load: 0x2b, i32Load8u: 0x2d, f32Store: 0x38, i32Store8: 0x3a,
   i32Const: 0x41, f64Const: 0x44,
-  i32GeS: 0x4e, i32Add: 0x6a, i32Sub: 0x6b, i32Mul: 0x6c, i32Shl: 0x74,
+  i32GeS: 0x4e, i32Add: 0x6a, i32Sub: 0x6b, i32Mul: 0x6c, i32Shl: 0x74, i32ShrU: 0x76,
   f64Add: 0xa0, f64Mul: 0xa2, f64Min: 0xa4, f64Max: 0xa5,
   i32TruncF64U: 0xab, f32DemoteF64: 0xb6, f64PromoteF32: 0xbb,
+} as const;
+
+/** SIMD instructions (prefix 0xfd, then the opcode as LEB128). */
+const simd = {
+  load: 0x00, store: 0x0b, f64x2Splat: 0x14, load64Zero: 0x5d, f32x4DemoteZero: 0x5e, f64x2PromoteLow: 0x5f,
+  f64x2Add: 0xf0, f64x2Mul: 0xf2,
 } as const;
 
 function uleb(n: number): number[] {
@@ -90,6 +96,14 @@ class Body {
   /** A memory access: natural alignment `align` (log2 bytes) and a constant byte offset. */
   mem(opcode: number, align: number, offset = 0): this {
     this.code.push(opcode, align, ...uleb(offset));
+    return this;
+  }
+  simd(opcode: number): this {
+    this.code.push(0xfd, ...uleb(opcode));
+    return this;
+  }
+  simdMem(opcode: number, align: number, offset = 0): this {
+    this.code.push(0xfd, ...uleb(opcode), align, ...uleb(offset));
     return this;
   }
   ops(...codes: number[]): this {
@@ -167,52 +181,53 @@ function hpass(): Body {
   return b;
 }
 
-const V_PARAMS = ['mid', 'midRow', 'ys', 'yn', 'yw', 'ytBytes', 'size', 'out'] as const;
+const V_PARAMS = ['mid', 'midRow', 'ys', 'yn', 'yw', 'ytBytes', 'size', 'out', 'acc'] as const;
 
 /**
  * vpass: the float32 rows at `mid` (`midRow` bytes each) to `size` rows, as CHW bytes at `out`.
  * Output y reads yn[y] rows from byte ys[y] of mid, with float64 weights at yw + y * ytBytes.
+ * Every value of a row has the same weights, so the row is summed two values at a time (f64x2 lanes)
+ * into `acc` (3 * size + 1 float64: an odd count reads one value past the row, into a lane never used);
+ * then each value is rounded to its byte and stored in its channel's plane.
  */
 function vpass(): Body {
-  const b = new Body(V_PARAMS).locals(I32, 'y', 'first', 'n', 'wo', 'o0', 'plane', 'x', 'm', 'k', 'wk').locals(F64, 'w0', 'w', 'a0', 'a1', 'a2', 'v');
-  const f32 = (s: Body): Body => s.ops(op.f32DemoteF64, op.f64PromoteF32);
-  const mid = (at: number): void => {
-    b.get('m').mem(op.f32Load, 2, at).ops(op.f64PromoteF32);
+  const b = new Body(V_PARAMS).locals(I32, 'y', 'first', 'n', 'wo', 'o0', 'plane', 'pairs', 'q', 'x', 'a', 'k').locals(V128, 'w');
+  // acc pair q (as float32 values in float64) = f32(acc[q] + promote(mid pair q) * w), or without acc[q] on the first tap
+  const sweep = (firstTap: boolean): void => {
+    b.forRange('q', (s) => s.i32(0), 'pairs', () => {
+      b.get('acc').get('q').i32(4).ops(op.i32Shl, op.i32Add);
+      if (!firstTap) b.get('acc').get('q').i32(4).ops(op.i32Shl, op.i32Add).simdMem(simd.load, 3);
+      b.get('first').get('q').i32(3).ops(op.i32Shl, op.i32Add).simdMem(simd.load64Zero, 3).simd(simd.f64x2PromoteLow).get('w').simd(simd.f64x2Mul);
+      if (!firstTap) b.simd(simd.f64x2Add);
+      b.simd(simd.f32x4DemoteZero).simd(simd.f64x2PromoteLow).simdMem(simd.store, 3);
+    });
   };
-  const store = (a: string, plane: number): void => {
-    // out[o0 + plane*size*size + x] = trunc(min(max(a * 255 + 0.5, 0), 255))
+  const store = (c: number): void => {
+    // out[o0 + c*plane + x] = trunc(min(max(acc value * 255 + 0.5, 0), 255))
     b.get('o0').get('x').ops(op.i32Add);
-    if (plane > 0) b.get('plane').i32(plane).ops(op.i32Mul, op.i32Add);
-    b.get(a).f64(255).ops(op.f64Mul).f64(0.5).ops(op.f64Add).f64(0).ops(op.f64Max).f64(255).ops(op.f64Min, op.i32TruncF64U);
+    if (c > 0) b.get('plane').i32(c).ops(op.i32Mul, op.i32Add);
+    b.get('a').mem(op.f64Load, 3, 8 * c).f64(255).ops(op.f64Mul).f64(0.5).ops(op.f64Add).f64(0).ops(op.f64Max).f64(255).ops(op.f64Min, op.i32TruncF64U);
     b.mem(op.i32Store8, 0);
   };
   b.get('size').get('size').ops(op.i32Mul).set('plane');
+  b.get('size').i32(3).ops(op.i32Mul).i32(1).ops(op.i32Add).i32(1).ops(op.i32ShrU).set('pairs');
   b.forRange('y', (s) => s.i32(0), 'size', () => {
     b.get('mid').get('ys').get('y').i32(2).ops(op.i32Shl, op.i32Add).mem(op.i32Load, 2).ops(op.i32Add).set('first');
     b.get('yn').get('y').i32(2).ops(op.i32Shl, op.i32Add).mem(op.i32Load, 2).set('n');
     b.get('yw').get('y').get('ytBytes').ops(op.i32Mul, op.i32Add).set('wo');
-    b.get('wo').mem(op.f64Load, 3).set('w0');
+    b.get('wo').mem(op.f64Load, 3).simd(simd.f64x2Splat).set('w');
+    sweep(true);
+    b.forRange('k', (s) => s.i32(1), 'n', () => {
+      b.addTo('first', (s) => s.get('midRow'));
+      b.get('wo').get('k').i32(3).ops(op.i32Shl, op.i32Add).mem(op.f64Load, 3).simd(simd.f64x2Splat).set('w');
+      sweep(false);
+    });
     b.get('out').get('y').get('size').ops(op.i32Mul, op.i32Add).set('o0');
     b.forRange('x', (s) => s.i32(0), 'size', () => {
-      b.get('first').get('x').i32(12).ops(op.i32Mul, op.i32Add).set('m');
-      for (const [a, at] of [['a0', 0], ['a1', 4], ['a2', 8]] as const) {
-        mid(at);
-        f32(b.get('w0').ops(op.f64Mul)).set(a);
-      }
-      b.get('wo').i32(8).ops(op.i32Add).set('wk');
-      b.forRange('k', (s) => s.i32(1), 'n', () => {
-        b.addTo('m', (s) => s.get('midRow'));
-        b.get('wk').mem(op.f64Load, 3).set('w');
-        for (const [a, at] of [['a0', 0], ['a1', 4], ['a2', 8]] as const) {
-          b.get(a);
-          mid(at);
-          f32(b.get('w').ops(op.f64Mul, op.f64Add)).set(a);
-        }
-        b.addTo('wk', (s) => s.i32(8));
-      });
-      store('a0', 0);
-      store('a1', 1);
-      store('a2', 2);
+      b.get('acc').get('x').i32(24).ops(op.i32Mul, op.i32Add).set('a');
+      store(0);
+      store(1);
+      store(2);
     });
   });
   return b;
@@ -299,7 +314,7 @@ export function resizeWasm(d: Uint8Array, base: number, stride: number, w: numbe
   const rows = y1 - y0;
   const rowBytes = 3 * w;
   const midRow = 12 * size;
-  // Layout: U | xs xn xw | ys yn yw | image rows y0..y1 | mid | out
+  // Layout: U | xs xn xw | ys yn yw | image rows y0..y1 | mid | acc | out
   const xs = U_BYTES;
   const xn = xs + 4 * size;
   const xw = align8(xn + 4 * size);
@@ -308,7 +323,8 @@ export function resizeWasm(d: Uint8Array, base: number, stride: number, w: numbe
   const yw = align8(yn + 4 * size);
   const img = yw + 8 * size * ay.taps;
   const mid = align8(img + rows * rowBytes);
-  const outAt = mid + rows * midRow;
+  const acc = align8(mid + rows * midRow + 8); // 8: vpass may read one float32 past the last row
+  const outAt = acc + 8 * (3 * size + 1);
   const need = outAt + 3 * size * size;
   if (m.mem.buffer.byteLength < need) m.mem.grow(Math.ceil((need - m.mem.buffer.byteLength) / 65536));
   const buf = m.mem.buffer;
@@ -325,6 +341,6 @@ export function resizeWasm(d: Uint8Array, base: number, stride: number, w: numbe
   if (stride === rowBytes) u8.set(d.subarray(base + y0 * stride, base + y1 * stride), img);
   else for (let y = y0; y < y1; y++) u8.set(d.subarray(base + y * stride, base + y * stride + rowBytes), img + (y - y0) * rowBytes);
   m.hpass(img, rowBytes, 0, rows, xs, xn, xw, 8 * ax.taps, size, mid, 0);
-  m.vpass(mid, midRow, ys, yn, yw, 8 * ay.taps, size, outAt);
+  m.vpass(mid, midRow, ys, yn, yw, 8 * ay.taps, size, outAt, acc);
   out.set(u8.subarray(outAt, outAt + 3 * size * size));
 }
