@@ -20,15 +20,15 @@ const op = {
   get: 0x20, set: 0x21, tee: 0x22,
   i32Load: 0x28, f32Load: 0x2a, f64Load: 0x2b, i32Load8u: 0x2d, f32Store: 0x38, i32Store8: 0x3a,
   i32Const: 0x41, f64Const: 0x44,
-  i32GeS: 0x4e, i32Add: 0x6a, i32Sub: 0x6b, i32Mul: 0x6c, i32Shl: 0x74, i32ShrU: 0x76,
+  if: 0x04, i32LtS: 0x48, i32GeS: 0x4e, i32Add: 0x6a, i32Sub: 0x6b, i32Mul: 0x6c, i32Shl: 0x74, i32ShrU: 0x76,
   f64Add: 0xa0, f64Mul: 0xa2, f64Min: 0xa4, f64Max: 0xa5,
   i32TruncF64U: 0xab, f32DemoteF64: 0xb6, f64PromoteF32: 0xbb,
 } as const;
 
 /** SIMD instructions (prefix 0xfd, then the opcode as LEB128). */
 const simd = {
-  load: 0x00, store: 0x0b, f64x2Splat: 0x14, load64Zero: 0x5d, f32x4DemoteZero: 0x5e, f64x2PromoteLow: 0x5f,
-  f64x2Add: 0xf0, f64x2Mul: 0xf2,
+  load: 0x00, store: 0x0b, f64x2Splat: 0x14, f64x2ExtractLane: 0x21, f64x2ReplaceLane: 0x22, load64Zero: 0x5d, f32x4DemoteZero: 0x5e, f64x2PromoteLow: 0x5f,
+  i32x4ExtractLane: 0x1b, f64x2Add: 0xf0, f64x2Mul: 0xf2, f64x2Min: 0xf4, f64x2Max: 0xf5, i32x4TruncSatF64x2UZero: 0xfd,
 } as const;
 
 function uleb(n: number): number[] {
@@ -146,36 +146,56 @@ class Body {
 // ---------------------------------------------------------------------------------------------
 // The two passes.
 
-const H_PARAMS = ['img', 'stride', 'y0', 'y1', 'xs', 'xn', 'xw', 'xtBytes', 'size', 'mid', 'U'] as const;
+const H_PARAMS = ['img', 'rowBytes', 'rows', 'xs', 'xn', 'xw', 'xtBytes', 'size', 'mid', 'U', 'pair'] as const;
 
 /**
- * hpass: rows y0..y1 of the image at `img` (bytes, `stride` per row) to `size` columns of float32 at
- * `mid` (interleaved RGB, 12 bytes a pixel). Output x reads xn[x] taps from byte xs[x] of the row, with
- * float64 weights at xw + x * xtBytes; U holds float32(v / 255) for v = 0..255 as float64.
+ * hpass: `rows` rows of the image at `img` (`rowBytes` per row, HWC bytes) to `size` columns of float32
+ * at `mid` (12 * size bytes a row, each row planar: the R values, then G, then B). Output x reads xn[x] taps from byte
+ * xs[x] of the row, with float64 weights at xw + x * xtBytes; U holds float32(v / 255) for v = 0..255
+ * as float64. Two rows at a time, one per f64x2 lane (they share their weights): each pair of rows is
+ * first turned into float64 values once (`pair`: 16 bytes per byte of a row), instead of a table lookup
+ * per tap. With an odd row count the last lane reads the row after the image and writes the row after
+ * `mid`'s last: the caller leaves room for both, and nothing reads them.
  */
 function hpass(): Body {
-  const b = new Body(H_PARAMS).locals(I32, 'y', 'row', 'm', 'x', 'o', 'n', 'wi', 'k').locals(F64, 'w', 'a0', 'a1', 'a2');
-  const tap = (a: string, at: number): void => {
-    // a += U[byte at o + at] * w
-    b.get(a).get('U').get('o').mem(op.i32Load8u, 0, at).i32(3).ops(op.i32Shl, op.i32Add).mem(op.f64Load, 3).get('w').ops(op.f64Mul, op.f64Add).set(a);
+  const b = new Body(H_PARAMS).locals(I32, 'p', 'pairs', 'r0', 'r1', 'i', 'midRow', 'plane', 'mx', 'x', 'o', 'n', 'wi', 'k').locals(V128, 'w', 'a0', 'a1', 'a2');
+  const unit = (row: string): void => {
+    // U[byte i of row] as f64
+    b.get('U').get(row).get('i').ops(op.i32Add).mem(op.i32Load8u, 0).i32(3).ops(op.i32Shl, op.i32Add).mem(op.f64Load, 3);
   };
-  b.get('mid').set('m');
-  b.forRange('y', (s) => s.get('y0'), 'y1', () => {
-    b.get('img').get('y').get('stride').ops(op.i32Mul, op.i32Add).set('row');
+  b.get('rows').i32(1).ops(op.i32Add).i32(1).ops(op.i32ShrU).set('pairs');
+  b.get('size').i32(12).ops(op.i32Mul).set('midRow');
+  b.get('size').i32(4).ops(op.i32Mul).set('plane'); // bytes of one channel of a mid row
+  b.forRange('p', (s) => s.i32(0), 'pairs', () => {
+    b.get('img').get('p').i32(1).ops(op.i32Shl).get('rowBytes').ops(op.i32Mul, op.i32Add).set('r0');
+    b.get('r0').get('rowBytes').ops(op.i32Add).set('r1');
+    b.forRange('i', (s) => s.i32(0), 'rowBytes', () => {
+      b.get('pair').get('i').i32(4).ops(op.i32Shl, op.i32Add);
+      unit('r0');
+      b.simd(simd.f64x2Splat);
+      unit('r1');
+      b.simd(simd.f64x2ReplaceLane).ops(1);
+      b.simdMem(simd.store, 3);
+    });
+    b.get('mid').get('p').i32(1).ops(op.i32Shl).get('midRow').ops(op.i32Mul, op.i32Add).set('mx');
     b.forRange('x', (s) => s.i32(0), 'size', () => {
-      b.get('row').get('xs').get('x').i32(2).ops(op.i32Shl, op.i32Add).mem(op.i32Load, 2).ops(op.i32Add).set('o');
+      b.get('pair').get('xs').get('x').i32(2).ops(op.i32Shl, op.i32Add).mem(op.i32Load, 2).i32(4).ops(op.i32Shl, op.i32Add).set('o');
       b.get('xn').get('x').i32(2).ops(op.i32Shl, op.i32Add).mem(op.i32Load, 2).set('n');
       b.get('xw').get('x').get('xtBytes').ops(op.i32Mul, op.i32Add).set('wi');
-      b.f64(0).set('a0').f64(0).set('a1').f64(0).set('a2');
+      b.f64(0).simd(simd.f64x2Splat).set('a0').f64(0).simd(simd.f64x2Splat).set('a1').f64(0).simd(simd.f64x2Splat).set('a2');
       b.forRange('k', (s) => s.i32(0), 'n', () => {
-        b.get('wi').mem(op.f64Load, 3).set('w');
-        tap('a0', 0);
-        tap('a1', 1);
-        tap('a2', 2);
-        b.addTo('o', (s) => s.i32(3)).addTo('wi', (s) => s.i32(8));
+        b.get('wi').mem(op.f64Load, 3).simd(simd.f64x2Splat).set('w');
+        for (const [a, at] of [['a0', 0], ['a1', 16], ['a2', 32]] as const) {
+          b.get(a).get('o').simdMem(simd.load, 3, at).get('w').simd(simd.f64x2Mul).simd(simd.f64x2Add).set(a);
+        }
+        b.addTo('o', (s) => s.i32(48)).addTo('wi', (s) => s.i32(8));
       });
-      for (const [a, at] of [['a0', 0], ['a1', 4], ['a2', 8]] as const) b.get('m').get(a).ops(op.f32DemoteF64).mem(op.f32Store, 2, at);
-      b.addTo('m', (s) => s.i32(12));
+      // Channel c of output x goes to float c * size + x of the row (planar rows: see vpass).
+      for (const [a, c] of [['a0', 0], ['a1', 1], ['a2', 2]] as const) {
+        b.get('mx').get('plane').i32(c).ops(op.i32Mul, op.i32Add).get(a).simd(simd.f64x2ExtractLane).ops(0, op.f32DemoteF64).mem(op.f32Store, 2);
+        b.get('mx').get('plane').i32(c).ops(op.i32Mul, op.i32Add).get('midRow').ops(op.i32Add).get(a).simd(simd.f64x2ExtractLane).ops(1, op.f32DemoteF64).mem(op.f32Store, 2);
+      }
+      b.addTo('mx', (s) => s.i32(4));
     });
   });
   return b;
@@ -188,10 +208,11 @@ const V_PARAMS = ['mid', 'midRow', 'ys', 'yn', 'yw', 'ytBytes', 'size', 'out', '
  * Output y reads yn[y] rows from byte ys[y] of mid, with float64 weights at yw + y * ytBytes.
  * Every value of a row has the same weights, so the row is summed two values at a time (f64x2 lanes)
  * into `acc` (3 * size + 1 float64: an odd count reads one value past the row, into a lane never used);
- * then each value is rounded to its byte and stored in its channel's plane.
+ * then the values are rounded to bytes, two at a time; the rows are planar (hpass), so each channel's
+ * values land in a run of their plane.
  */
 function vpass(): Body {
-  const b = new Body(V_PARAMS).locals(I32, 'y', 'first', 'n', 'wo', 'o0', 'plane', 'pairs', 'q', 'x', 'a', 'k').locals(V128, 'w');
+  const b = new Body(V_PARAMS).locals(I32, 'y', 'first', 'n', 'wo', 'o', 'plane', 'pairs', 'q', 'x', 'a', 'k', 'c', 'three', 'last').locals(V128, 'w', 'v');
   // acc pair q (as float32 values in float64) = f32(acc[q] + promote(mid pair q) * w), or without acc[q] on the first tap
   const sweep = (firstTap: boolean): void => {
     b.forRange('q', (s) => s.i32(0), 'pairs', () => {
@@ -202,14 +223,19 @@ function vpass(): Body {
       b.simd(simd.f32x4DemoteZero).simd(simd.f64x2PromoteLow).simdMem(simd.store, 3);
     });
   };
-  const store = (c: number): void => {
-    // out[o0 + c*plane + x] = trunc(min(max(acc value * 255 + 0.5, 0), 255))
-    b.get('o0').get('x').ops(op.i32Add);
-    if (c > 0) b.get('plane').i32(c).ops(op.i32Mul, op.i32Add);
-    b.get('a').mem(op.f64Load, 3, 8 * c).f64(255).ops(op.f64Mul).f64(0.5).ops(op.f64Add).f64(0).ops(op.f64Max).f64(255).ops(op.f64Min, op.i32TruncF64U);
-    b.mem(op.i32Store8, 0);
+  // Output values x, x+1 of channel c: acc float64 c * size + x (two at once), * 255 + 0.5, clamped to
+  // [0, 255], truncated; the bytes go to plane c, row y. An odd last x is done alone.
+  const round2 = (): void => {
+    b.get('a').simdMem(simd.load, 3).f64(255).simd(simd.f64x2Splat).simd(simd.f64x2Mul).f64(0.5).simd(simd.f64x2Splat).simd(simd.f64x2Add);
+    b.f64(0).simd(simd.f64x2Splat).simd(simd.f64x2Max).f64(255).simd(simd.f64x2Splat).simd(simd.f64x2Min).simd(simd.i32x4TruncSatF64x2UZero).set('v');
+    b.get('o').get('v').simd(simd.i32x4ExtractLane).ops(0).mem(op.i32Store8, 0, 0);
+    b.get('o').get('v').simd(simd.i32x4ExtractLane).ops(1).mem(op.i32Store8, 0, 1);
+  };
+  const round1 = (): void => {
+    b.get('o').get('a').mem(op.f64Load, 3).f64(255).ops(op.f64Mul).f64(0.5).ops(op.f64Add).f64(0).ops(op.f64Max).f64(255).ops(op.f64Min, op.i32TruncF64U).mem(op.i32Store8, 0);
   };
   b.get('size').get('size').ops(op.i32Mul).set('plane');
+  b.i32(3).set('three');
   b.get('size').i32(3).ops(op.i32Mul).i32(1).ops(op.i32Add).i32(1).ops(op.i32ShrU).set('pairs');
   b.forRange('y', (s) => s.i32(0), 'size', () => {
     b.get('mid').get('ys').get('y').i32(2).ops(op.i32Shl, op.i32Add).mem(op.i32Load, 2).ops(op.i32Add).set('first');
@@ -222,12 +248,20 @@ function vpass(): Body {
       b.get('wo').get('k').i32(3).ops(op.i32Shl, op.i32Add).mem(op.f64Load, 3).simd(simd.f64x2Splat).set('w');
       sweep(false);
     });
-    b.get('out').get('y').get('size').ops(op.i32Mul, op.i32Add).set('o0');
-    b.forRange('x', (s) => s.i32(0), 'size', () => {
-      b.get('acc').get('x').i32(24).ops(op.i32Mul, op.i32Add).set('a');
-      store(0);
-      store(1);
-      store(2);
+    b.get('size').i32(1).ops(op.i32Sub).set('last');
+    b.forRange('c', (s) => s.i32(0), 'three', () => {
+      b.get('out').get('c').get('plane').ops(op.i32Mul, op.i32Add).get('y').get('size').ops(op.i32Mul, op.i32Add).set('o');
+      b.get('acc').get('c').get('size').ops(op.i32Mul).i32(3).ops(op.i32Shl, op.i32Add).set('a');
+      b.i32(0).set('x');
+      b.ops(op.block, 0x40, op.loop, 0x40);
+      b.get('x').get('last').ops(op.i32GeS, op.brIf, 1);
+      round2();
+      b.addTo('o', (s) => s.i32(2)).addTo('a', (s) => s.i32(16)).addTo('x', (s) => s.i32(2));
+      b.ops(op.br, 0, op.end, op.end);
+      // x is size - 1 (odd size: one left) or size (none left)
+      b.get('x').get('size').ops(op.i32LtS, op.if, 0x40);
+      round1();
+      b.ops(op.end);
     });
   });
   return b;
@@ -314,7 +348,7 @@ export function resizeWasm(d: Uint8Array, base: number, stride: number, w: numbe
   const rows = y1 - y0;
   const rowBytes = 3 * w;
   const midRow = 12 * size;
-  // Layout: U | xs xn xw | ys yn yw | image rows y0..y1 | mid | acc | out
+  // Layout: U | xs xn xw | ys yn yw | image rows y0..y1 (+1) | mid (+1 row) | acc | out | pair
   const xs = U_BYTES;
   const xn = xs + 4 * size;
   const xw = align8(xn + 4 * size);
@@ -322,10 +356,13 @@ export function resizeWasm(d: Uint8Array, base: number, stride: number, w: numbe
   const yn = ys + 4 * size;
   const yw = align8(yn + 4 * size);
   const img = yw + 8 * size * ay.taps;
-  const mid = align8(img + rows * rowBytes);
-  const acc = align8(mid + rows * midRow + 8); // 8: vpass may read one float32 past the last row
+  // hpass's second lane may read one row past the image and write one past mid's rows (odd counts);
+  // vpass may read one float32 past mid's last row.
+  const mid = align8(img + (rows + 1) * rowBytes);
+  const acc = align8(mid + (rows + 1) * midRow + 8);
   const outAt = acc + 8 * (3 * size + 1);
-  const need = outAt + 3 * size * size;
+  const pair = (outAt + 3 * size * size + 15) & ~15;
+  const need = pair + 16 * rowBytes;
   if (m.mem.buffer.byteLength < need) m.mem.grow(Math.ceil((need - m.mem.buffer.byteLength) / 65536));
   const buf = m.mem.buffer;
   const i32 = new Int32Array(buf);
@@ -340,7 +377,7 @@ export function resizeWasm(d: Uint8Array, base: number, stride: number, w: numbe
   const u8 = new Uint8Array(buf);
   if (stride === rowBytes) u8.set(d.subarray(base + y0 * stride, base + y1 * stride), img);
   else for (let y = y0; y < y1; y++) u8.set(d.subarray(base + y * stride, base + y * stride + rowBytes), img + (y - y0) * rowBytes);
-  m.hpass(img, rowBytes, 0, rows, xs, xn, xw, 8 * ax.taps, size, mid, 0);
+  m.hpass(img, rowBytes, rows, xs, xn, xw, 8 * ax.taps, size, mid, 0, pair);
   m.vpass(mid, midRow, ys, yn, yw, 8 * ay.taps, size, outAt, acc);
   out.set(u8.subarray(outAt, outAt + 3 * size * size));
 }
