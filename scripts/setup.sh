@@ -33,14 +33,19 @@ else
   say "installing npm dependencies (npm install)"; npm install --no-audit --no-fund --loglevel=error
 fi
 
+# A shared library from apt unless the machine has it: need_lib SONAME PACKAGE WHAT "WITHOUT IT".
+need_lib() {
+  if ldconfig -p 2>/dev/null | grep "$1" >/dev/null; then
+    say "$3 present"
+  elif have_apt; then
+    say "installing $3 ($2)"; apt_install "$2"
+  else
+    say "WARNING: no $3 and no apt-get; $4"
+  fi
+}
+
 # 2. Vulkan loader
-if ldconfig -p 2>/dev/null | grep 'libvulkan.so.1' >/dev/null; then
-  say "Vulkan loader present"
-elif have_apt; then
-  say "installing the Vulkan loader (libvulkan1)"; apt_install libvulkan1
-else
-  say "WARNING: no Vulkan loader and no apt-get; install libvulkan1 by hand"
-fi
+need_lib 'libvulkan.so.1' libvulkan1 "the Vulkan loader" "install libvulkan1 by hand"
 
 # 2b. ffmpeg: `ticketlab faces` reads video frames through it
 if command -v ffmpeg >/dev/null 2>&1; then
@@ -53,13 +58,7 @@ fi
 
 # 2c. libturbojpeg: the first pass decodes JPEGs through it (src/data/jpeg-turbo.ts), about 4x faster
 # than through sharp, with the same pixels; without it they decode through sharp.
-if ldconfig -p 2>/dev/null | grep 'libturbojpeg.so.0' >/dev/null; then
-  say "libturbojpeg present"
-elif have_apt; then
-  say "installing libturbojpeg0"; apt_install libturbojpeg0
-else
-  say "WARNING: no libturbojpeg and no apt-get; JPEGs decode through sharp (slower, same pixels)"
-fi
+need_lib 'libturbojpeg.so.0' libturbojpeg0 "libjpeg-turbo's TurboJPEG" "JPEGs decode through sharp (slower, same pixels)"
 
 probe() { node scripts/probe-adapter.mjs >/dev/null 2>&1; }
 
