@@ -94,6 +94,27 @@ function hasMarker(jpg: Buffer, code: number): boolean {
   return jpg.indexOf(Buffer.from([0xff, code])) >= 0;
 }
 
+/**
+ * The JPEG with an EXIF APP1 segment holding only an orientation tag, right after SOI (sharp's
+ * withMetadata would add an ICC profile too, which sends the file to sharp).
+ */
+function withOrientation(jpg: Buffer, orientation: number): Buffer {
+  const tiff = Buffer.alloc(26);
+  tiff.write('II*\0', 0, 'latin1');
+  tiff.writeUInt32LE(8, 4); // first IFD
+  tiff.writeUInt16LE(1, 8); // one entry
+  tiff.writeUInt16LE(0x0112, 10); // Orientation
+  tiff.writeUInt16LE(3, 12); // SHORT
+  tiff.writeUInt32LE(1, 14);
+  tiff.writeUInt16LE(orientation, 18);
+  tiff.writeUInt32LE(0, 22); // no next IFD
+  const body = Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), tiff]);
+  const seg = Buffer.alloc(4);
+  seg.writeUInt16BE(0xffe1, 0);
+  seg.writeUInt16BE(body.length + 2, 2);
+  return Buffer.concat([jpg.subarray(0, 2), seg, body, jpg.subarray(2)]);
+}
+
 interface Case {
   name: string;
   jpg: () => Promise<Buffer>;
@@ -107,6 +128,8 @@ const cases: Case[] = [
   { name: 'sharp progressive 4:2:0 q90, 320x320', jpg: () => sharp(pixels(320, 320, 3), { raw: { width: 320, height: 320, channels: 3 } }).jpeg({ quality: 90, progressive: true }).toBuffer() },
   { name: 'sharp grayscale', jpg: () => sharp(pixels(W, H, 4), { raw: { width: W, height: H, channels: 3 } }).toColourspace('b-w').jpeg({ quality: 80 }).toBuffer() },
   { name: 'sharp mozjpeg (trellis, optimised scans)', jpg: () => sharp(pixels(64, 48, 5), { raw: { width: 64, height: 48, channels: 3 } }).jpeg({ quality: 75, mozjpeg: true }).toBuffer() },
+  // No EXIF auto-rotation on either path (PIL and torchvision do not rotate): the stored pixels, as stored.
+  { name: 'tj 4:2:0 with EXIF orientation 6 (not applied)', jpg: async () => withOrientation(tjCompress(pixels(W, H, 15), W, H, '420', 90), 6), marker: 0xe1 },
   { name: 'tj 4:2:2 q95', jpg: async () => tjCompress(pixels(W, H, 6), W, H, '422', 95) },
   { name: 'tj 4:4:0 q50', jpg: async () => tjCompress(pixels(W, H, 7), W, H, '440', 50) },
   { name: 'tj 4:1:1 q80', jpg: async () => tjCompress(pixels(W, H, 8), W, H, '411', 80) },
@@ -129,6 +152,9 @@ describe('the libjpeg-turbo fast path', () => {
       expect(turbo.decodeInto(jpg, h!, out)).toBe(true);
       const ref = await decodeWithSharp(jpg);
       expect([h!.width, h!.height]).toEqual([ref.width, ref.height]);
+      const meta = await sharp(jpg).metadata();
+      expect([ref.width, ref.height]).toEqual([meta.width, meta.height]);
+      if (c.marker === 0xe1) expect(meta.orientation).toBe(6);
       expect(Buffer.from(out).equals(Buffer.from(ref.data))).toBe(true);
       const got = await decodeImageBuffer(jpg);
       expect(Buffer.from(got.data).equals(Buffer.from(ref.data))).toBe(true);
