@@ -1,17 +1,21 @@
-// The first pass, per image: sharp's decode and our resize to the training size (toCHWBytes), in CPU
-// milliseconds, beside PIL + torchvision on the same files in the same run (Image.open + convert('RGB'),
+// The first pass, per image: the JPEG decode (libjpeg-turbo through koffi, which the first pass uses, and
+// sharp's, the fallback) and our resize to the training size (toCHWBytes), in CPU milliseconds, beside
+// PIL + torchvision on the same files in the same run (Image.open + convert('RGB'),
 // then Resize(antialias=True) + RandomHorizontalFlip + ToTensor); and the decode pool's images/s on every
 // core (decode + resize in worker threads, bytes back on the main thread). CPU time is process time (all
 // threads), so libvips' and PIL's threads count; rounds alternate and the medians are kept, which holds
 // up on a shared machine better than wall time. No cache and no device are involved: bench/loader.ts
 // measures the whole loader.
+// The JPEGs go through the turbo path (decodeImageBuffer) and through sharp alone (decodeWithSharp), the
+// same files in the same round. Without libturbojpeg the turbo column is '-'.
 // Usage: npx tsx bench/decode.ts [--images N] [--rounds R] [--sizes 64,256] [--json]
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { decodeImage, toCHWBytes, toCHWFloat, chwToRgb, type RgbImage } from '../src/data/image.js';
+import { decodeImageBuffer, decodeWithSharp, toCHWBytes, toCHWFloat, chwToRgb, type RgbImage } from '../src/data/image.js';
+import { turboJpeg } from '../src/data/jpeg-turbo.js';
 import { DecodePool } from '../src/data/decode-pool.js';
 import { torchPython, table } from './util.js';
 
@@ -81,13 +85,21 @@ try {
   const files = await makeJpegs(root);
   const decoded: RgbImage[] = [];
   const dec: number[] = [];
+  const turboDec: number[] = [];
+  const turbo = await turboJpeg();
+  const bytes = files.map((f) => fs.readFileSync(f));
   const ours: Record<number, number[]> = {};
   const planar: Record<number, number[]> = {};
   for (let r = 0; r < rounds; r++) {
     let t = cpuMs();
     decoded.length = 0;
-    for (const f of files) decoded.push(await decodeImage(f));
+    for (let k = 0; k < files.length; k++) decoded.push(await decodeWithSharp(bytes[k], files[k]));
     dec.push((cpuMs() - t) / files.length);
+    if (turbo) {
+      t = cpuMs();
+      for (let k = 0; k < files.length; k++) await decodeImageBuffer(bytes[k], files[k]);
+      turboDec.push((cpuMs() - t) / files.length);
+    }
     for (const s of sizes) {
       t = cpuMs();
       for (const img of decoded) toCHWBytes(img, s);
@@ -123,10 +135,11 @@ try {
   }
   const rows = sizes.map((s) => ({
     size: s,
-    decodeMs: median(dec),
+    sharpDecodeMs: median(dec),
+    turboDecodeMs: turbo ? median(turboDec) : null,
     resizeMs: median(ours[s]),
     planarResizeMs: median(planar[s]),
-    oursMs: median(dec) + median(ours[s]),
+    oursMs: (turbo ? median(turboDec) : median(dec)) + median(ours[s]),
     pilDecodeMs: pil?.decode ?? null,
     torchvisionMs: pil?.[String(s)] ?? null,
     poolImgS: Math.round(poolRate[s]),
@@ -136,8 +149,9 @@ try {
   } else {
     console.log(`${count} JPEGs (320x320), ${rounds} rounds, medians of CPU ms per image; ${cores} cores; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     const f = (v: number | null): string => (v === null ? '-' : v.toFixed(2));
-    console.log(table(['size', 'sharp decode', 'toCHWBytes', 'float path', 'ours total', 'PIL decode', 'PIL+torchvision total', 'pool img/s'],
-      rows.map((r) => [r.size, f(r.decodeMs), f(r.resizeMs), f(r.planarResizeMs), f(r.oursMs), f(r.pilDecodeMs), f(r.torchvisionMs), r.poolImgS])));
+    if (!turbo) console.log('libturbojpeg not loaded: "turbo decode" is "-" and "ours total" uses sharp\'s decode');
+    console.log(table(['size', 'turbo decode', 'sharp decode', 'toCHWBytes', 'float path', 'ours total', 'PIL decode', 'PIL+torchvision total', 'pool img/s'],
+      rows.map((r) => [r.size, f(r.turboDecodeMs), f(r.sharpDecodeMs), f(r.resizeMs), f(r.planarResizeMs), f(r.oursMs), f(r.pilDecodeMs), f(r.torchvisionMs), r.poolImgS])));
   }
 } finally {
   fs.rmSync(root, { recursive: true, force: true });

@@ -2,6 +2,7 @@
 # One-time, idempotent set-up of a Debian/Ubuntu machine for ticketlab:
 #   - npm dependencies (npm ci when a lockfile exists),
 #   - ffmpeg (frames of videos for `ticketlab faces`),
+#   - libjpeg-turbo's TurboJPEG library (libturbojpeg0: the fast JPEG decoder of the first pass),
 #   - the Vulkan loader (libvulkan1) and, when Dawn finds no WebGPU adapter,
 #     Mesa's lavapipe (software Vulkan) new enough for Dawn.
 # Debian 12's own Mesa 22 lavapipe is rejected by Dawn ("shaderUniform*ArrayDynamicIndexing
@@ -32,14 +33,19 @@ else
   say "installing npm dependencies (npm install)"; npm install --no-audit --no-fund --loglevel=error
 fi
 
+# A shared library from apt unless the machine has it: need_lib SONAME PACKAGE WHAT "WITHOUT IT".
+need_lib() {
+  if ldconfig -p 2>/dev/null | grep "$1" >/dev/null; then
+    say "$3 present"
+  elif have_apt; then
+    say "installing $3 ($2)"; apt_install "$2"
+  else
+    say "WARNING: no $3 and no apt-get; $4"
+  fi
+}
+
 # 2. Vulkan loader
-if ldconfig -p 2>/dev/null | grep 'libvulkan.so.1' >/dev/null; then
-  say "Vulkan loader present"
-elif have_apt; then
-  say "installing the Vulkan loader (libvulkan1)"; apt_install libvulkan1
-else
-  say "WARNING: no Vulkan loader and no apt-get; install libvulkan1 by hand"
-fi
+need_lib 'libvulkan.so.1' libvulkan1 "the Vulkan loader" "install libvulkan1 by hand"
 
 # 2b. ffmpeg: `ticketlab faces` reads video frames through it
 if command -v ffmpeg >/dev/null 2>&1; then
@@ -49,6 +55,10 @@ elif have_apt; then
 else
   say "WARNING: no ffmpeg and no apt-get; 'ticketlab faces' cannot read videos until ffmpeg is installed"
 fi
+
+# 2c. libturbojpeg: the first pass decodes JPEGs through it (src/data/jpeg-turbo.ts), about 4x faster
+# than through sharp, with the same pixels; without it they decode through sharp.
+need_lib 'libturbojpeg.so.0' libturbojpeg0 "libjpeg-turbo's TurboJPEG" "JPEGs decode through sharp (slower, same pixels)"
 
 probe() { node scripts/probe-adapter.mjs >/dev/null 2>&1; }
 

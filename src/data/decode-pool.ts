@@ -6,7 +6,8 @@ import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { decodeToBytes, UnreadableImageError, type BoxCrop } from './image.js';
-import type { DecodeReply, DecodeRequest } from './decode-worker.js';
+import { turboJpeg } from './jpeg-turbo.js';
+import type { DecodeReady, DecodeReply, DecodeRequest } from './decode-worker.js';
 
 /** Images one worker has in flight at once: one resizing while the next decodes on libvips' threads. */
 const PER_WORKER = 2;
@@ -29,17 +30,31 @@ export function workerBootstrap(): string {
   return `const { register } = await import(${JSON.stringify(tsx)}); register();\nawait import(${JSON.stringify(worker.href)});`;
 }
 
-/** decode-worker.ts and its imports as one ES module, sharp imported by absolute URL; null when esbuild cannot. */
+/**
+ * decode-worker.ts and its imports as one ES module, its packages (sharp, koffi) imported by absolute URL
+ * (an eval'd worker has no folder to resolve a bare name from); null when esbuild cannot. koffi may be
+ * absent: its import is then left bare, fails in the worker, and JPEGs decode through sharp.
+ */
 function bundle(worker: URL): string | null {
   try {
     const require = createRequire(import.meta.url);
     const esbuild = require('esbuild') as typeof import('esbuild');
-    const out = esbuild.buildSync({
+    let code = esbuild.buildSync({
       entryPoints: [fileURLToPath(worker)], bundle: true, write: false, format: 'esm', platform: 'node',
-      target: 'node20', external: ['sharp'], logLevel: 'silent',
+      target: 'node20', external: ['sharp', 'koffi'], logLevel: 'silent',
     }).outputFiles[0].text;
-    const sharp = JSON.stringify(pathToFileURL(require.resolve('sharp')).href);
-    const code = out.replace(/from\s*"sharp"/g, `from ${sharp}`);
+    const url = (name: string): string | null => {
+      try {
+        return JSON.stringify(pathToFileURL(require.resolve(name)).href);
+      } catch {
+        return null;
+      }
+    };
+    const sharp = url('sharp');
+    const koffi = url('koffi');
+    if (!sharp) return null;
+    code = code.replace(/(from\s*|import\(\s*)"sharp"/g, `$1${sharp}`);
+    if (koffi) code = code.replace(/(from\s*|import\(\s*)"koffi"/g, `$1${koffi}`);
     return code.includes(sharp) ? code : null;
   } catch {
     return null;
@@ -52,22 +67,51 @@ interface Job {
   reject: (e: Error) => void;
 }
 
+interface Slot {
+  w: Worker;
+  busy: number;
+  /** resolves at the worker's first message (DecodeReady), or never if it fails first */
+  ready: Promise<void>;
+}
+
 export class DecodePool {
-  private readonly workers: Array<{ w: Worker; busy: number }> = [];
+  private readonly workers: Slot[] = [];
   private readonly queue: Job[] = [];
-  private readonly inflight = new Map<number, { job: Job; slot: { w: Worker; busy: number } }>();
+  private readonly inflight = new Map<number, { job: Job; slot: Slot }>();
   private nextId = 1;
 
   constructor(readonly threads = availableParallelism()) {}
 
-  private spawn(): { w: Worker; busy: number } {
-    const w = new Worker(workerBootstrap(), { eval: true, type: 'module' } as ConstructorParameters<typeof Worker>[1]);
-    w.unref();
-    const slot = { w, busy: 0 };
-    w.on('message', (m: DecodeReply) => this.done(m));
+  private spawn(): Slot {
+    // Workers stay quiet when libjpeg-turbo is missing; the main thread says it once, for all of them.
+    if (this.workers.length === 0) void turboJpeg();
+    const code = workerBootstrap();
+    // A bundled or built worker needs none of the parent's loader flags (tsx's --import/--require):
+    // inheriting them costs each worker a TypeScript loader before its first image.
+    const execArgv = /register\(\)/.test(code) ? undefined : [];
+    const w = new Worker(code, { eval: true, type: 'module', execArgv } as ConstructorParameters<typeof Worker>[1]);
+    // Held until it is up (start() may be waiting on it), then unref'd while idle.
+    const slot: Slot = {
+      w, busy: 0, ready: new Promise<void>((resolve) => w.once('message', () => {
+        if (slot.busy === 0) w.unref();
+        resolve();
+      })),
+    };
+    w.on('message', (m: DecodeReply | DecodeReady) => {
+      if (!('ready' in m)) this.done(m);
+    });
     w.on('error', (e) => this.fail(slot, e));
     this.workers.push(slot);
     return slot;
+  }
+
+  /**
+   * Starts every worker now and resolves once each has loaded its modules, so that the first images
+   * do not wait for threads to boot (a worker that fails to start is dropped, as on any failure).
+   */
+  async start(): Promise<void> {
+    while (this.workers.length < this.threads) this.spawn();
+    await Promise.race([Promise.all(this.workers.map((s) => s.ready)), new Promise((r) => setTimeout(r, 30_000).unref())]);
   }
 
   /**
@@ -106,7 +150,7 @@ export class DecodePool {
     this.pump();
   }
 
-  private fail(slot: { w: Worker; busy: number }, e: Error): void {
+  private fail(slot: Slot, e: Error): void {
     const i = this.workers.indexOf(slot);
     if (i >= 0) this.workers.splice(i, 1);
     for (const [id, f] of this.inflight) {
@@ -131,10 +175,14 @@ export function decodePool(): DecodePool {
   return shared;
 }
 
-/** Replaces the process's pool by one with `threads` workers (0: decode on the main thread). */
+/**
+ * Replaces the process's pool by one with `threads` workers (0: decode on the main thread), started
+ * now: it resolves once they are up.
+ */
 export async function setDecodeThreads(threads: number): Promise<void> {
   if (!Number.isInteger(threads) || threads < 0) throw new Error(`decode threads must be an integer >= 0, got ${threads}`);
   const old = shared;
   shared = new DecodePool(threads);
   await old?.close();
+  await shared.start();
 }

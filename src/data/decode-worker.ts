@@ -2,7 +2,8 @@
 // it) to the training size as CHW bytes. sharp decodes on libvips' threads; the resize is our
 // JavaScript, which is why it runs here and not on the main thread. The bytes are transferred, not copied.
 import { parentPort } from 'node:worker_threads';
-import { decodeToBytes, UnreadableImageError, type BoxCrop } from './image.js';
+import { decodeBufferToBytes, readImageFileSync, UnreadableImageError, type BoxCrop } from './image.js';
+import { turboJpeg } from './jpeg-turbo.js';
 
 export interface DecodeRequest {
   id: number;
@@ -16,8 +17,16 @@ export type DecodeReply =
   | { id: number; ok: true; pixels: Uint8Array }
   | { id: number; ok: false; unreadable: boolean; message: string; path: string };
 
+/** The first message of a worker: its modules (sharp, koffi and libjpeg-turbo) are loaded. */
+export interface DecodeReady {
+  ready: true;
+}
+
 parentPort?.on('message', (req: DecodeRequest) => {
-  decodeToBytes(req.file, req.size, req.boxes).then(
+  // Read synchronously: this thread has nothing else to do meanwhile (see readImageFileSync).
+  new Promise<Uint8Array>((resolve) => resolve(readImageFileSync(req.file)))
+    .then((buf) => decodeBufferToBytes(buf, req.file, req.size, req.boxes))
+    .then(
     (pixels) => {
       parentPort?.postMessage({ id: req.id, ok: true, pixels } satisfies DecodeReply, [pixels.buffer as ArrayBuffer]);
     },
@@ -27,3 +36,8 @@ parentPort?.on('message', (req: DecodeRequest) => {
     },
   );
 });
+
+// Load the JPEG decoder now, so that a pool started ahead of its first image (DecodePool.start) has
+// nothing left to load when the images come.
+await turboJpeg();
+parentPort?.postMessage({ ready: true } satisfies DecodeReady);

@@ -1,10 +1,12 @@
-// Image codecs and resampling for the data layer. Decoding/encoding goes through sharp (libvips);
-// resampling is our own so that every layout produces the same bits for the same pixels, whatever
+// Image codecs and resampling for the data layer. Decoding/encoding goes through sharp (libvips), JPEGs
+// through libjpeg-turbo directly where it can give sharp's pixels (jpeg-turbo.ts); resampling is our own so that every layout produces the same bits for the same pixels, whatever
 // libvips version or shrink-on-load shortcut is present.
 import { writeFileAtomic } from '../io/atomic.js';
-import { promises as fs } from "node:fs";
+import { promises as fs, readFileSync } from "node:fs";
 import * as path from "node:path";
 import sharp from "sharp";
+import { turboJpeg, type TurboJpeg } from "./jpeg-turbo.js";
+import { resizeWasm } from "./resize-wasm.js";
 
 /** 8-bit RGB image, rows top to bottom, pixels interleaved (HWC). */
 export interface RgbImage {
@@ -61,8 +63,33 @@ function tooLarge(width: number, height: number, limit: number): string {
   return `image is ${width}x${height} (${((width * height) / 1e6).toFixed(1)} Mpx), above the ${(limit / 1e6).toFixed(1)} Mpx limit (TICKETLAB_MAX_PIXELS)`;
 }
 
+/**
+ * The fast path: a JPEG decoded by libjpeg-turbo, the same pixels sharp gives (jpeg-turbo.ts says which
+ * files qualify). Null when the file is not one (then sharp decodes it, or names what is wrong with it).
+ * An image above the pixel limit is refused from its header. `into` gives the buffer to decode into.
+ */
+function decodeTurbo(turbo: TurboJpeg, buf: Uint8Array, label: string, into: (bytes: number) => Uint8Array): RgbImage | null {
+  const h = turbo.header(buf);
+  if (!h) return null;
+  const limit = maxImagePixels();
+  if (h.width * h.height > limit) throw new UnreadableImageError(label, tooLarge(h.width, h.height, limit));
+  const bytes = h.width * h.height * 3;
+  const data = into(bytes).subarray(0, bytes);
+  // A libjpeg warning (truncated, corrupt data) stops the decode; sharp then decodes it with
+  // failOn 'warning' and names the file with its own message, as it always has.
+  return turbo.decodeInto(buf, h, data) ? { width: h.width, height: h.height, channels: 3, data } : null;
+}
+
+const fresh = (bytes: number): Uint8Array => new Uint8Array(bytes);
+
 /** Decode an encoded JPEG/PNG (8/16-bit, gray/RGB/RGBA) into 8-bit RGB. `label` names the source in errors. */
 export async function decodeImageBuffer(buf: Uint8Array, label = "<buffer>"): Promise<RgbImage> {
+  const turbo = await turboJpeg();
+  return (turbo && decodeTurbo(turbo, buf, label, fresh)) || decodeWithSharp(buf, label);
+}
+
+/** decodeImageBuffer through sharp alone (non-JPEGs, JPEGs the fast path declines, no libjpeg-turbo). */
+export async function decodeWithSharp(buf: Uint8Array, label = "<buffer>"): Promise<RgbImage> {
   const limit = maxImagePixels();
   try {
     // failOn 'warning' turns truncated JPEGs into errors instead of silently grey-filled images.
@@ -90,15 +117,29 @@ export async function decodeImageBuffer(buf: Uint8Array, label = "<buffer>"): Pr
   }
 }
 
-/** Read and decode an image file; any failure (missing, truncated, not an image) names the path. */
-export async function decodeImage(file: string): Promise<RgbImage> {
-  let buf: Buffer;
+async function readImageFile(file: string): Promise<Buffer> {
   try {
-    buf = await fs.readFile(file);
+    return await fs.readFile(file);
   } catch (e) {
     throw new UnreadableImageError(file, errorText(e));
   }
-  return decodeImageBuffer(buf, file);
+}
+
+/**
+ * readImageFile without the thread pool: a decode worker reads its file and decodes it in one go, and
+ * fs.promises' open/stat/read/close hops through libuv cost it more than the JPEG decode itself.
+ */
+export function readImageFileSync(file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new UnreadableImageError(file, errorText(e));
+  }
+}
+
+/** Read and decode an image file; any failure (missing, truncated, not an image) names the path. */
+export async function decodeImage(file: string): Promise<RgbImage> {
+  return decodeImageBuffer(await readImageFile(file), file);
 }
 
 /** Width and height from the header only (cheap: no pixel decode). */
@@ -351,6 +392,15 @@ function trimmedAxis(inSize: number, outSize: number): TrimmedAxis {
   return res;
 }
 
+/**
+ * Which implementation of toCHWBytes' two passes runs: the WebAssembly one (resize-wasm.ts, about twice as
+ * fast) or the JavaScript one below, its reference. Both give the same bytes (tested).
+ */
+let engine: "wasm" | "js" = "wasm";
+export function setResizeEngine(e: "wasm" | "js"): void {
+  engine = e;
+}
+
 // The horizontal pass's rows, kept between calls (a decode worker resizes one image at a time): a
 // 320 px image's intermediate is about a megabyte, which would otherwise be allocated and zeroed per image.
 let midScratch = new Float32Array(0);
@@ -393,6 +443,10 @@ export function toCHWBytes(img: RgbImage, size: number, out: Uint8Array = new Ui
   }
   const ax = trimmedAxis(w, size);
   const ay = trimmedAxis(h, size);
+  if (engine === "wasm") {
+    resizeWasm(d, base, stride, w, ax, ay, size, BYTE_TO_UNIT_F64, out);
+    return out;
+  }
   // Only the rows some output row reads (all of them when shrinking).
   const y0 = ay.start[0];
   const y1 = ay.start[size - 1] + ay.count[size - 1];
@@ -499,7 +553,29 @@ export interface BoxCrop {
  * to size x size CHW bytes, one after another in one buffer (one transfer from a decode worker).
  */
 export async function decodeToBytes(file: string, size: number, boxes?: readonly BoxCrop[]): Promise<Uint8Array> {
-  const img = await decodeImage(file);
+  return decodeBufferToBytes(await readImageFile(file), file, size, boxes);
+}
+
+/** decodeToBytes of a file's bytes read already (`file` names it in errors). */
+export async function decodeBufferToBytes(buf: Uint8Array, file: string, size: number, boxes?: readonly BoxCrop[]): Promise<Uint8Array> {
+  const turbo = await turboJpeg();
+  // From here to the resize nothing awaits, so the decode buffer reused between images (decodeScratch)
+  // is read by this image's resize before another image's decode can overwrite it.
+  const img = (turbo && decodeTurbo(turbo, buf, file, decodeScratch)) || (await decodeWithSharp(buf, file));
+  return resizeToBytes(img, size, boxes);
+}
+
+// Decoded pixels between a JPEG's decode and its resize, kept between images (a decode worker decodes
+// one after another): about 300 KB for a 320 px image. Larger images than SCRATCH_MAX get their own.
+let scratch = new Uint8Array(0);
+const SCRATCH_MAX = 3 * 2048 * 2048;
+function decodeScratch(bytes: number): Uint8Array {
+  if (bytes > SCRATCH_MAX) return new Uint8Array(bytes);
+  if (scratch.length < bytes) scratch = new Uint8Array(bytes);
+  return scratch;
+}
+
+function resizeToBytes(img: RgbImage, size: number, boxes?: readonly BoxCrop[]): Uint8Array {
   if (!boxes) return toCHWBytes(img, size);
   const per = 3 * size * size;
   const out = new Uint8Array(per * boxes.length);
