@@ -16,12 +16,21 @@
 //    loop unrolled), for side % (4k) == 0. On lavapipe an invocation costs more than its four
 //    lookups (measured: k = 4 gives 1.4-3x the images/s of 'word' at 64 and 256 px, k = 8 and 16
 //    less than k = 4); on GPUs fewer, fatter threads change little for a pass this memory-bound.
+//  - 'unorm' (tile g): no table. For the plain byte / 255 conversion (no normalisation) only, and only
+//    on an adapter where the exhaustive self-check passed (tensor/ops/convert.ts: every byte value in
+//    every channel, both flip states, compared bit for bit with the table), since WGSL lets
+//    unpack4x8unorm round within a few ulps. One thread per g groups of four words (16 bytes) of a
+//    row: one vec4<u32> load and four unpack4x8unorm + vec4 stores per group, for side % (16g) == 0.
+//    The table's lookups are per-lane scalar loads on lavapipe (a gather with a bounds check each,
+//    16 per word); the unpack is four vector ALU ops. Measured on lavapipe (2 cores, batch 32, one
+//    run): g = 2 gives 2-4x the images/s of 'words:4' at 256 px and ~2x at 64 px; g = 1 and 4 a
+//    little less than g = 2.
 import { uniformStruct } from './uniform.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 export const CONVERT_WG = 256;
 
-/** n: output floats ('element') or input words ('word', 'words'): the thread count times the floats or words per thread. */
+/** n: output floats ('element'), input words ('word', 'words') or groups of four words ('unorm'): the thread count times the items per thread. */
 export const CONVERT_UNIFORM = uniformStruct([['n', 'u32']] as const);
 
 /** Both variants' bindings (bytes as u32 words, a flip flag per image, the table, out), shape constants and entry point. */
@@ -114,4 +123,47 @@ ${header('f32', size, 1)}
 }
 `;
   return { name: 'convert_bytes', code, bindings: ['read', 'read', 'read', 'write', 'uniform'] };
+}
+
+/** One group's four words converted (unpack4x8unorm: byte / 255), mirrored: words and bytes reversed. */
+function unormGroup(v: string, dst: string, mirrored: boolean): string {
+  const lanes = mirrored ? ['w', 'z', 'y', 'x'] : ['x', 'y', 'z', 'w'];
+  return lanes.map((l, e) => `    out[${dst} + ${e}u] = unpack4x8unorm(${v}.${l})${mirrored ? '.wzyx' : ''};\n`).join('');
+}
+
+/**
+ * 'unorm' variant: g groups of four words (16 bytes) of a row per thread, for images of side `size`
+ * (a multiple of 16g); converts byte / 255 with no table (the `table` binding stays, unread, so every
+ * variant binds alike). Correct only where the self-check passed (see the header).
+ */
+export function convertUnormKernel(size: number, g: number): Kernel {
+  if (!Number.isInteger(g) || g < 1 || size % (16 * g) !== 0) throw new Error(`convert 'unorm' needs a side divisible by ${16 * g}, got ${size}`);
+  let flipped = '';
+  let straight = '';
+  for (let j = 0; j < g; j++) {
+    flipped += `    let a${j} = src[m + ${g - 1 - j}u];\n${unormGroup(`a${j}`, `4u * (q + ${j}u)`, true)}`;
+    straight += `    let b${j} = src[q + ${j}u];\n${unormGroup(`b${j}`, `4u * (q + ${j}u)`, false)}`;
+  }
+  const code = `// convert_bytes_unorm ${size} ${g}
+${CONVERT_UNIFORM.wgsl}
+@group(0) @binding(0) var<storage, read> src: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> flips: array<u32>;
+@group(0) @binding(2) var<storage, read> table: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(4) var<uniform> p: P;
+const ROW = ${size / 16}u;
+const PER = ${(3 * size * size) / 16}u;
+@compute @workgroup_size(${CONVERT_WG})
+fn main(${GRID_BUILTINS_WGSL}) {
+  let q = ${linearIndexWgsl(CONVERT_WG)} * ${g}u;
+  if (q >= p.n) { return; }
+  let img = q / PER;
+  let xg = q % ROW;
+  if (flips[img] != 0u) {
+    let m = q - xg + (ROW - ${g}u - xg);
+${flipped}  } else {
+${straight}  }
+}
+`;
+  return { name: 'convert_bytes_unorm', code, bindings: ['read', 'read', 'read', 'write', 'uniform'] };
 }
