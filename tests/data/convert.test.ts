@@ -7,6 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkUnormKernel, imageBytesToFloat, isUnitTable, unitConvertReady } from '../../src/tensor/ops/convert.js';
 import { convertUnormKernel } from '../../src/shaders/convert.js';
+import { uploadSlots } from '../../src/tensor/ops/convert-upload.js';
+import { queue } from '../../src/tensor/queue.js';
 import { plannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
 import { conversionTable, DataLoader, IMAGENET_NORMALIZE, pixelsToFloat, type Normalize } from '../../src/data/loader.js';
 import { openDataset, type Dataset } from '../../src/data/datasets.js';
@@ -113,6 +115,31 @@ describe('byte batches converted on the device', () => {
     const used = Object.entries(plannerRecord()).filter(([k]) => k.startsWith('convert')).map(([k, v]) => [k.includes(' unit'), v] as const);
     expect(used.some(([unit, v]) => !unit && v === 'words:4')).toBe(true);
     if (exact) expect(used.some(([unit, v]) => unit && v === 'unorm:1')).toBe(true);
+  });
+
+  it('byte batches arrive intact through the staging ring: more batches than slots before a submit, growing and shrinking batch sizes, unaligned views', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.integer({ min: 1, max: 6 }), fc.boolean()), { minLength: 1, maxLength: 9 }), fc.constantFrom(4, 8, 16), fc.nat(), async (batches, size, seed) => {
+        let s = seed >>> 0;
+        const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
+        const table = conversionTable(undefined);
+        // All recorded before one submit (no endStep between): later ones find the ring busy.
+        const made = batches.map(([n, offset]) => {
+          const raw = new Uint8Array(n * 3 * size * size + 1).map(() => next() >>> 24);
+          const data = offset ? raw.subarray(1) : raw.subarray(0, n * 3 * size * size);
+          const flips = new Uint8Array(n).map(() => next() & 1);
+          return { n, data, flips, t: imageBytesToFloat(data, flips, table, n, size) };
+        });
+        for (const m of made) {
+          const got = (await m.t.toArray()) as Float32Array;
+          m.t.dispose();
+          expect(bits(got)).toEqual(bits(pixelsToFloat({ data: m.data, flips: m.flips, table }, m.n, size)));
+        }
+        await queue.endStep();
+        expect(uploadSlots()).toBeLessThanOrEqual(5);
+      }),
+      { numRuns: 15 },
+    );
   });
 
   it('accepts a byte view at an unaligned offset (copied) and refuses short inputs in one line', async () => {

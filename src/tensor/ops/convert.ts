@@ -39,6 +39,7 @@ registerCandidates<ConvertGeom>('convert', [
   ...UNORM_TILES.map((k) => ({ variant: 'unorm', tile: String(k), params: { g: k }, suits: (g: ConvertGeom) => g.exact === true && g.size % (16 * k) === 0 })),
 ]);
 import { empty, fromArray, tidy, type Tensor } from '../tensor.js';
+import { uploadBytes } from './convert-upload.js';
 
 /**
  * NCHW floats [n, 3, size, size] from CHW bytes per image: out = table[c * 256 + byte], with image k's
@@ -51,16 +52,8 @@ export function imageBytesToFloat(bytes: Uint8Array, flips: ArrayLike<number>, t
   if (bytes.length < total) throw new Error(`imageBytesToFloat: ${bytes.length} bytes, a ${n}x3x${size}x${size} batch needs ${total}`);
   if (flips.length < n) throw new Error(`imageBytesToFloat: ${flips.length} flips for ${n} images`);
   if (table.length !== 768) throw new Error(`imageBytesToFloat: the table has ${table.length} values, expected 3 x 256`);
-  const words = Math.ceil(total / 4);
-  // Whole aligned words are uploaded in place; anything else is copied once into a padded buffer.
-  const aligned = bytes.byteOffset % 4 === 0 && bytes.length >= words * 4;
-  const src = aligned ? new Uint32Array(bytes.buffer, bytes.byteOffset, words) : (() => {
-    const pad = new Uint8Array(words * 4);
-    pad.set(bytes.subarray(0, total));
-    return new Uint32Array(pad.buffer);
-  })();
   return tidy(() => {
-    const w = fromArray(src, [words], 'u32');
+    const w = uploadBytes(bytes, total);
     const f = fromArray(Uint32Array.from({ length: n }, (_, i) => (flips[i] ? 1 : 0)), [n], 'u32');
     return convertOnDevice(w, f, fromArray(table, [768]), n, size, isUnitTable(table));
   });
