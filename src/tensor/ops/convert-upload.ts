@@ -1,11 +1,12 @@
 // Byte batches to the device through a ring of mapped staging buffers.
 //
-// queue.writeBuffer copies the bytes into Dawn's staging memory and then again into the buffer; for a
-// 6 MiB batch (32 images at 256 px) Dawn's upload ring is too small and each write takes a fresh
-// staging allocation. Here the host writes straight into a MAP_WRITE buffer that stays allocated, and
-// one recorded copy moves it into a storage buffer, in order with the dispatches around it (so the
-// destination needs no upload hazard check). Measured on lavapipe (2 cores, batch 32, one run):
-// upload + convert 1.38x the images/s of writeBuffer at 256 px, 1.06x at 64 px.
+// queue.writeBuffer copies the bytes into Dawn's staging memory and then into the buffer. Here the host
+// writes straight into a MAP_WRITE buffer that stays allocated, and one recorded copy moves it into a
+// storage buffer, in order with the dispatches around it (so the destination needs no upload hazard
+// check). The same two copies, yet measured faster on lavapipe (2 cores, batch 32, interleaved in one
+// process): upload + convert 1.3-1.4x the images/s of writeBuffer at 256 px (a 6 MiB batch; why
+// writeBuffer is slower there is not traced: Dawn's staging for writes that large is the likely
+// place), 1.02-1.06x at 64 px.
 //
 // A slot is mapped again (mapAsync) only once the batch holding its copy is submitted: submitting a
 // command that reads a mapped buffer is an error. When no mapped slot is free and the ring is full,
