@@ -507,6 +507,9 @@ export class ShardCache {
     }
     this.written += items.length;
     this.known.add(name);
+    // Its identity as written; a shard this process cannot stat now is re-indexed on its first read.
+    const st = fs.statSync(file, { throwIfNoEntry: false });
+    if (st) this.ids.set(file, fileId(st));
     // Read back later like any other shard's entries: checked on their first read from the file.
     items.forEach((it, i) => {
       if (!this.index.has(it.key)) {

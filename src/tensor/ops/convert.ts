@@ -159,36 +159,62 @@ export async function checkUnormKernel(kernel: Kernel, size: number, g: number):
   return true;
 }
 
-const verdicts = new Map<number, { done: boolean; ok: boolean; promise: Promise<boolean> }>();
+interface Verdict {
+  done: boolean;
+  ok: boolean;
+  /** a GPU error met while checking (not the check's own kernel failing to compile): raised, not kept */
+  error?: unknown;
+  promise: Promise<boolean>;
+}
+const verdicts = new Map<number, Verdict>();
 
 /**
  * Whether the 'unorm' kernels are exact for side `size` on this adapter: true or false once checked,
- * null while the check runs (it starts on the first call; the table kernels serve meanwhile).
+ * null while the check runs (it starts on the first call; the table kernels serve meanwhile). A GPU
+ * error the check's readback met (it may belong to other queued work) is thrown here, once.
  */
 export function unitConvertVerdict(size: number): boolean | null {
   const v = verdicts.get(size) ?? startCheck(size);
+  if (v.error !== undefined) {
+    const e = v.error;
+    v.error = undefined;
+    throw e;
+  }
   return v.done ? v.ok : null;
 }
 
-/** Waits for side `size`'s verdict (starting the check if need be): tests, the bench and `prepare` use it. */
+/** Waits for side `size`'s verdict (starting the check if need be): the tests and bench/loader.ts use it. */
 export function unitConvertReady(size: number): Promise<boolean> {
   return (verdicts.get(size) ?? startCheck(size)).promise;
 }
 
-function startCheck(size: number): { done: boolean; ok: boolean; promise: Promise<boolean> } {
-  const v = { done: false, ok: false, promise: Promise.resolve(false) };
-  verdicts.set(size, v);
+/** Whether every 'unorm' tile that suits side `size` gives the table's bits; false where one cannot compile. */
+async function checkTiles(size: number): Promise<boolean> {
   const tiles = UNORM_TILES.filter((g) => size % (16 * g) === 0);
-  v.promise = (async () => {
-    if (tiles.length === 0) return false;
-    for (const g of tiles) {
-      if (!(await checkUnormKernel(cachedKernel(`convert_bytes_unorm|${size}|${g}`, () => convertUnormKernel(size, g)), size, g))) return false;
+  if (tiles.length === 0) return false;
+  for (const g of tiles) {
+    const k = cachedKernel(`convert_bytes_unorm|${size}|${g}`, () => convertUnormKernel(size, g));
+    try {
+      await queue.compile(k);
+    } catch (e) {
+      process.emitWarning(`the table-free convert kernel does not compile here (${(e as Error).message.split('\n')[0]}); the table kernels are used`);
+      return false;
     }
-    return true;
-  })().then((ok) => ok, (e: unknown) => {
-    process.emitWarning(`the table-free convert kernel's self-check failed to run for side ${size} (${(e as Error).message.split('\n')[0]}); the table kernels are used`);
-    return false;
-  }).then((ok) => {
+    if (!(await checkUnormKernel(k, size, g))) return false;
+  }
+  return true;
+}
+
+function startCheck(size: number): Verdict {
+  const v: Verdict = { done: false, ok: false, promise: Promise.resolve(false) };
+  verdicts.set(size, v);
+  v.promise = checkTiles(size).then(
+    (ok) => ok,
+    (e: unknown) => {
+      v.error = e;
+      return false;
+    },
+  ).then((ok) => {
     v.done = true;
     v.ok = ok;
     return ok;
