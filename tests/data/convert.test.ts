@@ -104,6 +104,12 @@ describe('byte batches converted on the device', () => {
     // Byte 77 of each channel one ulp up: the check must see it among the 2 x 3 x 256 probed values.
     const bad = { ...good, name: 'convert_bytes_unorm_off', code: good.code.replaceAll(/unpack4x8unorm\(([^)]*)\)/g, 'nudge(unpack4x8unorm($1))').replace('@compute', 'fn nudge(v: vec4<f32>) -> vec4<f32> { return select(v, bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) + vec4<u32>(1u)), abs(v - vec4<f32>(77.0 / 255.0)) < vec4<f32>(1e-7)); }\n@compute') };
     expect(await checkUnormKernel(bad, size, 1)).toBe(false);
+    // A kernel that converts only the first half of the groups fails too, though the pooled buffers
+    // may still hold the right floats of an earlier check.
+    expect(await checkUnormKernel(good, size, 1)).toBe(await unitConvertReady(size));
+    const half = { ...good, name: 'convert_bytes_unorm_half', code: good.code.replace('if (q >= p.n) { return; }', 'if (q >= p.n / 2u) { return; }') };
+    expect(half.code).not.toBe(good.code);
+    expect(await checkUnormKernel(half, size, 1)).toBe(false);
     expect(isUnitTable(conversionTable(undefined))).toBe(true);
     expect(isUnitTable(conversionTable(IMAGENET_NORMALIZE))).toBe(false);
     const exact = await unitConvertReady(size);

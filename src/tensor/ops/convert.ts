@@ -144,7 +144,9 @@ export async function checkUnormKernel(kernel: Kernel, size: number, g: number):
   const out = tidy(() => {
     const w = fromArray(new Uint32Array(data.buffer), [total / 4], 'u32');
     const f = fromArray(flips, [n], 'u32');
-    const out = empty([n, 3, size, size]);
+    // Every float starts as a NaN sentinel: a pooled buffer may still hold the right floats from an
+    // earlier run of the probe, which a kernel that skipped some would then seem to have written.
+    const out = fromArray(new Float32Array(new Uint32Array(total).fill(0xffffffff).buffer), [n, 3, size, size]);
     queue.dispatch(kernel, [{ buffer: w.buf }, { buffer: f.buf }, { buffer: fromArray(UNIT, [768]).buf }, { buffer: out.buf }], CONVERT_UNIFORM.pack({ n: total / 16 }), gridFor(total / 16 / g, CONVERT_WG));
     return out;
   });
