@@ -16,8 +16,8 @@
 // entry are not checked again: a warm epoch at 4,000 images/s would spend a core on it, and the bytes
 // are those that passed, read again from the page cache.
 // Memory: a shard's whole file is kept in this process once one of its entries is read, while the
-// process's budget allows (shardMemoryBudget: TICKETLAB_CACHE_MEM, default a quarter of RAM or half
-// of what is free, whichever is less), so a warm image costs a memcpy instead of a pread syscall
+// process's budget allows (shard-memory.ts: TICKETLAB_CACHE_MEM, default a quarter of RAM or half
+// of what is free, whichever is less, leaving a fifth of RAM available), so a warm image costs a memcpy instead of a pread syscall
 // (FFCV's "os_cache" idea, but bounded and per process). Shards are never rewritten in place, so the
 // copy stays right while the file on disk is the one read: each shard's identity (device, inode,
 // size, mtime) is recorded when it is indexed, checked when it is opened, and checked again on every
@@ -30,7 +30,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { writeFileAtomic } from '../io/atomic.js';
 import { crc32 } from './crc32.js';
-import { holdShardMemory, shardMemoryBudget, shardMemoryUsed } from './shard-memory.js';
+import { holdShardMemory, shardMemoryBudget, shardMemoryRoom } from './shard-memory.js';
 
 /**
  * Bumped whenever the bytes of an entry or the file layout change; part of every key. Version 2 added
@@ -442,7 +442,7 @@ export class ShardCache {
       this.indexShard(file);
       return 'changed';
     }
-    if (shardMemoryUsed() + now.size > shardMemoryBudget()) {
+    if (!shardMemoryRoom(now.size)) {
       this.fds.set(file, fd);
       return null;
     }

@@ -1,6 +1,9 @@
 // The process's memory budget for whole shard files held in memory by the decoded cache
 // (shard-cache.ts): one budget for every cache of the process, set by TICKETLAB_CACHE_MEM or
-// setShardMemoryBudget, by default a quarter of RAM or half of what is free, whichever is less.
+// setShardMemoryBudget, by default a quarter of RAM or half of what is free, whichever is less. Under
+// the default, a shard is also not taken when the machine's available memory would fall below a
+// fifth of RAM: sweep workers on one machine each start with the same default, before any of them
+// has taken memory, so the budget alone could add up to more than the machine has.
 import * as os from 'node:os';
 
 const MEM_ENV = 'TICKETLAB_CACHE_MEM';
@@ -21,6 +24,10 @@ export function parseMemoryBudget(spec: string, what = MEM_ENV): number {
 }
 
 let budget: number | null = null;
+/** whether the budget was set (environment or setShardMemoryBudget) rather than defaulted */
+let explicit = false;
+/** Under the default budget, the machine's available memory a shard copy must leave. */
+const FLOOR_OF_RAM = 0.2;
 let resident = 0;
 
 /** Bytes of shard files this process may keep in memory (all caches together). */
@@ -28,7 +35,8 @@ export function shardMemoryBudget(): number {
   if (budget === null) {
     const env = process.env[MEM_ENV];
     // The default leaves room for the model, the decode pool and other processes of a sweep.
-    budget = env !== undefined && env !== '' ? parseMemoryBudget(env) : Math.floor(Math.min(os.totalmem() / 4, os.freemem() / 2));
+    explicit = env !== undefined && env !== '';
+    budget = explicit ? parseMemoryBudget(env as string) : Math.floor(Math.min(os.totalmem() / 4, os.freemem() / 2));
   }
   return budget;
 }
@@ -37,6 +45,13 @@ export function shardMemoryBudget(): number {
 export function setShardMemoryBudget(bytes: number | null): void {
   if (bytes !== null && !(Number.isFinite(bytes) && bytes >= 0)) throw new Error(`shard memory budget must be a byte count >= 0, got ${bytes}`);
   budget = bytes === null ? null : Math.floor(bytes);
+  explicit = bytes !== null;
+}
+
+/** Whether a shard file of `bytes` may be held in memory now (the budget, and under the default the floor). */
+export function shardMemoryRoom(bytes: number): boolean {
+  if (resident + bytes > shardMemoryBudget()) return false;
+  return explicit || os.freemem() - bytes >= FLOOR_OF_RAM * os.totalmem();
 }
 
 /** Bytes of shard files held in memory by this process now. */

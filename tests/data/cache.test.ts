@@ -12,7 +12,7 @@ import { closeShardCaches, isPixelDataset } from '../../src/data/decoded.js';
 import { DataLoader } from '../../src/data/loader.js';
 import fc from 'fast-check';
 import { encodeShard, ShardCache, SHARD_EXT, type SourceId } from '../../src/data/shard-cache.js';
-import { parseMemoryBudget, setShardMemoryBudget, shardMemoryUsed } from '../../src/data/shard-memory.js';
+import { parseMemoryBudget, setShardMemoryBudget, shardMemoryRoom, shardMemoryUsed } from '../../src/data/shard-memory.js';
 
 const BIN = path.resolve(__dirname, '../../bin/ticketlab.mjs');
 
@@ -278,6 +278,16 @@ describe('the decoded cache', () => {
       expect(() => parseMemoryBudget('lots')).toThrow(/^TICKETLAB_CACHE_MEM=lots: expected bytes/);
       expect(() => parseMemoryBudget('150%')).toThrow(/TICKETLAB_CACHE_MEM=150%/);
       expect(() => setShardMemoryBudget(-1)).toThrow(/byte count >= 0/);
+      // A set budget is the only limit: room up to it, none past it.
+      try {
+        setShardMemoryBudget(shardMemoryUsed() + 1000);
+        expect(shardMemoryRoom(1000)).toBe(true);
+        expect(shardMemoryRoom(1001)).toBe(false);
+        setShardMemoryBudget(0);
+        expect(shardMemoryRoom(1)).toBe(false);
+      } finally {
+        setShardMemoryBudget(null);
+      }
     });
   });
 });
