@@ -15,11 +15,22 @@
 // process reads that entry (a damaged image is then named and its shard dropped). Later reads of an
 // entry are not checked again: a warm epoch at 4,000 images/s would spend a core on it, and the bytes
 // are those that passed, read again from the page cache.
+// Memory: a shard's whole file is kept in this process once one of its entries is read, while the
+// process's budget allows (shard-memory.ts: TICKETLAB_CACHE_MEM, default a quarter of RAM or half
+// of what is free, whichever is less, leaving a fifth of RAM available), so a warm image costs a memcpy instead of a pread syscall
+// (FFCV's "os_cache" idea, but bounded and per process). Shards are never rewritten in place, so the
+// copy stays right while the file on disk is the one read: each shard's identity (device, inode,
+// size, mtime) is recorded when it is indexed, checked when it is opened, and checked again on every
+// rescan (each epoch's end); a shard replaced, rebuilt, touched or removed on disk is forgotten,
+// copy and index, and read afresh (its entries' checksums checked again on their first read). Over
+// budget, shards are read per entry from disk as before; nothing is evicted (a shuffled epoch would
+// thrash an LRU).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { writeFileAtomic } from '../io/atomic.js';
 import { crc32 } from './crc32.js';
+import { holdShardMemory, shardMemoryBudget, shardMemoryRoom } from './shard-memory.js';
 
 /**
  * Bumped whenever the bytes of an entry or the file layout change; part of every key. Version 2 added
@@ -95,16 +106,35 @@ function pathKey(cfgKey: string, rel: string): string {
 /** A shard that cannot be used, with the one line that names why. */
 export class ShardError extends Error {}
 
+/** A file's identity: a shard rebuilt, replaced or written to since differs in one of these. */
+export interface FileId {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+function fileId(st: fs.Stats): FileId {
+  return { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+}
+
+function sameFile(a: FileId, b: FileId): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
+
 interface ShardIndex {
   side: number;
   entries: Array<{ key: string; path: string; offset: number; crc: number }>;
+  /** the identity of the file the index was read from */
+  id: FileId;
 }
 
 /** Reads and checks a shard's header and index (not its pixels); a ShardError names what is wrong. */
 export function readShardIndex(file: string, expectSide: number, expectConfig: string): ShardIndex {
   const fd = fs.openSync(file, 'r');
   try {
-    const size = fs.fstatSync(fd).size;
+    const st = fs.fstatSync(fd);
+    const size = st.size;
     const head = Buffer.alloc(HEADER_BYTES);
     if (fs.readSync(fd, head, 0, HEADER_BYTES, 0) < HEADER_BYTES || !head.subarray(0, 8).equals(MAGIC)) {
       throw new ShardError(`cache shard ${file} is not a ticketlab shard or is truncated (${size} bytes)`);
@@ -130,7 +160,7 @@ export function readShardIndex(file: string, expectSide: number, expectConfig: s
       const r = table.subarray(i * RECORD_BYTES, (i + 1) * RECORD_BYTES);
       entries.push({ key: r.subarray(0, 16).toString('hex'), path: r.subarray(16, 24).toString('hex'), offset: base + i * per, crc: r.readUInt32LE(24) });
     }
-    return { side, entries };
+    return { side, entries, id: fileId(st) };
   } finally {
     fs.closeSync(fd);
   }
@@ -196,12 +226,18 @@ export class ShardCache {
   private readonly paths = new Set<string>();
   private readonly known = new Set<string>();
   private readonly fds = new Map<string, number>();
+  /** the identity of each indexed shard file, as indexed */
+  private readonly ids = new Map<string, FileId>();
+  /** whole shard files held in memory (see the header) */
+  private readonly copies = new Map<string, Buffer>();
   private pending: Array<{ key: string; path: string; pixels: Uint8Array }> = [];
   private pendingKeys = new Set<string>();
   private writing: Promise<void> = Promise.resolve();
   private writable = true;
   /** entries read from shards and written to them by this process (bench, prepare, tests) */
   hits = 0;
+  /** of the hits, those copied from a shard held in memory */
+  memoryHits = 0;
   written = 0;
 
   private readonly write: (file: string, data: Uint8Array) => Promise<void>;
@@ -213,6 +249,8 @@ export class ShardCache {
     this.side = cfg.size;
     // Created by the first write, not here: opening a dataset leaves its folder as it was.
     this.dir = path.join(root, this.cfgKey);
+    // A bad TICKETLAB_CACHE_MEM fails here, in one line, not later inside a read (which drops shards).
+    shardMemoryBudget();
     this.dropOlderVersions(root);
     this.rescan();
   }
@@ -239,8 +277,15 @@ export class ShardCache {
     return 3 * this.side * this.side;
   }
 
-  /** Reads the headers of shards not seen yet (other processes add shards while we run). */
+  /**
+   * Reads the headers of shards not seen yet (other processes add shards while we run), after
+   * forgetting those whose file changed or went since they were indexed (re-indexed below if present).
+   */
   rescan(): void {
+    for (const [file, id] of [...this.ids]) {
+      const st = fs.statSync(file, { throwIfNoEntry: false });
+      if (!st || !sameFile(fileId(st), id)) this.forget(file);
+    }
     let names: string[];
     try {
       names = fs.readdirSync(this.dir);
@@ -260,17 +305,45 @@ export class ShardCache {
         continue;
       }
       if (this.known.has(name)) continue;
-      this.known.add(name);
-      try {
-        const ix = readShardIndex(file, this.side, this.cfgKey);
-        ix.entries.forEach((e, i) => {
-          if (!this.index.has(e.key)) this.index.set(e.key, { shard: file, offset: e.offset, path: e.path, entry: i, count: ix.entries.length, crc: e.crc, checked: false });
-          this.paths.add(e.path);
-        });
-      } catch (e) {
-        this.dropShard(file, e);
-      }
+      this.indexShard(file);
     }
+  }
+
+  /** Reads shard `file`'s index into this process's (a damaged shard is dropped, with its warning). */
+  private indexShard(file: string): void {
+    this.known.add(path.basename(file));
+    try {
+      const ix = readShardIndex(file, this.side, this.cfgKey);
+      this.ids.set(file, ix.id);
+      ix.entries.forEach((e, i) => {
+        if (!this.index.has(e.key)) this.index.set(e.key, { shard: file, offset: e.offset, path: e.path, entry: i, count: ix.entries.length, crc: e.crc, checked: false });
+        this.paths.add(e.path);
+      });
+    } catch (e) {
+      this.dropShard(file, e);
+    }
+  }
+
+  /**
+   * Forgets everything this process holds of shard `file` (index entries, open file, memory copy)
+   * without a warning and without touching the file: it changed or went on disk, which is no damage.
+   * Its entries' paths are kept (a re-indexed shard has them again; a vanished one's images are
+   * "changed since cached" only if their sources changed, which the entry keys decide).
+   */
+  private forget(file: string): void {
+    for (const [k, loc] of this.index) if (loc.shard === file) this.index.delete(k);
+    const fd = this.fds.get(file);
+    if (fd !== undefined) fs.closeSync(fd);
+    this.fds.delete(file);
+    this.release(file);
+    this.ids.delete(file);
+    this.known.delete(path.basename(file));
+  }
+
+  private release(file: string): void {
+    const c = this.copies.get(file);
+    if (c) holdShardMemory(-c.length);
+    this.copies.delete(file);
   }
 
   private dropShard(file: string, e: unknown): void {
@@ -286,6 +359,8 @@ export class ShardCache {
     const fd = this.fds.get(file);
     if (fd !== undefined) fs.closeSync(fd);
     this.fds.delete(file);
+    this.release(file);
+    this.ids.delete(file);
     if (this.writable) {
       try {
         fs.rmSync(file, { force: true });
@@ -324,13 +399,16 @@ export class ShardCache {
       return true;
     }
     try {
-      let fd = this.fds.get(loc.shard);
-      if (fd === undefined) {
-        fd = fs.openSync(loc.shard, 'r');
-        this.fds.set(loc.shard, fd);
+      const copy = this.copies.get(loc.shard) ?? this.open(loc.shard);
+      if (copy === 'changed') return this.readAfresh(key, out, at, source);
+      if (copy) {
+        if (loc.offset + per > copy.length) throw new ShardError(`cache shard ${loc.shard} is truncated: an entry at byte ${loc.offset} lies past its ${copy.length} bytes`);
+        out.set(copy.subarray(loc.offset, loc.offset + per), at);
+        this.memoryHits++;
+      } else {
+        const got = fs.readSync(this.fds.get(loc.shard) as number, out, at, per, loc.offset);
+        if (got !== per) throw new ShardError(`cache shard ${loc.shard} is truncated: an entry at byte ${loc.offset} ended after ${got} of ${per} bytes`);
       }
-      const got = fs.readSync(fd, out, at, per, loc.offset);
-      if (got !== per) throw new ShardError(`cache shard ${loc.shard} is truncated: an entry at byte ${loc.offset} ended after ${got} of ${per} bytes`);
       if (!loc.checked) {
         const sum = crc32(out.subarray(at, at + per));
         if (sum !== loc.crc) {
@@ -345,6 +423,51 @@ export class ShardCache {
     }
     this.hits++;
     return true;
+  }
+
+  /**
+   * Opens shard `file` on its first read here: its whole file in memory when the budget has room, else
+   * an open descriptor (null). 'changed': the file is not the one indexed (replaced or rewritten in
+   * between), so it is forgotten and re-indexed.
+   */
+  private open(file: string): Buffer | null | 'changed' {
+    let fd = this.fds.get(file);
+    if (fd !== undefined) return null;
+    fd = fs.openSync(file, 'r');
+    const id = this.ids.get(file);
+    const now = fileId(fs.fstatSync(fd));
+    if (!id || !sameFile(now, id)) {
+      fs.closeSync(fd);
+      this.forget(file);
+      this.indexShard(file);
+      return 'changed';
+    }
+    if (!shardMemoryRoom(now.size)) {
+      this.fds.set(file, fd);
+      return null;
+    }
+    try {
+      const copy = Buffer.allocUnsafeSlow(now.size);
+      let got = 0;
+      while (got < now.size) {
+        const r = fs.readSync(fd, copy, got, now.size - got, got);
+        if (r === 0) throw new ShardError(`cache shard ${file} is truncated: it ended after ${got} of ${now.size} bytes`);
+        got += r;
+      }
+      this.copies.set(file, copy);
+      holdShardMemory(copy.length);
+      return copy;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** readInto once more after the entry's shard was re-indexed: a miss if the key is gone or the file changed again. */
+  private readAfresh(key: string, out: Uint8Array, at: number, source?: string): boolean {
+    const loc = this.index.get(key);
+    if (!loc) return false;
+    if (!this.copies.has(loc.shard) && !this.fds.has(loc.shard) && this.open(loc.shard) === 'changed') return false;
+    return this.readInto(key, out, at, source);
   }
 
   /** Queues a decoded image for the next shard; writes one when enough are pending. */
@@ -385,6 +508,9 @@ export class ShardCache {
     }
     this.written += items.length;
     this.known.add(name);
+    // Its identity as written; a shard this process cannot stat now is re-indexed on its first read.
+    const st = fs.statSync(file, { throwIfNoEntry: false });
+    if (st) this.ids.set(file, fileId(st));
     // Read back later like any other shard's entries: checked on their first read from the file.
     items.forEach((it, i) => {
       if (!this.index.has(it.key)) {
@@ -418,5 +544,13 @@ export class ShardCache {
   close(): void {
     for (const fd of this.fds.values()) fs.closeSync(fd);
     this.fds.clear();
+    for (const file of [...this.copies.keys()]) this.release(file);
+  }
+
+  /** Bytes of this cache's shards held in memory. */
+  get memoryBytes(): number {
+    let n = 0;
+    for (const c of this.copies.values()) n += c.length;
+    return n;
   }
 }

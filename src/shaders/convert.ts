@@ -16,18 +16,30 @@
 //    loop unrolled), for side % (4k) == 0. On lavapipe an invocation costs more than its four
 //    lookups (measured: k = 4 gives 1.4-3x the images/s of 'word' at 64 and 256 px, k = 8 and 16
 //    less than k = 4); on GPUs fewer, fatter threads change little for a pass this memory-bound.
+//  - 'unorm' (tile g): no table. For the plain byte / 255 conversion (no normalisation) only, and only
+//    on an adapter where the exhaustive self-check passed (tensor/ops/convert.ts: every byte value in
+//    every channel, both flip states, compared bit for bit with the table), since WGSL lets
+//    unpack4x8unorm round within a few ulps. One thread per g groups of four words (16 bytes) of a
+//    row: one vec4<u32> load and four unpack4x8unorm + vec4 stores per group, for side % (16g) == 0.
+//    The table's lookups are per-lane scalar loads on lavapipe (a gather with a bounds check each,
+//    16 per word); the unpack is four vector ALU ops. Measured on lavapipe (2 cores, batch 32, one
+//    run): g = 2 gives 2-4x the images/s of 'words:4' at 256 px and ~2x at 64 px; g = 1 and 4 a
+//    little less than g = 2.
 import { uniformStruct } from './uniform.js';
 import { type Kernel, linearIndexWgsl, GRID_BUILTINS_WGSL } from './kernel.js';
 
 export const CONVERT_WG = 256;
 
-/** n: output floats ('element') or input words ('word', 'words'): the thread count times the floats or words per thread. */
+/** n: output floats ('element'), input words ('word', 'words') or groups of four words ('unorm'): the thread count times the items per thread. */
 export const CONVERT_UNIFORM = uniformStruct([['n', 'u32']] as const);
 
-/** Both variants' bindings (bytes as u32 words, a flip flag per image, the table, out), shape constants and entry point. */
-function header(outType: string, size: number, perThread: number): string {
+/**
+ * Every variant's bindings (bytes as u32 words, or groups of four; a flip flag per image; the table;
+ * out), shape constants in items of `perThread` bytes or floats, and entry point.
+ */
+function header(outType: string, size: number, perThread: number, srcType = 'u32'): string {
   return `${CONVERT_UNIFORM.wgsl}
-@group(0) @binding(0) var<storage, read> src: array<u32>;
+@group(0) @binding(0) var<storage, read> src: array<${srcType}>;
 @group(0) @binding(1) var<storage, read> flips: array<u32>;
 @group(0) @binding(2) var<storage, read> table: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<${outType}>;
@@ -71,31 +83,41 @@ function lookups(w: string, mirrored: boolean): string {
 }
 
 /**
- * 'words' variant: k words of a row per thread, for images of side `size` (a multiple of 4k). A
- * mirrored row's k words are the mirror of the k words ending at the mirrored column.
+ * A kernel doing k items (words, or groups of four words) of `itemBytes` bytes of a row per thread,
+ * from item q on: straight, items q..q+k-1; mirrored, item j is the mirror of item k-1-j of the k
+ * items from m (the mirrored position). `emit` converts and stores item j, loaded into `v`; `setup`
+ * adds per-thread lines after the image index.
  */
-export function convertWordRunsKernel(size: number, k: number): Kernel {
-  if (!Number.isInteger(k) || k < 1 || size % (4 * k) !== 0) throw new Error(`convert 'words' needs a side divisible by ${4 * k}, got ${size}`);
+function runsKernel(name: string, size: number, k: number, itemBytes: number, srcType: string, setup: string, emit: (v: string, j: number, mirrored: boolean) => string): Kernel {
   let flipped = '';
   let straight = '';
   for (let j = 0; j < k; j++) {
-    flipped += `    let a${j} = src[m + ${k - 1 - j}u];\n    out[q + ${j}u] = ${lookups(`a${j}`, true)};\n`;
-    straight += `    let b${j} = src[q + ${j}u];\n    out[q + ${j}u] = ${lookups(`b${j}`, false)};\n`;
+    flipped += `    let a${j} = src[m + ${k - 1 - j}u];\n${emit(`a${j}`, j, true)}`;
+    straight += `    let b${j} = src[q + ${j}u];\n${emit(`b${j}`, j, false)}`;
   }
-  const code = `// convert_bytes_words ${size} ${k}
-${header('vec4<f32>', size, 4)}
+  const code = `// ${name} ${size} ${k}
+${header('vec4<f32>', size, itemBytes, srcType)}
   let q = ${linearIndexWgsl(CONVERT_WG)} * ${k}u;
   if (q >= p.n) { return; }
   let img = q / PER;
-  let t = ((q % PER) / PLANE) * 256u;
-  let xw = q % ROW;
+${setup}  let xw = q % ROW;
   if (flips[img] != 0u) {
     let m = q - xw + (ROW - ${k}u - xw);
 ${flipped}  } else {
 ${straight}  }
 }
 `;
-  return { name: 'convert_bytes_words', code, bindings: ['read', 'read', 'read', 'write', 'uniform'] };
+  return { name, code, bindings: ['read', 'read', 'read', 'write', 'uniform'] };
+}
+
+/**
+ * 'words' variant: k words of a row per thread, for images of side `size` (a multiple of 4k). A
+ * mirrored row's k words are the mirror of the k words ending at the mirrored column.
+ */
+export function convertWordRunsKernel(size: number, k: number): Kernel {
+  if (!Number.isInteger(k) || k < 1 || size % (4 * k) !== 0) throw new Error(`convert 'words' needs a side divisible by ${4 * k}, got ${size}`);
+  // Each thread's table row: its channel's 256 floats.
+  return runsKernel('convert_bytes_words', size, k, 4, 'u32', `  let t = ((q % PER) / PLANE) * 256u;\n`, (v, j, mirrored) => `    out[q + ${j}u] = ${lookups(v, mirrored)};\n`);
 }
 
 /** 'element' variant for images of side `size`. */
@@ -114,4 +136,20 @@ ${header('f32', size, 1)}
 }
 `;
   return { name: 'convert_bytes', code, bindings: ['read', 'read', 'read', 'write', 'uniform'] };
+}
+
+/** One group's four words converted (unpack4x8unorm: byte / 255), mirrored: words and bytes reversed. */
+function unormGroup(v: string, dst: string, mirrored: boolean): string {
+  const lanes = mirrored ? ['w', 'z', 'y', 'x'] : ['x', 'y', 'z', 'w'];
+  return lanes.map((l, e) => `    out[${dst} + ${e}u] = unpack4x8unorm(${v}.${l})${mirrored ? '.wzyx' : ''};\n`).join('');
+}
+
+/**
+ * 'unorm' variant: g groups of four words (16 bytes) of a row per thread, for images of side `size`
+ * (a multiple of 16g); converts byte / 255 with no table (the `table` binding stays, unread, so every
+ * variant binds alike). Correct only where the self-check passed (see the header).
+ */
+export function convertUnormKernel(size: number, g: number): Kernel {
+  if (!Number.isInteger(g) || g < 1 || size % (16 * g) !== 0) throw new Error(`convert 'unorm' needs a side divisible by ${16 * g}, got ${size}`);
+  return runsKernel('convert_bytes_unorm', size, g, 16, 'vec4<u32>', '', (v, j, mirrored) => unormGroup(v, `4u * (q + ${j}u)`, mirrored));
 }

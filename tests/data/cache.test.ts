@@ -10,6 +10,9 @@ import { writePng } from '../../src/data/image.js';
 import { openDataset } from '../../src/data/datasets.js';
 import { closeShardCaches, isPixelDataset } from '../../src/data/decoded.js';
 import { DataLoader } from '../../src/data/loader.js';
+import fc from 'fast-check';
+import { encodeShard, ShardCache, SHARD_EXT, type SourceId } from '../../src/data/shard-cache.js';
+import { parseMemoryBudget, setShardMemoryBudget, shardMemoryRoom, shardMemoryUsed } from '../../src/data/shard-memory.js';
 
 const BIN = path.resolve(__dirname, '../../bin/ticketlab.mjs');
 
@@ -143,4 +146,148 @@ describe('the decoded cache', () => {
       fs.rmSync(out, { recursive: true, force: true });
     }
   }, 300_000);
+
+  describe('shards held in memory', () => {
+    const S = 4;
+    const PER = 3 * S * S;
+    const cfg = { size: S, pipeline: 'test;memory' };
+    const src = (i: number): SourceId => ({ rel: `img_${i}.png`, bytes: 100 + i, mtimeMs: 1_700_000_000_000 + i });
+    const pixelsOf = (i: number, salt: number): Uint8Array => new Uint8Array(PER).map((_, j) => (j * 17 + i * 31 + salt * 7) & 255);
+
+    /** A cache folder with one shard of `count` images, written through a ShardCache (as a run does). */
+    async function filled(count: number): Promise<{ dir: string; shard: string; warnings: string[]; cache: ShardCache }> {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tl-cache-mem-'));
+      const warnings: string[] = [];
+      const w = new ShardCache(dir, cfg, (m) => warnings.push(m));
+      for (let i = 0; i < count; i++) w.add(src(i), pixelsOf(i, 0));
+      await w.flush();
+      w.close();
+      const cache = new ShardCache(dir, cfg, (m) => warnings.push(m));
+      const shardDir = cache.dir;
+      const shard = path.join(shardDir, fs.readdirSync(shardDir).find((n) => n.endsWith(SHARD_EXT))!);
+      return { dir, shard, warnings, cache };
+    }
+
+    const read = (c: ShardCache, i: number): Uint8Array | null => {
+      const out = new Uint8Array(PER);
+      return c.readInto(c.keyOf(src(i)), out, 0, `img_${i}.png`) ? out : null;
+    };
+
+    it('a warm read is a copy from memory within the budget, per entry from disk without one, with the same bytes', async () => {
+      for (const budget of [0, null]) {
+        setShardMemoryBudget(budget);
+        // Other caches of this process (earlier tests) may hold shards: the count is relative.
+        const before = shardMemoryUsed();
+        const { dir, cache } = await filled(6);
+        try {
+          for (let round = 0; round < 2; round++) for (let i = 0; i < 6; i++) expect(read(cache, i)).toEqual(pixelsOf(i, 0));
+          expect(cache.hits).toBe(12);
+          expect(cache.memoryHits).toBe(budget === 0 ? 0 : 12);
+          expect(cache.memoryBytes > 0).toBe(budget !== 0);
+          expect(shardMemoryUsed() - before).toBe(cache.memoryBytes);
+          cache.close();
+          expect(shardMemoryUsed()).toBe(before);
+        } finally {
+          setShardMemoryBudget(null);
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
+      }
+    });
+
+    it('a shard rebuilt on disk (another file in its place, other bytes) is read afresh at the next rescan, never served from the old copy', async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 250 }), fc.boolean(), async (count, salt, inPlace) => {
+          const { dir, shard, warnings, cache } = await filled(count);
+          try {
+            for (let i = 0; i < count; i++) expect(read(cache, i)).toEqual(pixelsOf(i, 0));
+            expect(cache.memoryHits).toBe(count);
+            // The same keys with other pixels (valid checksums): a rebuild, by rename or written over.
+            const items = Array.from({ length: count }, (_, i) => ({ key: cache.keyOf(src(i)), path: '', pixels: pixelsOf(i, salt) }));
+            const old = fs.readFileSync(shard);
+            const rebuilt = encodeShard(S, cache.cfgKey, items.map((it, i) => ({ ...it, path: old.subarray(40 + i * 32 + 16, 40 + i * 32 + 24).toString('hex') })));
+            if (inPlace) {
+              fs.writeFileSync(shard, rebuilt);
+              // A later mtime, as a rewrite a moment later has (the clock's resolution aside).
+              const t = fs.statSync(shard).mtimeMs / 1000 + 5;
+              fs.utimesSync(shard, t, t);
+            } else {
+              fs.writeFileSync(`${shard}.new`, rebuilt);
+              fs.renameSync(`${shard}.new`, shard);
+            }
+            cache.rescan();
+            for (let i = 0; i < count; i++) expect(read(cache, i)).toEqual(pixelsOf(i, salt));
+            expect(warnings).toEqual([]);
+          } finally {
+            cache.close();
+            fs.rmSync(dir, { recursive: true, force: true });
+          }
+        }),
+        { numRuns: 12 },
+      );
+    });
+
+    it('a flipped bit is caught on the first read through memory, and again after a held shard is damaged on disk', async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 5 }), fc.nat(), fc.integer({ min: 0, max: 7 }), fc.boolean(), async (count, at, bit, afterWarm) => {
+          const { dir, shard, warnings, cache } = await filled(count);
+          try {
+            const victim = at % count;
+            if (afterWarm) for (let i = 0; i < count; i++) expect(read(cache, i)).toEqual(pixelsOf(i, 0));
+            const f = fs.readFileSync(shard);
+            const pixelsAt = 40 + count * 32 + victim * PER + ((at >> 3) % PER);
+            f[pixelsAt] ^= 1 << bit;
+            fs.writeFileSync(shard, f);
+            const t = fs.statSync(shard).mtimeMs / 1000 + 5;
+            fs.utimesSync(shard, t, t);
+            if (afterWarm) cache.rescan();
+            // Read every entry: the damaged one is named (never served), and the shard is dropped.
+            const got = Array.from({ length: count }, (_, i) => read(cache, i));
+            expect(got.every((g, i) => g === null || g.every((v, j) => v === pixelsOf(i, 0)[j]))).toBe(true);
+            expect(got[victim]).toBeNull();
+            expect(warnings.join('\n')).toMatch(new RegExp(`image ${victim + 1} of ${count} \\(img_${victim}\\.png\\) fails its checksum`));
+            expect(cache.memoryBytes).toBe(0);
+          } finally {
+            cache.close();
+            fs.rmSync(dir, { recursive: true, force: true });
+          }
+        }),
+        { numRuns: 16 },
+      );
+    });
+
+    it('a shard removed from disk is forgotten at the next rescan (its images are misses, decoded afresh)', async () => {
+      const { dir, shard, cache } = await filled(3);
+      try {
+        expect(read(cache, 1)).toEqual(pixelsOf(1, 0));
+        fs.rmSync(shard);
+        cache.rescan();
+        expect(read(cache, 1)).toBeNull();
+        expect(cache.memoryBytes).toBe(0);
+      } finally {
+        cache.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('the budget reads bytes, binary suffixes and percentages of RAM, and names the variable for anything else', () => {
+      expect(parseMemoryBudget('0')).toBe(0);
+      expect(parseMemoryBudget('512M')).toBe(512 * 2 ** 20);
+      expect(parseMemoryBudget('1.5GiB')).toBe(1.5 * 2 ** 30);
+      expect(parseMemoryBudget('2g')).toBe(2 * 2 ** 30);
+      expect(parseMemoryBudget('100%')).toBe(os.totalmem());
+      expect(() => parseMemoryBudget('lots')).toThrow(/^TICKETLAB_CACHE_MEM=lots: expected bytes/);
+      expect(() => parseMemoryBudget('150%')).toThrow(/TICKETLAB_CACHE_MEM=150%/);
+      expect(() => setShardMemoryBudget(-1)).toThrow(/byte count >= 0/);
+      // A set budget is the only limit: room up to it, none past it.
+      try {
+        setShardMemoryBudget(shardMemoryUsed() + 1000);
+        expect(shardMemoryRoom(1000)).toBe(true);
+        expect(shardMemoryRoom(1001)).toBe(false);
+        setShardMemoryBudget(0);
+        expect(shardMemoryRoom(1)).toBe(false);
+      } finally {
+        setShardMemoryBudget(null);
+      }
+    });
+  });
 });

@@ -5,7 +5,10 @@ import fc from 'fast-check';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { imageBytesToFloat } from '../../src/tensor/ops/convert.js';
+import { checkUnormKernel, imageBytesToFloat, isUnitTable, unitConvertReady } from '../../src/tensor/ops/convert.js';
+import { convertUnormKernel } from '../../src/shaders/convert.js';
+import { uploadSlots } from '../../src/tensor/ops/convert-upload.js';
+import { queue } from '../../src/tensor/queue.js';
 import { plannerRecord, setKernelOverride } from '../../src/tensor/plan.js';
 import { conversionTable, DataLoader, IMAGENET_NORMALIZE, pixelsToFloat, type Normalize } from '../../src/data/loader.js';
 import { openDataset, type Dataset } from '../../src/data/datasets.js';
@@ -60,6 +63,89 @@ describe('byte batches converted on the device', () => {
     ).finally(() => setKernelOverride(null));
     const used = Object.entries(plannerRecord()).filter(([k]) => k.startsWith('convert')).map(([, v]) => v);
     expect(used.some((v) => v.startsWith(variant ?? 'words:4'))).toBe(true);
+  });
+
+  // The table-free form: byte / 255 only, and only where this adapter's exhaustive self-check passed.
+  it.each([['unorm:1', 1], ['unorm:2', 2], ['unorm:4', 4]] as const)('%s matches a float64 reference and the host twin bit for bit where its self-check passed (plain byte / 255)', async (variant, g) => {
+    const sizes = [16 * g, 32 * g, 64];
+    const verdicts = await Promise.all(sizes.map((s) => unitConvertReady(s)));
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.constantFrom(...sizes.map((s, i) => [s, verdicts[i]] as const)), fc.nat(), async (n, [size, exact], seed) => {
+        let s = seed >>> 0;
+        const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
+        const data = new Uint8Array(n * 3 * size * size).map(() => next() >>> 24);
+        const flips = new Uint8Array(n).map(() => next() & 1);
+        const table = conversionTable(undefined);
+        // An adapter whose unpack rounds otherwise never gets the variant: the override is refused.
+        if (!exact || size % (16 * g) !== 0) {
+          setKernelOverride(`convert:${variant}`);
+          try {
+            expect(() => imageBytesToFloat(data, flips, table, n, size)).toThrow(/does not suit convert/);
+          } finally {
+            setKernelOverride(null);
+          }
+          return;
+        }
+        setKernelOverride(`convert:${variant}`);
+        const got = (await imageBytesToFloat(data, flips, table, n, size).toArray().finally(() => setKernelOverride(null))) as Float32Array;
+        expect(bits(got)).toEqual(bits(pixelsToFloat({ data, flips, table }, n, size)));
+        for (let i = 0; i < got.length; i += 37) {
+          const img = Math.floor(i / (3 * size * size)), x = i % size;
+          expect(got[i]).toBe(Math.fround(data[flips[img] ? i - x + (size - 1 - x) : i] / 255));
+        }
+      }),
+      { numRuns: 12 },
+    );
+  });
+
+  it('the self-check refuses a table-free kernel that rounds one value differently, and the table stays in use for normalised tables', async () => {
+    const size = 16;
+    const good = convertUnormKernel(size, 1);
+    // Byte 77 of each channel one ulp up: the check must see it among the 2 x 3 x 256 probed values.
+    const bad = { ...good, name: 'convert_bytes_unorm_off', code: good.code.replaceAll(/unpack4x8unorm\(([^)]*)\)/g, 'nudge(unpack4x8unorm($1))').replace('@compute', 'fn nudge(v: vec4<f32>) -> vec4<f32> { return select(v, bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) + vec4<u32>(1u)), abs(v - vec4<f32>(77.0 / 255.0)) < vec4<f32>(1e-7)); }\n@compute') };
+    expect(await checkUnormKernel(bad, size, 1)).toBe(false);
+    // A kernel that converts only the first half of the groups fails too, though the pooled buffers
+    // may still hold the right floats of an earlier check.
+    expect(await checkUnormKernel(good, size, 1)).toBe(await unitConvertReady(size));
+    const half = { ...good, name: 'convert_bytes_unorm_half', code: good.code.replace('if (q >= p.n) { return; }', 'if (q >= p.n / 2u) { return; }') };
+    expect(half.code).not.toBe(good.code);
+    expect(await checkUnormKernel(half, size, 1)).toBe(false);
+    expect(isUnitTable(conversionTable(undefined))).toBe(true);
+    expect(isUnitTable(conversionTable(IMAGENET_NORMALIZE))).toBe(false);
+    const exact = await unitConvertReady(size);
+    expect(await checkUnormKernel(good, size, 1)).toBe(exact);
+    // With a normalised table the default is a table kernel whatever the verdict.
+    const data = new Uint8Array(3 * size * size).map((_, i) => i & 255);
+    await imageBytesToFloat(data, [1], conversionTable(IMAGENET_NORMALIZE), 1, size).toArray();
+    await imageBytesToFloat(data, [1], conversionTable(undefined), 1, size).toArray();
+    const used = Object.entries(plannerRecord()).filter(([k]) => k.startsWith('convert')).map(([k, v]) => [k.includes(' unit'), v] as const);
+    expect(used.some(([unit, v]) => !unit && v === 'words:4')).toBe(true);
+    if (exact) expect(used.some(([unit, v]) => unit && v === 'unorm:1')).toBe(true);
+  });
+
+  it('byte batches arrive intact through the staging ring: more batches than slots before a submit, growing and shrinking batch sizes, unaligned views', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.integer({ min: 1, max: 6 }), fc.boolean()), { minLength: 1, maxLength: 9 }), fc.constantFrom(4, 8, 16), fc.nat(), async (batches, size, seed) => {
+        let s = seed >>> 0;
+        const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
+        const table = conversionTable(undefined);
+        // All recorded before one submit (no endStep between): later ones find the ring busy.
+        const made = batches.map(([n, offset]) => {
+          const raw = new Uint8Array(n * 3 * size * size + 1).map(() => next() >>> 24);
+          const data = offset ? raw.subarray(1) : raw.subarray(0, n * 3 * size * size);
+          const flips = new Uint8Array(n).map(() => next() & 1);
+          return { n, data, flips, t: imageBytesToFloat(data, flips, table, n, size) };
+        });
+        for (const m of made) {
+          const got = (await m.t.toArray()) as Float32Array;
+          m.t.dispose();
+          expect(bits(got)).toEqual(bits(pixelsToFloat({ data: m.data, flips: m.flips, table }, m.n, size)));
+        }
+        await queue.endStep();
+        expect(uploadSlots()).toBeLessThanOrEqual(5);
+      }),
+      { numRuns: 15 },
+    );
   });
 
   it('accepts a byte view at an unaligned offset (copied) and refuses short inputs in one line', async () => {
