@@ -7,6 +7,7 @@ import { parseSchedule, type ScheduleSpec } from '../nn/optim/schedule.js';
 import type { OpenOptions } from '../data/datasets.js';
 import { parseKernelMode, type KernelMode } from '../tensor/sparse-plan.js';
 import { setCacheDefaults } from '../data/decoded.js';
+import { parseMemoryBudget, setShardMemoryBudget } from '../data/shard-memory.js';
 import * as path from 'node:path';
 
 /** `--kernels`: which kernels pruned layers run (nn/sparse.ts); on every command that runs a model. */
@@ -21,16 +22,24 @@ export const KERNEL_FLAG_HELP = `  --kernels K         kernels of pruned conv/li
 `;
 
 /** `--cache DIR` / `--no-cache`: where the dataset's caches live, and whether decoded shards are used. */
-export const CACHE_FLAGS = { cache: { type: 'string' }, 'no-cache': { type: 'boolean', default: false } } as const satisfies NonNullable<ParseArgsConfig['options']>;
+export const CACHE_FLAGS = { cache: { type: 'string' }, 'no-cache': { type: 'boolean', default: false }, 'cache-mem': { type: 'string' } } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export const CACHE_FLAGS_HELP = `  --cache DIR         the dataset's cache folder (decoded shards at the training size, face crops,
                       video frames; default <dataset>/.ticketlab-cache). Results do not depend on it
   --no-cache          decode and resize every image on every read instead of reading decoded shards
+  --cache-mem M       how much memory may hold whole shard files, so later epochs copy images from
+                      memory instead of reading the disk: bytes with a unit (512M, 2G), a share of RAM
+                      (25%), or 0 for none (default: TICKETLAB_CACHE_MEM, else a quarter of RAM or half
+                      of what is free, whichever is less)
 `;
 
 /** Sets the process's data-cache defaults from --cache / --no-cache (data/decoded.ts). */
-export function applyCacheFlags(values: { cache?: string; 'no-cache'?: boolean }): void {
+export function applyCacheFlags(values: { cache?: string; 'no-cache'?: boolean; 'cache-mem'?: string }): void {
   if (values.cache !== undefined && values['no-cache']) throw new Error('--cache and --no-cache contradict each other; give one');
+  if (values['cache-mem'] !== undefined) {
+    if (values['no-cache']) throw new Error('--cache-mem sizes the decoded shards held in memory, which --no-cache turns off; give one');
+    setShardMemoryBudget(parseMemoryBudget(values['cache-mem'], '--cache-mem'));
+  }
   if (values.cache !== undefined && values.cache.trim() === '') throw new Error('--cache needs a folder');
   setCacheDefaults({ dir: values.cache === undefined ? undefined : path.resolve(values.cache), decoded: !values['no-cache'] });
 }

@@ -347,6 +347,7 @@ async function emit(values: Values, configFile: string, plan: SweepPlan, staleMs
     // The workers read the data through the same cache folder (or none) as asked here.
     ...(values.cache !== undefined ? ['--cache', path.resolve(String(values.cache))] : []),
     ...(values['no-cache'] ? ['--no-cache'] : []),
+    ...(values['cache-mem'] !== undefined ? ['--cache-mem', String(values['cache-mem'])] : []),
   ];
   const out = plan.config.out;
   const name = jobName(out);
