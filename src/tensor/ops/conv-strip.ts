@@ -64,20 +64,27 @@ export function stripSuitsBackwardWeight(g: Conv2dGeometry, px = 4): boolean {
 
 /**
  * Weight-gradient blocks: wg threads (one (ci, ky) pair each) x px pixels per step x bn channels. Four
- * channels (KW*4 vec4 accumulators) measured 1.3-1.8x faster than eight on Meso-4's layers.
+ * channels (KW*4 vec4 accumulators) measured 1.3-1.8x faster than eight on Meso-4's layers. Two
+ * channels serve layers with one or two filters (a compacted filter-pruned layer): on a 2-core
+ * lavapipe, CPU ms per pass at batch 32, 4 -> 2 channels: 3->2 3x3 64 px 9.9 -> 6.8, 8->2 5x5 32 px
+ * 13.2 -> 4.6, 2->2 5x5 32 px 3.6 -> 1.5 (the four-channel block computes two padded channels, and
+ * its 20 vec4 accumulators of a 5-wide kernel crowd the registers).
  */
 export const STRIP_WGRAD_TILES: readonly StripTile[] = [
   { wg: 8, px: 4, bn: 4 },
   { wg: 16, px: 4, bn: 4 },
   { wg: 8, px: 8, bn: 4 },
   { wg: 8, px: 4, bn: 8 },
+  { wg: 8, px: 4, bn: 2 },
+  { wg: 8, px: 8, bn: 2 },
 ];
 
 /** A strip workgroup should get at least this many row tiles' worth of threads (little waste at the edge). */
 const STRIP_MIN_FILL = 4;
 
 /**
- * The static strip block on software adapters. Weight gradient: 4 channels. Forward / input gradient:
+ * The static strip block on software adapters. Weight gradient: 8 threads x 4 pixels x 4 channels, 2
+ * for layers of at most 2 filters. Forward / input gradient:
  * 8 pixels per thread when the output rows hold whole 8-pixel pieces or are at least 16 wide (else 4,
  * so a 4-wide row is not padded to 8; on 8-wide rows 8 beat 4 for Meso-4 and CNN-5); 8 channels for
  * kernels up to 3 wide, else 4 (measurements at STRIP_TILES); and the widest workgroup the layer's
@@ -85,7 +92,7 @@ const STRIP_MIN_FILL = 4;
  */
 export function stripDefault<C extends Candidate<Conv2dGeometry>>(family: string, g: Conv2dGeometry, cands: readonly C[]): C {
   const of = (pred: (t: StripTile) => boolean) => cands.filter((c) => pred(c.params as unknown as StripTile));
-  if (family === 'conv.wgrad') return of((t) => t.wg === 8 && t.bn === 4)[0] ?? cands[0];
+  if (family === 'conv.wgrad') return of((t) => t.wg === 8 && t.px === 4 && t.bn === (g.cout <= 2 ? 2 : 4))[0] ?? cands[0];
   const [oh, ow, outCh] = family === 'conv.dgrad' ? [g.h, g.w, g.cin] : [g.oh, g.ow, g.cout];
   const px = ow >= 16 || ow % 8 === 0 ? 8 : 4;
   const bn = g.kw <= 3 && outCh >= 8 ? 8 : 4;
