@@ -372,7 +372,7 @@ describe('conv2d row-strip kernels (stride 1, rows of whole vec4s)', () => {
       }
     });
   }
-  it('layers of 1-4 filters (compacted ones) take strip weight gradients, two channels a block up to 2, and match the float64 references', async () => {
+  it('layers of 1-4 filters (compacted ones) take strip weight gradients, passes of 1-2 output channels 2-channel blocks, and match the float64 references', async () => {
     const cases: Case[] = [
       { n: 2, cin: 3, cout: 2, h: 6, w: 8, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, padding: 1, bias: true, seed: 11 },
       { n: 2, cin: 2, cout: 1, h: 5, w: 12, kh: 5, kw: 5, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, seed: 12 },
@@ -380,7 +380,12 @@ describe('conv2d row-strip kernels (stride 1, rows of whole vec4s)', () => {
     ];
     for (const c of cases) {
       const g = conv2dGeometry([c.n, c.cin, c.h, c.w], [c.cout, c.cin, c.kh, c.kw], opts(c));
-      if (device().info.isSoftware) expect(defaultPlan('conv.wgrad', g).id).toBe(c.cout <= 2 ? 'strip:8x4x2' : 'strip:8x4x4');
+      if (device().info.isSoftware) {
+        expect(defaultPlan('conv.wgrad', g).id).toBe(c.cout <= 2 ? 'strip:8x4x2' : 'strip:8x4x4');
+        // Forward: the layer's filters are its output channels; input gradient: its input channels.
+        expect(defaultPlan('conv.fwd', g).params.bn).toBe(c.cout <= 2 ? 2 : 4);
+        expect(defaultPlan('conv.dgrad', g).params.bn).toBe(c.cin <= 2 ? 2 : 4);
+      }
       // The static plan, whatever the adapter: every pass against float64.
       await checkAll(c);
     }
