@@ -74,12 +74,12 @@ export function stripPieceWgsl(wg: number, px: number): string {
 /**
  * y[n, co, oh, ow] = sum over ci, ky, kx of x[n, ci, oh + ky - pt, ow + kx - PL] * wp[ci, ky, kx, co]
  * (+ bias[co], then max(., 0) with `relu`), zero outside the input. Bindings: x (as vec4s), wp (as
- * vec4s), [bias], y, params.
+ * vec4s), [bias], y (as vec4s with `quadStore`, which needs OW % 4 == 0), params.
  * Grid: (ceil(N*OH*ceil(OW/PX) / wg) over x/y, coutPad / BN on z).
  */
-export function convStripKernel(t: StripTile, kw: number, pl: number, bias: boolean, relu = false): Kernel {
+export function convStripKernel(t: StripTile, kw: number, pl: number, bias: boolean, relu = false, quadStore = false): Kernel {
   if (t.px % 4 || t.px < 4 || !(t.bn === 2 || (t.bn >= 4 && t.bn % 4 === 0))) throw new Error(`conv strip: bad tile ${JSON.stringify(t)}`);
-  const name = `conv2d_strip_k${kw}p${pl}${epilogueSuffix(bias, relu)}_${stripKey(t)}`;
+  const name = `conv2d_strip_k${kw}p${pl}${epilogueSuffix(bias, relu)}_${stripKey(t)}${quadStore ? '_q4' : ''}`;
   const G = t.px / 4;
   // Weights per uniform load: a vec4 of 4 channels, or for a 2-channel block (a layer of 1-2 filters,
   // a compacted one) a vec2, so no padded channel is loaded or multiplied.
@@ -108,11 +108,13 @@ export function convStripKernel(t: StripTile, kw: number, pl: number, bias: bool
   for (let c = 0; c < t.bn; c++) {
     store.push(`  if (c0 + ${c}u < p.cout) {`);
     store.push(`    let yb = ((nb * p.cout + c0 + ${c}u) * p.oh + oh) * p.ow + ow0;`);
-    for (let g = 0; g < G; g++)
-      for (let j = 0; j < 4; j++) {
-        const col = g * 4 + j;
-        store.push(`    if (ow0 + ${col}u < p.ow) { y[yb + ${col}u] = ${forwardEpilogueWgsl(`a${g}_${c}[${j}]`, bias, relu, `c0 + ${c}u`)}; }`);
-      }
+    for (let g = 0; g < G; g++) {
+      const ep = (j: number) => forwardEpilogueWgsl(`a${g}_${c}[${j}]`, bias, relu, `c0 + ${c}u`);
+      // Output rows of whole quads: a quad is inside the row or wholly past it, and one per-thread vec4
+      // store (the same values) replaces four scalar ones, which on lavapipe are four scatters.
+      if (quadStore) store.push(`    if (ow0 + ${4 * g}u < p.ow) { y[(yb >> 2u) + ${g}u] = vec4<f32>(${[0, 1, 2, 3].map(ep).join(', ')}); }`);
+      else for (let j = 0; j < 4; j++) store.push(`    if (ow0 + ${g * 4 + j}u < p.ow) { y[yb + ${g * 4 + j}u] = ${ep(j)}; }`);
+    }
     store.push('  }');
   }
   const code = `// ${name}: ${t.wg} threads, ${t.px} pixels x ${t.bn} channels per thread, ${nq} vec4 input loads per row
@@ -120,7 +122,7 @@ ${STRIP_STRUCT}
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> wp: array<${vt}>;
 ${bias ? '@group(0) @binding(2) var<storage, read> bias: array<f32>;' : ''}
-@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<${quadStore ? 'vec4<f32>' : 'f32'}>;
 @group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
 const Z4 = vec4<f32>(0.0);
 

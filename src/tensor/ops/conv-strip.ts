@@ -166,7 +166,9 @@ function dispatchStrip(x: Tensor, wp: Tensor, bias: Tensor | null, y: Tensor, s:
   const qpr = Math.ceil(s.ow / t.px);
   const rows = s.n * s.oh * qpr;
   const coutPad = pad4(s.cout, t.bn);
-  const k = cachedKernel(`conv.strip|${s.kw}|${s.pl}|${!!bias}|${relu ? 'relu|' : ''}${stripKey(t)}`, () => convStripKernel(t, s.kw, s.pl, !!bias, relu));
+  // Output rows of whole quads take vec4 stores (the same values; see convStripKernel).
+  const q4 = s.ow % 4 === 0;
+  const k = cachedKernel(`conv.strip|${s.kw}|${s.pl}|${!!bias}|${relu ? 'relu|' : ''}${q4 ? 'q4|' : ''}${stripKey(t)}`, () => convStripKernel(t, s.kw, s.pl, !!bias, relu, q4));
   const p = STRIP_UNIFORM.pack({ n: s.n, cin: s.cin, h: s.h, w: s.w, cout: s.cout, oh: s.oh, ow: s.ow, kh: s.kh, pt: s.pt, qpr, rows, coutPad });
   const g = grid1d(Math.ceil(rows / t.wg));
   const bufs = (bias ? [x, wp, bias, y] : [x, wp, y]).map((b) => ({ buffer: b.buf }));
