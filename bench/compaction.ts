@@ -5,6 +5,11 @@
 // pruning of the initial weights, 20% per level (as bench/sparsity.ts's steps).
 //
 //   npx tsx bench/compaction.ts [--level L] [--steps N] [--granularity G] [--scope global|layer] [--json] [--profile [--ops]]
+//                               [--baseline SPEC]
+//
+// --baseline SPEC: a fourth model, compacted, steps under TICKETLAB_KERNELS-style overrides SPEC in the
+// same interleaved rounds (e.g. 'fused.compact:unfused' for the separate chains compacted layers ran
+// before), so one run gives a before / after; its column is 'baseline' and the ratio baseline/compacted.
 //
 // Prints the channels each site keeps and, per step kind, median wall-clock ms and process CPU ms of
 // N interleaved steps (order alternating), with dense / compacted and masked / compacted; --profile adds
@@ -19,6 +24,7 @@ import { compactLevel } from '../src/prune/compaction.js';
 import { parseGranularity } from '../src/prune/granularity.js';
 import { noGrad } from '../src/autograd/tape.js';
 import { median } from '../src/tensor/tune.js';
+import { withKernels } from '../src/tensor/plan.js';
 import { interleavedSteps, table } from './util.js';
 import { byLayerPhase, profileTrainStep } from '../src/train/profile.js';
 import type { Detector } from '../src/nn/models/index.js';
@@ -49,8 +55,11 @@ for (const w of ws0) host.set(w.key, (await ref.stateDict().get(w.key)!.toArray(
 const sparsity = sparsityAfter(level, 0.2);
 const masks = pruneToSparsity(onesMasks(ws0), magnitudeScores(host), sparsity, scope, { granularity, shapes: new Map(ws0.map((w) => [w.key, w.shape])) });
 
-type Variant = 'dense' | 'masked' | 'compacted';
-const variants: Variant[] = ['dense', 'masked', 'compacted'];
+type Variant = 'dense' | 'masked' | 'compacted' | 'baseline';
+const baseline = flag('baseline');
+const variants: Variant[] = ['dense', 'masked', 'compacted', ...(baseline ? (['baseline'] as const) : [])];
+// The baseline model's steps run under its overrides; the others under none.
+const under = (v: Variant, f: () => void) => (v === 'baseline' ? withKernels(baseline!, f) : f());
 const runs = new Map<Variant, { train: () => void; infer: () => void; dispose: () => void }>();
 const models = new Map<Variant, Detector>();
 let sites = '';
@@ -67,7 +76,7 @@ for (const v of variants) {
       if (mk) ts.opt.setMask(t, mk);
     }
     extra.push({ dispose: () => [...gpu.values(), ...comp.values()].forEach((t) => t.dispose()) });
-    if (v === 'compacted') {
+    if (v === 'compacted' || v === 'baseline') {
       const c = compactLevel(m, ws, masks, granularity === 'filter' ? filterCompanions(m, ws, masks) : new Map());
       if (!c.compaction) throw new Error('nothing to compact at this level');
       sites = c.compaction.sites;
@@ -80,7 +89,7 @@ for (const v of variants) {
     m.train();
   };
   models.set(v, m);
-  runs.set(v, { train: ts.step, infer, dispose: () => [...extra, ts].forEach((e) => e.dispose()) });
+  runs.set(v, { train: () => under(v, ts.step), infer: () => under(v, infer), dispose: () => [...extra, ts].forEach((e) => e.dispose()) });
 }
 
 const wall = new Map<string, number[]>();
@@ -94,6 +103,7 @@ for (const kind of ['train', 'infer'] as const) {
 }
 if (args.includes('--profile')) {
   for (const v of variants) {
+    if (v === 'baseline') continue;
     const p = await profileTrainStep(models.get(v)!, { size, batch, steps: 3 });
     const rows = byLayerPhase(p.rows).sort((a, b) => b.ms - a.ms);
     log(`\n${v}: GPU ms per training step ${p.gpuMs.toFixed(1)}, ${p.dispatches} dispatches, by layer and phase (largest first)`);
@@ -111,12 +121,13 @@ log(`${dev.info.device || dev.info.description}; ${model} ${size} px batch ${bat
 const rows: Record<string, number | string>[] = [];
 const out: (string | number)[][] = [];
 for (const kind of ['train', 'infer'] as const) {
-  const [d, m, c] = variants.map((v) => median(wall.get(`${kind}|${v}`)!));
-  const [dc, mc, cc] = variants.map((v) => median(cpu.get(`${kind}|${v}`)!));
-  rows.push({ kind, level, granularity, scope, sparsity, denseMs: d, maskedMs: m, compactedMs: c, denseCpuMs: dc, maskedCpuMs: mc, compactedCpuMs: cc, sites });
-  out.push([kind, d.toFixed(1), m.toFixed(1), c.toFixed(1), (d / c).toFixed(2), (m / c).toFixed(2), `${dc.toFixed(0)}/${mc.toFixed(0)}/${cc.toFixed(0)}`, (dc / cc).toFixed(2)]);
+  const [d, m, c, b] = variants.map((v) => median(wall.get(`${kind}|${v}`)!));
+  const [dc, mc, cc, bc] = variants.map((v) => median(cpu.get(`${kind}|${v}`)!));
+  rows.push({ kind, level, granularity, scope, sparsity, denseMs: d, maskedMs: m, compactedMs: c, denseCpuMs: dc, maskedCpuMs: mc, compactedCpuMs: cc, sites, ...(baseline ? { baseline, baselineMs: b, baselineCpuMs: bc } : {}) });
+  const base = baseline ? [b.toFixed(1), `${(b / c).toFixed(2)} (${(bc / cc).toFixed(2)})`] : [];
+  out.push([kind, d.toFixed(1), m.toFixed(1), c.toFixed(1), (d / c).toFixed(2), (m / c).toFixed(2), `${dc.toFixed(0)}/${mc.toFixed(0)}/${cc.toFixed(0)}`, (dc / cc).toFixed(2), ...base]);
 }
-log(`median of ${stepsN} interleaved steps: wall ms (CPU ms)`);
-log(table(['step', 'dense', 'masked', 'compacted', 'dense/compacted', 'masked/compacted', 'CPU d/m/c', 'CPU dense/compacted'], out));
+log(`median of ${stepsN} interleaved steps: wall ms (CPU ms)${baseline ? `; baseline: compacted under ${baseline}` : ''}`);
+log(table(['step', 'dense', 'masked', 'compacted', 'dense/compacted', 'masked/compacted', 'CPU d/m/c', 'CPU dense/compacted', ...(baseline ? ['baseline', 'baseline/compacted (CPU)'] : [])], out));
 if (json) console.log(JSON.stringify(rows, null, 1));
 closeDevice();

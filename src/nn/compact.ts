@@ -37,13 +37,15 @@
 // ops (activations, pooling, identity taps, concatenation of the producers, flatten into the consumers'
 // columns). ResNet-18's residual streams (a channel is the sum of two paths) declare no site.
 import type { Module } from './module.js';
-import { BatchNorm2d, Conv2d, Dropout, Linear, type CompactView } from './layers.js';
+import { BatchNorm2d, Conv2d, Dropout, Linear, type CompactLayerView, type CompactNormView, type CompactView } from './layers.js';
 import * as F from '../autograd/functional.js';
 import * as FN from '../autograd/functional-nn.js';
 import { fromArray, keep, type Tensor } from '../tensor/tensor.js';
 import { dropoutMask } from '../tensor/ops/random.js';
 import { fill } from '../tensor/ops/map.js';
-import { COMPACT_CONST, COMPACT_DECAY, COMPACT_KEEP, compactionChoice, gatherAt as gatherRaw, inversePositions, writeBackRunning } from '../tensor/ops/compact.js';
+import { COMPACT_CONST, COMPACT_DECAY, COMPACT_KEEP, compactFused, compactionChoice, gatherAt as gatherRaw, inversePositions, writeBackRunning } from '../tensor/ops/compact.js';
+import { batchNormMaxPool, batchNormRelu, type MaxPoolArgs, type ReluOrder } from '../autograd/fused-nn.js';
+import { conv2dOutputShape } from '../tensor/ops/conv-geometry.js';
 import { record } from '../autograd/tape.js';
 
 /** An element-wise map on the way from producer to consumer (ReLU, LeakyReLU). */
@@ -178,13 +180,15 @@ interface Carry {
 export function installCompaction(model: Module, cuts: readonly SiteCut[], hostMask: (l: Conv2d | Linear) => ArrayLike<number> | null): Compaction {
   const sites = sitesKey(model, cuts);
   const on = () => compactionChoice(sites) === 'compacted';
+  // The views run on the fused paths (the planner's fused.compact), or as the separate chains.
+  const fused = () => on() && compactFused(sites);
   const owned: Tensor[] = [];
   const own = (t: Tensor) => (owned.push(keep(t)), t);
   const u32 = (a: ArrayLike<number>) => own(fromArray(Uint32Array.from(a), [a.length], 'u32'));
   const outKeep = new Map<Conv2d | Linear, number[]>();
   const inKeep = new Map<Conv2d | Linear, number[]>();
   const carries = new Map<Conv2d | Linear, Carry>();
-  const touched: { compact: CompactView | null }[] = [];
+  const touched: { compact: CompactView | CompactLayerView | CompactNormView | null }[] = [];
   for (const { site, removed } of cuts) {
     if (!removed.size) continue;
     const width = siteWidth(site);
@@ -214,7 +218,7 @@ export function installCompaction(model: Module, cuts: readonly SiteCut[], hostM
         const why = removed.get(c);
         return why === 'zero' ? COMPACT_DECAY : why === 'unread' ? COMPACT_KEEP : why === 'constant' ? COMPACT_CONST + consts.indexOf(c) : kept.indexOf(c);
       });
-      site.norm.compact = normView(site.norm, kept, pos, source, on, u32);
+      site.norm.compact = normView(site.norm, kept, pos, source, on, fused, u32);
       touched.push(site.norm);
     }
   }
@@ -226,7 +230,7 @@ export function installCompaction(model: Module, cuts: readonly SiteCut[], hostM
   });
   const layers = [...new Set([...outKeep.keys(), ...inKeep.keys(), ...whole])];
   for (const l of layers) {
-    l.compact = layerView(l, outKeep.get(l) ?? null, inKeep.get(l) ?? null, carries.get(l) ?? null, hostMask(l), on, u32, own);
+    l.compact = layerView(l, outKeep.get(l) ?? null, inKeep.get(l) ?? null, carries.get(l) ?? null, hostMask(l), on, fused, u32, own);
     touched.push(l);
   }
   return {
@@ -296,8 +300,13 @@ function gatheredWeight(l: Conv2d | Linear, flat: number[], shape: number[], mas
   return Object.assign(() => gatherParam(l.weight, p), { mask: maskC });
 }
 
-/** A conv / linear on its kept output rows and input columns (all of a side when null), plus a site's carried constants. */
-function layerView(l: Conv2d | Linear, outs: number[] | null, ins: number[] | null, carry: Carry | null, mask: ArrayLike<number> | null, on: () => boolean, u32: U32, own: (t: Tensor) => Tensor): CompactView {
+/**
+ * A conv / linear on its kept output rows and input columns (all of a side when null), plus a site's
+ * carried constants. biasGrad false leaves the bias's gradient to the batch norm after it (lastBias:
+ * the gathered bias): the carried term does not involve this layer's bias, so the norm's per-channel
+ * sum is still its gradient.
+ */
+function layerView(l: Conv2d | Linear, outs: number[] | null, ins: number[] | null, carry: Carry | null, mask: ArrayLike<number> | null, on: () => boolean, fused: () => boolean, u32: U32, own: (t: Tensor) => Tensor): CompactLayerView {
   const [O, I] = l.weight.shape;
   const taps = l.weight.size / (O * I);
   const os = outs ?? range(O);
@@ -307,13 +316,26 @@ function layerView(l: Conv2d | Linear, outs: number[] | null, ins: number[] | nu
   const wc = carry ? gatheredWeight(l, weightPositions(os, carry.cols, I, taps), [os.length, carry.cols.length, ...spatial], mask, u32, own) : null;
   const bidx = l.bias && outs ? positions(outs, O, [os.length], u32) : null;
   const kind = l instanceof Conv2d ? 'conv' : 'linear';
+  let last: Tensor | null = null;
   return {
-    forward(x) {
+    forward(x, biasGrad = true) {
       if (!on()) return null;
+      if (!biasGrad && !(l instanceof Conv2d && fused())) throw new Error('compacted layer: biasGrad false only for a conv on the fused paths');
       const b = l.bias ? (bidx ? gatherParam(l.bias, bidx) : l.bias) : null;
+      last = biasGrad ? null : b;
       const opts = l instanceof Conv2d ? l.opts : {};
-      const y = w.mask ? FN.prunedLayer(kind, x, w(), w.mask, null, b, opts) : l instanceof Conv2d ? FN.conv2d(x, w(), b, opts) : F.linear(x, w(), b);
+      const y = w.mask ? FN.prunedLayer(kind, x, w(), w.mask, null, b, opts, biasGrad) : l instanceof Conv2d ? FN.conv2d(x, w(), b, opts, biasGrad) : F.linear(x, w(), b);
       return carry && wc ? F.add(y, carried(l, x, carry, wc.mask ? F.mul(wc(), wc.mask) : wc())) : y;
+    },
+    fused,
+    outShape(xShape) {
+      const ws = [os.length, is.length, ...spatial];
+      return l instanceof Conv2d ? conv2dOutputShape(xShape, ws, l.opts) : [xShape[0], os.length];
+    },
+    lastBias() {
+      const b = last;
+      last = null;
+      return b;
     },
   };
 }
@@ -339,23 +361,42 @@ function carried(l: Conv2d | Linear, x: Tensor, c: Carry, w: Tensor): Tensor {
   return F.linear(cols, w, null);
 }
 
-/** A batch norm on the kept channels; pos: each full channel's compact index, or COMPACT_DECAY / COMPACT_KEEP / COMPACT_CONST + j. */
-function normView(bn: BatchNorm2d, kept: number[], pos: number[], consts: { inputs(raw: boolean): Tensor } | null, on: () => boolean, u32: U32): CompactView {
+/**
+ * A batch norm on the kept channels; pos: each full channel's compact index, or COMPACT_DECAY /
+ * COMPACT_KEEP / COMPACT_CONST + j. `forward` runs plain batch norm (the caller chains the ReLU and
+ * pool around it); forwardFused the fused kernels' ops (autograd/fused-nn.ts) on the gathered
+ * parameters and statistics, which update the gathered statistics as plain batch norm does, so the
+ * write-back is the same.
+ */
+function normView(bn: BatchNorm2d, kept: number[], pos: number[], consts: { inputs(raw: boolean): Tensor } | null, on: () => boolean, fused: () => boolean, u32: U32): CompactNormView {
   const at = positions(kept, bn.numFeatures, [kept.length], u32);
   const idx = at.idx;
   const posT = u32(pos);
   const shape = [kept.length];
+  const run = (x: Tensor, norm: (gamma: Tensor | null, beta: Tensor | null, mean: Tensor, variance: Tensor) => Tensor) => {
+    const gamma = bn.weight ? gatherParam(bn.weight, at) : null;
+    const beta = bn.bias ? gatherParam(bn.bias, at) : null;
+    const mean = gatherRaw(bn.runningMean, idx, shape);
+    const variance = gatherRaw(bn.runningVar, idx, shape);
+    const y = norm(gamma, beta, mean, variance);
+    if (bn.training) writeBackRunning(posT, mean, variance, consts ? consts.inputs(true) : null, bn.runningMean, bn.runningVar, bn.momentum);
+    return y;
+  };
   return {
     forward(input, before) {
       if (!on()) return null;
       const x = before ? before(input) : input;
-      const gamma = bn.weight ? gatherParam(bn.weight, at) : null;
-      const beta = bn.bias ? gatherParam(bn.bias, at) : null;
-      const mean = gatherRaw(bn.runningMean, idx, shape);
-      const variance = gatherRaw(bn.runningVar, idx, shape);
-      const y = FN.batchNorm2d(x, gamma, beta, mean, variance, bn.training, bn.momentum, bn.eps);
-      if (bn.training) writeBackRunning(posT, mean, variance, consts ? consts.inputs(true) : null, bn.runningMean, bn.runningVar, bn.momentum);
-      return y;
+      return run(x, (gamma, beta, mean, variance) => FN.batchNorm2d(x, gamma, beta, mean, variance, bn.training, bn.momentum, bn.eps));
+    },
+    fused,
+    forwardFused(x: Tensor, relu: ReluOrder | null, pool: MaxPoolArgs | null, inBias: Tensor | null) {
+      if (!fused()) return null;
+      return run(x, (gamma, beta, mean, variance) => {
+        const args = [gamma, beta, mean, variance, bn.training, bn.momentum, bn.eps] as const;
+        if (pool) return batchNormMaxPool(x, relu, ...args, pool, inBias);
+        if (inBias) throw new Error('compacted batch norm: inBias needs the pool after it');
+        return relu ? batchNormRelu(x, relu, ...args) : FN.batchNorm2d(x, ...args);
+      });
     },
   };
 }

@@ -62,6 +62,31 @@ export interface CompactView {
   forward(x: Tensor, before?: (x: Tensor) => Tensor): Tensor | null;
 }
 
+/**
+ * A compacted conv's or linear's view: `forward` as CompactView's; with biasGrad false (a conv before a
+ * batch norm that delivers the bias's gradient, only where fused() says the view runs on the fused
+ * paths: the planner's fused.compact) the layer leaves its bias out of its recorded op, and lastBias()
+ * gives the (gathered) bias whose gradient the op after must deliver.
+ */
+export interface CompactLayerView {
+  forward(x: Tensor, biasGrad?: boolean): Tensor | null;
+  fused(): boolean;
+  /** The output shape on the kept channels for an input of `xShape` (kept channels too). */
+  outShape(xShape: readonly number[]): number[];
+  lastBias(): Tensor | null;
+}
+
+/**
+ * A compacted batch norm's view. forwardFused: the norm with its ReLU and max pool on the fused
+ * kernels (and `inBias`'s gradient from its backward, as BatchNorm2d.forward's), or null where the
+ * view does not run fused; `forward` is then the separate chain.
+ */
+export interface CompactNormView extends CompactView {
+  /** Whether forwardFused runs (the view runs, on the fused paths). */
+  fused(): boolean;
+  forwardFused(x: Tensor, relu: ReluOrder | null, pool: MaxPoolArgs | null, inBias: Tensor | null): Tensor | null;
+}
+
 export function isPrunable(m: Module): m is Module & Prunable {
   return m instanceof Conv2d || m instanceof Linear;
 }
@@ -71,7 +96,7 @@ export class Conv2d extends Module implements Prunable {
   readonly bias: Tensor | null;
   mask: Tensor | null = null;
   sparse: SparseState | null = null;
-  compact: CompactView | null = null;
+  compact: CompactLayerView | null = null;
   readonly opts: Conv2dOptions;
   constructor(
     readonly inChannels: number,
@@ -97,7 +122,7 @@ export class Conv2d extends Module implements Prunable {
    */
   forward(x: Tensor, biasGrad = true, relu = false): Tensor {
     if (relu && !biasGrad) throw new Error('Conv2d: a fused ReLU takes the bias gradient itself (biasGrad must stay true)');
-    const c = this.compact?.forward(x);
+    const c = this.compact?.forward(x, biasGrad);
     if (c) return relu ? F.relu(c) : c;
     // A masked layer's kernels, dense or sparse, are the planner's choice (one path, prunedLayer).
     if (this.mask) {
@@ -123,7 +148,7 @@ export class Linear extends Module implements Prunable {
   readonly bias: Tensor | null;
   mask: Tensor | null = null;
   sparse: SparseState | null = null;
-  compact: CompactView | null = null;
+  compact: CompactLayerView | null = null;
   constructor(
     readonly inFeatures: number,
     readonly outFeatures: number,
@@ -151,7 +176,7 @@ export class BatchNorm2d extends Module {
   readonly bias: Tensor | null;
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
-  compact: CompactView | null = null;
+  compact: CompactNormView | null = null;
   constructor(
     readonly numFeatures: number,
     readonly eps = 1e-5,
@@ -177,8 +202,12 @@ export class BatchNorm2d extends Module {
    */
   forward(x: Tensor, relu?: ReluOrder | null, pool?: MaxPool2d, inBias: Tensor | null = null): Tensor {
     if (inBias && !pool) throw new Error('BatchNorm2d.forward: inBias (the conv bias whose gradient the BN backward delivers) needs the pool after it');
-    // The compacted stand-in (nn/compact.ts) runs plain batch norm on the kept channels, with the ReLU
-    // and the pool unfused around it in the same order: the function the fused kernels compute.
+    // The compacted stand-in (nn/compact.ts) runs batch norm on the kept channels: on the fused kernels
+    // where the planner's fused.compact says so, else with the ReLU and the pool unfused around it in
+    // the same order (the function the fused kernels compute).
+    const f = this.compact?.forwardFused(x, relu ?? null, pool?.options() ?? null, inBias);
+    if (f) return f;
+    if (inBias && this.compact) throw new Error('BatchNorm2d.forward: inBias for a compacted batch norm off its fused path');
     const c = this.compact?.forward(x, relu === 'relu-bn' ? F.relu : undefined);
     if (c) {
       const y = relu === 'bn-relu' ? F.relu(c) : c;
@@ -195,8 +224,9 @@ export class BatchNorm2d extends Module {
    * may fold it into the conv's weights (fused.conv-bn; differentiable): not with a ReLU between them,
    * a pruned or compacted conv or norm, or a forward hook on either (Grad-CAM's taps see both).
    * With gradients and a pool after it, the BN backward may deliver the conv bias's gradient
-   * (fused.bn-bias-grad; pruned convs too, not compacted or hooked ones: a hooked output has other
-   * consumers whose gradients the bias's would miss).
+   * (fused.bn-bias-grad; pruned convs too, and compacted ones where their views run on the fused
+   * paths (fused.compact), not hooked ones: a hooked output has other consumers whose gradients the
+   * bias's would miss).
    */
   afterConv(conv: Conv2d, x: Tensor, relu?: ReluOrder | null, pool?: MaxPool2d): Tensor {
     const unhooked = !conv.compact && !this.compact && !conv.hasForwardHooks() && !this.hasForwardHooks();
@@ -211,6 +241,16 @@ export class BatchNorm2d extends Module {
       if (bnPoolTakesBiasGrad(conv2dOutputShape(x.shape, conv.weight.shape, conv.opts), relu ?? null, this.training, opts)) {
         // Through forward, so the BN's kernels keep its layer name in profiles.
         return this.forward(conv.forward(x, false), relu, pool, conv.bias);
+      }
+    }
+    // A compacted conv is a plain dense conv on fewer channels: on the fused paths the BN backward
+    // delivers its (gathered) bias's gradient too, where the norm runs fused or is not compacted.
+    const cv = conv.compact;
+    const hooked = conv.hasForwardHooks() || this.hasForwardHooks();
+    if (pool && conv.bias?.requiresGrad && cv?.fused() && (!this.compact || this.compact.fused()) && !hooked && isGradEnabled()) {
+      if (bnPoolTakesBiasGrad(cv.outShape(x.shape), relu ?? null, this.training, pool.options())) {
+        const y = conv.forward(x, false);
+        return this.forward(y, relu, pool, cv.lastBias());
       }
     }
     return this.forward(conv.forward(x), relu, pool);

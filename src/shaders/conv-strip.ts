@@ -10,8 +10,9 @@
 // segment it needs once, as aligned vec4s (a quad of 4 columns is inside the row or wholly outside it,
 // because the row width is a multiple of 4, so padding is one select per quad), and serves all KW
 // taps from it by picking components (free in lavapipe's one-register-per-component layout). Weights
-// come pre-packed as [cin][kh][kw][coutPad] so each tap's BN channel weights are BN/4 uniform vec4 loads.
-// At PX = 4, BN = 8, KW = 3: 3 per-thread + 6 uniform vec4 loads per 96 FMAs (0.09 per FMA).
+// come pre-packed as [cin][kh][kw][coutPad] so each tap's BN channel weights are BN/4 uniform vec4 loads
+// (one vec2 at BN = 2, for a layer of 1-2 filters such as a compacted one, instead of a 4-channel block
+// half padding). At PX = 4, BN = 8, KW = 3: 3 per-thread + 6 uniform vec4 loads per 96 FMAs (0.09 per FMA).
 //
 // KW and the left padding PL are compile-time constants (the component picks depend on them), so
 // there is one pipeline per (KW, PL, tile, bias, ReLU); kernel height, top padding and all sizes are
@@ -25,7 +26,7 @@ export interface StripTile {
   wg: number;
   /** Output pixels per thread along a row (4 or 8). */
   px: number;
-  /** Output channels per thread (multiple of 4); all threads of a workgroup share them. */
+  /** Output channels per thread (a multiple of 4, or 2 for layers of 1-2 filters); all threads of a workgroup share them. */
   bn: number;
 }
 
@@ -73,14 +74,18 @@ export function stripPieceWgsl(wg: number, px: number): string {
 /**
  * y[n, co, oh, ow] = sum over ci, ky, kx of x[n, ci, oh + ky - pt, ow + kx - PL] * wp[ci, ky, kx, co]
  * (+ bias[co], then max(., 0) with `relu`), zero outside the input. Bindings: x (as vec4s), wp (as
- * vec4s), [bias], y, params.
+ * vec4s), [bias], y (as vec4s with `quadStore`, which needs OW % 4 == 0), params.
  * Grid: (ceil(N*OH*ceil(OW/PX) / wg) over x/y, coutPad / BN on z).
  */
-export function convStripKernel(t: StripTile, kw: number, pl: number, bias: boolean, relu = false): Kernel {
-  if (t.px % 4 || t.bn % 4 || t.px < 4 || t.bn < 4) throw new Error(`conv strip: bad tile ${JSON.stringify(t)}`);
-  const name = `conv2d_strip_k${kw}p${pl}${epilogueSuffix(bias, relu)}_${stripKey(t)}`;
+export function convStripKernel(t: StripTile, kw: number, pl: number, bias: boolean, relu = false, quadStore = false): Kernel {
+  if (t.px % 4 || t.px < 4 || !(t.bn === 2 || (t.bn >= 4 && t.bn % 4 === 0))) throw new Error(`conv strip: bad tile ${JSON.stringify(t)}`);
+  const name = `conv2d_strip_k${kw}p${pl}${epilogueSuffix(bias, relu)}_${stripKey(t)}${quadStore ? '_q4' : ''}`;
   const G = t.px / 4;
-  const B4 = t.bn / 4;
+  // Weights per uniform load: a vec4 of 4 channels, or for a 2-channel block (a layer of 1-2 filters,
+  // a compacted one) a vec2, so no padded channel is loaded or multiplied.
+  const V = Math.min(t.bn, 4);
+  const vt = V === 4 ? 'vec4<f32>' : 'vec2<f32>';
+  const B4 = t.bn / V;
   // Quads (4 input columns) a thread reads per row, relative to its first output column / 4.
   const { q0, nq, lines: L } = stripQuads(t.px, kw, pl);
   // Input column of value v[i] (i over the loaded quads' components) relative to ow0: 4*q0 + i.
@@ -96,26 +101,28 @@ export function convStripKernel(t: StripTile, kw: number, pl: number, bias: bool
     for (let g = 0; g < G; g++) {
       const idx = [0, 1, 2, 3].map((j) => comp(g * 4 + j, kx));
       body.push(`        let s${kx}_${g} = vec4<f32>(${idx.map(v).join(', ')});`);
-      for (let c = 0; c < t.bn; c++) body.push(`        a${g}_${c} = fma(s${kx}_${g}, vec4<f32>(w${kx}_${c >> 2}[${c & 3}]), a${g}_${c});`);
+      for (let c = 0; c < t.bn; c++) body.push(`        a${g}_${c} = fma(s${kx}_${g}, vec4<f32>(w${kx}_${Math.floor(c / V)}[${c % V}]), a${g}_${c});`);
     }
   }
   const store: string[] = [];
   for (let c = 0; c < t.bn; c++) {
     store.push(`  if (c0 + ${c}u < p.cout) {`);
     store.push(`    let yb = ((nb * p.cout + c0 + ${c}u) * p.oh + oh) * p.ow + ow0;`);
-    for (let g = 0; g < G; g++)
-      for (let j = 0; j < 4; j++) {
-        const col = g * 4 + j;
-        store.push(`    if (ow0 + ${col}u < p.ow) { y[yb + ${col}u] = ${forwardEpilogueWgsl(`a${g}_${c}[${j}]`, bias, relu, `c0 + ${c}u`)}; }`);
-      }
+    for (let g = 0; g < G; g++) {
+      const ep = (j: number) => forwardEpilogueWgsl(`a${g}_${c}[${j}]`, bias, relu, `c0 + ${c}u`);
+      // Output rows of whole quads: a quad is inside the row or wholly past it, and one per-thread vec4
+      // store (the same values) replaces four scalar ones, which on lavapipe are four scatters.
+      if (quadStore) store.push(`    if (ow0 + ${4 * g}u < p.ow) { y[(yb >> 2u) + ${g}u] = vec4<f32>(${[0, 1, 2, 3].map(ep).join(', ')}); }`);
+      else for (let j = 0; j < 4; j++) store.push(`    if (ow0 + ${g * 4 + j}u < p.ow) { y[yb + ${g * 4 + j}u] = ${ep(j)}; }`);
+    }
     store.push('  }');
   }
   const code = `// ${name}: ${t.wg} threads, ${t.px} pixels x ${t.bn} channels per thread, ${nq} vec4 input loads per row
 ${STRIP_STRUCT}
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> wp: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> wp: array<${vt}>;
 ${bias ? '@group(0) @binding(2) var<storage, read> bias: array<f32>;' : ''}
-@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<${quadStore ? 'vec4<f32>' : 'f32'}>;
 @group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
 const Z4 = vec4<f32>(0.0);
 
@@ -124,7 +131,7 @@ fn main(${GRID_BUILTINS_WGSL}) {
 ${stripPieceWgsl(t.wg, t.px)}
   let c0 = wid.z * ${t.bn}u;
   let w4 = p.w >> 2u;
-  let cpq = p.coutPad >> 2u;
+  let cpq = p.coutPad / ${V}u;
 ${L.join('\n')}
   for (var ci = 0u; ci < p.cin; ci++) {
     let xb = (nb * p.cin + ci) * p.h;
@@ -132,7 +139,7 @@ ${L.join('\n')}
       let ih = i32(oh + ky) - p.pt;
       let ok = u32(ih) < p.h;
       let rb = (xb + u32(ih)) * w4;
-      let wb = ((ci * p.kh + ky) * ${kw}u) * cpq + (c0 >> 2u);
+      let wb = ((ci * p.kh + ky) * ${kw}u) * cpq + c0 / ${V}u;
 ${body.join('\n')}
     }
   }

@@ -4,7 +4,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { LONG_LANE } from '../lanes.js';
 import fc from 'fast-check';
 import { fromArray, queue } from '../../src/tensor/index.js';
-import { candidatesOf, setKernelOverride } from '../../src/tensor/plan.js';
+import { candidatesOf, defaultPlan, setKernelOverride } from '../../src/tensor/plan.js';
+import { device } from '../../src/tensor/device.js';
 import {
   conv2dBackwardBias,
   conv2dBackwardInput,
@@ -371,4 +372,24 @@ describe('conv2d row-strip kernels (stride 1, rows of whole vec4s)', () => {
       }
     });
   }
+  it('layers of 1-4 filters (compacted ones) take strip weight gradients, passes of 1-2 output channels 2-channel blocks, and match the float64 references', async () => {
+    const cases: Case[] = [
+      { n: 2, cin: 3, cout: 2, h: 6, w: 8, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, padding: 1, bias: true, seed: 11 },
+      { n: 2, cin: 2, cout: 1, h: 5, w: 12, kh: 5, kw: 5, sh: 1, sw: 1, dh: 1, dw: 1, padding: 'same', bias: true, seed: 12 },
+      { n: 1, cin: 3, cout: 3, h: 4, w: 8, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, padding: 1, bias: false, seed: 13 },
+    ];
+    for (const c of cases) {
+      const g = conv2dGeometry([c.n, c.cin, c.h, c.w], [c.cout, c.cin, c.kh, c.kw], opts(c));
+      if (device().info.isSoftware) {
+        expect(defaultPlan('conv.wgrad', g).id).toBe(c.cout <= 2 ? 'strip:8x4x2' : 'strip:8x4x4');
+        // Forward: the layer's filters are its output channels; input gradient: its input channels.
+        expect(defaultPlan('conv.fwd', g).params.bn).toBe(c.cout <= 2 ? 2 : 4);
+        expect(defaultPlan('conv.dgrad', g).params.bn).toBe(c.cin <= 2 ? 2 : 4);
+      }
+      // The static plan, whatever the adapter: every pass against float64.
+      await checkAll(c);
+    }
+    // Three RGB channels x 3 kernel rows with 8 filters keep the direct block (equal there, and unchanged).
+    if (device().info.isSoftware) expect(defaultPlan('conv.wgrad', conv2dGeometry([2, 3, 8, 8], [8, 3, 3, 3], { padding: 1 })).variant).toBe('direct');
+  });
 });

@@ -100,10 +100,10 @@ describe('planner choice', () => {
   });
 
   it('real families: static rules by device kind, and the conv override reaches all three passes', () => {
-    const g = conv2dGeometry([2, 3, 8, 8], [4, 3, 3, 3], { padding: 1 });
+    const g = conv2dGeometry([2, 3, 8, 8], [8, 3, 3, 3], { padding: 1 });
     const soft = device().info.isSoftware;
     // Software: row strips for stride-1 layers with rows of whole vec4s, except the weight gradient of an
-    // RGB layer (3 x 3 channel-row pairs); direct blocks elsewhere (here: a 7-wide input).
+    // RGB layer (3 x 3 channel-row pairs) of more than 4 filters; direct blocks elsewhere (here: a 7-wide input).
     const want = soft ? { 'conv.fwd': 'strip', 'conv.dgrad': 'strip', 'conv.wgrad': 'direct' } : { 'conv.fwd': 'tiled', 'conv.dgrad': 'tiled', 'conv.wgrad': 'tiled' };
     for (const f of ['conv.fwd', 'conv.dgrad', 'conv.wgrad'] as const) expect(plan(f, g).variant).toBe(want[f]);
     const odd = conv2dGeometry([2, 16, 7, 7], [4, 16, 3, 3], { padding: 1 });

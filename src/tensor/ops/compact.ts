@@ -85,3 +85,26 @@ registerCandidates<{ sites: string }>('compaction', [{ variant: 'masked' }, { va
 export function compactionChoice(sites: string): CompactionChoice {
   return plan<{ sites: string }>('compaction', { sites }).id as CompactionChoice;
 }
+
+/**
+ * The planner's 'fused.compact' family: whether a compacted model's layers ride the fusions a dense
+ * model gets (a compacted layer is a plain dense layer on fewer channels): batch norm with its ReLU
+ * and max pool in the fused kernels (fused.bn-relu, fused.bn-pool, fused.bn-pool-bwd) on the gathered
+ * parameters, and the conv bias's gradient from the BN backward (fused.bn-bias-grad), each still the
+ * planner's choice in its own family; or ('unfused') the separate chains compacted layers ran before.
+ * The bias's gradient is then summed in another order, so runs recorded before this family ('legacy')
+ * keep the chains. Geometry: the compaction sites, as 'compaction'.
+ */
+registerFamily<{ sites: string }>({
+  family: 'fused.compact',
+  about: "a compacted model's layers on the fused batch-norm / ReLU / pool kernels and the BN-delivered conv bias gradient, or the separate chains",
+  shapeClass: (g) => g.sites,
+  defaultRule: (_g, _dev, cands) => cands.find((c) => c.id === 'fused') ?? cands[0],
+  legacy: 'unfused',
+});
+registerCandidates<{ sites: string }>('fused.compact', [{ variant: 'fused' }, { variant: 'unfused' }]);
+
+/** Whether a compacted model whose sites keep `sites` takes the fused paths (the family above). */
+export function compactFused(sites: string): boolean {
+  return plan<{ sites: string }>('fused.compact', { sites }).variant === 'fused';
+}

@@ -29,7 +29,11 @@ import { dispatchSplitSum, splitK, WGRAD_SOFT_TARGET_GROUPS } from './split-sum.
  * and 8 channels runs 1.3-1.5x slower (the wider row pieces and 25 taps crowd out the accumulators);
  * on CNN-5's 3x3 layers 8 x 8 takes 15-20% less time than 8 x 4, and 4 x 8 is the fastest on its
  * 4-wide rows. The 16-pixel blocks (one or two pieces per row of 16-32 pixels) win on some 3x3
- * layers; they are tuning candidates only. The 16- and 8-thread blocks serve small images.
+ * layers; they are tuning candidates only. The 16- and 8-thread blocks serve small images. The
+ * 2-channel blocks serve passes with 1-2 output channels (compacted filter-pruned layers; an input
+ * gradient's output channels are the layer's inputs): CPU ms at batch 32, 4 -> 2 channels, forward
+ * 8->2 5x5 32 px 7.6-13 -> 3.9, 3->2 3x3 64 px 6.3 -> 4.3, 2->2 5x5 32 px 1.3 -> 0.85; input
+ * gradient 2->8 5x5 32 px 7.3 -> 4.4-4.9.
  */
 export const STRIP_TILES: readonly StripTile[] = [
   { wg: 64, px: 8, bn: 4 },
@@ -40,6 +44,9 @@ export const STRIP_TILES: readonly StripTile[] = [
   { wg: 16, px: 4, bn: 8 },
   { wg: 16, px: 16, bn: 4 },
   { wg: 16, px: 16, bn: 8 },
+  { wg: 64, px: 8, bn: 2 },
+  { wg: 16, px: 8, bn: 2 },
+  { wg: 64, px: 4, bn: 2 },
 ];
 
 /** Stride 1, no dilation, padding smaller than the kernel (so the input gradient's padding is >= 0). */
@@ -64,31 +71,38 @@ export function stripSuitsBackwardWeight(g: Conv2dGeometry, px = 4): boolean {
 
 /**
  * Weight-gradient blocks: wg threads (one (ci, ky) pair each) x px pixels per step x bn channels. Four
- * channels (KW*4 vec4 accumulators) measured 1.3-1.8x faster than eight on Meso-4's layers.
+ * channels (KW*4 vec4 accumulators) measured 1.3-1.8x faster than eight on Meso-4's layers. Two
+ * channels serve layers with one or two filters (a compacted filter-pruned layer): on a 2-core
+ * lavapipe, CPU ms per pass at batch 32, 4 -> 2 channels: 3->2 3x3 64 px 9.9 -> 6.8, 8->2 5x5 32 px
+ * 13.2 -> 4.6, 2->2 5x5 32 px 3.6 -> 1.5 (the four-channel block computes two padded channels, and
+ * its 20 vec4 accumulators of a 5-wide kernel crowd the registers).
  */
 export const STRIP_WGRAD_TILES: readonly StripTile[] = [
   { wg: 8, px: 4, bn: 4 },
   { wg: 16, px: 4, bn: 4 },
   { wg: 8, px: 8, bn: 4 },
   { wg: 8, px: 4, bn: 8 },
+  { wg: 8, px: 4, bn: 2 },
+  { wg: 8, px: 8, bn: 2 },
 ];
 
 /** A strip workgroup should get at least this many row tiles' worth of threads (little waste at the edge). */
 const STRIP_MIN_FILL = 4;
 
 /**
- * The static strip block on software adapters. Weight gradient: 4 channels. Forward / input gradient:
+ * The static strip block on software adapters. Weight gradient: 8 threads x 4 pixels x 4 channels, 2
+ * for layers of at most 2 filters. Forward / input gradient:
  * 8 pixels per thread when the output rows hold whole 8-pixel pieces or are at least 16 wide (else 4,
  * so a 4-wide row is not padded to 8; on 8-wide rows 8 beat 4 for Meso-4 and CNN-5); 8 channels for
- * kernels up to 3 wide, else 4 (measurements at STRIP_TILES); and the widest workgroup the layer's
- * threads fill STRIP_MIN_FILL times over.
+ * kernels up to 3 wide, else 4 (measurements at STRIP_TILES), 2 for at most 2 output channels; and
+ * the widest workgroup the layer's threads fill STRIP_MIN_FILL times over.
  */
 export function stripDefault<C extends Candidate<Conv2dGeometry>>(family: string, g: Conv2dGeometry, cands: readonly C[]): C {
   const of = (pred: (t: StripTile) => boolean) => cands.filter((c) => pred(c.params as unknown as StripTile));
-  if (family === 'conv.wgrad') return of((t) => t.wg === 8 && t.bn === 4)[0] ?? cands[0];
+  if (family === 'conv.wgrad') return of((t) => t.wg === 8 && t.px === 4 && t.bn === (g.cout <= 2 ? 2 : 4))[0] ?? cands[0];
   const [oh, ow, outCh] = family === 'conv.dgrad' ? [g.h, g.w, g.cin] : [g.oh, g.ow, g.cout];
   const px = ow >= 16 || ow % 8 === 0 ? 8 : 4;
-  const bn = g.kw <= 3 && outCh >= 8 ? 8 : 4;
+  const bn = outCh <= 2 ? 2 : g.kw <= 3 && outCh >= 8 ? 8 : 4;
   const fits = of((t) => t.px === px && t.bn === bn).sort((a, b) => (b.params!.wg as number) - (a.params!.wg as number));
   const threads = g.n * oh * Math.ceil(ow / px);
   return fits.find((c) => threads >= STRIP_MIN_FILL * (c.params!.wg as number)) ?? fits[fits.length - 1] ?? cands[0];
@@ -152,7 +166,9 @@ function dispatchStrip(x: Tensor, wp: Tensor, bias: Tensor | null, y: Tensor, s:
   const qpr = Math.ceil(s.ow / t.px);
   const rows = s.n * s.oh * qpr;
   const coutPad = pad4(s.cout, t.bn);
-  const k = cachedKernel(`conv.strip|${s.kw}|${s.pl}|${!!bias}|${relu ? 'relu|' : ''}${stripKey(t)}`, () => convStripKernel(t, s.kw, s.pl, !!bias, relu));
+  // Output rows of whole quads take vec4 stores (the same values; see convStripKernel).
+  const q4 = s.ow % 4 === 0;
+  const k = cachedKernel(`conv.strip|${s.kw}|${s.pl}|${!!bias}|${relu ? 'relu|' : ''}${q4 ? 'q4|' : ''}${stripKey(t)}`, () => convStripKernel(t, s.kw, s.pl, !!bias, relu, q4));
   const p = STRIP_UNIFORM.pack({ n: s.n, cin: s.cin, h: s.h, w: s.w, cout: s.cout, oh: s.oh, ow: s.ow, kh: s.kh, pt: s.pt, qpr, rows, coutPad });
   const g = grid1d(Math.ceil(rows / t.wg));
   const bufs = (bias ? [x, wp, bias, y] : [x, wp, y]).map((b) => ({ buffer: b.buf }));

@@ -114,6 +114,8 @@ function directRows(family: ConvFamily, g: Conv2dGeometry): number {
 const DIRECT_MIN_FILL = 4;
 /** Fewer (input channel, kernel row) pairs than this leave a strip weight-gradient workgroup half idle. */
 const STRIP_WGRAD_MIN_PAIRS = 16;
+/** At most this many filters, a direct weight-gradient block (8 channels) computes mostly padding. */
+const STRIP_WGRAD_FEW_FILTERS = 4;
 function directDefault(family: ConvFamily, g: Conv2dGeometry, of: readonly RegisteredCandidate<Conv2dGeometry>[]): RegisteredCandidate<Conv2dGeometry> {
   const rows = directRows(family, g);
   const span = (c: RegisteredCandidate<Conv2dGeometry>) => (c.params!.wg as number) * (c.params!.tm as number);
@@ -139,7 +141,9 @@ for (const family of CONV_FAMILIES) {
     defaultRule: (g, dev, cands) => {
       const strips = cands.filter((c) => c.variant === 'strip');
       // A strip weight-gradient thread owns one (ci, ky) pair: an RGB input layer has 3-9 of them.
-      const stripsPay = family !== 'conv.wgrad' || g.cin * g.kh >= STRIP_WGRAD_MIN_PAIRS;
+      // The direct blocks' 8 channels, though, are mostly padding for a layer of 1-4 filters (a
+      // compacted one): there strips pay anyway (3->2 3x3 at 64 px: 7 ms against 17-22, CPU, batch 32).
+      const stripsPay = family !== 'conv.wgrad' || g.cin * g.kh >= STRIP_WGRAD_MIN_PAIRS || g.cout <= STRIP_WGRAD_FEW_FILTERS;
       if (dev.isSoftware && strips.length && stripsPay) return stripDefault(family, g, strips);
       const want = dev.isSoftware ? 'direct' : 'tiled';
       const variant = cands.some((c) => c.variant === want) ? want : cands[0].variant;
