@@ -151,8 +151,8 @@ export function runPhase(p: LayerProblem, phase: Phase, v: KernelVariant, o: Pha
       }
       const bn = blockOf(v);
       const sw = need(o.sw, 'compressed layout', phase);
-      const vals = sparseGather(o.w, sw.side(bn, false));
-      return lin ? sparseLinearBackwardInput(dy, sw, vals, bn, p.xShape) : sparseConv2dBackwardInput(dy, sw, vals, bn, p.xShape, p.opts);
+      if (!lin) return sparseConv2dBackwardInput(dy, sw, o.w, bn, p.xShape, p.opts);
+      return sparseLinearBackwardInput(dy, sw, sparseGather(o.w, sw.side(bn, false)), bn, p.xShape);
     }
     const x = need(o.x, 'input', phase);
     return withPhase('weight-grad', () => {
