@@ -203,9 +203,18 @@ export async function timeLayer(p: LayerProblem, o: PhaseOperands, variants: rea
  */
 export const SPARSE_MARGIN = 0.05;
 
-/** Per phase: dense, unless the fastest sparse variant beats it by SPARSE_MARGIN. */
-export function fastest(t: PhaseTimes): LayerKernels {
+/**
+ * `auto` runs a layer that keeps more than this share of its weights dense, whatever the timings: a
+ * sparse layout there does the dense work plus a value gather per step, so a sparse win in the isolated
+ * timing is noise or a better-tiled kernel, not skipped weights (at IMP level 0, 100% density, `auto`
+ * once took the blocked forward and weight gradient for Meso-4's conv1).
+ */
+export const SPARSE_MAX_DENSITY = 0.9;
+
+/** Per phase: dense, unless the fastest sparse variant beats it by SPARSE_MARGIN (and the layer is at most SPARSE_MAX_DENSITY dense). */
+export function fastest(t: PhaseTimes, density = 0): LayerKernels {
   const pick = (ph: Phase): KernelVariant => {
+    if (density > SPARSE_MAX_DENSITY) return 'dense';
     const dense = t[ph].dense ?? Infinity;
     let best: KernelVariant = 'dense';
     let bestMs = Infinity;
@@ -321,6 +330,6 @@ export async function planLayer(p: LayerProblem, sw: SparseWeight, mask: Tensor,
     }
     timed.set(key, times);
   }
-  installChoices(p, sw.density, fastest(times));
+  installChoices(p, sw.density, fastest(times, sw.density));
   return { kernels: planPhases(p, sw.density), times };
 }
