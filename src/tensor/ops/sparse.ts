@@ -329,17 +329,21 @@ registerFamily<Conv2dGeometry>({
   legacy: 'off',
   defaultRule: (g, dev, cands) => {
     if (!dev.isSoftware) return cands[0];
-    // A layer of fewer than 8 input channels (an image's 3) fills a tile in part and measured slower
-    // than the by-input layout (Meso-4's conv1: 4.9 against 3.8 ms, bench/sparsity.ts --forms).
-    return (g.cin >= 8 ? cands.find((c) => c.variant === 'on') : undefined) ?? cands[0];
+    // 16 pixels a thread where rows allow: 1.3-1.6x faster than 8 on Meso-4's block:8 layers at 20%
+    // (bench/sparsity.ts --forms). At 8 pixels a layer of fewer than 8 input channels (an image's 3)
+    // fills a tile in part and measured slower than the by-input layout (Meso-4's conv1: 4.9 against 3.8 ms).
+    const on = (tile: string) => cands.find((c) => c.variant === 'on' && c.tile === tile);
+    return on('px16') ?? (g.cin >= 8 ? on('px8') : undefined) ?? cands[0];
   },
 });
 const coTileSuits = (g: Conv2dGeometry) => stripSuits({ pass: 'dgrad', g });
 registerCandidates<Conv2dGeometry>('sparse.cotile', [
   { variant: 'off' },
-  // 8 pixels x 8 input channels a thread. 16 pixels compiled for over a minute per shape on lavapipe
-  // (8 dy rows in registers); 4 input channels a thread measured 1.0-2.3x slower on Meso-4's layers.
+  // 8 or 16 pixels x 8 input channels a thread (4 input channels measured 1.0-2.3x slower on Meso-4's
+  // layers). A 16-pixel kernel holds 8 dy row segments in registers and takes lavapipe 5-20 s to compile
+  // per (KW, padding).
   { variant: 'on', tile: 'px8', params: { px: 8, ct: 8 }, suits: coTileSuits },
+  { variant: 'on', tile: 'px16', params: { px: 16, ct: 8 }, suits: (g) => coTileSuits(g) && g.w >= 16 },
 ]);
 
 function blockedForm(pass: 'fwd' | 'dgrad', g: Conv2dGeometry): { variant: string; px: number } {
