@@ -1,7 +1,9 @@
 // Blocked sparse convolution by row strips (software adapters): the blocked layout of sparse-conv.ts
 // (blocks of 8 channels, each listing the (c, ky, kx) taps kept by any of its channels, 8 values per
 // tap) walked with the row-strip register blocking of conv-strip.ts. Serves the forward and, on the
-// layout by input-channel block with the taps flipped, the input gradient of a stride-1 conv.
+// layout by input-channel block with the taps flipped, the input gradient of a stride-1 conv; the
+// weight gradient by 4-pixel quads; and the input gradient over the co-tile layout (kept blocks by
+// output block, per tile of 8 input channels: sparseStripCoTileKernel), which block:8 masks favour.
 //
 // Why: on lavapipe a storage load costs 10-30 FMAs (docs/lavapipe-speed.md). The direct sparse kernel
 // pays, per kept tap, one per-lane scalar load per pixel and 8 uniform scalar loads of values: the
