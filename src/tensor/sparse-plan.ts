@@ -29,11 +29,9 @@ import {
   sparseConv2dBackwardWeight,
   sparseConv2dForward,
   sparseGather,
-  sparseLinearBackwardInput,
-  sparseLinearBackwardWeight,
-  sparseLinearForward,
   type SparseBlock,
 } from './ops/sparse.js';
+import { sparseLinearBackwardInput, sparseLinearBackwardWeight, sparseLinearForward } from './ops/sparse-linear.js';
 
 /**
  * Which kernels a model's pruned layers may run (the CLI's --kernels): 'dense' builds no compressed

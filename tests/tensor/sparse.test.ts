@@ -12,12 +12,10 @@ import {
   sparseConv2dBackwardWeight,
   sparseConv2dForward,
   sparseGather,
-  sparseLinearBackwardInput,
-  sparseLinearBackwardWeight,
-  sparseLinearForward,
   SPARSE_BLOCKS,
   type SparseBlock,
 } from '../../src/tensor/ops/sparse.js';
+import { sparseLinearBackwardInput, sparseLinearBackwardWeight, sparseLinearForward } from '../../src/tensor/ops/sparse-linear.js';
 import { SPARSE_NONE } from '../../src/shaders/sparse-conv.js';
 import { buildCoTiles } from '../../src/tensor/ops/sparse-cotile.js';
 import { setKernelOverride } from '../../src/tensor/plan.js';
