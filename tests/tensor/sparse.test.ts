@@ -253,6 +253,7 @@ const STRIP_FORMS: [string, fc.Arbitrary<Case>, number][] = [
   ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x1,sparse.cotile:off', stripCaseArb([4, 8, 12, 16]), 10],
   ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x2', stripCaseArb([4, 8, 12, 16]), 20],
   ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x4', stripCaseArb([4, 8, 12, 16]), 20],
+  ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x8', stripCaseArb([4, 8, 12, 16]), 10],
   // Fewer runs: each (kw, padding) compiles a 16-pixel kernel, slow on lavapipe.
   ['sparse.blocked:strip:px16,sparse.wgrad:strip:8x4,sparse.cotile:off', stripCaseArb([16, 20], fc.constant('same' as const)), 8],
   // The co-tile input gradient at 8 and 16 pixels a thread.

@@ -546,7 +546,7 @@ function lanesOf(side: SparseBlocks, n: number, g: Conv2dGeometry): WgradLanes {
  * lanes over a block's kept taps) or 'rows' (the row-lane kernel, lanes over rows of N*OH*OW), which
  * suits while one split's per-lane partials stay under WGRAD_ROWS_MAX_PARTS, or 'strip' (blocked layout,
  * stride 1, rows of whole vec4s: sparseStripWgradKernel, lanes over kept taps walking 4-pixel quads,
- * 1, 2 or 4 taps a lane). Software adapters take a strip tile where it suits (by kept taps per block);
+ * 1, 2, 4 or 8 taps a lane). Software adapters take a strip tile where it suits (by kept taps per block);
  * otherwise the rule takes rows when blocks hold too few taps to fill the tap-lane kernel's lanes (fewer
  * on average than its lanes x taps per lane).
  */
@@ -555,12 +555,14 @@ registerFamily<WgradLanes>({
   about: 'sparse conv/linear weight gradient: lanes over kept taps (scalar rows or 4-pixel quads), or over the batch rows for blocks with few taps',
   shapeClass: lanesClass,
   defaultRule: (g, dev, cands) => {
-    // 4 taps a lane measured 1.1-1.7x faster than 2 on three of four block:8 layers at 20% (bench/sparsity.ts
-    // --forms); blocks with fewer kept taps than 8 lanes x 4 (conv1's 27 taps pruned to a handful) take
-    // fewer per lane, so that the lanes, which all run the dy loads, have taps to serve.
+    // Blocks of up to 64 kept taps in one tile of 8 lanes x 8 taps: every lane slot past the list is
+    // masked off in all lanes at once, which lavapipe skips, while each further tile repeats the dy
+    // loads and the quad walk. On Meso-4's block:8 layers at 20% (5 and 40 taps a block) 8 taps a lane
+    // measured 1.2-1.7x faster than 4, and 4 faster than 1 or 2; with more taps a block (80, ResNet's
+    // 230) 4 a lane was 1.1-1.3x faster than 8 (bench/sparsity.ts --forms, same runs).
     if (g.quads && dev.isSoftware) {
       const perBlock = g.entries / Math.max(g.busy, 1);
-      const tile = perBlock >= 32 ? '8x4' : perBlock >= 16 ? '8x2' : '8x1';
+      const tile = perBlock <= 64 ? '8x8' : '8x4';
       return cands.find((c) => c.variant === 'strip' && c.tile === tile) ?? cands[0];
     }
     const tap = sparseWgradTile(g.bn);
@@ -574,6 +576,7 @@ registerCandidates<WgradLanes>('sparse.wgrad', [
   { variant: 'strip', tile: '8x1', params: { wg: 8, tt: 1 }, suits: (g) => g.quads },
   { variant: 'strip', tile: '8x2', params: { wg: 8, tt: 2 }, suits: (g) => g.quads },
   { variant: 'strip', tile: '8x4', params: { wg: 8, tt: 4 }, suits: (g) => g.quads },
+  { variant: 'strip', tile: '8x8', params: { wg: 8, tt: 8 }, suits: (g) => g.quads },
 ]);
 
 /**
