@@ -266,7 +266,16 @@ async function profileSteps(what: string, step: () => void): Promise<void> {
   queue.startProfile();
   for (let i = 0; i < 3; i++) step();
   const by = new Map<string, number>();
-  for (const r of await queue.stopProfileRows()) by.set(r.kernel, (by.get(r.kernel) ?? 0) + r.ms / 3);
+  // By kernel and layer: which layer a dense kernel in a sparse mode's step serves; and per layer, what
+  // a step spends outside the pruned convs (the part sparse kernels cannot shrink).
+  const byLayer = new Map<string, number>();
+  for (const r of await queue.stopProfileRows()) {
+    const k = `${r.kernel} ${r.layer || r.shape}`;
+    by.set(k, (by.get(k) ?? 0) + r.ms / 3);
+    const l = r.layer || '(no layer)';
+    byLayer.set(l, (byLayer.get(l) ?? 0) + r.ms / 3);
+  }
+  log(`${what}: GPU ms per step by layer: ${[...byLayer].sort((a, b) => b[1] - a[1]).map(([l, ms]) => `${l} ${ms.toFixed(1)}`).join(', ')}`);
   const total = [...by.values()].reduce((a, b) => a + b, 0);
   const top = [...by.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12);
   log(`\n${what}: ${total.toFixed(1)} GPU ms per step`);

@@ -1,7 +1,9 @@
 // Blocked sparse convolution by row strips (software adapters): the blocked layout of sparse-conv.ts
 // (blocks of 8 channels, each listing the (c, ky, kx) taps kept by any of its channels, 8 values per
 // tap) walked with the row-strip register blocking of conv-strip.ts. Serves the forward and, on the
-// layout by input-channel block with the taps flipped, the input gradient of a stride-1 conv.
+// layout by input-channel block with the taps flipped, the input gradient of a stride-1 conv; the
+// weight gradient by 4-pixel quads; and the input gradient over the co-tile layout (kept blocks by
+// output block, per tile of 8 input channels: sparseStripCoTileKernel), which block:8 masks favour.
 //
 // Why: on lavapipe a storage load costs 10-30 FMAs (docs/lavapipe-speed.md). The direct sparse kernel
 // pays, per kept tap, one per-lane scalar load per pixel and 8 uniform scalar loads of values: the
@@ -244,4 +246,113 @@ ${store.join('\n')}
 }
 `;
   return { name, code, bindings: ['read', 'read', 'read', 'read', 'write', 'uniform'] };
+}
+
+/**
+ * Input gradient of the blocked layout by output-channel block, per tile of CT input channels (stride
+ * 1, no dilation, dy and dx rows of whole vec4s): dx[n, ci, ih, iw] = sum over the kept blocks (g, ci,
+ * ky, kx) of sum_j vals[e*8 + j] * dy[n, 8g + j, ih - ky + pt, iw - kx + pl].
+ *
+ * Why: the by-input-block layout (sparseStripKernel flipped) lists a (co, ky, kx) tap when ANY of 8
+ * input channels keeps it; block:8 masks group output channels, the dimension this pass sums over, so
+ * at 20% density that union keeps 1 - 0.8^8 = 83% of the taps and the kernel does 83% of dense work.
+ * Here a thread owns PX pixels of a dx row and a tile of CT input channels (CT*PX/4 vec4 accumulators);
+ * the tile's kept blocks are grouped by (g, ky), each group holding exactly its kept (ci, kx) pairs.
+ * Per group and channel j of the block: one dy row segment (ceil((PX+KW-1)/4) per-lane vec4 loads,
+ * the same loads per output as the dense strip kernel with 8 channels a thread), then per kept block
+ * one uniform scalar value and PX/4 vec4 FMAs: the FMAs fall with density, the dy loads do not (each
+ * row serves CT*KW candidate blocks, nearly always one of them kept).
+ *
+ * Layout (ops/sparse.ts buildCoTiles): tptr[tile] .. tptr[tile + 1] index `groups` (pairs: g << 8 |
+ * ky, first entry; a sentinel pair closes the list), `ents` holds cl * KW + kx per kept block, `vals`
+ * 8 values per entry (+0 for a channel past Cout or pruned alone). Uniforms: SPARSE_STRIP_UNIFORM with
+ * the dy plane as input (cx = Cout, h x w = OH x OW), dx as output (cy = Cin, oh x ow = H x W), pt =
+ * KH-1-pt, PL = KW-1-pl (compile time), cps tiles per workgroup, nblocks = tiles.
+ * Bindings: dy (vec4s), tptr, groups, ents, vals, dx (vec4s), params. Grid as sparseStripKernel's.
+ * Fast for: block-structured masks at low density on stride-1 layers of rows >= 8; at full density it
+ * does the dense strip kernel's work plus a switch per block.
+ */
+export function sparseStripCoTileKernel(t: SparseStripTile, kw: number, pl: number, ct: number): Kernel {
+  if (![4, 8, 16].includes(t.px) || t.wg < 1 || ![4, 8].includes(ct) || kw < 1) throw new Error(`sparse strip co-tile: bad tile ${JSON.stringify(t)} ct ${ct} kw ${kw}`);
+  const name = `sparse_strip_cotile_k${kw}p${pl}_c${ct}_${t.wg}x${t.px}`;
+  const G = t.px / 4;
+  const { q0, nq, lines: L } = stripQuads(t.px, kw, pl);
+  const v = (i: number) => `q${Math.floor(i / 4)}[${i % 4}]`;
+  const load: string[] = [];
+  for (let i = 0; i < nq; i++) {
+    for (let j = 0; j < 8; j++) load.push(`      let r${j}_${i} = select(Z4, src[select(0u, rb${j} + u32(i32(ow0 >> 2u) + ${q0 + i}), ok && cok${i} && live${j})], ok && cok${i} && live${j});`);
+  }
+  // One case per (cl, raw kx); the picks are those of the flipped tap KW-1-kx, as sparseStripKernel's.
+  const cases: string[] = [];
+  for (let cl = 0; cl < ct; cl++) {
+    for (let raw = 0; raw < kw; raw++) {
+      const kx = kw - 1 - raw;
+      const body: string[] = [];
+      for (let g = 0; g < G; g++) {
+        const idx = [0, 1, 2, 3].map((j) => g * 4 + j + kx - pl - 4 * q0);
+        for (let j = 0; j < 8; j++) {
+          const vj = (i: number) => `r${j}_${Math.floor(i / 4)}[${i % 4}]`;
+          body.push(`            a${cl}_${g} = fma(vec4<f32>(${idx.map(vj).join(', ')}), vec4<f32>(w${j >> 2}[${j & 3}]), a${cl}_${g});`);
+        }
+      }
+      const last = cl === ct - 1 && raw === kw - 1;
+      cases.push(`          ${last ? 'default' : `case ${cl * kw + raw}u`}: {\n${body.join('\n')}\n          }`);
+    }
+  }
+  const zero: string[] = [];
+  for (let cl = 0; cl < ct; cl++) for (let g = 0; g < G; g++) zero.push(`    var a${cl}_${g} = Z4;`);
+  const store: string[] = [];
+  for (let cl = 0; cl < ct; cl++) {
+    store.push(`      if (ci0 + ${cl}u < p.cy) {`);
+    store.push(`        let yb = (((nb * p.cy + ci0 + ${cl}u) * p.oh + oh) * p.ow + ow0) >> 2u;`);
+    for (let g = 0; g < G; g++) store.push(`        if (ow0 + ${g * 4}u < p.ow) { out[yb + ${g}u] = a${cl}_${g}; }`);
+    store.push('      }');
+  }
+  const bind = (i: number) => `@group(0) @binding(${i})`;
+  const code = `// ${name}: ${t.wg} threads, ${t.px} pixels x ${ct} input channels per thread, ${nq} vec4 loads per dy row
+${SPARSE_STRIP_UNIFORM.wgsl}
+${bind(0)} var<storage, read> src: array<vec4<f32>>;
+${bind(1)} var<storage, read> tptr: array<u32>;
+${bind(2)} var<storage, read> groups: array<u32>;
+${bind(3)} var<storage, read> ents: array<u32>;
+${bind(4)} var<storage, read> vals: array<vec4<f32>>;
+${bind(5)} var<storage, read_write> out: array<vec4<f32>>;
+${bind(6)} var<uniform> p: P;
+const Z4 = vec4<f32>(0.0);
+
+@compute @workgroup_size(${t.wg})
+fn main(${GRID_BUILTINS_WGSL}) {
+${stripPieceWgsl(t.wg, t.px)}
+  let w4 = p.w >> 2u;
+${L.join('\n')}
+  let tEnd = min(wid.z * p.cps + p.cps, p.nblocks);
+  for (var tile = wid.z * p.cps; tile < tEnd; tile++) {
+    let ci0 = tile * ${ct}u;
+${zero.join('\n')}
+    let gEnd = tptr[tile + 1u];
+    for (var gi = tptr[tile]; gi < gEnd; gi++) {
+      let gk = groups[2u * gi];
+      let eBeg = groups[2u * gi + 1u];
+      let eEnd = groups[2u * gi + 3u];
+      let ih = i32(oh + p.kh - 1u - (gk & 255u)) - p.pt;
+      let ok = u32(ih) < p.h;
+      let co0 = (gk >> 8u) * 8u;
+${Array.from({ length: 8 }, (_, j) => `      let live${j} = co0 + ${j}u < p.cx;
+      let rb${j} = ((nb * p.cx + min(co0 + ${j}u, p.cx - 1u)) * p.h + u32(max(ih, 0))) * w4;`).join('\n')}
+${load.join('\n')}
+      for (var e = eBeg; e < eEnd; e++) {
+        let w0 = vals[2u * e];
+        let w1 = vals[2u * e + 1u];
+        switch (ents[e]) {
+${cases.join('\n')}
+        }
+      }
+    }
+    if (live) {
+${store.join('\n')}
+    }
+  }
+}
+`;
+  return { name, code, bindings: ['read', 'read', 'read', 'read', 'read', 'write', 'uniform'] };
 }

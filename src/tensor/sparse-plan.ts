@@ -29,11 +29,9 @@ import {
   sparseConv2dBackwardWeight,
   sparseConv2dForward,
   sparseGather,
-  sparseLinearBackwardInput,
-  sparseLinearBackwardWeight,
-  sparseLinearForward,
   type SparseBlock,
 } from './ops/sparse.js';
+import { sparseLinearBackwardInput, sparseLinearBackwardWeight, sparseLinearForward } from './ops/sparse-linear.js';
 
 /**
  * Which kernels a model's pruned layers may run (the CLI's --kernels): 'dense' builds no compressed
@@ -151,8 +149,8 @@ export function runPhase(p: LayerProblem, phase: Phase, v: KernelVariant, o: Pha
       }
       const bn = blockOf(v);
       const sw = need(o.sw, 'compressed layout', phase);
-      const vals = sparseGather(o.w, sw.side(bn, false));
-      return lin ? sparseLinearBackwardInput(dy, sw, vals, bn, p.xShape) : sparseConv2dBackwardInput(dy, sw, vals, bn, p.xShape, p.opts);
+      if (!lin) return sparseConv2dBackwardInput(dy, sw, o.w, bn, p.xShape, p.opts);
+      return sparseLinearBackwardInput(dy, sw, sparseGather(o.w, sw.side(bn, false)), bn, p.xShape);
     }
     const x = need(o.x, 'input', phase);
     return withPhase('weight-grad', () => {
@@ -203,9 +201,18 @@ export async function timeLayer(p: LayerProblem, o: PhaseOperands, variants: rea
  */
 export const SPARSE_MARGIN = 0.05;
 
-/** Per phase: dense, unless the fastest sparse variant beats it by SPARSE_MARGIN. */
-export function fastest(t: PhaseTimes): LayerKernels {
+/**
+ * `auto` runs a layer that keeps more than this share of its weights dense, whatever the timings: a
+ * sparse layout there does the dense work plus a value gather per step, so a sparse win in the isolated
+ * timing is noise or a better-tiled kernel, not skipped weights (at IMP level 0, 100% density, `auto`
+ * once took the blocked forward and weight gradient for Meso-4's conv1).
+ */
+export const SPARSE_MAX_DENSITY = 0.9;
+
+/** Per phase: dense, unless the fastest sparse variant beats it by SPARSE_MARGIN (and the layer is at most SPARSE_MAX_DENSITY dense). */
+export function fastest(t: PhaseTimes, density = 0): LayerKernels {
   const pick = (ph: Phase): KernelVariant => {
+    if (density > SPARSE_MAX_DENSITY) return 'dense';
     const dense = t[ph].dense ?? Infinity;
     let best: KernelVariant = 'dense';
     let bestMs = Infinity;
@@ -321,6 +328,6 @@ export async function planLayer(p: LayerProblem, sw: SparseWeight, mask: Tensor,
     }
     timed.set(key, times);
   }
-  installChoices(p, sw.density, fastest(times));
+  installChoices(p, sw.density, fastest(times, sw.density));
   return { kernels: planPhases(p, sw.density), times };
 }

@@ -16,7 +16,7 @@ import { levelPlan, planKernels, readKernelPlanFile } from '../../src/nn/sparse.
 import { backward } from '../../src/autograd/tape.js';
 import * as F from '../../src/autograd/functional.js';
 import { fromArray, tidy } from '../../src/tensor/index.js';
-import { KERNEL_VARIANTS, PHASES, SPARSE_MARGIN, phaseKeys } from '../../src/tensor/sparse-plan.js';
+import { fastest, KERNEL_VARIANTS, PHASES, SPARSE_MARGIN, SPARSE_MAX_DENSITY, phaseKeys, type PhaseTimes } from '../../src/tensor/sparse-plan.js';
 import { runFile } from '../../src/io/run-paths.js';
 import { compactLevel } from '../../src/prune/compaction.js';
 import { seededValues } from '../ref/arb.js';
@@ -68,7 +68,18 @@ describe('pruned layers through autograd', () => {
 });
 
 describe('auto', () => {
-  it('chooses, per layer and phase, the fastest variant it timed (dense unless a sparse one wins by the margin)', async () => {
+  it('takes a sparse kernel only past the margin and never above SPARSE_MAX_DENSITY', () => {
+    const t: PhaseTimes = {
+      forward: { dense: 10, csr: 12, blocked: 4 },
+      'input-grad': { dense: 10, csr: 9.8, blocked: 11 },
+      'weight-grad': { dense: 10, csr: 3, blocked: 5 },
+    };
+    expect(fastest(t, 0.2)).toEqual({ forward: 'blocked', 'input-grad': 'dense', 'weight-grad': 'csr' });
+    expect(fastest(t, SPARSE_MAX_DENSITY)).toEqual({ forward: 'blocked', 'input-grad': 'dense', 'weight-grad': 'csr' });
+    expect(fastest(t, 1)).toEqual({ forward: 'dense', 'input-grad': 'dense', 'weight-grad': 'dense' });
+  });
+
+  it('chooses, per layer and phase, the fastest variant it timed (dense unless a sparse one wins by the margin, and always at full density)', async () => {
     const model = createModel('meso4', { size: 32, seed: 1 });
     const ws = prunableWeights(model);
     const masks = onesMasks(ws);
@@ -81,7 +92,8 @@ describe('auto', () => {
         const ms = l.ms![ph];
         expect(Object.keys(ms).sort()).toEqual([...KERNEL_VARIANTS].sort());
         const sparseBest = Math.min(...Object.entries(ms).filter(([v]) => v !== 'dense').map(([, t]) => t));
-        if (sparseBest < ms.dense! * (1 - SPARSE_MARGIN)) expect(ms[l.kernels[ph]]).toBe(sparseBest);
+        // Layers above SPARSE_MAX_DENSITY (here the unpruned ones) run dense whatever the timings.
+        if (l.density <= SPARSE_MAX_DENSITY && sparseBest < ms.dense! * (1 - SPARSE_MARGIN)) expect(ms[l.kernels[ph]]).toBe(sparseBest);
         else expect(l.kernels[ph]).toBe('dense');
       }
     }

@@ -12,13 +12,12 @@ import {
   sparseConv2dBackwardWeight,
   sparseConv2dForward,
   sparseGather,
-  sparseLinearBackwardInput,
-  sparseLinearBackwardWeight,
-  sparseLinearForward,
   SPARSE_BLOCKS,
   type SparseBlock,
 } from '../../src/tensor/ops/sparse.js';
+import { sparseLinearBackwardInput, sparseLinearBackwardWeight, sparseLinearForward } from '../../src/tensor/ops/sparse-linear.js';
 import { SPARSE_NONE } from '../../src/shaders/sparse-conv.js';
+import { buildCoTiles } from '../../src/tensor/ops/sparse-cotile.js';
 import { setKernelOverride } from '../../src/tensor/plan.js';
 import { parseGranularity, unitLayout } from '../../src/prune/granularity.js';
 import { seededValues } from '../ref/arb.js';
@@ -79,9 +78,8 @@ async function checkConv(c: Case, structured = false): Promise<void> {
   const dy = fromArray(dys, yShape);
   const sw = new SparseWeight(mask, wShape);
   const vo = sparseGather(w, sw.side(c.bn, true));
-  const vi = sparseGather(w, sw.side(c.bn, false));
   const y = sparseConv2dForward(x, sw, vo, c.bn, b, o);
-  const dx = sparseConv2dBackwardInput(dy, sw, vi, c.bn, xShape, o);
+  const dx = sparseConv2dBackwardInput(dy, sw, w, c.bn, xShape, o);
   const dw = sparseConv2dBackwardWeight(dy, x, sw, c.bn, o);
   // The dense masked path the sparse one replaces.
   const wmT = binary('mul', w, mk);
@@ -102,9 +100,56 @@ async function checkConv(c: Case, structured = false): Promise<void> {
   expectNear(dwv, await dwd.toArray(), TOL, `weight grad vs dense masked ${what}`);
   // Pruned positions hold exact +0 (not -0, not a tiny value).
   for (let i = 0; i < mask.length; i++) if (!mask[i] && !Object.is(dwv[i], 0)) throw new Error(`weight grad ${dwv[i]} at pruned ${i} ${what}`);
-  for (const t of [x, w, mk, dy, vo, vi, y, dx, dw, wmT, yd, dxd, dwFull, dwd, ...(b ? [b] : [])]) t.dispose();
+  for (const t of [x, w, mk, dy, vo, y, dx, dw, wmT, yd, dxd, dwFull, dwd, ...(b ? [b] : [])]) t.dispose();
   sw.dispose();
 }
+
+describe('sparse co-tile layout', () => {
+  it('lists each kept weight exactly once, grouped by (output block, ky) per tile, padding marked', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 19 }),
+        fc.integer({ min: 1, max: 19 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 4 }),
+        densityArb,
+        fc.boolean(),
+        fc.integer({ min: 1, max: 1 << 30 }),
+        (cout, cin, kh, kw, density, blocked, seed) => {
+          const shape = [cout, cin, kh, kw];
+          const n = cout * cin * kh * kw;
+          const mask = blocked ? blockMask(shape, density, seed) : randomMask(n, density, seed);
+          const l = buildCoTiles(mask, shape, 8, SPARSE_NONE);
+          const seen = new Uint8Array(n);
+          expect(l.tptr[l.tiles]).toBe(l.groups.length / 2 - 1);
+          for (let t = 0; t < l.tiles; t++) {
+            for (let gi = l.tptr[t]; gi < l.tptr[t + 1]; gi++) {
+              const [gk, e0, e1] = [l.groups[2 * gi], l.groups[2 * gi + 1], l.groups[2 * gi + 3]];
+              expect(e1).toBeGreaterThan(e0);
+              const [g, ky] = [gk >> 8, gk & 255];
+              for (let e = e0; e < e1; e++) {
+                const [cl, kx] = [Math.floor(l.ents[e] / kw), l.ents[e] % kw];
+                for (let j = 0; j < 8; j++) {
+                  const co = g * 8 + j;
+                  const at = ((co * cin + t * 8 + cl) * kh + ky) * kw + kx;
+                  const v = l.idx[e * 8 + j];
+                  if (co < cout && mask[at]) {
+                    expect(v).toBe(at);
+                    seen[at]++;
+                  } else expect(v).toBe(SPARSE_NONE);
+                }
+              }
+            }
+          }
+          for (let i = 0; i < n; i++) expect(seen[i]).toBe(mask[i]);
+          // Block masks list exactly their kept blocks: no entry is all padding.
+          if (blocked) for (let e = 0; e < l.ents.length; e++) expect(l.idx.slice(e * 8, e * 8 + 8).some((v) => v !== SPARSE_NONE)).toBe(true);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
 
 describe('sparse layout', () => {
   it('lists every kept weight exactly once, per block, in (channel, ky, kx) order', () => {
@@ -205,11 +250,16 @@ const stripCaseArb = (widths: number[], padding = convCaseFields.padding): fc.Ar
  * at 2 and 4 taps a lane), with cases it suits (16 pixels: rows of 16 or more).
  */
 const STRIP_FORMS: [string, fc.Arbitrary<Case>, number][] = [
-  ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x1', stripCaseArb([4, 8, 12, 16]), 10],
+  ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x1,sparse.cotile:off', stripCaseArb([4, 8, 12, 16]), 10],
   ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x2', stripCaseArb([4, 8, 12, 16]), 20],
   ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x4', stripCaseArb([4, 8, 12, 16]), 20],
+  ['sparse.blocked:strip:px8,sparse.wgrad:strip:8x8', stripCaseArb([4, 8, 12, 16]), 10],
   // Fewer runs: each (kw, padding) compiles a 16-pixel kernel, slow on lavapipe.
-  ['sparse.blocked:strip:px16,sparse.wgrad:strip:8x4', stripCaseArb([16, 20], fc.constant('same' as const)), 8],
+  ['sparse.blocked:strip:px16,sparse.wgrad:strip:8x4,sparse.cotile:off', stripCaseArb([16, 20], fc.constant('same' as const)), 8],
+  // The co-tile input gradient at 8 and 16 pixels a thread.
+  ['sparse.blocked:strip:px8,sparse.cotile:on:px8', stripCaseArb([4, 8, 12, 16]), 10],
+  // Few runs: each (kw, padding) compiles a 16-pixel co-tile kernel, slow on lavapipe.
+  ['sparse.blocked:strip:px16,sparse.cotile:on:px16', stripCaseArb([16, 20], fc.constant('same' as const)), 4],
 ];
 
 describe('sparse conv2d, blocked layout by row strips', () => {

@@ -18,7 +18,8 @@ import {
   type SparseTile,
 } from '../../shaders/sparse-conv.js';
 import { gridFor, grid1d, type Grid, type Kernel } from '../../shaders/kernel.js';
-import { sparseStripKernel, sparseStripWgradKernel, SPARSE_STRIP_UNIFORM, type SparseStripTile } from '../../shaders/sparse-strip.js';
+import { sparseStripCoTileKernel, sparseStripKernel, sparseStripWgradKernel, SPARSE_STRIP_UNIFORM, type SparseStripTile } from '../../shaders/sparse-strip.js';
+import { buildCoTiles, COTILE_BN } from './sparse-cotile.js';
 import { stripSuitsBackwardInput, stripSuitsBackwardWeight, stripSuitsForward } from './conv-strip.js';
 import { CONV_STRUCT, SPLIT_SUM_UNIFORM } from '../../shaders/conv.js';
 import { cachedKernel, plan, planKey, registerCandidates, registerFamily, type PlanKey } from '../plan.js';
@@ -85,6 +86,22 @@ export function buildBlocks(mask: ArrayLike<number>, wShape: Shape, bn: SparseBl
   return { ptr, taps: Uint32Array.from(taps), idx: Uint32Array.from(idx) };
 }
 
+/** What a value gather reads: a layout's entries, values per entry and where each comes from. */
+export interface GatherSide {
+  bn: number;
+  entries: number;
+  idx: Tensor;
+}
+
+/** The co-tile layout on the GPU (sparse-cotile.ts): tiles of `ct` input channels, kept blocks by (g, ky). */
+export interface SparseCoTiles extends GatherSide {
+  ct: number;
+  tiles: number;
+  tptr: Tensor;
+  groups: Tensor;
+  ents: Tensor;
+}
+
 function upload(h: { ptr: Uint32Array; taps: Uint32Array; idx: Uint32Array }, bn: SparseBlock): SparseBlocks {
   const counts = new Uint32Array(h.ptr.length - 1);
   for (let b = 0; b < counts.length; b++) counts[b] = h.ptr[b + 1] - h.ptr[b];
@@ -113,6 +130,7 @@ export class SparseWeight {
   readonly density: number;
   private readonly mask: Uint8Array;
   private readonly sides = new Map<string, SparseBlocks>();
+  private readonly coTileSides = new Map<number, SparseCoTiles>();
   constructor(mask: ArrayLike<number>, wShape: Shape) {
     const s = wShape.length === 2 ? [wShape[0], wShape[1], 1, 1] : [...wShape];
     if (s.length !== 4) throw new Error(`sparse layout: weight [${wShape.join(', ')}] is neither conv nor linear`);
@@ -131,9 +149,23 @@ export class SparseWeight {
     if (!s) this.sides.set(key, (s = upload(buildBlocks(this.mask, this.wShape, bn, byOut), bn)));
     return s;
   }
+  /** The co-tile layout (input-gradient tiles of `ct` input channels over 8-channel output blocks). */
+  coTiles(ct: number): SparseCoTiles {
+    let s = this.coTileSides.get(ct);
+    if (!s) {
+      const h = buildCoTiles(this.mask, this.wShape, ct, SPARSE_NONE);
+      const nz = (a: Uint32Array) => (a.length ? a : new Uint32Array([SPARSE_NONE]));
+      const u32 = (a: Uint32Array) => keep(fromArray(nz(a), undefined, 'u32'));
+      s = { bn: COTILE_BN, ct, tiles: h.tiles, entries: h.ents.length, tptr: u32(h.tptr), groups: u32(h.groups), ents: u32(h.ents), idx: u32(h.idx) };
+      this.coTileSides.set(ct, s);
+    }
+    return s;
+  }
   dispose(): void {
     for (const s of this.sides.values()) for (const t of [s.ptr, s.taps, s.idx]) t.dispose();
     this.sides.clear();
+    for (const s of this.coTileSides.values()) for (const t of [s.tptr, s.groups, s.ents, s.idx]) t.dispose();
+    this.coTileSides.clear();
   }
 }
 
@@ -206,7 +238,7 @@ function checkSide(sw: SparseWeight, g: Conv2dGeometry, what: string): void {
 }
 
 /** Surviving values of the dense weight `w` in the order of a layout side ([entries * bn], +0 where padded). */
-export function sparseGather(w: Tensor, side: SparseBlocks): Tensor {
+export function sparseGather(w: Tensor, side: GatherSide): Tensor {
   const n = side.entries * side.bn;
   const out = empty([Math.max(n, 1)]);
   const k = cached('gather', gatherKernel);
@@ -282,6 +314,38 @@ registerCandidates<BlockedForm>('sparse.blocked', [
   { variant: 'strip', tile: 'px16', params: { px: 16 }, suits: (f) => stripSuits(f) && outWidth(f) >= 16 },
 ]);
 
+/**
+ * Which layout the blocked input gradient walks (the 'sparse.cotile' family): 'off', the layout by
+ * input-channel block in the 'sparse.blocked' form (what every level recorded before this family ran:
+ * its legacy), or 'on', the co-tile layout (sparseStripCoTileKernel: 8 input channels x 8 or 16 pixels
+ * a thread over the kept blocks grouped by output block), which needs what the strip forms need.
+ * Software adapters take it where it suits: under block:8 masks at 20% its list holds the kept blocks
+ * where the by-input layout holds 83% of all taps.
+ */
+registerFamily<Conv2dGeometry>({
+  family: 'sparse.cotile',
+  about: 'blocked sparse conv input gradient: layout by input-channel block, or kept blocks by output block in tiles of 8 input channels (stride 1)',
+  shapeClass: (g) => convShapeClass(g),
+  legacy: 'off',
+  defaultRule: (g, dev, cands) => {
+    if (!dev.isSoftware) return cands[0];
+    // 16 pixels a thread where rows allow: 1.3-1.6x faster than 8 on Meso-4's block:8 layers at 20%
+    // (bench/sparsity.ts --forms). At 8 pixels a layer of fewer than 8 input channels (an image's 3)
+    // fills a tile in part and measured slower than the by-input layout (Meso-4's conv1: 4.9 against 3.8 ms).
+    const on = (tile: string) => cands.find((c) => c.variant === 'on' && c.tile === tile);
+    return on('px16') ?? (g.cin >= 8 ? on('px8') : undefined) ?? cands[0];
+  },
+});
+const coTileSuits = (g: Conv2dGeometry) => stripSuits({ pass: 'dgrad', g });
+registerCandidates<Conv2dGeometry>('sparse.cotile', [
+  { variant: 'off' },
+  // 8 or 16 pixels x 8 input channels a thread (4 input channels measured 1.0-2.3x slower on Meso-4's
+  // layers). A 16-pixel kernel holds 8 dy row segments in registers and takes lavapipe 5-20 s to compile
+  // per (KW, padding).
+  { variant: 'on', tile: 'px8', params: { px: 8, ct: 8 }, suits: coTileSuits },
+  { variant: 'on', tile: 'px16', params: { px: 16, ct: 8 }, suits: (g) => coTileSuits(g) && g.w >= 16 },
+]);
+
 function blockedForm(pass: 'fwd' | 'dgrad', g: Conv2dGeometry): { variant: string; px: number } {
   const p = plan<BlockedForm>('sparse.blocked', { pass, g });
   return { variant: p.variant, px: (p.params.px as number | undefined) ?? 8 };
@@ -311,12 +375,54 @@ function stripLaunch(src: Tensor, side: SparseBlocks, vals: Tensor, bias: Tensor
   queue.dispatch(k, bufs, p, [g1[0], g1[1], Math.ceil(side.blocks / bpg)], () => ({ ...tag(flip ? 'conv.dgrad' : 'conv.fwd', g, 8), variant: 'sparse:blocked-strip' }));
 }
 
-/** dx of conv2d(x, w * mask); vals = sparseGather(w, sw.side(bn, false)). */
-export function sparseConv2dBackwardInput(dy: Tensor, sw: SparseWeight, vals: Tensor, bn: SparseBlock, xShape: Shape, opts: Conv2dOptions = {}): Tensor {
+/** The co-tile input gradient (sparseStripCoTileKernel): dy into dx over the co-tile layout's kept blocks. */
+function coTileLaunch(dy: Tensor, w: Tensor, sw: SparseWeight, dx: Tensor, g: Conv2dGeometry, px: number, ct: number): void {
+  const side = sw.coTiles(ct);
+  const vals = sparseGather(w, side);
+  const pl = g.kw - 1 - g.pl;
+  const t = stripTile(g.n * g.h, g.w, px);
+  const qpr = Math.ceil(g.w / t.px);
+  const rows = g.n * g.h * qpr;
+  const k = cached(`cotile|${g.kw}|${pl}|${ct}|${t.wg}x${t.px}`, () => sparseStripCoTileKernel(t, g.kw, pl, ct));
+  const groups = Math.ceil(rows / t.wg);
+  const bpg = blocksPerGroup(groups, side.tiles);
+  const p = SPARSE_STRIP_UNIFORM.pack({ n: g.n, cx: g.cout, h: g.oh, w: g.ow, cy: g.cin, oh: g.h, ow: g.w, kh: g.kh, pt: g.kh - 1 - g.pt, qpr, rows, cps: bpg, nblocks: side.tiles });
+  const bufs = [dy, side.tptr, side.groups, side.ents, vals, dx].map((b) => ({ buffer: b.buf }));
+  const g1 = grid1d(groups);
+  queue.dispatch(k, bufs, p, [g1[0], g1[1], Math.ceil(side.tiles / bpg)], () => ({ ...tag('conv.dgrad', g, 8), variant: 'sparse:blocked-cotile' }));
+  vals.dispose();
+}
+
+/**
+ * dx of conv2d(x, w * mask), w the dense weight: the planner's form of the layout decides which values
+ * are gathered (the co-tile layout's, or sw.side(bn, false)'s).
+ */
+export function sparseConv2dBackwardInput(dy: Tensor, sw: SparseWeight, w: Tensor, bn: SparseBlock, xShape: Shape, opts: Conv2dOptions = {}): Tensor {
   const g = conv2dGeometry(xShape, sw.wShape, opts);
   checkSide(sw, g, 'sparse conv2d backward');
+  const form = bn === 8 && sw.kept > 0 ? plan<Conv2dGeometry>('sparse.cotile', g) : null;
+  if (form?.variant === 'on') {
+    checkDy(dy, g);
+    const dx = empty(xShape);
+    if (dx.size > 0) coTileLaunch(dy, w, sw, dx, g, form.params.px as number, form.params.ct as number);
+    return dx;
+  }
+  const vals = sparseGather(w, sw.side(bn, false));
+  const dx = backwardInputByIn(dy, sw, vals, bn, xShape, opts);
+  vals.dispose();
+  return dx;
+}
+
+function checkDy(dy: Tensor, g: Conv2dGeometry): void {
   const want = [g.n, g.cout, g.oh, g.ow];
   if (dy.shape.join() !== want.join()) throw new Error(`sparse conv2d backward: dy [${dy.shape.join(', ')}] should be [${want.join(', ')}]`);
+}
+
+/** dx on the layout by input-channel block (direct or row-strip form); vals = sparseGather(w, sw.side(bn, false)). */
+export function backwardInputByIn(dy: Tensor, sw: SparseWeight, vals: Tensor, bn: SparseBlock, xShape: Shape, opts: Conv2dOptions = {}): Tensor {
+  const g = conv2dGeometry(xShape, sw.wShape, opts);
+  checkSide(sw, g, 'sparse conv2d backward');
+  checkDy(dy, g);
   const dx = empty(xShape);
   if (dx.size === 0) return dx;
   const side = sw.side(bn, false);
@@ -440,7 +546,7 @@ function lanesOf(side: SparseBlocks, n: number, g: Conv2dGeometry): WgradLanes {
  * lanes over a block's kept taps) or 'rows' (the row-lane kernel, lanes over rows of N*OH*OW), which
  * suits while one split's per-lane partials stay under WGRAD_ROWS_MAX_PARTS, or 'strip' (blocked layout,
  * stride 1, rows of whole vec4s: sparseStripWgradKernel, lanes over kept taps walking 4-pixel quads,
- * 1, 2 or 4 taps a lane). Software adapters take a strip tile where it suits (by kept taps per block);
+ * 1, 2, 4 or 8 taps a lane). Software adapters take a strip tile where it suits (by kept taps per block);
  * otherwise the rule takes rows when blocks hold too few taps to fill the tap-lane kernel's lanes (fewer
  * on average than its lanes x taps per lane).
  */
@@ -449,12 +555,14 @@ registerFamily<WgradLanes>({
   about: 'sparse conv/linear weight gradient: lanes over kept taps (scalar rows or 4-pixel quads), or over the batch rows for blocks with few taps',
   shapeClass: lanesClass,
   defaultRule: (g, dev, cands) => {
-    // 4 taps a lane measured 1.1-1.7x faster than 2 on three of four block:8 layers at 20% (bench/sparsity.ts
-    // --forms); blocks with fewer kept taps than 8 lanes x 4 (conv1's 27 taps pruned to a handful) take
-    // fewer per lane, so that the lanes, which all run the dy loads, have taps to serve.
+    // Blocks of up to 64 kept taps in one tile of 8 lanes x 8 taps: every lane slot past the list is
+    // masked off in all lanes at once, which lavapipe skips, while each further tile repeats the dy
+    // loads and the quad walk. On Meso-4's block:8 layers at 20% (5 and 40 taps a block) 8 taps a lane
+    // measured 1.2-1.7x faster than 4, and 4 faster than 1 or 2; with more taps a block (80, ResNet's
+    // 230) 4 a lane was 1.1-1.3x faster than 8 (bench/sparsity.ts --forms, same runs).
     if (g.quads && dev.isSoftware) {
       const perBlock = g.entries / Math.max(g.busy, 1);
-      const tile = perBlock >= 32 ? '8x4' : perBlock >= 16 ? '8x2' : '8x1';
+      const tile = perBlock <= 64 ? '8x8' : '8x4';
       return cands.find((c) => c.variant === 'strip' && c.tile === tile) ?? cands[0];
     }
     const tap = sparseWgradTile(g.bn);
@@ -468,6 +576,7 @@ registerCandidates<WgradLanes>('sparse.wgrad', [
   { variant: 'strip', tile: '8x1', params: { wg: 8, tt: 1 }, suits: (g) => g.quads },
   { variant: 'strip', tile: '8x2', params: { wg: 8, tt: 2 }, suits: (g) => g.quads },
   { variant: 'strip', tile: '8x4', params: { wg: 8, tt: 4 }, suits: (g) => g.quads },
+  { variant: 'strip', tile: '8x8', params: { wg: 8, tt: 8 }, suits: (g) => g.quads },
 ]);
 
 /**
@@ -484,46 +593,6 @@ function wgradRowsPlan(side: SparseBlocks, L: number, n: number): { t: SparseTil
   const cps = Math.ceil(L / splits);
   splits = Math.ceil(L / cps);
   return { t, splits, cps, la: Math.ceil(cps / t.wg) };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Linear: a 1x1 conv over a 1x1 image, x [N, in] viewed as [N, in, 1, 1].
-
-function asImage(x: Tensor, what: string): Tensor {
-  if (x.rank !== 2) throw new Error(`${what}: input must be [N, features], got [${x.shape.join(', ')}]`);
-  return x.reshape([x.shape[0], x.shape[1], 1, 1]);
-}
-
-/** y = x (w * mask)^T + bias, x [N, in], w [out, in]. */
-export function sparseLinearForward(x: Tensor, sw: SparseWeight, vals: Tensor, bn: SparseBlock, bias: Tensor | null): Tensor {
-  const xi = asImage(x, 'sparse linear');
-  const y = sparseConv2dForward(xi, sw, vals, bn, bias);
-  xi.dispose();
-  const out = y.reshape([x.shape[0], sw.wShape[0]]);
-  y.dispose();
-  return out;
-}
-
-/** dx of the sparse linear: dy [N, out]. */
-export function sparseLinearBackwardInput(dy: Tensor, sw: SparseWeight, vals: Tensor, bn: SparseBlock, xShape: Shape): Tensor {
-  const dyi = asImage(dy, 'sparse linear backward');
-  const dx = sparseConv2dBackwardInput(dyi, sw, vals, bn, [xShape[0], xShape[1], 1, 1]);
-  dyi.dispose();
-  const out = dx.reshape([...xShape]);
-  dx.dispose();
-  return out;
-}
-
-/** dw of the sparse linear at the kept positions (+0 elsewhere), shape [out, in]. */
-export function sparseLinearBackwardWeight(dy: Tensor, x: Tensor, sw: SparseWeight, bn: SparseBlock): Tensor {
-  const dyi = asImage(dy, 'sparse linear backward');
-  const xi = asImage(x, 'sparse linear backward');
-  const dw = sparseConv2dBackwardWeight(dyi, xi, sw, bn);
-  dyi.dispose();
-  xi.dispose();
-  const out = dw.reshape([sw.wShape[0], sw.wShape[1]]);
-  dw.dispose();
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
