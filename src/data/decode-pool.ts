@@ -145,7 +145,10 @@ export class DecodePool {
     if (!f) return;
     this.inflight.delete(m.id);
     if (--f.slot.busy === 0) f.slot.w.unref();
-    if (m.ok) f.job.resolve(m.pixels);
+    if (m.ok) {
+      if (m.crc !== undefined) checksums.set(m.pixels, m.crc);
+      f.job.resolve(m.pixels);
+    }
     else f.job.reject(m.unreadable ? Object.assign(new UnreadableImageError(m.path, ''), { message: m.message }) : new Error(m.message));
     this.pump();
   }
@@ -165,6 +168,14 @@ export class DecodePool {
     const ws = this.workers.splice(0);
     await Promise.all(ws.map((s) => s.w.terminate()));
   }
+}
+
+/** Checksums the workers sent with the images they made (a WeakMap: they go with their arrays). */
+const checksums = new WeakMap<Uint8Array, number>();
+
+/** CRC-32 of `pixels` as the decode worker that made them computed it, if one did. */
+export function decodedCrc(pixels: Uint8Array): number | undefined {
+  return checksums.get(pixels);
 }
 
 let shared: DecodePool | null = null;

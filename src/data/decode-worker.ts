@@ -4,6 +4,7 @@
 import { parentPort } from 'node:worker_threads';
 import { decodeBufferToBytes, readImageFileSync, UnreadableImageError, type BoxCrop } from './image.js';
 import { turboJpeg } from './jpeg-turbo.js';
+import { crc32 } from './crc32.js';
 
 export interface DecodeRequest {
   id: number;
@@ -14,7 +15,8 @@ export interface DecodeRequest {
 }
 
 export type DecodeReply =
-  | { id: number; ok: true; pixels: Uint8Array }
+  /** crc: CRC-32 of `pixels` (a whole image's: absent for boxes), made here for the cache's index */
+  | { id: number; ok: true; pixels: Uint8Array; crc?: number }
   | { id: number; ok: false; unreadable: boolean; message: string; path: string };
 
 /** The first message of a worker: its modules (sharp, koffi and libjpeg-turbo) are loaded. */
@@ -28,7 +30,10 @@ parentPort?.on('message', (req: DecodeRequest) => {
     .then((buf) => decodeBufferToBytes(buf, req.file, req.size, req.boxes))
     .then(
     (pixels) => {
-      parentPort?.postMessage({ id: req.id, ok: true, pixels } satisfies DecodeReply, [pixels.buffer as ArrayBuffer]);
+      // The checksum the decoded cache stores with the image, computed on this thread, which has the
+      // bytes in its cache now, instead of on the main thread, which has the shard writes to do.
+      const crc = req.boxes ? undefined : crc32(pixels);
+      parentPort?.postMessage({ id: req.id, ok: true, pixels, ...(crc === undefined ? {} : { crc }) } satisfies DecodeReply, [pixels.buffer as ArrayBuffer]);
     },
     (e: unknown) => {
       const unreadable = e instanceof UnreadableImageError;

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { ShardCache, statSource, type CacheConfig, type SourceId } from './shard-cache.js';
-import { decodePool } from './decode-pool.js';
+import { decodedCrc, decodePool } from './decode-pool.js';
 import { bytesToUnit, UnreadableImageError } from './image.js';
 import type { Dataset, Sample } from './dataset-base.js';
 
@@ -142,7 +142,7 @@ export class CachedDecoder {
     }
     const id = this.identify(cache, file, o.detail);
     if (cache.readInto(id.key, out, at, sourceName(file, o.detail))) return;
-    out.set(await this.decodeMiss(cache, file, id.src, o), at);
+    out.set(await this.decodeMiss(cache, file, id, o), at);
   }
 
   /** The synchronous hit path of `read`: false on a miss, or when the file cannot be stat'ed (read reports it). */
@@ -180,7 +180,7 @@ export class CachedDecoder {
     if (!cache) throw new Error(`no decoded cache to fill for ${file} (--no-cache)`);
     const id = this.identify(cache, file, o.detail);
     if (cache.has(id.key)) return 'cached';
-    await this.decodeMiss(cache, file, id.src, o);
+    await this.decodeMiss(cache, file, id, o);
     return 'decoded';
   }
 
@@ -211,11 +211,13 @@ export class CachedDecoder {
     }
   }
 
-  private async decodeMiss(cache: ShardCache, file: string, src: SourceId, o: SampleSource): Promise<Uint8Array> {
+  private async decodeMiss(cache: ShardCache, file: string, id: Identity, o: SampleSource): Promise<Uint8Array> {
+    const src = id.src;
     this.noteChanged(cache, file, src);
     const pixels = await this.produce(file, o);
     // A file rewritten while it was being decoded must not be cached under the identity read before.
-    if (unchangedSince(file, src)) cache.add(src, pixels);
+    // The key is the one looked up (no second hash); the checksum the worker's, when a worker made them.
+    if (unchangedSince(file, src)) cache.add(src, pixels, { key: id.key, crc: decodedCrc(pixels) });
     return pixels;
   }
 

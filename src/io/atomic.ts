@@ -61,8 +61,11 @@ export function writeError(target: string, err: unknown): Error {
   return out;
 }
 
-/** Writes `data` to `target` atomically (temp file, fsync, rename), creating parent folders. */
-export async function writeFileAtomic(target: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Writes `data` to `target` atomically (temp file, fsync, rename), creating parent folders. An array
+ * is the file's pieces in order, written without joining them (a vectored write).
+ */
+export async function writeFileAtomic(target: string, data: string | Uint8Array | readonly Uint8Array[]): Promise<void> {
   try {
     await writeViaTemp(target, data, 'rename');
   } catch (err) {
@@ -100,7 +103,23 @@ function sameOrRefuse(target: string, data: string | Uint8Array, why: string): '
   throw new Error(`${target} already exists with other contents; it is written once and never replaced (${why})`);
 }
 
-async function writeViaTemp(target: string, data: string | Uint8Array, finish: 'rename' | 'link'): Promise<void> {
+/** Every byte of `parts` at the start of an empty file, in order (writev may write fewer than asked). */
+async function writeAllParts(handle: fsp.FileHandle, parts: readonly Uint8Array[]): Promise<void> {
+  let rest = parts.filter((p) => p.length > 0);
+  let at = 0;
+  while (rest.length > 0) {
+    let { bytesWritten: n } = await handle.writev(rest, at);
+    if (n === 0) throw new Error('writev wrote nothing');
+    at += n;
+    // Drop what was written: whole pieces, then the front of a piece written in part.
+    let k = 0;
+    while (k < rest.length && n >= rest[k].length) n -= rest[k++].length;
+    rest = rest.slice(k);
+    if (n > 0) rest[0] = rest[0].subarray(n);
+  }
+}
+
+async function writeViaTemp(target: string, data: string | Uint8Array | readonly Uint8Array[], finish: 'rename' | 'link'): Promise<void> {
   const dir = path.dirname(target);
   await fsp.mkdir(dir, { recursive: true });
   const tmp = tempPathFor(target);
@@ -108,7 +127,8 @@ async function writeViaTemp(target: string, data: string | Uint8Array, finish: '
   try {
     // 'wx' refuses to reuse a name, so two writers can never share a temp file.
     handle = await fsp.open(tmp, 'wx', 0o644);
-    await handle.writeFile(toBytes(data));
+    if (Array.isArray(data)) await writeAllParts(handle, data);
+    else await handle.writeFile(toBytes(data as string | Uint8Array));
     // Without the fsync a crash after rename can leave a zero-length target on ext4/xfs.
     await handle.sync();
     await handle.close();
