@@ -34,6 +34,14 @@ describe('writing shards from the images themselves', () => {
     );
   });
 
+  it('writeFileAtomic of pieces larger than one writev takes (several calls, a piece alone) writes them all in order', async () => {
+    const sizes = [1_500_000, 3_000_000, 9_000_000, 17, 2_500_000, 2_500_000];
+    const parts = sizes.map((n, k) => new Uint8Array(n).map((_, j) => (j * 7 + k * 61) & 255));
+    const file = path.join(dir, 'large.bin');
+    await writeFileAtomic(file, parts);
+    expect(Buffer.from(fs.readFileSync(file)).equals(Buffer.concat(parts))).toBe(true);
+  });
+
   it('a shard written from queued images is the bytes encodeShard makes of them, with or without their checksums', async () => {
     const S = 5;
     const per = 3 * S * S;
