@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { ShardCache, statSource, type CacheConfig, type SourceId } from './shard-cache.js';
-import { decodedCrc, decodePool } from './decode-pool.js';
+import { decodePool, type Decoded } from './decode-pool.js';
 import { bytesToUnit, UnreadableImageError } from './image.js';
 import type { Dataset, Sample } from './dataset-base.js';
 
@@ -137,7 +137,7 @@ export class CachedDecoder {
   async read(file: string, out: Uint8Array, at: number, o: SampleSource = {}): Promise<void> {
     const cache = this.cache;
     if (!cache) {
-      out.set(await this.produce(file, o), at);
+      out.set((await this.produce(file, o)).pixels, at);
       return;
     }
     const id = this.identify(cache, file, o.detail);
@@ -156,8 +156,8 @@ export class CachedDecoder {
     return cache.readInto(this.identityOf(cache, file, detail, st).key, out, at, sourceName(file, detail));
   }
 
-  private produce(file: string, o: SampleSource): Promise<Uint8Array> {
-    return o.produce ? o.produce() : decodePool().decode(file, this.size);
+  private produce(file: string, o: SampleSource): Promise<Decoded> {
+    return o.produce ? o.produce().then((pixels) => ({ pixels })) : decodePool().decodeChecked(file, this.size);
   }
 
   // Each sample's last identity and entry key: a hash (and path.relative) per image per epoch was a
@@ -214,10 +214,10 @@ export class CachedDecoder {
   private async decodeMiss(cache: ShardCache, file: string, id: Identity, o: SampleSource): Promise<Uint8Array> {
     const src = id.src;
     this.noteChanged(cache, file, src);
-    const pixels = await this.produce(file, o);
+    const { pixels, crc } = await this.produce(file, o);
     // A file rewritten while it was being decoded must not be cached under the identity read before.
     // The key is the one looked up (no second hash); the checksum the worker's, when a worker made them.
-    if (unchangedSince(file, src)) cache.add(src, pixels, { key: id.key, crc: decodedCrc(pixels) });
+    if (unchangedSince(file, src)) cache.add(src, pixels, { key: id.key, crc });
     return pixels;
   }
 

@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { writeFileAtomic } from '../../src/io/atomic.js';
 import { encodeShard, SHARD_EXT, ShardCache, shardParts, type ShardItem } from '../../src/data/shard-cache.js';
 import { crc32 } from '../../src/data/crc32.js';
-import { DecodePool, decodedCrc } from '../../src/data/decode-pool.js';
+import { DecodePool } from '../../src/data/decode-pool.js';
 import { writePng, type BoxCrop } from '../../src/data/image.js';
 
 let dir: string;
@@ -84,10 +84,11 @@ describe('writing shards from the images themselves', () => {
     await writePng(file, { width: 23, height: 17, channels: 3, data: new Uint8Array(23 * 17 * 3).map((_, j) => (j * 31) % 256) });
     const pool = new DecodePool(1);
     try {
-      const px = await pool.decode(file, 9);
-      expect(decodedCrc(px)).toBe(crc32(px));
+      const d = await pool.decodeChecked(file, 9);
+      expect(d.crc).toBe(crc32(d.pixels));
+      expect(Buffer.from(d.pixels).equals(Buffer.from(await pool.decode(file, 9)))).toBe(true);
       const boxes: BoxCrop[] = [{ box: [2, 3, 9, 8], scale: 1 }];
-      expect(decodedCrc(await pool.decode(file, 9, boxes))).toBeUndefined();
+      expect((await pool.decodeChecked(file, 9, boxes)).crc).toBeUndefined();
     } finally {
       await pool.close();
     }
