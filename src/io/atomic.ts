@@ -104,12 +104,13 @@ function sameOrRefuse(target: string, data: string | Uint8Array, why: string): '
 }
 
 /**
- * Bytes one writev is given at most (whole pieces; a larger piece goes alone). Measured on the 2-core
- * VM writing the decoded cache's 64 MB shards: one writev of a whole shard now and then cost the
- * kernel far more CPU (about 0.3 ms more per 256 px image of the first pass, in a third of the
- * epochs), calls of up to 4 MiB never did.
+ * Bytes one writev is given at most (whole pieces; a larger piece goes alone), as many as
+ * FileHandle.writeFile writes per call. Measured on the 2-core VM writing the decoded cache's 64 MB
+ * shards (256 px cold epochs of bench/loader.ts, interleaved): one writev per shard sometimes cost the
+ * kernel far more CPU (0.3 ms more per image); 4 MiB calls still did now and then (713 img/s mean of
+ * three, main 734); 512 KiB calls 770 and then 820-843 (main 717-754).
  */
-const WRITEV_BYTES = 4 << 20;
+const WRITEV_BYTES = 512 << 10;
 
 /** Every byte of `parts` at the start of an empty file, in order (writev may write fewer than asked). */
 async function writeAllParts(handle: fsp.FileHandle, parts: readonly Uint8Array[]): Promise<void> {
