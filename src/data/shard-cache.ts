@@ -28,7 +28,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { writeFileAtomic } from '../io/atomic.js';
+import { TEMP_HOST, tempWriter, writeFileAtomic } from '../io/atomic.js';
 import { crc32 } from './crc32.js';
 import { holdShardMemory, shardMemoryBudget, shardMemoryRoom } from './shard-memory.js';
 
@@ -212,16 +212,17 @@ const FULL = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 const ORPHAN_AGE_MS = 10 * 60_000;
 
 /**
- * A temp file left by a writer that was killed (`<name>.tmp-<pid>-<hex>`): its pid is gone on this
- * host and it is older than ORPHAN_AGE_MS. The age matters on a folder shared by several hosts, where
- * a pid dead here may be a live writer elsewhere.
+ * A temp file left by a writer that was killed (`<name>.tmp-<pid>-<hex>@<host>`, io/atomic.ts). Written
+ * on this host: its pid is gone. From another host, or named without one by an earlier version: it is
+ * also older than ORPHAN_AGE_MS, since on a folder shared by hosts a pid dead here may be a live writer
+ * elsewhere.
  */
 function orphanedTemp(file: string, name: string, now: number): boolean {
-  const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name);
-  if (!m) return false;
+  const w = tempWriter(name);
+  if (!w) return false;
   try {
-    if (now - fs.statSync(file).mtimeMs < ORPHAN_AGE_MS) return false;
-    process.kill(Number(m[1]), 0);
+    if (w.host !== TEMP_HOST && now - fs.statSync(file).mtimeMs < ORPHAN_AGE_MS) return false;
+    process.kill(w.pid, 0);
     return false;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'ESRCH';

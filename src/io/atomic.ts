@@ -5,10 +5,24 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import * as os from 'node:os';
 
-/** `<target>.tmp-<pid>-<random>`: the pid says which process left a stale one behind after a kill. */
+/** This host as it appears in temp names (characters a file name may not hold become '_'). */
+export const TEMP_HOST = os.hostname().replace(/[^\w.-]/g, '_');
+
+/**
+ * `<target>.tmp-<pid>-<random>@<host>`: the pid and host say which process left a stale one behind
+ * after a kill, so a sweeper on the same host can tell a dead writer's file from a live one's at once,
+ * while on a folder shared by hosts another host's pid means nothing here.
+ */
 export function tempPathFor(target: string): string {
-  return `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+  return `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}@${TEMP_HOST}`;
+}
+
+/** The writer of a temp name from tempPathFor (host null: named by an earlier version, without one); null for other names. */
+export function tempWriter(name: string): { pid: number; host: string | null } | null {
+  const m = /\.tmp-(\d+)-[0-9a-f]+(?:@([\w.-]+))?$/.exec(name);
+  return m ? { pid: Number(m[1]), host: m[2] ?? null } : null;
 }
 
 function toBytes(data: string | Uint8Array): Uint8Array {

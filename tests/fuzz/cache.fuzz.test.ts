@@ -19,6 +19,7 @@ import { configKey, ShardCache, SHARD_EXT, SHARD_FORMAT_VERSION } from '../../sr
 import { CachedDecoder, closeShardCaches, RESIZE_METHOD } from '../../src/data/decoded.js';
 import { openDataset } from '../../src/data/datasets.js';
 import { expectOneLineError, fuzzRuns, fuzzSeed, fuzzTimeout, withinMs } from './fuzz-util.js';
+import { TEMP_HOST } from '../../src/io/atomic.js';
 
 const S = 8;
 const PER = 3 * S * S;
@@ -302,12 +303,20 @@ describe('decoded cache faults', () => {
       fs.writeFileSync(fresh, 'x');
       const old = new Date(Date.now() - 3_600_000);
       fs.utimesSync(tmp, old, old);
+      // Named with this host (as tempPathFor names them now) and a dead pid: removed however young.
+      const ours = `${tmp.replace(/0123456789ab$/, '00112233aabb')}@${TEMP_HOST}`;
+      fs.writeFileSync(ours, 'x');
+      // Another host's, young: left alone, its pid means nothing here.
+      const theirs = `${tmp.replace(/0123456789ab$/, '44556677ccdd')}@another-host`;
+      fs.writeFileSync(theirs, 'x');
       fs.rmSync(shard);
       const ws: string[] = [];
       expect(await readAll(decoder(root, ws), files)).toBe(0);
       expect(ws).toEqual([]);
       expect(fs.existsSync(tmp)).toBe(false);
+      expect(fs.existsSync(ours)).toBe(false);
       expect(fs.existsSync(fresh)).toBe(true);
+      expect(fs.existsSync(theirs)).toBe(true);
       expect(await readAll(decoder(root, []), files)).toBe(3);
     } finally {
       removeRoot(root);
@@ -342,12 +351,9 @@ describe('decoded cache faults', () => {
             expect(Buffer.from(out).equals(await fresh(f))).toBe(true);
           }
           expect(fs.readdirSync(path.dirname(cache.dir)).length).toBe(1);
-          // Besides shards, only the killed child's own temp file may be there: a kill inside a shard's
-          // write (between open and rename) leaves it, and a temp file younger than ten minutes is left
-          // alone on purpose (on a folder shared by hosts, a pid dead here may be a live writer there).
-          // Readers never open it (the test above).
-          const strays = fs.readdirSync(cache.dir).filter((n) => !n.endsWith(SHARD_EXT));
-          expect(strays.every((n) => new RegExp(`\\.tmp-${child.pid}-[0-9a-f]+$`).test(n)), strays.join(', ')).toBe(true);
+          // Nothing else: a kill inside a shard's write leaves the child's temp file, named with this
+          // host and its (now dead) pid, and the rerun's scan removed it.
+          expect(fs.readdirSync(cache.dir).filter((n) => !n.endsWith(SHARD_EXT))).toEqual([]);
         }),
         { numRuns: fuzzRuns(3, 1000), seed: fuzzSeed },
       );
