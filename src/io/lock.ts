@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { writeFileAtomicSync, formatJson } from './atomic.js';
+import { writeFileAtomicSync, formatJson, TEMP_HOST } from './atomic.js';
 
 export interface LockHolder {
   host: string;
@@ -198,8 +198,24 @@ function writeSynced(file: string, flags: 'w' | 'wx', text: string): void {
   }
 }
 
-/** This host in private files' names (sweepPrivateFiles tells its own from other hosts' by it). */
-const HOST = os.hostname().replace(/[^\w.-]/g, '_');
+/** This host in private files' names (sweepPrivateFiles tells its own from other hosts' by it): the temp files' spelling. */
+const HOST = TEMP_HOST;
+
+/** `<file>[.break].[<host>.]<pid>.<hex>.tmp`: createExclusive's private files for `file` (the host, the pid). */
+function privateFilePattern(file: string): RegExp {
+  const base = path.basename(file).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^${base}(?:\\.break)?\\.(?:(.+)\\.)?(\\d+)\\.[0-9a-f]{8}\\.tmp$`);
+}
+
+/**
+ * Whether `name`, an entry of `file`'s folder, belongs to the lock `file`: the lock itself, its
+ * `.break`, or a private file of either. A folder's owner skips these when it asks what else the
+ * folder holds: a racer's private file may sit there for a moment before it is linked and removed.
+ */
+export function isLockEntry(file: string, name: string): boolean {
+  const base = path.basename(file);
+  return name === base || name === `${base}.break` || privateFilePattern(file).test(name);
+}
 
 /**
  * Removes the private files of createExclusive (for `file` and its `.break`) that a process killed
@@ -215,8 +231,7 @@ export function sweepPrivateFiles(file: string, now: number = Date.now()): void 
   } catch {
     return;
   }
-  const base = path.basename(file).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const own = new RegExp(`^${base}(?:\\.break)?\\.(?:(.+)\\.)?(\\d+)\\.[0-9a-f]{8}\\.tmp$`);
+  const own = privateFilePattern(file);
   for (const name of names) {
     const m = own.exec(name);
     if (!m) continue;

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readJson, writeJsonAtomic } from '../io/atomic.js';
 import { listLevelFolders, RUN_FILES, runFile } from '../io/run-paths.js';
-import { acquireLock, lockIsStale, LockHeldError, readLock, type HeldLock } from '../io/lock.js';
+import { acquireLock, isLockEntry, lockIsStale, LockHeldError, readLock, type HeldLock } from '../io/lock.js';
 import { checkRunDir, makeRunDir } from '../io/out-dir.js';
 
 export { checkRunDir, makeRunDir } from '../io/out-dir.js';
@@ -65,7 +65,7 @@ export function neverTrained(dir: string): boolean {
   if (fs.existsSync(runFile(dir, 'done'))) return false;
   const levels = listLevelFolders(dir);
   for (const entry of fs.readdirSync(dir)) {
-    if (entry === RUN_FILES.config || entry === RUN_FILES.lock || entry.startsWith(`${RUN_FILES.config}.tmp-`)) continue;
+    if (entry === RUN_FILES.config || isLockEntry(runFile(dir, 'lock'), entry) || entry.startsWith(`${RUN_FILES.config}.tmp-`)) continue;
     if (!levels.some((l) => path.relative(dir, l.dir).split(path.sep)[0] === entry)) return false;
   }
   return levels.every((l) => fs.readdirSync(l.dir).every((f) => BEFORE_FIRST_STEP.has(f) && !TRAINED_FILES.includes(f as never)));
@@ -128,7 +128,9 @@ export async function startRun(dir: string, config: object, o: { resume: boolean
 function refuseForeignFolder(dir: string): void {
   if (fs.existsSync(runFile(dir, 'config'))) return;
   // A config.json.tmp-* is a run killed while writing its config (we hold the lock: no live writer).
-  const other = fs.readdirSync(dir).filter((n) => n !== RUN_FILES.lock && !n.startsWith(`${RUN_FILES.config}.tmp-`)).sort();
+  // The lock's own entries, a racer's private lock file among them (written aside, then linked and
+  // removed), are not the user's files.
+  const other = fs.readdirSync(dir).filter((n) => !isLockEntry(runFile(dir, 'lock'), n) && !n.startsWith(`${RUN_FILES.config}.tmp-`)).sort();
   if (other.length) {
     const shown = other.slice(0, 3).map((n) => `'${n}'`).join(', ') + (other.length > 3 ? `, ... (${other.length} entries)` : '');
     throw new Error(`--out ${dir} is not empty and holds no ticketlab run (no ${RUN_FILES.config}; it has ${shown}); choose a new or empty folder`);

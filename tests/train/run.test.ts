@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { checkRunDir, makeRunDir, startRun } from '../../src/train/run.js';
 import { LockHeldError, acquireLock } from '../../src/io/lock.js';
-import { writeFileOnce, writeFileAtomic } from '../../src/io/atomic.js';
+import { writeFileOnce, writeFileAtomic, TEMP_HOST } from '../../src/io/atomic.js';
 import { RUN_FILES } from '../../src/io/run-paths.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'runs-'));
@@ -94,6 +94,23 @@ describe('startRun', () => {
     } finally {
       holder.release();
     }
+  });
+
+  it("a racer's private lock file, written aside before it is linked, is not mistaken for the user's files", async () => {
+    // The moment the three-writer race can land on: another writer's private copy of the lock (a live
+    // pid: the test runner's parent) sits in the folder while this one takes the lock.
+    const dir = path.join(tmp(), 'run');
+    fs.mkdirSync(dir);
+    const racer = `${RUN_FILES.lock}.${TEMP_HOST}.${process.ppid}.0a1b2c3d.tmp`;
+    fs.writeFileSync(path.join(dir, racer), '');
+    fs.writeFileSync(path.join(dir, `${RUN_FILES.lock}.break`), '');
+    (await startRun(dir, { x: 1 }, { resume: false, purpose: 't' })).release();
+    expect(JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.config), 'utf8'))).toEqual({ x: 1 });
+    // A file of the user's is still refused.
+    const other = path.join(tmp(), 'run2');
+    fs.mkdirSync(other);
+    fs.writeFileSync(path.join(other, `${RUN_FILES.lock}.notes.txt`), 'mine');
+    await expect(startRun(other, { x: 1 }, { resume: false, purpose: 't' })).rejects.toThrow(/is not empty and holds no ticketlab run/);
   });
 
   it('a run that stopped before its first epoch was saved is reused by the corrected command; a trained one is not', async () => {
