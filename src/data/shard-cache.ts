@@ -349,13 +349,25 @@ export class ShardCache {
    * "changed since cached" only if their sources changed, which the entry keys decide).
    */
   private forget(file: string): void {
-    for (const [k, loc] of this.index) if (loc.shard === file) this.index.delete(k);
+    this.unindex(file, false);
+    this.known.delete(path.basename(file));
+  }
+
+  /**
+   * Drops what this process holds of shard `file`: its index entries (and, with `paths`, their path
+   * keys), its open file and its memory copy.
+   */
+  private unindex(file: string, paths: boolean): void {
+    for (const [k, loc] of this.index) {
+      if (loc.shard !== file) continue;
+      this.index.delete(k);
+      if (paths) this.paths.delete(loc.path);
+    }
     const fd = this.fds.get(file);
     if (fd !== undefined) fs.closeSync(fd);
     this.fds.delete(file);
     this.release(file);
     this.ids.delete(file);
-    this.known.delete(path.basename(file));
   }
 
   private release(file: string): void {
@@ -364,21 +376,15 @@ export class ShardCache {
     this.copies.delete(file);
   }
 
+  /**
+   * A damaged shard: warned about, forgotten with its paths (their fresh decodes are not "changed since
+   * cached"; the one warning says why they are decoded), and removed. It stays `known`, so a shard that
+   * cannot be removed is not indexed again.
+   */
   private dropShard(file: string, e: unknown): void {
     const why = e instanceof ShardError ? e.message : `cache shard ${file} cannot be read: ${(e as Error).message.split('\n')[0]}`;
     this.warn(`${why}; its images are decoded afresh`);
-    // Its paths are forgotten too: their fresh decodes are not "changed since cached" (the one warning
-    // above says why they are decoded).
-    for (const [k, loc] of this.index) {
-      if (loc.shard !== file) continue;
-      this.index.delete(k);
-      this.paths.delete(loc.path);
-    }
-    const fd = this.fds.get(file);
-    if (fd !== undefined) fs.closeSync(fd);
-    this.fds.delete(file);
-    this.release(file);
-    this.ids.delete(file);
+    this.unindex(file, true);
     if (this.writable) {
       try {
         fs.rmSync(file, { force: true });
